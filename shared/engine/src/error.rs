@@ -1,0 +1,545 @@
+//! The engine's error model: one enum, one [`Error::is_retryable`] (STYLE "Errors").
+//!
+//! Adapters map what their service says onto these variants; use cases and handlers only ask
+//! `is_retryable()` and `code()`. No variant carries a secret (R-SAFE-2).
+
+use std::time::Duration;
+
+use crate::model::{
+    DomainName, Email, EmailError, IdError, RequestTokenError, TenantId, UnknownEventKind,
+};
+use crate::policy::password::PasswordPolicyError;
+use crate::policy::routing::RoutingError;
+
+/// A boxed source error of an adapter (kept for diagnostics, never shown to API clients).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Engine result.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The kinds of thing a store or M365 holds, for not-found and conflict errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Entity {
+    /// A directory user.
+    User,
+    /// A directory group.
+    Group,
+    /// A tenant.
+    Tenant,
+    /// A binding.
+    Binding,
+    /// A ledger entry.
+    Operation,
+    /// A tenant's tokens.
+    TenantTokens,
+    /// A seal key (version).
+    SealKey,
+    /// A user in M365.
+    M365User,
+    /// An M365 tenant as seen by Graph.
+    M365Tenant,
+}
+
+impl Entity {
+    /// snake_case name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Group => "group",
+            Self::Tenant => "tenant",
+            Self::Binding => "binding",
+            Self::Operation => "operation",
+            Self::TenantTokens => "tenant_tokens",
+            Self::SealKey => "seal_key",
+            Self::M365User => "m365_user",
+            Self::M365Tenant => "m365_tenant",
+        }
+    }
+}
+
+impl std::fmt::Display for Entity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a field of a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FieldProblem {
+    /// It is empty but required.
+    #[error("must not be empty")]
+    Empty,
+    /// It is longer (or larger) than allowed: characters for text, seconds for a delay, items for a list.
+    #[error("is too long (the limit is {max})")]
+    TooLong {
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// Malformed or invalid input (always 4xx, R-SAFE-1).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidInput {
+    /// A bad email address or domain.
+    #[error(transparent)]
+    Email(#[from] EmailError),
+    /// A bad id.
+    #[error(transparent)]
+    Id(#[from] IdError),
+    /// A bad idempotency token.
+    #[error(transparent)]
+    RequestToken(#[from] RequestTokenError),
+    /// An unknown event type.
+    #[error(transparent)]
+    EventKind(#[from] UnknownEventKind),
+    /// A page token that no store produced (or that belongs to another listing).
+    #[error("the cursor is not valid for this listing")]
+    Cursor,
+    /// A field breaking a rule.
+    #[error("{field} {problem}")]
+    Field {
+        /// The field's API name.
+        field: &'static str,
+        /// What is wrong.
+        problem: FieldProblem,
+    },
+}
+
+impl InvalidInput {
+    /// Machine-readable code.
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Email(e) => e.code(),
+            Self::Id(e) => e.code(),
+            Self::RequestToken(_) => "invalid_request_token",
+            Self::EventKind(_) => "invalid_event_type",
+            Self::Cursor => "invalid_cursor",
+            Self::Field { .. } => "invalid_field",
+        }
+    }
+}
+
+/// A conditional write or create lost against existing state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Conflict {
+    /// Another directory user has this email (R-BIND-1, R-IMP-2).
+    #[error("a directory user with email {email} already exists")]
+    EmailExists {
+        /// The contested email.
+        email: Email,
+    },
+    /// Another tenant claimed this domain (R-CONN-2).
+    #[error("the domain {domain} is already claimed by tenant {owner}")]
+    DomainClaimed {
+        /// The contested domain.
+        domain: DomainName,
+        /// The tenant that holds it.
+        owner: TenantId,
+    },
+    /// The record changed since it was read (optimistic concurrency).
+    #[error("the {entity} changed meanwhile (expected version {expected})")]
+    StaleVersion {
+        /// What was written.
+        entity: Entity,
+        /// The version the writer expected (0 = expected absent).
+        expected: u64,
+    },
+    /// A create found the record already there.
+    #[error("the {entity} {id} already exists")]
+    AlreadyExists {
+        /// What was created.
+        entity: Entity,
+        /// Its id.
+        id: String,
+    },
+    /// M365 already has an active user with this UPN: look it up and adopt it (graph-spec §3.2, R-BIND-2).
+    #[error("an M365 user with the principal name {upn} already exists")]
+    UpnExists {
+        /// The UPN.
+        upn: Email,
+    },
+    /// A token-vault write reused a request token with different content.
+    #[error("the request token was already used for different content")]
+    RequestTokenReused,
+}
+
+impl Conflict {
+    /// Machine-readable code.
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::EmailExists { .. } => "email_exists",
+            Self::DomainClaimed { .. } => "domain_claimed",
+            Self::StaleVersion { .. } => "stale_version",
+            Self::AlreadyExists { .. } => "already_exists",
+            Self::UpnExists { .. } => "upn_exists",
+            Self::RequestTokenReused => "request_token_reused",
+        }
+    }
+}
+
+/// Why a service is temporarily unable to do the work (all retryable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnavailableReason {
+    /// 5xx, connection reset, empty body (graph-spec §7.3).
+    Service,
+    /// No answer in time (the request may have been applied: reconcile before repeating a POST).
+    Timeout,
+    /// The address is still held by a recently deleted M365 account (R-BIND-6).
+    AddressHeld,
+    /// A just-created object is not visible yet (eventual consistency, graph-spec §7.4).
+    NotYetVisible,
+}
+
+impl UnavailableReason {
+    /// snake_case name (used as pending reason and retry reason).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Service => "service_unavailable",
+            Self::Timeout => "timeout",
+            Self::AddressHeld => "address_held",
+            Self::NotYetVisible => "not_yet_visible",
+        }
+    }
+}
+
+/// Why sealing or opening a password failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SealError {
+    /// Authentication failed: the ciphertext, nonce or bound user id was altered.
+    #[error("the sealed password failed authentication (tampered or bound to another user)")]
+    Tampered,
+    /// The key version is not known to the key store.
+    #[error("unknown seal key version {version}")]
+    UnknownKeyVersion {
+        /// The version asked for.
+        version: String,
+    },
+    /// The nonce has the wrong length or the key material is malformed.
+    #[error("malformed sealed password or key")]
+    Malformed,
+}
+
+/// The one error type of the engine and its ports.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Malformed or invalid input (4xx).
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    /// A password breaks the directory or Entra policy (R-PWD-1).
+    #[error(transparent)]
+    PasswordPolicy(#[from] PasswordPolicyError),
+    /// An email cannot be routed to a tenant (R-BIND-1, R-CONN-2/3).
+    #[error(transparent)]
+    Routing(#[from] RoutingError),
+    /// The record does not exist.
+    #[error("{entity} {id} not found")]
+    NotFound {
+        /// Kind of record.
+        entity: Entity,
+        /// Its id.
+        id: String,
+    },
+    /// A conditional write lost.
+    #[error(transparent)]
+    Conflict(#[from] Conflict),
+    /// The caller (our app in M365) lacks a permission or role (graph-spec §2.6): not retried.
+    #[error("forbidden: the app lacks a permission or role for this operation")]
+    Forbidden {
+        /// Graph's `request-id`.
+        graph_request_id: Option<String>,
+    },
+    /// The access token was refused: refresh it once, then treat as permanent.
+    #[error("unauthorized: the access token was refused")]
+    Unauthorized {
+        /// Graph's `request-id`.
+        graph_request_id: Option<String>,
+    },
+    /// The tenant's refresh token was refused (`invalid_grant`, R-CONN-4).
+    #[error("reauthorization required (AADSTS{aadsts})")]
+    ReauthorizationRequired {
+        /// The AADSTS error number (e.g. 700082, 50173, 65001).
+        aadsts: u32,
+    },
+    /// M365 (or AWS) asked us to slow down.
+    #[error("throttled")]
+    Throttled {
+        /// How long to wait, when the service said (`Retry-After`).
+        retry_after: Option<Duration>,
+        /// Graph's `request-id`.
+        graph_request_id: Option<String>,
+    },
+    /// A service is temporarily unable to do the work.
+    #[error("{component} unavailable: {}", reason.as_str())]
+    Unavailable {
+        /// Which service (`graph`, `dynamodb`, …).
+        component: &'static str,
+        /// Why.
+        reason: UnavailableReason,
+        /// How long to wait, when known.
+        retry_after: Option<Duration>,
+        /// Graph's `request-id`.
+        graph_request_id: Option<String>,
+        /// The underlying error.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// M365 refused a request for a reason not modelled above (Graph 400 with its code and message).
+    #[error("M365 refused the request: {graph_code}")]
+    Rejected {
+        /// Graph's error code (e.g. `Request_BadRequest`).
+        graph_code: String,
+        /// Graph's message (never holds secrets we sent: Graph does not echo passwords).
+        message: String,
+        /// Graph's `request-id`.
+        graph_request_id: Option<String>,
+    },
+    /// Sealing or opening a password failed.
+    #[error(transparent)]
+    Seal(#[from] SealError),
+    /// An unexpected failure of a store or service (misconfiguration, bad data): not retried.
+    #[error("{component} failed")]
+    Infrastructure {
+        /// Which service (`dynamodb`, `sqs`, `secretsmanager`, …).
+        component: &'static str,
+        /// The underlying error.
+        #[source]
+        source: BoxError,
+    },
+}
+
+impl Error {
+    /// The one decision on what is retried (STYLE "Errors"): throttled and unavailable are retried;
+    /// everything else is permanent (unauthorized is refreshed once by the caller, then permanent).
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Throttled { .. } | Self::Unavailable { .. })
+    }
+
+    /// The wait the service asked for, if any.
+    #[must_use]
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Throttled { retry_after, .. } | Self::Unavailable { retry_after, .. } => {
+                *retry_after
+            }
+            _ => None,
+        }
+    }
+
+    /// Graph's `request-id`, when Graph answered (for failures and binding diagnostics, R-AUD-1).
+    #[must_use]
+    pub fn graph_request_id(&self) -> Option<&str> {
+        match self {
+            Self::Forbidden { graph_request_id }
+            | Self::Unauthorized { graph_request_id }
+            | Self::Throttled {
+                graph_request_id, ..
+            }
+            | Self::Unavailable {
+                graph_request_id, ..
+            }
+            | Self::Rejected {
+                graph_request_id, ..
+            } => graph_request_id.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Machine-readable snake_case code (R-SAFE-1).
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Invalid(e) => e.code(),
+            Self::PasswordPolicy(_) => "password_policy",
+            Self::Routing(e) => e.code(),
+            Self::NotFound { .. } => "not_found",
+            Self::Conflict(c) => c.code(),
+            Self::Forbidden { .. } => "forbidden",
+            Self::Unauthorized { .. } => "unauthorized",
+            Self::ReauthorizationRequired { .. } => "reauthorization_required",
+            Self::Throttled { .. } => "throttled",
+            Self::Unavailable { reason, .. } => reason.as_str(),
+            Self::Rejected { .. } => "m365_rejected",
+            Self::Seal(SealError::Tampered) => "seal_tampered",
+            Self::Seal(_) => "seal_failed",
+            Self::Infrastructure { .. } => "internal",
+        }
+    }
+
+    /// A not-found error.
+    #[must_use]
+    pub fn not_found(entity: Entity, id: impl std::fmt::Display) -> Self {
+        Self::NotFound {
+            entity,
+            id: id.to_string(),
+        }
+    }
+
+    /// A stale-version conflict.
+    #[must_use]
+    pub fn stale(entity: Entity, expected: u64) -> Self {
+        Self::Conflict(Conflict::StaleVersion { entity, expected })
+    }
+
+    /// True for the conflict `c` (by code), handy in tests and use cases.
+    #[must_use]
+    pub fn is_conflict(&self, code: &str) -> bool {
+        matches!(self, Self::Conflict(c) if c.code() == code)
+    }
+}
+
+impl From<EmailError> for Error {
+    fn from(e: EmailError) -> Self {
+        Self::Invalid(InvalidInput::Email(e))
+    }
+}
+
+impl From<IdError> for Error {
+    fn from(e: IdError) -> Self {
+        Self::Invalid(InvalidInput::Id(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::password::PasswordRule;
+
+    fn io() -> BoxError {
+        Box::new(std::io::Error::other("boom"))
+    }
+
+    fn every_error() -> Vec<(Error, bool)> {
+        let email = Email::parse("a@contoso.com").unwrap();
+        vec![
+            (
+                Error::Throttled {
+                    retry_after: Some(Duration::from_millis(1500)),
+                    graph_request_id: None,
+                },
+                true,
+            ),
+            (
+                Error::Unavailable {
+                    component: "graph",
+                    reason: UnavailableReason::Service,
+                    retry_after: None,
+                    graph_request_id: None,
+                    source: Some(io()),
+                },
+                true,
+            ),
+            (
+                Error::Unavailable {
+                    component: "graph",
+                    reason: UnavailableReason::AddressHeld,
+                    retry_after: None,
+                    graph_request_id: None,
+                    source: None,
+                },
+                true,
+            ),
+            (Error::Invalid(InvalidInput::Cursor), false),
+            (
+                Error::PasswordPolicy(PasswordPolicyError {
+                    violations: vec![PasswordRule::EntraMinLength],
+                }),
+                false,
+            ),
+            (
+                Error::Routing(RoutingError::UnclaimedDomain {
+                    domain: email.domain(),
+                }),
+                false,
+            ),
+            (Error::not_found(Entity::User, "alice"), false),
+            (Error::Conflict(Conflict::EmailExists { email }), false),
+            (Error::stale(Entity::Binding, 3), false),
+            (
+                Error::Forbidden {
+                    graph_request_id: None,
+                },
+                false,
+            ),
+            (
+                Error::Unauthorized {
+                    graph_request_id: None,
+                },
+                false,
+            ),
+            (Error::ReauthorizationRequired { aadsts: 700_082 }, false),
+            (
+                Error::Rejected {
+                    graph_code: "Request_BadRequest".into(),
+                    message: "x".into(),
+                    graph_request_id: None,
+                },
+                false,
+            ),
+            (Error::Seal(SealError::Tampered), false),
+            (
+                Error::Infrastructure {
+                    component: "dynamodb",
+                    source: io(),
+                },
+                false,
+            ),
+        ]
+    }
+
+    #[test]
+    fn only_throttled_and_unavailable_are_retryable() {
+        // R-BIND-6
+        for (error, retryable) in every_error() {
+            assert_eq!(error.is_retryable(), retryable, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn every_error_has_a_snake_case_code() {
+        // R-SAFE-1
+        for (error, _) in every_error() {
+            let code = error.code();
+            assert!(
+                !code.is_empty()
+                    && code
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_after_and_request_id_are_exposed() {
+        // R-BIND-6, R-AUD-1
+        let e = Error::Throttled {
+            retry_after: Some(Duration::from_millis(2500)),
+            graph_request_id: Some("rid".into()),
+        };
+        assert_eq!(e.retry_after(), Some(Duration::from_millis(2500)));
+        assert_eq!(e.graph_request_id(), Some("rid"));
+        assert_eq!(Error::not_found(Entity::User, "x").graph_request_id(), None);
+    }
+
+    #[test]
+    fn infrastructure_errors_keep_their_source() {
+        // STYLE "Errors": sources are kept
+        let e = Error::Infrastructure {
+            component: "dynamodb",
+            source: io(),
+        };
+        assert!(std::error::Error::source(&e).is_some());
+    }
+
+    #[test]
+    fn conflicts_are_recognised_by_code() {
+        // R-SAFE-1
+        assert!(Error::stale(Entity::Tenant, 1).is_conflict("stale_version"));
+        assert!(!Error::stale(Entity::Tenant, 1).is_conflict("email_exists"));
+    }
+}

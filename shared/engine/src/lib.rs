@@ -1,0 +1,19 @@
+//! m365-engine: the pure core of m365-sync — model, policies, ports (traits) and, later, use cases.
+//!
+//! No AWS, HTTP or Lambda dependency: adapters (`m365-aws`, `m365-graph`) implement [`ports`],
+//! and the `testing` feature provides in-memory fakes of every port plus the contract suite that
+//! every adapter must pass.
+
+// Unit tests may unwrap: a panic there is a failed test (STYLE: no `unwrap` outside tests).
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod model;
+pub mod policy;
+pub mod ports;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use error::{Error, Result};

@@ -1,0 +1,103 @@
+//! Bindings: the link between a directory user and its M365 account in one tenant (R-BIND-1).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{M365ObjectId, TenantId, UserId};
+
+/// State of a binding (DESIGN §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BindingState {
+    /// Work is queued (retry), see `pending_reason` (R-BIND-6).
+    Pending,
+    /// The M365 account exists, is ours and can sign in.
+    Provisioned,
+    /// Unbound: sign-in blocked in M365 (R-BIND-5).
+    Blocked,
+    /// Password expired: sign-in blocked until a new password is set (R-PWD-4).
+    Suspended,
+    /// The retry budget ran out; see `last_error` (R-BIND-6).
+    Error,
+    /// The account was deleted in M365 (R-BIND-8).
+    DeletedInM365,
+    /// The tenant was deauthorized (R-CONN-5).
+    Unselected,
+}
+
+impl BindingState {
+    /// The snake_case name used in the API and in store keys.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Provisioned => "provisioned",
+            Self::Blocked => "blocked",
+            Self::Suspended => "suspended",
+            Self::Error => "error",
+            Self::DeletedInM365 => "deleted_in_m365",
+            Self::Unselected => "unselected",
+        }
+    }
+
+    /// Every state, in declaration order.
+    pub const ALL: [Self; 7] = [
+        Self::Pending,
+        Self::Provisioned,
+        Self::Blocked,
+        Self::Suspended,
+        Self::Error,
+        Self::DeletedInM365,
+        Self::Unselected,
+    ];
+}
+
+/// The last failure seen on a binding, with Graph's request id for diagnostics (R-AUD-1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BindingError {
+    /// Machine code (e.g. `throttled`, `upn_held`).
+    pub code: String,
+    /// Human message, without secrets.
+    pub message: String,
+    /// Graph's `request-id`, when Graph answered.
+    pub graph_request_id: Option<String>,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+}
+
+/// A directory user's binding to one tenant (one binding per user at most, R-BIND-1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Binding {
+    /// The bound user.
+    pub user_id: UserId,
+    /// The tenant routed to by the user's email domain.
+    pub tenant_id: TenantId,
+    /// The M365 account, once created or adopted.
+    pub m365_object_id: Option<M365ObjectId>,
+    /// Current state.
+    pub state: BindingState,
+    /// Why it is `pending`, in words.
+    pub pending_reason: Option<String>,
+    /// Last failure.
+    pub last_error: Option<BindingError>,
+    /// Optimistic-concurrency version assigned by the store (0 before the first write).
+    pub version: u64,
+}
+
+impl Binding {
+    /// A new binding in state `pending` (version 0).
+    #[must_use]
+    pub fn pending(user_id: UserId, tenant_id: TenantId, reason: impl Into<String>) -> Self {
+        Self {
+            user_id,
+            tenant_id,
+            m365_object_id: None,
+            state: BindingState::Pending,
+            pending_reason: Some(reason.into()),
+            last_error: None,
+            version: 0,
+        }
+    }
+}

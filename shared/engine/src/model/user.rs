@@ -1,0 +1,197 @@
+//! Directory users: the source of truth that m365-sync binds to M365 accounts.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{Email, UserId};
+use crate::error::{FieldProblem, InvalidInput};
+
+/// Whether a directory user may work (as set by the directory's admin in `PUT /users/{userId}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum UserState {
+    /// The user is active.
+    #[default]
+    Active,
+    /// The user is disabled in the directory.
+    Disabled,
+}
+
+/// A password sealed with AES-256-GCM by a [`crate::ports::Sealer`]; safe to store, useless without the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SealedPassword {
+    /// Version of the seal key that sealed it (opening needs the same version).
+    pub key_version: String,
+    /// The 96-bit nonce.
+    #[serde(with = "base64_bytes")]
+    pub nonce: Vec<u8>,
+    /// Ciphertext with its authentication tag.
+    #[serde(with = "base64_bytes")]
+    pub ciphertext: Vec<u8>,
+}
+
+mod base64_bytes {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A user of the company directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DirectoryUser {
+    /// Caller-chosen id.
+    pub id: UserId,
+    /// Unique (case-insensitively) across the directory; becomes the M365 UPN.
+    pub email: Email,
+    /// First name.
+    pub given_name: Option<String>,
+    /// Last name.
+    pub surname: Option<String>,
+    /// Name shown in M365 (required by Graph on create).
+    pub display_name: String,
+    /// Job title.
+    pub job_title: Option<String>,
+    /// Department.
+    pub department: Option<String>,
+    /// Active or disabled in the directory.
+    pub state: UserState,
+    /// The sealed directory password, if one was set (R-PWD-1). Never returned by the API.
+    pub password: Option<SealedPassword>,
+    /// When the password was last set (for expiry, R-PWD-4).
+    pub password_changed_at: Option<DateTime<Utc>>,
+    /// Optimistic-concurrency version assigned by the store (0 before the first write).
+    pub version: u64,
+}
+
+impl DirectoryUser {
+    /// A new user with only the required fields (version 0, no password).
+    #[must_use]
+    pub fn new(id: UserId, email: Email, display_name: impl Into<String>) -> Self {
+        Self {
+            id,
+            email,
+            given_name: None,
+            surname: None,
+            display_name: display_name.into(),
+            job_title: None,
+            department: None,
+            state: UserState::Active,
+            password: None,
+            password_changed_at: None,
+            version: 0,
+        }
+    }
+
+    /// Checks the attribute limits M365 enforces (v1.0 property notes: displayName 1–256 characters,
+    /// givenName, surname and department ≤ 64, jobTitle ≤ 128), so bad input is refused before any
+    /// write (R-SAFE-1) instead of failing later in Graph.
+    ///
+    /// # Errors
+    /// The first [`InvalidInput::Field`] found.
+    pub fn validate(&self) -> Result<(), InvalidInput> {
+        if self.display_name.trim().is_empty() {
+            return Err(InvalidInput::Field {
+                field: "displayName",
+                problem: FieldProblem::Empty,
+            });
+        }
+        check_len("displayName", Some(&self.display_name), MAX_DISPLAY_NAME)?;
+        check_len("givenName", self.given_name.as_deref(), 64)?;
+        check_len("surname", self.surname.as_deref(), 64)?;
+        check_len("jobTitle", self.job_title.as_deref(), 128)?;
+        check_len("department", self.department.as_deref(), 64)
+    }
+}
+
+/// Longest display name of a user or group in M365.
+pub const MAX_DISPLAY_NAME: usize = 256;
+
+/// Refuses `value` when it has more than `max` characters.
+pub(crate) fn check_len(
+    field: &'static str,
+    value: Option<&str>,
+    max: usize,
+) -> Result<(), InvalidInput> {
+    match value {
+        Some(v) if v.chars().count() > max => Err(InvalidInput::Field {
+            field,
+            problem: FieldProblem::TooLong { max },
+        }),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user() -> DirectoryUser {
+        DirectoryUser::new(
+            UserId::parse("alice").unwrap(),
+            Email::parse("alice@contoso.com").unwrap(),
+            "Alice",
+        )
+    }
+
+    #[test]
+    fn a_user_within_the_m365_attribute_limits_is_valid() {
+        // R-SAFE-1
+        let mut u = user();
+        u.display_name = "d".repeat(256);
+        u.given_name = Some("g".repeat(64));
+        u.surname = Some("s".repeat(64));
+        u.job_title = Some("j".repeat(128));
+        u.department = Some("é".repeat(64));
+        assert_eq!(u.validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_blank_display_name_is_refused() {
+        // R-SAFE-1
+        let mut u = user();
+        u.display_name = "  ".into();
+        assert_eq!(
+            u.validate(),
+            Err(InvalidInput::Field {
+                field: "displayName",
+                problem: FieldProblem::Empty
+            })
+        );
+    }
+
+    type Breaker = fn(&mut DirectoryUser);
+
+    #[test]
+    fn each_attribute_over_its_m365_limit_is_refused_by_name() {
+        // R-SAFE-1
+        let cases: [(&str, Breaker, usize); 5] = [
+            ("displayName", |u| u.display_name = "d".repeat(257), 256),
+            ("givenName", |u| u.given_name = Some("g".repeat(65)), 64),
+            ("surname", |u| u.surname = Some("s".repeat(65)), 64),
+            ("jobTitle", |u| u.job_title = Some("j".repeat(129)), 128),
+            ("department", |u| u.department = Some("d".repeat(65)), 64),
+        ];
+        for (field, break_it, max) in cases {
+            let mut u = user();
+            break_it(&mut u);
+            assert_eq!(
+                u.validate(),
+                Err(InvalidInput::Field {
+                    field,
+                    problem: FieldProblem::TooLong { max }
+                })
+            );
+        }
+    }
+}

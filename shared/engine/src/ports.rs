@@ -1,0 +1,503 @@
+//! Ports: the traits the engine needs from the outside world, named for their role (STYLE "Ports").
+//!
+//! Adapters: `DynamoUsers`, `DynamoGroups`, `DynamoTenants`, `DynamoBindings`, `DynamoEvents`,
+//! `DynamoFailures`, `DynamoLedger` (m365-aws), `SqsRetryQueue`, `SecretsManagerTokenVault`,
+//! `SecretsManagerSealer`, and `GraphDirectory` (m365-graph). In-memory fakes live in
+//! [`crate::testing`] and the behaviour every implementation must show is the contract suite in
+//! [`crate::testing::contract`].
+//!
+//! Versioned records (`version` field) follow one rule: a create stores version 1; an update
+//! succeeds only if the stored version equals the expected one and stores expected + 1; the
+//! written record (with its new version) is returned.
+
+use std::future::Future;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+
+use crate::error::Result;
+use crate::model::{
+    Binding, BindingState, DirectoryUser, DomainName, Email, Event, EventKind, Failure, Group,
+    GroupId, M365ObjectId, M365User, M365UserPatch, NewM365User, OperationId, OperationOutcome,
+    Page, PageRequest, RequestToken, RetryMessage, SealedPassword, Tenant, TenantId, TenantTokens,
+    UserId, VerifiedDomain,
+};
+
+/// Directory users, unique by id and by email (case-insensitive).
+pub trait UserStore: Send + Sync {
+    /// Stores a new user (its `version` is ignored; the stored one is 1).
+    ///
+    /// # Errors
+    /// `Conflict::AlreadyExists` if the id exists; `Conflict::EmailExists` if another user has the email.
+    fn create(&self, user: &DirectoryUser) -> impl Future<Output = Result<DirectoryUser>> + Send;
+
+    /// Replaces a user whose stored version is `expected_version`; a changed email is re-claimed
+    /// atomically (the old one is freed).
+    ///
+    /// # Errors
+    /// `NotFound`; `Conflict::StaleVersion`; `Conflict::EmailExists` if the new email belongs to another user.
+    fn replace(
+        &self,
+        user: &DirectoryUser,
+        expected_version: u64,
+    ) -> impl Future<Output = Result<DirectoryUser>> + Send;
+
+    /// The user with this id.
+    ///
+    /// # Errors
+    /// Infrastructure failures only.
+    fn get(&self, id: &UserId) -> impl Future<Output = Result<Option<DirectoryUser>>> + Send;
+
+    /// The user with this email.
+    ///
+    /// # Errors
+    /// Infrastructure failures only.
+    fn get_by_email(
+        &self,
+        email: &Email,
+    ) -> impl Future<Output = Result<Option<DirectoryUser>>> + Send;
+
+    /// All users, each once, in an order the store chooses (stable across pages).
+    ///
+    /// # Errors
+    /// `Invalid(Cursor)` for a foreign cursor; infrastructure failures.
+    fn list(&self, page: &PageRequest) -> impl Future<Output = Result<Page<DirectoryUser>>> + Send;
+}
+
+/// Directory groups.
+pub trait GroupStore: Send + Sync {
+    /// Stores a new group (version 1).
+    ///
+    /// # Errors
+    /// `Conflict::AlreadyExists` if the id exists.
+    fn create(&self, group: &Group) -> impl Future<Output = Result<Group>> + Send;
+
+    /// Replaces a group whose stored version is `expected_version`.
+    ///
+    /// # Errors
+    /// `NotFound`; `Conflict::StaleVersion`.
+    fn replace(
+        &self,
+        group: &Group,
+        expected_version: u64,
+    ) -> impl Future<Output = Result<Group>> + Send;
+
+    /// The group with this id.
+    ///
+    /// # Errors
+    /// Infrastructure failures only.
+    fn get(&self, id: &GroupId) -> impl Future<Output = Result<Option<Group>>> + Send;
+
+    /// All groups, each once, in an order the store chooses (stable across pages).
+    ///
+    /// # Errors
+    /// `Invalid(Cursor)`; infrastructure failures.
+    fn list(&self, page: &PageRequest) -> impl Future<Output = Result<Page<Group>>> + Send;
+
+    /// Deletes a group (no-op if absent).
+    ///
+    /// # Errors
+    /// Infrastructure failures only.
+    fn delete(&self, id: &GroupId) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// Tenants and the one-tenant-per-domain claims (R-CONN-2).
+pub trait TenantStore: Send + Sync {
+    /// Stores a new tenant (version 1).
+    ///
+    /// # Errors
+    /// `Conflict::AlreadyExists` if the id exists.
+    fn create(&self, tenant: &Tenant) -> impl Future<Output = Result<Tenant>> + Send;
+
+    /// The tenant with this id.
+    ///
+    /// # Errors
+    /// Infrastructure failures only.
+    fn get(&self, id: &TenantId) -> impl Future<Output = Result<Option<Tenant>>> + Send;
+
+    /// All tenants, each once, in an order the store chooses (stable across pages).
+    ///
+    /// # Errors
+    /// `Invalid(Cursor)`; infrastructure failures.
+    fn list(&self, page: &PageRequest) -> impl Future<Output = Result<Page<Tenant>>> + Send;
+
+    /// Replaces a tenant whose stored version is `expected_version`.
+    ///
+    /// # Errors
+    /// `NotFound`; `Conflict::StaleVersion`.
+    fn update(
+        &self,
+        tenant: &Tenant,
+        expected_version: u64,
+    ) -> impl Future<Output = Result<Tenant>> + Send;
+
+    /// Claims every domain for `tenant`, all or nothing. Domains the tenant already holds are fine
+    /// (idempotent re-claim).
+    ///
+    /// # Errors
+    /// `Conflict::DomainClaimed` naming the first domain held by another tenant (nothing is claimed then).
+    fn claim_domains(
+        &self,
+        tenant: &TenantId,
+        domains: &[DomainName],
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Releases those of `domains` that `tenant` holds (others are left alone).
+    ///
+    /// # Errors
+    /// Infrastructure failures only.
+    fn release_domains(
+        &self,
+        tenant: &TenantId,
+        domains: &[DomainName],
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// The tenant holding `domain`.
+    ///
+    /// # Errors
+    /// Infrastructure failures only.
+    fn tenant_for_domain(
+        &self,
+        domain: &DomainName,
+    ) -> impl Future<Output = Result<Option<TenantId>>> + Send;
+}
+
+/// What to expect of the stored binding when writing one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Create: no binding for the user yet.
+    Absent,
+    /// Update: the stored binding has this version.
+    Version(u64),
+}
+
+/// Bindings, one per user (R-BIND-1).
+pub trait BindingStore: Send + Sync {
+    /// The user's binding.
+    ///
+    /// # Errors
+    /// Infrastructure failures only.
+    fn get(&self, user: &UserId) -> impl Future<Output = Result<Option<Binding>>> + Send;
+
+    /// Writes the binding if `expect` holds.
+    ///
+    /// # Errors
+    /// `Conflict::StaleVersion` (with `expected` 0 for [`Expect::Absent`]) when it does not.
+    fn put(
+        &self,
+        binding: &Binding,
+        expect: Expect,
+    ) -> impl Future<Output = Result<Binding>> + Send;
+
+    /// A tenant's bindings, optionally only those in `state`, each once, in an order the store chooses.
+    ///
+    /// # Errors
+    /// `Invalid(Cursor)`; infrastructure failures.
+    fn list_by_tenant(
+        &self,
+        tenant: &TenantId,
+        state: Option<BindingState>,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<Binding>>> + Send;
+}
+
+/// Which events to list (`GET /events`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventFilter {
+    /// Events of one user.
+    User(UserId),
+    /// Events of one tenant.
+    Tenant(TenantId),
+    /// Events of one type.
+    Kind(EventKind),
+}
+
+/// An events query: newest first, optionally only at or after `since`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventQuery {
+    /// The index to read.
+    pub filter: EventFilter,
+    /// Oldest instant included.
+    pub since: Option<DateTime<Utc>>,
+    /// Page position and size.
+    pub page: PageRequest,
+}
+
+/// Audit events (R-AUD-1), kept 90 days.
+pub trait EventStore: Send + Sync {
+    /// Records an event (appending the same event id twice keeps one).
+    ///
+    /// # Errors
+    /// Infrastructure failures only.
+    fn append(&self, event: &Event) -> impl Future<Output = Result<()>> + Send;
+
+    /// Events matching `query`, newest first (ties: greater id first).
+    ///
+    /// # Errors
+    /// `Invalid(Cursor)`; infrastructure failures.
+    fn query(&self, query: &EventQuery) -> impl Future<Output = Result<Page<Event>>> + Send;
+}
+
+/// Failure diagnostics (R-AUD-1).
+pub trait FailureStore: Send + Sync {
+    /// Records a failure.
+    ///
+    /// # Errors
+    /// Infrastructure failures only.
+    fn record(&self, failure: &Failure) -> impl Future<Output = Result<()>> + Send;
+
+    /// A tenant's failures, newest first (ties: greater id first).
+    ///
+    /// # Errors
+    /// `Invalid(Cursor)`; infrastructure failures.
+    fn list_by_tenant(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<Failure>>> + Send;
+}
+
+/// Result of claiming an operation in the ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The caller owns the operation until its lease ends.
+    Claimed,
+    /// Another worker holds an unexpired lease: leave it (the message comes back later).
+    InProgress {
+        /// When that lease ends.
+        lease_until: DateTime<Utc>,
+    },
+    /// It finished already: acknowledge without calling Graph again.
+    AlreadyDone(OperationOutcome),
+}
+
+/// The idempotency ledger (STYLE "Idempotency").
+pub trait OperationLedger: Send + Sync {
+    /// Claims `id` at `now` with a lease until `lease_until`. An expired lease (≤ `now`) is taken over.
+    ///
+    /// # Errors
+    /// Infrastructure failures only.
+    fn claim(
+        &self,
+        id: &OperationId,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Claim>> + Send;
+
+    /// Marks `id` done with `outcome`; the entry may be dropped after `expires_at` (TTL).
+    ///
+    /// # Errors
+    /// Infrastructure failures only.
+    fn complete(
+        &self,
+        id: &OperationId,
+        outcome: &OperationOutcome,
+        expires_at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Drops an unfinished claim so a retry can claim it at once (no-op if absent or done).
+    ///
+    /// # Errors
+    /// Infrastructure failures only.
+    fn release(&self, id: &OperationId) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// The producer side of the retry queue.
+pub trait RetryQueue: Send + Sync {
+    /// Sends `message`, invisible for `delay` (callers pass [`RetryMessage::send_delay`]; at most 15 minutes).
+    ///
+    /// # Errors
+    /// `Invalid` for a delay above 15 minutes; infrastructure failures.
+    fn send(
+        &self,
+        message: &RetryMessage,
+        delay: Duration,
+    ) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// One received message and the handle that acknowledges it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The message.
+    pub message: RetryMessage,
+    /// Opaque handle for [`RetryQueueConsumer::ack`].
+    pub receipt: String,
+    /// How many times it has been received (1 the first time).
+    pub receive_count: u32,
+}
+
+/// The consumer side of the retry queue. In production Lambda's SQS trigger receives; this port is
+/// what tests (and the local stack) drain with.
+pub trait RetryQueueConsumer: Send + Sync {
+    /// Receives up to `max` (1–10, SQS's limit) visible messages, waiting up to `wait` (≤ 20 s) for
+    /// one; each received message is hidden for `visibility` and comes back after it unless acknowledged.
+    ///
+    /// # Errors
+    /// Infrastructure failures only.
+    fn receive(
+        &self,
+        max: u32,
+        wait: Duration,
+        visibility: Duration,
+    ) -> impl Future<Output = Result<Vec<Delivery>>> + Send;
+
+    /// Deletes a received message.
+    ///
+    /// # Errors
+    /// Infrastructure failures only (an unknown or spent receipt is not an error).
+    fn ack(&self, receipt: &str) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// Per-tenant OAuth tokens (R-CONN-1, R-CONN-4).
+pub trait TokenVault: Send + Sync {
+    /// The current tokens.
+    ///
+    /// # Errors
+    /// Infrastructure failures only.
+    fn get(&self, tenant: &TenantId) -> impl Future<Output = Result<Option<TenantTokens>>> + Send;
+
+    /// The tokens before the last put (kept for one rotation).
+    ///
+    /// # Errors
+    /// Infrastructure failures only.
+    fn get_previous(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<Option<TenantTokens>>> + Send;
+
+    /// Stores new current tokens; the old current becomes previous. Repeating a put with the same
+    /// `request` token and content is a no-op.
+    ///
+    /// # Errors
+    /// `Conflict::RequestTokenReused` when `request` was used with other content.
+    fn put(
+        &self,
+        tenant: &TenantId,
+        tokens: &TenantTokens,
+        request: &RequestToken,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Deletes the tenant's tokens at once (no-op if absent, R-CONN-5); a later put starts afresh.
+    ///
+    /// # Errors
+    /// Infrastructure failures only.
+    fn delete(&self, tenant: &TenantId) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// Password sealing with AES-256-GCM (R-PWD-1). The ciphertext is bound to the user id (associated
+/// data), so it cannot be moved to another user.
+pub trait Sealer: Send + Sync {
+    /// Seals `password` for `user` with the current key.
+    ///
+    /// # Errors
+    /// Key store failures.
+    fn seal(
+        &self,
+        user: &UserId,
+        password: &SecretString,
+    ) -> impl Future<Output = Result<SealedPassword>> + Send;
+
+    /// Opens a sealed password of `user` with the key version it names.
+    ///
+    /// # Errors
+    /// `Seal(Tampered)` if it was altered or belongs to another user; `Seal(UnknownKeyVersion)`.
+    fn open(
+        &self,
+        user: &UserId,
+        sealed: &SealedPassword,
+    ) -> impl Future<Output = Result<SecretString>> + Send;
+}
+
+/// The time source.
+pub trait Clock: Send + Sync {
+    /// Now.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// The M365 side (Graph), in our words. Implemented by `GraphDirectory` (later issue) and by
+/// [`crate::testing::FakeDirectory`]. Every call names our tenant; the adapter finds its tokens.
+pub trait Directory: Send + Sync {
+    /// The active user with this UPN (case-insensitive); soft-deleted users are not found.
+    ///
+    /// # Errors
+    /// Graph errors mapped per graph-spec §12.
+    fn find_user_by_upn(
+        &self,
+        tenant: &TenantId,
+        upn: &Email,
+    ) -> impl Future<Output = Result<Option<M365User>>> + Send;
+
+    /// Creates a user.
+    ///
+    /// # Errors
+    /// `Conflict::UpnExists` (adopt instead); `Unavailable(AddressHeld)` while a deleted account holds
+    /// the address; `Rejected` for an unverified/federated domain or a non-compliant password.
+    fn create_user(
+        &self,
+        tenant: &TenantId,
+        user: &NewM365User,
+    ) -> impl Future<Output = Result<M365User>> + Send;
+
+    /// Changes attributes (an empty patch is a no-op, never sent).
+    ///
+    /// # Errors
+    /// `NotFound` (entity `M365User`) when the user does not exist (or was deleted).
+    fn update_user(
+        &self,
+        tenant: &TenantId,
+        id: &M365ObjectId,
+        patch: &M365UserPatch,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Allows or blocks sign-in (`accountEnabled`).
+    ///
+    /// # Errors
+    /// `NotFound` (entity `M365User`).
+    fn set_account_enabled(
+        &self,
+        tenant: &TenantId,
+        id: &M365ObjectId,
+        enabled: bool,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Sets the password without forcing a change at next sign-in.
+    ///
+    /// # Errors
+    /// `NotFound`; `Rejected` for a non-compliant password or a federated user.
+    fn set_password(
+        &self,
+        tenant: &TenantId,
+        id: &M365ObjectId,
+        password: &SecretString,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// One page of the tenant's active users, ordered as M365 orders them.
+    ///
+    /// # Errors
+    /// `Invalid(Cursor)`; Graph errors.
+    fn list_users(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<M365User>>> + Send;
+
+    /// The tenant's verified domains with their kind.
+    ///
+    /// # Errors
+    /// Graph errors.
+    fn verified_domains(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<Vec<VerifiedDomain>>> + Send;
+}

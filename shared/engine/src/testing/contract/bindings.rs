@@ -1,0 +1,196 @@
+//! Contract of [`BindingStore`]: one binding per user, optimistic versions, listing by tenant and state.
+
+use super::{
+    assert_conflict, collect_pages, fresh_suffix, fresh_tenant_id, fresh_user_id, now_ms,
+    user_id_with,
+};
+use crate::model::{Binding, BindingError, BindingState, M365ObjectId, TenantId};
+use crate::ports::{BindingStore, Expect};
+
+fn binding(tenant: &TenantId) -> Binding {
+    Binding::pending(fresh_user_id(), tenant.clone(), "creating")
+}
+
+/// R-BIND-1: a binding is created only if the user has none (a user is bound to at most one tenant).
+pub async fn a_binding_is_created_only_if_absent(store: &impl BindingStore) {
+    let b = binding(&fresh_tenant_id());
+    let created = store
+        .put(&b, Expect::Absent)
+        .await
+        .expect("create succeeds");
+    assert_eq!(
+        created,
+        Binding {
+            version: 1,
+            ..b.clone()
+        }
+    );
+    assert_eq!(
+        store.get(&b.user_id).await.expect("get succeeds"),
+        Some(created.clone())
+    );
+    let elsewhere = Binding {
+        tenant_id: fresh_tenant_id(),
+        ..b
+    };
+    assert_conflict(
+        &store.put(&elsewhere, Expect::Absent).await,
+        "stale_version",
+    );
+    assert_eq!(
+        store.get(&created.user_id).await.expect("get succeeds"),
+        Some(created)
+    );
+    assert_eq!(
+        store.get(&fresh_user_id()).await.expect("get succeeds"),
+        None
+    );
+}
+
+/// R-BIND-6 / R-SAFE-1: a binding update with a stale version is refused and changes nothing.
+pub async fn a_stale_binding_update_is_refused(store: &impl BindingStore) {
+    let created = store
+        .put(&binding(&fresh_tenant_id()), Expect::Absent)
+        .await
+        .expect("create succeeds");
+    let provisioned = Binding {
+        state: BindingState::Provisioned,
+        pending_reason: None,
+        m365_object_id: Some(M365ObjectId::generate()),
+        ..created.clone()
+    };
+    let updated = store
+        .put(&provisioned, Expect::Version(1))
+        .await
+        .expect("update succeeds");
+    assert_eq!(updated.version, 2);
+    let late = Binding {
+        state: BindingState::Error,
+        ..created
+    };
+    assert_conflict(&store.put(&late, Expect::Version(1)).await, "stale_version");
+    assert_eq!(
+        store.get(&updated.user_id).await.expect("get succeeds"),
+        Some(updated)
+    );
+}
+
+/// R-SAFE-1: updating a binding that does not exist is refused as stale.
+pub async fn updating_a_missing_binding_is_refused(store: &impl BindingStore) {
+    let b = binding(&fresh_tenant_id());
+    assert_conflict(&store.put(&b, Expect::Version(1)).await, "stale_version");
+    assert_eq!(store.get(&b.user_id).await.expect("get succeeds"), None);
+}
+
+/// R-BIND-6 / R-AUD-1: the last error (with Graph's request id) and the pending reason round trip.
+pub async fn a_binding_round_trips_with_its_last_error(store: &impl BindingStore) {
+    let b = Binding {
+        state: BindingState::Error,
+        pending_reason: Some("address_held".into()),
+        last_error: Some(BindingError {
+            code: "address_held".into(),
+            message: "the address is still held by a deleted account".into(),
+            graph_request_id: Some("613a2372-1a63-4b13-8c94-56793bbb140c".into()),
+            at: now_ms(),
+        }),
+        m365_object_id: Some(M365ObjectId::generate()),
+        ..binding(&fresh_tenant_id())
+    };
+    let created = store
+        .put(&b, Expect::Absent)
+        .await
+        .expect("create succeeds");
+    assert_eq!(
+        store.get(&b.user_id).await.expect("get succeeds"),
+        Some(created)
+    );
+}
+
+/// R-CONN-5 / R-REC-1: a tenant's bindings are listed across pages, each once, optionally by state.
+pub async fn bindings_are_listed_by_tenant_with_an_optional_state_filter(
+    store: &impl BindingStore,
+) {
+    let tenant = fresh_tenant_id();
+    let prefix = format!("b-{}", fresh_suffix());
+    let states = [
+        BindingState::Provisioned,
+        BindingState::Blocked,
+        BindingState::Provisioned,
+        BindingState::Pending,
+        BindingState::Provisioned,
+    ];
+    let mut all = Vec::new();
+    for (n, state) in states.into_iter().enumerate() {
+        let b = Binding {
+            state,
+            ..Binding::pending(user_id_with(&prefix, n), tenant.clone(), "x")
+        };
+        all.push(
+            store
+                .put(&b, Expect::Absent)
+                .await
+                .expect("create succeeds"),
+        );
+    }
+    store
+        .put(&binding(&fresh_tenant_id()), Expect::Absent)
+        .await
+        .expect("another tenant's binding");
+    let tenant = &tenant;
+    let listed = collect_pages(2, |page| async move {
+        store.list_by_tenant(tenant, None, &page).await
+    })
+    .await;
+    assert_eq!(listed, all);
+    let provisioned = collect_pages(2, |page| async move {
+        store
+            .list_by_tenant(tenant, Some(BindingState::Provisioned), &page)
+            .await
+    })
+    .await;
+    let expected: Vec<_> = all
+        .iter()
+        .filter(|b| b.state == BindingState::Provisioned)
+        .cloned()
+        .collect();
+    assert_eq!(provisioned, expected);
+    let none = collect_pages(2, |page| async move {
+        store
+            .list_by_tenant(tenant, Some(BindingState::Unselected), &page)
+            .await
+    })
+    .await;
+    assert!(none.is_empty());
+}
+
+/// R-CONN-5: a state change moves a binding between state listings.
+pub async fn a_state_change_moves_a_binding_between_state_listings(store: &impl BindingStore) {
+    let tenant = fresh_tenant_id();
+    let created = store
+        .put(&binding(&tenant), Expect::Absent)
+        .await
+        .expect("create succeeds");
+    let unselected = Binding {
+        state: BindingState::Unselected,
+        ..created
+    };
+    let updated = store
+        .put(&unselected, Expect::Version(1))
+        .await
+        .expect("update succeeds");
+    let tenant = &tenant;
+    let pending = collect_pages(10, |page| async move {
+        store
+            .list_by_tenant(tenant, Some(BindingState::Pending), &page)
+            .await
+    })
+    .await;
+    assert!(pending.is_empty());
+    let now_unselected = collect_pages(10, |page| async move {
+        store
+            .list_by_tenant(tenant, Some(BindingState::Unselected), &page)
+            .await
+    })
+    .await;
+    assert_eq!(now_unselected, vec![updated]);
+}

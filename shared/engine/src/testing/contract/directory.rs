@@ -1,0 +1,256 @@
+//! Contract of [`Directory`] (the M365 side; graph-spec §3, §8). Runs against the fake here and,
+//! once it exists, against `GraphDirectory` on the m365-emulator. Each function takes a tenant that
+//! has `managed` (managed, verified) and, if given, `federated` (federated, verified) domains.
+
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{assert_conflict, assert_not_found, collect_pages, fresh_domain, fresh_suffix};
+use crate::error::Error;
+use crate::model::{
+    DomainKind, DomainName, Email, M365ObjectId, M365UserPatch, NewM365User, TenantId,
+};
+use crate::ports::Directory;
+
+/// A tenant prepared for the directory contract.
+#[derive(Debug, Clone)]
+pub struct DirectoryTenant {
+    /// Our id of the tenant.
+    pub tenant: TenantId,
+    /// A managed verified domain.
+    pub managed: DomainName,
+    /// A federated verified domain, if the implementation can provide one.
+    pub federated: Option<DomainName>,
+}
+
+fn new_user(domain: &DomainName, password: &str) -> NewM365User {
+    let nickname = format!("user.{}", fresh_suffix());
+    NewM365User {
+        user_principal_name: Email::parse(&format!("{nickname}@{domain}")).expect("valid email"),
+        mail_nickname: nickname,
+        display_name: "Adele Vance".into(),
+        given_name: Some("Adele".into()),
+        surname: Some("Vance".into()),
+        job_title: None,
+        department: Some("Retail".into()),
+        account_enabled: true,
+        password: SecretString::from(password.to_owned()),
+    }
+}
+
+const GOOD: &str = "xWwvJ]6NMw+bWH-d";
+
+/// R-BIND-2: a created user is found by its UPN, in any case, with the attributes given.
+pub async fn a_created_user_is_found_by_its_upn(dir: &impl Directory, t: &DirectoryTenant) {
+    let new = new_user(&t.managed, GOOD);
+    let created = dir
+        .create_user(&t.tenant, &new)
+        .await
+        .expect("create succeeds");
+    assert!(
+        created
+            .user_principal_name
+            .eq_ignore_ascii_case(new.user_principal_name.as_str())
+    );
+    assert!(created.account_enabled);
+    assert_eq!(created.department.as_deref(), Some("Retail"));
+    let found = dir
+        .find_user_by_upn(&t.tenant, &new.user_principal_name)
+        .await
+        .expect("find succeeds");
+    assert_eq!(found.map(|u| u.id), Some(created.id));
+    let other =
+        Email::parse(&format!("nobody.{}@{}", fresh_suffix(), t.managed)).expect("valid email");
+    assert_eq!(
+        dir.find_user_by_upn(&t.tenant, &other)
+            .await
+            .expect("find succeeds"),
+        None
+    );
+}
+
+/// R-BIND-2 (never a duplicate account): creating a second user with the same UPN is a UPN conflict.
+pub async fn a_second_user_with_the_same_upn_is_a_conflict(
+    dir: &impl Directory,
+    t: &DirectoryTenant,
+) {
+    let new = new_user(&t.managed, GOOD);
+    dir.create_user(&t.tenant, &new)
+        .await
+        .expect("create succeeds");
+    assert_conflict(&dir.create_user(&t.tenant, &new).await, "upn_exists");
+}
+
+/// R-BIND-1: a UPN in a domain the tenant has not verified is rejected.
+pub async fn a_user_in_an_unverified_domain_is_rejected(dir: &impl Directory, t: &DirectoryTenant) {
+    let result = dir
+        .create_user(&t.tenant, &new_user(&fresh_domain(), GOOD))
+        .await;
+    assert!(
+        matches!(result, Err(Error::Rejected { .. })),
+        "got {result:?}"
+    );
+}
+
+/// R-CONN-3: a user in a federated domain cannot be created without a source anchor.
+pub async fn a_user_in_a_federated_domain_is_rejected(dir: &impl Directory, t: &DirectoryTenant) {
+    let Some(federated) = &t.federated else {
+        return;
+    };
+    let result = dir.create_user(&t.tenant, &new_user(federated, GOOD)).await;
+    assert!(
+        matches!(result, Err(Error::Rejected { .. })),
+        "got {result:?}"
+    );
+}
+
+/// R-PWD-1: M365 rejects a password that breaks the complexity rules, on create and on reset.
+pub async fn a_non_compliant_password_is_rejected(dir: &impl Directory, t: &DirectoryTenant) {
+    let result = dir
+        .create_user(&t.tenant, &new_user(&t.managed, "password"))
+        .await;
+    assert!(
+        matches!(result, Err(Error::Rejected { .. })),
+        "got {result:?}"
+    );
+    let created = dir
+        .create_user(&t.tenant, &new_user(&t.managed, GOOD))
+        .await
+        .expect("create succeeds");
+    let weak = SecretString::from("abcdefgh".to_owned());
+    let result = dir.set_password(&t.tenant, &created.id, &weak).await;
+    assert!(
+        matches!(result, Err(Error::Rejected { .. })),
+        "got {result:?}"
+    );
+}
+
+/// R-PWD-2: a password reset is accepted and moves `lastPasswordChangeDateTime` no earlier than before.
+pub async fn a_compliant_password_reset_is_accepted(dir: &impl Directory, t: &DirectoryTenant) {
+    let created = dir
+        .create_user(&t.tenant, &new_user(&t.managed, GOOD))
+        .await
+        .expect("create succeeds");
+    let new = SecretString::from("Another-Pa55word".to_owned());
+    assert!(!new.expose_secret().is_empty());
+    dir.set_password(&t.tenant, &created.id, &new)
+        .await
+        .expect("reset succeeds");
+    let upn = Email::parse(&created.user_principal_name).expect("valid upn");
+    let found = dir
+        .find_user_by_upn(&t.tenant, &upn)
+        .await
+        .expect("find succeeds")
+        .expect("user exists");
+    assert!(found.last_password_change >= created.last_password_change);
+}
+
+/// R-BIND-5: sign-in can be blocked and unblocked; the account stays.
+pub async fn sign_in_can_be_blocked_and_unblocked(dir: &impl Directory, t: &DirectoryTenant) {
+    let new = new_user(&t.managed, GOOD);
+    let created = dir
+        .create_user(&t.tenant, &new)
+        .await
+        .expect("create succeeds");
+    let find = || async {
+        dir.find_user_by_upn(&t.tenant, &new.user_principal_name)
+            .await
+            .expect("find succeeds")
+    };
+    dir.set_account_enabled(&t.tenant, &created.id, false)
+        .await
+        .expect("block succeeds");
+    assert_eq!(find().await.map(|u| u.account_enabled), Some(false));
+    dir.set_account_enabled(&t.tenant, &created.id, true)
+        .await
+        .expect("unblock succeeds");
+    assert_eq!(find().await.map(|u| u.account_enabled), Some(true));
+}
+
+/// R-BIND-7: an attribute patch changes what it names, clears what it clears, and keeps the rest.
+pub async fn an_attribute_patch_changes_only_what_it_names(
+    dir: &impl Directory,
+    t: &DirectoryTenant,
+) {
+    let new = new_user(&t.managed, GOOD);
+    let created = dir
+        .create_user(&t.tenant, &new)
+        .await
+        .expect("create succeeds");
+    let patch = M365UserPatch {
+        job_title: Some(Some("Director".into())),
+        department: Some(None),
+        ..M365UserPatch::default()
+    };
+    dir.update_user(&t.tenant, &created.id, &patch)
+        .await
+        .expect("update succeeds");
+    let found = dir
+        .find_user_by_upn(&t.tenant, &new.user_principal_name)
+        .await
+        .expect("find succeeds")
+        .expect("user exists");
+    assert_eq!(found.job_title.as_deref(), Some("Director"));
+    assert_eq!(found.department, None);
+    assert_eq!(found.given_name.as_deref(), Some("Adele"));
+    assert_eq!(found.display_name, "Adele Vance");
+}
+
+/// R-BIND-8: operations on a user that does not exist are not found.
+pub async fn operations_on_a_missing_user_are_not_found(dir: &impl Directory, t: &DirectoryTenant) {
+    let missing = M365ObjectId::generate();
+    assert_not_found(&dir.set_account_enabled(&t.tenant, &missing, false).await);
+    let patch = M365UserPatch {
+        job_title: Some(Some("x".into())),
+        ..M365UserPatch::default()
+    };
+    assert_not_found(&dir.update_user(&t.tenant, &missing, &patch).await);
+}
+
+/// R-IMP-1: the tenant's users are listed across pages, each once.
+pub async fn users_are_listed_across_pages(dir: &impl Directory, t: &DirectoryTenant) {
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(
+            dir.create_user(&t.tenant, &new_user(&t.managed, GOOD))
+                .await
+                .expect("create succeeds")
+                .id,
+        );
+    }
+    let listed: Vec<_> = collect_pages(
+        2,
+        |page| async move { dir.list_users(&t.tenant, &page).await },
+    )
+    .await
+    .into_iter()
+    .map(|u| u.id)
+    .collect();
+    let mut unique = listed.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), listed.len(), "each user once");
+    assert!(ids.iter().all(|id| listed.contains(id)));
+}
+
+/// R-CONN-2 / R-CONN-3: the verified domains are reported with their kind.
+pub async fn verified_domains_are_reported_with_their_kind(
+    dir: &impl Directory,
+    t: &DirectoryTenant,
+) {
+    let domains = dir
+        .verified_domains(&t.tenant)
+        .await
+        .expect("domains succeed");
+    assert!(
+        domains
+            .iter()
+            .any(|d| d.name == t.managed && d.kind == DomainKind::Managed)
+    );
+    if let Some(federated) = &t.federated {
+        assert!(
+            domains
+                .iter()
+                .any(|d| &d.name == federated && d.kind == DomainKind::Federated)
+        );
+    }
+}

@@ -1,0 +1,342 @@
+//! The contract suite: the behaviour every implementation of a port must show.
+//!
+//! Each function takes a port implementation and asserts one behaviour with plain `assert!`s
+//! (it panics on failure, like a test). The same functions run against the in-memory fakes
+//! (`tests/contract_fakes.rs` here) and against the real adapters (`m365-aws` on moto).
+//!
+//! Ids are fresh in every function (random), so store contracts may share one table; listing
+//! contracts only look at the records they wrote. Queue contracts need an empty queue each.
+
+pub mod bindings;
+pub mod directory;
+pub mod events;
+pub mod failures;
+pub mod groups;
+pub mod ledger;
+pub mod retry_queue;
+pub mod sealer;
+pub mod tenants;
+pub mod token_vault;
+pub mod users;
+
+use std::fmt::Debug;
+use std::future::Future;
+
+use chrono::{DateTime, SubsecRound, Utc};
+
+use crate::error::{Error, InvalidInput, Result};
+use crate::model::{DomainName, Email, GroupId, Page, PageRequest, TenantId, UserId};
+
+/// A fresh random suffix (lowercase hex, 16 characters).
+#[must_use]
+pub fn fresh_suffix() -> String {
+    let mut s = uuid::Uuid::new_v4().simple().to_string();
+    s.truncate(16);
+    s
+}
+
+/// A fresh user id (`u-<suffix>`).
+#[must_use]
+pub fn fresh_user_id() -> UserId {
+    UserId::parse(format!("u-{}", fresh_suffix())).expect("a generated user id is valid")
+}
+
+/// A fresh user id sharing `prefix` (for ordered listings).
+#[must_use]
+pub fn user_id_with(prefix: &str, n: usize) -> UserId {
+    UserId::parse(format!("{prefix}-{n:03}")).expect("a generated user id is valid")
+}
+
+/// A fresh group id (`g-<suffix>`).
+#[must_use]
+pub fn fresh_group_id() -> GroupId {
+    GroupId::parse(format!("g-{}", fresh_suffix())).expect("a generated group id is valid")
+}
+
+/// A fresh DNS domain (`d<suffix>.example`).
+#[must_use]
+pub fn fresh_domain() -> DomainName {
+    DomainName::parse(&format!("d{}.example", fresh_suffix())).expect("a generated domain is valid")
+}
+
+/// A fresh email in a fresh domain.
+#[must_use]
+pub fn fresh_email() -> Email {
+    Email::parse(&format!("user.{}@{}", fresh_suffix(), fresh_domain()))
+        .expect("a generated email is valid")
+}
+
+/// A fresh tenant id.
+#[must_use]
+pub fn fresh_tenant_id() -> TenantId {
+    TenantId::generate()
+}
+
+/// Now, truncated to whole milliseconds (what every store can keep exactly).
+#[must_use]
+pub fn now_ms() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(3)
+}
+
+/// Most pages a contract follows before calling a listing endless.
+const MAX_PAGES: usize = 10_000;
+
+/// Follows `next` tokens until the last page and returns every item, asserting that the listing ends.
+pub async fn collect_pages<T, F, Fut>(limit: u32, mut fetch: F) -> Vec<T>
+where
+    F: FnMut(PageRequest) -> Fut,
+    Fut: Future<Output = Result<Page<T>>>,
+{
+    let mut items = Vec::new();
+    let mut request = PageRequest::first(limit);
+    for _ in 0..MAX_PAGES {
+        let page = fetch(request.clone())
+            .await
+            .expect("listing a page succeeds");
+        assert!(
+            page.items.len() <= limit as usize,
+            "a page holds at most `limit` items"
+        );
+        items.extend(page.items);
+        match page.next {
+            Some(next) => request = PageRequest::after(next, limit),
+            None => return items,
+        }
+    }
+    panic!("the listing did not end after {MAX_PAGES} pages");
+}
+
+/// Asserts that `result` is the conflict with `code`.
+pub fn assert_conflict<T: Debug>(result: &Result<T>, code: &str) {
+    assert!(
+        matches!(result, Err(e) if e.is_conflict(code)),
+        "expected conflict {code}, got {result:?}"
+    );
+}
+
+/// Asserts that `result` is a not-found error.
+pub fn assert_not_found<T: Debug>(result: &Result<T>) {
+    assert!(
+        matches!(result, Err(Error::NotFound { .. })),
+        "expected not found, got {result:?}"
+    );
+}
+
+/// Asserts that `result` is an invalid-cursor error.
+pub fn assert_invalid_cursor<T: Debug>(result: &Result<T>) {
+    assert!(
+        matches!(result, Err(Error::Invalid(InvalidInput::Cursor))),
+        "expected invalid cursor, got {result:?}"
+    );
+}
+
+/// Expands to one `#[tokio::test]` per named contract function of `$module`, each building its port
+/// with `$make` (an expression, evaluated inside the async test; it may `.await`).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __contract_tests {
+    ($module:ident; [ref $make:expr]; $($name:ident),+ $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let port = $make;
+                $crate::testing::contract::$module::$name(port).await;
+            }
+        )+
+    };
+    ($module:ident; [$make:expr]; $($name:ident),+ $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let port = $make;
+                $crate::testing::contract::$module::$name(&port).await;
+            }
+        )+
+    };
+}
+
+/// Expands to one `#[tokio::test]` per [`users`] contract. Use inside a module:
+/// `mod users { m365_engine::user_store_contract!(super::fresh_users().await); }` (an owned port per
+/// test), or `user_store_contract!(ref super::shared_users())` when the expression yields a `&Port`.
+#[macro_export]
+macro_rules! user_store_contract {
+    ($($make:tt)+) => {
+        $crate::__contract_tests!(users; [$($make)+];
+            a_created_user_can_be_read_by_id_and_by_email,
+            every_field_of_a_user_round_trips,
+            a_missing_user_reads_as_none,
+            a_second_user_with_the_same_email_is_refused,
+            creating_a_user_twice_is_refused,
+            a_replace_bumps_the_version_and_a_stale_replace_is_refused,
+            replacing_a_missing_user_is_not_found,
+            changing_a_users_email_frees_the_old_one,
+            changing_a_users_email_to_a_taken_one_is_refused,
+            users_are_listed_across_pages,
+            a_garbage_cursor_is_refused,
+        );
+    };
+}
+
+/// One `#[tokio::test]` per [`groups`] contract (see [`user_store_contract!`]).
+#[macro_export]
+macro_rules! group_store_contract {
+    ($($make:tt)+) => {
+        $crate::__contract_tests!(groups; [$($make)+];
+            a_created_group_round_trips_with_its_members,
+            creating_a_group_twice_is_refused,
+            a_stale_group_replace_is_refused,
+            groups_are_listed_across_pages,
+            a_deleted_group_is_gone_and_deleting_again_is_harmless,
+        );
+    };
+}
+
+/// One `#[tokio::test]` per [`tenants`] contract (see [`user_store_contract!`]).
+#[macro_export]
+macro_rules! tenant_store_contract {
+    ($($make:tt)+) => {
+        $crate::__contract_tests!(tenants; [$($make)+];
+            a_created_tenant_round_trips,
+            creating_a_tenant_twice_is_refused,
+            a_stale_tenant_update_is_refused,
+            claimed_domains_route_to_their_tenant,
+            a_domain_claimed_by_another_tenant_is_refused_and_nothing_is_claimed,
+            reclaiming_its_own_domains_is_idempotent,
+            released_domains_can_be_claimed_by_another_tenant,
+            a_tenant_cannot_release_another_tenants_domain,
+            tenants_are_listed_across_pages,
+        );
+    };
+}
+
+/// One `#[tokio::test]` per [`bindings`] contract (see [`user_store_contract!`]).
+#[macro_export]
+macro_rules! binding_store_contract {
+    ($($make:tt)+) => {
+        $crate::__contract_tests!(bindings; [$($make)+];
+            a_binding_is_created_only_if_absent,
+            a_stale_binding_update_is_refused,
+            updating_a_missing_binding_is_refused,
+            a_binding_round_trips_with_its_last_error,
+            bindings_are_listed_by_tenant_with_an_optional_state_filter,
+            a_state_change_moves_a_binding_between_state_listings,
+        );
+    };
+}
+
+/// One `#[tokio::test]` per [`events`] contract (see [`user_store_contract!`]).
+#[macro_export]
+macro_rules! event_store_contract {
+    ($($make:tt)+) => {
+        $crate::__contract_tests!(events; [$($make)+];
+            events_of_a_user_are_listed_newest_first,
+            events_of_a_tenant_are_listed_newest_first,
+            events_of_a_type_are_listed_newest_first,
+            since_keeps_only_events_at_or_after_it,
+            events_page_through_a_cursor_without_gaps_or_repeats,
+            appending_the_same_event_twice_keeps_one,
+            a_garbage_event_cursor_is_refused,
+        );
+    };
+}
+
+/// One `#[tokio::test]` per [`failures`] contract (see [`user_store_contract!`]).
+#[macro_export]
+macro_rules! failure_store_contract {
+    ($($make:tt)+) => {
+        $crate::__contract_tests!(failures; [$($make)+];
+            failures_of_a_tenant_are_listed_newest_first,
+        );
+    };
+}
+
+/// One `#[tokio::test]` per [`ledger`] contract (see [`user_store_contract!`]).
+#[macro_export]
+macro_rules! operation_ledger_contract {
+    ($($make:tt)+) => {
+        $crate::__contract_tests!(ledger; [$($make)+];
+            a_second_claim_of_an_operation_is_in_progress,
+            a_completed_operation_is_already_done_with_its_outcome,
+            an_expired_lease_is_taken_over,
+            a_released_claim_can_be_claimed_again,
+            releasing_a_done_operation_keeps_it_done,
+            a_done_operation_past_its_expiry_can_be_claimed_again,
+        );
+    };
+}
+
+/// One `#[tokio::test]` per [`retry_queue`] contract; `$make` must build an EMPTY queue each time.
+#[macro_export]
+macro_rules! retry_queue_contract {
+    ($($make:tt)+) => {
+        $crate::__contract_tests!(retry_queue; [$($make)+];
+            a_sent_message_is_received_intact_and_gone_after_ack,
+            a_delayed_message_is_not_received_before_its_delay,
+            an_unacknowledged_message_comes_back_after_its_visibility_timeout,
+            several_messages_are_each_delivered_once,
+            a_delay_beyond_fifteen_minutes_is_refused,
+        );
+    };
+}
+
+/// One `#[tokio::test]` per [`token_vault`] contract (see [`user_store_contract!`]).
+#[macro_export]
+macro_rules! token_vault_contract {
+    ($($make:tt)+) => {
+        $crate::__contract_tests!(token_vault; [$($make)+];
+            stored_tokens_are_read_back_as_current,
+            a_second_put_keeps_the_first_as_previous,
+            repeating_a_put_with_the_same_request_token_changes_nothing,
+            reusing_a_request_token_with_other_tokens_is_refused,
+            deleted_tokens_are_gone_and_can_be_stored_again,
+        );
+    };
+}
+
+/// One `#[tokio::test]` per [`sealer`] contract (see [`user_store_contract!`]).
+#[macro_export]
+macro_rules! sealer_contract {
+    ($($make:tt)+) => {
+        $crate::__contract_tests!(sealer; [$($make)+];
+            a_sealed_password_opens_to_the_same_password,
+            the_sealed_form_hides_the_password,
+            a_tampered_sealed_password_is_refused,
+            a_password_sealed_for_one_user_does_not_open_for_another,
+            an_unknown_key_version_is_refused,
+        );
+    };
+}
+
+/// One `#[tokio::test]` per [`directory`] contract; `$make` yields `(directory, DirectoryTenant)`.
+#[macro_export]
+macro_rules! directory_contract {
+    ($make:expr) => {
+        $crate::__directory_contract_tests!($make;
+            a_created_user_is_found_by_its_upn,
+            a_second_user_with_the_same_upn_is_a_conflict,
+            a_user_in_an_unverified_domain_is_rejected,
+            a_user_in_a_federated_domain_is_rejected,
+            a_non_compliant_password_is_rejected,
+            a_compliant_password_reset_is_accepted,
+            sign_in_can_be_blocked_and_unblocked,
+            an_attribute_patch_changes_only_what_it_names,
+            operations_on_a_missing_user_are_not_found,
+            users_are_listed_across_pages,
+            verified_domains_are_reported_with_their_kind,
+        );
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __directory_contract_tests {
+    ($make:expr; $($name:ident),+ $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let (directory, tenant) = $make;
+                $crate::testing::contract::directory::$name(&directory, &tenant).await;
+            }
+        )+
+    };
+}

@@ -1,0 +1,229 @@
+//! Contract of [`TenantStore`]: versions and the one-tenant-per-domain claims (R-CONN-2).
+
+use chrono::TimeDelta;
+
+use super::{
+    assert_conflict, assert_not_found, collect_pages, fresh_domain, fresh_tenant_id, now_ms,
+};
+use crate::error::{Conflict, Error};
+use crate::model::{DomainKind, M365TenantId, Tenant, TenantStatus, VerifiedDomain};
+use crate::ports::TenantStore;
+
+fn tenant() -> Tenant {
+    Tenant::pending(fresh_tenant_id(), "Contoso")
+}
+
+/// R-CONN-1: a created tenant is stored with version 1 and read back with every field.
+pub async fn a_created_tenant_round_trips(store: &impl TenantStore) {
+    let mut t = tenant();
+    t.status = TenantStatus::Active;
+    t.m365_tenant_id =
+        Some(M365TenantId::parse(uuid::Uuid::new_v4().to_string()).expect("valid guid"));
+    t.domains = vec![
+        VerifiedDomain {
+            name: fresh_domain(),
+            kind: DomainKind::Managed,
+        },
+        VerifiedDomain {
+            name: fresh_domain(),
+            kind: DomainKind::Federated,
+        },
+    ];
+    t.token_expires_at = Some(now_ms() + TimeDelta::hours(1));
+    let created = store.create(&t).await.expect("create succeeds");
+    assert_eq!(
+        created,
+        Tenant {
+            version: 1,
+            ..t.clone()
+        }
+    );
+    assert_eq!(store.get(&t.id).await.expect("get succeeds"), Some(created));
+    assert_eq!(
+        store.get(&fresh_tenant_id()).await.expect("get succeeds"),
+        None
+    );
+}
+
+/// R-SAFE-1: creating a tenant whose id exists is refused.
+pub async fn creating_a_tenant_twice_is_refused(store: &impl TenantStore) {
+    let t = tenant();
+    store.create(&t).await.expect("create succeeds");
+    assert_conflict(&store.create(&t).await, "already_exists");
+}
+
+/// R-CONN-4: a tenant update with the current version succeeds, a stale one is refused, a missing tenant is not found.
+pub async fn a_stale_tenant_update_is_refused(store: &impl TenantStore) {
+    let created = store.create(&tenant()).await.expect("create succeeds");
+    let active = Tenant {
+        status: TenantStatus::Active,
+        ..created.clone()
+    };
+    let updated = store.update(&active, 1).await.expect("update succeeds");
+    assert_eq!(updated.version, 2);
+    let paused = Tenant {
+        status: TenantStatus::ReauthorizationRequired,
+        ..created
+    };
+    assert_conflict(&store.update(&paused, 1).await, "stale_version");
+    assert_eq!(
+        store.get(&updated.id).await.expect("get succeeds"),
+        Some(updated)
+    );
+    assert_not_found(&store.update(&tenant(), 1).await);
+}
+
+/// R-CONN-2: every claimed domain routes to its tenant; other domains route nowhere.
+pub async fn claimed_domains_route_to_their_tenant(store: &impl TenantStore) {
+    let t = store.create(&tenant()).await.expect("create succeeds");
+    let (a, b) = (fresh_domain(), fresh_domain());
+    store
+        .claim_domains(&t.id, &[a.clone(), b.clone()])
+        .await
+        .expect("claim succeeds");
+    assert_eq!(
+        store.tenant_for_domain(&a).await.expect("lookup succeeds"),
+        Some(t.id.clone())
+    );
+    assert_eq!(
+        store.tenant_for_domain(&b).await.expect("lookup succeeds"),
+        Some(t.id)
+    );
+    assert_eq!(
+        store
+            .tenant_for_domain(&fresh_domain())
+            .await
+            .expect("lookup succeeds"),
+        None
+    );
+}
+
+/// R-CONN-2: a domain claimed by another tenant is refused, naming domain and owner, and nothing is claimed.
+pub async fn a_domain_claimed_by_another_tenant_is_refused_and_nothing_is_claimed(
+    store: &impl TenantStore,
+) {
+    let first = store.create(&tenant()).await.expect("create succeeds");
+    let second = store.create(&tenant()).await.expect("create succeeds");
+    let contested = fresh_domain();
+    store
+        .claim_domains(&first.id, std::slice::from_ref(&contested))
+        .await
+        .expect("first claim succeeds");
+    let free = fresh_domain();
+    let result = store
+        .claim_domains(&second.id, &[free.clone(), contested.clone()])
+        .await;
+    assert!(
+        matches!(&result, Err(Error::Conflict(Conflict::DomainClaimed { domain, owner }))
+            if *domain == contested && *owner == first.id),
+        "expected domain_claimed naming the domain and its owner, got {result:?}"
+    );
+    assert_eq!(
+        store
+            .tenant_for_domain(&free)
+            .await
+            .expect("lookup succeeds"),
+        None,
+        "all or nothing"
+    );
+    assert_eq!(
+        store
+            .tenant_for_domain(&contested)
+            .await
+            .expect("lookup succeeds"),
+        Some(first.id)
+    );
+}
+
+/// R-CONN-2: a tenant re-claiming its own domains (plus new ones) succeeds.
+pub async fn reclaiming_its_own_domains_is_idempotent(store: &impl TenantStore) {
+    let t = store.create(&tenant()).await.expect("create succeeds");
+    let (a, b) = (fresh_domain(), fresh_domain());
+    store
+        .claim_domains(&t.id, std::slice::from_ref(&a))
+        .await
+        .expect("claim succeeds");
+    store
+        .claim_domains(&t.id, std::slice::from_ref(&a))
+        .await
+        .expect("the same claim again succeeds");
+    store
+        .claim_domains(&t.id, &[a.clone(), b.clone()])
+        .await
+        .expect("a wider claim succeeds");
+    assert_eq!(
+        store.tenant_for_domain(&a).await.expect("lookup succeeds"),
+        Some(t.id.clone())
+    );
+    assert_eq!(
+        store.tenant_for_domain(&b).await.expect("lookup succeeds"),
+        Some(t.id)
+    );
+}
+
+/// R-CONN-5: released domains route nowhere and can be claimed by another tenant.
+pub async fn released_domains_can_be_claimed_by_another_tenant(store: &impl TenantStore) {
+    let first = store.create(&tenant()).await.expect("create succeeds");
+    let second = store.create(&tenant()).await.expect("create succeeds");
+    let d = fresh_domain();
+    store
+        .claim_domains(&first.id, std::slice::from_ref(&d))
+        .await
+        .expect("claim succeeds");
+    store
+        .release_domains(&first.id, std::slice::from_ref(&d))
+        .await
+        .expect("release succeeds");
+    assert_eq!(
+        store.tenant_for_domain(&d).await.expect("lookup succeeds"),
+        None
+    );
+    store
+        .release_domains(&first.id, std::slice::from_ref(&d))
+        .await
+        .expect("releasing again is harmless");
+    store
+        .claim_domains(&second.id, std::slice::from_ref(&d))
+        .await
+        .expect("the other tenant can claim it");
+    assert_eq!(
+        store.tenant_for_domain(&d).await.expect("lookup succeeds"),
+        Some(second.id)
+    );
+}
+
+/// R-CONN-2: a tenant cannot release a domain another tenant holds.
+pub async fn a_tenant_cannot_release_another_tenants_domain(store: &impl TenantStore) {
+    let owner = store.create(&tenant()).await.expect("create succeeds");
+    let other = store.create(&tenant()).await.expect("create succeeds");
+    let d = fresh_domain();
+    store
+        .claim_domains(&owner.id, std::slice::from_ref(&d))
+        .await
+        .expect("claim succeeds");
+    store
+        .release_domains(&other.id, std::slice::from_ref(&d))
+        .await
+        .expect("release is a no-op");
+    assert_eq!(
+        store.tenant_for_domain(&d).await.expect("lookup succeeds"),
+        Some(owner.id)
+    );
+}
+
+/// R-CONN-2: tenants are listed across pages, each once.
+pub async fn tenants_are_listed_across_pages(store: &impl TenantStore) {
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(store.create(&tenant()).await.expect("create succeeds").id);
+    }
+    ids.sort();
+    let mut listed: Vec<_> = collect_pages(2, |page| async move { store.list(&page).await })
+        .await
+        .into_iter()
+        .map(|t| t.id)
+        .filter(|id| ids.contains(id))
+        .collect();
+    listed.sort();
+    assert_eq!(listed, ids, "every tenant once");
+}

@@ -1,0 +1,341 @@
+//! M365 in memory: a [`Directory`] that behaves like Graph where the engine depends on it
+//! (graph-spec §3, §8): case-insensitive UPN uniqueness among active users, verified and
+//! federated domains, Entra password complexity, soft delete with an address-release delay,
+//! PATCH semantics, paging, and injectable faults.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use secrecy::SecretString;
+
+use super::paging::page;
+use super::{ManualClock, lock};
+use crate::error::{Conflict, Entity, Error, Result, UnavailableReason};
+use crate::model::{
+    DomainKind, Email, M365ObjectId, M365User, M365UserPatch, NewM365User, Page, PageRequest,
+    TenantId, VerifiedDomain,
+};
+use crate::policy::password::check_entra;
+use crate::ports::{Clock, Directory};
+
+/// Graph's message for a non-compliant password (graph-spec §3.2).
+pub const COMPLEXITY_MESSAGE: &str = "The specified password does not comply with password complexity requirements. Please provide a different password.";
+/// Graph's message for a federated-domain create without `onPremisesImmutableId` (graph-spec §8.3).
+pub const SOURCE_ANCHOR_MESSAGE: &str =
+    "SourceAnchor is a required property for creation of a federated user.";
+/// Synthetic message for a password write on a federated user: the real text is unconfirmed
+/// (graph-spec §13 item 3).
+pub const FEDERATED_PASSWORD_MESSAGE: &str = "You cannot reset a password for a federated user.";
+
+#[derive(Debug, Clone)]
+struct StoredUser {
+    user: M365User,
+    password: SecretString,
+    deleted_at: Option<DateTime<Utc>>,
+}
+
+/// One M365 tenant of the fake.
+#[derive(Debug, Clone, Default)]
+pub struct FakeM365Tenant {
+    /// Verified domains.
+    pub domains: Vec<VerifiedDomain>,
+    users: BTreeMap<M365ObjectId, StoredUser>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    tenants: BTreeMap<TenantId, FakeM365Tenant>,
+    faults: VecDeque<Error>,
+    calls: u64,
+}
+
+/// M365 in memory, on a [`ManualClock`].
+#[derive(Debug)]
+pub struct FakeDirectory {
+    clock: ManualClock,
+    address_release_delay: TimeDelta,
+    state: Mutex<State>,
+}
+
+fn rejected(message: &str) -> Error {
+    Error::Rejected {
+        graph_code: "Request_BadRequest".to_owned(),
+        message: message.to_owned(),
+        graph_request_id: Some(uuid::Uuid::new_v4().to_string()),
+    }
+}
+
+impl FakeDirectory {
+    /// An empty M365 on `clock`; a deleted user's address is held for `address_release_delay`
+    /// (DESIGN §6: the emulator models the release delay; graph-spec §3.5 suggests real M365 may
+    /// release at once — unconfirmed).
+    #[must_use]
+    pub fn new(clock: ManualClock, address_release_delay: TimeDelta) -> Self {
+        Self {
+            clock,
+            address_release_delay,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// Adds (or replaces) a tenant with its verified domains.
+    pub fn add_tenant(&self, tenant: &TenantId, domains: Vec<VerifiedDomain>) {
+        lock(&self.state).tenants.insert(
+            tenant.clone(),
+            FakeM365Tenant {
+                domains,
+                users: BTreeMap::new(),
+            },
+        );
+    }
+
+    /// Makes the next call fail with `error` (faults queue up, one per call).
+    pub fn fail_next_call(&self, error: Error) {
+        lock(&self.state).faults.push_back(error);
+    }
+
+    /// Number of port calls made so far (faulted ones included).
+    #[must_use]
+    pub fn calls(&self) -> u64 {
+        lock(&self.state).calls
+    }
+
+    /// Soft-deletes a user, as an M365 admin would (graph-spec §3.5).
+    ///
+    /// # Errors
+    /// `NotFound` if the tenant or active user does not exist.
+    pub fn soft_delete(&self, tenant: &TenantId, id: &M365ObjectId) -> Result<()> {
+        let now = self.clock.now();
+        let mut state = lock(&self.state);
+        let stored = Self::active_mut(&mut state, tenant, id)?;
+        stored.deleted_at = Some(now);
+        Ok(())
+    }
+
+    /// The active user `id`, as M365 holds it.
+    #[must_use]
+    pub fn user(&self, tenant: &TenantId, id: &M365ObjectId) -> Option<M365User> {
+        let state = lock(&self.state);
+        let stored = state.tenants.get(tenant)?.users.get(id)?;
+        stored.deleted_at.is_none().then(|| stored.user.clone())
+    }
+
+    /// The password M365 holds for the active user `id` (to assert what was pushed).
+    #[must_use]
+    pub fn password(&self, tenant: &TenantId, id: &M365ObjectId) -> Option<SecretString> {
+        let state = lock(&self.state);
+        let stored = state.tenants.get(tenant)?.users.get(id)?;
+        stored.deleted_at.is_none().then(|| stored.password.clone())
+    }
+
+    /// Number of active users in a tenant.
+    #[must_use]
+    pub fn active_user_count(&self, tenant: &TenantId) -> usize {
+        lock(&self.state).tenants.get(tenant).map_or(0, |t| {
+            t.users.values().filter(|u| u.deleted_at.is_none()).count()
+        })
+    }
+
+    fn begin(&self) -> Result<std::sync::MutexGuard<'_, State>> {
+        let mut state = lock(&self.state);
+        state.calls += 1;
+        match state.faults.pop_front() {
+            Some(fault) => Err(fault),
+            None => Ok(state),
+        }
+    }
+
+    fn tenant<'s>(state: &'s mut State, tenant: &TenantId) -> Result<&'s mut FakeM365Tenant> {
+        state
+            .tenants
+            .get_mut(tenant)
+            .ok_or_else(|| Error::not_found(Entity::M365Tenant, tenant))
+    }
+
+    fn active_mut<'s>(
+        state: &'s mut State,
+        tenant: &TenantId,
+        id: &M365ObjectId,
+    ) -> Result<&'s mut StoredUser> {
+        Self::tenant(state, tenant)?
+            .users
+            .get_mut(id)
+            .filter(|u| u.deleted_at.is_none())
+            .ok_or_else(|| Error::not_found(Entity::M365User, id))
+    }
+
+    fn domain_kind(tenant: &FakeM365Tenant, upn: &str) -> Option<DomainKind> {
+        let domain = upn.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase())?;
+        tenant
+            .domains
+            .iter()
+            .find(|d| d.name.as_str() == domain)
+            .map(|d| d.kind)
+    }
+}
+
+impl Directory for FakeDirectory {
+    async fn find_user_by_upn(&self, tenant: &TenantId, upn: &Email) -> Result<Option<M365User>> {
+        let mut state = self.begin()?;
+        let tenant = Self::tenant(&mut state, tenant)?;
+        Ok(tenant
+            .users
+            .values()
+            .find(|u| {
+                u.deleted_at.is_none()
+                    && u.user
+                        .user_principal_name
+                        .eq_ignore_ascii_case(upn.as_str())
+            })
+            .map(|u| u.user.clone()))
+    }
+
+    async fn create_user(&self, tenant: &TenantId, new: &NewM365User) -> Result<M365User> {
+        let now = self.clock.now();
+        let mut state = self.begin()?;
+        let tenant = Self::tenant(&mut state, tenant)?;
+        let upn = new.user_principal_name.as_str();
+        // Graph's validation order (graph-spec §11 item 4): domain verified → federated → uniqueness → password.
+        match Self::domain_kind(tenant, upn) {
+            None => return Err(rejected("Property userPrincipalName is invalid.")),
+            Some(DomainKind::Federated) => return Err(rejected(SOURCE_ANCHOR_MESSAGE)),
+            Some(DomainKind::Managed) => {}
+        }
+        let same_upn = |u: &&StoredUser| u.user.user_principal_name.eq_ignore_ascii_case(upn);
+        if tenant
+            .users
+            .values()
+            .filter(same_upn)
+            .any(|u| u.deleted_at.is_none())
+        {
+            return Err(Conflict::UpnExists {
+                upn: new.user_principal_name.clone(),
+            }
+            .into());
+        }
+        let held_until = tenant
+            .users
+            .values()
+            .filter(same_upn)
+            .filter_map(|u| u.deleted_at)
+            .map(|at| at + self.address_release_delay)
+            .max();
+        if let Some(until) = held_until.filter(|until| *until > now) {
+            return Err(Error::Unavailable {
+                component: "graph",
+                reason: UnavailableReason::AddressHeld,
+                retry_after: (until - now).to_std().ok(),
+                graph_request_id: None,
+                source: None,
+            });
+        }
+        if check_entra(&new.password).is_err() {
+            return Err(rejected(COMPLEXITY_MESSAGE));
+        }
+        let user = M365User {
+            id: M365ObjectId::generate(),
+            user_principal_name: upn.to_owned(),
+            mail: None,
+            display_name: new.display_name.clone(),
+            given_name: new.given_name.clone(),
+            surname: new.surname.clone(),
+            job_title: new.job_title.clone(),
+            department: new.department.clone(),
+            account_enabled: new.account_enabled,
+            last_password_change: Some(now),
+        };
+        tenant.users.insert(
+            user.id.clone(),
+            StoredUser {
+                user: user.clone(),
+                password: new.password.clone(),
+                deleted_at: None,
+            },
+        );
+        Ok(user)
+    }
+
+    async fn update_user(
+        &self,
+        tenant: &TenantId,
+        id: &M365ObjectId,
+        patch: &M365UserPatch,
+    ) -> Result<()> {
+        let mut state = self.begin()?;
+        let stored = Self::active_mut(&mut state, tenant, id)?;
+        let user = &mut stored.user;
+        if let Some(name) = &patch.display_name {
+            user.display_name.clone_from(name);
+        }
+        for (field, value) in [
+            (&mut user.given_name, &patch.given_name),
+            (&mut user.surname, &patch.surname),
+            (&mut user.job_title, &patch.job_title),
+            (&mut user.department, &patch.department),
+        ] {
+            if let Some(value) = value {
+                field.clone_from(value);
+            }
+        }
+        Ok(())
+    }
+
+    async fn set_account_enabled(
+        &self,
+        tenant: &TenantId,
+        id: &M365ObjectId,
+        enabled: bool,
+    ) -> Result<()> {
+        let mut state = self.begin()?;
+        Self::active_mut(&mut state, tenant, id)?
+            .user
+            .account_enabled = enabled;
+        Ok(())
+    }
+
+    async fn set_password(
+        &self,
+        tenant: &TenantId,
+        id: &M365ObjectId,
+        password: &SecretString,
+    ) -> Result<()> {
+        let now = self.clock.now();
+        let mut state = self.begin()?;
+        let tenant_state = Self::tenant(&mut state, tenant)?;
+        let upn = tenant_state
+            .users
+            .get(id)
+            .filter(|u| u.deleted_at.is_none())
+            .map(|u| u.user.user_principal_name.clone())
+            .ok_or_else(|| Error::not_found(Entity::M365User, id))?;
+        if Self::domain_kind(tenant_state, &upn) == Some(DomainKind::Federated) {
+            return Err(rejected(FEDERATED_PASSWORD_MESSAGE));
+        }
+        if check_entra(password).is_err() {
+            return Err(rejected(COMPLEXITY_MESSAGE));
+        }
+        let stored = Self::active_mut(&mut state, tenant, id)?;
+        stored.password = password.clone();
+        stored.user.last_password_change = Some(now);
+        Ok(())
+    }
+
+    async fn list_users(&self, tenant: &TenantId, request: &PageRequest) -> Result<Page<M365User>> {
+        let mut state = self.begin()?;
+        let tenant_id = tenant.clone();
+        let tenant = Self::tenant(&mut state, tenant)?;
+        let items = tenant
+            .users
+            .values()
+            .filter(|u| u.deleted_at.is_none())
+            .map(|u| (u.user.id.to_string(), u.user.clone()))
+            .collect();
+        page(&format!("m365users:{tenant_id}"), items, request, false)
+    }
+
+    async fn verified_domains(&self, tenant: &TenantId) -> Result<Vec<VerifiedDomain>> {
+        let mut state = self.begin()?;
+        Ok(Self::tenant(&mut state, tenant)?.domains.clone())
+    }
+}

@@ -1,0 +1,31 @@
+//! Test support (feature `testing`): a controllable clock, in-memory fakes of every port and the
+//! contract suite that every adapter must pass.
+//!
+//! The fakes are faithful to the ports' conditional semantics (duplicate email, domain claimed by
+//! another tenant, stale versions, ledger leases, queue visibility, vault versions, sealed-data
+//! authentication), so use cases tested against them behave as they will on AWS and Graph.
+
+mod clock;
+pub mod contract;
+mod directory;
+mod paging;
+mod queue;
+mod sealer;
+mod stores;
+mod vault;
+
+pub use clock::ManualClock;
+pub use directory::{FakeDirectory, FakeM365Tenant};
+pub use queue::{FakeRetryQueue, QueuedMessage};
+pub use sealer::FakeSealer;
+pub use stores::{
+    FakeBindings, FakeEvents, FakeFailures, FakeGroups, FakeLedger, FakeTenants, FakeUsers,
+};
+pub use vault::FakeTokenVault;
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+/// Locks a fake's state; a panic in another test thread does not make the state unusable.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}

@@ -1,0 +1,93 @@
+//! The contract suite run against the in-memory fakes: the fakes are what use-case tests trust, so
+//! they must show exactly the behaviour the real adapters are held to.
+
+use chrono::TimeDelta;
+use m365_engine::model::{DomainKind, TenantId, VerifiedDomain};
+use m365_engine::testing::contract::directory::DirectoryTenant;
+use m365_engine::testing::contract::fresh_domain;
+use m365_engine::testing::{
+    FakeBindings, FakeDirectory, FakeEvents, FakeFailures, FakeGroups, FakeLedger, FakeRetryQueue,
+    FakeSealer, FakeTenants, FakeTokenVault, FakeUsers, ManualClock,
+};
+
+/// One store shared by every test of a port: the contracts must hold on a store others write to.
+fn shared<T: Default>(cell: &'static std::sync::OnceLock<T>) -> &'static T {
+    cell.get_or_init(T::default)
+}
+
+mod users {
+    static STORE: std::sync::OnceLock<super::FakeUsers> = std::sync::OnceLock::new();
+    m365_engine::user_store_contract!(ref super::shared(&STORE));
+}
+
+mod users_fresh {
+    m365_engine::user_store_contract!(super::FakeUsers::new());
+}
+
+mod groups {
+    static STORE: std::sync::OnceLock<super::FakeGroups> = std::sync::OnceLock::new();
+    m365_engine::group_store_contract!(ref super::shared(&STORE));
+}
+
+mod tenants {
+    static STORE: std::sync::OnceLock<super::FakeTenants> = std::sync::OnceLock::new();
+    m365_engine::tenant_store_contract!(ref super::shared(&STORE));
+}
+
+mod bindings {
+    static STORE: std::sync::OnceLock<super::FakeBindings> = std::sync::OnceLock::new();
+    m365_engine::binding_store_contract!(ref super::shared(&STORE));
+}
+
+mod events {
+    static STORE: std::sync::OnceLock<super::FakeEvents> = std::sync::OnceLock::new();
+    m365_engine::event_store_contract!(ref super::shared(&STORE));
+}
+
+mod failures {
+    static STORE: std::sync::OnceLock<super::FakeFailures> = std::sync::OnceLock::new();
+    m365_engine::failure_store_contract!(ref super::shared(&STORE));
+}
+
+mod ledger {
+    static STORE: std::sync::OnceLock<super::FakeLedger> = std::sync::OnceLock::new();
+    m365_engine::operation_ledger_contract!(ref super::shared(&STORE));
+}
+
+mod retry_queue {
+    m365_engine::retry_queue_contract!(super::FakeRetryQueue::new(super::ManualClock::default()));
+}
+
+mod token_vault {
+    static STORE: std::sync::OnceLock<super::FakeTokenVault> = std::sync::OnceLock::new();
+    m365_engine::token_vault_contract!(ref super::shared(&STORE));
+}
+
+mod sealer {
+    m365_engine::sealer_contract!(super::FakeSealer::new());
+}
+
+fn directory() -> (FakeDirectory, DirectoryTenant) {
+    let directory = FakeDirectory::new(ManualClock::default(), TimeDelta::hours(24));
+    let fixture = DirectoryTenant {
+        tenant: TenantId::generate(),
+        managed: fresh_domain(),
+        federated: Some(fresh_domain()),
+    };
+    let mut domains = vec![VerifiedDomain {
+        name: fixture.managed.clone(),
+        kind: DomainKind::Managed,
+    }];
+    if let Some(federated) = &fixture.federated {
+        domains.push(VerifiedDomain {
+            name: federated.clone(),
+            kind: DomainKind::Federated,
+        });
+    }
+    directory.add_tenant(&fixture.tenant, domains);
+    (directory, fixture)
+}
+
+mod directory {
+    m365_engine::directory_contract!(super::directory());
+}
