@@ -1,0 +1,292 @@
+//! DynamoDB adapters of the engine's store ports, and what they share: item encoding, error
+//! mapping and cursor paging. The key design is documented at the crate root.
+
+mod bindings;
+mod events;
+mod ledger;
+mod tenants;
+mod users;
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::AttributeValue;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use m365_engine::error::{Error, InvalidInput, UnavailableReason};
+use m365_engine::model::{Page, PageRequest, PageToken};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+pub use bindings::DynamoBindings;
+pub use events::{DynamoEvents, DynamoFailures};
+pub use ledger::DynamoLedger;
+pub use tenants::DynamoTenants;
+pub use users::{DynamoGroups, DynamoUsers};
+
+/// A DynamoDB item.
+pub(crate) type Item = HashMap<String, AttributeValue>;
+
+const COMPONENT: &str = "dynamodb";
+
+/// Attribute holding the entity as the engine serializes it (JSON).
+pub(crate) const DOC: &str = "doc";
+/// Attribute holding the optimistic-concurrency version (number).
+pub(crate) const VERSION: &str = "version";
+
+pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+pub(crate) fn n(value: impl std::fmt::Display) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+/// Why an item read back from DynamoDB could not be decoded (a schema or data corruption).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CorruptItem {
+    /// An attribute is absent or has an unexpected type.
+    #[error("attribute {0} is missing or not of the expected type")]
+    Attribute(&'static str),
+    /// The entity document does not deserialize.
+    #[error("the stored document does not decode")]
+    Document(#[source] serde_json::Error),
+}
+
+impl From<CorruptItem> for Error {
+    fn from(error: CorruptItem) -> Self {
+        Error::Infrastructure {
+            component: COMPONENT,
+            source: Box::new(error),
+        }
+    }
+}
+
+/// Serializes an entity into the `doc` attribute.
+pub(crate) fn doc<T: Serialize>(value: &T) -> Result<AttributeValue, Error> {
+    serde_json::to_string(value)
+        .map(AttributeValue::S)
+        .map_err(|e| Error::Infrastructure {
+            component: COMPONENT,
+            source: Box::new(e),
+        })
+}
+
+/// Deserializes the `doc` attribute of an item.
+pub(crate) fn from_doc<T: DeserializeOwned>(item: &Item) -> Result<T, Error> {
+    let text = string(item, DOC)?;
+    Ok(serde_json::from_str(text).map_err(CorruptItem::Document)?)
+}
+
+/// A string attribute of an item.
+pub(crate) fn string<'a>(item: &'a Item, name: &'static str) -> Result<&'a str, CorruptItem> {
+    match item.get(name) {
+        Some(AttributeValue::S(value)) => Ok(value),
+        _ => Err(CorruptItem::Attribute(name)),
+    }
+}
+
+/// A numeric attribute of an item.
+pub(crate) fn number(item: &Item, name: &'static str) -> Result<i64, CorruptItem> {
+    match item.get(name) {
+        Some(AttributeValue::N(value)) => value.parse().map_err(|_| CorruptItem::Attribute(name)),
+        _ => Err(CorruptItem::Attribute(name)),
+    }
+}
+
+/// Maps an SDK failure onto the engine's error model: throttling → `Throttled`; timeouts,
+/// connection failures and 5xx → `Unavailable` (both retryable); anything else →
+/// `Infrastructure` (permanent). Conditional failures are handled by each caller before this.
+pub(crate) fn sdk_error<E, R>(component: &'static str, error: SdkError<E, R>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let code = error.code().unwrap_or_default();
+    let throttled = matches!(
+        code,
+        "ThrottlingException"
+            | "ProvisionedThroughputExceededException"
+            | "RequestLimitExceeded"
+            | "Throttling"
+            | "TooManyRequestsException"
+            | "RequestThrottled"
+    );
+    if throttled {
+        return Error::Throttled {
+            retry_after: None,
+            graph_request_id: None,
+        };
+    }
+    let reason = match &error {
+        SdkError::TimeoutError(_) => Some(UnavailableReason::Timeout),
+        SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            Some(UnavailableReason::Service)
+        }
+        // A transaction cancelled by a concurrent transaction on the same items succeeds when
+        // tried again.
+        _ if matches!(
+            code,
+            "InternalServerError"
+                | "InternalFailure"
+                | "ServiceUnavailable"
+                | "InternalServiceError"
+                | "TransactionCanceledException"
+                | "TransactionConflictException"
+                | "TransactionInProgressException"
+        ) =>
+        {
+            Some(UnavailableReason::Service)
+        }
+        _ => None,
+    };
+    match reason {
+        Some(reason) => Error::Unavailable {
+            component,
+            reason,
+            retry_after: None,
+            graph_request_id: None,
+            source: Some(Box::new(error)),
+        },
+        None => Error::Infrastructure {
+            component,
+            source: Box::new(error),
+        },
+    }
+}
+
+/// Maps a DynamoDB failure (see [`sdk_error`]).
+pub(crate) fn dynamo_error<E, R>(error: SdkError<E, R>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    sdk_error(COMPONENT, error)
+}
+
+/// Whether a single-item write failed its condition.
+pub(crate) fn is_conditional_failure<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> bool {
+    error.code() == Some("ConditionalCheckFailedException")
+}
+
+/// For a transaction cancelled by a failed condition, which items failed (by position); an
+/// empty list means the service gave no reasons. `None` for any other failure — including a
+/// cancellation only for a conflict with a concurrent transaction or for throttling, which
+/// [`sdk_error`] reports as retryable.
+pub(crate) fn failed_conditions<R>(
+    error: &SdkError<TransactWriteItemsError, R>,
+) -> Option<Vec<bool>> {
+    match error.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
+            let reasons: Vec<bool> = cancelled
+                .cancellation_reasons()
+                .iter()
+                .map(|reason| reason.code() == Some("ConditionalCheckFailed"))
+                .collect();
+            (reasons.is_empty() || reasons.contains(&true)).then_some(reasons)
+        }
+        _ => None,
+    }
+}
+
+/// Opaque cursor content: which listing it belongs to, and the key to start after.
+#[derive(Serialize, Deserialize)]
+struct Cursor {
+    #[serde(rename = "l")]
+    listing: String,
+    #[serde(rename = "k")]
+    key: HashMap<String, String>,
+}
+
+fn invalid_cursor() -> Error {
+    Error::Invalid(InvalidInput::Cursor)
+}
+
+fn decode_cursor(token: &PageToken, listing: &str) -> Result<Item, Error> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(token.as_str())
+        .map_err(|_| invalid_cursor())?;
+    let cursor: Cursor = serde_json::from_slice(&bytes).map_err(|_| invalid_cursor())?;
+    if cursor.listing != listing {
+        return Err(invalid_cursor());
+    }
+    Ok(cursor
+        .key
+        .into_iter()
+        .map(|(k, v)| (k, AttributeValue::S(v)))
+        .collect())
+}
+
+fn encode_cursor(listing: &str, item: &Item, key_attributes: &[&str]) -> Result<PageToken, Error> {
+    let mut key = HashMap::with_capacity(key_attributes.len());
+    for &name in key_attributes {
+        let value = item
+            .get(name)
+            .and_then(|v| v.as_s().ok())
+            .ok_or(CorruptItem::Attribute("key attribute"))?;
+        key.insert(name.to_owned(), value.clone());
+    }
+    let json = serde_json::to_vec(&Cursor {
+        listing: listing.to_owned(),
+        key,
+    })
+    .map_err(|e| Error::Infrastructure {
+        component: COMPONENT,
+        source: Box::new(e),
+    })?;
+    Ok(PageToken::new(URL_SAFE_NO_PAD.encode(json)))
+}
+
+/// Runs `query` page by page until it has one item more than the page holds (or the end), so
+/// a page has `next` exactly when more items follow. `listing` names the listing (index and
+/// partition) so a cursor from another listing is refused; `key_attributes` are the table and
+/// index key attributes that make up DynamoDB's start key.
+pub(crate) async fn query_page<T: DeserializeOwned>(
+    query: QueryFluentBuilder,
+    page: &PageRequest,
+    listing: &str,
+    key_attributes: &[&str],
+) -> Result<Page<T>, Error> {
+    let limit = page.limit();
+    let mut start = page
+        .cursor
+        .as_ref()
+        .map(|c| decode_cursor(c, listing))
+        .transpose()?;
+    let mut items: Vec<Item> = Vec::with_capacity(limit + 1);
+    loop {
+        let wanted = i32::try_from(limit + 1 - items.len()).unwrap_or(i32::MAX);
+        let output = query
+            .clone()
+            .limit(wanted)
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .map_err(|e| match e.code() {
+                // A start key that does not fit this index: a forged or foreign cursor.
+                Some("ValidationException") if page.cursor.is_some() => invalid_cursor(),
+                _ => dynamo_error(e),
+            })?;
+        items.extend(output.items.unwrap_or_default());
+        start = output.last_evaluated_key;
+        if items.len() > limit || start.is_none() {
+            break;
+        }
+    }
+    let next = if items.len() > limit {
+        items.truncate(limit);
+        match items.last() {
+            Some(last) => Some(encode_cursor(listing, last, key_attributes)?),
+            None => None,
+        }
+    } else {
+        None
+    };
+    let items = items
+        .iter()
+        .map(from_doc)
+        .collect::<Result<Vec<T>, Error>>()?;
+    Ok(Page { items, next })
+}

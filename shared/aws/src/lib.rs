@@ -1,0 +1,95 @@
+//! m365-aws: the AWS adapters of the engine's ports — DynamoDB stores, the SQS retry queue,
+//! the Secrets Manager token vault and the password sealer whose key lives in Secrets Manager.
+//!
+//! Every adapter takes an SDK client built once per cold start and resource names from
+//! [`Resources`]; nothing here reads the environment. Endpoints (including a local moto via
+//! `AWS_ENDPOINT_URL`) are the SDK configuration's business, so no code path is test-specific.
+//!
+//! # Table and key design
+//!
+//! Every key attribute is a string. Entities are stored in a `doc` string attribute (the
+//! engine's model as JSON, exactly as it serializes) beside the key attributes and a numeric
+//! `version` used by optimistic-concurrency conditions. The definitions live in [`schema`]; `template.yaml`
+//! declares the same tables (a test compares them).
+//!
+//! | table | item | `pk` | `sk` | other key attributes |
+//! |---|---|---|---|---|
+//! | users | directory user | `USER#<user id>` | `USER` | `list_pk`=`USER`, `list_sk`=`<user id>` |
+//! | users | email claim | `EMAIL#<lowercase email>` | `EMAIL` | — (holds `user_id`) |
+//! | users | group | `GROUP#<group id>` | `GROUP` | `list_pk`=`GROUP`, `list_sk`=`<group id>` |
+//! | tenants | tenant | `TENANT#<tenant id>` | `TENANT` | `list_pk`=`TENANT`, `list_sk`=`<tenant id>` |
+//! | tenants | domain claim | `DOMAIN#<punycode domain>` | `DOMAIN` | — (holds `tenant_id`) |
+//! | bindings | binding | `<user id>` | — | `tenant_id`, `user_id`, `tenant_state`=`<tenant id>#<state>` |
+//! | events | event | `<event id>` | — | `user_id`, `tenant_id`, `kind`, `at_id`; `expires_at` |
+//! | failures | failure | `<tenant id>` | `<at>#<failure id>` | `expires_at` |
+//! | ledger | operation | `<operation id>` | — | `expires_at` |
+//!
+//! Access patterns and how they are served:
+//! - **user by id / by email**: `GetItem` on `USER#…`; `GetItem` on `EMAIL#…` then on `USER#…`.
+//!   Email uniqueness: a user write is one `TransactWriteItems` that puts the user and
+//!   puts its `EMAIL#` claim with `attribute_not_exists(pk)` (or with the claim already held by
+//!   the same user), and deletes the previous claim when the email changed. A second user with
+//!   the same (case-insensitive) email fails the claim's condition → `email_exists`.
+//! - **all users / all groups / all tenants**: `Query` on the `list` index, partition `USER`,
+//!   `GROUP` or `TENANT`, ordered by id. These partitions are per directory, small and read by
+//!   admin pages only, so one partition per kind is acceptable.
+//! - **tenant by verified domain**: `GetItem` on `DOMAIN#…`. Claiming a tenant's domains is one
+//!   transaction of conditional puts (`attribute_not_exists(pk) OR tenant_id = :me`): all claimed
+//!   or none; a domain of another tenant → `domain_claimed`; re-claiming one's own is a no-op.
+//! - **binding by user**: `GetItem`; create is `attribute_not_exists(pk)`, updates are
+//!   conditional on `version = :expected` (a stale update is refused → `stale_version`).
+//! - **bindings by tenant, optionally by state**: `Query` on `by_tenant` (`tenant_id`, sorted by
+//!   `user_id`) or, for one state, on `by_tenant_state` (`tenant_state`, sorted by `user_id`);
+//!   both are ordered by user id and need no filter, so pages are always full.
+//! - **events newest first by user / tenant / kind**: `Query` on `by_user`, `by_tenant` or
+//!   `by_kind` with `ScanIndexForward=false`. `at_id` = fixed-width RFC 3339 UTC time with
+//!   nanoseconds + `#` + event id, so string order is time order and ids break ties; `since`
+//!   is a key condition `at_id >= "<since>"`. Events without a user (or tenant) are simply absent
+//!   from that sparse index. Items expire 90 days after `at` (`expires_at`, R-AUD-1).
+//! - **failures newest first by tenant**: `Query` on `pk` with `ScanIndexForward=false`;
+//!   expire after 90 days.
+//! - **operation ledger**: a claim is a put conditional on `attribute_not_exists(pk)`, an
+//!   entry past its `expires_at` (TTL deletes lazily) or an in-progress lease that ended
+//!   (`lease_until_ms <= now`); completion stores the outcome with the caller's expiry.
+//!
+//! Error mapping: a failed condition becomes the port's conflict (`email_exists`,
+//! `domain_claimed`, `already_exists`, `stale_version`) or `not_found`; throttling →
+//! `Throttled`; timeouts, 5xx and transaction conflicts → `Unavailable` (both retryable);
+//! anything else → `Infrastructure` (permanent), with the SDK error as its source.
+//!
+//! Paging: a page reads one item beyond its limit, so `next` is set exactly when more items
+//! follow. Page tokens carry the start key and the listing they belong to (index and
+//! partition), as base64url JSON; a token from another listing or a forged one is refused as
+//! an invalid cursor. Index reads are eventually consistent (DynamoDB offers no consistent
+//! reads on global secondary indexes): a listing right after a write may miss it; reads by key
+//! are strongly consistent.
+//!
+//! # Other adapters
+//!
+//! - [`SqsRetryQueue`]: JSON `RetryMessage` bodies, `DelaySeconds` ≤ 900 (rounded up); longer
+//!   waits are re-sent by the consumer with [`SqsRetryQueue::run_now_or_requeue`] (see [`delay`]).
+//! - [`SqsNotifier`]: welcome notifications (R-BIND-4) as JSON on the notifications queue.
+//! - [`SecretsManagerTokenVault`]: one secret per tenant, `<prefix><tenant id>`; the request
+//!   token is the `ClientRequestToken` (= version id); `AWSCURRENT`/`AWSPREVIOUS` are the
+//!   current and previous tokens; deletion is immediate (no recovery window).
+//! - [`SecretsManagerSealer`]: AES-256-GCM, key = 64 hex characters in a secret, seal = key
+//!   version id + random 96-bit nonce + ciphertext, associated data = the user id.
+
+pub mod delay;
+pub mod dynamo;
+pub mod notifier;
+pub mod resources;
+pub mod schema;
+pub mod sealer;
+pub mod sqs;
+pub mod vault;
+
+pub use dynamo::{
+    DynamoBindings, DynamoEvents, DynamoFailures, DynamoGroups, DynamoLedger, DynamoTenants,
+    DynamoUsers,
+};
+pub use notifier::SqsNotifier;
+pub use resources::Resources;
+pub use sealer::SecretsManagerSealer;
+pub use sqs::SqsRetryQueue;
+pub use vault::SecretsManagerTokenVault;

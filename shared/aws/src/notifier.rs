@@ -1,0 +1,55 @@
+//! Welcome notifications (R-BIND-4) go to the notifications queue as JSON; a consumer delivers
+//! them to the employee. The message holds ids, names and addresses only, never a password
+//! (R-SAFE-2).
+
+use aws_sdk_sqs::Client;
+use m365_engine::error::Error;
+use m365_engine::model::WelcomeNotification;
+use m365_engine::ports::Notifier;
+
+use crate::dynamo::sdk_error;
+
+const COMPONENT: &str = "sqs";
+
+/// [`Notifier`] on the SQS notifications queue.
+#[derive(Debug, Clone)]
+pub struct SqsNotifier {
+    client: Client,
+    queue_url: String,
+}
+
+impl SqsNotifier {
+    /// The notifier sending to `queue_url`.
+    #[must_use]
+    pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+}
+
+/// Decodes a notifications queue message body (for the consumer fed by Lambda's SQS trigger).
+///
+/// # Errors
+/// The body is not a JSON `WelcomeNotification`.
+pub fn decode_notification(body: &str) -> Result<WelcomeNotification, serde_json::Error> {
+    serde_json::from_str(body)
+}
+
+impl Notifier for SqsNotifier {
+    async fn welcome(&self, notification: &WelcomeNotification) -> Result<(), Error> {
+        let body = serde_json::to_string(notification).map_err(|e| Error::Infrastructure {
+            component: COMPONENT,
+            source: Box::new(e),
+        })?;
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .map_err(|e| sdk_error(COMPONENT, e))?;
+        Ok(())
+    }
+}

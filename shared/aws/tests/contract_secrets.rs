@@ -1,0 +1,134 @@
+//! The engine's `TokenVault` and `Sealer` contracts against `SecretsManagerTokenVault` and
+//! `SecretsManagerSealer` on moto, each test with its own secret names.
+
+mod common;
+
+use m365_aws::{SecretsManagerSealer, SecretsManagerTokenVault};
+use m365_engine::testing::contract;
+
+macro_rules! vault_contract {
+    ($($name:ident),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $name() {
+            let Some(config) = common::aws().await else { return };
+            let client = aws_sdk_secretsmanager::Client::new(&config);
+            let prefix = format!("{}/tenant/", common::unique("m365-sync/test"));
+            contract::token_vault::$name(&SecretsManagerTokenVault::new(client, prefix)).await;
+        }
+    )*};
+}
+
+macro_rules! sealer_contract {
+    ($($name:ident),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $name() {
+            let Some(config) = common::aws().await else { return };
+            let (client, secret, _) = common::secret(&config, &common::seal_key_value()).await;
+            contract::sealer::$name(&SecretsManagerSealer::new(client, secret)).await;
+        }
+    )*};
+}
+
+vault_contract!(
+    stored_tokens_are_read_back_as_current,
+    a_second_put_keeps_the_first_as_previous,
+    repeating_a_put_with_the_same_request_token_changes_nothing,
+    reusing_a_request_token_with_other_tokens_is_refused,
+    deleted_tokens_are_gone_and_can_be_stored_again,
+);
+
+sealer_contract!(
+    a_sealed_password_opens_to_the_same_password,
+    the_sealed_form_hides_the_password,
+    a_tampered_sealed_password_is_refused,
+    a_password_sealed_for_one_user_does_not_open_for_another,
+    an_unknown_key_version_is_refused,
+);
+
+mod adapter {
+    //! Behaviour of the Secrets Manager adapters beyond the ports' contracts.
+
+    use m365_aws::{SecretsManagerSealer, SecretsManagerTokenVault};
+    use m365_engine::model::{TenantId, UserId};
+    use m365_engine::ports::Sealer;
+    use secrecy::{ExposeSecret, SecretString};
+
+    use super::common;
+
+    #[test]
+    fn tenant_token_secrets_are_named_under_the_configured_prefix() {
+        // R-CONN-1: the IAM policies grant m365-sync/<stage>/tenant/* only.
+        let config = aws_sdk_secretsmanager::Config::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build();
+        let vault = SecretsManagerTokenVault::new(
+            aws_sdk_secretsmanager::Client::from_conf(config),
+            "m365-sync/prod/tenant/",
+        );
+        let tenant = TenantId::generate();
+        assert_eq!(
+            vault.secret_name(&tenant),
+            format!("m365-sync/prod/tenant/{tenant}")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_rotated_seal_key_seals_with_the_new_version_and_still_opens_old_seals() {
+        // R-PWD-1: the key version is stored with the ciphertext.
+        let Some(config) = common::aws().await else {
+            return;
+        };
+        let (client, secret, first_version) =
+            common::secret(&config, &common::seal_key_value()).await;
+        let user = UserId::parse(common::unique("u")).expect("id");
+        let password = SecretString::from("Correct-Horse-9".to_owned());
+        let old = SecretsManagerSealer::new(client.clone(), secret.clone())
+            .seal(&user, &password)
+            .await
+            .expect("sealed with the first key");
+        assert_eq!(old.key_version, first_version);
+
+        let rotated = client
+            .put_secret_value()
+            .secret_id(&secret)
+            .secret_string(common::seal_key_value())
+            .send()
+            .await
+            .expect("rotated");
+        let sealer = SecretsManagerSealer::new(client, secret);
+        let new = sealer
+            .seal(&user, &password)
+            .await
+            .expect("sealed with the new key");
+        assert_eq!(Some(new.key_version.as_str()), rotated.version_id());
+        assert_ne!(new.key_version, old.key_version);
+        for sealed in [&old, &new] {
+            let opened = sealer.open(&user, sealed).await.expect("opens");
+            assert_eq!(opened.expose_secret(), "Correct-Horse-9");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_seal_key_secret_that_is_not_a_256_bit_hex_key_is_refused() {
+        // R-PWD-1: a misconfigured secret never becomes a weak key.
+        let Some(config) = common::aws().await else {
+            return;
+        };
+        let (client, secret, _) = common::secret(&config, "correct horse battery staple").await;
+        let sealer = SecretsManagerSealer::new(client, secret);
+        let user = UserId::parse(common::unique("u")).expect("id");
+        let result = sealer
+            .seal(&user, &SecretString::from("pw".to_owned()))
+            .await;
+        assert!(
+            matches!(
+                result,
+                Err(m365_engine::Error::Seal(
+                    m365_engine::error::SealError::Malformed
+                ))
+            ),
+            "got {:?}",
+            result.map(|_| ())
+        );
+    }
+}

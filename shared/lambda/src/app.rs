@@ -1,0 +1,98 @@
+//! The [`App`]: everything a function needs, built once per cold start — the AWS SDK
+//! configuration (credentials, region and endpoint resolved the SDK's standard way, so
+//! `AWS_ENDPOINT_URL` points every client at a local moto with no special code path), one client
+//! per service, and the adapters of the engine's ports wired to the configured resources.
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use m365_aws::{
+    DynamoBindings, DynamoEvents, DynamoFailures, DynamoGroups, DynamoLedger, DynamoTenants,
+    DynamoUsers, SecretsManagerSealer, SecretsManagerTokenVault, SqsNotifier, SqsRetryQueue,
+};
+use m365_engine::ports::SystemClock;
+
+use crate::config::{Config, ConfigError};
+
+/// Why the app could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The environment is incomplete or invalid (every problem is listed).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// The adapters of every port, sharing one SDK configuration. Cheap to share by reference
+/// across invocations; each adapter holds its client (internally reference-counted).
+#[derive(Debug, Clone)]
+pub struct App {
+    /// The configuration the app was built from.
+    pub config: Config,
+    /// The resolved AWS SDK configuration (for clients of later adapters).
+    pub sdk: SdkConfig,
+    /// Directory users.
+    pub users: DynamoUsers,
+    /// Directory groups.
+    pub groups: DynamoGroups,
+    /// Tenants and domain claims.
+    pub tenants: DynamoTenants,
+    /// Bindings.
+    pub bindings: DynamoBindings,
+    /// Audit events.
+    pub events: DynamoEvents,
+    /// Failure diagnostics.
+    pub failures: DynamoFailures,
+    /// The idempotency ledger.
+    pub ledger: DynamoLedger,
+    /// The retry queue (producer and consumer side).
+    pub retry_queue: SqsRetryQueue,
+    /// Welcome notifications.
+    pub notifier: SqsNotifier,
+    /// Per-tenant OAuth tokens.
+    pub token_vault: SecretsManagerTokenVault,
+    /// Password sealing.
+    pub sealer: SecretsManagerSealer,
+    /// The time source.
+    pub clock: SystemClock,
+}
+
+impl App {
+    /// Reads [`Config::from_env`], loads the SDK configuration and wires every adapter.
+    ///
+    /// # Errors
+    /// [`AppError::Config`] listing every missing or invalid variable.
+    pub async fn from_env() -> Result<Self, AppError> {
+        let config = Config::from_env()?;
+        Ok(Self::new(config).await)
+    }
+
+    /// Loads the SDK configuration the standard way (environment, profile, container or
+    /// instance credentials; `AWS_ENDPOINT_URL`) and wires every adapter.
+    pub async fn new(config: Config) -> Self {
+        let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        Self::with_sdk_config(config, sdk)
+    }
+
+    /// Wires every adapter on an already loaded SDK configuration.
+    #[must_use]
+    pub fn with_sdk_config(config: Config, sdk: SdkConfig) -> Self {
+        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+        let r = &config.resources;
+        Self {
+            users: DynamoUsers::new(dynamodb.clone(), &r.users_table),
+            groups: DynamoGroups::new(dynamodb.clone(), &r.users_table),
+            tenants: DynamoTenants::new(dynamodb.clone(), &r.tenants_table),
+            bindings: DynamoBindings::new(dynamodb.clone(), &r.bindings_table),
+            events: DynamoEvents::new(dynamodb.clone(), &r.events_table),
+            failures: DynamoFailures::new(dynamodb.clone(), &r.failures_table),
+            ledger: DynamoLedger::new(dynamodb, &r.ledger_table),
+            retry_queue: SqsRetryQueue::new(sqs.clone(), &r.retry_queue_url),
+            notifier: SqsNotifier::new(sqs, &r.notifications_queue_url),
+            token_vault: SecretsManagerTokenVault::new(secrets.clone(), &r.tenant_secret_prefix),
+            sealer: SecretsManagerSealer::new(secrets, &r.seal_key_secret_id),
+            clock: SystemClock,
+            config,
+            sdk,
+        }
+    }
+}

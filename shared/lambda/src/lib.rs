@@ -1,0 +1,10 @@
+//! m365-lambda: what every function shares at run time — the typed [`Config`] read from the
+//! environment, JSON [`telemetry`], and the [`App`] that builds the AWS clients and adapters
+//! once per cold start.
+
+pub mod app;
+pub mod config;
+pub mod telemetry;
+
+pub use app::{App, AppError};
+pub use config::{Config, ConfigError};
