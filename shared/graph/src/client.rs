@@ -1,0 +1,407 @@
+//! The HTTP core: [`GraphClient`] (built once per cold start from configuration) and the one
+//! request loop every Graph call goes through — bearer token, `client-request-id`, error
+//! parsing, one token refresh on 401, and bounded retries (count AND deadline) for idempotent
+//! requests only (STYLE "Errors"; graph-spec §7, §12).
+
+use std::future::Future;
+use std::time::Duration;
+
+use m365_engine::model::TenantId;
+use rand::Rng as _;
+use reqwest::Method;
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use tokio::time::Instant;
+
+use crate::error::{ApiError, ErrorClass, GraphError};
+use crate::identity::IdentityClient;
+
+/// Real Graph v1.0 base URL (graph-spec §0).
+pub const GRAPH_BASE: &str = "https://graph.microsoft.com/v1.0";
+/// Real identity platform base URL (graph-spec §0).
+pub const IDENTITY_BASE: &str = "https://login.microsoftonline.com";
+
+/// Supplies access tokens per tenant (our [`TenantId`]). Implementations: [`crate::VaultTokens`]
+/// (delegated tokens kept in the engine's `TokenVault`) and [`crate::ClientCredentialsTokens`].
+pub trait TokenProvider: Send + Sync {
+    /// A current access token for `tenant`.
+    ///
+    /// # Errors
+    /// Engine errors (e.g. `ReauthorizationRequired`, `NotFound` for a tenant without tokens).
+    fn access_token(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = m365_engine::Result<SecretString>> + Send;
+
+    /// Graph refused `rejected` (401): obtain a new token. Called at most once per request.
+    ///
+    /// # Errors
+    /// Engine errors (`ReauthorizationRequired` when the refresh token is refused).
+    fn refresh_access_token(
+        &self,
+        tenant: &TenantId,
+        rejected: &SecretString,
+    ) -> impl Future<Output = m365_engine::Result<SecretString>> + Send;
+}
+
+/// In-process retry bounds: at most `max_attempts` tries AND never past the deadline
+/// (now + `budget` unless a caller gives an earlier one, e.g. the Lambda deadline).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Tries in all (1 = no retry).
+    pub max_attempts: u32,
+    /// First backoff step (doubled each retry, full jitter) when Graph gives no `Retry-After`.
+    pub base_backoff: Duration,
+    /// Largest backoff step.
+    pub max_backoff: Duration,
+    /// Longest time one operation may spend, retries included.
+    pub budget: Duration,
+    /// How long a 404 on an object we just created is treated as replication delay
+    /// (graph-spec §12 "up to ~60 s").
+    pub not_yet_visible_window: Duration,
+    /// Tries in all for such a 404 (replication takes longer than a throttling blip).
+    pub max_not_yet_visible_attempts: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            base_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(10),
+            budget: Duration::from_secs(30),
+            not_yet_visible_window: Duration::from_secs(60),
+            max_not_yet_visible_attempts: 8,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before retry number `retry` (1-based): exponential with full jitter.
+    #[must_use]
+    pub fn backoff(&self, retry: u32) -> Duration {
+        let exp = self
+            .base_backoff
+            .saturating_mul(1u32 << retry.saturating_sub(1).min(16));
+        let cap = exp.min(self.max_backoff);
+        let millis = u64::try_from(cap.as_millis()).unwrap_or(u64::MAX);
+        // Full jitter, but never less than half the step so tests and Graph see real spacing.
+        Duration::from_millis(rand::rng().random_range(millis / 2..=millis.max(1)))
+    }
+}
+
+/// Why a [`GraphClient`] could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A base URL is not an absolute http(s) URL.
+    #[error("invalid base URL for {which}")]
+    BaseUrl {
+        /// `graph` or `identity`.
+        which: &'static str,
+    },
+    /// The HTTP client could not be built (TLS backend).
+    #[error("the HTTP client could not be built")]
+    Http(#[source] reqwest::Error),
+}
+
+/// Builder of [`GraphClient`]; defaults are the real Microsoft hosts.
+#[derive(Debug, Clone)]
+pub struct GraphClientBuilder {
+    graph_base: String,
+    identity_base: String,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    retry: RetryPolicy,
+}
+
+impl Default for GraphClientBuilder {
+    fn default() -> Self {
+        Self {
+            graph_base: GRAPH_BASE.to_owned(),
+            identity_base: IDENTITY_BASE.to_owned(),
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(20),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+impl GraphClientBuilder {
+    /// Graph base URL including the version segment (e.g. `http://127.0.0.1:8080/v1.0`).
+    #[must_use]
+    pub fn graph_base(mut self, url: impl Into<String>) -> Self {
+        self.graph_base = url.into();
+        self
+    }
+
+    /// Identity platform base URL (e.g. `http://127.0.0.1:8080`).
+    #[must_use]
+    pub fn identity_base(mut self, url: impl Into<String>) -> Self {
+        self.identity_base = url.into();
+        self
+    }
+
+    /// TCP connect timeout.
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Whole-request timeout (one attempt).
+    #[must_use]
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Retry bounds.
+    #[must_use]
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Builds the client (rustls; redirects are not followed: neither Graph nor the token
+    /// endpoint redirects, and following one would leak the bearer token or the client secret).
+    ///
+    /// # Errors
+    /// [`BuildError`] for a bad base URL or TLS setup.
+    pub fn build(self) -> Result<GraphClient, BuildError> {
+        let graph_base =
+            normalize(&self.graph_base).ok_or(BuildError::BaseUrl { which: "graph" })?;
+        let identity_base =
+            normalize(&self.identity_base).ok_or(BuildError::BaseUrl { which: "identity" })?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(self.connect_timeout)
+            .timeout(self.request_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("m365-sync/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(BuildError::Http)?;
+        Ok(GraphClient {
+            http,
+            graph_base,
+            identity_base,
+            retry: self.retry,
+        })
+    }
+}
+
+fn normalize(url: &str) -> Option<String> {
+    let parsed = reqwest::Url::parse(url).ok()?;
+    matches!(parsed.scheme(), "http" | "https").then(|| url.trim_end_matches('/').to_owned())
+}
+
+/// The Graph HTTP client: cheap to clone (the connection pool is shared).
+#[derive(Debug, Clone)]
+pub struct GraphClient {
+    http: reqwest::Client,
+    graph_base: String,
+    identity_base: String,
+    retry: RetryPolicy,
+}
+
+/// A successful Graph response.
+#[derive(Debug)]
+pub struct Response {
+    /// HTTP status.
+    pub status: u16,
+    /// `request-id`.
+    pub request_id: Option<String>,
+    body: Vec<u8>,
+}
+
+impl Response {
+    /// Decodes the JSON body.
+    ///
+    /// # Errors
+    /// [`GraphError::Decode`].
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, GraphError> {
+        serde_json::from_slice(&self.body).map_err(|source| GraphError::Decode {
+            status: self.status,
+            request_id: self.request_id.clone(),
+            source,
+        })
+    }
+}
+
+/// One Graph request to make. Not `Debug`: the body may hold a password.
+pub(crate) struct Call {
+    pub method: Method,
+    /// Absolute URL.
+    pub url: reqwest::Url,
+    pub body: Option<serde_json::Value>,
+    /// GET, PATCH, DELETE: safe to repeat. POST /users is not (graph-spec §7.3).
+    pub idempotent: bool,
+    /// Error classes that mean replication delay here (e.g. a 404 on an object created moments
+    /// ago) and are retried like transient errors, with their own attempt limit.
+    pub replication: &'static [ErrorClass],
+}
+
+impl GraphClient {
+    /// A builder with the real Microsoft hosts as defaults.
+    #[must_use]
+    pub fn builder() -> GraphClientBuilder {
+        GraphClientBuilder::default()
+    }
+
+    /// The Graph base URL (with `/v1.0`).
+    #[must_use]
+    pub fn graph_base(&self) -> &str {
+        &self.graph_base
+    }
+
+    /// The retry bounds.
+    #[must_use]
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.retry
+    }
+
+    /// An identity-platform client sharing this client's connection pool and base URL.
+    #[must_use]
+    pub fn identity(
+        &self,
+        client_id: impl Into<String>,
+        client_secret: SecretString,
+    ) -> IdentityClient {
+        IdentityClient::new(
+            self.http.clone(),
+            self.identity_base.clone(),
+            client_id,
+            client_secret,
+        )
+    }
+
+    /// `{graph_base}{path}` with `query` pairs appended (properly encoded).
+    ///
+    /// # Errors
+    /// [`GraphError::Url`] when the result is not a URL.
+    pub(crate) fn url(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<reqwest::Url, GraphError> {
+        let mut url = reqwest::Url::parse(&format!("{}{path}", self.graph_base))
+            .map_err(|_| GraphError::Url)?;
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        Ok(url)
+    }
+
+    /// Whether `url` points into our Graph base (a paging token must never send our bearer token
+    /// elsewhere).
+    pub(crate) fn owns(&self, url: &str) -> bool {
+        url.strip_prefix(&self.graph_base)
+            .is_some_and(|rest| rest.starts_with(['/', '?']))
+    }
+
+    /// Sends `call` for `tenant` until it succeeds, fails permanently, or the retry bounds
+    /// (attempts, `deadline`) are spent. A 401 refreshes the token once.
+    pub(crate) async fn execute<P: TokenProvider>(
+        &self,
+        tokens: &P,
+        tenant: &TenantId,
+        call: &Call,
+        deadline: Instant,
+    ) -> Result<Response, GraphError> {
+        let mut token = tokens
+            .access_token(tenant)
+            .await
+            .map_err(|e| GraphError::Token(Box::new(e)))?;
+        let mut refreshed = false;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let error = match self.send_once(&token, call).await {
+                Ok(response) => return Ok(response),
+                Err(error) => error,
+            };
+            let class = error.class();
+            if class == Some(ErrorClass::Unauthorized) && !refreshed {
+                refreshed = true;
+                tracing::info!(
+                    graph.request_id = error.request_id(),
+                    http.status = 401,
+                    "graph refused the access token; refreshing it once"
+                );
+                token = tokens
+                    .refresh_access_token(tenant, &token)
+                    .await
+                    .map_err(|e| GraphError::Token(Box::new(e)))?;
+                continue;
+            }
+            let (transient, max_attempts) = if class.is_some_and(|c| call.replication.contains(&c))
+            {
+                (true, self.retry.max_not_yet_visible_attempts)
+            } else {
+                (
+                    call.idempotent && error.is_transient(),
+                    self.retry.max_attempts,
+                )
+            };
+            if !transient || attempt >= max_attempts {
+                return Err(error);
+            }
+            let wait = error
+                .api()
+                .and_then(|a| a.retry_after)
+                .unwrap_or_else(|| self.retry.backoff(attempt));
+            if Instant::now() + wait > deadline {
+                return Err(error);
+            }
+            tracing::warn!(
+                graph.request_id = error.request_id(),
+                http.status = error.api().map(|a| a.status),
+                retry.after_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                retry.attempt = attempt,
+                "graph request failed transiently; retrying"
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn send_once(&self, token: &SecretString, call: &Call) -> Result<Response, GraphError> {
+        let client_request_id = uuid::Uuid::new_v4().hyphenated().to_string();
+        let mut request = self
+            .http
+            .request(call.method.clone(), call.url.clone())
+            .bearer_auth(token.expose_secret())
+            .header("client-request-id", &client_request_id);
+        if let Some(body) = &call.body {
+            request = request.json(body);
+        }
+        let transport = |source: reqwest::Error| GraphError::Transport {
+            timeout: source.is_timeout(),
+            connect: source.is_connect(),
+            // The URL may hold a UPN (personal data): keep it out of errors.
+            source: source.without_url(),
+        };
+        let response = request.send().await.map_err(transport)?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.map_err(transport)?.to_vec();
+        if (200..300).contains(&status) {
+            let request_id = headers
+                .get("request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            tracing::debug!(
+                graph.request_id = request_id.as_deref(),
+                http.status = status,
+                "graph request done"
+            );
+            return Ok(Response {
+                status,
+                request_id,
+                body,
+            });
+        }
+        let mut api = ApiError::from_parts(status, &headers, &body);
+        if api.client_request_id.is_none() {
+            api.client_request_id = Some(client_request_id);
+        }
+        Err(GraphError::from(api))
+    }
+}

@@ -1,0 +1,398 @@
+//! `GraphDirectory`: the engine's [`Directory`] port over Microsoft Graph (graph-spec §3, §8).
+//!
+//! Creates are never blindly repeated: a `POST /users` whose outcome is unknown (timeout, 5xx)
+//! is resolved by looking the UPN up (R-BIND-2, graph-spec §7.3), and a UPN conflict is told
+//! apart from an address still held by a deleted account by the same lookup. A 404 on a user this
+//! instance created moments ago is replication delay and is retried (graph-spec §7.4, §12).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use m365_engine::error::{Conflict, Entity, InvalidInput, UnavailableReason};
+use m365_engine::model::{
+    Email, M365ObjectId, M365TenantId, M365User, M365UserPatch, NewM365User, Page, PageRequest,
+    PageToken, TenantId, VerifiedDomain,
+};
+use m365_engine::ports::Directory;
+use m365_engine::{Error, Result};
+use reqwest::Method;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+use tokio::time::Instant;
+
+use crate::client::{Call, GraphClient, TokenProvider};
+use crate::error::{ErrorClass, GraphError};
+use crate::model::{
+    Collection, DOMAIN_SELECT, GraphDomain, GraphUser, MAX_TOP, USER_SELECT, create_user_body,
+    created_user, odata_string, patch_user_body,
+};
+
+/// A tenant's organization (`GET /organization`, graph-spec §3.9).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Organization {
+    /// Microsoft's tenant id.
+    pub id: M365TenantId,
+    /// The organization's name.
+    pub display_name: String,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawOrganization {
+    id: String,
+    #[serde(default)]
+    display_name: Option<String>,
+}
+
+/// The [`Directory`] adapter over Microsoft Graph. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct GraphDirectory<P> {
+    client: GraphClient,
+    tokens: P,
+    deadline: Option<Instant>,
+    /// Objects this instance created, with when: a 404 on them is replication delay.
+    recent: Arc<Mutex<HashMap<String, Instant>>>,
+}
+
+impl<P: TokenProvider> GraphDirectory<P> {
+    /// An adapter calling Graph through `client` with tokens from `tokens`.
+    #[must_use]
+    pub fn new(client: GraphClient, tokens: P) -> Self {
+        Self {
+            client,
+            tokens,
+            deadline: None,
+            recent: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// A view whose in-process retries never run past `deadline` (e.g. the Lambda deadline minus
+    /// a margin); what is left over goes back to the retry queue.
+    #[must_use]
+    pub fn with_deadline(&self, deadline: Instant) -> Self
+    where
+        P: Clone,
+    {
+        Self {
+            deadline: Some(deadline),
+            ..self.clone()
+        }
+    }
+
+    /// The token provider.
+    #[must_use]
+    pub fn tokens(&self) -> &P {
+        &self.tokens
+    }
+
+    /// The Graph client.
+    #[must_use]
+    pub fn client(&self) -> &GraphClient {
+        &self.client
+    }
+
+    /// The signed-in tenant's organization: Microsoft's tenant id (R-CONN-1 stores it) and name.
+    ///
+    /// # Errors
+    /// Graph errors mapped per graph-spec §12; `Infrastructure` when Graph sends no organization.
+    pub async fn organization(&self, tenant: &TenantId) -> Result<Organization> {
+        let url = self
+            .client
+            .url("/organization", &[("$select", "id,displayName")])?;
+        let page: Collection<RawOrganization> = self.get(tenant, url).await?.json()?;
+        let org = page.value.into_iter().next().ok_or(GraphError::InvalidId)?;
+        Ok(Organization {
+            id: M365TenantId::parse(org.id).map_err(|_| GraphError::InvalidId)?,
+            display_name: org.display_name.unwrap_or_default(),
+        })
+    }
+
+    /// Sends `requests` as `$batch` envelopes of 20 (see [`GraphClient::batch`]) within this
+    /// directory's deadline.
+    pub async fn batch(
+        &self,
+        tenant: &TenantId,
+        requests: &[crate::batch::BatchRequest],
+    ) -> crate::batch::BatchResults {
+        self.client
+            .batch(&self.tokens, tenant, requests, self.deadline())
+            .await
+    }
+
+    /// One page of the users delta (see [`GraphClient::users_delta`]).
+    ///
+    /// # Errors
+    /// Graph errors mapped per graph-spec §12.
+    pub async fn users_delta(
+        &self,
+        tenant: &TenantId,
+        link: Option<&str>,
+    ) -> Result<crate::delta::DeltaPage<crate::delta::DeltaUser>> {
+        Ok(self
+            .client
+            .users_delta(&self.tokens, tenant, link, self.deadline())
+            .await?)
+    }
+
+    /// One page of the groups delta (see [`GraphClient::groups_delta`]).
+    ///
+    /// # Errors
+    /// Graph errors mapped per graph-spec §12.
+    pub async fn groups_delta(
+        &self,
+        tenant: &TenantId,
+        link: Option<&str>,
+    ) -> Result<crate::delta::DeltaPage<crate::delta::DeltaGroup>> {
+        Ok(self
+            .client
+            .groups_delta(&self.tokens, tenant, link, self.deadline())
+            .await?)
+    }
+
+    pub(crate) fn deadline(&self) -> Instant {
+        let budget = Instant::now() + self.client.retry_policy().budget;
+        self.deadline.map_or(budget, |d| d.min(budget))
+    }
+
+    pub(crate) fn remember(&self, id: &M365ObjectId) {
+        let now = Instant::now();
+        let window = self.client.retry_policy().not_yet_visible_window;
+        let mut recent = self
+            .recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        recent.retain(|_, at| now.duration_since(*at) < window);
+        recent.insert(id.as_str().to_owned(), now);
+    }
+
+    pub(crate) fn is_recent(&self, id: &M365ObjectId) -> bool {
+        let window = self.client.retry_policy().not_yet_visible_window;
+        let recent = self
+            .recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        recent
+            .get(id.as_str())
+            .is_some_and(|at| at.elapsed() < window)
+    }
+
+    async fn get(
+        &self,
+        tenant: &TenantId,
+        url: reqwest::Url,
+    ) -> Result<crate::client::Response, GraphError> {
+        let call = Call {
+            method: Method::GET,
+            url,
+            body: None,
+            idempotent: true,
+            replication: &[],
+        };
+        self.client
+            .execute(&self.tokens, tenant, &call, self.deadline())
+            .await
+    }
+
+    async fn find(&self, tenant: &TenantId, upn: &Email) -> Result<Option<M365User>, GraphError> {
+        let filter = format!("userPrincipalName eq {}", odata_string(upn.as_str()));
+        let url = self
+            .client
+            .url("/users", &[("$filter", &filter), ("$select", USER_SELECT)])?;
+        let page: Collection<GraphUser> = self.get(tenant, url).await?.json()?;
+        Ok(page.value.into_iter().find_map(GraphUser::into_m365))
+    }
+
+    /// PATCHes a user (idempotent: retried); a 404 is `NotFound`, or replication delay for a user
+    /// created here moments ago.
+    async fn patch(
+        &self,
+        tenant: &TenantId,
+        id: &M365ObjectId,
+        body: serde_json::Value,
+    ) -> Result<()> {
+        let recent = self.is_recent(id);
+        let call = Call {
+            method: Method::PATCH,
+            url: self.client.url(&format!("/users/{id}"), &[])?,
+            body: Some(body),
+            idempotent: true,
+            replication: if recent { &[ErrorClass::NotFound] } else { &[] },
+        };
+        let result = self
+            .client
+            .execute(&self.tokens, tenant, &call, self.deadline())
+            .await;
+        drop(call);
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if recent && e.class() == Some(ErrorClass::NotFound) => {
+                Err(Error::Unavailable {
+                    component: "graph",
+                    reason: UnavailableReason::NotYetVisible,
+                    retry_after: None,
+                    graph_request_id: e.request_id().map(str::to_owned),
+                    source: Some(Box::new(e)),
+                })
+            }
+            Err(e) => Err(e.into_engine(Entity::M365User, id.as_str(), None)),
+        }
+    }
+}
+
+impl From<GraphError> for Error {
+    fn from(e: GraphError) -> Self {
+        e.into_engine(Entity::M365User, "", None)
+    }
+}
+
+impl<P: TokenProvider> Directory for GraphDirectory<P> {
+    async fn find_user_by_upn(&self, tenant: &TenantId, upn: &Email) -> Result<Option<M365User>> {
+        self.find(tenant, upn)
+            .await
+            .map_err(|e| e.into_engine(Entity::M365User, upn.as_str(), None))
+    }
+
+    async fn create_user(&self, tenant: &TenantId, user: &NewM365User) -> Result<M365User> {
+        let upn = &user.user_principal_name;
+        let call = Call {
+            method: Method::POST,
+            url: self.client.url("/users", &[])?,
+            body: Some(create_user_body(user)),
+            // Never repeated blindly (graph-spec §7.3): an unknown outcome is resolved below.
+            idempotent: false,
+            replication: &[],
+        };
+        let result = self
+            .client
+            .execute(&self.tokens, tenant, &call, self.deadline())
+            .await;
+        // The body holds the password: drop it now.
+        drop(call);
+        let error = match result {
+            Ok(response) => {
+                let created = created_user(response.json()?, user).ok_or(GraphError::InvalidId)?;
+                self.remember(&created.id);
+                tracing::info!(tenant.id = %tenant, user.id = %created.id, graph.request_id = response.request_id.as_deref(), "m365 user created");
+                return Ok(created);
+            }
+            Err(error) => error,
+        };
+        if error.class() == Some(ErrorClass::UpnConflict) {
+            // Either an active user holds the UPN (adopt it) or a deleted one still holds the
+            // address (wait, R-BIND-6): the lookup tells them apart.
+            return match self.find(tenant, upn).await {
+                Ok(Some(_)) => Err(Error::Conflict(Conflict::UpnExists { upn: upn.clone() })),
+                Ok(None) => Err(Error::Unavailable {
+                    component: "graph",
+                    reason: UnavailableReason::AddressHeld,
+                    retry_after: None,
+                    graph_request_id: error.request_id().map(str::to_owned),
+                    source: Some(Box::new(error)),
+                }),
+                Err(lookup) => Err(lookup.into_engine(Entity::M365User, upn.as_str(), None)),
+            };
+        }
+        if error.outcome_unknown() {
+            tracing::warn!(
+                tenant.id = %tenant,
+                graph.request_id = error.request_id(),
+                http.status = error.api().map(|a| a.status),
+                "create outcome unknown; resolving it by looking the UPN up"
+            );
+            if let Ok(Some(found)) = self.find(tenant, upn).await {
+                self.remember(&found.id);
+                tracing::info!(tenant.id = %tenant, user.id = %found.id, "m365 user created (confirmed by lookup)");
+                return Ok(found);
+            }
+            // Not visible (yet): retryable; the retry looks the UPN up again before any POST.
+        }
+        Err(error.into_engine(Entity::M365User, upn.as_str(), Some(upn)))
+    }
+
+    async fn update_user(
+        &self,
+        tenant: &TenantId,
+        id: &M365ObjectId,
+        patch: &M365UserPatch,
+    ) -> Result<()> {
+        if patch.is_empty() {
+            // Graph refuses empty PATCH bodies (graph-spec §2.8).
+            return Ok(());
+        }
+        self.patch(tenant, id, patch_user_body(patch)).await?;
+        tracing::info!(tenant.id = %tenant, user.id = %id, "m365 user updated");
+        Ok(())
+    }
+
+    async fn set_account_enabled(
+        &self,
+        tenant: &TenantId,
+        id: &M365ObjectId,
+        enabled: bool,
+    ) -> Result<()> {
+        self.patch(tenant, id, json!({"accountEnabled": enabled}))
+            .await?;
+        tracing::info!(tenant.id = %tenant, user.id = %id, enabled, "m365 sign-in set");
+        Ok(())
+    }
+
+    async fn set_password(
+        &self,
+        tenant: &TenantId,
+        id: &M365ObjectId,
+        password: &SecretString,
+    ) -> Result<()> {
+        let body = json!({"passwordProfile": {
+            "forceChangePasswordNextSignIn": false,
+            "password": password.expose_secret(),
+        }});
+        self.patch(tenant, id, body).await?;
+        tracing::info!(tenant.id = %tenant, user.id = %id, "m365 password set");
+        Ok(())
+    }
+
+    async fn list_users(&self, tenant: &TenantId, page: &PageRequest) -> Result<Page<M365User>> {
+        let url = match &page.cursor {
+            // The cursor is Graph's whole nextLink (graph-spec §2.3); it must point into our Graph
+            // base, or our bearer token would go elsewhere.
+            Some(cursor) if self.client.owns(cursor.as_str()) => {
+                reqwest::Url::parse(cursor.as_str())
+                    .map_err(|_| Error::Invalid(InvalidInput::Cursor))?
+            }
+            Some(_) => return Err(Error::Invalid(InvalidInput::Cursor)),
+            None => {
+                let top = page.limit.clamp(1, MAX_TOP).to_string();
+                self.client
+                    .url("/users", &[("$select", USER_SELECT), ("$top", &top)])?
+            }
+        };
+        let response: Collection<GraphUser> = self.get(tenant, url).await?.json()?;
+        Ok(Page {
+            items: response
+                .value
+                .into_iter()
+                .filter_map(GraphUser::into_m365)
+                .collect(),
+            next: response.next_link.map(PageToken::new),
+        })
+    }
+
+    async fn verified_domains(&self, tenant: &TenantId) -> Result<Vec<VerifiedDomain>> {
+        let mut url = self.client.url("/domains", &[("$select", DOMAIN_SELECT)])?;
+        let mut out = Vec::new();
+        loop {
+            let page: Collection<GraphDomain> = self.get(tenant, url).await?.json()?;
+            out.extend(
+                page.value
+                    .into_iter()
+                    .filter_map(GraphDomain::into_verified),
+            );
+            match page.next_link {
+                Some(next) if self.client.owns(&next) => {
+                    url = reqwest::Url::parse(&next).map_err(|_| GraphError::Url)?;
+                }
+                _ => return Ok(out),
+            }
+        }
+    }
+}

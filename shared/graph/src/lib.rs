@@ -1,0 +1,43 @@
+//! m365-graph: the Microsoft Graph and Microsoft identity-platform client of m365-sync.
+//!
+//! - [`GraphClient`] (built once per cold start with [`GraphClientBuilder`]: base URLs from
+//!   configuration, real Microsoft hosts by default, rustls, timeouts, retry bounds);
+//! - [`GraphDirectory`], the engine's `Directory` port over Graph, plus security groups and
+//!   membership ([`groups`]), `$batch` in chunks of 20 with per-item results ([`batch`]), users and
+//!   groups delta with 410 restart ([`delta`]) and the tenant's organization id;
+//! - [`IdentityClient`]: authorization URL (PKCE S256 + state), code exchange, refresh with
+//!   rotation persisted before use, client credentials; [`GraphIdentity`], the engine's
+//!   `IdentityPlatform` port over it (connect and token refresh use cases);
+//! - [`TokenProvider`] and its implementations [`VaultTokens`] (vault-backed, single-flight
+//!   refresh per process), [`ClientCredentialsTokens`] and [`StaticToken`];
+//! - [`GraphError`] / [`TokenError`], classified per graph-spec §12 onto the engine's error so
+//!   that `is_retryable()` alone decides retries.
+//!
+//! No token or password ever reaches a log, an error or `Debug` output (R-SAFE-2).
+
+// Unit tests may unwrap: a panic there is a failed test (STYLE: no `unwrap` outside tests).
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod batch;
+pub mod client;
+pub mod delta;
+pub mod directory;
+pub mod error;
+pub mod groups;
+pub mod identity;
+pub mod model;
+pub mod platform;
+pub mod tokens;
+
+pub use batch::{BatchItem, BatchRequest, BatchResults, MAX_BATCH};
+pub use client::{
+    BuildError, GRAPH_BASE, GraphClient, GraphClientBuilder, IDENTITY_BASE, RetryPolicy,
+    TokenProvider,
+};
+pub use delta::{DeltaGroup, DeltaNext, DeltaPage, DeltaUser, MemberDelta, RemovedReason};
+pub use directory::{GraphDirectory, Organization};
+pub use error::{ApiError, ErrorClass, GraphError};
+pub use groups::{GroupMember, M365Group};
+pub use identity::{AuthorizationStart, IdentityClient, TokenError, TokenSet};
+pub use platform::GraphIdentity;
+pub use tokens::{ClientCredentialsTokens, StaticToken, VaultTokens};

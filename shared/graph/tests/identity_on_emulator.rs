@@ -1,0 +1,416 @@
+//! `IdentityClient` and `VaultTokens` against the real m365-emulator: authorization code with
+//! PKCE S256 + state, refresh-token rotation persisted before use, and token-endpoint errors.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+use m365_engine::Error;
+use m365_engine::error::Entity;
+use m365_engine::model::{Email, RequestToken, TenantId, TenantTokens};
+use m365_engine::ports::{Directory, TokenVault};
+use m365_engine::testing::FakeTokenVault;
+use m365_graph::{GraphDirectory, TokenError, TokenProvider, TokenSet, VaultTokens};
+use secrecy::{ExposeSecret, SecretString};
+use support::{ADMIN, CONTOSO, start};
+
+/// The admin signs in and the code is redeemed: tokens with a refresh token.
+async fn connect(emu: &support::Emu) -> TokenSet {
+    let client = emu.client();
+    let identity = emu.identity(&client);
+    let start = identity.authorization_url("organizations").unwrap();
+    let (code, state) = emu.sign_in(&start.url).await;
+    assert_eq!(state, start.state, "the callback echoes our state");
+    identity
+        .exchange_code(
+            "organizations",
+            &SecretString::from(code),
+            &start.pkce_verifier,
+        )
+        .await
+        .expect("code exchange succeeds")
+}
+
+#[tokio::test]
+async fn an_admin_sign_in_with_pkce_yields_tokens_that_graph_accepts() {
+    // R-CONN-1, R-SAFE-3
+    let emu = start().await;
+    let tokens = connect(&emu).await;
+    assert!(
+        tokens.refresh_token.is_some(),
+        "offline_access gives a refresh token"
+    );
+    assert!(tokens.expires_at > Utc::now());
+    let r = emu
+        .admin
+        .get(format!("{}/v1.0/domains", emu.base))
+        .bearer_auth(tokens.access_token.expose_secret())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn a_code_redeemed_with_the_wrong_verifier_or_twice_is_refused() {
+    // R-SAFE-3 (PKCE), graph-spec §1.2 (single use)
+    let emu = start().await;
+    let client = emu.client();
+    let identity = emu.identity(&client);
+    let start = identity.authorization_url("organizations").unwrap();
+    let (code, _) = emu.sign_in(&start.url).await;
+    let code = SecretString::from(code);
+    let wrong =
+        SecretString::from("a-different-verifier-that-is-long-enough-0123456789".to_owned());
+    let error = identity
+        .exchange_code("organizations", &code, &wrong)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, TokenError::ReauthorizationRequired { .. }),
+        "{error:?}"
+    );
+
+    let start = identity.authorization_url("organizations").unwrap();
+    let (code, _) = emu.sign_in(&start.url).await;
+    let code = SecretString::from(code);
+    identity
+        .exchange_code("organizations", &code, &start.pkce_verifier)
+        .await
+        .unwrap();
+    let error = identity
+        .exchange_code("organizations", &code, &start.pkce_verifier)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            TokenError::ReauthorizationRequired {
+                aadsts: Some(54005),
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_refresh_rotates_the_refresh_token_and_persists_it_before_returning() {
+    // R-CONN-4, graph-spec §1.4
+    let emu = start().await;
+    let first = connect(&emu).await;
+    let old_rt = first.refresh_token.clone().unwrap();
+    let client = emu.client();
+    let identity = emu.identity(&client);
+    let saved: Arc<Mutex<Option<TokenSet>>> = Arc::default();
+    let sink = saved.clone();
+    let refreshed = identity
+        .refresh("organizations", &old_rt, |new| async move {
+            *sink.lock().unwrap() = Some(new);
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let new_rt = refreshed.refresh_token.clone().unwrap();
+    assert_ne!(new_rt.expose_secret(), old_rt.expose_secret(), "rotated");
+    let persisted = saved
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("persisted before return");
+    assert_eq!(
+        persisted.refresh_token.unwrap().expose_secret(),
+        new_rt.expose_secret()
+    );
+    assert_eq!(
+        persisted.access_token.expose_secret(),
+        refreshed.access_token.expose_secret()
+    );
+    // Microsoft does not revoke the old refresh token (graph-spec §1.4).
+    identity
+        .refresh("organizations", &old_rt, |_| async { Ok(()) })
+        .await
+        .expect("old token still valid");
+}
+
+#[tokio::test]
+async fn when_saving_the_rotated_tokens_fails_the_new_tokens_are_not_handed_out() {
+    // R-CONN-4 ("saved before it is used")
+    let emu = start().await;
+    let rt = connect(&emu).await.refresh_token.unwrap();
+    let client = emu.client();
+    let identity = emu.identity(&client);
+    let error = identity
+        .refresh("organizations", &rt, |_| async {
+            Err(Error::Unavailable {
+                component: "secretsmanager",
+                reason: m365_engine::error::UnavailableReason::Service,
+                retry_after: None,
+                graph_request_id: None,
+                source: None,
+            })
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, TokenError::Persist(_)) && error.is_retryable(),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_revoked_grant_requires_reauthorization_with_its_aadsts_code() {
+    // R-CONN-4, graph-spec §1.4 (admin password reset → AADSTS50173)
+    let emu = start().await;
+    let rt = connect(&emu).await.refresh_token.unwrap();
+    emu.admin_post(
+        &format!("/_emulator/tenants/{CONTOSO}/admins/{ADMIN}/reset-password"),
+        serde_json::json!({}),
+    )
+    .await;
+    let client = emu.client();
+    let error = emu
+        .identity(&client)
+        .refresh("organizations", &rt, |_| async { Ok(()) })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            TokenError::ReauthorizationRequired {
+                aadsts: Some(50173),
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let engine = Error::from(error);
+    assert!(
+        matches!(engine, Error::ReauthorizationRequired { aadsts: 50173 })
+            && !engine.is_retryable()
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_client_secret_is_a_configuration_error() {
+    // graph-spec §12 row 2 (AADSTS7000215)
+    let emu = start().await;
+    let client = emu.client();
+    let identity = client.identity(
+        support::APP,
+        SecretString::from("not-the-secret".to_owned()),
+    );
+    let error = identity.client_credentials(CONTOSO).await.unwrap_err();
+    assert!(
+        matches!(&error, TokenError::Configuration { error, aadsts: Some(7_000_215) } if error == "invalid_client"),
+        "{error:?}"
+    );
+    assert!(!Error::from(error).is_retryable());
+}
+
+#[tokio::test]
+async fn a_503_from_the_token_endpoint_is_retryable() {
+    // graph-spec §12 row 3
+    let emu = start().await;
+    emu.fault(serde_json::json!({"method": "POST", "path": format!("/{CONTOSO}/oauth2/v2.0/token"), "kind": "503", "count": 1, "retryAfter": "1.5"})).await;
+    let client = emu.client();
+    let error = emu
+        .identity(&client)
+        .client_credentials(CONTOSO)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            TokenError::Unavailable {
+                status: Some(503),
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(error.is_retryable());
+    let engine = Error::from(error);
+    assert!(engine.is_retryable());
+    assert_eq!(
+        engine.retry_after(),
+        Some(std::time::Duration::from_millis(1500))
+    );
+}
+
+/// A vault the test and the provider share.
+#[derive(Debug, Clone, Default)]
+struct SharedVault(Arc<FakeTokenVault>);
+
+impl TokenVault for SharedVault {
+    async fn get(&self, tenant: &TenantId) -> m365_engine::Result<Option<TenantTokens>> {
+        self.0.get(tenant).await
+    }
+    async fn get_previous(&self, tenant: &TenantId) -> m365_engine::Result<Option<TenantTokens>> {
+        self.0.get_previous(tenant).await
+    }
+    async fn put(
+        &self,
+        tenant: &TenantId,
+        tokens: &TenantTokens,
+        request: &RequestToken,
+    ) -> m365_engine::Result<()> {
+        self.0.put(tenant, tokens, request).await
+    }
+    async fn delete(&self, tenant: &TenantId) -> m365_engine::Result<()> {
+        self.0.delete(tenant).await
+    }
+}
+
+#[tokio::test]
+async fn an_expiring_access_token_is_refreshed_and_the_rotation_is_in_the_vault_before_graph_is_called()
+ {
+    // R-CONN-4
+    let emu = start().await;
+    let tenant = emu.tenant();
+    let mut tokens = connect(&emu).await.to_tenant_tokens().unwrap();
+    tokens.expires_at = Utc::now() + chrono::Duration::seconds(30);
+    let vault = SharedVault::default();
+    vault
+        .put(
+            &tenant,
+            &tokens,
+            &RequestToken::parse("0".repeat(32)).unwrap(),
+        )
+        .await
+        .unwrap();
+    let client = emu.client();
+    let provider = VaultTokens::new(vault.clone(), emu.identity(&client));
+    let dir = GraphDirectory::new(client, provider);
+    let found = dir
+        .find_user_by_upn(&tenant, &Email::parse(ADMIN).unwrap())
+        .await
+        .unwrap();
+    assert!(found.is_some());
+    let stored = vault.get(&tenant).await.unwrap().unwrap();
+    assert_ne!(
+        stored.refresh_token.expose_secret(),
+        tokens.refresh_token.expose_secret(),
+        "rotated RT saved"
+    );
+    assert!(stored.expires_at > Utc::now() + chrono::Duration::minutes(10));
+    let previous = vault.get_previous(&tenant).await.unwrap().unwrap();
+    assert_eq!(
+        previous.refresh_token.expose_secret(),
+        tokens.refresh_token.expose_secret()
+    );
+    // The next call uses the stored token without refreshing again.
+    let access = dir.tokens().access_token(&tenant).await.unwrap();
+    assert_eq!(access.expose_secret(), stored.access_token.expose_secret());
+}
+
+#[tokio::test]
+async fn a_tenant_without_tokens_is_not_found() {
+    // R-CONN-5 (deauthorized tenants have no tokens)
+    let emu = start().await;
+    let client = emu.client();
+    let provider = VaultTokens::new(SharedVault::default(), emu.identity(&client));
+    let error = provider.access_token(&emu.tenant()).await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::NotFound {
+                entity: Entity::TenantTokens,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn right_after_the_code_exchange_the_new_token_reads_the_tenant_id_and_domains() {
+    // R-CONN-1, R-CONN-2 (the connect callback's reads before anything is stored)
+    let emu = start().await;
+    let tokens = connect(&emu).await;
+    let dir = GraphDirectory::new(emu.client(), m365_graph::StaticToken(tokens.access_token));
+    let org = dir.organization(&emu.tenant()).await.unwrap();
+    assert_eq!(org.id.as_str(), CONTOSO);
+    let domains = dir.verified_domains(&emu.tenant()).await.unwrap();
+    assert!(domains.iter().any(|d| d.name.as_str() == support::MANAGED));
+}
+
+#[tokio::test]
+async fn concurrent_callers_of_one_process_share_a_single_refresh() {
+    // R-CONN-4 (single-flight per tenant)
+    let emu = start().await;
+    let tenant = emu.tenant();
+    let mut tokens = connect(&emu).await.to_tenant_tokens().unwrap();
+    tokens.expires_at = Utc::now();
+    let vault = SharedVault::default();
+    vault
+        .put(
+            &tenant,
+            &tokens,
+            &RequestToken::parse("2".repeat(32)).unwrap(),
+        )
+        .await
+        .unwrap();
+    let client = emu.client();
+    let provider = VaultTokens::new(vault.clone(), emu.identity(&client));
+    let (a, b, c) = tokio::join!(
+        provider.access_token(&tenant),
+        provider.access_token(&tenant),
+        provider.access_token(&tenant)
+    );
+    let (a, b, c) = (a.unwrap(), b.unwrap(), c.unwrap());
+    // Every refresh issues a distinct access token: one value means one refresh.
+    assert_eq!(a.expose_secret(), b.expose_secret());
+    assert_eq!(b.expose_secret(), c.expose_secret());
+    let previous = vault.get_previous(&tenant).await.unwrap().unwrap();
+    assert_eq!(
+        previous.refresh_token.expose_secret(),
+        tokens.refresh_token.expose_secret(),
+        "rotated exactly once"
+    );
+}
+
+#[tokio::test]
+async fn a_401_refresh_skips_the_token_call_when_another_caller_already_replaced_the_token() {
+    // R-CONN-4
+    let emu = start().await;
+    let tenant = emu.tenant();
+    let tokens = connect(&emu).await.to_tenant_tokens().unwrap();
+    let vault = SharedVault::default();
+    vault
+        .put(
+            &tenant,
+            &tokens,
+            &RequestToken::parse("3".repeat(32)).unwrap(),
+        )
+        .await
+        .unwrap();
+    let client = emu.client();
+    let provider = VaultTokens::new(vault.clone(), emu.identity(&client));
+    let rejected = SecretString::from("an-older-token-graph-refused".to_owned());
+    let token = provider
+        .refresh_access_token(&tenant, &rejected)
+        .await
+        .unwrap();
+    assert_eq!(
+        token.expose_secret(),
+        tokens.access_token.expose_secret(),
+        "the vault's newer token is used"
+    );
+    assert!(
+        vault.get_previous(&tenant).await.unwrap().is_none(),
+        "no refresh happened"
+    );
+    let token = provider
+        .refresh_access_token(&tenant, &tokens.access_token)
+        .await
+        .unwrap();
+    assert_ne!(
+        token.expose_secret(),
+        tokens.access_token.expose_secret(),
+        "the refused current token is refreshed"
+    );
+}

@@ -1,0 +1,166 @@
+//! Captures every log line of the client during a connect, a refresh, creates with passwords, a
+//! password reset and throttled retries, and asserts that no token, password or client secret
+//! appears (R-SAFE-2) while the diagnostics fields do (STYLE "Tracing").
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+use m365_engine::model::{Email, NewM365User, RequestToken, TenantId, TenantTokens};
+use m365_engine::ports::{Directory, TokenVault};
+use m365_engine::testing::FakeTokenVault;
+use m365_graph::{GraphDirectory, VaultTokens};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+use support::{MANAGED, SECRET, start};
+use tracing_subscriber::fmt::MakeWriter;
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct SharedVault(Arc<FakeTokenVault>);
+
+impl TokenVault for SharedVault {
+    async fn get(&self, tenant: &TenantId) -> m365_engine::Result<Option<TenantTokens>> {
+        self.0.get(tenant).await
+    }
+    async fn get_previous(&self, tenant: &TenantId) -> m365_engine::Result<Option<TenantTokens>> {
+        self.0.get_previous(tenant).await
+    }
+    async fn put(
+        &self,
+        tenant: &TenantId,
+        tokens: &TenantTokens,
+        request: &RequestToken,
+    ) -> m365_engine::Result<()> {
+        self.0.put(tenant, tokens, request).await
+    }
+    async fn delete(&self, tenant: &TenantId) -> m365_engine::Result<()> {
+        self.0.delete(tenant).await
+    }
+}
+
+#[tokio::test]
+async fn no_token_password_or_secret_appears_in_any_log_line() {
+    // R-SAFE-2
+    let logs = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(logs.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let emu = start().await;
+    let client = emu.client();
+    let identity = emu.identity(&client);
+    let start = identity.authorization_url("organizations").unwrap();
+    let (code, _) = emu.sign_in(&start.url).await;
+    let first = identity
+        .exchange_code(
+            "organizations",
+            &SecretString::from(code.clone()),
+            &start.pkce_verifier,
+        )
+        .await
+        .unwrap();
+    let mut stored = first.to_tenant_tokens().unwrap();
+    stored.expires_at = Utc::now();
+    let vault = SharedVault::default();
+    let tenant = emu.tenant();
+    vault
+        .put(
+            &tenant,
+            &stored,
+            &RequestToken::parse("1".repeat(32)).unwrap(),
+        )
+        .await
+        .unwrap();
+    let dir = GraphDirectory::new(
+        client.clone(),
+        VaultTokens::new(vault.clone(), identity.clone()),
+    );
+
+    emu.fault(json!({"method": "GET", "path": "/v1.0/users", "kind": "429", "count": 1, "retryAfter": "0.2"})).await;
+    dir.find_user_by_upn(&tenant, &Email::parse(support::ADMIN).unwrap())
+        .await
+        .unwrap();
+    let password = "Log-Test-Passw0rd!";
+    let user = NewM365User {
+        user_principal_name: Email::parse(&format!("logs.user@{MANAGED}")).unwrap(),
+        mail_nickname: "logsuser".into(),
+        display_name: "Logs User".into(),
+        given_name: None,
+        surname: None,
+        job_title: None,
+        department: None,
+        account_enabled: true,
+        password: SecretString::from(password.to_owned()),
+    };
+    let created = dir.create_user(&tenant, &user).await.unwrap();
+    let reset = "Another-Passw0rd!";
+    dir.set_password(&tenant, &created.id, &SecretString::from(reset.to_owned()))
+        .await
+        .unwrap();
+    let weak = dir
+        .create_user(
+            &tenant,
+            &NewM365User {
+                password: SecretString::from("weakweakweak".to_owned()),
+                ..user.clone()
+            },
+        )
+        .await;
+    assert!(weak.is_err());
+
+    let now = vault.get(&tenant).await.unwrap().unwrap();
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        text.contains("graph.request_id"),
+        "diagnostic fields are logged:\n{text}"
+    );
+    assert!(
+        text.contains("retry.after_ms"),
+        "the retry wait is logged:\n{text}"
+    );
+    assert!(
+        text.contains("http.status"),
+        "the status is logged:\n{text}"
+    );
+    for secret in [
+        first.access_token.expose_secret(),
+        first.refresh_token.as_ref().unwrap().expose_secret(),
+        now.access_token.expose_secret(),
+        now.refresh_token.expose_secret(),
+        start.pkce_verifier.expose_secret(),
+        code.as_str(),
+        password,
+        reset,
+        "weakweakweak",
+        SECRET,
+    ] {
+        assert!(!text.contains(secret), "a secret leaked into the logs");
+    }
+}

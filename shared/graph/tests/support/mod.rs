@@ -1,0 +1,246 @@
+//! Shared fixtures of the m365-graph suites: the real m365-emulator in-process on 127.0.0.1:0
+//! with a small seed, a `GraphClient` pointed at it, and helpers for its `/_emulator` admin API.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use m365_emulator::{AppState, Seed, State};
+use m365_engine::model::TenantId;
+use m365_graph::{
+    ClientCredentialsTokens, GraphClient, GraphDirectory, IdentityClient, RetryPolicy,
+};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+pub const CONTOSO: &str = "0c5a7f3e-2d1b-4e6a-9f80-1a2b3c4d5e6f";
+pub const APP: &str = "5f0c3e1a-9b7d-4c2e-8a61-0d4b2f7e9c11";
+pub const SECRET: &str = "emulator-secret-m365-sync-1";
+pub const REDIRECT: &str = "http://localhost:8400/oauth/callback";
+pub const ADMIN: &str = "admin@contoso.com";
+pub const ADMIN_PASSWORD: &str = "Adm1n-Passw0rd!";
+pub const MANAGED: &str = "contoso.com";
+pub const FEDERATED: &str = "fabrikam-federated.com";
+
+/// The seed: one tenant (managed, federated and unverified domains), the app with every role it
+/// needs plus the User Administrator directory role (password resets, graph-spec §3.4), an
+/// admin who consented, and `extra_users` plain users.
+pub fn seed_json(extra_users: usize) -> String {
+    let users: Vec<Value> = (0..extra_users)
+        .map(|i| json!({"userPrincipalName": format!("seeded{i:05}@{MANAGED}"), "displayName": format!("Seeded {i}")}))
+        .collect();
+    let roles = json!([
+        "User.ReadWrite.All",
+        "Group.ReadWrite.All",
+        "GroupMember.ReadWrite.All",
+        "Domain.Read.All",
+        "Organization.Read.All"
+    ]);
+    json!({
+        "applications": [{
+            "appId": APP,
+            "displayName": "m365-sync",
+            "secrets": [{"value": SECRET}],
+            "redirectUris": [REDIRECT],
+            "requiredRoles": roles,
+            "requiredScopes": ["User.ReadWrite.All", "Group.ReadWrite.All", "GroupMember.ReadWrite.All", "Domain.Read.All", "Organization.Read.All", "offline_access"],
+            "grants": [{"tenant": CONTOSO, "roles": roles, "directoryRoles": ["User Administrator"]}]
+        }],
+        "tenants": [{
+            "id": CONTOSO,
+            "displayName": "Contoso",
+            "domains": [
+                {"name": "contoso.onmicrosoft.com", "authenticationType": "Managed", "isInitial": true},
+                {"name": MANAGED, "authenticationType": "Managed", "isDefault": true},
+                {"name": FEDERATED, "authenticationType": "Federated"},
+                {"name": "pending.contoso.net", "authenticationType": "Managed", "isVerified": false}
+            ],
+            "users": users,
+            "groups": [{"displayName": "Operations", "mailNickname": "operations", "members": [ADMIN]}],
+            "admins": [{"userPrincipalName": ADMIN, "password": ADMIN_PASSWORD, "consentedApps": [APP]}]
+        }]
+    })
+    .to_string()
+}
+
+/// An emulator running in this test's runtime; stopped on drop.
+pub struct Emu {
+    pub base: String,
+    pub state: AppState,
+    pub admin: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for Emu {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub async fn start() -> Emu {
+    start_with(0).await
+}
+
+pub async fn start_with(extra_users: usize) -> Emu {
+    let seed = Seed::from_json(&seed_json(extra_users)).expect("seed parses");
+    let state = AppState::new(State::from_seed(seed).expect("seed is consistent"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = oneshot::channel::<()>();
+    let app_state = state.clone();
+    tokio::spawn(async move {
+        let _ = m365_emulator::serve_with_shutdown(listener, app_state, async {
+            let _ = rx.await;
+        })
+        .await;
+    });
+    let admin = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    Emu {
+        base,
+        state,
+        admin,
+        stop: Some(tx),
+    }
+}
+
+/// Fast retries for tests (the bounds are what is proven, not the production values).
+pub fn fast_retry() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 5,
+        base_backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(400),
+        budget: Duration::from_secs(10),
+        not_yet_visible_window: Duration::from_secs(60),
+        max_not_yet_visible_attempts: 8,
+    }
+}
+
+impl Emu {
+    pub fn client(&self) -> GraphClient {
+        self.client_with(Duration::from_secs(5), fast_retry())
+    }
+
+    pub fn client_with(&self, timeout: Duration, retry: RetryPolicy) -> GraphClient {
+        GraphClient::builder()
+            .graph_base(format!("{}/v1.0", self.base))
+            .identity_base(&self.base)
+            .request_timeout(timeout)
+            .retry(retry)
+            .build()
+            .unwrap()
+    }
+
+    pub fn identity(&self, client: &GraphClient) -> IdentityClient {
+        client
+            .identity(APP, SecretString::from(SECRET.to_owned()))
+            .with_redirect_uri(REDIRECT)
+    }
+
+    pub fn tenant(&self) -> TenantId {
+        Self::tenant_id()
+    }
+
+    pub fn tenant_id() -> TenantId {
+        TenantId::parse(CONTOSO).unwrap()
+    }
+
+    /// An app-only directory for Contoso.
+    pub fn directory_from(&self, client: GraphClient) -> GraphDirectory<ClientCredentialsTokens> {
+        let identity = self.identity(&client);
+        let tokens = ClientCredentialsTokens::new(
+            identity,
+            HashMap::from([(self.tenant(), CONTOSO.to_owned())]),
+        );
+        GraphDirectory::new(client, tokens)
+    }
+
+    pub fn directory(&self) -> GraphDirectory<ClientCredentialsTokens> {
+        self.directory_from(self.client())
+    }
+
+    pub async fn admin_post(&self, path: &str, body: Value) -> Value {
+        let r = self
+            .admin
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+        r.json().await.unwrap_or(Value::Null)
+    }
+
+    pub async fn fault(&self, body: Value) {
+        self.admin_post("/_emulator/faults", body).await;
+    }
+
+    pub async fn faults(&self) -> Vec<Value> {
+        let r = self
+            .admin
+            .get(format!("{}/_emulator/faults", self.base))
+            .send()
+            .await
+            .unwrap();
+        let v: Value = r.json().await.unwrap();
+        v["faults"].as_array().cloned().unwrap_or_default()
+    }
+
+    pub async fn realism(&self, body: Value) {
+        let r = self
+            .admin
+            .put(format!("{}/_emulator/realism", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+
+    /// Active (not deleted) users with this UPN in the emulator's state.
+    pub fn accounts_with_upn(&self, upn: &str) -> usize {
+        let state = self.state.lock();
+        state.tenants[CONTOSO]
+            .users
+            .values()
+            .filter(|u| u.deleted_at.is_none() && u.upn().eq_ignore_ascii_case(upn))
+            .count()
+    }
+
+    pub fn user_enabled(&self, id: &str) -> Option<bool> {
+        let state = self.state.lock();
+        state.tenants[CONTOSO]
+            .users
+            .get(id)
+            .map(|u| u.account_enabled())
+    }
+
+    /// Signs the admin in through the emulator's sign-in form using `start`'s URL; returns the
+    /// redirect's `code` and `state`.
+    pub async fn sign_in(&self, url: &reqwest::Url) -> (String, String) {
+        let mut form: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        form.push(("login".into(), ADMIN.into()));
+        form.push(("passwd".into(), ADMIN_PASSWORD.into()));
+        form.push(("action".into(), "accept".into()));
+        let mut post = url.clone();
+        post.set_query(None);
+        let r = self.admin.post(post).form(&form).send().await.unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::FOUND, "sign-in redirects");
+        let location = r.headers()["location"].to_str().unwrap().to_owned();
+        let pairs: HashMap<String, String> = reqwest::Url::parse(&location)
+            .unwrap()
+            .query_pairs()
+            .into_owned()
+            .collect();
+        (
+            pairs.get("code").cloned().expect("a code"),
+            pairs.get("state").cloned().expect("the state"),
+        )
+    }
+}
