@@ -23,6 +23,8 @@
 //! | events | event | `<event id>` | — | `user_id`, `tenant_id`, `kind`, `at_id`; `expires_at` |
 //! | failures | failure | `<tenant id>` | `<at>#<failure id>` | `expires_at` |
 //! | ledger | operation | `<operation id>` | — | `expires_at` |
+//! | ledger | lease ([`DynamoLeases`]) | `LEASE#<name>` | — | `expires_at` |
+//! | ledger | OAuth sign-in ([`DynamoPendingConsents`]) | `OAUTH_STATE#<sha-256 of state>` | — | `expires_at` |
 //!
 //! Access patterns and how they are served:
 //! - **user by id / by email**: `GetItem` on `USER#…`; `GetItem` on `EMAIL#…` then on `USER#…`.
@@ -72,12 +74,15 @@
 //! - [`SecretsManagerTokenVault`]: one secret per tenant, `<prefix><tenant id>`; the request
 //!   token is the `ClientRequestToken` (= version id); `AWSCURRENT`/`AWSPREVIOUS` are the
 //!   current and previous tokens; deletion is immediate (no recovery window).
+//! - [`load_oauth_client`]: the app registration's credentials (`client_id`, `client_secret`,
+//!   optional `redirect_uri`) from the OAuth client secret, once per cold start.
 //! - [`SecretsManagerSealer`]: AES-256-GCM, key = 64 hex characters in a secret, seal = key
 //!   version id + random 96-bit nonce + ciphertext, associated data = the user id.
 
 pub mod delay;
 pub mod dynamo;
 pub mod notifier;
+pub mod oauth_client;
 pub mod resources;
 pub mod schema;
 pub mod sealer;
@@ -85,10 +90,11 @@ pub mod sqs;
 pub mod vault;
 
 pub use dynamo::{
-    DynamoBindings, DynamoEvents, DynamoFailures, DynamoGroups, DynamoLedger, DynamoTenants,
-    DynamoUsers,
+    DynamoBindings, DynamoEvents, DynamoFailures, DynamoGroups, DynamoLeases, DynamoLedger,
+    DynamoPendingConsents, DynamoTenants, DynamoUsers,
 };
 pub use notifier::SqsNotifier;
+pub use oauth_client::{OAuthClientCredentials, load_oauth_client};
 pub use resources::Resources;
 pub use sealer::SecretsManagerSealer;
 pub use sqs::SqsRetryQueue;

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 /// Contract modules of ports implemented here (`directory` is the Graph side, not ours).
-const MODULES: [&str; 10] = [
+const MODULES: [&str; 12] = [
     "users",
     "groups",
     "tenants",
@@ -16,6 +16,8 @@ const MODULES: [&str; 10] = [
     "retry_queue",
     "token_vault",
     "sealer",
+    "leases",
+    "pending_consents",
 ];
 
 #[test]

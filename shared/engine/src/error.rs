@@ -163,6 +163,12 @@ pub enum Conflict {
     /// A token-vault write reused a request token with different content.
     #[error("the request token was already used for different content")]
     RequestTokenReused,
+    /// The user is already bound to another tenant (R-BIND-1: one tenant per user); unbind it first.
+    #[error("the user is already bound to tenant {tenant}")]
+    BoundElsewhere {
+        /// The tenant of the existing binding.
+        tenant: TenantId,
+    },
 }
 
 impl Conflict {
@@ -176,6 +182,7 @@ impl Conflict {
             Self::AlreadyExists { .. } => "already_exists",
             Self::UpnExists { .. } => "upn_exists",
             Self::RequestTokenReused => "request_token_reused",
+            Self::BoundElsewhere { .. } => "bound_elsewhere",
         }
     }
 }

@@ -1,4 +1,4 @@
-//! m365-engine: the pure core of m365-sync — model, policies, ports (traits) and, later, use cases.
+//! m365-engine: the pure core of m365-sync — model, policies, ports (traits) and use cases.
 //!
 //! No AWS, HTTP or Lambda dependency: adapters (`m365-aws`, `m365-graph`) implement [`ports`],
 //! and the `testing` feature provides in-memory fakes of every port plus the contract suite that
@@ -12,6 +12,7 @@ pub mod error;
 pub mod model;
 pub mod policy;
 pub mod ports;
+pub mod usecase;
 
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -21,7 +21,7 @@ use crate::model::{
     Binding, BindingState, DirectoryUser, DomainName, Email, Event, EventKind, Failure, Group,
     GroupId, M365ObjectId, M365User, M365UserPatch, NewM365User, OperationId, OperationOutcome,
     Page, PageRequest, RequestToken, RetryMessage, SealedPassword, Tenant, TenantId, TenantTokens,
-    UserId, VerifiedDomain,
+    UserId, VerifiedDomain, WelcomeNotification,
 };
 
 /// Directory users, unique by id and by email (case-insensitive).
@@ -500,4 +500,149 @@ pub trait Directory: Send + Sync {
         &self,
         tenant: &TenantId,
     ) -> impl Future<Output = Result<Vec<VerifiedDomain>>> + Send;
+}
+
+/// Outgoing notifications to employees (R-BIND-4): the notifications queue in production.
+pub trait Notifier: Send + Sync {
+    /// Sends the welcome notification of a newly bound user.
+    ///
+    /// # Errors
+    /// Delivery failures (the bind itself stays done).
+    fn welcome(
+        &self,
+        notification: &WelcomeNotification,
+    ) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// A source of randomness: retry jitter and generated passwords. Injected so tests are
+/// deterministic; production uses [`ThreadRandom`].
+pub trait Random: Send + Sync {
+    /// A uniformly random `u64`.
+    fn next_u64(&self) -> u64;
+
+    /// A uniformly random number in `0..bound` (0 when `bound` is 0).
+    fn below(&self, bound: u64) -> u64 {
+        if bound == 0 {
+            return 0;
+        }
+        // Rejection sampling keeps the distribution uniform (no modulo bias).
+        let zone = u64::MAX - (u64::MAX % bound);
+        loop {
+            let x = self.next_u64();
+            if x < zone {
+                return x % bound;
+            }
+        }
+    }
+}
+
+/// Cryptographically secure randomness from `rand`'s thread-local generator (ChaCha, seeded and
+/// reseeded from the operating system), good for generated passwords.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ThreadRandom;
+
+impl Random for ThreadRandom {
+    fn next_u64(&self) -> u64 {
+        rand::RngCore::next_u64(&mut rand::rng())
+    }
+}
+
+/// The start of an admin's sign-in (R-CONN-1): the URL to send the browser to, and what the
+/// callback must verify (R-SAFE-3). `Debug` redacts the verifier.
+#[derive(Debug, Clone)]
+pub struct AuthorizationRequest {
+    /// The identity platform's authorize URL (response type code, PKCE S256, `state`, `offline_access`).
+    pub url: String,
+    /// The `state` value the callback must echo.
+    pub state: String,
+    /// The PKCE verifier the code exchange must present.
+    pub pkce_verifier: SecretString,
+}
+
+/// The identity platform in our words (R-CONN-1, R-CONN-4): sign-in URL, code exchange, refresh.
+/// Implemented by `GraphIdentity` (m365-graph) and [`crate::testing::FakeIdentityPlatform`].
+pub trait IdentityPlatform: Send + Sync {
+    /// A fresh sign-in request: new `state` and PKCE verifier each time.
+    ///
+    /// # Errors
+    /// Configuration errors (a bad base or redirect URL).
+    fn authorization_request(&self) -> Result<AuthorizationRequest>;
+
+    /// Redeems an authorization code with its PKCE verifier.
+    ///
+    /// # Errors
+    /// `ReauthorizationRequired` (the platform's `invalid_grant`: a wrong verifier, a reused or
+    /// expired code); retryable errors for throttling and outages; `Infrastructure` for
+    /// configuration errors.
+    fn exchange_code(
+        &self,
+        code: &SecretString,
+        pkce_verifier: &SecretString,
+    ) -> impl Future<Output = Result<TenantTokens>> + Send;
+
+    /// Redeems a refresh token. The caller saves the returned (rotated) tokens before using them.
+    ///
+    /// # Errors
+    /// `ReauthorizationRequired` with the AADSTS code on `invalid_grant`; retryable errors for
+    /// throttling and outages; `Infrastructure` for configuration errors.
+    fn refresh(
+        &self,
+        refresh_token: &SecretString,
+    ) -> impl Future<Output = Result<TenantTokens>> + Send;
+}
+
+/// A sign-in under way: what the OAuth callback needs to verify `state` and PKCE (R-SAFE-3).
+/// `Debug` redacts the verifier.
+#[derive(Debug, Clone)]
+pub struct PendingConsent {
+    /// The `state` sent to the identity platform (the key).
+    pub state: String,
+    /// The tenant being connected.
+    pub tenant_id: TenantId,
+    /// The PKCE verifier of this sign-in.
+    pub pkce_verifier: SecretString,
+    /// After this instant the sign-in is void (the store may drop it: TTL).
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Sign-ins under way, keyed by `state`, each usable once and only until it expires (R-SAFE-3).
+pub trait PendingConsents: Send + Sync {
+    /// Stores a sign-in.
+    ///
+    /// # Errors
+    /// `Conflict::AlreadyExists` if the state is already stored; infrastructure failures.
+    fn put(&self, pending: &PendingConsent) -> impl Future<Output = Result<()>> + Send;
+
+    /// Removes and returns the sign-in of `state`, unless absent or expired at `now` (then `None`):
+    /// a state can be redeemed once.
+    ///
+    /// # Errors
+    /// Infrastructure failures only.
+    fn take(
+        &self,
+        state: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<PendingConsent>>> + Send;
+}
+
+/// Named leases shared by every process (single flight, e.g. one token refresh per tenant, R-CONN-4).
+pub trait Leases: Send + Sync {
+    /// Takes the lease `name` for `holder` until `until`, if it is free, expired (≤ `now`) or
+    /// already held by `holder` (then extended). Returns whether `holder` holds it now.
+    ///
+    /// # Errors
+    /// Infrastructure failures only.
+    fn acquire(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Gives the lease back if `holder` holds it (no-op otherwise).
+    ///
+    /// # Errors
+    /// Infrastructure failures only.
+    fn release(&self, name: &str, holder: &str) -> impl Future<Output = Result<()>> + Send;
 }

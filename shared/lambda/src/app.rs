@@ -5,8 +5,9 @@
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use m365_aws::{
-    DynamoBindings, DynamoEvents, DynamoFailures, DynamoGroups, DynamoLedger, DynamoTenants,
-    DynamoUsers, SecretsManagerSealer, SecretsManagerTokenVault, SqsNotifier, SqsRetryQueue,
+    DynamoBindings, DynamoEvents, DynamoFailures, DynamoGroups, DynamoLeases, DynamoLedger,
+    DynamoPendingConsents, DynamoTenants, DynamoUsers, SecretsManagerSealer,
+    SecretsManagerTokenVault, SqsNotifier, SqsRetryQueue,
 };
 use m365_engine::ports::SystemClock;
 
@@ -42,6 +43,10 @@ pub struct App {
     pub failures: DynamoFailures,
     /// The idempotency ledger.
     pub ledger: DynamoLedger,
+    /// Single-flight leases (on the ledger table).
+    pub leases: DynamoLeases,
+    /// OAuth sign-ins under way (on the ledger table).
+    pub pending_consents: DynamoPendingConsents,
     /// The retry queue (producer and consumer side).
     pub retry_queue: SqsRetryQueue,
     /// Welcome notifications.
@@ -85,7 +90,9 @@ impl App {
             bindings: DynamoBindings::new(dynamodb.clone(), &r.bindings_table),
             events: DynamoEvents::new(dynamodb.clone(), &r.events_table),
             failures: DynamoFailures::new(dynamodb.clone(), &r.failures_table),
-            ledger: DynamoLedger::new(dynamodb, &r.ledger_table),
+            ledger: DynamoLedger::new(dynamodb.clone(), &r.ledger_table),
+            leases: DynamoLeases::new(dynamodb.clone(), &r.ledger_table),
+            pending_consents: DynamoPendingConsents::new(dynamodb, &r.ledger_table),
             retry_queue: SqsRetryQueue::new(sqs.clone(), &r.retry_queue_url),
             notifier: SqsNotifier::new(sqs, &r.notifications_queue_url),
             token_vault: SecretsManagerTokenVault::new(secrets.clone(), &r.tenant_secret_prefix),

@@ -1,10 +1,14 @@
 //! m365-lambda: what every function shares at run time — the typed [`Config`] read from the
 //! environment, JSON [`telemetry`], and the [`App`] that builds the AWS clients and adapters
-//! once per cold start.
+//! once per cold start; [`graph`] builds the Graph side (client, identity platform, `Directory`)
+//! and [`api`] shapes HTTP API answers.
 
+pub mod api;
 pub mod app;
 pub mod config;
+pub mod graph;
 pub mod telemetry;
 
 pub use app::{App, AppError};
 pub use config::{Config, ConfigError};
+pub use graph::{GraphApp, GraphConfig, GraphSetupError};

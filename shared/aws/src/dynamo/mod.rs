@@ -2,6 +2,7 @@
 //! mapping and cursor paging. The key design is documented at the crate root.
 
 mod bindings;
+mod coordination;
 mod events;
 mod ledger;
 mod tenants;
@@ -21,6 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 pub use bindings::DynamoBindings;
+pub use coordination::{DynamoLeases, DynamoPendingConsents};
 pub use events::{DynamoEvents, DynamoFailures};
 pub use ledger::DynamoLedger;
 pub use tenants::DynamoTenants;

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{M365ObjectId, TenantId, UserId};
+use super::{M365ObjectId, OperationId, OperationKind, TenantId, UserId};
 
 /// State of a binding (DESIGN §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -82,6 +82,10 @@ pub struct Binding {
     pub pending_reason: Option<String>,
     /// Last failure.
     pub last_error: Option<BindingError>,
+    /// The bind or unbind under way for this binding (waiting on the retry queue), if any.
+    /// Absent in records written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<InFlight>,
     /// Optimistic-concurrency version assigned by the store (0 before the first write).
     pub version: u64,
 }
@@ -97,7 +101,60 @@ impl Binding {
             state: BindingState::Pending,
             pending_reason: Some(reason.into()),
             last_error: None,
+            in_flight: None,
             version: 0,
         }
+    }
+}
+
+/// The state-changing operation (bind or unbind) a binding waits on. A retry whose operation id is
+/// not this one was superseded by a later request and is dropped (R-BIND-5, R-BIND-6).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InFlight {
+    /// The operation.
+    pub operation_id: OperationId,
+    /// Its kind (`user_bind` or `user_unbind`).
+    pub kind: OperationKind,
+    /// When it started.
+    pub since: DateTime<Utc>,
+    /// When M365 first answered that a deleted account still holds the address (the address
+    /// wait is measured from here, R-BIND-8).
+    pub address_held_since: Option<DateTime<Utc>>,
+    /// When a create was sent whose outcome is unknown (or may have committed): an account found
+    /// by UPN afterwards is the one this operation created (R-BIND-2, R-BIND-3).
+    pub create_sent_at: Option<DateTime<Utc>>,
+    /// Whether to send the welcome notification once bound (R-BIND-4).
+    pub welcome: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::OperationSubject;
+
+    #[test]
+    fn a_binding_round_trips_its_in_flight_operation_and_reads_records_without_one() {
+        // R-BIND-6 (the waiting operation survives the store)
+        let user = UserId::parse("alice").unwrap();
+        let mut b = Binding::pending(user.clone(), TenantId::generate(), "throttled");
+        let json = serde_json::to_value(&b).unwrap();
+        assert!(json.get("inFlight").is_none(), "absent when there is none");
+        b.in_flight = Some(InFlight {
+            operation_id: OperationId::new(
+                OperationKind::UserBind,
+                &OperationSubject::User(user),
+                0,
+            ),
+            kind: OperationKind::UserBind,
+            since: Utc::now(),
+            address_held_since: None,
+            create_sent_at: Some(Utc::now()),
+            welcome: false,
+        });
+        let json = serde_json::to_value(&b).unwrap();
+        assert!(json["inFlight"]["createSentAt"].is_string());
+        let back: Binding = serde_json::from_value(json).unwrap();
+        assert_eq!(back, b);
     }
 }

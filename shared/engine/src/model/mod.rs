@@ -6,12 +6,13 @@ mod email;
 mod event;
 mod group;
 mod ids;
+mod notification;
 mod operation;
 mod page;
 mod tenant;
 mod user;
 
-pub use binding::{Binding, BindingError, BindingState};
+pub use binding::{Binding, BindingError, BindingState, InFlight};
 pub use directory::{M365User, M365UserPatch, NewM365User};
 pub use email::{DomainName, Email, EmailError, MAX_DOMAIN_LEN, MAX_EMAIL_LEN, MAX_LOCAL_LEN};
 pub use event::{Event, EventKind, Failure, UnknownEventKind};
@@ -19,6 +20,7 @@ pub use group::Group;
 pub use ids::{
     EventId, GroupId, IdError, M365ObjectId, M365TenantId, MAX_DIRECTORY_ID_LEN, TenantId, UserId,
 };
+pub use notification::WelcomeNotification;
 pub use operation::{
     Disposition, MAX_QUEUE_DELAY, OperationId, OperationKind, OperationOutcome, OperationSubject,
     RetryMessage,

@@ -32,6 +32,7 @@ pub const FEDERATED_PASSWORD_MESSAGE: &str = "You cannot reset a password for a 
 struct StoredUser {
     user: M365User,
     password: SecretString,
+    created_at: DateTime<Utc>,
     deleted_at: Option<DateTime<Utc>>,
 }
 
@@ -43,11 +44,21 @@ pub struct FakeM365Tenant {
     users: BTreeMap<M365ObjectId, StoredUser>,
 }
 
+#[derive(Debug)]
+struct Fault {
+    /// `None`: the call behaves normally (lets a test aim a fault at a later call).
+    error: Option<Error>,
+    /// The call takes effect before answering with `error` (a timeout after commit).
+    after_commit: bool,
+}
+
 #[derive(Debug, Default)]
 struct State {
     tenants: BTreeMap<TenantId, FakeM365Tenant>,
-    faults: VecDeque<Error>,
+    faults: VecDeque<Fault>,
+    replication_lag: TimeDelta,
     calls: u64,
+    create_calls: u64,
 }
 
 /// M365 in memory, on a [`ManualClock`].
@@ -92,13 +103,51 @@ impl FakeDirectory {
 
     /// Makes the next call fail with `error` (faults queue up, one per call).
     pub fn fail_next_call(&self, error: Error) {
-        lock(&self.state).faults.push_back(error);
+        lock(&self.state).faults.push_back(Fault {
+            error: Some(error),
+            after_commit: false,
+        });
+    }
+
+    /// Lets the next call through unharmed (queued in order with the faults), so that a fault
+    /// queued after it hits the call after.
+    pub fn pass_next_call(&self) {
+        lock(&self.state).faults.push_back(Fault {
+            error: None,
+            after_commit: false,
+        });
+    }
+
+    /// Drops every fault not yet consumed.
+    pub fn clear_faults(&self) {
+        lock(&self.state).faults.clear();
+    }
+
+    /// Makes the next call take effect and then fail with `error`: a create that committed but
+    /// whose answer was lost (graph-spec §7.3 "a timed-out POST /users may have succeeded").
+    pub fn fail_next_call_after_commit(&self, error: Error) {
+        lock(&self.state).faults.push_back(Fault {
+            error: Some(error),
+            after_commit: true,
+        });
+    }
+
+    /// Replication lag (graph-spec §7.4): a user created less than `lag` ago is not found by
+    /// [`Directory::find_user_by_upn`] nor listed, though its UPN is already taken for creates.
+    pub fn set_replication_lag(&self, lag: TimeDelta) {
+        lock(&self.state).replication_lag = lag;
     }
 
     /// Number of port calls made so far (faulted ones included).
     #[must_use]
     pub fn calls(&self) -> u64 {
         lock(&self.state).calls
+    }
+
+    /// Number of `create_user` calls made so far (faulted ones included).
+    #[must_use]
+    pub fn create_calls(&self) -> u64 {
+        lock(&self.state).create_calls
     }
 
     /// Soft-deletes a user, as an M365 admin would (graph-spec §3.5).
@@ -137,12 +186,24 @@ impl FakeDirectory {
         })
     }
 
-    fn begin(&self) -> Result<std::sync::MutexGuard<'_, State>> {
+    /// Runs one port call: counts it, applies an injected fault (before or after `work`).
+    fn call<T>(&self, work: impl FnOnce(&mut State) -> Result<T>) -> Result<T> {
         let mut state = lock(&self.state);
         state.calls += 1;
-        match state.faults.pop_front() {
-            Some(fault) => Err(fault),
-            None => Ok(state),
+        let after = match state.faults.pop_front() {
+            Some(Fault {
+                error: Some(error),
+                after_commit: false,
+            }) => return Err(error),
+            Some(Fault {
+                error,
+                after_commit: true,
+            }) => error,
+            Some(Fault { error: None, .. }) | None => None,
+        };
+        match (work(&mut state), after) {
+            (Ok(_), Some(error)) => Err(error),
+            (result, _) => result,
         }
     }
 
@@ -177,83 +238,91 @@ impl FakeDirectory {
 
 impl Directory for FakeDirectory {
     async fn find_user_by_upn(&self, tenant: &TenantId, upn: &Email) -> Result<Option<M365User>> {
-        let mut state = self.begin()?;
-        let tenant = Self::tenant(&mut state, tenant)?;
-        Ok(tenant
-            .users
-            .values()
-            .find(|u| {
-                u.deleted_at.is_none()
-                    && u.user
-                        .user_principal_name
-                        .eq_ignore_ascii_case(upn.as_str())
-            })
-            .map(|u| u.user.clone()))
+        let now = self.clock.now();
+        self.call(|state| {
+            let visible_before = now - state.replication_lag;
+            let tenant = Self::tenant(state, tenant)?;
+            Ok(tenant
+                .users
+                .values()
+                .find(|u| {
+                    u.deleted_at.is_none()
+                        && u.created_at <= visible_before
+                        && u.user
+                            .user_principal_name
+                            .eq_ignore_ascii_case(upn.as_str())
+                })
+                .map(|u| u.user.clone()))
+        })
     }
 
     async fn create_user(&self, tenant: &TenantId, new: &NewM365User) -> Result<M365User> {
         let now = self.clock.now();
-        let mut state = self.begin()?;
-        let tenant = Self::tenant(&mut state, tenant)?;
-        let upn = new.user_principal_name.as_str();
-        // Graph's validation order (graph-spec §11 item 4): domain verified → federated → uniqueness → password.
-        match Self::domain_kind(tenant, upn) {
-            None => return Err(rejected("Property userPrincipalName is invalid.")),
-            Some(DomainKind::Federated) => return Err(rejected(SOURCE_ANCHOR_MESSAGE)),
-            Some(DomainKind::Managed) => {}
-        }
-        let same_upn = |u: &&StoredUser| u.user.user_principal_name.eq_ignore_ascii_case(upn);
-        if tenant
-            .users
-            .values()
-            .filter(same_upn)
-            .any(|u| u.deleted_at.is_none())
-        {
-            return Err(Conflict::UpnExists {
-                upn: new.user_principal_name.clone(),
+        let release_delay = self.address_release_delay;
+        lock(&self.state).create_calls += 1;
+        self.call(|state| {
+            let tenant = Self::tenant(state, tenant)?;
+            let upn = new.user_principal_name.as_str();
+            // Graph's validation order (graph-spec §11 item 4): domain verified → federated → uniqueness → password.
+            match Self::domain_kind(tenant, upn) {
+                None => return Err(rejected("Property userPrincipalName is invalid.")),
+                Some(DomainKind::Federated) => return Err(rejected(SOURCE_ANCHOR_MESSAGE)),
+                Some(DomainKind::Managed) => {}
             }
-            .into());
-        }
-        let held_until = tenant
-            .users
-            .values()
-            .filter(same_upn)
-            .filter_map(|u| u.deleted_at)
-            .map(|at| at + self.address_release_delay)
-            .max();
-        if let Some(until) = held_until.filter(|until| *until > now) {
-            return Err(Error::Unavailable {
-                component: "graph",
-                reason: UnavailableReason::AddressHeld,
-                retry_after: (until - now).to_std().ok(),
-                graph_request_id: None,
-                source: None,
-            });
-        }
-        if check_entra(&new.password).is_err() {
-            return Err(rejected(COMPLEXITY_MESSAGE));
-        }
-        let user = M365User {
-            id: M365ObjectId::generate(),
-            user_principal_name: upn.to_owned(),
-            mail: None,
-            display_name: new.display_name.clone(),
-            given_name: new.given_name.clone(),
-            surname: new.surname.clone(),
-            job_title: new.job_title.clone(),
-            department: new.department.clone(),
-            account_enabled: new.account_enabled,
-            last_password_change: Some(now),
-        };
-        tenant.users.insert(
-            user.id.clone(),
-            StoredUser {
-                user: user.clone(),
-                password: new.password.clone(),
-                deleted_at: None,
-            },
-        );
-        Ok(user)
+            let same_upn = |u: &&StoredUser| u.user.user_principal_name.eq_ignore_ascii_case(upn);
+            if tenant
+                .users
+                .values()
+                .filter(same_upn)
+                .any(|u| u.deleted_at.is_none())
+            {
+                return Err(Conflict::UpnExists {
+                    upn: new.user_principal_name.clone(),
+                }
+                .into());
+            }
+            let held_until = tenant
+                .users
+                .values()
+                .filter(same_upn)
+                .filter_map(|u| u.deleted_at)
+                .map(|at| at + release_delay)
+                .max();
+            if let Some(until) = held_until.filter(|until| *until > now) {
+                return Err(Error::Unavailable {
+                    component: "graph",
+                    reason: UnavailableReason::AddressHeld,
+                    retry_after: (until - now).to_std().ok(),
+                    graph_request_id: None,
+                    source: None,
+                });
+            }
+            if check_entra(&new.password).is_err() {
+                return Err(rejected(COMPLEXITY_MESSAGE));
+            }
+            let user = M365User {
+                id: M365ObjectId::generate(),
+                user_principal_name: upn.to_owned(),
+                mail: None,
+                display_name: new.display_name.clone(),
+                given_name: new.given_name.clone(),
+                surname: new.surname.clone(),
+                job_title: new.job_title.clone(),
+                department: new.department.clone(),
+                account_enabled: new.account_enabled,
+                last_password_change: Some(now),
+            };
+            tenant.users.insert(
+                user.id.clone(),
+                StoredUser {
+                    user: user.clone(),
+                    password: new.password.clone(),
+                    created_at: now,
+                    deleted_at: None,
+                },
+            );
+            Ok(user)
+        })
     }
 
     async fn update_user(
@@ -262,23 +331,24 @@ impl Directory for FakeDirectory {
         id: &M365ObjectId,
         patch: &M365UserPatch,
     ) -> Result<()> {
-        let mut state = self.begin()?;
-        let stored = Self::active_mut(&mut state, tenant, id)?;
-        let user = &mut stored.user;
-        if let Some(name) = &patch.display_name {
-            user.display_name.clone_from(name);
-        }
-        for (field, value) in [
-            (&mut user.given_name, &patch.given_name),
-            (&mut user.surname, &patch.surname),
-            (&mut user.job_title, &patch.job_title),
-            (&mut user.department, &patch.department),
-        ] {
-            if let Some(value) = value {
-                field.clone_from(value);
+        self.call(|state| {
+            let stored = Self::active_mut(state, tenant, id)?;
+            let user = &mut stored.user;
+            if let Some(name) = &patch.display_name {
+                user.display_name.clone_from(name);
             }
-        }
-        Ok(())
+            for (field, value) in [
+                (&mut user.given_name, &patch.given_name),
+                (&mut user.surname, &patch.surname),
+                (&mut user.job_title, &patch.job_title),
+                (&mut user.department, &patch.department),
+            ] {
+                if let Some(value) = value {
+                    field.clone_from(value);
+                }
+            }
+            Ok(())
+        })
     }
 
     async fn set_account_enabled(
@@ -287,11 +357,10 @@ impl Directory for FakeDirectory {
         id: &M365ObjectId,
         enabled: bool,
     ) -> Result<()> {
-        let mut state = self.begin()?;
-        Self::active_mut(&mut state, tenant, id)?
-            .user
-            .account_enabled = enabled;
-        Ok(())
+        self.call(|state| {
+            Self::active_mut(state, tenant, id)?.user.account_enabled = enabled;
+            Ok(())
+        })
     }
 
     async fn set_password(
@@ -301,41 +370,44 @@ impl Directory for FakeDirectory {
         password: &SecretString,
     ) -> Result<()> {
         let now = self.clock.now();
-        let mut state = self.begin()?;
-        let tenant_state = Self::tenant(&mut state, tenant)?;
-        let upn = tenant_state
-            .users
-            .get(id)
-            .filter(|u| u.deleted_at.is_none())
-            .map(|u| u.user.user_principal_name.clone())
-            .ok_or_else(|| Error::not_found(Entity::M365User, id))?;
-        if Self::domain_kind(tenant_state, &upn) == Some(DomainKind::Federated) {
-            return Err(rejected(FEDERATED_PASSWORD_MESSAGE));
-        }
-        if check_entra(password).is_err() {
-            return Err(rejected(COMPLEXITY_MESSAGE));
-        }
-        let stored = Self::active_mut(&mut state, tenant, id)?;
-        stored.password = password.clone();
-        stored.user.last_password_change = Some(now);
-        Ok(())
+        self.call(|state| {
+            let tenant_state = Self::tenant(state, tenant)?;
+            let upn = tenant_state
+                .users
+                .get(id)
+                .filter(|u| u.deleted_at.is_none())
+                .map(|u| u.user.user_principal_name.clone())
+                .ok_or_else(|| Error::not_found(Entity::M365User, id))?;
+            if Self::domain_kind(tenant_state, &upn) == Some(DomainKind::Federated) {
+                return Err(rejected(FEDERATED_PASSWORD_MESSAGE));
+            }
+            if check_entra(password).is_err() {
+                return Err(rejected(COMPLEXITY_MESSAGE));
+            }
+            let stored = Self::active_mut(state, tenant, id)?;
+            stored.password = password.clone();
+            stored.user.last_password_change = Some(now);
+            Ok(())
+        })
     }
 
     async fn list_users(&self, tenant: &TenantId, request: &PageRequest) -> Result<Page<M365User>> {
-        let mut state = self.begin()?;
-        let tenant_id = tenant.clone();
-        let tenant = Self::tenant(&mut state, tenant)?;
-        let items = tenant
-            .users
-            .values()
-            .filter(|u| u.deleted_at.is_none())
-            .map(|u| (u.user.id.to_string(), u.user.clone()))
-            .collect();
-        page(&format!("m365users:{tenant_id}"), items, request, false)
+        let now = self.clock.now();
+        self.call(|state| {
+            let visible_before = now - state.replication_lag;
+            let tenant_id = tenant.clone();
+            let tenant = Self::tenant(state, tenant)?;
+            let items = tenant
+                .users
+                .values()
+                .filter(|u| u.deleted_at.is_none() && u.created_at <= visible_before)
+                .map(|u| (u.user.id.to_string(), u.user.clone()))
+                .collect();
+            page(&format!("m365users:{tenant_id}"), items, request, false)
+        })
     }
 
     async fn verified_domains(&self, tenant: &TenantId) -> Result<Vec<VerifiedDomain>> {
-        let mut state = self.begin()?;
-        Ok(Self::tenant(&mut state, tenant)?.domains.clone())
+        self.call(|state| Ok(Self::tenant(state, tenant)?.domains.clone()))
     }
 }

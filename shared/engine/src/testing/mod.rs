@@ -8,6 +8,9 @@
 mod clock;
 pub mod contract;
 mod directory;
+mod identity;
+mod leases;
+mod notify;
 mod paging;
 mod queue;
 mod sealer;
@@ -16,6 +19,12 @@ mod vault;
 
 pub use clock::ManualClock;
 pub use directory::{FakeDirectory, FakeM365Tenant};
+pub use identity::{
+    AADSTS_CODE_REDEEMED, AADSTS_INVALID_GRANT, AADSTS_PKCE_MISMATCH, FakeIdentityPlatform,
+    FakePendingConsents,
+};
+pub use leases::FakeLeases;
+pub use notify::{FakeNotifier, SeededRandom};
 pub use queue::{FakeRetryQueue, QueuedMessage};
 pub use sealer::FakeSealer;
 pub use stores::{

@@ -12,7 +12,9 @@ pub mod directory;
 pub mod events;
 pub mod failures;
 pub mod groups;
+pub mod leases;
 pub mod ledger;
+pub mod pending_consents;
 pub mod retry_queue;
 pub mod sealer;
 pub mod tenants;
@@ -338,5 +340,30 @@ macro_rules! __directory_contract_tests {
                 $crate::testing::contract::directory::$name(&directory, &tenant).await;
             }
         )+
+    };
+}
+
+/// One `#[tokio::test]` per [`leases`] contract (see [`user_store_contract!`]).
+#[macro_export]
+macro_rules! leases_contract {
+    ($($make:tt)+) => {
+        $crate::__contract_tests!(leases; [$($make)+];
+            a_free_lease_is_taken_and_a_live_one_is_refused,
+            an_expired_lease_is_taken_over,
+            only_the_holder_releases_a_lease,
+        );
+    };
+}
+
+/// One `#[tokio::test]` per [`pending_consents`] contract (see [`user_store_contract!`]).
+#[macro_export]
+macro_rules! pending_consents_contract {
+    ($($make:tt)+) => {
+        $crate::__contract_tests!(pending_consents; [$($make)+];
+            a_sign_in_is_taken_once_with_every_field,
+            an_expired_sign_in_is_not_returned,
+            an_unknown_state_is_not_found,
+            storing_a_state_twice_is_refused,
+        );
     };
 }

@@ -1,0 +1,195 @@
+//! Short-lived coordination records on the ledger table (it has the TTL and the plain string
+//! `pk` they need; their key prefixes never collide with operation ids, which start with an
+//! operation kind):
+//!
+//! - [`DynamoLeases`] (`pk` = `LEASE#<name>`): single-flight leases, e.g. one token refresh per
+//!   tenant (R-CONN-4). Taking one is a put conditional on `attribute_not_exists(pk) OR
+//!   holder = :me OR lease_until_ms <= :now`; releasing is a delete conditional on the holder.
+//! - [`DynamoPendingConsents`] (`pk` = `OAUTH_STATE#<sha-256 of state>`): sign-ins under way
+//!   (R-SAFE-3). A put is conditional on `attribute_not_exists(pk)`; `take` is one `DeleteItem`
+//!   returning the old item, so a `state` is redeemed at most once even by concurrent callbacks.
+//!   The PKCE verifier is kept for the sign-in's lifetime only (TTL) in the encrypted table; it
+//!   is worthless without the code, which is never stored.
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::ReturnValue;
+use chrono::{DateTime, TimeDelta, Utc};
+use m365_engine::error::{Conflict, Entity, Error};
+use m365_engine::model::TenantId;
+use m365_engine::ports::{Leases, PendingConsent, PendingConsents};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+
+use super::{CorruptItem, dynamo_error, is_conditional_failure, n, number, s, string};
+use crate::schema::{EXPIRES_AT, PK};
+
+const HOLDER: &str = "holder";
+/// Lease end in epoch milliseconds.
+const LEASE_UNTIL: &str = "lease_until_ms";
+/// A lease record is removed by TTL this long after it ended (nothing reads it then).
+const LEASE_TTL: TimeDelta = TimeDelta::days(1);
+
+const STATE: &str = "state";
+const TENANT_ID: &str = "tenant_id";
+const VERIFIER: &str = "pkce_verifier";
+/// Sign-in expiry in epoch milliseconds (`expires_at` is the TTL, in seconds, rounded up).
+const EXPIRES_AT_MS: &str = "expires_at_ms";
+
+/// [`Leases`] on the ledger table.
+#[derive(Debug, Clone)]
+pub struct DynamoLeases {
+    client: Client,
+    table: String,
+}
+
+impl DynamoLeases {
+    /// Leases on `table` (the table created from [`crate::schema::LEDGER`]).
+    #[must_use]
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+fn lease_key(name: &str) -> String {
+    format!("LEASE#{name}")
+}
+
+impl Leases for DynamoLeases {
+    async fn acquire(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(PK, s(lease_key(name)))
+            .item(HOLDER, s(holder))
+            .item(LEASE_UNTIL, n(until.timestamp_millis()))
+            .item(EXPIRES_AT, n((until + LEASE_TTL).timestamp()))
+            .condition_expression("attribute_not_exists(#pk) OR #holder = :me OR #until <= :now_ms")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#holder", HOLDER)
+            .expression_attribute_names("#until", LEASE_UNTIL)
+            .expression_attribute_values(":me", s(holder))
+            .expression_attribute_values(":now_ms", n(now.timestamp_millis()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error) if is_conditional_failure(&error) => Ok(false),
+            Err(error) => Err(dynamo_error(error)),
+        }
+    }
+
+    async fn release(&self, name: &str, holder: &str) -> Result<(), Error> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(PK, s(lease_key(name)))
+            .condition_expression("#holder = :me")
+            .expression_attribute_names("#holder", HOLDER)
+            .expression_attribute_values(":me", s(holder))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Absent, or another holder's: nothing of ours to release.
+            Err(error) if is_conditional_failure(&error) => Ok(()),
+            Err(error) => Err(dynamo_error(error)),
+        }
+    }
+}
+
+/// [`PendingConsents`] on the ledger table.
+#[derive(Debug, Clone)]
+pub struct DynamoPendingConsents {
+    client: Client,
+    table: String,
+}
+
+impl DynamoPendingConsents {
+    /// Sign-ins on `table` (the table created from [`crate::schema::LEDGER`]).
+    #[must_use]
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+/// The key of a state: its hash, so the key has a fixed size whatever the caller echoes back.
+fn state_key(state: &str) -> String {
+    format!(
+        "OAUTH_STATE#{}",
+        hex::encode(Sha256::digest(state.as_bytes()))
+    )
+}
+
+impl PendingConsents for DynamoPendingConsents {
+    async fn put(&self, pending: &PendingConsent) -> Result<(), Error> {
+        // TTL is in whole seconds: round up so the record outlives its expiry.
+        let ttl = pending.expires_at.timestamp() + 1;
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(PK, s(state_key(&pending.state)))
+            .item(STATE, s(&pending.state))
+            .item(TENANT_ID, s(pending.tenant_id.as_str()))
+            .item(VERIFIER, s(pending.pkce_verifier.expose_secret()))
+            .item(EXPIRES_AT_MS, n(pending.expires_at.timestamp_millis()))
+            .item(EXPIRES_AT, n(ttl))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(error) if is_conditional_failure(&error) => {
+                Err(Error::Conflict(Conflict::AlreadyExists {
+                    entity: Entity::Tenant,
+                    id: "oauth state".to_owned(),
+                }))
+            }
+            Err(error) => Err(dynamo_error(error)),
+        }
+    }
+
+    async fn take(&self, state: &str, now: DateTime<Utc>) -> Result<Option<PendingConsent>, Error> {
+        let output = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(PK, s(state_key(state)))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(dynamo_error)?;
+        let Some(item) = output.attributes else {
+            return Ok(None);
+        };
+        let expires_at = DateTime::from_timestamp_millis(number(&item, EXPIRES_AT_MS)?)
+            .ok_or(CorruptItem::Attribute(EXPIRES_AT_MS))?;
+        // TTL deletes lazily: an expired record counts as absent.
+        if expires_at <= now {
+            return Ok(None);
+        }
+        let tenant_id = TenantId::parse(string(&item, TENANT_ID)?)
+            .map_err(|_| CorruptItem::Attribute(TENANT_ID))?;
+        Ok(Some(PendingConsent {
+            state: string(&item, STATE)?.to_owned(),
+            tenant_id,
+            pkce_verifier: SecretString::from(string(&item, VERIFIER)?.to_owned()),
+            expires_at,
+        }))
+    }
+}

@@ -1,0 +1,93 @@
+//! Contract of [`PendingConsents`]: a sign-in's `state` is redeemable once, only before it expires
+//! (R-SAFE-3, R-CONN-1).
+
+use chrono::TimeDelta;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{fresh_suffix, fresh_tenant_id, now_ms};
+use crate::ports::{PendingConsent, PendingConsents};
+
+fn pending(lifetime: TimeDelta) -> PendingConsent {
+    PendingConsent {
+        state: format!("state-{}{}", fresh_suffix(), fresh_suffix()),
+        tenant_id: fresh_tenant_id(),
+        pkce_verifier: SecretString::from(format!("verifier-{}", fresh_suffix())),
+        expires_at: now_ms() + lifetime,
+    }
+}
+
+/// R-SAFE-3: a stored sign-in comes back whole, once.
+pub async fn a_sign_in_is_taken_once_with_every_field(store: &impl PendingConsents) {
+    let p = pending(TimeDelta::minutes(30));
+    store.put(&p).await.expect("put");
+    let got = store
+        .take(&p.state, now_ms())
+        .await
+        .expect("take")
+        .expect("stored");
+    assert_eq!(got.state, p.state);
+    assert_eq!(got.tenant_id, p.tenant_id);
+    assert_eq!(
+        got.pkce_verifier.expose_secret(),
+        p.pkce_verifier.expose_secret()
+    );
+    assert_eq!(got.expires_at, p.expires_at);
+    assert!(
+        store
+            .take(&p.state, now_ms())
+            .await
+            .expect("take")
+            .is_none(),
+        "a state is redeemable once"
+    );
+}
+
+/// R-SAFE-3: an expired sign-in (expiry ≤ now) is not returned.
+pub async fn an_expired_sign_in_is_not_returned(store: &impl PendingConsents) {
+    let p = pending(TimeDelta::seconds(10));
+    store.put(&p).await.expect("put");
+    assert!(
+        store
+            .take(&p.state, p.expires_at)
+            .await
+            .expect("take")
+            .is_none()
+    );
+}
+
+/// R-SAFE-3: an unknown (e.g. tampered) state is not found.
+pub async fn an_unknown_state_is_not_found(store: &impl PendingConsents) {
+    let p = pending(TimeDelta::minutes(30));
+    store.put(&p).await.expect("put");
+    assert!(
+        store
+            .take(&format!("{}x", p.state), now_ms())
+            .await
+            .expect("take")
+            .is_none()
+    );
+    assert!(
+        store
+            .take(&p.state, now_ms())
+            .await
+            .expect("take")
+            .is_some(),
+        "a wrong guess does not consume the real state"
+    );
+}
+
+/// R-SAFE-3: a state is never overwritten.
+pub async fn storing_a_state_twice_is_refused(store: &impl PendingConsents) {
+    let p = pending(TimeDelta::minutes(30));
+    store.put(&p).await.expect("put");
+    let mut other = pending(TimeDelta::minutes(30));
+    other.state.clone_from(&p.state);
+    let again = store.put(&other).await;
+    super::assert_conflict(&again, "already_exists");
+    let got = store
+        .take(&p.state, now_ms())
+        .await
+        .expect("take")
+        .expect("stored");
+    assert_eq!(got.tenant_id, p.tenant_id, "the first one is kept");
+}

@@ -1,0 +1,1140 @@
+//! Bind a directory user to the tenant its email domain routes to (DESIGN §4 "bind"): adopt the M365
+//! account with that UPN or create it, unblock the binding's own account on a re-bind, and send the
+//! welcome notification (R-BIND-1..4, R-BIND-6, R-BIND-8).
+
+use chrono::TimeDelta;
+
+use crate::error::{Conflict, Entity, Error, Result, UnavailableReason};
+use crate::model::{
+    Binding, BindingState, DirectoryUser, EventId, Failure, InFlight, M365ObjectId, NewM365User,
+    OperationId, OperationKind, OperationSubject, RetryMessage, Tenant, UserId,
+    WelcomeNotification,
+};
+use crate::policy::routing::resolve_tenant;
+use crate::ports::{
+    BindingStore, Claim, Clock, Directory, EventStore, Expect, FailureStore, Notifier,
+    OperationLedger, Random, RetryQueue, Sealer, TenantStore, UserStore,
+};
+
+use super::{
+    Change, Effects, OnFailure, Outcome, Run, generate_password, is_m365_not_found, mail_nickname,
+    patch_for,
+};
+
+/// A bind request (`PUT /users/{userId}/binding`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BindRequest {
+    /// Send the welcome notification once bound (R-BIND-4); `true` unless the request says otherwise.
+    pub welcome: bool,
+}
+
+impl Default for BindRequest {
+    fn default() -> Self {
+        Self { welcome: true }
+    }
+}
+
+/// The bind use case.
+#[derive(Debug)]
+pub struct Bind<'a, B, E, F, L, Q, C, R, U, T, D, S, N> {
+    /// Outcome recording.
+    pub fx: Effects<'a, B, E, F, L, Q, C, R>,
+    /// Directory users.
+    pub users: &'a U,
+    /// Tenants (routing).
+    pub tenants: &'a T,
+    /// M365.
+    pub directory: &'a D,
+    /// Opens the sealed directory password.
+    pub sealer: &'a S,
+    /// Welcome notifications.
+    pub notifier: &'a N,
+}
+
+/// A replication-lag wait (graph-spec §7.4), retried like any transient failure.
+fn not_yet_visible(source: Option<Error>) -> Error {
+    Error::Unavailable {
+        component: "graph",
+        reason: UnavailableReason::NotYetVisible,
+        retry_after: None,
+        graph_request_id: None,
+        source: source.map(|e| Box::new(e) as crate::error::BoxError),
+    }
+}
+
+const BIND_FAILURE: OnFailure = OnFailure {
+    deferred: Some(BindingState::Pending),
+    permanent: Some(BindingState::Error),
+};
+
+impl<B, E, F, L, Q, C, R, U, T, D, S, N> Bind<'_, B, E, F, L, Q, C, R, U, T, D, S, N>
+where
+    B: BindingStore,
+    E: EventStore,
+    F: FailureStore,
+    L: OperationLedger,
+    Q: RetryQueue,
+    C: Clock,
+    R: Random,
+    U: UserStore,
+    T: TenantStore,
+    D: Directory,
+    S: Sealer,
+    N: Notifier,
+{
+    /// Binds `user_id` (R-BIND-1): routes by email domain to an `active` tenant, then adopts the
+    /// M365 user with that UPN (syncing attributes, enabling sign-in) or creates it with the sealed
+    /// directory password (else a random compliant one). A `blocked`, `unselected`, `suspended` or
+    /// `error` binding with an account gets that same account unblocked (R-BIND-5). A binding that is
+    /// already `provisioned` is left alone ([`Outcome::Unchanged`]).
+    ///
+    /// The operation id is `user_bind/user:<id>/<binding version>`, so a repeated request claims the
+    /// same ledger entry and changes nothing the second time.
+    ///
+    /// # Errors
+    /// `NotFound` (user); `Routing` (no tenant, federated domain, tenant not active — nothing is
+    /// written); `Conflict::BoundElsewhere`; store failures. M365 failures are not errors: they give
+    /// [`Outcome::Deferred`] or [`Outcome::Failed`].
+    #[tracing::instrument(skip_all, fields(op.kind = "user_bind", user.id = %user_id))]
+    pub async fn bind(&self, user_id: &UserId, request: BindRequest) -> Result<Outcome> {
+        let result = self.bind_once(user_id, request).await;
+        super::report(&result);
+        result
+    }
+
+    async fn bind_once(&self, user_id: &UserId, request: BindRequest) -> Result<Outcome> {
+        let now = self.fx.now();
+        let user = self.load_user(user_id).await?;
+        let tenant = resolve_tenant(self.tenants, &user.email).await?;
+        let current = self.fx.bindings.get(user_id).await?;
+        if let Some(b) = &current {
+            let live = matches!(
+                b.state,
+                BindingState::Provisioned | BindingState::Pending | BindingState::Suspended
+            );
+            if b.tenant_id != tenant.id && live {
+                return Err(Conflict::BoundElsewhere {
+                    tenant: b.tenant_id.clone(),
+                }
+                .into());
+            }
+            if b.state == BindingState::Provisioned && b.in_flight.is_none() {
+                return Ok(Outcome::Unchanged {
+                    binding: current.clone(),
+                });
+            }
+        }
+        let subject = OperationSubject::User(user_id.clone());
+        let intent = current.as_ref().map_or(0, |b| b.version);
+        let op = OperationId::new(OperationKind::UserBind, &subject, intent);
+        match self.fx.claim(&op, now).await? {
+            Claim::Claimed => {}
+            Claim::InProgress { lease_until } => return Ok(Outcome::InProgress { lease_until }),
+            Claim::AlreadyDone(outcome) => {
+                return Ok(Outcome::AlreadyDone {
+                    binding: current,
+                    outcome,
+                });
+            }
+        }
+        // A bind asked again while an earlier one waits takes its place, inheriting what the earlier
+        // one knew: a create whose answer was lost (so the account found is "created", R-BIND-3)
+        // and when the address wait began.
+        let earlier = current
+            .as_ref()
+            .and_then(|b| b.in_flight.as_ref())
+            .filter(|f| f.kind == OperationKind::UserBind);
+        let in_flight = InFlight {
+            operation_id: op.clone(),
+            kind: OperationKind::UserBind,
+            since: earlier.map_or(now, |f| f.since),
+            address_held_since: earlier.and_then(|f| f.address_held_since),
+            create_sent_at: earlier.and_then(|f| f.create_sent_at),
+            welcome: request.welcome,
+        };
+        let (binding, expect) = match current {
+            Some(b) => {
+                let expect = Expect::Version(b.version);
+                // A moved or deleted account is not ours to unblock: find or create one (R-BIND-8).
+                let moved = b.tenant_id != tenant.id || b.state == BindingState::DeletedInM365;
+                let binding = Binding {
+                    tenant_id: tenant.id.clone(),
+                    m365_object_id: if moved { None } else { b.m365_object_id },
+                    in_flight: Some(in_flight),
+                    ..b
+                };
+                (binding, expect)
+            }
+            None => {
+                let mut b = Binding::pending(user_id.clone(), tenant.id.clone(), "binding");
+                b.in_flight = Some(in_flight);
+                (b, Expect::Absent)
+            }
+        };
+        let run = Run::new(op, OperationKind::UserBind, user_id.clone(), now, None);
+        let result = self.provision(&run, &user, &tenant, binding, expect).await;
+        self.fx.abandon(&run.op, result).await
+    }
+
+    /// Re-runs a queued bind (called by [`super::retry::RetryDispatcher`]).
+    ///
+    /// # Errors
+    /// Store failures.
+    #[tracing::instrument(skip_all, fields(op.kind = "user_bind", op.id = %message.operation_id, user.id = %user_id, retry.attempt = message.attempt))]
+    pub async fn retry(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
+        let result = self.retry_once(message, user_id).await;
+        super::report(&result);
+        result
+    }
+
+    async fn retry_once(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
+        let now = self.fx.now();
+        let run = Run::new(
+            message.operation_id.clone(),
+            OperationKind::UserBind,
+            user_id.clone(),
+            now,
+            Some(message),
+        );
+        match self.fx.claim(&run.op, now).await? {
+            Claim::Claimed => {}
+            Claim::InProgress { lease_until } => return Ok(Outcome::InProgress { lease_until }),
+            Claim::AlreadyDone(outcome) => {
+                let binding = self.fx.bindings.get(user_id).await?;
+                return Ok(Outcome::AlreadyDone { binding, outcome });
+            }
+        }
+        let result = self.retry_claimed(&run, user_id).await;
+        self.fx.abandon(&run.op, result).await
+    }
+
+    async fn retry_claimed(&self, run: &Run<'_>, user_id: &UserId) -> Result<Outcome> {
+        let Some(binding) = self.fx.bindings.get(user_id).await? else {
+            return self.fx.superseded(run).await;
+        };
+        let ours = binding
+            .in_flight
+            .as_ref()
+            .is_some_and(|f| f.operation_id == run.op);
+        if !ours {
+            return self.fx.superseded(run).await;
+        }
+        let expect = Expect::Version(binding.version);
+        let user = match self.load_user(user_id).await {
+            Ok(user) => user,
+            Err(e @ Error::NotFound { .. }) => {
+                return self.fx.fail(run, binding, expect, e, BIND_FAILURE).await;
+            }
+            Err(e) => return Err(e),
+        };
+        let tenant = match resolve_tenant(self.tenants, &user.email).await {
+            Ok(tenant) if tenant.id == binding.tenant_id => tenant,
+            Ok(_) => {
+                // The email moved to another tenant's domain since the bind was asked: a new bind
+                // request must decide; this one stops.
+                let e = Error::Conflict(Conflict::BoundElsewhere {
+                    tenant: binding.tenant_id.clone(),
+                });
+                return self.fx.fail(run, binding, expect, e, BIND_FAILURE).await;
+            }
+            Err(e @ Error::Routing(_)) => {
+                return self.fx.fail(run, binding, expect, e, BIND_FAILURE).await;
+            }
+            Err(e) => return Err(e),
+        };
+        self.provision(run, &user, &tenant, binding, expect).await
+    }
+
+    async fn load_user(&self, user_id: &UserId) -> Result<DirectoryUser> {
+        self.users
+            .get(user_id)
+            .await?
+            .ok_or_else(|| Error::not_found(Entity::User, user_id))
+    }
+
+    /// Unblock, adopt or create; record the outcome.
+    async fn provision(
+        &self,
+        run: &Run<'_>,
+        user: &DirectoryUser,
+        tenant: &Tenant,
+        mut binding: Binding,
+        mut expect: Expect,
+    ) -> Result<Outcome> {
+        let unblockable = matches!(
+            binding.state,
+            BindingState::Blocked
+                | BindingState::Unselected
+                | BindingState::Suspended
+                | BindingState::Error
+                | BindingState::Pending
+        );
+        if let (Some(id), true) = (binding.m365_object_id.clone(), unblockable) {
+            match self.enable(tenant, &id, user, None).await {
+                Ok(()) => {
+                    return self
+                        .bound(run, user, binding, expect, id, Change::Unblocked)
+                        .await;
+                }
+                // The account was deleted meanwhile: find or create one as for a first bind (R-BIND-8).
+                Err(e) if is_m365_not_found(&e) => binding.m365_object_id = None,
+                Err(e) => return self.fx.fail(run, binding, expect, e, BIND_FAILURE).await,
+            }
+        }
+        let create_sent_at = binding.in_flight.as_ref().and_then(|f| f.create_sent_at);
+        match self
+            .directory
+            .find_user_by_upn(&tenant.id, &user.email)
+            .await
+        {
+            Ok(Some(found)) => {
+                let change = if create_sent_at.is_some() {
+                    Change::Created
+                } else {
+                    Change::Adopted
+                };
+                return self
+                    .adopt(run, user, tenant, binding, expect, found, change)
+                    .await;
+            }
+            // Our create's answer was lost and the account is not visible yet (graph-spec §7.4):
+            // wait for the lookup rather than POST again. Past the grace the first create cannot
+            // have committed unseen; a new POST is then safe (M365 refuses a taken UPN).
+            Ok(None)
+                if create_sent_at.is_some_and(|at| {
+                    run.now - at
+                        < TimeDelta::from_std(self.fx.policy.lookup_grace).unwrap_or_default()
+                }) =>
+            {
+                let lag = not_yet_visible(None);
+                return self.fx.fail(run, binding, expect, lag, BIND_FAILURE).await;
+            }
+            Ok(None) => {}
+            Err(e) => return self.fx.fail(run, binding, expect, e, BIND_FAILURE).await,
+        }
+        // Write-ahead: remember that a create is being sent, so that if its answer is lost (timeout,
+        // 5xx after commit, crash) the account found later counts as created, never as a second
+        // create (R-BIND-2, graph-spec §7.3).
+        if let Some(f) = binding.in_flight.as_mut() {
+            f.create_sent_at = Some(run.now);
+        }
+        binding.state = BindingState::Pending;
+        binding.pending_reason = Some("creating".to_owned());
+        binding = self.fx.bindings.put(&binding, expect).await?;
+        expect = Expect::Version(binding.version);
+        let password = match &user.password {
+            Some(sealed) => match self.sealer.open(&user.id, sealed).await {
+                Ok(password) => password,
+                Err(e) => return self.fx.fail(run, binding, expect, e, BIND_FAILURE).await,
+            },
+            None => generate_password(self.fx.random),
+        };
+        let new = NewM365User {
+            user_principal_name: user.email.clone(),
+            mail_nickname: mail_nickname(&user.email),
+            display_name: user.display_name.clone(),
+            given_name: user.given_name.clone(),
+            surname: user.surname.clone(),
+            job_title: user.job_title.clone(),
+            department: user.department.clone(),
+            account_enabled: true,
+            password,
+        };
+        match self.directory.create_user(&tenant.id, &new).await {
+            Ok(created) => {
+                self.bound(run, user, binding, expect, created.id, Change::Created)
+                    .await
+            }
+            Err(Error::Conflict(Conflict::UpnExists { .. })) => {
+                // Our earlier create (answer lost) or a concurrent one: look it up, never POST again.
+                match self
+                    .directory
+                    .find_user_by_upn(&tenant.id, &user.email)
+                    .await
+                {
+                    Ok(Some(found)) => {
+                        self.adopt(run, user, tenant, binding, expect, found, Change::Created)
+                            .await
+                    }
+                    Ok(None) => {
+                        let lag = not_yet_visible(None);
+                        self.fx.fail(run, binding, expect, lag, BIND_FAILURE).await
+                    }
+                    Err(e) => self.fx.fail(run, binding, expect, e, BIND_FAILURE).await,
+                }
+            }
+            Err(e) => self.fx.fail(run, binding, expect, e, BIND_FAILURE).await,
+        }
+    }
+
+    /// Takes ownership of an existing account: sync attributes, enable sign-in (R-BIND-2).
+    #[allow(clippy::too_many_arguments)]
+    async fn adopt(
+        &self,
+        run: &Run<'_>,
+        user: &DirectoryUser,
+        tenant: &Tenant,
+        binding: Binding,
+        expect: Expect,
+        found: crate::model::M365User,
+        change: Change,
+    ) -> Result<Outcome> {
+        match self.enable(tenant, &found.id, user, Some(&found)).await {
+            Ok(()) => {
+                self.bound(run, user, binding, expect, found.id, change)
+                    .await
+            }
+            // Found a moment ago, gone now: replication lag or a concurrent delete; retry.
+            Err(e) if is_m365_not_found(&e) => {
+                let lag = not_yet_visible(Some(e));
+                self.fx.fail(run, binding, expect, lag, BIND_FAILURE).await
+            }
+            Err(e) => self.fx.fail(run, binding, expect, e, BIND_FAILURE).await,
+        }
+    }
+
+    /// Brings the account's attributes in line with the directory and allows sign-in.
+    async fn enable(
+        &self,
+        tenant: &Tenant,
+        id: &M365ObjectId,
+        user: &DirectoryUser,
+        current: Option<&crate::model::M365User>,
+    ) -> Result<()> {
+        let patch = patch_for(user, current);
+        if !patch.is_empty() {
+            self.directory.update_user(&tenant.id, id, &patch).await?;
+        }
+        if current.is_none_or(|c| !c.account_enabled) {
+            self.directory
+                .set_account_enabled(&tenant.id, id, true)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Records the bound state and its one event, then sends the welcome notification.
+    async fn bound(
+        &self,
+        run: &Run<'_>,
+        user: &DirectoryUser,
+        mut binding: Binding,
+        expect: Expect,
+        id: M365ObjectId,
+        change: Change,
+    ) -> Result<Outcome> {
+        let welcome = binding.in_flight.as_ref().is_none_or(|f| f.welcome);
+        binding.state = BindingState::Provisioned;
+        binding.m365_object_id = Some(id.clone());
+        binding.pending_reason = None;
+        binding.last_error = None;
+        binding.in_flight = None;
+        let tenant_id = binding.tenant_id.clone();
+        let outcome = self.fx.succeed(run, &binding, expect, change).await?;
+        if welcome {
+            let notification = WelcomeNotification {
+                user_id: user.id.clone(),
+                email: user.email.clone(),
+                display_name: user.display_name.clone(),
+                tenant_id: tenant_id.clone(),
+                user_principal_name: user.email.clone(),
+                m365_object_id: id,
+                operation_id: run.op.clone(),
+            };
+            // The bind is done: a lost notification is a diagnostic, not a failed bind.
+            if let Err(e) = self.fx_notify(&notification).await {
+                self.fx
+                    .failures
+                    .record(&Failure {
+                        id: EventId::generate(),
+                        tenant_id,
+                        user_id: Some(user.id.clone()),
+                        operation_id: run.op.clone(),
+                        code: "welcome_not_sent".to_owned(),
+                        message: e.to_string(),
+                        graph_request_id: None,
+                        at: run.now,
+                    })
+                    .await?;
+            }
+        }
+        Ok(outcome)
+    }
+
+    async fn fx_notify(&self, notification: &WelcomeNotification) -> Result<()> {
+        self.notifier.welcome(notification).await
+    }
+}
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use chrono::TimeDelta;
+    use secrecy::ExposeSecret;
+
+    use super::*;
+    use crate::error::UnavailableReason;
+    use crate::model::{EventKind, OperationOutcome, TenantId};
+    use crate::policy::password::check_entra;
+    use crate::policy::routing::RoutingError;
+    use crate::ports::Sealer;
+    use crate::usecase::RetryPolicy;
+    use crate::usecase::retry::RetryOutcome;
+    use crate::usecase::testkit::{World, secret, throttled, uid, unavailable};
+
+    #[tokio::test]
+    async fn binding_a_new_user_creates_the_account_with_the_directory_attributes() {
+        // R-BIND-2, R-BIND-3
+        let w = World::new().await;
+        let user = w.user("adele").await;
+        let Outcome::Done { binding, change } = w.bind("adele").await else {
+            panic!("bound at once")
+        };
+        assert_eq!(change, Change::Created);
+        assert_eq!(binding.state, BindingState::Provisioned);
+        assert_eq!(binding.tenant_id, w.tenant.id);
+        let account = w
+            .directory
+            .user(&w.tenant.id, &World::object_id(&binding))
+            .unwrap();
+        assert_eq!(account.user_principal_name, "adele@contoso.com");
+        assert_eq!(account.display_name, user.display_name);
+        assert_eq!(account.given_name, user.given_name);
+        assert_eq!(account.surname, user.surname);
+        assert_eq!(account.job_title, user.job_title);
+        assert_eq!(account.department, user.department);
+        assert!(account.account_enabled);
+        assert_eq!(w.count_events(EventKind::UserCreateProvision), 1);
+        assert_eq!(w.events.all().len(), 1);
+        let event = &w.events.all()[0];
+        assert_eq!(event.user_id, Some(uid("adele")));
+        assert_eq!(event.tenant_id, Some(w.tenant.id.clone()));
+        assert!(w.queue.snapshot().is_empty());
+        assert!(w.failures.all().is_empty());
+    }
+
+    #[tokio::test]
+    async fn binding_creates_the_account_with_the_sealed_directory_password() {
+        // R-BIND-2 (password: the sealed directory password)
+        let w = World::new().await;
+        let mut user = w.user("adele").await;
+        user.password = Some(
+            w.sealer
+                .seal(&user.id, &secret("Directory-Pass-42"))
+                .await
+                .unwrap(),
+        );
+        let v = user.version;
+        w.users.replace(&user, v).await.unwrap();
+        w.bind("adele").await;
+        let binding = w.binding("adele").await;
+        let pushed = w
+            .directory
+            .password(&w.tenant.id, &World::object_id(&binding))
+            .unwrap();
+        assert_eq!(pushed.expose_secret(), "Directory-Pass-42");
+    }
+
+    #[tokio::test]
+    async fn binding_without_a_directory_password_creates_a_random_entra_compliant_one() {
+        // R-BIND-2 (else a random compliant one)
+        let w = World::new().await;
+        w.user("adele").await;
+        w.user("alex").await;
+        w.bind("adele").await;
+        w.bind("alex").await;
+        let p1 = w
+            .directory
+            .password(&w.tenant.id, &World::object_id(&w.binding("adele").await))
+            .unwrap();
+        let p2 = w
+            .directory
+            .password(&w.tenant.id, &World::object_id(&w.binding("alex").await))
+            .unwrap();
+        assert_eq!(check_entra(&p1), Ok(()));
+        assert_eq!(check_entra(&p2), Ok(()));
+        assert_ne!(p1.expose_secret(), p2.expose_secret());
+        for _ in 0..200 {
+            assert_eq!(check_entra(&generate_password(&w.random)), Ok(()));
+        }
+    }
+
+    #[tokio::test]
+    async fn binding_an_existing_m365_user_adopts_it_without_a_second_account() {
+        // R-BIND-2, R-BIND-3
+        let w = World::new().await;
+        let user = w.user("adele").await;
+        let existing = w
+            .directory
+            .create_user(
+                &w.tenant.id,
+                &NewM365User {
+                    user_principal_name: user.email.clone(),
+                    mail_nickname: "adele".into(),
+                    display_name: "Old Name".into(),
+                    given_name: None,
+                    surname: Some("Vance".into()),
+                    job_title: None,
+                    department: Some("Sales".into()),
+                    account_enabled: false,
+                    password: secret("Existing-Pass-1"),
+                },
+            )
+            .await
+            .unwrap();
+        let Outcome::Done { binding, change } = w.bind("adele").await else {
+            panic!("adopted at once")
+        };
+        assert_eq!(change, Change::Adopted);
+        assert_eq!(binding.m365_object_id, Some(existing.id.clone()));
+        assert_eq!(w.directory.active_user_count(&w.tenant.id), 1);
+        let account = w.directory.user(&w.tenant.id, &existing.id).unwrap();
+        assert!(account.account_enabled);
+        assert_eq!(account.display_name, user.display_name);
+        assert_eq!(account.given_name, user.given_name);
+        assert_eq!(account.department, user.department);
+        assert_eq!(w.count_events(EventKind::UserUpdateProvision), 1);
+        assert_eq!(w.count_events(EventKind::UserCreateProvision), 0);
+        assert_eq!(w.events.all()[0].reason.as_deref(), Some("adopted"));
+    }
+
+    #[tokio::test]
+    async fn a_user_whose_domain_routes_nowhere_is_refused_and_nothing_is_written() {
+        // R-BIND-1, R-SAFE-1
+        let w = World::new().await;
+        w.user_at("bob", "fabrikam.com").await;
+        let err = w
+            .binder()
+            .bind(&uid("bob"), BindRequest::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            Error::Routing(RoutingError::UnclaimedDomain { .. })
+        ));
+        assert_eq!(err.code(), "domain_not_connected");
+        assert_eq!(w.bindings.get(&uid("bob")).await.unwrap(), None);
+        assert_eq!(w.directory.calls(), 0);
+        assert!(w.events.all().is_empty() && w.failures.all().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_user_on_a_federated_domain_is_refused_with_a_clear_error() {
+        // R-BIND-1, R-CONN-3
+        let w = World::new().await;
+        w.user_at("carol", "sso.contoso.com").await;
+        let err = w
+            .binder()
+            .bind(&uid("carol"), BindRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "federated_domain");
+        assert_eq!(w.bindings.get(&uid("carol")).await.unwrap(), None);
+        assert_eq!(w.directory.calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_user_of_a_tenant_that_is_not_active_is_refused() {
+        // R-BIND-1 (the tenant must be active)
+        let w = World::new().await;
+        w.user("adele").await;
+        w.set_tenant_status(crate::model::TenantStatus::Deauthorized)
+            .await;
+        let err = w
+            .binder()
+            .bind(&uid("adele"), BindRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "tenant_not_active");
+        assert_eq!(w.directory.calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_user_is_refused_as_not_found() {
+        // R-SAFE-1
+        let w = World::new().await;
+        let err = w
+            .binder()
+            .bind(&uid("ghost"), BindRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "not_found");
+    }
+
+    #[tokio::test]
+    async fn binding_sends_one_welcome_notification_that_holds_no_password() {
+        // R-BIND-4, R-SAFE-2
+        let w = World::new().await;
+        let mut user = w.user("adele").await;
+        user.password = Some(
+            w.sealer
+                .seal(&user.id, &secret("Directory-Pass-42"))
+                .await
+                .unwrap(),
+        );
+        let v = user.version;
+        w.users.replace(&user, v).await.unwrap();
+        w.bind("adele").await;
+        let sent = w.notifier.sent();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].user_id, uid("adele"));
+        assert_eq!(sent[0].email, user.email);
+        let json = serde_json::to_string(&sent[0]).unwrap();
+        assert!(!json.contains("Directory-Pass-42"));
+        assert!(!json.to_lowercase().contains("password"));
+        // The same request again changes nothing and sends nothing.
+        assert!(matches!(w.bind("adele").await, Outcome::Unchanged { .. }));
+        assert_eq!(w.notifier.sent().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn binding_with_welcome_false_sends_no_notification() {
+        // R-BIND-4
+        let w = World::new().await;
+        w.user("adele").await;
+        let outcome = w
+            .binder()
+            .bind(&uid("adele"), BindRequest { welcome: false })
+            .await
+            .unwrap();
+        assert!(matches!(outcome, Outcome::Done { .. }));
+        assert!(w.notifier.sent().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failed_welcome_notification_leaves_the_bind_done_and_is_recorded_as_a_failure() {
+        // R-BIND-4, R-AUD-1
+        let w = World::new().await;
+        w.user("adele").await;
+        w.notifier
+            .fail_next(unavailable(UnavailableReason::Service));
+        assert!(matches!(w.bind("adele").await, Outcome::Done { .. }));
+        assert_eq!(w.binding("adele").await.state, BindingState::Provisioned);
+        assert_eq!(w.failures.all()[0].code, "welcome_not_sent");
+        assert_eq!(w.count_events(EventKind::UserCreateProvision), 1);
+    }
+
+    #[tokio::test]
+    async fn binding_an_already_provisioned_user_changes_nothing() {
+        // R-BIND-2 (idempotent)
+        let w = World::new().await;
+        w.user("adele").await;
+        w.bind("adele").await;
+        let calls = w.directory.calls();
+        let before = w.binding("adele").await;
+        let Outcome::Unchanged { binding } = w.bind("adele").await else {
+            panic!("unchanged")
+        };
+        assert_eq!(binding, Some(before));
+        assert_eq!(w.directory.calls(), calls);
+        assert_eq!(w.events.all().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_user_bound_in_one_tenant_cannot_be_bound_to_another() {
+        // R-BIND-1 (one tenant per user)
+        let w = World::new().await;
+        w.user("adele").await;
+        let mut elsewhere = Binding::pending(uid("adele"), TenantId::generate(), "x");
+        elsewhere.state = BindingState::Provisioned;
+        w.bindings.put(&elsewhere, Expect::Absent).await.unwrap();
+        let err = w
+            .binder()
+            .bind(&uid("adele"), BindRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "bound_elsewhere");
+        assert_eq!(w.directory.calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn rebinding_a_blocked_binding_unblocks_the_same_account() {
+        // R-BIND-5
+        let w = World::new().await;
+        w.user("adele").await;
+        w.bind("adele").await;
+        let id = World::object_id(&w.binding("adele").await);
+        w.unbinder().unbind(&uid("adele")).await.unwrap();
+        assert!(!w.directory.user(&w.tenant.id, &id).unwrap().account_enabled);
+        let Outcome::Done { binding, change } = w.bind("adele").await else {
+            panic!("unblocked")
+        };
+        assert_eq!(change, Change::Unblocked);
+        assert_eq!(binding.m365_object_id, Some(id.clone()));
+        assert!(w.directory.user(&w.tenant.id, &id).unwrap().account_enabled);
+        assert_eq!(w.directory.active_user_count(&w.tenant.id), 1);
+        assert_eq!(w.count_events(EventKind::UserCreateProvision), 1);
+        assert_eq!(w.count_events(EventKind::UserDeprovision), 1);
+        assert_eq!(w.count_events(EventKind::UserUpdateProvision), 1);
+    }
+
+    #[tokio::test]
+    async fn rebinding_an_unselected_binding_unblocks_the_same_account() {
+        // R-BIND-5, R-CONN-5 (reconnecting does not re-bind; binding again does)
+        let w = World::new().await;
+        w.user("adele").await;
+        w.bind("adele").await;
+        let mut b = w.binding("adele").await;
+        let id = World::object_id(&b);
+        b.state = BindingState::Unselected;
+        let v = b.version;
+        w.bindings.put(&b, Expect::Version(v)).await.unwrap();
+        let Outcome::Done { binding, change } = w.bind("adele").await else {
+            panic!("rebound")
+        };
+        assert_eq!(change, Change::Unblocked);
+        assert_eq!(binding.m365_object_id, Some(id));
+        assert_eq!(binding.state, BindingState::Provisioned);
+        assert_eq!(w.directory.active_user_count(&w.tenant.id), 1);
+    }
+
+    #[tokio::test]
+    async fn a_throttled_bind_is_pending_with_its_reason_and_queued_with_backoff() {
+        // R-BIND-6, R-AUD-1
+        let w = World::new().await;
+        w.user("adele").await;
+        w.directory.fail_next_call(throttled());
+        let now = w.now();
+        let Outcome::Deferred { binding, retry } = w.bind("adele").await else {
+            panic!("deferred")
+        };
+        assert_eq!(binding.state, BindingState::Pending);
+        assert_eq!(binding.pending_reason.as_deref(), Some("throttled"));
+        let last = binding.last_error.clone().unwrap();
+        assert_eq!(last.code, "throttled");
+        assert_eq!(last.graph_request_id.as_deref(), Some("req-429"));
+        assert_eq!(retry.attempt, 1);
+        assert_eq!(retry.reason, "throttled");
+        assert!(
+            retry.not_before >= now + TimeDelta::seconds(3),
+            "Retry-After honoured"
+        );
+        let queued = w.queue.snapshot();
+        assert_eq!(queued.len(), 1);
+        assert_eq!(queued[0].message, retry);
+        let failures = w.failures.all();
+        assert_eq!(failures.len(), 1);
+        assert_eq!(failures[0].graph_request_id.as_deref(), Some("req-429"));
+        assert!(w.events.all().is_empty(), "never an event for a failure");
+        // The claim was released: the retry can run it at once.
+        let mut w = w;
+        let outcomes = w.drain().await;
+        assert!(matches!(
+            outcomes.last(),
+            Some(RetryOutcome::Ran(o)) if matches!(**o, Outcome::Done { change: Change::Created, .. })
+        ));
+        let binding = w.binding("adele").await;
+        assert_eq!(binding.state, BindingState::Provisioned);
+        assert_eq!(binding.pending_reason, None);
+        assert_eq!(binding.last_error, None);
+        assert_eq!(binding.in_flight, None);
+        assert_eq!(w.count_events(EventKind::UserCreateProvision), 1);
+        assert_eq!(w.notifier.sent().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn backoff_grows_per_attempt_with_deterministic_jitter() {
+        // R-BIND-6 (backoff + jitter; injected randomness)
+        async fn delays(seed_world: &World) -> Vec<i64> {
+            let mut out = Vec::new();
+            for _ in 0..5 {
+                seed_world
+                    .directory
+                    .fail_next_call(unavailable(UnavailableReason::Service));
+            }
+            let Outcome::Deferred { mut retry, .. } = seed_world.bind("adele").await else {
+                panic!("deferred")
+            };
+            out.push((retry.not_before - seed_world.now()).num_milliseconds());
+            for _ in 0..4 {
+                seed_world.clock.set(retry.not_before);
+                let _ = seed_world.queue.drain();
+                let outcome = seed_world.dispatcher().dispatch(&retry).await.unwrap();
+                let RetryOutcome::Ran(o) = outcome else {
+                    panic!("ran")
+                };
+                let Outcome::Deferred { retry: next, .. } = *o else {
+                    panic!("deferred again")
+                };
+                out.push((next.not_before - seed_world.now()).num_milliseconds());
+                retry = next;
+            }
+            out
+        }
+        let a = World::new().await;
+        a.user("adele").await;
+        let b = World::new().await;
+        b.user("adele").await;
+        let da = delays(&a).await;
+        assert_eq!(da, delays(&b).await, "same seed, same delays");
+        // Equal jitter: attempt n waits between half and all of base · 2^(n-1).
+        for (n, d) in da.iter().enumerate() {
+            let full = 2_000_i64 << n;
+            assert!(*d >= full / 2 && *d <= full, "attempt {}: {d} ms", n + 1);
+        }
+        let attempts: Vec<u32> = a
+            .queue
+            .snapshot()
+            .iter()
+            .map(|q| q.message.attempt)
+            .collect();
+        assert_eq!(attempts, vec![5]);
+    }
+
+    #[tokio::test]
+    async fn a_create_that_timed_out_after_commit_is_resolved_by_lookup_never_a_second_create() {
+        // R-BIND-2, R-BIND-3 (graph-spec §7.3)
+        let mut w = World::new().await;
+        w.user("adele").await;
+        w.directory.pass_next_call(); // find_user_by_upn
+        w.directory
+            .fail_next_call_after_commit(unavailable(UnavailableReason::Timeout));
+        let Outcome::Deferred { binding, .. } = w.bind("adele").await else {
+            panic!("deferred")
+        };
+        assert_eq!(binding.pending_reason.as_deref(), Some("timeout"));
+        assert!(binding.in_flight.as_ref().unwrap().create_sent_at.is_some());
+        assert_eq!(
+            w.directory.active_user_count(&w.tenant.id),
+            1,
+            "it did commit"
+        );
+        w.drain().await;
+        assert_eq!(w.directory.active_user_count(&w.tenant.id), 1);
+        assert_eq!(w.directory.create_calls(), 1, "no second POST");
+        let binding = w.binding("adele").await;
+        assert_eq!(binding.state, BindingState::Provisioned);
+        assert_eq!(w.count_events(EventKind::UserCreateProvision), 1);
+        assert_eq!(w.count_events(EventKind::UserUpdateProvision), 0);
+        assert_eq!(w.notifier.sent().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn binding_again_while_a_lost_create_waits_records_the_account_as_created_once() {
+        // R-BIND-2, R-BIND-3 (a repeated request replaces the queued one and inherits its knowledge)
+        let mut w = World::new().await;
+        w.user("adele").await;
+        w.directory.pass_next_call();
+        w.directory
+            .fail_next_call_after_commit(unavailable(UnavailableReason::Timeout));
+        assert!(matches!(w.bind("adele").await, Outcome::Deferred { .. }));
+        let Outcome::Done { change, .. } = w.bind("adele").await else {
+            panic!("bound by the second request")
+        };
+        assert_eq!(change, Change::Created);
+        let outcomes = w.drain().await;
+        assert_eq!(
+            outcomes,
+            vec![RetryOutcome::Ran(Box::new(Outcome::Superseded))]
+        );
+        assert_eq!(w.directory.active_user_count(&w.tenant.id), 1);
+        assert_eq!(w.count_events(EventKind::UserCreateProvision), 1);
+        assert_eq!(w.events.all().len(), 1);
+        assert_eq!(w.notifier.sent().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_lost_create_under_replication_lag_converges_to_one_account() {
+        // R-BIND-2, R-BIND-6 (eventual-consistency 404s, graph-spec §7.4)
+        let mut w = World::new().await;
+        w.user("adele").await;
+        w.directory.set_replication_lag(TimeDelta::seconds(30));
+        w.directory.pass_next_call();
+        w.directory
+            .fail_next_call_after_commit(unavailable(UnavailableReason::Timeout));
+        assert!(matches!(w.bind("adele").await, Outcome::Deferred { .. }));
+        let outcomes = w.drain().await;
+        // While the new account is invisible, the retry waits for the lookup instead of POSTing.
+        assert!(outcomes.iter().any(|o| matches!(
+            o,
+            RetryOutcome::Ran(o) if matches!(&**o, Outcome::Deferred { retry, .. } if retry.reason == "not_yet_visible")
+        )));
+        assert_eq!(w.directory.active_user_count(&w.tenant.id), 1);
+        assert_eq!(
+            w.directory.create_calls(),
+            1,
+            "no second POST within the grace"
+        );
+        assert_eq!(w.binding("adele").await.state, BindingState::Provisioned);
+        assert_eq!(w.count_events(EventKind::UserCreateProvision), 1);
+        assert!(w.dead_letters.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_create_that_never_committed_is_sent_again_after_the_lookup_grace() {
+        // R-BIND-2, R-BIND-6 (a 5xx before commit: the lookup never finds it, so create again)
+        let mut w = World::new().await;
+        w.user("adele").await;
+        w.directory.pass_next_call();
+        w.directory
+            .fail_next_call(unavailable(UnavailableReason::Timeout));
+        assert!(matches!(w.bind("adele").await, Outcome::Deferred { .. }));
+        w.drain().await;
+        assert_eq!(w.directory.create_calls(), 2);
+        assert_eq!(w.directory.active_user_count(&w.tenant.id), 1);
+        assert_eq!(w.binding("adele").await.state, BindingState::Provisioned);
+        assert_eq!(w.count_events(EventKind::UserCreateProvision), 1);
+    }
+
+    #[tokio::test]
+    async fn a_permanent_failure_puts_the_binding_in_error_without_an_event() {
+        // R-BIND-6, R-AUD-1
+        let w = World::new().await;
+        w.user("adele").await;
+        w.directory.fail_next_call(Error::Rejected {
+            graph_code: "Request_BadRequest".into(),
+            message: "Property userPrincipalName is invalid.".into(),
+            graph_request_id: Some("req-400".into()),
+        });
+        let Outcome::Failed {
+            binding,
+            code,
+            exhausted,
+        } = w.bind("adele").await
+        else {
+            panic!("failed")
+        };
+        assert_eq!(code, "m365_rejected");
+        assert!(!exhausted);
+        assert_eq!(binding.state, BindingState::Error);
+        assert_eq!(binding.in_flight, None);
+        assert_eq!(
+            binding.last_error.unwrap().graph_request_id.as_deref(),
+            Some("req-400")
+        );
+        assert!(w.events.all().is_empty());
+        assert!(w.queue.snapshot().is_empty());
+        assert_eq!(w.failures.all().len(), 1);
+        assert!(w.notifier.sent().is_empty());
+        // The ledger remembers the failure; binding again (new intent) is allowed.
+        let op = OperationId::new(
+            OperationKind::UserBind,
+            &OperationSubject::User(uid("adele")),
+            0,
+        );
+        let claim = w.ledger.claim(&op, w.now(), w.now()).await.unwrap();
+        assert_eq!(
+            claim,
+            Claim::AlreadyDone(OperationOutcome::Failed {
+                code: "m365_rejected".into()
+            })
+        );
+        assert!(matches!(
+            w.bind("adele").await,
+            Outcome::Done {
+                change: Change::Created,
+                ..
+            }
+        ));
+    }
+
+    async fn deleted_in_m365(w: &World) {
+        w.user("adele").await;
+        w.bind("adele").await;
+        let id = World::object_id(&w.binding("adele").await);
+        w.directory.soft_delete(&w.tenant.id, &id).unwrap();
+        let outcome = w.unbinder().unbind(&uid("adele")).await.unwrap();
+        assert!(matches!(
+            outcome,
+            Outcome::Done {
+                change: Change::DeletedInM365,
+                ..
+            }
+        ));
+    }
+
+    #[tokio::test]
+    async fn rebind_after_deletion_waits_out_the_address_release_and_recreates_the_account() {
+        // R-BIND-8, R-BIND-6
+        let mut w = World::new().await;
+        deleted_in_m365(&w).await;
+        let old = World::object_id(&w.binding("adele").await);
+        let start = w.now();
+        let Outcome::Deferred { binding, retry } = w.bind("adele").await else {
+            panic!("address held")
+        };
+        assert_eq!(binding.state, BindingState::Pending);
+        assert_eq!(binding.pending_reason.as_deref(), Some("address_held"));
+        assert_eq!(retry.reason, "address_held");
+        w.drain().await;
+        let binding = w.binding("adele").await;
+        assert_eq!(binding.state, BindingState::Provisioned);
+        assert_ne!(binding.m365_object_id, Some(old));
+        assert!(w.now() - start >= TimeDelta::hours(24));
+        assert_eq!(w.count_events(EventKind::UserCreateProvision), 2);
+        assert!(w.dead_letters.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_address_still_held_keeps_retrying_for_48_hours_by_default_before_error() {
+        // R-BIND-6, R-BIND-8
+        let mut w = World::with_policy(RetryPolicy::default(), TimeDelta::days(30)).await;
+        deleted_in_m365(&w).await;
+        let start = w.now();
+        assert!(matches!(w.bind("adele").await, Outcome::Deferred { .. }));
+        let outcomes = w.drain().await;
+        let binding = w.binding("adele").await;
+        assert_eq!(binding.state, BindingState::Error);
+        assert_eq!(binding.last_error.unwrap().code, "address_held");
+        let given_up_at = w.failures.all()[0].at;
+        assert!(given_up_at - start >= TimeDelta::hours(48));
+        assert!(given_up_at - start < TimeDelta::hours(49));
+        assert!(matches!(
+            outcomes
+                .iter()
+                .find(|o| matches!(o, RetryOutcome::DeadLetter { .. })),
+            Some(RetryOutcome::DeadLetter { code }) if code == "address_held"
+        ));
+        assert_eq!(w.dead_letters.len(), 1);
+        assert_eq!(w.count_events(EventKind::UserCreateProvision), 1);
+    }
+
+    #[tokio::test]
+    async fn the_address_wait_is_configurable() {
+        // R-BIND-6 (configurable)
+        let policy = RetryPolicy {
+            address_wait: std::time::Duration::from_secs(3600),
+            address_interval: std::time::Duration::from_secs(600),
+            ..RetryPolicy::default()
+        };
+        let mut w = World::with_policy(policy, TimeDelta::days(30)).await;
+        deleted_in_m365(&w).await;
+        // M365 gives no Retry-After here: the address interval applies.
+        let start = w.now();
+        w.directory.pass_next_call();
+        w.directory
+            .fail_next_call(unavailable(UnavailableReason::AddressHeld));
+        assert!(matches!(w.bind("adele").await, Outcome::Deferred { .. }));
+        w.drain().await;
+        assert_eq!(w.binding("adele").await.state, BindingState::Error);
+        let given_up_at = w.failures.all()[0].at;
+        assert!(given_up_at - start >= TimeDelta::hours(1));
+        assert!(given_up_at - start < TimeDelta::hours(3));
+    }
+
+    #[tokio::test]
+    async fn a_sealed_password_that_cannot_be_opened_fails_the_bind_without_leaking_it() {
+        // R-SAFE-2, R-BIND-6 (permanent)
+        let w = World::new().await;
+        let mut user = w.user("adele").await;
+        let mut sealed = w
+            .sealer
+            .seal(&user.id, &secret("Directory-Pass-42"))
+            .await
+            .unwrap();
+        if let Some(b) = sealed.ciphertext.first_mut() {
+            *b ^= 1;
+        }
+        user.password = Some(sealed);
+        let v = user.version;
+        w.users.replace(&user, v).await.unwrap();
+        let Outcome::Failed { code, .. } = w.bind("adele").await else {
+            panic!("failed")
+        };
+        assert_eq!(code, "seal_tampered");
+        assert_eq!(w.directory.active_user_count(&w.tenant.id), 0);
+        let binding = w.binding("adele").await;
+        assert_eq!(binding.state, BindingState::Error);
+        assert!(!format!("{binding:?}").contains("Directory-Pass-42"));
+        assert!(w.queue.snapshot().is_empty());
+    }
+}

@@ -1,0 +1,704 @@
+//! Use cases: the provisioning flows of DESIGN §4, each a struct holding only the ports it needs.
+//!
+//! - [`bind::Bind`]: route, adopt or create, unblock (R-BIND-1..4, R-BIND-6, R-BIND-8);
+//! - [`unbind::Unbind`]: block sign-in, never delete (R-BIND-5, R-BIND-8);
+//! - [`update::UpdateAttributes`]: push a bound user's attributes (R-BIND-7);
+//! - [`password::SetPassword`]: validate, seal, store and push a password (R-PWD-1, R-PWD-2, R-PWD-4);
+//! - [`retry::RetryDispatcher`]: re-drive a [`RetryMessage`] from the retry queue (R-BIND-6).
+//!
+//! What they share lives here: [`Effects`] records the outcome of an operation the same way for every
+//! use case — exactly one event per successful change (with an id derived from the operation, so a
+//! repeated append is kept once), never an event for a failure; failures go to the binding's last
+//! error and the failures list with Graph's request id; retryable failures put the operation on the
+//! retry queue with backoff and jitter ([`RetryPolicy`]).
+
+pub mod bind;
+pub mod connect;
+pub mod password;
+pub mod retry;
+pub mod token_refresh;
+pub mod unbind;
+pub mod update;
+
+#[cfg(all(test, feature = "testing"))]
+mod testkit;
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use secrecy::SecretString;
+use sha2::{Digest, Sha256};
+
+use crate::error::{Entity, Error, Result, UnavailableReason};
+use crate::model::{
+    Binding, BindingError, BindingState, DirectoryUser, EventId, EventKind, Failure, M365User,
+    M365UserPatch, OperationId, OperationKind, OperationOutcome, OperationSubject, RetryMessage,
+    UserId,
+};
+use crate::policy::password::{CharClass, ENTRA_SYMBOLS};
+use crate::ports::{
+    BindingStore, Claim, Clock, EventStore, Expect, FailureStore, OperationLedger, Random,
+    RetryQueue,
+};
+
+/// How operations are retried (R-BIND-6). `Default` gives the product's defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Consecutive retryable failures (throttling, 5xx, timeouts, replication lag) before the
+    /// operation gives up with the binding in `error`.
+    pub max_attempts: u32,
+    /// First backoff; doubled per attempt.
+    pub base_delay: Duration,
+    /// Longest backoff between two attempts.
+    pub max_delay: Duration,
+    /// How long an address held by a deleted account is waited for before `error` (≥ 48 h by
+    /// default: the hold can last 24 h or more, R-BIND-6).
+    pub address_wait: Duration,
+    /// After a create whose answer was lost, how long a lookup that does not see the account is
+    /// taken for replication lag (graph-spec §12: retry such 404s for up to about 60 s) before
+    /// a new create is sent.
+    pub lookup_grace: Duration,
+    /// Interval between address checks when M365 gives no `Retry-After`.
+    pub address_interval: Duration,
+    /// How often a parked operation (tenant in `reauthorization_required`) looks again.
+    pub park_interval: Duration,
+    /// Ledger lease of a running operation (longer than one Lambda invocation).
+    pub lease: Duration,
+    /// How long the ledger remembers a finished operation (de-duplicates redelivery).
+    pub ledger_ttl: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            base_delay: Duration::from_secs(2),
+            max_delay: Duration::from_secs(900),
+            address_wait: Duration::from_secs(48 * 3600),
+            lookup_grace: Duration::from_secs(60),
+            address_interval: Duration::from_secs(900),
+            park_interval: Duration::from_secs(900),
+            lease: Duration::from_secs(300),
+            ledger_ttl: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// What a successful operation changed (the ledger's `detail` and the event's `reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// A new M365 account was created (`user_create_provision`).
+    Created,
+    /// An existing M365 account was adopted (`user_update_provision`).
+    Adopted,
+    /// The binding's own account was re-enabled (`user_update_provision`).
+    Unblocked,
+    /// Sign-in was blocked (`user_deprovision`).
+    Blocked,
+    /// Unbound before any account existed: nothing to block in M365 (no event).
+    NoAccount,
+    /// The account was found deleted in M365 (no event: we changed nothing, R-BIND-8).
+    DeletedInM365,
+    /// Attributes were pushed (`user_update_provision`).
+    AttributesUpdated,
+    /// The password was pushed (`user_password_update_provision`).
+    PasswordPushed,
+    /// The password was pushed and the suspended account re-enabled (`user_password_update_provision`).
+    PasswordPushedAndReenabled,
+}
+
+impl Change {
+    /// snake_case name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Adopted => "adopted",
+            Self::Unblocked => "unblocked",
+            Self::Blocked => "blocked",
+            Self::NoAccount => "no_account",
+            Self::DeletedInM365 => "deleted_in_m365",
+            Self::AttributesUpdated => "attributes_updated",
+            Self::PasswordPushed => "password_pushed",
+            Self::PasswordPushedAndReenabled => "password_pushed_and_reenabled",
+        }
+    }
+
+    /// The event this change records, if it changed M365.
+    #[must_use]
+    pub fn event_kind(self) -> Option<EventKind> {
+        match self {
+            Self::Created => Some(EventKind::UserCreateProvision),
+            Self::Adopted | Self::Unblocked | Self::AttributesUpdated => {
+                Some(EventKind::UserUpdateProvision)
+            }
+            Self::Blocked => Some(EventKind::UserDeprovision),
+            Self::PasswordPushed | Self::PasswordPushedAndReenabled => {
+                Some(EventKind::UserPasswordUpdateProvision)
+            }
+            Self::NoAccount | Self::DeletedInM365 => None,
+        }
+    }
+}
+
+/// How one run of an operation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done now.
+    Done {
+        /// The stored binding.
+        binding: Binding,
+        /// What changed.
+        change: Change,
+    },
+    /// Nothing to do (already bound, not bound, already blocked…); nothing was written.
+    Unchanged {
+        /// The binding as it is.
+        binding: Option<Binding>,
+    },
+    /// A retryable failure: the operation waits on the retry queue (binding `pending` for a bind).
+    Deferred {
+        /// The stored binding, with its reason and last error.
+        binding: Binding,
+        /// What was queued.
+        retry: RetryMessage,
+    },
+    /// A permanent failure, or the retry budget ran out (`exhausted`).
+    Failed {
+        /// The stored binding, with its last error.
+        binding: Binding,
+        /// Machine code of the failure.
+        code: &'static str,
+        /// True when the retry budget (attempts or address wait) ran out.
+        exhausted: bool,
+    },
+    /// The ledger says this operation finished already: nothing was done again.
+    AlreadyDone {
+        /// The binding as it is.
+        binding: Option<Binding>,
+        /// What the first run recorded.
+        outcome: OperationOutcome,
+    },
+    /// Another worker holds the operation's lease.
+    InProgress {
+        /// When that lease ends.
+        lease_until: DateTime<Utc>,
+    },
+    /// A later request replaced this operation (e.g. an unbind after a queued bind): dropped.
+    Superseded,
+}
+
+impl Outcome {
+    /// snake_case name of the outcome.
+    #[must_use]
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Done { .. } => "done",
+            Self::Unchanged { .. } => "unchanged",
+            Self::Deferred { .. } => "deferred",
+            Self::Failed { .. } => "failed",
+            Self::AlreadyDone { .. } => "already_done",
+            Self::InProgress { .. } => "in_progress",
+            Self::Superseded => "superseded",
+        }
+    }
+
+    /// The binding after the operation, when the outcome carries one.
+    #[must_use]
+    pub fn binding(&self) -> Option<&Binding> {
+        match self {
+            Self::Done { binding, .. }
+            | Self::Deferred { binding, .. }
+            | Self::Failed { binding, .. } => Some(binding),
+            Self::Unchanged { binding } | Self::AlreadyDone { binding, .. } => binding.as_ref(),
+            Self::InProgress { .. } | Self::Superseded => None,
+        }
+    }
+}
+
+/// One `info!` per operation with its outcome (STYLE "Tracing and secrets"): names, codes and the
+/// ids of the enclosing span only, never messages (they may hold an email address).
+pub(crate) fn report(result: &Result<Outcome>) {
+    match result {
+        Ok(outcome) => {
+            let (change, code, attempt) = match outcome {
+                Outcome::Done { change, .. } => (Some(change.as_str()), None, None),
+                Outcome::Deferred { retry, .. } => {
+                    (None, Some(retry.reason.as_str()), Some(retry.attempt))
+                }
+                Outcome::Failed { code, .. } => (None, Some(*code), None),
+                _ => (None, None, None),
+            };
+            tracing::info!(
+                outcome = outcome.as_str(),
+                change,
+                error.code = code,
+                retry.attempt = attempt,
+                "operation finished"
+            );
+        }
+        Err(e) => tracing::warn!(
+            error.code = e.code(),
+            error.retryable = e.is_retryable(),
+            "operation not done"
+        ),
+    }
+}
+
+/// The ports every use case records its outcome with (bindings, events, failures, ledger, retry
+/// queue) plus time, randomness and the retry policy.
+#[derive(Debug)]
+pub struct Effects<'a, B, E, F, L, Q, C, R> {
+    /// Bindings.
+    pub bindings: &'a B,
+    /// Audit events.
+    pub events: &'a E,
+    /// Failure diagnostics.
+    pub failures: &'a F,
+    /// Idempotency ledger.
+    pub ledger: &'a L,
+    /// Retry queue (producer side).
+    pub queue: &'a Q,
+    /// Time.
+    pub clock: &'a C,
+    /// Jitter and generated passwords.
+    pub random: &'a R,
+    /// Retry policy.
+    pub policy: &'a RetryPolicy,
+}
+
+impl<B, E, F, L, Q, C, R> Clone for Effects<'_, B, E, F, L, Q, C, R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<B, E, F, L, Q, C, R> Copy for Effects<'_, B, E, F, L, Q, C, R> {}
+
+/// One run of an operation: its id, kind, subject user, start time and, for a retry, the message.
+#[derive(Debug, Clone)]
+pub(crate) struct Run<'m> {
+    pub(crate) op: OperationId,
+    pub(crate) kind: OperationKind,
+    pub(crate) user: UserId,
+    pub(crate) now: DateTime<Utc>,
+    pub(crate) previous: Option<&'m RetryMessage>,
+}
+
+impl<'m> Run<'m> {
+    pub(crate) fn new(
+        op: OperationId,
+        kind: OperationKind,
+        user: UserId,
+        now: DateTime<Utc>,
+        previous: Option<&'m RetryMessage>,
+    ) -> Self {
+        Self {
+            op,
+            kind,
+            user,
+            now,
+            previous,
+        }
+    }
+}
+
+/// What a failure does to the binding's state.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OnFailure {
+    /// State while waiting for a retry (`None`: unchanged).
+    pub(crate) deferred: Option<BindingState>,
+    /// State after a permanent failure (`None`: unchanged).
+    pub(crate) permanent: Option<BindingState>,
+}
+
+/// How retries of a failure are budgeted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RetryClass {
+    /// Throttling, 5xx, timeouts, replication lag: counted attempts with exponential backoff.
+    Transient,
+    /// An address held by a deleted account: a wall-clock budget ([`RetryPolicy::address_wait`]).
+    AddressHeld,
+    /// The tenant needs reauthorization: parked, never failed (R-CONN-4).
+    Parked,
+}
+
+/// Long waits (held address, parked tenant) spread by at most this much.
+const MAX_LONG_WAIT_JITTER: Duration = Duration::from_secs(60);
+
+const REAUTHORIZATION_REASON: &str = "reauthorization_required";
+
+fn retry_class_of_reason(reason: &str) -> RetryClass {
+    match reason {
+        r if r == UnavailableReason::AddressHeld.as_str() => RetryClass::AddressHeld,
+        REAUTHORIZATION_REASON => RetryClass::Parked,
+        _ => RetryClass::Transient,
+    }
+}
+
+fn retry_class(error: &Error) -> Option<RetryClass> {
+    match error {
+        Error::ReauthorizationRequired { .. } => Some(RetryClass::Parked),
+        Error::Unavailable {
+            reason: UnavailableReason::AddressHeld,
+            ..
+        } => Some(RetryClass::AddressHeld),
+        e if e.is_retryable() => Some(RetryClass::Transient),
+        _ => None,
+    }
+}
+
+fn delta(d: Duration) -> TimeDelta {
+    TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
+}
+
+/// True when `error` says the M365 account does not exist (deleted, or never created).
+pub(crate) fn is_m365_not_found(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::NotFound {
+            entity: Entity::M365User,
+            ..
+        }
+    )
+}
+
+/// A deterministic event id for (`op`, `kind`): a re-run of the same operation appends the same
+/// event, which the store keeps once (exactly one event per change, even after a crash).
+pub(crate) fn event_id(op: &OperationId, kind: EventKind) -> Result<EventId> {
+    let digest = Sha256::digest(format!("{op}#{}", kind.as_str()).as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    let uuid = uuid::Builder::from_custom_bytes(bytes).into_uuid();
+    Ok(EventId::parse(uuid.hyphenated().to_string())?)
+}
+
+impl<B, E, F, L, Q, C, R> Effects<'_, B, E, F, L, Q, C, R>
+where
+    B: BindingStore,
+    E: EventStore,
+    F: FailureStore,
+    L: OperationLedger,
+    Q: RetryQueue,
+    C: Clock,
+    R: Random,
+{
+    /// Now, from the clock.
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Claims `op` in the ledger for one lease.
+    pub(crate) async fn claim(&self, op: &OperationId, now: DateTime<Utc>) -> Result<Claim> {
+        self.ledger
+            .claim(op, now, now + delta(self.policy.lease))
+            .await
+    }
+
+    /// Drops the claim of a run that failed on our side (a store error), so a retry need not wait
+    /// for the lease; the original error is what the caller sees.
+    pub(crate) async fn abandon<T>(&self, op: &OperationId, result: Result<T>) -> Result<T> {
+        if result.is_err() {
+            // The release failing too changes nothing: the lease expires on its own.
+            drop(self.ledger.release(op).await);
+        }
+        result
+    }
+
+    fn ledger_expiry(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now + delta(self.policy.ledger_ttl)
+    }
+
+    /// Completes a superseded operation so a redelivery is acknowledged at once.
+    pub(crate) async fn superseded(&self, run: &Run<'_>) -> Result<Outcome> {
+        let outcome = OperationOutcome::Succeeded {
+            detail: Some("superseded".to_owned()),
+        };
+        self.ledger
+            .complete(&run.op, &outcome, self.ledger_expiry(run.now))
+            .await?;
+        Ok(Outcome::Superseded)
+    }
+
+    /// Records a success: the event of `change` (if it changed M365), the binding, then the ledger.
+    pub(crate) async fn succeed(
+        &self,
+        run: &Run<'_>,
+        binding: &Binding,
+        expect: Expect,
+        change: Change,
+    ) -> Result<Outcome> {
+        if let Some(kind) = change.event_kind() {
+            let event = crate::model::Event {
+                id: event_id(&run.op, kind)?,
+                kind,
+                at: run.now,
+                user_id: Some(run.user.clone()),
+                tenant_id: Some(binding.tenant_id.clone()),
+                operation_id: Some(run.op.clone()),
+                reason: Some(change.as_str().to_owned()),
+                details: binding
+                    .m365_object_id
+                    .as_ref()
+                    .map(|id| serde_json::json!({ "m365ObjectId": id })),
+            };
+            self.events.append(&event).await?;
+        }
+        let stored = self.bindings.put(binding, expect).await?;
+        let outcome = OperationOutcome::Succeeded {
+            detail: Some(change.as_str().to_owned()),
+        };
+        self.ledger
+            .complete(&run.op, &outcome, self.ledger_expiry(run.now))
+            .await?;
+        Ok(Outcome::Done {
+            binding: stored,
+            change,
+        })
+    }
+
+    /// Records a failure of M365 (never as an event): retryable ones are deferred to the retry
+    /// queue with backoff and jitter until the budget runs out; the others are permanent.
+    pub(crate) async fn fail(
+        &self,
+        run: &Run<'_>,
+        mut binding: Binding,
+        expect: Expect,
+        error: Error,
+        on: OnFailure,
+    ) -> Result<Outcome> {
+        let now = run.now;
+        let code = error.code();
+        let message = error.to_string();
+        let graph_request_id = error.graph_request_id().map(str::to_owned);
+        self.failures
+            .record(&Failure {
+                id: EventId::generate(),
+                tenant_id: binding.tenant_id.clone(),
+                user_id: Some(run.user.clone()),
+                operation_id: run.op.clone(),
+                code: code.to_owned(),
+                message: message.clone(),
+                graph_request_id: graph_request_id.clone(),
+                at: now,
+            })
+            .await?;
+        binding.last_error = Some(BindingError {
+            code: code.to_owned(),
+            message,
+            graph_request_id,
+            at: now,
+        });
+        let ours = |b: &Binding| {
+            b.in_flight
+                .as_ref()
+                .is_some_and(|f| f.operation_id == run.op)
+        };
+        if let Some(class) = retry_class(&error) {
+            if class == RetryClass::AddressHeld
+                && ours(&binding)
+                && let Some(f) = binding.in_flight.as_mut()
+            {
+                f.address_held_since.get_or_insert(now);
+            }
+            let attempt = match run.previous {
+                Some(m) if class == RetryClass::Parked => m.attempt,
+                Some(m) if retry_class_of_reason(&m.reason) == class => m.attempt + 1,
+                _ => 1,
+            };
+            let exhausted = match class {
+                RetryClass::Transient => attempt > self.policy.max_attempts,
+                RetryClass::AddressHeld => binding
+                    .in_flight
+                    .as_ref()
+                    .and_then(|f| f.address_held_since)
+                    .is_some_and(|since| now - since >= delta(self.policy.address_wait)),
+                RetryClass::Parked => false,
+            };
+            if !exhausted {
+                // An address wait never sleeps past the end of its budget, so the last check
+                // happens when the budget runs out (not at a far `Retry-After`).
+                let remaining = binding
+                    .in_flight
+                    .as_ref()
+                    .and_then(|f| f.address_held_since)
+                    .filter(|_| class == RetryClass::AddressHeld)
+                    .and_then(|since| {
+                        (since + delta(self.policy.address_wait) - now)
+                            .to_std()
+                            .ok()
+                    });
+                let retry = RetryMessage {
+                    operation_id: run.op.clone(),
+                    kind: run.kind,
+                    subject: OperationSubject::User(run.user.clone()),
+                    attempt,
+                    not_before: now
+                        + delta(self.delay(class, attempt, error.retry_after(), remaining)),
+                    reason: code.to_owned(),
+                };
+                if let Some(state) = on.deferred {
+                    binding.state = state;
+                }
+                binding.pending_reason = Some(code.to_owned());
+                let stored = self.bindings.put(&binding, expect).await?;
+                self.queue.send(&retry, retry.send_delay(now)).await?;
+                self.ledger.release(&run.op).await?;
+                return Ok(Outcome::Deferred {
+                    binding: stored,
+                    retry,
+                });
+            }
+            return self.give_up(run, binding, expect, code, on, true).await;
+        }
+        self.give_up(run, binding, expect, code, on, false).await
+    }
+
+    async fn give_up(
+        &self,
+        run: &Run<'_>,
+        mut binding: Binding,
+        expect: Expect,
+        code: &'static str,
+        on: OnFailure,
+        exhausted: bool,
+    ) -> Result<Outcome> {
+        binding.pending_reason = None;
+        if let Some(state) = on.permanent {
+            binding.state = state;
+            if binding
+                .in_flight
+                .as_ref()
+                .is_some_and(|f| f.operation_id == run.op)
+            {
+                binding.in_flight = None;
+            }
+        }
+        let stored = self.bindings.put(&binding, expect).await?;
+        let outcome = OperationOutcome::Failed {
+            code: code.to_owned(),
+        };
+        self.ledger
+            .complete(&run.op, &outcome, self.ledger_expiry(run.now))
+            .await?;
+        Ok(Outcome::Failed {
+            binding: stored,
+            code,
+            exhausted,
+        })
+    }
+
+    /// The wait before the next attempt: exponential backoff with equal jitter for transient
+    /// failures (never shorter than `Retry-After`, graph-spec §7.1), the service's hint or the
+    /// address interval for a held address, the park interval for a paused tenant.
+    fn delay(
+        &self,
+        class: RetryClass,
+        attempt: u32,
+        retry_after: Option<Duration>,
+        cap: Option<Duration>,
+    ) -> Duration {
+        let jitter = |span: Duration| {
+            let millis = u64::try_from(span.as_millis()).unwrap_or(u64::MAX);
+            Duration::from_millis(self.random.below(millis.saturating_add(1)))
+        };
+        match class {
+            RetryClass::Transient => {
+                let exponent = attempt.saturating_sub(1).min(20);
+                let backoff = self
+                    .policy
+                    .base_delay
+                    .saturating_mul(1 << exponent)
+                    .min(self.policy.max_delay);
+                let half = backoff / 2;
+                let jittered = half + jitter(half);
+                match retry_after {
+                    Some(wait) if wait > jittered => wait + jitter(wait / 10),
+                    _ => jittered,
+                }
+            }
+            RetryClass::AddressHeld => {
+                let wait = retry_after.unwrap_or(self.policy.address_interval);
+                let wait = cap.map_or(wait, |cap| wait.min(cap));
+                wait + jitter((wait / 10).min(MAX_LONG_WAIT_JITTER))
+            }
+            RetryClass::Parked => {
+                let wait = self.policy.park_interval;
+                wait + jitter((wait / 10).min(MAX_LONG_WAIT_JITTER))
+            }
+        }
+    }
+}
+
+/// The attribute changes that make `current` (or, with `None`, any account) match `user`.
+pub(crate) fn patch_for(user: &DirectoryUser, current: Option<&M365User>) -> M365UserPatch {
+    fn differs(want: &Option<String>, have: Option<&Option<String>>) -> Option<Option<String>> {
+        (have != Some(want)).then(|| want.clone())
+    }
+    M365UserPatch {
+        display_name: (current.map(|c| &c.display_name) != Some(&user.display_name))
+            .then(|| user.display_name.clone()),
+        given_name: differs(&user.given_name, current.map(|c| &c.given_name)),
+        surname: differs(&user.surname, current.map(|c| &c.surname)),
+        job_title: differs(&user.job_title, current.map(|c| &c.job_title)),
+        department: differs(&user.department, current.map(|c| &c.department)),
+    }
+}
+
+/// Length of generated passwords.
+pub const GENERATED_PASSWORD_LEN: usize = 20;
+
+/// A random password that meets Entra's policy (graph-spec §3.7): one character of each of the four
+/// classes, the rest from all of them, shuffled. Used when the directory holds no password.
+#[must_use]
+pub fn generate_password(random: &impl Random) -> SecretString {
+    const LOWER: &str = "abcdefghijklmnopqrstuvwxyz";
+    const UPPER: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    const DIGITS: &str = "0123456789";
+    let all: Vec<char> = [LOWER, UPPER, DIGITS, ENTRA_SYMBOLS]
+        .concat()
+        .chars()
+        .collect();
+    let pick = |set: &[char]| {
+        let index = usize::try_from(random.below(set.len() as u64)).unwrap_or(0);
+        set.get(index).copied().unwrap_or('a')
+    };
+    let mut chars: Vec<char> = CharClass::ALL
+        .iter()
+        .map(|class| {
+            let set: Vec<char> = all
+                .iter()
+                .copied()
+                .filter(|c| CharClass::of(*c) == Some(*class))
+                .collect();
+            pick(&set)
+        })
+        .collect();
+    while chars.len() < GENERATED_PASSWORD_LEN {
+        chars.push(pick(&all));
+    }
+    // Fisher–Yates, so the guaranteed classes are not always first.
+    for i in (1..chars.len()).rev() {
+        let j = usize::try_from(random.below(i as u64 + 1)).unwrap_or(0);
+        chars.swap(i, j);
+    }
+    SecretString::from(chars.into_iter().collect::<String>())
+}
+
+/// A `mailNickname` for `email` (graph-spec §3.1: required, ≤ 64 characters, no spaces or `@`):
+/// the local part restricted to letters, digits, `.`, `-` and `_`.
+#[must_use]
+pub fn mail_nickname(email: &crate::model::Email) -> String {
+    let nickname: String = email
+        .local_part()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        .take(64)
+        .collect();
+    let trimmed = nickname.trim_matches('.');
+    if trimmed.is_empty() {
+        "user".to_owned()
+    } else {
+        trimmed.to_owned()
+    }
+}

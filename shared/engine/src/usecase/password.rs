@@ -1,0 +1,431 @@
+//! Set a user's password (DESIGN §4 "password"): validate against the directory and Entra policy,
+//! seal, store, and push it to the bound M365 account; a `suspended` account is re-enabled
+//! (R-PWD-1, R-PWD-2, R-PWD-4). The clear password never leaves this call except to M365: the retry
+//! queue carries only the operation id and a retry re-opens the sealed copy (R-SAFE-2).
+
+use secrecy::SecretString;
+
+use crate::error::{Entity, Error, Result};
+use crate::model::{
+    Binding, BindingState, DirectoryUser, OperationId, OperationKind, OperationSubject,
+    RetryMessage, UserId,
+};
+use crate::policy::password::DirectoryPasswordPolicy;
+use crate::ports::{
+    BindingStore, Claim, Clock, Directory, EventStore, Expect, FailureStore, OperationLedger,
+    Random, RetryQueue, Sealer, UserStore,
+};
+
+use super::{Change, Effects, OnFailure, Outcome, Run, is_m365_not_found};
+
+/// The password use case.
+#[derive(Debug)]
+pub struct SetPassword<'a, B, E, F, L, Q, C, R, U, D, S> {
+    /// Outcome recording.
+    pub fx: Effects<'a, B, E, F, L, Q, C, R>,
+    /// Directory users.
+    pub users: &'a U,
+    /// M365.
+    pub directory: &'a D,
+    /// Seals and opens passwords.
+    pub sealer: &'a S,
+    /// The directory's password policy (Entra's applies on top).
+    pub policy: &'a DirectoryPasswordPolicy,
+}
+
+/// What setting a password did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswordSet {
+    /// The stored user, with its new sealed password.
+    pub user: DirectoryUser,
+    /// The push to M365 ([`Outcome::Unchanged`] when the user is not bound).
+    pub push: Outcome,
+}
+
+/// The account keeps its state while a push waits or after it failed.
+const PUSH_FAILURE: OnFailure = OnFailure {
+    deferred: None,
+    permanent: None,
+};
+
+fn pushable(binding: &Binding) -> bool {
+    matches!(
+        binding.state,
+        BindingState::Provisioned | BindingState::Suspended
+    ) && binding.m365_object_id.is_some()
+}
+
+impl<B, E, F, L, Q, C, R, U, D, S> SetPassword<'_, B, E, F, L, Q, C, R, U, D, S>
+where
+    B: BindingStore,
+    E: EventStore,
+    F: FailureStore,
+    L: OperationLedger,
+    Q: RetryQueue,
+    C: Clock,
+    R: Random,
+    U: UserStore,
+    D: Directory,
+    S: Sealer,
+{
+    /// Validates `password` (R-PWD-1; a refusal names every broken rule and stores nothing), seals
+    /// it, stores it on the user, and if the user is `provisioned` or `suspended` pushes it with
+    /// `forceChangePasswordNextSignIn=false` → `user_password_update_provision` (R-PWD-2); a
+    /// `suspended` account is re-enabled and the binding becomes `provisioned` (R-PWD-4).
+    ///
+    /// # Errors
+    /// `PasswordPolicy`; `NotFound` (user); `Conflict::StaleVersion` (the user changed meanwhile);
+    /// sealing and store failures. M365 failures give [`Outcome::Deferred`] or [`Outcome::Failed`].
+    #[tracing::instrument(skip_all, fields(op.kind = "user_password", user.id = %user_id))]
+    pub async fn set(&self, user_id: &UserId, password: &SecretString) -> Result<PasswordSet> {
+        let result = self.set_once(user_id, password).await;
+        match &result {
+            Ok(set) => super::report(&Ok(set.push.clone())),
+            Err(e) => tracing::warn!(
+                error.code = e.code(),
+                error.retryable = e.is_retryable(),
+                "password not set"
+            ),
+        }
+        result
+    }
+
+    async fn set_once(&self, user_id: &UserId, password: &SecretString) -> Result<PasswordSet> {
+        let mut user = self
+            .users
+            .get(user_id)
+            .await?
+            .ok_or_else(|| Error::not_found(Entity::User, user_id))?;
+        self.policy.validate(password)?;
+        let now = self.fx.now();
+        user.password = Some(self.sealer.seal(user_id, password).await?);
+        user.password_changed_at = Some(now);
+        let expected = user.version;
+        let user = self.users.replace(&user, expected).await?;
+        let Some(binding) = self.fx.bindings.get(user_id).await?.filter(pushable) else {
+            let binding = self.fx.bindings.get(user_id).await?;
+            return Ok(PasswordSet {
+                user,
+                push: Outcome::Unchanged { binding },
+            });
+        };
+        let subject = OperationSubject::User(user_id.clone());
+        let op = OperationId::new(OperationKind::UserPassword, &subject, user.version);
+        let push = match self.fx.claim(&op, now).await? {
+            Claim::Claimed => {
+                let run = Run::new(op, OperationKind::UserPassword, user_id.clone(), now, None);
+                let result = self.push(&run, binding, password).await;
+                self.fx.abandon(&run.op, result).await?
+            }
+            Claim::InProgress { lease_until } => Outcome::InProgress { lease_until },
+            Claim::AlreadyDone(outcome) => Outcome::AlreadyDone {
+                binding: Some(binding),
+                outcome,
+            },
+        };
+        Ok(PasswordSet { user, push })
+    }
+
+    /// Re-runs a queued push with the sealed password as stored now.
+    ///
+    /// # Errors
+    /// Store and sealing failures.
+    #[tracing::instrument(skip_all, fields(op.kind = "user_password", op.id = %message.operation_id, user.id = %user_id, retry.attempt = message.attempt))]
+    pub async fn retry(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
+        let result = self.retry_once(message, user_id).await;
+        super::report(&result);
+        result
+    }
+
+    async fn retry_once(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
+        let now = self.fx.now();
+        let run = Run::new(
+            message.operation_id.clone(),
+            OperationKind::UserPassword,
+            user_id.clone(),
+            now,
+            Some(message),
+        );
+        match self.fx.claim(&run.op, now).await? {
+            Claim::Claimed => {}
+            Claim::InProgress { lease_until } => return Ok(Outcome::InProgress { lease_until }),
+            Claim::AlreadyDone(outcome) => {
+                let binding = self.fx.bindings.get(user_id).await?;
+                return Ok(Outcome::AlreadyDone { binding, outcome });
+            }
+        }
+        let result = async {
+            let user = self.users.get(user_id).await?;
+            let binding = self.fx.bindings.get(user_id).await?.filter(pushable);
+            let sealed = user.as_ref().and_then(|u| u.password.clone());
+            match (sealed, binding) {
+                (Some(sealed), Some(binding)) => {
+                    let password = self.sealer.open(user_id, &sealed).await?;
+                    self.push(&run, binding, &password).await
+                }
+                _ => self.fx.superseded(&run).await,
+            }
+        }
+        .await;
+        self.fx.abandon(&run.op, result).await
+    }
+
+    async fn push(
+        &self,
+        run: &Run<'_>,
+        mut binding: Binding,
+        password: &SecretString,
+    ) -> Result<Outcome> {
+        let expect = Expect::Version(binding.version);
+        let Some(id) = binding.m365_object_id.clone() else {
+            return self.fx.superseded(run).await;
+        };
+        let tenant = binding.tenant_id.clone();
+        let mut result = self.directory.set_password(&tenant, &id, password).await;
+        let suspended = binding.state == BindingState::Suspended;
+        if result.is_ok() && suspended {
+            result = self.directory.set_account_enabled(&tenant, &id, true).await;
+        }
+        match result {
+            Ok(()) => {
+                binding.state = BindingState::Provisioned;
+                binding.pending_reason = None;
+                binding.last_error = None;
+                let change = if suspended {
+                    Change::PasswordPushedAndReenabled
+                } else {
+                    Change::PasswordPushed
+                };
+                self.fx.succeed(run, &binding, expect, change).await
+            }
+            Err(e) if is_m365_not_found(&e) => {
+                binding.state = BindingState::DeletedInM365;
+                binding.pending_reason = None;
+                self.fx
+                    .succeed(run, &binding, expect, Change::DeletedInM365)
+                    .await
+            }
+            Err(e) => self.fx.fail(run, binding, expect, e, PUSH_FAILURE).await,
+        }
+    }
+}
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use super::*;
+    use crate::model::EventKind;
+    use crate::policy::password::{CharClass, PasswordRule};
+    use crate::ports::Expect;
+    use crate::usecase::testkit::{World, secret, throttled, uid};
+
+    const GOOD: &str = "Correct-Horse-7";
+
+    #[tokio::test]
+    async fn a_policy_violating_password_is_refused_with_the_rule_named_and_nothing_stored() {
+        // R-PWD-1
+        let w = World::new().await;
+        let user = w.user("adele").await;
+        w.bind("adele").await;
+        let calls = w.directory.calls();
+        let err = w
+            .passwords()
+            .set(&uid("adele"), &secret("short"))
+            .await
+            .unwrap_err();
+        let Error::PasswordPolicy(policy) = &err else {
+            panic!("policy error")
+        };
+        assert!(policy.violations.contains(&PasswordRule::EntraMinLength));
+        assert_eq!(err.code(), "password_policy");
+        assert!(
+            !err.to_string().contains("short"),
+            "never repeats the password"
+        );
+        assert_eq!(w.users.get(&uid("adele")).await.unwrap(), Some(user));
+        assert_eq!(w.directory.calls(), calls);
+        assert_eq!(w.count_events(EventKind::UserPasswordUpdateProvision), 0);
+    }
+
+    #[tokio::test]
+    async fn a_password_breaking_a_directory_rule_is_refused_by_that_rule() {
+        // R-PWD-1 (directory policy on top of Entra's)
+        let mut w = World::new().await;
+        w.password_policy = DirectoryPasswordPolicy::new(12, [CharClass::Symbol], None).unwrap();
+        w.user("adele").await;
+        let err = w
+            .passwords()
+            .set(&uid("adele"), &secret("Abcdefgh1234"))
+            .await
+            .unwrap_err();
+        let Error::PasswordPolicy(policy) = err else {
+            panic!("policy error")
+        };
+        assert_eq!(
+            policy.violations,
+            vec![PasswordRule::DirectoryRequiredClass {
+                class: CharClass::Symbol
+            }]
+        );
+        assert_eq!(
+            w.users.get(&uid("adele")).await.unwrap().unwrap().password,
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn a_password_is_stored_sealed_for_that_user_only() {
+        // R-PWD-1, R-SAFE-2
+        let w = World::new().await;
+        w.user("adele").await;
+        w.user("alex").await;
+        let set = w
+            .passwords()
+            .set(&uid("adele"), &secret(GOOD))
+            .await
+            .unwrap();
+        assert_eq!(set.push, Outcome::Unchanged { binding: None });
+        let sealed = set.user.password.clone().unwrap();
+        assert!(!String::from_utf8_lossy(&sealed.ciphertext).contains(GOOD));
+        assert!(!serde_json::to_string(&set.user).unwrap().contains(GOOD));
+        assert_eq!(set.user.password_changed_at, Some(w.now()));
+        let opened = w.sealer.open(&uid("adele"), &sealed).await.unwrap();
+        assert_eq!(opened.expose_secret(), GOOD);
+        assert_eq!(
+            w.sealer
+                .open(&uid("alex"), &sealed)
+                .await
+                .unwrap_err()
+                .code(),
+            "seal_tampered"
+        );
+        assert_eq!(w.directory.calls(), 0, "an unbound user is not pushed");
+    }
+
+    #[tokio::test]
+    async fn a_bound_users_password_is_pushed_with_user_password_update_provision() {
+        // R-PWD-2
+        let w = World::new().await;
+        w.user("adele").await;
+        w.bind("adele").await;
+        let id = World::object_id(&w.binding("adele").await);
+        w.clock.advance(chrono::TimeDelta::hours(1));
+        let set = w
+            .passwords()
+            .set(&uid("adele"), &secret(GOOD))
+            .await
+            .unwrap();
+        let Outcome::Done { change, .. } = set.push else {
+            panic!("pushed")
+        };
+        assert_eq!(change, Change::PasswordPushed);
+        assert_eq!(
+            w.directory
+                .password(&w.tenant.id, &id)
+                .unwrap()
+                .expose_secret(),
+            GOOD
+        );
+        assert_eq!(
+            w.directory
+                .user(&w.tenant.id, &id)
+                .unwrap()
+                .last_password_change,
+            Some(w.now())
+        );
+        assert_eq!(w.count_events(EventKind::UserPasswordUpdateProvision), 1);
+        let event = w
+            .events
+            .all()
+            .into_iter()
+            .find(|e| e.kind == EventKind::UserPasswordUpdateProvision)
+            .unwrap();
+        assert!(!serde_json::to_string(&event).unwrap().contains(GOOD));
+    }
+
+    #[tokio::test]
+    async fn setting_a_password_re_enables_a_suspended_account() {
+        // R-PWD-4
+        let w = World::new().await;
+        w.user("adele").await;
+        w.bind("adele").await;
+        let mut b = w.binding("adele").await;
+        let id = World::object_id(&b);
+        w.directory
+            .set_account_enabled(&w.tenant.id, &id, false)
+            .await
+            .unwrap();
+        b.state = BindingState::Suspended;
+        let v = b.version;
+        w.bindings.put(&b, Expect::Version(v)).await.unwrap();
+        let set = w
+            .passwords()
+            .set(&uid("adele"), &secret(GOOD))
+            .await
+            .unwrap();
+        let Outcome::Done { binding, change } = set.push else {
+            panic!("pushed")
+        };
+        assert_eq!(change, Change::PasswordPushedAndReenabled);
+        assert_eq!(binding.state, BindingState::Provisioned);
+        assert!(w.directory.user(&w.tenant.id, &id).unwrap().account_enabled);
+        assert_eq!(w.count_events(EventKind::UserPasswordUpdateProvision), 1);
+    }
+
+    #[tokio::test]
+    async fn a_throttled_push_is_retried_from_the_sealed_copy_and_no_message_holds_the_password() {
+        // R-PWD-2, R-PWD-1 (never queued in clear), R-SAFE-2
+        let mut w = World::new().await;
+        w.user("adele").await;
+        w.bind("adele").await;
+        let id = World::object_id(&w.binding("adele").await);
+        w.directory.fail_next_call(throttled());
+        let set = w
+            .passwords()
+            .set(&uid("adele"), &secret(GOOD))
+            .await
+            .unwrap();
+        assert!(matches!(set.push, Outcome::Deferred { .. }));
+        for queued in w.queue.snapshot() {
+            assert!(
+                !serde_json::to_string(&queued.message)
+                    .unwrap()
+                    .contains(GOOD)
+            );
+        }
+        for failure in w.failures.all() {
+            assert!(!format!("{failure:?}").contains(GOOD));
+        }
+        w.drain().await;
+        assert_eq!(
+            w.directory
+                .password(&w.tenant.id, &id)
+                .unwrap()
+                .expose_secret(),
+            GOOD
+        );
+        assert_eq!(w.count_events(EventKind::UserPasswordUpdateProvision), 1);
+    }
+
+    #[tokio::test]
+    async fn a_password_set_before_binding_becomes_the_account_password_at_bind() {
+        // R-PWD-1, R-BIND-2
+        let w = World::new().await;
+        w.user("adele").await;
+        w.passwords()
+            .set(&uid("adele"), &secret(GOOD))
+            .await
+            .unwrap();
+        w.bind("adele").await;
+        let id = World::object_id(&w.binding("adele").await);
+        assert_eq!(
+            w.directory
+                .password(&w.tenant.id, &id)
+                .unwrap()
+                .expose_secret(),
+            GOOD
+        );
+        assert_eq!(w.count_events(EventKind::UserPasswordUpdateProvision), 0);
+    }
+}

@@ -1,0 +1,527 @@
+//! Scheduled token refresh (DESIGN §4 "token-refresh", R-CONN-4): every active tenant whose access
+//! token expires within the window (15 minutes) is refreshed under a per-tenant lease, so concurrent
+//! runs make one token call; the rotated tokens are saved in the vault before anything uses them;
+//! `invalid_grant` marks the tenant `reauthorization_required` with an event, which parks its queued
+//! work (the retry worker re-queues it instead of failing it) until an admin reconnects.
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use crate::error::{Entity, Error, Result};
+use crate::model::{
+    Event, EventId, EventKind, PageRequest, RequestToken, Tenant, TenantId, TenantStatus,
+};
+use crate::ports::{Clock, EventStore, IdentityPlatform, Leases, TenantStore, TokenVault};
+
+use super::connect::update_tenant;
+
+/// Tokens expiring within this window are refreshed (DESIGN §4).
+pub const DEFAULT_REFRESH_WINDOW: TimeDelta = TimeDelta::minutes(15);
+
+/// How long a refresh may hold a tenant's lease (far longer than one token call).
+pub const DEFAULT_LEASE: TimeDelta = TimeDelta::minutes(2);
+
+/// Tenants read per page.
+const TENANT_PAGE: u32 = 100;
+
+/// The lease name of a tenant's refresh.
+#[must_use]
+pub fn lease_name(tenant: &TenantId) -> String {
+    format!("token-refresh#{tenant}")
+}
+
+/// What happened to one tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TenantRefresh {
+    /// New tokens were saved; the access token now expires at this instant.
+    Refreshed {
+        /// New expiry.
+        expires_at: DateTime<Utc>,
+    },
+    /// The tokens are not due (another run refreshed them, or they are fresh).
+    NotDue,
+    /// Another run holds the tenant's lease: it refreshes.
+    Busy,
+    /// The refresh token was refused: the tenant is now `reauthorization_required`.
+    ReauthorizationRequired {
+        /// The AADSTS code.
+        aadsts: u32,
+    },
+    /// The vault has no tokens for this active tenant: it needs reauthorization too.
+    NoTokens,
+    /// A retryable failure (throttling, outage): the next scheduled run tries again.
+    Failed {
+        /// Machine code.
+        code: &'static str,
+    },
+}
+
+/// Per-tenant results of one run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RefreshReport {
+    /// Each tenant looked at, with its result.
+    pub tenants: Vec<(TenantId, TenantRefresh)>,
+}
+
+impl RefreshReport {
+    /// How many tenants had the outcome `pred` accepts.
+    #[must_use]
+    pub fn count(&self, pred: impl Fn(&TenantRefresh) -> bool) -> usize {
+        self.tenants.iter().filter(|(_, r)| pred(r)).count()
+    }
+}
+
+/// The token-refresh use case.
+#[derive(Debug)]
+pub struct RefreshTokens<'a, T, V, I, L, E, C> {
+    /// Tenants.
+    pub tenants: &'a T,
+    /// Tokens.
+    pub vault: &'a V,
+    /// The identity platform.
+    pub identity: &'a I,
+    /// Single flight per tenant.
+    pub leases: &'a L,
+    /// Audit events.
+    pub events: &'a E,
+    /// Time.
+    pub clock: &'a C,
+    /// Who we are in the leases (unique per invocation, e.g. the Lambda request id).
+    pub holder: String,
+    /// Refresh tokens expiring within this window ([`DEFAULT_REFRESH_WINDOW`]).
+    pub window: TimeDelta,
+    /// Lease length ([`DEFAULT_LEASE`]).
+    pub lease: TimeDelta,
+}
+
+impl<T, V, I, L, E, C> RefreshTokens<'_, T, V, I, L, E, C>
+where
+    T: TenantStore,
+    V: TokenVault,
+    I: IdentityPlatform,
+    L: Leases,
+    E: EventStore,
+    C: Clock,
+{
+    /// Refreshes every active tenant whose token expires within the window. One tenant's failure
+    /// does not stop the others.
+    ///
+    /// # Errors
+    /// Store failures while listing tenants; per-tenant failures are in the report.
+    pub async fn run(&self) -> Result<RefreshReport> {
+        let mut report = RefreshReport::default();
+        let mut page = PageRequest::first(TENANT_PAGE);
+        loop {
+            let batch = self.tenants.list(&page).await?;
+            for tenant in batch.items {
+                if tenant.status != TenantStatus::Active || !self.due(tenant.token_expires_at) {
+                    continue;
+                }
+                let result = match self.refresh_tenant(&tenant.id).await {
+                    Ok(r) => r,
+                    Err(e) => TenantRefresh::Failed { code: e.code() },
+                };
+                report.tenants.push((tenant.id, result));
+            }
+            match batch.next {
+                Some(next) => page = PageRequest::after(next, TENANT_PAGE),
+                None => break,
+            }
+        }
+        Ok(report)
+    }
+
+    fn due(&self, expires_at: Option<DateTime<Utc>>) -> bool {
+        // An active tenant without a known expiry is checked against the vault.
+        expires_at.is_none_or(|at| at - self.clock.now() <= self.window)
+    }
+
+    /// Refreshes one tenant under its lease if its tokens (as the vault says) are due.
+    ///
+    /// # Errors
+    /// Store and vault failures, and retryable platform failures (throttling, outage).
+    pub async fn refresh_tenant(&self, id: &TenantId) -> Result<TenantRefresh> {
+        let now = self.clock.now();
+        let name = lease_name(id);
+        if !self
+            .leases
+            .acquire(&name, &self.holder, now, now + self.lease)
+            .await?
+        {
+            return Ok(TenantRefresh::Busy);
+        }
+        let result = self.refresh_leased(id).await;
+        // The lease expires on its own if this fails; the result is what matters.
+        drop(self.leases.release(&name, &self.holder).await);
+        result
+    }
+
+    async fn refresh_leased(&self, id: &TenantId) -> Result<TenantRefresh> {
+        let tenant = self
+            .tenants
+            .get(id)
+            .await?
+            .ok_or_else(|| Error::not_found(Entity::Tenant, id))?;
+        if tenant.status != TenantStatus::Active {
+            return Ok(TenantRefresh::NotDue);
+        }
+        let Some(current) = self.vault.get(id).await? else {
+            self.require_reauthorization(&tenant, None).await?;
+            return Ok(TenantRefresh::NoTokens);
+        };
+        // Read after taking the lease: a run that finished just before us already refreshed.
+        if !self.due(Some(current.expires_at)) {
+            return Ok(TenantRefresh::NotDue);
+        }
+        match self.identity.refresh(&current.refresh_token).await {
+            Ok(tokens) => {
+                // Saved before anything uses them (R-CONN-4).
+                self.vault
+                    .put(id, &tokens, &RequestToken::generate())
+                    .await?;
+                update_tenant(self.tenants, id, |t| {
+                    t.token_expires_at = Some(tokens.expires_at);
+                })
+                .await?;
+                Ok(TenantRefresh::Refreshed {
+                    expires_at: tokens.expires_at,
+                })
+            }
+            Err(Error::ReauthorizationRequired { aadsts }) => {
+                self.require_reauthorization(&tenant, Some(aadsts)).await?;
+                Ok(TenantRefresh::ReauthorizationRequired { aadsts })
+            }
+            Err(e) if e.is_retryable() => Ok(TenantRefresh::Failed { code: e.code() }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Marks the tenant `reauthorization_required` and records the event (R-CONN-4). Its queued
+    /// work is parked by the retry worker, which checks the tenant's status; nothing is failed.
+    async fn require_reauthorization(&self, tenant: &Tenant, aadsts: Option<u32>) -> Result<()> {
+        update_tenant(self.tenants, &tenant.id, |t| {
+            t.status = TenantStatus::ReauthorizationRequired;
+        })
+        .await?;
+        self.events
+            .append(&Event {
+                id: EventId::generate(),
+                kind: EventKind::TenantReauthorizationRequired,
+                at: self.clock.now(),
+                user_id: None,
+                tenant_id: Some(tenant.id.clone()),
+                operation_id: None,
+                reason: Some(match aadsts {
+                    Some(code) => format!("AADSTS{code}"),
+                    None => "no_tokens".to_owned(),
+                }),
+                details: aadsts.map(|code| serde_json::json!({ "aadsts": code })),
+            })
+            .await
+    }
+}
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use super::*;
+    use crate::model::{BindingState, TenantTokens};
+    use crate::ports::TokenVault;
+    use crate::testing::{FakeIdentityPlatform, FakeLeases, FakeTokenVault};
+    use crate::usecase::Outcome;
+    use crate::usecase::retry::RetryOutcome;
+    use crate::usecase::testkit::{World, throttled};
+
+    /// The testkit's world (one active tenant, its bindings and retry queue) plus tokens.
+    struct R {
+        w: World,
+        vault: FakeTokenVault,
+        identity: FakeIdentityPlatform,
+        leases: FakeLeases,
+    }
+
+    impl R {
+        /// The tenant's access token expires in `lifetime`.
+        async fn new(lifetime: TimeDelta) -> Self {
+            let w = World::new().await;
+            let identity = FakeIdentityPlatform::new(w.clock.clone());
+            let vault = FakeTokenVault::new();
+            let tokens = identity.issue_tokens(lifetime);
+            vault
+                .put(&w.tenant.id, &tokens, &RequestToken::generate())
+                .await
+                .unwrap();
+            update_tenant(&w.tenants, &w.tenant.id, |t| {
+                t.token_expires_at = Some(tokens.expires_at);
+            })
+            .await
+            .unwrap();
+            Self {
+                w,
+                vault,
+                identity,
+                leases: FakeLeases::new(),
+            }
+        }
+
+        fn job(
+            &self,
+            holder: &str,
+        ) -> RefreshTokens<
+            '_,
+            crate::testing::FakeTenants,
+            FakeTokenVault,
+            FakeIdentityPlatform,
+            FakeLeases,
+            crate::testing::FakeEvents,
+            crate::testing::ManualClock,
+        > {
+            RefreshTokens {
+                tenants: &self.w.tenants,
+                vault: &self.vault,
+                identity: &self.identity,
+                leases: &self.leases,
+                events: &self.w.events,
+                clock: &self.w.clock,
+                holder: holder.to_owned(),
+                window: DEFAULT_REFRESH_WINDOW,
+                lease: DEFAULT_LEASE,
+            }
+        }
+
+        async fn tokens(&self) -> TenantTokens {
+            self.vault.get(&self.w.tenant.id).await.unwrap().unwrap()
+        }
+
+        async fn tenant(&self) -> Tenant {
+            self.w
+                .tenants
+                .get(&self.w.tenant.id)
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_token_expiring_within_15_minutes_is_refreshed_and_the_rotated_token_saved() {
+        // R-CONN-4
+        let r = R::new(TimeDelta::minutes(14)).await;
+        let old = r.tokens().await;
+        let report = r.job("run-1").run().await.unwrap();
+        let new = r.tokens().await;
+        assert_eq!(
+            report.tenants,
+            vec![(
+                r.w.tenant.id.clone(),
+                TenantRefresh::Refreshed {
+                    expires_at: new.expires_at
+                }
+            )]
+        );
+        assert_eq!(r.identity.refreshes(), 1);
+        assert_ne!(
+            new.refresh_token.expose_secret(),
+            old.refresh_token.expose_secret(),
+            "the rotated refresh token is the current one"
+        );
+        assert_eq!(new.expires_at, r.w.now() + TimeDelta::hours(1));
+        let previous = r.vault.get_previous(&r.w.tenant.id).await.unwrap().unwrap();
+        assert_eq!(
+            previous.refresh_token.expose_secret(),
+            old.refresh_token.expose_secret()
+        );
+        assert_eq!(r.tenant().await.token_expires_at, Some(new.expires_at));
+        assert!(
+            r.leases.holder(&lease_name(&r.w.tenant.id)).is_none(),
+            "lease released"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_token_expiring_later_or_a_tenant_not_active_is_left_alone() {
+        // R-CONN-4
+        let r = R::new(TimeDelta::minutes(16)).await;
+        assert!(r.job("run-1").run().await.unwrap().tenants.is_empty());
+        let r = R::new(TimeDelta::minutes(5)).await;
+        r.w.set_tenant_status(TenantStatus::Deauthorized).await;
+        assert!(r.job("run-1").run().await.unwrap().tenants.is_empty());
+        assert_eq!(r.identity.refreshes(), 0);
+    }
+
+    #[tokio::test]
+    async fn concurrent_refreshes_of_one_tenant_make_exactly_one_token_call() {
+        // R-CONN-4 (single flight per tenant)
+        let r = R::new(TimeDelta::minutes(5)).await;
+        let (a, b) = (r.job("run-a"), r.job("run-b"));
+        let (ra, rb) = futures_join(a.run(), b.run()).await;
+        let mut results = vec![
+            ra.unwrap().tenants[0].1.clone(),
+            rb.unwrap().tenants[0].1.clone(),
+        ];
+        results.sort_by_key(|r| matches!(r, TenantRefresh::Busy));
+        assert!(
+            matches!(results[0], TenantRefresh::Refreshed { .. }),
+            "{results:?}"
+        );
+        assert_eq!(results[1], TenantRefresh::Busy);
+        assert_eq!(r.identity.refreshes(), 1);
+        // A run that took the lease just after the refresh finds the tokens fresh.
+        assert_eq!(
+            r.job("run-c").refresh_tenant(&r.w.tenant.id).await.unwrap(),
+            TenantRefresh::NotDue
+        );
+        assert_eq!(r.identity.refreshes(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_expired_lease_of_a_crashed_run_is_taken_over() {
+        // R-CONN-4 (no tenant stays stuck behind a dead run)
+        let r = R::new(TimeDelta::minutes(5)).await;
+        let now = r.w.now();
+        r.leases
+            .acquire(
+                &lease_name(&r.w.tenant.id),
+                "crashed",
+                now,
+                now + DEFAULT_LEASE,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            r.job("run-1").refresh_tenant(&r.w.tenant.id).await.unwrap(),
+            TenantRefresh::Busy
+        );
+        r.w.clock.advance(DEFAULT_LEASE);
+        assert!(matches!(
+            r.job("run-1").refresh_tenant(&r.w.tenant.id).await.unwrap(),
+            TenantRefresh::Refreshed { .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn each_invalid_grant_code_marks_the_tenant_reauthorization_required_with_an_event() {
+        // R-CONN-4 (AADSTS700082 idle expiry, 50173 revoked, 65001 consent removed, 50057 disabled)
+        for aadsts in [700_082, 50_173, 65_001, 50_057] {
+            let r = R::new(TimeDelta::minutes(5)).await;
+            r.identity
+                .fail_next_call(Error::ReauthorizationRequired { aadsts });
+            let report = r.job("run-1").run().await.unwrap();
+            assert_eq!(
+                report.tenants[0].1,
+                TenantRefresh::ReauthorizationRequired { aadsts }
+            );
+            assert_eq!(
+                r.tenant().await.status,
+                TenantStatus::ReauthorizationRequired
+            );
+            let events: Vec<_> =
+                r.w.events
+                    .all()
+                    .into_iter()
+                    .filter(|e| e.kind == EventKind::TenantReauthorizationRequired)
+                    .collect();
+            assert_eq!(events.len(), 1);
+            assert_eq!(
+                events[0].reason.as_deref(),
+                Some(format!("AADSTS{aadsts}").as_str())
+            );
+            assert_eq!(events[0].tenant_id.as_ref(), Some(&r.w.tenant.id));
+            // The next run leaves it alone: an admin must reconnect.
+            assert!(r.job("run-2").run().await.unwrap().tenants.is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_revoked_refresh_token_parks_the_tenants_queued_work_without_failing_it() {
+        // R-CONN-4 (work paused, nothing failed or lost)
+        let r = R::new(TimeDelta::minutes(5)).await;
+        r.w.user("adele").await;
+        r.w.directory.fail_next_call(throttled());
+        let Outcome::Deferred { retry, .. } = r.w.bind("adele").await else {
+            panic!("deferred")
+        };
+        let _ = r.w.queue.drain();
+        r.identity.revoke(&r.tokens().await.refresh_token);
+        let report = r.job("run-1").run().await.unwrap();
+        assert!(matches!(
+            report.tenants[0].1,
+            TenantRefresh::ReauthorizationRequired { .. }
+        ));
+        r.w.clock.set(retry.not_before);
+        let outcome = r.w.dispatcher().dispatch(&retry).await.unwrap();
+        assert!(
+            matches!(outcome, RetryOutcome::Parked { .. }),
+            "{outcome:?}"
+        );
+        assert_eq!(r.w.binding("adele").await.state, BindingState::Pending);
+        assert_eq!(r.w.queue.snapshot().len(), 1, "still queued");
+        assert!(r.w.dead_letters.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_throttled_refresh_changes_nothing_and_the_next_run_retries() {
+        // R-CONN-4
+        let r = R::new(TimeDelta::minutes(5)).await;
+        let old = r.tokens().await;
+        r.identity.fail_next_call(throttled());
+        let report = r.job("run-1").run().await.unwrap();
+        assert_eq!(
+            report.tenants[0].1,
+            TenantRefresh::Failed { code: "throttled" }
+        );
+        assert_eq!(r.tenant().await.status, TenantStatus::Active);
+        assert_eq!(
+            r.tokens().await.refresh_token.expose_secret(),
+            old.refresh_token.expose_secret()
+        );
+        let report = r.job("run-2").run().await.unwrap();
+        assert!(matches!(
+            report.tenants[0].1,
+            TenantRefresh::Refreshed { .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_active_tenant_without_tokens_needs_reauthorization() {
+        // R-CONN-4
+        let r = R::new(TimeDelta::minutes(5)).await;
+        r.vault.delete(&r.w.tenant.id).await.unwrap();
+        let report = r.job("run-1").run().await.unwrap();
+        assert_eq!(report.tenants[0].1, TenantRefresh::NoTokens);
+        assert_eq!(
+            r.tenant().await.status,
+            TenantStatus::ReauthorizationRequired
+        );
+        assert_eq!(r.identity.refreshes(), 0);
+    }
+
+    /// Polls two futures together on one task (no extra dependency for `join!`).
+    async fn futures_join<A: std::future::Future, B: std::future::Future>(
+        a: A,
+        b: B,
+    ) -> (A::Output, B::Output) {
+        let mut a = std::pin::pin!(a);
+        let mut b = std::pin::pin!(b);
+        let (mut ra, mut rb) = (None, None);
+        std::future::poll_fn(|cx| {
+            if ra.is_none()
+                && let std::task::Poll::Ready(v) = a.as_mut().poll(cx)
+            {
+                ra = Some(v);
+            }
+            if rb.is_none()
+                && let std::task::Poll::Ready(v) = b.as_mut().poll(cx)
+            {
+                rb = Some(v);
+            }
+            if ra.is_some() && rb.is_some() {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+        .await;
+        (ra.unwrap(), rb.unwrap())
+    }
+}

@@ -1,0 +1,480 @@
+//! The integration-test harness of m365-sync functions: fresh resources on moto (reached through
+//! `AWS_ENDPOINT_URL`, like every adapter), the m365-emulator in-process on 127.0.0.1:0, the
+//! functions' wiring built from them exactly as in production (`App` + `GraphApp`), real API
+//! Gateway HTTP API v2.0 events, an admin who signs in on the emulator's page, and a log capture
+//! to prove no secret is ever logged.
+//!
+//! Without `AWS_ENDPOINT_URL` the scenarios skip loudly on a developer machine and FAIL in CI
+//! (`CI` set). Run them with `scripts/with-moto.sh cargo test -p m365-integration-tests`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc)]
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use m365_aws::{OAuthClientCredentials, Resources, schema};
+use m365_emulator::{AppState, Seed, State};
+use m365_lambda::{App, Config, GraphApp, GraphConfig};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+/// The app registration seeded in the emulator.
+pub const APP_ID: &str = "5f0c3e1a-9b7d-4c2e-8a61-0d4b2f7e9c11";
+/// Its secret.
+pub const APP_SECRET: &str = "emulator-secret-m365-sync-1";
+/// Its registered redirect URI (the connect callback).
+pub const REDIRECT: &str = "http://localhost:8400/oauth/callback";
+/// Contoso: managed custom domains plus a federated one (a mixed tenant).
+pub const CONTOSO: &str = "0c5a7f3e-2d1b-4e6a-9f80-1a2b3c4d5e6f";
+/// Contoso's admin.
+pub const CONTOSO_ADMIN: (&str, &str) = ("admin@contoso.com", "Adm1n-Passw0rd!");
+/// Northwind: every custom domain federated (GoDaddy-style).
+pub const NORTHWIND: &str = "9d3b1e7a-6c4f-4a2d-8e5b-7f6a5b4c3d2e";
+/// Northwind's admin (on the managed initial domain).
+pub const NORTHWIND_ADMIN: (&str, &str) = ("admin@northwind.onmicrosoft.com", "Northwind-Adm1n!");
+/// Enabled Contoso users seeded for deauthorization checks.
+pub const CONTOSO_USERS: [&str; 3] = ["adele@contoso.com", "alex@contoso.com", "lynne@contoso.com"];
+
+fn seed() -> String {
+    let roles = json!([
+        "User.ReadWrite.All",
+        "Group.ReadWrite.All",
+        "GroupMember.ReadWrite.All",
+        "Domain.Read.All",
+        "Organization.Read.All"
+    ]);
+    let users: Vec<Value> = CONTOSO_USERS
+        .iter()
+        .map(|upn| json!({"userPrincipalName": upn, "accountEnabled": true}))
+        .collect();
+    json!({
+        "applications": [{
+            "appId": APP_ID,
+            "displayName": "m365-sync",
+            "secrets": [{"value": APP_SECRET}],
+            "redirectUris": [REDIRECT],
+            "requiredRoles": roles,
+            "requiredScopes": ["User.ReadWrite.All", "Group.ReadWrite.All", "GroupMember.ReadWrite.All",
+                               "Domain.Read.All", "Organization.Read.All", "offline_access"],
+            "grants": [
+                {"tenant": CONTOSO, "roles": roles, "directoryRoles": ["User Administrator"]},
+                {"tenant": NORTHWIND, "roles": roles}
+            ]
+        }],
+        "tenants": [
+            {
+                "id": CONTOSO,
+                "displayName": "Contoso",
+                "domains": [
+                    {"name": "contoso.onmicrosoft.com", "authenticationType": "Managed", "isInitial": true},
+                    {"name": "contoso.com", "authenticationType": "Managed", "isDefault": true},
+                    {"name": "sso.contoso.com", "authenticationType": "Federated"},
+                    {"name": "pending.contoso.net", "authenticationType": "Managed", "isVerified": false}
+                ],
+                "users": users,
+                "admins": [{"userPrincipalName": CONTOSO_ADMIN.0, "password": CONTOSO_ADMIN.1, "consentedApps": [APP_ID]}]
+            },
+            {
+                "id": NORTHWIND,
+                "displayName": "Northwind Traders (GoDaddy)",
+                "domains": [
+                    {"name": "northwind.onmicrosoft.com", "authenticationType": "Managed", "isInitial": true},
+                    {"name": "northwind.com", "authenticationType": "Federated", "isDefault": true}
+                ],
+                "admins": [{"userPrincipalName": NORTHWIND_ADMIN.0, "password": NORTHWIND_ADMIN.1, "consentedApps": [APP_ID]}]
+            }
+        ]
+    })
+    .to_string()
+}
+
+/// The shared SDK configuration, or `None` (after a loud message) when no endpoint is set
+/// outside CI.
+pub async fn moto() -> Option<SdkConfig> {
+    if std::env::var_os("AWS_ENDPOINT_URL").is_none() {
+        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+        assert!(
+            !ci,
+            "AWS_ENDPOINT_URL is not set: integration tests need moto; in CI this is a failure"
+        );
+        eprintln!(
+            "\n*** SKIPPED: AWS_ENDPOINT_URL is not set; run scripts/with-moto.sh cargo test -p \
+             m365-integration-tests ***\n"
+        );
+        return None;
+    }
+    Some(aws_config::defaults(BehaviorVersion::latest()).load().await)
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// The m365-emulator, in this test's runtime; stopped on drop.
+#[derive(Debug)]
+pub struct Emulator {
+    /// Its base URL.
+    pub base: String,
+    /// An HTTP client that does not follow redirects (the sign-in page answers 302).
+    pub http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl Emulator {
+    /// Starts the emulator with the harness's seed.
+    pub async fn start() -> Self {
+        let state = AppState::new(State::from_seed(Seed::from_json(&seed()).unwrap()).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = m365_emulator::serve_with_shutdown(listener, state, async {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        Self {
+            base,
+            http,
+            stop: Some(tx),
+        }
+    }
+
+    /// The admin signs in and consents on the authorize page `url`; returns the callback's query
+    /// parameters (`code` and `state`, or `error`).
+    pub async fn sign_in(
+        &self,
+        url: &str,
+        (login, password): (&str, &str),
+    ) -> HashMap<String, String> {
+        let url = reqwest::Url::parse(url).unwrap();
+        // The page is served where the URL points; re-base it on the emulator (the identity base).
+        assert!(
+            url.as_str().starts_with(&self.base),
+            "{url} is not on the emulator"
+        );
+        let mut form: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        form.push(("login".into(), login.into()));
+        form.push(("passwd".into(), password.into()));
+        form.push(("action".into(), "accept".into()));
+        let mut post = url.clone();
+        post.set_query(None);
+        let r = self.http.post(post).form(&form).send().await.unwrap();
+        assert_eq!(
+            r.status(),
+            reqwest::StatusCode::FOUND,
+            "the sign-in redirects"
+        );
+        let location = r.headers()["location"].to_str().unwrap().to_owned();
+        assert!(location.starts_with(REDIRECT), "{location}");
+        reqwest::Url::parse(&location)
+            .unwrap()
+            .query_pairs()
+            .into_owned()
+            .collect()
+    }
+
+    /// `GET` on the control API.
+    pub async fn get(&self, path: &str) -> Value {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// `POST`/`PUT`/`DELETE` on the control API (JSON body).
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Value,
+    ) -> reqwest::StatusCode {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+
+    /// Graph writes and identity calls the emulator counted for `tenant`.
+    pub async fn requests(&self, tenant: &str) -> Value {
+        self.get(&format!("/_emulator/tenants/{tenant}/requests"))
+            .await
+    }
+
+    /// `accountEnabled` of each user of `tenant` by UPN.
+    pub async fn accounts_enabled(&self, tenant: &str) -> HashMap<String, bool> {
+        let t = self.get(&format!("/_emulator/tenants/{tenant}")).await;
+        t["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|u| {
+                let p = &u["properties"];
+                Some((
+                    p["userPrincipalName"].as_str()?.to_lowercase(),
+                    p["accountEnabled"].as_bool()?,
+                ))
+            })
+            .collect()
+    }
+}
+
+/// Fresh AWS resources on moto and the functions' wiring on them and on the emulator.
+#[derive(Debug)]
+pub struct World {
+    /// The AWS side, as every function builds it.
+    pub app: App,
+    /// The Graph side, pointed at the emulator.
+    pub graph: GraphApp,
+    /// The emulator.
+    pub emulator: Emulator,
+}
+
+impl World {
+    /// New tables and a new secret prefix on moto, a new emulator; `None` when moto is absent.
+    pub async fn start() -> Option<Self> {
+        let sdk = moto().await?;
+        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+        let mut names = HashMap::new();
+        for table in [
+            &schema::USERS,
+            &schema::TENANTS,
+            &schema::BINDINGS,
+            &schema::EVENTS,
+            &schema::FAILURES,
+            &schema::LEDGER,
+        ] {
+            let name = unique(&table.logical_id.to_ascii_lowercase());
+            table
+                .create(&dynamodb, &name)
+                .await
+                .expect("table created on moto");
+            names.insert(table.logical_id, name);
+        }
+        let config = Config {
+            resources: Resources {
+                users_table: names[schema::USERS.logical_id].clone(),
+                tenants_table: names[schema::TENANTS.logical_id].clone(),
+                bindings_table: names[schema::BINDINGS.logical_id].clone(),
+                events_table: names[schema::EVENTS.logical_id].clone(),
+                failures_table: names[schema::FAILURES.logical_id].clone(),
+                ledger_table: names[schema::LEDGER.logical_id].clone(),
+                // Not used by connect or token-refresh.
+                retry_queue_url: "http://127.0.0.1:9/unused-retry".to_owned(),
+                notifications_queue_url: "http://127.0.0.1:9/unused-notifications".to_owned(),
+                tenant_secret_prefix: format!("{}/tenant/", unique("it")),
+                seal_key_secret_id: "unused-seal-key".to_owned(),
+            },
+            oauth_client_secret_id: "unused-oauth-client".to_owned(),
+        };
+        let app = App::with_sdk_config(config, sdk);
+        let emulator = Emulator::start().await;
+        let graph = GraphApp::with_credentials(
+            &app,
+            &GraphConfig {
+                graph_base: Some(format!("{}/v1.0", emulator.base)),
+                identity_base: Some(emulator.base.clone()),
+                redirect_uri: Some(REDIRECT.to_owned()),
+            },
+            OAuthClientCredentials {
+                client_id: APP_ID.to_owned(),
+                client_secret: SecretString::from(APP_SECRET.to_owned()),
+                redirect_uri: None,
+            },
+        )
+        .unwrap();
+        Some(Self {
+            app,
+            graph,
+            emulator,
+        })
+    }
+
+    /// The connect function's wiring.
+    #[must_use]
+    pub fn connect(&self) -> connect::Deployed {
+        connect::Deployed::from_app(&self.app, &self.graph)
+    }
+
+    /// The token-refresh function's wiring.
+    #[must_use]
+    pub fn token_refresh(&self) -> token_refresh::Deployed {
+        token_refresh::Deployed::from_app(&self.app, &self.graph)
+    }
+
+    /// Sends an API request to the connect function; returns status and JSON body.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let request = api_request(method, path, query, body);
+        let response = connect::handle(&self.connect(), request).await.unwrap();
+        let status = response.status().as_u16();
+        let body = match response.body() {
+            lambda_http::Body::Text(t) => serde_json::from_str(t).unwrap(),
+            lambda_http::Body::Binary(b) => serde_json::from_slice(b).unwrap(),
+            lambda_http::Body::Empty => Value::Null,
+            _ => Value::Null,
+        };
+        (status, body)
+    }
+
+    /// `POST /tenants` then the admin's sign-in: the new tenant id and the callback's parameters.
+    pub async fn start_and_sign_in(
+        &self,
+        name: &str,
+        admin: (&str, &str),
+    ) -> (String, HashMap<String, String>) {
+        let (status, started) = self
+            .call("POST", "/tenants", &[], Some(json!({ "name": name })))
+            .await;
+        assert_eq!(status, 201, "{started}");
+        let url = started["authorizeUrl"].as_str().unwrap();
+        let params = self.emulator.sign_in(url, admin).await;
+        (started["tenantId"].as_str().unwrap().to_owned(), params)
+    }
+
+    /// `GET /oauth/callback` with `params`.
+    pub async fn callback(&self, params: &HashMap<String, String>) -> (u16, Value) {
+        let query: Vec<(&str, &str)> = params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        self.call("GET", "/oauth/callback", &query, None).await
+    }
+
+    /// Connects Contoso end to end; returns the tenant id.
+    pub async fn connect_contoso(&self, name: &str) -> String {
+        let (tenant, params) = self.start_and_sign_in(name, CONTOSO_ADMIN).await;
+        let (status, body) = self.callback(&params).await;
+        assert_eq!(status, 200, "{body}");
+        tenant
+    }
+}
+
+/// An API Gateway HTTP API v2.0 event, as API Gateway sends it, decoded by `lambda_http`.
+#[must_use]
+pub fn api_request(
+    method: &str,
+    path: &str,
+    query: &[(&str, &str)],
+    body: Option<Value>,
+) -> lambda_http::Request {
+    let raw_query = query
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    let params: serde_json::Map<String, Value> = query
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), Value::String((*v).to_owned())))
+        .collect();
+    let event = json!({
+        "version": "2.0",
+        "routeKey": format!("{method} {path}"),
+        "rawPath": path,
+        "rawQueryString": raw_query,
+        "headers": {"content-type": "application/json", "host": "api.example.test"},
+        "queryStringParameters": if params.is_empty() { Value::Null } else { Value::Object(params) },
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "api-id",
+            "domainName": "api.example.test",
+            "domainPrefix": "api",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "it"},
+            "requestId": uuid::Uuid::new_v4().to_string(),
+            "routeKey": format!("{method} {path}"),
+            "stage": "$default",
+            "time": "27/Nov/2026:15:00:00 +0000",
+            "timeEpoch": 1_795_791_600_000_u64
+        },
+        "body": body.map(|b| b.to_string()),
+        "isBase64Encoded": false
+    });
+    lambda_http::request::from_str(&event.to_string()).unwrap()
+}
+
+fn encode(s: &str) -> String {
+    reqwest::Url::parse_with_params("http://x/", &[("k", s)])
+        .unwrap()
+        .query()
+        .unwrap_or_default()
+        .trim_start_matches("k=")
+        .to_owned()
+}
+
+/// A `LambdaEvent` of a scheduled (EventBridge) invocation.
+#[must_use]
+pub fn schedule_event() -> lambda_runtime::LambdaEvent<Value> {
+    let mut context = lambda_runtime::Context::default();
+    context.request_id = uuid::Uuid::new_v4().to_string();
+    lambda_runtime::LambdaEvent::new(
+        json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}),
+        context,
+    )
+}
+
+/// Every log line the process wrote through `tracing` since [`capture_logs`] first ran.
+#[derive(Debug, Clone, Default)]
+pub struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Logs {
+    /// Everything captured so far.
+    #[must_use]
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs (once per test binary) a global JSON subscriber with the production filter at
+/// `RUST_LOG=trace` writing into a buffer, so a test can assert what was logged.
+pub fn capture_logs() -> Logs {
+    static LOGS: OnceLock<Logs> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Logs::default();
+        let writer = logs.clone();
+        // The production filter at its most verbose (RUST_LOG=trace), secret-safety caps included.
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(m365_lambda::telemetry::filter(Some("trace")))
+            .with_writer(move || writer.clone())
+            .init();
+        logs
+    })
+    .clone()
+}
