@@ -297,6 +297,7 @@ impl World {
                 graph_base: Some(format!("{}/v1.0", emulator.base)),
                 identity_base: Some(emulator.base.clone()),
                 redirect_uri: Some(REDIRECT.to_owned()),
+                ..GraphConfig::default()
             },
             OAuthClientCredentials {
                 client_id: APP_ID.to_owned(),
@@ -465,15 +466,19 @@ impl Write for Logs {
 /// `RUST_LOG=trace` writing into a buffer, so a test can assert what was logged.
 pub fn capture_logs() -> Logs {
     static LOGS: OnceLock<Logs> = OnceLock::new();
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
     LOGS.get_or_init(|| {
         let logs = Logs::default();
         let writer = logs.clone();
         // The production filter at its most verbose (RUST_LOG=trace), secret-safety caps included.
-        tracing_subscriber::fmt()
+        let layer = tracing_subscriber::fmt::layer()
             .json()
-            .with_env_filter(m365_lambda::telemetry::filter(Some("trace")))
             .with_writer(move || writer.clone())
-            .init();
+            .with_filter(m365_lambda::telemetry::filter(Some("trace")));
+        tracing_subscriber::registry().with(layer).init();
         logs
     })
     .clone()

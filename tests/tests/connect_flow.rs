@@ -44,10 +44,13 @@ async fn a_mixed_tenant_connects_with_only_its_managed_domains_routable() {
         (status, pending["status"].as_str()),
         (200, Some("pending_consent"))
     );
+    assert!(pending["m365TenantId"].is_null(), "unknown before consent");
 
     let (status, body) = w.callback(&params).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "active");
+    // Microsoft's tenant id, read from Graph's `GET /organization` at the callback.
+    assert_eq!(body["m365TenantId"], CONTOSO, "{body}");
     let domains: Vec<(String, bool)> = body["domains"]
         .as_array()
         .unwrap()
@@ -93,6 +96,12 @@ async fn a_mixed_tenant_connects_with_only_its_managed_domains_routable() {
     assert!(
         w.app.token_vault.get(&id).await.unwrap().is_some(),
         "tokens in Secrets Manager"
+    );
+    let stored = w.app.tenants.get(&id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.m365_tenant_id.as_ref().map(|m| m.as_str()),
+        Some(CONTOSO),
+        "stored in DynamoDB"
     );
     let routed = resolve_tenant(&w.app.tenants, &Email::parse("adele@contoso.com").unwrap())
         .await

@@ -25,6 +25,7 @@
 //! | ledger | operation | `<operation id>` | — | `expires_at` |
 //! | ledger | lease ([`DynamoLeases`]) | `LEASE#<name>` | — | `expires_at` |
 //! | ledger | OAuth sign-in ([`DynamoPendingConsents`]) | `OAUTH_STATE#<sha-256 of state>` | — | `expires_at` |
+//! | ledger | Graph rate budget ([`DynamoRateBudget`]) | `BUDGET#<tenant id>` | — | `expires_at` |
 //!
 //! Access patterns and how they are served:
 //! - **user by id / by email**: `GetItem` on `USER#…`; `GetItem` on `EMAIL#…` then on `USER#…`.
@@ -91,7 +92,7 @@ pub mod vault;
 
 pub use dynamo::{
     DynamoBindings, DynamoEvents, DynamoFailures, DynamoGroups, DynamoLeases, DynamoLedger,
-    DynamoPendingConsents, DynamoTenants, DynamoUsers,
+    DynamoPendingConsents, DynamoRateBudget, DynamoTenants, DynamoUsers,
 };
 pub use notifier::SqsNotifier;
 pub use oauth_client::{OAuthClientCredentials, load_oauth_client};

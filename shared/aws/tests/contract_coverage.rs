@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 /// Contract modules of ports implemented here (`directory` is the Graph side, not ours).
-const MODULES: [&str; 12] = [
+const MODULES: [&str; 13] = [
     "users",
     "groups",
     "tenants",
@@ -18,6 +18,7 @@ const MODULES: [&str; 12] = [
     "sealer",
     "leases",
     "pending_consents",
+    "rate_budget",
 ];
 
 #[test]

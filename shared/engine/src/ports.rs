@@ -19,9 +19,9 @@ use secrecy::SecretString;
 use crate::error::Result;
 use crate::model::{
     Binding, BindingState, DirectoryUser, DomainName, Email, Event, EventKind, Failure, Group,
-    GroupId, M365ObjectId, M365User, M365UserPatch, NewM365User, OperationId, OperationOutcome,
-    Page, PageRequest, RequestToken, RetryMessage, SealedPassword, Tenant, TenantId, TenantTokens,
-    UserId, VerifiedDomain, WelcomeNotification,
+    GroupId, M365ObjectId, M365TenantId, M365User, M365UserPatch, NewM365User, OperationId,
+    OperationOutcome, Page, PageRequest, RequestToken, RetryMessage, SealedPassword, Tenant,
+    TenantId, TenantTokens, UserId, VerifiedDomain, WelcomeNotification,
 };
 
 /// Directory users, unique by id and by email (case-insensitive).
@@ -500,6 +500,15 @@ pub trait Directory: Send + Sync {
         &self,
         tenant: &TenantId,
     ) -> impl Future<Output = Result<Vec<VerifiedDomain>>> + Send;
+
+    /// Microsoft's id of the tenant (`GET /organization`, graph-spec §3.9), stored at connect.
+    ///
+    /// # Errors
+    /// Graph errors.
+    fn organization_id(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<M365TenantId>> + Send;
 }
 
 /// Outgoing notifications to employees (R-BIND-4): the notifications queue in production.
@@ -645,4 +654,74 @@ pub trait Leases: Send + Sync {
     /// # Errors
     /// Infrastructure failures only.
     fn release(&self, name: &str, holder: &str) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// The answer of a [`RateBudget`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetDecision {
+    /// The units were taken: go ahead now.
+    Granted,
+    /// Nothing was taken: ask again after this long (when the units should be there).
+    Wait(Duration),
+}
+
+/// A token bucket's size: `capacity` units, refilled continuously at `capacity` per `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Most units available at once (the burst), at least 1.
+    pub capacity: u32,
+    /// Time to refill an empty bucket, more than zero.
+    pub window: Duration,
+}
+
+impl RateLimit {
+    /// Graph's documented write limit per app and tenant: 3,000 writes per 150 s (graph-spec §7.2).
+    pub const GRAPH_WRITES: Self = Self {
+        capacity: 3_000,
+        window: Duration::from_secs(150),
+    };
+
+    /// Default share of a Graph limit the budget grants: the rest is a safety margin for clock
+    /// skew between processes and for writes this budget does not see.
+    pub const DEFAULT_SHARE: f64 = 0.95;
+
+    /// `share` (0–1) of this limit: the capacity scaled down (at least 1), the same window, so the
+    /// refill rate scales too.
+    #[must_use]
+    pub fn scaled(self, share: f64) -> Self {
+        let share = share.clamp(0.0, 1.0);
+        // Within u32 by construction (share ≤ 1).
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let capacity = ((f64::from(self.capacity) * share).floor() as u32).max(1);
+        Self {
+            capacity,
+            window: self.window,
+        }
+    }
+
+    /// Units refilled per second.
+    #[must_use]
+    pub fn per_second(self) -> f64 {
+        f64::from(self.capacity) / self.window.as_secs_f64().max(f64::MIN_POSITIVE)
+    }
+}
+
+/// Per-tenant Graph rate budget shared by every concurrent function (DESIGN §2 "Graph usage",
+/// graph-spec §7.2): a token bucket per tenant, so bulk work paces itself under Graph's write limit
+/// instead of colliding with 429s. Implemented by `DynamoRateBudget` (m365-aws) and
+/// [`crate::testing::FakeRateBudget`].
+pub trait RateBudget: Send + Sync {
+    /// Takes `cost` units of `tenant`'s budget at `now` if the bucket holds them
+    /// ([`BudgetDecision::Granted`]); otherwise takes nothing and answers how long until it will
+    /// ([`BudgetDecision::Wait`]). A new tenant's bucket starts full.
+    ///
+    /// # Errors
+    /// `Invalid(Field "cost")` for a cost of 0 or above the bucket's capacity (it could never be
+    /// granted); infrastructure failures.
+    fn acquire(
+        &self,
+        tenant: &TenantId,
+        cost: u32,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<BudgetDecision>> + Send;
 }

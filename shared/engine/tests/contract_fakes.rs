@@ -91,3 +91,10 @@ fn directory() -> (FakeDirectory, DirectoryTenant) {
 mod directory {
     m365_engine::directory_contract!(super::directory());
 }
+
+mod rate_budget {
+    use m365_engine::testing::FakeRateBudget;
+    use m365_engine::testing::contract::rate_budget::CONTRACT_LIMIT;
+
+    m365_engine::rate_budget_contract!(FakeRateBudget::new(CONTRACT_LIMIT));
+}

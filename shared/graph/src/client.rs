@@ -4,6 +4,7 @@
 //! requests only (STYLE "Errors"; graph-spec §7, §12).
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use m365_engine::model::TenantId;
@@ -13,6 +14,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
+use crate::budget::{WriteBudget, pace, writes_of};
 use crate::error::{ApiError, ErrorClass, GraphError};
 use crate::identity::IdentityClient;
 
@@ -184,6 +186,7 @@ impl GraphClientBuilder {
             graph_base,
             identity_base,
             retry: self.retry,
+            budget: None,
         })
     }
 }
@@ -200,6 +203,8 @@ pub struct GraphClient {
     graph_base: String,
     identity_base: String,
     retry: RetryPolicy,
+    /// Paces writes per tenant (DESIGN §2 "Graph usage"); `None`: writes go out unpaced.
+    budget: Option<Arc<dyn WriteBudget>>,
 }
 
 /// A successful Graph response.
@@ -258,6 +263,31 @@ impl GraphClient {
         &self.retry
     }
 
+    /// This client with every write (each attempt, retries included) paced by `budget`, the
+    /// per-tenant rate budget shared by concurrent functions (see [`crate::budget`]).
+    #[must_use]
+    pub fn with_budget(&self, budget: Arc<dyn WriteBudget>) -> Self {
+        Self {
+            budget: Some(budget),
+            ..self.clone()
+        }
+    }
+
+    /// This client with writes unpaced (no rate budget).
+    #[must_use]
+    pub fn without_budget(&self) -> Self {
+        Self {
+            budget: None,
+            ..self.clone()
+        }
+    }
+
+    /// Whether writes are paced by a rate budget.
+    #[must_use]
+    pub fn has_budget(&self) -> bool {
+        self.budget.is_some()
+    }
+
     /// An identity-platform client sharing this client's connection pool and base URL.
     #[must_use]
     pub fn identity(
@@ -312,8 +342,14 @@ impl GraphClient {
             .map_err(|e| GraphError::Token(Box::new(e)))?;
         let mut refreshed = false;
         let mut attempt = 0u32;
+        let writes = writes_of(&call.method, call.url.path(), call.body.as_ref());
         loop {
             attempt += 1;
+            if let Some(budget) = self.budget.as_deref()
+                && writes > 0
+            {
+                pace(budget, tenant, writes, deadline).await?;
+            }
             let error = match self.send_once(&token, call).await {
                 Ok(response) => return Ok(response),
                 Err(error) => error,

@@ -377,6 +377,10 @@ impl<P: TokenProvider> Directory for GraphDirectory<P> {
         })
     }
 
+    async fn organization_id(&self, tenant: &TenantId) -> Result<M365TenantId> {
+        Ok(self.organization(tenant).await?.id)
+    }
+
     async fn verified_domains(&self, tenant: &TenantId) -> Result<Vec<VerifiedDomain>> {
         let mut url = self.client.url("/domains", &[("$select", DOMAIN_SELECT)])?;
         let mut out = Vec::new();

@@ -297,6 +297,13 @@ pub enum GraphError {
     /// The token provider could not supply an access token.
     #[error("no access token")]
     Token(#[source] Box<m365_engine::Error>),
+    /// The tenant's rate budget has no room for this write before the call's deadline: nothing
+    /// was sent; retry after `retry_after` (DESIGN §2 "Graph usage").
+    #[error("the tenant's Graph write budget has no room before the deadline")]
+    Budget {
+        /// When the budget expects room.
+        retry_after: std::time::Duration,
+    },
 }
 
 impl GraphError {
@@ -323,6 +330,7 @@ impl GraphError {
             Self::Api(e) => matches!(e.class(), ErrorClass::Throttled | ErrorClass::Unavailable),
             Self::Transport { .. } => true,
             Self::Batch(e) => e.is_transient(),
+            Self::Budget { .. } => true,
             Self::Decode { .. } | Self::InvalidId | Self::Url | Self::Token(_) => false,
         }
     }
@@ -373,6 +381,12 @@ impl GraphError {
                 };
             }
             Self::Token(inner) => return *inner,
+            Self::Budget { retry_after } => {
+                return E::Throttled {
+                    retry_after: Some(retry_after),
+                    graph_request_id: None,
+                };
+            }
             Self::Batch(inner) => {
                 if let Some(api) = inner.api() {
                     return Self::Api(Box::new(api.clone())).into_engine(entity, id, upn);

@@ -1,7 +1,8 @@
 //! m365-graph: the Microsoft Graph and Microsoft identity-platform client of m365-sync.
 //!
 //! - [`GraphClient`] (built once per cold start with [`GraphClientBuilder`]: base URLs from
-//!   configuration, real Microsoft hosts by default, rustls, timeouts, retry bounds);
+//!   configuration, real Microsoft hosts by default, rustls, timeouts, retry bounds), whose
+//!   writes are paced by the per-tenant rate budget when one is attached ([`budget`]);
 //! - [`GraphDirectory`], the engine's `Directory` port over Graph, plus security groups and
 //!   membership ([`groups`]), `$batch` in chunks of 20 with per-item results ([`batch`]), users and
 //!   groups delta with 410 restart ([`delta`]) and the tenant's organization id;
@@ -19,6 +20,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod batch;
+pub mod budget;
 pub mod client;
 pub mod delta;
 pub mod directory;
@@ -30,6 +32,7 @@ pub mod platform;
 pub mod tokens;
 
 pub use batch::{BatchItem, BatchRequest, BatchResults, MAX_BATCH};
+pub use budget::WriteBudget;
 pub use client::{
     BuildError, GRAPH_BASE, GraphClient, GraphClientBuilder, IDENTITY_BASE, RetryPolicy,
     TokenProvider,

@@ -5,6 +5,7 @@ mod bindings;
 mod coordination;
 mod events;
 mod ledger;
+mod rate_budget;
 mod tenants;
 mod users;
 
@@ -25,6 +26,7 @@ pub use bindings::DynamoBindings;
 pub use coordination::{DynamoLeases, DynamoPendingConsents};
 pub use events::{DynamoEvents, DynamoFailures};
 pub use ledger::DynamoLedger;
+pub use rate_budget::DynamoRateBudget;
 pub use tenants::DynamoTenants;
 pub use users::{DynamoGroups, DynamoUsers};
 

@@ -13,8 +13,8 @@ use super::paging::page;
 use super::{ManualClock, lock};
 use crate::error::{Conflict, Entity, Error, Result, UnavailableReason};
 use crate::model::{
-    DomainKind, Email, M365ObjectId, M365User, M365UserPatch, NewM365User, Page, PageRequest,
-    TenantId, VerifiedDomain,
+    DomainKind, Email, M365ObjectId, M365TenantId, M365User, M365UserPatch, NewM365User, Page,
+    PageRequest, TenantId, VerifiedDomain,
 };
 use crate::policy::password::check_entra;
 use crate::ports::{Clock, Directory};
@@ -41,6 +41,8 @@ struct StoredUser {
 pub struct FakeM365Tenant {
     /// Verified domains.
     pub domains: Vec<VerifiedDomain>,
+    /// Microsoft's id of the tenant (random, set by [`FakeDirectory::add_tenant`]).
+    pub m365_id: Option<M365TenantId>,
     users: BTreeMap<M365ObjectId, StoredUser>,
 }
 
@@ -96,9 +98,19 @@ impl FakeDirectory {
             tenant.clone(),
             FakeM365Tenant {
                 domains,
+                m365_id: M365TenantId::parse(uuid::Uuid::new_v4().to_string()).ok(),
                 users: BTreeMap::new(),
             },
         );
+    }
+
+    /// Microsoft's id of `tenant` in this fake ([`Directory::organization_id`] answers it).
+    #[must_use]
+    pub fn m365_tenant_id(&self, tenant: &TenantId) -> Option<M365TenantId> {
+        lock(&self.state)
+            .tenants
+            .get(tenant)
+            .and_then(|t| t.m365_id.clone())
     }
 
     /// Makes the next call fail with `error` (faults queue up, one per call).
@@ -409,5 +421,14 @@ impl Directory for FakeDirectory {
 
     async fn verified_domains(&self, tenant: &TenantId) -> Result<Vec<VerifiedDomain>> {
         self.call(|state| Ok(Self::tenant(state, tenant)?.domains.clone()))
+    }
+
+    async fn organization_id(&self, tenant: &TenantId) -> Result<M365TenantId> {
+        self.call(|state| {
+            Self::tenant(state, tenant)?
+                .m365_id
+                .clone()
+                .ok_or_else(|| Error::not_found(Entity::Tenant, tenant))
+        })
     }
 }

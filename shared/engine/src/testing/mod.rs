@@ -13,6 +13,7 @@ mod leases;
 mod notify;
 mod paging;
 mod queue;
+mod rate_budget;
 mod sealer;
 mod stores;
 mod vault;
@@ -26,6 +27,7 @@ pub use identity::{
 pub use leases::FakeLeases;
 pub use notify::{FakeNotifier, SeededRandom};
 pub use queue::{FakeRetryQueue, QueuedMessage};
+pub use rate_budget::FakeRateBudget;
 pub use sealer::FakeSealer;
 pub use stores::{
     FakeBindings, FakeEvents, FakeFailures, FakeGroups, FakeLedger, FakeTenants, FakeUsers,

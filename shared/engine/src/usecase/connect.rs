@@ -16,8 +16,8 @@ use secrecy::SecretString;
 
 use crate::error::{Entity, Error, FieldProblem, InvalidInput, Result};
 use crate::model::{
-    BindingState, DomainName, Event, EventId, EventKind, PageRequest, RequestToken, Tenant,
-    TenantId, TenantStatus, TenantTokens,
+    BindingState, DomainName, Event, EventId, EventKind, M365TenantId, PageRequest, RequestToken,
+    Tenant, TenantId, TenantStatus, TenantTokens,
 };
 use crate::policy::routing::domains_to_claim;
 use crate::ports::{
@@ -301,10 +301,14 @@ where
     ) -> Result<Tenant, ConnectError> {
         let domains = self.directory.verified_domains(&tenant.id).await?;
         let names = domains_to_claim(&domains).map_err(|_| ConnectError::FederatedTenant)?;
+        // Microsoft's id of the tenant (R-CONN-1), read before anything is claimed.
+        let m365_id = self.directory.organization_id(&tenant.id).await?;
         // All or nothing (R-CONN-2): a domain of another tenant refuses the whole claim.
         self.tenants.claim_domains(&tenant.id, &names).await?;
         let held_before: Vec<DomainName> = tenant.domains.iter().map(|d| d.name.clone()).collect();
-        let result = self.activate(&tenant.id, &domains, tokens.expires_at).await;
+        let result = self
+            .activate(&tenant.id, &m365_id, &domains, tokens.expires_at)
+            .await;
         let connected = match result {
             Ok(t) => t,
             Err(e) => {
@@ -344,11 +348,13 @@ where
     async fn activate(
         &self,
         id: &TenantId,
+        m365_id: &M365TenantId,
         domains: &[crate::model::VerifiedDomain],
         expires_at: DateTime<Utc>,
     ) -> Result<Tenant> {
         update_tenant(self.tenants, id, |t| {
             t.status = TenantStatus::Active;
+            t.m365_tenant_id = Some(m365_id.clone());
             t.domains = domains.to_vec();
             t.token_expires_at = Some(expires_at);
         })
@@ -712,9 +718,12 @@ mod tests {
                 managed("contoso.com"),
             ])
             .await;
+        assert_eq!(c.tenant(&s.tenant).await.m365_tenant_id, None);
         let tenant = c.callback(&s).await.unwrap();
         assert_eq!(tenant.status, TenantStatus::Active);
         assert_eq!(tenant.domains.len(), 2);
+        assert!(tenant.m365_tenant_id.is_some(), "Microsoft's id is stored");
+        assert_eq!(tenant.m365_tenant_id, c.directory.m365_tenant_id(&s.tenant));
         let tokens = c.vault.get(&s.tenant).await.unwrap().unwrap();
         assert_eq!(tenant.token_expires_at, Some(tokens.expires_at));
         assert_eq!(c.owner("contoso.com").await, Some(s.tenant.clone()));

@@ -254,3 +254,17 @@ pub async fn verified_domains_are_reported_with_their_kind(
         );
     }
 }
+
+/// R-CONN-1: the tenant's Microsoft id is reported, the same on every call.
+pub async fn the_organization_id_is_stable(dir: &impl Directory, t: &DirectoryTenant) {
+    let first = dir
+        .organization_id(&t.tenant)
+        .await
+        .expect("organization succeeds");
+    let again = dir
+        .organization_id(&t.tenant)
+        .await
+        .expect("organization succeeds");
+    assert_eq!(first, again);
+    assert!(!first.as_str().is_empty());
+}

@@ -15,6 +15,7 @@ pub mod groups;
 pub mod leases;
 pub mod ledger;
 pub mod pending_consents;
+pub mod rate_budget;
 pub mod retry_queue;
 pub mod sealer;
 pub mod tenants;
@@ -325,6 +326,7 @@ macro_rules! directory_contract {
             operations_on_a_missing_user_are_not_found,
             users_are_listed_across_pages,
             verified_domains_are_reported_with_their_kind,
+            the_organization_id_is_stable,
         );
     };
 }
@@ -364,6 +366,21 @@ macro_rules! pending_consents_contract {
             an_expired_sign_in_is_not_returned,
             an_unknown_state_is_not_found,
             storing_a_state_twice_is_refused,
+        );
+    };
+}
+
+/// One `#[tokio::test]` per [`rate_budget`] contract (see [`user_store_contract!`]); the budget
+/// must be built with [`rate_budget::CONTRACT_LIMIT`].
+#[macro_export]
+macro_rules! rate_budget_contract {
+    ($($make:tt)+) => {
+        $crate::__contract_tests!(rate_budget; [$($make)+];
+            a_new_tenant_gets_its_capacity_then_waits,
+            the_budget_refills_with_time,
+            a_wait_ends_when_the_units_are_back,
+            tenants_do_not_share_a_bucket,
+            an_impossible_cost_is_refused,
         );
     };
 }

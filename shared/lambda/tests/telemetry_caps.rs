@@ -1,0 +1,123 @@
+//! The secret-safety cap of the log filter only ever lowers verbosity (R-SAFE-2): the HTTP and
+//! AWS SDK libraries are not raised to DEBUG under `RUST_LOG=info`, and never log at TRACE (where
+//! they print whole bodies) even under `RUST_LOG=trace`.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use tracing::Level;
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt;
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Emits one event per (target, level) pair under the production filter at `spec` and returns
+/// what was written.
+fn emitted_under(spec: &str) -> String {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let layer = tracing_subscriber::fmt::layer()
+        .json()
+        .with_target(true)
+        .with_writer(move || writer.clone())
+        .with_filter(m365_lambda::telemetry::filter(Some(spec)));
+    let subscriber = tracing_subscriber::registry().with(layer);
+    tracing::subscriber::with_default(subscriber, || {
+        tracing::event!(target: "hyper::proto::h1", Level::DEBUG, "hyper-debug");
+        tracing::event!(target: "hyper::proto::h1", Level::TRACE, "hyper-trace");
+        tracing::event!(target: "hyper_util::client", Level::TRACE, "hyper-util-trace");
+        tracing::event!(target: "aws_smithy_runtime::client", Level::DEBUG, "smithy-debug");
+        tracing::event!(target: "aws_smithy_runtime::client", Level::TRACE, "smithy-trace");
+        tracing::event!(target: "aws_smithy_http_client", Level::TRACE, "smithy-http-trace");
+        tracing::event!(target: "reqwest::connect", Level::TRACE, "reqwest-trace");
+        tracing::event!(target: "m365_engine::usecase", Level::INFO, "ours-info");
+        tracing::event!(target: "m365_engine::usecase", Level::DEBUG, "ours-debug");
+        tracing::event!(target: "m365_engine::usecase", Level::TRACE, "ours-trace");
+    });
+    captured.text()
+}
+
+#[test]
+fn under_info_the_capped_libraries_are_not_raised_to_debug_r_safe_2() {
+    let out = emitted_under("info");
+    assert!(out.contains("ours-info"), "the capture works: {out}");
+    for quiet in [
+        "hyper-debug",
+        "smithy-debug",
+        "ours-debug",
+        "hyper-trace",
+        "smithy-trace",
+    ] {
+        assert!(
+            !out.contains(quiet),
+            "{quiet} was emitted under info: {out}"
+        );
+    }
+}
+
+#[test]
+fn under_trace_the_capped_libraries_stop_at_debug_r_safe_2() {
+    let out = emitted_under("trace");
+    for shown in [
+        "ours-info",
+        "ours-debug",
+        "ours-trace",
+        "hyper-debug",
+        "smithy-debug",
+    ] {
+        assert!(out.contains(shown), "{shown} is missing under trace: {out}");
+    }
+    for capped in [
+        "hyper-trace",
+        "hyper-util-trace",
+        "smithy-trace",
+        "smithy-http-trace",
+        "reqwest-trace",
+    ] {
+        assert!(
+            !out.contains(capped),
+            "{capped} was emitted under trace: {out}"
+        );
+    }
+}
+
+#[test]
+fn an_explicit_library_level_below_the_cap_is_still_honoured() {
+    // RUST_LOG may quieten a library further; the cap never gets in the way of that.
+    let out = emitted_under("trace,hyper=info,aws_smithy_runtime=off");
+    assert!(out.contains("ours-trace"), "the capture works: {out}");
+    assert!(
+        !out.contains("hyper-debug"),
+        "hyper=info is honoured: {out}"
+    );
+    assert!(
+        !out.contains("smithy-debug"),
+        "aws_smithy_runtime=off is honoured: {out}"
+    );
+}
+
+#[test]
+fn an_unparsable_rust_log_falls_back_to_info() {
+    let out = emitted_under("=== not a filter ===");
+    assert!(out.contains("ours-info"), "info is on: {out}");
+    assert!(!out.contains("ours-debug"), "debug is off: {out}");
+}
