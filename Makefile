@@ -16,7 +16,7 @@ export VENV := $(abspath $(VENV))
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help setup validate test lint build
+.PHONY: help setup validate test test-rust test-emulator-python test-demo lint build demo local
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -29,8 +29,25 @@ validate: setup ## check template.yaml with cfn-lint, sam validate and sam valid
 	$(VENV)/bin/sam validate --template-file template.yaml --region $(AWS_DEFAULT_REGION)
 	$(VENV)/bin/sam validate --lint --template-file template.yaml --region $(AWS_DEFAULT_REGION)
 
-test: setup validate ## run every unit and contract test with a private moto server on a free loopback port
+test: setup validate test-rust test-emulator-python test-demo ## everything CI runs: template checks, Rust tests on moto + emulator, the msgraph-sdk suite, the demo
+
+test-rust: setup ## unit, contract and integration tests with a private moto server on a free loopback port
 	scripts/with-moto.sh cargo test --workspace --all-targets --no-fail-fast
+
+test-emulator-python: ## Microsoft's Python Graph SDK against the m365-emulator (own venv)
+	tools/m365-emulator/python/run.sh
+
+test-demo: setup ## the `make demo` walkthrough, non-interactively, failing on the first broken step
+	cargo build --workspace --bins
+	scripts/with-moto.sh python3 scripts/demo.py --quiet-logs
+
+demo: setup ## the product end to end on this machine: moto + m365-emulator + devstack, walked through
+	cargo build --workspace --bins
+	scripts/with-moto.sh python3 scripts/demo.py
+
+local: setup ## the same stack left running: prints the API URL, its token and example curl commands
+	cargo build --workspace --bins
+	scripts/with-moto.sh python3 scripts/demo.py --local
 
 lint: ## formatting and clippy with warnings as errors
 	cargo fmt --all -- --check

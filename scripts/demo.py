@@ -1,0 +1,339 @@
+#!/usr/bin/env python3
+"""The m365-sync walkthrough behind `make demo`: the product on one machine, no AWS, no Microsoft.
+
+Run by `make demo` as `scripts/with-moto.sh python3 scripts/demo.py` (moto's URL arrives in
+AWS_ENDPOINT_URL). Starts the m365-emulator with a demo company and devstack with template.yaml's
+wiring, then drives the public HTTP API the way an admin would, printing each step and what it
+proves. Exits non-zero on the first step that does not behave as the product promises, and stops
+everything it started on every exit path. Only the standard library is used.
+
+Steps that need functions not built yet are not faked: the walkthrough covers what exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+SEED = ROOT / "tools/m365-emulator/seeds/example.json"
+APP_ID = "5f0c3e1a-9b7d-4c2e-8a61-0d4b2f7e9c11"
+APP_SECRET = "emulator-secret-m365-sync-1"
+DEMO_USERS = 300
+CONTOSO_DOMAIN = "contoso.onmicrosoft.com"
+
+
+class DemoFailure(Exception):
+    """A step did not behave as the product promises."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def step(number: int, title: str) -> None:
+    say()
+    say(f"== {number}. {title}")
+
+
+class Http:
+    """A tiny JSON client that never follows redirects (the OAuth steps read `Location`)."""
+
+    class _NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):  # noqa: ANN002, ANN003
+            return None
+
+    def __init__(self, base: str, token: str | None = None) -> None:
+        self.base = base.rstrip("/")
+        self.token = token
+        self.opener = urllib.request.build_opener(self._NoRedirect)
+
+    def call(self, method: str, path: str, body=None, form=None, auth: bool = True):
+        url = path if path.startswith("http") else f"{self.base}{path}"
+        headers = {}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["content-type"] = "application/json"
+        if form is not None:
+            data = urllib.parse.urlencode(form).encode()
+            headers["content-type"] = "application/x-www-form-urlencoded"
+        if auth and self.token:
+            headers["authorization"] = f"Bearer {self.token}"
+        request = urllib.request.Request(url, data=data, method=method, headers=headers)
+        try:
+            with self.opener.open(request, timeout=60) as response:
+                return response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, dict(error.headers), error.read()
+
+    def json(self, method: str, path: str, body=None, auth: bool = True):
+        status, _, raw = self.call(method, path, body=body, auth=auth)
+        try:
+            return status, json.loads(raw) if raw else None
+        except json.JSONDecodeError:
+            return status, raw.decode(errors="replace")
+
+
+def expect(condition: bool, what: str) -> None:
+    if not condition:
+        raise DemoFailure(what)
+    say(f"   ok: {what}")
+
+
+def demo_seed(path: Path, redirect_uri: str) -> None:
+    """The example seed, with the local callback registered and a company of a few hundred users."""
+    seed = json.loads(SEED.read_text())
+    for app in seed["applications"]:
+        if app["appId"] == APP_ID:
+            app["redirectUris"].append(redirect_uri)
+    contoso = seed["tenants"][0]
+    first = ["Ava", "Ben", "Chloe", "Dan", "Eva", "Finn", "Gina", "Hugo", "Iris", "Jon"]
+    last = ["Archer", "Baker", "Carter", "Dixon", "Ellis", "Foster", "Grant", "Hayes"]
+    for i in range(DEMO_USERS):
+        given, surname = first[i % len(first)], last[(i // len(first)) % len(last)]
+        contoso["users"].append(
+            {
+                "userPrincipalName": f"{given.lower()}.{surname.lower()}{i}@contoso.com",
+                "displayName": f"{given} {surname}",
+                "givenName": given,
+                "surname": surname,
+                "jobTitle": "Staff",
+                "usageLocation": "US",
+                "password": f"Demo-Passw0rd-{i}!",
+            }
+        )
+    path.write_text(json.dumps(seed))
+
+
+def wait_for_line(process: subprocess.Popen, prefix: str, timeout: float) -> dict[str, str]:
+    """Reads `process`'s stdout until a line starting with `prefix`; returns the `key value` lines."""
+    seen: dict[str, str] = {}
+    deadline = time.monotonic() + timeout
+    assert process.stdout is not None
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            if process.poll() is not None:
+                raise DemoFailure(f"{process.args[0]} exited with {process.returncode} before '{prefix}'")
+            continue
+        line = line.strip()
+        parts = line.split(" ", 2)
+        if len(parts) == 3:
+            seen[parts[1]] = parts[2]
+        if line.startswith(prefix):
+            return seen
+    raise DemoFailure(f"no '{prefix}' from {process.args[0]} within {timeout:.0f} s")
+
+
+def sign_in(authorize_url: str, login: str, password: str, http: Http) -> str:
+    """Completes the emulator's sign-in and consent page as the admin would; returns the redirect."""
+    parsed = urllib.parse.urlsplit(authorize_url)
+    form = dict(urllib.parse.parse_qsl(parsed.query))
+    form.update({"login": login, "passwd": password, "action": "accept"})
+    endpoint = urllib.parse.urlunsplit((parsed.scheme, parsed.netloc, parsed.path, "", ""))
+    status, headers, _ = http.call("POST", endpoint, form=form, auth=False)
+    location = headers.get("Location") or headers.get("location")
+    if status != 302 or not location:
+        raise DemoFailure(f"sign-in page answered {status} without a redirect")
+    return location
+
+
+def enabled_accounts(emulator: Http) -> int:
+    """How many Contoso accounts can sign in, read from the emulator's raw state."""
+    tenant = emulator.json("GET", f"/_emulator/tenants/{CONTOSO_DOMAIN}")[1]
+    users = tenant.get("users", []) if isinstance(tenant, dict) else []
+    return sum(1 for u in users if u.get("properties", u).get("accountEnabled", True) and not u.get("deletedAt"))
+
+
+def find_schedule(wiring, function: str) -> str | None:
+    """The name of `function`'s first schedule event in devstack's wiring (read from template.yaml)."""
+    for item in wiring.get("schedules", []) if isinstance(wiring, dict) else []:
+        if str(item.get("function", "")).endswith(function):
+            return item.get("event")
+    return None
+
+
+def walkthrough(api: Http, emulator: Http) -> list[str]:
+    summary: list[str] = []
+
+    step(1, "Connect the Contoso tenant (OAuth 2.0 authorization code + PKCE, as its admin)")
+    # Access tokens of 10 minutes, so the 5-minute refresh schedule finds work in step 4.
+    emulator.json("PUT", "/_emulator/identity/settings", {"accessTokenLifetimeSeconds": 600})
+    status, body = api.json("POST", "/tenants", {"name": "Contoso"})
+    expect(status == 201, f"POST /tenants answered 201 with tenantId {body.get('tenantId') if isinstance(body, dict) else body}")
+    contoso_id = body["tenantId"]
+    say(f"   the admin opens: {body['authorizeUrl'][:110]}…")
+    callback = sign_in(body["authorizeUrl"], "admin@contoso.onmicrosoft.com", "Admin-Passw0rd!", emulator)
+    say("   the admin signs in and consents; Microsoft redirects the browser to our /oauth/callback")
+    status, tenant = api.json("GET", callback, auth=False)
+    expect(status == 200, "the callback verified state + PKCE, stored the tokens and claimed the domains")
+    say(f"   tenant: {json.dumps(tenant)[:300]}")
+    expect(tenant.get("status") == "active", "Contoso is active")
+    summary.append("connected Contoso through OAuth (state + PKCE verified, tokens in Secrets Manager)")
+
+    step(2, "Try the GoDaddy-operated Northwind tenant (all domains federated)")
+    status, body = api.json("POST", "/tenants", {"name": "Northwind"})
+    expect(status == 201, "POST /tenants answered 201")
+    callback = sign_in(body["authorizeUrl"], "admin@northwind.onmicrosoft.com", "Northwind-Adm1n!", emulator)
+    status, refusal = api.json("GET", callback, auth=False)
+    code = refusal.get("error", {}).get("code") if isinstance(refusal, dict) else None
+    expect(status == 422 and code == "federated_tenant_unsupported",
+           f"refused with {status} {code}: {refusal.get('error', {}).get('message', '') if isinstance(refusal, dict) else refusal}")
+    summary.append("refused the all-federated Northwind tenant with a clear reason")
+
+    step(3, "List the tenants")
+    status, tenants = api.json("GET", "/tenants")
+    expect(status == 200, "GET /tenants answered 200")
+    for t in tenants.get("tenants", tenants) if isinstance(tenants, dict) else tenants:
+        say(f"   {t.get('name'):<12} {t.get('status'):<24} domains: {[d.get('name') for d in t.get('domains', [])]}")
+
+    step(4, "Refresh tokens on schedule (the EventBridge rule of template.yaml, fired now by devstack)")
+    expiry_before = tenant.get("tokenExpiresAt")
+    say(f"   Contoso's access token expires at {expiry_before} (within the 15-minute refresh window)")
+    wiring = api.json("GET", "/_devstack/wiring")[1]
+    schedule = find_schedule(wiring, "TokenRefreshFunction")
+    expect(schedule is not None, f"template.yaml schedules TokenRefreshFunction ({schedule})")
+    time.sleep(1.1)  # token expiry has one-second resolution
+    status, _, raw = api.call("POST", f"/_devstack/schedules/TokenRefreshFunction/{schedule}")
+    outcome = json.loads(raw) if status == 200 else {}
+    expect(outcome.get("ok") is True, f"the token-refresh schedule ran: {raw.decode(errors='replace')[:200]}")
+    status, tenant = api.json("GET", f"/tenants/{contoso_id}")
+    expect(tenant.get("tokenExpiresAt") != expiry_before,
+           f"the rotated tokens were saved: expiry now {tenant.get('tokenExpiresAt')}")
+    summary.append("refreshed Contoso's tokens on schedule, rotated refresh token saved before use")
+
+    step(5, "Deauthorize Contoso: tokens deleted, M365 accounts untouched")
+    counters = f"/_emulator/tenants/{CONTOSO_DOMAIN}/requests"
+    graph_before = emulator.json("GET", counters)[1].get("graph", 0)
+    enabled_before = enabled_accounts(emulator)
+    status, _, _ = api.call("DELETE", f"/tenants/{contoso_id}")
+    expect(status in (200, 204), f"DELETE /tenants/{{id}} answered {status}")
+    status, tenant = api.json("GET", f"/tenants/{contoso_id}")
+    expect(tenant.get("status") == "deauthorized", "Contoso is deauthorized")
+    graph_after = emulator.json("GET", counters)[1].get("graph", 0)
+    expect(graph_after == graph_before, f"no Graph request was made ({graph_before} before, {graph_after} after)")
+    expect(enabled_accounts(emulator) == enabled_before, f"all {enabled_before} M365 accounts are still enabled")
+    summary.append("deauthorized Contoso without a single Graph call: every M365 account still enabled")
+    return summary
+
+
+def serve_until_interrupted(api: str, token: str, emulator: str) -> None:
+    say()
+    say(f"API      {api}")
+    say(f"token    {token}")
+    say(f"emulator {emulator}  (admin@contoso.onmicrosoft.com / Admin-Passw0rd! signs in on the consent page)")
+    say()
+    say("Try:")
+    say(f"  curl -s -H 'authorization: Bearer {token}' -H 'content-type: application/json' -d '{{\"name\":\"Contoso\"}}' {api}/tenants")
+    say("  open the authorizeUrl it returns in a browser, sign in, consent; then:")
+    say(f"  curl -s -H 'authorization: Bearer {token}' {api}/tenants")
+    say(f"  curl -s {emulator}/_emulator/state | head -c 2000")
+    say()
+    say("Ctrl-C stops everything.")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        say("stopping")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quiet-logs", action="store_true", help="send service logs to a file")
+    parser.add_argument("--local", action="store_true",
+                        help="start the stack, print how to reach it and keep it running until Ctrl-C")
+    args = parser.parse_args()
+    moto = os.environ.get("AWS_ENDPOINT_URL")
+    if not moto:
+        say("demo: AWS_ENDPOINT_URL is not set; run it through `make demo`")
+        return 2
+
+    processes: list[subprocess.Popen] = []
+    workdir = Path(tempfile.mkdtemp(prefix="m365-demo-"))
+    logs = open(workdir / "services.log", "w") if args.quiet_logs else None  # noqa: SIM115
+
+    def stop(*_: object) -> None:
+        for process in reversed(processes):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        emulator_port, api_port = free_port(), free_port()
+        api_base = f"http://127.0.0.1:{api_port}"
+        redirect = f"{api_base}/oauth/callback"
+        seed = workdir / "seed.json"
+        demo_seed(seed, redirect)
+
+        say("m365-sync demo: moto (DynamoDB, SQS, Secrets Manager) at " + moto)
+        emulator = subprocess.Popen(
+            [str(TARGET / "debug/m365-emulator"), "--port", str(emulator_port), "--seed", str(seed)],
+            stdout=subprocess.PIPE, stderr=logs, text=True,
+        )
+        processes.append(emulator)
+        wait_for_line(emulator, "m365-emulator listening", 30)
+        emulator_base = f"http://127.0.0.1:{emulator_port}"
+        say(f"m365-emulator (Microsoft Graph + identity platform) at {emulator_base}, {DEMO_USERS + 3} Contoso users")
+
+        client_secret = json.dumps({"client_id": APP_ID, "client_secret": APP_SECRET, "redirect_uri": redirect})
+        devstack = subprocess.Popen(
+            [
+                str(TARGET / "debug/devstack"), "--template", str(ROOT / "template.yaml"), "--moto", moto,
+                "--port", str(api_port),
+                "--env", f"M365_GRAPH_BASE_URL={emulator_base}/v1.0",
+                "--env", f"M365_IDENTITY_BASE_URL={emulator_base}",
+                "--env", f"M365_OAUTH_REDIRECT_URI={redirect}",
+                "--secret", f"OAuthClientSecret={client_secret}",
+            ],
+            stdout=subprocess.PIPE, stderr=logs, text=True, cwd=ROOT,
+        )
+        processes.append(devstack)
+        seen = wait_for_line(devstack, "devstack ready", 600)
+        token = seen.get("token", "")
+        say(f"devstack (template.yaml's API routes, queues and schedules) at {seen.get('api', api_base)}")
+
+        if args.local:
+            serve_until_interrupted(api_base, token, emulator_base)
+            return 0
+        summary = walkthrough(Http(api_base, token), Http(emulator_base))
+        say()
+        say("== Summary")
+        for line in summary:
+            say(f"   - {line}")
+        say(f"demo finished: {len(summary)} steps succeeded")
+        return 0
+    except DemoFailure as failure:
+        say(f"\ndemo FAILED: {failure}")
+        if logs:
+            say(f"service logs: {workdir / 'services.log'}")
+        return 1
+    finally:
+        stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
