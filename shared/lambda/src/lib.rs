@@ -7,6 +7,7 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod graph;
+pub mod provision;
 pub mod telemetry;
 
 pub use app::{App, AppError};

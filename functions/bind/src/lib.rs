@@ -1,0 +1,94 @@
+//! The `bind` function (DESIGN §3, §4 "bind"): `PUT /users/{userId}/binding` with an optional
+//! `{"welcome": bool}` binds a directory user to the tenant its email domain routes to — create,
+//! adopt or unblock (R-BIND-1..4, R-BIND-6, R-BIND-8) — and `GET /users/{userId}/binding` shows
+//! the binding (state, tenant, M365 object id, last error).
+//!
+//! The tenant is never taken from the caller: routing by the user's stored email decides
+//! (R-BIND-1); a body with any other field is refused (R-SAFE-1). Answers: `200` done or
+//! unchanged, `202` pending on the retry queue, `4xx` with a code otherwise.
+
+use lambda_http::http::Method;
+use lambda_http::{Body, Request, Response};
+use m365_engine::Error;
+use m365_engine::error::Entity;
+use m365_engine::ports::{BindingStore, Clock};
+use m365_engine::usecase::bind::{Bind, BindRequest};
+use m365_lambda::api;
+use m365_lambda::provision::{self, BindingView, Provisioning};
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PutBinding {
+    welcome: Option<bool>,
+}
+
+/// Handles one API Gateway request; every outcome is a response.
+///
+/// # Errors
+/// Never: the `Result` is what `lambda_http::service_fn` expects.
+#[tracing::instrument(skip_all, fields(http.method = %request.method()))]
+pub async fn handle<C: Clock>(
+    deps: &Provisioning<C>,
+    request: Request,
+) -> Result<Response<Body>, lambda_http::Error> {
+    let segments = provision::segments(&request);
+    let path: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let response = match (request.method(), path.as_slice()) {
+        (&Method::PUT, ["users", id, "binding"]) => put(deps, &request, id).await,
+        (&Method::GET, ["users", id, "binding"]) => get(deps, id).await,
+        _ => provision::no_route("bind"),
+    };
+    tracing::info!(
+        http.status = response.status().as_u16(),
+        "bind request handled"
+    );
+    Ok(response)
+}
+
+async fn put<C: Clock>(deps: &Provisioning<C>, request: &Request, raw: &str) -> Response<Body> {
+    let user_id = match provision::user_id(raw) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    // An empty body means the defaults (welcome notification sent).
+    let body: PutBinding = if provision::body_bytes(request)
+        .iter()
+        .all(u8::is_ascii_whitespace)
+    {
+        PutBinding::default()
+    } else {
+        match provision::json_body(request) {
+            Ok(b) => b,
+            Err(r) => return r,
+        }
+    };
+    let app = &deps.app;
+    let bind = Bind {
+        fx: deps.effects(),
+        users: &app.users,
+        tenants: &app.tenants,
+        directory: &deps.directory,
+        sealer: &app.sealer,
+        notifier: &app.notifier,
+    };
+    let request = BindRequest {
+        welcome: body.welcome.unwrap_or(true),
+    };
+    match bind.bind(&user_id, request).await {
+        Ok(outcome) => provision::outcome_response(&outcome),
+        Err(e) => api::engine_error(&e),
+    }
+}
+
+async fn get<C: Clock>(deps: &Provisioning<C>, raw: &str) -> Response<Body> {
+    let user_id = match provision::user_id(raw) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    match deps.app.bindings.get(&user_id).await {
+        Ok(Some(b)) => api::json(lambda_http::http::StatusCode::OK, &BindingView::from(&b)),
+        Ok(None) => api::engine_error(&Error::not_found(Entity::Binding, user_id)),
+        Err(e) => api::engine_error(&e),
+    }
+}

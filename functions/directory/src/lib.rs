@@ -1,0 +1,425 @@
+//! The `directory` function (DESIGN §3): the company directory and its audit trail.
+//!
+//! - `PUT /users/{userId}` upserts a directory user (`email`, `displayName` required; `givenName`,
+//!   `surname`, `jobTitle`, `department`, `state` optional). When the user is bound and an
+//!   attribute changed, the change is pushed to M365 → `user_update_provision` (R-BIND-7). The
+//!   email of a user with a live binding cannot change (it is the UPN the tenant was routed by).
+//! - `GET /users/{userId}` shows the user (never the sealed password: only whether one is set).
+//! - `PUT /groups/{groupId}` upserts a directory group (`name`, `members`).
+//! - `GET /events?userId=|tenantId=|type=` (exactly one) with `since` (RFC 3339), `cursor`,
+//!   `limit`: events newest first (R-AUD-1).
+//! - `GET /tenants/{tenantId}/failures?cursor=&limit=`: failures with Graph's request id.
+//!
+//! Every route validates its input first and answers a 4xx with a code and a message, writing
+//! nothing (R-SAFE-1). `GET /users/{userId}/binding` is served by the `bind` function.
+
+// Handlers short-circuit with the finished 4xx response as their error (built at most once per
+// request), so `Result<_, Response>` is the natural shape here.
+#![allow(clippy::result_large_err)]
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Request, RequestExt, Response};
+use m365_engine::Error;
+use m365_engine::error::{Entity, FieldProblem, InvalidInput};
+use m365_engine::model::{
+    BindingState, DEFAULT_PAGE_LIMIT, DirectoryUser, Email, Event, EventKind, Failure, Group,
+    GroupId, PageRequest, PageToken, TenantId, UserId, UserState,
+};
+use m365_engine::ports::{
+    BindingStore, Clock, EventFilter, EventQuery, EventStore, FailureStore, GroupStore, UserStore,
+};
+use m365_engine::usecase::update::{UpdateAttributes, attributes_changed};
+use m365_lambda::api;
+use m365_lambda::provision::{self, Provisioning};
+use serde::{Deserialize, Serialize};
+
+/// Most members a group may list in one request.
+pub const MAX_GROUP_MEMBERS: usize = 1_000;
+/// Largest page a listing answers.
+pub const MAX_LIMIT: u32 = 100;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PutUser {
+    email: String,
+    display_name: String,
+    given_name: Option<String>,
+    surname: Option<String>,
+    job_title: Option<String>,
+    department: Option<String>,
+    state: Option<UserState>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PutGroup {
+    name: String,
+    #[serde(default)]
+    members: Vec<String>,
+}
+
+/// A directory user as the API shows it (no password material, ever).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView {
+    /// Caller-chosen id.
+    pub user_id: String,
+    /// Email (the UPN in M365).
+    pub email: String,
+    /// Display name.
+    pub display_name: String,
+    /// Given name.
+    pub given_name: Option<String>,
+    /// Surname.
+    pub surname: Option<String>,
+    /// Job title.
+    pub job_title: Option<String>,
+    /// Department.
+    pub department: Option<String>,
+    /// `active` or `disabled`.
+    pub state: UserState,
+    /// Whether a directory password is set.
+    pub password_set: bool,
+    /// When it was last set.
+    pub password_changed_at: Option<DateTime<Utc>>,
+    /// Store version.
+    pub version: u64,
+}
+
+impl From<&DirectoryUser> for UserView {
+    fn from(u: &DirectoryUser) -> Self {
+        Self {
+            user_id: u.id.to_string(),
+            email: u.email.to_string(),
+            display_name: u.display_name.clone(),
+            given_name: u.given_name.clone(),
+            surname: u.surname.clone(),
+            job_title: u.job_title.clone(),
+            department: u.department.clone(),
+            state: u.state,
+            password_set: u.password.is_some(),
+            password_changed_at: u.password_changed_at,
+            version: u.version,
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UserUpserted {
+    user: UserView,
+    /// What happened in M365: `not_bound`, `unchanged`, or the push's outcome name.
+    sync: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GroupView {
+    group_id: String,
+    name: String,
+    members: Vec<String>,
+    version: u64,
+}
+
+impl From<&Group> for GroupView {
+    fn from(g: &Group) -> Self {
+        Self {
+            group_id: g.id.to_string(),
+            name: g.name.clone(),
+            members: g.members.iter().map(ToString::to_string).collect(),
+            version: g.version,
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Events<'a> {
+    events: &'a [Event],
+    next_cursor: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Failures<'a> {
+    failures: &'a [Failure],
+    next_cursor: Option<&'a str>,
+}
+
+/// Handles one API Gateway request; every outcome is a response.
+///
+/// # Errors
+/// Never: the `Result` is what `lambda_http::service_fn` expects.
+#[tracing::instrument(skip_all, fields(http.method = %request.method()))]
+pub async fn handle<C: Clock>(
+    deps: &Provisioning<C>,
+    request: Request,
+) -> Result<Response<Body>, lambda_http::Error> {
+    let segments = provision::segments(&request);
+    let path: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let result = match (request.method(), path.as_slice()) {
+        (&Method::PUT, ["users", id]) => put_user(deps, &request, id).await,
+        (&Method::GET, ["users", id]) => get_user(deps, id).await,
+        (&Method::PUT, ["groups", id]) => put_group(deps, &request, id).await,
+        (&Method::GET, ["events"]) => events(deps, &request).await,
+        (&Method::GET, ["tenants", id, "failures"]) => failures(deps, &request, id).await,
+        _ => Ok(provision::no_route("directory")),
+    };
+    let response = result.unwrap_or_else(|e| e);
+    tracing::info!(
+        http.status = response.status().as_u16(),
+        "directory request handled"
+    );
+    Ok(response)
+}
+
+type Answer = Result<Response<Body>, Response<Body>>;
+
+fn engine(e: impl Into<Error>) -> Response<Body> {
+    api::engine_error(&e.into())
+}
+
+fn field(field: &'static str, problem: FieldProblem) -> Response<Body> {
+    engine(InvalidInput::Field { field, problem })
+}
+
+fn blank_to_none(v: Option<String>) -> Option<String> {
+    v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+async fn put_user<C: Clock>(deps: &Provisioning<C>, request: &Request, raw: &str) -> Answer {
+    let id = provision::user_id(raw)?;
+    let body: PutUser = provision::json_body(request)?;
+    let email = Email::parse(body.email.trim()).map_err(engine)?;
+    let mut user = DirectoryUser::new(id.clone(), email, body.display_name.trim());
+    user.given_name = blank_to_none(body.given_name);
+    user.surname = blank_to_none(body.surname);
+    user.job_title = blank_to_none(body.job_title);
+    user.department = blank_to_none(body.department);
+    user.state = body.state.unwrap_or_default();
+    user.validate().map_err(engine)?;
+
+    let users = &deps.app.users;
+    let before = users.get(&id).await.map_err(engine)?;
+    let binding = deps.app.bindings.get(&id).await.map_err(engine)?;
+    let (stored, status) = match &before {
+        None => (
+            users.create(&user).await.map_err(engine)?,
+            StatusCode::CREATED,
+        ),
+        Some(old) => {
+            let live = binding.as_ref().is_some_and(|b| {
+                !matches!(
+                    b.state,
+                    BindingState::Unselected | BindingState::DeletedInM365
+                )
+            });
+            if live && old.email != user.email {
+                return Err(api::error(
+                    StatusCode::CONFLICT,
+                    "email_change_while_bound",
+                    "the email of a bound user is its M365 user principal name and cannot change; \
+                     unbind first",
+                ));
+            }
+            if !attributes_changed(old, &user) && old.email == user.email {
+                return Ok(api::json(
+                    StatusCode::OK,
+                    &UserUpserted {
+                        user: UserView::from(old),
+                        sync: "unchanged",
+                    },
+                ));
+            }
+            user.password = old.password.clone();
+            user.password_changed_at = old.password_changed_at;
+            (
+                users.replace(&user, old.version).await.map_err(engine)?,
+                StatusCode::OK,
+            )
+        }
+    };
+    let changed = before
+        .as_ref()
+        .is_some_and(|old| attributes_changed(old, &stored));
+    let sync = if binding.is_none() {
+        "not_bound"
+    } else if !changed {
+        "unchanged"
+    } else {
+        let update = UpdateAttributes {
+            fx: deps.effects(),
+            users,
+            directory: &deps.directory,
+        };
+        // The user is stored either way; a failed push is on the binding and the retry queue.
+        match update.push(&id).await {
+            Ok(outcome) => outcome.as_str(),
+            Err(e) => {
+                tracing::warn!(error.code = e.code(), "attribute push not started");
+                "not_pushed"
+            }
+        }
+    };
+    Ok(api::json(
+        status,
+        &UserUpserted {
+            user: UserView::from(&stored),
+            sync,
+        },
+    ))
+}
+
+async fn get_user<C: Clock>(deps: &Provisioning<C>, raw: &str) -> Answer {
+    let id = provision::user_id(raw)?;
+    match deps.app.users.get(&id).await.map_err(engine)? {
+        Some(u) => Ok(api::json(StatusCode::OK, &UserView::from(&u))),
+        None => Err(engine(Error::not_found(Entity::User, id))),
+    }
+}
+
+async fn put_group<C: Clock>(deps: &Provisioning<C>, request: &Request, raw: &str) -> Answer {
+    let id = GroupId::parse(raw)
+        .map_err(|e| api::error(StatusCode::BAD_REQUEST, e.code(), &e.to_string()))?;
+    let body: PutGroup = provision::json_body(request)?;
+    if body.members.len() > MAX_GROUP_MEMBERS {
+        return Err(field(
+            "members",
+            FieldProblem::TooLong {
+                max: MAX_GROUP_MEMBERS,
+            },
+        ));
+    }
+    let members = body
+        .members
+        .iter()
+        .map(|m| UserId::parse(m.as_str()))
+        .collect::<Result<BTreeSet<_>, _>>()
+        .map_err(engine)?;
+    let mut group = Group::new(id.clone(), body.name.trim(), members);
+    group.validate().map_err(engine)?;
+    let groups = &deps.app.groups;
+    let (stored, status) = match groups.get(&id).await.map_err(engine)? {
+        None => (
+            groups.create(&group).await.map_err(engine)?,
+            StatusCode::CREATED,
+        ),
+        Some(old) => {
+            group.version = old.version;
+            if old.name == group.name && old.members == group.members {
+                (old, StatusCode::OK)
+            } else {
+                (
+                    groups
+                        .replace(&group, group.version)
+                        .await
+                        .map_err(engine)?,
+                    StatusCode::OK,
+                )
+            }
+        }
+    };
+    Ok(api::json(status, &GroupView::from(&stored)))
+}
+
+fn page(request: &Request) -> Result<PageRequest, Response<Body>> {
+    let query = request.query_string_parameters();
+    let limit = match query.first("limit").map(str::parse::<u32>) {
+        None => DEFAULT_PAGE_LIMIT,
+        Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
+        Some(_) => {
+            return Err(field(
+                "limit",
+                FieldProblem::TooLong {
+                    max: MAX_LIMIT as usize,
+                },
+            ));
+        }
+    };
+    Ok(match query.first("cursor") {
+        Some(c) if c.len() > 2048 => return Err(engine(InvalidInput::Cursor)),
+        Some(c) => PageRequest::after(PageToken::new(c), limit),
+        None => PageRequest::first(limit),
+    })
+}
+
+async fn events<C: Clock>(deps: &Provisioning<C>, request: &Request) -> Answer {
+    let query = request.query_string_parameters();
+    let filters = [
+        query
+            .first("userId")
+            .map(|v| UserId::parse(v).map(EventFilter::User).map_err(engine)),
+        query
+            .first("tenantId")
+            .map(|v| TenantId::parse(v).map(EventFilter::Tenant).map_err(engine)),
+        query.first("type").map(|v| {
+            v.parse::<EventKind>()
+                .map(EventFilter::Kind)
+                .map_err(|e| engine(InvalidInput::from(e)))
+        }),
+    ];
+    let mut given = filters.into_iter().flatten();
+    let filter = match (given.next(), given.next()) {
+        (Some(f), None) => f?,
+        _ => {
+            return Err(api::error(
+                StatusCode::BAD_REQUEST,
+                "invalid_filter",
+                "give exactly one of userId, tenantId or type",
+            ));
+        }
+    };
+    let since = match query.first("since") {
+        None => None,
+        Some(s) => Some(
+            DateTime::parse_from_rfc3339(s)
+                .map_err(|_| {
+                    api::error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_since",
+                        "since must be an RFC 3339 time such as 2026-11-27T15:00:00Z",
+                    )
+                })?
+                .with_timezone(&Utc),
+        ),
+    };
+    let page = page(request)?;
+    let found = deps
+        .app
+        .events
+        .query(&EventQuery {
+            filter,
+            since,
+            page,
+        })
+        .await
+        .map_err(engine)?;
+    Ok(api::json(
+        StatusCode::OK,
+        &Events {
+            events: &found.items,
+            next_cursor: found.next.as_ref().map(PageToken::as_str),
+        },
+    ))
+}
+
+async fn failures<C: Clock>(deps: &Provisioning<C>, request: &Request, raw: &str) -> Answer {
+    let tenant = TenantId::parse(raw).map_err(engine)?;
+    let page = page(request)?;
+    let found = deps
+        .app
+        .failures
+        .list_by_tenant(&tenant, &page)
+        .await
+        .map_err(engine)?;
+    Ok(api::json(
+        StatusCode::OK,
+        &Failures {
+            failures: &found.items,
+            next_cursor: found.next.as_ref().map(PageToken::as_str),
+        },
+    ))
+}

@@ -1,0 +1,84 @@
+//! The `password-push` function (DESIGN §3, §4 "password"): `POST /users/{userId}/password`
+//! with `{"password"}` validates the password against the directory and Entra policies (a
+//! refusal is `400 password_policy` naming every broken rule, and nothing is stored, R-PWD-1),
+//! seals it (AES-256-GCM), stores it on the user and, for a bound user, pushes it to M365 with
+//! `forceChangePasswordNextSignIn=false` → `user_password_update_provision` (R-PWD-2); a
+//! `suspended` account is re-enabled (R-PWD-4). Answers `204` (stored; pushed, or queued for a
+//! retry when M365 was unavailable).
+//!
+//! The password is a `SecretString` from the moment it is decoded: it never reaches a log, an
+//! error body or a queue message (R-SAFE-2).
+
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+use m365_engine::ports::Clock;
+use m365_engine::usecase::Outcome;
+use m365_engine::usecase::password::SetPassword;
+use m365_lambda::api;
+use m365_lambda::provision::{self, Provisioning};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PostPassword {
+    password: SecretString,
+}
+
+/// Handles one API Gateway request; every outcome is a response.
+///
+/// # Errors
+/// Never: the `Result` is what `lambda_http::service_fn` expects.
+#[tracing::instrument(skip_all, fields(http.method = %request.method()))]
+pub async fn handle<C: Clock>(
+    deps: &Provisioning<C>,
+    request: Request,
+) -> Result<Response<Body>, lambda_http::Error> {
+    let segments = provision::segments(&request);
+    let path: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let response = match (request.method(), path.as_slice()) {
+        (&Method::POST, ["users", id, "password"]) => post(deps, &request, id).await,
+        _ => provision::no_route("password-push"),
+    };
+    tracing::info!(
+        http.status = response.status().as_u16(),
+        "password request handled"
+    );
+    Ok(response)
+}
+
+async fn post<C: Clock>(deps: &Provisioning<C>, request: &Request, raw: &str) -> Response<Body> {
+    let user_id = match provision::user_id(raw) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let body: PostPassword = match provision::json_body(request) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let set = SetPassword {
+        fx: deps.effects(),
+        users: &deps.app.users,
+        directory: &deps.directory,
+        sealer: &deps.app.sealer,
+        policy: &deps.password_policy,
+    };
+    match set.set(&user_id, &body.password).await {
+        Ok(done) => match done.push {
+            // The password is stored; a push that failed for good shows on the binding.
+            Outcome::Failed { code, .. } => api::error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                code,
+                "the password was stored but M365 refused it; see the binding's last error",
+            ),
+            _ => no_content(),
+        },
+        Err(e) => api::engine_error(&e),
+    }
+}
+
+fn no_content() -> Response<Body> {
+    let mut response = Response::new(Body::Empty);
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response
+}

@@ -1,0 +1,307 @@
+//! The wiring shared by the provisioning functions (`bind`, `unbind`, `password-push`,
+//! `directory`, `retry-worker`): the AWS adapters of [`App`], the `Directory` over Graph, a clock,
+//! randomness and the retry policy, from which each handler builds its use case per request; and
+//! the request helpers of their HTTP routes (path, bounded JSON bodies with unknown fields
+//! refused, R-SAFE-1).
+
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Request, RequestExt, Response};
+use m365_aws::{DynamoBindings, DynamoEvents, DynamoFailures, DynamoLedger, SqsRetryQueue};
+use m365_engine::model::{Binding, BindingError, UserId};
+use m365_engine::policy::password::DirectoryPasswordPolicy;
+use m365_engine::ports::{Clock, SystemClock, ThreadRandom};
+use m365_engine::usecase::{Effects, Outcome, RetryPolicy};
+use serde::de::DeserializeOwned;
+
+use crate::graph::VaultDirectory;
+use crate::{App, AppError, GraphApp, GraphConfig, GraphSetupError, api};
+
+/// Largest request body accepted (bytes); a larger one is refused with `body_too_large`.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// The [`Effects`] of the deployed adapters.
+pub type DeployedEffects<'a, C> = Effects<
+    'a,
+    DynamoBindings,
+    DynamoEvents,
+    DynamoFailures,
+    DynamoLedger,
+    SqsRetryQueue,
+    C,
+    ThreadRandom,
+>;
+
+/// Everything a provisioning use case needs, built once per cold start.
+#[derive(Debug, Clone)]
+pub struct Provisioning<C = SystemClock> {
+    /// The AWS adapters.
+    pub app: App,
+    /// M365 through Graph.
+    pub directory: VaultDirectory,
+    /// Time (tests drive a manual clock).
+    pub clock: C,
+    /// Jitter and generated passwords.
+    pub random: ThreadRandom,
+    /// How operations are retried.
+    pub retry: RetryPolicy,
+    /// The directory password policy.
+    pub password_policy: DirectoryPasswordPolicy,
+}
+
+/// Why a provisioning function could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The AWS side.
+    #[error(transparent)]
+    App(#[from] AppError),
+    /// The Graph side.
+    #[error(transparent)]
+    Graph(#[from] GraphSetupError),
+}
+
+impl Provisioning<SystemClock> {
+    /// Reads the configuration and builds every client once (cold start).
+    ///
+    /// # Errors
+    /// [`StartError`] for a missing variable or an unreadable OAuth client secret.
+    pub async fn from_env() -> Result<Self, StartError> {
+        let app = App::from_env().await?;
+        let graph = GraphApp::load(&app, &GraphConfig::from_env()).await?;
+        Ok(Self::from_app(&app, &graph))
+    }
+
+    /// The wiring of an already built [`App`] and [`GraphApp`], on the system clock with the
+    /// product's default retry and password policies.
+    #[must_use]
+    pub fn from_app(app: &App, graph: &GraphApp) -> Self {
+        Self::with_clock(app, graph, SystemClock)
+    }
+}
+
+impl<C: Clock> Provisioning<C> {
+    /// The wiring on another clock.
+    #[must_use]
+    pub fn with_clock(app: &App, graph: &GraphApp, clock: C) -> Self {
+        Self {
+            app: app.clone(),
+            directory: graph.directory.clone(),
+            clock,
+            random: ThreadRandom,
+            retry: RetryPolicy::default(),
+            password_policy: DirectoryPasswordPolicy::default(),
+        }
+    }
+
+    /// The outcome-recording ports of a use case.
+    #[must_use]
+    pub fn effects(&self) -> DeployedEffects<'_, C> {
+        Effects {
+            bindings: &self.app.bindings,
+            events: &self.app.events,
+            failures: &self.app.failures,
+            ledger: &self.app.ledger,
+            queue: &self.app.retry_queue,
+            clock: &self.clock,
+            random: &self.random,
+            policy: &self.retry,
+        }
+    }
+}
+
+/// The request's path split into its non-empty segments (the raw path when API Gateway gives
+/// one, so percent-encoded ids stay as sent).
+#[must_use]
+pub fn segments(request: &Request) -> Vec<String> {
+    let path = match request.raw_http_path() {
+        "" => request.uri().path().to_owned(),
+        raw => raw.to_owned(),
+    };
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The body's bytes.
+#[must_use]
+pub fn body_bytes(request: &Request) -> &[u8] {
+    match request.body() {
+        Body::Text(t) => t.as_bytes(),
+        Body::Binary(b) => b,
+        _ => &[],
+    }
+}
+
+/// Decodes a JSON body into `T` (whose type should refuse unknown fields); a 4xx answer for an
+/// oversized, empty or malformed body (R-SAFE-1). The serde message names the field or position,
+/// never echoes the value.
+///
+/// # Errors
+/// The 400 (or 413) response to send back.
+#[allow(
+    clippy::result_large_err,
+    reason = "the error is the finished 4xx response, built at most once per request"
+)]
+pub fn json_body<T: DeserializeOwned>(request: &Request) -> Result<T, Response<Body>> {
+    let bytes = body_bytes(request);
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(api::error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            &format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+        ));
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(api::error(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "a JSON body is required",
+        ));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        let message = match e.classify() {
+            serde_json::error::Category::Data => format!("the body is not the expected JSON: {e}"),
+            _ => format!(
+                "the body is not valid JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            ),
+        };
+        api::error(StatusCode::BAD_REQUEST, "invalid_json", &message)
+    })
+}
+
+/// Parses a user id from the path; a 400 `invalid_id` otherwise.
+///
+/// # Errors
+/// The 400 response to send back.
+#[allow(
+    clippy::result_large_err,
+    reason = "the error is the finished 4xx response, built at most once per request"
+)]
+pub fn user_id(raw: &str) -> Result<UserId, Response<Body>> {
+    UserId::parse(raw).map_err(|e| api::error(StatusCode::BAD_REQUEST, e.code(), &e.to_string()))
+}
+
+/// The 404 of an unknown route.
+#[must_use]
+pub fn no_route(function: &str) -> Response<Body> {
+    api::error(
+        StatusCode::NOT_FOUND,
+        "route_not_found",
+        &format!("no such route in the {function} function"),
+    )
+}
+
+/// A binding as the API shows it (`GET /users/{userId}/binding` and every bind/unbind answer).
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BindingView {
+    /// The bound user.
+    pub user_id: String,
+    /// The tenant the user's email domain routes to.
+    pub tenant_id: String,
+    /// `pending`, `provisioned`, `blocked`, `suspended`, `error`, `deleted_in_m365` or `unselected`.
+    pub state: &'static str,
+    /// The M365 account, once created or adopted.
+    pub m365_object_id: Option<String>,
+    /// Why it is `pending`.
+    pub pending_reason: Option<String>,
+    /// The last failure (code, message, Graph request id, time).
+    pub last_error: Option<BindingError>,
+}
+
+impl From<&Binding> for BindingView {
+    fn from(b: &Binding) -> Self {
+        Self {
+            user_id: b.user_id.to_string(),
+            tenant_id: b.tenant_id.to_string(),
+            state: b.state.as_str(),
+            m365_object_id: b.m365_object_id.as_ref().map(ToString::to_string),
+            pending_reason: b.pending_reason.clone(),
+            last_error: b.last_error.clone(),
+        }
+    }
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OutcomeView {
+    outcome: &'static str,
+    binding: Option<BindingView>,
+}
+
+/// The answer of an operation's [`Outcome`]: `200` when done, unchanged, already done or
+/// superseded; `202` when it waits on the retry queue or another worker holds it; `422` with its
+/// code when it failed for good. The body is `{"outcome", "binding"}`.
+#[must_use]
+pub fn outcome_response(outcome: &Outcome) -> Response<Body> {
+    let status = match outcome {
+        Outcome::Done { .. }
+        | Outcome::Unchanged { .. }
+        | Outcome::AlreadyDone { .. }
+        | Outcome::Superseded => StatusCode::OK,
+        Outcome::Deferred { .. } | Outcome::InProgress { .. } => StatusCode::ACCEPTED,
+        Outcome::Failed { code, binding, .. } => {
+            let message = binding
+                .last_error
+                .as_ref()
+                .map_or("the operation failed", |e| e.message.as_str());
+            return api::error(StatusCode::UNPROCESSABLE_ENTITY, code, message);
+        }
+    };
+    api::json(
+        status,
+        &OutcomeView {
+            outcome: outcome.as_str(),
+            binding: outcome.binding().map(BindingView::from),
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(body: &str) -> Request {
+        let mut r = Request::new(Body::Text(body.to_owned()));
+        *r.uri_mut() = "/users/alice/binding".parse().unwrap_or_default();
+        r
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Welcome {
+        #[allow(dead_code)]
+        welcome: Option<bool>,
+    }
+
+    #[test]
+    fn garbage_unknown_fields_and_oversized_bodies_are_refused_with_a_4xx() {
+        // R-SAFE-1
+        for (body, status) in [
+            ("{not json", 400),
+            ("", 400),
+            (r#"{"welcome": true, "tenantId": "x"}"#, 400),
+            (r#"{"welcome": "yes"}"#, 400),
+        ] {
+            let e = json_body::<Welcome>(&request(body)).expect_err(body);
+            assert_eq!(e.status().as_u16(), status, "{body}");
+        }
+        let big = format!(
+            r#"{{"welcome": true, "x": "{}"}}"#,
+            "a".repeat(MAX_BODY_BYTES)
+        );
+        let e = json_body::<Welcome>(&request(&big)).expect_err("too large");
+        assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(json_body::<Welcome>(&request(r#"{"welcome": false}"#)).is_ok());
+    }
+
+    #[test]
+    fn path_segments_and_oversized_ids_are_checked() {
+        // R-SAFE-1
+        assert_eq!(segments(&request("")), ["users", "alice", "binding"]);
+        assert!(user_id(&"a".repeat(65)).is_err());
+        assert!(user_id("alice").is_ok());
+    }
+}
