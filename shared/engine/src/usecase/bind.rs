@@ -363,6 +363,15 @@ where
                     Err(e) => self.fx.fail(run, binding, expect, e, BIND_FAILURE).await,
                 }
             }
+            // A 429 (or our own rate budget) means Graph did not run the request: nothing can
+            // have been created, so the next attempt may POST at once instead of waiting out the
+            // lookup grace meant for answers lost after a commit (graph-spec §7.1, §12).
+            Err(e @ Error::Throttled { .. }) => {
+                if let Some(f) = binding.in_flight.as_mut() {
+                    f.create_sent_at = None;
+                }
+                self.fx.fail(run, binding, expect, e, BIND_FAILURE).await
+            }
             Err(e) => self.fx.fail(run, binding, expect, e, BIND_FAILURE).await,
         }
     }
@@ -972,6 +981,29 @@ mod tests {
         assert_eq!(w.directory.create_calls(), 2);
         assert_eq!(w.directory.active_user_count(&w.tenant.id), 1);
         assert_eq!(w.binding("adele").await.state, BindingState::Provisioned);
+        assert_eq!(w.count_events(EventKind::UserCreateProvision), 1);
+    }
+
+    #[tokio::test]
+    async fn a_throttled_create_is_sent_again_at_the_next_retry_without_waiting_for_a_lookup() {
+        // R-BIND-6 (a 429 means Graph did not run the POST: no lost create to look for)
+        let mut w = World::new().await;
+        w.user("adele").await;
+        w.directory.pass_next_call();
+        w.directory.fail_next_call(throttled());
+        assert!(matches!(w.bind("adele").await, Outcome::Deferred { .. }));
+        let outcomes = w.drain().await;
+        assert_eq!(
+            outcomes.len(),
+            1,
+            "one retry finishes the bind: {outcomes:?}"
+        );
+        assert!(matches!(
+            &outcomes[0],
+            RetryOutcome::Ran(o) if matches!(&**o, Outcome::Done { change: Change::Created, .. })
+        ));
+        assert_eq!(w.directory.create_calls(), 2);
+        assert_eq!(w.directory.active_user_count(&w.tenant.id), 1);
         assert_eq!(w.count_events(EventKind::UserCreateProvision), 1);
     }
 
