@@ -164,6 +164,32 @@ def enabled_accounts(emulator: Http) -> int:
     return sum(1 for u in users if u.get("properties", u).get("accountEnabled", True) and not u.get("deletedAt"))
 
 
+def m365_users(emulator: Http) -> list[dict]:
+    """Contoso's M365 users as the emulator holds them (Graph properties plus `id`)."""
+    tenant = emulator.json("GET", f"/_emulator/tenants/{CONTOSO_DOMAIN}")[1]
+    users = tenant.get("users", []) if isinstance(tenant, dict) else []
+    return [{**u.get("properties", {}), **{k: v for k, v in u.items() if k != "properties"}} for u in users]
+
+
+def m365_user(emulator: Http, upn: str) -> dict:
+    for user in m365_users(emulator):
+        if user.get("userPrincipalName", "").lower() == upn.lower():
+            return user
+    raise DemoFailure(f"no M365 user {upn} in the emulator")
+
+
+def wait_for_binding(api: Http, user: str, state: str, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    binding: dict = {}
+    while time.monotonic() < deadline:
+        status, body = api.json("GET", f"/users/{user}/binding")
+        binding = (body.get("binding", body) if isinstance(body, dict) else {}) if status == 200 else {}
+        if binding.get("state") == state:
+            return binding
+        time.sleep(0.5)
+    return binding
+
+
 def find_schedule(wiring, function: str) -> str | None:
     """The name of `function`'s first schedule event in devstack's wiring (read from template.yaml)."""
     for item in wiring.get("schedules", []) if isinstance(wiring, dict) else []:
@@ -221,7 +247,79 @@ def walkthrough(api: Http, emulator: Http) -> list[str]:
            f"the rotated tokens were saved: expiry now {tenant.get('tokenExpiresAt')}")
     summary.append("refreshed Contoso's tokens on schedule, rotated refresh token saved before use")
 
-    step(5, "Deauthorize Contoso: tokens deleted, M365 accounts untouched")
+    step(5, "Directory users, and a password checked against the policies")
+    alice = {"email": "alice.new@contoso.com", "displayName": "Alice Newman", "givenName": "Alice",
+             "surname": "Newman", "jobTitle": "Engineer", "department": "R&D"}
+    status, body = api.json("PUT", "/users/alice", alice)
+    expect(status in (200, 201), f"PUT /users/alice answered {status} (a new employee, not in M365 yet)")
+    status, body = api.json("POST", "/users/alice/password", {"password": "short"})
+    error = body.get("error", {}) if isinstance(body, dict) else {}
+    expect(status == 400 and error.get("code") == "password_policy",
+           f"a weak password is refused, nothing stored: {error.get('message', '')[:160]}")
+    status, _, _ = api.call("POST", "/users/alice/password", {"password": "Corr3ct-Horse-Battery"})
+    expect(status == 204, "a compliant password is sealed (AES-256-GCM) and stored")
+    adele = {"email": "AdeleV@contoso.com", "displayName": "Adele Vance", "givenName": "Adele",
+             "surname": "Vance", "jobTitle": "Retail Manager", "department": "Sales"}
+    status, _ = api.json("PUT", "/users/adele", adele)
+    expect(status in (200, 201), "PUT /users/adele answered (she already has an M365 account)")
+
+    step(6, "Bind Alice while Microsoft Graph throttles: pending, then absorbed by the retry queue")
+    status, _ = emulator.json("POST", "/_emulator/faults",
+                              {"method": "POST", "path": "/v1.0/users", "kind": "429", "count": 2, "retryAfter": "1.5"})
+    expect(status < 300, "fault armed in the emulator")
+    say("   the emulator will answer the next 2 account creations with 429 + Retry-After: 1.5")
+    started = time.monotonic()
+    status, body = api.json("PUT", "/users/alice/binding", {"welcome": True})
+    binding = body.get("binding", {}) if isinstance(body, dict) else {}
+    expect(status == 202 and binding.get("state") == "pending",
+           f"PUT /users/alice/binding answered {status} {binding.get('state')}: {binding.get('pendingReason')}")
+    binding = wait_for_binding(api, "alice", "provisioned", 120)
+    expect(binding.get("state") == "provisioned",
+           f"the retry worker (SQS) finished the bind after {time.monotonic() - started:.1f} s")
+    accounts = [u for u in m365_users(emulator) if u.get("userPrincipalName", "").lower() == alice["email"]]
+    expect(len(accounts) == 1 and accounts[0].get("id") == binding.get("m365ObjectId"),
+           f"exactly one M365 account exists for Alice ({binding.get('m365ObjectId')})")
+    summary.append("bound Alice: a new M365 account, created through two 429s without failing the admin")
+
+    step(7, "Bind Adele, who already has an M365 account: adopted, not duplicated")
+    existing = m365_user(emulator, adele["email"])
+    status, body = api.json("PUT", "/users/adele/binding", {"welcome": False})
+    binding = body.get("binding", {}) if isinstance(body, dict) else {}
+    expect(status == 200 and binding.get("m365ObjectId") == existing.get("id"),
+           f"adopted her account {existing.get('id')} ({binding.get('state')})")
+    summary.append("bound Adele by adopting her existing account")
+
+    step(8, "Push a new password to Alice's M365 account")
+    before = m365_user(emulator, alice["email"]).get("lastPasswordChangeDateTime")
+    time.sleep(1.1)
+    status, _, _ = api.call("POST", "/users/alice/password", {"password": "N3w-Spring-Harvest"})
+    expect(status == 204, "POST /users/alice/password answered 204")
+    after = m365_user(emulator, alice["email"]).get("lastPasswordChangeDateTime")
+    expect(after != before, f"M365's lastPasswordChangeDateTime moved: {before} -> {after}")
+    summary.append("pushed Alice's new password to M365")
+
+    step(9, "Unbind Alice: sign-in blocked, account kept")
+    status, body = api.json("DELETE", "/users/alice/binding")
+    binding = body.get("binding", {}) if isinstance(body, dict) else {}
+    expect(status == 200 and binding.get("state") == "blocked", f"DELETE /users/alice/binding: {binding.get('state')}")
+    account = m365_user(emulator, alice["email"])
+    expect(account.get("accountEnabled") is False and account.get("id"),
+           "her M365 account still exists with accountEnabled=false")
+    summary.append("unbound Alice: sign-in blocked, nothing deleted")
+
+    step(10, "The audit trail")
+    status, body = api.json("GET", f"/events?tenantId={contoso_id}")
+    events = body.get("events", []) if isinstance(body, dict) else []
+    expect(status == 200 and events, f"GET /events?tenantId=… lists {len(events)} events, newest first")
+    for event in events:
+        say(f"   {event.get('at', '')[:19]}  {event.get('kind', event.get('type')):<32} {event.get('userId') or ''}")
+    kinds = {event.get("kind", event.get("type")) for event in events}
+    for kind in ("user_create_provision", "user_update_provision", "user_password_update_provision",
+                 "user_deprovision"):
+        expect(kind in kinds, f"{kind} recorded")
+    summary.append(f"recorded {len(events)} audit events for Contoso")
+
+    step(11, "Deauthorize Contoso: tokens deleted, M365 accounts untouched")
     counters = f"/_emulator/tenants/{CONTOSO_DOMAIN}/requests"
     graph_before = emulator.json("GET", counters)[1].get("graph", 0)
     enabled_before = enabled_accounts(emulator)
