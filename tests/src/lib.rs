@@ -38,7 +38,8 @@ pub const NORTHWIND_ADMIN: (&str, &str) = ("admin@northwind.onmicrosoft.com", "N
 /// Enabled Contoso users seeded for deauthorization checks.
 pub const CONTOSO_USERS: [&str; 3] = ["adele@contoso.com", "alex@contoso.com", "lynne@contoso.com"];
 
-fn seed() -> String {
+/// The harness's seed with `extra` users (Graph user JSON) added to Contoso.
+fn seed_with(extra: Vec<Value>) -> String {
     let roles = json!([
         "User.ReadWrite.All",
         "Group.ReadWrite.All",
@@ -46,10 +47,11 @@ fn seed() -> String {
         "Domain.Read.All",
         "Organization.Read.All"
     ]);
-    let users: Vec<Value> = CONTOSO_USERS
+    let mut users: Vec<Value> = CONTOSO_USERS
         .iter()
         .map(|upn| json!({"userPrincipalName": upn, "accountEnabled": true}))
         .collect();
+    users.extend(extra);
     json!({
         "applications": [{
             "appId": APP_ID,
@@ -134,7 +136,14 @@ impl Drop for Emulator {
 impl Emulator {
     /// Starts the emulator with the harness's seed.
     pub async fn start() -> Self {
-        let state = AppState::new(State::from_seed(Seed::from_json(&seed()).unwrap()).unwrap());
+        Self::start_with_users(Vec::new()).await
+    }
+
+    /// Starts the emulator with the harness's seed plus `extra` Contoso users (Graph user JSON,
+    /// e.g. a large tenant for import paging).
+    pub async fn start_with_users(extra: Vec<Value>) -> Self {
+        let state =
+            AppState::new(State::from_seed(Seed::from_json(&seed_with(extra)).unwrap()).unwrap());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
@@ -255,6 +264,11 @@ pub struct World {
 impl World {
     /// New tables and a new secret prefix on moto, a new emulator; `None` when moto is absent.
     pub async fn start() -> Option<Self> {
+        Self::start_with_users(Vec::new()).await
+    }
+
+    /// Like [`World::start`], with `extra` Contoso users seeded in the emulator.
+    pub async fn start_with_users(extra: Vec<Value>) -> Option<Self> {
         let sdk = moto().await?;
         let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
         let mut names = HashMap::new();
@@ -290,7 +304,7 @@ impl World {
             oauth_client_secret_id: "unused-oauth-client".to_owned(),
         };
         let app = App::with_sdk_config(config, sdk);
-        let emulator = Emulator::start().await;
+        let emulator = Emulator::start_with_users(extra).await;
         let graph = GraphApp::with_credentials(
             &app,
             &GraphConfig {

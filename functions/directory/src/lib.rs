@@ -5,7 +5,16 @@
 //!   attribute changed, the change is pushed to M365 → `user_update_provision` (R-BIND-7). The
 //!   email of a user with a live binding cannot change (it is the UPN the tenant was routed by).
 //! - `GET /users/{userId}` shows the user (never the sealed password: only whether one is set).
-//! - `PUT /groups/{groupId}` upserts a directory group (`name`, `members`).
+//! - `PUT /groups/{groupId}` upserts a directory group (`name`, `members`); when the group is
+//!   bound and its members changed, the adds and removes are pushed to its M365 security group
+//!   (R-GRP-1).
+//! - `GET /groups/{groupId}` shows the group with its binding.
+//! - `PUT /groups/{groupId}/binding` `{"tenantId"}` binds the group to a tenant: a security group
+//!   is created or adopted (by a mail nickname derived from the group id) and the members bound
+//!   to that tenant are mirrored; the others are skipped and listed with the reason (R-GRP-1).
+//!   `200` when mirrored, `202` while it waits on the retry queue (e.g. a new group's
+//!   replication lag), `422` with the code when it failed. `GET /groups/{groupId}/binding` shows
+//!   the binding state.
 //! - `GET /events?userId=|tenantId=|type=` (exactly one) with `since` (RFC 3339), `cursor`,
 //!   `limit`: events newest first (R-AUD-1).
 //! - `GET /tenants/{tenantId}/failures?cursor=&limit=`: failures with Graph's request id.
@@ -26,11 +35,12 @@ use m365_engine::Error;
 use m365_engine::error::{Entity, FieldProblem, InvalidInput};
 use m365_engine::model::{
     BindingState, DEFAULT_PAGE_LIMIT, DirectoryUser, Email, Event, EventKind, Failure, Group,
-    GroupId, PageRequest, PageToken, TenantId, UserId, UserState,
+    GroupBinding, GroupId, PageRequest, PageToken, TenantId, UserId, UserState,
 };
 use m365_engine::ports::{
     BindingStore, Clock, EventFilter, EventQuery, EventStore, FailureStore, GroupStore, UserStore,
 };
+use m365_engine::usecase::group_sync::{GroupOutcome, SyncGroup};
 use m365_engine::usecase::update::{UpdateAttributes, attributes_changed};
 use m365_lambda::api;
 use m365_lambda::provision::{self, Provisioning};
@@ -115,6 +125,12 @@ struct UserUpserted {
     sync: &'static str,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PutGroupBinding {
+    tenant_id: String,
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct GroupView {
@@ -122,6 +138,8 @@ struct GroupView {
     name: String,
     members: Vec<String>,
     version: u64,
+    /// The binding to a tenant's security group, once bound.
+    binding: Option<GroupBindingView>,
 }
 
 impl From<&Group> for GroupView {
@@ -131,8 +149,47 @@ impl From<&Group> for GroupView {
             name: g.name.clone(),
             members: g.members.iter().map(ToString::to_string).collect(),
             version: g.version,
+            binding: g.binding.as_ref().map(|b| GroupBindingView::of(&g.id, b)),
         }
     }
+}
+
+/// A group binding as the API shows it: the stored binding (camelCase) with the group's id.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GroupBindingView {
+    group_id: String,
+    #[serde(flatten)]
+    binding: GroupBinding,
+}
+
+impl GroupBindingView {
+    fn of(id: &GroupId, binding: &GroupBinding) -> Self {
+        Self {
+            group_id: id.to_string(),
+            binding: binding.clone(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GroupUpserted {
+    group: GroupView,
+    /// What happened in M365: `not_bound`, `unchanged`, or the push's outcome name.
+    sync: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GroupBound {
+    /// `done` or `deferred`.
+    outcome: &'static str,
+    /// `created`, `adopted` or `mirrored` when done.
+    change: Option<&'static str>,
+    added: usize,
+    removed: usize,
+    binding: Option<GroupBindingView>,
 }
 
 #[derive(Serialize)]
@@ -164,6 +221,9 @@ pub async fn handle<C: Clock>(
         (&Method::PUT, ["users", id]) => put_user(deps, &request, id).await,
         (&Method::GET, ["users", id]) => get_user(deps, id).await,
         (&Method::PUT, ["groups", id]) => put_group(deps, &request, id).await,
+        (&Method::GET, ["groups", id]) => get_group(deps, id).await,
+        (&Method::PUT, ["groups", id, "binding"]) => bind_group(deps, &request, id).await,
+        (&Method::GET, ["groups", id, "binding"]) => get_group_binding(deps, id).await,
         (&Method::GET, ["events"]) => events(deps, &request).await,
         (&Method::GET, ["tenants", id, "failures"]) => failures(deps, &request, id).await,
         _ => Ok(provision::no_route("directory")),
@@ -302,13 +362,17 @@ async fn put_group<C: Clock>(deps: &Provisioning<C>, request: &Request, raw: &st
     let mut group = Group::new(id.clone(), body.name.trim(), members);
     group.validate().map_err(engine)?;
     let groups = &deps.app.groups;
+    let mut members_changed = false;
     let (stored, status) = match groups.get(&id).await.map_err(engine)? {
         None => (
             groups.create(&group).await.map_err(engine)?,
             StatusCode::CREATED,
         ),
         Some(old) => {
+            members_changed = old.members != group.members;
             group.version = old.version;
+            // The binding is the sync's, not the caller's: it survives the upsert.
+            group.binding.clone_from(&old.binding);
             if old.name == group.name && old.members == group.members {
                 (old, StatusCode::OK)
             } else {
@@ -322,7 +386,119 @@ async fn put_group<C: Clock>(deps: &Provisioning<C>, request: &Request, raw: &st
             }
         }
     };
-    Ok(api::json(status, &GroupView::from(&stored)))
+    let (stored, sync) = if stored.binding.is_none() {
+        (stored, "not_bound")
+    } else if !members_changed {
+        (stored, "unchanged")
+    } else {
+        // The group is stored either way; a failed push is on the binding and the retry queue.
+        match group_sync(deps).push(&id).await {
+            Ok(outcome) => {
+                let name = outcome.as_str();
+                (outcome.group().cloned().unwrap_or(stored), name)
+            }
+            Err(e) => {
+                tracing::warn!(error.code = e.code(), "group membership push not started");
+                (stored, "not_pushed")
+            }
+        }
+    };
+    Ok(api::json(
+        status,
+        &GroupUpserted {
+            group: GroupView::from(&stored),
+            sync,
+        },
+    ))
+}
+
+type DeployedSync<'a, C> = SyncGroup<
+    'a,
+    m365_aws::DynamoBindings,
+    m365_aws::DynamoEvents,
+    m365_aws::DynamoFailures,
+    m365_aws::DynamoLedger,
+    m365_aws::SqsRetryQueue,
+    C,
+    m365_engine::ports::ThreadRandom,
+    m365_aws::DynamoGroups,
+    m365_aws::DynamoTenants,
+    m365_lambda::graph::VaultDirectory,
+>;
+
+fn group_sync<C: Clock>(deps: &Provisioning<C>) -> DeployedSync<'_, C> {
+    SyncGroup {
+        fx: deps.effects(),
+        groups: &deps.app.groups,
+        tenants: &deps.app.tenants,
+        directory: &deps.directory,
+    }
+}
+
+fn group_id(raw: &str) -> Result<GroupId, Response<Body>> {
+    GroupId::parse(raw).map_err(|e| api::error(StatusCode::BAD_REQUEST, e.code(), &e.to_string()))
+}
+
+async fn get_group<C: Clock>(deps: &Provisioning<C>, raw: &str) -> Answer {
+    let id = group_id(raw)?;
+    match deps.app.groups.get(&id).await.map_err(engine)? {
+        Some(g) => Ok(api::json(StatusCode::OK, &GroupView::from(&g))),
+        None => Err(engine(Error::not_found(Entity::Group, id))),
+    }
+}
+
+async fn get_group_binding<C: Clock>(deps: &Provisioning<C>, raw: &str) -> Answer {
+    let id = group_id(raw)?;
+    let group = deps
+        .app
+        .groups
+        .get(&id)
+        .await
+        .map_err(engine)?
+        .ok_or_else(|| engine(Error::not_found(Entity::Group, &id)))?;
+    match &group.binding {
+        Some(b) => Ok(api::json(StatusCode::OK, &GroupBindingView::of(&id, b))),
+        None => Err(engine(Error::not_found(Entity::Binding, &id))),
+    }
+}
+
+async fn bind_group<C: Clock>(deps: &Provisioning<C>, request: &Request, raw: &str) -> Answer {
+    let id = group_id(raw)?;
+    let body: PutGroupBinding = provision::json_body(request)?;
+    let tenant = TenantId::parse(body.tenant_id.trim()).map_err(engine)?;
+    let outcome = Box::pin(group_sync(deps).bind(&id, &tenant))
+        .await
+        .map_err(engine)?;
+    let view = |g: &Group| g.binding.as_ref().map(|b| GroupBindingView::of(&g.id, b));
+    let (status, change, added, removed) = match &outcome {
+        GroupOutcome::Synced {
+            change,
+            added,
+            removed,
+            ..
+        } => (StatusCode::OK, Some(change.as_str()), *added, *removed),
+        GroupOutcome::Deferred { .. } => (StatusCode::ACCEPTED, None, 0, 0),
+        GroupOutcome::Failed { code, group, .. } => {
+            let message = group
+                .binding
+                .as_ref()
+                .and_then(|b| b.last_error.as_ref())
+                .map_or("the group binding failed", |e| e.message.as_str());
+            return Err(api::error(StatusCode::UNPROCESSABLE_ENTITY, code, message));
+        }
+        // `bind` answers neither of these; shown as they are if it ever does.
+        GroupOutcome::NotBound { .. } | GroupOutcome::Superseded => (StatusCode::OK, None, 0, 0),
+    };
+    Ok(api::json(
+        status,
+        &GroupBound {
+            outcome: outcome.as_str(),
+            change,
+            added,
+            removed,
+            binding: outcome.group().and_then(view),
+        },
+    ))
 }
 
 fn page(request: &Request) -> Result<PageRequest, Response<Body>> {

@@ -5,8 +5,10 @@
 //!   `maxReceiveCount` receives; it is never silently dropped);
 //! - a message not yet due is sent again with the delay left (SQS delays at most 15 minutes) and
 //!   acknowledged; a tenant in `reauthorization_required` parks it the same way;
-//! - otherwise the operation is re-run by kind (`RetryDispatcher`); a redelivered message of a
-//!   finished operation changes nothing (the ledger answers "already done");
+//! - otherwise the operation is re-run by kind (`RetryDispatcher`): user operations, and group
+//!   membership mirroring (`group_members`, R-GRP-1, e.g. after a new group's replication lag);
+//!   a redelivered message of a finished operation changes nothing (the ledger answers "already
+//!   done"; a group already mirrored answers "superseded");
 //! - an operation that failed for good (`DeadLetter`) or a store/queue failure is reported as a
 //!   batch-item failure, so SQS redelivers it and finally moves it to the DLQ with its reason.
 
@@ -84,6 +86,7 @@ pub async fn handle_message<C: Clock>(
         sealer: &app.sealer,
         notifier: &app.notifier,
         password_policy: &deps.password_policy,
+        groups: &app.groups,
     };
     // Boxed: the dispatcher's future (every use case) is deep and large.
     match Box::pin(dispatcher.dispatch(&message)).await {
@@ -91,6 +94,7 @@ pub async fn handle_message<C: Clock>(
         Ok(RetryOutcome::Requeued { .. }) => MessageResult::Acked("requeued"),
         Ok(RetryOutcome::Parked { .. }) => MessageResult::Acked("parked"),
         Ok(RetryOutcome::Ran(outcome)) => MessageResult::Acked(outcome.as_str()),
+        Ok(RetryOutcome::GroupRan(outcome)) => MessageResult::Acked(outcome.as_str()),
         Err(e) => MessageResult::Failed(e.code().to_owned()),
     }
 }

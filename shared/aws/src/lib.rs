@@ -92,7 +92,7 @@ pub mod vault;
 
 pub use dynamo::{
     DynamoBindings, DynamoEvents, DynamoFailures, DynamoGroups, DynamoLeases, DynamoLedger,
-    DynamoPendingConsents, DynamoRateBudget, DynamoTenants, DynamoUsers,
+    DynamoPendingConsents, DynamoRateBudget, DynamoReconcileCursors, DynamoTenants, DynamoUsers,
 };
 pub use notifier::SqsNotifier;
 pub use oauth_client::{OAuthClientCredentials, load_oauth_client};

@@ -19,9 +19,9 @@ use secrecy::SecretString;
 use crate::error::Result;
 use crate::model::{
     Binding, BindingState, DirectoryUser, DomainName, Email, Event, EventKind, Failure, Group,
-    GroupId, M365ObjectId, M365TenantId, M365User, M365UserPatch, NewM365User, OperationId,
-    OperationOutcome, Page, PageRequest, RequestToken, RetryMessage, SealedPassword, Tenant,
-    TenantId, TenantTokens, UserId, VerifiedDomain, WelcomeNotification,
+    GroupId, M365Group, M365ObjectId, M365TenantId, M365User, M365UserPatch, NewM365User,
+    OperationId, OperationOutcome, Page, PageRequest, RequestToken, RetryMessage, SealedPassword,
+    Tenant, TenantId, TenantTokens, UserId, VerifiedDomain, WelcomeNotification,
 };
 
 /// Directory users, unique by id and by email (case-insensitive).
@@ -509,6 +509,86 @@ pub trait Directory: Send + Sync {
         &self,
         tenant: &TenantId,
     ) -> impl Future<Output = Result<M365TenantId>> + Send;
+
+    /// The active user with this object id (`GET /users/{id}`), `None` when absent or deleted
+    /// (R-IMP-2 reads the selected accounts; nothing is written).
+    ///
+    /// # Errors
+    /// Graph errors mapped per graph-spec §12 (a 404 is `Ok(None)`).
+    fn get_user(
+        &self,
+        tenant: &TenantId,
+        id: &M365ObjectId,
+    ) -> impl Future<Output = Result<Option<M365User>>> + Send;
+
+    /// One page of the tenant's active users whose UPN, mail or display name starts with
+    /// `prefix` (case-insensitive), filtered by M365 itself so a page costs one request whatever
+    /// the tenant's size (R-IMP-1). Paged like [`Directory::list_users`].
+    ///
+    /// # Errors
+    /// `Invalid(Cursor)`; Graph errors.
+    fn list_users_with_prefix(
+        &self,
+        tenant: &TenantId,
+        prefix: &str,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<M365User>>> + Send;
+
+    /// The group with this mail nickname (case-insensitive), if any (R-GRP-1: adopt).
+    ///
+    /// # Errors
+    /// Graph errors mapped per graph-spec §12.
+    fn find_group_by_mail_nickname(
+        &self,
+        tenant: &TenantId,
+        nickname: &str,
+    ) -> impl Future<Output = Result<Option<M365Group>>> + Send;
+
+    /// Creates a security group (`securityEnabled`, not mail-enabled, no group types). A create
+    /// whose answer was lost is resolved by looking the nickname up, never re-sent blindly.
+    ///
+    /// # Errors
+    /// Retryable errors while the outcome is unknown; `Rejected` for invalid names.
+    fn create_security_group(
+        &self,
+        tenant: &TenantId,
+        display_name: &str,
+        nickname: &str,
+    ) -> impl Future<Output = Result<M365Group>> + Send;
+
+    /// Adds `member` to `group`; "already a member" is success.
+    ///
+    /// # Errors
+    /// `Unavailable(NotYetVisible)` while a new group or user replicates (retryable);
+    /// `NotFound` (entity `Group` or `M365User`).
+    fn add_group_member(
+        &self,
+        tenant: &TenantId,
+        group: &M365ObjectId,
+        member: &M365ObjectId,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Removes `member` from `group`; "not a member" is success.
+    ///
+    /// # Errors
+    /// Graph errors mapped per graph-spec §12.
+    fn remove_group_member(
+        &self,
+        tenant: &TenantId,
+        group: &M365ObjectId,
+        member: &M365ObjectId,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// One page of the object ids of `group`'s direct members.
+    ///
+    /// # Errors
+    /// `NotFound` (entity `Group`); `Invalid(Cursor)`; Graph errors.
+    fn list_group_members(
+        &self,
+        tenant: &TenantId,
+        group: &M365ObjectId,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<M365ObjectId>>> + Send;
 }
 
 /// Outgoing notifications to employees (R-BIND-4): the notifications queue in production.
@@ -724,4 +804,148 @@ pub trait RateBudget: Send + Sync {
         cost: u32,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<BudgetDecision>> + Send;
+}
+
+/// One user as a users delta round reports it (R-REC-1, graph-spec §5): the attributes present
+/// on the page ("at least the changed ones"; `None` = not reported), or a removal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserChange {
+    /// The M365 object id.
+    pub id: M365ObjectId,
+    /// Soft- or hard-deleted in M365 (`@removed`).
+    pub removed: bool,
+    /// Display name, when reported.
+    pub display_name: Option<String>,
+    /// Given name, when reported.
+    pub given_name: Option<String>,
+    /// Surname, when reported.
+    pub surname: Option<String>,
+    /// Job title, when reported.
+    pub job_title: Option<String>,
+    /// Department, when reported.
+    pub department: Option<String>,
+    /// Sign-in allowed, when reported.
+    pub account_enabled: Option<bool>,
+    /// `lastPasswordChangeDateTime`, when reported (R-PWD-3).
+    pub last_password_change: Option<DateTime<Utc>>,
+}
+
+/// Where a users delta page leads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeltaLink {
+    /// More pages in this round: pass this link next.
+    More(String),
+    /// The round is complete: save this link and start from it next time.
+    Done(String),
+}
+
+/// One page of a users delta round.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserDeltaPage {
+    /// Changed or removed users (the same user may appear more than once: later wins).
+    pub changes: Vec<UserChange>,
+    /// Next page or the round's final link.
+    pub next: DeltaLink,
+    /// The saved state was lost (410) and this page starts a full listing.
+    pub restarted: bool,
+}
+
+/// Users delta queries (graph-spec §5) for reconcile (R-REC-1). Implemented by `GraphDirectory`
+/// (m365-graph) and [`crate::testing::FakeUserDeltas`].
+pub trait UserDeltas: Send + Sync {
+    /// The page at `link` (a more-link or a saved done-link), or the initial full listing when
+    /// `link` is `None`. A lost state restarts the listing and says so (`restarted`).
+    ///
+    /// # Errors
+    /// Graph errors mapped per graph-spec §12.
+    fn users_delta(
+        &self,
+        tenant: &TenantId,
+        link: Option<&str>,
+    ) -> impl Future<Output = Result<UserDeltaPage>> + Send;
+}
+
+/// Which delta round a reconcile cursor belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeltaStream {
+    /// The users delta (R-REC-1, R-PWD-3).
+    Users,
+    /// The groups delta with `members@delta` (group membership drift, R-REC-1).
+    Groups,
+}
+
+impl DeltaStream {
+    /// The snake_case name (store keys, logs).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Users => "users",
+            Self::Groups => "groups",
+        }
+    }
+}
+
+/// The per-tenant reconcile cursors (DESIGN §2 "Data"): the delta link of each stream to start the
+/// next run from. Implemented by `DynamoReconcileCursors` (m365-aws) and
+/// [`crate::testing::FakeReconcileCursors`].
+pub trait ReconcileCursors: Send + Sync {
+    /// The saved link (`None`: never reconciled, the next run is a full sync).
+    ///
+    /// # Errors
+    /// Infrastructure failures only.
+    fn get(
+        &self,
+        tenant: &TenantId,
+        stream: DeltaStream,
+    ) -> impl Future<Output = Result<Option<String>>> + Send;
+
+    /// Saves the link to start from next time (replacing the previous one).
+    ///
+    /// # Errors
+    /// Infrastructure failures only.
+    fn put(
+        &self,
+        tenant: &TenantId,
+        stream: DeltaStream,
+        link: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// One group as a groups delta round reports it (graph-spec §5): its membership changes
+/// (`members@delta`, users only; on a full round, every member as added), or its removal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMembershipChange {
+    /// The M365 group's object id.
+    pub id: M365ObjectId,
+    /// Deleted in M365 (`@removed`).
+    pub removed: bool,
+    /// Users added (or listed, on a full round).
+    pub added: Vec<M365ObjectId>,
+    /// Users removed from the group.
+    pub dropped: Vec<M365ObjectId>,
+}
+
+/// One page of a groups delta round.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDeltaPage {
+    /// Changed groups (a large group may come on several pages: merge them).
+    pub changes: Vec<GroupMembershipChange>,
+    /// Next page or the round's final link.
+    pub next: DeltaLink,
+    /// The saved state was lost (410) and this page starts a full listing.
+    pub restarted: bool,
+}
+
+/// Groups delta queries with membership (graph-spec §5) for reconcile's group drift (R-REC-1).
+/// Implemented by `GraphDirectory` (m365-graph) and [`crate::testing::FakeGroupDeltas`].
+pub trait GroupDeltas: Send + Sync {
+    /// The page at `link`, or the initial full listing when `link` is `None`.
+    ///
+    /// # Errors
+    /// Graph errors mapped per graph-spec §12.
+    fn groups_delta(
+        &self,
+        tenant: &TenantId,
+        link: Option<&str>,
+    ) -> impl Future<Output = Result<GroupDeltaPage>> + Send;
 }

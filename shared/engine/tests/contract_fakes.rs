@@ -98,3 +98,19 @@ mod rate_budget {
 
     m365_engine::rate_budget_contract!(FakeRateBudget::new(CONTRACT_LIMIT));
 }
+
+mod security_groups {
+    use m365_engine::testing::contract::security_groups as contract;
+
+    #[tokio::test]
+    async fn a_security_group_is_created_and_found_by_its_nickname() {
+        let (directory, tenant) = super::directory();
+        contract::a_security_group_is_created_and_found_by_its_nickname(&directory, &tenant).await;
+    }
+
+    #[tokio::test]
+    async fn members_are_added_listed_and_removed_idempotently() {
+        let (directory, tenant) = super::directory();
+        contract::members_are_added_listed_and_removed_idempotently(&directory, &tenant).await;
+    }
+}

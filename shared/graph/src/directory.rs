@@ -352,33 +352,85 @@ impl<P: TokenProvider> Directory for GraphDirectory<P> {
     }
 
     async fn list_users(&self, tenant: &TenantId, page: &PageRequest) -> Result<Page<M365User>> {
-        let url = match &page.cursor {
-            // The cursor is Graph's whole nextLink (graph-spec §2.3); it must point into our Graph
-            // base, or our bearer token would go elsewhere.
-            Some(cursor) if self.client.owns(cursor.as_str()) => {
-                reqwest::Url::parse(cursor.as_str())
-                    .map_err(|_| Error::Invalid(InvalidInput::Cursor))?
-            }
-            Some(_) => return Err(Error::Invalid(InvalidInput::Cursor)),
-            None => {
-                let top = page.limit.clamp(1, MAX_TOP).to_string();
-                self.client
-                    .url("/users", &[("$select", USER_SELECT), ("$top", &top)])?
-            }
-        };
-        let response: Collection<GraphUser> = self.get(tenant, url).await?.json()?;
-        Ok(Page {
-            items: response
-                .value
-                .into_iter()
-                .filter_map(GraphUser::into_m365)
-                .collect(),
-            next: response.next_link.map(PageToken::new),
-        })
+        self.users_page(tenant, None, page).await
+    }
+
+    async fn list_users_with_prefix(
+        &self,
+        tenant: &TenantId,
+        prefix: &str,
+        page: &PageRequest,
+    ) -> Result<Page<M365User>> {
+        self.users_page(tenant, Some(prefix), page).await
+    }
+
+    async fn get_user(&self, tenant: &TenantId, id: &M365ObjectId) -> Result<Option<M365User>> {
+        let url = self
+            .client
+            .url(&format!("/users/{id}"), &[("$select", USER_SELECT)])?;
+        match self.get(tenant, url).await {
+            Ok(response) => Ok(response.json::<GraphUser>()?.into_m365()),
+            // Absent or soft-deleted (deleted users live under /directory/deletedItems).
+            Err(e) if e.class() == Some(ErrorClass::NotFound) => Ok(None),
+            Err(e) => Err(e.into_engine(Entity::M365User, id.as_str(), None)),
+        }
     }
 
     async fn organization_id(&self, tenant: &TenantId) -> Result<M365TenantId> {
         Ok(self.organization(tenant).await?.id)
+    }
+
+    // The group operations live in `groups.rs` as inherent methods (R-GRP-1); the port delegates.
+    async fn find_group_by_mail_nickname(
+        &self,
+        tenant: &TenantId,
+        nickname: &str,
+    ) -> Result<Option<m365_engine::model::M365Group>> {
+        GraphDirectory::find_group_by_mail_nickname(self, tenant, nickname).await
+    }
+
+    async fn create_security_group(
+        &self,
+        tenant: &TenantId,
+        display_name: &str,
+        nickname: &str,
+    ) -> Result<m365_engine::model::M365Group> {
+        GraphDirectory::create_security_group(self, tenant, display_name, nickname).await
+    }
+
+    async fn add_group_member(
+        &self,
+        tenant: &TenantId,
+        group: &M365ObjectId,
+        member: &M365ObjectId,
+    ) -> Result<()> {
+        self.add_member(tenant, group, member).await
+    }
+
+    async fn remove_group_member(
+        &self,
+        tenant: &TenantId,
+        group: &M365ObjectId,
+        member: &M365ObjectId,
+    ) -> Result<()> {
+        self.remove_member(tenant, group, member).await
+    }
+
+    async fn list_group_members(
+        &self,
+        tenant: &TenantId,
+        group: &M365ObjectId,
+        page: &PageRequest,
+    ) -> Result<Page<M365ObjectId>> {
+        let found = self.list_members(tenant, group, page).await?;
+        Ok(Page {
+            items: found
+                .items
+                .into_iter()
+                .filter_map(|m| M365ObjectId::parse(m.id).ok())
+                .collect(),
+            next: found.next,
+        })
     }
 
     async fn verified_domains(&self, tenant: &TenantId) -> Result<Vec<VerifiedDomain>> {
@@ -398,5 +450,52 @@ impl<P: TokenProvider> Directory for GraphDirectory<P> {
                 _ => return Ok(out),
             }
         }
+    }
+}
+
+impl<P: TokenProvider> GraphDirectory<P> {
+    /// One page of `GET /users` (`$select`, `$top`), optionally `$filter`ed by a `startswith`
+    /// on UPN, mail or display name; later pages follow Graph's whole nextLink, which keeps the
+    /// filter (graph-spec §2.3). `startswith` on these three is default-supported, no
+    /// `ConsistencyLevel` needed (graph-spec §3.x filter table); combining them with `or` is
+    /// standard OData (unconfirmed for Entra in graph-spec, accepted by the emulator).
+    async fn users_page(
+        &self,
+        tenant: &TenantId,
+        prefix: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<M365User>> {
+        let url = match &page.cursor {
+            // The cursor is Graph's whole nextLink (graph-spec §2.3); it must point into our Graph
+            // base, or our bearer token would go elsewhere.
+            Some(cursor) if self.client.owns(cursor.as_str()) => {
+                reqwest::Url::parse(cursor.as_str())
+                    .map_err(|_| Error::Invalid(InvalidInput::Cursor))?
+            }
+            Some(_) => return Err(Error::Invalid(InvalidInput::Cursor)),
+            None => {
+                let top = page.limit.clamp(1, MAX_TOP).to_string();
+                let mut query = vec![("$select", USER_SELECT), ("$top", top.as_str())];
+                let filter = prefix.map(|p| {
+                    let literal = odata_string(p);
+                    format!(
+                        "startswith(userPrincipalName,{literal}) or startswith(mail,{literal}) or startswith(displayName,{literal})"
+                    )
+                });
+                if let Some(filter) = &filter {
+                    query.push(("$filter", filter.as_str()));
+                }
+                self.client.url("/users", &query)?
+            }
+        };
+        let response: Collection<GraphUser> = self.get(tenant, url).await?.json()?;
+        Ok(Page {
+            items: response
+                .value
+                .into_iter()
+                .filter_map(GraphUser::into_m365)
+                .collect(),
+            next: response.next_link.map(PageToken::new),
+        })
     }
 }

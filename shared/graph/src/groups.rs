@@ -21,19 +21,10 @@ use crate::model::{Collection, MAX_TOP, odata_string};
 /// The `$select` of group reads.
 pub const GROUP_SELECT: &str = "id,displayName,mailNickname,securityEnabled,mailEnabled";
 
-/// A group as M365 holds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct M365Group {
-    /// Object id.
-    pub id: M365ObjectId,
-    /// Display name (not unique in Entra).
-    pub display_name: String,
-    /// Mail nickname: our stable key for lookups (display names are not unique; that security
-    /// groups may share a nickname is unconfirmed, graph-spec §4.1 (INF), so we choose unique ones).
-    pub mail_nickname: String,
-    /// A security group (`securityEnabled` and not mail-enabled).
-    pub is_security_group: bool,
-}
+/// A group as M365 holds it (the engine's model type; mail nickname is our stable key for
+/// lookups: display names are not unique, and that security groups may share a nickname is
+/// unconfirmed, graph-spec §4.1 (INF), so we choose unique ones).
+pub use m365_engine::model::M365Group;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -29,6 +29,7 @@ pub mod groups;
 pub mod identity;
 pub mod model;
 pub mod platform;
+pub mod reconcile;
 pub mod tokens;
 
 pub use batch::{BatchItem, BatchRequest, BatchResults, MAX_BATCH};

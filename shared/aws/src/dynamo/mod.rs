@@ -3,6 +3,7 @@
 
 mod bindings;
 mod coordination;
+mod cursors;
 mod events;
 mod ledger;
 mod rate_budget;
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 pub use bindings::DynamoBindings;
 pub use coordination::{DynamoLeases, DynamoPendingConsents};
+pub use cursors::DynamoReconcileCursors;
 pub use events::{DynamoEvents, DynamoFailures};
 pub use ledger::DynamoLedger;
 pub use rate_budget::DynamoRateBudget;

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use super::user::{MAX_DISPLAY_NAME, check_len};
-use super::{GroupId, UserId};
+use super::{GroupBinding, GroupId, UserId};
 use crate::error::{FieldProblem, InvalidInput};
 
 /// A group of the company directory; only its bound members are mirrored to M365.
@@ -20,6 +20,9 @@ pub struct Group {
     pub members: BTreeSet<UserId>,
     /// Optimistic-concurrency version assigned by the store (0 before the first write).
     pub version: u64,
+    /// Its binding to a tenant's security group, once bound (R-GRP-1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding: Option<GroupBinding>,
 }
 
 impl Group {
@@ -35,6 +38,7 @@ impl Group {
             name: name.into(),
             members: members.into_iter().collect(),
             version: 0,
+            binding: None,
         }
     }
 

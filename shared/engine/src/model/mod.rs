@@ -5,6 +5,7 @@ mod directory;
 mod email;
 mod event;
 mod group;
+mod group_binding;
 mod ids;
 mod notification;
 mod operation;
@@ -17,6 +18,10 @@ pub use directory::{M365User, M365UserPatch, NewM365User};
 pub use email::{DomainName, Email, EmailError, MAX_DOMAIN_LEN, MAX_EMAIL_LEN, MAX_LOCAL_LEN};
 pub use event::{Event, EventKind, Failure, UnknownEventKind};
 pub use group::Group;
+pub use group_binding::{
+    GroupBinding, GroupBindingState, M365Group, MAIL_NICKNAME_PREFIX, MAX_MAIL_NICKNAME,
+    SkipReason, SkippedMember, mail_nickname_for,
+};
 pub use ids::{
     EventId, GroupId, IdError, M365ObjectId, M365TenantId, MAX_DIRECTORY_ID_LEN, TenantId, UserId,
 };

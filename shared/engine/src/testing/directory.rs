@@ -13,8 +13,8 @@ use super::paging::page;
 use super::{ManualClock, lock};
 use crate::error::{Conflict, Entity, Error, Result, UnavailableReason};
 use crate::model::{
-    DomainKind, Email, M365ObjectId, M365TenantId, M365User, M365UserPatch, NewM365User, Page,
-    PageRequest, TenantId, VerifiedDomain,
+    DomainKind, Email, M365Group, M365ObjectId, M365TenantId, M365User, M365UserPatch, NewM365User,
+    Page, PageRequest, TenantId, VerifiedDomain,
 };
 use crate::policy::password::check_entra;
 use crate::ports::{Clock, Directory};
@@ -46,6 +46,14 @@ pub struct FakeM365Tenant {
     users: BTreeMap<M365ObjectId, StoredUser>,
 }
 
+/// A group of the fake (R-GRP-1), kept apart from [`FakeM365Tenant`] so its literal stays as is.
+#[derive(Debug, Clone)]
+struct FakeGroup {
+    group: M365Group,
+    members: std::collections::BTreeSet<M365ObjectId>,
+    created_at: DateTime<Utc>,
+}
+
 #[derive(Debug)]
 struct Fault {
     /// `None`: the call behaves normally (lets a test aim a fault at a later call).
@@ -59,6 +67,7 @@ struct State {
     tenants: BTreeMap<TenantId, FakeM365Tenant>,
     faults: VecDeque<Fault>,
     replication_lag: TimeDelta,
+    groups: BTreeMap<TenantId, BTreeMap<M365ObjectId, FakeGroup>>,
     calls: u64,
     create_calls: u64,
 }
@@ -128,6 +137,64 @@ impl FakeDirectory {
             error: None,
             after_commit: false,
         });
+    }
+
+    /// Adds a group as an admin would in the portal (not counted as a call); its id.
+    ///
+    /// # Errors
+    /// Never in practice (a UUID is always an object id).
+    pub fn seed_group(
+        &self,
+        tenant: &TenantId,
+        display_name: &str,
+        nickname: &str,
+        security: bool,
+        members: &[M365ObjectId],
+    ) -> Result<M365ObjectId> {
+        let id = M365ObjectId::parse(uuid::Uuid::new_v4().to_string())?;
+        let group = FakeGroup {
+            group: M365Group {
+                id: id.clone(),
+                display_name: display_name.to_owned(),
+                mail_nickname: nickname.to_owned(),
+                is_security_group: security,
+            },
+            members: members.iter().cloned().collect(),
+            created_at: DateTime::<Utc>::MIN_UTC,
+        };
+        lock(&self.state)
+            .groups
+            .entry(tenant.clone())
+            .or_default()
+            .insert(id.clone(), group);
+        Ok(id)
+    }
+
+    /// Deletes a group as an admin would in the portal (security groups are deleted for good).
+    pub fn delete_group(&self, tenant: &TenantId, id: &M365ObjectId) {
+        if let Some(groups) = lock(&self.state).groups.get_mut(tenant) {
+            groups.remove(id);
+        }
+    }
+
+    /// The groups of `tenant` with this mail nickname (case-insensitive), with their members.
+    #[must_use]
+    pub fn groups_named(
+        &self,
+        tenant: &TenantId,
+        nickname: &str,
+    ) -> Vec<(M365Group, Vec<M365ObjectId>)> {
+        lock(&self.state)
+            .groups
+            .get(tenant)
+            .map(|groups| {
+                groups
+                    .values()
+                    .filter(|g| g.group.mail_nickname.eq_ignore_ascii_case(nickname))
+                    .map(|g| (g.group.clone(), g.members.iter().cloned().collect()))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Drops every fault not yet consumed.
@@ -419,6 +486,46 @@ impl Directory for FakeDirectory {
         })
     }
 
+    async fn list_users_with_prefix(
+        &self,
+        tenant: &TenantId,
+        prefix: &str,
+        request: &PageRequest,
+    ) -> Result<Page<M365User>> {
+        let now = self.clock.now();
+        let prefix = prefix.to_lowercase();
+        let starts = |value: &str| value.to_lowercase().starts_with(&prefix);
+        self.call(|state| {
+            let visible_before = now - state.replication_lag;
+            let listing = format!("m365users:{tenant}:{prefix}");
+            let tenant = Self::tenant(state, tenant)?;
+            let items = tenant
+                .users
+                .values()
+                .filter(|u| u.deleted_at.is_none() && u.created_at <= visible_before)
+                .filter(|u| {
+                    starts(&u.user.user_principal_name)
+                        || starts(&u.user.display_name)
+                        || u.user.mail.as_deref().is_some_and(starts)
+                })
+                .map(|u| (u.user.id.to_string(), u.user.clone()))
+                .collect();
+            page(&listing, items, request, false)
+        })
+    }
+
+    async fn get_user(&self, tenant: &TenantId, id: &M365ObjectId) -> Result<Option<M365User>> {
+        let now = self.clock.now();
+        self.call(|state| {
+            let visible_before = now - state.replication_lag;
+            Ok(Self::tenant(state, tenant)?
+                .users
+                .get(id)
+                .filter(|u| u.deleted_at.is_none() && u.created_at <= visible_before)
+                .map(|u| u.user.clone()))
+        })
+    }
+
     async fn verified_domains(&self, tenant: &TenantId) -> Result<Vec<VerifiedDomain>> {
         self.call(|state| Ok(Self::tenant(state, tenant)?.domains.clone()))
     }
@@ -429,6 +536,131 @@ impl Directory for FakeDirectory {
                 .m365_id
                 .clone()
                 .ok_or_else(|| Error::not_found(Entity::Tenant, tenant))
+        })
+    }
+
+    async fn find_group_by_mail_nickname(
+        &self,
+        tenant: &TenantId,
+        nickname: &str,
+    ) -> Result<Option<M365Group>> {
+        let now = self.clock.now();
+        self.call(|state| {
+            Self::tenant(state, tenant)?;
+            let visible_before = now - state.replication_lag;
+            Ok(state.groups.get(tenant).and_then(|groups| {
+                groups
+                    .values()
+                    .find(|g| {
+                        g.created_at <= visible_before
+                            && g.group.mail_nickname.eq_ignore_ascii_case(nickname)
+                    })
+                    .map(|g| g.group.clone())
+            }))
+        })
+    }
+
+    async fn create_security_group(
+        &self,
+        tenant: &TenantId,
+        display_name: &str,
+        nickname: &str,
+    ) -> Result<M365Group> {
+        let now = self.clock.now();
+        self.call(|state| {
+            Self::tenant(state, tenant)?;
+            let id = M365ObjectId::parse(uuid::Uuid::new_v4().to_string())?;
+            let group = M365Group {
+                id: id.clone(),
+                display_name: display_name.to_owned(),
+                mail_nickname: nickname.to_owned(),
+                is_security_group: true,
+            };
+            state.groups.entry(tenant.clone()).or_default().insert(
+                id,
+                FakeGroup {
+                    group: group.clone(),
+                    members: std::collections::BTreeSet::new(),
+                    created_at: now,
+                },
+            );
+            Ok(group)
+        })
+    }
+
+    async fn add_group_member(
+        &self,
+        tenant: &TenantId,
+        group: &M365ObjectId,
+        member: &M365ObjectId,
+    ) -> Result<()> {
+        let now = self.clock.now();
+        self.call(|state| {
+            let visible_before = now - state.replication_lag;
+            let member_visible = Self::tenant(state, tenant)?
+                .users
+                .get(member)
+                .filter(|u| u.deleted_at.is_none())
+                .map(|u| u.created_at <= visible_before)
+                .ok_or_else(|| Error::not_found(Entity::M365User, member))?;
+            let stored = state
+                .groups
+                .get_mut(tenant)
+                .and_then(|groups| groups.get_mut(group))
+                .ok_or_else(|| Error::not_found(Entity::Group, group))?;
+            // Replication lag (graph-spec §4.2, §7.4): a new group or user is not yet a valid
+            // reference for a member add.
+            if stored.created_at > visible_before || !member_visible {
+                return Err(Error::Unavailable {
+                    component: "graph",
+                    reason: UnavailableReason::NotYetVisible,
+                    retry_after: None,
+                    graph_request_id: Some(uuid::Uuid::new_v4().to_string()),
+                    source: None,
+                });
+            }
+            stored.members.insert(member.clone());
+            Ok(())
+        })
+    }
+
+    async fn remove_group_member(
+        &self,
+        tenant: &TenantId,
+        group: &M365ObjectId,
+        member: &M365ObjectId,
+    ) -> Result<()> {
+        self.call(|state| {
+            Self::tenant(state, tenant)?;
+            let stored = state
+                .groups
+                .get_mut(tenant)
+                .and_then(|groups| groups.get_mut(group))
+                .ok_or_else(|| Error::not_found(Entity::Group, group))?;
+            stored.members.remove(member);
+            Ok(())
+        })
+    }
+
+    async fn list_group_members(
+        &self,
+        tenant: &TenantId,
+        group: &M365ObjectId,
+        request: &PageRequest,
+    ) -> Result<Page<M365ObjectId>> {
+        self.call(|state| {
+            Self::tenant(state, tenant)?;
+            let stored = state
+                .groups
+                .get(tenant)
+                .and_then(|groups| groups.get(group))
+                .ok_or_else(|| Error::not_found(Entity::Group, group))?;
+            let items = stored
+                .members
+                .iter()
+                .map(|m| (m.to_string(), m.clone()))
+                .collect();
+            page(&format!("m365members:{group}"), items, request, false)
         })
     }
 }

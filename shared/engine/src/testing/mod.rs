@@ -14,6 +14,7 @@ mod notify;
 mod paging;
 mod queue;
 mod rate_budget;
+mod reconcile;
 mod sealer;
 mod stores;
 mod vault;
@@ -28,6 +29,7 @@ pub use leases::FakeLeases;
 pub use notify::{FakeNotifier, SeededRandom};
 pub use queue::{FakeRetryQueue, QueuedMessage};
 pub use rate_budget::FakeRateBudget;
+pub use reconcile::{FakeGroupDeltas, FakeReconcileCursors, FakeUserDeltas};
 pub use sealer::FakeSealer;
 pub use stores::{
     FakeBindings, FakeEvents, FakeFailures, FakeGroups, FakeLedger, FakeTenants, FakeUsers,

@@ -4,6 +4,8 @@
 //! - [`unbind::Unbind`]: block sign-in, never delete (R-BIND-5, R-BIND-8);
 //! - [`update::UpdateAttributes`]: push a bound user's attributes (R-BIND-7);
 //! - [`password::SetPassword`]: validate, seal, store and push a password (R-PWD-1, R-PWD-2, R-PWD-4);
+//! - [`group_sync::SyncGroup`]: bind a directory group to a tenant's security group and mirror
+//!   its bound members (R-GRP-1);
 //! - [`retry::RetryDispatcher`]: re-drive a [`RetryMessage`] from the retry queue (R-BIND-6).
 //!
 //! What they share lives here: [`Effects`] records the outcome of an operation the same way for every
@@ -14,7 +16,11 @@
 
 pub mod bind;
 pub mod connect;
+pub mod group_sync;
+pub mod import;
 pub mod password;
+pub mod reconcile;
+pub mod reconcile_groups;
 pub mod retry;
 pub mod token_refresh;
 pub mod unbind;

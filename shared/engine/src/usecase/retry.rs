@@ -8,15 +8,17 @@ use chrono::{DateTime, Utc};
 
 use crate::error::Result;
 use crate::model::{
-    Disposition, OperationKind, OperationOutcome, OperationSubject, RetryMessage, TenantStatus,
+    Disposition, Group, GroupId, OperationKind, OperationOutcome, OperationSubject, RetryMessage,
+    TenantStatus,
 };
 use crate::policy::password::DirectoryPasswordPolicy;
 use crate::ports::{
-    BindingStore, Clock, Directory, EventStore, FailureStore, Notifier, OperationLedger, Random,
-    RetryQueue, Sealer, TenantStore, UserStore,
+    BindingStore, Clock, Directory, EventStore, FailureStore, GroupStore, Notifier,
+    OperationLedger, Random, RetryQueue, Sealer, TenantStore, UserStore,
 };
 
 use super::bind::Bind;
+use super::group_sync::{GroupOutcome, SyncGroup};
 use super::password::SetPassword;
 use super::unbind::Unbind;
 use super::update::UpdateAttributes;
@@ -39,6 +41,9 @@ pub enum RetryOutcome {
     /// The operation ran (done, deferred again with a new message, superseded or already done).
     /// Acknowledge.
     Ran(Box<Outcome>),
+    /// A group operation ran (mirrored, deferred again with a new message, or superseded).
+    /// Acknowledge.
+    GroupRan(Box<GroupOutcome>),
     /// The operation failed for good (budget exhausted or permanent error; the binding shows it):
     /// do NOT acknowledge — report a batch-item failure so the message lands in the DLQ with its
     /// reason.
@@ -56,9 +61,9 @@ impl RetryOutcome {
     }
 }
 
-/// The retry-worker use case: every port, since it re-runs any user operation.
+/// The retry-worker use case: every port, since it re-runs any user or group operation.
 #[derive(Debug)]
-pub struct RetryDispatcher<'a, B, E, F, L, Q, C, R, U, T, D, S, N> {
+pub struct RetryDispatcher<'a, B, E, F, L, Q, C, R, U, T, D, S, N, G> {
     /// Outcome recording.
     pub fx: Effects<'a, B, E, F, L, Q, C, R>,
     /// Directory users.
@@ -73,9 +78,12 @@ pub struct RetryDispatcher<'a, B, E, F, L, Q, C, R, U, T, D, S, N> {
     pub notifier: &'a N,
     /// The directory password policy (for [`SetPassword`]).
     pub password_policy: &'a DirectoryPasswordPolicy,
+    /// Directory groups (for [`SyncGroup`], R-GRP-1).
+    pub groups: &'a G,
 }
 
-impl<B, E, F, L, Q, C, R, U, T, D, S, N> RetryDispatcher<'_, B, E, F, L, Q, C, R, U, T, D, S, N>
+impl<B, E, F, L, Q, C, R, U, T, D, S, N, G>
+    RetryDispatcher<'_, B, E, F, L, Q, C, R, U, T, D, S, N, G>
 where
     B: BindingStore,
     E: EventStore,
@@ -89,6 +97,7 @@ where
     D: Directory,
     S: Sealer,
     N: Notifier,
+    G: GroupStore,
 {
     /// Handles one delivered message (see [`RetryOutcome`] for what the consumer does next).
     /// Redelivery of a finished operation changes nothing (the ledger answers `AlreadyDone`).
@@ -100,7 +109,7 @@ where
         let result = self.dispatch_once(message).await;
         match &result {
             // A run logs its own outcome; these did not run the operation.
-            Ok(RetryOutcome::Ran(_)) => {}
+            Ok(RetryOutcome::Ran(_) | RetryOutcome::GroupRan(_)) => {}
             Ok(RetryOutcome::Requeued { .. }) => {
                 tracing::info!(outcome = "requeued", "retry not due")
             }
@@ -127,10 +136,16 @@ where
                 not_before: message.not_before,
             });
         }
-        let OperationSubject::User(user_id) = &message.subject else {
-            return Ok(RetryOutcome::DeadLetter {
-                code: "unsupported_operation".to_owned(),
-            });
+        let user_id = match &message.subject {
+            OperationSubject::User(user_id) => user_id,
+            OperationSubject::Group(group_id) => {
+                return self.dispatch_group(message, group_id, now).await;
+            }
+            OperationSubject::Tenant(_) => {
+                return Ok(RetryOutcome::DeadLetter {
+                    code: "unsupported_operation".to_owned(),
+                });
+            }
         };
         if let Some(binding) = self.fx.bindings.get(user_id).await? {
             let tenant = self.tenants.get(&binding.tenant_id).await?;
@@ -213,6 +228,51 @@ where
                 }
             }
             other => RetryOutcome::Ran(Box::new(other)),
+        })
+    }
+
+    /// Re-drives a group operation (R-GRP-1): parked while the group's tenant needs
+    /// reauthorization, else the group is mirrored as it is now.
+    async fn dispatch_group(
+        &self,
+        message: &RetryMessage,
+        group_id: &GroupId,
+        now: DateTime<Utc>,
+    ) -> Result<RetryOutcome> {
+        if !matches!(
+            message.kind,
+            OperationKind::GroupBind | OperationKind::GroupMembers
+        ) {
+            return Ok(RetryOutcome::DeadLetter {
+                code: "unsupported_operation".to_owned(),
+            });
+        }
+        let tenant = match self.groups.get(group_id).await? {
+            Some(Group {
+                binding: Some(binding),
+                ..
+            }) => self.tenants.get(&binding.tenant_id).await?,
+            _ => None,
+        };
+        if tenant.is_some_and(|t| t.status == TenantStatus::ReauthorizationRequired) {
+            let until =
+                now + chrono::TimeDelta::from_std(self.fx.policy.park_interval).unwrap_or_default();
+            let parked = RetryMessage {
+                not_before: until,
+                ..message.clone()
+            };
+            self.fx.queue.send(&parked, parked.send_delay(now)).await?;
+            return Ok(RetryOutcome::Parked { until });
+        }
+        let sync = SyncGroup {
+            fx: self.fx,
+            groups: self.groups,
+            tenants: self.tenants,
+            directory: self.directory,
+        };
+        Ok(match sync.retry(message, group_id).await? {
+            GroupOutcome::Failed { code, .. } => RetryOutcome::DeadLetter { code },
+            other => RetryOutcome::GroupRan(Box::new(other)),
         })
     }
 }

@@ -63,6 +63,7 @@ pub(crate) type TestDispatcher<'a> = RetryDispatcher<
     FakeDirectory,
     FakeSealer,
     FakeNotifier,
+    crate::testing::FakeGroups,
 >;
 
 /// How long the fake M365 holds a deleted account's address.
@@ -72,6 +73,7 @@ pub(crate) struct World {
     pub clock: ManualClock,
     pub users: FakeUsers,
     pub tenants: FakeTenants,
+    pub groups: crate::testing::FakeGroups,
     pub bindings: FakeBindings,
     pub events: FakeEvents,
     pub failures: FakeFailures,
@@ -142,6 +144,7 @@ impl World {
             queue: FakeRetryQueue::new(clock.clone()),
             clock,
             users: FakeUsers::new(),
+            groups: crate::testing::FakeGroups::new(),
             tenants,
             bindings: FakeBindings::new(),
             events: FakeEvents::new(),
@@ -257,6 +260,7 @@ impl World {
             sealer: &self.sealer,
             notifier: &self.notifier,
             password_policy: &self.password_policy,
+            groups: &self.groups,
         }
     }
 

@@ -18,6 +18,7 @@ pub mod pending_consents;
 pub mod rate_budget;
 pub mod retry_queue;
 pub mod sealer;
+pub mod security_groups;
 pub mod tenants;
 pub mod token_vault;
 pub mod users;

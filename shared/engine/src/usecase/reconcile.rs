@@ -1,0 +1,1095 @@
+//! Reconcile one tenant (DESIGN §4 "reconcile"): read the users delta since the saved link (a full
+//! listing on the first run or after Graph lost the state), plan the repairs of the drift it shows,
+//! check the safeguard, then apply the plan (or return it on a dry run) and save the new link.
+//!
+//! Drift repaired (R-REC-1): a `blocked` or `suspended` user enabled in M365 is blocked again; a
+//! `provisioned` user's attributes changed in M365 are overwritten with the directory's; a password
+//! changed in M365 after our last push is overwritten with the sealed directory password
+//! (`user_password_update_provision`, R-PWD-3); an account deleted in M365 turns the binding into
+//! `deleted_in_m365` (R-BIND-8). The password-expiry sweep (R-PWD-4) suspends `provisioned` users
+//! whose directory password is older than the policy's maximum age (`user_deprovision`, reason
+//! `password_expired`, binding `suspended`); [`super::password::SetPassword`] re-enables them.
+//!
+//! A dry run reads but writes nothing: no Graph write, no store write, no cursor (R-REC-2). A plan
+//! that would block, suspend or remove more than the safeguard's share of the tenant's bound users
+//! stops before any write and records `reconcile_safeguard_tripped` (R-REC-3); the cursor is not
+//! moved, so the drift is seen again once an admin has looked.
+//!
+//! Graph cost grows with the changes (R-REC-1, DESIGN §5): the delta pages plus one write per
+//! repair. Store reads are per bound user only for the expiry sweep (DynamoDB, not Graph). One
+//! invocation reads at most [`ReconcileSettings::max_pages`] delta pages; when the round is longer
+//! it applies what it read, saves the round's next-page link and reports `complete: false`, so the
+//! caller (the schedule or the next call) resumes where it stopped and no invocation runs long.
+//!
+//! Our own repairs show up in the next round: a re-blocked or patched user then matches and needs
+//! nothing. A password we pushed moves `lastPasswordChangeDateTime` too, so a change counts as
+//! M365's only when it is later than our last push (the newest `user_create_provision` or
+//! `user_password_update_provision` event of the user) plus [`ReconcileSettings::push_grace`]
+//! (clock skew and Graph latency); a change made in M365 within that grace after our push is not
+//! seen (an accepted blind spot). Events are kept 90 days: a user whose last push is older is
+//! overwritten once more, which records a fresh event and is stable from then on.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::model::{
+    Binding, BindingState, DirectoryUser, Event, EventId, EventKind, Failure, M365ObjectId,
+    M365UserPatch, OperationId, OperationKind, OperationSubject, PageRequest, TenantId, UserId,
+};
+use crate::ports::{
+    BindingStore, Clock, DeltaLink, DeltaStream, Directory, EventFilter, EventQuery, EventStore,
+    Expect, FailureStore, ReconcileCursors, Sealer, UserChange, UserDeltas, UserStore,
+};
+
+use super::is_m365_not_found;
+
+/// How a reconcile run behaves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReconcileSettings {
+    /// Largest share (0–1) of the tenant's bound users one run may block, suspend or remove
+    /// (R-REC-3); default 10%.
+    pub safeguard_ratio: f64,
+    /// Delta pages read by one invocation before it applies and saves its place.
+    pub max_pages: u32,
+    /// The directory password policy's maximum age (R-PWD-4); `None`: passwords never expire.
+    pub password_max_age: Option<TimeDelta>,
+    /// How much later than our last push an M365 password change must be to count as M365's.
+    pub push_grace: TimeDelta,
+}
+
+impl Default for ReconcileSettings {
+    fn default() -> Self {
+        Self {
+            safeguard_ratio: 0.10,
+            max_pages: 50,
+            password_max_age: None,
+            push_grace: TimeDelta::minutes(2),
+        }
+    }
+}
+
+/// What a planned repair does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RepairKind {
+    /// A `blocked`/`suspended` user enabled in M365: block sign-in again.
+    Block,
+    /// M365 attributes differ from the directory's: overwrite them.
+    UpdateAttributes,
+    /// The password was changed in M365: overwrite it with the directory password.
+    OverwritePassword,
+    /// The account was deleted in M365: the binding becomes `deleted_in_m365`.
+    MarkDeleted,
+    /// The directory password expired: suspend sign-in (binding `suspended`).
+    SuspendExpired,
+}
+
+impl RepairKind {
+    /// The snake_case name (plan output, event reasons).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Block => "block",
+            Self::UpdateAttributes => "update_attributes",
+            Self::OverwritePassword => "overwrite_password",
+            Self::MarkDeleted => "mark_deleted",
+            Self::SuspendExpired => "suspend_expired",
+        }
+    }
+
+    /// Whether the safeguard counts it (it blocks or removes a user, R-REC-3).
+    #[must_use]
+    pub fn is_destructive(self) -> bool {
+        matches!(self, Self::Block | Self::MarkDeleted | Self::SuspendExpired)
+    }
+
+    fn event(self) -> Option<(EventKind, &'static str)> {
+        match self {
+            Self::Block => Some((EventKind::UserDeprovision, "reconcile_blocked_again")),
+            Self::UpdateAttributes => {
+                Some((EventKind::UserUpdateProvision, "reconcile_attributes"))
+            }
+            Self::OverwritePassword => Some((
+                EventKind::UserPasswordUpdateProvision,
+                "reconcile_password_overwritten",
+            )),
+            Self::SuspendExpired => Some((EventKind::UserDeprovision, "password_expired")),
+            Self::MarkDeleted => None,
+        }
+    }
+}
+
+/// One planned repair.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Repair {
+    /// What it does.
+    pub kind: RepairKind,
+    /// The directory user.
+    pub user_id: UserId,
+    /// The M365 account.
+    pub m365_object_id: M365ObjectId,
+    /// For attribute drift: the attributes overwritten.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attributes: Vec<&'static str>,
+    #[serde(skip)]
+    patch: M365UserPatch,
+}
+
+/// Why a run stopped before writing (R-REC-3).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SafeguardTrip {
+    /// Users the plan would block, suspend or remove.
+    pub destructive: usize,
+    /// The tenant's bound users.
+    pub bound: usize,
+    /// The share allowed.
+    pub ratio: f64,
+}
+
+/// What a run found and did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconcileReport {
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// Nothing was written (R-REC-2).
+    pub dry_run: bool,
+    /// This run listed every user (first run, or Graph lost the delta state).
+    pub full_sync: bool,
+    /// Delta pages read.
+    pub pages: u32,
+    /// The delta round finished; `false`: the next run resumes where this one stopped.
+    pub complete: bool,
+    /// The tenant's bound users (the safeguard's base).
+    pub bound: usize,
+    /// The repairs planned.
+    pub plan: Vec<Repair>,
+    /// Set when the safeguard stopped the run.
+    pub safeguard: Option<SafeguardTrip>,
+    /// Repairs applied.
+    pub applied: usize,
+    /// Repairs that failed (recorded in the failures list); a retryable one keeps the cursor.
+    pub failed: usize,
+}
+
+/// The reconcile use case.
+#[derive(Debug)]
+pub struct Reconcile<'a, B, E, F, U, D, S, X, K, C> {
+    /// Bindings.
+    pub bindings: &'a B,
+    /// Audit events (our last pushes are read from here too).
+    pub events: &'a E,
+    /// Failure diagnostics.
+    pub failures: &'a F,
+    /// Directory users.
+    pub users: &'a U,
+    /// M365 writes.
+    pub directory: &'a D,
+    /// Opens sealed passwords.
+    pub sealer: &'a S,
+    /// M365 users delta.
+    pub deltas: &'a X,
+    /// Per-tenant delta links.
+    pub cursors: &'a K,
+    /// Time.
+    pub clock: &'a C,
+    /// Behaviour.
+    pub settings: &'a ReconcileSettings,
+}
+
+/// What the delta round of one invocation gave.
+struct Round {
+    changes: BTreeMap<M365ObjectId, UserChange>,
+    full: bool,
+    pages: u32,
+    /// The link to save after applying: the final link, or the next page's.
+    save: Option<String>,
+    complete: bool,
+}
+
+fn merge(into: &mut UserChange, later: UserChange) {
+    fn keep<T>(slot: &mut Option<T>, later: Option<T>) {
+        if later.is_some() {
+            *slot = later;
+        }
+    }
+    into.removed = later.removed;
+    keep(&mut into.display_name, later.display_name);
+    keep(&mut into.given_name, later.given_name);
+    keep(&mut into.surname, later.surname);
+    keep(&mut into.job_title, later.job_title);
+    keep(&mut into.department, later.department);
+    keep(&mut into.account_enabled, later.account_enabled);
+    keep(&mut into.last_password_change, later.last_password_change);
+}
+
+/// The attributes M365 reports differently from the directory (only those reported).
+fn attribute_patch(
+    user: &DirectoryUser,
+    change: &UserChange,
+) -> (M365UserPatch, Vec<&'static str>) {
+    let mut patch = M365UserPatch::default();
+    let mut names = Vec::new();
+    if change
+        .display_name
+        .as_ref()
+        .is_some_and(|d| d != &user.display_name)
+    {
+        patch.display_name = Some(user.display_name.clone());
+        names.push("displayName");
+    }
+    let mut field =
+        |have: &Option<String>, want: &Option<String>, slot: &mut Option<Option<String>>, name| {
+            if have.is_some() && have != want {
+                *slot = Some(want.clone());
+                names.push(name);
+            }
+        };
+    field(
+        &change.given_name,
+        &user.given_name,
+        &mut patch.given_name,
+        "givenName",
+    );
+    field(
+        &change.surname,
+        &user.surname,
+        &mut patch.surname,
+        "surname",
+    );
+    field(
+        &change.job_title,
+        &user.job_title,
+        &mut patch.job_title,
+        "jobTitle",
+    );
+    field(
+        &change.department,
+        &user.department,
+        &mut patch.department,
+        "department",
+    );
+    (patch, names)
+}
+
+/// A binding that still points at a live account we manage.
+fn is_bound(binding: &Binding) -> bool {
+    !matches!(
+        binding.state,
+        BindingState::Unselected | BindingState::DeletedInM365
+    )
+}
+
+impl<B, E, F, U, D, S, X, K, C> Reconcile<'_, B, E, F, U, D, S, X, K, C>
+where
+    B: BindingStore,
+    E: EventStore,
+    F: FailureStore,
+    U: UserStore,
+    D: Directory,
+    S: Sealer,
+    X: UserDeltas,
+    K: ReconcileCursors,
+    C: Clock,
+{
+    /// Reconciles `tenant` once: delta → plan → safeguard → apply (unless `dry_run`) → save link.
+    ///
+    /// # Errors
+    /// Delta and store read failures (nothing is saved then; the next run starts from the same
+    /// link). Failures of single repairs are recorded and counted instead.
+    #[tracing::instrument(skip_all, fields(op.kind = "reconcile", tenant.id = %tenant, dry_run))]
+    pub async fn run(&self, tenant: &TenantId, dry_run: bool) -> Result<ReconcileReport> {
+        let result = self.run_once(tenant, dry_run).await;
+        match &result {
+            Ok(r) => tracing::info!(
+                full_sync = r.full_sync,
+                pages = r.pages,
+                complete = r.complete,
+                planned = r.plan.len(),
+                applied = r.applied,
+                failed = r.failed,
+                safeguard_tripped = r.safeguard.is_some(),
+                "reconcile finished"
+            ),
+            Err(e) => tracing::warn!(
+                error.code = e.code(),
+                error.retryable = e.is_retryable(),
+                "reconcile not done"
+            ),
+        }
+        result
+    }
+
+    async fn run_once(&self, tenant: &TenantId, dry_run: bool) -> Result<ReconcileReport> {
+        let start = self.cursors.get(tenant, DeltaStream::Users).await?;
+        let round = self.read_delta(tenant, start.as_deref()).await?;
+        let bindings = self.bindings_of(tenant).await?;
+        let bound = bindings.iter().filter(|b| is_bound(b)).count();
+        let (plan, users) = self.plan(&round, &bindings).await?;
+        let mut report = ReconcileReport {
+            tenant_id: tenant.clone(),
+            dry_run,
+            full_sync: round.full,
+            pages: round.pages,
+            complete: round.complete,
+            bound,
+            plan,
+            safeguard: None,
+            applied: 0,
+            failed: 0,
+        };
+        let destructive = report
+            .plan
+            .iter()
+            .filter(|r| r.kind.is_destructive())
+            .count();
+        // Counts of users, far below f64's exact integer range.
+        #[allow(clippy::cast_precision_loss)]
+        let tripped =
+            destructive > 0 && destructive as f64 > self.settings.safeguard_ratio * bound as f64;
+        if tripped {
+            let trip = SafeguardTrip {
+                destructive,
+                bound,
+                ratio: self.settings.safeguard_ratio,
+            };
+            if !dry_run {
+                self.record_trip(tenant, start.as_deref(), &trip).await?;
+            }
+            report.safeguard = Some(trip);
+            return Ok(report);
+        }
+        if dry_run {
+            return Ok(report);
+        }
+        let by_user: HashMap<&UserId, &Binding> =
+            bindings.iter().map(|b| (&b.user_id, b)).collect();
+        let run_key = start.as_deref().unwrap_or("full");
+        let mut hold_cursor = false;
+        for repair in &report.plan {
+            let Some(binding) = by_user.get(&repair.user_id) else {
+                continue;
+            };
+            match self
+                .apply(tenant, run_key, repair, binding, users.get(&repair.user_id))
+                .await
+            {
+                Ok(()) => report.applied += 1,
+                Err(e) => {
+                    report.failed += 1;
+                    hold_cursor |= e.is_retryable() || matches!(e, Error::Conflict(_));
+                    self.record_failure(tenant, repair, &e).await?;
+                }
+            }
+        }
+        if !hold_cursor && let Some(link) = &round.save {
+            self.cursors.put(tenant, DeltaStream::Users, link).await?;
+        }
+        Ok(report)
+    }
+
+    async fn read_delta(&self, tenant: &TenantId, start: Option<&str>) -> Result<Round> {
+        let mut changes: BTreeMap<M365ObjectId, UserChange> = BTreeMap::new();
+        let mut full = start.is_none();
+        let mut link = start.map(str::to_owned);
+        let mut pages = 0;
+        while pages < self.settings.max_pages.max(1) {
+            let page = self.deltas.users_delta(tenant, link.as_deref()).await?;
+            pages += 1;
+            if page.restarted {
+                // A new full listing: what the lost round gave is superseded.
+                full = true;
+                changes.clear();
+            }
+            for change in page.changes {
+                match changes.get_mut(&change.id) {
+                    Some(seen) => merge(seen, change),
+                    None => {
+                        changes.insert(change.id.clone(), change);
+                    }
+                }
+            }
+            match page.next {
+                DeltaLink::More(next) => link = Some(next),
+                DeltaLink::Done(done) => {
+                    return Ok(Round {
+                        changes,
+                        full,
+                        pages,
+                        save: Some(done),
+                        complete: true,
+                    });
+                }
+            }
+        }
+        Ok(Round {
+            changes,
+            full,
+            pages,
+            save: link,
+            complete: false,
+        })
+    }
+
+    async fn bindings_of(&self, tenant: &TenantId) -> Result<Vec<Binding>> {
+        let mut all = Vec::new();
+        let mut request = PageRequest::first(1000);
+        loop {
+            let page = self.bindings.list_by_tenant(tenant, None, &request).await?;
+            all.extend(page.items);
+            match page.next {
+                Some(next) => request = PageRequest::after(next, 1000),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    async fn plan(
+        &self,
+        round: &Round,
+        bindings: &[Binding],
+    ) -> Result<(Vec<Repair>, HashMap<UserId, DirectoryUser>)> {
+        let now = self.clock.now();
+        let mut plan = Vec::new();
+        let mut users = HashMap::new();
+        for binding in bindings.iter().filter(|b| is_bound(b)) {
+            let Some(object) = binding.m365_object_id.clone() else {
+                continue;
+            };
+            let change = round.changes.get(&object);
+            let expiry_due = self.settings.password_max_age.is_some()
+                && binding.state == BindingState::Provisioned;
+            if change.is_none() && !expiry_due {
+                continue;
+            }
+            let Some(user) = self.users.get(&binding.user_id).await? else {
+                continue;
+            };
+            let repair = |kind, attributes, patch| Repair {
+                kind,
+                user_id: binding.user_id.clone(),
+                m365_object_id: object.clone(),
+                attributes,
+                patch,
+            };
+            if change.is_some_and(|c| c.removed) {
+                plan.push(repair(
+                    RepairKind::MarkDeleted,
+                    Vec::new(),
+                    M365UserPatch::default(),
+                ));
+                continue;
+            }
+            let expired = expiry_due
+                && self
+                    .settings
+                    .password_max_age
+                    .is_some_and(|age| user.password_changed_at.is_some_and(|at| at + age <= now));
+            if expired {
+                plan.push(repair(
+                    RepairKind::SuspendExpired,
+                    Vec::new(),
+                    M365UserPatch::default(),
+                ));
+                users.insert(user.id.clone(), user);
+                continue;
+            }
+            let Some(change) = change else {
+                continue;
+            };
+            match binding.state {
+                BindingState::Blocked | BindingState::Suspended
+                    if change.account_enabled == Some(true) =>
+                {
+                    plan.push(repair(
+                        RepairKind::Block,
+                        Vec::new(),
+                        M365UserPatch::default(),
+                    ));
+                }
+                BindingState::Provisioned => {
+                    let (patch, names) = attribute_patch(&user, change);
+                    if !patch.is_empty() {
+                        plan.push(repair(RepairKind::UpdateAttributes, names, patch));
+                    }
+                    if self.password_changed_in_m365(&user, change).await? {
+                        plan.push(repair(
+                            RepairKind::OverwritePassword,
+                            Vec::new(),
+                            M365UserPatch::default(),
+                        ));
+                    }
+                }
+                _ => {}
+            }
+            users.insert(user.id.clone(), user);
+        }
+        Ok((plan, users))
+    }
+
+    /// Whether M365 reports a password change later than our last push (R-PWD-3).
+    async fn password_changed_in_m365(
+        &self,
+        user: &DirectoryUser,
+        change: &UserChange,
+    ) -> Result<bool> {
+        let (Some(_), Some(changed)) = (&user.password, change.last_password_change) else {
+            return Ok(false);
+        };
+        let grace = self.settings.push_grace;
+        // Our pushes happen after the directory password was set: an M365 change before that
+        // is older than any push of it (this also spares the events query for most users).
+        if user
+            .password_changed_at
+            .is_some_and(|set| changed <= set + grace)
+        {
+            return Ok(false);
+        }
+        Ok(self
+            .last_push(&user.id)
+            .await?
+            .is_none_or(|pushed| changed > pushed + grace))
+    }
+
+    async fn last_push(&self, user: &UserId) -> Result<Option<DateTime<Utc>>> {
+        let page = self
+            .events
+            .query(&EventQuery {
+                filter: EventFilter::User(user.clone()),
+                since: None,
+                page: PageRequest::first(50),
+            })
+            .await?;
+        Ok(page
+            .items
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e.kind,
+                    EventKind::UserCreateProvision | EventKind::UserPasswordUpdateProvision
+                )
+            })
+            .map(|e| e.at)
+            .max())
+    }
+
+    async fn apply(
+        &self,
+        tenant: &TenantId,
+        run_key: &str,
+        repair: &Repair,
+        binding: &Binding,
+        user: Option<&DirectoryUser>,
+    ) -> Result<()> {
+        let id = &repair.m365_object_id;
+        let write = match repair.kind {
+            RepairKind::Block | RepairKind::SuspendExpired => {
+                self.directory.set_account_enabled(tenant, id, false).await
+            }
+            RepairKind::UpdateAttributes => {
+                self.directory.update_user(tenant, id, &repair.patch).await
+            }
+            RepairKind::OverwritePassword => {
+                let sealed = user.and_then(|u| u.password.as_ref());
+                match sealed {
+                    Some(sealed) => {
+                        let password = self.sealer.open(&repair.user_id, sealed).await?;
+                        self.directory.set_password(tenant, id, &password).await
+                    }
+                    None => return Ok(()),
+                }
+            }
+            RepairKind::MarkDeleted => Ok(()),
+        };
+        let mut next = binding.clone();
+        match write {
+            Ok(()) => {}
+            Err(e) if is_m365_not_found(&e) => {
+                next.state = BindingState::DeletedInM365;
+                next.pending_reason = None;
+                self.bindings
+                    .put(&next, Expect::Version(binding.version))
+                    .await?;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
+        match repair.kind {
+            RepairKind::MarkDeleted => {
+                next.state = BindingState::DeletedInM365;
+                next.pending_reason = None;
+            }
+            RepairKind::SuspendExpired => next.state = BindingState::Suspended,
+            _ => {}
+        }
+        if let Some((kind, reason)) = repair.kind.event() {
+            self.events
+                .append(&Event {
+                    id: event_id(&[tenant.as_str(), run_key, repair.user_id.as_str(), reason])?,
+                    kind,
+                    at: self.clock.now(),
+                    user_id: Some(repair.user_id.clone()),
+                    tenant_id: Some(tenant.clone()),
+                    operation_id: Some(operation(tenant)),
+                    reason: Some(reason.to_owned()),
+                    details: Some(serde_json::json!({ "m365ObjectId": id })),
+                })
+                .await?;
+        }
+        if next != *binding {
+            self.bindings
+                .put(&next, Expect::Version(binding.version))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn record_trip(
+        &self,
+        tenant: &TenantId,
+        start: Option<&str>,
+        trip: &SafeguardTrip,
+    ) -> Result<()> {
+        let now = self.clock.now();
+        self.events
+            .append(&Event {
+                id: event_id(&[
+                    tenant.as_str(),
+                    start.unwrap_or("full"),
+                    "safeguard",
+                    &now.timestamp().to_string(),
+                ])?,
+                kind: EventKind::ReconcileSafeguardTripped,
+                at: now,
+                user_id: None,
+                tenant_id: Some(tenant.clone()),
+                operation_id: Some(operation(tenant)),
+                reason: Some("safeguard_threshold_exceeded".to_owned()),
+                details: Some(serde_json::json!({
+                    "destructive": trip.destructive,
+                    "bound": trip.bound,
+                    "ratio": trip.ratio,
+                })),
+            })
+            .await
+    }
+
+    async fn record_failure(
+        &self,
+        tenant: &TenantId,
+        repair: &Repair,
+        error: &Error,
+    ) -> Result<()> {
+        self.failures
+            .record(&Failure {
+                id: EventId::generate(),
+                tenant_id: tenant.clone(),
+                user_id: Some(repair.user_id.clone()),
+                operation_id: operation(tenant),
+                code: error.code().to_owned(),
+                message: error.to_string(),
+                graph_request_id: error.graph_request_id().map(str::to_owned),
+                at: self.clock.now(),
+            })
+            .await
+    }
+}
+
+fn operation(tenant: &TenantId) -> OperationId {
+    OperationId::new(
+        OperationKind::Reconcile,
+        &OperationSubject::Tenant(tenant.clone()),
+        "run",
+    )
+}
+
+/// A deterministic event id: a replayed run (same start link) appends the same events, kept once.
+fn event_id(parts: &[&str]) -> Result<EventId> {
+    let digest = Sha256::digest(parts.join("#").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    let uuid = uuid::Builder::from_custom_bytes(bytes).into_uuid();
+    Ok(EventId::parse(uuid.hyphenated().to_string())?)
+}
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use super::*;
+    use crate::model::UserId;
+    use crate::ports::Directory;
+    use crate::testing::{
+        FakeBindings, FakeDirectory, FakeEvents, FakeFailures, FakeReconcileCursors, FakeSealer,
+        FakeUserDeltas, FakeUsers, ManualClock,
+    };
+    use crate::usecase::testkit::{World, secret, uid};
+
+    const GOOD: &str = "Correct-Horse-7";
+
+    type TestReconcile<'a> = Reconcile<
+        'a,
+        FakeBindings,
+        FakeEvents,
+        FakeFailures,
+        FakeUsers,
+        FakeDirectory,
+        FakeSealer,
+        FakeUserDeltas<'a>,
+        FakeReconcileCursors,
+        ManualClock,
+    >;
+
+    struct Rig<'a> {
+        w: &'a World,
+        deltas: FakeUserDeltas<'a>,
+        cursors: FakeReconcileCursors,
+        settings: ReconcileSettings,
+    }
+
+    impl<'a> Rig<'a> {
+        fn new(w: &'a World) -> Self {
+            Self {
+                w,
+                deltas: FakeUserDeltas::new(&w.directory),
+                cursors: FakeReconcileCursors::new(),
+                settings: ReconcileSettings::default(),
+            }
+        }
+
+        fn reconcile(&self) -> TestReconcile<'_> {
+            Reconcile {
+                bindings: &self.w.bindings,
+                events: &self.w.events,
+                failures: &self.w.failures,
+                users: &self.w.users,
+                directory: &self.w.directory,
+                sealer: &self.w.sealer,
+                deltas: &self.deltas,
+                cursors: &self.cursors,
+                clock: &self.w.clock,
+                settings: &self.settings,
+            }
+        }
+
+        async fn run(&self, dry_run: bool) -> ReconcileReport {
+            self.reconcile()
+                .run(&self.w.tenant.id, dry_run)
+                .await
+                .unwrap()
+        }
+    }
+
+    /// `n` bound users `u0..u{n-1}`, each with a directory password, then a first (full) run.
+    async fn world_with(n: usize) -> World {
+        let w = World::new().await;
+        for i in 0..n {
+            let id = format!("u{i}");
+            w.user(&id).await;
+            w.passwords().set(&uid(&id), &secret(GOOD)).await.unwrap();
+            w.bind(&id).await;
+        }
+        w
+    }
+
+    fn object(w: &World, b: &Binding) -> M365ObjectId {
+        let _ = w;
+        b.m365_object_id.clone().unwrap()
+    }
+
+    fn kinds(report: &ReconcileReport) -> Vec<(RepairKind, UserId)> {
+        report
+            .plan
+            .iter()
+            .map(|r| (r.kind, r.user_id.clone()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_first_run_is_a_full_sync_and_an_unchanged_tenant_then_costs_only_its_delta_page() {
+        // R-REC-1
+        let w = world_with(12).await;
+        let rig = Rig::new(&w);
+        let first = rig.run(false).await;
+        assert!(first.full_sync && first.complete);
+        assert_eq!(first.bound, 12);
+        assert!(first.plan.is_empty(), "{:?}", first.plan);
+        let calls = w.directory.calls();
+        let second = rig.run(false).await;
+        assert!(!second.full_sync);
+        assert!(second.plan.is_empty());
+        // The fake's delta reads one listing call per page; no writes.
+        assert_eq!(w.directory.calls() - calls, 1);
+        assert_eq!(rig.deltas.pages(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_blocked_user_enabled_in_m365_is_blocked_again_and_the_next_run_finds_nothing() {
+        // R-REC-1
+        let w = world_with(12).await;
+        w.unbinder().unbind(&uid("u1")).await.unwrap();
+        let rig = Rig::new(&w);
+        rig.run(false).await;
+        let id = object(&w, &w.binding("u1").await);
+        w.directory
+            .set_account_enabled(&w.tenant.id, &id, true)
+            .await
+            .unwrap();
+        let report = rig.run(false).await;
+        assert_eq!(kinds(&report), vec![(RepairKind::Block, uid("u1"))]);
+        assert_eq!(report.applied, 1);
+        assert!(!w.directory.user(&w.tenant.id, &id).unwrap().account_enabled);
+        assert_eq!(w.binding("u1").await.state, BindingState::Blocked);
+        assert!(rig.run(false).await.plan.is_empty());
+    }
+
+    #[tokio::test]
+    async fn attribute_drift_is_overwritten_with_the_directory_values_once() {
+        // R-REC-1
+        let w = world_with(3).await;
+        let rig = Rig::new(&w);
+        rig.run(false).await;
+        let id = object(&w, &w.binding("u0").await);
+        let patch = M365UserPatch {
+            job_title: Some(Some("Pirate".to_owned())),
+            ..M365UserPatch::default()
+        };
+        w.directory
+            .update_user(&w.tenant.id, &id, &patch)
+            .await
+            .unwrap();
+        let report = rig.run(false).await;
+        assert_eq!(report.plan.len(), 1);
+        assert_eq!(report.plan[0].kind, RepairKind::UpdateAttributes);
+        assert_eq!(report.plan[0].attributes, vec!["jobTitle"]);
+        let m365 = w.directory.user(&w.tenant.id, &id).unwrap();
+        assert_eq!(m365.job_title.as_deref(), Some("Engineer"));
+        assert_eq!(w.count_events(EventKind::UserUpdateProvision), 1);
+        assert!(rig.run(false).await.plan.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_password_changed_in_m365_is_overwritten_with_the_sealed_directory_password() {
+        // R-PWD-3
+        let w = world_with(3).await;
+        let rig = Rig::new(&w);
+        rig.run(false).await;
+        let id = object(&w, &w.binding("u2").await);
+        w.clock.advance(TimeDelta::minutes(30));
+        w.directory
+            .set_password(&w.tenant.id, &id, &secret("Changed-In-M365-1"))
+            .await
+            .unwrap();
+        let before = w.count_events(EventKind::UserPasswordUpdateProvision);
+        let report = rig.run(false).await;
+        assert_eq!(
+            kinds(&report),
+            vec![(RepairKind::OverwritePassword, uid("u2"))]
+        );
+        let pushed = w.directory.password(&w.tenant.id, &id).unwrap();
+        assert_eq!(secrecy::ExposeSecret::expose_secret(&pushed), GOOD);
+        assert_eq!(
+            w.count_events(EventKind::UserPasswordUpdateProvision),
+            before + 1
+        );
+        // Our own overwrite moved lastPasswordChangeDateTime: not drift.
+        w.clock.advance(TimeDelta::minutes(30));
+        assert!(rig.run(false).await.plan.is_empty());
+    }
+
+    #[tokio::test]
+    async fn our_own_password_push_is_not_mistaken_for_an_m365_change() {
+        // R-PWD-3
+        let w = world_with(3).await;
+        let rig = Rig::new(&w);
+        rig.run(false).await;
+        w.clock.advance(TimeDelta::hours(2));
+        w.passwords()
+            .set(&uid("u0"), &secret("Another-Horse-8"))
+            .await
+            .unwrap();
+        assert!(rig.run(false).await.plan.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_account_deleted_in_m365_marks_the_binding_deleted_in_m365() {
+        // R-REC-1, R-BIND-8
+        let w = world_with(12).await;
+        let rig = Rig::new(&w);
+        rig.run(false).await;
+        let id = object(&w, &w.binding("u3").await);
+        w.directory.soft_delete(&w.tenant.id, &id).unwrap();
+        let report = rig.run(false).await;
+        assert_eq!(kinds(&report), vec![(RepairKind::MarkDeleted, uid("u3"))]);
+        assert_eq!(w.binding("u3").await.state, BindingState::DeletedInM365);
+        let again = rig.run(false).await;
+        assert!(again.plan.is_empty());
+        assert_eq!(again.bound, 11);
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_returns_the_plan_and_writes_nothing() {
+        // R-REC-2
+        let w = world_with(12).await;
+        w.unbinder().unbind(&uid("u1")).await.unwrap();
+        let rig = Rig::new(&w);
+        rig.run(false).await;
+        let puts = rig.cursors.puts();
+        let id = object(&w, &w.binding("u1").await);
+        w.directory
+            .set_account_enabled(&w.tenant.id, &id, true)
+            .await
+            .unwrap();
+        let events = w.events.all().len();
+        let binding = w.binding("u1").await;
+        let calls = w.directory.calls();
+        let report = rig.run(true).await;
+        assert!(report.dry_run);
+        assert_eq!(kinds(&report), vec![(RepairKind::Block, uid("u1"))]);
+        assert_eq!(report.applied, 0);
+        assert_eq!(w.directory.calls() - calls, 1, "only the delta read");
+        assert!(w.directory.user(&w.tenant.id, &id).unwrap().account_enabled);
+        assert_eq!(w.events.all().len(), events);
+        assert_eq!(w.binding("u1").await, binding);
+        assert_eq!(rig.cursors.puts(), puts);
+        // The real run afterwards still sees (and repairs) the drift.
+        assert_eq!(rig.run(false).await.applied, 1);
+    }
+
+    #[tokio::test]
+    async fn the_safeguard_stops_a_run_blocking_more_than_ten_percent_and_records_it() {
+        // R-REC-3
+        let w = world_with(10).await;
+        let rig = Rig::new(&w);
+        rig.run(false).await;
+        for i in 0..2 {
+            let id = object(&w, &w.binding(&format!("u{i}")).await);
+            w.directory.soft_delete(&w.tenant.id, &id).unwrap();
+        }
+        let puts = rig.cursors.puts();
+        let report = rig.run(false).await;
+        let trip = report.safeguard.clone().unwrap();
+        assert_eq!((trip.destructive, trip.bound), (2, 10));
+        assert_eq!(report.applied, 0);
+        assert_eq!(w.binding("u0").await.state, BindingState::Provisioned);
+        assert_eq!(w.count_events(EventKind::ReconcileSafeguardTripped), 1);
+        assert_eq!(
+            rig.cursors.puts(),
+            puts,
+            "the cursor stays: the drift is seen again"
+        );
+        // A dry run reports the trip without recording it.
+        let dry = rig.run(true).await;
+        assert!(dry.safeguard.is_some());
+        assert_eq!(w.count_events(EventKind::ReconcileSafeguardTripped), 1);
+    }
+
+    #[tokio::test]
+    async fn one_removal_in_ten_is_within_the_safeguard() {
+        // R-REC-3
+        let w = world_with(10).await;
+        let rig = Rig::new(&w);
+        rig.run(false).await;
+        let id = object(&w, &w.binding("u0").await);
+        w.directory.soft_delete(&w.tenant.id, &id).unwrap();
+        let report = rig.run(false).await;
+        assert!(report.safeguard.is_none());
+        assert_eq!(report.applied, 1);
+    }
+
+    #[tokio::test]
+    async fn an_expired_password_suspends_the_account_and_a_new_password_re_enables_it() {
+        // R-PWD-4
+        let w = world_with(12).await;
+        let mut rig = Rig::new(&w);
+        rig.settings.password_max_age = Some(TimeDelta::days(90));
+        rig.run(false).await;
+        // u5's password is renewed at day 60; the others expire at day 90.
+        w.clock.advance(TimeDelta::days(60));
+        for i in 0..12 {
+            if i != 5 {
+                continue;
+            }
+            w.passwords()
+                .set(&uid(&format!("u{i}")), &secret("Renewed-Horse-9"))
+                .await
+                .unwrap();
+        }
+        w.clock.advance(TimeDelta::days(31));
+        rig.settings.safeguard_ratio = 1.0;
+        let report = rig.run(false).await;
+        assert_eq!(
+            report
+                .plan
+                .iter()
+                .filter(|r| r.kind == RepairKind::SuspendExpired)
+                .count(),
+            11
+        );
+        let b = w.binding("u0").await;
+        assert_eq!(b.state, BindingState::Suspended);
+        assert!(
+            !w.directory
+                .user(&w.tenant.id, &object(&w, &b))
+                .unwrap()
+                .account_enabled
+        );
+        assert_eq!(w.binding("u5").await.state, BindingState::Provisioned);
+        let expired = w
+            .events
+            .all()
+            .into_iter()
+            .filter(|e| {
+                e.kind == EventKind::UserDeprovision
+                    && e.reason.as_deref() == Some("password_expired")
+            })
+            .count();
+        assert_eq!(expired, 11);
+        assert!(
+            rig.run(false).await.plan.is_empty(),
+            "suspended stays suspended"
+        );
+        // A new password re-enables the account (SetPassword handles `suspended`).
+        w.passwords()
+            .set(&uid("u0"), &secret("Fresh-Horse-10"))
+            .await
+            .unwrap();
+        let b = w.binding("u0").await;
+        assert_eq!(b.state, BindingState::Provisioned);
+        assert!(
+            w.directory
+                .user(&w.tenant.id, &object(&w, &b))
+                .unwrap()
+                .account_enabled
+        );
+        assert!(rig.run(false).await.plan.is_empty());
+    }
+
+    #[tokio::test]
+    async fn mass_expiry_trips_the_safeguard() {
+        // R-REC-3, R-PWD-4
+        let w = world_with(10).await;
+        let mut rig = Rig::new(&w);
+        rig.settings.password_max_age = Some(TimeDelta::days(1));
+        w.clock.advance(TimeDelta::days(2));
+        let report = rig.run(false).await;
+        assert!(report.safeguard.is_some());
+        assert_eq!(w.binding("u0").await.state, BindingState::Provisioned);
+    }
+
+    #[tokio::test]
+    async fn a_lost_delta_state_restarts_with_a_full_sync() {
+        // R-REC-1 (graph-spec §5: 410 → full resync)
+        let w = world_with(3).await;
+        let rig = Rig::new(&w);
+        rig.run(false).await;
+        rig.deltas.lose_state();
+        let report = rig.run(false).await;
+        assert!(report.full_sync);
+        assert!(report.plan.is_empty());
+    }
+}

@@ -1,0 +1,598 @@
+//! Security groups end to end (issue 6 part B, R-GRP-1): the `directory` function's
+//! `PUT /groups/{groupId}/binding`, `GET /groups/{groupId}[/binding]` and membership pushes on
+//! `PUT /groups/{groupId}`, with users bound by the `bind` function and retries driven through the
+//! real retry queue by the `retry-worker` function, on moto (DynamoDB, SQS, Secrets Manager) and
+//! the m365-emulator. Every test names the requirement it proves.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_sdk_sqs::types::QueueAttributeName;
+use chrono::{DateTime, TimeDelta, Utc};
+use m365_aws::OAuthClientCredentials;
+use m365_engine::ports::Clock;
+use m365_graph::{GraphClient, GraphDirectory, RetryPolicy};
+use m365_integration_tests::{APP_ID, APP_SECRET, CONTOSO, REDIRECT, World, api_request};
+use m365_lambda::provision::Provisioning;
+use m365_lambda::{App, GraphApp, GraphConfig};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+/// Real time plus an offset the test moves (the engine's clock; the emulator has its own).
+#[derive(Debug, Clone, Default)]
+struct OffsetClock(Arc<Mutex<TimeDelta>>);
+
+impl OffsetClock {
+    fn advance(&self, by: TimeDelta) {
+        *self.0.lock().unwrap() += by;
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now() + *self.0.lock().unwrap()
+    }
+}
+
+const SEAL_KEY: &str = "4f1c2a9e8b7d6c5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e";
+
+/// A connected Contoso with a retry queue (and DLQ), and the functions' wiring on them.
+struct Stack {
+    world: World,
+    worker: Provisioning<OffsetClock>,
+    bind: Provisioning<OffsetClock>,
+    directory: Provisioning<OffsetClock>,
+    clock: OffsetClock,
+    sqs: aws_sdk_sqs::Client,
+    retry_url: String,
+    tenant: String,
+}
+
+async fn queue(sqs: &aws_sdk_sqs::Client, name: &str, dlq_arn: Option<&str>) -> String {
+    let mut create = sqs
+        .create_queue()
+        .queue_name(name)
+        .attributes(QueueAttributeName::VisibilityTimeout, "30");
+    if let Some(arn) = dlq_arn {
+        create = create.attributes(
+            QueueAttributeName::RedrivePolicy,
+            json!({"deadLetterTargetArn": arn, "maxReceiveCount": "5"}).to_string(),
+        );
+    }
+    create.send().await.unwrap().queue_url.unwrap()
+}
+
+impl Stack {
+    async fn start() -> Option<Self> {
+        let mut world = World::start().await?;
+        let sdk = world.app.sdk.clone();
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let dlq_url = queue(&sqs, &format!("groups-dlq-{id}"), None).await;
+        let dlq_arn = sqs
+            .get_queue_attributes()
+            .queue_url(&dlq_url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap()[&QueueAttributeName::QueueArn]
+            .clone();
+        let retry_url = queue(&sqs, &format!("groups-retry-{id}"), Some(&dlq_arn)).await;
+        let notifications_url = queue(&sqs, &format!("groups-notify-{id}"), None).await;
+        let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+        let seal = format!("groups-seal-{id}");
+        secrets
+            .create_secret()
+            .name(&seal)
+            .secret_string(SEAL_KEY)
+            .send()
+            .await
+            .unwrap();
+        let mut config = world.app.config.clone();
+        config.resources.retry_queue_url.clone_from(&retry_url);
+        config
+            .resources
+            .notifications_queue_url
+            .clone_from(&notifications_url);
+        config.resources.seal_key_secret_id = seal;
+        world.app = App::with_sdk_config(config, sdk);
+        let tenant = world.connect_contoso("Contoso").await;
+        let clock = OffsetClock::default();
+        let function = || {
+            let graph = GraphApp::with_credentials(
+                &world.app,
+                &GraphConfig {
+                    graph_base: Some(format!("{}/v1.0", world.emulator.base)),
+                    identity_base: Some(world.emulator.base.clone()),
+                    redirect_uri: Some(REDIRECT.to_owned()),
+                    ..GraphConfig::default()
+                },
+                OAuthClientCredentials {
+                    client_id: APP_ID.to_owned(),
+                    client_secret: SecretString::from(APP_SECRET.to_owned()),
+                    redirect_uri: None,
+                },
+            )
+            .unwrap();
+            let mut deps = Provisioning::with_clock(&world.app, &graph, clock.clone());
+            // Few, short in-process retries so replication lag reaches the retry queue quickly
+            // (the product's defaults retry longer in-process; the logic is the same).
+            let client = GraphClient::builder()
+                .graph_base(format!("{}/v1.0", world.emulator.base))
+                .identity_base(world.emulator.base.clone())
+                .retry(RetryPolicy {
+                    max_attempts: 3,
+                    base_backoff: Duration::from_millis(20),
+                    max_backoff: Duration::from_millis(100),
+                    budget: Duration::from_secs(5),
+                    max_not_yet_visible_attempts: 2,
+                    ..RetryPolicy::default()
+                })
+                .build()
+                .unwrap();
+            deps.directory = GraphDirectory::new(client, deps.directory.tokens().clone());
+            deps.retry.base_delay = Duration::from_millis(200);
+            deps.retry.max_delay = Duration::from_secs(1);
+            deps
+        };
+        let (worker, bind, directory) = (function(), function(), function());
+        Some(Self {
+            world,
+            worker,
+            bind,
+            directory,
+            clock,
+            sqs,
+            retry_url,
+            tenant,
+        })
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let request = api_request(method, path, &[], body);
+        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let response = match (method, segments.as_slice()) {
+            ("PUT" | "GET", ["users", _, "binding"]) => bind::handle(&self.bind, request).await,
+            _ => directory::handle(&self.directory, request).await,
+        }
+        .unwrap();
+        let status = response.status().as_u16();
+        let body = match response.body() {
+            lambda_http::Body::Text(t) => serde_json::from_str(t).unwrap(),
+            lambda_http::Body::Binary(b) => serde_json::from_slice(b).unwrap(),
+            _ => Value::Null,
+        };
+        (status, body)
+    }
+
+    /// A directory user bound to Contoso; its M365 object id.
+    async fn bound_user(&self, id: &str) -> String {
+        let body =
+            json!({"email": format!("{id}@contoso.com"), "displayName": format!("User {id}")});
+        let (status, answer) = self.call("PUT", &format!("/users/{id}"), Some(body)).await;
+        assert!(status == 200 || status == 201, "{status} {answer}");
+        let (status, bound) = self
+            .call(
+                "PUT",
+                &format!("/users/{id}/binding"),
+                Some(json!({"welcome": false})),
+            )
+            .await;
+        assert_eq!(status, 200, "{bound}");
+        bound["binding"]["m365ObjectId"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn unbound_user(&self, id: &str) {
+        let body =
+            json!({"email": format!("{id}@contoso.com"), "displayName": format!("User {id}")});
+        let (status, answer) = self.call("PUT", &format!("/users/{id}"), Some(body)).await;
+        assert!(status == 200 || status == 201, "{status} {answer}");
+    }
+
+    async fn put_group(&self, id: &str, members: &[&str]) -> (u16, Value) {
+        self.call(
+            "PUT",
+            &format!("/groups/{id}"),
+            Some(json!({"name": format!("Group {id}"), "members": members})),
+        )
+        .await
+    }
+
+    async fn bind_group(&self, id: &str) -> (u16, Value) {
+        self.call(
+            "PUT",
+            &format!("/groups/{id}/binding"),
+            Some(json!({"tenantId": self.tenant})),
+        )
+        .await
+    }
+
+    /// Contoso's groups in the emulator with this mail nickname: (properties, member ids).
+    async fn m365_groups(&self, nickname: &str) -> Vec<(Value, BTreeSet<String>)> {
+        let t = self
+            .world
+            .emulator
+            .get(&format!("/_emulator/tenants/{CONTOSO}"))
+            .await;
+        t["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|g| {
+                g["properties"]["mailNickname"]
+                    .as_str()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(nickname))
+            })
+            .map(|g| {
+                let mut props = g["properties"].clone();
+                props["id"] = g["id"].clone();
+                let members = g["members"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|m| m.as_str().map(str::to_owned))
+                    .collect();
+                (props, members)
+            })
+            .collect()
+    }
+
+    async fn graph_token(&self) -> String {
+        let token: Value = self
+            .world
+            .emulator
+            .http
+            .post(format!("{}/_emulator/tokens", self.world.emulator.base))
+            .json(&json!({"tenant": CONTOSO, "appId": APP_ID}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        token["access_token"].as_str().unwrap().to_owned()
+    }
+
+    async fn receive(&self) -> Vec<aws_sdk_sqs::types::Message> {
+        self.sqs
+            .receive_message()
+            .queue_url(&self.retry_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(0)
+            .visibility_timeout(1)
+            .send()
+            .await
+            .unwrap()
+            .messages
+            .unwrap_or_default()
+    }
+
+    async fn queue_depth(&self) -> usize {
+        let attrs = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&self.retry_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap_or_default();
+        attrs
+            .values()
+            .map(|v| v.parse::<usize>().unwrap_or(0))
+            .sum()
+    }
+
+    /// Runs the retry worker on the real retry queue until it is empty (or `deadline` passes);
+    /// the bodies handled.
+    async fn drain(&self, deadline: Duration) -> Vec<String> {
+        let until = std::time::Instant::now() + deadline;
+        let mut bodies = Vec::new();
+        while std::time::Instant::now() < until {
+            let received = self.receive().await;
+            if received.is_empty() {
+                if self.queue_depth().await == 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                continue;
+            }
+            let mut event = SqsEvent::default();
+            event.records = received
+                .iter()
+                .map(|m| {
+                    let mut r = SqsMessage::default();
+                    r.message_id.clone_from(&m.message_id);
+                    r.receipt_handle.clone_from(&m.receipt_handle);
+                    r.body.clone_from(&m.body);
+                    r
+                })
+                .collect();
+            let response = retry_worker::handle_batch(&self.worker, &event).await;
+            let failed: HashSet<String> = response
+                .batch_item_failures
+                .iter()
+                .map(|f| f.item_identifier.clone())
+                .collect();
+            for m in &received {
+                bodies.push(m.body.clone().unwrap_or_default());
+                if !failed.contains(m.message_id.as_deref().unwrap_or_default()) {
+                    self.sqs
+                        .delete_message()
+                        .queue_url(&self.retry_url)
+                        .receipt_handle(m.receipt_handle.clone().unwrap())
+                        .send()
+                        .await
+                        .unwrap();
+                }
+            }
+        }
+        bodies
+    }
+}
+
+macro_rules! stack {
+    () => {
+        match Stack::start().await {
+            Some(s) => s,
+            None => return,
+        }
+    };
+}
+
+fn ids(v: &[&str]) -> BTreeSet<String> {
+    v.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binding_a_group_creates_one_security_group_mirroring_only_the_bound_members() {
+    // R-GRP-1 (create; securityEnabled, not mail-enabled; bound members only, others reported)
+    let s = stack!();
+    let alice = s.bound_user("alice").await;
+    let bob = s.bound_user("bob").await;
+    s.unbound_user("carol").await;
+    let (status, put) = s.put_group("sales", &["alice", "bob", "carol"]).await;
+    assert_eq!(status, 201, "{put}");
+    assert_eq!(put["sync"], "not_bound");
+
+    let (status, bound) = s.bind_group("sales").await;
+    assert_eq!(status, 200, "{bound}");
+    assert_eq!(bound["outcome"], "done");
+    assert_eq!(bound["change"], "created");
+    assert_eq!(bound["added"], 2);
+    let binding = &bound["binding"];
+    assert_eq!(binding["state"], "provisioned", "{bound}");
+    assert_eq!(binding["tenantId"], s.tenant.as_str());
+    assert_eq!(binding["mailNickname"], "m365sync-sales");
+    assert_eq!(binding["mirrored"], json!(["alice", "bob"]));
+    assert_eq!(
+        binding["skipped"],
+        json!([{"userId": "carol", "reason": "not_bound"}])
+    );
+
+    let groups = s.m365_groups("m365sync-sales").await;
+    assert_eq!(groups.len(), 1, "one security group");
+    let (props, members) = &groups[0];
+    assert_eq!(props["securityEnabled"], true);
+    assert_eq!(props["mailEnabled"], false);
+    assert_eq!(props["displayName"], "Group sales");
+    assert_eq!(props["id"], binding["m365GroupId"]);
+    assert_eq!(members, &ids(&[&alice, &bob]));
+
+    // GET shows the group with its binding; binding again changes nothing and adds no group.
+    let (status, shown) = s.call("GET", "/groups/sales", None).await;
+    assert_eq!(status, 200, "{shown}");
+    assert_eq!(shown["binding"]["state"], "provisioned");
+    assert_eq!(shown["members"], json!(["alice", "bob", "carol"]));
+    let (status, state) = s.call("GET", "/groups/sales/binding", None).await;
+    assert_eq!(status, 200, "{state}");
+    assert_eq!(state["groupId"], "sales");
+    assert_eq!(state["m365GroupId"], binding["m365GroupId"]);
+    let (status, again) = s.bind_group("sales").await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["change"], "mirrored");
+    assert_eq!(
+        (again["added"].clone(), again["removed"].clone()),
+        (json!(0), json!(0))
+    );
+    assert_eq!(s.m365_groups("m365sync-sales").await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directory_group_changes_add_and_remove_members_of_the_bound_security_group() {
+    // R-GRP-1 (membership changes follow directory group changes; a group deleted in M365 comes back)
+    let s = stack!();
+    let alice = s.bound_user("alice").await;
+    let bob = s.bound_user("bob").await;
+    let carol = s.bound_user("carol").await;
+    s.put_group("sales", &["alice", "bob"]).await;
+    let (status, bound) = s.bind_group("sales").await;
+    assert_eq!(status, 200, "{bound}");
+    assert_eq!(
+        s.m365_groups("m365sync-sales").await[0].1,
+        ids(&[&alice, &bob])
+    );
+
+    let (status, put) = s.put_group("sales", &["bob", "carol"]).await;
+    assert_eq!(status, 200, "{put}");
+    assert_eq!(put["sync"], "done", "{put}");
+    assert_eq!(put["group"]["binding"]["mirrored"], json!(["bob", "carol"]));
+    assert_eq!(
+        s.m365_groups("m365sync-sales").await[0].1,
+        ids(&[&bob, &carol])
+    );
+
+    // The same members again: nothing is pushed.
+    let (status, same) = s.put_group("sales", &["bob", "carol"]).await;
+    assert_eq!(status, 200, "{same}");
+    assert_eq!(same["sync"], "unchanged");
+
+    // An admin deletes the group in M365: the next change recreates it with the members.
+    let gone = put["group"]["binding"]["m365GroupId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let status = s
+        .world
+        .emulator
+        .http
+        .delete(format!("{}/v1.0/groups/{gone}", s.world.emulator.base))
+        .bearer_auth(s.graph_token().await)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status.as_u16(), 204);
+    let (_, back) = s.put_group("sales", &["alice", "bob", "carol"]).await;
+    assert_eq!(back["sync"], "done", "{back}");
+    let groups = s.m365_groups("m365sync-sales").await;
+    assert_eq!(groups.len(), 1);
+    assert_ne!(groups[0].0["id"], gone.as_str());
+    assert_eq!(groups[0].1, ids(&[&alice, &bob, &carol]));
+
+    // Emptied: every member is removed, the group stays.
+    let (_, emptied) = s.put_group("sales", &[]).await;
+    assert_eq!(emptied["sync"], "done", "{emptied}");
+    let groups = s.m365_groups("m365sync-sales").await;
+    assert_eq!(groups.len(), 1);
+    assert!(groups[0].1.is_empty(), "{:?}", groups[0].1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binding_adopts_the_existing_security_group_with_the_derived_nickname() {
+    // R-GRP-1 (adopt by mail nickname; its membership is mirrored, strangers removed)
+    let s = stack!();
+    let alice = s.bound_user("alice").await;
+    let stranger = s.bound_user("stranger").await;
+    let token = s.graph_token().await;
+    let base = &s.world.emulator.base;
+    let created: Value = s
+        .world
+        .emulator
+        .http
+        .post(format!("{base}/v1.0/groups"))
+        .bearer_auth(&token)
+        .json(&json!({
+            "displayName": "Sales (made in the portal)",
+            "mailNickname": "m365sync-sales",
+            "mailEnabled": false,
+            "securityEnabled": true,
+            "groupTypes": [],
+            "members@odata.bind": [format!("{base}/v1.0/directoryObjects/{stranger}")],
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let existing = created["id"].as_str().unwrap().to_owned();
+
+    s.put_group("sales", &["alice"]).await;
+    let (status, bound) = s.bind_group("sales").await;
+    assert_eq!(status, 200, "{bound}");
+    assert_eq!(bound["change"], "adopted");
+    assert_eq!(bound["added"], 1);
+    assert_eq!(bound["removed"], 1);
+    assert_eq!(bound["binding"]["m365GroupId"], existing.as_str());
+    let groups = s.m365_groups("m365sync-sales").await;
+    assert_eq!(groups.len(), 1, "adopted, not created");
+    assert_eq!(groups[0].1, ids(&[&alice]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_lag_on_a_new_group_is_retried_through_the_retry_queue() {
+    // R-GRP-1, R-BIND-6 (replication-lag errors on a new group are retried)
+    let s = stack!();
+    let alice = s.bound_user("alice").await;
+    let status = s
+        .world
+        .emulator
+        .send(
+            reqwest::Method::PUT,
+            "/_emulator/realism",
+            json!({"replicationLagMs": 120_000}),
+        )
+        .await;
+    assert!(status.is_success());
+    s.put_group("sales", &["alice"]).await;
+    let (status, bound) = s.bind_group("sales").await;
+    assert_eq!(status, 202, "{bound}");
+    assert_eq!(bound["outcome"], "deferred");
+    assert_eq!(bound["binding"]["state"], "pending");
+    assert_eq!(bound["binding"]["pendingReason"], "not_yet_visible");
+    assert!(bound["binding"]["m365GroupId"].is_string(), "{bound}");
+    let (_, shown) = s.call("GET", "/groups/sales/binding", None).await;
+    assert_eq!(shown["state"], "pending");
+
+    // The group replicates; the worker finishes the membership from the queue.
+    let status = s
+        .world
+        .emulator
+        .send(
+            reqwest::Method::POST,
+            "/_emulator/clock/advance",
+            json!({"seconds": 130}),
+        )
+        .await;
+    assert!(status.is_success());
+    s.clock.advance(TimeDelta::seconds(10));
+    let bodies = s.drain(Duration::from_secs(30)).await;
+    assert!(
+        bodies.iter().any(|b| b.contains("group_members")),
+        "{bodies:?}"
+    );
+    let (_, shown) = s.call("GET", "/groups/sales/binding", None).await;
+    assert_eq!(shown["state"], "provisioned", "{shown}");
+    assert_eq!(shown["mirrored"], json!(["alice"]));
+    let groups = s.m365_groups("m365sync-sales").await;
+    assert_eq!(groups.len(), 1, "the retry created no second group");
+    assert_eq!(groups[0].1, ids(&[&alice]));
+    assert_eq!(s.queue_depth().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_or_impossible_group_bindings_get_a_4xx_and_write_nothing() {
+    // R-GRP-1, R-SAFE-1
+    let s = stack!();
+    s.put_group("sales", &[]).await;
+    let cases = [
+        (
+            "/groups/sales/binding",
+            json!({"tenantId": "not a tenant"}),
+            400,
+        ),
+        ("/groups/sales/binding", json!({"tenant": s.tenant}), 400),
+        (
+            "/groups/sales/binding",
+            json!({"tenantId": "6e1f0c1a-0000-4000-8000-000000000009"}),
+            404,
+        ),
+        ("/groups/nope/binding", json!({"tenantId": s.tenant}), 404),
+        (
+            "/groups/bad%20id/binding",
+            json!({"tenantId": s.tenant}),
+            400,
+        ),
+    ];
+    for (path, body, expected) in cases {
+        let (status, answer) = s.call("PUT", path, Some(body.clone())).await;
+        assert_eq!(status, expected, "{path} {body} → {answer}");
+        assert!(answer["error"]["code"].is_string(), "{answer}");
+    }
+    let (status, _) = s.call("GET", "/groups/sales/binding", None).await;
+    assert_eq!(status, 404, "nothing was bound");
+    assert!(s.m365_groups("m365sync-sales").await.is_empty());
+}

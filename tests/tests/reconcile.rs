@@ -1,0 +1,816 @@
+//! The `reconcile` function end to end (issue 6, part C): users bound through the real `directory`,
+//! `password-push` and `bind` handlers on moto + the m365-emulator, drift made behind our back with
+//! the emulator's control API (like an admin in the portal) or with Graph itself, then reconcile
+//! invoked with real API Gateway v2 and EventBridge events. Every test names the requirement it
+//! proves.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use chrono::{DateTime, TimeDelta, Utc};
+use m365_aws::OAuthClientCredentials;
+use m365_engine::model::{BindingState, EventKind, PageRequest, UserId};
+use m365_engine::ports::{BindingStore, Clock, EventFilter, EventQuery, EventStore};
+use m365_integration_tests::{
+    APP_ID, APP_SECRET, CONTOSO, REDIRECT, World, api_request, schedule_event,
+};
+use m365_lambda::provision::Provisioning;
+use m365_lambda::{GraphApp, GraphConfig};
+use reconcile::{Reconciler, Settings};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+/// Real time plus an offset the test moves (the engine's clock; the emulator has its own).
+#[derive(Debug, Clone, Default)]
+struct OffsetClock(Arc<Mutex<TimeDelta>>);
+
+impl OffsetClock {
+    fn advance(&self, by: TimeDelta) {
+        *self.0.lock().unwrap() += by;
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now() + *self.0.lock().unwrap()
+    }
+}
+
+const SEAL_KEY: &str = "4f1c2a9e8b7d6c5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e";
+const PASSWORD: &str = "Correct-Horse-7";
+
+struct Stack {
+    world: World,
+    provisioning: Provisioning<OffsetClock>,
+    graph: GraphApp,
+    clock: OffsetClock,
+    tenant: String,
+}
+
+impl Stack {
+    async fn start() -> Option<Self> {
+        let mut world = World::start().await?;
+        let sdk = world.app.sdk.clone();
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let mut urls = Vec::new();
+        for name in ["retry", "notifications"] {
+            let url = sqs
+                .create_queue()
+                .queue_name(format!("{name}-{id}"))
+                .attributes(QueueAttributeName::VisibilityTimeout, "30")
+                .send()
+                .await
+                .unwrap()
+                .queue_url
+                .unwrap();
+            urls.push(url);
+        }
+        let seal = format!("seal-key-{id}");
+        aws_sdk_secretsmanager::Client::new(&sdk)
+            .create_secret()
+            .name(&seal)
+            .secret_string(SEAL_KEY)
+            .send()
+            .await
+            .unwrap();
+        let mut config = world.app.config.clone();
+        config.resources.retry_queue_url.clone_from(&urls[0]);
+        config
+            .resources
+            .notifications_queue_url
+            .clone_from(&urls[1]);
+        config.resources.seal_key_secret_id = seal;
+        world.app = m365_lambda::App::with_sdk_config(config, sdk);
+        let tenant = world.connect_contoso("Contoso").await;
+        let graph = GraphApp::with_credentials(
+            &world.app,
+            &GraphConfig {
+                graph_base: Some(format!("{}/v1.0", world.emulator.base)),
+                identity_base: Some(world.emulator.base.clone()),
+                redirect_uri: Some(REDIRECT.to_owned()),
+                ..GraphConfig::default()
+            },
+            OAuthClientCredentials {
+                client_id: APP_ID.to_owned(),
+                client_secret: SecretString::from(APP_SECRET.to_owned()),
+                redirect_uri: None,
+            },
+        )
+        .unwrap();
+        let clock = OffsetClock::default();
+        let provisioning = Provisioning::with_clock(&world.app, &graph, clock.clone());
+        Some(Self {
+            world,
+            provisioning,
+            graph,
+            clock,
+            tenant,
+        })
+    }
+
+    fn reconciler(&self, settings: Settings) -> Reconciler<OffsetClock> {
+        Reconciler::with_clock(&self.world.app, &self.graph, self.clock.clone(), settings)
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let request = api_request(method, path, &[], body);
+        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let response = match (method, segments.as_slice()) {
+            ("PUT" | "GET", ["users", _, "binding"]) => {
+                bind::handle(&self.provisioning, request).await
+            }
+            ("DELETE", ["users", _, "binding"]) => {
+                unbind::handle(&self.provisioning, request).await
+            }
+            ("POST", ["users", _, "password"]) => {
+                password_push::handle(&self.provisioning, request).await
+            }
+            _ => directory::handle(&self.provisioning, request).await,
+        }
+        .unwrap();
+        let status = response.status().as_u16();
+        let body = match response.body() {
+            lambda_http::Body::Text(t) => serde_json::from_str(t).unwrap_or(Value::Null),
+            lambda_http::Body::Binary(b) => serde_json::from_slice(b).unwrap_or(Value::Null),
+            _ => Value::Null,
+        };
+        (status, body)
+    }
+
+    /// Directory users `r0..r{n-1}` at contoso.com with a password and job title, each bound.
+    async fn bound_users(&self, n: usize) {
+        for i in 0..n {
+            let id = format!("r{i}");
+            let body = json!({
+                "email": format!("{id}@contoso.com"),
+                "displayName": format!("User {id}"),
+                "jobTitle": "Engineer",
+            });
+            let (status, answer) = self.call("PUT", &format!("/users/{id}"), Some(body)).await;
+            assert!(status == 200 || status == 201, "{status} {answer}");
+            let (status, answer) = self
+                .call(
+                    "POST",
+                    &format!("/users/{id}/password"),
+                    Some(json!({ "password": PASSWORD })),
+                )
+                .await;
+            assert_eq!(status, 204, "{answer}");
+            let (status, answer) = self
+                .call(
+                    "PUT",
+                    &format!("/users/{id}/binding"),
+                    Some(json!({ "welcome": false })),
+                )
+                .await;
+            assert_eq!(status, 200, "{answer}");
+        }
+    }
+
+    /// `POST /tenants/{tenantId}/reconcile?dryRun=…` through the function.
+    async fn reconcile(&self, deps: &Reconciler<OffsetClock>, dry_run: bool) -> Value {
+        let path = format!("/tenants/{}/reconcile", self.tenant);
+        let flag = if dry_run { "true" } else { "false" };
+        let event = json!({
+            "version": "2.0",
+            "routeKey": "POST /tenants/{tenantId}/reconcile",
+            "rawPath": path,
+            "rawQueryString": format!("dryRun={flag}"),
+            "headers": {"content-type": "application/json"},
+            "queryStringParameters": {"dryRun": flag},
+            "pathParameters": {"tenantId": self.tenant},
+            "requestContext": {
+                "http": {"method": "POST", "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "it"},
+                "requestId": uuid::Uuid::new_v4().to_string(),
+                "routeKey": "POST /tenants/{tenantId}/reconcile",
+                "stage": "$default"
+            },
+            "isBase64Encoded": false
+        });
+        let event = lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default());
+        let response = reconcile::handle(deps, event).await.unwrap();
+        assert_eq!(response["statusCode"], 200, "{response}");
+        serde_json::from_str(response["body"].as_str().unwrap()).unwrap()
+    }
+
+    async fn m365_user(&self, upn: &str) -> Value {
+        self.m365_property(upn, "").await
+    }
+
+    /// One Graph property of the active user `upn` as M365 holds it (`""`: all of them).
+    async fn m365_property(&self, upn: &str, name: &str) -> Value {
+        let t = self
+            .world
+            .emulator
+            .get(&format!("/_emulator/tenants/{CONTOSO}"))
+            .await;
+        t["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| {
+                u["deletedAt"].is_null()
+                    && u["properties"]["userPrincipalName"]
+                        .as_str()
+                        .is_some_and(|p| p.eq_ignore_ascii_case(upn))
+            })
+            .map(|u| {
+                if name.is_empty() {
+                    u["properties"].clone()
+                } else {
+                    u["properties"][name].clone()
+                }
+            })
+            .unwrap_or(Value::Null)
+    }
+
+    /// Edits a user's Graph properties behind Graph's back (an admin in the portal).
+    async fn portal_patch(&self, upn: &str, patch: Value) {
+        let status = self
+            .world
+            .emulator
+            .send(
+                reqwest::Method::PATCH,
+                &format!("/_emulator/tenants/{CONTOSO}/users/{upn}"),
+                patch,
+            )
+            .await;
+        assert!(status.is_success(), "{status}");
+    }
+
+    /// A Graph request made behind our back (an admin's app token): status and JSON body.
+    async fn graph(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let e = &self.world.emulator;
+        let token: Value = e
+            .http
+            .post(format!("{}/_emulator/tokens", e.base))
+            .json(&json!({"tenant": CONTOSO, "appId": APP_ID}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let mut request = e
+            .http
+            .request(method, format!("{}/v1.0{path}", e.base))
+            .bearer_auth(token["access_token"].as_str().unwrap());
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Deletes a user in M365 with Graph itself.
+    async fn delete_in_m365(&self, upn: &str) {
+        let (status, body) = self
+            .graph(reqwest::Method::DELETE, &format!("/users/{upn}"), None)
+            .await;
+        assert_eq!(status, 204, "{body}");
+    }
+
+    /// The M365 group's member ids.
+    async fn group_members(&self, group: &str) -> Vec<String> {
+        let (status, body) = self
+            .graph(
+                reqwest::Method::GET,
+                &format!("/groups/{group}/members?$select=id"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let mut ids: Vec<String> = body["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    async fn m365_id(&self, user: &str) -> String {
+        let (status, body) = self
+            .call("GET", &format!("/users/{user}/binding"), None)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["m365ObjectId"].as_str().unwrap().to_owned()
+    }
+
+    async fn binding_state(&self, id: &str) -> BindingState {
+        self.world
+            .app
+            .bindings
+            .get(&UserId::parse(id).unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+            .state
+    }
+
+    async fn events_of(&self, kind: EventKind) -> Vec<m365_engine::model::Event> {
+        self.world
+            .app
+            .events
+            .query(&EventQuery {
+                filter: EventFilter::Kind(kind),
+                since: None,
+                page: PageRequest::first(100),
+            })
+            .await
+            .unwrap()
+            .items
+    }
+
+    async fn graph_requests(&self) -> Value {
+        self.world.emulator.requests(CONTOSO).await
+    }
+
+    async fn reset_requests(&self) {
+        let status = self
+            .world
+            .emulator
+            .send(
+                reqwest::Method::DELETE,
+                &format!("/_emulator/tenants/{CONTOSO}/requests"),
+                Value::Null,
+            )
+            .await;
+        assert!(status.is_success());
+    }
+}
+
+fn plan_kinds(report: &Value) -> Vec<(String, String)> {
+    let mut kinds: Vec<(String, String)> = report["plan"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["kind"].as_str().unwrap().to_owned(),
+                r["userId"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    kinds.sort();
+    kinds
+}
+
+#[tokio::test]
+async fn each_kind_of_drift_is_repaired_by_one_run_and_the_next_run_finds_nothing() {
+    // R-REC-1, R-PWD-3, R-BIND-8
+    let Some(s) = Stack::start().await else {
+        return;
+    };
+    s.bound_users(20).await;
+    let (status, body) = s.call("DELETE", "/users/r0/binding", None).await;
+    assert_eq!(status, 200, "{body}");
+    let deps = s.reconciler(Settings::default());
+    let first = s.reconcile(&deps, false).await;
+    assert_eq!(first["fullSync"], true);
+    assert_eq!(first["plan"], json!([]), "{first}");
+    assert_eq!(first["bound"], 20);
+
+    // Drift behind our back: a blocked user enabled, a job title changed, a password changed by
+    // the user in M365 (later than our push), an account deleted.
+    s.portal_patch("r0@contoso.com", json!({"accountEnabled": true}))
+        .await;
+    s.portal_patch("r1@contoso.com", json!({"jobTitle": "Pirate"}))
+        .await;
+    let advance = s
+        .world
+        .emulator
+        .send(
+            reqwest::Method::POST,
+            "/_emulator/clock/advance",
+            json!({"seconds": 600}),
+        )
+        .await;
+    assert!(advance.is_success());
+    s.clock.advance(TimeDelta::seconds(600));
+    let changed = s
+        .world
+        .emulator
+        .send(
+            reqwest::Method::POST,
+            &format!("/_emulator/tenants/{CONTOSO}/users/r2@contoso.com/self-password-change"),
+            json!({"password": "Users-Own-Choice-5"}),
+        )
+        .await;
+    assert!(changed.is_success());
+    let stamp_before = s
+        .m365_property("r2@contoso.com", "lastPasswordChangeDateTime")
+        .await;
+    s.delete_in_m365("r3@contoso.com").await;
+    // Graph's timestamps have whole seconds: let the overwrite's be a later one.
+    let tick = s
+        .world
+        .emulator
+        .send(
+            reqwest::Method::POST,
+            "/_emulator/clock/advance",
+            json!({"seconds": 5}),
+        )
+        .await;
+    assert!(tick.is_success());
+
+    // The scheduled invocation repairs all of it.
+    let summary = reconcile::handle(&deps, schedule_event()).await.unwrap();
+    assert_eq!(summary["applied"], 4, "{summary}");
+    assert_eq!(summary["safeguardTripped"], 0);
+    assert_eq!(
+        s.m365_property("r0@contoso.com", "accountEnabled").await,
+        false
+    );
+    assert_eq!(s.binding_state("r0").await, BindingState::Blocked);
+    assert_eq!(
+        s.m365_property("r1@contoso.com", "jobTitle").await,
+        "Engineer"
+    );
+    let stamp_after = s
+        .m365_property("r2@contoso.com", "lastPasswordChangeDateTime")
+        .await;
+    assert_ne!(stamp_after, stamp_before, "the password was overwritten");
+    let pushes = s.events_of(EventKind::UserPasswordUpdateProvision).await;
+    assert!(
+        pushes
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("reconcile_password_overwritten")),
+        "{pushes:?}"
+    );
+    assert_eq!(s.binding_state("r3").await, BindingState::DeletedInM365);
+
+    let second = s.reconcile(&deps, false).await;
+    assert_eq!(second["fullSync"], false);
+    assert_eq!(second["plan"], json!([]), "{second}");
+    assert_eq!(second["bound"], 19);
+}
+
+#[tokio::test]
+async fn a_dry_run_returns_the_plan_and_writes_nothing() {
+    // R-REC-2
+    let Some(s) = Stack::start().await else {
+        return;
+    };
+    s.bound_users(10).await;
+    let deps = s.reconciler(Settings::default());
+    s.reconcile(&deps, false).await;
+    s.portal_patch(
+        "r4@contoso.com",
+        json!({"jobTitle": "Pirate", "accountEnabled": true}),
+    )
+    .await;
+    s.reset_requests().await;
+    let before = s.m365_user("r4@contoso.com").await;
+    let plan = s.reconcile(&deps, true).await;
+    assert_eq!(plan["dryRun"], true);
+    assert_eq!(
+        plan_kinds(&plan),
+        vec![("update_attributes".to_owned(), "r4".to_owned())]
+    );
+    assert_eq!(plan["applied"], 0);
+    let counts = s.graph_requests().await;
+    let writes: Vec<&String> = counts
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| k.starts_with("graph ") && !k.starts_with("graph GET"))
+        .collect();
+    assert!(writes.is_empty(), "a dry run sent {writes:?}");
+    assert_eq!(s.m365_user("r4@contoso.com").await, before);
+    assert!(
+        s.events_of(EventKind::UserUpdateProvision)
+            .await
+            .iter()
+            .all(|e| e.reason.as_deref() != Some("reconcile_attributes"))
+    );
+    // The cursor did not move: the real run sees the same drift and repairs it.
+    let real = s.reconcile(&deps, false).await;
+    assert_eq!(real["applied"], 1, "{real}");
+    assert_eq!(
+        s.m365_property("r4@contoso.com", "jobTitle").await,
+        "Engineer"
+    );
+}
+
+#[tokio::test]
+async fn the_safeguard_stops_a_run_removing_more_than_ten_percent_before_any_write() {
+    // R-REC-3
+    let Some(s) = Stack::start().await else {
+        return;
+    };
+    s.bound_users(10).await;
+    s.call("DELETE", "/users/r9/binding", None).await;
+    let deps = s.reconciler(Settings::default());
+    s.reconcile(&deps, false).await;
+    s.delete_in_m365("r1@contoso.com").await;
+    s.delete_in_m365("r2@contoso.com").await;
+    s.portal_patch("r9@contoso.com", json!({"accountEnabled": true}))
+        .await;
+    s.reset_requests().await;
+    let report = s.reconcile(&deps, false).await;
+    assert_eq!(report["safeguard"]["destructive"], 3, "{report}");
+    assert_eq!(report["safeguard"]["bound"], 10);
+    assert_eq!(report["applied"], 0);
+    assert_eq!(s.binding_state("r1").await, BindingState::Provisioned);
+    assert_eq!(
+        s.m365_property("r9@contoso.com", "accountEnabled").await,
+        true
+    );
+    let counts = s.graph_requests().await;
+    assert!(
+        counts
+            .as_object()
+            .unwrap()
+            .keys()
+            .all(|k| !k.starts_with("graph ") || k.starts_with("graph GET")),
+        "{counts}"
+    );
+    let tripped = s.events_of(EventKind::ReconcileSafeguardTripped).await;
+    assert_eq!(tripped.len(), 1);
+    assert_eq!(
+        tripped[0].tenant_id.as_ref().map(ToString::to_string),
+        Some(s.tenant.clone())
+    );
+    // Still tripped next time (the cursor stayed): nothing is lost while an admin looks.
+    let again = s.reconcile(&deps, false).await;
+    assert!(again["safeguard"].is_object(), "{again}");
+}
+
+#[tokio::test]
+async fn an_expired_password_suspends_the_account_and_a_new_password_re_enables_it() {
+    // R-PWD-4
+    let Some(s) = Stack::start().await else {
+        return;
+    };
+    s.bound_users(10).await;
+    let mut settings = Settings::default();
+    settings.reconcile.password_max_age = Some(TimeDelta::days(30));
+    let deps = s.reconciler(settings);
+    s.reconcile(&deps, false).await;
+    // r1..r9 renew their password on day 20; r0 does not.
+    s.clock.advance(TimeDelta::days(20));
+    for i in 1..10 {
+        let (status, body) = s
+            .call(
+                "POST",
+                &format!("/users/r{i}/password"),
+                Some(json!({"password": "Renewed-Horse-9"})),
+            )
+            .await;
+        assert_eq!(status, 204, "{body}");
+    }
+    s.clock.advance(TimeDelta::days(15));
+    let report = s.reconcile(&deps, false).await;
+    assert_eq!(
+        plan_kinds(&report),
+        vec![("suspend_expired".to_owned(), "r0".to_owned())],
+        "{report}"
+    );
+    assert_eq!(s.binding_state("r0").await, BindingState::Suspended);
+    assert_eq!(
+        s.m365_property("r0@contoso.com", "accountEnabled").await,
+        false
+    );
+    let deprovisions = s.events_of(EventKind::UserDeprovision).await;
+    assert!(
+        deprovisions
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("password_expired")
+                && e.user_id.as_ref().map(ToString::to_string).as_deref() == Some("r0")),
+        "{deprovisions:?}"
+    );
+    assert_eq!(s.reconcile(&deps, false).await["plan"], json!([]));
+
+    let (status, body) = s
+        .call(
+            "POST",
+            "/users/r0/password",
+            Some(json!({"password": "Fresh-Horse-10"})),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(s.binding_state("r0").await, BindingState::Provisioned);
+    assert_eq!(
+        s.m365_property("r0@contoso.com", "accountEnabled").await,
+        true
+    );
+    assert_eq!(s.reconcile(&deps, false).await["plan"], json!([]));
+}
+
+#[tokio::test]
+async fn reconcile_of_an_unchanged_tenant_costs_only_its_delta_pages() {
+    // R-REC-1 (DESIGN §5: Graph cost grows with the changes, not with the tenant)
+    let Some(s) = Stack::start().await else {
+        return;
+    };
+    let status = s
+        .world
+        .emulator
+        .send(
+            reqwest::Method::PUT,
+            "/_emulator/realism",
+            json!({"deltaPageSize": 4}),
+        )
+        .await;
+    assert!(status.is_success());
+    s.bound_users(12).await;
+    let deps = s.reconciler(Settings::default());
+    s.reset_requests().await;
+    let full = s.reconcile(&deps, false).await;
+    let pages = full["pages"].as_u64().unwrap();
+    let group_pages = full["groups"]["pages"].as_u64().unwrap();
+    assert!(
+        pages >= 4,
+        "a full listing of 16 users in pages of 4: {full}"
+    );
+    let counts = s.graph_requests().await;
+    assert_eq!(counts["graph"], pages + group_pages, "{counts}");
+
+    // Our own writes of the first run (none here) are absorbed; from now on nothing changes.
+    s.reconcile(&deps, false).await;
+    s.reset_requests().await;
+    let unchanged = s.reconcile(&deps, false).await;
+    assert_eq!(unchanged["plan"], json!([]));
+    assert_eq!(unchanged["groups"]["plan"], json!([]));
+    let counts = s.graph_requests().await;
+    // One users delta page and one groups delta page: nothing else reaches Graph.
+    assert_eq!(
+        (
+            unchanged["pages"].as_u64(),
+            unchanged["groups"]["pages"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    assert_eq!(counts["graph"], 2, "{counts}");
+    assert_eq!(counts["graph GET /v1.0/users/delta"], 1, "{counts}");
+    assert_eq!(counts["graph GET /v1.0/groups/delta"], 1, "{counts}");
+
+    // One user drifts: the cost is the delta pages plus the one fix, never a listing.
+    s.portal_patch("r3@contoso.com", json!({"jobTitle": "Pirate"}))
+        .await;
+    s.reset_requests().await;
+    let drifted = s.reconcile(&deps, false).await;
+    assert_eq!(drifted["applied"], 1, "{drifted}");
+    let counts = s.graph_requests().await;
+    let pages = drifted["pages"].as_u64().unwrap() + drifted["groups"]["pages"].as_u64().unwrap();
+    assert_eq!(counts["graph"], pages + 1, "{counts}");
+}
+
+#[tokio::test]
+async fn group_membership_drift_is_repaired_by_one_run_and_the_next_run_finds_nothing() {
+    // R-REC-1 (group membership), R-GRP-1
+    let Some(s) = Stack::start().await else {
+        return;
+    };
+    s.bound_users(10).await;
+    let (status, body) = s
+        .call(
+            "PUT",
+            "/groups/sales",
+            Some(json!({"name": "Sales", "members": ["r0", "r1"]})),
+        )
+        .await;
+    assert!(status == 200 || status == 201, "{status} {body}");
+    let (status, body) = s
+        .call(
+            "PUT",
+            "/groups/sales/binding",
+            Some(json!({"tenantId": s.tenant})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, binding) = s.call("GET", "/groups/sales/binding", None).await;
+    let group = binding["m365GroupId"].as_str().unwrap().to_owned();
+    let mut expected = vec![s.m365_id("r0").await, s.m365_id("r1").await];
+    expected.sort();
+    assert_eq!(s.group_members(&group).await, expected);
+    let deps = s.reconciler(Settings::default());
+    let first = s.reconcile(&deps, false).await;
+    assert_eq!(first["groups"]["fullSync"], true);
+    assert_eq!(first["groups"]["plan"], json!([]), "{first}");
+
+    // Behind our back: r5 added to the group, r1 removed.
+    let stranger = s.m365_id("r5").await;
+    let (status, body) = s
+        .graph(
+            reqwest::Method::POST,
+            &format!("/groups/{group}/members/$ref"),
+            Some(json!({"@odata.id": format!("{}/v1.0/directoryObjects/{stranger}", s.world.emulator.base)})),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let r1 = s.m365_id("r1").await;
+    let (status, body) = s
+        .graph(
+            reqwest::Method::DELETE,
+            &format!("/groups/{group}/members/{r1}/$ref"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+
+    let dry = s.reconcile(&deps, true).await;
+    assert_eq!(dry["groups"]["plan"].as_array().unwrap().len(), 1, "{dry}");
+    assert!(s.group_members(&group).await.contains(&stranger));
+
+    let repaired = s.reconcile(&deps, false).await;
+    let plan = &repaired["groups"]["plan"][0];
+    assert_eq!(plan["groupId"], "sales", "{repaired}");
+    assert_eq!(
+        (plan["unexpected"].as_u64(), plan["missing"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(repaired["groups"]["applied"], 1);
+    assert_eq!(s.group_members(&group).await, expected);
+
+    let second = s.reconcile(&deps, false).await;
+    assert_eq!(second["groups"]["plan"], json!([]), "{second}");
+    assert_eq!(second["plan"], json!([]), "{second}");
+}
+
+#[tokio::test]
+async fn a_long_delta_round_is_split_across_bounded_runs_that_resume_where_they_stopped() {
+    // R-REC-1 (no single invocation runs long)
+    let Some(s) = Stack::start().await else {
+        return;
+    };
+    let status = s
+        .world
+        .emulator
+        .send(
+            reqwest::Method::PUT,
+            "/_emulator/realism",
+            json!({"deltaPageSize": 3}),
+        )
+        .await;
+    assert!(status.is_success());
+    s.bound_users(10).await;
+    let mut settings = Settings::default();
+    settings.reconcile.max_pages = 2;
+    let deps = s.reconciler(settings);
+    let first = s.reconcile(&deps, false).await;
+    assert_eq!(first["complete"], false, "{first}");
+    assert_eq!(first["pages"], 2);
+    // The schedule resumes the round (bounded runs) until it completes.
+    let summary = reconcile::handle(&deps, schedule_event()).await.unwrap();
+    assert!(summary["runs"].as_u64().unwrap() >= 2, "{summary}");
+    assert_eq!(summary["deferred"], 0);
+    let after = s.reconcile(&deps, false).await;
+    assert_eq!(after["complete"], true, "{after}");
+    assert_eq!(after["fullSync"], false);
+    assert_eq!(after["plan"], json!([]));
+}
+
+#[tokio::test]
+async fn bad_reconcile_requests_get_a_4xx_and_a_bare_call_is_a_dry_run() {
+    // R-SAFE-1, R-REC-2
+    let Some(s) = Stack::start().await else {
+        return;
+    };
+    let deps = s.reconciler(Settings::default());
+    let event = |path: &str, query: Value| {
+        lambda_runtime::LambdaEvent::new(
+            json!({
+                "version": "2.0",
+                "rawPath": path,
+                "queryStringParameters": query,
+                "requestContext": {"http": {"method": "POST", "path": path}},
+                "isBase64Encoded": false
+            }),
+            lambda_runtime::Context::default(),
+        )
+    };
+    let path = format!("/tenants/{}/reconcile", s.tenant);
+    let bad = reconcile::handle(&deps, event(&path, json!({"dryRun": "maybe"})))
+        .await
+        .unwrap();
+    assert_eq!(bad["statusCode"], 400, "{bad}");
+    let unknown = reconcile::handle(
+        &deps,
+        event(
+            &format!("/tenants/{}/reconcile", uuid::Uuid::new_v4()),
+            Value::Null,
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(unknown["statusCode"], 404, "{unknown}");
+    let bare = reconcile::handle(&deps, event(&path, Value::Null))
+        .await
+        .unwrap();
+    assert_eq!(bare["statusCode"], 200, "{bare}");
+    let body: Value = serde_json::from_str(bare["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["dryRun"], true);
+}
