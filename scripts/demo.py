@@ -49,9 +49,13 @@ def say(text: str = "") -> None:
     print(text, flush=True)
 
 
-def step(number: int, title: str) -> None:
+STEP = [0]
+
+
+def step(title: str) -> None:
+    STEP[0] += 1
     say()
-    say(f"== {number}. {title}")
+    say(f"== {STEP[0]}. {title}")
 
 
 class Http:
@@ -178,6 +182,14 @@ def m365_user(emulator: Http, upn: str) -> dict:
     raise DemoFailure(f"no M365 user {upn} in the emulator")
 
 
+def m365_group(emulator: Http, group_id: str) -> dict:
+    tenant = emulator.json("GET", f"/_emulator/tenants/{CONTOSO_DOMAIN}")[1]
+    for group in tenant.get("groups", []) if isinstance(tenant, dict) else []:
+        if group.get("id") == group_id:
+            return {**group.get("properties", {}), **{k: v for k, v in group.items() if k != "properties"}}
+    raise DemoFailure(f"no M365 group {group_id} in the emulator")
+
+
 def wait_for_binding(api: Http, user: str, state: str, timeout: float) -> dict:
     deadline = time.monotonic() + timeout
     binding: dict = {}
@@ -201,7 +213,7 @@ def find_schedule(wiring, function: str) -> str | None:
 def walkthrough(api: Http, emulator: Http) -> list[str]:
     summary: list[str] = []
 
-    step(1, "Connect the Contoso tenant (OAuth 2.0 authorization code + PKCE, as its admin)")
+    step("Connect the Contoso tenant (OAuth 2.0 authorization code + PKCE, as its admin)")
     # Access tokens of 10 minutes, so the 5-minute refresh schedule finds work in step 4.
     emulator.json("PUT", "/_emulator/identity/settings", {"accessTokenLifetimeSeconds": 600})
     status, body = api.json("POST", "/tenants", {"name": "Contoso"})
@@ -216,7 +228,7 @@ def walkthrough(api: Http, emulator: Http) -> list[str]:
     expect(tenant.get("status") == "active", "Contoso is active")
     summary.append("connected Contoso through OAuth (state + PKCE verified, tokens in Secrets Manager)")
 
-    step(2, "Try the GoDaddy-operated Northwind tenant (all domains federated)")
+    step("Try the GoDaddy-operated Northwind tenant (all domains federated)")
     status, body = api.json("POST", "/tenants", {"name": "Northwind"})
     expect(status == 201, "POST /tenants answered 201")
     callback = sign_in(body["authorizeUrl"], "admin@northwind.onmicrosoft.com", "Northwind-Adm1n!", emulator)
@@ -226,13 +238,13 @@ def walkthrough(api: Http, emulator: Http) -> list[str]:
            f"refused with {status} {code}: {refusal.get('error', {}).get('message', '') if isinstance(refusal, dict) else refusal}")
     summary.append("refused the all-federated Northwind tenant with a clear reason")
 
-    step(3, "List the tenants")
+    step("List the tenants")
     status, tenants = api.json("GET", "/tenants")
     expect(status == 200, "GET /tenants answered 200")
     for t in tenants.get("tenants", tenants) if isinstance(tenants, dict) else tenants:
         say(f"   {t.get('name'):<12} {t.get('status'):<24} domains: {[d.get('name') for d in t.get('domains', [])]}")
 
-    step(4, "Refresh tokens on schedule (the EventBridge rule of template.yaml, fired now by devstack)")
+    step("Refresh tokens on schedule (the EventBridge rule of template.yaml, fired now by devstack)")
     expiry_before = tenant.get("tokenExpiresAt")
     say(f"   Contoso's access token expires at {expiry_before} (within the 15-minute refresh window)")
     wiring = api.json("GET", "/_devstack/wiring")[1]
@@ -247,7 +259,7 @@ def walkthrough(api: Http, emulator: Http) -> list[str]:
            f"the rotated tokens were saved: expiry now {tenant.get('tokenExpiresAt')}")
     summary.append("refreshed Contoso's tokens on schedule, rotated refresh token saved before use")
 
-    step(5, "Directory users, and a password checked against the policies")
+    step("Directory users, and a password checked against the policies")
     alice = {"email": "alice.new@contoso.com", "displayName": "Alice Newman", "givenName": "Alice",
              "surname": "Newman", "jobTitle": "Engineer", "department": "R&D"}
     status, body = api.json("PUT", "/users/alice", alice)
@@ -263,7 +275,7 @@ def walkthrough(api: Http, emulator: Http) -> list[str]:
     status, _ = api.json("PUT", "/users/adele", adele)
     expect(status in (200, 201), "PUT /users/adele answered (she already has an M365 account)")
 
-    step(6, "Bind Alice while Microsoft Graph throttles: pending, then absorbed by the retry queue")
+    step("Bind Alice while Microsoft Graph throttles: pending, then absorbed by the retry queue")
     status, _ = emulator.json("POST", "/_emulator/faults",
                               {"method": "POST", "path": "/v1.0/users", "kind": "429", "count": 2, "retryAfter": "1.5"})
     expect(status < 300, "fault armed in the emulator")
@@ -281,7 +293,7 @@ def walkthrough(api: Http, emulator: Http) -> list[str]:
            f"exactly one M365 account exists for Alice ({binding.get('m365ObjectId')})")
     summary.append("bound Alice: a new M365 account, created through two 429s without failing the admin")
 
-    step(7, "Bind Adele, who already has an M365 account: adopted, not duplicated")
+    step("Bind Adele, who already has an M365 account: adopted, not duplicated")
     existing = m365_user(emulator, adele["email"])
     status, body = api.json("PUT", "/users/adele/binding", {"welcome": False})
     binding = body.get("binding", {}) if isinstance(body, dict) else {}
@@ -289,7 +301,7 @@ def walkthrough(api: Http, emulator: Http) -> list[str]:
            f"adopted her account {existing.get('id')} ({binding.get('state')})")
     summary.append("bound Adele by adopting her existing account")
 
-    step(8, "Push a new password to Alice's M365 account")
+    step("Push a new password to Alice's M365 account")
     before = m365_user(emulator, alice["email"]).get("lastPasswordChangeDateTime")
     time.sleep(1.1)
     status, _, _ = api.call("POST", "/users/alice/password", {"password": "N3w-Spring-Harvest"})
@@ -298,7 +310,47 @@ def walkthrough(api: Http, emulator: Http) -> list[str]:
     expect(after != before, f"M365's lastPasswordChangeDateTime moved: {before} -> {after}")
     summary.append("pushed Alice's new password to M365")
 
-    step(9, "Unbind Alice: sign-in blocked, account kept")
+    step("Bind a directory group: a security group in M365 mirroring its bound members")
+    status, _ = api.json("PUT", "/groups/platform", {"name": "Platform Team", "members": ["alice", "adele"]})
+    expect(status in (200, 201), f"PUT /groups/platform answered {status}")
+    status, body = api.json("PUT", "/groups/platform/binding", {"tenantId": contoso_id})
+    group_id = body.get("binding", {}).get("m365GroupId") if isinstance(body, dict) else None
+    expect(status == 200 and group_id, f"PUT /groups/platform/binding answered {status}: "
+                                       f"{body.get('change') if isinstance(body, dict) else body}, "
+                                       f"{body.get('added') if isinstance(body, dict) else ''} member(s) added")
+    group = m365_group(emulator, group_id)
+    expect(group.get("securityEnabled") is True and group.get("mailEnabled") is False,
+           f"M365 security group {group.get('id')} (securityEnabled, not mail-enabled)")
+    expect(len(group.get("members", [])) == 2, "Alice and Adele are its members")
+    status, body = api.json("PUT", "/groups/platform", {"name": "Platform Team", "members": ["alice"]})
+    expect(status == 200, f"Adele leaves the directory group: sync {body.get('sync') if isinstance(body, dict) else body}")
+    group = m365_group(emulator, group_id)
+    expect(len(group.get("members", [])) == 1, "and the M365 group follows: one member left")
+    summary.append("bound the Platform Team group: a security group whose membership follows the directory")
+
+    step("Reconcile: a password changed inside M365 is overwritten with the directory's")
+    status, report = api.json("POST", f"/tenants/{contoso_id}/reconcile?dryRun=false")
+    expect(status == 200, f"first run (full delta sync): {len(report.get('plan', []))} repairs, "
+                          f"{report.get('pages')} delta page(s)")
+    # Reconcile counts an M365 password change only when it is more than two minutes newer than our
+    # last push; the emulator's clock moves five minutes ahead instead of the demo waiting.
+    emulator.json("POST", "/_emulator/clock/advance", {"seconds": 300})
+    emulator.json("POST", f"/_emulator/tenants/{CONTOSO_DOMAIN}/users/{alice['email']}/self-password-change", {})
+    changed = m365_user(emulator, alice["email"]).get("lastPasswordChangeDateTime")
+    say(f"   five minutes later Alice changes her own password in Microsoft 365 ({changed})")
+    status, report = api.json("POST", f"/tenants/{contoso_id}/reconcile?dryRun=true")
+    kinds = [r.get("kind") for r in report.get("plan", [])]
+    expect(status == 200 and "overwrite_password" in kinds, f"a dry run plans {kinds} and writes nothing")
+    expect(m365_user(emulator, alice["email"]).get("lastPasswordChangeDateTime") == changed,
+           "M365 is untouched by the dry run")
+    time.sleep(1.1)  # lastPasswordChangeDateTime has one-second resolution
+    status, report = api.json("POST", f"/tenants/{contoso_id}/reconcile?dryRun=false")
+    expect(status == 200 and report.get("applied", 0) >= 1, f"the real run applied {report.get('applied')} repair(s)")
+    overwritten = m365_user(emulator, alice["email"]).get("lastPasswordChangeDateTime")
+    expect(overwritten != changed, f"Alice's M365 password was set back to the directory's ({overwritten})")
+    summary.append("reconciled: an M365-side password change found by delta, shown by a dry run, then overwritten")
+
+    step("Unbind Alice: sign-in blocked, account kept")
     status, body = api.json("DELETE", "/users/alice/binding")
     binding = body.get("binding", {}) if isinstance(body, dict) else {}
     expect(status == 200 and binding.get("state") == "blocked", f"DELETE /users/alice/binding: {binding.get('state')}")
@@ -307,7 +359,7 @@ def walkthrough(api: Http, emulator: Http) -> list[str]:
            "her M365 account still exists with accountEnabled=false")
     summary.append("unbound Alice: sign-in blocked, nothing deleted")
 
-    step(10, "The audit trail")
+    step("The audit trail")
     status, body = api.json("GET", f"/events?tenantId={contoso_id}")
     events = body.get("events", []) if isinstance(body, dict) else []
     expect(status == 200 and events, f"GET /events?tenantId=… lists {len(events)} events, newest first")
@@ -319,7 +371,7 @@ def walkthrough(api: Http, emulator: Http) -> list[str]:
         expect(kind in kinds, f"{kind} recorded")
     summary.append(f"recorded {len(events)} audit events for Contoso")
 
-    step(11, "Deauthorize Contoso: tokens deleted, M365 accounts untouched")
+    step("Deauthorize Contoso: tokens deleted, M365 accounts untouched")
     counters = f"/_emulator/tenants/{CONTOSO_DOMAIN}/requests"
     graph_before = emulator.json("GET", counters)[1].get("graph", 0)
     enabled_before = enabled_accounts(emulator)
