@@ -259,6 +259,28 @@ def walkthrough(api: Http, emulator: Http) -> list[str]:
            f"the rotated tokens were saved: expiry now {tenant.get('tokenExpiresAt')}")
     summary.append("refreshed Contoso's tokens on schedule, rotated refresh token saved before use")
 
+    step("Import: page through Contoso's M365 users and import a few")
+    status, page = api.json("GET", f"/tenants/{contoso_id}/import?limit=50")
+    rows = page.get("users", []) if isinstance(page, dict) else []
+    expect(status == 200 and len(rows) == 50 and page.get("nextCursor"),
+           f"GET /tenants/{{id}}/import?limit=50: one page of {len(rows)} users and an opaque, signed nextCursor")
+    tampered = page["nextCursor"][:-2] + ("AA" if not page["nextCursor"].endswith("AA") else "BB")
+    status, body = api.json("GET", f"/tenants/{contoso_id}/import?limit=50&cursor={urllib.parse.quote(tampered)}")
+    code = body.get("error", {}).get("code") if isinstance(body, dict) else None
+    expect(status == 400, f"a tampered cursor is refused ({code})")
+    status, page = api.json("GET", f"/tenants/{contoso_id}/import?limit=50&prefix=ava")
+    rows = page.get("users", []) if isinstance(page, dict) else []
+    expect(status == 200 and rows and all(r.get("status") == "new" for r in rows),
+           f"prefix 'ava': {len(rows)} users, all new to the directory")
+    chosen = [r["m365Id"] for r in rows[:3]]
+    status, result = api.json("POST", f"/tenants/{contoso_id}/import", {"m365Ids": chosen})
+    expect(status == 200 and result.get("imported") == 3,
+           f"imported {result.get('imported')} of 3 (directory users bound to their accounts, M365 untouched)")
+    status, page = api.json("GET", f"/tenants/{contoso_id}/import?limit=50&prefix=ava&status=imported")
+    rows = page.get("users", []) if isinstance(page, dict) else []
+    expect(len(rows) == 3, f"the same page now shows them as imported: {[r['userPrincipalName'] for r in rows]}")
+    summary.append("imported 3 M365 users page by page, with a tamper-evident cursor")
+
     step("Directory users, and a password checked against the policies")
     alice = {"email": "alice.new@contoso.com", "displayName": "Alice Newman", "givenName": "Alice",
              "surname": "Newman", "jobTitle": "Engineer", "department": "R&D"}
