@@ -33,6 +33,11 @@ APP_ID = "5f0c3e1a-9b7d-4c2e-8a61-0d4b2f7e9c11"
 APP_SECRET = "emulator-secret-m365-sync-1"
 DEMO_USERS = 300
 CONTOSO_DOMAIN = "contoso.onmicrosoft.com"
+# The directory password policy of the demo: passwords expire after ~35 seconds, so expiry can be
+# watched; at most a quarter of the bound users may be suspended or blocked in one reconcile run.
+PASSWORD_MAX_AGE_DAYS = "0.0004"
+PASSWORD_MAX_AGE_SECONDS = 0.0004 * 86_400
+SAFEGUARD_RATIO = "0.25"
 
 
 class DemoFailure(Exception):
@@ -327,6 +332,7 @@ def walkthrough(api: Http, emulator: Http) -> list[str]:
     before = m365_user(emulator, alice["email"]).get("lastPasswordChangeDateTime")
     time.sleep(1.1)
     status, _, _ = api.call("POST", "/users/alice/password", {"password": "N3w-Spring-Harvest"})
+    password_set_at = time.monotonic()
     expect(status == 204, "POST /users/alice/password answered 204")
     after = m365_user(emulator, alice["email"]).get("lastPasswordChangeDateTime")
     expect(after != before, f"M365's lastPasswordChangeDateTime moved: {before} -> {after}")
@@ -372,6 +378,25 @@ def walkthrough(api: Http, emulator: Http) -> list[str]:
     expect(overwritten != changed, f"Alice's M365 password was set back to the directory's ({overwritten})")
     summary.append("reconciled: an M365-side password change found by delta, shown by a dry run, then overwritten")
 
+    step(f"Password expiry: the directory policy's maximum age is {PASSWORD_MAX_AGE_DAYS} days here (~35 s)")
+    remaining = PASSWORD_MAX_AGE_SECONDS + 1 - (time.monotonic() - password_set_at)
+    if remaining > 0:
+        say(f"   waiting {remaining:.0f} s for Alice's password to expire…")
+        time.sleep(remaining)
+    status, report = api.json("POST", f"/tenants/{contoso_id}/reconcile?dryRun=false")
+    kinds = [r.get("kind") for r in report.get("plan", [])] if isinstance(report, dict) else []
+    expect(status == 200 and "suspend_expired" in kinds, f"reconcile planned and applied {kinds}")
+    binding = wait_for_binding(api, "alice", "suspended", 10)
+    expect(binding.get("state") == "suspended", "Alice's binding is suspended")
+    expect(m365_user(emulator, alice["email"]).get("accountEnabled") is False, "her M365 sign-in is blocked")
+    status, _, _ = api.call("POST", "/users/alice/password", {"password": "Autumn-Leaves-42"})
+    expect(status == 204, "she sets a new password")
+    binding = wait_for_binding(api, "alice", "provisioned", 10)
+    expect(binding.get("state") == "provisioned"
+           and m365_user(emulator, alice["email"]).get("accountEnabled") is True,
+           "the new password re-enabled her M365 account")
+    summary.append("suspended Alice when her directory password expired; a new password re-enabled her")
+
     step("Unbind Alice: sign-in blocked, account kept")
     status, body = api.json("DELETE", "/users/alice/binding")
     binding = body.get("binding", {}) if isinstance(body, dict) else {}
@@ -386,8 +411,11 @@ def walkthrough(api: Http, emulator: Http) -> list[str]:
     events = body.get("events", []) if isinstance(body, dict) else []
     expect(status == 200 and events, f"GET /events?tenantId=… lists {len(events)} events, newest first")
     for event in events:
-        say(f"   {event.get('at', '')[:19]}  {event.get('kind', event.get('type')):<32} {event.get('userId') or ''}")
-    kinds = {event.get("kind", event.get("type")) for event in events}
+        say(f"   {event.get('at', '')[:19]}  {event.get('type'):<32} {event.get('userId') or '':<8}"
+            f" {event.get('reason') or ''}")
+    kinds = {event.get("type") for event in events}
+    reasons = {event.get("reason") for event in events if event.get("type") == "user_deprovision"}
+    expect("password_expired" in reasons, "the expiry's user_deprovision carries reason password_expired")
     for kind in ("user_create_provision", "user_update_provision", "user_password_update_provision",
                  "user_deprovision"):
         expect(kind in kinds, f"{kind} recorded")
@@ -479,6 +507,8 @@ def main() -> int:
                 "--env", f"M365_GRAPH_BASE_URL={emulator_base}/v1.0",
                 "--env", f"M365_IDENTITY_BASE_URL={emulator_base}",
                 "--env", f"M365_OAUTH_REDIRECT_URI={redirect}",
+                "--env", f"M365_PASSWORD_MAX_AGE_DAYS={PASSWORD_MAX_AGE_DAYS}",
+                "--env", f"M365_RECONCILE_SAFEGUARD_RATIO={SAFEGUARD_RATIO}",
                 "--secret", f"OAuthClientSecret={client_secret}",
             ],
             stdout=subprocess.PIPE, stderr=logs, text=True, cwd=ROOT,

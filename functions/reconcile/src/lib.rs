@@ -15,7 +15,8 @@
 //!
 //! Configuration (read once per cold start): `M365_RECONCILE_SAFEGUARD_RATIO` (0–1, default 0.10),
 //! `M365_RECONCILE_MAX_PAGES` (delta pages per run, default 50), `M365_PASSWORD_MAX_AGE_DAYS`
-//! (the directory password policy's maximum age; unset or 0: passwords never expire).
+//! (the directory password policy's maximum age in days, decimals allowed; unset or 0: passwords
+//! never expire).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -88,11 +89,15 @@ impl Settings {
         }
         if let Some(raw) = lookup("M365_PASSWORD_MAX_AGE_DAYS") {
             let name = "M365_PASSWORD_MAX_AGE_DAYS";
-            let days: i64 = raw.trim().parse().map_err(|_| SettingsError { name })?;
-            if days < 0 {
+            // Decimal days are accepted (e.g. `0.5` = 12 hours), so a rehearsal can expire a
+            // password within seconds; a century is the upper bound.
+            let days: f64 = raw.trim().parse().map_err(|_| SettingsError { name })?;
+            if !days.is_finite() || !(0.0..=36_500.0).contains(&days) {
                 return Err(SettingsError { name });
             }
-            settings.reconcile.password_max_age = (days > 0).then(|| TimeDelta::days(days));
+            let millis = (days * 86_400_000.0).round() as i64;
+            settings.reconcile.password_max_age =
+                (millis > 0).then(|| TimeDelta::milliseconds(millis));
         }
         Ok(settings)
     }
@@ -455,5 +460,24 @@ mod tests {
             bad.map(|_| ()).map_err(|e| e.name),
             Err("M365_RECONCILE_SAFEGUARD_RATIO")
         );
+    }
+
+    #[test]
+    fn the_password_maximum_age_takes_decimal_days_and_refuses_the_unreasonable() {
+        // R-PWD-4
+        let age = |raw: &str| {
+            let raw = raw.to_owned();
+            Settings::from_lookup(move |name| {
+                (name == "M365_PASSWORD_MAX_AGE_DAYS").then(|| raw.clone())
+            })
+            .map(|s| s.reconcile.password_max_age)
+            .map_err(|e| e.name)
+        };
+        assert_eq!(age("0.5"), Ok(Some(TimeDelta::hours(12))));
+        assert_eq!(age("0.0004"), Ok(Some(TimeDelta::milliseconds(34_560))));
+        assert_eq!(age("0"), Ok(None));
+        for bad in ["-1", "abc", "inf", "NaN", "36501"] {
+            assert_eq!(age(bad), Err("M365_PASSWORD_MAX_AGE_DAYS"), "{bad}");
+        }
     }
 }
