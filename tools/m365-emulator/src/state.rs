@@ -4,7 +4,7 @@
 //! Everything lives in one [`State`] behind one lock (see [`crate::AppState`]), so every request
 //! sees a consistent snapshot and tests can assert on the raw state.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
 use secrecy::SecretString;
@@ -847,17 +847,20 @@ fn build_tenant(seed: TenantSeed, now: DateTime<Utc>) -> Result<Tenant, SeedErro
         request_counts: BTreeMap::new(),
         delta_epoch: 0,
     };
+    // UPN (ASCII lower case, as `active_user_by_upn` compares) -> user id of every seeded user,
+    // so each lookup is O(1) instead of a scan of the tenant (seeding stays linear).
+    let mut by_upn = UpnIndex::default();
     for u in seed.users {
-        if tenant.active_user_by_upn(&u.user_principal_name).is_some() {
+        if by_upn.get(&u.user_principal_name).is_some() {
             return Err(SeedError::DuplicateUser(u.user_principal_name));
         }
         let user = seeded_user(u, now);
         tenant.record_change(ObjectKind::User, &user.id, now);
-        tenant.users.insert(user.id.clone(), user);
+        by_upn.insert(&mut tenant, user);
     }
     for a in seed.admins {
-        let user_id = match tenant.active_user_by_upn(&a.user_principal_name) {
-            Some(u) => u.id.clone(),
+        let user_id = match by_upn.get(&a.user_principal_name) {
+            Some(id) => id.to_owned(),
             None => {
                 let user = seeded_user(
                     UserSeed {
@@ -873,7 +876,7 @@ fn build_tenant(seed: TenantSeed, now: DateTime<Utc>) -> Result<Tenant, SeedErro
                 );
                 let id = user.id.clone();
                 tenant.record_change(ObjectKind::User, &id, now);
-                tenant.users.insert(id.clone(), user);
+                by_upn.insert(&mut tenant, user);
                 id
             }
         };
@@ -905,19 +908,20 @@ fn build_tenant(seed: TenantSeed, now: DateTime<Utc>) -> Result<Tenant, SeedErro
     let group_ids: BTreeSet<String> = groups.iter().map(|(id, _)| id.clone()).collect();
     for (id, g) in groups {
         let mut members = Vec::new();
+        let mut seen = HashSet::new();
         for m in &g.members {
             let lower = m.to_ascii_lowercase();
             let member_id = if tenant.users.contains_key(&lower) || group_ids.contains(&lower) {
                 lower
-            } else if let Some(u) = tenant.active_user_by_upn(m) {
-                u.id.clone()
+            } else if let Some(id) = by_upn.get(m) {
+                id.to_owned()
             } else {
                 return Err(SeedError::UnknownMember {
                     group: g.display_name.clone(),
                     member: m.clone(),
                 });
             };
-            if !members.contains(&member_id) {
+            if seen.insert(member_id.clone()) {
                 members.push(member_id);
             }
         }
@@ -950,6 +954,34 @@ fn build_tenant(seed: TenantSeed, now: DateTime<Utc>) -> Result<Tenant, SeedErro
         );
     }
     Ok(tenant)
+}
+
+/// The seeded users of one tenant by UPN, kept in step with `Tenant::users` while seeding.
+///
+/// Seeded users are all active, so a hit here is exactly what [`Tenant::active_user_by_upn`]
+/// would find, without scanning the tenant.
+#[derive(Debug, Default)]
+struct UpnIndex(HashMap<String, String>);
+
+impl UpnIndex {
+    /// The id of the seeded user with this UPN (ASCII case-insensitive).
+    fn get(&self, upn: &str) -> Option<&str> {
+        self.0.get(&upn.to_ascii_lowercase()).map(String::as_str)
+    }
+
+    /// Inserts `user` into the tenant and the index. A user replacing one with the same object
+    /// id drops the replaced user's UPN, as the replaced user is gone from the tenant.
+    fn insert(&mut self, tenant: &mut Tenant, user: User) {
+        let upn = user.upn().to_ascii_lowercase();
+        let id = user.id.clone();
+        if let Some(replaced) = tenant.users.insert(id.clone(), user) {
+            let old = replaced.upn().to_ascii_lowercase();
+            if self.0.get(&old) == Some(&id) {
+                self.0.remove(&old);
+            }
+        }
+        self.0.insert(upn, id);
+    }
 }
 
 fn seeded_user(u: UserSeed, now: DateTime<Utc>) -> User {
@@ -1113,6 +1145,59 @@ mod tests {
             seed(r#"{"tenants": [], "typo": 1}"#),
             Err(SeedError::Parse(_))
         ));
+    }
+
+    // Seed format: UPNs are unique per tenant ignoring ASCII case; admins and group members
+    // find seeded users by UPN in any case, and a member named twice is listed once.
+    #[test]
+    fn seeded_upns_are_matched_case_insensitively() {
+        let duplicate = format!(
+            r#"{{"tenants": [{TENANT}, "users": [{{"userPrincipalName": "a@t.onmicrosoft.com"}},
+               {{"userPrincipalName": "A@T.onmicrosoft.com"}}]}}]}}"#
+        );
+        assert!(matches!(
+            seed(&duplicate),
+            Err(SeedError::DuplicateUser(upn)) if upn == "A@T.onmicrosoft.com"
+        ));
+        let json = format!(
+            r#"{{"tenants": [{TENANT}, "users": [{{"id": "AAAAAAAA-0000-0000-0000-000000000001", "userPrincipalName": "a@t.onmicrosoft.com"}}],
+               "groups": [{{"displayName": "G", "mailNickname": "g",
+                            "members": ["A@T.ONMICROSOFT.COM", "aaaaaaaa-0000-0000-0000-000000000001", "boss@t.onmicrosoft.com"]}}],
+               "admins": [{{"userPrincipalName": "A@t.onmicrosoft.com", "password": "x"}},
+                          {{"userPrincipalName": "boss@t.onmicrosoft.com", "password": "y"}},
+                          {{"userPrincipalName": "BOSS@t.onmicrosoft.com", "password": "z"}}]}}]}}"#
+        );
+        let state = seed(&json).expect("valid seed");
+        let t = state.resolve_tenant("t.onmicrosoft.com").expect("tenant");
+        assert_eq!(t.users.len(), 2, "admins reuse the users with their UPN");
+        assert_eq!(t.admins.len(), 2);
+        let (_, a) = t
+            .admin_by_upn("a@t.onmicrosoft.com")
+            .expect("seeded user is admin");
+        assert_eq!(a.id, "aaaaaaaa-0000-0000-0000-000000000001");
+        let (_, boss) = t
+            .admin_by_upn("boss@t.onmicrosoft.com")
+            .expect("created admin");
+        let g = t.groups.values().next().expect("group");
+        assert_eq!(g.members, vec![a.id.clone(), boss.id.clone()]);
+    }
+
+    // Seed format: a later user with the same object id replaces the earlier one, whose UPN is
+    // then free again (as it was before seeding used an index).
+    #[test]
+    fn a_replaced_seed_user_frees_its_upn() {
+        let json = format!(
+            r#"{{"tenants": [{TENANT}, "users": [
+               {{"id": "aaaaaaaa-0000-0000-0000-000000000001", "userPrincipalName": "old@t.onmicrosoft.com"}},
+               {{"id": "aaaaaaaa-0000-0000-0000-000000000001", "userPrincipalName": "new@t.onmicrosoft.com"}},
+               {{"userPrincipalName": "old@t.onmicrosoft.com"}}]}}]}}"#
+        );
+        let state = seed(&json).expect("valid seed");
+        let t = state.resolve_tenant("t.onmicrosoft.com").expect("tenant");
+        assert_eq!(t.users.len(), 2);
+        let old = t.active_user_by_upn("old@t.onmicrosoft.com").expect("old");
+        assert_ne!(old.id, "aaaaaaaa-0000-0000-0000-000000000001");
+        assert!(t.active_user_by_upn("new@t.onmicrosoft.com").is_some());
     }
 
     // The shipped example seed is valid.
