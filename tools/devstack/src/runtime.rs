@@ -77,6 +77,8 @@ struct RuntimeState {
     inflight: StdMutex<HashMap<String, oneshot::Sender<Outcome>>>,
     polled: watch::Sender<bool>,
     name: String,
+    // The current process: its pid and when it was spawned (for cold-start measurements).
+    process: StdMutex<Option<(u32, std::time::Instant)>>,
 }
 
 /// What a function's process needs to start.
@@ -144,6 +146,7 @@ impl FunctionHost {
             inflight: StdMutex::new(HashMap::new()),
             polled: polled_tx,
             name: spec.name.clone(),
+            process: StdMutex::new(None),
         });
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -188,6 +191,13 @@ impl FunctionHost {
     #[must_use]
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The current process's pid and the instant just before it was spawned, once it has
+    /// been started.
+    #[must_use]
+    pub fn process(&self) -> Option<(u32, std::time::Instant)> {
+        self.state.process.lock().ok().and_then(|p| *p)
     }
 
     /// Waits until the process has finished its init and asked for its first event, or until
@@ -273,8 +283,14 @@ async fn supervise(
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        let spawned_at = std::time::Instant::now();
         let mut child = match command.spawn() {
-            Ok(child) => child,
+            Ok(child) => {
+                if let (Some(pid), Ok(mut process)) = (child.id(), state.process.lock()) {
+                    *process = Some((pid, spawned_at));
+                }
+                child
+            }
             Err(e) => {
                 tracing::error!(function = %spec.name, executable = %spec.executable.display(), error = %e, "cannot start the function");
                 tokio::select! {

@@ -178,6 +178,12 @@ impl Devstack {
         self.environments.get(logical_id)
     }
 
+    /// The functions of the template, as resolved (name, binary, timeout, environment, events).
+    #[must_use]
+    pub fn functions(&self) -> &[FunctionSpec] {
+        &self.shared.functions
+    }
+
     /// The wiring read from the template (routes, queues, schedules, resources) as JSON.
     #[must_use]
     pub fn wiring(&self) -> &Json {
