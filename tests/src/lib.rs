@@ -13,6 +13,10 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use aws_sdk_sqs::types::QueueAttributeName;
+use chrono::{DateTime, TimeDelta, Utc};
+use m365_engine::ports::Clock;
+
 use aws_config::{BehaviorVersion, SdkConfig};
 use m365_aws::{OAuthClientCredentials, Resources, schema};
 use m365_emulator::{AppState, Seed, State};
@@ -496,4 +500,48 @@ pub fn capture_logs() -> Logs {
         logs
     })
     .clone()
+}
+
+/// Real time plus an offset the test moves (the engine's clock; the emulator has its own).
+#[derive(Debug, Clone, Default)]
+pub struct OffsetClock(Arc<Mutex<TimeDelta>>);
+
+impl OffsetClock {
+    /// Moves this clock forward.
+    pub fn advance(&self, by: TimeDelta) {
+        *self.0.lock().unwrap() += by;
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now() + *self.0.lock().unwrap()
+    }
+}
+
+/// The 256-bit password seal key the tests store in Secrets Manager (64 hex characters).
+pub const SEAL_KEY: &str = "4f1c2a9e8b7d6c5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e";
+
+/// Creates an SQS queue (visibility 30 s), redriving to `dlq_arn` after 5 receives when given;
+/// returns its URL.
+///
+/// # Panics
+/// When moto refuses the queue.
+pub async fn queue(sqs: &aws_sdk_sqs::Client, name: &str, dlq_arn: Option<&str>) -> String {
+    let mut create = sqs
+        .create_queue()
+        .queue_name(name)
+        .attributes(QueueAttributeName::VisibilityTimeout, "30");
+    if let Some(arn) = dlq_arn {
+        create = create.attributes(
+            QueueAttributeName::RedrivePolicy,
+            json!({"deadLetterTargetArn": arn, "maxReceiveCount": "5"}).to_string(),
+        );
+    }
+    create
+        .send()
+        .await
+        .expect("queue created")
+        .queue_url
+        .expect("queue url")
 }

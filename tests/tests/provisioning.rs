@@ -6,40 +6,23 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::TimeDelta;
 use m365_aws::OAuthClientCredentials;
-use m365_engine::ports::Clock;
+
 use m365_engine::ports::TokenVault;
 use m365_integration_tests::{
-    APP_ID, APP_SECRET, CONTOSO, REDIRECT, World, api_request, capture_logs,
+    APP_ID, APP_SECRET, CONTOSO, OffsetClock, REDIRECT, SEAL_KEY, World, api_request, capture_logs,
+    queue,
 };
 use m365_lambda::provision::Provisioning;
 use m365_lambda::{App, GraphApp, GraphConfig};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
-
-/// Real time plus an offset the test moves (the engine's clock; the emulator has its own).
-#[derive(Debug, Clone, Default)]
-struct OffsetClock(Arc<Mutex<TimeDelta>>);
-
-impl OffsetClock {
-    fn advance(&self, by: TimeDelta) {
-        *self.0.lock().unwrap() += by;
-    }
-}
-
-impl Clock for OffsetClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now() + *self.0.lock().unwrap()
-    }
-}
-
-const SEAL_KEY: &str = "4f1c2a9e8b7d6c5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e";
 
 /// A connected Contoso, the retry and notifications queues, the seal key, and the functions'
 /// wiring on them.
@@ -57,20 +40,6 @@ struct Stack {
     dlq_url: String,
     notifications_url: String,
     tenant: String,
-}
-
-async fn queue(sqs: &aws_sdk_sqs::Client, name: &str, dlq_arn: Option<&str>) -> String {
-    let mut create = sqs
-        .create_queue()
-        .queue_name(name)
-        .attributes(QueueAttributeName::VisibilityTimeout, "30");
-    if let Some(arn) = dlq_arn {
-        create = create.attributes(
-            QueueAttributeName::RedrivePolicy,
-            json!({"deadLetterTargetArn": arn, "maxReceiveCount": "5"}).to_string(),
-        );
-    }
-    create.send().await.unwrap().queue_url.unwrap()
 }
 
 impl Stack {

@@ -6,15 +6,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
-use std::sync::{Arc, Mutex};
-
 use aws_sdk_sqs::types::QueueAttributeName;
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::TimeDelta;
 use m365_aws::OAuthClientCredentials;
 use m365_engine::model::{BindingState, EventKind, PageRequest, UserId};
-use m365_engine::ports::{BindingStore, Clock, EventFilter, EventQuery, EventStore};
+use m365_engine::ports::{BindingStore, EventFilter, EventQuery, EventStore};
 use m365_integration_tests::{
-    APP_ID, APP_SECRET, CONTOSO, REDIRECT, World, api_request, schedule_event,
+    APP_ID, APP_SECRET, CONTOSO, OffsetClock, REDIRECT, SEAL_KEY, World, api_request,
+    schedule_event,
 };
 use m365_lambda::provision::Provisioning;
 use m365_lambda::{GraphApp, GraphConfig};
@@ -22,23 +21,6 @@ use reconcile::{Reconciler, Settings};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
-/// Real time plus an offset the test moves (the engine's clock; the emulator has its own).
-#[derive(Debug, Clone, Default)]
-struct OffsetClock(Arc<Mutex<TimeDelta>>);
-
-impl OffsetClock {
-    fn advance(&self, by: TimeDelta) {
-        *self.0.lock().unwrap() += by;
-    }
-}
-
-impl Clock for OffsetClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now() + *self.0.lock().unwrap()
-    }
-}
-
-const SEAL_KEY: &str = "4f1c2a9e8b7d6c5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e";
 const PASSWORD: &str = "Correct-Horse-7";
 
 struct Stack {
