@@ -383,10 +383,17 @@ def walkthrough(api: Http, emulator: Http) -> list[str]:
     if remaining > 0:
         say(f"   waiting {remaining:.0f} s for Alice's password to expire…")
         time.sleep(remaining)
-    status, report = api.json("POST", f"/tenants/{contoso_id}/reconcile?dryRun=false")
-    kinds = [r.get("kind") for r in report.get("plan", [])] if isinstance(report, dict) else []
-    expect(status == 200 and "suspend_expired" in kinds, f"reconcile planned and applied {kinds}")
-    binding = wait_for_binding(api, "alice", "suspended", 10)
+    # This time through the hourly schedule, as deployed: the schedule only queues one reconcile
+    # pass per active tenant on the reconcile queue, and the pass runs from the queue.
+    wiring = api.json("GET", "/_devstack/wiring")[1]
+    schedule = find_schedule(wiring, "ReconcileFunction")
+    expect(schedule is not None, f"template.yaml schedules ReconcileFunction ({schedule})")
+    status, _, raw = api.call("POST", f"/_devstack/schedules/ReconcileFunction/{schedule}")
+    outcome = json.loads(raw) if status == 200 else {}
+    expect(outcome.get("ok") is True,
+           f"the reconcile schedule queued a pass per active tenant: {raw.decode(errors='replace')[:200]}")
+    binding = wait_for_binding(api, "alice", "suspended", 20)
+    say("   the queued pass ran from the reconcile queue (SQS consumer of template.yaml)")
     expect(binding.get("state") == "suspended", "Alice's binding is suspended")
     expect(m365_user(emulator, alice["email"]).get("accountEnabled") is False, "her M365 sign-in is blocked")
     status, _, _ = api.call("POST", "/users/alice/password", {"password": "Autumn-Leaves-42"})
@@ -395,7 +402,7 @@ def walkthrough(api: Http, emulator: Http) -> list[str]:
     expect(binding.get("state") == "provisioned"
            and m365_user(emulator, alice["email"]).get("accountEnabled") is True,
            "the new password re-enabled her M365 account")
-    summary.append("suspended Alice when her directory password expired; a new password re-enabled her")
+    summary.append("suspended Alice when her directory password expired (schedule → reconcile queue → pass); a new password re-enabled her")
 
     step("Unbind Alice: sign-in blocked, account kept")
     status, body = api.json("DELETE", "/users/alice/binding")

@@ -10,7 +10,7 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use chrono::TimeDelta;
 use m365_aws::OAuthClientCredentials;
 use m365_engine::model::{BindingState, EventKind, PageRequest, UserId};
-use m365_engine::ports::{BindingStore, EventFilter, EventQuery, EventStore};
+use m365_engine::ports::{BindingStore, EventFilter, EventQuery, EventStore, Leases};
 use m365_integration_tests::{
     APP_ID, APP_SECRET, CONTOSO, OffsetClock, REDIRECT, SEAL_KEY, World, api_request,
     schedule_event,
@@ -29,6 +29,8 @@ struct Stack {
     graph: GraphApp,
     clock: OffsetClock,
     tenant: String,
+    /// The queue of reconcile passes.
+    passes: String,
 }
 
 impl Stack {
@@ -38,7 +40,7 @@ impl Stack {
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let id = uuid::Uuid::new_v4().simple().to_string();
         let mut urls = Vec::new();
-        for name in ["retry", "notifications"] {
+        for name in ["retry", "notifications", "reconcile"] {
             let url = sqs
                 .create_queue()
                 .queue_name(format!("{name}-{id}"))
@@ -90,11 +92,64 @@ impl Stack {
             graph,
             clock,
             tenant,
+            passes: urls[2].clone(),
         })
     }
 
     fn reconciler(&self, settings: Settings) -> Reconciler<OffsetClock> {
-        Reconciler::with_clock(&self.world.app, &self.graph, self.clock.clone(), settings)
+        Reconciler::with_clock(
+            &self.world.app,
+            &self.graph,
+            self.clock.clone(),
+            settings,
+            &self.passes,
+        )
+    }
+
+    /// Delivers the reconcile queue's messages to the function one by one, as Lambda's SQS
+    /// trigger does (batch size 1), until the queue is empty; acknowledges the ones the function
+    /// did not report as failures. Answers each pass's message (decoded) in delivery order.
+    async fn drain_passes(&self, deps: &Reconciler<OffsetClock>) -> Vec<Value> {
+        let sqs = aws_sdk_sqs::Client::new(&self.world.app.sdk);
+        let mut handled = Vec::new();
+        loop {
+            let received = sqs
+                .receive_message()
+                .queue_url(&self.passes)
+                .max_number_of_messages(1)
+                .wait_time_seconds(0)
+                .send()
+                .await
+                .unwrap();
+            let Some(message) = received.messages.unwrap_or_default().into_iter().next() else {
+                return handled;
+            };
+            assert!(handled.len() < 50, "the chain of passes ends");
+            let body = message.body.clone().unwrap();
+            let mut context = lambda_runtime::Context::default();
+            context.request_id = uuid::Uuid::new_v4().to_string();
+            let event = json!({"Records": [{
+                "messageId": message.message_id.clone().unwrap(),
+                "receiptHandle": message.receipt_handle.clone().unwrap(),
+                "body": body,
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:reconcile",
+                "awsRegion": "us-east-1"
+            }]});
+            let answer = reconcile::handle(deps, lambda_runtime::LambdaEvent::new(event, context))
+                .await
+                .unwrap();
+            assert_eq!(answer["batchItemFailures"], json!([]), "{answer}");
+            sqs.delete_message()
+                .queue_url(&self.passes)
+                .receipt_handle(message.receipt_handle.unwrap())
+                .send()
+                .await
+                .unwrap();
+            handled.push(serde_json::from_str(&body).unwrap());
+        }
     }
 
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -407,10 +462,11 @@ async fn each_kind_of_drift_is_repaired_by_one_run_and_the_next_run_finds_nothin
         .await;
     assert!(tick.is_success());
 
-    // The scheduled invocation repairs all of it.
+    // The scheduled invocation queues the tenant's pass; the pass repairs all of it.
     let summary = reconcile::handle(&deps, schedule_event()).await.unwrap();
-    assert_eq!(summary["applied"], 4, "{summary}");
-    assert_eq!(summary["safeguardTripped"], 0);
+    assert_eq!(summary, json!({"tenants": 1, "queued": 1}));
+    let passes = s.drain_passes(&deps).await;
+    assert_eq!(passes.len(), 1, "{passes:?}");
     assert_eq!(
         s.m365_property("r0@contoso.com", "accountEnabled").await,
         false
@@ -745,10 +801,19 @@ async fn a_long_delta_round_is_split_across_bounded_runs_that_resume_where_they_
     let first = s.reconcile(&deps, false).await;
     assert_eq!(first["complete"], false, "{first}");
     assert_eq!(first["pages"], 2);
-    // The schedule resumes the round (bounded runs) until it completes.
-    let summary = reconcile::handle(&deps, schedule_event()).await.unwrap();
-    assert!(summary["runs"].as_u64().unwrap() >= 2, "{summary}");
-    assert_eq!(summary["deferred"], 0);
+    // The API's pass queued the next one; the chain of bounded passes (2 pages each) goes on
+    // through the queue until the round completes, then stops.
+    assert_eq!(first["continued"], true, "{first}");
+    let passes = s.drain_passes(&deps).await;
+    assert!(passes.len() >= 2, "{passes:?}");
+    assert!(
+        passes
+            .iter()
+            .all(|p| p["reason"] == "reconcile_continued" && p["kind"] == "reconcile"),
+        "{passes:?}"
+    );
+    let numbers: Vec<u64> = passes.iter().map(|p| p["attempt"].as_u64().unwrap()).collect();
+    assert_eq!(numbers, (2..2 + numbers.len() as u64).collect::<Vec<_>>());
     let after = s.reconcile(&deps, false).await;
     assert_eq!(after["complete"], true, "{after}");
     assert_eq!(after["fullSync"], false);
@@ -796,3 +861,106 @@ async fn bad_reconcile_requests_get_a_4xx_and_a_bare_call_is_a_dry_run() {
     let body: Value = serde_json::from_str(bare["body"].as_str().unwrap()).unwrap();
     assert_eq!(body["dryRun"], true);
 }
+
+#[tokio::test]
+async fn the_schedule_only_queues_passes_and_bounded_passes_finish_the_round_through_the_queue() {
+    // R-REC-1 (large tenants fan out through the queue; no single invocation runs long)
+    let Some(s) = Stack::start().await else {
+        return;
+    };
+    let status = s
+        .world
+        .emulator
+        .send(
+            reqwest::Method::PUT,
+            "/_emulator/realism",
+            json!({"deltaPageSize": 3}),
+        )
+        .await;
+    assert!(status.is_success());
+    s.bound_users(10).await;
+    let mut settings = Settings::default();
+    settings.reconcile.max_pages = 2;
+    let deps = s.reconciler(settings);
+    s.reset_requests().await;
+    let summary = reconcile::handle(&deps, schedule_event()).await.unwrap();
+    assert_eq!(summary, json!({"tenants": 1, "queued": 1}));
+    let counts = s.graph_requests().await;
+    assert_eq!(
+        counts.get("graph").and_then(Value::as_u64).unwrap_or(0),
+        0,
+        "the schedule itself makes no Graph call: {counts}"
+    );
+    // A first (full) round of 13 users in pages of 3 is 5 pages: 3 passes of at most 2.
+    let passes = s.drain_passes(&deps).await;
+    let reasons: Vec<&str> = passes.iter().map(|p| p["reason"].as_str().unwrap()).collect();
+    assert_eq!(
+        reasons,
+        [
+            "reconcile_scheduled",
+            "reconcile_continued",
+            "reconcile_continued"
+        ],
+        "{passes:?}"
+    );
+    let counts = s.graph_requests().await;
+    assert_eq!(counts["graph GET /v1.0/users/delta"], 5, "{counts}");
+    let after = s.reconcile(&deps, true).await;
+    assert_eq!(after["complete"], true, "{after}");
+    assert_eq!(after["fullSync"], false);
+    assert_eq!(after["plan"], json!([]));
+}
+
+#[tokio::test]
+async fn a_tenant_whose_pass_is_running_is_not_reconciled_twice_at_once() {
+    // R-REC-1 (one pass per tenant at a time), R-SAFE-1
+    let Some(s) = Stack::start().await else {
+        return;
+    };
+    s.bound_users(3).await;
+    let deps = s.reconciler(Settings::default());
+    let tenant = m365_engine::model::TenantId::parse(&s.tenant).unwrap();
+    let lease = m365_engine::usecase::reconcile_queue::lease_name(&tenant);
+    let now = chrono::Utc::now();
+    assert!(
+        deps.leases
+            .acquire(&lease, "another-pass", now, now + TimeDelta::minutes(6))
+            .await
+            .unwrap()
+    );
+    s.reset_requests().await;
+    let path = format!("/tenants/{}/reconcile", s.tenant);
+    let run = |flag: &'static str| {
+        lambda_runtime::LambdaEvent::new(
+            json!({
+                "version": "2.0",
+                "rawPath": path,
+                "queryStringParameters": {"dryRun": flag},
+                "requestContext": {"http": {"method": "POST", "path": path}},
+                "isBase64Encoded": false
+            }),
+            lambda_runtime::Context::default(),
+        )
+    };
+    let busy = reconcile::handle(&deps, run("false")).await.unwrap();
+    assert_eq!(busy["statusCode"], 409, "{busy}");
+    let body: Value = serde_json::from_str(busy["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "reconcile_in_progress");
+    // The queued pass of the schedule is left to the running one: acknowledged, nothing read.
+    reconcile::handle(&deps, schedule_event()).await.unwrap();
+    let passes = s.drain_passes(&deps).await;
+    assert_eq!(passes.len(), 1);
+    let counts = s.graph_requests().await;
+    assert_eq!(
+        counts.get("graph").and_then(Value::as_u64).unwrap_or(0),
+        0,
+        "{counts}"
+    );
+    // A dry run only reads: it is answered meanwhile.
+    let look = reconcile::handle(&deps, run("true")).await.unwrap();
+    assert_eq!(look["statusCode"], 200, "{look}");
+    deps.leases.release(&lease, "another-pass").await.unwrap();
+    let done = s.reconcile(&deps, false).await;
+    assert_eq!(done["continued"], false, "{done}");
+}
+

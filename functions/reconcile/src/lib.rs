@@ -1,33 +1,41 @@
-//! The `reconcile` function (DESIGN §4 "reconcile", R-REC-1..3, R-PWD-3, R-PWD-4): runs
-//! `m365_engine::usecase::reconcile::Reconcile` for one tenant on demand, or for every active
-//! tenant on the EventBridge schedule, then (unless the users' safeguard stopped the run)
-//! `m365_engine::usecase::reconcile_groups::ReconcileGroups` for group membership drift.
+//! The `reconcile` function (DESIGN §4 "reconcile", R-REC-1..3, R-PWD-3, R-PWD-4): one *pass*
+//! of a tenant's reconcile is `m365_engine::usecase::reconcile::Reconcile` (users drift and the
+//! password-expiry sweep, at most `M365_RECONCILE_MAX_PAGES` delta pages) followed, unless the
+//! users' safeguard stopped it, by `m365_engine::usecase::reconcile_groups::ReconcileGroups`
+//! (group membership drift). Passes run under the tenant's lease and are chained through the
+//! reconcile queue (`m365_engine::usecase::reconcile_queue`), so no invocation runs long.
 //!
+//! Three kinds of event reach it:
+//! - the EventBridge schedule: queues one pass per `active` tenant and returns
+//!   `{"tenants","queued"}` (seconds, whatever the tenants' sizes);
+//! - the reconcile queue (SQS, `ReportBatchItemFailures`): runs each pass; a pass whose delta
+//!   round is unfinished queues the next one; a retryable failure leaves the message for
+//!   redelivery (DLQ after `maxReceiveCount`); a tenant held by another pass is left to it;
 //! - `POST /tenants/{tenantId}/reconcile?dryRun=true|false` (API Gateway HTTP API, payload 2.0):
 //!   `200` with the report (the users plan, what was applied, the safeguard trip if any, and
-//!   `groups`: the group plan and what was applied). `dryRun`
-//!   defaults to `true` so a bare call never writes; any other value than `true`/`false` is
-//!   `400 invalid_query`. An unknown tenant is `404`, a tenant that is not `active` is `409`.
-//! - Any other event (the schedule's): every `active` tenant in turn, each run resumed while its
-//!   delta round is incomplete, starting no new run when less than [`Settings::reserve`] of the
-//!   invocation is left. A tenant not reached is reconciled on the next tick (the cursor keeps its
-//!   place), so no invocation runs long whatever the tenant count or size.
+//!   `groups`: the group plan and what was applied). `dryRun` defaults to `true` so a bare call
+//!   never writes; any other value than `true`/`false` is `400 invalid_query`. An unknown tenant
+//!   is `404`, a tenant that is not `active` is `409 tenant_not_active`, a tenant whose pass is
+//!   running is `409 reconcile_in_progress`. A run (not a dry run) is one leased pass; when the
+//!   round goes on, `continued: true` says the rest was queued. A dry run of a round longer than
+//!   one pass plans the pass's pages only (`complete: false`): it saves no cursor to go on from.
 //!
-//! Configuration (read once per cold start): `M365_RECONCILE_SAFEGUARD_RATIO` (0–1, default 0.10),
-//! `M365_RECONCILE_MAX_PAGES` (delta pages per run, default 50), `M365_PASSWORD_MAX_AGE_DAYS`
-//! (the directory password policy's maximum age in days, decimals allowed; unset or 0: passwords
-//! never expire).
+//! Configuration (read once per cold start): `M365_RECONCILE_QUEUE_URL` (required: the queue of
+//! passes), `M365_RECONCILE_SAFEGUARD_RATIO` (0–1, default 0.10), `M365_RECONCILE_MAX_PAGES`
+//! (delta pages per pass, default 50), `M365_PASSWORD_MAX_AGE_DAYS` (the directory password
+//! policy's maximum age in days, decimals allowed; unset or 0: passwords never expire).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::TimeDelta;
 use lambda_runtime::LambdaEvent;
-use m365_aws::DynamoReconcileCursors;
-use m365_engine::model::{PageRequest, TenantId, TenantStatus};
+use m365_aws::sqs::decode_message;
+use m365_aws::{DynamoLeases, DynamoReconcileCursors, SqsRetryQueue};
+use m365_engine::model::{OperationSubject, TenantId, TenantStatus};
 use m365_engine::ports::{Clock, SystemClock, TenantStore, ThreadRandom};
 use m365_engine::usecase::group_sync::SyncGroup;
 use m365_engine::usecase::reconcile::{Reconcile, ReconcileReport, ReconcileSettings};
 use m365_engine::usecase::reconcile_groups::{GroupReconcileReport, ReconcileGroups};
+use m365_engine::usecase::reconcile_queue::{Leased, PassEnd, ReconcileQueue, Step};
 use m365_engine::usecase::{Effects, RetryPolicy};
 use m365_engine::{Error, error::Entity};
 use m365_lambda::graph::VaultDirectory;
@@ -35,28 +43,19 @@ use m365_lambda::{App, AppError, GraphApp, GraphConfig, GraphSetupError};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-/// Runs resumed for one tenant within one invocation at most (a bound on top of the deadline).
-const MAX_RUNS_PER_TENANT: u32 = 20;
+/// The variable naming the queue of reconcile passes.
+pub const QUEUE_URL: &str = "M365_RECONCILE_QUEUE_URL";
 
-/// The time budget of an invocation whose context carries no deadline.
-const UNKNOWN_DEADLINE_BUDGET: Duration = Duration::from_secs(300);
+/// How long a pass holds its tenant's lease: the function's timeout (300 s in template.yaml) plus
+/// a minute, and far below the queue's visibility timeout (1,800 s), so the redelivered message
+/// of a crashed pass finds the lease free again.
+pub const PASS_LEASE: TimeDelta = TimeDelta::minutes(6);
 
 /// The function's settings.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Settings {
     /// The use case's settings.
     pub reconcile: ReconcileSettings,
-    /// Time left in the invocation below which no new run starts.
-    pub reserve: Duration,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            reconcile: ReconcileSettings::default(),
-            reserve: Duration::from_secs(60),
-        }
-    }
 }
 
 /// A configuration variable with an invalid value.
@@ -112,6 +111,10 @@ pub struct Reconciler<C = SystemClock> {
     pub directory: VaultDirectory,
     /// Per-tenant delta links (ledger table).
     pub cursors: DynamoReconcileCursors,
+    /// The queue of reconcile passes.
+    pub passes: SqsRetryQueue,
+    /// Per-tenant pass leases (ledger table).
+    pub leases: DynamoLeases,
     /// Time.
     pub clock: C,
     /// Retry jitter of group mirroring deferred to the retry queue.
@@ -122,7 +125,7 @@ pub struct Reconciler<C = SystemClock> {
     pub settings: Settings,
 }
 
-/// One tenant's run: users (with the password-expiry sweep) then group membership.
+/// One tenant's pass: users (with the password-expiry sweep) then group membership.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TenantReport {
@@ -131,6 +134,21 @@ pub struct TenantReport {
     pub users: ReconcileReport,
     /// Group membership drift; `None` when the users' safeguard stopped the run first.
     pub groups: Option<GroupReconcileReport>,
+    /// The round goes on: its next pass was queued.
+    pub continued: bool,
+}
+
+impl TenantReport {
+    /// How the pass ended for the queue: stopped by the safeguard, or complete once both delta
+    /// rounds (users and groups) are.
+    #[must_use]
+    pub fn end(&self) -> PassEnd {
+        match &self.groups {
+            None => PassEnd::Stopped,
+            Some(groups) if self.users.complete && groups.complete => PassEnd::Complete,
+            Some(_) => PassEnd::Incomplete,
+        }
+    }
 }
 
 /// The deployed wiring.
@@ -148,6 +166,9 @@ pub enum StartError {
     /// The reconcile settings.
     #[error(transparent)]
     Settings(#[from] SettingsError),
+    /// A required variable is not set.
+    #[error("{0} is not set")]
+    Missing(&'static str),
 }
 
 impl Deployed {
@@ -157,21 +178,34 @@ impl Deployed {
     /// [`StartError`] for a missing or invalid variable or an unreadable OAuth client secret.
     pub async fn from_env() -> Result<Self, StartError> {
         let app = App::from_env().await?;
+        let queue_url = std::env::var(QUEUE_URL)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .ok_or(StartError::Missing(QUEUE_URL))?;
         let graph = GraphApp::load(&app, &GraphConfig::from_env()).await?;
         let settings = Settings::from_lookup(|name| std::env::var(name).ok())?;
-        Ok(Self::with_clock(&app, &graph, SystemClock, settings))
+        Ok(Self::with_clock(&app, &graph, SystemClock, settings, &queue_url))
     }
 }
 
 impl<C: Clock> Reconciler<C> {
-    /// The wiring of an already built [`App`] and [`GraphApp`] on `clock`.
+    /// The wiring of an already built [`App`] and [`GraphApp`] on `clock`, queueing passes on
+    /// `queue_url`.
     #[must_use]
-    pub fn with_clock(app: &App, graph: &GraphApp, clock: C, settings: Settings) -> Self {
+    pub fn with_clock(
+        app: &App,
+        graph: &GraphApp,
+        clock: C,
+        settings: Settings,
+        queue_url: &str,
+    ) -> Self {
         Self {
             cursors: DynamoReconcileCursors::new(
                 aws_sdk_dynamodb::Client::new(&app.sdk),
                 app.config.resources.ledger_table.clone(),
             ),
+            passes: SqsRetryQueue::new(aws_sdk_sqs::Client::new(&app.sdk), queue_url),
+            leases: app.leases.clone(),
             app: app.clone(),
             directory: graph.directory.clone(),
             clock,
@@ -181,7 +215,34 @@ impl<C: Clock> Reconciler<C> {
         }
     }
 
-    /// Reconciles one tenant once: users, then (unless the safeguard stopped the run) groups.
+    /// The fan-out and leased passes, as `holder` (unique per invocation).
+    #[must_use]
+    pub fn queue<'a>(
+        &'a self,
+        holder: &'a str,
+    ) -> ReconcileQueue<'a, m365_aws::DynamoTenants, DynamoLeases, SqsRetryQueue, C> {
+        ReconcileQueue {
+            tenants: &self.app.tenants,
+            leases: &self.leases,
+            queue: &self.passes,
+            clock: &self.clock,
+            holder,
+            lease: PASS_LEASE,
+        }
+    }
+
+    /// One pass that writes, with how it ended (for [`ReconcileQueue`]).
+    ///
+    /// # Errors
+    /// As [`Self::run`].
+    pub async fn pass(&self, tenant: &TenantId) -> Result<(TenantReport, PassEnd), Error> {
+        let report = self.run(tenant, false).await?;
+        let end = report.end();
+        Ok((report, end))
+    }
+
+    /// Reconciles one tenant once (one pass, not leased): users, then (unless the safeguard
+    /// stopped the run) groups.
     ///
     /// # Errors
     /// As [`Reconcile::run`] and [`ReconcileGroups::run`].
@@ -208,6 +269,7 @@ impl<C: Clock> Reconciler<C> {
             return Ok(TenantReport {
                 users,
                 groups: None,
+                continued: false,
             });
         }
         let groups = Box::pin(
@@ -237,118 +299,123 @@ impl<C: Clock> Reconciler<C> {
         Ok(TenantReport {
             users,
             groups: Some(groups),
+            continued: false,
         })
     }
 }
 
-/// What a scheduled invocation did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Summary {
-    /// Active tenants seen.
-    pub tenants: usize,
-    /// Runs done (a long round takes several).
-    pub runs: usize,
-    /// Repairs applied.
-    pub applied: usize,
-    /// Repairs failed.
-    pub failed: usize,
-    /// Tenants whose run the safeguard stopped.
-    pub safeguard_tripped: usize,
-    /// Tenants whose run failed (reconciled again next time).
-    pub errors: usize,
-    /// Tenants left for the next tick (the invocation's time ran short).
-    pub deferred: usize,
-}
-
-/// Handles one event: an API Gateway v2 request (`requestContext.http` present) or a schedule event.
+/// Handles one event: an API Gateway v2 request (`requestContext.http` present), an SQS batch of
+/// reconcile passes (`Records` from `aws:sqs`; answers the failed message ids), or a schedule
+/// event (fans out one pass per active tenant).
 ///
 /// # Errors
-/// Only when listing tenants fails on a scheduled run (the schedule retries); API requests always
-/// get a response.
-#[tracing::instrument(skip_all)]
+/// Only when the schedule's fan-out fails (listing tenants or queueing): EventBridge retries the
+/// invocation, and the passes it had queued already run twice at worst (cheap, see
+/// [`m365_engine::usecase::reconcile_queue`]). API requests always get a response; SQS messages
+/// fail one by one.
+#[tracing::instrument(skip_all, fields(run.id = %event.context.request_id))]
 pub async fn handle<C: Clock>(
     deps: &Reconciler<C>,
     event: LambdaEvent<Value>,
 ) -> Result<Value, lambda_runtime::Error> {
     let (payload, context) = event.into_parts();
+    let holder = format!("reconcile/{}", context.request_id);
     if payload.pointer("/requestContext/http").is_some() {
-        return Ok(api(deps, &payload).await);
+        return Ok(api(deps, &holder, &payload).await);
     }
-    // A context without a deadline (a local invocation) gets the default Lambda budget.
-    let deadline = if context.deadline == 0 {
-        SystemTime::now() + UNKNOWN_DEADLINE_BUDGET
-    } else {
-        UNIX_EPOCH + Duration::from_millis(context.deadline)
-    };
-    let summary = scheduled(deps, deadline).await?;
-    tracing::info!(
-        tenants = summary.tenants,
-        runs = summary.runs,
-        applied = summary.applied,
-        deferred = summary.deferred,
-        "scheduled reconcile finished"
-    );
-    Ok(serde_json::to_value(summary)?)
+    if is_sqs(&payload) {
+        let batch: SqsEvent = serde_json::from_value(payload)?;
+        return Ok(serde_json::to_value(sqs_batch(deps, &holder, &batch).await)?);
+    }
+    let out = deps.queue(&holder).fan_out().await?;
+    Ok(json!({ "tenants": out.tenants, "queued": out.queued }))
 }
 
-async fn scheduled<C: Clock>(deps: &Reconciler<C>, deadline: SystemTime) -> Result<Summary, Error> {
-    let time_left = || {
-        deadline
-            .duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO)
-    };
-    let mut summary = Summary::default();
-    let mut request = PageRequest::first(100);
-    loop {
-        let page = deps.app.tenants.list(&request).await?;
-        for tenant in page
-            .items
-            .iter()
-            .filter(|t| t.status == TenantStatus::Active)
-        {
-            summary.tenants += 1;
-            if time_left() < deps.settings.reserve {
-                summary.deferred += 1;
-                continue;
-            }
-            for _ in 0..MAX_RUNS_PER_TENANT {
-                match deps.run(&tenant.id, false).await {
-                    Ok(TenantReport {
-                        users: report,
-                        groups,
-                    }) => {
-                        summary.runs += 1;
-                        summary.applied += report.applied;
-                        summary.failed += report.failed;
-                        if let Some(groups) = groups {
-                            summary.applied += groups.applied;
-                            summary.failed += groups.failed;
-                        }
-                        if report.safeguard.is_some() {
-                            summary.safeguard_tripped += 1;
-                        }
-                        if report.complete || report.safeguard.is_some() {
-                            break;
-                        }
-                        if time_left() < deps.settings.reserve {
-                            summary.deferred += 1;
-                            break;
-                        }
-                    }
-                    Err(_) => {
-                        // Logged by the use case; the cursor did not move.
-                        summary.errors += 1;
-                        break;
-                    }
-                }
-            }
-        }
-        match page.next {
-            Some(next) => request = PageRequest::after(next, 100),
-            None => return Ok(summary),
+fn is_sqs(payload: &Value) -> bool {
+    payload
+        .pointer("/Records/0/eventSource")
+        .and_then(Value::as_str)
+        == Some("aws:sqs")
+}
+
+/// What became of one queued pass.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PassResult {
+    /// Acknowledged: the pass ran (`complete`, `continued`, `stopped`), another pass held the
+    /// tenant (`busy`), it was not due (`requeued`) or there was nothing to do (the skip code).
+    Acked(&'static str),
+    /// Left for redelivery (a retryable failure) or, when it can never succeed, for the DLQ
+    /// after `maxReceiveCount` receives. Machine code.
+    Failed(String),
+}
+
+/// Handles an SQS batch of reconcile passes; answers the ids of the messages to redeliver.
+pub async fn sqs_batch<C: Clock>(
+    deps: &Reconciler<C>,
+    holder: &str,
+    event: &SqsEvent,
+) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    for record in &event.records {
+        if let PassResult::Failed(_) = sqs_message(deps, holder, record).await {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = record.message_id.clone().unwrap_or_default();
+            response.batch_item_failures.push(failure);
         }
     }
+    response
+}
+
+/// Handles one queued pass.
+#[tracing::instrument(skip_all, fields(sqs.message_id = record.message_id.as_deref().unwrap_or("")))]
+pub async fn sqs_message<C: Clock>(
+    deps: &Reconciler<C>,
+    holder: &str,
+    record: &SqsMessage,
+) -> PassResult {
+    let Some(message) = record
+        .body
+        .as_deref()
+        .and_then(|body| decode_message(body).ok())
+    else {
+        tracing::warn!(
+            error.code = "undecodable_message",
+            "message is not a reconcile pass"
+        );
+        return PassResult::Failed("undecodable_message".to_owned());
+    };
+    let tenant = match &message.subject {
+        OperationSubject::Tenant(t) => t.clone(),
+        _ => return PassResult::Failed("unsupported_operation".to_owned()),
+    };
+    let result = deps
+        .queue(holder)
+        .step(&message, || deps.pass(&tenant))
+        .await;
+    let outcome = match result {
+        Ok(Step::Requeued) => PassResult::Acked("requeued"),
+        Ok(Step::Skipped(code)) => PassResult::Acked(code),
+        Ok(Step::Rejected(code)) => PassResult::Failed(code.to_owned()),
+        Ok(Step::Leased(Leased::Busy)) => PassResult::Acked("busy"),
+        Ok(Step::Leased(Leased::Ran { end, .. })) => PassResult::Acked(match end {
+            PassEnd::Stopped => "stopped",
+            PassEnd::Incomplete => "continued",
+            PassEnd::Complete => "complete",
+        }),
+        // A permanent failure (e.g. the tenant lost its consent) would fail every redelivery:
+        // acknowledged, and logged by the use case; the next tick tries the tenant again.
+        Err(e) if !e.is_retryable() => PassResult::Acked("failed_permanently"),
+        Err(e) => PassResult::Failed(e.code().to_owned()),
+    };
+    match &outcome {
+        PassResult::Acked(code) => {
+            tracing::info!(tenant.id = %tenant, pass = message.attempt, outcome = code, "reconcile pass handled");
+        }
+        PassResult::Failed(code) => {
+            tracing::warn!(tenant.id = %tenant, pass = message.attempt, error.code = %code, "reconcile pass left for redelivery");
+        }
+    }
+    outcome
 }
 
 fn response(status: u16, body: &Value) -> Value {
@@ -367,7 +434,7 @@ fn error(status: u16, code: &str, message: &str) -> Value {
     )
 }
 
-async fn api<C: Clock>(deps: &Reconciler<C>, request: &Value) -> Value {
+async fn api<C: Clock>(deps: &Reconciler<C>, holder: &str, request: &Value) -> Value {
     let method = request
         .pointer("/requestContext/http/method")
         .and_then(Value::as_str)
@@ -378,7 +445,7 @@ async fn api<C: Clock>(deps: &Reconciler<C>, request: &Value) -> Value {
         .unwrap_or_default();
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let response = match (method, segments.as_slice()) {
-        ("POST", ["tenants", id, "reconcile"]) => post(deps, request, id).await,
+        ("POST", ["tenants", id, "reconcile"]) => post(deps, holder, request, id).await,
         _ => error(404, "not_found", "no such route on the reconcile function"),
     };
     let status = response
@@ -388,7 +455,7 @@ async fn api<C: Clock>(deps: &Reconciler<C>, request: &Value) -> Value {
     response
 }
 
-async fn post<C: Clock>(deps: &Reconciler<C>, request: &Value, raw: &str) -> Value {
+async fn post<C: Clock>(deps: &Reconciler<C>, holder: &str, request: &Value, raw: &str) -> Value {
     let Ok(tenant_id) = TenantId::parse(raw) else {
         return error(400, "invalid_tenant_id", "the tenant id is not valid");
     };
@@ -414,7 +481,34 @@ async fn post<C: Clock>(deps: &Reconciler<C>, request: &Value, raw: &str) -> Val
             &format!("the tenant is {}", tenant.status.as_str()),
         );
     }
-    match deps.run(&tenant_id, dry_run).await {
+    let report = if dry_run {
+        // Reads only: no lease needed, and a running pass does not block a look at the plan.
+        deps.run(&tenant_id, true).await
+    } else {
+        match deps
+            .queue(holder)
+            .leased(&tenant_id, 1, || deps.pass(&tenant_id))
+            .await
+        {
+            Ok(Leased::Ran {
+                mut report,
+                continued,
+                ..
+            }) => {
+                report.continued = continued;
+                Ok(report)
+            }
+            Ok(Leased::Busy) => {
+                return error(
+                    409,
+                    "reconcile_in_progress",
+                    "a reconcile pass of this tenant is running; try again when it is done",
+                );
+            }
+            Err(e) => Err(e),
+        }
+    };
+    match report {
         Ok(report) => match serde_json::to_value(&report) {
             Ok(body) => response(200, &body),
             Err(_) => error(500, "internal", "the report could not be encoded"),

@@ -7,6 +7,8 @@
 //! - [`group_sync::SyncGroup`]: bind a directory group to a tenant's security group and mirror
 //!   its bound members (R-GRP-1);
 //! - [`retry::RetryDispatcher`]: re-drive a [`RetryMessage`] from the retry queue (R-BIND-6).
+//! - [`reconcile_queue::ReconcileQueue`]: fan reconciliation out through a queue, one leased,
+//!   bounded pass per message (R-REC-1).
 //!
 //! What they share lives here: [`Effects`] records the outcome of an operation the same way for every
 //! use case — exactly one event per successful change (with an id derived from the operation, so a
@@ -21,6 +23,7 @@ pub mod import;
 pub mod password;
 pub mod reconcile;
 pub mod reconcile_groups;
+pub mod reconcile_queue;
 pub mod retry;
 pub mod token_refresh;
 pub mod unbind;
