@@ -812,7 +812,10 @@ async fn a_long_delta_round_is_split_across_bounded_runs_that_resume_where_they_
             .all(|p| p["reason"] == "reconcile_continued" && p["kind"] == "reconcile"),
         "{passes:?}"
     );
-    let numbers: Vec<u64> = passes.iter().map(|p| p["attempt"].as_u64().unwrap()).collect();
+    let numbers: Vec<u64> = passes
+        .iter()
+        .map(|p| p["attempt"].as_u64().unwrap())
+        .collect();
     assert_eq!(numbers, (2..2 + numbers.len() as u64).collect::<Vec<_>>());
     let after = s.reconcile(&deps, false).await;
     assert_eq!(after["complete"], true, "{after}");
@@ -893,7 +896,10 @@ async fn the_schedule_only_queues_passes_and_bounded_passes_finish_the_round_thr
     );
     // A first (full) round of 13 users in pages of 3 is 5 pages: 3 passes of at most 2.
     let passes = s.drain_passes(&deps).await;
-    let reasons: Vec<&str> = passes.iter().map(|p| p["reason"].as_str().unwrap()).collect();
+    let reasons: Vec<&str> = passes
+        .iter()
+        .map(|p| p["reason"].as_str().unwrap())
+        .collect();
     assert_eq!(
         reasons,
         [
@@ -963,4 +969,3 @@ async fn a_tenant_whose_pass_is_running_is_not_reconciled_twice_at_once() {
     let done = s.reconcile(&deps, false).await;
     assert_eq!(done["continued"], false, "{done}");
 }
-

@@ -184,7 +184,13 @@ impl Deployed {
             .ok_or(StartError::Missing(QUEUE_URL))?;
         let graph = GraphApp::load(&app, &GraphConfig::from_env()).await?;
         let settings = Settings::from_lookup(|name| std::env::var(name).ok())?;
-        Ok(Self::with_clock(&app, &graph, SystemClock, settings, &queue_url))
+        Ok(Self::with_clock(
+            &app,
+            &graph,
+            SystemClock,
+            settings,
+            &queue_url,
+        ))
     }
 }
 
@@ -325,7 +331,9 @@ pub async fn handle<C: Clock>(
     }
     if is_sqs(&payload) {
         let batch: SqsEvent = serde_json::from_value(payload)?;
-        return Ok(serde_json::to_value(sqs_batch(deps, &holder, &batch).await)?);
+        return Ok(serde_json::to_value(
+            sqs_batch(deps, &holder, &batch).await,
+        )?);
     }
     let out = deps.queue(&holder).fan_out().await?;
     Ok(json!({ "tenants": out.tenants, "queued": out.queued }))

@@ -29,8 +29,7 @@ use chrono::TimeDelta;
 
 use crate::error::Result;
 use crate::model::{
-    OperationId, OperationKind, OperationSubject, PageRequest, RetryMessage, TenantId,
-    TenantStatus,
+    OperationId, OperationKind, OperationSubject, PageRequest, RetryMessage, TenantId, TenantStatus,
 };
 use crate::ports::{Clock, Leases, RetryQueue, TenantStore};
 
@@ -165,7 +164,10 @@ where
                 .filter(|t| t.status == TenantStatus::Active)
             {
                 self.queue
-                    .send(&self.message(&tenant.id, 1, REASON_SCHEDULED), Duration::ZERO)
+                    .send(
+                        &self.message(&tenant.id, 1, REASON_SCHEDULED),
+                        Duration::ZERO,
+                    )
                     .await?;
                 out.queued += 1;
             }
@@ -218,7 +220,9 @@ where
             }
             Some(_) => {}
         }
-        Ok(Step::Leased(self.leased(tenant, message.attempt, pass).await?))
+        Ok(Step::Leased(
+            self.leased(tenant, message.attempt, pass).await?,
+        ))
     }
 
     /// Runs pass number `pass` of `tenant` under its lease; an incomplete round sends pass
@@ -331,7 +335,13 @@ mod tests {
         w.tenant(TenantStatus::ReauthorizationRequired).await;
         w.tenant(TenantStatus::PendingConsent).await;
         let out = w.job("h").fan_out().await.unwrap();
-        assert_eq!(out, FanOut { tenants: 4, queued: 2 });
+        assert_eq!(
+            out,
+            FanOut {
+                tenants: 4,
+                queued: 2
+            }
+        );
         let mut queued: Vec<TenantId> = w
             .queue
             .drain()
@@ -366,7 +376,14 @@ mod tests {
                 .job("worker")
                 .step(&message, || async {
                     let n = runs.fetch_add(1, Ordering::SeqCst) + 1;
-                    Ok((n, if n < 4 { PassEnd::Incomplete } else { PassEnd::Complete }))
+                    Ok((
+                        n,
+                        if n < 4 {
+                            PassEnd::Incomplete
+                        } else {
+                            PassEnd::Complete
+                        },
+                    ))
                 })
                 .await
                 .unwrap();
@@ -465,7 +482,10 @@ mod tests {
             })
             .await
             .unwrap_err();
-        assert!(error.is_retryable(), "the caller leaves the message for redelivery");
+        assert!(
+            error.is_retryable(),
+            "the caller leaves the message for redelivery"
+        );
         assert_eq!(w.leases.holder(&lease_name(&t)), None);
         assert!(w.queue.snapshot().is_empty());
     }
