@@ -545,3 +545,42 @@ pub async fn queue(sqs: &aws_sdk_sqs::Client, name: &str, dlq_arn: Option<&str>)
         .queue_url
         .expect("queue url")
 }
+
+/// One message received from `queue_url` (hidden for 30 s), as Lambda's SQS trigger hands it to
+/// a function: an event with one record (`Records[0]`, `eventSource` `aws:sqs`), with the body
+/// and the receipt handle to delete it by. `None` when the queue is empty.
+///
+/// # Panics
+/// When moto refuses the receive.
+pub async fn next_sqs_event(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Option<(Value, String)> {
+    let received = sqs
+        .receive_message()
+        .queue_url(queue_url)
+        .max_number_of_messages(1)
+        .visibility_timeout(30)
+        .wait_time_seconds(0)
+        .send()
+        .await
+        .expect("receive from the queue");
+    let message = received.messages.unwrap_or_default().into_iter().next()?;
+    let receipt = message.receipt_handle.clone().expect("receipt handle");
+    let event = json!({"Records": [{
+        "messageId": message.message_id.clone().unwrap_or_default(),
+        "receiptHandle": receipt,
+        "body": message.body.clone().unwrap_or_default(),
+        "attributes": {"ApproximateReceiveCount": "1"},
+        "messageAttributes": {},
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:queue",
+        "awsRegion": "us-east-1"
+    }]});
+    Some((event, receipt))
+}
+
+/// A Lambda context with a fresh request id (what names a run in leases).
+#[must_use]
+pub fn lambda_context() -> lambda_runtime::Context {
+    let mut context = lambda_runtime::Context::default();
+    context.request_id = uuid::Uuid::new_v4().to_string();
+    context
+}

@@ -566,3 +566,54 @@ async fn malformed_or_impossible_group_bindings_get_a_4xx_and_write_nothing() {
     assert_eq!(status, 404, "nothing was bound");
     assert!(s.m365_groups("m365sync-sales").await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_while_a_new_group_still_lags_waits_and_never_creates_a_second_group() {
+    // R-GRP-1, R-BIND-6 (a 404 on reading a new group is replication lag, not a deletion)
+    let s = stack!();
+    let alice = s.bound_user("alice").await;
+    let status = s
+        .world
+        .emulator
+        .send(
+            reqwest::Method::PUT,
+            "/_emulator/realism",
+            json!({"replicationLagMs": 120_000}),
+        )
+        .await;
+    assert!(status.is_success());
+    s.put_group("sales", &["alice"]).await;
+    let (status, bound) = s.bind_group("sales").await;
+    assert_eq!(status, 202, "{bound}");
+    let group = bound["binding"]["m365GroupId"].clone();
+
+    // Retries come while the group still answers 404 to reads: each waits again.
+    s.clock.advance(TimeDelta::seconds(10));
+    let bodies = s.drain(Duration::from_secs(5)).await;
+    assert!(!bodies.is_empty(), "a retry ran within the lag");
+    let (_, shown) = s.call("GET", "/groups/sales/binding", None).await;
+    assert_eq!(shown["state"], "pending", "{shown}");
+    assert_eq!(shown["pendingReason"], "not_yet_visible");
+    assert_eq!(shown["m365GroupId"], group);
+    assert_eq!(s.m365_groups("m365sync-sales").await.len(), 1);
+
+    // The group replicates: the next retry finishes the membership.
+    let status = s
+        .world
+        .emulator
+        .send(
+            reqwest::Method::POST,
+            "/_emulator/clock/advance",
+            json!({"seconds": 130}),
+        )
+        .await;
+    assert!(status.is_success());
+    s.clock.advance(TimeDelta::seconds(60));
+    s.drain(Duration::from_secs(30)).await;
+    let (_, shown) = s.call("GET", "/groups/sales/binding", None).await;
+    assert_eq!(shown["state"], "provisioned", "{shown}");
+    assert_eq!(shown["m365GroupId"], group);
+    let groups = s.m365_groups("m365sync-sales").await;
+    assert_eq!(groups.len(), 1, "no retry created a second group");
+    assert_eq!(groups[0].1, ids(&[&alice]));
+}

@@ -8,12 +8,13 @@
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use chrono::TimeDelta;
+use lambda_runtime::LambdaEvent;
 use m365_aws::OAuthClientCredentials;
 use m365_engine::model::{BindingState, EventKind, PageRequest, UserId};
 use m365_engine::ports::{BindingStore, EventFilter, EventQuery, EventStore, Leases};
 use m365_integration_tests::{
     APP_ID, APP_SECRET, CONTOSO, OffsetClock, REDIRECT, SEAL_KEY, World, api_request,
-    schedule_event,
+    lambda_context, next_sqs_event, schedule_event,
 };
 use m365_lambda::provision::Provisioning;
 use m365_lambda::{GraphApp, GraphConfig};
@@ -112,44 +113,22 @@ impl Stack {
     async fn drain_passes(&self, deps: &Reconciler<OffsetClock>) -> Vec<Value> {
         let sqs = aws_sdk_sqs::Client::new(&self.world.app.sdk);
         let mut handled = Vec::new();
-        loop {
-            let received = sqs
-                .receive_message()
-                .queue_url(&self.passes)
-                .max_number_of_messages(1)
-                .wait_time_seconds(0)
-                .send()
-                .await
-                .unwrap();
-            let Some(message) = received.messages.unwrap_or_default().into_iter().next() else {
-                return handled;
-            };
+        while let Some((event, receipt)) = next_sqs_event(&sqs, &self.passes).await {
             assert!(handled.len() < 50, "the chain of passes ends");
-            let body = message.body.clone().unwrap();
-            let mut context = lambda_runtime::Context::default();
-            context.request_id = uuid::Uuid::new_v4().to_string();
-            let event = json!({"Records": [{
-                "messageId": message.message_id.clone().unwrap(),
-                "receiptHandle": message.receipt_handle.clone().unwrap(),
-                "body": body,
-                "attributes": {"ApproximateReceiveCount": "1"},
-                "messageAttributes": {},
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:reconcile",
-                "awsRegion": "us-east-1"
-            }]});
-            let answer = reconcile::handle(deps, lambda_runtime::LambdaEvent::new(event, context))
+            let body = event["Records"][0]["body"].as_str().unwrap().to_owned();
+            let answer = reconcile::handle(deps, LambdaEvent::new(event, lambda_context()))
                 .await
                 .unwrap();
             assert_eq!(answer["batchItemFailures"], json!([]), "{answer}");
             sqs.delete_message()
                 .queue_url(&self.passes)
-                .receipt_handle(message.receipt_handle.unwrap())
+                .receipt_handle(receipt)
                 .send()
                 .await
                 .unwrap();
             handled.push(serde_json::from_str(&body).unwrap());
         }
+        handled
     }
 
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -968,4 +947,192 @@ async fn a_tenant_whose_pass_is_running_is_not_reconciled_twice_at_once() {
     deps.leases.release(&lease, "another-pass").await.unwrap();
     let done = s.reconcile(&deps, false).await;
     assert_eq!(done["continued"], false, "{done}");
+}
+
+/// Moves the emulator's clock (M365's time) forward.
+async fn advance_m365_clock(s: &Stack, seconds: u64) {
+    let status = s
+        .world
+        .emulator
+        .send(
+            reqwest::Method::POST,
+            "/_emulator/clock/advance",
+            json!({ "seconds": seconds }),
+        )
+        .await;
+    assert!(status.is_success());
+}
+
+async fn stored_stamp(s: &Stack, id: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    s.world
+        .app
+        .bindings
+        .get(&UserId::parse(id).unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .m365_password_changed_at
+}
+
+fn m365_stamp(value: &Value) -> chrono::DateTime<chrono::Utc> {
+    value.as_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_job_title_cleared_in_m365_is_restored_by_one_run_and_the_next_run_finds_nothing() {
+    // R-REC-1 (a cleared property comes in the delta as null, graph-spec §5)
+    let Some(s) = Stack::start().await else {
+        return;
+    };
+    s.bound_users(3).await;
+    let deps = s.reconciler(Settings::default());
+    assert_eq!(s.reconcile(&deps, false).await["plan"], json!([]));
+    s.portal_patch("r1@contoso.com", json!({"jobTitle": null}))
+        .await;
+    assert_eq!(
+        s.m365_property("r1@contoso.com", "jobTitle").await,
+        Value::Null
+    );
+    let report = s.reconcile(&deps, false).await;
+    assert_eq!(
+        plan_kinds(&report),
+        vec![("update_attributes".to_owned(), "r1".to_owned())],
+        "{report}"
+    );
+    assert_eq!(report["plan"][0]["attributes"], json!(["jobTitle"]));
+    assert_eq!(report["applied"], 1);
+    assert_eq!(
+        s.m365_property("r1@contoso.com", "jobTitle").await,
+        "Engineer"
+    );
+    let second = s.reconcile(&deps, false).await;
+    assert_eq!(second["plan"], json!([]), "{second}");
+}
+
+#[tokio::test]
+async fn a_password_push_is_not_taken_for_an_m365_change_when_our_clock_runs_ten_minutes_behind() {
+    // R-PWD-3 (M365 time against M365 time; the clock rule's grace is 2 minutes)
+    let Some(s) = Stack::start().await else {
+        return;
+    };
+    s.clock.advance(TimeDelta::minutes(-10));
+    s.bound_users(3).await;
+    let deps = s.reconciler(Settings::default());
+    let first = s.reconcile(&deps, false).await;
+    assert_eq!(first["plan"], json!([]), "the binds' creates: {first}");
+
+    // A push costs its PATCH plus one read of M365's stamp (no write budget).
+    advance_m365_clock(&s, 5).await;
+    s.reset_requests().await;
+    let (status, body) = s
+        .call(
+            "POST",
+            "/users/r0/password",
+            Some(json!({"password": "Another-Horse-8"})),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let counts = s.graph_requests().await;
+    assert_eq!(counts["graph PATCH /v1.0/users/{id}"], 1, "{counts}");
+    assert_eq!(counts["graph GET /v1.0/users/{id}"], 1, "{counts}");
+    assert_eq!(counts["graph"], 2, "{counts}");
+    let stamp = m365_stamp(
+        &s.m365_property("r0@contoso.com", "lastPasswordChangeDateTime")
+            .await,
+    );
+    assert_eq!(stored_stamp(&s, "r0").await, Some(stamp));
+
+    let report = s.reconcile(&deps, false).await;
+    assert_eq!(report["plan"], json!([]), "{report}");
+
+    // The case the clock rule gets wrong: the same push judged by our clock (a binding without
+    // a stamp, as stored before it existed) looks like an M365 change. A dry run shows it
+    // without writing.
+    let (status, body) = s
+        .call(
+            "POST",
+            "/users/r1/password",
+            Some(json!({"password": "Another-Horse-8"})),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let mut old = s
+        .world
+        .app
+        .bindings
+        .get(&UserId::parse("r1").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    old.m365_password_changed_at = None;
+    s.world
+        .app
+        .bindings
+        .put(&old, m365_engine::ports::Expect::Version(old.version))
+        .await
+        .unwrap();
+    let dry = s.reconcile(&deps, true).await;
+    assert_eq!(
+        plan_kinds(&dry),
+        vec![("overwrite_password".to_owned(), "r1".to_owned())],
+        "{dry}"
+    );
+}
+
+#[tokio::test]
+async fn a_self_service_password_change_in_m365_is_overwritten_once() {
+    // R-PWD-3 (seconds after our push: inside the clock rule's grace, seen by M365's stamps)
+    let Some(s) = Stack::start().await else {
+        return;
+    };
+    s.bound_users(3).await;
+    let deps = s.reconciler(Settings::default());
+    assert_eq!(s.reconcile(&deps, false).await["plan"], json!([]));
+    advance_m365_clock(&s, 5).await;
+    let changed = s
+        .world
+        .emulator
+        .send(
+            reqwest::Method::POST,
+            &format!("/_emulator/tenants/{CONTOSO}/users/r2@contoso.com/self-password-change"),
+            json!({"password": "Users-Own-Choice-5"}),
+        )
+        .await;
+    assert!(changed.is_success());
+    let theirs = m365_stamp(
+        &s.m365_property("r2@contoso.com", "lastPasswordChangeDateTime")
+            .await,
+    );
+    // Graph's stamps have whole seconds: let the overwrite's be a later one.
+    advance_m365_clock(&s, 5).await;
+    s.reset_requests().await;
+    let report = s.reconcile(&deps, false).await;
+    assert_eq!(
+        plan_kinds(&report),
+        vec![("overwrite_password".to_owned(), "r2".to_owned())],
+        "{report}"
+    );
+    assert_eq!(report["applied"], 1);
+    let counts = s.graph_requests().await;
+    assert_eq!(counts["graph PATCH /v1.0/users/{id}"], 1, "{counts}");
+    assert_eq!(
+        counts["graph GET /v1.0/users/{id}"], 1,
+        "one stamp read: {counts}"
+    );
+    let ours = m365_stamp(
+        &s.m365_property("r2@contoso.com", "lastPasswordChangeDateTime")
+            .await,
+    );
+    assert!(ours > theirs);
+    assert_eq!(stored_stamp(&s, "r2").await, Some(ours));
+    let pushes = s.events_of(EventKind::UserPasswordUpdateProvision).await;
+    assert_eq!(
+        pushes
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some("reconcile_password_overwritten"))
+            .count(),
+        1
+    );
+    let second = s.reconcile(&deps, false).await;
+    assert_eq!(second["plan"], json!([]), "{second}");
 }

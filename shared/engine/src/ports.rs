@@ -589,6 +589,26 @@ pub trait Directory: Send + Sync {
         group: &M365ObjectId,
         page: &PageRequest,
     ) -> impl Future<Output = Result<Page<M365ObjectId>>> + Send;
+
+    /// M365's `lastPasswordChangeDateTime` of the active user `id` (graph-spec §3.8), read after
+    /// a password write of ours so reconcile can compare M365 time with M365 time (R-PWD-3);
+    /// `None` when the user is absent or M365 does not say. A read: it costs no write budget.
+    /// The default reads the whole user with [`Directory::get_user`].
+    ///
+    /// # Errors
+    /// Graph errors mapped per graph-spec §12 (a 404 is `Ok(None)`).
+    fn last_password_change(
+        &self,
+        tenant: &TenantId,
+        id: &M365ObjectId,
+    ) -> impl Future<Output = Result<Option<DateTime<Utc>>>> + Send {
+        async move {
+            Ok(self
+                .get_user(tenant, id)
+                .await?
+                .and_then(|u| u.last_password_change))
+        }
+    }
 }
 
 /// Outgoing notifications to employees (R-BIND-4): the notifications queue in production.
@@ -807,23 +827,25 @@ pub trait RateBudget: Send + Sync {
 }
 
 /// One user as a users delta round reports it (R-REC-1, graph-spec §5): the attributes present
-/// on the page ("at least the changed ones"; `None` = not reported), or a removal.
+/// on the page ("at least the changed ones"; `None` = not reported), or a removal. The clearable
+/// attributes tell a cleared value apart from an absent one: `Some(None)` is a reported JSON
+/// `null` (e.g. an admin cleared the job title), which is drift when the directory has a value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserChange {
     /// The M365 object id.
     pub id: M365ObjectId,
     /// Soft- or hard-deleted in M365 (`@removed`).
     pub removed: bool,
-    /// Display name, when reported.
+    /// Display name, when reported (Graph never clears it, graph-spec §3.4).
     pub display_name: Option<String>,
-    /// Given name, when reported.
-    pub given_name: Option<String>,
-    /// Surname, when reported.
-    pub surname: Option<String>,
-    /// Job title, when reported.
-    pub job_title: Option<String>,
-    /// Department, when reported.
-    pub department: Option<String>,
+    /// Given name, when reported (`Some(None)`: reported cleared).
+    pub given_name: Option<Option<String>>,
+    /// Surname, when reported (`Some(None)`: reported cleared).
+    pub surname: Option<Option<String>>,
+    /// Job title, when reported (`Some(None)`: reported cleared).
+    pub job_title: Option<Option<String>>,
+    /// Department, when reported (`Some(None)`: reported cleared).
+    pub department: Option<Option<String>>,
     /// Sign-in allowed, when reported.
     pub account_enabled: Option<bool>,
     /// `lastPasswordChangeDateTime`, when reported (R-PWD-3).

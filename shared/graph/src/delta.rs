@@ -7,8 +7,8 @@
 
 use m365_engine::model::TenantId;
 use reqwest::Method;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -44,8 +44,19 @@ impl Removed {
     }
 }
 
+/// A present property, `null` included: `Some(None)` for `null`. With `#[serde(default)]` an
+/// absent property stays `None`, so "not reported" and "reported cleared" stay apart.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
 /// A user as delta reports it: the changed properties of [`USER_SELECT`] ("at least" the changed
-/// ones, graph-spec §5), or a removal.
+/// ones, graph-spec §5), or a removal. A property cleared in M365 is reported as `null`; the
+/// clearable attributes keep that apart from an absent property.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeltaUser {
@@ -57,18 +68,18 @@ pub struct DeltaUser {
     /// Display name, when present.
     #[serde(default)]
     pub display_name: Option<String>,
-    /// Given name, when present.
-    #[serde(default)]
-    pub given_name: Option<String>,
-    /// Surname, when present.
-    #[serde(default)]
-    pub surname: Option<String>,
-    /// Job title, when present.
-    #[serde(default)]
-    pub job_title: Option<String>,
-    /// Department, when present.
-    #[serde(default)]
-    pub department: Option<String>,
+    /// Given name, when present (`Some(None)`: present as `null`, i.e. cleared).
+    #[serde(default, deserialize_with = "present")]
+    pub given_name: Option<Option<String>>,
+    /// Surname, when present (`Some(None)`: present as `null`, i.e. cleared).
+    #[serde(default, deserialize_with = "present")]
+    pub surname: Option<Option<String>>,
+    /// Job title, when present (`Some(None)`: present as `null`, i.e. cleared).
+    #[serde(default, deserialize_with = "present")]
+    pub job_title: Option<Option<String>>,
+    /// Department, when present (`Some(None)`: present as `null`, i.e. cleared).
+    #[serde(default, deserialize_with = "present")]
+    pub department: Option<Option<String>>,
     /// Sign-in allowed, when present.
     #[serde(default)]
     pub account_enabled: Option<bool>,
@@ -298,5 +309,50 @@ impl GraphClient {
             next,
             restarted: false,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_delta_user_tells_a_property_reported_null_from_one_not_reported() {
+        // R-REC-1, graph-spec §5 (updated objects carry "at least" the changed properties; a
+        // cleared one is present as null)
+        let user: DeltaUser = serde_json::from_value(json!({
+            "id": "25dcffff-959e-4ece-9973-e5d9b800e8cc",
+            "jobTitle": null,
+            "surname": "Doe",
+            "displayName": "Testuser7"
+        }))
+        .unwrap();
+        assert_eq!(user.job_title, Some(None), "reported cleared");
+        assert_eq!(user.surname, Some(Some("Doe".to_owned())));
+        assert_eq!(user.given_name, None, "not reported");
+        assert_eq!(user.department, None, "not reported");
+        assert_eq!(user.display_name.as_deref(), Some("Testuser7"));
+        assert!(user.removed().is_none());
+    }
+
+    #[test]
+    fn a_removed_delta_user_reports_no_attributes() {
+        // R-REC-1, graph-spec §5 (@removed)
+        let user: DeltaUser = serde_json::from_value(json!({
+            "id": "8ffff70c-1c63-4860-b963-e34ec660931d",
+            "@removed": {"reason": "changed"}
+        }))
+        .unwrap();
+        assert_eq!(user.removed(), Some(RemovedReason::Changed));
+        assert_eq!(
+            (
+                user.given_name,
+                user.surname,
+                user.job_title,
+                user.department
+            ),
+            (None, None, None, None)
+        );
     }
 }

@@ -8,6 +8,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use chrono::{DateTime, Utc};
+
 use m365_engine::error::{Conflict, Entity, InvalidInput, UnavailableReason};
 use m365_engine::model::{
     Email, M365ObjectId, M365TenantId, M365User, M365UserPatch, NewM365User, Page, PageRequest,
@@ -378,6 +380,33 @@ impl<P: TokenProvider> Directory for GraphDirectory<P> {
 
     async fn organization_id(&self, tenant: &TenantId) -> Result<M365TenantId> {
         Ok(self.organization(tenant).await?.id)
+    }
+
+    /// `GET /users/{id}?$select=id,lastPasswordChangeDateTime` (graph-spec §3.3, §3.8): one read,
+    /// no write budget. Whether a read right after our password PATCH already shows the new value
+    /// is unconfirmed (graph-spec has no read-after-write statement for this property; §7.4); the
+    /// caller trusts only a value later than the one it knew before.
+    async fn last_password_change(
+        &self,
+        tenant: &TenantId,
+        id: &M365ObjectId,
+    ) -> Result<Option<DateTime<Utc>>> {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Stamp {
+            #[serde(default)]
+            last_password_change_date_time: Option<DateTime<Utc>>,
+        }
+        let url = self.client.url(
+            &format!("/users/{id}"),
+            &[("$select", "id,lastPasswordChangeDateTime")],
+        )?;
+        match self.get(tenant, url).await {
+            Ok(response) => Ok(response.json::<Stamp>()?.last_password_change_date_time),
+            // Absent, soft-deleted or not yet replicated: unknown.
+            Err(e) if e.class() == Some(ErrorClass::NotFound) => Ok(None),
+            Err(e) => Err(e.into_engine(Entity::M365User, id.as_str(), None)),
+        }
     }
 
     // The group operations live in `groups.rs` as inherent methods (R-GRP-1); the port delegates.

@@ -86,6 +86,13 @@ pub struct Binding {
     /// Absent in records written before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_flight: Option<InFlight>,
+    /// M365's `lastPasswordChangeDateTime` read back after our latest password write to this
+    /// account (bind create, password push, reconcile overwrite; graph-spec §3.8): reconcile
+    /// counts a password change as M365's only when M365 reports a later one (R-PWD-3). `None`
+    /// when not known (records written before it existed, an adopted account, or the read-back
+    /// failed): reconcile then falls back to comparing with our own clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub m365_password_changed_at: Option<DateTime<Utc>>,
     /// Optimistic-concurrency version assigned by the store (0 before the first write).
     pub version: u64,
 }
@@ -102,6 +109,7 @@ impl Binding {
             pending_reason: Some(reason.into()),
             last_error: None,
             in_flight: None,
+            m365_password_changed_at: None,
             version: 0,
         }
     }
@@ -154,6 +162,21 @@ mod tests {
         });
         let json = serde_json::to_value(&b).unwrap();
         assert!(json["inFlight"]["createSentAt"].is_string());
+        let back: Binding = serde_json::from_value(json).unwrap();
+        assert_eq!(back, b);
+    }
+
+    #[test]
+    fn a_binding_keeps_m365s_password_stamp_and_reads_records_written_before_it_existed() {
+        // R-PWD-3 (stored bindings without the stamp still load: the clock rule applies to them)
+        let mut b = Binding::pending(UserId::parse("alice").unwrap(), TenantId::generate(), "x");
+        let old = serde_json::to_value(&b).unwrap();
+        assert!(old.get("m365PasswordChangedAt").is_none());
+        let read: Binding = serde_json::from_value(old).unwrap();
+        assert_eq!(read.m365_password_changed_at, None);
+        b.m365_password_changed_at = Some(Utc::now());
+        let json = serde_json::to_value(&b).unwrap();
+        assert!(json["m365PasswordChangedAt"].is_string());
         let back: Binding = serde_json::from_value(json).unwrap();
         assert_eq!(back, b);
     }

@@ -67,6 +67,7 @@ struct State {
     tenants: BTreeMap<TenantId, FakeM365Tenant>,
     faults: VecDeque<Fault>,
     replication_lag: TimeDelta,
+    clock_skew: TimeDelta,
     groups: BTreeMap<TenantId, BTreeMap<M365ObjectId, FakeGroup>>,
     calls: u64,
     create_calls: u64,
@@ -212,9 +213,17 @@ impl FakeDirectory {
     }
 
     /// Replication lag (graph-spec §7.4): a user created less than `lag` ago is not found by
-    /// [`Directory::find_user_by_upn`] nor listed, though its UPN is already taken for creates.
+    /// [`Directory::find_user_by_upn`] nor listed, though its UPN is already taken for creates;
+    /// a group that new is not found by its nickname, refuses member adds and answers 404 to a
+    /// member listing.
     pub fn set_replication_lag(&self, lag: TimeDelta) {
         lock(&self.state).replication_lag = lag;
+    }
+
+    /// M365's clock runs `ahead` of ours (negative: behind): the `lastPasswordChangeDateTime`
+    /// it stamps on creates and password writes is our clock's now plus `ahead` (R-PWD-3).
+    pub fn set_clock_skew(&self, ahead: TimeDelta) {
+        lock(&self.state).clock_skew = ahead;
     }
 
     /// Number of port calls made so far (faulted ones included).
@@ -338,7 +347,11 @@ impl Directory for FakeDirectory {
     async fn create_user(&self, tenant: &TenantId, new: &NewM365User) -> Result<M365User> {
         let now = self.clock.now();
         let release_delay = self.address_release_delay;
-        lock(&self.state).create_calls += 1;
+        let skew = {
+            let mut state = lock(&self.state);
+            state.create_calls += 1;
+            state.clock_skew
+        };
         self.call(|state| {
             let tenant = Self::tenant(state, tenant)?;
             let upn = new.user_principal_name.as_str();
@@ -389,7 +402,7 @@ impl Directory for FakeDirectory {
                 job_title: new.job_title.clone(),
                 department: new.department.clone(),
                 account_enabled: new.account_enabled,
-                last_password_change: Some(now),
+                last_password_change: Some(now + skew),
             };
             tenant.users.insert(
                 user.id.clone(),
@@ -463,9 +476,10 @@ impl Directory for FakeDirectory {
             if check_entra(password).is_err() {
                 return Err(rejected(COMPLEXITY_MESSAGE));
             }
+            let stamp = now + state.clock_skew;
             let stored = Self::active_mut(state, tenant, id)?;
             stored.password = password.clone();
-            stored.user.last_password_change = Some(now);
+            stored.user.last_password_change = Some(stamp);
             Ok(())
         })
     }
@@ -648,12 +662,16 @@ impl Directory for FakeDirectory {
         group: &M365ObjectId,
         request: &PageRequest,
     ) -> Result<Page<M365ObjectId>> {
+        let now = self.clock.now();
         self.call(|state| {
             Self::tenant(state, tenant)?;
+            let visible_before = now - state.replication_lag;
+            // Replication lag (graph-spec §7.4): reading a new group answers 404 for a while.
             let stored = state
                 .groups
                 .get(tenant)
                 .and_then(|groups| groups.get(group))
+                .filter(|g| g.created_at <= visible_before)
                 .ok_or_else(|| Error::not_found(Entity::Group, group))?;
             let items = stored
                 .members

@@ -35,10 +35,11 @@ fn change_of(user: &M365User) -> UserChange {
         id: user.id.clone(),
         removed: false,
         display_name: Some(user.display_name.clone()),
-        given_name: user.given_name.clone(),
-        surname: user.surname.clone(),
-        job_title: user.job_title.clone(),
-        department: user.department.clone(),
+        // Every attribute is reported, a cleared one as `null` (graph-spec §5).
+        given_name: Some(user.given_name.clone()),
+        surname: Some(user.surname.clone()),
+        job_title: Some(user.job_title.clone()),
+        department: Some(user.department.clone()),
         account_enabled: Some(user.account_enabled),
         last_password_change: user.last_password_change,
     }

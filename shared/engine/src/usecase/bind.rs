@@ -16,6 +16,7 @@ use crate::ports::{
     OperationLedger, Random, RetryQueue, Sealer, TenantStore, UserStore,
 };
 
+use super::password::read_back_password_change;
 use super::{
     Change, Effects, OnFailure, Outcome, Run, generate_password, is_m365_not_found, mail_nickname,
     patch_for,
@@ -342,6 +343,16 @@ where
         };
         match self.directory.create_user(&tenant.id, &new).await {
             Ok(created) => {
+                // The account holds our password: keep M365's stamp of it (R-PWD-3). Graph's 201
+                // has only the default projection, without `lastPasswordChangeDateTime`
+                // (graph-spec §3.1, §3.3): one read fetches it.
+                binding.m365_password_changed_at = match created.last_password_change {
+                    Some(at) => Some(at),
+                    None => {
+                        read_back_password_change(self.directory, &tenant.id, &created.id, None)
+                            .await
+                    }
+                };
                 self.bound(run, user, binding, expect, created.id, Change::Created)
                     .await
             }
@@ -383,11 +394,18 @@ where
         run: &Run<'_>,
         user: &DirectoryUser,
         tenant: &Tenant,
-        binding: Binding,
+        mut binding: Binding,
         expect: Expect,
         found: crate::model::M365User,
         change: Change,
     ) -> Result<Outcome> {
+        // An account our own (answer-lost) create made holds our password: its stamp, read by the
+        // lookup, is ours. An adopted account keeps a password we did not set: no stamp, so
+        // reconcile judges it by the clock rule (R-PWD-3).
+        binding.m365_password_changed_at = match change {
+            Change::Created => found.last_password_change,
+            _ => None,
+        };
         match self.enable(tenant, &found.id, user, Some(&found)).await {
             Ok(()) => {
                 self.bound(run, user, binding, expect, found.id, change)
@@ -1168,5 +1186,64 @@ mod tests {
         assert_eq!(binding.state, BindingState::Error);
         assert!(!format!("{binding:?}").contains("Directory-Pass-42"));
         assert!(w.queue.snapshot().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_account_we_created_keeps_m365s_password_stamp_and_an_adopted_one_has_none() {
+        // R-PWD-3 (only a password we wrote is stamped; adopted accounts keep the clock rule)
+        let mut w = World::new().await;
+        w.user("adele").await;
+        w.user("alex").await;
+        w.bind("adele").await;
+        let created = w.binding("adele").await;
+        let account = w
+            .directory
+            .user(&w.tenant.id, &World::object_id(&created))
+            .unwrap();
+        assert!(created.m365_password_changed_at.is_some());
+        assert_eq!(
+            created.m365_password_changed_at,
+            account.last_password_change
+        );
+        // A create whose answer was lost, found by the lookup: still ours, stamped.
+        w.directory.pass_next_call();
+        w.directory
+            .fail_next_call_after_commit(unavailable(UnavailableReason::Timeout));
+        w.clock.advance(TimeDelta::minutes(1));
+        w.bind("alex").await;
+        w.drain().await;
+        let found = w.binding("alex").await;
+        assert_eq!(found.state, BindingState::Provisioned);
+        assert_eq!(
+            found.m365_password_changed_at,
+            w.directory
+                .user(&w.tenant.id, &World::object_id(&found))
+                .unwrap()
+                .last_password_change
+        );
+        assert!(found.m365_password_changed_at.is_some());
+        // An existing account we adopt: its password is not ours.
+        let user = w.user("ada").await;
+        w.directory
+            .create_user(
+                &w.tenant.id,
+                &NewM365User {
+                    user_principal_name: user.email.clone(),
+                    mail_nickname: "ada".into(),
+                    display_name: "Ada".into(),
+                    given_name: None,
+                    surname: None,
+                    job_title: None,
+                    department: None,
+                    account_enabled: true,
+                    password: secret("Existing-Pass-1"),
+                },
+            )
+            .await
+            .unwrap();
+        w.bind("ada").await;
+        let adopted = w.binding("ada").await;
+        assert_eq!(adopted.state, BindingState::Provisioned);
+        assert_eq!(adopted.m365_password_changed_at, None);
     }
 }

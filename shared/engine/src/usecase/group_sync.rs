@@ -14,21 +14,28 @@
 //! The M365 group id is saved on the binding as soon as it is known, so no retry creates a
 //! second group; the find-or-create runs under a ledger claim (two racing runs never create two
 //! groups), and a create whose answer was lost is resolved by the nickname lookup (adapter). A
-//! bound group deleted in M365 is adopted again or recreated at the next run.
+//! bound group deleted in M365 is adopted again or recreated at the next run; reconcile runs that
+//! run when the groups delta reports the deletion ([`super::reconcile_groups`]). A recreated
+//! group meets replication lag like a new one: its member adds are refused for a while and the
+//! rest waits on the retry queue as above. While a binding waits on that lag (`pending`,
+//! `not_yet_visible`), a 404 on reading its group is taken for lag, not a deletion (the nickname
+//! lookup lags too, so recreating would make a second group); were the group really deleted
+//! meanwhile, the retries run out (`error`) and a re-bind recreates it.
 //!
-//! Not covered here: a user bound *after* the group was bound joins at the next run (a
-//! `PUT /groups/{groupId}` change, a re-bind, or reconcile); a renamed directory group keeps its
-//! M365 display name.
+//! A user bound *after* the group was bound is recorded as skipped at the group's last run and
+//! joins at the next one: a `PUT /groups/{groupId}` change, a re-bind, or reconcile, which re-runs
+//! a group once one of its skipped members became mirrorable (`mirror_target`, the one rule both
+//! use). A renamed directory group keeps its M365 display name.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::error::{Conflict, Entity, Error, Result};
+use crate::error::{Conflict, Entity, Error, Result, UnavailableReason};
 use crate::model::{
-    BindingError, BindingState, EventId, Failure, Group, GroupBinding, GroupBindingState, GroupId,
-    M365Group, M365ObjectId, MAX_PAGE_LIMIT, OperationId, OperationKind, OperationOutcome,
+    Binding, BindingError, BindingState, EventId, Failure, Group, GroupBinding, GroupBindingState,
+    GroupId, M365Group, M365ObjectId, MAX_PAGE_LIMIT, OperationId, OperationKind, OperationOutcome,
     OperationSubject, PageRequest, RetryMessage, SkipReason, SkippedMember, TenantId, TenantStatus,
     UserId,
 };
@@ -307,6 +314,24 @@ where
         if change != GroupChange::Created {
             match self.current(&tenant, &m365_group).await {
                 Ok(c) => current = c,
+                // A group an earlier run created (or recreated) whose member adds met replication
+                // lag may still answer 404 to reads (graph-spec §7.4): that is lag, not a
+                // deletion, and recreating it would make a second group (its nickname lookup
+                // lags too). Retried like the refused adds, within the same budget.
+                Err(e)
+                    if is_group_not_found(&e)
+                        && binding.pending_reason.as_deref()
+                            == Some(UnavailableReason::NotYetVisible.as_str()) =>
+                {
+                    let lag = Error::Unavailable {
+                        component: "graph",
+                        reason: UnavailableReason::NotYetVisible,
+                        retry_after: None,
+                        graph_request_id: e.graph_request_id().map(str::to_owned),
+                        source: None,
+                    };
+                    return self.fail(&group.id, binding, &op, attempt, now, lag).await;
+                }
                 Err(e) if is_group_not_found(&e) => {
                     // Deleted in M365 (security groups are deleted for good, graph-spec §4): the
                     // binding still stands, so the group is adopted again or recreated.
@@ -453,23 +478,15 @@ where
     async fn desired(&self, tenant: &TenantId, group: &Group) -> Result<Desired> {
         let mut out = Desired::default();
         for user in &group.members {
-            let reason = match self.fx.bindings.get(user).await? {
-                None => SkipReason::NotBound,
-                Some(b) if b.state == BindingState::Unselected => SkipReason::NotBound,
-                Some(b) if &b.tenant_id != tenant => SkipReason::OtherTenant,
-                Some(b) if b.state == BindingState::DeletedInM365 => SkipReason::NoAccount,
-                Some(b) => match b.m365_object_id {
-                    Some(id) => {
-                        out.members.insert(id, user.clone());
-                        continue;
-                    }
-                    None => SkipReason::NoAccount,
-                },
-            };
-            out.skipped.push(SkippedMember {
-                user_id: user.clone(),
-                reason,
-            });
+            match mirror_target(self.fx.bindings.get(user).await?.as_ref(), tenant) {
+                Ok(id) => {
+                    out.members.insert(id, user.clone());
+                }
+                Err(reason) => out.skipped.push(SkippedMember {
+                    user_id: user.clone(),
+                    reason,
+                }),
+            }
         }
         Ok(out)
     }
@@ -599,6 +616,27 @@ where
             .min(policy.max_delay);
         let jitter_ms = u64::try_from(base.as_millis() / 5).unwrap_or(u64::MAX);
         base + Duration::from_millis(self.fx.random.below(jitter_ms.saturating_add(1)))
+    }
+}
+
+/// The mirroring rule for one directory member with `binding` (R-GRP-1): the M365 account to put
+/// in a group of `tenant`, or why the member is skipped. Mirrored: a binding in `tenant` that is
+/// neither `unselected` nor `deleted_in_m365` and has an M365 account (so an unbound user, whose
+/// account is `blocked`, and a `suspended` one stay members: they cannot sign in).
+/// Group reconcile applies the same rule, so the two never disagree on what a group should hold.
+///
+/// # Errors
+/// The [`SkipReason`] when the member is not mirrored.
+pub(crate) fn mirror_target(
+    binding: Option<&Binding>,
+    tenant: &TenantId,
+) -> std::result::Result<M365ObjectId, SkipReason> {
+    match binding {
+        None => Err(SkipReason::NotBound),
+        Some(b) if b.state == BindingState::Unselected => Err(SkipReason::NotBound),
+        Some(b) if &b.tenant_id != tenant => Err(SkipReason::OtherTenant),
+        Some(b) if b.state == BindingState::DeletedInM365 => Err(SkipReason::NoAccount),
+        Some(b) => b.m365_object_id.clone().ok_or(SkipReason::NoAccount),
     }
 }
 

@@ -554,6 +554,7 @@ where
             pending_reason: None,
             last_error: None,
             in_flight: None,
+            m365_password_changed_at: None,
             version: 0,
         };
         match self.bindings.put(&binding, Expect::Absent).await {
@@ -594,7 +595,7 @@ fn directory_user(id: &UserId, email: &Email, m365: &M365User) -> DirectoryUser 
     user
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "testing"))]
 mod tests {
     use secrecy::SecretString;
 

@@ -3,12 +3,13 @@
 //! (R-PWD-1, R-PWD-2, R-PWD-4). The clear password never leaves this call except to M365: the retry
 //! queue carries only the operation id and a retry re-opens the sealed copy (R-SAFE-2).
 
+use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
 use crate::error::{Entity, Error, Result};
 use crate::model::{
-    Binding, BindingState, DirectoryUser, OperationId, OperationKind, OperationSubject,
-    RetryMessage, UserId,
+    Binding, BindingState, DirectoryUser, M365ObjectId, OperationId, OperationKind,
+    OperationSubject, RetryMessage, TenantId, UserId,
 };
 use crate::policy::password::DirectoryPasswordPolicy;
 use crate::ports::{
@@ -47,6 +48,49 @@ const PUSH_FAILURE: OnFailure = OnFailure {
     deferred: None,
     permanent: None,
 };
+
+/// M365's `lastPasswordChangeDateTime` right after a password write of ours (R-PWD-3), read back
+/// with one `GET` (a read: no write budget), to be stored on the binding so reconcile compares
+/// M365 time with M365 time instead of with our clock.
+///
+/// Only a value later than `before` (our previous write's stamp, or the M365 change being
+/// overwritten) is trusted: graph-spec says nothing about read-after-write on this property
+/// (unconfirmed; §7.4 warns that "a recently updated property" may not be visible at once), so an
+/// older or equal value may predate our write. A failed read, an absent (still replicating) user
+/// or such a stale value gives `None`: reconcile then uses its clock rule for this binding until
+/// our next write. Whole-second stamps make a write in the same second as `before` look stale too;
+/// that only costs the fallback. A read that returns a newer stamp that still predates our write
+/// (M365's own change, replicated before ours) makes the next reconcile overwrite the password once
+/// more, after which the stamp is right: the error is one extra write, never a missed change.
+pub(super) async fn read_back_password_change<D: Directory>(
+    directory: &D,
+    tenant: &TenantId,
+    id: &M365ObjectId,
+    before: Option<DateTime<Utc>>,
+) -> Option<DateTime<Utc>> {
+    match directory.last_password_change(tenant, id).await {
+        Ok(Some(at)) if before.is_none_or(|b| at > b) => Some(at),
+        Ok(stale) => {
+            tracing::info!(
+                tenant.id = %tenant,
+                user.id = %id,
+                read = ?stale,
+                "password stamp not confirmed by the read-back; reconcile uses the clock rule"
+            );
+            None
+        }
+        Err(e) => {
+            tracing::warn!(
+                tenant.id = %tenant,
+                user.id = %id,
+                error.code = e.code(),
+                graph.request_id = e.graph_request_id(),
+                "password stamp read-back failed; reconcile uses the clock rule"
+            );
+            None
+        }
+    }
+}
 
 fn pushable(binding: &Binding) -> bool {
     matches!(
@@ -182,6 +226,11 @@ where
         };
         let tenant = binding.tenant_id.clone();
         let mut result = self.directory.set_password(&tenant, &id, password).await;
+        if result.is_ok() {
+            let before = binding.m365_password_changed_at;
+            binding.m365_password_changed_at =
+                read_back_password_change(self.directory, &tenant, &id, before).await;
+        }
         let suspended = binding.state == BindingState::Suspended;
         if result.is_ok() && suspended {
             result = self.directory.set_account_enabled(&tenant, &id, true).await;
@@ -427,5 +476,53 @@ mod tests {
             GOOD
         );
         assert_eq!(w.count_events(EventKind::UserPasswordUpdateProvision), 0);
+    }
+
+    #[tokio::test]
+    async fn a_push_keeps_m365s_password_stamp_read_back_with_one_extra_call() {
+        // R-PWD-3 (M365 time against M365 time), R-PWD-2
+        let w = World::new().await;
+        w.user("adele").await;
+        w.bind("adele").await;
+        let created = w.binding("adele").await;
+        let id = World::object_id(&created);
+        assert_eq!(
+            created.m365_password_changed_at,
+            w.directory
+                .user(&w.tenant.id, &id)
+                .unwrap()
+                .last_password_change,
+            "the create's stamp"
+        );
+        w.clock.advance(chrono::TimeDelta::hours(1));
+        let calls = w.directory.calls();
+        w.passwords()
+            .set(&uid("adele"), &secret(GOOD))
+            .await
+            .unwrap();
+        assert_eq!(w.directory.calls() - calls, 2, "the PATCH and one read");
+        assert_eq!(
+            w.binding("adele").await.m365_password_changed_at,
+            Some(w.now())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_read_back_not_later_than_the_known_stamp_is_not_trusted() {
+        // R-PWD-3 (read-after-write on lastPasswordChangeDateTime is unconfirmed, graph-spec §7.4)
+        let w = World::new().await;
+        w.user("adele").await;
+        w.bind("adele").await;
+        let id = World::object_id(&w.binding("adele").await);
+        let now = Some(w.now());
+        let read = |before| read_back_password_change(&w.directory, &w.tenant.id, &id, before);
+        assert_eq!(read(None).await, now);
+        assert_eq!(
+            read(Some(w.now() - chrono::TimeDelta::seconds(1))).await,
+            now
+        );
+        assert_eq!(read(now).await, None, "equal: may predate our write");
+        w.directory.fail_next_call(throttled());
+        assert_eq!(read(None).await, None, "a failed read");
     }
 }

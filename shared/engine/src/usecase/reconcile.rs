@@ -21,13 +21,24 @@
 //! it applies what it read, saves the round's next-page link and reports `complete: false`, so the
 //! caller (the schedule or the next call) resumes where it stopped and no invocation runs long.
 //!
+//! Delta items carry "at least the changed properties" (graph-spec §5); an attribute cleared in
+//! M365 comes as JSON `null` ([`UserChange`] keeps it as `Some(None)`), which is drift when the
+//! directory has a value and nothing when both are empty. Of several items for one user in a
+//! round the later wins, property by property, an explicit `null` included.
+//!
 //! Our own repairs show up in the next round: a re-blocked or patched user then matches and needs
-//! nothing. A password we pushed moves `lastPasswordChangeDateTime` too, so a change counts as
-//! M365's only when it is later than our last push (the newest `user_create_provision` or
+//! nothing. A password we write moves `lastPasswordChangeDateTime` too. After each password write
+//! (bind create, push, overwrite here) M365's new stamp is read back and kept on the binding
+//! ([`Binding::m365_password_changed_at`]); a change counts as M365's only when M365 reports a
+//! later stamp — M365 time against M365 time, immune to skew between our clock and M365's.
+//! Bindings without a stamp (written before it existed, adopted accounts, or a read-back that
+//! failed; see [`super::password::read_back_password_change`]) keep the clock rule: the change
+//! must be later than our last push (the newest `user_create_provision` or
 //! `user_password_update_provision` event of the user) plus [`ReconcileSettings::push_grace`]
 //! (clock skew and Graph latency); a change made in M365 within that grace after our push is not
-//! seen (an accepted blind spot). Events are kept 90 days: a user whose last push is older is
-//! overwritten once more, which records a fresh event and is stable from then on.
+//! seen, and a skew larger than the grace makes our own push look like M365's (overwritten once,
+//! then stamped). Events are kept 90 days: a user whose last push is older is overwritten once
+//! more, which records a fresh event (and a stamp) and is stable from then on.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -46,6 +57,7 @@ use crate::ports::{
 };
 
 use super::is_m365_not_found;
+use super::password::read_back_password_change;
 
 /// How a reconcile run behaves.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,7 +69,8 @@ pub struct ReconcileSettings {
     pub max_pages: u32,
     /// The directory password policy's maximum age (R-PWD-4); `None`: passwords never expire.
     pub password_max_age: Option<TimeDelta>,
-    /// How much later than our last push an M365 password change must be to count as M365's.
+    /// How much later than our last push an M365 password change must be to count as M365's
+    /// (the clock rule, used only for bindings without a read-back stamp).
     pub push_grace: TimeDelta,
 }
 
@@ -138,6 +151,9 @@ pub struct Repair {
     pub attributes: Vec<&'static str>,
     #[serde(skip)]
     patch: M365UserPatch,
+    /// For a password overwrite: the M365 change being overwritten (its stamp).
+    #[serde(skip)]
+    m365_password_change: Option<DateTime<Utc>>,
 }
 
 /// Why a run stopped before writing (R-REC-3).
@@ -213,6 +229,8 @@ struct Round {
     complete: bool,
 }
 
+/// Folds a later item for the same user into an earlier one: what the later reports wins, a
+/// reported `null` (`Some(None)`) included; what it does not report keeps the earlier value.
 fn merge(into: &mut UserChange, later: UserChange) {
     fn keep<T>(slot: &mut Option<T>, later: Option<T>) {
         if later.is_some() {
@@ -229,7 +247,8 @@ fn merge(into: &mut UserChange, later: UserChange) {
     keep(&mut into.last_password_change, later.last_password_change);
 }
 
-/// The attributes M365 reports differently from the directory (only those reported).
+/// The attributes M365 reports differently from the directory (only those reported): a reported
+/// `null` restores the directory's value when it has one; both empty is no drift.
 fn attribute_patch(
     user: &DirectoryUser,
     change: &UserChange,
@@ -244,13 +263,17 @@ fn attribute_patch(
         patch.display_name = Some(user.display_name.clone());
         names.push("displayName");
     }
-    let mut field =
-        |have: &Option<String>, want: &Option<String>, slot: &mut Option<Option<String>>, name| {
-            if have.is_some() && have != want {
-                *slot = Some(want.clone());
-                names.push(name);
-            }
-        };
+    let mut field = |reported: &Option<Option<String>>,
+                     want: &Option<String>,
+                     slot: &mut Option<Option<String>>,
+                     name| {
+        if let Some(have) = reported
+            && have != want
+        {
+            *slot = Some(want.clone());
+            names.push(name);
+        }
+    };
     field(
         &change.given_name,
         &user.given_name,
@@ -477,6 +500,7 @@ where
                 m365_object_id: object.clone(),
                 attributes,
                 patch,
+                m365_password_change: None,
             };
             if change.is_some_and(|c| c.removed) {
                 plan.push(repair(
@@ -518,12 +542,18 @@ where
                     if !patch.is_empty() {
                         plan.push(repair(RepairKind::UpdateAttributes, names, patch));
                     }
-                    if self.password_changed_in_m365(&user, change).await? {
-                        plan.push(repair(
-                            RepairKind::OverwritePassword,
-                            Vec::new(),
-                            M365UserPatch::default(),
-                        ));
+                    if self
+                        .password_changed_in_m365(binding, &user, change)
+                        .await?
+                    {
+                        plan.push(Repair {
+                            m365_password_change: change.last_password_change,
+                            ..repair(
+                                RepairKind::OverwritePassword,
+                                Vec::new(),
+                                M365UserPatch::default(),
+                            )
+                        });
                     }
                 }
                 _ => {}
@@ -533,15 +563,21 @@ where
         Ok((plan, users))
     }
 
-    /// Whether M365 reports a password change later than our last push (R-PWD-3).
+    /// Whether M365 reports a password change later than our last write (R-PWD-3).
     async fn password_changed_in_m365(
         &self,
+        binding: &Binding,
         user: &DirectoryUser,
         change: &UserChange,
     ) -> Result<bool> {
         let (Some(_), Some(changed)) = (&user.password, change.last_password_change) else {
             return Ok(false);
         };
+        // M365 time against M365 time: the stamp read back after our latest write.
+        if let Some(ours) = binding.m365_password_changed_at {
+            return Ok(changed > ours);
+        }
+        // No stamp: the clock rule (our clock against M365's, with a grace for skew).
         let grace = self.settings.push_grace;
         // Our pushes happen after the directory password was set: an M365 change before that
         // is older than any push of it (this also spares the events query for most users).
@@ -588,6 +624,7 @@ where
         user: Option<&DirectoryUser>,
     ) -> Result<()> {
         let id = &repair.m365_object_id;
+        let mut next = binding.clone();
         let write = match repair.kind {
             RepairKind::Block | RepairKind::SuspendExpired => {
                 self.directory.set_account_enabled(tenant, id, false).await
@@ -600,14 +637,22 @@ where
                 match sealed {
                     Some(sealed) => {
                         let password = self.sealer.open(&repair.user_id, sealed).await?;
-                        self.directory.set_password(tenant, id, &password).await
+                        let written = self.directory.set_password(tenant, id, &password).await;
+                        if written.is_ok() {
+                            // Our stamp must be later than the change we overwrote.
+                            let before = repair
+                                .m365_password_change
+                                .max(binding.m365_password_changed_at);
+                            next.m365_password_changed_at =
+                                read_back_password_change(self.directory, tenant, id, before).await;
+                        }
+                        written
                     }
                     None => return Ok(()),
                 }
             }
             RepairKind::MarkDeleted => Ok(()),
         };
-        let mut next = binding.clone();
         match write {
             Ok(()) => {}
             Err(e) if is_m365_not_found(&e) => {
@@ -1091,5 +1136,235 @@ mod tests {
         let report = rig.run(false).await;
         assert!(report.full_sync);
         assert!(report.plan.is_empty());
+    }
+
+    fn reported(id: &M365ObjectId) -> UserChange {
+        UserChange {
+            id: id.clone(),
+            removed: false,
+            display_name: None,
+            given_name: None,
+            surname: None,
+            job_title: None,
+            department: None,
+            account_enabled: None,
+            last_password_change: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_job_title_cleared_in_m365_is_restored_from_the_directory_once() {
+        // R-REC-1 (a cleared attribute comes as null, graph-spec §5)
+        let w = world_with(3).await;
+        let rig = Rig::new(&w);
+        rig.run(false).await;
+        let id = object(&w, &w.binding("u1").await);
+        let clear = M365UserPatch {
+            job_title: Some(None),
+            ..M365UserPatch::default()
+        };
+        w.directory
+            .update_user(&w.tenant.id, &id, &clear)
+            .await
+            .unwrap();
+        let report = rig.run(false).await;
+        assert_eq!(
+            kinds(&report),
+            vec![(RepairKind::UpdateAttributes, uid("u1"))]
+        );
+        assert_eq!(report.plan[0].attributes, vec!["jobTitle"]);
+        let m365 = w.directory.user(&w.tenant.id, &id).unwrap();
+        assert_eq!(m365.job_title.as_deref(), Some("Engineer"));
+        assert!(rig.run(false).await.plan.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_reported_null_is_drift_only_where_the_directory_has_a_value() {
+        // R-REC-1
+        let w = World::new().await;
+        let mut user = w.user("u0").await;
+        user.department = None;
+        let id = M365ObjectId::generate();
+        let change = UserChange {
+            given_name: Some(None),
+            surname: Some(Some("Vance".to_owned())),
+            job_title: Some(None),
+            department: Some(None),
+            ..reported(&id)
+        };
+        let (patch, names) = attribute_patch(&user, &change);
+        assert_eq!(names, vec!["givenName", "jobTitle"]);
+        assert_eq!(patch.given_name, Some(Some("u0-given".to_owned())));
+        assert_eq!(patch.job_title, Some(Some("Engineer".to_owned())));
+        assert_eq!(patch.department, None, "empty on both sides: no patch");
+        assert_eq!(patch.surname, None, "equal: no patch");
+        // Nothing reported: nothing compared.
+        let (patch, names) = attribute_patch(&user, &reported(&id));
+        assert!(patch.is_empty() && names.is_empty());
+    }
+
+    #[test]
+    fn of_several_delta_items_for_one_user_a_later_null_overrides_an_earlier_value() {
+        // R-REC-1 (graph-spec §5: the same entity may appear more than once; merge in order)
+        let id = M365ObjectId::generate();
+        let mut merged = UserChange {
+            job_title: Some(Some("Pirate".to_owned())),
+            department: Some(Some("Sales".to_owned())),
+            surname: Some(None),
+            ..reported(&id)
+        };
+        merge(
+            &mut merged,
+            UserChange {
+                job_title: Some(None),
+                surname: Some(Some("Doe".to_owned())),
+                ..reported(&id)
+            },
+        );
+        assert_eq!(merged.job_title, Some(None), "a later null wins");
+        assert_eq!(merged.surname, Some(Some("Doe".to_owned())));
+        assert_eq!(
+            merged.department,
+            Some(Some("Sales".to_owned())),
+            "not reported later: kept"
+        );
+    }
+
+    /// `n` bound users as in [`world_with`], with M365's clock running `ahead` of ours.
+    async fn skewed_world(n: usize, ahead: TimeDelta) -> World {
+        let w = World::new().await;
+        w.directory.set_clock_skew(ahead);
+        for i in 0..n {
+            let id = format!("u{i}");
+            w.user(&id).await;
+            w.passwords().set(&uid(&id), &secret(GOOD)).await.unwrap();
+            w.bind(&id).await;
+        }
+        w
+    }
+
+    #[tokio::test]
+    async fn our_password_push_is_not_taken_for_an_m365_change_when_m365s_clock_runs_ten_minutes_ahead()
+     {
+        // R-PWD-3 (M365 time against M365 time; the clock rule's grace is 2 minutes)
+        let w = skewed_world(3, TimeDelta::minutes(10)).await;
+        let rig = Rig::new(&w);
+        assert!(rig.run(false).await.plan.is_empty(), "bind creates");
+        w.clock.advance(TimeDelta::hours(1));
+        w.passwords()
+            .set(&uid("u0"), &secret("Another-Horse-8"))
+            .await
+            .unwrap();
+        let binding = w.binding("u0").await;
+        let m365 = w
+            .directory
+            .user(&w.tenant.id, &object(&w, &binding))
+            .unwrap();
+        assert_eq!(
+            binding.m365_password_changed_at, m365.last_password_change,
+            "the push stored M365's own stamp"
+        );
+        assert_eq!(
+            m365.last_password_change,
+            Some(w.clock.now() + TimeDelta::minutes(10))
+        );
+        assert!(rig.run(false).await.plan.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_m365_password_change_moments_after_our_push_is_seen_by_its_stamp() {
+        // R-PWD-3 (the clock rule would miss it: within its 2-minute grace)
+        let w = world_with(3).await;
+        let rig = Rig::new(&w);
+        rig.run(false).await;
+        w.clock.advance(TimeDelta::hours(1));
+        w.passwords()
+            .set(&uid("u1"), &secret("Another-Horse-8"))
+            .await
+            .unwrap();
+        w.clock.advance(TimeDelta::seconds(30));
+        let id = object(&w, &w.binding("u1").await);
+        w.directory
+            .set_password(&w.tenant.id, &id, &secret("Changed-In-M365-1"))
+            .await
+            .unwrap();
+        // Graph's stamps have whole seconds: let the overwrite's be a later one.
+        w.clock.advance(TimeDelta::seconds(5));
+        let report = rig.run(false).await;
+        assert_eq!(
+            kinds(&report),
+            vec![(RepairKind::OverwritePassword, uid("u1"))]
+        );
+        let pushed = w.directory.password(&w.tenant.id, &id).unwrap();
+        assert_eq!(
+            secrecy::ExposeSecret::expose_secret(&pushed),
+            "Another-Horse-8"
+        );
+        assert_eq!(
+            w.binding("u1").await.m365_password_changed_at,
+            w.directory
+                .user(&w.tenant.id, &id)
+                .unwrap()
+                .last_password_change,
+            "the overwrite stored its own stamp"
+        );
+        assert!(rig.run(false).await.plan.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_push_whose_stamp_could_not_be_read_back_falls_back_to_the_clock_rule_and_settles() {
+        // R-PWD-3 (fallback: no stamp → our clock against M365's; a skew beyond the grace makes
+        // our own push look like M365's once, then the overwrite's stamp settles it)
+        let w = skewed_world(3, TimeDelta::minutes(10)).await;
+        let rig = Rig::new(&w);
+        rig.run(false).await;
+        w.clock.advance(TimeDelta::hours(1));
+        // The push's PATCH goes through; its read-back fails.
+        w.directory.pass_next_call();
+        w.directory
+            .fail_next_call(crate::usecase::testkit::throttled());
+        w.passwords()
+            .set(&uid("u2"), &secret("Another-Horse-8"))
+            .await
+            .unwrap();
+        assert_eq!(w.binding("u2").await.m365_password_changed_at, None);
+        w.clock.advance(TimeDelta::seconds(5));
+        let report = rig.run(false).await;
+        assert_eq!(
+            kinds(&report),
+            vec![(RepairKind::OverwritePassword, uid("u2"))]
+        );
+        assert!(w.binding("u2").await.m365_password_changed_at.is_some());
+        w.clock.advance(TimeDelta::hours(1));
+        assert!(rig.run(false).await.plan.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_binding_stored_before_the_stamp_existed_keeps_the_clock_rule() {
+        // R-PWD-3 (old bindings: a change later than our last push + grace is M365's)
+        let w = world_with(3).await;
+        let rig = Rig::new(&w);
+        rig.run(false).await;
+        for id in ["u0", "u1"] {
+            let mut b = w.binding(id).await;
+            b.m365_password_changed_at = None;
+            w.bindings
+                .put(&b, Expect::Version(b.version))
+                .await
+                .unwrap();
+        }
+        w.clock.advance(TimeDelta::hours(1));
+        let id = object(&w, &w.binding("u1").await);
+        w.directory
+            .set_password(&w.tenant.id, &id, &secret("Changed-In-M365-1"))
+            .await
+            .unwrap();
+        let report = rig.run(false).await;
+        assert_eq!(
+            kinds(&report),
+            vec![(RepairKind::OverwritePassword, uid("u1"))],
+            "u0 unchanged, u1 changed an hour after our push"
+        );
+        assert!(rig.run(false).await.plan.is_empty());
     }
 }

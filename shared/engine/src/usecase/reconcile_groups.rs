@@ -1,46 +1,131 @@
-//! Group membership drift (R-REC-1, R-GRP-1): the groups delta since the saved link shows which
-//! M365 groups' memberships changed; for a group bound to a directory group, a change that does
-//! not match the directory (a user added who is not a bound member, a bound member removed; on a
-//! full round, any difference) is repaired by re-mirroring the group with
-//! [`super::group_sync::SyncGroup::push`], the same idempotent operation a directory change runs.
+//! Group reconcile (R-REC-1, R-GRP-1): finds the bound groups of a tenant that no longer mirror
+//! their directory group and re-mirrors each with [`super::group_sync::SyncGroup::push`], the same
+//! idempotent operation a directory change runs. Each repair in the plan says why
+//! ([`RepairReason`]):
 //!
-//! The expected membership follows `SyncGroup`'s rule: the group's members whose binding is in
-//! this tenant, not `unselected` nor `deleted_in_m365`, with an M365 account. Our own mirroring
-//! shows up in the next round as adds of expected members and removals of unexpected ones, which
-//! are not drift, so a second run finds nothing to do. Graph cost: the delta pages, plus, per
-//! drifted group, the member listing and the writes of `SyncGroup`. An unchanged tenant costs
-//! its delta pages only (the directory groups are not even listed).
+//! - `membership_drift`: the groups delta since the saved link shows a membership change that does
+//!   not match the directory (a user added who is not a bound member, a bound member removed; on a
+//!   full round, any difference). Our own mirroring shows up in the next round as adds of expected
+//!   members and removals of unexpected ones, which are not drift, so a second run finds nothing.
+//! - `deleted_in_m365`: the delta reports the bound M365 group deleted (`@removed`; security
+//!   groups are deleted for good, graph-spec §4.5). The push adopts a security group with the
+//!   derived nickname or creates a new one with the bound members, and saves its id on the
+//!   binding. A new group meets replication lag (graph-spec §4.2, §7.4): its member adds may be
+//!   refused for a while, so `SyncGroup` queues the rest as a retry (binding `pending`); the repair
+//!   still counts as applied. The next round shows the new group with its expected members: not
+//!   drift. A deletion made before a full round (first run, or after a 410) is not seen: such a
+//!   round lists only live groups; the group's next push recreates it then.
+//! - `members_now_bound`: members recorded as skipped at the group's last sync (`not_bound`,
+//!   `no_account`) that are mirrorable now (bound in this tenant with an M365 account, the rule of
+//!   `group_sync::mirror_target`): a user bound after its group joins it here.
+//! - `mirrored_account_deleted`: members mirrored at the last sync whose binding is now
+//!   `deleted_in_m365`. M365 keeps a soft-deleted user's memberships (graph-spec §3.5), so nothing
+//!   is wrong in M365; the push brings the group's record up to date (the member becomes skipped
+//!   `no_account`), so that a re-bind with a new account is caught as `members_now_bound`.
+//!   Unconfirmed (graph-spec does not say): whether the member listing shows a soft-deleted user;
+//!   the emulator hides it (the push then removes nothing), if Graph shows it the push removes it.
+//! - `directory_change`: the directory group's members differ from those the last sync recorded
+//!   (mirrored or skipped), i.e. a `PUT /groups/{groupId}` whose push never ran to the end.
 //!
-//! Not handled: a bound group deleted in M365 (reported as `deleted_in_m365` in the plan, left to
-//! an admin: re-binding recreates or adopts it).
+//! The last three read the group's binding record, not M365, and apply to `provisioned` group
+//! bindings only (a `pending` one has a retry queued that mirrors the group as it is then; an
+//! `error` one waits for a re-bind, so a permanent failure is not retried every run).
+//!
+//! Cost: DynamoDB reads every run — the directory groups (one listing of every group, filtered
+//! here: `GroupStore` has no by-tenant query), the bindings of skipped members, and one query of
+//! the tenant's `deleted_in_m365` bindings when a bound group has mirrored members. Graph: the delta pages, plus, per repaired group, the member listing and the
+//! writes of `SyncGroup`. An unchanged tenant costs its delta pages only.
+//!
+//! Safeguard (R-REC-3): group repairs do not count toward the users' safeguard, and this runs only
+//! when the users' run was not stopped by it. The safeguard guards against blocking or removing
+//! many *users* at once; re-mirroring a group never blocks, suspends or removes an account, and
+//! recreating a deleted group only restores the access its bound members had (a push removes only
+//! members that the directory does not hold). An admin who wants the M365 group gone unbinds the
+//! directory group: the binding, not the M365 object, is the source of truth.
+//!
+//! Not covered: a skipped member bound to another tenant (`other_tenant`) whose binding moves here
+//! joins at the group's next push; a mirrored member whose binding became `unselected` (the tenant
+//! was deauthorized, so this does not run) is left as is.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::model::{BindingState, Group, GroupId, M365ObjectId, PageRequest, TenantId};
+use crate::model::{
+    BindingState, Group, GroupBinding, GroupBindingState, GroupId, M365ObjectId, PageRequest,
+    SkipReason, TenantId, UserId,
+};
 use crate::ports::{
     BindingStore, Clock, DeltaLink, DeltaStream, Directory, EventStore, FailureStore, GroupDeltas,
     GroupStore, OperationLedger, Random, ReconcileCursors, RetryQueue, TenantStore,
 };
 
-use super::group_sync::{GroupOutcome, SyncGroup};
+use super::group_sync::{GroupOutcome, SyncGroup, mirror_target};
 
-/// One drifted group.
+/// Why a bound group is re-mirrored (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RepairReason {
+    /// The groups delta shows a membership that does not match the directory.
+    MembershipDrift,
+    /// The M365 group was deleted: it is adopted again or recreated with its members.
+    DeletedInM365,
+    /// Members skipped at the last sync can be mirrored now.
+    MembersNowBound,
+    /// Members mirrored at the last sync had their account deleted in M365.
+    MirroredAccountDeleted,
+    /// The directory group's members changed since the last sync.
+    DirectoryChange,
+}
+
+impl RepairReason {
+    /// The snake_case name (JSON, logs).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MembershipDrift => "membership_drift",
+            Self::DeletedInM365 => "deleted_in_m365",
+            Self::MembersNowBound => "members_now_bound",
+            Self::MirroredAccountDeleted => "mirrored_account_deleted",
+            Self::DirectoryChange => "directory_change",
+        }
+    }
+}
+
+/// One bound group to re-mirror.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GroupRepair {
     /// The directory group.
     pub group_id: GroupId,
-    /// Its M365 security group.
+    /// Its M365 security group (for `deleted_in_m365`, the deleted one).
     pub m365_group_id: M365ObjectId,
-    /// M365 members that are not bound members of the directory group.
+    /// Why.
+    pub reason: RepairReason,
+    /// Members to remove: M365 members that are not bound members (`membership_drift`), members
+    /// whose account was deleted (`mirrored_account_deleted`), or members that left the directory
+    /// group (`directory_change`).
     pub unexpected: usize,
-    /// Bound members missing from the M365 group.
+    /// Members to add: bound members missing from the M365 group (`membership_drift`), skipped
+    /// members now mirrorable (`members_now_bound`), or members that joined the directory group
+    /// (`directory_change`, whether bound or not).
     pub missing: usize,
-    /// The M365 group was deleted (not repaired here).
+    /// Same as `reason == deleted_in_m365` (kept for API compatibility).
     pub deleted_in_m365: bool,
+}
+
+impl GroupRepair {
+    fn new(group: &Group, m365: M365ObjectId, reason: RepairReason) -> Self {
+        Self {
+            group_id: group.id.clone(),
+            m365_group_id: m365,
+            reason,
+            unexpected: 0,
+            missing: 0,
+            deleted_in_m365: reason == RepairReason::DeletedInM365,
+        }
+    }
 }
 
 /// What a group reconcile run found and did.
@@ -53,9 +138,10 @@ pub struct GroupReconcileReport {
     pub pages: u32,
     /// The delta round finished.
     pub complete: bool,
-    /// Drifted bound groups.
+    /// Bound groups to re-mirror, each once, with the reason.
     pub plan: Vec<GroupRepair>,
-    /// Groups re-mirrored (or queued for a retry by `SyncGroup`).
+    /// Groups re-mirrored (or queued for a retry by `SyncGroup`, e.g. a recreated group's
+    /// replication lag).
     pub applied: usize,
     /// Groups whose re-mirroring failed.
     pub failed: usize,
@@ -68,7 +154,7 @@ struct Seen {
     dropped: BTreeSet<M365ObjectId>,
 }
 
-/// The group-drift use case.
+/// The group reconcile use case.
 #[derive(Debug)]
 pub struct ReconcileGroups<'a, B, E, F, L, Q, C, R, G, T, D, X, K> {
     /// The group mirroring of R-GRP-1 (its ports are read here too).
@@ -96,8 +182,8 @@ where
     X: GroupDeltas,
     K: ReconcileCursors,
 {
-    /// Reads the groups delta, plans the re-mirroring of drifted bound groups and, unless
-    /// `dry_run`, runs it and saves the link.
+    /// Reads the groups delta and the bound groups' records, plans the re-mirroring of the groups
+    /// that need it and, unless `dry_run`, runs it and saves the link. A dry run only reads.
     ///
     /// # Errors
     /// Delta and store read failures (nothing is saved then).
@@ -142,28 +228,34 @@ where
         if !report.complete {
             save = link;
         }
-        if !seen.is_empty() {
-            for group in self.bound_groups(tenant).await? {
-                let Some(m365) = group.binding.as_ref().and_then(|b| b.m365_group_id.clone())
-                else {
-                    continue;
-                };
-                let Some(change) = seen.get(&m365) else {
-                    continue;
-                };
-                if let Some(repair) = self
-                    .drift(tenant, &group, m365, change, report.full_sync)
-                    .await?
-                {
-                    report.plan.push(repair);
+        // Read lazily: only when some bound group has mirrored members.
+        let mut deleted_accounts = None;
+        for group in self.bound_groups(tenant).await? {
+            let Some(binding) = group.binding.as_ref() else {
+                continue;
+            };
+            let Some(m365) = binding.m365_group_id.clone() else {
+                continue;
+            };
+            let mut repair = match seen.get(&m365) {
+                Some(change) => {
+                    self.drift(tenant, &group, m365.clone(), change, report.full_sync)
+                        .await?
                 }
+                None => None,
+            };
+            if repair.is_none() && binding.state == GroupBindingState::Provisioned {
+                repair = self
+                    .stale(tenant, &group, binding, m365, &mut deleted_accounts)
+                    .await?;
             }
+            report.plan.extend(repair);
         }
         if dry_run {
             return Ok(report);
         }
         let mut hold_cursor = false;
-        for repair in report.plan.iter().filter(|r| !r.deleted_in_m365) {
+        for repair in &report.plan {
             match self.sync.push(&repair.group_id).await {
                 Ok(GroupOutcome::Failed { .. }) => report.failed += 1,
                 Ok(_) => report.applied += 1,
@@ -176,10 +268,16 @@ where
         if !hold_cursor && let Some(link) = save {
             self.cursors.put(tenant, DeltaStream::Groups, &link).await?;
         }
+        let count = |reason| report.plan.iter().filter(|r| r.reason == reason).count();
         tracing::info!(
             full_sync = report.full_sync,
             pages = report.pages,
             planned = report.plan.len(),
+            drift = count(RepairReason::MembershipDrift),
+            deleted_in_m365 = count(RepairReason::DeletedInM365),
+            members_now_bound = count(RepairReason::MembersNowBound),
+            mirrored_account_deleted = count(RepairReason::MirroredAccountDeleted),
+            directory_change = count(RepairReason::DirectoryChange),
             applied = report.applied,
             failed = report.failed,
             "group reconcile finished"
@@ -204,24 +302,37 @@ where
         }
     }
 
+    /// The tenant's users whose binding is `deleted_in_m365` (one index query, paged).
+    async fn deleted_accounts(&self, tenant: &TenantId) -> Result<BTreeSet<UserId>> {
+        let mut out = BTreeSet::new();
+        let mut request = PageRequest::first(1000);
+        loop {
+            let page = self
+                .sync
+                .fx
+                .bindings
+                .list_by_tenant(tenant, Some(BindingState::DeletedInM365), &request)
+                .await?;
+            out.extend(page.items.into_iter().map(|b| b.user_id));
+            match page.next {
+                Some(next) => request = PageRequest::after(next, 1000),
+                None => return Ok(out),
+            }
+        }
+    }
+
     /// The M365 accounts `group` should hold (`SyncGroup`'s rule).
     async fn expected(&self, tenant: &TenantId, group: &Group) -> Result<BTreeSet<M365ObjectId>> {
         let mut out = BTreeSet::new();
         for user in &group.members {
-            if let Some(b) = self.sync.fx.bindings.get(user).await?
-                && &b.tenant_id == tenant
-                && !matches!(
-                    b.state,
-                    BindingState::Unselected | BindingState::DeletedInM365
-                )
-                && let Some(id) = b.m365_object_id
-            {
+            if let Ok(id) = mirror_target(self.sync.fx.bindings.get(user).await?.as_ref(), tenant) {
                 out.insert(id);
             }
         }
         Ok(out)
     }
 
+    /// A repair for what the groups delta says about the bound group.
     async fn drift(
         &self,
         tenant: &TenantId,
@@ -231,13 +342,11 @@ where
         full: bool,
     ) -> Result<Option<GroupRepair>> {
         if change.removed {
-            return Ok(Some(GroupRepair {
-                group_id: group.id.clone(),
-                m365_group_id: m365,
-                unexpected: 0,
-                missing: 0,
-                deleted_in_m365: true,
-            }));
+            return Ok(Some(GroupRepair::new(
+                group,
+                m365,
+                RepairReason::DeletedInM365,
+            )));
         }
         let expected = self.expected(tenant, group).await?;
         let unexpected = change.added.difference(&expected).count();
@@ -247,11 +356,76 @@ where
             change.dropped.intersection(&expected).count()
         };
         Ok((unexpected > 0 || missing > 0).then(|| GroupRepair {
-            group_id: group.id.clone(),
-            m365_group_id: m365,
             unexpected,
             missing,
-            deleted_in_m365: false,
+            ..GroupRepair::new(group, m365, RepairReason::MembershipDrift)
+        }))
+    }
+
+    /// A repair for a group whose binding record (from its last sync) is out of date; reads
+    /// DynamoDB only.
+    async fn stale(
+        &self,
+        tenant: &TenantId,
+        group: &Group,
+        binding: &GroupBinding,
+        m365: M365ObjectId,
+        deleted_accounts: &mut Option<BTreeSet<UserId>>,
+    ) -> Result<Option<GroupRepair>> {
+        let recorded: BTreeSet<&UserId> = binding
+            .mirrored
+            .iter()
+            .chain(binding.skipped.iter().map(|s| &s.user_id))
+            .collect();
+        let joined = group
+            .members
+            .iter()
+            .filter(|u| !recorded.contains(u))
+            .count();
+        let left = recorded
+            .iter()
+            .filter(|u| !group.members.contains(**u))
+            .count();
+        if joined > 0 || left > 0 {
+            return Ok(Some(GroupRepair {
+                unexpected: left,
+                missing: joined,
+                ..GroupRepair::new(group, m365, RepairReason::DirectoryChange)
+            }));
+        }
+        let mut now_bound = 0;
+        for skipped in binding
+            .skipped
+            .iter()
+            .filter(|s| matches!(s.reason, SkipReason::NotBound | SkipReason::NoAccount))
+        {
+            let current = self.sync.fx.bindings.get(&skipped.user_id).await?;
+            if mirror_target(current.as_ref(), tenant).is_ok() {
+                now_bound += 1;
+            }
+        }
+        if now_bound > 0 {
+            return Ok(Some(GroupRepair {
+                missing: now_bound,
+                ..GroupRepair::new(group, m365, RepairReason::MembersNowBound)
+            }));
+        }
+        if binding.mirrored.is_empty() {
+            return Ok(None);
+        }
+        let deleted = match deleted_accounts.take() {
+            Some(set) => set,
+            None => self.deleted_accounts(tenant).await?,
+        };
+        let gone = binding
+            .mirrored
+            .iter()
+            .filter(|u| deleted.contains(*u))
+            .count();
+        *deleted_accounts = Some(deleted);
+        Ok((gone > 0).then(|| GroupRepair {
+            unexpected: gone,
+            ..GroupRepair::new(group, m365, RepairReason::MirroredAccountDeleted)
         }))
     }
 }
@@ -259,7 +433,9 @@ where
 #[cfg(all(test, feature = "testing"))]
 mod tests {
     use super::*;
+    use crate::model::{Binding, SkippedMember};
     use crate::model::{GroupId, M365ObjectId};
+    use crate::ports::Expect;
     use crate::ports::GroupMembershipChange;
     use crate::testing::{
         FakeBindings, FakeDirectory, FakeEvents, FakeFailures, FakeGroupDeltas, FakeGroups,
@@ -333,6 +509,70 @@ mod tests {
             added: added.iter().map(|m| (*m).clone()).collect(),
             dropped: dropped.iter().map(|m| (*m).clone()).collect(),
         }
+    }
+
+    type TestRun<'a> = ReconcileGroups<
+        'a,
+        FakeBindings,
+        FakeEvents,
+        FakeFailures,
+        FakeLedger,
+        FakeRetryQueue,
+        ManualClock,
+        SeededRandom,
+        FakeGroups,
+        FakeTenants,
+        FakeDirectory,
+        FakeGroupDeltas,
+        FakeReconcileCursors,
+    >;
+
+    fn reconciler<'a>(
+        w: &'a World,
+        deltas: &'a FakeGroupDeltas,
+        cursors: &'a FakeReconcileCursors,
+    ) -> TestRun<'a> {
+        ReconcileGroups {
+            sync: sync(w),
+            deltas,
+            cursors,
+            max_pages: 10,
+        }
+    }
+
+    /// Cursors of a tenant whose earlier round was read: the next one is incremental.
+    async fn seeded(w: &World) -> FakeReconcileCursors {
+        let cursors = FakeReconcileCursors::new();
+        cursors
+            .put(&w.tenant.id, DeltaStream::Groups, "fake-group-delta:seed")
+            .await
+            .unwrap();
+        cursors
+    }
+
+    fn removed(id: &M365ObjectId) -> GroupMembershipChange {
+        GroupMembershipChange {
+            id: id.clone(),
+            removed: true,
+            added: Vec::new(),
+            dropped: Vec::new(),
+        }
+    }
+
+    async fn sales(w: &World) -> Group {
+        w.groups.get(&gid("sales")).await.unwrap().unwrap()
+    }
+
+    fn binding_of(group: &Group) -> GroupBinding {
+        group.binding.clone().unwrap()
+    }
+
+    fn reasons(report: &GroupReconcileReport) -> Vec<(RepairReason, usize, usize)> {
+        report
+            .plan
+            .iter()
+            .map(|r| (r.reason, r.unexpected, r.missing))
+            .collect()
     }
 
     async fn members(w: &World, group: &M365ObjectId) -> BTreeSet<M365ObjectId> {
@@ -463,5 +703,266 @@ mod tests {
         deltas.push_round(vec![change(&group, &[&alice], &[])]);
         let report = run.run(&w.tenant.id, true).await.unwrap();
         assert_eq!(report.plan[0].missing, 1);
+    }
+
+    #[tokio::test]
+    async fn a_bound_group_deleted_in_m365_is_recreated_with_its_members_by_one_run_and_the_next_run_finds_nothing()
+     {
+        // R-REC-1 (deletions), R-GRP-1 (the mirror converges after an admin deleted the group)
+        let w = World::new().await;
+        let old = bound_group(&w).await;
+        let alice = World::object_id(&w.binding("alice").await);
+        let bob = World::object_id(&w.binding("bob").await);
+        w.directory.delete_group(&w.tenant.id, &old);
+        let deltas = FakeGroupDeltas::new();
+        let cursors = seeded(&w).await;
+        let run = reconciler(&w, &deltas, &cursors);
+
+        // R-REC-2: the dry run shows the repair and writes nothing.
+        deltas.push_round(vec![removed(&old)]);
+        let dry = run.run(&w.tenant.id, true).await.unwrap();
+        assert_eq!(reasons(&dry), vec![(RepairReason::DeletedInM365, 0, 0)]);
+        assert!(dry.plan[0].deleted_in_m365);
+        assert_eq!(dry.applied, 0);
+        assert!(
+            w.directory
+                .groups_named(&w.tenant.id, "m365sync-sales")
+                .is_empty()
+        );
+        assert_eq!(
+            binding_of(&sales(&w).await).m365_group_id,
+            Some(old.clone())
+        );
+        assert_eq!(cursors.puts(), 1, "only the seed");
+
+        deltas.push_round(vec![removed(&old)]);
+        let report = run.run(&w.tenant.id, false).await.unwrap();
+        assert_eq!(reasons(&report), vec![(RepairReason::DeletedInM365, 0, 0)]);
+        assert_eq!((report.applied, report.failed), (1, 0));
+        let binding = binding_of(&sales(&w).await);
+        let new = binding.m365_group_id.clone().unwrap();
+        assert_ne!(new, old);
+        assert_eq!(binding.state, GroupBindingState::Provisioned);
+        assert_eq!(
+            members(&w, &new).await,
+            BTreeSet::from([alice.clone(), bob.clone()])
+        );
+        assert_eq!(
+            w.directory
+                .groups_named(&w.tenant.id, "m365sync-sales")
+                .len(),
+            1
+        );
+        // The next round shows the new group with its expected members: nothing to do.
+        deltas.push_round(vec![change(&new, &[&alice, &bob], &[])]);
+        let again = run.run(&w.tenant.id, false).await.unwrap();
+        assert!(again.plan.is_empty(), "{again:?}");
+    }
+
+    #[tokio::test]
+    async fn a_recreated_group_meeting_replication_lag_counts_as_applied_and_its_retry_finishes_it()
+    {
+        // R-REC-1, R-GRP-1 (replication-lag errors on a new group are retried)
+        let mut w = World::new().await;
+        let old = bound_group(&w).await;
+        let alice = World::object_id(&w.binding("alice").await);
+        w.clock.advance(chrono::TimeDelta::minutes(10));
+        w.directory
+            .set_replication_lag(chrono::TimeDelta::seconds(30));
+        w.directory.delete_group(&w.tenant.id, &old);
+        let deltas = FakeGroupDeltas::new();
+        let cursors = seeded(&w).await;
+        deltas.push_round(vec![removed(&old)]);
+        let report = reconciler(&w, &deltas, &cursors)
+            .run(&w.tenant.id, false)
+            .await
+            .unwrap();
+        assert_eq!((report.applied, report.failed), (1, 0), "{report:?}");
+        let pending = binding_of(&sales(&w).await);
+        assert_eq!(pending.state, GroupBindingState::Pending);
+        let new = pending.m365_group_id.clone().unwrap();
+        assert_ne!(new, old);
+        w.drain().await;
+        let done = binding_of(&sales(&w).await);
+        assert_eq!(done.state, GroupBindingState::Provisioned);
+        assert_eq!(done.m365_group_id, Some(new.clone()));
+        assert!(members(&w, &new).await.contains(&alice));
+    }
+
+    #[tokio::test]
+    async fn a_user_bound_after_its_group_joins_it_at_the_next_run_and_the_run_after_finds_nothing()
+    {
+        // R-REC-1, R-GRP-1 (membership of bound members; a late bind is no M365 change)
+        let w = World::new().await;
+        let alice = bound_user(&w, "alice").await;
+        w.user("carol").await; // not bound yet
+        w.user("erin").await; // bound, no account yet
+        w.bindings
+            .put(
+                &Binding::pending(uid("erin"), w.tenant.id.clone(), "throttled"),
+                Expect::Absent,
+            )
+            .await
+            .unwrap();
+        let g = Group::new(
+            gid("sales"),
+            "Sales",
+            [uid("alice"), uid("carol"), uid("erin")],
+        );
+        w.groups.create(&g).await.unwrap();
+        sync(&w).bind(&gid("sales"), &w.tenant.id).await.unwrap();
+        let m365 = binding_of(&sales(&w).await).m365_group_id.unwrap();
+        let deltas = FakeGroupDeltas::new();
+        let cursors = seeded(&w).await;
+        let run = reconciler(&w, &deltas, &cursors);
+
+        // Nobody became mirrorable: no repair and no Graph call at all.
+        let calls = w.directory.calls();
+        assert!(run.run(&w.tenant.id, false).await.unwrap().plan.is_empty());
+        assert_eq!(w.directory.calls(), calls);
+
+        w.bind("carol").await;
+        let carol = World::object_id(&w.binding("carol").await);
+        // R-REC-2: the dry run shows it and writes nothing (nor calls M365).
+        let before = sales(&w).await;
+        let calls = w.directory.calls();
+        let dry = run.run(&w.tenant.id, true).await.unwrap();
+        assert_eq!(reasons(&dry), vec![(RepairReason::MembersNowBound, 0, 1)]);
+        assert_eq!(w.directory.calls(), calls);
+        assert_eq!(sales(&w).await, before);
+
+        let report = run.run(&w.tenant.id, false).await.unwrap();
+        assert_eq!(
+            reasons(&report),
+            vec![(RepairReason::MembersNowBound, 0, 1)]
+        );
+        assert_eq!(report.applied, 1);
+        assert_eq!(members(&w, &m365).await, BTreeSet::from([alice, carol]));
+        let binding = binding_of(&sales(&w).await);
+        assert_eq!(binding.mirrored, vec![uid("alice"), uid("carol")]);
+        assert_eq!(
+            binding.skipped,
+            vec![SkippedMember {
+                user_id: uid("erin"),
+                reason: SkipReason::NoAccount
+            }]
+        );
+
+        let calls = w.directory.calls();
+        assert!(run.run(&w.tenant.id, false).await.unwrap().plan.is_empty());
+        assert_eq!(w.directory.calls(), calls);
+    }
+
+    #[tokio::test]
+    async fn a_mirrored_member_whose_account_was_deleted_leaves_the_record_and_rejoins_when_re_bound()
+     {
+        // R-REC-1, R-GRP-1, R-BIND-8
+        let mut w = World::new().await;
+        let m365 = bound_group(&w).await;
+        let old_alice = World::object_id(&w.binding("alice").await);
+        w.directory.soft_delete(&w.tenant.id, &old_alice).unwrap();
+        w.unbinder().unbind(&uid("alice")).await.unwrap();
+        assert_eq!(w.binding("alice").await.state, BindingState::DeletedInM365);
+        let deltas = FakeGroupDeltas::new();
+        let cursors = seeded(&w).await;
+        {
+            let run = reconciler(&w, &deltas, &cursors);
+            let report = run.run(&w.tenant.id, false).await.unwrap();
+            assert_eq!(
+                reasons(&report),
+                vec![(RepairReason::MirroredAccountDeleted, 1, 0)]
+            );
+            let binding = binding_of(&sales(&w).await);
+            assert_eq!(binding.mirrored, vec![uid("bob")]);
+            assert_eq!(binding.skipped[0].user_id, uid("alice"));
+            assert!(run.run(&w.tenant.id, false).await.unwrap().plan.is_empty());
+        }
+        // Re-bound after the address hold: a new account.
+        w.bind("alice").await;
+        w.drain().await;
+        let new_alice = World::object_id(&w.binding("alice").await);
+        assert_ne!(new_alice, old_alice);
+        let run = reconciler(&w, &deltas, &cursors);
+        let report = run.run(&w.tenant.id, false).await.unwrap();
+        assert_eq!(
+            reasons(&report),
+            vec![(RepairReason::MembersNowBound, 0, 1)]
+        );
+        assert!(members(&w, &m365).await.contains(&new_alice));
+        assert!(run.run(&w.tenant.id, false).await.unwrap().plan.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_directory_change_whose_push_never_ran_is_pushed_by_the_next_run() {
+        // R-GRP-1 (membership changes follow directory group changes), R-REC-1
+        let w = World::new().await;
+        let m365 = bound_group(&w).await;
+        let alice = World::object_id(&w.binding("alice").await);
+        let carol = bound_user(&w, "carol").await;
+        let mut g = sales(&w).await;
+        g.members = BTreeSet::from([uid("alice"), uid("carol")]);
+        w.groups.replace(&g, g.version).await.unwrap();
+        let deltas = FakeGroupDeltas::new();
+        let cursors = seeded(&w).await;
+        let run = reconciler(&w, &deltas, &cursors);
+        let report = run.run(&w.tenant.id, false).await.unwrap();
+        assert_eq!(
+            reasons(&report),
+            vec![(RepairReason::DirectoryChange, 1, 1)]
+        );
+        assert_eq!(members(&w, &m365).await, BTreeSet::from([alice, carol]));
+        assert!(run.run(&w.tenant.id, false).await.unwrap().plan.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_pending_group_is_left_to_its_queued_retry() {
+        // R-GRP-1, R-BIND-6 (reconcile does not race the retry queue)
+        let w = World::new().await;
+        bound_group(&w).await;
+        bound_user(&w, "carol").await;
+        let mut g = sales(&w).await;
+        g.members.insert(uid("carol"));
+        let mut binding = binding_of(&g);
+        binding.state = GroupBindingState::Pending;
+        g.binding = Some(binding);
+        w.groups.replace(&g, g.version).await.unwrap();
+        let deltas = FakeGroupDeltas::new();
+        let cursors = seeded(&w).await;
+        let report = reconciler(&w, &deltas, &cursors)
+            .run(&w.tenant.id, true)
+            .await
+            .unwrap();
+        assert!(report.plan.is_empty(), "{report:?}");
+    }
+
+    #[test]
+    fn repairs_serialize_in_camel_case_with_a_snake_case_reason() {
+        // R-REC-2 (the plan is the API's JSON)
+        let repair = GroupRepair {
+            unexpected: 0,
+            missing: 2,
+            ..GroupRepair {
+                group_id: gid("sales"),
+                m365_group_id: M365ObjectId::parse("00000000-0000-0000-0000-000000000001").unwrap(),
+                reason: RepairReason::MembersNowBound,
+                unexpected: 0,
+                missing: 0,
+                deleted_in_m365: false,
+            }
+        };
+        let v = serde_json::to_value(&repair).unwrap();
+        assert_eq!(v["reason"], "members_now_bound");
+        assert_eq!(v["groupId"], "sales");
+        assert_eq!(v["deletedInM365"], false);
+        assert_eq!(v["missing"], 2);
+        for r in [
+            RepairReason::MembershipDrift,
+            RepairReason::DeletedInM365,
+            RepairReason::MembersNowBound,
+            RepairReason::MirroredAccountDeleted,
+            RepairReason::DirectoryChange,
+        ] {
+            assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
+        }
     }
 }

@@ -1,0 +1,451 @@
+//! Group reconcile end to end (issue 6 follow-up, R-REC-1, R-GRP-1): a bound security group
+//! deleted in M365 is recreated with its members by the `reconcile` function, and a user bound
+//! after its group was bound joins the M365 group at the next reconcile; in both cases a second
+//! run finds nothing and a dry run writes nothing. Users are bound through the real `directory`,
+//! `password-push` and `bind` handlers, groups through the `directory` function, on moto + the
+//! m365-emulator; the group is deleted behind our back with Graph itself (an admin's app token).
+//! Every test names the requirement it proves.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use m365_aws::OAuthClientCredentials;
+use m365_integration_tests::{
+    APP_ID, APP_SECRET, CONTOSO, OffsetClock, REDIRECT, SEAL_KEY, World, api_request,
+};
+use m365_lambda::provision::Provisioning;
+use m365_lambda::{GraphApp, GraphConfig};
+use reconcile::{Reconciler, Settings};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "Correct-Horse-7";
+
+/// A connected Contoso with retry, notification and reconcile-pass queues, and the functions' wiring on them.
+struct Stack {
+    world: World,
+    provisioning: Provisioning<OffsetClock>,
+    graph: GraphApp,
+    clock: OffsetClock,
+    tenant: String,
+    /// The queue of reconcile passes.
+    passes: String,
+}
+
+impl Stack {
+    async fn start() -> Option<Self> {
+        let mut world = World::start().await?;
+        let sdk = world.app.sdk.clone();
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let mut urls = Vec::new();
+        for name in ["gr-retry", "gr-notifications", "gr-reconcile"] {
+            let url = sqs
+                .create_queue()
+                .queue_name(format!("{name}-{id}"))
+                .attributes(QueueAttributeName::VisibilityTimeout, "30")
+                .send()
+                .await
+                .unwrap()
+                .queue_url
+                .unwrap();
+            urls.push(url);
+        }
+        let seal = format!("gr-seal-key-{id}");
+        aws_sdk_secretsmanager::Client::new(&sdk)
+            .create_secret()
+            .name(&seal)
+            .secret_string(SEAL_KEY)
+            .send()
+            .await
+            .unwrap();
+        let mut config = world.app.config.clone();
+        config.resources.retry_queue_url.clone_from(&urls[0]);
+        config
+            .resources
+            .notifications_queue_url
+            .clone_from(&urls[1]);
+        config.resources.seal_key_secret_id = seal;
+        world.app = m365_lambda::App::with_sdk_config(config, sdk);
+        let tenant = world.connect_contoso("Contoso").await;
+        let graph = GraphApp::with_credentials(
+            &world.app,
+            &GraphConfig {
+                graph_base: Some(format!("{}/v1.0", world.emulator.base)),
+                identity_base: Some(world.emulator.base.clone()),
+                redirect_uri: Some(REDIRECT.to_owned()),
+                ..GraphConfig::default()
+            },
+            OAuthClientCredentials {
+                client_id: APP_ID.to_owned(),
+                client_secret: SecretString::from(APP_SECRET.to_owned()),
+                redirect_uri: None,
+            },
+        )
+        .unwrap();
+        let clock = OffsetClock::default();
+        let provisioning = Provisioning::with_clock(&world.app, &graph, clock.clone());
+        Some(Self {
+            world,
+            provisioning,
+            graph,
+            clock,
+            tenant,
+            passes: urls[2].clone(),
+        })
+    }
+
+    fn reconciler(&self) -> Reconciler<OffsetClock> {
+        Reconciler::with_clock(
+            &self.world.app,
+            &self.graph,
+            self.clock.clone(),
+            Settings::default(),
+            &self.passes,
+        )
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let request = api_request(method, path, &[], body);
+        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let response = match (method, segments.as_slice()) {
+            ("PUT" | "GET", ["users", _, "binding"]) => {
+                bind::handle(&self.provisioning, request).await
+            }
+            ("POST", ["users", _, "password"]) => {
+                password_push::handle(&self.provisioning, request).await
+            }
+            _ => directory::handle(&self.provisioning, request).await,
+        }
+        .unwrap();
+        let status = response.status().as_u16();
+        let body = match response.body() {
+            lambda_http::Body::Text(t) => serde_json::from_str(t).unwrap_or(Value::Null),
+            lambda_http::Body::Binary(b) => serde_json::from_slice(b).unwrap_or(Value::Null),
+            _ => Value::Null,
+        };
+        (status, body)
+    }
+
+    /// A directory user `id` at contoso.com with a password, not bound.
+    async fn user(&self, id: &str) {
+        let body = json!({
+            "email": format!("{id}@contoso.com"),
+            "displayName": format!("User {id}"),
+        });
+        let (status, answer) = self.call("PUT", &format!("/users/{id}"), Some(body)).await;
+        assert!(status == 200 || status == 201, "{status} {answer}");
+        let (status, answer) = self
+            .call(
+                "POST",
+                &format!("/users/{id}/password"),
+                Some(json!({ "password": PASSWORD })),
+            )
+            .await;
+        assert_eq!(status, 204, "{answer}");
+    }
+
+    async fn bind(&self, id: &str) {
+        let (status, answer) = self
+            .call(
+                "PUT",
+                &format!("/users/{id}/binding"),
+                Some(json!({ "welcome": false })),
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+    }
+
+    /// Directory group `sales` of `members`, bound to Contoso; its M365 group id.
+    async fn bound_group(&self, members: &[&str]) -> String {
+        let (status, body) = self
+            .call(
+                "PUT",
+                "/groups/sales",
+                Some(json!({"name": "Sales", "members": members})),
+            )
+            .await;
+        assert!(status == 200 || status == 201, "{status} {body}");
+        let (status, body) = self
+            .call(
+                "PUT",
+                "/groups/sales/binding",
+                Some(json!({"tenantId": self.tenant})),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        self.m365_group().await
+    }
+
+    /// The M365 group id on the `sales` binding.
+    async fn m365_group(&self) -> String {
+        let (status, binding) = self.call("GET", "/groups/sales/binding", None).await;
+        assert_eq!(status, 200, "{binding}");
+        binding["m365GroupId"].as_str().unwrap().to_owned()
+    }
+
+    /// `POST /tenants/{tenantId}/reconcile?dryRun=…` through the function.
+    async fn reconcile(&self, deps: &Reconciler<OffsetClock>, dry_run: bool) -> Value {
+        let path = format!("/tenants/{}/reconcile", self.tenant);
+        let flag = if dry_run { "true" } else { "false" };
+        let event = json!({
+            "version": "2.0",
+            "routeKey": "POST /tenants/{tenantId}/reconcile",
+            "rawPath": path,
+            "rawQueryString": format!("dryRun={flag}"),
+            "headers": {"content-type": "application/json"},
+            "queryStringParameters": {"dryRun": flag},
+            "pathParameters": {"tenantId": self.tenant},
+            "requestContext": {
+                "http": {"method": "POST", "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "it"},
+                "requestId": uuid::Uuid::new_v4().to_string(),
+                "routeKey": "POST /tenants/{tenantId}/reconcile",
+                "stage": "$default"
+            },
+            "isBase64Encoded": false
+        });
+        let event = lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default());
+        let response = reconcile::handle(deps, event).await.unwrap();
+        assert_eq!(response["statusCode"], 200, "{response}");
+        serde_json::from_str(response["body"].as_str().unwrap()).unwrap()
+    }
+
+    /// A Graph request made behind our back (an admin's app token): status and JSON body.
+    async fn graph(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let e = &self.world.emulator;
+        let token: Value = e
+            .http
+            .post(format!("{}/_emulator/tokens", e.base))
+            .json(&json!({"tenant": CONTOSO, "appId": APP_ID}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let mut request = e
+            .http
+            .request(method, format!("{}/v1.0{path}", e.base))
+            .bearer_auth(token["access_token"].as_str().unwrap());
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// The ids of the live M365 groups with our `sales` nickname.
+    async fn sales_groups(&self) -> Vec<String> {
+        let (status, body) = self
+            .graph(
+                reqwest::Method::GET,
+                "/groups?$filter=mailNickname%20eq%20'm365sync-sales'&$select=id",
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// The M365 group's member ids, sorted.
+    async fn group_members(&self, group: &str) -> Vec<String> {
+        let (status, body) = self
+            .graph(
+                reqwest::Method::GET,
+                &format!("/groups/{group}/members?$select=id"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let mut ids: Vec<String> = body["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    async fn m365_ids(&self, users: &[&str]) -> Vec<String> {
+        let mut ids = Vec::new();
+        for user in users {
+            let (status, body) = self
+                .call("GET", &format!("/users/{user}/binding"), None)
+                .await;
+            assert_eq!(status, 200, "{body}");
+            ids.push(body["m365ObjectId"].as_str().unwrap().to_owned());
+        }
+        ids.sort();
+        ids
+    }
+
+    async fn graph_requests(&self) -> Value {
+        self.world.emulator.requests(CONTOSO).await
+    }
+
+    async fn reset_requests(&self) {
+        let status = self
+            .world
+            .emulator
+            .send(
+                reqwest::Method::DELETE,
+                &format!("/_emulator/tenants/{CONTOSO}/requests"),
+                Value::Null,
+            )
+            .await;
+        assert!(status.is_success());
+    }
+}
+
+/// The group plan as `(groupId, reason, unexpected, missing)`.
+fn group_plan(report: &Value) -> Vec<(String, String, u64, u64)> {
+    report["groups"]["plan"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no group plan: {report}"))
+        .iter()
+        .map(|r| {
+            (
+                r["groupId"].as_str().unwrap().to_owned(),
+                r["reason"].as_str().unwrap().to_owned(),
+                r["unexpected"].as_u64().unwrap(),
+                r["missing"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_bound_group_deleted_in_m365_is_recreated_with_its_members_and_the_next_run_finds_nothing()
+ {
+    // R-REC-1 (deletions, group membership), R-GRP-1, R-REC-2 (the dry run writes nothing)
+    let Some(s) = Stack::start().await else {
+        return;
+    };
+    for user in ["r0", "r1", "r2"] {
+        s.user(user).await;
+        s.bind(user).await;
+    }
+    let old = s.bound_group(&["r0", "r1"]).await;
+    let expected = s.m365_ids(&["r0", "r1"]).await;
+    assert_eq!(s.group_members(&old).await, expected);
+    let deps = s.reconciler();
+    let first = s.reconcile(&deps, false).await;
+    assert_eq!(first["groups"]["plan"], json!([]), "{first}");
+
+    // An admin deletes the security group in M365 (for good, graph-spec §4.5).
+    let (status, body) = s
+        .graph(reqwest::Method::DELETE, &format!("/groups/{old}"), None)
+        .await;
+    assert_eq!(status, 204, "{body}");
+    assert!(s.sales_groups().await.is_empty());
+
+    let dry = s.reconcile(&deps, true).await;
+    assert_eq!(
+        group_plan(&dry),
+        vec![("sales".into(), "deleted_in_m365".into(), 0, 0)],
+        "{dry}"
+    );
+    assert_eq!(dry["groups"]["plan"][0]["deletedInM365"], true);
+    assert_eq!(dry["groups"]["plan"][0]["m365GroupId"], old.as_str());
+    assert_eq!(dry["groups"]["applied"], 0);
+    assert!(
+        s.sales_groups().await.is_empty(),
+        "the dry run created nothing"
+    );
+    assert_eq!(s.m365_group().await, old);
+
+    let repaired = s.reconcile(&deps, false).await;
+    assert_eq!(
+        group_plan(&repaired),
+        vec![("sales".into(), "deleted_in_m365".into(), 0, 0)],
+        "{repaired}"
+    );
+    assert_eq!(repaired["groups"]["applied"], 1, "{repaired}");
+    assert_eq!(repaired["groups"]["failed"], 0);
+    let new = s.m365_group().await;
+    assert_ne!(new, old);
+    assert_eq!(s.sales_groups().await, vec![new.clone()]);
+    assert_eq!(s.group_members(&new).await, expected);
+    let (_, binding) = s.call("GET", "/groups/sales/binding", None).await;
+    assert_eq!(binding["state"], "provisioned", "{binding}");
+
+    // Our own create and adds come back in the next round: not drift.
+    let second = s.reconcile(&deps, false).await;
+    assert_eq!(second["groups"]["plan"], json!([]), "{second}");
+    assert_eq!(second["plan"], json!([]), "{second}");
+    assert_eq!(s.sales_groups().await, vec![new]);
+}
+
+#[tokio::test]
+async fn a_user_bound_after_its_group_joins_the_m365_group_at_the_next_reconcile() {
+    // R-REC-1 (group membership), R-GRP-1 (membership mirrors the bound members), R-REC-2
+    let Some(s) = Stack::start().await else {
+        return;
+    };
+    for user in ["r0", "r9"] {
+        s.user(user).await;
+    }
+    s.bind("r0").await;
+    let group = s.bound_group(&["r0", "r9"]).await;
+    let (_, binding) = s.call("GET", "/groups/sales/binding", None).await;
+    assert_eq!(binding["skipped"][0]["userId"], "r9", "{binding}");
+    assert_eq!(s.group_members(&group).await, s.m365_ids(&["r0"]).await);
+    let deps = s.reconciler();
+    let first = s.reconcile(&deps, false).await;
+    assert_eq!(first["groups"]["plan"], json!([]), "{first}");
+    // Absorb our own writes; r9 still unbound is nothing to do.
+    let idle = s.reconcile(&deps, false).await;
+    assert_eq!(idle["groups"]["plan"], json!([]), "{idle}");
+
+    // r9 is bound after its group: no PUT /groups, no re-bind of the group.
+    s.bind("r9").await;
+    let dry = s.reconcile(&deps, true).await;
+    assert_eq!(
+        group_plan(&dry),
+        vec![("sales".into(), "members_now_bound".into(), 0, 1)],
+        "{dry}"
+    );
+    assert_eq!(s.group_members(&group).await, s.m365_ids(&["r0"]).await);
+    let (_, unchanged) = s.call("GET", "/groups/sales/binding", None).await;
+    assert_eq!(
+        unchanged["skipped"][0]["userId"], "r9",
+        "the dry run wrote nothing"
+    );
+
+    let repaired = s.reconcile(&deps, false).await;
+    assert_eq!(
+        group_plan(&repaired),
+        vec![("sales".into(), "members_now_bound".into(), 0, 1)],
+        "{repaired}"
+    );
+    assert_eq!(repaired["groups"]["applied"], 1);
+    assert_eq!(
+        s.group_members(&group).await,
+        s.m365_ids(&["r0", "r9"]).await
+    );
+
+    // The add comes back in the next round (not drift); after it, an unchanged tenant with a
+    // bound group costs only its delta pages in Graph (the binding checks read DynamoDB).
+    let second = s.reconcile(&deps, false).await;
+    assert_eq!(second["groups"]["plan"], json!([]), "{second}");
+    s.reset_requests().await;
+    let third = s.reconcile(&deps, false).await;
+    assert_eq!(third["groups"]["plan"], json!([]), "{third}");
+    assert_eq!(third["plan"], json!([]), "{third}");
+    let pages = third["pages"].as_u64().unwrap() + third["groups"]["pages"].as_u64().unwrap();
+    let counts = s.graph_requests().await;
+    assert_eq!(counts["graph"], pages, "{counts}");
+}
