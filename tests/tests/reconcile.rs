@@ -1136,3 +1136,56 @@ async fn a_self_service_password_change_in_m365_is_overwritten_once() {
     let second = s.reconcile(&deps, false).await;
     assert_eq!(second["plan"], json!([]), "{second}");
 }
+
+#[tokio::test]
+async fn the_expiry_sweep_runs_on_the_first_pass_of_a_round_only() {
+    // R-PWD-4, R-REC-1 (a long round's later passes only follow the delta)
+    let Some(s) = Stack::start().await else {
+        return;
+    };
+    let status = s
+        .world
+        .emulator
+        .send(
+            reqwest::Method::PUT,
+            "/_emulator/realism",
+            json!({"deltaPageSize": 3}),
+        )
+        .await;
+    assert!(status.is_success());
+    s.bound_users(10).await;
+    let mut settings = Settings::default();
+    settings.reconcile.max_pages = 2;
+    settings.reconcile.password_max_age = Some(TimeDelta::days(30));
+    let deps = s.reconciler(settings);
+    s.reconcile(&deps, false).await;
+    s.drain_passes(&deps).await;
+    // r1..r9 renew their password on day 20 (nine changes: a round of several passes); r0
+    // does not, and expires on day 30.
+    s.clock.advance(TimeDelta::days(20));
+    for i in 1..10 {
+        let (status, body) = s
+            .call(
+                "POST",
+                &format!("/users/r{i}/password"),
+                Some(json!({"password": "Renewed-Horse-9"})),
+            )
+            .await;
+        assert_eq!(status, 204, "{body}");
+    }
+    let first = s.reconcile(&deps, false).await;
+    assert_eq!(first["continued"], true, "{first}");
+    // The rest of the round runs after r0's password expired: no sweep there.
+    s.clock.advance(TimeDelta::days(15));
+    let passes = s.drain_passes(&deps).await;
+    assert!(!passes.is_empty());
+    assert_eq!(s.binding_state("r0").await, BindingState::Provisioned);
+    // The next round's first pass sweeps.
+    let next = s.reconcile(&deps, false).await;
+    assert_eq!(
+        plan_kinds(&next),
+        vec![("suspend_expired".to_owned(), "r0".to_owned())],
+        "{next}"
+    );
+    assert_eq!(s.binding_state("r0").await, BindingState::Suspended);
+}

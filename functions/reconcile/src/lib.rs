@@ -1,6 +1,7 @@
 //! The `reconcile` function (DESIGN §4 "reconcile", R-REC-1..3, R-PWD-3, R-PWD-4): one *pass*
-//! of a tenant's reconcile is `m365_engine::usecase::reconcile::Reconcile` (users drift and the
-//! password-expiry sweep, at most `M365_RECONCILE_MAX_PAGES` delta pages) followed, unless the
+//! of a tenant's reconcile is `m365_engine::usecase::reconcile::Reconcile` (users drift over at
+//! most `M365_RECONCILE_MAX_PAGES` delta pages; on a round's first pass also the password-expiry
+//! sweep, which reads every bound user) followed, unless the
 //! users' safeguard stopped it, by `m365_engine::usecase::reconcile_groups::ReconcileGroups`
 //! (group membership drift). Passes run under the tenant's lease and are chained through the
 //! reconcile queue (`m365_engine::usecase::reconcile_queue`), so no invocation runs long.
@@ -237,12 +238,19 @@ impl<C: Clock> Reconciler<C> {
         }
     }
 
-    /// One pass that writes, with how it ended (for [`ReconcileQueue`]).
+    /// Pass number `number` of a round, writing, with how it ended (for [`ReconcileQueue`]).
+    /// Only the first pass of a round sweeps expired passwords: the sweep reads every bound user
+    /// (DynamoDB), once per scheduled tick is enough, and a long round's later passes only
+    /// follow the delta.
     ///
     /// # Errors
     /// As [`Self::run`].
-    pub async fn pass(&self, tenant: &TenantId) -> Result<(TenantReport, PassEnd), Error> {
-        let report = self.run(tenant, false).await?;
+    pub async fn pass(
+        &self,
+        tenant: &TenantId,
+        number: u32,
+    ) -> Result<(TenantReport, PassEnd), Error> {
+        let report = self.run_pass(tenant, false, number <= 1).await?;
         let end = report.end();
         Ok((report, end))
     }
@@ -253,6 +261,25 @@ impl<C: Clock> Reconciler<C> {
     /// # Errors
     /// As [`Reconcile::run`] and [`ReconcileGroups::run`].
     pub async fn run(&self, tenant: &TenantId, dry_run: bool) -> Result<TenantReport, Error> {
+        self.run_pass(tenant, dry_run, true).await
+    }
+
+    async fn run_pass(
+        &self,
+        tenant: &TenantId,
+        dry_run: bool,
+        sweep_expiry: bool,
+    ) -> Result<TenantReport, Error> {
+        let without_sweep;
+        let settings = if sweep_expiry {
+            &self.settings.reconcile
+        } else {
+            without_sweep = ReconcileSettings {
+                password_max_age: None,
+                ..self.settings.reconcile.clone()
+            };
+            &without_sweep
+        };
         // Boxed: the use cases' futures nest the Graph and DynamoDB futures deep enough to
         // exceed the compiler's layout depth when inlined into the runtime's.
         let users = Box::pin(
@@ -266,7 +293,7 @@ impl<C: Clock> Reconciler<C> {
                 deltas: &self.directory,
                 cursors: &self.cursors,
                 clock: &self.clock,
-                settings: &self.settings.reconcile,
+                settings,
             }
             .run(tenant, dry_run),
         )
@@ -398,7 +425,7 @@ pub async fn sqs_message<C: Clock>(
     };
     let result = deps
         .queue(holder)
-        .step(&message, || deps.pass(&tenant))
+        .step(&message, || deps.pass(&tenant, message.attempt))
         .await;
     let outcome = match result {
         Ok(Step::Requeued) => PassResult::Acked("requeued"),
@@ -495,7 +522,7 @@ async fn post<C: Clock>(deps: &Reconciler<C>, holder: &str, request: &Value, raw
     } else {
         match deps
             .queue(holder)
-            .leased(&tenant_id, 1, || deps.pass(&tenant_id))
+            .leased(&tenant_id, 1, || deps.pass(&tenant_id, 1))
             .await
         {
             Ok(Leased::Ran {

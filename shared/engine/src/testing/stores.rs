@@ -1,6 +1,6 @@
 //! In-memory fakes of the store ports (users, groups, tenants, bindings, events, failures, ledger).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
@@ -22,10 +22,35 @@ fn time_key(at: DateTime<Utc>, id: &str) -> String {
     format!("{}#{id}", at.format("%Y-%m-%dT%H:%M:%S%.9fZ"))
 }
 
-/// Directory users in memory, unique by id and by email.
+/// Directory users in memory, unique by id and by email (an email index keeps writes and
+/// lookups by email constant-time, so large directories stay cheap to build in benchmarks).
 #[derive(Debug, Default)]
 pub struct FakeUsers {
-    users: Mutex<BTreeMap<UserId, DirectoryUser>>,
+    users: Mutex<UserTable>,
+}
+
+#[derive(Debug, Default)]
+struct UserTable {
+    by_id: BTreeMap<UserId, DirectoryUser>,
+    by_email: HashMap<Email, UserId>,
+}
+
+impl UserTable {
+    fn email_taken(&self, email: &Email, except: &UserId) -> bool {
+        self.by_email
+            .get(email)
+            .is_some_and(|owner| owner != except)
+    }
+
+    fn store(&mut self, user: DirectoryUser) {
+        if let Some(old) = self.by_id.get(&user.id)
+            && old.email != user.email
+        {
+            self.by_email.remove(&old.email);
+        }
+        self.by_email.insert(user.email.clone(), user.id.clone());
+        self.by_id.insert(user.id.clone(), user);
+    }
 }
 
 impl FakeUsers {
@@ -34,27 +59,19 @@ impl FakeUsers {
     pub fn new() -> Self {
         Self::default()
     }
-
-    fn email_taken(
-        users: &BTreeMap<UserId, DirectoryUser>,
-        email: &Email,
-        except: &UserId,
-    ) -> bool {
-        users.values().any(|u| &u.email == email && &u.id != except)
-    }
 }
 
 impl UserStore for FakeUsers {
     async fn create(&self, user: &DirectoryUser) -> Result<DirectoryUser> {
         let mut users = lock(&self.users);
-        if users.contains_key(&user.id) {
+        if users.by_id.contains_key(&user.id) {
             return Err(Conflict::AlreadyExists {
                 entity: Entity::User,
                 id: user.id.to_string(),
             }
             .into());
         }
-        if Self::email_taken(&users, &user.email, &user.id) {
+        if users.email_taken(&user.email, &user.id) {
             return Err(Conflict::EmailExists {
                 email: user.email.clone(),
             }
@@ -64,19 +81,20 @@ impl UserStore for FakeUsers {
             version: 1,
             ..user.clone()
         };
-        users.insert(stored.id.clone(), stored.clone());
+        users.store(stored.clone());
         Ok(stored)
     }
 
     async fn replace(&self, user: &DirectoryUser, expected_version: u64) -> Result<DirectoryUser> {
         let mut users = lock(&self.users);
         let current = users
+            .by_id
             .get(&user.id)
             .ok_or_else(|| Error::not_found(Entity::User, &user.id))?;
         if current.version != expected_version {
             return Err(Error::stale(Entity::User, expected_version));
         }
-        if Self::email_taken(&users, &user.email, &user.id) {
+        if users.email_taken(&user.email, &user.id) {
             return Err(Conflict::EmailExists {
                 email: user.email.clone(),
             }
@@ -86,23 +104,26 @@ impl UserStore for FakeUsers {
             version: expected_version + 1,
             ..user.clone()
         };
-        users.insert(stored.id.clone(), stored.clone());
+        users.store(stored.clone());
         Ok(stored)
     }
 
     async fn get(&self, id: &UserId) -> Result<Option<DirectoryUser>> {
-        Ok(lock(&self.users).get(id).cloned())
+        Ok(lock(&self.users).by_id.get(id).cloned())
     }
 
     async fn get_by_email(&self, email: &Email) -> Result<Option<DirectoryUser>> {
-        Ok(lock(&self.users)
-            .values()
-            .find(|u| &u.email == email)
+        let users = lock(&self.users);
+        Ok(users
+            .by_email
+            .get(email)
+            .and_then(|id| users.by_id.get(id))
             .cloned())
     }
 
     async fn list(&self, request: &PageRequest) -> Result<Page<DirectoryUser>> {
         let items = lock(&self.users)
+            .by_id
             .values()
             .map(|u| (u.id.to_string(), u.clone()))
             .collect();

@@ -19,7 +19,8 @@
 //! repair. Store reads are per bound user only for the expiry sweep (DynamoDB, not Graph). One
 //! invocation reads at most [`ReconcileSettings::max_pages`] delta pages; when the round is longer
 //! it applies what it read, saves the round's next-page link and reports `complete: false`, so the
-//! caller (the schedule or the next call) resumes where it stopped and no invocation runs long.
+//! next pass resumes where it stopped and no invocation runs long (the passes are chained through
+//! the reconcile queue, see [`super::reconcile_queue`]).
 //!
 //! Delta items carry "at least the changed properties" (graph-spec §5); an attribute cleared in
 //! M365 comes as JSON `null` ([`UserChange`] keeps it as `Some(None)`), which is drift when the
