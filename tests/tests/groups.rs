@@ -617,3 +617,34 @@ async fn a_retry_while_a_new_group_still_lags_waits_and_never_creates_a_second_g
     assert_eq!(groups.len(), 1, "no retry created a second group");
     assert_eq!(groups[0].1, ids(&[&alice]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_bound_after_its_group_was_bound_joins_the_security_group_with_the_bind() {
+    // R-GRP-1 (membership follows binds, not only directory group changes or reconcile)
+    let s = stack!();
+    let alice = s.bound_user("alice").await;
+    s.unbound_user("bob").await;
+    s.put_group("sales", &["alice", "bob"]).await;
+    let (status, bound) = s.bind_group("sales").await;
+    assert_eq!(status, 200, "{bound}");
+    assert_eq!(s.m365_groups("m365sync-sales").await[0].1, ids(&[&alice]));
+    // Bob's bind alone puts him in the group: no group change, no reconcile.
+    let (status, answer) = s
+        .call("PUT", "/users/bob/binding", Some(json!({"welcome": false})))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let bob = answer["binding"]["m365ObjectId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        s.m365_groups("m365sync-sales").await[0].1,
+        ids(&[&alice, &bob])
+    );
+    let (_, group) = s.call("GET", "/groups/sales", None).await;
+    assert_eq!(
+        group["binding"]["mirrored"],
+        json!(["alice", "bob"]),
+        "{group}"
+    );
+}

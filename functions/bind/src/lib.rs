@@ -76,7 +76,11 @@ async fn put<C: Clock>(deps: &Provisioning<C>, request: &Request, raw: &str) -> 
         welcome: body.welcome.unwrap_or(true),
     };
     match bind.bind(&user_id, request).await {
-        Ok(outcome) => provision::outcome_response(&outcome),
+        Ok(outcome) => {
+            // The user joins its bound groups now (R-GRP-1).
+            deps.follow_outcome(&outcome).await;
+            provision::outcome_response(&outcome)
+        }
         Err(e) => api::engine_error(&e),
     }
 }

@@ -40,7 +40,7 @@ use m365_engine::model::{
 use m365_engine::ports::{
     BindingStore, Clock, EventFilter, EventQuery, EventStore, FailureStore, GroupStore, UserStore,
 };
-use m365_engine::usecase::group_sync::{GroupOutcome, SyncGroup};
+use m365_engine::usecase::group_sync::GroupOutcome;
 use m365_engine::usecase::update::{UpdateAttributes, attributes_changed};
 use m365_lambda::api;
 use m365_lambda::provision::{self, Provisioning};
@@ -412,27 +412,8 @@ async fn put_group<C: Clock>(deps: &Provisioning<C>, request: &Request, raw: &st
     ))
 }
 
-type DeployedSync<'a, C> = SyncGroup<
-    'a,
-    m365_aws::DynamoBindings,
-    m365_aws::DynamoEvents,
-    m365_aws::DynamoFailures,
-    m365_aws::DynamoLedger,
-    m365_aws::SqsRetryQueue,
-    C,
-    m365_engine::ports::ThreadRandom,
-    m365_aws::DynamoGroups,
-    m365_aws::DynamoTenants,
-    m365_lambda::graph::VaultDirectory,
->;
-
-fn group_sync<C: Clock>(deps: &Provisioning<C>) -> DeployedSync<'_, C> {
-    SyncGroup {
-        fx: deps.effects(),
-        groups: &deps.app.groups,
-        tenants: &deps.app.tenants,
-        directory: &deps.directory,
-    }
+fn group_sync<C: Clock>(deps: &Provisioning<C>) -> m365_lambda::provision::DeployedSync<'_, C> {
+    deps.group_sync()
 }
 
 fn group_id(raw: &str) -> Result<GroupId, Response<Body>> {

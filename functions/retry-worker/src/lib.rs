@@ -15,6 +15,7 @@
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::LambdaEvent;
 use m365_aws::sqs::decode_message;
+use m365_engine::model::OperationKind;
 use m365_engine::ports::Clock;
 use m365_engine::usecase::retry::{RetryDispatcher, RetryOutcome};
 use m365_lambda::provision::Provisioning;
@@ -93,7 +94,13 @@ pub async fn handle_message<C: Clock>(
         Ok(RetryOutcome::DeadLetter { code }) => MessageResult::Failed(code),
         Ok(RetryOutcome::Requeued { .. }) => MessageResult::Acked("requeued"),
         Ok(RetryOutcome::Parked { .. }) => MessageResult::Acked("parked"),
-        Ok(RetryOutcome::Ran(outcome)) => MessageResult::Acked(outcome.as_str()),
+        Ok(RetryOutcome::Ran(outcome)) => {
+            if message.kind == OperationKind::UserBind {
+                // A user bound by a retry joins its bound groups now (R-GRP-1).
+                deps.follow_outcome(&outcome).await;
+            }
+            MessageResult::Acked(outcome.as_str())
+        }
         Ok(RetryOutcome::GroupRan(outcome)) => MessageResult::Acked(outcome.as_str()),
         Err(e) => MessageResult::Failed(e.code().to_owned()),
     }

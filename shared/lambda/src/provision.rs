@@ -6,10 +6,14 @@
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
-use m365_aws::{DynamoBindings, DynamoEvents, DynamoFailures, DynamoLedger, SqsRetryQueue};
+use m365_aws::{
+    DynamoBindings, DynamoEvents, DynamoFailures, DynamoGroups, DynamoLedger, DynamoTenants,
+    SqsRetryQueue,
+};
 use m365_engine::model::{Binding, BindingError, UserId};
 use m365_engine::policy::password::DirectoryPasswordPolicy;
 use m365_engine::ports::{Clock, SystemClock, ThreadRandom};
+use m365_engine::usecase::group_sync::SyncGroup;
 use m365_engine::usecase::{Effects, Outcome, RetryPolicy};
 use serde::de::DeserializeOwned;
 
@@ -29,6 +33,21 @@ pub type DeployedEffects<'a, C> = Effects<
     SqsRetryQueue,
     C,
     ThreadRandom,
+>;
+
+/// The group use case on the deployed adapters.
+pub type DeployedSync<'a, C> = SyncGroup<
+    'a,
+    DynamoBindings,
+    DynamoEvents,
+    DynamoFailures,
+    DynamoLedger,
+    SqsRetryQueue,
+    C,
+    ThreadRandom,
+    DynamoGroups,
+    DynamoTenants,
+    VaultDirectory,
 >;
 
 /// Everything a provisioning use case needs, built once per cold start.
@@ -104,6 +123,43 @@ impl<C: Clock> Provisioning<C> {
             clock: &self.clock,
             random: &self.random,
             policy: &self.retry,
+        }
+    }
+
+    /// The group use case (R-GRP-1).
+    #[must_use]
+    pub fn group_sync(&self) -> DeployedSync<'_, C> {
+        SyncGroup {
+            fx: self.effects(),
+            groups: &self.app.groups,
+            tenants: &self.app.tenants,
+            directory: &self.directory,
+        }
+    }
+
+    /// After binds that succeeded: the bound users join the security groups of their bound
+    /// directory groups now ([`SyncGroup::follow_binds`]). Never fails the caller — the bind is
+    /// done; a failure here is logged, and reconcile catches the group up (R-GRP-1).
+    pub async fn follow_groups(&self, bindings: &[Binding]) {
+        // Boxed: the group use case's future is deep.
+        match Box::pin(self.group_sync().follow_binds(bindings)).await {
+            Ok(outcomes) => {
+                for (group, outcome) in outcomes {
+                    tracing::info!(group.id = %group, outcome = outcome.as_str(), "bound users' group mirrored");
+                }
+            }
+            Err(e) => tracing::warn!(
+                error.code = e.code(),
+                error.retryable = e.is_retryable(),
+                "bound users' groups not mirrored now; reconcile catches them up"
+            ),
+        }
+    }
+
+    /// [`Self::follow_groups`] for the binding of a bind's outcome, when it bound the user.
+    pub async fn follow_outcome(&self, outcome: &Outcome) {
+        if let Outcome::Done { binding, .. } = outcome {
+            self.follow_groups(std::slice::from_ref(binding)).await;
         }
     }
 }

@@ -22,8 +22,10 @@
 //! lookup lags too, so recreating would make a second group); were the group really deleted
 //! meanwhile, the retries run out (`error`) and a re-bind recreates it.
 //!
-//! A user bound *after* the group was bound is recorded as skipped at the group's last run and
-//! joins at the next one: a `PUT /groups/{groupId}` change, a re-bind, or reconcile, which re-runs
+//! A user bound *after* the group was bound joins at once: the bind and the retry worker's bind
+//! call [`SyncGroup::follow_binds`], which mirrors the bound groups listing the user (an imported
+//! user is new to the directory: no group lists it yet; a later `PUT /groups` pushes it).
+//! Should that fail, the user is recorded as skipped at the group's last run and reconcile re-runs
 //! a group once one of its skipped members became mirrorable (`mirror_target`, the one rule both
 //! use). A renamed directory group keeps its M365 display name.
 
@@ -233,6 +235,55 @@ where
         let result = self.sync(group, binding, 0).await;
         report(&result);
         result
+    }
+
+    /// Users just bound (a created, adopted or unblocked account: bindings `provisioned` with an
+    /// M365 account) join the security groups of the directory groups that list them and are
+    /// bound to the same tenant, at once rather than at the next reconcile (R-GRP-1). Each such
+    /// group is mirrored once with [`Self::push`], whatever the number of its new members.
+    /// Finding the groups reads every directory group (DynamoDB, no Graph); a group store with a
+    /// member index would make that proportional to the user's groups.
+    ///
+    /// # Errors
+    /// Store failures while listing groups; the pushes' own failures are in their outcomes
+    /// (retryable ones queued by [`Self::push`]) or, for store failures, returned. The caller's
+    /// bind has succeeded either way, and reconcile re-pushes a group whose record shows a member
+    /// that became mirrorable (`members_now_bound`).
+    #[tracing::instrument(skip_all, fields(bindings = bindings.len()))]
+    pub async fn follow_binds(&self, bindings: &[Binding]) -> Result<Vec<(GroupId, GroupOutcome)>> {
+        let bound: Vec<&Binding> = bindings
+            .iter()
+            .filter(|b| b.state == BindingState::Provisioned && b.m365_object_id.is_some())
+            .collect();
+        if bound.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut due = BTreeSet::new();
+        let mut request = PageRequest::first(MAX_PAGE_LIMIT);
+        loop {
+            let page = self.groups.list(&request).await?;
+            for group in page.items {
+                let Some(binding) = &group.binding else {
+                    continue;
+                };
+                if bound
+                    .iter()
+                    .any(|b| b.tenant_id == binding.tenant_id && group.members.contains(&b.user_id))
+                {
+                    due.insert(group.id);
+                }
+            }
+            match page.next {
+                Some(next) => request = PageRequest::after(next, MAX_PAGE_LIMIT),
+                None => break,
+            }
+        }
+        let mut outcomes = Vec::with_capacity(due.len());
+        for group_id in due {
+            let outcome = self.push(&group_id).await?;
+            outcomes.push((group_id, outcome));
+        }
+        Ok(outcomes)
     }
 
     /// Re-drives a queued `group_members` (or `group_bind`) message: the group is mirrored as it
@@ -756,6 +807,60 @@ mod tests {
     fn sorted(mut v: Vec<M365ObjectId>) -> Vec<M365ObjectId> {
         v.sort();
         v
+    }
+
+    #[tokio::test]
+    async fn a_user_bound_after_its_group_joins_the_m365_group_at_once() {
+        // R-GRP-1 (membership follows a bind, not only the next reconcile)
+        let w = World::new().await;
+        let a = bound_user(&w, "alice").await;
+        w.user("bob").await;
+        put_group(&w, "sales", &["alice", "bob"]).await;
+        put_group(&w, "support", &["alice"]).await;
+        put_group(&w, "unbound", &["bob"]).await;
+        sync(&w).bind(&gid("sales"), &w.tenant.id).await.unwrap();
+        sync(&w).bind(&gid("support"), &w.tenant.id).await.unwrap();
+        assert_eq!(m365_members(&w, "sales"), vec![a.clone()]);
+        w.bind("bob").await;
+        let bob = w.binding("bob").await;
+        let b = World::object_id(&bob);
+        let followed = sync(&w).follow_binds(&[bob]).await.unwrap();
+        // Only the bound group listing Bob is pushed; the others are left alone.
+        assert_eq!(
+            followed
+                .iter()
+                .map(|(g, o)| (g.as_str().to_owned(), o.as_str()))
+                .collect::<Vec<_>>(),
+            vec![("sales".to_owned(), "done")]
+        );
+        assert_eq!(m365_members(&w, "sales"), sorted(vec![a, b]));
+        assert!(
+            w.directory
+                .groups_named(&w.tenant.id, &mail_nickname_for(&gid("unbound")))
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn bindings_that_are_not_provisioned_are_not_followed() {
+        // R-GRP-1 (only a bound account can join)
+        let w = World::new().await;
+        w.user("bob").await;
+        put_group(&w, "sales", &["bob"]).await;
+        sync(&w).bind(&gid("sales"), &w.tenant.id).await.unwrap();
+        let pending = Binding {
+            user_id: uid("bob"),
+            tenant_id: w.tenant.id.clone(),
+            m365_object_id: None,
+            state: BindingState::Pending,
+            pending_reason: Some("throttled".to_owned()),
+            last_error: None,
+            in_flight: None,
+            m365_password_changed_at: None,
+            version: 1,
+        };
+        assert!(sync(&w).follow_binds(&[pending]).await.unwrap().is_empty());
+        assert!(sync(&w).follow_binds(&[]).await.unwrap().is_empty());
     }
 
     #[tokio::test]
