@@ -230,6 +230,21 @@ impl Emulator {
             .status()
     }
 
+    /// Delta pages of at most `size` items from now on (the emulator's realism setting).
+    ///
+    /// # Panics
+    /// When the emulator refuses it.
+    pub async fn delta_page_size(&self, size: u32) {
+        let status = self
+            .send(
+                reqwest::Method::PUT,
+                "/_emulator/realism",
+                json!({ "deltaPageSize": size }),
+            )
+            .await;
+        assert!(status.is_success(), "{status}");
+    }
+
     /// Graph writes and identity calls the emulator counted for `tenant`.
     pub async fn requests(&self, tenant: &str) -> Value {
         self.get(&format!("/_emulator/tenants/{tenant}/requests"))
@@ -309,21 +324,7 @@ impl World {
         };
         let app = App::with_sdk_config(config, sdk);
         let emulator = Emulator::start_with_users(extra).await;
-        let graph = GraphApp::with_credentials(
-            &app,
-            &GraphConfig {
-                graph_base: Some(format!("{}/v1.0", emulator.base)),
-                identity_base: Some(emulator.base.clone()),
-                redirect_uri: Some(REDIRECT.to_owned()),
-                ..GraphConfig::default()
-            },
-            OAuthClientCredentials {
-                client_id: APP_ID.to_owned(),
-                client_secret: SecretString::from(APP_SECRET.to_owned()),
-                redirect_uri: None,
-            },
-        )
-        .unwrap();
+        let graph = graph_app(&app, &emulator);
         Some(Self {
             app,
             graph,
@@ -331,6 +332,93 @@ impl World {
         })
     }
 
+    /// A new Graph wiring on the emulator over the current [`World::app`], as one function's cold
+    /// start builds it (its own client, and its own memory of recent creates).
+    ///
+    /// # Panics
+    /// When the client cannot be built.
+    #[must_use]
+    pub fn graph_app(&self) -> GraphApp {
+        graph_app(&self.app, &self.emulator)
+    }
+
+    /// What the provisioning functions need beyond [`World::start`]: a retry queue redriving to
+    /// a DLQ after 5 receives, a notifications queue and the password seal key (all on moto,
+    /// named after `prefix`), put into [`World::app`]'s configuration.
+    ///
+    /// # Panics
+    /// When moto refuses a queue or the secret.
+    pub async fn add_provisioning_resources(&mut self, prefix: &str) -> ProvisioningResources {
+        let sdk = self.app.sdk.clone();
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let dlq_url = queue(&sqs, &format!("{prefix}-dlq-{id}"), None).await;
+        let dlq_arn = sqs
+            .get_queue_attributes()
+            .queue_url(&dlq_url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("queue attributes")
+            .attributes
+            .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+            .expect("queue arn");
+        let retry_url = queue(&sqs, &format!("{prefix}-retry-{id}"), Some(&dlq_arn)).await;
+        let notifications_url = queue(&sqs, &format!("{prefix}-notify-{id}"), None).await;
+        let seal = format!("{prefix}-seal-{id}");
+        aws_sdk_secretsmanager::Client::new(&sdk)
+            .create_secret()
+            .name(&seal)
+            .secret_string(SEAL_KEY)
+            .send()
+            .await
+            .expect("seal key secret");
+        let mut config = self.app.config.clone();
+        config.resources.retry_queue_url.clone_from(&retry_url);
+        config
+            .resources
+            .notifications_queue_url
+            .clone_from(&notifications_url);
+        config.resources.seal_key_secret_id = seal;
+        self.app = App::with_sdk_config(config, sdk);
+        ProvisioningResources {
+            retry_url,
+            dlq_url,
+            notifications_url,
+        }
+    }
+}
+
+/// The queues [`World::add_provisioning_resources`] made.
+#[derive(Debug, Clone)]
+pub struct ProvisioningResources {
+    /// The retry queue.
+    pub retry_url: String,
+    /// Its dead-letter queue.
+    pub dlq_url: String,
+    /// The notifications queue.
+    pub notifications_url: String,
+}
+
+fn graph_app(app: &App, emulator: &Emulator) -> GraphApp {
+    GraphApp::with_credentials(
+        app,
+        &GraphConfig {
+            graph_base: Some(format!("{}/v1.0", emulator.base)),
+            identity_base: Some(emulator.base.clone()),
+            redirect_uri: Some(REDIRECT.to_owned()),
+            ..GraphConfig::default()
+        },
+        OAuthClientCredentials {
+            client_id: APP_ID.to_owned(),
+            client_secret: SecretString::from(APP_SECRET.to_owned()),
+            redirect_uri: None,
+        },
+    )
+    .expect("Graph wiring on the emulator")
+}
+
+impl World {
     /// The connect function's wiring.
     #[must_use]
     pub fn connect(&self) -> connect::Deployed {

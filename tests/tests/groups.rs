@@ -13,15 +13,10 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::QueueAttributeName;
 use chrono::TimeDelta;
-use m365_aws::OAuthClientCredentials;
 
 use m365_graph::{GraphClient, GraphDirectory, RetryPolicy};
-use m365_integration_tests::{
-    APP_ID, APP_SECRET, CONTOSO, OffsetClock, REDIRECT, SEAL_KEY, World, api_request, queue,
-};
+use m365_integration_tests::{APP_ID, CONTOSO, OffsetClock, World, api_request};
 use m365_lambda::provision::Provisioning;
-use m365_lambda::{App, GraphApp, GraphConfig};
-use secrecy::SecretString;
 use serde_json::{Value, json};
 
 /// A connected Contoso with a retry queue (and DLQ), and the functions' wiring on them.
@@ -39,57 +34,12 @@ struct Stack {
 impl Stack {
     async fn start() -> Option<Self> {
         let mut world = World::start().await?;
-        let sdk = world.app.sdk.clone();
-        let sqs = aws_sdk_sqs::Client::new(&sdk);
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let dlq_url = queue(&sqs, &format!("groups-dlq-{id}"), None).await;
-        let dlq_arn = sqs
-            .get_queue_attributes()
-            .queue_url(&dlq_url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .unwrap()
-            .attributes
-            .unwrap()[&QueueAttributeName::QueueArn]
-            .clone();
-        let retry_url = queue(&sqs, &format!("groups-retry-{id}"), Some(&dlq_arn)).await;
-        let notifications_url = queue(&sqs, &format!("groups-notify-{id}"), None).await;
-        let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
-        let seal = format!("groups-seal-{id}");
-        secrets
-            .create_secret()
-            .name(&seal)
-            .secret_string(SEAL_KEY)
-            .send()
-            .await
-            .unwrap();
-        let mut config = world.app.config.clone();
-        config.resources.retry_queue_url.clone_from(&retry_url);
-        config
-            .resources
-            .notifications_queue_url
-            .clone_from(&notifications_url);
-        config.resources.seal_key_secret_id = seal;
-        world.app = App::with_sdk_config(config, sdk);
+        let sqs = aws_sdk_sqs::Client::new(&world.app.sdk);
+        let retry_url = world.add_provisioning_resources("groups").await.retry_url;
         let tenant = world.connect_contoso("Contoso").await;
         let clock = OffsetClock::default();
         let function = || {
-            let graph = GraphApp::with_credentials(
-                &world.app,
-                &GraphConfig {
-                    graph_base: Some(format!("{}/v1.0", world.emulator.base)),
-                    identity_base: Some(world.emulator.base.clone()),
-                    redirect_uri: Some(REDIRECT.to_owned()),
-                    ..GraphConfig::default()
-                },
-                OAuthClientCredentials {
-                    client_id: APP_ID.to_owned(),
-                    client_secret: SecretString::from(APP_SECRET.to_owned()),
-                    redirect_uri: None,
-                },
-            )
-            .unwrap();
+            let graph = world.graph_app();
             let mut deps = Provisioning::with_clock(&world.app, &graph, clock.clone());
             // Few, short in-process retries so replication lag reaches the retry queue quickly
             // (the product's defaults retry longer in-process; the logic is the same).

@@ -8,15 +8,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
-use aws_sdk_sqs::types::QueueAttributeName;
-use m365_aws::OAuthClientCredentials;
-use m365_integration_tests::{
-    APP_ID, APP_SECRET, CONTOSO, OffsetClock, REDIRECT, SEAL_KEY, World, api_request,
-};
+use m365_integration_tests::{APP_ID, CONTOSO, OffsetClock, World, api_request, queue};
+use m365_lambda::GraphApp;
 use m365_lambda::provision::Provisioning;
-use m365_lambda::{GraphApp, GraphConfig};
 use reconcile::{Reconciler, Settings};
-use secrecy::SecretString;
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "Correct-Horse-7";
@@ -35,54 +30,16 @@ struct Stack {
 impl Stack {
     async fn start() -> Option<Self> {
         let mut world = World::start().await?;
-        let sdk = world.app.sdk.clone();
-        let sqs = aws_sdk_sqs::Client::new(&sdk);
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let mut urls = Vec::new();
-        for name in ["gr-retry", "gr-notifications", "gr-reconcile"] {
-            let url = sqs
-                .create_queue()
-                .queue_name(format!("{name}-{id}"))
-                .attributes(QueueAttributeName::VisibilityTimeout, "30")
-                .send()
-                .await
-                .unwrap()
-                .queue_url
-                .unwrap();
-            urls.push(url);
-        }
-        let seal = format!("gr-seal-key-{id}");
-        aws_sdk_secretsmanager::Client::new(&sdk)
-            .create_secret()
-            .name(&seal)
-            .secret_string(SEAL_KEY)
-            .send()
-            .await
-            .unwrap();
-        let mut config = world.app.config.clone();
-        config.resources.retry_queue_url.clone_from(&urls[0]);
-        config
-            .resources
-            .notifications_queue_url
-            .clone_from(&urls[1]);
-        config.resources.seal_key_secret_id = seal;
-        world.app = m365_lambda::App::with_sdk_config(config, sdk);
-        let tenant = world.connect_contoso("Contoso").await;
-        let graph = GraphApp::with_credentials(
-            &world.app,
-            &GraphConfig {
-                graph_base: Some(format!("{}/v1.0", world.emulator.base)),
-                identity_base: Some(world.emulator.base.clone()),
-                redirect_uri: Some(REDIRECT.to_owned()),
-                ..GraphConfig::default()
-            },
-            OAuthClientCredentials {
-                client_id: APP_ID.to_owned(),
-                client_secret: SecretString::from(APP_SECRET.to_owned()),
-                redirect_uri: None,
-            },
+        world.add_provisioning_resources("gr").await;
+        let sqs = aws_sdk_sqs::Client::new(&world.app.sdk);
+        let passes = queue(
+            &sqs,
+            &format!("gr-passes-{}", uuid::Uuid::new_v4().simple()),
+            None,
         )
-        .unwrap();
+        .await;
+        let tenant = world.connect_contoso("Contoso").await;
+        let graph = world.graph_app();
         let clock = OffsetClock::default();
         let provisioning = Provisioning::with_clock(&world.app, &graph, clock.clone());
         Some(Self {
@@ -91,7 +48,7 @@ impl Stack {
             graph,
             clock,
             tenant,
-            passes: urls[2].clone(),
+            passes,
         })
     }
 

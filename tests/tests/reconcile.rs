@@ -6,20 +6,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
-use aws_sdk_sqs::types::QueueAttributeName;
 use chrono::TimeDelta;
 use lambda_runtime::LambdaEvent;
-use m365_aws::OAuthClientCredentials;
 use m365_engine::model::{BindingState, EventKind, PageRequest, UserId};
 use m365_engine::ports::{BindingStore, EventFilter, EventQuery, EventStore, Leases};
 use m365_integration_tests::{
-    APP_ID, APP_SECRET, CONTOSO, OffsetClock, REDIRECT, SEAL_KEY, World, api_request,
-    lambda_context, next_sqs_event, schedule_event,
+    APP_ID, CONTOSO, OffsetClock, World, api_request, lambda_context, next_sqs_event, queue,
+    schedule_event,
 };
+use m365_lambda::GraphApp;
 use m365_lambda::provision::Provisioning;
-use m365_lambda::{GraphApp, GraphConfig};
 use reconcile::{Reconciler, Settings};
-use secrecy::SecretString;
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "Correct-Horse-7";
@@ -37,54 +34,16 @@ struct Stack {
 impl Stack {
     async fn start() -> Option<Self> {
         let mut world = World::start().await?;
-        let sdk = world.app.sdk.clone();
-        let sqs = aws_sdk_sqs::Client::new(&sdk);
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let mut urls = Vec::new();
-        for name in ["retry", "notifications", "reconcile"] {
-            let url = sqs
-                .create_queue()
-                .queue_name(format!("{name}-{id}"))
-                .attributes(QueueAttributeName::VisibilityTimeout, "30")
-                .send()
-                .await
-                .unwrap()
-                .queue_url
-                .unwrap();
-            urls.push(url);
-        }
-        let seal = format!("seal-key-{id}");
-        aws_sdk_secretsmanager::Client::new(&sdk)
-            .create_secret()
-            .name(&seal)
-            .secret_string(SEAL_KEY)
-            .send()
-            .await
-            .unwrap();
-        let mut config = world.app.config.clone();
-        config.resources.retry_queue_url.clone_from(&urls[0]);
-        config
-            .resources
-            .notifications_queue_url
-            .clone_from(&urls[1]);
-        config.resources.seal_key_secret_id = seal;
-        world.app = m365_lambda::App::with_sdk_config(config, sdk);
-        let tenant = world.connect_contoso("Contoso").await;
-        let graph = GraphApp::with_credentials(
-            &world.app,
-            &GraphConfig {
-                graph_base: Some(format!("{}/v1.0", world.emulator.base)),
-                identity_base: Some(world.emulator.base.clone()),
-                redirect_uri: Some(REDIRECT.to_owned()),
-                ..GraphConfig::default()
-            },
-            OAuthClientCredentials {
-                client_id: APP_ID.to_owned(),
-                client_secret: SecretString::from(APP_SECRET.to_owned()),
-                redirect_uri: None,
-            },
+        world.add_provisioning_resources("rec").await;
+        let sqs = aws_sdk_sqs::Client::new(&world.app.sdk);
+        let passes = queue(
+            &sqs,
+            &format!("rec-passes-{}", uuid::Uuid::new_v4().simple()),
+            None,
         )
-        .unwrap();
+        .await;
+        let tenant = world.connect_contoso("Contoso").await;
+        let graph = world.graph_app();
         let clock = OffsetClock::default();
         let provisioning = Provisioning::with_clock(&world.app, &graph, clock.clone());
         Some(Self {
@@ -93,7 +52,7 @@ impl Stack {
             graph,
             clock,
             tenant,
-            passes: urls[2].clone(),
+            passes,
         })
     }
 
@@ -632,16 +591,7 @@ async fn reconcile_of_an_unchanged_tenant_costs_only_its_delta_pages() {
     let Some(s) = Stack::start().await else {
         return;
     };
-    let status = s
-        .world
-        .emulator
-        .send(
-            reqwest::Method::PUT,
-            "/_emulator/realism",
-            json!({"deltaPageSize": 4}),
-        )
-        .await;
-    assert!(status.is_success());
+    s.world.emulator.delta_page_size(4).await;
     s.bound_users(12).await;
     let deps = s.reconciler(Settings::default());
     s.reset_requests().await;
@@ -763,16 +713,7 @@ async fn a_long_delta_round_is_split_across_bounded_runs_that_resume_where_they_
     let Some(s) = Stack::start().await else {
         return;
     };
-    let status = s
-        .world
-        .emulator
-        .send(
-            reqwest::Method::PUT,
-            "/_emulator/realism",
-            json!({"deltaPageSize": 3}),
-        )
-        .await;
-    assert!(status.is_success());
+    s.world.emulator.delta_page_size(3).await;
     s.bound_users(10).await;
     let mut settings = Settings::default();
     settings.reconcile.max_pages = 2;
@@ -850,16 +791,7 @@ async fn the_schedule_only_queues_passes_and_bounded_passes_finish_the_round_thr
     let Some(s) = Stack::start().await else {
         return;
     };
-    let status = s
-        .world
-        .emulator
-        .send(
-            reqwest::Method::PUT,
-            "/_emulator/realism",
-            json!({"deltaPageSize": 3}),
-        )
-        .await;
-    assert!(status.is_success());
+    s.world.emulator.delta_page_size(3).await;
     s.bound_users(10).await;
     let mut settings = Settings::default();
     settings.reconcile.max_pages = 2;
@@ -1143,16 +1075,7 @@ async fn the_expiry_sweep_runs_on_the_first_pass_of_a_round_only() {
     let Some(s) = Stack::start().await else {
         return;
     };
-    let status = s
-        .world
-        .emulator
-        .send(
-            reqwest::Method::PUT,
-            "/_emulator/realism",
-            json!({"deltaPageSize": 3}),
-        )
-        .await;
-    assert!(status.is_success());
+    s.world.emulator.delta_page_size(3).await;
     s.bound_users(10).await;
     let mut settings = Settings::default();
     settings.reconcile.max_pages = 2;
