@@ -119,6 +119,27 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
 
+/// A new cursor key secret on moto (64 random characters), as the template's `CursorKeySecret`;
+/// returns its name.
+///
+/// # Panics
+/// When moto refuses the secret.
+pub async fn cursor_key_secret(sdk: &SdkConfig) -> String {
+    let name = unique("it-cursor-key");
+    aws_sdk_secretsmanager::Client::new(sdk)
+        .create_secret()
+        .name(&name)
+        .secret_string(format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        ))
+        .send()
+        .await
+        .expect("cursor key secret");
+    name
+}
+
 /// The m365-emulator, in this test's runtime; stopped on drop.
 #[derive(Debug)]
 pub struct Emulator {
@@ -319,6 +340,8 @@ impl World {
                 notifications_queue_url: "http://127.0.0.1:9/unused-notifications".to_owned(),
                 tenant_secret_prefix: format!("{}/tenant/", unique("it")),
                 seal_key_secret_id: "unused-seal-key".to_owned(),
+                cursor_key_secret_id: cursor_key_secret(&sdk).await,
+                secrets_kms_key_id: None,
             },
             oauth_client_secret_id: "unused-oauth-client".to_owned(),
         };
