@@ -515,6 +515,20 @@ pub fn api_request(
     query: &[(&str, &str)],
     body: Option<Value>,
 ) -> lambda_http::Request {
+    let event = api_event(method, path, query, body, &[]);
+    lambda_http::request::from_str(&event.to_string()).unwrap()
+}
+
+/// The JSON of an API Gateway HTTP API v2.0 event (payload format 2.0) with extra `headers`
+/// (lowercase names), as the Lambda Runtime API hands it to a function.
+#[must_use]
+pub fn api_event(
+    method: &str,
+    path: &str,
+    query: &[(&str, &str)],
+    body: Option<Value>,
+    headers: &[(&str, &str)],
+) -> Value {
     let raw_query = query
         .iter()
         .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
@@ -524,12 +538,18 @@ pub fn api_request(
         .iter()
         .map(|(k, v)| ((*k).to_owned(), Value::String((*v).to_owned())))
         .collect();
-    let event = json!({
+    let mut header_map = serde_json::Map::new();
+    header_map.insert("content-type".into(), json!("application/json"));
+    header_map.insert("host".into(), json!("api.example.test"));
+    for (k, v) in headers {
+        header_map.insert((*k).to_owned(), json!(v));
+    }
+    json!({
         "version": "2.0",
         "routeKey": format!("{method} {path}"),
         "rawPath": path,
         "rawQueryString": raw_query,
-        "headers": {"content-type": "application/json", "host": "api.example.test"},
+        "headers": header_map,
         "queryStringParameters": if params.is_empty() { Value::Null } else { Value::Object(params) },
         "requestContext": {
             "accountId": "123456789012",
@@ -545,8 +565,7 @@ pub fn api_request(
         },
         "body": body.map(|b| b.to_string()),
         "isBase64Encoded": false
-    });
-    lambda_http::request::from_str(&event.to_string()).unwrap()
+    })
 }
 
 fn encode(s: &str) -> String {
