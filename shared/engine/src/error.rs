@@ -463,6 +463,16 @@ mod tests {
             ),
             (Error::Invalid(InvalidInput::Cursor), false),
             (
+                Error::Invalid(InvalidInput::Name {
+                    field: "name",
+                    problem: crate::policy::name::NameProblem::ForbiddenCharacter {
+                        code_point: 0x1b,
+                        position: 1,
+                    },
+                }),
+                false,
+            ),
+            (
                 Error::PasswordPolicy(PasswordPolicyError {
                     violations: vec![PasswordRule::EntraMinLength],
                 }),
