@@ -13,7 +13,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -31,8 +31,8 @@ fn environment(
     world: &World,
     oauth_secret: &str,
     function: &str,
-    capped: &PathBuf,
-    uncapped: &PathBuf,
+    capped: &Path,
+    uncapped: &Path,
 ) -> BTreeMap<String, String> {
     let r = &world.app.config.resources;
     let mut env: BTreeMap<String, String> = [
@@ -149,7 +149,7 @@ async fn invoke(function: &Function, event: &Value) -> (u16, Value) {
 }
 
 /// The log lines (JSON objects) of a file.
-fn lines(path: &PathBuf) -> Vec<Value> {
+fn lines(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
