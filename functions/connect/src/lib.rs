@@ -6,7 +6,9 @@
 //! `m365_engine::usecase::connect` and encodes the result; every error is
 //! `{"error": {"code", "message"}}`, a 4xx for bad input (R-SAFE-1). The authorization code and
 //! `state` are never logged (R-SAFE-2). The `GET /tenants` cursor is opaque and signed with the
-//! deployment's cursor key (`m365_engine::policy::cursor`): a forged one is 400 `invalid_cursor`.
+//! deployment's cursor key (`m365_engine::policy::cursor`): a forged one is 400 `invalid_cursor`;
+//! a tenant name holding a control or bidirectional-override character is 400 `invalid_name`
+//! (`m365_engine::policy::name`).
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
