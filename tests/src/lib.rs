@@ -119,6 +119,27 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
 
+/// A new cursor key secret on moto (64 random characters), as the template's `CursorKeySecret`;
+/// returns its name.
+///
+/// # Panics
+/// When moto refuses the secret.
+pub async fn cursor_key_secret(sdk: &SdkConfig) -> String {
+    let name = unique("it-cursor-key");
+    aws_sdk_secretsmanager::Client::new(sdk)
+        .create_secret()
+        .name(&name)
+        .secret_string(format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        ))
+        .send()
+        .await
+        .expect("cursor key secret");
+    name
+}
+
 /// The m365-emulator, in this test's runtime; stopped on drop.
 #[derive(Debug)]
 pub struct Emulator {
@@ -319,6 +340,8 @@ impl World {
                 notifications_queue_url: "http://127.0.0.1:9/unused-notifications".to_owned(),
                 tenant_secret_prefix: format!("{}/tenant/", unique("it")),
                 seal_key_secret_id: "unused-seal-key".to_owned(),
+                cursor_key_secret_id: cursor_key_secret(&sdk).await,
+                secrets_kms_key_id: None,
             },
             oauth_client_secret_id: "unused-oauth-client".to_owned(),
         };
@@ -492,6 +515,20 @@ pub fn api_request(
     query: &[(&str, &str)],
     body: Option<Value>,
 ) -> lambda_http::Request {
+    let event = api_event(method, path, query, body, &[]);
+    lambda_http::request::from_str(&event.to_string()).unwrap()
+}
+
+/// The JSON of an API Gateway HTTP API v2.0 event (payload format 2.0) with extra `headers`
+/// (lowercase names), as the Lambda Runtime API hands it to a function.
+#[must_use]
+pub fn api_event(
+    method: &str,
+    path: &str,
+    query: &[(&str, &str)],
+    body: Option<Value>,
+    headers: &[(&str, &str)],
+) -> Value {
     let raw_query = query
         .iter()
         .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
@@ -501,12 +538,18 @@ pub fn api_request(
         .iter()
         .map(|(k, v)| ((*k).to_owned(), Value::String((*v).to_owned())))
         .collect();
-    let event = json!({
+    let mut header_map = serde_json::Map::new();
+    header_map.insert("content-type".into(), json!("application/json"));
+    header_map.insert("host".into(), json!("api.example.test"));
+    for (k, v) in headers {
+        header_map.insert((*k).to_owned(), json!(v));
+    }
+    json!({
         "version": "2.0",
         "routeKey": format!("{method} {path}"),
         "rawPath": path,
         "rawQueryString": raw_query,
-        "headers": {"content-type": "application/json", "host": "api.example.test"},
+        "headers": header_map,
         "queryStringParameters": if params.is_empty() { Value::Null } else { Value::Object(params) },
         "requestContext": {
             "accountId": "123456789012",
@@ -522,8 +565,7 @@ pub fn api_request(
         },
         "body": body.map(|b| b.to_string()),
         "isBase64Encoded": false
-    });
-    lambda_http::request::from_str(&event.to_string()).unwrap()
+    })
 }
 
 fn encode(s: &str) -> String {

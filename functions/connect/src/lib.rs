@@ -5,18 +5,20 @@
 //! [`handle`] decodes the request into a command, calls one use case of
 //! `m365_engine::usecase::connect` and encodes the result; every error is
 //! `{"error": {"code", "message"}}`, a 4xx for bad input (R-SAFE-1). The authorization code and
-//! `state` are never logged (R-SAFE-2).
+//! `state` are never logged (R-SAFE-2). The `GET /tenants` cursor is opaque and signed with the
+//! deployment's cursor key (`m365_engine::policy::cursor`): a forged one is 400 `invalid_cursor`;
+//! a tenant name holding a control or bidirectional-override character is 400 `invalid_name`
+//! (`m365_engine::policy::name`).
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use m365_aws::{
-    DynamoBindings, DynamoEvents, DynamoPendingConsents, DynamoTenants, SecretsManagerTokenVault,
+    DynamoBindings, DynamoEvents, DynamoPendingConsents, DynamoTenants, SecretsManagerCursorKey,
+    SecretsManagerTokenVault,
 };
 use m365_engine::Error;
 use m365_engine::error::{FieldProblem, InvalidInput};
-use m365_engine::model::{
-    DEFAULT_PAGE_LIMIT, DomainKind, PageRequest, PageToken, Tenant, TenantId,
-};
+use m365_engine::model::{DEFAULT_PAGE_LIMIT, DomainKind, Tenant, TenantId};
 use m365_engine::ports::{
     BindingStore, Clock, Directory, EventStore, IdentityPlatform, PendingConsents, SystemClock,
     TenantStore, TokenVault,
@@ -50,7 +52,12 @@ pub struct Connect<T, S, I, V, D, E, B, C> {
     pub bindings: B,
     /// Time.
     pub clock: C,
+    /// The key signing `GET /tenants` cursors (R-SAFE-1).
+    pub cursor_key: SecretsManagerCursorKey,
 }
+
+/// The listing name `GET /tenants` cursors are bound to.
+const TENANTS_LISTING: &str = "tenants";
 
 /// The deployed wiring: DynamoDB, Secrets Manager, Graph.
 pub type Deployed = Connect<
@@ -98,6 +105,7 @@ impl Deployed {
             events: app.events.clone(),
             bindings: app.bindings.clone(),
             clock: SystemClock,
+            cursor_key: app.cursor_key.clone(),
         }
     }
 }
@@ -382,18 +390,22 @@ where
             }));
         }
     };
-    let page = match query.first("cursor") {
-        Some(cursor) => PageRequest::after(PageToken::new(cursor), limit),
-        None => PageRequest::first(limit),
+    let key = match deps.cursor_key.key().await {
+        Ok(key) => key,
+        Err(e) => return api::engine_error(&e),
     };
-    match deps.tenants.list(&page).await {
-        Ok(page) => api::json(
-            StatusCode::OK,
-            &Listing {
-                tenants: page.items.iter().map(TenantView::from).collect(),
-                next_cursor: page.next.map(|t| t.as_str().to_owned()),
-            },
-        ),
+    let page = match key.page_request(TENANTS_LISTING, query.first("cursor"), limit) {
+        Ok(page) => page,
+        Err(e) => return api::engine_error(&e),
+    };
+    let listed = deps.tenants.list(&page).await.and_then(|page| {
+        Ok(Listing {
+            tenants: page.items.iter().map(TenantView::from).collect(),
+            next_cursor: key.next_cursor(TENANTS_LISTING, page.next.as_ref())?,
+        })
+    });
+    match listed {
+        Ok(listing) => api::json(StatusCode::OK, &listing),
         Err(e) => api::engine_error(&e),
     }
 }

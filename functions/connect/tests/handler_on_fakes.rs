@@ -34,6 +34,12 @@ fn fakes() -> Fakes {
         events: FakeEvents::new(),
         bindings: FakeBindings::new(),
         clock,
+        cursor_key: m365_aws::SecretsManagerCursorKey::given(
+            m365_engine::policy::cursor::CursorKey::new(secrecy::SecretString::from(
+                "fake-cursor-key-".repeat(3),
+            ))
+            .unwrap(),
+        ),
     }
 }
 

@@ -20,7 +20,11 @@
 //! - `GET /tenants/{tenantId}/failures?cursor=&limit=`: failures with Graph's request id.
 //!
 //! Every route validates its input first and answers a 4xx with a code and a message, writing
-//! nothing (R-SAFE-1). `GET /users/{userId}/binding` is served by the `bind` function.
+//! nothing (R-SAFE-1): names holding control or bidirectional-override characters are 400
+//! `invalid_name` (`m365_engine::policy::name`); listing cursors are opaque, signed with the
+//! deployment's cursor key and bound to their listing and filter, so a forged, altered or
+//! foreign one is 400 `invalid_cursor` (`m365_engine::policy::cursor`).
+//! `GET /users/{userId}/binding` is served by the `bind` function.
 
 // Handlers short-circuit with the finished 4xx response as their error (built at most once per
 // request), so `Result<_, Response>` is the natural shape here.
@@ -35,8 +39,9 @@ use m365_engine::Error;
 use m365_engine::error::{Entity, FieldProblem, InvalidInput};
 use m365_engine::model::{
     BindingState, DEFAULT_PAGE_LIMIT, DirectoryUser, Email, Event, EventKind, Failure, Group,
-    GroupBinding, GroupId, PageRequest, PageToken, TenantId, UserId, UserState,
+    GroupBinding, GroupId, PageRequest, TenantId, UserId, UserState,
 };
+use m365_engine::policy::cursor::CursorKey;
 use m365_engine::ports::{
     BindingStore, Clock, EventFilter, EventQuery, EventStore, FailureStore, GroupStore, UserStore,
 };
@@ -196,14 +201,14 @@ struct GroupBound {
 #[serde(rename_all = "camelCase")]
 struct Events<'a> {
     events: &'a [Event],
-    next_cursor: Option<&'a str>,
+    next_cursor: Option<String>,
 }
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Failures<'a> {
     failures: &'a [Failure],
-    next_cursor: Option<&'a str>,
+    next_cursor: Option<String>,
 }
 
 /// Handles one API Gateway request; every outcome is a response.
@@ -482,7 +487,14 @@ async fn bind_group<C: Clock>(deps: &Provisioning<C>, request: &Request, raw: &s
     ))
 }
 
-fn page(request: &Request) -> Result<PageRequest, Response<Body>> {
+/// The page a listing request asks for: `limit` checked, and `cursor` opened with the cursor key
+/// for `listing` (the listing and its filter; a cursor of another one is `invalid_cursor`).
+/// Returns the key too, to sign the next cursor with.
+async fn page<C: Clock>(
+    deps: &Provisioning<C>,
+    request: &Request,
+    listing: &str,
+) -> Result<(PageRequest, CursorKey), Response<Body>> {
     let query = request.query_string_parameters();
     let limit = match query.first("limit").map(str::parse::<u32>) {
         None => DEFAULT_PAGE_LIMIT,
@@ -496,11 +508,11 @@ fn page(request: &Request) -> Result<PageRequest, Response<Body>> {
             ));
         }
     };
-    Ok(match query.first("cursor") {
-        Some(c) if c.len() > 2048 => return Err(engine(InvalidInput::Cursor)),
-        Some(c) => PageRequest::after(PageToken::new(c), limit),
-        None => PageRequest::first(limit),
-    })
+    let key = deps.app.cursor_key.key().await.map_err(engine)?;
+    let page = key
+        .page_request(listing, query.first("cursor"), limit)
+        .map_err(engine)?;
+    Ok((page, key))
 }
 
 async fn events<C: Clock>(deps: &Provisioning<C>, request: &Request) -> Answer {
@@ -543,7 +555,19 @@ async fn events<C: Clock>(deps: &Provisioning<C>, request: &Request) -> Answer {
                 .with_timezone(&Utc),
         ),
     };
-    let page = page(request)?;
+    let listing = match &filter {
+        EventFilter::User(u) => format!("events/user/{u}"),
+        EventFilter::Tenant(t) => format!("events/tenant/{t}"),
+        EventFilter::Kind(k) => format!("events/type/{}", k.as_str()),
+    };
+    let listing = match since {
+        Some(s) => format!(
+            "{listing}/since/{}",
+            s.timestamp_nanos_opt().unwrap_or_default()
+        ),
+        None => listing,
+    };
+    let (page, key) = page(deps, request, &listing).await?;
     let found = deps
         .app
         .events
@@ -558,14 +582,17 @@ async fn events<C: Clock>(deps: &Provisioning<C>, request: &Request) -> Answer {
         StatusCode::OK,
         &Events {
             events: &found.items,
-            next_cursor: found.next.as_ref().map(PageToken::as_str),
+            next_cursor: key
+                .next_cursor(&listing, found.next.as_ref())
+                .map_err(engine)?,
         },
     ))
 }
 
 async fn failures<C: Clock>(deps: &Provisioning<C>, request: &Request, raw: &str) -> Answer {
     let tenant = TenantId::parse(raw).map_err(engine)?;
-    let page = page(request)?;
+    let listing = format!("failures/{tenant}");
+    let (page, key) = page(deps, request, &listing).await?;
     let found = deps
         .app
         .failures
@@ -576,7 +603,9 @@ async fn failures<C: Clock>(deps: &Provisioning<C>, request: &Request, raw: &str
         StatusCode::OK,
         &Failures {
             failures: &found.items,
-            next_cursor: found.next.as_ref().map(PageToken::as_str),
+            next_cursor: key
+                .next_cursor(&listing, found.next.as_ref())
+                .map_err(engine)?,
         },
     ))
 }

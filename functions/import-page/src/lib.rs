@@ -6,11 +6,11 @@
 //!   directory users bound to them, without writing to M365; `200` with one result per account
 //!   (`imported`, or `failed` with a code such as `email_exists`).
 //!
-//! The cursor key is a secret of its own (`M365_IMPORT_CURSOR_KEY_SECRET_ID`, template
-//! `ImportCursorKeySecret`), read once per cold start. A separate secret rather than one derived
-//! from the password seal key: this function then never holds key material that could open
-//! sealed passwords (least privilege, R-SAFE-2), and rotating either key leaves the other alone
-//! (a rotation here only voids cursors under way, which live an hour at most).
+//! The cursor key is the deployment's cursor key secret (`M365_CURSOR_KEY_SECRET_ID`, template
+//! `CursorKeySecret`), shared with every other listing's cursors and read once per cold start. A
+//! secret of its own rather than one derived from the password seal key: this function then never
+//! holds key material that could open sealed passwords (least privilege, R-SAFE-2), and rotating
+//! either key leaves the other alone (a rotation of the cursor key only voids cursors under way).
 
 use aws_sdk_secretsmanager::Client as SecretsClient;
 use lambda_http::http::{Method, StatusCode};
@@ -26,9 +26,9 @@ use m365_lambda::{App, GraphApp, GraphConfig, api};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
-/// `M365_IMPORT_CURSOR_KEY_SECRET_ID`: name or ARN of the secret whose value signs import cursors
-/// (at least 32 characters).
-pub const CURSOR_KEY_SECRET_ID: &str = "M365_IMPORT_CURSOR_KEY_SECRET_ID";
+/// `M365_CURSOR_KEY_SECRET_ID`: name or ARN of the secret whose value signs import cursors (and
+/// every other listing's; at least 32 characters).
+pub const CURSOR_KEY_SECRET_ID: &str = m365_lambda::config::CURSOR_KEY_SECRET_ID;
 
 /// Why the function could not start.
 #[derive(Debug, thiserror::Error)]
@@ -36,9 +36,6 @@ pub enum ImportStartError {
     /// The shared wiring (AWS, Graph).
     #[error(transparent)]
     Start(#[from] StartError),
-    /// The cursor key secret's id is not configured.
-    #[error("{CURSOR_KEY_SECRET_ID} is missing")]
-    MissingKeyId,
     /// The cursor key secret could not be read.
     #[error("the import cursor key secret could not be read")]
     KeyUnreadable(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -70,11 +67,11 @@ impl Deployed<SystemClock> {
         let graph = GraphApp::load(&app, &GraphConfig::from_env())
             .await
             .map_err(StartError::from)?;
-        let secret_id = std::env::var(CURSOR_KEY_SECRET_ID)
-            .ok()
-            .filter(|v| !v.trim().is_empty())
-            .ok_or(ImportStartError::MissingKeyId)?;
-        let key = load_cursor_key(&SecretsClient::new(&app.sdk), &secret_id).await?;
+        let key = app
+            .cursor_key
+            .key()
+            .await
+            .map_err(|e| ImportStartError::KeyUnreadable(Box::new(e)))?;
         Ok(Self::new(&app, &graph, SystemClock, key))
     }
 }

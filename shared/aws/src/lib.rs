@@ -72,14 +72,18 @@
 //! - [`SqsRetryQueue`]: JSON `RetryMessage` bodies, `DelaySeconds` ≤ 900 (rounded up); longer
 //!   waits are re-sent by the consumer with [`SqsRetryQueue::run_now_or_requeue`] (see [`delay`]).
 //! - [`SqsNotifier`]: welcome notifications (R-BIND-4) as JSON on the notifications queue.
-//! - [`SecretsManagerTokenVault`]: one secret per tenant, `<prefix><tenant id>`; the request
+//! - [`SecretsManagerTokenVault`]: one secret per tenant, `<prefix><tenant id>`, created with
+//!   the stack's KMS key when one is configured (R-SAFE-4); the request
 //!   token is the `ClientRequestToken` (= version id); `AWSCURRENT`/`AWSPREVIOUS` are the
 //!   current and previous tokens; deletion is immediate (no recovery window).
 //! - [`load_oauth_client`]: the app registration's credentials (`client_id`, `client_secret`,
 //!   optional `redirect_uri`) from the OAuth client secret, once per cold start.
+//! - [`SecretsManagerCursorKey`]: the key signing the API's pagination cursors, read from its
+//!   secret on first use and kept for the process's life.
 //! - [`SecretsManagerSealer`]: AES-256-GCM, key = 64 hex characters in a secret, seal = key
 //!   version id + random 96-bit nonce + ciphertext, associated data = the user id.
 
+pub mod cursor_key;
 pub mod delay;
 pub mod dynamo;
 pub mod notifier;
@@ -90,6 +94,7 @@ pub mod sealer;
 pub mod sqs;
 pub mod vault;
 
+pub use cursor_key::SecretsManagerCursorKey;
 pub use dynamo::{
     DynamoBindings, DynamoEvents, DynamoFailures, DynamoGroups, DynamoLeases, DynamoLedger,
     DynamoPendingConsents, DynamoRateBudget, DynamoReconcileCursors, DynamoTenants, DynamoUsers,

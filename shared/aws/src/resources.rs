@@ -24,4 +24,10 @@ pub struct Resources {
     pub tenant_secret_prefix: String,
     /// Name or ARN of the seal key secret.
     pub seal_key_secret_id: String,
+    /// Name or ARN of the secret whose value signs pagination cursors (R-SAFE-1).
+    pub cursor_key_secret_id: String,
+    /// The KMS key (id, ARN or alias) tenant token secrets are created with (R-SAFE-4); `None`:
+    /// Secrets Manager's default key (`aws/secretsmanager`), as on the local stack, which
+    /// cannot create KMS keys.
+    pub secrets_kms_key_id: Option<String>,
 }

@@ -76,16 +76,20 @@ fn is<E: ProvideErrorMetadata>(error: &E, code: &str) -> bool {
 pub struct SecretsManagerTokenVault {
     client: Client,
     prefix: String,
+    kms_key_id: Option<String>,
 }
 
 impl SecretsManagerTokenVault {
     /// A vault whose secrets are named `<prefix><tenant id>` (e.g. prefix
-    /// `m365-sync/prod/tenant/`, which the IAM policies are scoped to).
+    /// `m365-sync/prod/tenant/`, which the IAM policies are scoped to) and created encrypted with
+    /// the KMS key `kms_key_id` (the stack's own key, R-SAFE-4; `None`: Secrets Manager's
+    /// default key).
     #[must_use]
-    pub fn new(client: Client, prefix: impl Into<String>) -> Self {
+    pub fn new(client: Client, prefix: impl Into<String>, kms_key_id: Option<String>) -> Self {
         Self {
             client,
             prefix: prefix.into(),
+            kms_key_id,
         }
     }
 
@@ -164,6 +168,7 @@ impl TokenVault for SecretsManagerTokenVault {
             .create_secret()
             .name(self.secret_name(tenant))
             .description("OAuth tokens of one connected M365 tenant (m365-sync)")
+            .set_kms_key_id(self.kms_key_id.clone())
             .client_request_token(request.as_str())
             .secret_string(value)
             .send()

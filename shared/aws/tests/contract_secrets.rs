@@ -1,5 +1,6 @@
 //! The engine's `TokenVault` and `Sealer` contracts against `SecretsManagerTokenVault` and
-//! `SecretsManagerSealer` on moto, each test with its own secret names.
+//! `SecretsManagerSealer` on moto, each test with its own secret names; and the cursor key
+//! adapter (`SecretsManagerCursorKey`).
 
 mod common;
 
@@ -13,7 +14,7 @@ macro_rules! vault_contract {
             let Some(config) = common::aws().await else { return };
             let client = aws_sdk_secretsmanager::Client::new(&config);
             let prefix = format!("{}/tenant/", common::unique("m365-sync/test"));
-            contract::token_vault::$name(&SecretsManagerTokenVault::new(client, prefix)).await;
+            contract::token_vault::$name(&SecretsManagerTokenVault::new(client, prefix, None)).await;
         }
     )*};
 }
@@ -64,6 +65,7 @@ mod adapter {
         let vault = SecretsManagerTokenVault::new(
             aws_sdk_secretsmanager::Client::from_conf(config),
             "m365-sync/prod/tenant/",
+            None,
         );
         let tenant = TenantId::generate();
         assert_eq!(
@@ -130,5 +132,83 @@ mod adapter {
             "got {:?}",
             result.map(|_| ())
         );
+    }
+
+    #[tokio::test]
+    async fn a_new_tenant_token_secret_is_created_with_the_configured_kms_key() {
+        // R-SAFE-4: token secrets are encrypted with the stack's own KMS key.
+        let Some(config) = common::aws().await else {
+            return;
+        };
+        let client = aws_sdk_secretsmanager::Client::new(&config);
+        let key = "arn:aws:kms:us-east-1:123456789012:key/0f1e2d3c-4b5a-6978-8695-a4b3c2d1e0f9";
+        let prefix = format!("{}/tenant/", common::unique("m365-sync/test"));
+        let vault = SecretsManagerTokenVault::new(client.clone(), prefix, Some(key.to_owned()));
+        let tenant = TenantId::generate();
+        let tokens = m365_engine::model::TenantTokens {
+            access_token: SecretString::from("access-kms".to_owned()),
+            refresh_token: SecretString::from("refresh-kms".to_owned()),
+            expires_at: chrono::Utc::now(),
+        };
+        m365_engine::ports::TokenVault::put(
+            &vault,
+            &tenant,
+            &tokens,
+            &m365_engine::model::RequestToken::generate(),
+        )
+        .await
+        .expect("stored");
+        let described = client
+            .describe_secret()
+            .secret_id(vault.secret_name(&tenant))
+            .send()
+            .await
+            .expect("described");
+        assert_eq!(described.kms_key_id(), Some(key));
+    }
+
+    #[tokio::test]
+    async fn the_cursor_key_is_read_from_its_secret_once_and_kept() {
+        // R-SAFE-1: one Secrets Manager read per cold start at most.
+        let Some(config) = common::aws().await else {
+            return;
+        };
+        let (client, secret, _) = common::secret(&config, &"c".repeat(64)).await;
+        let keys = m365_aws::SecretsManagerCursorKey::new(client.clone(), secret.clone());
+        let first = keys.key().await.expect("read");
+        let cursor = first
+            .sign_page("tenants", &m365_engine::model::PageToken::new("t"))
+            .expect("signed");
+        client
+            .delete_secret()
+            .secret_id(&secret)
+            .force_delete_without_recovery(true)
+            .send()
+            .await
+            .expect("deleted");
+        let again = keys.clone().key().await.expect("kept in memory");
+        assert!(again.open_page("tenants", &cursor).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_cursor_key_secret_too_short_or_missing_is_a_configuration_error() {
+        // R-SAFE-1: a misconfigured secret never becomes a weak key.
+        let Some(config) = common::aws().await else {
+            return;
+        };
+        let (client, secret, _) = common::secret(&config, "short").await;
+        let err = m365_aws::SecretsManagerCursorKey::new(client.clone(), secret)
+            .key()
+            .await
+            .expect_err("too short");
+        assert!(!err.is_retryable());
+        assert!(
+            matches!(err, m365_engine::Error::Infrastructure { .. }),
+            "{err:?}"
+        );
+        let missing = m365_aws::SecretsManagerCursorKey::new(client, common::unique("absent"))
+            .key()
+            .await;
+        assert!(missing.is_err());
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::model::{
     DomainName, Email, EmailError, IdError, RequestTokenError, TenantId, UnknownEventKind,
 };
+use crate::policy::name::NameProblem;
 use crate::policy::password::PasswordPolicyError;
 use crate::policy::routing::RoutingError;
 
@@ -104,6 +105,15 @@ pub enum InvalidInput {
         /// What is wrong.
         problem: FieldProblem,
     },
+    /// A name (tenant, user or group name, other free text people read) holding a character
+    /// names may not hold (`crate::policy::name`).
+    #[error("{field} {problem}")]
+    Name {
+        /// The field's API name.
+        field: &'static str,
+        /// What is wrong.
+        problem: NameProblem,
+    },
 }
 
 impl InvalidInput {
@@ -117,6 +127,7 @@ impl InvalidInput {
             Self::EventKind(_) => "invalid_event_type",
             Self::Cursor => "invalid_cursor",
             Self::Field { .. } => "invalid_field",
+            Self::Name { .. } => "invalid_name",
         }
     }
 }
@@ -451,6 +462,16 @@ mod tests {
                 true,
             ),
             (Error::Invalid(InvalidInput::Cursor), false),
+            (
+                Error::Invalid(InvalidInput::Name {
+                    field: "name",
+                    problem: crate::policy::name::NameProblem::ForbiddenCharacter {
+                        code_point: 0x1b,
+                        position: 1,
+                    },
+                }),
+                false,
+            ),
             (
                 Error::PasswordPolicy(PasswordPolicyError {
                     violations: vec![PasswordRule::EntraMinLength],

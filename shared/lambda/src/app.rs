@@ -6,8 +6,8 @@
 use aws_config::{BehaviorVersion, SdkConfig};
 use m365_aws::{
     DynamoBindings, DynamoEvents, DynamoFailures, DynamoGroups, DynamoLeases, DynamoLedger,
-    DynamoPendingConsents, DynamoTenants, DynamoUsers, SecretsManagerSealer,
-    SecretsManagerTokenVault, SqsNotifier, SqsRetryQueue,
+    DynamoPendingConsents, DynamoTenants, DynamoUsers, SecretsManagerCursorKey,
+    SecretsManagerSealer, SecretsManagerTokenVault, SqsNotifier, SqsRetryQueue,
 };
 use m365_engine::ports::SystemClock;
 
@@ -55,6 +55,9 @@ pub struct App {
     pub token_vault: SecretsManagerTokenVault,
     /// Password sealing.
     pub sealer: SecretsManagerSealer,
+    /// The key signing pagination cursors (read on first use: functions that list nothing
+    /// never read it).
+    pub cursor_key: SecretsManagerCursorKey,
     /// The time source.
     pub clock: SystemClock,
 }
@@ -95,8 +98,13 @@ impl App {
             pending_consents: DynamoPendingConsents::new(dynamodb, &r.ledger_table),
             retry_queue: SqsRetryQueue::new(sqs.clone(), &r.retry_queue_url),
             notifier: SqsNotifier::new(sqs, &r.notifications_queue_url),
-            token_vault: SecretsManagerTokenVault::new(secrets.clone(), &r.tenant_secret_prefix),
-            sealer: SecretsManagerSealer::new(secrets, &r.seal_key_secret_id),
+            token_vault: SecretsManagerTokenVault::new(
+                secrets.clone(),
+                &r.tenant_secret_prefix,
+                r.secrets_kms_key_id.clone(),
+            ),
+            sealer: SecretsManagerSealer::new(secrets.clone(), &r.seal_key_secret_id),
+            cursor_key: SecretsManagerCursorKey::new(secrets, &r.cursor_key_secret_id),
             clock: SystemClock,
             config,
             sdk,

@@ -3,7 +3,8 @@
 //! Every variable is checked before anything starts: a missing or invalid variable is
 //! reported together with all the others in one [`ConfigError`], so a deployment with a
 //! wrong environment fails with the whole list at once, not one variable per attempt.
-//! The names are set for every function by `Globals.Function.Environment` in `template.yaml`.
+//! The names are set for every function by `Globals.Function.Environment` in `template.yaml`:
+//! the [`REQUIRED`] ones and the [`OPTIONAL`] ones (which a local stack may leave unset).
 
 use std::fmt;
 
@@ -32,9 +33,16 @@ pub const TENANT_SECRET_PREFIX: &str = "M365_TENANT_SECRET_PREFIX";
 pub const SEAL_KEY_SECRET_ID: &str = "M365_SEAL_KEY_SECRET_ID";
 /// `M365_OAUTH_CLIENT_SECRET_ID`: name or ARN of the OAuth client credentials secret.
 pub const OAUTH_CLIENT_SECRET_ID: &str = "M365_OAUTH_CLIENT_SECRET_ID";
+/// `M365_CURSOR_KEY_SECRET_ID`: name or ARN of the secret whose value (at least 32 characters)
+/// signs every pagination cursor (R-SAFE-1). Only the functions that list things read it.
+pub const CURSOR_KEY_SECRET_ID: &str = "M365_CURSOR_KEY_SECRET_ID";
+/// `M365_SECRETS_KMS_KEY_ID` (optional): the KMS key (id, ARN or alias) new tenant token secrets
+/// are encrypted with — the stack's own key (R-SAFE-4). Unset or blank: Secrets Manager's
+/// default key, as on the local stack (devstack cannot create KMS keys).
+pub const SECRETS_KMS_KEY_ID: &str = "M365_SECRETS_KMS_KEY_ID";
 
 /// Every variable [`Config::from_env`] requires, in the order problems are reported.
-pub const REQUIRED: [&str; 11] = [
+pub const REQUIRED: [&str; 12] = [
     USERS_TABLE,
     TENANTS_TABLE,
     BINDINGS_TABLE,
@@ -46,7 +54,11 @@ pub const REQUIRED: [&str; 11] = [
     TENANT_SECRET_PREFIX,
     SEAL_KEY_SECRET_ID,
     OAUTH_CLIENT_SECRET_ID,
+    CURSOR_KEY_SECRET_ID,
 ];
+
+/// The variables [`Config::from_env`] reads when set (checked like the others when given).
+pub const OPTIONAL: [&str; 1] = [SECRETS_KMS_KEY_ID];
 
 /// The configuration every function runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,6 +146,19 @@ impl Config {
         let tenant_secret_prefix = get(TENANT_SECRET_PREFIX, secret_prefix);
         let seal_key_secret_id = get(SEAL_KEY_SECRET_ID, secret_id);
         let oauth_client_secret_id = get(OAUTH_CLIENT_SECRET_ID, secret_id);
+        let cursor_key_secret_id = get(CURSOR_KEY_SECRET_ID, secret_id);
+        let secrets_kms_key_id = lookup(SECRETS_KMS_KEY_ID)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty());
+        if secrets_kms_key_id
+            .as_deref()
+            .is_some_and(|v| kms_key_id(v).is_err())
+        {
+            problems.push((
+                SECRETS_KMS_KEY_ID,
+                Problem::Invalid("a KMS key id, key ARN, alias name or alias ARN"),
+            ));
+        }
         if !problems.is_empty() {
             return Err(ConfigError { problems });
         }
@@ -149,6 +174,8 @@ impl Config {
                 notifications_queue_url,
                 tenant_secret_prefix,
                 seal_key_secret_id,
+                cursor_key_secret_id,
+                secrets_kms_key_id,
             },
             oauth_client_secret_id,
         })
@@ -182,6 +209,18 @@ fn secret_prefix(value: &str) -> Result<(), &'static str> {
         Ok(())
     } else {
         Err("a secret name prefix uses A-Z a-z 0-9 /_+=.@- and ends with /")
+    }
+}
+
+/// KMS key references: a key id (UUID or `mrk-…`), a key ARN, `alias/<name>` or an alias ARN.
+fn kms_key_id(value: &str) -> Result<(), &'static str> {
+    let ok_chars = value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/_-:".contains(c));
+    if !value.is_empty() && value.len() <= 2048 && ok_chars {
+        Ok(())
+    } else {
+        Err("a KMS key id, key ARN, alias name or alias ARN")
     }
 }
 
@@ -227,6 +266,7 @@ mod tests {
                 "arn:aws:secretsmanager:eu-west-1:123456789012:secret:m365-sync/dev/oauth-client-AbCdEf"
                     .to_owned(),
             ),
+            (CURSOR_KEY_SECRET_ID, "m365-sync/dev/cursor-key".to_owned()),
         ])
     }
 
@@ -320,6 +360,43 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn the_secrets_kms_key_is_optional_and_checked_when_given() {
+        // R-SAFE-4
+        let config = read(&complete()).expect("complete without a KMS key");
+        assert_eq!(config.resources.secrets_kms_key_id, None);
+        assert_eq!(
+            config.resources.cursor_key_secret_id,
+            "m365-sync/dev/cursor-key"
+        );
+        let mut env = complete();
+        env.insert(SECRETS_KMS_KEY_ID, "  ".to_owned());
+        assert_eq!(
+            read(&env)
+                .expect("blank is unset")
+                .resources
+                .secrets_kms_key_id,
+            None
+        );
+        let arn = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+        env.insert(SECRETS_KMS_KEY_ID, arn.to_owned());
+        assert_eq!(
+            read(&env)
+                .expect("an ARN")
+                .resources
+                .secrets_kms_key_id
+                .as_deref(),
+            Some(arn)
+        );
+        env.insert(SECRETS_KMS_KEY_ID, "not a key id!".to_owned());
+        let error = read(&env).expect_err("invalid");
+        assert!(matches!(
+            error.problems[..],
+            [(SECRETS_KMS_KEY_ID, Problem::Invalid(_))]
+        ));
+        assert!(!error.to_string().contains("not a key id"), "{error}");
     }
 
     #[test]

@@ -50,6 +50,14 @@ async fn the_app_wires_adapters_that_reach_the_configured_resources() {
         .send()
         .await
         .expect("seal key secret created");
+    let cursor_key_secret_id = unique("m365-sync/test/cursor-key");
+    secrets
+        .create_secret()
+        .name(&cursor_key_secret_id)
+        .secret_string("k".repeat(64))
+        .send()
+        .await
+        .expect("cursor key secret created");
     let config = Config {
         resources: Resources {
             users_table: create(&dynamodb, &schema::USERS).await,
@@ -62,6 +70,8 @@ async fn the_app_wires_adapters_that_reach_the_configured_resources() {
             notifications_queue_url: "http://127.0.0.1:1/000000000000/unused".to_owned(),
             tenant_secret_prefix: format!("{}/", unique("m365-sync/test/tenant")),
             seal_key_secret_id,
+            cursor_key_secret_id: cursor_key_secret_id.clone(),
+            secrets_kms_key_id: None,
         },
         oauth_client_secret_id: "m365-sync/test/oauth-client".to_owned(),
     };
@@ -72,4 +82,9 @@ async fn the_app_wires_adapters_that_reach_the_configured_resources() {
     contract::tenants::claimed_domains_route_to_their_tenant(&app.tenants).await;
     contract::sealer::a_sealed_password_opens_to_the_same_password(&app.sealer).await;
     contract::token_vault::stored_tokens_are_read_back_as_current(&app.token_vault).await;
+    let key = app.cursor_key.key().await.expect("the cursor key is wired");
+    let cursor = key
+        .sign_page("tenants", &m365_engine::model::PageToken::new("t"))
+        .expect("signed");
+    assert!(key.open_page("tenants", &cursor).is_ok());
 }

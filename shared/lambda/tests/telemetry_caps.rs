@@ -1,6 +1,8 @@
-//! The secret-safety cap of the log filter only ever lowers verbosity (R-SAFE-2): the HTTP and
-//! AWS SDK libraries are not raised to DEBUG under `RUST_LOG=info`, and never log at TRACE (where
-//! they print whole bodies) even under `RUST_LOG=trace`.
+//! The secret-safety cap of the log filter only ever lowers verbosity (R-SAFE-2): the HTTP, AWS
+//! SDK and Lambda runtime libraries are not raised to DEBUG under `RUST_LOG=info`, and never log
+//! at TRACE (where they print whole bodies and raw events) even under `RUST_LOG=trace`. (That the
+//! runtime's own TRACE logging of a real invocation stays out of the logs is proven end to end in
+//! `tests/tests/runtime_trace.rs`.)
 
 #![allow(clippy::unwrap_used)]
 
@@ -49,6 +51,14 @@ fn emitted_under(spec: &str) -> String {
         tracing::event!(target: "aws_smithy_runtime::client", Level::TRACE, "smithy-trace");
         tracing::event!(target: "aws_smithy_http_client", Level::TRACE, "smithy-http-trace");
         tracing::event!(target: "reqwest::connect", Level::TRACE, "reqwest-trace");
+        tracing::event!(target: "lambda_runtime::layers::api_response", Level::TRACE, "runtime-trace");
+        tracing::event!(target: "lambda_runtime::layers::api_response", Level::DEBUG, "runtime-debug");
+        tracing::event!(target: "lambda_runtime_api_client", Level::TRACE, "runtime-client-trace");
+        tracing::event!(target: "lambda_http::request", Level::TRACE, "lambda-http-trace");
+        tracing::event!(target: "aws_sigv4::http_request::sign", Level::TRACE, "sigv4-trace");
+        tracing::event!(target: "aws_runtime::env_config::property", Level::TRACE, "aws-runtime-trace");
+        tracing::event!(target: "aws_config::credential_process", Level::TRACE, "aws-config-trace");
+        tracing::event!(target: "aws_smithy_http::event_stream", Level::TRACE, "smithy-events-trace");
         tracing::event!(target: "m365_engine::usecase", Level::INFO, "ours-info");
         tracing::event!(target: "m365_engine::usecase", Level::DEBUG, "ours-debug");
         tracing::event!(target: "m365_engine::usecase", Level::TRACE, "ours-trace");
@@ -66,6 +76,8 @@ fn under_info_the_capped_libraries_are_not_raised_to_debug_r_safe_2() {
         "ours-debug",
         "hyper-trace",
         "smithy-trace",
+        "runtime-trace",
+        "runtime-debug",
     ] {
         assert!(
             !out.contains(quiet),
@@ -83,6 +95,7 @@ fn under_trace_the_capped_libraries_stop_at_debug_r_safe_2() {
         "ours-trace",
         "hyper-debug",
         "smithy-debug",
+        "runtime-debug",
     ] {
         assert!(out.contains(shown), "{shown} is missing under trace: {out}");
     }
@@ -92,6 +105,13 @@ fn under_trace_the_capped_libraries_stop_at_debug_r_safe_2() {
         "smithy-trace",
         "smithy-http-trace",
         "reqwest-trace",
+        "runtime-trace",
+        "runtime-client-trace",
+        "lambda-http-trace",
+        "sigv4-trace",
+        "aws-runtime-trace",
+        "aws-config-trace",
+        "smithy-events-trace",
     ] {
         assert!(
             !out.contains(capped),

@@ -1,10 +1,10 @@
 //! The variables `template.yaml` gives every function (`Globals.Function.Environment`) are
-//! exactly those `Config::from_env` reads, plus `RUST_LOG` for telemetry.
+//! exactly those `Config::from_env` reads (required and optional), plus `RUST_LOG` for telemetry.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use m365_lambda::config::REQUIRED;
+use m365_lambda::config::{OPTIONAL, REQUIRED};
 
 #[test]
 fn the_template_sets_exactly_the_variables_config_requires() {
@@ -15,7 +15,7 @@ fn the_template_sets_exactly_the_variables_config_requires() {
         .as_mapping()
         .expect("Globals.Function.Environment.Variables is a mapping");
     let declared: BTreeSet<&str> = variables.keys().filter_map(|k| k.as_str()).collect();
-    let mut expected: BTreeSet<&str> = REQUIRED.into_iter().collect();
+    let mut expected: BTreeSet<&str> = REQUIRED.into_iter().chain(OPTIONAL).collect();
     expected.insert("RUST_LOG");
     assert_eq!(declared, expected);
 }

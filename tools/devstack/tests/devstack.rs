@@ -418,6 +418,13 @@ async fn the_project_template_provisions_on_moto_with_redrive_and_resolved_funct
         env["M365_SEAL_KEY_SECRET_ID"],
         provisioned.secrets["SealKeySecret"].as_str()
     );
+    assert_eq!(
+        env["M365_CURSOR_KEY_SECRET_ID"],
+        provisioned.secrets["CursorKeySecret"].as_str()
+    );
+    // devstack creates no KMS key: the stack's key resolves to nothing (the variable is
+    // optional; secrets use Secrets Manager's default key locally).
+    assert_eq!(env["M365_SECRETS_KMS_KEY_ID"], "");
     // And every function the template declares resolves (binary, timeout, events).
     for function in template.functions() {
         let spec = template

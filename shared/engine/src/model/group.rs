@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::user::{MAX_DISPLAY_NAME, check_len};
 use super::{GroupBinding, GroupId, UserId};
 use crate::error::{FieldProblem, InvalidInput};
+use crate::policy::name::check_name;
 
 /// A group of the company directory; only its bound members are mirrored to M365.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,10 +43,11 @@ impl Group {
         }
     }
 
-    /// Checks the name against M365's group display-name rules (required, ≤ 256 characters).
+    /// Checks the name against M365's group display-name rules (required, ≤ 256 characters) and
+    /// refuses control and bidirectional-override characters in it ([`crate::policy::name`]).
     ///
     /// # Errors
-    /// [`InvalidInput::Field`] for `name`.
+    /// [`InvalidInput::Field`] or [`InvalidInput::Name`] for `name`.
     pub fn validate(&self) -> Result<(), InvalidInput> {
         if self.name.trim().is_empty() {
             return Err(InvalidInput::Field {
@@ -53,6 +55,7 @@ impl Group {
                 problem: FieldProblem::Empty,
             });
         }
+        check_name("name", &self.name)?;
         check_len("name", Some(&self.name), MAX_DISPLAY_NAME)
     }
 }
@@ -83,5 +86,20 @@ mod tests {
                 problem: FieldProblem::TooLong { max: 256 }
             })
         );
+    }
+
+    #[test]
+    fn a_group_name_with_a_control_or_bidi_override_character_is_refused() {
+        // R-GRP-1, R-SAFE-1
+        let id = GroupId::parse("sales").unwrap();
+        for name in [
+            "Sales\u{0}",
+            "Sa\u{1b}[1mles",
+            "Sales\nAdmins",
+            "Sales\u{202E}sniamdA",
+        ] {
+            let err = Group::new(id.clone(), name, []).validate().unwrap_err();
+            assert_eq!(err.code(), "invalid_name", "{name:?}");
+        }
     }
 }

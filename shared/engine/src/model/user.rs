@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Email, UserId};
 use crate::error::{FieldProblem, InvalidInput};
+use crate::policy::name::{check_name, check_optional_name};
 
 /// Whether a directory user may work (as set by the directory's admin in `PUT /users/{userId}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -95,10 +96,12 @@ impl DirectoryUser {
 
     /// Checks the attribute limits M365 enforces (v1.0 property notes: displayName 1–256 characters,
     /// givenName, surname and department ≤ 64, jobTitle ≤ 128), so bad input is refused before any
-    /// write (R-SAFE-1) instead of failing later in Graph.
+    /// write (R-SAFE-1) instead of failing later in Graph; and that none of these free-text
+    /// attributes holds a control or bidirectional-override character
+    /// ([`crate::policy::name`]).
     ///
     /// # Errors
-    /// The first [`InvalidInput::Field`] found.
+    /// The first [`InvalidInput::Field`] or [`InvalidInput::Name`] found.
     pub fn validate(&self) -> Result<(), InvalidInput> {
         if self.display_name.trim().is_empty() {
             return Err(InvalidInput::Field {
@@ -106,6 +109,11 @@ impl DirectoryUser {
                 problem: FieldProblem::Empty,
             });
         }
+        check_name("displayName", &self.display_name)?;
+        check_optional_name("givenName", self.given_name.as_deref())?;
+        check_optional_name("surname", self.surname.as_deref())?;
+        check_optional_name("jobTitle", self.job_title.as_deref())?;
+        check_optional_name("department", self.department.as_deref())?;
         check_len("displayName", Some(&self.display_name), MAX_DISPLAY_NAME)?;
         check_len("givenName", self.given_name.as_deref(), 64)?;
         check_len("surname", self.surname.as_deref(), 64)?;
@@ -171,6 +179,34 @@ mod tests {
     }
 
     type Breaker = fn(&mut DirectoryUser);
+
+    #[test]
+    fn a_control_or_bidi_override_character_in_any_name_attribute_is_refused_by_name() {
+        // R-SAFE-1
+        let cases: [(&str, Breaker); 5] = [
+            ("displayName", |u| u.display_name = "Alice\u{0}Admin".into()),
+            ("givenName", |u| {
+                u.given_name = Some("Al\u{1b}[2Jice".into())
+            }),
+            ("surname", |u| u.surname = Some("Smith\r\nInjected".into())),
+            ("jobTitle", |u| {
+                u.job_title = Some("CEO\u{202E}txt.exe".into())
+            }),
+            ("department", |u| {
+                u.department = Some("Sales\u{2066}".into())
+            }),
+        ];
+        for (field, break_it) in cases {
+            let mut u = user();
+            break_it(&mut u);
+            let err = u.validate().unwrap_err();
+            assert_eq!(err.code(), "invalid_name", "{field}");
+            assert!(
+                matches!(err, InvalidInput::Name { field: f, .. } if f == field),
+                "{err:?}"
+            );
+        }
+    }
 
     #[test]
     fn each_attribute_over_its_m365_limit_is_refused_by_name() {

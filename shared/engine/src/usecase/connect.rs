@@ -130,12 +130,15 @@ where
     /// Creates a tenant named `name` in `pending_consent` and returns the admin's sign-in URL.
     ///
     /// # Errors
-    /// `Invalid(Field "name")` for an empty or too long name; store or configuration failures.
+    /// `Invalid(Field "name")` for an empty or too long name, `Invalid(Name "name")` for one
+    /// holding a control or bidirectional-override character (R-SAFE-1); store or configuration
+    /// failures.
     pub async fn start(&self, name: &str) -> Result<ConnectionStart> {
         let name = name.trim();
         if name.is_empty() {
             return Err(field("name", FieldProblem::Empty));
         }
+        crate::policy::name::check_name("name", name)?;
         if name.chars().count() > MAX_TENANT_NAME {
             return Err(field(
                 "name",
@@ -706,6 +709,25 @@ mod tests {
         let e = c.starter().start(&"x".repeat(257)).await.unwrap_err();
         assert_eq!(e.code(), "invalid_field");
         assert!(c.consents.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_tenant_name_with_a_control_or_bidi_override_character_is_refused_and_nothing_is_written()
+     {
+        // R-SAFE-1
+        let c = Conn::new();
+        for name in [
+            "Con\u{0}toso",
+            "Contoso\u{1b}[2J",
+            "Contoso\r\nFake: line",
+            "\u{202E}osotnoC",
+        ] {
+            let e = c.starter().start(name).await.unwrap_err();
+            assert_eq!(e.code(), "invalid_name", "{name:?}");
+        }
+        assert!(c.consents.is_empty());
+        let listed = c.tenants.list(&PageRequest::first(10)).await.unwrap();
+        assert!(listed.items.is_empty());
     }
 
     #[tokio::test]

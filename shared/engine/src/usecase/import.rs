@@ -11,17 +11,13 @@
 //!
 //! The cursor handed to the caller is opaque and tamper-evident: it carries Graph's nextLink
 //! (graph-spec §2.3: follow it whole), the tenant, the filters and an expiry, signed with
-//! HMAC-SHA256 under a key only the deployment holds ([`CursorKey`]). A cursor altered, made up,
-//! expired or taken to another tenant is refused with `invalid_cursor` before any Graph call.
+//! HMAC-SHA256 under a key only the deployment holds ([`CursorKey`], shared with every other
+//! listing's cursors: `crate::policy::cursor`). A cursor altered, made up, expired or taken to
+//! another tenant is refused with `invalid_cursor` before any Graph call.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::StreamExt as _;
-use hmac::{Hmac, Mac};
-use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 
 use crate::error::{Conflict, Entity, Error, FieldProblem, InvalidInput, Result};
 use crate::model::{
@@ -50,71 +46,10 @@ const CURSOR_VERSION: u8 = 1;
 /// repeated or interrupted import finds its own earlier work.
 pub const IMPORTED_USER_ID_PREFIX: &str = "m365-";
 
-type HmacSha256 = Hmac<Sha256>;
+pub use crate::policy::cursor::CursorKey;
 
-/// The key cursors are signed with. `Debug` never shows it.
-#[derive(Clone)]
-pub struct CursorKey(SecretString);
-
-impl std::fmt::Debug for CursorKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("CursorKey([REDACTED])")
-    }
-}
-
-impl CursorKey {
-    /// Wraps key material (the deployment's cursor key secret).
-    ///
-    /// # Errors
-    /// `Invalid(Field "cursorKey" Empty)` for a key shorter than 32 bytes: HMAC-SHA256 wants at
-    /// least its output size of key material.
-    pub fn new(secret: SecretString) -> Result<Self> {
-        if secret.expose_secret().len() < 32 {
-            return Err(Error::Invalid(InvalidInput::Field {
-                field: "cursorKey",
-                problem: FieldProblem::Empty,
-            }));
-        }
-        Ok(Self(secret))
-    }
-
-    fn mac(&self) -> Result<HmacSha256> {
-        // HMAC takes keys of every length (RFC 2104): this never fails in practice.
-        HmacSha256::new_from_slice(self.0.expose_secret().as_bytes()).map_err(|_| {
-            Error::Invalid(InvalidInput::Field {
-                field: "cursorKey",
-                problem: FieldProblem::Empty,
-            })
-        })
-    }
-
-    fn seal(&self, state: &CursorState) -> Result<String> {
-        let payload = serde_json::to_vec(state).map_err(|e| Error::Infrastructure {
-            component: "import-cursor",
-            source: Box::new(e),
-        })?;
-        let mut mac = self.mac()?;
-        mac.update(&payload);
-        let tag = mac.finalize().into_bytes();
-        Ok(format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(&payload),
-            URL_SAFE_NO_PAD.encode(tag)
-        ))
-    }
-
-    fn open(&self, cursor: &str) -> Result<CursorState> {
-        let invalid = || Error::Invalid(InvalidInput::Cursor);
-        let (payload, tag) = cursor.split_once('.').ok_or_else(invalid)?;
-        let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| invalid())?;
-        let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| invalid())?;
-        let mut mac = self.mac()?;
-        mac.update(&payload);
-        // Constant-time comparison.
-        mac.verify_slice(&tag).map_err(|_| invalid())?;
-        serde_json::from_slice(&payload).map_err(|_| invalid())
-    }
-}
+/// Purpose of import cursors (keeps them apart from other signed cursors).
+const IMPORT_PURPOSE: &str = "import";
 
 /// What the signed cursor remembers between page calls.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -306,7 +241,9 @@ where
                 (PageRequest::first(limit), query.status, prefix)
             }
             Some(cursor) => {
-                let state = self.cursor_key.open(cursor)?;
+                let state = self
+                    .cursor_key
+                    .open::<CursorState>(IMPORT_PURPOSE, cursor)?;
                 let expired = DateTime::<Utc>::from_timestamp(state.e, 0).is_none_or(|e| e <= now);
                 // Filters given with a cursor must be the cursor's: a page walk keeps its filters.
                 let other_filters = (query.status.is_some() && query.status != state.s)
@@ -353,15 +290,18 @@ where
         }
         let next_cursor = match page.next {
             None => None,
-            Some(next) => Some(self.cursor_key.seal(&CursorState {
-                v: CURSOR_VERSION,
-                t: tenant.id.as_str().to_owned(),
-                s: status,
-                p: prefix,
-                l: u32::try_from(request.limit()).unwrap_or(MAX_IMPORT_PAGE),
-                n: next.as_str().to_owned(),
-                e: (now + CURSOR_LIFETIME).timestamp(),
-            })?),
+            Some(next) => Some(self.cursor_key.seal(
+                IMPORT_PURPOSE,
+                &CursorState {
+                    v: CURSOR_VERSION,
+                    t: tenant.id.as_str().to_owned(),
+                    s: status,
+                    p: prefix,
+                    l: u32::try_from(request.limit()).unwrap_or(MAX_IMPORT_PAGE),
+                    n: next.as_str().to_owned(),
+                    e: (now + CURSOR_LIFETIME).timestamp(),
+                },
+            )?),
         };
         tracing::info!(tenant.id = %tenant.id, rows = users.len(), more = next_cursor.is_some(), "import page read");
         Ok(ImportPage { users, next_cursor })
@@ -597,6 +537,8 @@ fn directory_user(id: &UserId, email: &Email, m365: &M365User) -> DirectoryUser 
 
 #[cfg(all(test, feature = "testing"))]
 mod tests {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use secrecy::SecretString;
 
     use super::*;
@@ -831,7 +773,10 @@ mod tests {
         let forged = format!("{}.{tag}", URL_SAFE_NO_PAD.encode(&bytes));
         let other_key = CursorKey::new(SecretString::from("x".repeat(48))).unwrap();
         let resigned = other_key
-            .seal(&serde_json::from_slice(&bytes).unwrap())
+            .seal(
+                IMPORT_PURPOSE,
+                &serde_json::from_slice::<CursorState>(&bytes).unwrap(),
+            )
             .unwrap();
         for bad in [
             forged,
@@ -1277,13 +1222,5 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(page.users.len(), 10);
-    }
-
-    #[test]
-    fn the_cursor_key_never_prints_and_must_be_long_enough() {
-        // R-SAFE-2
-        let k = CursorKey::new(SecretString::from("s3cr3t-".repeat(8))).unwrap();
-        assert!(!format!("{k:?}").contains("s3cr3t"));
-        assert!(CursorKey::new(SecretString::from("short")).is_err());
     }
 }
