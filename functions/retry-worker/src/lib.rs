@@ -59,12 +59,28 @@ pub async fn handle<C: Clock + Clone>(
 ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
     let deadline = deps.deadlines.of_context(&event.context);
     let deps = deps.until(deadline);
-    Ok(handle_batch_until(&deps, &event.payload, deadline).await)
+    Ok(handle_batch_until(&deps, &event.payload, deadline)
+        .await
+        .response)
 }
 
 /// [`handle`] without the Lambda envelope, hence without a deadline.
 pub async fn handle_batch<C: Clock>(deps: &Provisioning<C>, event: &SqsEvent) -> SqsBatchResponse {
-    handle_batch_until(deps, event, None).await
+    handle_batch_until(deps, event, None).await.response
+}
+
+/// What one batch did: the answer to Lambda, and how the batch was spent (also logged).
+#[derive(Debug, Clone, Default)]
+pub struct BatchReport {
+    /// The batch-item failures to report.
+    pub response: SqsBatchResponse,
+    /// Messages handled (whatever their outcome).
+    pub handled: usize,
+    /// Messages the deadline left untouched.
+    pub untouched: usize,
+    /// Of those, the ones sent again as fresh copies (acknowledged); the others are batch-item
+    /// failures.
+    pub requeued: usize,
 }
 
 /// Handles the messages of `event` in order while at least the deadline policy's message floor
@@ -74,7 +90,7 @@ pub async fn handle_batch_until<C: Clock>(
     deps: &Provisioning<C>,
     event: &SqsEvent,
     deadline: Option<Instant>,
-) -> SqsBatchResponse {
+) -> BatchReport {
     let mut response = SqsBatchResponse::default();
     let mut fail = |record: &SqsMessage| {
         let mut failure = BatchItemFailure::default();
@@ -113,7 +129,12 @@ pub async fn handle_batch_until<C: Clock>(
         batch.untouched = untouched,
         "retry batch handled"
     );
-    response
+    BatchReport {
+        response,
+        handled,
+        untouched,
+        requeued,
+    }
 }
 
 /// Puts back a message the worker had no time for: `true` when a fresh copy was sent (acknowledge

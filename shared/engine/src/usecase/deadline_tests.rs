@@ -16,8 +16,7 @@ fn deadline() -> Error {
 }
 
 #[tokio::test]
-async fn a_bind_cut_off_by_the_deadline_waits_pending_with_a_queued_retry_and_its_claim_released()
-{
+async fn a_bind_cut_off_by_the_deadline_waits_pending_with_a_queued_retry_and_its_claim_released() {
     // R-BIND-12, R-OPS-2
     let w = World::new().await;
     w.user("adele").await;
@@ -41,7 +40,11 @@ async fn a_bind_cut_off_by_the_deadline_waits_pending_with_a_queued_retry_and_it
     let now = w.now();
     assert_eq!(
         w.ledger
-            .claim(&retry.operation_id, now, now + chrono::TimeDelta::seconds(1))
+            .claim(
+                &retry.operation_id,
+                now,
+                now + chrono::TimeDelta::seconds(1)
+            )
             .await
             .unwrap(),
         Claim::Claimed
@@ -143,14 +146,18 @@ async fn an_unbind_cut_off_by_the_deadline_is_requeued_and_blocks_the_account_on
     assert_eq!(retry.reason, "deadline");
     assert_eq!(w.queue.snapshot().len(), 1);
     assert_eq!(
-        w.directory.user(&w.tenant.id, &id).map(|u| u.account_enabled),
+        w.directory
+            .user(&w.tenant.id, &id)
+            .map(|u| u.account_enabled),
         Some(true),
         "nothing happened in M365 yet"
     );
     w.drain().await;
     assert!(w.dead_letters.is_empty());
     assert_eq!(
-        w.directory.user(&w.tenant.id, &id).map(|u| u.account_enabled),
+        w.directory
+            .user(&w.tenant.id, &id)
+            .map(|u| u.account_enabled),
         Some(false)
     );
     assert_eq!(w.binding("adele").await.state, BindingState::Blocked);
