@@ -105,6 +105,26 @@ async fn main() {
         )
         .await;
     clock.advance(TimeDelta::seconds(5));
+    // The retries were queued with their backoff as SQS delay: wait until all are visible, so
+    // the first delivery is a full batch.
+    for _ in 0..40 {
+        let visible = sqs
+            .get_queue_attributes()
+            .queue_url(&queues.retry_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap_or_default()
+            .get(&QueueAttributeName::ApproximateNumberOfMessages)
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0);
+        if visible >= messages {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 
     println!(
         "latency {latency_ms} ms per Graph call, timeout {timeout:?}, margin {:?}, floor {:?}, batch {batch}, {messages} messages",

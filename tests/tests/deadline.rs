@@ -173,6 +173,22 @@ impl Stack {
             .sum()
     }
 
+    /// Visible messages on `url`.
+    async fn visible(&self, url: &str) -> usize {
+        self.sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap_or_default()
+            .get(&QueueAttributeName::ApproximateNumberOfMessages)
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0)
+    }
+
     /// Delivers retry-queue batches of up to 10 to the worker (each invocation stopped past
     /// `timeout`) until the queue is empty or `limit` passes; every delivery, in order.
     async fn drain(&self, timeout: Duration, limit: Duration) -> Vec<BatchDelivery> {
@@ -327,8 +343,9 @@ async fn a_synchronous_bind_whose_create_runs_out_of_time_answers_202_pending_an
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_of_ten_slow_messages_is_worked_off_across_deliveries_without_dead_lettering_any() {
     // R-BIND-12, R-OPS-2. Before: the worker took every message of the batch whatever the
-    // deadline; stopped by Lambda, the whole batch came back (receive count +1 each time) and
-    // after 5 receives all ten reached the DLQ, their bindings still `pending`.
+    // deadline; stopped by Lambda, the whole batch came back with its receive count raised each
+    // time (five such stops dead-letter a message unprocessed), and the operation stopped
+    // halfway kept its ledger lease.
     let s = stack!();
     let users: Vec<String> = (0..10).map(|i| format!("user{i}")).collect();
     for u in &users {
@@ -359,6 +376,14 @@ async fn a_batch_of_ten_slow_messages_is_worked_off_across_deliveries_without_de
     // with the 1 s margin): a batch of ten cannot be finished in one invocation.
     s.slow_graph(None, "/v1.0/*", 500, 100_000).await;
     s.clock.advance(TimeDelta::seconds(5));
+    // The retries carry their backoff as SQS delay: once all ten are visible, they come as one
+    // batch of ten.
+    for _ in 0..40 {
+        if s.visible(&s.retry_url).await >= 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     let deliveries = s
         .drain(Duration::from_secs(5), Duration::from_secs(150))
         .await;
@@ -377,6 +402,7 @@ async fn a_batch_of_ten_slow_messages_is_worked_off_across_deliveries_without_de
             }
         );
     }
+    assert_eq!(deliveries[0].received, 10, "a batch of ten");
     assert!(
         deliveries.iter().all(|d| !d.timed_out),
         "no invocation ran past its timeout"
