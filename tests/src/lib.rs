@@ -714,3 +714,148 @@ pub fn lambda_context() -> lambda_runtime::Context {
     context.request_id = uuid::Uuid::new_v4().to_string();
     context
 }
+
+/// A Lambda context with a fresh request id and a deadline `timeout` from now, as the Runtime
+/// API hands it to a function whose template `Timeout` is `timeout` (`Lambda-Runtime-Deadline-Ms`;
+/// devstack sets it the same way).
+#[must_use]
+pub fn lambda_context_with_timeout(timeout: std::time::Duration) -> lambda_runtime::Context {
+    let mut context = lambda_context();
+    let deadline = std::time::SystemTime::now() + timeout;
+    context.deadline = u64::try_from(
+        deadline
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    context
+}
+
+/// Runs one invocation as Lambda does with `timeout`: past it the function is stopped wherever it
+/// is (its future dropped, mid-operation) and `None` is returned — an API caller then gets
+/// API Gateway's 5xx, an SQS batch is redelivered whole.
+pub async fn within_lambda_timeout<F: std::future::Future>(
+    timeout: std::time::Duration,
+    invocation: F,
+) -> Option<F::Output> {
+    tokio::time::timeout(timeout, invocation).await.ok()
+}
+
+/// What one Lambda-style delivery of an SQS batch did (see [`deliver_sqs_batch`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchDelivery {
+    /// Messages in the batch.
+    pub received: usize,
+    /// Each one's `ApproximateReceiveCount` at this delivery.
+    pub receive_counts: Vec<u32>,
+    /// Acknowledged (deleted): not reported as batch-item failures.
+    pub acked: usize,
+    /// Reported as batch-item failures (left for redelivery).
+    pub failed: usize,
+    /// The invocation ran past its timeout and was stopped: the whole batch is redelivered.
+    pub timed_out: bool,
+}
+
+/// Delivers one batch of up to `max` messages from `queue_url` to `handler` as Lambda's SQS event
+/// source does with `ReportBatchItemFailures`: each record carries its `ApproximateReceiveCount`,
+/// the invocation gets a context whose deadline is `timeout` away and is stopped past it;
+/// acknowledged messages are deleted; reported failures (or the whole batch, after a timeout)
+/// come back — at once here, as if their visibility timeout had passed — and SQS moves a message
+/// received `maxReceiveCount` times to the DLQ on its next receive. `None` when the queue has no
+/// visible message.
+///
+/// # Panics
+/// When moto refuses a call.
+pub async fn deliver_sqs_batch<F, Fut>(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    max: i32,
+    timeout: std::time::Duration,
+    handler: F,
+) -> Option<BatchDelivery>
+where
+    F: FnOnce(lambda_runtime::LambdaEvent<aws_lambda_events::event::sqs::SqsEvent>) -> Fut,
+    Fut: std::future::Future<Output = aws_lambda_events::event::sqs::SqsBatchResponse>,
+{
+    use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+    use aws_sdk_sqs::types::MessageSystemAttributeName;
+    let received = sqs
+        .receive_message()
+        .queue_url(queue_url)
+        .max_number_of_messages(max)
+        .wait_time_seconds(0)
+        .visibility_timeout(180)
+        .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+        .send()
+        .await
+        .expect("receive from the queue")
+        .messages
+        .unwrap_or_default();
+    if received.is_empty() {
+        return None;
+    }
+    let count = |m: &aws_sdk_sqs::types::Message| {
+        m.attributes
+            .as_ref()
+            .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(1)
+    };
+    let mut event = SqsEvent::default();
+    event.records = received
+        .iter()
+        .map(|m| {
+            let mut r = SqsMessage::default();
+            r.message_id.clone_from(&m.message_id);
+            r.receipt_handle.clone_from(&m.receipt_handle);
+            r.body.clone_from(&m.body);
+            r.attributes
+                .insert("ApproximateReceiveCount".to_owned(), count(m).to_string());
+            r.event_source = Some("aws:sqs".to_owned());
+            r
+        })
+        .collect();
+    let context = lambda_context_with_timeout(timeout);
+    let invocation = handler(lambda_runtime::LambdaEvent::new(event, context));
+    let response = within_lambda_timeout(timeout, invocation).await;
+    let failed: std::collections::HashSet<String> = match &response {
+        Some(r) => r
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect(),
+        None => received
+            .iter()
+            .filter_map(|m| m.message_id.clone())
+            .collect(),
+    };
+    let mut delivery = BatchDelivery {
+        received: received.len(),
+        receive_counts: received.iter().map(count).collect(),
+        timed_out: response.is_none(),
+        ..BatchDelivery::default()
+    };
+    for m in &received {
+        let receipt = m.receipt_handle.clone().expect("receipt handle");
+        if failed.contains(m.message_id.as_deref().unwrap_or_default()) {
+            delivery.failed += 1;
+            sqs.change_message_visibility()
+                .queue_url(queue_url)
+                .receipt_handle(receipt)
+                .visibility_timeout(0)
+                .send()
+                .await
+                .expect("visible again");
+        } else {
+            delivery.acked += 1;
+            sqs.delete_message()
+                .queue_url(queue_url)
+                .receipt_handle(receipt)
+                .send()
+                .await
+                .expect("deleted");
+        }
+    }
+    Some(delivery)
+}

@@ -5,7 +5,9 @@
 //!
 //! The tenant is never taken from the caller: routing by the user's stored email decides
 //! (R-BIND-1); a body with any other field is refused (R-SAFE-1). Answers: `200` done or
-//! unchanged, `202` pending on the retry queue, `4xx` with a code otherwise.
+//! unchanged, `202` pending on the retry queue, `4xx` with a code otherwise. Graph work stops
+//! before the invocation's deadline (R-OPS-2): a bind that runs out of time answers `202` pending
+//! with reason `deadline` and its retry queued, never a gateway timeout.
 
 use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};
@@ -28,10 +30,12 @@ struct PutBinding {
 /// # Errors
 /// Never: the `Result` is what `lambda_http::service_fn` expects.
 #[tracing::instrument(skip_all, fields(http.method = %request.method()))]
-pub async fn handle<C: Clock>(
+pub async fn handle<C: Clock + Clone>(
     deps: &Provisioning<C>,
     request: Request,
 ) -> Result<Response<Body>, lambda_http::Error> {
+    // Graph calls stop before the invocation's deadline; cut-off work is re-queued (R-OPS-2).
+    let deps = &deps.for_request(&request);
     let segments = provision::segments(&request);
     let path: Vec<&str> = segments.iter().map(String::as_str).collect();
     let response = match (request.method(), path.as_slice()) {

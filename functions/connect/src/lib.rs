@@ -28,6 +28,7 @@ use m365_engine::usecase::connect::{
 };
 use m365_graph::GraphIdentity;
 use m365_lambda::api;
+use m365_lambda::deadline::DeadlinePolicy;
 use m365_lambda::graph::VaultDirectory;
 use m365_lambda::{App, AppError, GraphApp, GraphConfig, GraphSetupError};
 use secrecy::SecretString;
@@ -106,6 +107,21 @@ impl Deployed {
             bindings: app.bindings.clone(),
             clock: SystemClock,
             cursor_key: app.cursor_key.clone(),
+        }
+    }
+
+    /// This wiring with its Graph and token calls bounded by the deadline of `request` (its
+    /// Lambda deadline, capped at API Gateway's 30 s, minus the margin; R-OPS-2). `main` calls
+    /// it per request: [`handle`] is generic over the ports and does not know the deployed ones.
+    #[must_use]
+    pub fn for_request(&self, request: &Request) -> Self {
+        let Some(deadline) = DeadlinePolicy::default().of_request(request) else {
+            return self.clone();
+        };
+        Self {
+            identity: self.identity.with_deadline(deadline),
+            directory: self.directory.with_deadline(deadline),
+            ..self.clone()
         }
     }
 }

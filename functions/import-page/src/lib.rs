@@ -20,6 +20,7 @@ use m365_engine::ports::{Clock, SystemClock};
 use m365_engine::usecase::import::{
     CursorKey, Import, ImportOutcome, ImportQuery, ImportStatus, MAX_IMPORT_PAGE,
 };
+use m365_lambda::deadline::DeadlinePolicy;
 use m365_lambda::graph::VaultDirectory;
 use m365_lambda::provision::{self, StartError};
 use m365_lambda::{App, GraphApp, GraphConfig, api};
@@ -87,6 +88,19 @@ impl<C: Clock> Deployed<C> {
             cursor_key,
         }
     }
+
+    /// This wiring with its Graph calls bounded by `deadline` (unchanged for `None`).
+    #[must_use]
+    pub fn until(&self, deadline: Option<tokio::time::Instant>) -> Self
+    where
+        C: Clone,
+    {
+        let mut bounded = self.clone();
+        if let Some(deadline) = deadline {
+            bounded.directory = self.directory.with_deadline(deadline);
+        }
+        bounded
+    }
 }
 
 /// Reads the cursor key from Secrets Manager.
@@ -126,10 +140,13 @@ struct ImportAnswer {
 /// # Errors
 /// Never: the `Result` is what `lambda_http::service_fn` expects.
 #[tracing::instrument(skip_all, fields(http.method = %request.method()))]
-pub async fn handle<C: Clock>(
+pub async fn handle<C: Clock + Clone>(
     deps: &Deployed<C>,
     request: Request,
 ) -> Result<Response<Body>, lambda_http::Error> {
+    // Graph calls stop before the invocation's deadline (R-OPS-2): a page that cannot be read in
+    // time answers 503 `deadline` (try again), never a gateway timeout.
+    let deps = &deps.until(DeadlinePolicy::default().of_request(&request));
     let segments = provision::segments(&request);
     let path: Vec<&str> = segments.iter().map(String::as_str).collect();
     let response = match (request.method(), path.as_slice()) {

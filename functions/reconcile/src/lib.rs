@@ -39,6 +39,7 @@ use m365_engine::usecase::reconcile_groups::{GroupReconcileReport, ReconcileGrou
 use m365_engine::usecase::reconcile_queue::{Leased, PassEnd, ReconcileQueue, Step};
 use m365_engine::usecase::{Effects, RetryPolicy};
 use m365_engine::{Error, error::Entity};
+use m365_lambda::deadline::DeadlinePolicy;
 use m365_lambda::graph::VaultDirectory;
 use m365_lambda::{App, AppError, GraphApp, GraphConfig, GraphSetupError};
 use serde::Serialize;
@@ -222,6 +223,19 @@ impl<C: Clock> Reconciler<C> {
         }
     }
 
+    /// This wiring with its Graph calls bounded by `deadline` (unchanged for `None`).
+    #[must_use]
+    pub fn until(&self, deadline: Option<tokio::time::Instant>) -> Self
+    where
+        C: Clone,
+    {
+        let mut bounded = self.clone();
+        if let Some(deadline) = deadline {
+            bounded.directory = self.directory.with_deadline(deadline);
+        }
+        bounded
+    }
+
     /// The fan-out and leased passes, as `holder` (unique per invocation).
     #[must_use]
     pub fn queue<'a>(
@@ -347,13 +361,22 @@ impl<C: Clock> Reconciler<C> {
 /// [`m365_engine::usecase::reconcile_queue`]). API requests always get a response; SQS messages
 /// fail one by one.
 #[tracing::instrument(skip_all, fields(run.id = %event.context.request_id))]
-pub async fn handle<C: Clock>(
+pub async fn handle<C: Clock + Clone>(
     deps: &Reconciler<C>,
     event: LambdaEvent<Value>,
 ) -> Result<Value, lambda_runtime::Error> {
     let (payload, context) = event.into_parts();
     let holder = format!("reconcile/{}", context.request_id);
-    if payload.pointer("/requestContext/http").is_some() {
+    // Graph calls stop before the invocation's deadline (R-OPS-2); behind the HTTP API, before
+    // API Gateway's 30 s. A pass cut off there fails retryably and is redelivered.
+    let api_call = payload.pointer("/requestContext/http").is_some();
+    let deadlines = DeadlinePolicy::default();
+    let deps = &deps.until(if api_call {
+        deadlines.of_api_context(&context)
+    } else {
+        deadlines.of_context(&context)
+    });
+    if api_call {
         return Ok(api(deps, &holder, &payload).await);
     }
     if is_sqs(&payload) {

@@ -11,14 +11,33 @@
 //!   done"; a group already mirrored answers "superseded");
 //! - an operation that failed for good (`DeadLetter`) or a store/queue failure is reported as a
 //!   batch-item failure, so SQS redelivers it and finally moves it to the DLQ with its reason.
+//!
+//! Deadline (R-OPS-2, R-BIND-12): the batch's Graph calls stop at the invocation's Lambda deadline
+//! minus [`DeadlinePolicy::margin`](m365_lambda::deadline::DeadlinePolicy), so an operation cut
+//! off there is deferred like any retryable failure (binding `pending` with reason `deadline`, a
+//! new retry message, the ledger claim released) instead of being killed halfway. The worker
+//! takes the next message only while at least
+//! [`DeadlinePolicy::message_floor`](m365_lambda::deadline::DeadlinePolicy) is left; the messages
+//! it did not touch are reported as batch-item failures, unchanged, so their attempt counter is
+//! not spent. SQS counts every receive, though, and the queue dead-letters at `maxReceiveCount` 5:
+//! an untouched message already received [`REQUEUE_UNTOUCHED_AT_RECEIVE`] times is therefore sent
+//! again as a fresh copy (same attempt) and acknowledged, so waiting its turn never dead-letters
+//! it.
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::LambdaEvent;
 use m365_aws::sqs::decode_message;
 use m365_engine::model::OperationKind;
-use m365_engine::ports::Clock;
+use m365_engine::ports::{Clock, RetryQueue};
 use m365_engine::usecase::retry::{RetryDispatcher, RetryOutcome};
+use m365_lambda::deadline::time_left;
 use m365_lambda::provision::Provisioning;
+use tokio::time::Instant;
+
+/// An untouched message received this many times is sent again as a fresh copy instead of being
+/// left for redelivery (SQS's receive count would otherwise reach the retry queue's
+/// `maxReceiveCount`, 5 in template.yaml, and dead-letter it unprocessed). Keep it below that.
+pub const REQUEUE_UNTOUCHED_AT_RECEIVE: u32 = 3;
 
 /// What happened to one message of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,33 +48,122 @@ pub enum MessageResult {
     Failed(String),
 }
 
-/// Handles one SQS batch; answers the ids of the messages to redeliver.
+/// Handles one SQS batch within the invocation's deadline; answers the ids of the messages to
+/// redeliver.
 ///
 /// # Errors
 /// Never: every per-message problem is a batch-item failure.
-pub async fn handle<C: Clock>(
+pub async fn handle<C: Clock + Clone>(
     deps: &Provisioning<C>,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
-    Ok(handle_batch(deps, &event.payload).await)
+    let deadline = deps.deadlines.of_context(&event.context);
+    let deps = deps.until(deadline);
+    Ok(handle_batch_until(&deps, &event.payload, deadline)
+        .await
+        .response)
 }
 
-/// [`handle`] without the Lambda envelope.
+/// [`handle`] without the Lambda envelope, hence without a deadline.
 pub async fn handle_batch<C: Clock>(deps: &Provisioning<C>, event: &SqsEvent) -> SqsBatchResponse {
+    handle_batch_until(deps, event, None).await.response
+}
+
+/// What one batch did: the answer to Lambda, and how the batch was spent (also logged).
+#[derive(Debug, Clone, Default)]
+pub struct BatchReport {
+    /// The batch-item failures to report.
+    pub response: SqsBatchResponse,
+    /// Messages handled (whatever their outcome).
+    pub handled: usize,
+    /// Messages the deadline left untouched.
+    pub untouched: usize,
+    /// Of those, the ones sent again as fresh copies (acknowledged); the others are batch-item
+    /// failures.
+    pub requeued: usize,
+}
+
+/// Handles the messages of `event` in order while at least the deadline policy's message floor
+/// is left before `deadline` (`deps` should be bounded by the same deadline); the rest are put
+/// back untouched (see the module docs).
+pub async fn handle_batch_until<C: Clock>(
+    deps: &Provisioning<C>,
+    event: &SqsEvent,
+    deadline: Option<Instant>,
+) -> BatchReport {
     let mut response = SqsBatchResponse::default();
+    let mut fail = |record: &SqsMessage| {
+        let mut failure = BatchItemFailure::default();
+        failure.item_identifier = record.message_id.clone().unwrap_or_default();
+        response.batch_item_failures.push(failure);
+    };
+    let mut handled = 0usize;
+    let (mut untouched, mut requeued) = (0usize, 0usize);
     for record in &event.records {
-        if let MessageResult::Failed(_) = handle_message(deps, record).await {
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = record.message_id.clone().unwrap_or_default();
-            response.batch_item_failures.push(failure);
+        let out_of_time = deadline.is_some_and(|d| time_left(d) < deps.deadlines.message_floor);
+        if out_of_time {
+            untouched += 1;
+            if put_back(deps, record).await {
+                requeued += 1;
+            } else {
+                fail(record);
+            }
+            continue;
         }
+        handled += 1;
+        if let MessageResult::Failed(_) = handle_message(deps, record).await {
+            fail(record);
+        }
+    }
+    if untouched > 0 {
+        tracing::warn!(
+            batch.handled = handled,
+            batch.untouched = untouched,
+            batch.requeued = requeued,
+            "deadline near: the rest of the batch is put back untouched"
+        );
     }
     tracing::info!(
         batch.size = event.records.len(),
         batch.failures = response.batch_item_failures.len(),
+        batch.untouched = untouched,
         "retry batch handled"
     );
-    response
+    BatchReport {
+        response,
+        handled,
+        untouched,
+        requeued,
+    }
+}
+
+/// Puts back a message the worker had no time for: `true` when a fresh copy was sent (acknowledge
+/// the original), `false` to leave it to SQS's redelivery (a batch-item failure). The copy is the
+/// same message (same attempt, same `not_before`): nothing of its retry budget is spent.
+async fn put_back<C: Clock>(deps: &Provisioning<C>, record: &SqsMessage) -> bool {
+    let receives = record
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(1);
+    if receives < REQUEUE_UNTOUCHED_AT_RECEIVE {
+        return false;
+    }
+    // An undecodable body is left to redelivery: it dead-letters as it should.
+    let Some(message) = record.body.as_deref().and_then(|b| decode_message(b).ok()) else {
+        return false;
+    };
+    let delay = message.send_delay(deps.clock.now());
+    match deps.app.retry_queue.send(&message, delay).await {
+        Ok(()) => {
+            tracing::info!(op.id = %message.operation_id, sqs.receive_count = receives, "untouched message sent again as a fresh copy");
+            true
+        }
+        Err(e) => {
+            tracing::warn!(op.id = %message.operation_id, error.code = e.code(), "untouched message left for redelivery");
+            false
+        }
+    }
 }
 
 /// Handles one message of a batch.

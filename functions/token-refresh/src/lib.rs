@@ -16,6 +16,7 @@ use m365_engine::usecase::token_refresh::{
     DEFAULT_LEASE, DEFAULT_REFRESH_WINDOW, RefreshReport, RefreshTokens, TenantRefresh,
 };
 use m365_graph::GraphIdentity;
+use m365_lambda::deadline::DeadlinePolicy;
 use m365_lambda::{App, AppError, GraphApp, GraphConfig, GraphSetupError};
 use serde::Serialize;
 
@@ -78,6 +79,21 @@ impl Deployed {
             leases: app.leases.clone(),
             events: app.events.clone(),
             clock: SystemClock,
+        }
+    }
+
+    /// This wiring with its token calls bounded by the deadline of the invocation `context`
+    /// (minus the margin; R-OPS-2): a refresh cut off there fails with `deadline` and the next
+    /// scheduled run tries that tenant again. `main` calls it per invocation: [`handle`] is
+    /// generic over the ports and does not know the deployed ones.
+    #[must_use]
+    pub fn for_context(&self, context: &lambda_runtime::Context) -> Self {
+        let Some(deadline) = DeadlinePolicy::default().of_context(context) else {
+            return self.clone();
+        };
+        Self {
+            identity: self.identity.with_deadline(deadline),
+            ..self.clone()
         }
     }
 }

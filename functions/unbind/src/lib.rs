@@ -16,10 +16,12 @@ use m365_lambda::provision::{self, Provisioning};
 /// # Errors
 /// Never: the `Result` is what `lambda_http::service_fn` expects.
 #[tracing::instrument(skip_all, fields(http.method = %request.method()))]
-pub async fn handle<C: Clock>(
+pub async fn handle<C: Clock + Clone>(
     deps: &Provisioning<C>,
     request: Request,
 ) -> Result<Response<Body>, lambda_http::Error> {
+    // Graph calls stop before the invocation's deadline; cut-off work is re-queued (R-OPS-2).
+    let deps = &deps.for_request(&request);
     let segments = provision::segments(&request);
     let path: Vec<&str> = segments.iter().map(String::as_str).collect();
     let response = match (request.method(), path.as_slice()) {

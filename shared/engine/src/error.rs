@@ -209,6 +209,10 @@ pub enum UnavailableReason {
     AddressHeld,
     /// A just-created object is not visible yet (eventual consistency, graph-spec §7.4).
     NotYetVisible,
+    /// The function's deadline (the Lambda deadline minus a safety margin) came first: the
+    /// request was not sent, or its answer was not awaited (a write may have been applied, as for
+    /// [`Self::Timeout`]). The work goes back to the retry queue (R-OPS-2, R-BIND-12).
+    Deadline,
 }
 
 impl UnavailableReason {
@@ -220,6 +224,7 @@ impl UnavailableReason {
             Self::Timeout => "timeout",
             Self::AddressHeld => "address_held",
             Self::NotYetVisible => "not_yet_visible",
+            Self::Deadline => "deadline",
         }
     }
 }
@@ -395,6 +400,31 @@ impl Error {
             entity,
             id: id.to_string(),
         }
+    }
+
+    /// The function's deadline came first while `component` was being called (R-OPS-2):
+    /// retryable, code `deadline`.
+    #[must_use]
+    pub fn deadline(component: &'static str) -> Self {
+        Self::Unavailable {
+            component,
+            reason: UnavailableReason::Deadline,
+            retry_after: None,
+            graph_request_id: None,
+            source: None,
+        }
+    }
+
+    /// True when the function's deadline cut this work short ([`UnavailableReason::Deadline`]).
+    #[must_use]
+    pub fn is_deadline(&self) -> bool {
+        matches!(
+            self,
+            Self::Unavailable {
+                reason: UnavailableReason::Deadline,
+                ..
+            }
+        )
     }
 
     /// A stale-version conflict.

@@ -2,6 +2,13 @@
 //! request loop every Graph call goes through — bearer token, `client-request-id`, error
 //! parsing, one token refresh on 401, and bounded retries (count AND deadline) for idempotent
 //! requests only (STYLE "Errors"; graph-spec §7, §12).
+//!
+//! The deadline bounds everything a call does, not only its retries (R-OPS-2): getting the token,
+//! the rate budget's wait, and each attempt, whose timeout is the time left before the deadline
+//! when that is shorter than the client's request timeout. A call with less than
+//! [`MIN_ATTEMPT`] left is not sent; one cut off by the deadline fails with the retryable
+//! [`GraphError::Deadline`], so the function can still record the state and queue the retry
+//! before Lambda stops it.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -22,6 +29,11 @@ use crate::identity::IdentityClient;
 pub const GRAPH_BASE: &str = "https://graph.microsoft.com/v1.0";
 /// Real identity platform base URL (graph-spec §0).
 pub const IDENTITY_BASE: &str = "https://login.microsoftonline.com";
+
+/// The least time left before the deadline for a request to be sent: Graph rarely answers
+/// faster, and a write cut off in flight leaves its outcome unknown (graph-spec §7.3), so a
+/// request that cannot finish is better not sent.
+pub const MIN_ATTEMPT: Duration = Duration::from_millis(200);
 
 /// Supplies access tokens per tenant (our [`TenantId`]). Implementations: [`crate::VaultTokens`]
 /// (delegated tokens kept in the engine's `TokenVault`) and [`crate::ClientCredentialsTokens`].
@@ -186,9 +198,15 @@ impl GraphClientBuilder {
             graph_base,
             identity_base,
             retry: self.retry,
+            request_timeout: self.request_timeout,
             budget: None,
         })
     }
+}
+
+/// The time left before `deadline` (zero once it passed).
+fn time_left(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
 }
 
 fn normalize(url: &str) -> Option<String> {
@@ -203,6 +221,8 @@ pub struct GraphClient {
     graph_base: String,
     identity_base: String,
     retry: RetryPolicy,
+    /// Whole-request timeout of one attempt (shortened to the time left before the deadline).
+    request_timeout: Duration,
     /// Paces writes per tenant (DESIGN §2 "Graph usage"); `None`: writes go out unpaced.
     budget: Option<Arc<dyn WriteBudget>>,
 }
@@ -328,7 +348,9 @@ impl GraphClient {
     }
 
     /// Sends `call` for `tenant` until it succeeds, fails permanently, or the retry bounds
-    /// (attempts, `deadline`) are spent. A 401 refreshes the token once.
+    /// (attempts, `deadline`) are spent. A 401 refreshes the token once. Nothing runs past
+    /// `deadline`: the token, the budget's wait and each attempt are bounded by it, and a call cut
+    /// off by it fails with [`GraphError::Deadline`].
     pub(crate) async fn execute<P: TokenProvider>(
         &self,
         tokens: &P,
@@ -336,12 +358,18 @@ impl GraphClient {
         call: &Call,
         deadline: Instant,
     ) -> Result<Response, GraphError> {
-        let mut token = tokens
-            .access_token(tenant)
+        if time_left(deadline) < MIN_ATTEMPT {
+            return Err(GraphError::Deadline { sent: false });
+        }
+        // Cancelling a token refresh midway is safe: Microsoft keeps the old refresh token valid
+        // after a rotation (graph-spec §1.4).
+        let mut token = tokio::time::timeout_at(deadline, tokens.access_token(tenant))
             .await
+            .map_err(|_| GraphError::Deadline { sent: false })?
             .map_err(|e| GraphError::Token(Box::new(e)))?;
         let mut refreshed = false;
         let mut attempt = 0u32;
+        let mut last: Option<GraphError> = None;
         let writes = writes_of(&call.method, call.url.path(), call.body.as_ref());
         loop {
             attempt += 1;
@@ -350,10 +378,22 @@ impl GraphClient {
             {
                 pace(budget, tenant, writes, deadline).await?;
             }
-            let error = match self.send_once(&token, call).await {
+            let left = time_left(deadline);
+            if left < MIN_ATTEMPT {
+                // What stopped the previous attempt says more (e.g. its `Retry-After`).
+                return Err(last.unwrap_or(GraphError::Deadline { sent: false }));
+            }
+            let error = match self.send_once(&token, call, left).await {
                 Ok(response) => return Ok(response),
                 Err(error) => error,
             };
+            if let GraphError::Deadline { .. } = error {
+                tracing::warn!(
+                    http.method = %call.method,
+                    "graph request cut off by the deadline; the work goes back to the queue"
+                );
+                return Err(error);
+            }
             let class = error.class();
             if class == Some(ErrorClass::Unauthorized) && !refreshed {
                 refreshed = true;
@@ -362,10 +402,11 @@ impl GraphClient {
                     http.status = 401,
                     "graph refused the access token; refreshing it once"
                 );
-                token = tokens
-                    .refresh_access_token(tenant, &token)
-                    .await
-                    .map_err(|e| GraphError::Token(Box::new(e)))?;
+                token =
+                    tokio::time::timeout_at(deadline, tokens.refresh_access_token(tenant, &token))
+                        .await
+                        .map_err(|_| GraphError::Deadline { sent: false })?
+                        .map_err(|e| GraphError::Token(Box::new(e)))?;
                 continue;
             }
             let (transient, max_attempts) = if class.is_some_and(|c| call.replication.contains(&c))
@@ -395,24 +436,41 @@ impl GraphClient {
                 "graph request failed transiently; retrying"
             );
             tokio::time::sleep(wait).await;
+            last = Some(error);
         }
     }
 
-    async fn send_once(&self, token: &SecretString, call: &Call) -> Result<Response, GraphError> {
+    /// One attempt, given at most `left` (the time before the deadline): when that is shorter
+    /// than the request timeout and runs out, the attempt fails with [`GraphError::Deadline`].
+    async fn send_once(
+        &self,
+        token: &SecretString,
+        call: &Call,
+        left: Duration,
+    ) -> Result<Response, GraphError> {
         let client_request_id = uuid::Uuid::new_v4().hyphenated().to_string();
+        let cut_by_deadline = left < self.request_timeout;
         let mut request = self
             .http
             .request(call.method.clone(), call.url.clone())
+            .timeout(left.min(self.request_timeout))
             .bearer_auth(token.expose_secret())
             .header("client-request-id", &client_request_id);
         if let Some(body) = &call.body {
             request = request.json(body);
         }
-        let transport = |source: reqwest::Error| GraphError::Transport {
-            timeout: source.is_timeout(),
-            connect: source.is_connect(),
-            // The URL may hold a UPN (personal data): keep it out of errors.
-            source: source.without_url(),
+        let transport = |source: reqwest::Error| {
+            if cut_by_deadline && source.is_timeout() {
+                return GraphError::Deadline {
+                    sent: !source.is_connect(),
+                };
+            }
+            GraphError::Transport {
+                timeout: source.is_timeout(),
+                connect: source.is_connect(),
+                // The URL may hold a UPN (personal data): keep it out of errors.
+                source: source.without_url(),
+            }
         };
         let response = request.send().await.map_err(transport)?;
         let status = response.status().as_u16();

@@ -81,6 +81,12 @@ impl<P: TokenProvider> GraphDirectory<P> {
         }
     }
 
+    /// The deadline this view is bounded by, if any (see [`Self::with_deadline`]).
+    #[must_use]
+    pub fn deadline_bound(&self) -> Option<Instant> {
+        self.deadline
+    }
+
     /// The token provider.
     #[must_use]
     pub fn tokens(&self) -> &P {

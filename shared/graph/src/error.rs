@@ -297,6 +297,15 @@ pub enum GraphError {
     /// The token provider could not supply an access token.
     #[error("no access token")]
     Token(#[source] Box<m365_engine::Error>),
+    /// The call's deadline (the Lambda deadline minus a margin, R-OPS-2) came first: the request
+    /// was not sent (`sent: false`), or it was cut off before its answer came (`sent: true`: a
+    /// write may have been applied, as after a timeout, graph-spec §7.3). Retryable, through the
+    /// retry queue rather than in-process (there is no time left).
+    #[error("the deadline came before graph answered (request sent: {sent})")]
+    Deadline {
+        /// Whether the request had been sent.
+        sent: bool,
+    },
     /// The tenant's rate budget has no room for this write before the call's deadline: nothing
     /// was sent; retry after `retry_after` (DESIGN §2 "Graph usage").
     #[error("the tenant's Graph write budget has no room before the deadline")]
@@ -330,7 +339,7 @@ impl GraphError {
             Self::Api(e) => matches!(e.class(), ErrorClass::Throttled | ErrorClass::Unavailable),
             Self::Transport { .. } => true,
             Self::Batch(e) => e.is_transient(),
-            Self::Budget { .. } => true,
+            Self::Budget { .. } | Self::Deadline { .. } => true,
             Self::Decode { .. } | Self::InvalidId | Self::Url | Self::Token(_) => false,
         }
     }
@@ -341,6 +350,7 @@ impl GraphError {
     pub fn outcome_unknown(&self) -> bool {
         match self {
             Self::Transport { connect, .. } => !connect,
+            Self::Deadline { sent } => *sent,
             Self::Api(e) => e.class() == ErrorClass::Unavailable,
             Self::Batch(e) => e.outcome_unknown(),
             _ => false,
@@ -381,6 +391,7 @@ impl GraphError {
                 };
             }
             Self::Token(inner) => return *inner,
+            Self::Deadline { .. } => return E::deadline("graph"),
             Self::Budget { retry_after } => {
                 return E::Throttled {
                     retry_after: Some(retry_after),
@@ -390,6 +401,9 @@ impl GraphError {
             Self::Batch(inner) => {
                 if let Some(api) = inner.api() {
                     return Self::Api(Box::new(api.clone())).into_engine(entity, id, upn);
+                }
+                if let Self::Deadline { .. } = *inner {
+                    return E::deadline("graph");
                 }
                 let transient = inner.is_transient();
                 let source: m365_engine::error::BoxError = Box::new(Self::Batch(inner));

@@ -2,7 +2,9 @@
 //!
 //! - [`GraphClient`] (built once per cold start with [`GraphClientBuilder`]: base URLs from
 //!   configuration, real Microsoft hosts by default, rustls, timeouts, retry bounds), whose
-//!   writes are paced by the per-tenant rate budget when one is attached ([`budget`]);
+//!   writes are paced by the per-tenant rate budget when one is attached ([`budget`]), and whose
+//!   every call stops at the caller's deadline with the retryable [`GraphError::Deadline`]
+//!   (`GraphDirectory::with_deadline`, `GraphIdentity::with_deadline`; R-OPS-2);
 //! - [`GraphDirectory`], the engine's `Directory` port over Graph, plus security groups and
 //!   membership ([`groups`]), `$batch` in chunks of 20 with per-item results ([`batch`]), users and
 //!   groups delta with 410 restart ([`delta`]) and the tenant's organization id;
@@ -35,8 +37,8 @@ pub mod tokens;
 pub use batch::{BatchItem, BatchRequest, BatchResults, MAX_BATCH};
 pub use budget::WriteBudget;
 pub use client::{
-    BuildError, GRAPH_BASE, GraphClient, GraphClientBuilder, IDENTITY_BASE, RetryPolicy,
-    TokenProvider,
+    BuildError, GRAPH_BASE, GraphClient, GraphClientBuilder, IDENTITY_BASE, MIN_ATTEMPT,
+    RetryPolicy, TokenProvider,
 };
 pub use delta::{DeltaGroup, DeltaNext, DeltaPage, DeltaUser, MemberDelta, RemovedReason};
 pub use directory::{GraphDirectory, Organization};

@@ -4,11 +4,19 @@
 //!
 //! The authority is `organizations` for all three: the tenant is not known before the admin signs
 //! in, and refresh tokens are not tied to a tenant (graph-spec §1.1, §1.4).
+//!
+//! [`GraphIdentity::with_deadline`] bounds the token calls by the function's deadline (R-OPS-2):
+//! past it they fail with the retryable `deadline` error instead of running into Lambda's timeout.
+
+use std::future::Future;
 
 use m365_engine::model::TenantTokens;
 use m365_engine::ports::{AuthorizationRequest, IdentityPlatform};
 use m365_engine::{Error, Result};
 use secrecy::SecretString;
+use tokio::time::Instant;
+
+use crate::client::MIN_ATTEMPT;
 
 use crate::identity::{IdentityClient, TokenError, TokenSet};
 use crate::tokens::REFRESH_AUTHORITY;
@@ -17,13 +25,47 @@ use crate::tokens::REFRESH_AUTHORITY;
 #[derive(Debug, Clone)]
 pub struct GraphIdentity {
     identity: IdentityClient,
+    deadline: Option<Instant>,
 }
 
 impl GraphIdentity {
     /// The port over `identity` (which carries the app registration, redirect URI and scopes).
     #[must_use]
     pub fn new(identity: IdentityClient) -> Self {
-        Self { identity }
+        Self {
+            identity,
+            deadline: None,
+        }
+    }
+
+    /// A view whose token calls never run past `deadline` (e.g. the Lambda deadline minus a
+    /// margin): a call that cannot start or finish before it fails with the retryable
+    /// `deadline` error. Cancelling one midway is safe: nothing is persisted here, and Microsoft
+    /// keeps the old refresh token valid after a rotation (graph-spec §1.4).
+    #[must_use]
+    pub fn with_deadline(&self, deadline: Instant) -> Self {
+        Self {
+            deadline: Some(deadline),
+            ..self.clone()
+        }
+    }
+
+    /// The deadline this view is bounded by, if any.
+    #[must_use]
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    async fn bounded<T>(&self, call: impl Future<Output = Result<T>>) -> Result<T> {
+        let Some(deadline) = self.deadline else {
+            return call.await;
+        };
+        if deadline.saturating_duration_since(Instant::now()) < MIN_ATTEMPT {
+            return Err(Error::deadline("identity"));
+        }
+        tokio::time::timeout_at(deadline, call)
+            .await
+            .unwrap_or_else(|_| Err(Error::deadline("identity")))
     }
 }
 
@@ -51,8 +93,12 @@ impl IdentityPlatform for GraphIdentity {
         pkce_verifier: &SecretString,
     ) -> Result<TenantTokens> {
         let tokens = self
-            .identity
-            .exchange_code(REFRESH_AUTHORITY, code, pkce_verifier)
+            .bounded(async {
+                Ok(self
+                    .identity
+                    .exchange_code(REFRESH_AUTHORITY, code, pkce_verifier)
+                    .await?)
+            })
             .await?;
         vault_tokens(&tokens)
     }
@@ -62,8 +108,12 @@ impl IdentityPlatform for GraphIdentity {
         // them, so nothing is persisted here; a lost response costs nothing because Microsoft keeps
         // the old refresh token valid (graph-spec §1.4).
         let tokens = self
-            .identity
-            .refresh(REFRESH_AUTHORITY, refresh_token, |_| async { Ok(()) })
+            .bounded(async {
+                Ok(self
+                    .identity
+                    .refresh(REFRESH_AUTHORITY, refresh_token, |_| async { Ok(()) })
+                    .await?)
+            })
             .await?;
         vault_tokens(&tokens)
     }

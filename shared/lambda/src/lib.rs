@@ -1,11 +1,13 @@
 //! m365-lambda: what every function shares at run time — the typed [`Config`] read from the
 //! environment, JSON [`telemetry`], and the [`App`] that builds the AWS clients and adapters
 //! once per cold start; [`graph`] builds the Graph side (client, identity platform, `Directory`)
-//! and [`api`] shapes HTTP API answers.
+//! and [`api`] shapes HTTP API answers; [`deadline`] turns the Lambda deadline into the instant
+//! a function's work stops (R-OPS-2).
 
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod deadline;
 pub mod graph;
 pub mod provision;
 pub mod telemetry;

@@ -3,6 +3,10 @@
 //! randomness and the retry policy, from which each handler builds its use case per request; and
 //! the request helpers of their HTTP routes (path, bounded JSON bodies with unknown fields
 //! refused, R-SAFE-1).
+//!
+//! Each handler first bounds the wiring by its invocation's deadline
+//! ([`Provisioning::for_request`], [`Provisioning::for_context`]; see [`crate::deadline`]): the
+//! `Directory` of the use cases then stops before Lambda does, and cut-off work is re-queued.
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -17,6 +21,7 @@ use m365_engine::usecase::group_sync::SyncGroup;
 use m365_engine::usecase::{Effects, Outcome, RetryPolicy};
 use serde::de::DeserializeOwned;
 
+use crate::deadline::DeadlinePolicy;
 use crate::graph::VaultDirectory;
 use crate::{App, AppError, GraphApp, GraphConfig, GraphSetupError, api};
 
@@ -65,6 +70,8 @@ pub struct Provisioning<C = SystemClock> {
     pub retry: RetryPolicy,
     /// The directory password policy.
     pub password_policy: DirectoryPasswordPolicy,
+    /// How the time before the Lambda deadline is spent (margin, retry worker's floor).
+    pub deadlines: DeadlinePolicy,
 }
 
 /// Why a provisioning function could not start.
@@ -108,7 +115,39 @@ impl<C: Clock> Provisioning<C> {
             random: ThreadRandom,
             retry: RetryPolicy::default(),
             password_policy: DirectoryPasswordPolicy::default(),
+            deadlines: DeadlinePolicy::default(),
         }
+    }
+
+    /// This wiring with its `Directory` bounded by `deadline` (unchanged for `None`).
+    #[must_use]
+    pub fn until(&self, deadline: Option<tokio::time::Instant>) -> Self
+    where
+        C: Clone,
+    {
+        let mut bounded = self.clone();
+        if let Some(deadline) = deadline {
+            bounded.directory = self.directory.with_deadline(deadline);
+        }
+        bounded
+    }
+
+    /// This wiring bounded by the deadline of an API request ([`DeadlinePolicy::of_request`]).
+    #[must_use]
+    pub fn for_request(&self, request: &Request) -> Self
+    where
+        C: Clone,
+    {
+        self.until(self.deadlines.of_request(request))
+    }
+
+    /// This wiring bounded by the deadline of an invocation ([`DeadlinePolicy::of_context`]).
+    #[must_use]
+    pub fn for_context(&self, context: &lambda_runtime::Context) -> Self
+    where
+        C: Clone,
+    {
+        self.until(self.deadlines.of_context(context))
     }
 
     /// The outcome-recording ports of a use case.

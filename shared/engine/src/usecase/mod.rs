@@ -30,6 +30,8 @@ pub mod unbind;
 pub mod update;
 
 #[cfg(all(test, feature = "testing"))]
+mod deadline_tests;
+#[cfg(all(test, feature = "testing"))]
 mod testkit;
 
 use std::time::Duration;
