@@ -35,6 +35,7 @@ vault_contract!(
     repeating_a_put_with_the_same_request_token_changes_nothing,
     reusing_a_request_token_with_other_tokens_is_refused,
     deleted_tokens_are_gone_and_can_be_stored_again,
+    an_update_of_a_tenant_without_tokens_fails_and_creates_nothing,
 );
 
 sealer_contract!(
