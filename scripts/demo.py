@@ -155,15 +155,20 @@ def wait_for_line(process: subprocess.Popen, prefix: str, timeout: float) -> dic
 
 def sign_in(authorize_url: str, login: str, password: str, http: Http) -> str:
     """Completes the emulator's sign-in and consent page as the admin would; returns the redirect."""
-    parsed = urllib.parse.urlsplit(authorize_url)
-    form = dict(urllib.parse.parse_qsl(parsed.query))
-    form.update({"login": login, "passwd": password, "action": "accept"})
-    endpoint = urllib.parse.urlunsplit((parsed.scheme, parsed.netloc, parsed.path, "", ""))
-    status, headers, _ = http.call("POST", endpoint, form=form, auth=False)
+    status, headers, _ = sign_in_page(authorize_url, login, password, http)
     location = headers.get("Location") or headers.get("location")
     if status != 302 or not location:
         raise DemoFailure(f"sign-in page answered {status} without a redirect")
     return location
+
+
+def sign_in_page(authorize_url: str, login: str, password: str, http: Http):
+    """Submits the emulator's sign-in page as `login`; the raw answer (status, headers, body)."""
+    parsed = urllib.parse.urlsplit(authorize_url)
+    form = dict(urllib.parse.parse_qsl(parsed.query))
+    form.update({"login": login, "passwd": password, "action": "accept"})
+    endpoint = urllib.parse.urlunsplit((parsed.scheme, parsed.netloc, parsed.path, "", ""))
+    return http.call("POST", endpoint, form=form, auth=False)
 
 
 def enabled_accounts(emulator: Http) -> int:
@@ -224,6 +229,9 @@ def walkthrough(api: Http, emulator: Http) -> list[str]:
     status, body = api.json("POST", "/tenants", {"name": "Contoso"})
     expect(status == 201, f"POST /tenants answered 201 with tenantId {body.get('tenantId') if isinstance(body, dict) else body}")
     contoso_id = body["tenantId"]
+    # A second sign-in link for Contoso, handed out before anyone consented (used in step 3).
+    status, early = api.json("POST", "/tenants", {"tenantId": contoso_id})
+    expect(status == 200, "a second sign-in link was handed out before the consent")
     say(f"   the admin opens: {body['authorizeUrl'][:110]}…")
     callback = sign_in(body["authorizeUrl"], "admin@contoso.onmicrosoft.com", "Admin-Passw0rd!", emulator)
     say("   the admin signs in and consents; Microsoft redirects the browser to our /oauth/callback")
@@ -242,6 +250,30 @@ def walkthrough(api: Http, emulator: Http) -> list[str]:
     expect(status == 422 and code == "federated_tenant_unsupported",
            f"refused with {status} {code}: {refusal.get('error', {}).get('message', '') if isinstance(refusal, dict) else refusal}")
     summary.append("refused the all-federated Northwind tenant with a clear reason")
+
+    step("Reconnect Contoso, but Northwind's admin signs in: refused, Contoso untouched")
+    pinned_tid = tenant.get("m365TenantId")
+    status, before = api.json("GET", f"/tenants/{contoso_id}")
+    expect(status == 200 and before.get("status") == "active", "Contoso is active before the reconnect")
+    status, body = api.json("POST", "/tenants", {"tenantId": contoso_id})
+    url = body.get("authorizeUrl", "") if isinstance(body, dict) else ""
+    expect(status == 200 and f"/{pinned_tid}/oauth2/v2.0/authorize" in url,
+           f"the reconnect link names Contoso's own Microsoft tenant ({pinned_tid}), not 'organizations'")
+    status, headers, _ = sign_in_page(url, "admin@northwind.onmicrosoft.com", "Northwind-Adm1n!", emulator)
+    refused = headers.get("x-ms-ests-error") or headers.get("X-Ms-Ests-Error")
+    expect(status == 200 and refused == "50020",
+           f"Microsoft's page refuses Northwind's admin there (AADSTS{refused}), nothing reaches the callback")
+    say("   a link handed out before Contoso was pinned still names 'organizations'; Northwind's admin uses it:")
+    callback = sign_in(early["authorizeUrl"], "admin@northwind.onmicrosoft.com", "Northwind-Adm1n!", emulator)
+    status, refusal = api.json("GET", callback, auth=False)
+    code = refusal.get("error", {}).get("code") if isinstance(refusal, dict) else None
+    expect(status == 409 and code == "tenant_mismatch",
+           f"the callback read the new token's tenant first and refused with {status} {code}: "
+           f"{refusal.get('error', {}).get('message', '') if isinstance(refusal, dict) else refusal}")
+    status, after = api.json("GET", f"/tenants/{contoso_id}")
+    expect(after == before, "Contoso is exactly as before: active, same tenant id, domains and token expiry")
+    summary.append("refused a reconnect signed in as another tenant's admin (AADSTS50020 on the pinned link, "
+                   "409 tenant_mismatch on an old one); Contoso's tokens untouched")
 
     step("List the tenants")
     status, tenants = api.json("GET", "/tenants")

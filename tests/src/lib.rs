@@ -41,6 +41,13 @@ pub const NORTHWIND: &str = "9d3b1e7a-6c4f-4a2d-8e5b-7f6a5b4c3d2e";
 pub const NORTHWIND_ADMIN: (&str, &str) = ("admin@northwind.onmicrosoft.com", "Northwind-Adm1n!");
 /// Enabled Contoso users seeded for deauthorization checks.
 pub const CONTOSO_USERS: [&str; 3] = ["adele@contoso.com", "alex@contoso.com", "lynne@contoso.com"];
+/// Fabrikam: a second, managed tenant (R-CONN-7: a consent from the wrong tenant that is not also
+/// a federated refusal).
+pub const FABRIKAM: &str = "4e2f6a1c-8b3d-4c5e-9a7f-2d1c0b9e8f7a";
+/// Fabrikam's admin.
+pub const FABRIKAM_ADMIN: (&str, &str) = ("admin@fabrikam.com", "Fabrikam-Adm1n!");
+/// Fabrikam's users (none of them may ever be readable through a Contoso connection).
+pub const FABRIKAM_USERS: [&str; 2] = ["megan@fabrikam.com", "nestor@fabrikam.com"];
 
 /// The harness's seed with `extra` users (Graph user JSON) added to Contoso.
 fn seed_with(extra: Vec<Value>) -> String {
@@ -56,6 +63,10 @@ fn seed_with(extra: Vec<Value>) -> String {
         .map(|upn| json!({"userPrincipalName": upn, "accountEnabled": true}))
         .collect();
     users.extend(extra);
+    let fabrikam_users: Vec<Value> = FABRIKAM_USERS
+        .iter()
+        .map(|upn| json!({"userPrincipalName": upn, "accountEnabled": true}))
+        .collect();
     json!({
         "applications": [{
             "appId": APP_ID,
@@ -91,6 +102,16 @@ fn seed_with(extra: Vec<Value>) -> String {
                     {"name": "northwind.com", "authenticationType": "Federated", "isDefault": true}
                 ],
                 "admins": [{"userPrincipalName": NORTHWIND_ADMIN.0, "password": NORTHWIND_ADMIN.1, "consentedApps": [APP_ID]}]
+            },
+            {
+                "id": FABRIKAM,
+                "displayName": "Fabrikam",
+                "domains": [
+                    {"name": "fabrikam.onmicrosoft.com", "authenticationType": "Managed", "isInitial": true},
+                    {"name": "fabrikam.com", "authenticationType": "Managed", "isDefault": true}
+                ],
+                "users": fabrikam_users,
+                "admins": [{"userPrincipalName": FABRIKAM_ADMIN.0, "password": FABRIKAM_ADMIN.1, "consentedApps": [APP_ID]}]
             }
         ]
     })
@@ -191,24 +212,8 @@ impl Emulator {
 
     /// The admin signs in and consents on the authorize page `url`; returns the callback's query
     /// parameters (`code` and `state`, or `error`).
-    pub async fn sign_in(
-        &self,
-        url: &str,
-        (login, password): (&str, &str),
-    ) -> HashMap<String, String> {
-        let url = reqwest::Url::parse(url).unwrap();
-        // The page is served where the URL points; re-base it on the emulator (the identity base).
-        assert!(
-            url.as_str().starts_with(&self.base),
-            "{url} is not on the emulator"
-        );
-        let mut form: Vec<(String, String)> = url.query_pairs().into_owned().collect();
-        form.push(("login".into(), login.into()));
-        form.push(("passwd".into(), password.into()));
-        form.push(("action".into(), "accept".into()));
-        let mut post = url.clone();
-        post.set_query(None);
-        let r = self.http.post(post).form(&form).send().await.unwrap();
+    pub async fn sign_in(&self, url: &str, admin: (&str, &str)) -> HashMap<String, String> {
+        let r = self.submit_sign_in(url, admin).await;
         assert_eq!(
             r.status(),
             reqwest::StatusCode::FOUND,
@@ -221,6 +226,28 @@ impl Emulator {
             .query_pairs()
             .into_owned()
             .collect()
+    }
+
+    /// Posts the sign-in and consent form of the authorize page `url` as `login` would; the raw
+    /// answer (a 302 to the callback, or the page again with `x-ms-ests-error`).
+    pub async fn submit_sign_in(
+        &self,
+        url: &str,
+        (login, password): (&str, &str),
+    ) -> reqwest::Response {
+        let url = reqwest::Url::parse(url).unwrap();
+        // The page is served where the URL points; re-base it on the emulator (the identity base).
+        assert!(
+            url.as_str().starts_with(&self.base),
+            "{url} is not on the emulator"
+        );
+        let mut form: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        form.push(("login".into(), login.into()));
+        form.push(("passwd".into(), password.into()));
+        form.push(("action".into(), "accept".into()));
+        let mut post = url.clone();
+        post.set_query(None);
+        self.http.post(post).form(&form).send().await.unwrap()
     }
 
     /// `GET` on the control API.

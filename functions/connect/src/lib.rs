@@ -1,6 +1,8 @@
-//! The `connect` function (DESIGN §3): `POST /tenants` starts a connection (or a reconnection with
-//! `{"tenantId"}`), `GET /oauth/callback` completes it, `GET /tenants` and `GET /tenants/{tenantId}`
-//! show tenants, `DELETE /tenants/{tenantId}` deauthorizes one (R-CONN-1..6).
+//! The `connect` function (DESIGN §3): `POST /tenants` starts a connection (optionally with the
+//! `expectedDomain` the consenting tenant must have, R-CONN-7) or a reconnection with
+//! `{"tenantId"}`, `GET /oauth/callback` completes it (a consent of the wrong Microsoft tenant:
+//! 409 `tenant_mismatch`, nothing stored), `GET /tenants` and `GET /tenants/{tenantId}` show
+//! tenants, `DELETE /tenants/{tenantId}` deauthorizes one (R-CONN-1..8).
 //!
 //! [`handle`] decodes the request into a command, calls one use case of
 //! `m365_engine::usecase::connect` and encodes the result; every error is
@@ -20,7 +22,7 @@ use m365_engine::Error;
 use m365_engine::error::{FieldProblem, InvalidInput};
 use m365_engine::model::{DEFAULT_PAGE_LIMIT, DomainKind, Tenant, TenantId};
 use m365_engine::ports::{
-    BindingStore, Clock, Directory, EventStore, IdentityPlatform, PendingConsents, SystemClock,
+    BindingStore, Clock, EventStore, IdentityPlatform, PendingConsents, SystemClock, TenantProbe,
     TenantStore, TokenVault,
 };
 use m365_engine::usecase::connect::{
@@ -45,7 +47,7 @@ pub struct Connect<T, S, I, V, D, E, B, C> {
     pub identity: I,
     /// Tenant tokens.
     pub vault: V,
-    /// M365 (verified domains).
+    /// M365: which tenant a just-issued token belongs to, and its domains (R-CONN-7).
     pub directory: D,
     /// Audit events.
     pub events: E,
@@ -142,6 +144,9 @@ pub struct TenantView {
     pub domains: Vec<DomainView>,
     /// When the access token expires.
     pub token_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The verified domain the first consent must come with (R-CONN-7), when one was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_domain: Option<String>,
 }
 
 /// A verified domain as the API shows it.
@@ -173,6 +178,7 @@ impl From<&Tenant> for TenantView {
                 })
                 .collect(),
             token_expires_at: t.token_expires_at,
+            expected_domain: t.expected_domain.as_ref().map(ToString::to_string),
         }
     }
 }
@@ -182,6 +188,7 @@ impl From<&Tenant> for TenantView {
 struct PostTenants {
     name: Option<String>,
     tenant_id: Option<String>,
+    expected_domain: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -221,7 +228,7 @@ where
     S: PendingConsents,
     I: IdentityPlatform,
     V: TokenVault,
-    D: Directory,
+    D: TenantProbe,
     E: EventStore,
     B: BindingStore,
     C: Clock,
@@ -294,7 +301,20 @@ where
         consent_ttl: DEFAULT_CONSENT_TTL,
     };
     let (result, status) = match (body.name, body.tenant_id) {
-        (Some(name), None) => (start.start(&name).await, StatusCode::CREATED),
+        (Some(name), None) => (
+            start
+                .start_expecting(&name, body.expected_domain.as_deref())
+                .await,
+            StatusCode::CREATED,
+        ),
+        (None, Some(_)) if body.expected_domain.is_some() => {
+            return api::error(
+                StatusCode::BAD_REQUEST,
+                "invalid_field",
+                "expectedDomain is given with a name (a new tenant); a reconnect is pinned to the \
+                 tenant's Microsoft 365 tenant already",
+            );
+        }
         (None, Some(id)) => match tenant_id(&id) {
             Ok(id) => (start.restart(&id).await, StatusCode::OK),
             Err(e) => return api::engine_error(&e),
@@ -328,6 +348,9 @@ fn connect_error(e: &ConnectError) -> Response<Body> {
         ConnectError::InvalidState | ConnectError::CodeRejected { .. } => StatusCode::BAD_REQUEST,
         ConnectError::ConsentDenied { .. } => StatusCode::FORBIDDEN,
         ConnectError::FederatedTenant => StatusCode::UNPROCESSABLE_ENTITY,
+        ConnectError::TenantMismatch { .. } | ConnectError::ExpectedDomainMissing { .. } => {
+            StatusCode::CONFLICT
+        }
         ConnectError::Engine(inner) => return api::engine_error(inner),
     };
     api::error(status, e.code(), &e.to_string())
@@ -342,7 +365,7 @@ where
     S: PendingConsents,
     I: IdentityPlatform,
     V: TokenVault,
-    D: Directory,
+    D: TenantProbe,
     E: EventStore,
     C: Clock,
 {

@@ -108,6 +108,50 @@ async fn bad_requests_get_a_4xx_with_a_code_and_nothing_is_written() {
             400,
             "invalid_field",
         ),
+        // R-CONN-7: `expectedDomain` must be a domain, and only for a new tenant.
+        (
+            event(
+                "POST",
+                "/tenants",
+                &[],
+                Some(r#"{"name":"A","expectedDomain":"not a domain"}"#),
+            ),
+            400,
+            "invalid_domain",
+        ),
+        (
+            event(
+                "POST",
+                "/tenants",
+                &[],
+                Some(r#"{"name":"A","expectedDomain":""}"#),
+            ),
+            400,
+            "invalid_domain",
+        ),
+        (
+            event(
+                "POST",
+                "/tenants",
+                &[],
+                Some(r#"{"name":"A","expectedDomain":5}"#),
+            ),
+            400,
+            "invalid_json",
+        ),
+        (
+            event(
+                "POST",
+                "/tenants",
+                &[],
+                Some(&format!(
+                    r#"{{"tenantId":"{}","expectedDomain":"contoso.com"}}"#,
+                    TenantId::generate()
+                )),
+            ),
+            400,
+            "invalid_field",
+        ),
         (
             event("GET", "/tenants/not-a-guid", &[], None),
             400,
@@ -169,6 +213,86 @@ async fn bad_requests_get_a_4xx_with_a_code_and_nothing_is_written() {
     }
     assert!(f.consents.is_empty());
     assert_eq!(f.identity.exchanges(), 0);
+    let (_, list) = call(&f, event("GET", "/tenants", &[], None)).await;
+    assert_eq!(list["tenants"], json!([]), "no tenant was created");
+}
+
+fn managed(name: &str) -> VerifiedDomain {
+    VerifiedDomain {
+        name: DomainName::parse(name).unwrap(),
+        kind: DomainKind::Managed,
+    }
+}
+
+/// The admin of the fake directory's tenant `home` consents on the sign-in page of `url`; the
+/// callback's answer.
+async fn consent_as(f: &Fakes, url: &str, home: &TenantId) -> (u16, Value) {
+    let state = url.split("state=").nth(1).unwrap().to_owned();
+    let code = f.identity.consent_as(&state, home).unwrap();
+    let code = secrecy::ExposeSecret::expose_secret(&code).to_owned();
+    call(
+        f,
+        event(
+            "GET",
+            "/oauth/callback",
+            &[("code", &code), ("state", &state)],
+            None,
+        ),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_consent_from_the_wrong_microsoft_tenant_is_a_409_tenant_mismatch_and_stores_nothing() {
+    // R-CONN-7 (expectedDomain on the first consent, the pin on a reconnect)
+    let f = fakes();
+    let (status, started) = call(
+        &f,
+        event(
+            "POST",
+            "/tenants",
+            &[],
+            Some(r#"{"name":"Contoso","expectedDomain":"contoso.com"}"#),
+        ),
+    )
+    .await;
+    assert_eq!(status, 201, "{started}");
+    let tenant = TenantId::parse(started["tenantId"].as_str().unwrap()).unwrap();
+    f.directory
+        .add_tenant(&tenant, vec![managed("contoso.com")]);
+    let fabrikam = TenantId::generate();
+    f.directory
+        .add_tenant(&fabrikam, vec![managed("fabrikam.com")]);
+    let url = started["authorizeUrl"].as_str().unwrap().to_owned();
+    let (status, body) = consent_as(&f, &url, &fabrikam).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("tenant_mismatch")),
+        "{body}"
+    );
+    assert_eq!(f.vault.versions(&tenant), 0);
+    let (_, shown) = call(&f, event("GET", &format!("/tenants/{tenant}"), &[], None)).await;
+    assert_eq!(shown["status"], "pending_consent");
+
+    let reconnect = format!(r#"{{"tenantId":"{tenant}"}}"#);
+    let (_, again) = call(&f, event("POST", "/tenants", &[], Some(&reconnect))).await;
+    let (status, connected) =
+        consent_as(&f, again["authorizeUrl"].as_str().unwrap(), &tenant).await;
+    assert_eq!(status, 200, "{connected}");
+    let (_, again) = call(&f, event("POST", "/tenants", &[], Some(&reconnect))).await;
+    let (status, body) = consent_as(&f, again["authorizeUrl"].as_str().unwrap(), &fabrikam).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("tenant_mismatch")),
+        "{body}"
+    );
+    let (_, shown) = call(&f, event("GET", &format!("/tenants/{tenant}"), &[], None)).await;
+    assert_eq!(shown, connected, "the tenant is exactly as it was");
+    assert_eq!(
+        f.vault.versions(&tenant),
+        1,
+        "only the good consent's tokens"
+    );
 }
 
 #[tokio::test]

@@ -1,7 +1,9 @@
 //! The `token-refresh` function (DESIGN §4, R-CONN-4): on each EventBridge schedule event it
 //! refreshes every active tenant whose access token expires within 15 minutes, single-flight per
 //! tenant (a lease in DynamoDB, so overlapping runs make one token call), saving the rotated tokens
-//! in Secrets Manager before anything uses them. `invalid_grant` marks the tenant
+//! in Secrets Manager before anything uses them — at the tenant's own authority once its Microsoft
+//! tenant id is known (R-CONN-7), and only into an existing secret: a tenant deauthorized meanwhile
+//! stays without tokens (R-CONN-8, counted as `superseded`). `invalid_grant` marks the tenant
 //! `reauthorization_required` with an event; its queued work is parked by the retry worker.
 //!
 //! [`handle`] ignores the event's content (the schedule is the trigger), runs
@@ -112,6 +114,8 @@ pub struct Summary {
     pub reauthorization_required: usize,
     /// Tenants that failed for a retryable reason (the next run tries again).
     pub failed: usize,
+    /// Tenants deauthorized or reconnected while their refresh ran: nothing saved (R-CONN-8).
+    pub superseded: usize,
 }
 
 impl From<&RefreshReport> for Summary {
@@ -126,6 +130,7 @@ impl From<&RefreshReport> for Summary {
                     s.reauthorization_required += 1;
                 }
                 TenantRefresh::Failed { .. } => s.failed += 1,
+                TenantRefresh::Superseded => s.superseded += 1,
             }
         }
         s
@@ -174,6 +179,9 @@ where
             }
             TenantRefresh::Failed { code } => {
                 tracing::warn!(tenant.id = %tenant, error.code = code, error.retryable = true, outcome = "failed", "token refresh failed; the next run retries");
+            }
+            TenantRefresh::Superseded => {
+                tracing::info!(tenant.id = %tenant, outcome = "superseded", "tenant deauthorized or reconnected during its refresh; nothing saved");
             }
             TenantRefresh::NotDue | TenantRefresh::Busy => {
                 tracing::debug!(tenant.id = %tenant, outcome = ?result, "token refresh skipped");

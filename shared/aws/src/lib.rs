@@ -36,9 +36,12 @@
 //! - **all users / all groups / all tenants**: `Query` on the `list` index, partition `USER`,
 //!   `GROUP` or `TENANT`, ordered by id. These partitions are per directory, small and read by
 //!   admin pages only, so one partition per kind is acceptable.
-//! - **tenant by verified domain**: `GetItem` on `DOMAIN#…`. Claiming a tenant's domains is one
-//!   transaction of conditional puts (`attribute_not_exists(pk) OR tenant_id = :me`): all claimed
-//!   or none; a domain of another tenant → `domain_claimed`; re-claiming one's own is a no-op.
+//! - **tenant by verified domain**: `GetItem` on `DOMAIN#…`. Claiming a tenant's domains is a
+//!   transaction of conditional updates (`attribute_not_exists(pk) OR tenant_id = :me`): all
+//!   claimed or none; a domain of another tenant → `domain_claimed`; re-claiming one's own is a
+//!   no-op. A transaction holds at most 100 items, so more domains are claimed 100 at a time; each
+//!   new claim item is marked with the claim's random token (`claim`), and a refusal in a later
+//!   transaction deletes exactly the items carrying that token (domains held before stay).
 //! - **binding by user**: `GetItem`; create is `attribute_not_exists(pk)`, updates are
 //!   conditional on `version = :expected` (a stale update is refused → `stale_version`).
 //! - **bindings by tenant, optionally by state**: `Query` on `by_tenant` (`tenant_id`, sorted by
@@ -72,10 +75,12 @@
 //! - [`SqsRetryQueue`]: JSON `RetryMessage` bodies, `DelaySeconds` ≤ 900 (rounded up); longer
 //!   waits are re-sent by the consumer with [`SqsRetryQueue::run_now_or_requeue`] (see [`delay`]).
 //! - [`SqsNotifier`]: welcome notifications (R-BIND-4) as JSON on the notifications queue.
-//! - [`SecretsManagerTokenVault`]: one secret per tenant, `<prefix><tenant id>`, created with
-//!   the stack's KMS key when one is configured (R-SAFE-4); the request
-//!   token is the `ClientRequestToken` (= version id); `AWSCURRENT`/`AWSPREVIOUS` are the
-//!   current and previous tokens; deletion is immediate (no recovery window).
+//! - [`SecretsManagerTokenVault`]: one secret per tenant, `<prefix><tenant id>`, holding the
+//!   tokens and the Microsoft tenant that issued them, created with the stack's KMS key when one
+//!   is configured (R-SAFE-4); the request token is the `ClientRequestToken` (= version id);
+//!   `AWSCURRENT`/`AWSPREVIOUS` are the current and previous tokens; deletion is immediate (no
+//!   recovery window). `create` (connect only) may create the secret, `update` (refresh) only puts
+//!   a version into an existing one (R-CONN-8).
 //! - [`load_oauth_client`]: the app registration's credentials (`client_id`, `client_secret`,
 //!   optional `redirect_uri`) from the OAuth client secret, once per cold start.
 //! - [`SecretsManagerCursorKey`]: the key signing the API's pagination cursors, read from its

@@ -1,16 +1,23 @@
 //! Per-tenant OAuth tokens in Secrets Manager (R-CONN-1, R-CONN-4): one secret per tenant,
-//! named `<prefix><tenant id>`, holding the access token, the refresh token and the expiry as
-//! JSON. Secrets Manager keeps the stored value as `AWSCURRENT` and the one before as
-//! `AWSPREVIOUS`. Writes carry the caller's request token as `ClientRequestToken`, so a repeated
-//! write is a no-op and a reused token with other content is refused.
+//! named `<prefix><tenant id>`, holding the access token, the refresh token, the expiry and the
+//! Microsoft tenant that issued them (`m365TenantId`, R-CONN-7: the refresh authority; absent in
+//! secrets written before it was recorded) as JSON. Secrets Manager keeps the stored value as
+//! `AWSCURRENT` and the one before as `AWSPREVIOUS`. Writes carry the caller's request token as
+//! `ClientRequestToken`, so a repeated write is a no-op and a reused token with other content is
+//! refused.
+//!
+//! Two writes (R-CONN-8, R-SAFE-4): `create` (the connect callback only) puts a new version or,
+//! when the secret does not exist, creates it; `update` (token refresh, on-demand refresh) only
+//! puts a new version (`PutSecretValue`) and fails with `NotFound` once the secret was deleted, so
+//! a refresh that was in flight during a deauthorization cannot re-create the tokens.
 
 use std::time::Duration;
 
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
 use chrono::{DateTime, Utc};
-use m365_engine::error::{Conflict, Error, UnavailableReason};
-use m365_engine::model::{RequestToken, TenantId, TenantTokens};
+use m365_engine::error::{Conflict, Entity, Error, UnavailableReason};
+use m365_engine::model::{M365TenantId, RequestToken, TenantId, TenantTokens};
 use m365_engine::ports::TokenVault;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -27,6 +34,8 @@ struct Stored {
     access_token: String,
     refresh_token: String,
     expires_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    m365_tenant_id: Option<String>,
 }
 
 /// Why a stored token secret could not be read (its content is never part of the error).
@@ -39,6 +48,10 @@ fn encode(tokens: &TenantTokens) -> Result<String, Error> {
         access_token: tokens.access_token.expose_secret().to_owned(),
         refresh_token: tokens.refresh_token.expose_secret().to_owned(),
         expires_at: tokens.expires_at,
+        m365_tenant_id: tokens
+            .m365_tenant_id
+            .as_ref()
+            .map(|t| t.as_str().to_owned()),
     };
     // serde_json's errors never quote the serialized values.
     serde_json::to_string(&stored).map_err(|e| Error::Infrastructure {
@@ -54,10 +67,16 @@ fn decode(text: Option<&str>) -> Result<TenantTokens, Error> {
     };
     let stored: Stored =
         serde_json::from_str(text.ok_or_else(unreadable)?).map_err(|_| unreadable())?;
+    let m365_tenant_id = stored
+        .m365_tenant_id
+        .map(M365TenantId::parse)
+        .transpose()
+        .map_err(|_| unreadable())?;
     Ok(TenantTokens {
         access_token: SecretString::from(stored.access_token),
         refresh_token: SecretString::from(stored.refresh_token),
         expires_at: stored.expires_at,
+        m365_tenant_id,
     })
 }
 
@@ -65,6 +84,7 @@ fn same(a: &TenantTokens, b: &TenantTokens) -> bool {
     a.access_token.expose_secret() == b.access_token.expose_secret()
         && a.refresh_token.expose_secret() == b.refresh_token.expose_secret()
         && a.expires_at == b.expires_at
+        && a.m365_tenant_id == b.m365_tenant_id
 }
 
 fn is<E: ProvideErrorMetadata>(error: &E, code: &str) -> bool {
@@ -121,26 +141,27 @@ impl SecretsManagerTokenVault {
     }
 }
 
-impl TokenVault for SecretsManagerTokenVault {
-    async fn get(&self, tenant: &TenantId) -> Result<Option<TenantTokens>, Error> {
-        self.read(tenant, None, None).await
-    }
+/// What a `PutSecretValue` did.
+enum Put {
+    /// The version is stored (now or by an earlier identical write).
+    Done,
+    /// There is no secret to add a version to; the encoded value, for a create.
+    NoSecret(String),
+}
 
-    async fn get_previous(&self, tenant: &TenantId) -> Result<Option<TenantTokens>, Error> {
-        self.read(tenant, Some(PREVIOUS), None).await
-    }
-
-    async fn put(
+impl SecretsManagerTokenVault {
+    /// Adds `tokens` as the new current version of an existing secret (`PutSecretValue`).
+    async fn put_version(
         &self,
         tenant: &TenantId,
         tokens: &TenantTokens,
         request: &RequestToken,
-    ) -> Result<(), Error> {
-        // The request token is the version id: if that version exists, this put already
+    ) -> Result<Put, Error> {
+        // The request token is the version id: if that version exists, this write already
         // happened (same content: nothing to do) or the token is being reused (refused).
         if let Some(existing) = self.read(tenant, None, Some(request.as_str())).await? {
             return if same(&existing, tokens) {
-                Ok(())
+                Ok(Put::Done)
             } else {
                 Err(Error::Conflict(Conflict::RequestTokenReused))
             };
@@ -155,13 +176,42 @@ impl TokenVault for SecretsManagerTokenVault {
             .send()
             .await;
         match put {
-            Ok(_) => return Ok(()),
-            Err(error) if is(&error, "ResourceNotFoundException") => {}
-            Err(error) if is(&error, "ResourceExistsException") => {
-                return Err(Error::Conflict(Conflict::RequestTokenReused));
+            Ok(_) => Ok(Put::Done),
+            // Absent, or (AWS) deleted and still being removed: the only InvalidRequest a
+            // well-formed PutSecretValue on our own secret gets is "marked for deletion".
+            Err(error)
+                if is(&error, "ResourceNotFoundException")
+                    || is(&error, "InvalidRequestException") =>
+            {
+                Ok(Put::NoSecret(value))
             }
-            Err(error) => return Err(sdk_error(COMPONENT, error)),
+            Err(error) if is(&error, "ResourceExistsException") => {
+                Err(Error::Conflict(Conflict::RequestTokenReused))
+            }
+            Err(error) => Err(sdk_error(COMPONENT, error)),
         }
+    }
+}
+
+impl TokenVault for SecretsManagerTokenVault {
+    async fn get(&self, tenant: &TenantId) -> Result<Option<TenantTokens>, Error> {
+        self.read(tenant, None, None).await
+    }
+
+    async fn get_previous(&self, tenant: &TenantId) -> Result<Option<TenantTokens>, Error> {
+        self.read(tenant, Some(PREVIOUS), None).await
+    }
+
+    async fn create(
+        &self,
+        tenant: &TenantId,
+        tokens: &TenantTokens,
+        request: &RequestToken,
+    ) -> Result<(), Error> {
+        let value = match self.put_version(tenant, tokens, request).await? {
+            Put::Done => return Ok(()),
+            Put::NoSecret(value) => value,
+        };
         // First tokens of this tenant (or first since a delete): create the secret.
         let create = self
             .client
@@ -191,6 +241,19 @@ impl TokenVault for SecretsManagerTokenVault {
                 })
             }
             Err(error) => Err(sdk_error(COMPONENT, error)),
+        }
+    }
+
+    async fn update(
+        &self,
+        tenant: &TenantId,
+        tokens: &TenantTokens,
+        request: &RequestToken,
+    ) -> Result<(), Error> {
+        match self.put_version(tenant, tokens, request).await? {
+            Put::Done => Ok(()),
+            // Deleted by a deauthorization (or never created): a refresh never creates (R-CONN-8).
+            Put::NoSecret(_) => Err(Error::not_found(Entity::TenantTokens, tenant)),
         }
     }
 

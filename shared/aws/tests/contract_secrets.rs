@@ -36,6 +36,7 @@ vault_contract!(
     repeating_a_put_with_the_same_request_token_changes_nothing,
     reusing_a_request_token_with_other_tokens_is_refused,
     deleted_tokens_are_gone_and_can_be_stored_again,
+    an_update_of_a_tenant_without_tokens_fails_and_creates_nothing,
 );
 
 sealer_contract!(
@@ -149,8 +150,9 @@ mod adapter {
             access_token: SecretString::from("access-kms".to_owned()),
             refresh_token: SecretString::from("refresh-kms".to_owned()),
             expires_at: chrono::Utc::now(),
+            m365_tenant_id: None,
         };
-        m365_engine::ports::TokenVault::put(
+        m365_engine::ports::TokenVault::create(
             &vault,
             &tenant,
             &tokens,

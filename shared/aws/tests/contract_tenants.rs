@@ -38,6 +38,8 @@ tenants_contract!(
     reclaiming_its_own_domains_is_idempotent,
     released_domains_can_be_claimed_by_another_tenant,
     a_tenant_cannot_release_another_tenants_domain,
+    a_tenant_with_150_domains_claims_them_all,
+    a_large_claim_refused_late_claims_nothing_and_keeps_what_was_held,
     tenants_are_listed_across_pages,
 );
 

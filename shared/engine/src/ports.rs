@@ -366,19 +366,39 @@ pub trait TokenVault: Send + Sync {
         tenant: &TenantId,
     ) -> impl Future<Output = Result<Option<TenantTokens>>> + Send;
 
-    /// Stores new current tokens; the old current becomes previous. Repeating a put with the same
+    /// Stores the tokens of a completed consent (R-CONN-1): creates the tenant's secret, or, when
+    /// it exists (a reconnect), adds a new current version (the old current becomes previous).
+    /// Only the connect callback calls it, and only after it has decided to keep the tokens
+    /// (R-CONN-7); everyone else uses [`TokenVault::update`], which never creates (R-CONN-8,
+    /// R-SAFE-4: only `connect` may create token secrets). Repeating a create with the same
     /// `request` token and content is a no-op.
     ///
     /// # Errors
     /// `Conflict::RequestTokenReused` when `request` was used with other content.
-    fn put(
+    fn create(
         &self,
         tenant: &TenantId,
         tokens: &TenantTokens,
         request: &RequestToken,
     ) -> impl Future<Output = Result<()>> + Send;
 
-    /// Deletes the tenant's tokens at once (no-op if absent, R-CONN-5); a later put starts afresh.
+    /// Stores rotated tokens of a tenant that has tokens (refresh, R-CONN-4); the old current
+    /// becomes previous. Never creates the secret: once a deauthorization deleted it, a refresh
+    /// that was in flight cannot bring the tokens back (R-CONN-8). Repeating an update with the
+    /// same `request` token and content is a no-op.
+    ///
+    /// # Errors
+    /// `NotFound` (entity `TenantTokens`) when the tenant has no tokens (never stored, or
+    /// deleted); `Conflict::RequestTokenReused` when `request` was used with other content.
+    fn update(
+        &self,
+        tenant: &TenantId,
+        tokens: &TenantTokens,
+        request: &RequestToken,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Deletes the tenant's tokens at once (no-op if absent, R-CONN-5); only a later
+    /// [`TokenVault::create`] (a new consent) stores tokens again.
     ///
     /// # Errors
     /// Infrastructure failures only.
@@ -501,7 +521,9 @@ pub trait Directory: Send + Sync {
         tenant: &TenantId,
     ) -> impl Future<Output = Result<Vec<VerifiedDomain>>> + Send;
 
-    /// Microsoft's id of the tenant (`GET /organization`, graph-spec §3.9), stored at connect.
+    /// Microsoft's id of the tenant (`GET /organization`, graph-spec §3.9) with the tenant's stored
+    /// tokens. (The connect callback reads it with the just-issued token instead, through
+    /// [`TenantProbe`], before anything is stored — R-CONN-7.)
     ///
     /// # Errors
     /// Graph errors.
@@ -670,14 +692,19 @@ pub struct AuthorizationRequest {
 
 /// The identity platform in our words (R-CONN-1, R-CONN-4): sign-in URL, code exchange, refresh.
 /// Implemented by `GraphIdentity` (m365-graph) and [`crate::testing::FakeIdentityPlatform`].
+///
+/// Every call names the authority it goes to: `None` before the Microsoft tenant is known
+/// (`organizations`), else that tenant's own authority (`/{m365TenantId}`, R-CONN-7), where only
+/// its own users can sign in and only its own grants are redeemed.
 pub trait IdentityPlatform: Send + Sync {
-    /// A fresh sign-in request: new `state` and PKCE verifier each time.
+    /// A fresh sign-in request at `tenant`'s authority: new `state` and PKCE verifier each time.
     ///
     /// # Errors
     /// Configuration errors (a bad base or redirect URL).
-    fn authorization_request(&self) -> Result<AuthorizationRequest>;
+    fn authorization_request(&self, tenant: Option<&M365TenantId>) -> Result<AuthorizationRequest>;
 
-    /// Redeems an authorization code with its PKCE verifier.
+    /// Redeems an authorization code with its PKCE verifier at `tenant`'s authority (the one the
+    /// sign-in was started at). The tokens name `tenant` when it is given.
     ///
     /// # Errors
     /// `ReauthorizationRequired` (the platform's `invalid_grant`: a wrong verifier, a reused or
@@ -687,9 +714,11 @@ pub trait IdentityPlatform: Send + Sync {
         &self,
         code: &SecretString,
         pkce_verifier: &SecretString,
+        tenant: Option<&M365TenantId>,
     ) -> impl Future<Output = Result<TenantTokens>> + Send;
 
-    /// Redeems a refresh token. The caller saves the returned (rotated) tokens before using them.
+    /// Redeems a refresh token at `tenant`'s authority. The caller saves the returned (rotated)
+    /// tokens before using them; they name `tenant` when it is given.
     ///
     /// # Errors
     /// `ReauthorizationRequired` with the AADSTS code on `invalid_grant`; retryable errors for
@@ -697,7 +726,35 @@ pub trait IdentityPlatform: Send + Sync {
     fn refresh(
         &self,
         refresh_token: &SecretString,
+        tenant: Option<&M365TenantId>,
     ) -> impl Future<Output = Result<TenantTokens>> + Send;
+}
+
+/// What a just-issued access token says about the Microsoft tenant it belongs to: read at the
+/// OAuth callback with that token itself, before anything is stored (R-CONN-7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentedTenant {
+    /// Microsoft's id of the tenant (`GET /organization`, graph-spec §3.9).
+    pub m365_tenant_id: M365TenantId,
+    /// Its verified domains with their kind (`GET /domains`, graph-spec §8.1).
+    pub domains: Vec<VerifiedDomain>,
+}
+
+/// Reads which Microsoft tenant an access token belongs to, with nothing but that token: the
+/// connect callback asks it before writing anything, so tokens of the wrong tenant are never
+/// stored, not even for a moment (R-CONN-7). Implemented by `GraphDirectory` (m365-graph, two
+/// Graph reads with the given token) and [`crate::testing::FakeDirectory`].
+pub trait TenantProbe: Send + Sync {
+    /// The organization and verified domains visible with `access_token`; `tenant` (ours, the one
+    /// being connected) only names the work in logs and errors.
+    ///
+    /// # Errors
+    /// Graph errors mapped per graph-spec §12 (the token is used as is: a 401 is final).
+    fn probe(
+        &self,
+        tenant: &TenantId,
+        access_token: &SecretString,
+    ) -> impl Future<Output = Result<ConsentedTenant>> + Send;
 }
 
 /// A sign-in under way: what the OAuth callback needs to verify `state` and PKCE (R-SAFE-3).
@@ -712,6 +769,12 @@ pub struct PendingConsent {
     pub pkce_verifier: SecretString,
     /// After this instant the sign-in is void (the store may drop it: TTL).
     pub expires_at: DateTime<Utc>,
+    /// The tenant's [`Tenant::consent_epoch`] when the sign-in started: a deauthorization since
+    /// then voids it (R-CONN-8).
+    pub consent_epoch: u64,
+    /// The Microsoft tenant whose authority the sign-in was sent to (`None`: `organizations`);
+    /// the code is redeemed at the same authority (R-CONN-7).
+    pub authority: Option<M365TenantId>,
 }
 
 /// Sign-ins under way, keyed by `state`, each usable once and only until it expires (R-SAFE-3).

@@ -7,13 +7,16 @@ use chrono::{DateTime, Utc};
 use m365_engine::Result;
 use m365_engine::model::{
     Binding, DirectoryUser, DomainName, Email, Event, OperationId, OperationOutcome, Page,
-    PageRequest, Tenant, TenantId, UserId,
+    PageRequest, RequestToken, Tenant, TenantId, TenantTokens, UserId,
 };
 use m365_engine::ports::{
-    BindingStore, Claim, EventQuery, EventStore, Expect, OperationLedger, TenantStore, UserStore,
+    BindingStore, Claim, EventQuery, EventStore, Expect, OperationLedger, TenantStore, TokenVault,
+    UserStore,
 };
 use m365_engine::testing::contract;
-use m365_engine::testing::{FakeBindings, FakeEvents, FakeLedger, FakeTenants, FakeUsers};
+use m365_engine::testing::{
+    FakeBindings, FakeEvents, FakeLedger, FakeTenants, FakeTokenVault, FakeUsers,
+};
 
 /// Runs a contract on its own task and says whether it panicked (i.e. the contract caught the mutant).
 async fn fails<F>(contract: F) -> bool
@@ -251,6 +254,126 @@ async fn the_ledger_contract_catches_a_ledger_that_lets_duplicates_through() {
         fails(async {
             contract::ledger::a_completed_operation_is_already_done_with_its_outcome(
                 &AlwaysClaimed::default(),
+            )
+            .await
+        })
+        .await
+    );
+}
+
+/// Claims in transactions of 100 (as DynamoDB must) but forgets to release the earlier ones when a
+/// later one is refused.
+#[derive(Default)]
+struct ChunkedWithoutRollback(FakeTenants);
+
+impl TenantStore for ChunkedWithoutRollback {
+    async fn create(&self, tenant: &Tenant) -> Result<Tenant> {
+        self.0.create(tenant).await
+    }
+    async fn get(&self, id: &TenantId) -> Result<Option<Tenant>> {
+        self.0.get(id).await
+    }
+    async fn list(&self, page: &PageRequest) -> Result<Page<Tenant>> {
+        self.0.list(page).await
+    }
+    async fn update(&self, tenant: &Tenant, expected: u64) -> Result<Tenant> {
+        self.0.update(tenant, expected).await
+    }
+    async fn claim_domains(&self, tenant: &TenantId, domains: &[DomainName]) -> Result<()> {
+        for chunk in domains.chunks(100) {
+            self.0.claim_domains(tenant, chunk).await?;
+        }
+        Ok(())
+    }
+    async fn release_domains(&self, tenant: &TenantId, domains: &[DomainName]) -> Result<()> {
+        self.0.release_domains(tenant, domains).await
+    }
+    async fn tenant_for_domain(&self, domain: &DomainName) -> Result<Option<TenantId>> {
+        self.0.tenant_for_domain(domain).await
+    }
+}
+
+#[tokio::test]
+async fn the_tenant_contract_catches_a_large_claim_that_keeps_its_first_hundred() {
+    // R-CONN-2 (more than 100 domains)
+    assert!(
+        fails(async {
+            contract::tenants::a_large_claim_refused_late_claims_nothing_and_keeps_what_was_held(
+                &ChunkedWithoutRollback::default(),
+            )
+            .await
+        })
+        .await
+    );
+    assert!(
+        !fails(async {
+            contract::tenants::a_tenant_with_150_domains_claims_them_all(
+                &ChunkedWithoutRollback::default(),
+            )
+            .await
+        })
+        .await
+    );
+}
+
+/// A vault whose update creates the secret when it is missing (what a refresh after a
+/// deauthorization must never do).
+#[derive(Default)]
+struct ResurrectingVault(FakeTokenVault);
+
+impl TokenVault for ResurrectingVault {
+    async fn get(&self, tenant: &TenantId) -> Result<Option<TenantTokens>> {
+        self.0.get(tenant).await
+    }
+    async fn get_previous(&self, tenant: &TenantId) -> Result<Option<TenantTokens>> {
+        self.0.get_previous(tenant).await
+    }
+    async fn create(
+        &self,
+        tenant: &TenantId,
+        tokens: &TenantTokens,
+        request: &RequestToken,
+    ) -> Result<()> {
+        self.0.create(tenant, tokens, request).await
+    }
+    async fn update(
+        &self,
+        tenant: &TenantId,
+        tokens: &TenantTokens,
+        request: &RequestToken,
+    ) -> Result<()> {
+        self.0.create(tenant, tokens, request).await
+    }
+    async fn delete(&self, tenant: &TenantId) -> Result<()> {
+        self.0.delete(tenant).await
+    }
+}
+
+#[tokio::test]
+async fn the_vault_contract_catches_an_update_that_recreates_deleted_tokens() {
+    // R-CONN-8
+    assert!(
+        fails(async {
+            contract::token_vault::deleted_tokens_are_gone_and_can_be_stored_again(
+                &ResurrectingVault::default(),
+            )
+            .await
+        })
+        .await
+    );
+    assert!(
+        fails(async {
+            contract::token_vault::an_update_of_a_tenant_without_tokens_fails_and_creates_nothing(
+                &ResurrectingVault::default(),
+            )
+            .await
+        })
+        .await
+    );
+    assert!(
+        !fails(async {
+            contract::token_vault::a_second_put_keeps_the_first_as_previous(
+                &ResurrectingVault::default(),
             )
             .await
         })

@@ -15,7 +15,7 @@ use m365_engine::model::{
     Email, M365ObjectId, M365TenantId, M365User, M365UserPatch, NewM365User, Page, PageRequest,
     PageToken, TenantId, VerifiedDomain,
 };
-use m365_engine::ports::Directory;
+use m365_engine::ports::{ConsentedTenant, Directory, TenantProbe};
 use m365_engine::{Error, Result};
 use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
@@ -28,6 +28,7 @@ use crate::model::{
     Collection, DOMAIN_SELECT, GraphDomain, GraphUser, MAX_TOP, USER_SELECT, create_user_body,
     created_user, odata_string, patch_user_body,
 };
+use crate::tokens::StaticToken;
 
 /// A tenant's organization (`GET /organization`, graph-spec §3.9).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -485,6 +486,28 @@ impl<P: TokenProvider> Directory for GraphDirectory<P> {
                 _ => return Ok(out),
             }
         }
+    }
+}
+
+/// The connect callback's question (R-CONN-7): which Microsoft tenant does this just-issued access
+/// token belong to, and which domains does that tenant have? Two Graph reads (`GET /organization`,
+/// `GET /domains`, graph-spec §3.9, §8.1) with exactly that token ([`StaticToken`]: a 401 is
+/// final, nothing is refreshed and nothing is read from or written to the vault), through this
+/// directory's client (reads cost no write budget).
+impl<P: TokenProvider> TenantProbe for GraphDirectory<P> {
+    async fn probe(
+        &self,
+        tenant: &TenantId,
+        access_token: &SecretString,
+    ) -> Result<ConsentedTenant> {
+        let probe = GraphDirectory::new(self.client.clone(), StaticToken(access_token.clone()))
+            .with_deadline(self.deadline());
+        let organization = probe.organization(tenant).await?;
+        let domains = probe.verified_domains(tenant).await?;
+        Ok(ConsentedTenant {
+            m365_tenant_id: organization.id,
+            domains,
+        })
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use m365_engine::error::UnavailableReason;
-use m365_engine::model::TenantTokens;
+use m365_engine::model::{M365TenantId, TenantTokens};
 use oauth2::basic::{
     BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenResponse,
 };
@@ -231,13 +231,23 @@ pub struct TokenSet {
 }
 
 impl TokenSet {
-    /// The vault form of these tokens; `None` without a refresh token.
+    /// The vault form of these tokens; `None` without a refresh token. The issuing Microsoft
+    /// tenant is not known from the response (the connect callback reads it with the token,
+    /// R-CONN-7): see [`TokenSet::to_tenant_tokens_of`].
     #[must_use]
     pub fn to_tenant_tokens(&self) -> Option<TenantTokens> {
+        self.to_tenant_tokens_of(None)
+    }
+
+    /// The vault form of these tokens, naming the Microsoft tenant that issued them (the one
+    /// whose authority they were redeemed at); `None` without a refresh token.
+    #[must_use]
+    pub fn to_tenant_tokens_of(&self, issuer: Option<&M365TenantId>) -> Option<TenantTokens> {
         Some(TenantTokens {
             access_token: self.access_token.clone(),
             refresh_token: self.refresh_token.clone()?,
             expires_at: self.expires_at,
+            m365_tenant_id: issuer.cloned(),
         })
     }
 

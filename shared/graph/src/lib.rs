@@ -7,10 +7,13 @@
 //!   (`GraphDirectory::with_deadline`, `GraphIdentity::with_deadline`; R-OPS-2);
 //! - [`GraphDirectory`], the engine's `Directory` port over Graph, plus security groups and
 //!   membership ([`groups`]), `$batch` in chunks of 20 with per-item results ([`batch`]), users and
-//!   groups delta with 410 restart ([`delta`]) and the tenant's organization id;
+//!   groups delta with 410 restart ([`delta`]) and the tenant's organization id; it is also the
+//!   engine's `TenantProbe`: `/organization` and `/domains` read with a just-issued access token
+//!   alone, before the connect callback stores anything (R-CONN-7);
 //! - [`IdentityClient`]: authorization URL (PKCE S256 + state), code exchange, refresh with
 //!   rotation persisted before use, client credentials; [`GraphIdentity`], the engine's
-//!   `IdentityPlatform` port over it (connect and token refresh use cases);
+//!   `IdentityPlatform` port over it (connect and token refresh use cases), at `organizations` or,
+//!   once known, the tenant's own authority (R-CONN-7);
 //! - [`TokenProvider`] and its implementations [`VaultTokens`] (vault-backed, single-flight
 //!   refresh per process), [`ClientCredentialsTokens`] and [`StaticToken`];
 //! - [`GraphError`] / [`TokenError`], classified per graph-spec §12 onto the engine's error so

@@ -2,15 +2,18 @@
 //! `state`, `offline_access`), the code exchange and the refresh grant, in the engine's words so the
 //! connect and token-refresh use cases stay pure (R-CONN-1, R-CONN-4).
 //!
-//! The authority is `organizations` for all three: the tenant is not known before the admin signs
-//! in, and refresh tokens are not tied to a tenant (graph-spec §1.1, §1.4).
+//! The authority is `organizations` until the Microsoft tenant is known, then that tenant's own
+//! (`/{m365TenantId}`, R-CONN-7): there only its own users can sign in, and only its own codes and
+//! refresh tokens are redeemed (graph-spec §1.1 lists a tenant GUID as `{tenant}`; AADSTS700005
+//! refuses a code of another tenant; how a refresh token of another tenant is refused at a
+//! tenant authority is unconfirmed, see the emulator README).
 //!
 //! [`GraphIdentity::with_deadline`] bounds the token calls by the function's deadline (R-OPS-2):
 //! past it they fail with the retryable `deadline` error instead of running into Lambda's timeout.
 
 use std::future::Future;
 
-use m365_engine::model::TenantTokens;
+use m365_engine::model::{M365TenantId, TenantTokens};
 use m365_engine::ports::{AuthorizationRequest, IdentityPlatform};
 use m365_engine::{Error, Result};
 use secrecy::SecretString;
@@ -69,17 +72,23 @@ impl GraphIdentity {
     }
 }
 
-/// The vault form of a grant's tokens; a grant without a refresh token (no `offline_access`
-/// consented) cannot keep a tenant connected.
-fn vault_tokens(tokens: &TokenSet) -> Result<TenantTokens> {
+/// The vault form of a grant's tokens, naming the tenant they were redeemed at; a grant without a
+/// refresh token (no `offline_access` consented) cannot keep a tenant connected.
+fn vault_tokens(tokens: &TokenSet, tenant: Option<&M365TenantId>) -> Result<TenantTokens> {
     tokens
-        .to_tenant_tokens()
+        .to_tenant_tokens_of(tenant)
         .ok_or_else(|| Error::from(TokenError::Malformed))
 }
 
+/// The authority path segment: the tenant's id once known, else `organizations`.
+#[must_use]
+pub fn authority(tenant: Option<&M365TenantId>) -> &str {
+    tenant.map_or(REFRESH_AUTHORITY, M365TenantId::as_str)
+}
+
 impl IdentityPlatform for GraphIdentity {
-    fn authorization_request(&self) -> Result<AuthorizationRequest> {
-        let start = self.identity.authorization_url(REFRESH_AUTHORITY)?;
+    fn authorization_request(&self, tenant: Option<&M365TenantId>) -> Result<AuthorizationRequest> {
+        let start = self.identity.authorization_url(authority(tenant))?;
         Ok(AuthorizationRequest {
             url: start.url.to_string(),
             state: start.state,
@@ -91,19 +100,24 @@ impl IdentityPlatform for GraphIdentity {
         &self,
         code: &SecretString,
         pkce_verifier: &SecretString,
+        tenant: Option<&M365TenantId>,
     ) -> Result<TenantTokens> {
         let tokens = self
             .bounded(async {
                 Ok(self
                     .identity
-                    .exchange_code(REFRESH_AUTHORITY, code, pkce_verifier)
+                    .exchange_code(authority(tenant), code, pkce_verifier)
                     .await?)
             })
             .await?;
-        vault_tokens(&tokens)
+        vault_tokens(&tokens, tenant)
     }
 
-    async fn refresh(&self, refresh_token: &SecretString) -> Result<TenantTokens> {
+    async fn refresh(
+        &self,
+        refresh_token: &SecretString,
+        tenant: Option<&M365TenantId>,
+    ) -> Result<TenantTokens> {
         // The caller (the token-refresh use case) saves the rotated tokens before anything uses
         // them, so nothing is persisted here; a lost response costs nothing because Microsoft keeps
         // the old refresh token valid (graph-spec §1.4).
@@ -111,10 +125,10 @@ impl IdentityPlatform for GraphIdentity {
             .bounded(async {
                 Ok(self
                     .identity
-                    .refresh(REFRESH_AUTHORITY, refresh_token, |_| async { Ok(()) })
+                    .refresh(authority(tenant), refresh_token, |_| async { Ok(()) })
                     .await?)
             })
             .await?;
-        vault_tokens(&tokens)
+        vault_tokens(&tokens, tenant)
     }
 }

@@ -1,6 +1,8 @@
 //! Token providers for [`crate::GraphDirectory`]:
 //! - [`VaultTokens`]: the delegated tokens of each tenant, kept in the engine's `TokenVault`
-//!   (R-CONN-1); refreshes save the rotated tokens BEFORE the new access token is used (R-CONN-4).
+//!   (R-CONN-1); refreshes go to the authority of the Microsoft tenant the vault names with the
+//!   tokens (R-CONN-7) and save the rotated tokens BEFORE the new access token is used (R-CONN-4),
+//!   with `TokenVault::update`, which fails once a deauthorization deleted them (R-CONN-8).
 //! - [`ClientCredentialsTokens`]: app-only tokens (the optional client-credentials mode).
 
 use std::collections::HashMap;
@@ -15,9 +17,12 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::client::TokenProvider;
 use crate::identity::{IdentityClient, TokenError, TokenSet};
+use crate::platform::authority;
 
-/// Authority used for refresh grants: refresh tokens "aren't tied to a resource or tenant"
-/// (graph-spec §1.4) and the grant is accepted on `/organizations` (not on `/common`, §1.1).
+/// Authority of sign-ins and grants while the Microsoft tenant is unknown (tokens stored before
+/// the vault recorded their tenant): refresh tokens "aren't tied to a resource or tenant"
+/// (graph-spec §1.4) and the grant is accepted on `/organizations` (not on `/common`, §1.1). Once
+/// the tenant is known, its own id is the authority (R-CONN-7).
 pub const REFRESH_AUTHORITY: &str = "organizations";
 
 /// Delegated tokens from the token vault, refreshed through the identity platform.
@@ -71,22 +76,21 @@ impl<V: TokenVault> VaultTokens<V> {
         if fresh && replaced {
             return Ok(current.access_token);
         }
-        Ok(self
-            .refresh_from(tenant, &current.refresh_token)
-            .await?
-            .access_token)
+        Ok(self.refresh_from(tenant, &current).await?.access_token)
     }
 
     /// Refreshes `tenant`'s tokens now: the rotated tokens are stored in the vault first, then
     /// returned (R-CONN-4).
     ///
     /// # Errors
-    /// `NotFound` (tenant tokens) when the vault has none; `ReauthorizationRequired` with the
-    /// AADSTS code on `invalid_grant`; retryable errors for throttling and outages; the vault's
-    /// errors when saving fails (the new tokens are then not used).
+    /// `NotFound` (tenant tokens) when the vault has none, or when they were deleted (a
+    /// deauthorization) before the rotated ones could be saved — those are then dropped, never
+    /// stored (R-CONN-8); `ReauthorizationRequired` with the AADSTS code on `invalid_grant`;
+    /// retryable errors for throttling and outages; the vault's errors when saving fails (the new
+    /// tokens are then not used).
     pub async fn refresh_now(&self, tenant: &TenantId) -> Result<TokenSet> {
         let current = self.current(tenant).await?;
-        self.refresh_from(tenant, &current.refresh_token).await
+        self.refresh_from(tenant, &current).await
     }
 
     async fn current(&self, tenant: &TenantId) -> Result<TenantTokens> {
@@ -96,23 +100,24 @@ impl<V: TokenVault> VaultTokens<V> {
             .ok_or_else(|| Error::not_found(Entity::TenantTokens, tenant))
     }
 
-    async fn refresh_from(
-        &self,
-        tenant: &TenantId,
-        refresh_token: &SecretString,
-    ) -> Result<TokenSet> {
+    async fn refresh_from(&self, tenant: &TenantId, current: &TenantTokens) -> Result<TokenSet> {
         let vault = &self.vault;
+        // The issuing tenant's own authority (R-CONN-7).
+        let issuer = current.m365_tenant_id.as_ref();
         let tokens = self
             .identity
             .refresh(
-                REFRESH_AUTHORITY,
-                refresh_token,
+                authority(issuer),
+                &current.refresh_token,
                 |new: TokenSet| async move {
-                    let stored = new.to_tenant_tokens().ok_or(TokenError::Malformed)?;
+                    let stored = new
+                        .to_tenant_tokens_of(issuer)
+                        .ok_or(TokenError::Malformed)?;
                     // A fresh idempotency token per rotation (32 hex digits).
                     let request = RequestToken::parse(uuid::Uuid::new_v4().simple().to_string())
                         .map_err(|e| Error::Invalid(e.into()))?;
-                    vault.put(tenant, &stored, &request).await
+                    // Update only: tokens deleted by a deauthorization stay deleted (R-CONN-8).
+                    vault.update(tenant, &stored, &request).await
                 },
             )
             .await?;

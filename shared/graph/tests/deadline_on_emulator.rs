@@ -123,6 +123,7 @@ async fn a_token_call_slower_than_the_deadline_is_cut_off_and_none_starts_past_i
         m365_engine::ports::IdentityPlatform::refresh(
             &identity,
             &SecretString::from("some-refresh-token".to_owned()),
+            None,
         )
         .await
     };

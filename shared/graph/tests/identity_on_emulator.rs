@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use chrono::Utc;
 use m365_engine::Error;
 use m365_engine::error::Entity;
-use m365_engine::model::{Email, RequestToken, TenantId, TenantTokens};
-use m365_engine::ports::{Directory, TokenVault};
+use m365_engine::model::{Email, M365TenantId, RequestToken, TenantId, TenantTokens};
+use m365_engine::ports::{Directory, TenantProbe, TokenVault};
 use m365_engine::testing::FakeTokenVault;
 use m365_graph::{GraphDirectory, TokenError, TokenProvider, TokenSet, VaultTokens};
 use secrecy::{ExposeSecret, SecretString};
@@ -252,13 +252,21 @@ impl TokenVault for SharedVault {
     async fn get_previous(&self, tenant: &TenantId) -> m365_engine::Result<Option<TenantTokens>> {
         self.0.get_previous(tenant).await
     }
-    async fn put(
+    async fn create(
         &self,
         tenant: &TenantId,
         tokens: &TenantTokens,
         request: &RequestToken,
     ) -> m365_engine::Result<()> {
-        self.0.put(tenant, tokens, request).await
+        self.0.create(tenant, tokens, request).await
+    }
+    async fn update(
+        &self,
+        tenant: &TenantId,
+        tokens: &TenantTokens,
+        request: &RequestToken,
+    ) -> m365_engine::Result<()> {
+        self.0.update(tenant, tokens, request).await
     }
     async fn delete(&self, tenant: &TenantId) -> m365_engine::Result<()> {
         self.0.delete(tenant).await
@@ -275,7 +283,7 @@ async fn an_expiring_access_token_is_refreshed_and_the_rotation_is_in_the_vault_
     tokens.expires_at = Utc::now() + chrono::Duration::seconds(30);
     let vault = SharedVault::default();
     vault
-        .put(
+        .create(
             &tenant,
             &tokens,
             &RequestToken::parse("0".repeat(32)).unwrap(),
@@ -347,7 +355,7 @@ async fn concurrent_callers_of_one_process_share_a_single_refresh() {
     tokens.expires_at = Utc::now();
     let vault = SharedVault::default();
     vault
-        .put(
+        .create(
             &tenant,
             &tokens,
             &RequestToken::parse("2".repeat(32)).unwrap(),
@@ -381,7 +389,7 @@ async fn a_401_refresh_skips_the_token_call_when_another_caller_already_replaced
     let tokens = connect(&emu).await.to_tenant_tokens().unwrap();
     let vault = SharedVault::default();
     vault
-        .put(
+        .create(
             &tenant,
             &tokens,
             &RequestToken::parse("3".repeat(32)).unwrap(),
@@ -413,4 +421,143 @@ async fn a_401_refresh_skips_the_token_call_when_another_caller_already_replaced
         tokens.access_token.expose_secret(),
         "the refused current token is refreshed"
     );
+}
+
+#[tokio::test]
+async fn an_on_demand_refresh_goes_to_the_authority_of_the_tenant_that_issued_the_tokens() {
+    // R-CONN-7 (every refresh at `/{m365TenantId}` once it is known)
+    let emu = start().await;
+    let tenant = emu.tenant();
+    let contoso = M365TenantId::parse(CONTOSO).unwrap();
+    let mut tokens = connect(&emu)
+        .await
+        .to_tenant_tokens_of(Some(&contoso))
+        .unwrap();
+    tokens.expires_at = Utc::now();
+    let vault = SharedVault::default();
+    vault
+        .create(
+            &tenant,
+            &tokens,
+            &RequestToken::parse("4".repeat(32)).unwrap(),
+        )
+        .await
+        .unwrap();
+    let client = emu.client();
+    let provider = VaultTokens::new(vault.clone(), emu.identity(&client));
+    provider.access_token(&tenant).await.unwrap();
+    let stored = vault.get(&tenant).await.unwrap().unwrap();
+    assert_eq!(
+        stored.m365_tenant_id.as_ref(),
+        Some(&contoso),
+        "the rotated tokens keep their tenant"
+    );
+    // Tokens that name a tenant this emulator does not know cannot be refreshed at
+    // `organizations` instead: the named authority is the one used.
+    let mut foreign = stored.clone();
+    foreign.m365_tenant_id =
+        Some(M365TenantId::parse("9d3b1e7a-6c4f-4a2d-8e5b-7f6a5b4c3d2e").unwrap());
+    foreign.expires_at = Utc::now();
+    vault
+        .update(
+            &tenant,
+            &foreign,
+            &RequestToken::parse("5".repeat(32)).unwrap(),
+        )
+        .await
+        .unwrap();
+    let error = provider.access_token(&tenant).await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Infrastructure {
+                component: "identity",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_on_demand_refresh_that_ends_after_a_deauthorization_saves_nothing() {
+    // R-CONN-8: the refresh grant answered, the tokens were deleted (deauthorize), then the
+    // rotated tokens are to be saved: the save fails and the secret stays deleted.
+    let emu = start().await;
+    let tenant = emu.tenant();
+    let mut tokens = connect(&emu).await.to_tenant_tokens().unwrap();
+    tokens.expires_at = Utc::now();
+    let vault = SharedVault::default();
+    vault
+        .create(
+            &tenant,
+            &tokens,
+            &RequestToken::parse("6".repeat(32)).unwrap(),
+        )
+        .await
+        .unwrap();
+    let client = emu.client();
+    let provider = VaultTokens::new(vault.clone(), emu.identity(&client));
+    let gate = vault.0.hold_next_write();
+    let (refreshed, ()) = tokio::join!(provider.access_token(&tenant), async {
+        gate.reached().await;
+        vault.delete(&tenant).await.unwrap();
+        gate.open();
+    });
+    let error = refreshed.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::NotFound {
+                entity: Entity::TenantTokens,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(
+        vault.get(&tenant).await.unwrap().is_none(),
+        "not re-created"
+    );
+    assert_eq!(vault.0.versions(&tenant), 0);
+}
+
+#[tokio::test]
+async fn the_probe_reads_the_tenant_and_its_domains_with_the_given_token_alone() {
+    // R-CONN-7: the callback's reads use the just-issued token, never the vault
+    let emu = start().await;
+    let tokens = connect(&emu).await;
+    let client = emu.client();
+    // A directory whose vault is empty: any vault read would fail with NotFound.
+    let dir = GraphDirectory::new(
+        client.clone(),
+        VaultTokens::new(SharedVault::default(), emu.identity(&client)),
+    );
+    let consented = dir
+        .probe(&emu.tenant(), &tokens.access_token)
+        .await
+        .unwrap();
+    assert_eq!(consented.m365_tenant_id.as_str(), CONTOSO);
+    assert!(
+        consented
+            .domains
+            .iter()
+            .any(|d| d.name.as_str() == support::MANAGED)
+    );
+    assert!(
+        !consented
+            .domains
+            .iter()
+            .any(|d| d.name.as_str() == "pending.contoso.net"),
+        "unverified domains are not the tenant's"
+    );
+    // A token Graph refuses is final: no refresh, no vault.
+    let error = dir
+        .probe(
+            &emu.tenant(),
+            &SecretString::from("not-a-token-the-emulator-issued".to_owned()),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::Unauthorized { .. }), "{error:?}");
 }

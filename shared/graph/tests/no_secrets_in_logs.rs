@@ -49,13 +49,21 @@ impl TokenVault for SharedVault {
     async fn get_previous(&self, tenant: &TenantId) -> m365_engine::Result<Option<TenantTokens>> {
         self.0.get_previous(tenant).await
     }
-    async fn put(
+    async fn create(
         &self,
         tenant: &TenantId,
         tokens: &TenantTokens,
         request: &RequestToken,
     ) -> m365_engine::Result<()> {
-        self.0.put(tenant, tokens, request).await
+        self.0.create(tenant, tokens, request).await
+    }
+    async fn update(
+        &self,
+        tenant: &TenantId,
+        tokens: &TenantTokens,
+        request: &RequestToken,
+    ) -> m365_engine::Result<()> {
+        self.0.update(tenant, tokens, request).await
     }
     async fn delete(&self, tenant: &TenantId) -> m365_engine::Result<()> {
         self.0.delete(tenant).await
@@ -91,7 +99,7 @@ async fn no_token_password_or_secret_appears_in_any_log_line() {
     let vault = SharedVault::default();
     let tenant = emu.tenant();
     vault
-        .put(
+        .create(
             &tenant,
             &stored,
             &RequestToken::parse("1".repeat(32)).unwrap(),

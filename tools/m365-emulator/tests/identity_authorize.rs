@@ -560,3 +560,81 @@ async fn the_id_token_echoes_the_authorize_nonce() {
     assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
     assert_eq!(jwt_payload(&reply.str("id_token"))["nonce"], "n-0S6_WzA2Mj");
 }
+
+fn authorize_form<'a>(login: &'a str, password: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("client_id", APP),
+        ("response_type", "code"),
+        ("redirect_uri", REDIRECT),
+        ("scope", GRAPH_SCOPES),
+        ("state", "st-tenant"),
+        ("login", login),
+        ("passwd", password),
+        ("action", "accept"),
+    ]
+}
+
+#[tokio::test]
+async fn a_user_of_another_tenant_cannot_sign_in_at_a_tenant_specific_authority() {
+    // R-CONN-7; AADSTS50020 (UserUnauthorized; not in graph-spec §1, exact wording unconfirmed)
+    let emu = start().await;
+    let r = emu
+        .submit_authorize(CONTOSO, &authorize_form(FAB_ADMIN, FAB_ADMIN_PASSWORD))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK, "the page again, no redirect");
+    assert!(
+        r.headers().get("location").is_none(),
+        "nothing reaches the app"
+    );
+    assert_eq!(r.headers()["x-ms-ests-error"], "50020");
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains(&format!(
+            "AADSTS50020: User account &#39;{FAB_ADMIN}&#39; from identity provider"
+        )),
+        "{html}"
+    );
+    assert!(html.contains("does not exist in tenant"), "{html}");
+    let identity: serde_json::Value = emu
+        .http
+        .get(format!("{}/_emulator/identity/state", emu.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        identity["codes"],
+        serde_json::json!([]),
+        "no code was issued"
+    );
+    // The same admin signs in at their own tenant's authority, or at `organizations`.
+    for authority in [FABRIKAM, "fabrikam.onmicrosoft.com", "organizations"] {
+        let r = emu
+            .submit_authorize(authority, &authorize_form(FAB_ADMIN, FAB_ADMIN_PASSWORD))
+            .await;
+        assert_eq!(r.status(), StatusCode::FOUND, "{authority}");
+    }
+    // The tenant's own admin signs in at its authority.
+    let r = emu
+        .submit_authorize(CONTOSO, &authorize_form(ADMIN, ADMIN_PASSWORD))
+        .await;
+    assert_eq!(r.status(), StatusCode::FOUND);
+}
+
+#[tokio::test]
+async fn a_foreign_user_with_a_wrong_password_is_refused_for_the_password_first() {
+    // R-CONN-7: the user is authenticated at home before the resource tenant refuses them, so a
+    // wrong password is 50126 (nothing reveals whether the account would be refused later).
+    let emu = start().await;
+    let r = emu
+        .submit_authorize(CONTOSO, &authorize_form(FAB_ADMIN, "wrong"))
+        .await;
+    assert_eq!(r.headers()["x-ms-ests-error"], "50126");
+    // An address no tenant knows is still 50034 at a tenant authority.
+    let r = emu
+        .submit_authorize(CONTOSO, &authorize_form("nobody@nowhere.example", "x"))
+        .await;
+    assert_eq!(r.headers()["x-ms-ests-error"], "50034");
+}

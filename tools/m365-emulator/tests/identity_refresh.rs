@@ -389,3 +389,29 @@ async fn a_refresh_whose_response_is_lost_after_commit_can_be_retried_with_the_o
     );
     assert_eq!(emu.refresh(CONTOSO, &rt).await.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_refresh_token_redeemed_at_another_tenants_authority_is_refused_50020() {
+    // R-CONN-7. graph-spec §1.4 says refresh tokens "aren't tied to a resource or tenant"; the
+    // user is: at a tenant where they have no account the emulator refuses the grant like a
+    // sign-in there (AADSTS50020, `invalid_grant`), an unconfirmed choice (README).
+    let emu = start().await;
+    let rt = emu.admin_tokens().await.str("refresh_token");
+    let reply = emu.refresh(FABRIKAM, &rt).await;
+    assert_error_body(&reply, StatusCode::BAD_REQUEST, "invalid_grant", 50_020);
+    let description = reply.str("error_description");
+    assert!(
+        description.contains(&format!(
+            "User account '{ADMIN}' from identity provider 'https://sts.windows.net/{CONTOSO}/' does not exist in tenant 'Fabrikam'"
+        )),
+        "{description}"
+    );
+    let reply = emu.refresh("fabrikam.onmicrosoft.com", &rt).await;
+    assert_error_body(&reply, StatusCode::BAD_REQUEST, "invalid_grant", 50_020);
+    // At its own tenant's authority (and at `organizations`) the same token still works.
+    assert_eq!(emu.refresh(CONTOSO, &rt).await.status, StatusCode::OK);
+    assert_eq!(
+        emu.refresh("organizations", &rt).await.status,
+        StatusCode::OK
+    );
+}

@@ -9,13 +9,16 @@
 //!   (R-SAFE-3). A put is conditional on `attribute_not_exists(pk)`; `take` is one `DeleteItem`
 //!   returning the old item, so a `state` is redeemed at most once even by concurrent callbacks.
 //!   The PKCE verifier is kept for the sign-in's lifetime only (TTL) in the encrypted table; it
-//!   is worthless without the code, which is never stored.
+//!   is worthless without the code, which is never stored. The record also keeps the tenant's
+//!   consent epoch when the sign-in started (`consent_epoch`, R-CONN-8; absent in older records:
+//!   0) and the Microsoft tenant whose authority it went to (`authority`, R-CONN-7; absent:
+//!   `organizations`).
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::ReturnValue;
 use chrono::{DateTime, TimeDelta, Utc};
 use m365_engine::error::{Conflict, Entity, Error};
-use m365_engine::model::TenantId;
+use m365_engine::model::{M365TenantId, TenantId};
 use m365_engine::ports::{Leases, PendingConsent, PendingConsents};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
@@ -34,6 +37,8 @@ const TENANT_ID: &str = "tenant_id";
 const VERIFIER: &str = "pkce_verifier";
 /// Sign-in expiry in epoch milliseconds (`expires_at` is the TTL, in seconds, rounded up).
 const EXPIRES_AT_MS: &str = "expires_at_ms";
+const CONSENT_EPOCH: &str = "consent_epoch";
+const AUTHORITY: &str = "authority";
 
 /// [`Leases`] on the ledger table.
 #[derive(Debug, Clone)]
@@ -138,7 +143,7 @@ impl PendingConsents for DynamoPendingConsents {
     async fn put(&self, pending: &PendingConsent) -> Result<(), Error> {
         // TTL is in whole seconds: round up so the record outlives its expiry.
         let ttl = pending.expires_at.timestamp() + 1;
-        let result = self
+        let mut put = self
             .client
             .put_item()
             .table_name(&self.table)
@@ -148,6 +153,11 @@ impl PendingConsents for DynamoPendingConsents {
             .item(VERIFIER, s(pending.pkce_verifier.expose_secret()))
             .item(EXPIRES_AT_MS, n(pending.expires_at.timestamp_millis()))
             .item(EXPIRES_AT, n(ttl))
+            .item(CONSENT_EPOCH, n(pending.consent_epoch));
+        if let Some(authority) = &pending.authority {
+            put = put.item(AUTHORITY, s(authority.as_str()));
+        }
+        let result = put
             .condition_expression("attribute_not_exists(#pk)")
             .expression_attribute_names("#pk", PK)
             .send()
@@ -185,11 +195,27 @@ impl PendingConsents for DynamoPendingConsents {
         }
         let tenant_id = TenantId::parse(string(&item, TENANT_ID)?)
             .map_err(|_| CorruptItem::Attribute(TENANT_ID))?;
+        let consent_epoch = if item.contains_key(CONSENT_EPOCH) {
+            u64::try_from(number(&item, CONSENT_EPOCH)?)
+                .map_err(|_| CorruptItem::Attribute(CONSENT_EPOCH))?
+        } else {
+            0
+        };
+        let authority = if item.contains_key(AUTHORITY) {
+            Some(
+                M365TenantId::parse(string(&item, AUTHORITY)?)
+                    .map_err(|_| CorruptItem::Attribute(AUTHORITY))?,
+            )
+        } else {
+            None
+        };
         Ok(Some(PendingConsent {
             state: string(&item, STATE)?.to_owned(),
             tenant_id,
             pkce_verifier: SecretString::from(string(&item, VERIFIER)?.to_owned()),
             expires_at,
+            consent_epoch,
+            authority,
         }))
     }
 }

@@ -1,10 +1,15 @@
 //! Tenants and their verified-domain claims (one tenant per domain, R-CONN-2), in the tenants
-//! table. Claims are written in one transaction so a connect claims all its domains or none.
+//! table. A connect claims all its domains or none: up to 100 domains in one transaction; more
+//! (a `TransactWriteItems` holds at most 100 items) in transactions of 100, and when a later one
+//! meets a domain of another tenant, the domains this claim took in the earlier ones are released
+//! again. Each claim marks the domain items it creates with a fresh claim token (an item that
+//! already existed keeps a marker naming its holder), so that release takes back exactly what
+//! this claim added, never a domain the tenant held before.
 
 use std::collections::BTreeSet;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 use m365_engine::error::{Conflict, Entity, Error, FieldProblem, InvalidInput};
 use m365_engine::model::{DomainName, Page, PageRequest, Tenant, TenantId};
 use m365_engine::ports::TenantStore;
@@ -18,9 +23,17 @@ use crate::schema::{LIST_INDEX, LIST_PK, LIST_SK, PK, SK};
 const TENANT: &str = "TENANT";
 const DOMAIN: &str = "DOMAIN";
 const TENANT_ID: &str = "tenant_id";
+/// The claim that created a domain item (a fresh token), or the holder's id for an item that
+/// already existed when it was (re-)claimed.
+const CLAIM: &str = "claim";
 
-/// DynamoDB writes at most 100 items in one transaction.
+/// DynamoDB writes at most 100 items in one transaction: a claim of more domains is split into
+/// transactions of this size.
 pub const MAX_DOMAINS_PER_CLAIM: usize = 100;
+
+/// Upper bound on the domains of one claim (far above any real tenant; Entra allows 5,000 domains
+/// per tenant), so that bad data cannot make a connect loop over DynamoDB for long.
+pub const MAX_DOMAINS: usize = 5_000;
 
 fn tenant_pk(id: &TenantId) -> String {
     format!("TENANT#{id}")
@@ -88,6 +101,92 @@ impl DynamoTenants {
             }
         }
         Ok(None)
+    }
+}
+
+impl DynamoTenants {
+    /// Claims up to [`MAX_DOMAINS_PER_CLAIM`] domains in one transaction: each is created for
+    /// `tenant` (marked with `token`) or already held by it (marked with its holder's id).
+    async fn claim_chunk(
+        &self,
+        tenant: &TenantId,
+        domains: &[&DomainName],
+        token: &str,
+    ) -> Result<(), Error> {
+        let mut transaction = self.client.transact_write_items();
+        for &domain in domains {
+            // `claim` is computed first from the item as it was: a new item gets this claim's
+            // token, an existing one (already ours) its holder's id.
+            let update = Update::builder()
+                .table_name(&self.table)
+                .key(PK, s(domain_pk(domain)))
+                .key(SK, s(DOMAIN))
+                .update_expression(
+                    "SET #claim = if_not_exists(#tenant_id, :token), #tenant_id = :me",
+                )
+                .condition_expression("attribute_not_exists(#pk) OR #tenant_id = :me")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_names("#tenant_id", TENANT_ID)
+                .expression_attribute_names("#claim", CLAIM)
+                .expression_attribute_values(":me", s(tenant.as_str()))
+                .expression_attribute_values(":token", s(token))
+                .build()
+                .map_err(|e| Error::Infrastructure {
+                    component: "dynamodb",
+                    source: Box::new(e),
+                })?;
+            transaction =
+                transaction.transact_items(TransactWriteItem::builder().update(update).build());
+        }
+        match transaction.send().await {
+            Ok(_) => Ok(()),
+            Err(error) => {
+                let Some(reasons) = failed_conditions(&error) else {
+                    return Err(dynamo_error(error));
+                };
+                // Name the first contested domain, preferring the service's reasons.
+                let contested: Vec<&DomainName> = if reasons.iter().any(|failed| *failed) {
+                    domains
+                        .iter()
+                        .zip(&reasons)
+                        .filter(|(_, failed)| **failed)
+                        .map(|(domain, _)| *domain)
+                        .collect()
+                } else {
+                    domains.to_vec()
+                };
+                match self.first_foreign_claim(tenant, &contested).await? {
+                    Some((domain, owner)) => {
+                        Err(Error::Conflict(Conflict::DomainClaimed { domain, owner }))
+                    }
+                    // The competing claim went away meanwhile: let the caller retry.
+                    None => Err(dynamo_error(error)),
+                }
+            }
+        }
+    }
+
+    /// Deletes the domain items the claim `token` created (those it found already held stay).
+    async fn release_claimed(&self, domains: &[&DomainName], token: &str) -> Result<(), Error> {
+        for domain in domains {
+            let result = self
+                .client
+                .delete_item()
+                .table_name(&self.table)
+                .key(PK, s(domain_pk(domain)))
+                .key(SK, s(DOMAIN))
+                .condition_expression("#claim = :token")
+                .expression_attribute_names("#claim", CLAIM)
+                .expression_attribute_values(":token", s(token))
+                .send()
+                .await;
+            match result {
+                Ok(_) => {}
+                Err(error) if is_conditional_failure(&error) => {}
+                Err(error) => return Err(dynamo_error(error)),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -169,61 +268,29 @@ impl TenantStore for DynamoTenants {
         // A transaction may not touch one item twice: claim each domain once, in order.
         let mut seen = BTreeSet::new();
         let domains: Vec<&DomainName> = domains.iter().filter(|d| seen.insert(*d)).collect();
-        if domains.is_empty() {
-            return Ok(());
-        }
-        if domains.len() > MAX_DOMAINS_PER_CLAIM {
+        if domains.len() > MAX_DOMAINS {
             return Err(Error::Invalid(InvalidInput::Field {
                 field: "domains",
-                problem: FieldProblem::TooLong {
-                    max: MAX_DOMAINS_PER_CLAIM,
-                },
+                problem: FieldProblem::TooLong { max: MAX_DOMAINS },
             }));
         }
-        let mut transaction = self.client.transact_write_items();
-        for &domain in &domains {
-            let put = Put::builder()
-                .table_name(&self.table)
-                .item(PK, s(domain_pk(domain)))
-                .item(SK, s(DOMAIN))
-                .item(TENANT_ID, s(tenant.as_str()))
-                .condition_expression("attribute_not_exists(#pk) OR #tenant_id = :me")
-                .expression_attribute_names("#pk", PK)
-                .expression_attribute_names("#tenant_id", TENANT_ID)
-                .expression_attribute_values(":me", s(tenant.as_str()))
-                .build()
-                .map_err(|e| Error::Infrastructure {
-                    component: "dynamodb",
-                    source: Box::new(e),
-                })?;
-            transaction = transaction.transact_items(TransactWriteItem::builder().put(put).build());
-        }
-        match transaction.send().await {
-            Ok(_) => Ok(()),
-            Err(error) => {
-                let Some(reasons) = failed_conditions(&error) else {
-                    return Err(dynamo_error(error));
-                };
-                // Name the first contested domain, preferring the service's reasons.
-                let contested: Vec<&DomainName> = if reasons.iter().any(|failed| *failed) {
-                    domains
-                        .iter()
-                        .zip(&reasons)
-                        .filter(|(_, failed)| **failed)
-                        .map(|(domain, _)| *domain)
-                        .collect()
-                } else {
-                    domains.clone()
-                };
-                match self.first_foreign_claim(tenant, &contested).await? {
-                    Some((domain, owner)) => {
-                        Err(Error::Conflict(Conflict::DomainClaimed { domain, owner }))
-                    }
-                    // The competing claim went away meanwhile: let the caller retry.
-                    None => Err(dynamo_error(error)),
+        let token = hex::encode(rand::random::<[u8; 16]>());
+        let mut claimed: Vec<&DomainName> = Vec::new();
+        for chunk in domains.chunks(MAX_DOMAINS_PER_CLAIM) {
+            if let Err(e) = self.claim_chunk(tenant, chunk, &token).await {
+                // All or nothing across transactions: take back what the earlier ones took.
+                if let Err(release) = self.release_claimed(&claimed, &token).await {
+                    tracing::warn!(
+                        tenant.id = %tenant,
+                        error.code = release.code(),
+                        "releasing the domains of a refused claim failed"
+                    );
                 }
+                return Err(e);
             }
+            claimed.extend(chunk);
         }
+        Ok(())
     }
 
     async fn release_domains(

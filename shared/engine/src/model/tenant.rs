@@ -71,6 +71,15 @@ pub struct Tenant {
     pub token_expires_at: Option<DateTime<Utc>>,
     /// Optimistic-concurrency version assigned by the store (0 before the first write).
     pub version: u64,
+    /// A verified domain the consenting Microsoft tenant must have (`POST /tenants`
+    /// `expectedDomain`), checked at the callback while the tenant is not pinned yet (R-CONN-7).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_domain: Option<DomainName>,
+    /// Generation of sign-ins: every deauthorization bumps it, and a sign-in started in an
+    /// earlier generation is refused at the callback (R-CONN-8: an authorize URL issued before a
+    /// deauthorization no longer works). Absent in records written before it existed: 0.
+    #[serde(default)]
+    pub consent_epoch: u64,
 }
 
 impl Tenant {
@@ -85,6 +94,8 @@ impl Tenant {
             domains: Vec::new(),
             token_expires_at: None,
             version: 0,
+            expected_domain: None,
+            consent_epoch: 0,
         }
     }
 
@@ -104,6 +115,11 @@ pub struct TenantTokens {
     pub refresh_token: SecretString,
     /// When the access token expires.
     pub expires_at: DateTime<Utc>,
+    /// The Microsoft tenant that issued these tokens, once known (the connect callback reads it
+    /// with the new access token before storing anything): refreshes are sent to that tenant's
+    /// own authority, not `organizations` (R-CONN-7). `None` for tokens stored before it was
+    /// recorded (they refresh at `organizations`).
+    pub m365_tenant_id: Option<M365TenantId>,
 }
 
 /// Idempotency token of a token-vault write (Secrets Manager `ClientRequestToken`: 32–64 characters
@@ -184,6 +200,7 @@ mod tests {
             access_token: SecretString::from("access-secret-value"),
             refresh_token: SecretString::from("refresh-secret-value"),
             expires_at: Utc::now(),
+            m365_tenant_id: None,
         };
         let printed = format!("{tokens:?}");
         assert!(!printed.contains("access-secret-value"));

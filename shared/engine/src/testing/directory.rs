@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use super::paging::page;
 use super::{ManualClock, lock};
@@ -17,7 +17,7 @@ use crate::model::{
     Page, PageRequest, TenantId, VerifiedDomain,
 };
 use crate::policy::password::check_entra;
-use crate::ports::{Clock, Directory};
+use crate::ports::{Clock, ConsentedTenant, Directory, TenantProbe};
 
 /// Graph's message for a non-compliant password (graph-spec §3.2).
 pub const COMPLEXITY_MESSAGE: &str = "The specified password does not comply with password complexity requirements. Please provide a different password.";
@@ -112,6 +112,19 @@ impl FakeDirectory {
                 users: BTreeMap::new(),
             },
         );
+    }
+
+    /// Replaces the verified domains of an existing tenant, keeping its Microsoft id (an admin
+    /// added or removed a domain); adds the tenant when absent.
+    pub fn set_domains(&self, tenant: &TenantId, domains: Vec<VerifiedDomain>) {
+        let mut state = lock(&self.state);
+        match state.tenants.get_mut(tenant) {
+            Some(t) => t.domains = domains,
+            None => {
+                drop(state);
+                self.add_tenant(tenant, domains);
+            }
+        }
     }
 
     /// Microsoft's id of `tenant` in this fake ([`Directory::organization_id`] answers it).
@@ -679,6 +692,34 @@ impl Directory for FakeDirectory {
                 .map(|m| (m.to_string(), m.clone()))
                 .collect();
             page(&format!("m365members:{group}"), items, request, false)
+        })
+    }
+}
+
+/// The fake reads the home tenant of an access token from the token itself: tokens minted by
+/// [`super::FakeIdentityPlatform::consent_as`] carry the directory key of their tenant after `@`;
+/// any other token belongs to the tenant being connected (`tenant`). One call (two Graph reads in
+/// production) that faults like any other.
+impl TenantProbe for FakeDirectory {
+    async fn probe(
+        &self,
+        tenant: &TenantId,
+        access_token: &SecretString,
+    ) -> Result<ConsentedTenant> {
+        let home = access_token
+            .expose_secret()
+            .rsplit_once('@')
+            .and_then(|(_, key)| TenantId::parse(key).ok())
+            .unwrap_or_else(|| tenant.clone());
+        self.call(|state| {
+            let found = Self::tenant(state, &home)?;
+            Ok(ConsentedTenant {
+                m365_tenant_id: found
+                    .m365_id
+                    .clone()
+                    .ok_or_else(|| Error::not_found(Entity::M365Tenant, &home))?,
+                domains: found.domains.clone(),
+            })
         })
     }
 }

@@ -1,6 +1,8 @@
-//! The token vault in memory, with Secrets Manager's version semantics: a put with a new request
+//! The token vault in memory, with Secrets Manager's version semantics: a write with a new request
 //! token makes a new current version (the old one becomes previous); repeating a request token with
-//! the same content changes nothing; with other content it is refused.
+//! the same content changes nothing; with other content it is refused. `create` makes the secret
+//! when absent, `update` never does (R-CONN-8). A test can hold the next write at a [`Gate`] to
+//! force an interleaving.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -8,9 +10,10 @@ use std::sync::Mutex;
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
+use super::gate::{Gate, GateSlot};
 use super::lock;
-use crate::error::{Conflict, Result};
-use crate::model::{RequestToken, TenantId, TenantTokens};
+use crate::error::{Conflict, Entity, Error, Result};
+use crate::model::{M365TenantId, RequestToken, TenantId, TenantTokens};
 use crate::ports::TokenVault;
 
 #[derive(Debug, Clone)]
@@ -18,6 +21,7 @@ struct Version {
     access: SecretString,
     refresh: SecretString,
     expires_at: DateTime<Utc>,
+    m365_tenant_id: Option<M365TenantId>,
 }
 
 impl Version {
@@ -26,6 +30,7 @@ impl Version {
             access: tokens.access_token.clone(),
             refresh: tokens.refresh_token.clone(),
             expires_at: tokens.expires_at,
+            m365_tenant_id: tokens.m365_tenant_id.clone(),
         }
     }
 
@@ -33,6 +38,7 @@ impl Version {
         self.access.expose_secret() == other.access.expose_secret()
             && self.refresh.expose_secret() == other.refresh.expose_secret()
             && self.expires_at == other.expires_at
+            && self.m365_tenant_id == other.m365_tenant_id
     }
 
     fn tokens(&self) -> TenantTokens {
@@ -40,6 +46,7 @@ impl Version {
             access_token: self.access.clone(),
             refresh_token: self.refresh.clone(),
             expires_at: self.expires_at,
+            m365_tenant_id: self.m365_tenant_id.clone(),
         }
     }
 }
@@ -55,6 +62,7 @@ struct Secret {
 #[derive(Debug, Default)]
 pub struct FakeTokenVault {
     secrets: Mutex<BTreeMap<TenantId, Secret>>,
+    hold: GateSlot,
 }
 
 impl FakeTokenVault {
@@ -62,6 +70,49 @@ impl FakeTokenVault {
     #[must_use]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The next `create` or `update` waits at the returned gate before it writes (or fails), so
+    /// a test can run something else in between (R-CONN-8 races).
+    #[must_use]
+    pub fn hold_next_write(&self) -> Gate {
+        self.hold.arm()
+    }
+
+    /// How many versions the tenant's secret holds (0 when it has none).
+    #[must_use]
+    pub fn versions(&self, tenant: &TenantId) -> usize {
+        lock(&self.secrets)
+            .get(tenant)
+            .map_or(0, |s| s.versions.len())
+    }
+
+    async fn write(
+        &self,
+        tenant: &TenantId,
+        tokens: &TenantTokens,
+        request: &RequestToken,
+        may_create: bool,
+    ) -> Result<()> {
+        if let Some(gate) = self.hold.take() {
+            gate.pass().await;
+        }
+        let mut secrets = lock(&self.secrets);
+        if !may_create && !secrets.contains_key(tenant) {
+            return Err(Error::not_found(Entity::TenantTokens, tenant));
+        }
+        let secret = secrets.entry(tenant.clone()).or_default();
+        let version = Version::of(tokens);
+        if let Some(existing) = secret.versions.get(request) {
+            return if existing.same_as(&version) {
+                Ok(())
+            } else {
+                Err(Conflict::RequestTokenReused.into())
+            };
+        }
+        secret.versions.insert(request.clone(), version);
+        secret.previous = secret.current.replace(request.clone());
+        Ok(())
     }
 }
 
@@ -82,25 +133,22 @@ impl TokenVault for FakeTokenVault {
             .map(Version::tokens))
     }
 
-    async fn put(
+    async fn create(
         &self,
         tenant: &TenantId,
         tokens: &TenantTokens,
         request: &RequestToken,
     ) -> Result<()> {
-        let mut secrets = lock(&self.secrets);
-        let secret = secrets.entry(tenant.clone()).or_default();
-        let version = Version::of(tokens);
-        if let Some(existing) = secret.versions.get(request) {
-            return if existing.same_as(&version) {
-                Ok(())
-            } else {
-                Err(Conflict::RequestTokenReused.into())
-            };
-        }
-        secret.versions.insert(request.clone(), version);
-        secret.previous = secret.current.replace(request.clone());
-        Ok(())
+        self.write(tenant, tokens, request, true).await
+    }
+
+    async fn update(
+        &self,
+        tenant: &TenantId,
+        tokens: &TenantTokens,
+        request: &RequestToken,
+    ) -> Result<()> {
+        self.write(tenant, tokens, request, false).await
     }
 
     async fn delete(&self, tenant: &TenantId) -> Result<()> {

@@ -3,10 +3,32 @@
 //! - [`StartConnection`]: a tenant in `pending_consent` and the admin's sign-in URL; the `state` and
 //!   PKCE verifier are kept (with a TTL) so the callback can verify them (R-CONN-1, R-SAFE-3);
 //! - [`CompleteConnection`]: the OAuth callback — verify `state`, redeem the code with the verifier,
-//!   store the tokens in the vault, read the verified domains, claim them all or none (R-CONN-2),
-//!   refuse an all-federated tenant (R-CONN-3), tenant `active` + `tenant_connected`;
-//! - [`Deauthorize`]: delete the tokens, every binding of the tenant `unselected`, no Graph call at
-//!   all, `tenant_deauthorized` (R-CONN-5).
+//!   read `/organization` and `/domains` with the new access token itself ([`TenantProbe`]) and
+//!   decide BEFORE anything is written (R-CONN-7): a tenant pinned to another Microsoft tenant, or
+//!   without the expected verified domain, is refused (`tenant_mismatch`), an all-federated one too
+//!   (R-CONN-3); then claim the domains all or none (R-CONN-2), pin and activate the tenant with a
+//!   conditional write, and only then store the tokens (`tenant_connected`);
+//! - [`Deauthorize`]: mark the tenant `deauthorized` and bump its consent epoch (voiding every
+//!   sign-in under way, R-CONN-8), delete the tokens, every binding of the tenant `unselected`, no
+//!   Graph call at all, `tenant_deauthorized` (R-CONN-5).
+//!
+//! Tenant status changes are conditional writes on what is stored right before the write (the
+//! store's version check, re-read after a lost race), so a refresh, a reconnect and a
+//! deauthorization never overwrite one another (R-CONN-8):
+//! - the callback activates only if the tenant's consent epoch is still the sign-in's (no
+//!   deauthorization since) and its pin is absent or the consenting tenant's; it writes the tenant
+//!   record before the tokens, and re-reads the epoch after storing them: a deauthorization that
+//!   landed in between wins and the tokens this consent stored are removed;
+//! - a deauthorization always applies (the admin's last word) and voids later callbacks of older
+//!   sign-ins; a refresh that loses against it finds the secret gone and cannot re-create it
+//!   (`TokenVault::update` never creates);
+//! - the token refresh marks `reauthorization_required` only an `active` tenant whose vault still
+//!   holds the refused refresh token (see `token_refresh`), so it never undoes a reconnect.
+//!
+//! Once the Microsoft tenant id is known, every sign-in URL and code redemption for the tenant goes
+//! to that tenant's own authority instead of `organizations` (R-CONN-7); the pin survives a
+//! deauthorization (the bindings' M365 object ids belong to that tenant): connect another Microsoft
+//! tenant as a new tenant.
 //!
 //! Any admin of the directory works with a connected tenant afterwards: nothing here is tied to the
 //! admin who signed in (R-CONN-6).
@@ -16,14 +38,15 @@ use secrecy::SecretString;
 
 use crate::error::{Entity, Error, FieldProblem, InvalidInput, Result};
 use crate::model::{
-    BindingState, DomainName, Event, EventId, EventKind, M365TenantId, PageRequest, RequestToken,
-    Tenant, TenantId, TenantStatus, TenantTokens,
+    BindingState, DomainName, EmailError, Event, EventId, EventKind, M365TenantId, PageRequest,
+    RequestToken, Tenant, TenantId, TenantStatus, TenantTokens,
 };
 use crate::policy::routing::domains_to_claim;
 use crate::ports::{
-    BindingStore, Clock, Directory, EventStore, Expect, IdentityPlatform, PendingConsent,
-    PendingConsents, TenantStore, TokenVault,
+    BindingStore, Clock, ConsentedTenant, EventStore, Expect, IdentityPlatform, PendingConsent,
+    PendingConsents, TenantProbe, TenantStore, TokenVault,
 };
+use secrecy::ExposeSecret;
 
 /// How long an admin has to complete the sign-in (the code itself lives about 10 minutes,
 /// graph-spec §1.2; the sign-in page may take longer).
@@ -39,8 +62,12 @@ const MAX_WRITE_ATTEMPTS: u32 = 5;
 /// carries store and platform failures and conflicts such as `domain_claimed`.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    /// The callback's `state` is unknown, expired, already used or was tampered with (R-SAFE-3).
-    #[error("the sign-in state is unknown, expired or already used; start the connection again")]
+    /// The callback's `state` is unknown, expired, already used or was tampered with (R-SAFE-3),
+    /// or the tenant was deauthorized since the sign-in started (R-CONN-8).
+    #[error(
+        "the sign-in state is unknown, expired, already used or voided by a deauthorization; \
+         start the connection again"
+    )]
     InvalidState,
     /// The admin declined (or could not give) consent; the redirect's `error` is kept.
     #[error(
@@ -64,6 +91,31 @@ pub enum ConnectError {
          the tenant from GoDaddy (or add a managed domain) and connect again"
     )]
     FederatedTenant,
+    /// The consent came from another Microsoft tenant than the one this tenant is pinned to
+    /// (R-CONN-7); nothing was stored and the tenant's tokens, domains and status are as they were.
+    #[error(
+        "this sign-in belongs to the Microsoft 365 tenant {consented}, but this connection is \
+         pinned to the Microsoft 365 tenant {pinned}; sign in as an admin of {pinned}, or connect \
+         the other tenant as a new tenant"
+    )]
+    TenantMismatch {
+        /// The Microsoft tenant the connection belongs to.
+        pinned: M365TenantId,
+        /// The Microsoft tenant whose admin consented.
+        consented: M365TenantId,
+    },
+    /// The consenting Microsoft tenant has no verified domain equal to the tenant's
+    /// `expectedDomain` (R-CONN-7); nothing was stored.
+    #[error(
+        "the Microsoft 365 tenant that consented ({consented}) has no verified domain {domain}; \
+         sign in as an admin of the tenant that owns {domain}"
+    )]
+    ExpectedDomainMissing {
+        /// The domain the admin said the tenant has.
+        domain: DomainName,
+        /// The Microsoft tenant whose admin consented.
+        consented: M365TenantId,
+    },
     /// A store, vault, Graph or identity failure, or a conflict such as a domain claimed by
     /// another tenant (`domain_claimed`, R-CONN-2).
     #[error(transparent)]
@@ -79,6 +131,7 @@ impl ConnectError {
             Self::ConsentDenied { .. } => "consent_denied",
             Self::CodeRejected { .. } => "invalid_grant",
             Self::FederatedTenant => "federated_tenant_unsupported",
+            Self::TenantMismatch { .. } | Self::ExpectedDomainMissing { .. } => "tenant_mismatch",
             Self::Engine(e) => e.code(),
         }
     }
@@ -134,6 +187,22 @@ where
     /// holding a control or bidirectional-override character (R-SAFE-1); store or configuration
     /// failures.
     pub async fn start(&self, name: &str) -> Result<ConnectionStart> {
+        self.start_expecting(name, None).await
+    }
+
+    /// Like [`StartConnection::start`], and the consenting Microsoft tenant must have the verified
+    /// domain `expected_domain` (R-CONN-7: a consent from another tenant is refused with
+    /// `tenant_mismatch`, nothing stored).
+    ///
+    /// # Errors
+    /// `Invalid(Field "name")` for an empty or too long name; `Invalid(Email)` with code
+    /// `invalid_domain` for an expected domain that is not a fully qualified DNS name; store or
+    /// configuration failures. Nothing is written on bad input.
+    pub async fn start_expecting(
+        &self,
+        name: &str,
+        expected_domain: Option<&str>,
+    ) -> Result<ConnectionStart> {
         let name = name.trim();
         if name.is_empty() {
             return Err(field("name", FieldProblem::Empty));
@@ -147,11 +216,11 @@ where
                 },
             ));
         }
-        let tenant = self
-            .tenants
-            .create(&Tenant::pending(TenantId::generate(), name))
-            .await?;
-        let authorize_url = self.sign_in(&tenant.id).await?;
+        let expected_domain = expected_domain.map(expected).transpose()?;
+        let mut new = Tenant::pending(TenantId::generate(), name);
+        new.expected_domain = expected_domain;
+        let tenant = self.tenants.create(&new).await?;
+        let authorize_url = self.sign_in(&tenant).await?;
         Ok(ConnectionStart {
             tenant,
             authorize_url,
@@ -170,21 +239,26 @@ where
             .get(tenant_id)
             .await?
             .ok_or_else(|| Error::not_found(Entity::Tenant, tenant_id))?;
-        let authorize_url = self.sign_in(&tenant.id).await?;
+        let authorize_url = self.sign_in(&tenant).await?;
         Ok(ConnectionStart {
             tenant,
             authorize_url,
         })
     }
 
-    async fn sign_in(&self, tenant: &TenantId) -> Result<String> {
-        let request = self.identity.authorization_request()?;
+    /// A sign-in at the tenant's own authority once it is pinned (R-CONN-7), recording the
+    /// tenant's consent epoch (R-CONN-8).
+    async fn sign_in(&self, tenant: &Tenant) -> Result<String> {
+        let authority = tenant.m365_tenant_id.clone();
+        let request = self.identity.authorization_request(authority.as_ref())?;
         self.consents
             .put(&PendingConsent {
                 state: request.state,
-                tenant_id: tenant.clone(),
+                tenant_id: tenant.id.clone(),
                 pkce_verifier: request.pkce_verifier,
                 expires_at: self.clock.now() + self.consent_ttl,
+                consent_epoch: tenant.consent_epoch,
+                authority,
             })
             .await?;
         Ok(request.url)
@@ -210,7 +284,7 @@ pub enum Callback {
     },
 }
 
-/// Completes a connection (`GET /oauth/callback`, R-CONN-1..3).
+/// Completes a connection (`GET /oauth/callback`, R-CONN-1..3, R-CONN-7, R-CONN-8).
 #[derive(Debug)]
 pub struct CompleteConnection<'a, T, S, I, V, D, E, C> {
     /// Tenants and domain claims.
@@ -221,7 +295,8 @@ pub struct CompleteConnection<'a, T, S, I, V, D, E, C> {
     pub identity: &'a I,
     /// Where the tokens live (and only there, R-CONN-1).
     pub vault: &'a V,
-    /// M365 (reads the verified domains with the new tokens).
+    /// M365, asked with the new access token itself which tenant it belongs to and which
+    /// domains that tenant has ([`TenantProbe`]), before anything is stored (R-CONN-7).
     pub directory: &'a D,
     /// Audit events.
     pub events: &'a E,
@@ -235,19 +310,24 @@ where
     S: PendingConsents,
     I: IdentityPlatform,
     V: TokenVault,
-    D: Directory,
+    D: TenantProbe,
     E: EventStore,
     C: Clock,
 {
-    /// Verifies the callback and connects the tenant: `active`, every verified domain claimed,
-    /// tokens in the vault, one `tenant_connected` event. On any refusal nothing is left behind:
-    /// no claim, no tokens (unless the tenant was already active and keeps working), the tenant
-    /// keeps its status.
+    /// Verifies the callback and connects the tenant: pinned to its Microsoft tenant, `active`,
+    /// every verified managed domain claimed, tokens in the vault, one `tenant_connected` event.
+    ///
+    /// Nothing is written before the decision (R-CONN-7): the code is exchanged and the new
+    /// access token reads `/organization` and `/domains` first. A refused consent (mismatch,
+    /// expected domain missing, federated, domain claimed elsewhere, consent denied, a sign-in
+    /// voided by a deauthorization) leaves no token anywhere and the tenant's stored tokens,
+    /// domains and status exactly as they were.
     ///
     /// # Errors
     /// [`ConnectError::InvalidState`], [`ConnectError::ConsentDenied`],
-    /// [`ConnectError::CodeRejected`], [`ConnectError::FederatedTenant`], `domain_claimed` and
-    /// other engine errors.
+    /// [`ConnectError::CodeRejected`], [`ConnectError::TenantMismatch`],
+    /// [`ConnectError::ExpectedDomainMissing`], [`ConnectError::FederatedTenant`],
+    /// `domain_claimed` and other engine errors.
     pub async fn complete(&self, callback: Callback) -> Result<Tenant, ConnectError> {
         let now = self.clock.now();
         let (code, state) = match callback {
@@ -272,60 +352,83 @@ where
             .get(&pending.tenant_id)
             .await?
             .ok_or_else(|| Error::not_found(Entity::Tenant, &pending.tenant_id))?;
+        // R-CONN-8: a deauthorization since the sign-in started voids it (not even a token call).
+        if tenant.consent_epoch != pending.consent_epoch {
+            return Err(ConnectError::InvalidState);
+        }
         let tokens = self
             .identity
-            .exchange_code(&code, &pending.pkce_verifier)
+            .exchange_code(&code, &pending.pkce_verifier, pending.authority.as_ref())
             .await
             .map_err(|e| match e {
                 Error::ReauthorizationRequired { aadsts } => ConnectError::CodeRejected { aadsts },
                 other => ConnectError::Engine(other),
             })?;
-        // The directory reads the domains with the tenant's tokens, which it finds in the vault.
-        self.vault
-            .put(&tenant.id, &tokens, &RequestToken::generate())
+        // R-CONN-7: which Microsoft tenant these tokens belong to, read with them alone; nothing
+        // has been written yet, so a refusal below leaves nothing behind.
+        let consented = self
+            .directory
+            .probe(&tenant.id, &tokens.access_token)
             .await?;
-        match self.connect(&tenant, &tokens, now).await {
-            Ok(connected) => Ok(connected),
-            Err(error) => {
-                if tenant.status != TenantStatus::Active {
-                    // Best effort: the original error is what the caller must see.
-                    drop(self.vault.delete(&tenant.id).await);
-                }
-                Err(error)
-            }
-        }
+        check_consented(&tenant, &consented)?;
+        let names =
+            domains_to_claim(&consented.domains).map_err(|_| ConnectError::FederatedTenant)?;
+        let tokens = TenantTokens {
+            m365_tenant_id: Some(consented.m365_tenant_id.clone()),
+            ..tokens
+        };
+        self.connect(&tenant, &pending, &consented, &names, &tokens, now)
+            .await
     }
 
     async fn connect(
         &self,
         tenant: &Tenant,
+        pending: &PendingConsent,
+        consented: &ConsentedTenant,
+        names: &[DomainName],
         tokens: &TenantTokens,
         now: DateTime<Utc>,
     ) -> Result<Tenant, ConnectError> {
-        let domains = self.directory.verified_domains(&tenant.id).await?;
-        let names = domains_to_claim(&domains).map_err(|_| ConnectError::FederatedTenant)?;
-        // Microsoft's id of the tenant (R-CONN-1), read before anything is claimed.
-        let m365_id = self.directory.organization_id(&tenant.id).await?;
         // All or nothing (R-CONN-2): a domain of another tenant refuses the whole claim.
-        self.tenants.claim_domains(&tenant.id, &names).await?;
-        let held_before: Vec<DomainName> = tenant.domains.iter().map(|d| d.name.clone()).collect();
-        let result = self
-            .activate(&tenant.id, &m365_id, &domains, tokens.expires_at)
-            .await;
-        let connected = match result {
-            Ok(t) => t,
+        self.tenants.claim_domains(&tenant.id, names).await?;
+        // The tenant record first, conditionally (R-CONN-8): pinned to the consenting tenant,
+        // `active`, unless a deauthorization voided this sign-in or another consent pinned the
+        // tenant to another Microsoft tenant meanwhile.
+        let (before, connected) = match self.activate(&tenant.id, pending, consented, tokens).await
+        {
+            Ok(written) => written,
             Err(e) => {
-                let new: Vec<DomainName> = names
-                    .iter()
-                    .filter(|n| !held_before.contains(n))
-                    .cloned()
-                    .collect();
-                drop(self.tenants.release_domains(&tenant.id, &new).await);
-                return Err(e.into());
+                self.release_unheld(&tenant.id, names).await;
+                return Err(e);
             }
         };
-        let gone: Vec<DomainName> = held_before
-            .into_iter()
+        // Only now the tokens: the tenant they are stored for is pinned to their tenant (R-CONN-7).
+        if let Err(e) = self
+            .vault
+            .create(&tenant.id, tokens, &RequestToken::generate())
+            .await
+        {
+            // Best effort: the record as it was (unless someone wrote since) and no new claim.
+            drop(self.tenants.update(&before, connected.version).await);
+            self.release_unheld(&tenant.id, names).await;
+            return Err(e.into());
+        }
+        // A deauthorization that landed while the tokens were written wins (R-CONN-8): it bumped
+        // the epoch after our activation; the tokens this consent stored must not outlive it.
+        let now_stored = self
+            .tenants
+            .get(&tenant.id)
+            .await?
+            .ok_or_else(|| Error::not_found(Entity::Tenant, &tenant.id))?;
+        if now_stored.consent_epoch != pending.consent_epoch {
+            self.remove_if_current(&tenant.id, tokens).await;
+            return Err(ConnectError::InvalidState);
+        }
+        let gone: Vec<DomainName> = before
+            .domains
+            .iter()
+            .map(|d| d.name.clone())
             .filter(|n| !names.contains(n))
             .collect();
         if !gone.is_empty() {
@@ -342,27 +445,98 @@ where
                 reason: None,
                 details: Some(serde_json::json!({
                     "domains": connected.domains,
+                    "m365TenantId": consented.m365_tenant_id,
                 })),
             })
             .await?;
         Ok(connected)
     }
 
+    /// `active`, pinned, with the consented domains and the new expiry — if the stored tenant
+    /// still accepts this consent (same epoch, no other pin). Returns the record before and after.
     async fn activate(
         &self,
         id: &TenantId,
-        m365_id: &M365TenantId,
-        domains: &[crate::model::VerifiedDomain],
-        expires_at: DateTime<Utc>,
-    ) -> Result<Tenant> {
-        update_tenant(self.tenants, id, |t| {
+        pending: &PendingConsent,
+        consented: &ConsentedTenant,
+        tokens: &TenantTokens,
+    ) -> Result<(Tenant, Tenant), ConnectError> {
+        let written = transition_tenant(self.tenants, id, |t| {
+            if t.consent_epoch != pending.consent_epoch {
+                return Err(ConnectError::InvalidState);
+            }
+            check_consented(t, consented)?;
             t.status = TenantStatus::Active;
-            t.m365_tenant_id = Some(m365_id.clone());
-            t.domains = domains.to_vec();
-            t.token_expires_at = Some(expires_at);
+            t.m365_tenant_id = Some(consented.m365_tenant_id.clone());
+            t.domains.clone_from(&consented.domains);
+            t.token_expires_at = Some(tokens.expires_at);
+            Ok(true)
         })
-        .await
+        .await?;
+        written.ok_or_else(|| ConnectError::Engine(Error::stale(Entity::Tenant, 0)))
     }
+
+    /// After a refused or failed connect, releases those of `names` (just claimed) that the
+    /// tenant, as stored now, does not hold: a tenant that is `active` or awaiting
+    /// reauthorization keeps its recorded domains routed; any other holds none (best effort).
+    async fn release_unheld(&self, id: &TenantId, names: &[DomainName]) {
+        let Ok(current) = self.tenants.get(id).await else {
+            return;
+        };
+        let keeps = |n: &DomainName| {
+            current.as_ref().is_some_and(|t| {
+                matches!(
+                    t.status,
+                    TenantStatus::Active | TenantStatus::ReauthorizationRequired
+                ) && t.domain(n).is_some()
+            })
+        };
+        let release: Vec<DomainName> = names.iter().filter(|n| !keeps(n)).cloned().collect();
+        drop(self.tenants.release_domains(id, &release).await);
+    }
+
+    /// Deletes the tenant's tokens if they are still the ones `tokens` (this consent's).
+    async fn remove_if_current(&self, id: &TenantId, tokens: &TenantTokens) {
+        if let Ok(Some(current)) = self.vault.get(id).await
+            && current.access_token.expose_secret() == tokens.access_token.expose_secret()
+        {
+            drop(self.vault.delete(id).await);
+        }
+    }
+}
+
+/// Refuses a consent of the wrong Microsoft tenant (R-CONN-7): the tenant is pinned to another
+/// one, or (not pinned yet) the consenting tenant lacks the expected verified domain.
+fn check_consented(tenant: &Tenant, consented: &ConsentedTenant) -> Result<(), ConnectError> {
+    match (&tenant.m365_tenant_id, &tenant.expected_domain) {
+        (Some(pinned), _) if *pinned != consented.m365_tenant_id => {
+            Err(ConnectError::TenantMismatch {
+                pinned: pinned.clone(),
+                consented: consented.m365_tenant_id.clone(),
+            })
+        }
+        (None, Some(domain)) if !consented.domains.iter().any(|d| d.name == *domain) => {
+            Err(ConnectError::ExpectedDomainMissing {
+                domain: domain.clone(),
+                consented: consented.m365_tenant_id.clone(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Validates an `expectedDomain` (R-SAFE-1: 400 `invalid_domain`).
+fn expected(raw: &str) -> Result<DomainName> {
+    let raw = raw.trim();
+    DomainName::parse(raw).map_err(|e| {
+        let e = match e {
+            EmailError::EmptyDomain => EmailError::InvalidDomain {
+                domain: raw.to_owned(),
+            },
+            other => other,
+        };
+        Error::Invalid(InvalidInput::Email(e))
+    })
 }
 
 /// The result of a deauthorization.
@@ -401,25 +575,29 @@ where
     E: EventStore,
     C: Clock,
 {
-    /// Deletes the tokens, marks the tenant `deauthorized` (so nothing routes to it), un-selects
-    /// every binding (their queued operations are dropped as superseded), releases the domain
-    /// claims (another connection may claim them) and records `tenant_deauthorized`. Running it
-    /// again finishes an interrupted run.
+    /// Marks the tenant `deauthorized` (so nothing routes to it) and bumps its consent epoch (so
+    /// every sign-in under way is void, R-CONN-8), deletes the tokens, un-selects every binding
+    /// (their queued operations are dropped as superseded), releases the domain claims (another
+    /// connection may claim them) and records `tenant_deauthorized`. Running it again finishes an
+    /// interrupted run.
+    ///
+    /// The status is written before the tokens are deleted: a callback that activated the tenant
+    /// meanwhile sees the new epoch after storing its tokens and removes them, and one that comes
+    /// later is refused; a refresh can only update an existing secret, so once the delete is done
+    /// nothing brings the tokens back (R-CONN-8).
     ///
     /// # Errors
     /// `NotFound` (tenant); store failures.
     pub async fn deauthorize(&self, id: &TenantId) -> Result<Deauthorized> {
         let now = self.clock.now();
-        if self.tenants.get(id).await?.is_none() {
-            return Err(Error::not_found(Entity::Tenant, id));
-        }
-        // First, so that nothing can reach M365 for this tenant any more.
-        self.vault.delete(id).await?;
+        // Applies whatever the current status: the admin's deauthorization is the last word.
         let tenant = update_tenant(self.tenants, id, |t| {
             t.status = TenantStatus::Deauthorized;
             t.token_expires_at = None;
+            t.consent_epoch += 1;
         })
         .await?;
+        self.vault.delete(id).await?;
         let mut listed = Vec::new();
         let mut page = PageRequest::first(BINDING_PAGE);
         loop {
@@ -491,6 +669,29 @@ pub(crate) async fn update_tenant(
     id: &TenantId,
     change: impl Fn(&mut Tenant),
 ) -> Result<Tenant> {
+    transition_tenant(tenants, id, |t| {
+        change(t);
+        Ok::<_, Error>(true)
+    })
+    .await?
+    .map(|(_, written)| written)
+    .ok_or_else(|| Error::stale(Entity::Tenant, 0))
+}
+
+/// A conditional tenant write (R-CONN-8): `change` sees the stored tenant and either changes it
+/// (`Ok(true)`), leaves it (`Ok(false)`: the expected state is gone, nothing is written) or
+/// refuses (`Err`). The write carries the version read, so `change` decides on exactly what is
+/// stored at the moment of the write; a lost race re-reads and asks `change` again. Returns the
+/// record before and after the write, or `None` when `change` left it.
+///
+/// # Errors
+/// `change`'s refusal; `NotFound` (tenant); store failures; `stale_version` after
+/// `MAX_WRITE_ATTEMPTS` lost races.
+pub(crate) async fn transition_tenant<Err: From<Error>>(
+    tenants: &impl TenantStore,
+    id: &TenantId,
+    change: impl Fn(&mut Tenant) -> std::result::Result<bool, Err>,
+) -> std::result::Result<Option<(Tenant, Tenant)>, Err> {
     let mut last = Error::stale(Entity::Tenant, 0);
     for _ in 0..MAX_WRITE_ATTEMPTS {
         let current = tenants
@@ -498,14 +699,16 @@ pub(crate) async fn update_tenant(
             .await?
             .ok_or_else(|| Error::not_found(Entity::Tenant, id))?;
         let mut next = current.clone();
-        change(&mut next);
+        if !change(&mut next)? {
+            return Ok(None);
+        }
         match tenants.update(&next, current.version).await {
-            Ok(t) => return Ok(t),
+            Ok(t) => return Ok(Some((current, t))),
             Err(e) if e.is_conflict("stale_version") => last = e,
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
     }
-    Err(last)
+    Err(last.into())
 }
 
 fn field(field: &'static str, problem: FieldProblem) -> Error {
@@ -534,10 +737,13 @@ mod tests {
     use crate::ports::{EventFilter, EventQuery};
     use crate::testing::{
         AADSTS_PKCE_MISMATCH, FakeBindings, FakeDirectory, FakeEvents, FakeIdentityPlatform,
-        FakePendingConsents, FakeTenants, FakeTokenVault, ManualClock,
+        FakeLeases, FakePendingConsents, FakeTenants, FakeTokenVault, ManualClock,
     };
     use crate::usecase::Outcome;
     use crate::usecase::testkit::{World, throttled};
+    use crate::usecase::token_refresh::{
+        DEFAULT_LEASE, DEFAULT_REFRESH_WINDOW, RefreshTokens, TenantRefresh,
+    };
 
     fn domain(name: &str, kind: DomainKind) -> VerifiedDomain {
         VerifiedDomain {
@@ -567,6 +773,7 @@ mod tests {
         directory: FakeDirectory,
         events: FakeEvents,
         bindings: FakeBindings,
+        leases: FakeLeases,
     }
 
     /// A sign-in under way: the tenant and the `state` the platform will echo.
@@ -587,7 +794,74 @@ mod tests {
                 vault: FakeTokenVault::new(),
                 events: FakeEvents::new(),
                 bindings: FakeBindings::new(),
+                leases: FakeLeases::new(),
             }
+        }
+
+        fn refresher(
+            &self,
+            holder: &str,
+        ) -> RefreshTokens<
+            '_,
+            FakeTenants,
+            FakeTokenVault,
+            FakeIdentityPlatform,
+            FakeLeases,
+            FakeEvents,
+            ManualClock,
+        > {
+            RefreshTokens {
+                tenants: &self.tenants,
+                vault: &self.vault,
+                identity: &self.identity,
+                leases: &self.leases,
+                events: &self.events,
+                clock: &self.clock,
+                holder: holder.to_owned(),
+                window: DEFAULT_REFRESH_WINDOW,
+                lease: DEFAULT_LEASE,
+            }
+        }
+
+        /// Another Microsoft tenant with `domains` (a key of the fake directory that is none of
+        /// our tenants), whose admin can sign in with [`Conn::callback_as`].
+        fn other_microsoft_tenant(&self, domains: Vec<VerifiedDomain>) -> TenantId {
+            let key = TenantId::generate();
+            self.directory.add_tenant(&key, domains);
+            key
+        }
+
+        /// The admin of the Microsoft tenant `home` consents on the sign-in's page.
+        async fn callback_as(
+            &self,
+            sign_in: &SignIn,
+            home: &TenantId,
+        ) -> Result<Tenant, ConnectError> {
+            let code = self.identity.consent_as(&sign_in.state, home).unwrap();
+            self.completer()
+                .complete(Callback::Code {
+                    code,
+                    state: sign_in.state.clone(),
+                })
+                .await
+        }
+
+        /// A new sign-in for an existing tenant (reconnect).
+        async fn restart(&self, tenant: &TenantId) -> SignIn {
+            let again = self.starter().restart(tenant).await.unwrap();
+            SignIn {
+                tenant: tenant.clone(),
+                state: state_of(&again.authorize_url),
+            }
+        }
+
+        /// The tenant's current tokens' access token (`None`: no tokens).
+        async fn access_token(&self, tenant: &TenantId) -> Option<String> {
+            self.vault
+                .get(tenant)
+                .await
+                .unwrap()
+                .map(|t| t.access_token.expose_secret().to_owned())
         }
 
         fn starter(
@@ -971,9 +1245,10 @@ mod tests {
             access_token: SecretString::from("at"),
             refresh_token: SecretString::from("rt"),
             expires_at: w.now() + TimeDelta::hours(1),
+            m365_tenant_id: None,
         };
         vault
-            .put(&w.tenant.id, &tokens, &RequestToken::generate())
+            .create(&w.tenant.id, &tokens, &RequestToken::generate())
             .await
             .unwrap();
         for id in ["adele", "alex", "megan", "lynne"] {
@@ -1121,7 +1396,7 @@ mod tests {
         .unwrap();
         // Meanwhile a domain was removed from the M365 tenant.
         c.directory
-            .add_tenant(&s.tenant, vec![managed("contoso.com")]);
+            .set_domains(&s.tenant, vec![managed("contoso.com")]);
         let again = c.starter().restart(&s.tenant).await.unwrap();
         let t = c
             .callback(&SignIn {
@@ -1143,5 +1418,505 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(missing.code(), "not_found");
+    }
+
+    // ---- R-CONN-7: the connection is pinned to its Microsoft tenant ----
+
+    /// Everything a refused consent must leave as it was.
+    #[derive(Debug, PartialEq)]
+    struct Snapshot {
+        tenant: Tenant,
+        access_token: Option<String>,
+        versions: usize,
+        owners: Vec<Option<TenantId>>,
+        events: usize,
+    }
+
+    impl Conn {
+        async fn snapshot(&self, tenant: &TenantId, domains: &[&str]) -> Snapshot {
+            let mut owners = Vec::new();
+            for d in domains {
+                owners.push(self.owner(d).await);
+            }
+            Snapshot {
+                tenant: self.tenant(tenant).await,
+                access_token: self.access_token(tenant).await,
+                versions: self.vault.versions(tenant),
+                owners,
+                events: self.events.all().len(),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reconnect_consented_in_another_microsoft_tenant_is_refused_and_changes_nothing() {
+        // R-CONN-7 (issue 11: Contoso reconnected, the consent page signed in as another tenant's admin)
+        let c = Conn::new();
+        let s = c
+            .sign_in(vec![
+                managed("contoso.com"),
+                managed("contoso.onmicrosoft.com"),
+            ])
+            .await;
+        let contoso = c.callback(&s).await.unwrap();
+        let fabrikam =
+            c.other_microsoft_tenant(vec![managed("fabrikam.com"), managed("contoso.net")]);
+        let watched = ["contoso.com", "contoso.onmicrosoft.com", "fabrikam.com"];
+        let before = c.snapshot(&s.tenant, &watched).await;
+        let again = c.restart(&s.tenant).await;
+        let exchanges = c.identity.exchanges();
+        let e = c.callback_as(&again, &fabrikam).await.unwrap_err();
+        assert_eq!(e.code(), "tenant_mismatch");
+        assert!(e.is_client_error());
+        assert!(
+            matches!(&e, ConnectError::TenantMismatch { pinned, consented }
+                if Some(pinned) == contoso.m365_tenant_id.as_ref()
+                    && Some(consented) == c.directory.m365_tenant_id(&fabrikam).as_ref()),
+            "{e:?}"
+        );
+        assert_eq!(
+            c.identity.exchanges(),
+            exchanges + 1,
+            "the code was redeemed"
+        );
+        assert_eq!(
+            c.snapshot(&s.tenant, &watched).await,
+            before,
+            "tokens, record (status, domains, pin, version), claims and events as they were"
+        );
+        assert!(c.consents.is_empty(), "the sign-in is spent");
+    }
+
+    #[tokio::test]
+    async fn every_refused_consent_leaves_no_token_and_keeps_an_active_tenants_tokens() {
+        // R-CONN-7 (federated, mismatch, domain claimed elsewhere, consent denied, bad code)
+        let c = Conn::new();
+        let holder = c.sign_in(vec![managed("taken.example")]).await;
+        c.callback(&holder).await.unwrap();
+        let s = c.sign_in(vec![managed("contoso.com")]).await;
+        c.callback(&s).await.unwrap();
+        let other = c.other_microsoft_tenant(vec![managed("fabrikam.com")]);
+        let watched = ["contoso.com", "fabrikam.com", "taken.example"];
+        let before = c.snapshot(&s.tenant, &watched).await;
+        // Another tenant's admin.
+        let e = c
+            .callback_as(&c.restart(&s.tenant).await, &other)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "tenant_mismatch");
+        assert_eq!(c.snapshot(&s.tenant, &watched).await, before);
+        // Contoso's own admin, but the tenant now holds a domain another tenant claimed.
+        c.directory.set_domains(
+            &s.tenant,
+            vec![managed("contoso.com"), managed("taken.example")],
+        );
+        let e = c.callback(&c.restart(&s.tenant).await).await.unwrap_err();
+        assert_eq!(e.code(), "domain_claimed");
+        assert_eq!(c.snapshot(&s.tenant, &watched).await, before);
+        // Every custom domain now federated.
+        c.directory
+            .set_domains(&s.tenant, vec![federated("contoso.com")]);
+        let e = c.callback(&c.restart(&s.tenant).await).await.unwrap_err();
+        assert_eq!(e.code(), "federated_tenant_unsupported");
+        assert_eq!(c.snapshot(&s.tenant, &watched).await, before);
+        // Consent denied, and a code the platform refuses.
+        let denied = c.restart(&s.tenant).await;
+        let e = c
+            .completer()
+            .complete(Callback::Denied {
+                state: Some(denied.state.clone()),
+                error: "access_denied".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "consent_denied");
+        c.identity
+            .fail_next_call(Error::ReauthorizationRequired { aadsts: 700_005 });
+        let e = c.callback(&c.restart(&s.tenant).await).await.unwrap_err();
+        assert_eq!(e.code(), "invalid_grant");
+        assert_eq!(c.snapshot(&s.tenant, &watched).await, before);
+
+        // A tenant that was never connected keeps no token either.
+        let pending = c.sign_in(vec![managed("northwind.example")]).await;
+        let e = c.callback_as(&pending, &other).await;
+        assert!(
+            e.is_ok(),
+            "an unpinned tenant without expectation takes any tenant"
+        );
+        let fresh = c.sign_in(vec![federated("northwind.com")]).await;
+        assert_eq!(
+            c.callback(&fresh).await.unwrap_err().code(),
+            "federated_tenant_unsupported"
+        );
+        assert_eq!(
+            c.vault.versions(&fresh.tenant),
+            0,
+            "nothing was ever written"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_first_consent_must_come_from_a_tenant_with_the_expected_domain() {
+        // R-CONN-7 (`POST /tenants` `expectedDomain`)
+        let c = Conn::new();
+        let started = c
+            .starter()
+            .start_expecting("Contoso", Some(" Contoso.COM "))
+            .await
+            .unwrap();
+        assert_eq!(
+            started.tenant.expected_domain,
+            Some(name("contoso.com")),
+            "normalized"
+        );
+        let id = started.tenant.id.clone();
+        c.directory
+            .add_tenant(&id, vec![managed("contoso.com"), managed("contoso.net")]);
+        let wrong = c.other_microsoft_tenant(vec![managed("fabrikam.com")]);
+        let s = SignIn {
+            tenant: id.clone(),
+            state: state_of(&started.authorize_url),
+        };
+        let e = c.callback_as(&s, &wrong).await.unwrap_err();
+        assert_eq!(e.code(), "tenant_mismatch");
+        assert!(e.to_string().contains("contoso.com"), "{e}");
+        assert!(matches!(e, ConnectError::ExpectedDomainMissing { .. }));
+        assert_eq!(c.vault.versions(&id), 0, "no token anywhere");
+        assert_eq!(c.owner("fabrikam.com").await, None);
+        let t = c.tenant(&id).await;
+        assert_eq!(
+            (t.status, t.m365_tenant_id),
+            (TenantStatus::PendingConsent, None)
+        );
+        // The right tenant connects.
+        let t = c.callback(&c.restart(&id).await).await.unwrap();
+        assert_eq!(t.status, TenantStatus::Active);
+        assert_eq!(t.m365_tenant_id, c.directory.m365_tenant_id(&id));
+    }
+
+    #[tokio::test]
+    async fn an_expected_domain_that_is_not_a_domain_is_refused_and_nothing_is_created() {
+        // R-SAFE-1, R-CONN-7
+        let c = Conn::new();
+        for bad in [
+            "",
+            "  ",
+            "not a domain",
+            "localhost",
+            "-x.example",
+            "a..example",
+        ] {
+            let e = c
+                .starter()
+                .start_expecting("Contoso", Some(bad))
+                .await
+                .unwrap_err();
+            assert_eq!(e.code(), "invalid_domain", "{bad:?}");
+        }
+        assert!(c.consents.is_empty());
+        let listed = c.tenants.list(&PageRequest::first(10)).await.unwrap();
+        assert!(listed.items.is_empty(), "no tenant was created");
+    }
+
+    #[tokio::test]
+    async fn once_the_tenant_id_is_known_sign_in_code_redemption_and_refresh_use_its_authority() {
+        // R-CONN-7 (`/{m365TenantId}` instead of `organizations`)
+        let c = Conn::new();
+        let s = c.sign_in(vec![managed("contoso.com")]).await;
+        assert_eq!(
+            c.identity.authorities(),
+            vec![None],
+            "unknown before consent"
+        );
+        let t = c.callback(&s).await.unwrap();
+        let pinned = t.m365_tenant_id.clone().unwrap();
+        assert_eq!(
+            c.vault
+                .get(&s.tenant)
+                .await
+                .unwrap()
+                .unwrap()
+                .m365_tenant_id,
+            Some(pinned.clone()),
+            "the vault keeps the issuing tenant with the tokens"
+        );
+        let again = c.starter().restart(&s.tenant).await.unwrap();
+        assert!(
+            again
+                .authorize_url
+                .contains(&format!("/{pinned}/oauth2/v2.0/authorize")),
+            "{}",
+            again.authorize_url
+        );
+        c.callback(&SignIn {
+            tenant: s.tenant.clone(),
+            state: state_of(&again.authorize_url),
+        })
+        .await
+        .unwrap();
+        c.clock.advance(TimeDelta::minutes(50));
+        let report = c.refresher("run-1").run().await.unwrap();
+        assert!(matches!(
+            report.tenants[0].1,
+            TenantRefresh::Refreshed { .. }
+        ));
+        assert_eq!(
+            c.identity.authorities(),
+            vec![
+                None,
+                None,
+                Some(pinned.clone()),
+                Some(pinned.clone()),
+                Some(pinned.clone())
+            ],
+            "sign-in, exchange, reconnect sign-in, its exchange, refresh"
+        );
+        assert_eq!(
+            c.vault
+                .get(&s.tenant)
+                .await
+                .unwrap()
+                .unwrap()
+                .m365_tenant_id,
+            Some(pinned),
+            "the rotated tokens keep their tenant"
+        );
+    }
+
+    // ---- R-CONN-8: deauthorize is final, status changes never overwrite each other ----
+
+    #[tokio::test]
+    async fn a_sign_in_started_before_a_deauthorization_no_longer_works() {
+        // R-CONN-8 (pending consents invalidated by the consent epoch)
+        let c = Conn::new();
+        let s = c.sign_in(vec![managed("contoso.com")]).await;
+        c.callback(&s).await.unwrap();
+        let old = c.restart(&s.tenant).await;
+        c.deauthorizer().deauthorize(&s.tenant).await.unwrap();
+        let exchanges = c.identity.exchanges();
+        let e = c.callback(&old).await.unwrap_err();
+        assert!(matches!(e, ConnectError::InvalidState), "{e:?}");
+        assert_eq!(c.identity.exchanges(), exchanges, "not even a token call");
+        assert_eq!(c.access_token(&s.tenant).await, None);
+        let t = c.tenant(&s.tenant).await;
+        assert_eq!(t.status, TenantStatus::Deauthorized);
+        assert_eq!(c.owner("contoso.com").await, None);
+        // A sign-in started after the deauthorization is the next consent: it works.
+        let t = c.callback(&c.restart(&s.tenant).await).await.unwrap();
+        assert_eq!(t.status, TenantStatus::Active);
+    }
+
+    /// Runs `first` until it waits at `gate`, then `second` to its end, then opens the gate and
+    /// lets `first` finish: the forced interleaving of an R-CONN-8 race.
+    async fn interleave<A, B>(
+        gate: &crate::testing::Gate,
+        first: A,
+        second: B,
+    ) -> (A::Output, B::Output)
+    where
+        A: std::future::Future,
+        B: std::future::Future,
+    {
+        futures::future::join(first, async {
+            gate.reached().await;
+            let out = second.await;
+            gate.open();
+            out
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn a_deauthorization_while_the_callback_stores_the_tokens_wins() {
+        // R-CONN-8 (reconnect → active vs deauthorize → deauthorized): the callback activated
+        // the tenant and is about to write the tokens when the deauthorization runs to its end.
+        let c = Conn::new();
+        let s = c.sign_in(vec![managed("contoso.com")]).await;
+        c.callback(&s).await.unwrap();
+        let again = c.restart(&s.tenant).await;
+        let code = c.identity.consent(&again.state).unwrap();
+        let gate = c.vault.hold_next_write();
+        let deauth = c.deauthorizer();
+        let (connected, deauthorized) = interleave(
+            &gate,
+            c.completer().complete(Callback::Code {
+                code,
+                state: again.state.clone(),
+            }),
+            deauth.deauthorize(&s.tenant),
+        )
+        .await;
+        deauthorized.unwrap();
+        let e = connected.unwrap_err();
+        assert!(matches!(e, ConnectError::InvalidState), "{e:?}");
+        assert_eq!(c.access_token(&s.tenant).await, None, "no token survives");
+        let t = c.tenant(&s.tenant).await;
+        assert_eq!(t.status, TenantStatus::Deauthorized);
+        assert_eq!(t.token_expires_at, None);
+        assert_eq!(c.owner("contoso.com").await, None);
+        assert_eq!(c.count(EventKind::TenantConnected), 1, "only the first");
+    }
+
+    #[tokio::test]
+    async fn a_deauthorization_while_the_code_is_redeemed_leaves_no_token_and_no_claim() {
+        // R-CONN-8: the deauthorization lands between the code exchange and the activation.
+        let c = Conn::new();
+        let s = c.sign_in(vec![managed("contoso.com")]).await;
+        c.callback(&s).await.unwrap();
+        let again = c.restart(&s.tenant).await;
+        let code = c.identity.consent(&again.state).unwrap();
+        let gate = c.identity.hold_next_call();
+        let deauth = c.deauthorizer();
+        let (connected, deauthorized) = interleave(
+            &gate,
+            c.completer().complete(Callback::Code {
+                code,
+                state: again.state.clone(),
+            }),
+            deauth.deauthorize(&s.tenant),
+        )
+        .await;
+        deauthorized.unwrap();
+        assert!(matches!(connected.unwrap_err(), ConnectError::InvalidState));
+        assert_eq!(c.vault.versions(&s.tenant), 0, "nothing written");
+        assert_eq!(c.tenant(&s.tenant).await.status, TenantStatus::Deauthorized);
+        assert_eq!(
+            c.owner("contoso.com").await,
+            None,
+            "the re-claimed domain is released again"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refresh_that_was_in_flight_cannot_bring_deauthorized_tokens_back() {
+        // R-CONN-8 (refresh vs deauthorize): the refresh grant answered, the deauthorization
+        // runs to its end, then the refresh tries to save the rotated tokens.
+        let c = Conn::new();
+        let s = c.sign_in(vec![managed("contoso.com")]).await;
+        c.callback(&s).await.unwrap();
+        c.clock.advance(TimeDelta::minutes(50));
+        let gate = c.identity.hold_next_call();
+        let (job, deauth) = (c.refresher("run-1"), c.deauthorizer());
+        let (refreshed, deauthorized) = interleave(
+            &gate,
+            job.refresh_tenant(&s.tenant),
+            deauth.deauthorize(&s.tenant),
+        )
+        .await;
+        deauthorized.unwrap();
+        assert_eq!(refreshed.unwrap(), TenantRefresh::Superseded);
+        assert_eq!(c.identity.refreshes(), 1, "the grant was redeemed");
+        assert_eq!(
+            c.vault.versions(&s.tenant),
+            0,
+            "the secret was not re-created"
+        );
+        let t = c.tenant(&s.tenant).await;
+        assert_eq!(t.status, TenantStatus::Deauthorized, "not overwritten");
+        assert_eq!(t.token_expires_at, None);
+        assert_eq!(c.count(EventKind::TenantReauthorizationRequired), 0);
+    }
+
+    #[tokio::test]
+    async fn a_refused_refresh_does_not_undo_a_reconnect_that_completed_meanwhile() {
+        // R-CONN-8 (refresh → reauthorization_required vs reconnect → active)
+        let c = Conn::new();
+        let s = c.sign_in(vec![managed("contoso.com")]).await;
+        c.callback(&s).await.unwrap();
+        let old = c.vault.get(&s.tenant).await.unwrap().unwrap();
+        c.identity.revoke(&old.refresh_token);
+        c.clock.advance(TimeDelta::minutes(50));
+        let again = c.restart(&s.tenant).await;
+        let code = c.identity.consent(&again.state).unwrap();
+        let gate = c.identity.hold_next_call();
+        let job = c.refresher("run-1");
+        let completer = c.completer();
+        let reconnect = async {
+            completer
+                .complete(Callback::Code {
+                    code,
+                    state: again.state.clone(),
+                })
+                .await
+        };
+        let (refreshed, reconnected) =
+            interleave(&gate, job.refresh_tenant(&s.tenant), reconnect).await;
+        let reconnected = reconnected.unwrap();
+        assert_eq!(refreshed.unwrap(), TenantRefresh::Superseded);
+        let t = c.tenant(&s.tenant).await;
+        assert_eq!(t.status, TenantStatus::Active, "the reconnect stands");
+        assert_eq!(t.version, reconnected.version, "nothing written after it");
+        let now = c.vault.get(&s.tenant).await.unwrap().unwrap();
+        assert_ne!(
+            now.refresh_token.expose_secret(),
+            old.refresh_token.expose_secret(),
+            "the reconnect's tokens"
+        );
+        assert_eq!(c.count(EventKind::TenantReauthorizationRequired), 0);
+
+        // The other order: the refusal lands first, the reconnect then makes the tenant active.
+        let current = c.vault.get(&s.tenant).await.unwrap().unwrap();
+        c.identity.revoke(&current.refresh_token);
+        c.clock.advance(TimeDelta::minutes(50));
+        assert!(matches!(
+            c.refresher("run-2")
+                .refresh_tenant(&s.tenant)
+                .await
+                .unwrap(),
+            TenantRefresh::ReauthorizationRequired { .. }
+        ));
+        let t = c.callback(&c.restart(&s.tenant).await).await.unwrap();
+        assert_eq!(t.status, TenantStatus::Active);
+    }
+
+    #[tokio::test]
+    async fn a_refresh_refused_after_a_deauthorization_does_not_mark_the_tenant() {
+        // R-CONN-8 (refresh → reauthorization_required vs deauthorize → deauthorized)
+        let c = Conn::new();
+        let s = c.sign_in(vec![managed("contoso.com")]).await;
+        c.callback(&s).await.unwrap();
+        let tokens = c.vault.get(&s.tenant).await.unwrap().unwrap();
+        c.identity.revoke(&tokens.refresh_token);
+        c.clock.advance(TimeDelta::minutes(50));
+        let gate = c.identity.hold_next_call();
+        let (job, deauth) = (c.refresher("run-1"), c.deauthorizer());
+        let (refreshed, deauthorized) = interleave(
+            &gate,
+            job.refresh_tenant(&s.tenant),
+            deauth.deauthorize(&s.tenant),
+        )
+        .await;
+        deauthorized.unwrap();
+        assert_eq!(refreshed.unwrap(), TenantRefresh::Superseded);
+        assert_eq!(c.tenant(&s.tenant).await.status, TenantStatus::Deauthorized);
+        assert_eq!(c.count(EventKind::TenantReauthorizationRequired), 0);
+    }
+
+    #[tokio::test]
+    async fn concurrent_first_consents_from_two_microsoft_tenants_pin_the_first_and_refuse_the_other()
+     {
+        // R-CONN-7, R-CONN-8: two sign-ins of one new tenant; the second consent, from another
+        // Microsoft tenant, completes while the first is storing its tokens.
+        let c = Conn::new();
+        let s = c.sign_in(vec![managed("contoso.com")]).await;
+        let second = c.restart(&s.tenant).await;
+        let other = c.other_microsoft_tenant(vec![managed("fabrikam.com")]);
+        let code = c.identity.consent(&s.state).unwrap();
+        let gate = c.vault.hold_next_write();
+        let completer = c.completer();
+        let first = completer.complete(Callback::Code {
+            code,
+            state: s.state.clone(),
+        });
+        let (first, refused) = interleave(&gate, first, c.callback_as(&second, &other)).await;
+        let first = first.unwrap();
+        assert_eq!(refused.unwrap_err().code(), "tenant_mismatch");
+        assert_eq!(first.m365_tenant_id, c.directory.m365_tenant_id(&s.tenant));
+        assert_eq!(c.owner("fabrikam.com").await, None);
+        assert_eq!(
+            c.vault.versions(&s.tenant),
+            1,
+            "only the first consent's tokens"
+        );
     }
 }

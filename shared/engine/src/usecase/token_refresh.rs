@@ -3,16 +3,31 @@
 //! runs make one token call; the rotated tokens are saved in the vault before anything uses them;
 //! `invalid_grant` marks the tenant `reauthorization_required` with an event, which parks its queued
 //! work (the retry worker re-queues it instead of failing it) until an admin reconnects.
+//!
+//! The refresh grant goes to the tenant's own authority (`/{m365TenantId}`) once it is known, not to
+//! `organizations` (R-CONN-7). Its writes never overwrite a deauthorization or a reconnect
+//! (R-CONN-8): the rotated tokens are saved with `TokenVault::update`, which fails once the secret
+//! was deleted (the refresh then reports [`TenantRefresh::Superseded`] and writes nothing); the
+//! expiry is written only on an `active` tenant; and `reauthorization_required` is written only on an
+//! `active` tenant whose vault still holds the refused refresh token — re-read after the tenant and
+//! before the conditional write, so a reconnect (which writes its tokens before its status) is never
+//! undone.
 
 use chrono::{DateTime, TimeDelta, Utc};
+
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::error::{Entity, Error, Result};
 use crate::model::{
     Event, EventId, EventKind, PageRequest, RequestToken, Tenant, TenantId, TenantStatus,
+    TenantTokens,
 };
 use crate::ports::{Clock, EventStore, IdentityPlatform, Leases, TenantStore, TokenVault};
 
-use super::connect::update_tenant;
+use super::connect::transition_tenant;
+
+/// How often the conditional `reauthorization_required` write is retried after losing a race.
+const MAX_MARK_ATTEMPTS: u32 = 5;
 
 /// Tokens expiring within this window are refreshed (DESIGN §4).
 pub const DEFAULT_REFRESH_WINDOW: TimeDelta = TimeDelta::minutes(15);
@@ -48,6 +63,9 @@ pub enum TenantRefresh {
     },
     /// The vault has no tokens for this active tenant: it needs reauthorization too.
     NoTokens,
+    /// The tenant was deauthorized (or reconnected) while its refresh ran: nothing was saved or
+    /// marked, the newer state stands (R-CONN-8).
+    Superseded,
     /// A retryable failure (throttling, outage): the next scheduled run tries again.
     Failed {
         /// Machine code.
@@ -165,43 +183,112 @@ where
             return Ok(TenantRefresh::NotDue);
         }
         let Some(current) = self.vault.get(id).await? else {
-            self.require_reauthorization(&tenant, None).await?;
-            return Ok(TenantRefresh::NoTokens);
+            return self.require_reauthorization(&tenant, None, None).await;
         };
         // Read after taking the lease: a run that finished just before us already refreshed.
         if !self.due(Some(current.expires_at)) {
             return Ok(TenantRefresh::NotDue);
         }
-        match self.identity.refresh(&current.refresh_token).await {
-            Ok(tokens) => {
-                // Saved before anything uses them (R-CONN-4).
-                self.vault
-                    .put(id, &tokens, &RequestToken::generate())
-                    .await?;
-                update_tenant(self.tenants, id, |t| {
-                    t.token_expires_at = Some(tokens.expires_at);
-                })
-                .await?;
-                Ok(TenantRefresh::Refreshed {
-                    expires_at: tokens.expires_at,
-                })
-            }
+        // The tenant's own authority once known (R-CONN-7).
+        let authority = tenant
+            .m365_tenant_id
+            .clone()
+            .or_else(|| current.m365_tenant_id.clone());
+        match self
+            .identity
+            .refresh(&current.refresh_token, authority.as_ref())
+            .await
+        {
+            Ok(tokens) => self.save(id, tokens, authority).await,
             Err(Error::ReauthorizationRequired { aadsts }) => {
-                self.require_reauthorization(&tenant, Some(aadsts)).await?;
-                Ok(TenantRefresh::ReauthorizationRequired { aadsts })
+                self.require_reauthorization(&tenant, Some(&current.refresh_token), Some(aadsts))
+                    .await
             }
             Err(e) if e.is_retryable() => Ok(TenantRefresh::Failed { code: e.code() }),
             Err(e) => Err(e),
         }
     }
 
-    /// Marks the tenant `reauthorization_required` and records the event (R-CONN-4). Its queued
-    /// work is parked by the retry worker, which checks the tenant's status; nothing is failed.
-    async fn require_reauthorization(&self, tenant: &Tenant, aadsts: Option<u32>) -> Result<()> {
-        update_tenant(self.tenants, &tenant.id, |t| {
-            t.status = TenantStatus::ReauthorizationRequired;
+    /// Saves rotated tokens (R-CONN-4) — update only: a deauthorization that deleted the secret
+    /// meanwhile stands (R-CONN-8) — then the new expiry on a tenant that is still `active`.
+    async fn save(
+        &self,
+        id: &TenantId,
+        tokens: TenantTokens,
+        authority: Option<crate::model::M365TenantId>,
+    ) -> Result<TenantRefresh> {
+        let tokens = TenantTokens {
+            m365_tenant_id: tokens.m365_tenant_id.or(authority),
+            ..tokens
+        };
+        match self
+            .vault
+            .update(id, &tokens, &RequestToken::generate())
+            .await
+        {
+            Ok(()) => {}
+            Err(Error::NotFound { .. }) => return Ok(TenantRefresh::Superseded),
+            Err(e) => return Err(e),
+        }
+        let expires_at = tokens.expires_at;
+        transition_tenant(self.tenants, id, |t| {
+            if t.status != TenantStatus::Active {
+                return Ok::<_, Error>(false);
+            }
+            t.token_expires_at = Some(expires_at);
+            Ok(true)
         })
         .await?;
+        Ok(TenantRefresh::Refreshed { expires_at })
+    }
+
+    /// Marks the tenant `reauthorization_required` and records the event (R-CONN-4) — only while
+    /// it is `active` and the vault still holds `refused` (`None`: still holds no tokens). The vault
+    /// is re-read after the tenant and before the version-checked write, so a reconnect, which
+    /// stores its tokens before activating, is never undone, nor is a deauthorization (R-CONN-8).
+    /// Its queued work is parked by the retry worker, which checks the tenant's status; nothing is
+    /// failed.
+    async fn require_reauthorization(
+        &self,
+        tenant: &Tenant,
+        refused: Option<&SecretString>,
+        aadsts: Option<u32>,
+    ) -> Result<TenantRefresh> {
+        let mut marked = false;
+        for _ in 0..MAX_MARK_ATTEMPTS {
+            let current = self
+                .tenants
+                .get(&tenant.id)
+                .await?
+                .ok_or_else(|| Error::not_found(Entity::Tenant, &tenant.id))?;
+            if current.status != TenantStatus::Active {
+                return Ok(TenantRefresh::Superseded);
+            }
+            let held = self.vault.get(&tenant.id).await?;
+            let unchanged = match (refused, &held) {
+                (Some(refused), Some(held)) => {
+                    held.refresh_token.expose_secret() == refused.expose_secret()
+                }
+                (None, None) => true,
+                _ => false,
+            };
+            if !unchanged {
+                return Ok(TenantRefresh::Superseded);
+            }
+            let mut next = current.clone();
+            next.status = TenantStatus::ReauthorizationRequired;
+            match self.tenants.update(&next, current.version).await {
+                Ok(_) => {
+                    marked = true;
+                    break;
+                }
+                Err(e) if e.is_conflict("stale_version") => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if !marked {
+            return Err(Error::stale(Entity::Tenant, tenant.version));
+        }
         self.events
             .append(&Event {
                 id: EventId::generate(),
@@ -216,7 +303,11 @@ where
                 }),
                 details: aadsts.map(|code| serde_json::json!({ "aadsts": code })),
             })
-            .await
+            .await?;
+        Ok(match aadsts {
+            Some(aadsts) => TenantRefresh::ReauthorizationRequired { aadsts },
+            None => TenantRefresh::NoTokens,
+        })
     }
 }
 
@@ -229,6 +320,7 @@ mod tests {
     use crate::ports::TokenVault;
     use crate::testing::{FakeIdentityPlatform, FakeLeases, FakeTokenVault};
     use crate::usecase::Outcome;
+    use crate::usecase::connect::update_tenant;
     use crate::usecase::retry::RetryOutcome;
     use crate::usecase::testkit::{World, throttled};
 
@@ -248,7 +340,7 @@ mod tests {
             let vault = FakeTokenVault::new();
             let tokens = identity.issue_tokens(lifetime);
             vault
-                .put(&w.tenant.id, &tokens, &RequestToken::generate())
+                .create(&w.tenant.id, &tokens, &RequestToken::generate())
                 .await
                 .unwrap();
             update_tenant(&w.tenants, &w.tenant.id, |t| {

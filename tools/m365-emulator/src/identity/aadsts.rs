@@ -282,6 +282,29 @@ impl AadError {
         )
     }
 
+    /// 400 `invalid_grant` AADSTS50020 (UserUnauthorized): a user of another tenant at a
+    /// tenant-specific authority — on the sign-in page of `/{tenant}/oauth2/v2.0/authorize`, and
+    /// for a refresh token redeemed at `/{tenant}/oauth2/v2.0/token` of a tenant the user does
+    /// not belong to (R-CONN-7). graph-spec §1 does not document 50020; the code and its meaning
+    /// ("user account from identity provider does not exist in tenant") are Microsoft's
+    /// documented ones (reference-error-codes: UserUnauthorized), the exact wording below and the
+    /// `invalid_grant` pairing on the token endpoint are unconfirmed.
+    #[must_use]
+    pub fn user_not_in_tenant(
+        upn: &str,
+        home_tenant: &str,
+        tenant_name: &str,
+        app_id: &str,
+        app_name: &str,
+    ) -> Self {
+        Self::invalid_grant(
+            50_020,
+            format!(
+                "User account '{upn}' from identity provider 'https://sts.windows.net/{home_tenant}/' does not exist in tenant '{tenant_name}' and cannot access the application '{app_id}'({app_name}) in that tenant. The account needs to be added as an external user in the tenant first. Sign out and sign in again with a different Azure Active Directory user account."
+            ),
+        )
+    }
+
     /// 400 `invalid_grant` + `suberror: consent_required` AADSTS65001 (§1.4).
     #[must_use]
     pub fn consent_missing(app_id: &str, app_name: &str) -> Self {

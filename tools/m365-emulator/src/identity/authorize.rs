@@ -204,7 +204,7 @@ fn submit(
             now,
         );
     }
-    let signed_in = sign_in(&mut state, &checked.tenant, &params, now);
+    let signed_in = sign_in(&mut state, &checked, &params, now);
     let (tenant_id, user_id) = match signed_in {
         Ok(v) => v,
         Err(e) => {
@@ -465,13 +465,20 @@ fn requested_graph_scopes(
     out
 }
 
-/// Checks `login`/`passwd` (AADSTS50034, 50053, 50057, 50126). Returns (tenant id, user id).
+/// Checks `login`/`passwd` (AADSTS50020, 50034, 50053, 50057, 50126). Returns (tenant id, user id).
+///
+/// At a tenant-specific authority only that tenant's users sign in: a user of another tenant is
+/// refused with AADSTS50020 on the page, after their credentials were checked in their home
+/// tenant (Microsoft authenticates the user at home, then finds no account in the resource
+/// tenant; no redirect reaches the app — R-CONN-7; exact wording unconfirmed, see
+/// [`AadError::user_not_in_tenant`]).
 fn sign_in(
     state: &mut State,
-    key: &TenantKey,
+    checked: &Checked,
     params: &HashMap<String, String>,
     now: DateTime<Utc>,
 ) -> Result<(String, String), AadError> {
+    let key = &checked.tenant;
     let login = params.get("login").map_or("", |s| s.trim());
     let password = params.get("passwd").map_or("", String::as_str);
     if login.is_empty() {
@@ -480,15 +487,36 @@ fn sign_in(
             "The request body must contain the following parameter: 'login'.",
         ));
     }
-    let tenant = match key {
-        TenantKey::Tenant(id) => state.tenants.get(id),
-        TenantKey::Multi => login
-            .rsplit_once('@')
-            .and_then(|(_, domain)| state.resolve_tenant(domain)),
+    let by_domain = login
+        .rsplit_once('@')
+        .and_then(|(_, domain)| state.resolve_tenant(domain));
+    let home = by_domain.filter(|t| t.active_user_by_upn(login).is_some());
+    let (tenant, foreign) = match key {
+        TenantKey::Tenant(id) => match (state.tenants.get(id), home) {
+            // A user of another tenant at this tenant's authority: authenticated at home, then
+            // refused here (AADSTS50020).
+            (Some(resource), Some(home))
+                if home.id != resource.id && resource.active_user_by_upn(login).is_none() =>
+            {
+                (Some(home), Some(resource))
+            }
+            (resource, _) => (resource, None),
+        },
+        TenantKey::Multi => (by_domain, None),
     };
     let Some(tenant) = tenant else {
         return Err(AadError::user_not_found(login, "organizations"));
     };
+    let foreign = foreign.map(|resource| {
+        let e = AadError::user_not_in_tenant(
+            login,
+            &tenant.id,
+            &resource.display_name,
+            &checked.client_id,
+            &checked.app_name,
+        );
+        AadError::new_authorize(e.code, e.message)
+    });
     let tenant_id = tenant.id.clone();
     let Some(user) = tenant.active_user_by_upn(login) else {
         let e = AadError::user_not_found(login, &tenant.display_name);
@@ -527,6 +555,9 @@ fn sign_in(
     *entry = (0, None);
     if !enabled {
         return Err(AadError::user_disabled());
+    }
+    if let Some(refused) = foreign {
+        return Err(refused);
     }
     Ok((tenant_id, user_id))
 }

@@ -435,7 +435,31 @@ fn refresh(
     if let TenantKey::Tenant(id) = key
         && *id != grant.tenant_id
     {
-        return Err(AadError::grant_mismatch("refresh_token"));
+        // graph-spec §1.4: refresh tokens "aren't tied to a resource or tenant" — but the user
+        // is: at another tenant's authority the user has no account (they are no guest there in
+        // this emulator), so the grant is refused the way a sign-in there is, AADSTS50020
+        // (R-CONN-7). Unconfirmed: Microsoft documents no answer for this case.
+        let upn = state
+            .tenants
+            .get(&grant.tenant_id)
+            .and_then(|t| t.users.get(&grant.user_id))
+            .map_or_else(|| grant.user_id.clone(), |u| u.upn().to_owned());
+        let tenant_name = state
+            .tenants
+            .get(id)
+            .map_or_else(|| id.clone(), |t| t.display_name.clone());
+        let app_name = state
+            .applications
+            .get(client_id)
+            .map(|a| a.display_name.clone())
+            .unwrap_or_default();
+        return Err(AadError::user_not_in_tenant(
+            &upn,
+            &grant.tenant_id,
+            &tenant_name,
+            client_id,
+            &app_name,
+        ));
     }
     let idle = now - grant.last_used_at;
     if idle > state.identity.settings.refresh_idle {

@@ -208,6 +208,8 @@ macro_rules! tenant_store_contract {
             reclaiming_its_own_domains_is_idempotent,
             released_domains_can_be_claimed_by_another_tenant,
             a_tenant_cannot_release_another_tenants_domain,
+            a_tenant_with_150_domains_claims_them_all,
+            a_large_claim_refused_late_claims_nothing_and_keeps_what_was_held,
             tenants_are_listed_across_pages,
         );
     };
@@ -293,6 +295,7 @@ macro_rules! token_vault_contract {
             repeating_a_put_with_the_same_request_token_changes_nothing,
             reusing_a_request_token_with_other_tokens_is_refused,
             deleted_tokens_are_gone_and_can_be_stored_again,
+            an_update_of_a_tenant_without_tokens_fails_and_creates_nothing,
         );
     };
 }

@@ -13,6 +13,11 @@ fn pending(lifetime: TimeDelta) -> PendingConsent {
         tenant_id: fresh_tenant_id(),
         pkce_verifier: SecretString::from(format!("verifier-{}", fresh_suffix())),
         expires_at: now_ms() + lifetime,
+        consent_epoch: 3,
+        authority: Some(
+            crate::model::M365TenantId::parse("0c5a7f3e-2d1b-4e6a-9f80-1a2b3c4d5e6f")
+                .expect("a GUID"),
+        ),
     }
 }
 
@@ -32,6 +37,8 @@ pub async fn a_sign_in_is_taken_once_with_every_field(store: &impl PendingConsen
         p.pkce_verifier.expose_secret()
     );
     assert_eq!(got.expires_at, p.expires_at);
+    assert_eq!(got.consent_epoch, p.consent_epoch, "R-CONN-8");
+    assert_eq!(got.authority, p.authority, "R-CONN-7");
     assert!(
         store
             .take(&p.state, now_ms())

@@ -30,6 +30,9 @@ pub async fn a_created_tenant_round_trips(store: &impl TenantStore) {
         },
     ];
     t.token_expires_at = Some(now_ms() + TimeDelta::hours(1));
+    // R-CONN-7, R-CONN-8
+    t.expected_domain = Some(fresh_domain());
+    t.consent_epoch = 2;
     let created = store.create(&t).await.expect("create succeeds");
     assert_eq!(
         created,
@@ -133,6 +136,63 @@ pub async fn a_domain_claimed_by_another_tenant_is_refused_and_nothing_is_claime
             .expect("lookup succeeds"),
         Some(first.id)
     );
+}
+
+/// R-CONN-2: a tenant with more than 100 domains (more than one DynamoDB transaction holds)
+/// claims them all.
+pub async fn a_tenant_with_150_domains_claims_them_all(store: &impl TenantStore) {
+    let t = store.create(&tenant()).await.expect("create succeeds");
+    let domains: Vec<_> = (0..150).map(|_| fresh_domain()).collect();
+    store
+        .claim_domains(&t.id, &domains)
+        .await
+        .expect("a 150-domain claim succeeds");
+    for d in [&domains[0], &domains[99], &domains[100], &domains[149]] {
+        assert_eq!(
+            store.tenant_for_domain(d).await.expect("lookup succeeds"),
+            Some(t.id.clone()),
+            "{d}"
+        );
+    }
+    store
+        .claim_domains(&t.id, &domains)
+        .await
+        .expect("re-claiming all 150 is idempotent");
+}
+
+/// R-CONN-2: a 150-domain claim that meets another tenant's domain in its second hundred
+/// claims nothing — what the first hundred took is released — and the domains the tenant held
+/// before stay held.
+pub async fn a_large_claim_refused_late_claims_nothing_and_keeps_what_was_held(
+    store: &impl TenantStore,
+) {
+    let me = store.create(&tenant()).await.expect("create succeeds");
+    let other = store.create(&tenant()).await.expect("create succeeds");
+    let domains: Vec<_> = (0..150).map(|_| fresh_domain()).collect();
+    let held = [domains[0].clone(), domains[140].clone()];
+    store
+        .claim_domains(&me.id, &held)
+        .await
+        .expect("earlier claim succeeds");
+    store
+        .claim_domains(&other.id, std::slice::from_ref(&domains[130]))
+        .await
+        .expect("the other tenant's claim succeeds");
+    let result = store.claim_domains(&me.id, &domains).await;
+    assert!(
+        matches!(&result, Err(Error::Conflict(Conflict::DomainClaimed { domain, owner }))
+            if *domain == domains[130] && *owner == other.id),
+        "expected domain_claimed naming the late domain, got {result:?}"
+    );
+    for (i, d) in domains.iter().enumerate() {
+        let owner = store.tenant_for_domain(d).await.expect("lookup succeeds");
+        let expected = match i {
+            0 | 140 => Some(me.id.clone()),
+            130 => Some(other.id.clone()),
+            _ => None,
+        };
+        assert_eq!(owner, expected, "domain #{i} {d}");
+    }
 }
 
 /// R-CONN-2: a tenant re-claiming its own domains (plus new ones) succeeds.
