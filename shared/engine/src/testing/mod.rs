@@ -8,6 +8,7 @@
 mod clock;
 pub mod contract;
 mod directory;
+mod hold;
 mod identity;
 mod leases;
 mod notify;
@@ -21,6 +22,7 @@ mod vault;
 
 pub use clock::ManualClock;
 pub use directory::{FakeDirectory, FakeM365Tenant};
+pub use hold::{HeldCall, Stage};
 pub use identity::{
     AADSTS_CODE_REDEEMED, AADSTS_INVALID_GRANT, AADSTS_PKCE_MISMATCH, FakeIdentityPlatform,
     FakePendingConsents,

@@ -20,6 +20,7 @@ use crate::ports::{
 use super::bind::Bind;
 use super::group_sync::{GroupOutcome, SyncGroup};
 use super::password::SetPassword;
+use super::suspend::Suspension;
 use super::unbind::Unbind;
 use super::update::UpdateAttributes;
 use super::{Effects, Outcome};
@@ -197,6 +198,15 @@ where
                     policy: self.password_policy,
                 };
                 password.retry(message, user_id).await?
+            }
+            OperationKind::UserState => {
+                let suspension = Suspension {
+                    fx: self.fx,
+                    users: self.users,
+                    directory: self.directory,
+                    password_policy: self.password_policy,
+                };
+                suspension.retry(message, user_id).await?
             }
             OperationKind::GroupBind
             | OperationKind::GroupMembers
