@@ -334,7 +334,8 @@ async fn put_user<C: Clock>(deps: &Provisioning<C>, request: &Request, raw: &str
             // was queued is the caller's to see: the user is stored, and sending the same request
             // again catches the binding up (the state is compared with the binding, not with the
             // stored user).
-            let outcome = suspension.apply(&id).await.map_err(engine)?;
+            // Boxed: the use case's future is deep.
+            let outcome = Box::pin(suspension.apply(&id)).await.map_err(engine)?;
             shown = outcome.binding().map(BindingView::from);
             outcome.as_str()
         }

@@ -198,7 +198,7 @@ where
             }
         };
         let run = Run::new(op, OperationKind::UserBind, user_id.clone(), now, None);
-        let result = self.provision(&run, &user, &tenant, binding, expect).await;
+        let result = Box::pin(self.provision(&run, &user, &tenant, binding, expect)).await;
         self.fx.abandon(&run.op, result).await
     }
 
@@ -276,7 +276,7 @@ where
             }
             Err(e) => return Err(e),
         };
-        self.provision(run, &user, &tenant, binding, expect).await
+        Box::pin(self.provision(run, &user, &tenant, binding, expect)).await
     }
 
     async fn load_user(&self, user_id: &UserId) -> Result<DirectoryUser> {
@@ -557,7 +557,7 @@ where
                 {
                     expect = Expect::Version(b.version);
                 }
-                other => return self.lost(run, &tenant_id, &id, other).await,
+                other => return Box::pin(self.lost(run, &tenant_id, &id, other)).await,
             }
         }
         binding.state = BindingState::Provisioned;
@@ -582,7 +582,7 @@ where
             // already be recorded, but the account must not stay enabled.
             Err(e) if is_stale(&e) => {
                 let now_stored = self.fx.bindings.get(&run.user).await?;
-                return self.lost(run, &tenant_id, &id, now_stored).await;
+                return Box::pin(self.lost(run, &tenant_id, &id, now_stored)).await;
             }
             Err(e) => return Err(e),
         };

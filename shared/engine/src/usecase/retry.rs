@@ -161,6 +161,8 @@ where
                 return Ok(RetryOutcome::Parked { until });
             }
         }
+        // Each run is boxed: the use cases' futures are deep, and one future holding all of them
+        // inline overflowed a test thread's stack with the AWS adapters.
         let outcome = match message.kind {
             OperationKind::UserBind => {
                 let bind = Bind {
@@ -171,7 +173,7 @@ where
                     sealer: self.sealer,
                     notifier: self.notifier,
                 };
-                bind.retry(message, user_id).await?
+                Box::pin(bind.retry(message, user_id)).await?
             }
             OperationKind::UserUnbind => {
                 let unbind = Unbind {
@@ -179,7 +181,7 @@ where
                     users: self.users,
                     directory: self.directory,
                 };
-                unbind.retry(message, user_id).await?
+                Box::pin(unbind.retry(message, user_id)).await?
             }
             OperationKind::UserUpdate => {
                 let update = UpdateAttributes {
@@ -187,7 +189,7 @@ where
                     users: self.users,
                     directory: self.directory,
                 };
-                update.retry(message, user_id).await?
+                Box::pin(update.retry(message, user_id)).await?
             }
             OperationKind::UserPassword => {
                 let password = SetPassword {
@@ -197,7 +199,7 @@ where
                     sealer: self.sealer,
                     policy: self.password_policy,
                 };
-                password.retry(message, user_id).await?
+                Box::pin(password.retry(message, user_id)).await?
             }
             OperationKind::UserState => {
                 let suspension = Suspension {
@@ -206,7 +208,7 @@ where
                     directory: self.directory,
                     password_policy: self.password_policy,
                 };
-                suspension.retry(message, user_id).await?
+                Box::pin(suspension.retry(message, user_id)).await?
             }
             OperationKind::GroupBind
             | OperationKind::GroupMembers
