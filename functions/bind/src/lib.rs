@@ -4,8 +4,10 @@
 //! the binding (state, tenant, M365 object id, last error).
 //!
 //! The tenant is never taken from the caller: routing by the user's stored email decides
-//! (R-BIND-1); a body with any other field is refused (R-SAFE-1). Answers: `200` done or
-//! unchanged, `202` pending on the retry queue, `4xx` with a code otherwise.
+//! (R-BIND-1); a body with any other field is refused (R-SAFE-1). A user disabled in the directory
+//! is refused with `409 user_disabled` (R-BIND-9). Answers: `200` done or unchanged (or
+//! `superseded`: an unbind sent meanwhile won and the bind blocked what it enabled, R-BIND-12),
+//! `202` pending on the retry queue, `4xx` with a code otherwise.
 
 use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};

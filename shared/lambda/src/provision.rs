@@ -365,6 +365,8 @@ pub fn outcome_response(outcome: &Outcome) -> Response<Body> {
 }
 
 #[cfg(test)]
+// Unit tests may unwrap: a panic there is a failed test.
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

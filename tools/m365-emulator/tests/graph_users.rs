@@ -782,7 +782,7 @@ async fn revoking_sign_in_sessions_moves_sign_in_sessions_valid_from_and_is_audi
         .post(&token, "/v1.0/users", new_user("Leaver@contoso.com"))
         .await;
     assert_eq!(status, 201, "{created}");
-    let id = created["id"].as_str().unwrap().to_owned();
+    let id = created["id"].as_str().expect("id").to_owned();
     let select =
         format!("/v1.0/users/{id}?$select=id,signInSessionsValidFromDateTime,createdDateTime");
     let (_, _, before) = emu.get(&token, &select).await;
@@ -812,7 +812,7 @@ async fn revoking_sign_in_sessions_moves_sign_in_sessions_valid_from_and_is_audi
             "/v1.0/auditLogs/directoryAudits?$filter=activityDisplayName eq 'Invalidate all refresh tokens for user'",
         )
         .await;
-    let records = audits["value"].as_array().unwrap();
+    let records = audits["value"].as_array().expect("records");
     assert_eq!(records.len(), 1, "{audits}");
     assert_eq!(records[0]["targetResources"][0]["id"], id.as_str());
     let (status, _, _) = emu

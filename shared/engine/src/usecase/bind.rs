@@ -307,7 +307,7 @@ where
             let mut enabled = self.enable(tenant, &id, user, None).await;
             let mut pushed = false;
             if enabled.is_ok() {
-                match self.push_password(user, &mut binding, &id).await {
+                match self.push_password(run, user, &mut binding, &id).await {
                     Ok(p) => pushed = p,
                     Err(e) => enabled = Err(e),
                 }
@@ -465,7 +465,7 @@ where
         if enabled.is_ok() {
             // An account we did not create holds a password we did not set: the directory's
             // replaces it (R-BIND-12: a password set while the user was unbound).
-            match self.push_password(user, &mut binding, &found.id).await {
+            match self.push_password(run, user, &mut binding, &found.id).await {
                 Ok(p) => pushed = p,
                 Err(e) => enabled = Err(e),
             }
@@ -506,9 +506,16 @@ where
 
     /// Pushes the sealed directory password to the account when M365 does not hold it from us yet
     /// (set while the user was unbound, or an adopted account's own password), keeping M365's new
-    /// stamp (R-PWD-3). `Ok(true)` when it pushed.
+    /// stamp (R-PWD-3). `Ok(true)` when it pushed. A push M365 refuses for good (e.g. the app lacks
+    /// the admin role password resets need, graph-spec §3.4) does not fail the bind: it is recorded
+    /// as a failure and the next bind or password set tries again.
+    ///
+    /// # Errors
+    /// Retryable failures and a vanished account (the bind retries or finds another); store
+    /// failures.
     async fn push_password(
         &self,
+        run: &Run<'_>,
         user: &DirectoryUser,
         binding: &mut Binding,
         id: &M365ObjectId,
@@ -519,14 +526,37 @@ where
         if binding.pushed_password_set_at == Some(set_at) {
             return Ok(false);
         }
-        let password = self.sealer.open(&user.id, sealed).await?;
         let tenant = binding.tenant_id.clone();
-        self.directory.set_password(&tenant, id, &password).await?;
-        let before = binding.m365_password_changed_at;
-        binding.m365_password_changed_at =
-            read_back_password_change(self.directory, &tenant, id, before).await;
-        binding.pushed_password_set_at = Some(set_at);
-        Ok(true)
+        let pushed = match self.sealer.open(&user.id, sealed).await {
+            Ok(password) => self.directory.set_password(&tenant, id, &password).await,
+            Err(e) => Err(e),
+        };
+        match pushed {
+            Ok(()) => {
+                let before = binding.m365_password_changed_at;
+                binding.m365_password_changed_at =
+                    read_back_password_change(self.directory, &tenant, id, before).await;
+                binding.pushed_password_set_at = Some(set_at);
+                Ok(true)
+            }
+            Err(e) if e.is_retryable() || is_m365_not_found(&e) => Err(e),
+            Err(e) => {
+                self.fx
+                    .failures
+                    .record(&Failure {
+                        id: EventId::generate(),
+                        tenant_id: tenant,
+                        user_id: Some(user.id.clone()),
+                        operation_id: run.op.clone(),
+                        code: "password_not_pushed".to_owned(),
+                        message: e.to_string(),
+                        graph_request_id: e.graph_request_id().map(str::to_owned),
+                        at: run.now,
+                    })
+                    .await?;
+                Ok(false)
+            }
+        }
     }
 
     /// Records the bound state and its events, then sends the welcome notification. A binding a
@@ -938,6 +968,42 @@ mod tests {
             w.count_events(EventKind::UserPasswordUpdateProvision),
             pushes + 1
         );
+    }
+
+    #[tokio::test]
+    async fn a_password_m365_refuses_on_rebind_is_recorded_and_the_bind_still_completes() {
+        // R-BIND-12, R-BIND-5 (the password is secondary to unblocking: a permanent refusal,
+        // e.g. the app lacks the admin role resets need, is a diagnostic; a later bind retries)
+        let w = World::new().await;
+        w.user("adele").await;
+        w.bind("adele").await;
+        w.unbinder().unbind(&uid("adele")).await.unwrap();
+        w.passwords()
+            .set(&uid("adele"), &secret("Second-Horse-22"))
+            .await
+            .unwrap();
+        w.directory.pass_next_call(); // attributes
+        w.directory.pass_next_call(); // sign-in
+        w.directory.fail_next_call(Error::Forbidden {
+            graph_request_id: Some("req-403".into()),
+        });
+        let Outcome::Done { binding, change } = w.bind("adele").await else {
+            panic!("bound")
+        };
+        assert_eq!(change, Change::Unblocked);
+        assert_eq!(binding.pushed_password_set_at, None, "still to push");
+        let failure = w
+            .failures
+            .all()
+            .into_iter()
+            .find(|f| f.code == "password_not_pushed")
+            .unwrap();
+        assert_eq!(failure.graph_request_id.as_deref(), Some("req-403"));
+        assert_eq!(w.count_events(EventKind::UserPasswordUpdateProvision), 0);
+        // The next bind (after an unbind) pushes it.
+        w.unbinder().unbind(&uid("adele")).await.unwrap();
+        w.bind("adele").await;
+        assert_eq!(w.count_events(EventKind::UserPasswordUpdateProvision), 1);
     }
 
     #[tokio::test]

@@ -1,7 +1,8 @@
 //! Use cases: the provisioning flows of DESIGN §4, each a struct holding only the ports it needs.
 //!
 //! - [`bind::Bind`]: route, adopt or create, unblock (R-BIND-1..4, R-BIND-6, R-BIND-8);
-//! - [`unbind::Unbind`]: block sign-in, never delete (R-BIND-5, R-BIND-8);
+//! - [`unbind::Unbind`]: block sign-in and revoke sessions, never delete (R-BIND-5, R-BIND-8,
+//!   R-BIND-9);
 //! - [`update::UpdateAttributes`]: push a bound user's attributes (R-BIND-7);
 //! - [`password::SetPassword`]: validate, seal, store and push a password (R-PWD-1, R-PWD-2, R-PWD-4);
 //! - [`suspend::Suspension`]: follow the user's directory `state` — suspend a disabled user's
@@ -208,7 +209,8 @@ pub enum Outcome {
         /// When that lease ends.
         lease_until: DateTime<Utc>,
     },
-    /// A later request replaced this operation (e.g. an unbind after a queued bind): dropped.
+    /// A later request replaced this operation (e.g. an unbind after a queued bind, or one that
+    /// took the binding over before a bind's final write, R-BIND-12): dropped.
     Superseded,
 }
 

@@ -77,7 +77,7 @@ pub struct RetryDispatcher<'a, B, E, F, L, Q, C, R, U, T, D, S, N, G> {
     pub sealer: &'a S,
     /// Welcome notifications.
     pub notifier: &'a N,
-    /// The directory password policy (for [`SetPassword`]).
+    /// The directory password policy (for [`SetPassword`] and [`Suspension`]).
     pub password_policy: &'a DirectoryPasswordPolicy,
     /// Directory groups (for [`SyncGroup`], R-GRP-1).
     pub groups: &'a G,
