@@ -437,6 +437,35 @@ def walkthrough(api: Http, emulator: Http) -> list[str]:
            "the new password re-enabled her M365 account")
     summary.append("suspended Alice when her directory password expired (schedule → reconcile queue → pass); a new password re-enabled her")
 
+    step("Suspend Adele in the directory: sign-in blocked and sessions revoked, then reactivate")
+    before = m365_user(emulator, adele["email"]).get("signInSessionsValidFromDateTime")
+    time.sleep(1.1)  # M365's timestamps have one-second resolution
+    status, body = api.json("PUT", "/users/adele", {**adele, "state": "disabled"})
+    binding = body.get("binding", {}) if isinstance(body, dict) else {}
+    expect(status == 200 and binding.get("state") == "suspended"
+           and binding.get("suspendedReason") == "directory_disabled",
+           f"PUT /users/adele {{\"state\": \"disabled\"}} answered {status}: binding {binding.get('state')} "
+           f"({binding.get('suspendedReason')})")
+    account = m365_user(emulator, adele["email"])
+    expect(account.get("accountEnabled") is False, "her M365 sign-in is blocked (accountEnabled=false)")
+    after = account.get("signInSessionsValidFromDateTime")
+    expect(bool(after) and after != before,
+           f"her open sessions were revoked: signInSessionsValidFromDateTime {before} -> {after}")
+    status, body = api.json("PUT", "/users/adele/binding", {"welcome": False})
+    code = body.get("error", {}).get("code") if isinstance(body, dict) else None
+    expect(status == 409 and code == "user_disabled", f"binding a disabled user is refused: {status} {code}")
+    status, body = api.json("PUT", "/users/adele", {**adele, "state": "active"})
+    binding = body.get("binding", {}) if isinstance(body, dict) else {}
+    expect(status == 200 and binding.get("state") == "provisioned",
+           f"back to active: binding {binding.get('state')}")
+    expect(m365_user(emulator, adele["email"]).get("accountEnabled") is True, "her M365 sign-in is allowed again")
+    status, body = api.json("GET", "/events?userId=adele")
+    events = body.get("events", []) if isinstance(body, dict) else []
+    recent = [(e.get("type"), e.get("reason")) for e in events[:2]]
+    expect(recent == [("user_update_provision", "reactivated"), ("user_deprovision", "directory_disabled")],
+           f"recorded: {recent}")
+    summary.append("suspended Adele in the directory: sign-in blocked and sessions revoked at once; reactivated")
+
     step("Unbind Alice: sign-in blocked, account kept")
     status, body = api.json("DELETE", "/users/alice/binding")
     binding = body.get("binding", {}) if isinstance(body, dict) else {}

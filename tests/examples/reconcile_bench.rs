@@ -205,6 +205,8 @@ async fn main() {
             in_flight: None,
             m365_password_changed_at: None,
             version: 0,
+            suspended_reason: None,
+            pushed_password_set_at: None,
         };
         dir.bindings.put(&binding, Expect::Absent).await.unwrap();
         bound += 1;

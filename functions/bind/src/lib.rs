@@ -4,10 +4,12 @@
 //! the binding (state, tenant, M365 object id, last error).
 //!
 //! The tenant is never taken from the caller: routing by the user's stored email decides
-//! (R-BIND-1); a body with any other field is refused (R-SAFE-1). Answers: `200` done or
-//! unchanged, `202` pending on the retry queue, `4xx` with a code otherwise. Graph work stops
-//! before the invocation's deadline (R-OPS-2): a bind that runs out of time answers `202` pending
-//! with reason `deadline` and its retry queued, never a gateway timeout.
+//! (R-BIND-1); a body with any other field is refused (R-SAFE-1). A user disabled in the directory
+//! is refused with `409 user_disabled` (R-BIND-9). Answers: `200` done or unchanged (or
+//! `superseded`: an unbind sent meanwhile won and the bind blocked what it enabled, R-BIND-12),
+//! `202` pending on the retry queue, `4xx` with a code otherwise. Graph work stops before the
+//! invocation's deadline (R-OPS-2): a bind that runs out of time answers `202` pending with reason
+//! `deadline` and its retry queued, never a gateway timeout.
 
 use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};

@@ -2,8 +2,12 @@
 //!
 //! - `PUT /users/{userId}` upserts a directory user (`email`, `displayName` required; `givenName`,
 //!   `surname`, `jobTitle`, `department`, `state` optional). When the user is bound and an
-//!   attribute changed, the change is pushed to M365 → `user_update_provision` (R-BIND-7). The
-//!   email of a user with a live binding cannot change (it is the UPN the tenant was routed by).
+//!   attribute changed, the change is pushed to M365 → `user_update_provision` (R-BIND-7). When its
+//!   `state` changed, the engine's [`Suspension`] follows it: `disabled` blocks sign-in and revokes
+//!   the sessions (binding `suspended`, `suspendedReason: directory_disabled`, `user_deprovision`),
+//!   `active` re-enables the account unless its password expired (R-BIND-9); the answer carries the
+//!   binding. The email of a user with a live binding cannot change (it is the UPN the tenant was
+//!   routed by).
 //! - `GET /users/{userId}` shows the user (never the sealed password: only whether one is set).
 //! - `PUT /groups/{groupId}` upserts a directory group (`name`, `members`); when the group is
 //!   bound and its members changed, the adds and removes are pushed to its M365 security group
@@ -46,9 +50,10 @@ use m365_engine::ports::{
     BindingStore, Clock, EventFilter, EventQuery, EventStore, FailureStore, GroupStore, UserStore,
 };
 use m365_engine::usecase::group_sync::GroupOutcome;
+use m365_engine::usecase::suspend::{Suspension, UserSync, sync_needed};
 use m365_engine::usecase::update::{UpdateAttributes, attributes_changed};
 use m365_lambda::api;
-use m365_lambda::provision::{self, Provisioning};
+use m365_lambda::provision::{self, BindingView, Provisioning};
 use serde::{Deserialize, Serialize};
 
 /// Most members a group may list in one request.
@@ -128,6 +133,9 @@ struct UserUpserted {
     user: UserView,
     /// What happened in M365: `not_bound`, `unchanged`, or the push's outcome name.
     sync: &'static str,
+    /// The binding after a state change was followed in M365 (R-BIND-9).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    binding: Option<BindingView>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -292,42 +300,65 @@ async fn put_user<C: Clock>(deps: &Provisioning<C>, request: &Request, raw: &str
                      unbind first",
                 ));
             }
-            if !attributes_changed(old, &user) && old.email == user.email {
-                return Ok(api::json(
+            if !attributes_changed(old, &user) && old.email == user.email && old.state == user.state
+            {
+                // Nothing to store; M365 may still lag behind the state (a run cut short).
+                (old.clone(), StatusCode::OK)
+            } else {
+                user.password = old.password.clone();
+                user.password_changed_at = old.password_changed_at;
+                (
+                    users.replace(&user, old.version).await.map_err(engine)?,
                     StatusCode::OK,
-                    &UserUpserted {
-                        user: UserView::from(old),
-                        sync: "unchanged",
-                    },
-                ));
+                )
             }
-            user.password = old.password.clone();
-            user.password_changed_at = old.password_changed_at;
-            (
-                users.replace(&user, old.version).await.map_err(engine)?,
-                StatusCode::OK,
-            )
         }
     };
-    let changed = before
+    let now = deps.clock.now();
+    let needed = sync_needed(
+        before.as_ref(),
+        &stored,
+        binding.as_ref(),
+        &deps.password_policy,
+        now,
+    );
+    let unchanged = before
         .as_ref()
-        .is_some_and(|old| attributes_changed(old, &stored));
-    let sync = if binding.is_none() {
-        "not_bound"
-    } else if !changed {
-        "unchanged"
-    } else {
-        let update = UpdateAttributes {
-            fx: deps.effects(),
-            users,
-            directory: &deps.directory,
-        };
-        // The user is stored either way; a failed push is on the binding and the retry queue.
-        match update.push(&id).await {
-            Ok(outcome) => outcome.as_str(),
-            Err(e) => {
-                tracing::warn!(error.code = e.code(), "attribute push not started");
-                "not_pushed"
+        .is_some_and(|old| old.version == stored.version);
+    let mut shown = None;
+    let sync = match (&binding, needed) {
+        (_, UserSync::Nothing) if unchanged => "unchanged",
+        (None, _) => "not_bound",
+        (Some(_), UserSync::Nothing) => "unchanged",
+        (Some(_), UserSync::State) => {
+            let suspension = Suspension {
+                fx: deps.effects(),
+                users,
+                directory: &deps.directory,
+                password_policy: &deps.password_policy,
+            };
+            // A failed M365 write is on the binding and the retry queue. An error before anything
+            // was queued is the caller's to see: the user is stored, and sending the same request
+            // again catches the binding up (the state is compared with the binding, not with the
+            // stored user).
+            // Boxed: the use case's future is deep.
+            let outcome = Box::pin(suspension.apply(&id)).await.map_err(engine)?;
+            shown = outcome.binding().map(BindingView::from);
+            outcome.as_str()
+        }
+        (Some(_), UserSync::Attributes) => {
+            let update = UpdateAttributes {
+                fx: deps.effects(),
+                users,
+                directory: &deps.directory,
+            };
+            // The user is stored either way; a failed push is on the binding and the retry queue.
+            match update.push(&id).await {
+                Ok(outcome) => outcome.as_str(),
+                Err(e) => {
+                    tracing::warn!(error.code = e.code(), "attribute push not started");
+                    "not_pushed"
+                }
             }
         }
     };
@@ -336,6 +367,7 @@ async fn put_user<C: Clock>(deps: &Provisioning<C>, request: &Request, raw: &str
         &UserUpserted {
             user: UserView::from(&stored),
             sync,
+            binding: shown,
         },
     ))
 }

@@ -1,8 +1,10 @@
-//! The `unbind` function (DESIGN §3, §4 "unbind"): `DELETE /users/{userId}/binding` blocks the
-//! user's sign-in in M365 (`accountEnabled=false`) and never deletes the account; it records
-//! `user_deprovision` (R-BIND-5). An account already deleted in M365 leaves the directory user
-//! unchanged and the binding `deleted_in_m365` (R-BIND-8). Throttling and 5xx put the unbind on
-//! the retry queue (`202`).
+//! The `unbind` function (DESIGN §3, §4 "unbind"): `DELETE /users/{userId}/binding` records the
+//! unbind's intent on the binding, blocks the user's sign-in in M365 (`accountEnabled=false`) and
+//! revokes its sessions (`revokeSignInSessions`), never deleting the account; it records
+//! `user_deprovision` (R-BIND-5, R-BIND-9). A bind racing it loses and blocks what it enabled
+//! (R-BIND-12). An account already deleted in M365 leaves the directory user unchanged and the
+//! binding `deleted_in_m365` (R-BIND-8). Throttling and 5xx put the unbind on the retry queue
+//! (`202`).
 
 use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};

@@ -48,6 +48,7 @@ bindings_contract!(
     a_stale_binding_update_is_refused,
     updating_a_missing_binding_is_refused,
     a_binding_round_trips_with_its_last_error,
+    a_suspended_binding_round_trips_with_its_reason,
     bindings_are_listed_by_tenant_with_an_optional_state_filter,
     a_state_change_moves_a_binding_between_state_listings,
 );

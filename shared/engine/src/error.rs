@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::model::{
-    DomainName, Email, EmailError, IdError, RequestTokenError, TenantId, UnknownEventKind,
+    DomainName, Email, EmailError, IdError, RequestTokenError, TenantId, UnknownEventKind, UserId,
 };
 use crate::policy::name::NameProblem;
 use crate::policy::password::PasswordPolicyError;
@@ -180,6 +180,12 @@ pub enum Conflict {
         /// The tenant of the existing binding.
         tenant: TenantId,
     },
+    /// The user is disabled in the directory (R-BIND-9): a disabled user is not bound.
+    #[error("the user {user} is disabled in the directory; set its state to active first")]
+    UserDisabled {
+        /// The disabled user.
+        user: UserId,
+    },
 }
 
 impl Conflict {
@@ -194,6 +200,7 @@ impl Conflict {
             Self::UpnExists { .. } => "upn_exists",
             Self::RequestTokenReused => "request_token_reused",
             Self::BoundElsewhere { .. } => "bound_elsewhere",
+            Self::UserDisabled { .. } => "user_disabled",
         }
     }
 }

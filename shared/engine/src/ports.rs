@@ -491,6 +491,19 @@ pub trait Directory: Send + Sync {
         enabled: bool,
     ) -> impl Future<Output = Result<()>> + Send;
 
+    /// Revokes the user's sign-in sessions and refresh tokens
+    /// (`POST /users/{id}/revokeSignInSessions`): M365 moves `signInSessionsValidFromDateTime` to
+    /// now, so a blocked account's open sessions end too (R-BIND-9, R-BIND-5; graph-spec §3.4,
+    /// §1.4). Safe to repeat (a second call only moves the instant again).
+    ///
+    /// # Errors
+    /// `NotFound` (entity `M365User`).
+    fn revoke_sign_in_sessions(
+        &self,
+        tenant: &TenantId,
+        id: &M365ObjectId,
+    ) -> impl Future<Output = Result<()>> + Send;
+
     /// Sets the password without forcing a change at next sign-in.
     ///
     /// # Errors

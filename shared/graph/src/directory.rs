@@ -219,11 +219,26 @@ impl<P: TokenProvider> GraphDirectory<P> {
         id: &M365ObjectId,
         body: serde_json::Value,
     ) -> Result<()> {
+        let url = self.client.url(&format!("/users/{id}"), &[])?;
+        self.write_user(tenant, id, Method::PATCH, url, Some(body))
+            .await
+    }
+
+    /// Sends an idempotent write about user `id` (retried); a 404 is `NotFound`, or replication
+    /// delay for a user created here moments ago.
+    async fn write_user(
+        &self,
+        tenant: &TenantId,
+        id: &M365ObjectId,
+        method: Method,
+        url: reqwest::Url,
+        body: Option<serde_json::Value>,
+    ) -> Result<()> {
         let recent = self.is_recent(id);
         let call = Call {
-            method: Method::PATCH,
-            url: self.client.url(&format!("/users/{id}"), &[])?,
-            body: Some(body),
+            method,
+            url,
+            body,
             idempotent: true,
             replication: if recent { &[ErrorClass::NotFound] } else { &[] },
         };
@@ -342,6 +357,19 @@ impl<P: TokenProvider> Directory for GraphDirectory<P> {
         self.patch(tenant, id, json!({"accountEnabled": enabled}))
             .await?;
         tracing::info!(tenant.id = %tenant, user.id = %id, enabled, "m365 sign-in set");
+        Ok(())
+    }
+
+    /// `POST /users/{id}/revokeSignInSessions` (no body; `200 {"value": true}`): M365 moves
+    /// `signInSessionsValidFromDateTime` and revokes the user's refresh tokens (graph-spec §1.4,
+    /// §3.4). Repeating it only moves the instant again, so it is retried like an idempotent
+    /// request (graph-spec has no statement on its retry semantics: an assumption).
+    async fn revoke_sign_in_sessions(&self, tenant: &TenantId, id: &M365ObjectId) -> Result<()> {
+        let url = self
+            .client
+            .url(&format!("/users/{id}/revokeSignInSessions"), &[])?;
+        self.write_user(tenant, id, Method::POST, url, None).await?;
+        tracing::info!(tenant.id = %tenant, user.id = %id, "m365 sessions revoked");
         Ok(())
     }
 

@@ -38,7 +38,7 @@ fn new_user(local: &str) -> NewM365User {
 
 #[tokio::test]
 async fn graph_directory_passes_the_engine_directory_contract_on_the_emulator() {
-    // R-BIND-1, R-BIND-2, R-BIND-5, R-BIND-7, R-BIND-8, R-CONN-3, R-PWD-1, R-PWD-2, R-IMP-1
+    // R-BIND-1, R-BIND-2, R-BIND-5, R-BIND-7, R-BIND-8, R-BIND-9, R-CONN-3, R-PWD-1, R-PWD-2, R-IMP-1
     let emu = start().await;
     let dir = emu.directory();
     let t = DirectoryTenant {
@@ -53,6 +53,7 @@ async fn graph_directory_passes_the_engine_directory_contract_on_the_emulator() 
     contract::a_non_compliant_password_is_rejected(&dir, &t).await;
     contract::a_compliant_password_reset_is_accepted(&dir, &t).await;
     contract::sign_in_can_be_blocked_and_unblocked(&dir, &t).await;
+    contract::sessions_can_be_revoked_and_an_unknown_user_is_not_found(&dir, &t).await;
     contract::an_attribute_patch_changes_only_what_it_names(&dir, &t).await;
     contract::operations_on_a_missing_user_are_not_found(&dir, &t).await;
     contract::users_are_listed_across_pages(&dir, &t).await;
@@ -460,5 +461,48 @@ async fn an_address_still_held_by_a_deleted_account_is_a_retryable_wait_not_a_co
             .await
             .unwrap(),
         None
+    );
+}
+
+#[tokio::test]
+async fn revoking_sessions_moves_sign_in_sessions_valid_from_and_a_missing_user_is_not_found() {
+    // R-BIND-9 (graph-spec §1.4: revokeSignInSessions revokes refresh tokens; §3.4)
+    let emu = start().await;
+    let dir = emu.directory();
+    let created = dir
+        .create_user(&emu.tenant(), &new_user("leaver"))
+        .await
+        .unwrap();
+    let stamp = |emu: &support::Emu| {
+        let state = emu.state.lock();
+        let user = &state.tenants[CONTOSO].users[created.id.as_str()];
+        (
+            user.properties
+                .get("signInSessionsValidFromDateTime")
+                .cloned(),
+            user.tokens_valid_from,
+        )
+    };
+    let (before, _) = stamp(&emu);
+    emu.state
+        .lock()
+        .clock
+        .advance(chrono::Duration::seconds(30));
+    dir.revoke_sign_in_sessions(&emu.tenant(), &created.id)
+        .await
+        .unwrap();
+    let (after, valid_from) = stamp(&emu);
+    assert!(after.is_some(), "the property is set");
+    assert_ne!(before, after, "signInSessionsValidFromDateTime moved");
+    assert!(
+        valid_from.is_some(),
+        "refresh tokens issued before are revoked"
+    );
+    let missing = dir
+        .revoke_sign_in_sessions(&emu.tenant(), &M365ObjectId::generate())
+        .await;
+    assert!(
+        matches!(missing, Err(Error::NotFound { .. })),
+        "{missing:?}"
     );
 }

@@ -7,6 +7,12 @@
 //! Each handler first bounds the wiring by its invocation's deadline
 //! ([`Provisioning::for_request`], [`Provisioning::for_context`]; see [`crate::deadline`]): the
 //! `Directory` of the use cases then stops before Lambda does, and cut-off work is re-queued.
+//!
+//! Optional variable: `M365_PASSWORD_MAX_AGE_DAYS` (the directory password policy's maximum age in
+//! decimal days, as the `reconcile` function reads it; unset or `0`: passwords never expire). The
+//! `directory` and `retry-worker` functions need it to keep a re-activated user's account suspended
+//! when its password expired meanwhile (R-BIND-9, R-PWD-4); `template.yaml` sets it on each
+//! function that reads it.
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -14,7 +20,7 @@ use m365_aws::{
     DynamoBindings, DynamoEvents, DynamoFailures, DynamoGroups, DynamoLedger, DynamoTenants,
     SqsRetryQueue,
 };
-use m365_engine::model::{Binding, BindingError, UserId};
+use m365_engine::model::{Binding, BindingError, SuspendedReason, UserId};
 use m365_engine::policy::password::DirectoryPasswordPolicy;
 use m365_engine::ports::{Clock, SystemClock, ThreadRandom};
 use m365_engine::usecase::group_sync::SyncGroup;
@@ -24,6 +30,38 @@ use serde::de::DeserializeOwned;
 use crate::deadline::DeadlinePolicy;
 use crate::graph::VaultDirectory;
 use crate::{App, AppError, GraphApp, GraphConfig, GraphSetupError, api};
+
+/// `M365_PASSWORD_MAX_AGE_DAYS`: the directory password policy's maximum age (decimal days).
+pub const PASSWORD_MAX_AGE_DAYS: &str = "M365_PASSWORD_MAX_AGE_DAYS";
+
+/// The directory password policy with the maximum age from `lookup` (the environment in
+/// production): [`PASSWORD_MAX_AGE_DAYS`] in decimal days (e.g. `0.5` = 12 hours, so a rehearsal
+/// can expire a password within seconds), at most a century; unset or `0`: no expiry.
+///
+/// # Errors
+/// [`StartError::PasswordMaxAge`] for a value that is not such a number.
+pub fn password_policy(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<DirectoryPasswordPolicy, StartError> {
+    let default = DirectoryPasswordPolicy::default();
+    let Some(raw) = lookup(PASSWORD_MAX_AGE_DAYS) else {
+        return Ok(default);
+    };
+    let days: f64 = raw.trim().parse().map_err(|_| StartError::PasswordMaxAge)?;
+    if !days.is_finite() || !(0.0..=36_500.0).contains(&days) {
+        return Err(StartError::PasswordMaxAge);
+    }
+    // At most 36,500 days in milliseconds: far inside i64.
+    #[allow(clippy::cast_possible_truncation)]
+    let millis = (days * 86_400_000.0).round() as i64;
+    let max_age = (millis > 0).then(|| chrono::TimeDelta::milliseconds(millis));
+    DirectoryPasswordPolicy::new(
+        default.min_length(),
+        default.required_classes().iter().copied(),
+        max_age,
+    )
+    .map_err(|_| StartError::PasswordMaxAge)
+}
 
 /// Largest request body accepted (bytes); a larger one is refused with `body_too_large`.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -83,17 +121,23 @@ pub enum StartError {
     /// The Graph side.
     #[error(transparent)]
     Graph(#[from] GraphSetupError),
+    /// `M365_PASSWORD_MAX_AGE_DAYS` is set but not a number of days between 0 and 36,500.
+    #[error("M365_PASSWORD_MAX_AGE_DAYS has an invalid value")]
+    PasswordMaxAge,
 }
 
 impl Provisioning<SystemClock> {
     /// Reads the configuration and builds every client once (cold start).
     ///
     /// # Errors
-    /// [`StartError`] for a missing variable or an unreadable OAuth client secret.
+    /// [`StartError`] for a missing or invalid variable or an unreadable OAuth client secret.
     pub async fn from_env() -> Result<Self, StartError> {
+        let policy = password_policy(|name| std::env::var(name).ok())?;
         let app = App::from_env().await?;
         let graph = GraphApp::load(&app, &GraphConfig::from_env()).await?;
-        Ok(Self::from_app(&app, &graph))
+        let mut provisioning = Self::from_app(&app, &graph);
+        provisioning.password_policy = policy;
+        Ok(provisioning)
     }
 
     /// The wiring of an already built [`App`] and [`GraphApp`], on the system clock with the
@@ -304,6 +348,10 @@ pub struct BindingView {
     pub pending_reason: Option<String>,
     /// The last failure (code, message, Graph request id, time).
     pub last_error: Option<BindingError>,
+    /// Why it is `suspended`: `password_expired` (R-PWD-4) or `directory_disabled` (R-BIND-9);
+    /// absent in any other state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suspended_reason: Option<&'static str>,
 }
 
 impl From<&Binding> for BindingView {
@@ -315,6 +363,7 @@ impl From<&Binding> for BindingView {
             m365_object_id: b.m365_object_id.as_ref().map(ToString::to_string),
             pending_reason: b.pending_reason.clone(),
             last_error: b.last_error.clone(),
+            suspended_reason: b.suspension().map(SuspendedReason::as_str),
         }
     }
 }
@@ -355,6 +404,8 @@ pub fn outcome_response(outcome: &Outcome) -> Response<Body> {
 }
 
 #[cfg(test)]
+// Unit tests may unwrap: a panic there is a failed test.
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -390,6 +441,51 @@ mod tests {
         let e = json_body::<Welcome>(&request(&big)).expect_err("too large");
         assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert!(json_body::<Welcome>(&request(r#"{"welcome": false}"#)).is_ok());
+    }
+
+    #[test]
+    fn the_password_max_age_is_read_in_decimal_days_and_bad_values_stop_the_start() {
+        // R-BIND-9, R-PWD-4 (a re-activation needs the policy's maximum age)
+        let with = |v: Option<&str>| {
+            let v = v.map(str::to_owned);
+            password_policy(move |name| {
+                (name == PASSWORD_MAX_AGE_DAYS).then(|| v.clone()).flatten()
+            })
+        };
+        assert_eq!(with(None).unwrap().max_age(), None);
+        assert_eq!(with(Some("0")).unwrap().max_age(), None);
+        assert_eq!(
+            with(Some("90")).unwrap().max_age(),
+            Some(chrono::TimeDelta::days(90))
+        );
+        assert_eq!(
+            with(Some(" 0.5 ")).unwrap().max_age(),
+            Some(chrono::TimeDelta::hours(12))
+        );
+        for bad in ["-1", "x", "NaN", "36501"] {
+            assert!(
+                matches!(with(Some(bad)), Err(StartError::PasswordMaxAge)),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_suspended_binding_shows_why_and_an_old_one_shows_password_expired() {
+        // R-BIND-9, R-PWD-4 (bindings suspended before the reason existed)
+        let mut b = Binding::pending(
+            UserId::parse("alice").unwrap(),
+            m365_engine::model::TenantId::generate(),
+            "x",
+        );
+        let shown = serde_json::to_value(BindingView::from(&b)).unwrap();
+        assert!(shown.get("suspendedReason").is_none());
+        b.state = m365_engine::model::BindingState::Suspended;
+        let shown = serde_json::to_value(BindingView::from(&b)).unwrap();
+        assert_eq!(shown["suspendedReason"], "password_expired");
+        b.suspended_reason = Some(SuspendedReason::DirectoryDisabled);
+        let shown = serde_json::to_value(BindingView::from(&b)).unwrap();
+        assert_eq!(shown["suspendedReason"], "directory_disabled");
     }
 
     #[test]

@@ -1029,6 +1029,10 @@ fn seeded_user(u: UserSeed, now: DateTime<Utc>) -> User {
         "lastPasswordChangeDateTime".into(),
         Value::String(graph_timestamp(now)),
     );
+    // As for users created through Graph: sessions valid from creation (assumed, unconfirmed).
+    properties
+        .entry("signInSessionsValidFromDateTime")
+        .or_insert(Value::String(graph_timestamp(now)));
     User {
         id,
         properties,

@@ -771,6 +771,61 @@ async fn revoking_sign_in_sessions_moves_tokens_valid_from() {
     );
 }
 
+// graph-spec §1.4, §3.4: a revocation without a body (as Microsoft documents the call) moves the
+// user's `signInSessionsValidFromDateTime` (set at creation, `$select`-able), is audited, and
+// answers 404 for an unknown user.
+#[tokio::test]
+async fn revoking_sign_in_sessions_moves_sign_in_sessions_valid_from_and_is_audited() {
+    let emu = Emu::start().await;
+    let token = emu.contoso();
+    let (status, _, created) = emu
+        .post(&token, "/v1.0/users", new_user("Leaver@contoso.com"))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let select =
+        format!("/v1.0/users/{id}?$select=id,signInSessionsValidFromDateTime,createdDateTime");
+    let (_, _, before) = emu.get(&token, &select).await;
+    assert_eq!(
+        before["signInSessionsValidFromDateTime"], before["createdDateTime"],
+        "{before}"
+    );
+    emu.app.lock().clock.advance(chrono::Duration::seconds(90));
+    let (status, _, body) = emu
+        .send(
+            Method::POST,
+            &token,
+            &format!("/v1.0/users/{id}/revokeSignInSessions"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["value"], true);
+    let (_, _, after) = emu.get(&token, &select).await;
+    assert_ne!(
+        after["signInSessionsValidFromDateTime"], before["signInSessionsValidFromDateTime"],
+        "{after}"
+    );
+    let (_, _, audits) = emu
+        .get(
+            &token,
+            "/v1.0/auditLogs/directoryAudits?$filter=activityDisplayName eq 'Invalidate all refresh tokens for user'",
+        )
+        .await;
+    let records = audits["value"].as_array().expect("records");
+    assert_eq!(records.len(), 1, "{audits}");
+    assert_eq!(records[0]["targetResources"][0]["id"], id.as_str());
+    let (status, _, _) = emu
+        .send(
+            Method::POST,
+            &token,
+            "/v1.0/users/00000000-0000-4000-8000-000000000000/revokeSignInSessions",
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+}
+
 // graph-spec §3.5: app-only User.ReadWrite.All cannot delete a user holding an admin role.
 #[tokio::test]
 async fn app_only_tokens_cannot_delete_administrators() {

@@ -15,7 +15,8 @@ pub enum BindingState {
     Provisioned,
     /// Unbound: sign-in blocked in M365 (R-BIND-5).
     Blocked,
-    /// Password expired: sign-in blocked until a new password is set (R-PWD-4).
+    /// Sign-in blocked while the binding stays: the directory password expired (R-PWD-4) or the
+    /// user is disabled in the directory (R-BIND-9); [`Binding::suspension`] says which.
     Suspended,
     /// The retry budget ran out; see `last_error` (R-BIND-6).
     Error,
@@ -50,6 +51,29 @@ impl BindingState {
         Self::DeletedInM365,
         Self::Unselected,
     ];
+}
+
+/// Why a binding is `suspended` (`suspendedReason` in the API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SuspendedReason {
+    /// The directory password is older than the policy's maximum age (R-PWD-4): a new password
+    /// re-enables the account.
+    PasswordExpired,
+    /// The user's `state` is `disabled` in the directory (R-BIND-9): back to `active`, the account
+    /// is re-enabled (unless the password expired meanwhile).
+    DirectoryDisabled,
+}
+
+impl SuspendedReason {
+    /// The snake_case name used in the API and in event reasons.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PasswordExpired => "password_expired",
+            Self::DirectoryDisabled => "directory_disabled",
+        }
+    }
 }
 
 /// The last failure seen on a binding, with Graph's request id for diagnostics (R-AUD-1).
@@ -95,9 +119,31 @@ pub struct Binding {
     pub m365_password_changed_at: Option<DateTime<Utc>>,
     /// Optimistic-concurrency version assigned by the store (0 before the first write).
     pub version: u64,
+    /// Why the binding is `suspended` (R-BIND-9, R-PWD-4); `None` in any other state. Records
+    /// written before it existed were suspended only by password expiry: see
+    /// [`Binding::suspension`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspended_reason: Option<SuspendedReason>,
+    /// The directory's `passwordChangedAt` of the directory password we last wrote to this account
+    /// (bind create, password push, re-bind, reconcile overwrite): a directory password set since
+    /// (while the user was unbound, for instance) is pushed when the user is bound again
+    /// (R-BIND-12). `None`: none written yet, or a record written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pushed_password_set_at: Option<DateTime<Utc>>,
 }
 
 impl Binding {
+    /// Why a `suspended` binding is suspended; `None` when it is not suspended. A suspended record
+    /// without a reason predates [`SuspendedReason::DirectoryDisabled`]: password expiry was the
+    /// only way to be suspended then.
+    #[must_use]
+    pub fn suspension(&self) -> Option<SuspendedReason> {
+        (self.state == BindingState::Suspended).then(|| {
+            self.suspended_reason
+                .unwrap_or(SuspendedReason::PasswordExpired)
+        })
+    }
+
     /// A new binding in state `pending` (version 0).
     #[must_use]
     pub fn pending(user_id: UserId, tenant_id: TenantId, reason: impl Into<String>) -> Self {
@@ -111,6 +157,8 @@ impl Binding {
             in_flight: None,
             m365_password_changed_at: None,
             version: 0,
+            suspended_reason: None,
+            pushed_password_set_at: None,
         }
     }
 }
@@ -164,6 +212,33 @@ mod tests {
         assert!(json["inFlight"]["createSentAt"].is_string());
         let back: Binding = serde_json::from_value(json).unwrap();
         assert_eq!(back, b);
+    }
+
+    #[test]
+    fn a_suspended_binding_says_why_and_old_suspended_records_read_as_password_expiry() {
+        // R-BIND-9, R-PWD-4 (records written before the reason existed)
+        let mut b = Binding::pending(UserId::parse("alice").unwrap(), TenantId::generate(), "x");
+        assert_eq!(b.suspension(), None);
+        b.state = BindingState::Suspended;
+        let old = serde_json::to_value(&b).unwrap();
+        assert!(old.get("suspendedReason").is_none());
+        let read: Binding = serde_json::from_value(old).unwrap();
+        assert_eq!(read.suspended_reason, None);
+        assert_eq!(read.suspension(), Some(SuspendedReason::PasswordExpired));
+        b.suspended_reason = Some(SuspendedReason::DirectoryDisabled);
+        b.pushed_password_set_at = Some(Utc::now());
+        let json = serde_json::to_value(&b).unwrap();
+        assert_eq!(json["suspendedReason"], "directory_disabled");
+        assert!(json["pushedPasswordSetAt"].is_string());
+        let back: Binding = serde_json::from_value(json).unwrap();
+        assert_eq!(back, b);
+        assert_eq!(back.suspension(), Some(SuspendedReason::DirectoryDisabled));
+        b.state = BindingState::Provisioned;
+        assert_eq!(
+            b.suspension(),
+            None,
+            "only a suspended binding is suspended"
+        );
     }
 
     #[test]

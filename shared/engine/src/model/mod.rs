@@ -13,7 +13,7 @@ mod page;
 mod tenant;
 mod user;
 
-pub use binding::{Binding, BindingError, BindingState, InFlight};
+pub use binding::{Binding, BindingError, BindingState, InFlight, SuspendedReason};
 pub use directory::{M365User, M365UserPatch, NewM365User};
 pub use email::{DomainName, Email, EmailError, MAX_DOMAIN_LEN, MAX_EMAIL_LEN, MAX_LOCAL_LEN};
 pub use event::{Event, EventKind, Failure, UnknownEventKind};

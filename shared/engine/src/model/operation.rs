@@ -19,6 +19,9 @@ pub enum OperationKind {
     UserUpdate,
     /// Push a user's password.
     UserPassword,
+    /// Bring a bound account in line with the user's directory `state`: suspend a disabled user,
+    /// re-enable a re-activated one (R-BIND-9).
+    UserState,
     /// Bind a group (create or adopt the security group).
     GroupBind,
     /// Mirror a group's membership.
@@ -40,6 +43,7 @@ impl OperationKind {
             Self::UserUnbind => "user_unbind",
             Self::UserUpdate => "user_update",
             Self::UserPassword => "user_password",
+            Self::UserState => "user_state",
             Self::GroupBind => "group_bind",
             Self::GroupMembers => "group_members",
             Self::Import => "import",

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use chrono::{DateTime, TimeDelta, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
+use super::hold::{HeldCall, Hold, Stage};
 use super::paging::page;
 use super::{ManualClock, lock};
 use crate::error::{Conflict, Entity, Error, Result, UnavailableReason};
@@ -34,6 +35,8 @@ struct StoredUser {
     password: SecretString,
     created_at: DateTime<Utc>,
     deleted_at: Option<DateTime<Utc>>,
+    /// M365's `signInSessionsValidFromDateTime`: moved by a revocation (graph-spec §1.4).
+    sessions_valid_from: Option<DateTime<Utc>>,
 }
 
 /// One M365 tenant of the fake.
@@ -71,6 +74,8 @@ struct State {
     groups: BTreeMap<TenantId, BTreeMap<M365ObjectId, FakeGroup>>,
     calls: u64,
     create_calls: u64,
+    /// Calls to hold, by port method and stage, in the order they were asked for.
+    holds: Vec<(&'static str, Stage, Hold)>,
 }
 
 /// M365 in memory, on a [`ManualClock`].
@@ -211,6 +216,31 @@ impl FakeDirectory {
             .unwrap_or_default()
     }
 
+    /// Holds the next call of the port method `method` (e.g. `"set_account_enabled"`) at `stage`
+    /// until the test releases it, to force an interleaving with another use case (R-BIND-12).
+    /// Holds apply to the write methods and `find_user_by_upn`.
+    pub fn hold_next(&self, method: &'static str, stage: Stage) -> HeldCall {
+        let (hold, handle) = Hold::new();
+        lock(&self.state).holds.push((method, stage, hold));
+        handle
+    }
+
+    /// M365's `signInSessionsValidFromDateTime` of the active user `id`: `None` until its sessions
+    /// were revoked (R-BIND-9).
+    #[must_use]
+    pub fn sessions_valid_from(
+        &self,
+        tenant: &TenantId,
+        id: &M365ObjectId,
+    ) -> Option<DateTime<Utc>> {
+        let state = lock(&self.state);
+        let stored = state.tenants.get(tenant)?.users.get(id)?;
+        stored
+            .deleted_at
+            .is_none()
+            .then_some(stored.sessions_valid_from)?
+    }
+
     /// Drops every fault not yet consumed.
     pub fn clear_faults(&self) {
         lock(&self.state).faults.clear();
@@ -308,6 +338,31 @@ impl FakeDirectory {
         }
     }
 
+    /// [`Self::call`] with the holds of `method` around it (awaited outside the lock).
+    async fn run<T>(
+        &self,
+        method: &'static str,
+        work: impl FnOnce(&mut State) -> Result<T>,
+    ) -> Result<T> {
+        if let Some(hold) = self.take_hold(method, Stage::Before) {
+            hold.wait().await;
+        }
+        let result = self.call(work);
+        if let Some(hold) = self.take_hold(method, Stage::AfterCommit) {
+            hold.wait().await;
+        }
+        result
+    }
+
+    fn take_hold(&self, method: &'static str, stage: Stage) -> Option<Hold> {
+        let mut state = lock(&self.state);
+        let at = state
+            .holds
+            .iter()
+            .position(|(m, s, _)| *m == method && *s == stage)?;
+        Some(state.holds.remove(at).2)
+    }
+
     fn tenant<'s>(state: &'s mut State, tenant: &TenantId) -> Result<&'s mut FakeM365Tenant> {
         state
             .tenants
@@ -340,7 +395,7 @@ impl FakeDirectory {
 impl Directory for FakeDirectory {
     async fn find_user_by_upn(&self, tenant: &TenantId, upn: &Email) -> Result<Option<M365User>> {
         let now = self.clock.now();
-        self.call(|state| {
+        self.run("find_user_by_upn", |state| {
             let visible_before = now - state.replication_lag;
             let tenant = Self::tenant(state, tenant)?;
             Ok(tenant
@@ -355,6 +410,7 @@ impl Directory for FakeDirectory {
                 })
                 .map(|u| u.user.clone()))
         })
+        .await
     }
 
     async fn create_user(&self, tenant: &TenantId, new: &NewM365User) -> Result<M365User> {
@@ -365,7 +421,7 @@ impl Directory for FakeDirectory {
             state.create_calls += 1;
             state.clock_skew
         };
-        self.call(|state| {
+        self.run("create_user", |state| {
             let tenant = Self::tenant(state, tenant)?;
             let upn = new.user_principal_name.as_str();
             // Graph's validation order (graph-spec §11 item 4): domain verified → federated → uniqueness → password.
@@ -424,10 +480,12 @@ impl Directory for FakeDirectory {
                     password: new.password.clone(),
                     created_at: now,
                     deleted_at: None,
+                    sessions_valid_from: None,
                 },
             );
             Ok(user)
         })
+        .await
     }
 
     async fn update_user(
@@ -436,7 +494,7 @@ impl Directory for FakeDirectory {
         id: &M365ObjectId,
         patch: &M365UserPatch,
     ) -> Result<()> {
-        self.call(|state| {
+        self.run("update_user", |state| {
             let stored = Self::active_mut(state, tenant, id)?;
             let user = &mut stored.user;
             if let Some(name) = &patch.display_name {
@@ -454,6 +512,7 @@ impl Directory for FakeDirectory {
             }
             Ok(())
         })
+        .await
     }
 
     async fn set_account_enabled(
@@ -462,10 +521,21 @@ impl Directory for FakeDirectory {
         id: &M365ObjectId,
         enabled: bool,
     ) -> Result<()> {
-        self.call(|state| {
+        self.run("set_account_enabled", |state| {
             Self::active_mut(state, tenant, id)?.user.account_enabled = enabled;
             Ok(())
         })
+        .await
+    }
+
+    async fn revoke_sign_in_sessions(&self, tenant: &TenantId, id: &M365ObjectId) -> Result<()> {
+        let now = self.clock.now();
+        self.run("revoke_sign_in_sessions", |state| {
+            let stamp = now + state.clock_skew;
+            Self::active_mut(state, tenant, id)?.sessions_valid_from = Some(stamp);
+            Ok(())
+        })
+        .await
     }
 
     async fn set_password(
@@ -475,7 +545,7 @@ impl Directory for FakeDirectory {
         password: &SecretString,
     ) -> Result<()> {
         let now = self.clock.now();
-        self.call(|state| {
+        self.run("set_password", |state| {
             let tenant_state = Self::tenant(state, tenant)?;
             let upn = tenant_state
                 .users
@@ -495,6 +565,7 @@ impl Directory for FakeDirectory {
             stored.user.last_password_change = Some(stamp);
             Ok(())
         })
+        .await
     }
 
     async fn list_users(&self, tenant: &TenantId, request: &PageRequest) -> Result<Page<M365User>> {

@@ -9,6 +9,7 @@ mod clock;
 pub mod contract;
 mod directory;
 mod gate;
+mod hold;
 mod identity;
 mod leases;
 mod notify;
@@ -23,6 +24,7 @@ mod vault;
 pub use clock::ManualClock;
 pub use directory::{FakeDirectory, FakeM365Tenant};
 pub use gate::Gate;
+pub use hold::{HeldCall, Stage};
 pub use identity::{
     AADSTS_CODE_REDEEMED, AADSTS_INVALID_GRANT, AADSTS_PKCE_MISMATCH, FakeIdentityPlatform,
     FakePendingConsents,

@@ -1,10 +1,11 @@
 //! In-memory fakes of the store ports (users, groups, tenants, bindings, events, failures, ledger).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 
+use super::hold::{HeldCall, Hold};
 use super::lock;
 use super::paging::page;
 use crate::error::{Conflict, Entity, Error, Result};
@@ -302,6 +303,8 @@ impl TenantStore for FakeTenants {
 #[derive(Debug, Default)]
 pub struct FakeBindings {
     bindings: Mutex<BTreeMap<UserId, Binding>>,
+    /// Puts to hold before they apply (see [`FakeBindings::hold_next_put`]).
+    holds: Mutex<VecDeque<Hold>>,
 }
 
 impl FakeBindings {
@@ -309,6 +312,14 @@ impl FakeBindings {
     #[must_use]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Holds the next `put` before it applies until the test releases it, to force an
+    /// interleaving of two use cases' writes (R-BIND-12).
+    pub fn hold_next_put(&self) -> HeldCall {
+        let (hold, handle) = Hold::new();
+        lock(&self.holds).push_back(hold);
+        handle
     }
 }
 
@@ -318,6 +329,10 @@ impl BindingStore for FakeBindings {
     }
 
     async fn put(&self, binding: &Binding, expect: Expect) -> Result<Binding> {
+        let hold = lock(&self.holds).pop_front();
+        if let Some(hold) = hold {
+            hold.wait().await;
+        }
         let mut bindings = lock(&self.bindings);
         let current = bindings.get(&binding.user_id).map(|b| b.version);
         let version = match (expect, current) {

@@ -1,14 +1,23 @@
 //! Bind a directory user to the tenant its email domain routes to (DESIGN §4 "bind"): adopt the M365
 //! account with that UPN or create it, unblock the binding's own account on a re-bind, and send the
-//! welcome notification (R-BIND-1..4, R-BIND-6, R-BIND-8).
+//! welcome notification (R-BIND-1..4, R-BIND-6, R-BIND-8). A user disabled in the directory is not
+//! bound (409 `user_disabled`, R-BIND-9).
+//!
+//! Races (R-BIND-12): a bind records its intent (binding `pending`, itself in flight) before it
+//! writes to M365, so an unbind arriving meanwhile sees it and records its own intent over it. The
+//! bind reads the binding again right before its final write: if a later request (an unbind, a
+//! suspension) took the binding over, the bind records nothing and blocks the account it just
+//! enabled or created. A directory password set while the user was unbound is pushed when the
+//! account is unblocked or adopted (`user_password_update_provision`); a created account gets it at
+//! creation.
 
 use chrono::TimeDelta;
 
 use crate::error::{Conflict, Entity, Error, Result, UnavailableReason};
 use crate::model::{
-    Binding, BindingState, DirectoryUser, EventId, Failure, InFlight, M365ObjectId, NewM365User,
-    OperationId, OperationKind, OperationSubject, RetryMessage, Tenant, UserId,
-    WelcomeNotification,
+    Binding, BindingState, DirectoryUser, EventId, EventKind, Failure, InFlight, M365ObjectId,
+    NewM365User, OperationId, OperationKind, OperationSubject, RetryMessage, Tenant, TenantId,
+    UserId, UserState, WelcomeNotification,
 };
 use crate::policy::routing::resolve_tenant;
 use crate::ports::{
@@ -18,8 +27,8 @@ use crate::ports::{
 
 use super::password::read_back_password_change;
 use super::{
-    Change, Effects, OnFailure, Outcome, Run, generate_password, is_m365_not_found, mail_nickname,
-    patch_for,
+    Change, Effects, OnFailure, Outcome, Run, generate_password, is_m365_not_found, is_stale,
+    mail_nickname, patch_for,
 };
 
 /// A bind request (`PUT /users/{userId}/binding`).
@@ -106,6 +115,12 @@ where
     async fn bind_once(&self, user_id: &UserId, request: BindRequest) -> Result<Outcome> {
         let now = self.fx.now();
         let user = self.load_user(user_id).await?;
+        if user.state == UserState::Disabled {
+            return Err(Conflict::UserDisabled {
+                user: user_id.clone(),
+            }
+            .into());
+        }
         let tenant = resolve_tenant(self.tenants, &user.email).await?;
         let current = self.fx.bindings.get(user_id).await?;
         if let Some(b) = &current {
@@ -141,16 +156,15 @@ where
         // A bind asked again while an earlier one waits takes its place, inheriting what the earlier
         // one knew: a create whose answer was lost (so the account found is "created", R-BIND-3)
         // and when the address wait began.
-        let earlier = current
-            .as_ref()
-            .and_then(|b| b.in_flight.as_ref())
-            .filter(|f| f.kind == OperationKind::UserBind);
+        let replaced = current.as_ref().and_then(|b| b.in_flight.as_ref());
+        let earlier = replaced.filter(|f| f.kind == OperationKind::UserBind);
         let in_flight = InFlight {
             operation_id: op.clone(),
             kind: OperationKind::UserBind,
             since: earlier.map_or(now, |f| f.since),
             address_held_since: earlier.and_then(|f| f.address_held_since),
-            create_sent_at: earlier.and_then(|f| f.create_sent_at),
+            // Also from an unbind or suspension that replaced a bind whose create was lost.
+            create_sent_at: replaced.and_then(|f| f.create_sent_at),
             welcome: request.welcome,
         };
         let (binding, expect) = match current {
@@ -162,9 +176,20 @@ where
                     tenant_id: tenant.id.clone(),
                     m365_object_id: if moved { None } else { b.m365_object_id },
                     in_flight: Some(in_flight),
+                    state: BindingState::Pending,
+                    pending_reason: Some("binding".to_owned()),
                     ..b
                 };
-                (binding, expect)
+                // Write-ahead (R-BIND-12): the intent is stored before M365 is touched, so an unbind
+                // arriving meanwhile sees a bind under way (not a settled `blocked` binding) and
+                // takes it over; this bind's final write then loses and it blocks the account again.
+                match self.fx.bindings.put(&binding, expect).await {
+                    Ok(stored) => {
+                        let expect = Expect::Version(stored.version);
+                        (stored, expect)
+                    }
+                    Err(e) => return self.fx.abandon(&op, Err(e)).await,
+                }
             }
             None => {
                 let mut b = Binding::pending(user_id.clone(), tenant.id.clone(), "binding");
@@ -173,7 +198,7 @@ where
             }
         };
         let run = Run::new(op, OperationKind::UserBind, user_id.clone(), now, None);
-        let result = self.provision(&run, &user, &tenant, binding, expect).await;
+        let result = Box::pin(self.provision(&run, &user, &tenant, binding, expect)).await;
         self.fx.abandon(&run.op, result).await
     }
 
@@ -228,6 +253,14 @@ where
             }
             Err(e) => return Err(e),
         };
+        if user.state == UserState::Disabled {
+            // Disabled since the bind was asked (a suspension normally takes the binding over
+            // first): the bind stops for good, R-BIND-9.
+            let e = Error::Conflict(Conflict::UserDisabled {
+                user: user_id.clone(),
+            });
+            return self.fx.fail(run, binding, expect, e, BIND_FAILURE).await;
+        }
         let tenant = match resolve_tenant(self.tenants, &user.email).await {
             Ok(tenant) if tenant.id == binding.tenant_id => tenant,
             Ok(_) => {
@@ -243,7 +276,7 @@ where
             }
             Err(e) => return Err(e),
         };
-        self.provision(run, &user, &tenant, binding, expect).await
+        Box::pin(self.provision(run, &user, &tenant, binding, expect)).await
     }
 
     async fn load_user(&self, user_id: &UserId) -> Result<DirectoryUser> {
@@ -271,10 +304,18 @@ where
                 | BindingState::Pending
         );
         if let (Some(id), true) = (binding.m365_object_id.clone(), unblockable) {
-            match self.enable(tenant, &id, user, None).await {
+            let mut enabled = self.enable(tenant, &id, user, None).await;
+            let mut pushed = false;
+            if enabled.is_ok() {
+                match self.push_password(run, user, &mut binding, &id).await {
+                    Ok(p) => pushed = p,
+                    Err(e) => enabled = Err(e),
+                }
+            }
+            match enabled {
                 Ok(()) => {
                     return self
-                        .bound(run, user, binding, expect, id, Change::Unblocked)
+                        .bound(run, user, binding, expect, id, Change::Unblocked, pushed)
                         .await;
                 }
                 // The account was deleted meanwhile: find or create one as for a first bind (R-BIND-8).
@@ -353,8 +394,17 @@ where
                             .await
                     }
                 };
-                self.bound(run, user, binding, expect, created.id, Change::Created)
-                    .await
+                binding.pushed_password_set_at = sealed_password_set_at(user);
+                self.bound(
+                    run,
+                    user,
+                    binding,
+                    expect,
+                    created.id,
+                    Change::Created,
+                    false,
+                )
+                .await
             }
             Err(Error::Conflict(Conflict::UpnExists { .. })) => {
                 // Our earlier create (answer lost) or a concurrent one: look it up, never POST again.
@@ -406,9 +456,23 @@ where
             Change::Created => found.last_password_change,
             _ => None,
         };
-        match self.enable(tenant, &found.id, user, Some(&found)).await {
+        binding.pushed_password_set_at = match change {
+            Change::Created => sealed_password_set_at(user),
+            _ => binding.pushed_password_set_at,
+        };
+        let mut enabled = self.enable(tenant, &found.id, user, Some(&found)).await;
+        let mut pushed = false;
+        if enabled.is_ok() {
+            // An account we did not create holds a password we did not set: the directory's
+            // replaces it (R-BIND-12: a password set while the user was unbound).
+            match self.push_password(run, user, &mut binding, &found.id).await {
+                Ok(p) => pushed = p,
+                Err(e) => enabled = Err(e),
+            }
+        }
+        match enabled {
             Ok(()) => {
-                self.bound(run, user, binding, expect, found.id, change)
+                self.bound(run, user, binding, expect, found.id, change, pushed)
                     .await
             }
             // Found a moment ago, gone now: replication lag or a concurrent delete; retry.
@@ -440,7 +504,65 @@ where
         Ok(())
     }
 
-    /// Records the bound state and its one event, then sends the welcome notification.
+    /// Pushes the sealed directory password to the account when M365 does not hold it from us yet
+    /// (set while the user was unbound, or an adopted account's own password), keeping M365's new
+    /// stamp (R-PWD-3). `Ok(true)` when it pushed. A push M365 refuses for good (e.g. the app lacks
+    /// the admin role password resets need, graph-spec §3.4) does not fail the bind: it is recorded
+    /// as a failure and the next bind or password set tries again.
+    ///
+    /// # Errors
+    /// Retryable failures and a vanished account (the bind retries or finds another); store
+    /// failures.
+    async fn push_password(
+        &self,
+        run: &Run<'_>,
+        user: &DirectoryUser,
+        binding: &mut Binding,
+        id: &M365ObjectId,
+    ) -> Result<bool> {
+        let (Some(sealed), Some(set_at)) = (&user.password, user.password_changed_at) else {
+            return Ok(false);
+        };
+        if binding.pushed_password_set_at == Some(set_at) {
+            return Ok(false);
+        }
+        let tenant = binding.tenant_id.clone();
+        let pushed = match self.sealer.open(&user.id, sealed).await {
+            Ok(password) => self.directory.set_password(&tenant, id, &password).await,
+            Err(e) => Err(e),
+        };
+        match pushed {
+            Ok(()) => {
+                let before = binding.m365_password_changed_at;
+                binding.m365_password_changed_at =
+                    read_back_password_change(self.directory, &tenant, id, before).await;
+                binding.pushed_password_set_at = Some(set_at);
+                Ok(true)
+            }
+            Err(e) if e.is_retryable() || is_m365_not_found(&e) => Err(e),
+            Err(e) => {
+                self.fx
+                    .failures
+                    .record(&Failure {
+                        id: EventId::generate(),
+                        tenant_id: tenant,
+                        user_id: Some(user.id.clone()),
+                        operation_id: run.op.clone(),
+                        code: "password_not_pushed".to_owned(),
+                        message: e.to_string(),
+                        graph_request_id: e.graph_request_id().map(str::to_owned),
+                        at: run.now,
+                    })
+                    .await?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Records the bound state and its events, then sends the welcome notification. A binding a
+    /// later request took over since this run read it is left to that request: see
+    /// [`Self::lost`].
+    #[allow(clippy::too_many_arguments)]
     async fn bound(
         &self,
         run: &Run<'_>,
@@ -449,15 +571,51 @@ where
         expect: Expect,
         id: M365ObjectId,
         change: Change,
+        password_pushed: bool,
     ) -> Result<Outcome> {
         let welcome = binding.in_flight.as_ref().is_none_or(|f| f.welcome);
+        let tenant_id = binding.tenant_id.clone();
+        let (current, now_stored) = self.fx.still_current(&run.user, expect).await?;
+        let mut expect = expect;
+        if !current {
+            match now_stored {
+                // Still ours (another writer only touched other fields): write over it.
+                Some(b)
+                    if b.in_flight
+                        .as_ref()
+                        .is_some_and(|f| f.operation_id == run.op) =>
+                {
+                    expect = Expect::Version(b.version);
+                }
+                other => return Box::pin(self.lost(run, &tenant_id, &id, other)).await,
+            }
+        }
         binding.state = BindingState::Provisioned;
         binding.m365_object_id = Some(id.clone());
         binding.pending_reason = None;
         binding.last_error = None;
         binding.in_flight = None;
-        let tenant_id = binding.tenant_id.clone();
-        let outcome = self.fx.succeed(run, &binding, expect, change).await?;
+        binding.suspended_reason = None;
+        if password_pushed {
+            self.fx
+                .append_event(
+                    run,
+                    &binding,
+                    EventKind::UserPasswordUpdateProvision,
+                    Change::PasswordPushed.as_str(),
+                )
+                .await?;
+        }
+        let outcome = match self.fx.succeed(run, &binding, expect, change).await {
+            Ok(outcome) => outcome,
+            // Taken over between the read above and the write (a few milliseconds): the events may
+            // already be recorded, but the account must not stay enabled.
+            Err(e) if is_stale(&e) => {
+                let now_stored = self.fx.bindings.get(&run.user).await?;
+                return Box::pin(self.lost(run, &tenant_id, &id, now_stored)).await;
+            }
+            Err(e) => return Err(e),
+        };
         if welcome {
             let notification = WelcomeNotification {
                 user_id: user.id.clone(),
@@ -491,6 +649,98 @@ where
     async fn fx_notify(&self, notification: &WelcomeNotification) -> Result<()> {
         self.notifier.welcome(notification).await
     }
+
+    /// This run's final write lost to a later request (R-BIND-12). When what won says the account
+    /// must not sign in (an unbind or suspension in flight or done, a disabled user), the account
+    /// this run enabled or created is blocked again; the binding is left to the winner (it learns
+    /// the account's id if it did not know it) and nothing is recorded for this run.
+    ///
+    /// # Errors
+    /// Store failures; a failed block (after the client's own retries): the failure is recorded
+    /// and the error returned — the next reconcile sees the account enabled and blocks it.
+    async fn lost(
+        &self,
+        run: &Run<'_>,
+        tenant: &TenantId,
+        id: &M365ObjectId,
+        current: Option<Binding>,
+    ) -> Result<Outcome> {
+        let user = self.users.get(&run.user).await?;
+        let Some(current) = current else {
+            return self.fx.superseded(run).await;
+        };
+        if !account_must_be_blocked(&current, user.as_ref()) {
+            // A later bind owns the account now and enables it itself.
+            return self.fx.superseded(run).await;
+        }
+        if current.m365_object_id.is_none()
+            && current.in_flight.is_none()
+            && current.tenant_id == *tenant
+        {
+            // The winner never saw this account (a create it could not find): tell it, so a
+            // re-bind unblocks this one and reconcile watches it. Best effort: a newer write wins.
+            let known = Binding {
+                m365_object_id: Some(id.clone()),
+                ..current.clone()
+            };
+            match self
+                .fx
+                .bindings
+                .put(&known, Expect::Version(current.version))
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if is_stale(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        match self.directory.set_account_enabled(tenant, id, false).await {
+            Ok(()) => {
+                tracing::info!(tenant.id = %tenant, user.id = %id, "bind lost to a later request; account blocked again");
+            }
+            Err(e) if is_m365_not_found(&e) => {}
+            Err(e) => {
+                self.fx
+                    .failures
+                    .record(&Failure {
+                        id: EventId::generate(),
+                        tenant_id: tenant.clone(),
+                        user_id: Some(run.user.clone()),
+                        operation_id: run.op.clone(),
+                        code: e.code().to_owned(),
+                        message: e.to_string(),
+                        graph_request_id: e.graph_request_id().map(str::to_owned),
+                        at: run.now,
+                    })
+                    .await?;
+                return Err(e);
+            }
+        }
+        self.fx.superseded(run).await
+    }
+}
+
+/// Whether `binding` (as a later request left it) says its account must not sign in: an unbind is
+/// under way, the binding is `blocked` or `suspended`, or the user is disabled in the directory. A
+/// later bind in flight owns the account and is left to it.
+fn account_must_be_blocked(binding: &Binding, user: Option<&DirectoryUser>) -> bool {
+    if user.is_some_and(|u| u.state == UserState::Disabled) {
+        return true;
+    }
+    match binding.in_flight.as_ref().map(|f| f.kind) {
+        Some(OperationKind::UserBind) => false,
+        Some(OperationKind::UserUnbind) => true,
+        _ => matches!(
+            binding.state,
+            BindingState::Blocked | BindingState::Suspended
+        ),
+    }
+}
+
+/// The directory stamp of the sealed password a create sends (`None` when none is set and a
+/// random one is generated).
+fn sealed_password_set_at(user: &DirectoryUser) -> Option<chrono::DateTime<chrono::Utc>> {
+    user.password.as_ref().and(user.password_changed_at)
 }
 
 #[cfg(all(test, feature = "testing"))]
@@ -622,6 +872,206 @@ mod tests {
         assert_eq!(w.count_events(EventKind::UserUpdateProvision), 1);
         assert_eq!(w.count_events(EventKind::UserCreateProvision), 0);
         assert_eq!(w.events.all()[0].reason.as_deref(), Some("adopted"));
+    }
+
+    #[tokio::test]
+    async fn binding_a_user_disabled_in_the_directory_is_refused_and_nothing_is_written() {
+        // R-BIND-9 (409 user_disabled), R-SAFE-1
+        let w = World::new().await;
+        let mut user = w.user("adele").await;
+        user.state = crate::model::UserState::Disabled;
+        let v = user.version;
+        w.users.replace(&user, v).await.unwrap();
+        let err = w
+            .binder()
+            .bind(&uid("adele"), BindRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "user_disabled");
+        assert!(matches!(
+            err,
+            Error::Conflict(Conflict::UserDisabled { .. })
+        ));
+        assert_eq!(w.bindings.get(&uid("adele")).await.unwrap(), None);
+        assert_eq!(w.directory.calls(), 0);
+        assert!(w.events.all().is_empty() && w.failures.all().is_empty());
+        // Nor is a blocked binding of a disabled user unblocked.
+        let mut user = w.users.get(&uid("adele")).await.unwrap().unwrap();
+        user.state = crate::model::UserState::Active;
+        let v = user.version;
+        let mut user = w.users.replace(&user, v).await.unwrap();
+        w.bind("adele").await;
+        w.unbinder().unbind(&uid("adele")).await.unwrap();
+        user.state = crate::model::UserState::Disabled;
+        let v = user.version;
+        w.users.replace(&user, v).await.unwrap();
+        let before = w.binding("adele").await;
+        let calls = w.directory.calls();
+        let err = w
+            .binder()
+            .bind(&uid("adele"), BindRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "user_disabled");
+        assert_eq!(w.binding("adele").await, before);
+        assert_eq!(w.directory.calls(), calls);
+    }
+
+    #[tokio::test]
+    async fn a_password_set_while_unbound_is_pushed_when_the_user_is_bound_again() {
+        // R-BIND-12 (a password set while unbound is applied on re-bind), R-PWD-2
+        let w = World::new().await;
+        w.user("adele").await;
+        w.bind("adele").await;
+        let id = World::object_id(&w.binding("adele").await);
+        w.clock.advance(TimeDelta::minutes(1));
+        w.passwords()
+            .set(&uid("adele"), &secret("First-Horse-11"))
+            .await
+            .unwrap();
+        w.unbinder().unbind(&uid("adele")).await.unwrap();
+        w.clock.advance(TimeDelta::minutes(1));
+        let set = w
+            .passwords()
+            .set(&uid("adele"), &secret("Second-Horse-22"))
+            .await
+            .unwrap();
+        assert!(
+            matches!(set.push, Outcome::Unchanged { .. }),
+            "unbound: not pushed"
+        );
+        let held = w.directory.password(&w.tenant.id, &id).unwrap();
+        assert_eq!(held.expose_secret(), "First-Horse-11");
+        let pushes = w.count_events(EventKind::UserPasswordUpdateProvision);
+        w.clock.advance(TimeDelta::minutes(1));
+        let Outcome::Done { binding, change } = w.bind("adele").await else {
+            panic!("re-bound")
+        };
+        assert_eq!(change, Change::Unblocked);
+        let now_held = w.directory.password(&w.tenant.id, &id).unwrap();
+        assert_eq!(now_held.expose_secret(), "Second-Horse-22");
+        assert_eq!(
+            w.count_events(EventKind::UserPasswordUpdateProvision),
+            pushes + 1
+        );
+        let user = w.users.get(&uid("adele")).await.unwrap().unwrap();
+        assert_eq!(binding.pushed_password_set_at, user.password_changed_at);
+        assert_eq!(
+            binding.m365_password_changed_at,
+            Some(w.now()),
+            "M365's stamp kept"
+        );
+        // Unbound and bound again without a new password: nothing to push.
+        w.unbinder().unbind(&uid("adele")).await.unwrap();
+        w.bind("adele").await;
+        assert_eq!(
+            w.count_events(EventKind::UserPasswordUpdateProvision),
+            pushes + 1
+        );
+    }
+
+    #[tokio::test]
+    async fn a_password_m365_refuses_on_rebind_is_recorded_and_the_bind_still_completes() {
+        // R-BIND-12, R-BIND-5 (the password is secondary to unblocking: a permanent refusal,
+        // e.g. the app lacks the admin role resets need, is a diagnostic; a later bind retries)
+        let w = World::new().await;
+        w.user("adele").await;
+        w.bind("adele").await;
+        w.unbinder().unbind(&uid("adele")).await.unwrap();
+        w.passwords()
+            .set(&uid("adele"), &secret("Second-Horse-22"))
+            .await
+            .unwrap();
+        w.directory.pass_next_call(); // attributes
+        w.directory.pass_next_call(); // sign-in
+        w.directory.fail_next_call(Error::Forbidden {
+            graph_request_id: Some("req-403".into()),
+        });
+        let Outcome::Done { binding, change } = w.bind("adele").await else {
+            panic!("bound")
+        };
+        assert_eq!(change, Change::Unblocked);
+        assert_eq!(binding.pushed_password_set_at, None, "still to push");
+        let failure = w
+            .failures
+            .all()
+            .into_iter()
+            .find(|f| f.code == "password_not_pushed")
+            .unwrap();
+        assert_eq!(failure.graph_request_id.as_deref(), Some("req-403"));
+        assert_eq!(w.count_events(EventKind::UserPasswordUpdateProvision), 0);
+        // The next bind (after an unbind) pushes it.
+        w.unbinder().unbind(&uid("adele")).await.unwrap();
+        w.bind("adele").await;
+        assert_eq!(w.count_events(EventKind::UserPasswordUpdateProvision), 1);
+    }
+
+    #[tokio::test]
+    async fn adopting_an_existing_account_gives_it_the_directory_password() {
+        // R-BIND-12 (set while the user had no binding), R-BIND-2
+        let w = World::new().await;
+        let user = w.user("adele").await;
+        w.directory
+            .create_user(
+                &w.tenant.id,
+                &NewM365User {
+                    user_principal_name: user.email.clone(),
+                    mail_nickname: "adele".into(),
+                    display_name: "Adele".into(),
+                    given_name: None,
+                    surname: None,
+                    job_title: None,
+                    department: None,
+                    account_enabled: true,
+                    password: secret("Her-Own-Pass-1"),
+                },
+            )
+            .await
+            .unwrap();
+        w.passwords()
+            .set(&uid("adele"), &secret("Directory-Pass-42"))
+            .await
+            .unwrap();
+        let Outcome::Done { binding, change } = w.bind("adele").await else {
+            panic!("adopted")
+        };
+        assert_eq!(change, Change::Adopted);
+        let held = w
+            .directory
+            .password(&w.tenant.id, &World::object_id(&binding))
+            .unwrap();
+        assert_eq!(held.expose_secret(), "Directory-Pass-42");
+        assert_eq!(w.count_events(EventKind::UserUpdateProvision), 1);
+        assert_eq!(w.count_events(EventKind::UserPasswordUpdateProvision), 1);
+        assert!(binding.m365_password_changed_at.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_rebind_records_its_intent_before_writing_to_m365() {
+        // R-BIND-12 (write-ahead: an unbind arriving meanwhile sees a bind under way)
+        let w = World::new().await;
+        w.user("adele").await;
+        w.bind("adele").await;
+        w.unbinder().unbind(&uid("adele")).await.unwrap();
+        let mut first_write = w
+            .directory
+            .hold_next("update_user", crate::testing::Stage::Before);
+        let bind = w.bind("adele");
+        let look = async {
+            assert!(first_write.arrived().await);
+            let during = w.binding("adele").await;
+            first_write.release();
+            during
+        };
+        let (bound, during) =
+            crate::usecase::testkit::interleaved(async { tokio::join!(bind, look) }).await;
+        assert_eq!(during.state, BindingState::Pending);
+        assert_eq!(during.pending_reason.as_deref(), Some("binding"));
+        assert_eq!(
+            during.in_flight.as_ref().map(|f| f.kind),
+            Some(OperationKind::UserBind)
+        );
+        assert!(matches!(bound, Outcome::Done { .. }));
     }
 
     #[tokio::test]

@@ -858,6 +858,8 @@ mod tests {
             in_flight: None,
             m365_password_changed_at: None,
             version: 1,
+            suspended_reason: None,
+            pushed_password_set_at: None,
         };
         assert!(sync(&w).follow_binds(&[pending]).await.unwrap().is_empty());
         assert!(sync(&w).follow_binds(&[]).await.unwrap().is_empty());

@@ -496,6 +496,8 @@ where
             in_flight: None,
             m365_password_changed_at: None,
             version: 0,
+            suspended_reason: None,
+            pushed_password_set_at: None,
         };
         match self.bindings.put(&binding, Expect::Absent).await {
             Ok(_) => Ok(imported(false)),
@@ -1052,6 +1054,9 @@ mod tests {
             unreachable!("import never writes to M365")
         }
         async fn set_account_enabled(&self, _: &TenantId, _: &M365ObjectId, _: bool) -> Result<()> {
+            unreachable!("import never writes to M365")
+        }
+        async fn revoke_sign_in_sessions(&self, _: &TenantId, _: &M365ObjectId) -> Result<()> {
             unreachable!("import never writes to M365")
         }
         async fn set_password(

@@ -1,9 +1,12 @@
 //! Use cases: the provisioning flows of DESIGN §4, each a struct holding only the ports it needs.
 //!
 //! - [`bind::Bind`]: route, adopt or create, unblock (R-BIND-1..4, R-BIND-6, R-BIND-8);
-//! - [`unbind::Unbind`]: block sign-in, never delete (R-BIND-5, R-BIND-8);
+//! - [`unbind::Unbind`]: block sign-in and revoke sessions, never delete (R-BIND-5, R-BIND-8,
+//!   R-BIND-9);
 //! - [`update::UpdateAttributes`]: push a bound user's attributes (R-BIND-7);
 //! - [`password::SetPassword`]: validate, seal, store and push a password (R-PWD-1, R-PWD-2, R-PWD-4);
+//! - [`suspend::Suspension`]: follow the user's directory `state` — suspend a disabled user's
+//!   account and revoke its sessions, re-enable it when the user is active again (R-BIND-9);
 //! - [`group_sync::SyncGroup`]: bind a directory group to a tenant's security group and mirror
 //!   its bound members (R-GRP-1);
 //! - [`retry::RetryDispatcher`]: re-drive a [`RetryMessage`] from the retry queue (R-BIND-6).
@@ -25,6 +28,7 @@ pub mod reconcile;
 pub mod reconcile_groups;
 pub mod reconcile_queue;
 pub mod retry;
+pub mod suspend;
 pub mod token_refresh;
 pub mod unbind;
 pub mod update;
@@ -116,6 +120,15 @@ pub enum Change {
     PasswordPushed,
     /// The password was pushed and the suspended account re-enabled (`user_password_update_provision`).
     PasswordPushedAndReenabled,
+    /// The user is disabled in the directory: sign-in blocked and sessions revoked
+    /// (`user_deprovision` with reason `directory_disabled`, R-BIND-9).
+    Suspended,
+    /// The user is active again in the directory: the suspended account was re-enabled
+    /// (`user_update_provision`, R-BIND-9).
+    Reactivated,
+    /// The user is active again but the directory password expired meanwhile: the account stays
+    /// suspended, now for `password_expired` (no event: nothing changed in M365, R-PWD-4).
+    KeptSuspended,
 }
 
 impl Change {
@@ -132,6 +145,9 @@ impl Change {
             Self::AttributesUpdated => "attributes_updated",
             Self::PasswordPushed => "password_pushed",
             Self::PasswordPushedAndReenabled => "password_pushed_and_reenabled",
+            Self::Suspended => "directory_disabled",
+            Self::Reactivated => "reactivated",
+            Self::KeptSuspended => "password_expired",
         }
     }
 
@@ -140,14 +156,14 @@ impl Change {
     pub fn event_kind(self) -> Option<EventKind> {
         match self {
             Self::Created => Some(EventKind::UserCreateProvision),
-            Self::Adopted | Self::Unblocked | Self::AttributesUpdated => {
+            Self::Adopted | Self::Unblocked | Self::AttributesUpdated | Self::Reactivated => {
                 Some(EventKind::UserUpdateProvision)
             }
-            Self::Blocked => Some(EventKind::UserDeprovision),
+            Self::Blocked | Self::Suspended => Some(EventKind::UserDeprovision),
             Self::PasswordPushed | Self::PasswordPushedAndReenabled => {
                 Some(EventKind::UserPasswordUpdateProvision)
             }
-            Self::NoAccount | Self::DeletedInM365 => None,
+            Self::NoAccount | Self::DeletedInM365 | Self::KeptSuspended => None,
         }
     }
 }
@@ -195,7 +211,8 @@ pub enum Outcome {
         /// When that lease ends.
         lease_until: DateTime<Utc>,
     },
-    /// A later request replaced this operation (e.g. an unbind after a queued bind): dropped.
+    /// A later request replaced this operation (e.g. an unbind after a queued bind, or one that
+    /// took the binding over before a bind's final write, R-BIND-12): dropped.
     Superseded,
 }
 
@@ -374,6 +391,51 @@ pub(crate) fn is_m365_not_found(error: &Error) -> bool {
     )
 }
 
+/// True when `error` is a lost optimistic-concurrency race on the binding.
+pub(crate) fn is_stale(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::Conflict(crate::error::Conflict::StaleVersion { .. })
+    )
+}
+
+/// How many times a use case re-reads the binding and records its intent again when another
+/// request wrote the binding between its read and its write (R-BIND-12).
+pub(crate) const INTENT_ATTEMPTS: u32 = 3;
+
+/// The M365 account of `binding`, looked up by `upn` when the binding does not know it yet (a
+/// create whose answer never came, or an adoption not finished). `Ok(None)`: there is none. A
+/// create sent less than `grace` before `now` may not be visible yet (graph-spec §7.4): then the
+/// answer is a retryable `not_yet_visible`, never "no account".
+///
+/// # Errors
+/// Graph errors; `Unavailable(NotYetVisible)` within the grace.
+pub(crate) async fn account_of<D: crate::ports::Directory>(
+    directory: &D,
+    binding: &Binding,
+    upn: &crate::model::Email,
+    now: DateTime<Utc>,
+    grace: Duration,
+) -> Result<Option<crate::model::M365ObjectId>> {
+    if let Some(id) = &binding.m365_object_id {
+        return Ok(Some(id.clone()));
+    }
+    if let Some(found) = directory.find_user_by_upn(&binding.tenant_id, upn).await? {
+        return Ok(Some(found.id));
+    }
+    let sent = binding.in_flight.as_ref().and_then(|f| f.create_sent_at);
+    if sent.is_some_and(|at| now - at < delta(grace)) {
+        return Err(Error::Unavailable {
+            component: "graph",
+            reason: UnavailableReason::NotYetVisible,
+            retry_after: None,
+            graph_request_id: None,
+            source: None,
+        });
+    }
+    Ok(None)
+}
+
 /// A deterministic event id for (`op`, `kind`): a re-run of the same operation appends the same
 /// event, which the store keeps once (exactly one event per change, even after a crash).
 pub(crate) fn event_id(op: &OperationId, kind: EventKind) -> Result<EventId> {
@@ -440,20 +502,8 @@ where
         change: Change,
     ) -> Result<Outcome> {
         if let Some(kind) = change.event_kind() {
-            let event = crate::model::Event {
-                id: event_id(&run.op, kind)?,
-                kind,
-                at: run.now,
-                user_id: Some(run.user.clone()),
-                tenant_id: Some(binding.tenant_id.clone()),
-                operation_id: Some(run.op.clone()),
-                reason: Some(change.as_str().to_owned()),
-                details: binding
-                    .m365_object_id
-                    .as_ref()
-                    .map(|id| serde_json::json!({ "m365ObjectId": id })),
-            };
-            self.events.append(&event).await?;
+            self.append_event(run, binding, kind, change.as_str())
+                .await?;
         }
         let stored = self.bindings.put(binding, expect).await?;
         let outcome = OperationOutcome::Succeeded {
@@ -466,6 +516,48 @@ where
             binding: stored,
             change,
         })
+    }
+
+    /// Appends the event `kind` of `run` about `binding`'s account (its id derives from the
+    /// operation and the kind: a re-run appends the same event, kept once).
+    pub(crate) async fn append_event(
+        &self,
+        run: &Run<'_>,
+        binding: &Binding,
+        kind: EventKind,
+        reason: &str,
+    ) -> Result<()> {
+        let event = crate::model::Event {
+            id: event_id(&run.op, kind)?,
+            kind,
+            at: run.now,
+            user_id: Some(run.user.clone()),
+            tenant_id: Some(binding.tenant_id.clone()),
+            operation_id: Some(run.op.clone()),
+            reason: Some(reason.to_owned()),
+            details: binding
+                .m365_object_id
+                .as_ref()
+                .map(|id| serde_json::json!({ "m365ObjectId": id })),
+        };
+        self.events.append(&event).await
+    }
+
+    /// Whether the stored binding of `user` is still the one `expect` names: read right before a
+    /// final write, so that a run which lost the binding to a later request (an unbind that
+    /// recorded its intent, R-BIND-12) records nothing instead of an event for a change that
+    /// does not stand.
+    pub(crate) async fn still_current(
+        &self,
+        user: &UserId,
+        expect: Expect,
+    ) -> Result<(bool, Option<Binding>)> {
+        let current = self.bindings.get(user).await?;
+        let same = match expect {
+            Expect::Absent => current.is_none(),
+            Expect::Version(v) => current.as_ref().is_some_and(|b| b.version == v),
+        };
+        Ok((same, current))
     }
 
     /// Records a failure of M365 (never as an event): retryable ones are deferred to the retry

@@ -1,6 +1,8 @@
 //! Set a user's password (DESIGN §4 "password"): validate against the directory and Entra policy,
-//! seal, store, and push it to the bound M365 account; a `suspended` account is re-enabled
-//! (R-PWD-1, R-PWD-2, R-PWD-4). The clear password never leaves this call except to M365: the retry
+//! seal, store, and push it to the bound M365 account; an account suspended because its password
+//! expired is re-enabled (R-PWD-1, R-PWD-2, R-PWD-4) — one suspended because the user is disabled
+//! in the directory gets the password but stays blocked (R-BIND-9). A password set while the user
+//! is unbound is pushed by the next bind (R-BIND-12). The clear password never leaves this call except to M365: the retry
 //! queue carries only the operation id and a retry re-opens the sealed copy (R-SAFE-2).
 
 use chrono::{DateTime, Utc};
@@ -9,7 +11,7 @@ use secrecy::SecretString;
 use crate::error::{Entity, Error, Result};
 use crate::model::{
     Binding, BindingState, DirectoryUser, M365ObjectId, OperationId, OperationKind,
-    OperationSubject, RetryMessage, TenantId, UserId,
+    OperationSubject, RetryMessage, SuspendedReason, TenantId, UserId, UserState,
 };
 use crate::policy::password::DirectoryPasswordPolicy;
 use crate::ports::{
@@ -114,8 +116,9 @@ where
 {
     /// Validates `password` (R-PWD-1; a refusal names every broken rule and stores nothing), seals
     /// it, stores it on the user, and if the user is `provisioned` or `suspended` pushes it with
-    /// `forceChangePasswordNextSignIn=false` → `user_password_update_provision` (R-PWD-2); a
-    /// `suspended` account is re-enabled and the binding becomes `provisioned` (R-PWD-4).
+    /// `forceChangePasswordNextSignIn=false` → `user_password_update_provision` (R-PWD-2); an
+    /// account suspended for `password_expired` of an active user is re-enabled and the binding
+    /// becomes `provisioned` (R-PWD-4); one suspended for `directory_disabled` stays suspended.
     ///
     /// # Errors
     /// `PasswordPolicy`; `NotFound` (user); `Conflict::StaleVersion` (the user changed meanwhile);
@@ -158,7 +161,7 @@ where
         let push = match self.fx.claim(&op, now).await? {
             Claim::Claimed => {
                 let run = Run::new(op, OperationKind::UserPassword, user_id.clone(), now, None);
-                let result = self.push(&run, binding, password).await;
+                let result = self.push(&run, &user, binding, password).await;
                 self.fx.abandon(&run.op, result).await?
             }
             Claim::InProgress { lease_until } => Outcome::InProgress { lease_until },
@@ -202,10 +205,10 @@ where
             let user = self.users.get(user_id).await?;
             let binding = self.fx.bindings.get(user_id).await?.filter(pushable);
             let sealed = user.as_ref().and_then(|u| u.password.clone());
-            match (sealed, binding) {
-                (Some(sealed), Some(binding)) => {
+            match (user, binding, sealed) {
+                (Some(user), Some(binding), Some(sealed)) => {
                     let password = self.sealer.open(user_id, &sealed).await?;
-                    self.push(&run, binding, &password).await
+                    self.push(&run, &user, binding, &password).await
                 }
                 _ => self.fx.superseded(&run).await,
             }
@@ -217,6 +220,7 @@ where
     async fn push(
         &self,
         run: &Run<'_>,
+        user: &DirectoryUser,
         mut binding: Binding,
         password: &SecretString,
     ) -> Result<Outcome> {
@@ -231,16 +235,25 @@ where
             binding.m365_password_changed_at =
                 read_back_password_change(self.directory, &tenant, &id, before).await;
         }
-        let suspended = binding.state == BindingState::Suspended;
-        if result.is_ok() && suspended {
+        if result.is_ok() {
+            binding.pushed_password_set_at = user.password_changed_at;
+        }
+        // Only an expiry suspension is lifted by a new password; a user disabled in the directory
+        // stays blocked until it is active again (R-BIND-9).
+        let reenable = binding.suspension() == Some(SuspendedReason::PasswordExpired)
+            && user.state == UserState::Active;
+        if result.is_ok() && reenable {
             result = self.directory.set_account_enabled(&tenant, &id, true).await;
         }
         match result {
             Ok(()) => {
-                binding.state = BindingState::Provisioned;
+                if binding.state != BindingState::Suspended || reenable {
+                    binding.state = BindingState::Provisioned;
+                    binding.suspended_reason = None;
+                }
                 binding.pending_reason = None;
                 binding.last_error = None;
-                let change = if suspended {
+                let change = if reenable {
                     Change::PasswordPushedAndReenabled
                 } else {
                     Change::PasswordPushed

@@ -2,13 +2,16 @@
 //! listing on the first run or after Graph lost the state), plan the repairs of the drift it shows,
 //! check the safeguard, then apply the plan (or return it on a dry run) and save the new link.
 //!
-//! Drift repaired (R-REC-1): a `blocked` or `suspended` user enabled in M365 is blocked again; a
+//! Drift repaired (R-REC-1): a `blocked` or `suspended` user enabled in M365 is blocked again and its
+//! sessions revoked (R-BIND-9); a `provisioned` user found disabled in the directory (its suspension
+//! never ran) is suspended (`directory_disabled`); a
 //! `provisioned` user's attributes changed in M365 are overwritten with the directory's; a password
 //! changed in M365 after our last push is overwritten with the sealed directory password
 //! (`user_password_update_provision`, R-PWD-3); an account deleted in M365 turns the binding into
 //! `deleted_in_m365` (R-BIND-8). The password-expiry sweep (R-PWD-4) suspends `provisioned` users
 //! whose directory password is older than the policy's maximum age (`user_deprovision`, reason
-//! `password_expired`, binding `suspended`); [`super::password::SetPassword`] re-enables them.
+//! `password_expired`, binding `suspended` with `suspendedReason: password_expired`);
+//! [`super::password::SetPassword`] re-enables them.
 //!
 //! A dry run reads but writes nothing: no Graph write, no store write, no cursor (R-REC-2). A plan
 //! that would block, suspend or remove more than the safeguard's share of the tenant's bound users
@@ -50,7 +53,8 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::model::{
     Binding, BindingState, DirectoryUser, Event, EventId, EventKind, Failure, M365ObjectId,
-    M365UserPatch, OperationId, OperationKind, OperationSubject, PageRequest, TenantId, UserId,
+    M365UserPatch, OperationId, OperationKind, OperationSubject, PageRequest, SuspendedReason,
+    TenantId, UserId, UserState,
 };
 use crate::ports::{
     BindingStore, Clock, DeltaLink, DeltaStream, Directory, EventFilter, EventQuery, EventStore,
@@ -100,6 +104,9 @@ pub enum RepairKind {
     MarkDeleted,
     /// The directory password expired: suspend sign-in (binding `suspended`).
     SuspendExpired,
+    /// The user is disabled in the directory but its binding is still `provisioned` (the
+    /// suspension was lost): block sign-in, revoke sessions, binding `suspended` (R-BIND-9).
+    SuspendDisabled,
 }
 
 impl RepairKind {
@@ -112,13 +119,17 @@ impl RepairKind {
             Self::OverwritePassword => "overwrite_password",
             Self::MarkDeleted => "mark_deleted",
             Self::SuspendExpired => "suspend_expired",
+            Self::SuspendDisabled => "suspend_disabled",
         }
     }
 
     /// Whether the safeguard counts it (it blocks or removes a user, R-REC-3).
     #[must_use]
     pub fn is_destructive(self) -> bool {
-        matches!(self, Self::Block | Self::MarkDeleted | Self::SuspendExpired)
+        matches!(
+            self,
+            Self::Block | Self::MarkDeleted | Self::SuspendExpired | Self::SuspendDisabled
+        )
     }
 
     fn event(self) -> Option<(EventKind, &'static str)> {
@@ -132,6 +143,7 @@ impl RepairKind {
                 "reconcile_password_overwritten",
             )),
             Self::SuspendExpired => Some((EventKind::UserDeprovision, "password_expired")),
+            Self::SuspendDisabled => Some((EventKind::UserDeprovision, "directory_disabled")),
             Self::MarkDeleted => None,
         }
     }
@@ -511,6 +523,15 @@ where
                 ));
                 continue;
             }
+            if binding.state == BindingState::Provisioned && user.state == UserState::Disabled {
+                plan.push(repair(
+                    RepairKind::SuspendDisabled,
+                    Vec::new(),
+                    M365UserPatch::default(),
+                ));
+                users.insert(user.id.clone(), user);
+                continue;
+            }
             let expired = expiry_due
                 && self
                     .settings
@@ -627,8 +648,15 @@ where
         let id = &repair.m365_object_id;
         let mut next = binding.clone();
         let write = match repair.kind {
-            RepairKind::Block | RepairKind::SuspendExpired => {
+            RepairKind::SuspendExpired => {
                 self.directory.set_account_enabled(tenant, id, false).await
+            }
+            RepairKind::Block | RepairKind::SuspendDisabled => {
+                // Whoever signed in while the account was enabled is signed out too (R-BIND-9).
+                match self.directory.set_account_enabled(tenant, id, false).await {
+                    Ok(()) => self.directory.revoke_sign_in_sessions(tenant, id).await,
+                    Err(e) => Err(e),
+                }
             }
             RepairKind::UpdateAttributes => {
                 self.directory.update_user(tenant, id, &repair.patch).await
@@ -640,6 +668,7 @@ where
                         let password = self.sealer.open(&repair.user_id, sealed).await?;
                         let written = self.directory.set_password(tenant, id, &password).await;
                         if written.is_ok() {
+                            next.pushed_password_set_at = user.and_then(|u| u.password_changed_at);
                             // Our stamp must be later than the change we overwrote.
                             let before = repair
                                 .m365_password_change
@@ -671,7 +700,14 @@ where
                 next.state = BindingState::DeletedInM365;
                 next.pending_reason = None;
             }
-            RepairKind::SuspendExpired => next.state = BindingState::Suspended,
+            RepairKind::SuspendExpired => {
+                next.state = BindingState::Suspended;
+                next.suspended_reason = Some(SuspendedReason::PasswordExpired);
+            }
+            RepairKind::SuspendDisabled => {
+                next.state = BindingState::Suspended;
+                next.suspended_reason = Some(SuspendedReason::DirectoryDisabled);
+            }
             _ => {}
         }
         if let Some((kind, reason)) = repair.kind.event() {
@@ -893,6 +929,76 @@ mod tests {
         assert!(rig.run(false).await.plan.is_empty());
     }
 
+    async fn disable_in_directory(w: &World, id: &str) {
+        let mut user = w.users.get(&uid(id)).await.unwrap().unwrap();
+        user.state = UserState::Disabled;
+        let v = user.version;
+        w.users.replace(&user, v).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_user_suspended_in_the_directory_enabled_in_m365_is_blocked_again_and_signed_out() {
+        // R-BIND-9, R-REC-1 (a suspended user found enabled in M365)
+        let w = world_with(12).await;
+        disable_in_directory(&w, "u1").await;
+        w.suspension().apply(&uid("u1")).await.unwrap();
+        let rig = Rig::new(&w);
+        rig.run(false).await;
+        let id = object(&w, &w.binding("u1").await);
+        w.directory
+            .set_account_enabled(&w.tenant.id, &id, true)
+            .await
+            .unwrap();
+        w.clock.advance(TimeDelta::minutes(10));
+        let report = rig.run(false).await;
+        assert_eq!(kinds(&report), vec![(RepairKind::Block, uid("u1"))]);
+        assert_eq!(report.applied, 1);
+        assert!(!w.directory.user(&w.tenant.id, &id).unwrap().account_enabled);
+        assert_eq!(
+            w.directory.sessions_valid_from(&w.tenant.id, &id),
+            Some(w.now()),
+            "whoever signed in meanwhile is signed out"
+        );
+        let b = w.binding("u1").await;
+        assert_eq!(b.state, BindingState::Suspended);
+        assert_eq!(b.suspended_reason, Some(SuspendedReason::DirectoryDisabled));
+        assert!(rig.run(false).await.plan.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_provisioned_user_found_disabled_in_the_directory_is_suspended_by_reconcile() {
+        // R-BIND-9, R-BIND-12 (a suspension that never ran: reconcile is the safety net for the
+        // users it reads — here through the expiry sweep, which reads every provisioned user)
+        let w = world_with(12).await;
+        let mut rig = Rig::new(&w);
+        rig.settings.password_max_age = Some(TimeDelta::days(90));
+        rig.run(false).await;
+        disable_in_directory(&w, "u2").await;
+        let dry = rig.run(true).await;
+        assert_eq!(kinds(&dry), vec![(RepairKind::SuspendDisabled, uid("u2"))]);
+        assert!(
+            dry.plan[0].kind.is_destructive(),
+            "counted by the safeguard"
+        );
+        let report = rig.run(false).await;
+        assert_eq!(report.applied, 1);
+        let b = w.binding("u2").await;
+        let id = object(&w, &b);
+        assert_eq!(b.state, BindingState::Suspended);
+        assert_eq!(b.suspended_reason, Some(SuspendedReason::DirectoryDisabled));
+        assert!(!w.directory.user(&w.tenant.id, &id).unwrap().account_enabled);
+        assert!(w.directory.sessions_valid_from(&w.tenant.id, &id).is_some());
+        let event = w
+            .events
+            .all()
+            .into_iter()
+            .find(|e| e.kind == EventKind::UserDeprovision)
+            .unwrap();
+        assert_eq!(event.reason.as_deref(), Some("directory_disabled"));
+        assert_eq!(event.user_id, Some(uid("u2")));
+        assert!(rig.run(false).await.plan.is_empty());
+    }
+
     #[tokio::test]
     async fn attribute_drift_is_overwritten_with_the_directory_values_once() {
         // R-REC-1
@@ -1078,6 +1184,7 @@ mod tests {
         );
         let b = w.binding("u0").await;
         assert_eq!(b.state, BindingState::Suspended);
+        assert_eq!(b.suspended_reason, Some(SuspendedReason::PasswordExpired));
         assert!(
             !w.directory
                 .user(&w.tenant.id, &object(&w, &b))

@@ -20,6 +20,7 @@ use crate::ports::{
 use super::bind::Bind;
 use super::group_sync::{GroupOutcome, SyncGroup};
 use super::password::SetPassword;
+use super::suspend::Suspension;
 use super::unbind::Unbind;
 use super::update::UpdateAttributes;
 use super::{Effects, Outcome};
@@ -76,7 +77,7 @@ pub struct RetryDispatcher<'a, B, E, F, L, Q, C, R, U, T, D, S, N, G> {
     pub sealer: &'a S,
     /// Welcome notifications.
     pub notifier: &'a N,
-    /// The directory password policy (for [`SetPassword`]).
+    /// The directory password policy (for [`SetPassword`] and [`Suspension`]).
     pub password_policy: &'a DirectoryPasswordPolicy,
     /// Directory groups (for [`SyncGroup`], R-GRP-1).
     pub groups: &'a G,
@@ -160,6 +161,8 @@ where
                 return Ok(RetryOutcome::Parked { until });
             }
         }
+        // Each run is boxed: the use cases' futures are deep, and one future holding all of them
+        // inline overflowed a test thread's stack with the AWS adapters.
         let outcome = match message.kind {
             OperationKind::UserBind => {
                 let bind = Bind {
@@ -170,7 +173,7 @@ where
                     sealer: self.sealer,
                     notifier: self.notifier,
                 };
-                bind.retry(message, user_id).await?
+                Box::pin(bind.retry(message, user_id)).await?
             }
             OperationKind::UserUnbind => {
                 let unbind = Unbind {
@@ -178,7 +181,7 @@ where
                     users: self.users,
                     directory: self.directory,
                 };
-                unbind.retry(message, user_id).await?
+                Box::pin(unbind.retry(message, user_id)).await?
             }
             OperationKind::UserUpdate => {
                 let update = UpdateAttributes {
@@ -186,7 +189,7 @@ where
                     users: self.users,
                     directory: self.directory,
                 };
-                update.retry(message, user_id).await?
+                Box::pin(update.retry(message, user_id)).await?
             }
             OperationKind::UserPassword => {
                 let password = SetPassword {
@@ -196,7 +199,16 @@ where
                     sealer: self.sealer,
                     policy: self.password_policy,
                 };
-                password.retry(message, user_id).await?
+                Box::pin(password.retry(message, user_id)).await?
+            }
+            OperationKind::UserState => {
+                let suspension = Suspension {
+                    fx: self.fx,
+                    users: self.users,
+                    directory: self.directory,
+                    password_policy: self.password_policy,
+                };
+                Box::pin(suspension.retry(message, user_id)).await?
             }
             OperationKind::GroupBind
             | OperationKind::GroupMembers

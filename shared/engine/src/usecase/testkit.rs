@@ -9,6 +9,7 @@ use secrecy::SecretString;
 use super::bind::{Bind, BindRequest};
 use super::password::SetPassword;
 use super::retry::{RetryDispatcher, RetryOutcome};
+use super::suspend::Suspension;
 use super::unbind::Unbind;
 use super::update::UpdateAttributes;
 use super::{Effects, Outcome, RetryPolicy};
@@ -251,6 +252,28 @@ impl World {
         }
     }
 
+    pub fn suspension(
+        &self,
+    ) -> Suspension<
+        '_,
+        FakeBindings,
+        FakeEvents,
+        FakeFailures,
+        FakeLedger,
+        FakeRetryQueue,
+        ManualClock,
+        SeededRandom,
+        FakeUsers,
+        FakeDirectory,
+    > {
+        Suspension {
+            fx: self.fx(),
+            users: &self.users,
+            directory: &self.directory,
+            password_policy: &self.password_policy,
+        }
+    }
+
     pub fn dispatcher(&self) -> TestDispatcher<'_> {
         RetryDispatcher {
             fx: self.fx(),
@@ -354,6 +377,14 @@ impl World {
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
         self.clock.now()
     }
+}
+
+/// Awaits a scripted interleaving (R-BIND-12 race tests), failing instead of hanging when a held
+/// call never arrives (the race did not happen as scripted).
+pub(crate) async fn interleaved<F: std::future::Future>(race: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(10), race)
+        .await
+        .expect("the scripted interleaving did not complete: a held call never arrived")
 }
 
 pub(crate) fn secret(s: &str) -> SecretString {

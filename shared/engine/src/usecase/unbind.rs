@@ -1,18 +1,26 @@
-//! Unbind a user (DESIGN §4 "unbind"): block sign-in in M365, never delete (R-BIND-5); an account
-//! already deleted in M365 leaves the directory user unchanged and the binding `deleted_in_m365`
-//! (R-BIND-8).
+//! Unbind a user (DESIGN §4 "unbind"): block sign-in in M365 and revoke the user's sessions, never
+//! delete (R-BIND-5, R-BIND-9); an account already deleted in M365 leaves the directory user
+//! unchanged and the binding `deleted_in_m365` (R-BIND-8).
+//!
+//! The unbind records its intent (the binding with the unbind in flight) before it writes to M365
+//! (R-BIND-12): a bind racing it loses its final binding write to that intent and blocks the
+//! account it enabled, and a retry of the replaced bind is dropped. When another request wrote the
+//! binding between the unbind's read and its intent, the unbind reads it again (a few times).
 
 use crate::error::{Entity, Error, Result};
 use crate::model::{
-    Binding, BindingState, InFlight, M365ObjectId, OperationId, OperationKind, OperationSubject,
-    RetryMessage, UserId,
+    Binding, BindingState, InFlight, OperationId, OperationKind, OperationSubject, RetryMessage,
+    UserId,
 };
 use crate::ports::{
     BindingStore, Claim, Clock, Directory, EventStore, Expect, FailureStore, OperationLedger,
     Random, RetryQueue, UserStore,
 };
 
-use super::{Change, Effects, OnFailure, Outcome, Run, is_m365_not_found};
+use super::{
+    Change, Effects, INTENT_ATTEMPTS, OnFailure, Outcome, Run, account_of, is_m365_not_found,
+    is_stale,
+};
 
 /// The unbind use case.
 #[derive(Debug)]
@@ -44,9 +52,11 @@ where
     U: UserStore,
     D: Directory,
 {
-    /// Unbinds `user_id`: `accountEnabled=false` → binding `blocked` + `user_deprovision` (R-BIND-5).
-    /// M365 404 → `deleted_in_m365`, no event, directory user untouched (R-BIND-8). A binding already
-    /// `blocked`, `deleted_in_m365` or `unselected` is left alone ([`Outcome::Unchanged`]).
+    /// Unbinds `user_id`: records the intent, then `accountEnabled=false` and
+    /// `revokeSignInSessions` → binding `blocked` + `user_deprovision` (R-BIND-5, R-BIND-9). M365
+    /// 404 → `deleted_in_m365`, no event, directory user untouched (R-BIND-8). A binding already
+    /// `blocked`, `deleted_in_m365` or `unselected` with nothing in flight is left alone
+    /// ([`Outcome::Unchanged`]).
     ///
     /// # Errors
     /// `NotFound` (binding); store failures. M365 failures give [`Outcome::Deferred`] or
@@ -60,48 +70,68 @@ where
 
     async fn unbind_once(&self, user_id: &UserId) -> Result<Outcome> {
         let now = self.fx.now();
-        let binding = self
-            .fx
-            .bindings
-            .get(user_id)
-            .await?
-            .ok_or_else(|| Error::not_found(Entity::Binding, user_id))?;
-        let settled = matches!(
-            binding.state,
-            BindingState::Blocked | BindingState::DeletedInM365 | BindingState::Unselected
-        );
-        if settled && binding.in_flight.is_none() {
-            return Ok(Outcome::Unchanged {
-                binding: Some(binding),
-            });
-        }
-        let subject = OperationSubject::User(user_id.clone());
-        let op = OperationId::new(OperationKind::UserUnbind, &subject, binding.version);
-        match self.fx.claim(&op, now).await? {
-            Claim::Claimed => {}
-            Claim::InProgress { lease_until } => return Ok(Outcome::InProgress { lease_until }),
-            Claim::AlreadyDone(outcome) => {
-                return Ok(Outcome::AlreadyDone {
+        let mut last = None;
+        for _ in 0..INTENT_ATTEMPTS {
+            let binding = self
+                .fx
+                .bindings
+                .get(user_id)
+                .await?
+                .ok_or_else(|| Error::not_found(Entity::Binding, user_id))?;
+            let settled = matches!(
+                binding.state,
+                BindingState::Blocked | BindingState::DeletedInM365 | BindingState::Unselected
+            );
+            if settled && binding.in_flight.is_none() {
+                return Ok(Outcome::Unchanged {
                     binding: Some(binding),
-                    outcome,
                 });
             }
+            let subject = OperationSubject::User(user_id.clone());
+            let op = OperationId::new(OperationKind::UserUnbind, &subject, binding.version);
+            match self.fx.claim(&op, now).await? {
+                Claim::Claimed => {}
+                Claim::InProgress { lease_until } => {
+                    return Ok(Outcome::InProgress { lease_until });
+                }
+                Claim::AlreadyDone(outcome) => {
+                    return Ok(Outcome::AlreadyDone {
+                        binding: Some(binding),
+                        outcome,
+                    });
+                }
+            }
+            let expect = Expect::Version(binding.version);
+            let replaced = binding.in_flight.as_ref();
+            let intent = Binding {
+                in_flight: Some(InFlight {
+                    operation_id: op.clone(),
+                    kind: OperationKind::UserUnbind,
+                    since: now,
+                    address_held_since: None,
+                    // A create the replaced bind sent may still appear: keep looking for it.
+                    create_sent_at: replaced.and_then(|f| f.create_sent_at),
+                    welcome: false,
+                }),
+                ..binding
+            };
+            let run = Run::new(op, OperationKind::UserUnbind, user_id.clone(), now, None);
+            // The intent first (R-BIND-12): a bind finishing after this point loses its final
+            // write and blocks what it enabled.
+            match self.fx.bindings.put(&intent, expect).await {
+                Ok(stored) => {
+                    let expect = Expect::Version(stored.version);
+                    let result = self.block(&run, stored, expect).await;
+                    return self.fx.abandon(&run.op, result).await;
+                }
+                Err(e) if is_stale(&e) => {
+                    self.fx.ledger.release(&run.op).await?;
+                    last = Some(e);
+                }
+                Err(e) => return self.fx.abandon(&run.op, Err(e)).await,
+            }
         }
-        let expect = Expect::Version(binding.version);
-        let binding = Binding {
-            in_flight: Some(InFlight {
-                operation_id: op.clone(),
-                kind: OperationKind::UserUnbind,
-                since: now,
-                address_held_since: None,
-                create_sent_at: None,
-                welcome: false,
-            }),
-            ..binding
-        };
-        let run = Run::new(op, OperationKind::UserUnbind, user_id.clone(), now, None);
-        let result = self.block(&run, binding, expect).await;
-        self.fx.abandon(&run.op, result).await
+        Err(last.unwrap_or_else(|| Error::stale(Entity::Binding, 0)))
     }
 
     /// Re-runs a queued unbind (called by [`super::retry::RetryDispatcher`]).
@@ -150,22 +180,24 @@ where
     }
 
     async fn block(&self, run: &Run<'_>, mut binding: Binding, expect: Expect) -> Result<Outcome> {
-        let id = match binding.m365_object_id.clone() {
-            Some(id) => id,
-            None => match self.find_account(&binding).await {
-                Ok(Some(id)) => id,
-                Ok(None) => {
-                    binding.state = BindingState::Blocked;
-                    return self.settle(run, binding, expect, Change::NoAccount).await;
-                }
-                Err(e) => return self.fx.fail(run, binding, expect, e, UNBIND_FAILURE).await,
-            },
+        let id = match self.find_account(run, &binding).await {
+            Ok(Some(id)) => id,
+            Ok(None) => {
+                binding.state = BindingState::Blocked;
+                return self.settle(run, binding, expect, Change::NoAccount).await;
+            }
+            Err(e) => return self.fx.fail(run, binding, expect, e, UNBIND_FAILURE).await,
         };
-        match self
+        let tenant = binding.tenant_id.clone();
+        let mut result = self
             .directory
-            .set_account_enabled(&binding.tenant_id, &id, false)
-            .await
-        {
+            .set_account_enabled(&tenant, &id, false)
+            .await;
+        if result.is_ok() {
+            // Blocked first, then the open sessions end (R-BIND-9: unbind revokes sessions too).
+            result = self.directory.revoke_sign_in_sessions(&tenant, &id).await;
+        }
+        match result {
             Ok(()) => {
                 binding.state = BindingState::Blocked;
                 binding.m365_object_id = Some(id);
@@ -180,16 +212,21 @@ where
         }
     }
 
-    /// A binding whose create never answered may still have an account: look it up by UPN.
-    async fn find_account(&self, binding: &Binding) -> Result<Option<M365ObjectId>> {
+    /// The binding's account; one whose create never answered may still have one: look it up by
+    /// UPN (waiting out replication lag after a create, graph-spec §7.4).
+    async fn find_account(
+        &self,
+        run: &Run<'_>,
+        binding: &Binding,
+    ) -> Result<Option<crate::model::M365ObjectId>> {
+        if let Some(id) = &binding.m365_object_id {
+            return Ok(Some(id.clone()));
+        }
         let Some(user) = self.users.get(&binding.user_id).await? else {
             return Ok(None);
         };
-        Ok(self
-            .directory
-            .find_user_by_upn(&binding.tenant_id, &user.email)
-            .await?
-            .map(|u| u.id))
+        let grace = self.fx.policy.lookup_grace;
+        account_of(self.directory, binding, &user.email, run.now, grace).await
     }
 
     async fn settle(
@@ -202,6 +239,7 @@ where
         binding.pending_reason = None;
         binding.last_error = None;
         binding.in_flight = None;
+        binding.suspended_reason = None;
         self.fx.succeed(run, &binding, expect, change).await
     }
 }
@@ -212,8 +250,10 @@ mod tests {
     use crate::error::UnavailableReason;
     use crate::model::EventKind;
     use crate::ports::UserStore;
+    use crate::testing::Stage;
     use crate::usecase::retry::RetryOutcome;
-    use crate::usecase::testkit::{World, throttled, uid, unavailable};
+    use crate::usecase::testkit::{World, interleaved, throttled, uid, unavailable};
+    use chrono::TimeDelta;
 
     #[tokio::test]
     async fn unbinding_blocks_sign_in_never_deletes_and_records_user_deprovision() {
@@ -354,6 +394,357 @@ mod tests {
         assert_eq!(w.binding("adele").await.state, BindingState::Provisioned);
         assert!(w.directory.user(&w.tenant.id, &id).unwrap().account_enabled);
         assert_eq!(w.count_events(EventKind::UserDeprovision), 0);
+    }
+
+    #[tokio::test]
+    async fn unbinding_revokes_the_sessions_after_blocking_sign_in() {
+        // R-BIND-9 (unbind revokes sessions too), R-BIND-5
+        let w = World::new().await;
+        w.user("adele").await;
+        w.bind("adele").await;
+        let id = World::object_id(&w.binding("adele").await);
+        assert_eq!(w.directory.sessions_valid_from(&w.tenant.id, &id), None);
+        w.clock.advance(chrono::TimeDelta::minutes(3));
+        w.unbinder().unbind(&uid("adele")).await.unwrap();
+        assert_eq!(
+            w.directory.sessions_valid_from(&w.tenant.id, &id),
+            Some(w.now())
+        );
+        // A revocation that fails waits on the queue; the retry blocks and revokes again.
+        let mut w2 = World::new().await;
+        w2.user("alex").await;
+        w2.bind("alex").await;
+        let id = World::object_id(&w2.binding("alex").await);
+        w2.directory.pass_next_call();
+        w2.directory.fail_next_call(throttled());
+        assert!(matches!(
+            w2.unbinder().unbind(&uid("alex")).await.unwrap(),
+            Outcome::Deferred { .. }
+        ));
+        assert_eq!(w2.directory.sessions_valid_from(&w2.tenant.id, &id), None);
+        w2.drain().await;
+        assert_eq!(w2.binding("alex").await.state, BindingState::Blocked);
+        assert!(
+            w2.directory
+                .sessions_valid_from(&w2.tenant.id, &id)
+                .is_some()
+        );
+        assert_eq!(w2.count_events(EventKind::UserDeprovision), 1);
+    }
+
+    /// Both sides of a race end the same way: account blocked, binding `blocked` with the
+    /// account's id, one `user_deprovision`, no enabled account behind a binding that says
+    /// otherwise (R-BIND-12).
+    fn assert_unbind_won(w: &World, id: &crate::model::M365ObjectId, binding: &Binding) {
+        assert_eq!(binding.state, BindingState::Blocked, "{binding:?}");
+        assert_eq!(binding.in_flight, None);
+        assert_eq!(binding.m365_object_id.as_ref(), Some(id));
+        assert!(
+            !w.directory.user(&w.tenant.id, id).unwrap().account_enabled,
+            "the account is blocked"
+        );
+        assert_eq!(w.count_events(EventKind::UserDeprovision), 1);
+        assert_eq!(w.directory.active_user_count(&w.tenant.id), 1);
+    }
+
+    /// Adele bound, then unbound: her binding is `blocked` with her account.
+    async fn blocked(w: &World) -> crate::model::M365ObjectId {
+        w.user("adele").await;
+        w.bind("adele").await;
+        w.unbinder().unbind(&uid("adele")).await.unwrap();
+        w.count_events(EventKind::UserDeprovision); // one so far
+        World::object_id(&w.binding("adele").await)
+    }
+
+    #[tokio::test]
+    async fn an_unbind_whose_intent_comes_after_the_binds_final_write_blocks_the_account() {
+        // R-BIND-12 (bind finishing first): the unbind read the binding while the bind was under
+        // way, the bind's final write landed first, the unbind's intent then conflicts, is
+        // re-read and wins.
+        let w = World::new().await;
+        let id = blocked(&w).await;
+        let events_before = w.events.all().len();
+        let (bind_done, bind_finished) = futures::channel::oneshot::channel::<()>();
+        let mut bind_graph = w.directory.hold_next("set_account_enabled", Stage::Before);
+        let bind = async {
+            let outcome = w.bind("adele").await;
+            let _ = bind_done.send(());
+            outcome
+        };
+        let unbind = async {
+            assert!(
+                bind_graph.arrived().await,
+                "the bind wrote its intent and reached M365"
+            );
+            let mut intent = w.bindings.hold_next_put();
+            let director = async {
+                assert!(intent.arrived().await, "the unbind read the binding");
+                bind_graph.release();
+                bind_finished.await.unwrap();
+                intent.release();
+            };
+            let (unbinder, adele) = (w.unbinder(), uid("adele"));
+            let (outcome, ()) = tokio::join!(unbinder.unbind(&adele), director);
+            outcome.unwrap()
+        };
+        let (bound, unbound) = interleaved(async { tokio::join!(bind, unbind) }).await;
+        assert!(matches!(
+            bound,
+            Outcome::Done {
+                change: Change::Unblocked,
+                ..
+            }
+        ));
+        let Outcome::Done { binding, change } = unbound else {
+            panic!("unbound")
+        };
+        assert_eq!(change, Change::Blocked);
+        // The first unbind's event plus this one; the bind's re-enable stands in the trail too.
+        assert_eq!(w.count_events(EventKind::UserDeprovision), 2);
+        assert_eq!(w.events.all().len(), events_before + 2);
+        assert_eq!(binding.state, BindingState::Blocked);
+        assert!(!w.directory.user(&w.tenant.id, &id).unwrap().account_enabled);
+        assert!(w.directory.sessions_valid_from(&w.tenant.id, &id).is_some());
+    }
+
+    #[tokio::test]
+    async fn a_bind_whose_enable_lands_after_a_finished_unbind_blocks_the_account_again() {
+        // R-BIND-12 (unbind first): the unbind recorded its intent, blocked and settled while the
+        // bind's enable was on its way; the enable lands afterwards, the bind's final write loses
+        // and the bind blocks what it enabled, recording nothing.
+        let w = World::new().await;
+        w.user("adele").await;
+        w.bind("adele").await;
+        let id = World::object_id(&w.binding("adele").await);
+        // A pending re-bind (its unblock throttled) that the retry worker runs now.
+        w.unbinder().unbind(&uid("adele")).await.unwrap();
+        let mut enable = w.directory.hold_next("set_account_enabled", Stage::Before);
+        let bind = w.bind("adele");
+        let unbind = async {
+            assert!(enable.arrived().await);
+            let outcome = w.unbinder().unbind(&uid("adele")).await.unwrap();
+            enable.release();
+            outcome
+        };
+        let (bound, unbound) = interleaved(async { tokio::join!(bind, unbind) }).await;
+        assert!(matches!(
+            unbound,
+            Outcome::Done {
+                change: Change::Blocked,
+                ..
+            }
+        ));
+        assert_eq!(bound, Outcome::Superseded);
+        assert_eq!(
+            w.count_events(EventKind::UserUpdateProvision),
+            0,
+            "nothing false"
+        );
+        assert_eq!(
+            w.count_events(EventKind::UserDeprovision),
+            2,
+            "both unbinds"
+        );
+        let binding = w.binding("adele").await;
+        assert_eq!(binding.state, BindingState::Blocked);
+        assert!(!w.directory.user(&w.tenant.id, &id).unwrap().account_enabled);
+        assert!(w.queue.snapshot().is_empty(), "nothing left to run");
+    }
+
+    #[tokio::test]
+    async fn an_unbind_intent_between_the_binds_graph_write_and_its_final_write_wins() {
+        // R-BIND-12: the bind's enable committed in M365; before the bind writes the binding, the
+        // unbind records its intent (its own Graph call still to come). The bind loses, blocks
+        // the account, and the unbind then blocks and revokes as usual.
+        let w = World::new().await;
+        let id = blocked(&w).await;
+        let mut enabled = w
+            .directory
+            .hold_next("set_account_enabled", Stage::AfterCommit);
+        let bind = w.bind("adele");
+        let unbind = async {
+            assert!(enabled.arrived().await);
+            assert!(w.directory.user(&w.tenant.id, &id).unwrap().account_enabled);
+            // The unbind's own block waits until the bind has seen it lost.
+            let mut unbind_block = w.directory.hold_next("set_account_enabled", Stage::Before);
+            let director = async {
+                assert!(
+                    unbind_block.arrived().await,
+                    "the unbind's intent is stored"
+                );
+                enabled.release();
+                // The bind's compensating block and the unbind's block both go through.
+                unbind_block.release();
+            };
+            let (unbinder, adele) = (w.unbinder(), uid("adele"));
+            let (outcome, ()) = tokio::join!(unbinder.unbind(&adele), director);
+            outcome.unwrap()
+        };
+        let (bound, unbound) = interleaved(async { tokio::join!(bind, unbind) }).await;
+        assert_eq!(bound, Outcome::Superseded);
+        assert!(matches!(
+            unbound,
+            Outcome::Done {
+                change: Change::Blocked,
+                ..
+            }
+        ));
+        let binding = w.binding("adele").await;
+        assert_eq!(
+            w.count_events(EventKind::UserUpdateProvision),
+            0,
+            "nothing false"
+        );
+        assert_eq!(binding.state, BindingState::Blocked);
+        assert!(!w.directory.user(&w.tenant.id, &id).unwrap().account_enabled);
+        assert_eq!(
+            w.count_events(EventKind::UserDeprovision),
+            2,
+            "both unbinds"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unbind_racing_a_first_bind_blocks_the_account_the_bind_is_creating() {
+        // R-BIND-12 (the case: without it the account stayed enabled behind a `blocked`
+        // binding without an object id): the create commits, the unbind finds the account by UPN,
+        // blocks it, and the bind's final write loses.
+        let w = World::new().await;
+        w.user("adele").await;
+        let mut created = w.directory.hold_next("create_user", Stage::AfterCommit);
+        let bind = w.bind("adele");
+        let unbind = async {
+            assert!(created.arrived().await);
+            let outcome = w.unbinder().unbind(&uid("adele")).await.unwrap();
+            created.release();
+            outcome
+        };
+        let (bound, unbound) = interleaved(async { tokio::join!(bind, unbind) }).await;
+        assert_eq!(bound, Outcome::Superseded);
+        let Outcome::Done { binding, change } = unbound else {
+            panic!("unbound")
+        };
+        assert_eq!(change, Change::Blocked);
+        let id = World::object_id(&binding);
+        assert_unbind_won(&w, &id, &w.binding("adele").await);
+        assert_eq!(
+            w.count_events(EventKind::UserCreateProvision),
+            0,
+            "nothing false"
+        );
+        assert!(
+            w.notifier.sent().is_empty(),
+            "no welcome for a bind that lost"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_create_not_yet_visible_to_the_unbind_is_waited_for_and_blocked() {
+        // R-BIND-12, graph-spec §7.4: the unbind's lookup misses the new account (replication
+        // lag); it waits on the queue instead of settling "no account", and the losing bind tells
+        // the binding which account it made.
+        let mut w = World::new().await;
+        w.user("adele").await;
+        w.directory.set_replication_lag(TimeDelta::seconds(20));
+        let mut created = w.directory.hold_next("create_user", Stage::AfterCommit);
+        let bind = w.bind("adele");
+        let unbind = async {
+            assert!(created.arrived().await);
+            let outcome = w.unbinder().unbind(&uid("adele")).await.unwrap();
+            created.release();
+            outcome
+        };
+        let (bound, unbound) = interleaved(async { tokio::join!(bind, unbind) }).await;
+        assert_eq!(bound, Outcome::Superseded);
+        let Outcome::Deferred { retry, .. } = unbound else {
+            panic!("the unbind waits for the account to show: {unbound:?}")
+        };
+        assert_eq!(retry.reason, "not_yet_visible");
+        let accounts = w.directory.active_user_count(&w.tenant.id);
+        assert_eq!(accounts, 1);
+        w.drain().await;
+        let binding = w.binding("adele").await;
+        let id = World::object_id(&binding);
+        assert_unbind_won(&w, &id, &binding);
+        assert_eq!(w.count_events(EventKind::UserCreateProvision), 0);
+    }
+
+    #[tokio::test]
+    async fn a_create_landing_after_the_unbind_recorded_its_intent_is_blocked_by_the_losing_bind() {
+        // R-BIND-12 (unbind first, create path): the unbind's lookup finds nothing yet and waits
+        // on the queue (a create is under way); the create then commits, the bind loses its final
+        // write and blocks the new account at once; the unbind's retry finds it and settles.
+        let mut w = World::new().await;
+        w.user("adele").await;
+        let mut create = w.directory.hold_next("create_user", Stage::Before);
+        let bind = w.bind("adele");
+        let unbind = async {
+            assert!(create.arrived().await, "the create is about to be sent");
+            let outcome = w.unbinder().unbind(&uid("adele")).await.unwrap();
+            create.release();
+            outcome
+        };
+        let (bound, unbound) = interleaved(async { tokio::join!(bind, unbind) }).await;
+        assert_eq!(bound, Outcome::Superseded);
+        assert!(
+            matches!(&unbound, Outcome::Deferred { retry, .. } if retry.reason == "not_yet_visible"),
+            "{unbound:?}"
+        );
+        let accounts = w.directory.active_user_count(&w.tenant.id);
+        assert_eq!(accounts, 1);
+        let found = w
+            .directory
+            .find_user_by_upn(
+                &w.tenant.id,
+                &crate::model::Email::parse("adele@contoso.com").unwrap(),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            !found.account_enabled,
+            "blocked by the bind that lost, before any retry"
+        );
+        w.drain().await;
+        let binding = w.binding("adele").await;
+        assert_unbind_won(&w, &found.id, &binding);
+        assert_eq!(
+            w.count_events(EventKind::UserCreateProvision),
+            0,
+            "nothing false"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bind_taken_over_between_its_check_and_its_write_still_blocks_the_account() {
+        // R-BIND-12 (the narrow window: the unbind's intent lands after the bind's last read and
+        // before its final write). The account ends blocked behind a blocked binding; the bind's
+        // event, appended before its write, is the known limit of this window (see the report).
+        let w = World::new().await;
+        let id = blocked(&w).await;
+        let mut enabled = w
+            .directory
+            .hold_next("set_account_enabled", Stage::AfterCommit);
+        let bind = w.bind("adele");
+        let unbind = async {
+            assert!(enabled.arrived().await);
+            let mut final_write = w.bindings.hold_next_put();
+            enabled.release();
+            assert!(
+                final_write.arrived().await,
+                "the bind checked and is about to write"
+            );
+            // The hold caught the bind's write, so the unbind's own writes go through.
+            let outcome = w.unbinder().unbind(&uid("adele")).await.unwrap();
+            final_write.release();
+            outcome
+        };
+        let (bound, unbound) = interleaved(async { tokio::join!(bind, unbind) }).await;
+        assert_eq!(bound, Outcome::Superseded);
+        assert!(matches!(unbound, Outcome::Done { .. }));
+        let binding = w.binding("adele").await;
+        assert_eq!(binding.state, BindingState::Blocked);
+        assert!(!w.directory.user(&w.tenant.id, &id).unwrap().account_enabled);
     }
 
     #[tokio::test]

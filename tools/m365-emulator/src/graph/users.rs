@@ -345,6 +345,12 @@ pub async fn create(
         "lastPasswordChangeDateTime".into(),
         json!(graph_timestamp(now)),
     );
+    // Sessions are valid from the account's creation until a revocation moves the instant
+    // (assumed: graph-spec is silent on the initial value; unconfirmed).
+    properties.insert(
+        "signInSessionsValidFromDateTime".into(),
+        json!(graph_timestamp(now)),
+    );
     properties.entry("userType").or_insert(json!("Member"));
     properties.entry("creationType").or_insert(Value::Null);
     properties.entry("proxyAddresses").or_insert(json!([]));
@@ -807,7 +813,9 @@ pub async fn delete(
 }
 
 /// `POST /users/{id}/revokeSignInSessions`: invalidates the user's refresh tokens
-/// (→ AADSTS50173 at the token endpoint).
+/// (→ AADSTS50173 at the token endpoint, graph-spec §1.4) and moves
+/// `signInSessionsValidFromDateTime` to now; `200 {"value": true}`. Audited as "Invalidate all
+/// refresh tokens for user" (activity name assumed, graph-spec §13.12).
 ///
 /// # Errors
 /// 403 without permission, 404 when absent.
@@ -824,11 +832,25 @@ pub async fn revoke_sessions(
     let user_id = find(tenant, &key, now)
         .map(|u| u.id.clone())
         .ok_or_else(|| GraphError::not_found(&key))?;
+    let mut upn = None;
     if let Some(user) = tenant.users.get_mut(&user_id) {
         user.tokens_valid_from = Some(now);
         user.properties.insert(
             "signInSessionsValidFromDateTime".into(),
             json!(graph_timestamp(now)),
+        );
+        upn = Some(user.upn().to_owned());
+    }
+    if let Some(upn) = upn {
+        audit::record(
+            &mut state,
+            &caller,
+            AuditEvent {
+                category: "UserManagement",
+                activity: "Invalidate all refresh tokens for user",
+                operation_type: "Update",
+                targets: vec![audit::user_target(&user_id, &upn, Vec::new())],
+            },
         );
     }
     Ok(odata_response(

@@ -4,7 +4,7 @@ use super::{
     assert_conflict, collect_pages, fresh_suffix, fresh_tenant_id, fresh_user_id, now_ms,
     user_id_with,
 };
-use crate::model::{Binding, BindingError, BindingState, M365ObjectId, TenantId};
+use crate::model::{Binding, BindingError, BindingState, M365ObjectId, SuspendedReason, TenantId};
 use crate::ports::{BindingStore, Expect};
 
 fn binding(tenant: &TenantId) -> Binding {
@@ -103,6 +103,42 @@ pub async fn a_binding_round_trips_with_its_last_error(store: &impl BindingStore
     assert_eq!(
         store.get(&b.user_id).await.expect("get succeeds"),
         Some(created)
+    );
+}
+
+/// R-BIND-9 / R-BIND-12: a suspended binding keeps why (`suspendedReason`), the operation in flight
+/// and the stamp of the directory password it last received.
+pub async fn a_suspended_binding_round_trips_with_its_reason(store: &impl BindingStore) {
+    let b = Binding {
+        state: BindingState::Suspended,
+        pending_reason: None,
+        m365_object_id: Some(M365ObjectId::generate()),
+        suspended_reason: Some(SuspendedReason::DirectoryDisabled),
+        pushed_password_set_at: Some(now_ms()),
+        ..binding(&fresh_tenant_id())
+    };
+    let created = store
+        .put(&b, Expect::Absent)
+        .await
+        .expect("create succeeds");
+    let read = store.get(&b.user_id).await.expect("get succeeds");
+    assert_eq!(read, Some(created.clone()));
+    assert_eq!(
+        read.and_then(|r| r.suspended_reason),
+        Some(SuspendedReason::DirectoryDisabled)
+    );
+    let active = Binding {
+        state: BindingState::Provisioned,
+        suspended_reason: None,
+        ..created
+    };
+    let updated = store
+        .put(&active, Expect::Version(1))
+        .await
+        .expect("update succeeds");
+    assert_eq!(
+        store.get(&b.user_id).await.expect("get succeeds"),
+        Some(updated)
     );
 }
 

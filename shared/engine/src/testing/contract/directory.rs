@@ -166,6 +166,41 @@ pub async fn sign_in_can_be_blocked_and_unblocked(dir: &impl Directory, t: &Dire
     assert_eq!(find().await.map(|u| u.account_enabled), Some(true));
 }
 
+/// R-BIND-9, R-BIND-5: a user's sessions can be revoked, blocked or not, again and again (the
+/// engine repeats it on retries); an unknown user is not found.
+pub async fn sessions_can_be_revoked_and_an_unknown_user_is_not_found(
+    dir: &impl Directory,
+    t: &DirectoryTenant,
+) {
+    let new = new_user(&t.managed, GOOD);
+    let created = dir
+        .create_user(&t.tenant, &new)
+        .await
+        .expect("create succeeds");
+    dir.revoke_sign_in_sessions(&t.tenant, &created.id)
+        .await
+        .expect("revocation succeeds");
+    dir.set_account_enabled(&t.tenant, &created.id, false)
+        .await
+        .expect("block succeeds");
+    dir.revoke_sign_in_sessions(&t.tenant, &created.id)
+        .await
+        .expect("a blocked user's sessions can be revoked again");
+    let found = dir
+        .find_user_by_upn(&t.tenant, &new.user_principal_name)
+        .await
+        .expect("find succeeds");
+    assert_eq!(
+        found.map(|u| u.account_enabled),
+        Some(false),
+        "a revocation does not change sign-in"
+    );
+    assert_not_found(
+        &dir.revoke_sign_in_sessions(&t.tenant, &M365ObjectId::generate())
+            .await,
+    );
+}
+
 /// R-BIND-7: an attribute patch changes what it names, clears what it clears, and keeps the rest.
 pub async fn an_attribute_patch_changes_only_what_it_names(
     dir: &impl Directory,

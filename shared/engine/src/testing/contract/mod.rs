@@ -224,6 +224,7 @@ macro_rules! binding_store_contract {
             a_stale_binding_update_is_refused,
             updating_a_missing_binding_is_refused,
             a_binding_round_trips_with_its_last_error,
+            a_suspended_binding_round_trips_with_its_reason,
             bindings_are_listed_by_tenant_with_an_optional_state_filter,
             a_state_change_moves_a_binding_between_state_listings,
         );
@@ -326,6 +327,7 @@ macro_rules! directory_contract {
             a_non_compliant_password_is_rejected,
             a_compliant_password_reset_is_accepted,
             sign_in_can_be_blocked_and_unblocked,
+            sessions_can_be_revoked_and_an_unknown_user_is_not_found,
             an_attribute_patch_changes_only_what_it_names,
             operations_on_a_missing_user_are_not_found,
             users_are_listed_across_pages,
