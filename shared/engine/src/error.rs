@@ -169,6 +169,18 @@ pub enum Conflict {
         /// The tenant of the existing binding.
         tenant: TenantId,
     },
+    /// The M365 account is privileged — it holds a directory role or is the admin who consented
+    /// the connection — and was not adopted with `adoptPrivileged` (R-BIND-11): m365-sync neither
+    /// takes it over nor writes to it.
+    #[error(
+        "the M365 account {account} is privileged: it {why}; m365-sync adopts or changes such an account only when the binding request says \"adoptPrivileged\": true"
+    )]
+    PrivilegedAccount {
+        /// The account (UPN, or object id when the UPN is not at hand).
+        account: String,
+        /// Why, in words (the roles held, the consent).
+        why: String,
+    },
 }
 
 impl Conflict {
@@ -183,6 +195,7 @@ impl Conflict {
             Self::UpnExists { .. } => "upn_exists",
             Self::RequestTokenReused => "request_token_reused",
             Self::BoundElsewhere { .. } => "bound_elsewhere",
+            Self::PrivilegedAccount { .. } => "privileged_account",
         }
     }
 }

@@ -95,6 +95,18 @@ pub struct Binding {
     pub m365_password_changed_at: Option<DateTime<Utc>>,
     /// Optimistic-concurrency version assigned by the store (0 before the first write).
     pub version: u64,
+    /// The account was privileged (a directory role, or the connection's consenting admin) when
+    /// it was adopted or imported, and the request said `adoptPrivileged` (R-BIND-11): password
+    /// pushes and reconcile may write to it. Without it they leave a privileged account alone.
+    /// Absent (false) in records written before it existed.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub adopted_privileged: bool,
+}
+
+// serde's `skip_serializing_if` takes a function of `&T`.
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 impl Binding {
@@ -111,6 +123,7 @@ impl Binding {
             in_flight: None,
             m365_password_changed_at: None,
             version: 0,
+            adopted_privileged: false,
         }
     }
 }
@@ -134,6 +147,10 @@ pub struct InFlight {
     pub create_sent_at: Option<DateTime<Utc>>,
     /// Whether to send the welcome notification once bound (R-BIND-4).
     pub welcome: bool,
+    /// The bind request said `adoptPrivileged` (R-BIND-11): a privileged account found by UPN may
+    /// be adopted. Absent (false) in records written before it existed.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub adopt_privileged: bool,
 }
 
 #[cfg(test)]
@@ -159,9 +176,25 @@ mod tests {
             address_held_since: None,
             create_sent_at: Some(Utc::now()),
             welcome: false,
+            adopt_privileged: false,
         });
         let json = serde_json::to_value(&b).unwrap();
         assert!(json["inFlight"]["createSentAt"].is_string());
+        let back: Binding = serde_json::from_value(json).unwrap();
+        assert_eq!(back, b);
+    }
+
+    #[test]
+    fn a_binding_remembers_a_privileged_adoption_and_reads_records_written_before_it_existed() {
+        // R-BIND-11 (the opt-in survives the store; older records mean "not adopted that way")
+        let mut b = Binding::pending(UserId::parse("alice").unwrap(), TenantId::generate(), "x");
+        let old = serde_json::to_value(&b).unwrap();
+        assert!(old.get("adoptedPrivileged").is_none(), "absent when false");
+        let read: Binding = serde_json::from_value(old).unwrap();
+        assert!(!read.adopted_privileged);
+        b.adopted_privileged = true;
+        let json = serde_json::to_value(&b).unwrap();
+        assert_eq!(json["adoptedPrivileged"], true);
         let back: Binding = serde_json::from_value(json).unwrap();
         assert_eq!(back, b);
     }

@@ -21,6 +21,7 @@ pub mod connect;
 pub mod group_sync;
 pub mod import;
 pub mod password;
+pub(crate) mod privilege;
 pub mod reconcile;
 pub mod reconcile_groups;
 pub mod reconcile_queue;
@@ -437,7 +438,32 @@ where
         expect: Expect,
         change: Change,
     ) -> Result<Outcome> {
+        self.succeed_with(run, binding, expect, change, None).await
+    }
+
+    /// [`Self::succeed`] with `extra` fields (a JSON object) added to the event's details, e.g. a
+    /// privileged adoption's opt-in (R-BIND-11).
+    pub(crate) async fn succeed_with(
+        &self,
+        run: &Run<'_>,
+        binding: &Binding,
+        expect: Expect,
+        change: Change,
+        extra: Option<serde_json::Value>,
+    ) -> Result<Outcome> {
         if let Some(kind) = change.event_kind() {
+            let mut details = binding
+                .m365_object_id
+                .as_ref()
+                .map(|id| serde_json::json!({ "m365ObjectId": id }));
+            if let Some(serde_json::Value::Object(fields)) = extra
+                && !fields.is_empty()
+            {
+                match details.as_mut() {
+                    Some(serde_json::Value::Object(map)) => map.extend(fields),
+                    _ => details = Some(serde_json::Value::Object(fields)),
+                }
+            }
             let event = crate::model::Event {
                 id: event_id(&run.op, kind)?,
                 kind,
@@ -446,10 +472,7 @@ where
                 tenant_id: Some(binding.tenant_id.clone()),
                 operation_id: Some(run.op.clone()),
                 reason: Some(change.as_str().to_owned()),
-                details: binding
-                    .m365_object_id
-                    .as_ref()
-                    .map(|id| serde_json::json!({ "m365ObjectId": id })),
+                details,
             };
             self.events.append(&event).await?;
         }

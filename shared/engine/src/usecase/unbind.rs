@@ -96,6 +96,7 @@ where
                 address_held_since: None,
                 create_sent_at: None,
                 welcome: false,
+                adopt_privileged: false,
             }),
             ..binding
         };
