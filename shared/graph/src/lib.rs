@@ -5,7 +5,8 @@
 //!   writes are paced by the per-tenant rate budget when one is attached ([`budget`]);
 //! - [`GraphDirectory`], the engine's `Directory` port over Graph, plus security groups and
 //!   membership ([`groups`]), `$batch` in chunks of 20 with per-item results ([`batch`]), users and
-//!   groups delta with 410 restart ([`delta`]) and the tenant's organization id;
+//!   groups delta with 410 restart ([`delta`]), the tenant's organization id, and the privileged
+//!   accounts of R-BIND-11 — directory roles and the consenting admin ([`roles`]);
 //! - [`IdentityClient`]: authorization URL (PKCE S256 + state), code exchange, refresh with
 //!   rotation persisted before use, client credentials; [`GraphIdentity`], the engine's
 //!   `IdentityPlatform` port over it (connect and token refresh use cases);
@@ -30,6 +31,7 @@ pub mod identity;
 pub mod model;
 pub mod platform;
 pub mod reconcile;
+pub mod roles;
 pub mod tokens;
 
 pub use batch::{BatchItem, BatchRequest, BatchResults, MAX_BATCH};
