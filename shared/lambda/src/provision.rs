@@ -265,6 +265,10 @@ pub struct BindingView {
     pub pending_reason: Option<String>,
     /// The last failure (code, message, Graph request id, time).
     pub last_error: Option<BindingError>,
+    /// The account was privileged and adopted with `adoptPrivileged` (R-BIND-11); shown only
+    /// when true.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub adopted_privileged: bool,
 }
 
 impl From<&Binding> for BindingView {
@@ -276,6 +280,7 @@ impl From<&Binding> for BindingView {
             m365_object_id: b.m365_object_id.as_ref().map(ToString::to_string),
             pending_reason: b.pending_reason.clone(),
             last_error: b.last_error.clone(),
+            adopted_privileged: b.adopted_privileged,
         }
     }
 }
