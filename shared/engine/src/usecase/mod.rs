@@ -9,6 +9,9 @@
 //! - [`retry::RetryDispatcher`]: re-drive a [`RetryMessage`] from the retry queue (R-BIND-6).
 //! - [`reconcile_queue::ReconcileQueue`]: fan reconciliation out through a queue, one leased,
 //!   bounded pass per message (R-REC-1).
+//! - `privilege` (crate-internal): which M365 accounts are privileged — a directory role, or the
+//!   connection's consenting admin — so bind and import refuse to adopt them and password pushes
+//!   and reconcile leave them alone unless adopted with `adoptPrivileged` (R-BIND-11).
 //!
 //! What they share lives here: [`Effects`] records the outcome of an operation the same way for every
 //! use case — exactly one event per successful change (with an id derived from the operation, so a
