@@ -204,9 +204,11 @@ impl Tenant {
         let mut found: BTreeSet<String> = BTreeSet::new();
         let mut frontier = vec![object.to_owned()];
         while let Some(member) = frontier.pop() {
-            for g in self.groups.values().filter(|g| {
-                crate::graph::groups::visible(g, now) && g.members.iter().any(|m| *m == member)
-            }) {
+            for g in self
+                .groups
+                .values()
+                .filter(|g| crate::graph::groups::visible(g, now) && g.members.contains(&member))
+            {
                 if found.insert(g.id.clone()) && transitive {
                     frontier.push(g.id.clone());
                 }

@@ -3,6 +3,8 @@
 //! memberships with the `microsoft.graph.directoryRole` cast and `transitiveMemberOf`, the
 //! permission they need, and the control API that grants and revokes roles at runtime.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod graph_support;
 
 use graph_support::*;

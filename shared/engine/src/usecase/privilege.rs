@@ -144,7 +144,13 @@ mod tests {
         let adele = w.binding("adele").await.m365_object_id.unwrap();
         let group = w
             .directory
-            .seed_group(&w.tenant.id, "Helpdesk", "helpdesk", true, &[adele.clone()])
+            .seed_group(
+                &w.tenant.id,
+                "Helpdesk",
+                "helpdesk",
+                true,
+                std::slice::from_ref(&adele),
+            )
             .unwrap();
         w.directory
             .grant_role(&w.tenant.id, &group, "Helpdesk Administrator");

@@ -1496,7 +1496,13 @@ mod tests {
         w.directory.set_consenting_admin(&w.tenant.id, Some(&u2));
         let group = w
             .directory
-            .seed_group(&w.tenant.id, "Helpdesk", "helpdesk", true, &[u4.clone()])
+            .seed_group(
+                &w.tenant.id,
+                "Helpdesk",
+                "helpdesk",
+                true,
+                std::slice::from_ref(&u4),
+            )
             .unwrap();
         w.directory
             .grant_role(&w.tenant.id, &group, "Helpdesk Administrator");
