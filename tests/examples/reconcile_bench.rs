@@ -207,6 +207,7 @@ async fn main() {
             version: 0,
             suspended_reason: None,
             pushed_password_set_at: None,
+            adopted_privileged: false,
         };
         dir.bindings.put(&binding, Expect::Absent).await.unwrap();
         bound += 1;

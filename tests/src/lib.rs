@@ -56,7 +56,8 @@ fn seed_with(extra: Vec<Value>) -> String {
         "Group.ReadWrite.All",
         "GroupMember.ReadWrite.All",
         "Domain.Read.All",
-        "Organization.Read.All"
+        "Organization.Read.All",
+        "RoleManagement.Read.Directory"
     ]);
     let mut users: Vec<Value> = CONTOSO_USERS
         .iter()
@@ -75,7 +76,8 @@ fn seed_with(extra: Vec<Value>) -> String {
             "redirectUris": [REDIRECT],
             "requiredRoles": roles,
             "requiredScopes": ["User.ReadWrite.All", "Group.ReadWrite.All", "GroupMember.ReadWrite.All",
-                               "Domain.Read.All", "Organization.Read.All", "offline_access"],
+                               "Domain.Read.All", "Organization.Read.All", "RoleManagement.Read.Directory",
+                               "offline_access"],
             "grants": [
                 {"tenant": CONTOSO, "roles": roles, "directoryRoles": ["User Administrator"]},
                 {"tenant": NORTHWIND, "roles": roles}

@@ -128,7 +128,10 @@ impl Stack {
         let outcome = bind
             .bind(
                 &m365_engine::model::UserId::parse(id).unwrap(),
-                m365_engine::usecase::bind::BindRequest { welcome: false },
+                m365_engine::usecase::bind::BindRequest {
+                    welcome: false,
+                    ..m365_engine::usecase::bind::BindRequest::default()
+                },
             )
             .await
             .unwrap();

@@ -632,7 +632,19 @@ async fn reconcile_of_an_unchanged_tenant_costs_only_its_delta_pages() {
     assert_eq!(drifted["applied"], 1, "{drifted}");
     let counts = s.graph_requests().await;
     let pages = drifted["pages"].as_u64().unwrap() + drifted["groups"]["pages"].as_u64().unwrap();
-    assert_eq!(counts["graph"], pages + 1, "{counts}");
+    // A pass that writes reads the tenant's privileged accounts once (R-BIND-11): the activated
+    // roles (Global Administrator, and User Administrator held by the app), each role's members
+    // and the consenting admin — a constant, whatever the tenant's size or the number of fixes.
+    let privileged: u64 = [
+        "graph GET /v1.0/directoryRoles",
+        "graph GET /v1.0/directoryRoles/{id}/members",
+        "graph GET /v1.0/me",
+    ]
+    .iter()
+    .map(|k| counts.get(*k).and_then(Value::as_u64).unwrap_or(0))
+    .sum();
+    assert_eq!(privileged, 4, "{counts}");
+    assert_eq!(counts["graph"], pages + 1 + privileged, "{counts}");
 }
 
 #[tokio::test]
@@ -953,7 +965,9 @@ async fn a_password_push_is_not_taken_for_an_m365_change_when_our_clock_runs_ten
     let first = s.reconcile(&deps, false).await;
     assert_eq!(first["plan"], json!([]), "the binds' creates: {first}");
 
-    // A push costs its PATCH plus one read of M365's stamp (no write budget).
+    // A push costs its PATCH plus one read of M365's stamp (no write budget), after the
+    // privilege check (R-BIND-11): the account's directory roles and the consenting admin (read
+    // once per process, then cached).
     advance_m365_clock(&s, 5).await;
     s.reset_requests().await;
     let (status, body) = s
@@ -967,7 +981,12 @@ async fn a_password_push_is_not_taken_for_an_m365_change_when_our_clock_runs_ten
     let counts = s.graph_requests().await;
     assert_eq!(counts["graph PATCH /v1.0/users/{id}"], 1, "{counts}");
     assert_eq!(counts["graph GET /v1.0/users/{id}"], 1, "{counts}");
-    assert_eq!(counts["graph"], 2, "{counts}");
+    assert_eq!(
+        counts["graph GET /v1.0/users/{id}/transitiveMemberOf/microsoft.graph.directoryRole"], 1,
+        "{counts}"
+    );
+    assert_eq!(counts["graph GET /v1.0/me"], 1, "{counts}");
+    assert_eq!(counts["graph"], 4, "{counts}");
     let stamp = m365_stamp(
         &s.m365_property("r0@contoso.com", "lastPasswordChangeDateTime")
             .await,

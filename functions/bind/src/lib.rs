@@ -1,7 +1,12 @@
 //! The `bind` function (DESIGN §3, §4 "bind"): `PUT /users/{userId}/binding` with an optional
-//! `{"welcome": bool}` binds a directory user to the tenant its email domain routes to — create,
-//! adopt or unblock (R-BIND-1..4, R-BIND-6, R-BIND-8) — and `GET /users/{userId}/binding` shows
-//! the binding (state, tenant, M365 object id, last error).
+//! `{"welcome": bool, "adoptPrivileged": bool}` binds a directory user to the tenant its email
+//! domain routes to — create, adopt or unblock (R-BIND-1..4, R-BIND-6, R-BIND-8) — and
+//! `GET /users/{userId}/binding` shows the binding (state, tenant, M365 object id, last error,
+//! `adoptedPrivileged`).
+//!
+//! An existing M365 account that holds a directory role or consented the connection is not
+//! adopted: `409 privileged_account`, nothing written, unless `"adoptPrivileged": true`
+//! (R-BIND-11; the opt-in is kept in the `user_update_provision` event).
 //!
 //! The tenant is never taken from the caller: routing by the user's stored email decides
 //! (R-BIND-1); a body with any other field is refused (R-SAFE-1). A user disabled in the directory
@@ -25,6 +30,7 @@ use serde::Deserialize;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct PutBinding {
     welcome: Option<bool>,
+    adopt_privileged: Option<bool>,
 }
 
 /// Handles one API Gateway request; every outcome is a response.
@@ -80,6 +86,7 @@ async fn put<C: Clock>(deps: &Provisioning<C>, request: &Request, raw: &str) -> 
     };
     let request = BindRequest {
         welcome: body.welcome.unwrap_or(true),
+        adopt_privileged: body.adopt_privileged.unwrap_or(false),
     };
     match bind.bind(&user_id, request).await {
         Ok(outcome) => {

@@ -2,9 +2,11 @@
 //! - `GET /tenants/{tenantId}/import?cursor=&status=&prefix=&limit=`: one page of the tenant's
 //!   M365 users (one Graph page underneath, `$top` = `limit` ≤ 999, `$select`), each with its
 //!   status `new` / `imported` / `conflict`, and an opaque, tamper-evident `nextCursor`.
-//! - `POST /tenants/{tenantId}/import` `{"m365Ids": [...]}`: imports the selected accounts as
-//!   directory users bound to them, without writing to M365; `200` with one result per account
-//!   (`imported`, or `failed` with a code such as `email_exists`).
+//! - `POST /tenants/{tenantId}/import` `{"m365Ids": [...], "adoptPrivileged": false}`: imports the
+//!   selected accounts as directory users bound to them, without writing to M365; `200` with one
+//!   result per account (`imported`, or `failed` with a code such as `email_exists` or
+//!   `privileged_account` — an account holding a directory role, or the connection's consenting
+//!   admin, imports only with `"adoptPrivileged": true`, R-BIND-11).
 //!
 //! The cursor key is the deployment's cursor key secret (`M365_CURSOR_KEY_SECRET_ID`, template
 //! `CursorKeySecret`), shared with every other listing's cursors and read once per cold start. A
@@ -18,7 +20,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use m365_engine::model::TenantId;
 use m365_engine::ports::{Clock, SystemClock};
 use m365_engine::usecase::import::{
-    CursorKey, Import, ImportOutcome, ImportQuery, ImportStatus, MAX_IMPORT_PAGE,
+    CursorKey, Import, ImportOptions, ImportOutcome, ImportQuery, ImportStatus, MAX_IMPORT_PAGE,
 };
 use m365_lambda::deadline::DeadlinePolicy;
 use m365_lambda::graph::VaultDirectory;
@@ -125,6 +127,9 @@ pub async fn load_cursor_key(
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ImportBody {
     m365_ids: Vec<String>,
+    /// Import privileged accounts too (R-BIND-11).
+    #[serde(default)]
+    adopt_privileged: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -238,7 +243,13 @@ async fn import<C: Clock>(deps: &Deployed<C>, request: &Request, raw: &str) -> R
         Ok(b) => b,
         Err(r) => return r,
     };
-    match use_case(deps).import(&tenant, &body.m365_ids).await {
+    let options = ImportOptions {
+        adopt_privileged: body.adopt_privileged,
+    };
+    match use_case(deps)
+        .import_with(&tenant, &body.m365_ids, options)
+        .await
+    {
         Ok(results) => {
             let imported = results
                 .iter()

@@ -4,7 +4,9 @@
 //! seals it (AES-256-GCM), stores it on the user and, for a bound user, pushes it to M365 with
 //! `forceChangePasswordNextSignIn=false` → `user_password_update_provision` (R-PWD-2); a
 //! `suspended` account is re-enabled (R-PWD-4). Answers `204` (stored; pushed, or queued for a
-//! retry when M365 was unavailable).
+//! retry when M365 was unavailable). A privileged M365 account (a directory role, or the
+//! connection's consenting admin) not adopted with `adoptPrivileged` is not pushed to: `409
+//! privileged_account`, the password stays stored (R-BIND-11).
 //!
 //! The password is a `SecretString` from the moment it is decoded: it never reaches a log, an
 //! error body or a queue message (R-SAFE-2).
@@ -67,6 +69,22 @@ async fn post<C: Clock>(deps: &Provisioning<C>, request: &Request, raw: &str) ->
     };
     match set.set(&user_id, &body.password).await {
         Ok(done) => match done.push {
+            // Stored, deliberately not pushed (R-BIND-11): say why.
+            Outcome::Failed {
+                code: "privileged_account",
+                binding,
+                ..
+            } => api::error(
+                StatusCode::CONFLICT,
+                "privileged_account",
+                &binding.last_error.map_or_else(
+                    || {
+                        "the M365 account is privileged; the password was stored but not pushed"
+                            .to_owned()
+                    },
+                    |e| format!("the password was stored but not pushed: {}", e.message),
+                ),
+            ),
             // The password is stored; a push that failed for good shows on the binding.
             Outcome::Failed { code, .. } => api::error(
                 StatusCode::UNPROCESSABLE_ENTITY,

@@ -186,6 +186,18 @@ pub enum Conflict {
         /// The disabled user.
         user: UserId,
     },
+    /// The M365 account is privileged — it holds a directory role or is the admin who consented
+    /// the connection — and was not adopted with `adoptPrivileged` (R-BIND-11): m365-sync neither
+    /// takes it over nor writes to it.
+    #[error(
+        "the M365 account {account} is privileged: it {why}; m365-sync adopts or changes such an account only when the binding request says \"adoptPrivileged\": true"
+    )]
+    PrivilegedAccount {
+        /// The account (UPN, or object id when the UPN is not at hand).
+        account: String,
+        /// Why, in words (the roles held, the consent).
+        why: String,
+    },
 }
 
 impl Conflict {
@@ -201,6 +213,7 @@ impl Conflict {
             Self::RequestTokenReused => "request_token_reused",
             Self::BoundElsewhere { .. } => "bound_elsewhere",
             Self::UserDisabled { .. } => "user_disabled",
+            Self::PrivilegedAccount { .. } => "privileged_account",
         }
     }
 }

@@ -10,6 +10,7 @@
 //! succeeds only if the stored version equals the expected one and stores expected + 1; the
 //! written record (with its new version) is returned.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -18,10 +19,10 @@ use secrecy::SecretString;
 
 use crate::error::Result;
 use crate::model::{
-    Binding, BindingState, DirectoryUser, DomainName, Email, Event, EventKind, Failure, Group,
-    GroupId, M365Group, M365ObjectId, M365TenantId, M365User, M365UserPatch, NewM365User,
-    OperationId, OperationOutcome, Page, PageRequest, RequestToken, RetryMessage, SealedPassword,
-    Tenant, TenantId, TenantTokens, UserId, VerifiedDomain, WelcomeNotification,
+    Binding, BindingState, DirectoryRole, DirectoryUser, DomainName, Email, Event, EventKind,
+    Failure, Group, GroupId, M365Group, M365ObjectId, M365TenantId, M365User, M365UserPatch,
+    NewM365User, OperationId, OperationOutcome, Page, PageRequest, RequestToken, RetryMessage,
+    SealedPassword, Tenant, TenantId, TenantTokens, UserId, VerifiedDomain, WelcomeNotification,
 };
 
 /// Directory users, unique by id and by email (case-insensitive).
@@ -644,6 +645,45 @@ pub trait Directory: Send + Sync {
                 .and_then(|u| u.last_password_change))
         }
     }
+
+    /// The directory roles the active user `id` holds, directly or through a role-assignable
+    /// group (`GET /users/{id}/transitiveMemberOf/microsoft.graph.directoryRole`), sorted and
+    /// without duplicates; empty for an ordinary user (R-BIND-11). One read.
+    ///
+    /// # Errors
+    /// `NotFound` (entity `M365User`) when the user does not exist; Graph errors mapped per
+    /// graph-spec §12 (`Forbidden` when the connection may not read memberships).
+    fn directory_roles_of(
+        &self,
+        tenant: &TenantId,
+        id: &M365ObjectId,
+    ) -> impl Future<Output = Result<Vec<DirectoryRole>>> + Send;
+
+    /// The M365 account whose delegated consent the tenant's connection carries (`GET /me` with
+    /// the connection's tokens), or `None` when the connection has no signed-in user (app-only
+    /// tokens). Adapters may cache it per tenant for a few minutes: it changes only with a
+    /// reconnect (R-BIND-11).
+    ///
+    /// # Errors
+    /// Graph errors mapped per graph-spec §12.
+    fn consenting_admin(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<Option<M365ObjectId>>> + Send;
+
+    /// Every account of the tenant that holds an activated directory role, with its roles
+    /// (sorted, without duplicates), for a reconcile pass that checks all its planned writes at
+    /// once (R-BIND-11): `GET /directoryRoles`, then each role's members; a member that is a
+    /// (role-assignable) group counts for each of its member users. The cost is one read plus one
+    /// per activated role (and per role-holding group), whatever the tenant's size.
+    ///
+    /// # Errors
+    /// Graph errors mapped per graph-spec §12 (`Forbidden` when the connection may not read
+    /// directory roles: `RoleManagement.Read.Directory`).
+    fn directory_role_holders(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<BTreeMap<M365ObjectId, Vec<DirectoryRole>>>> + Send;
 }
 
 /// Outgoing notifications to employees (R-BIND-4): the notifications queue in production.

@@ -92,6 +92,31 @@ mod directory {
     m365_engine::directory_contract!(super::directory());
 }
 
+mod privileged_accounts {
+    use m365_engine::model::M365ObjectId;
+    use m365_engine::testing::contract::directory as contract;
+
+    #[tokio::test]
+    async fn directory_roles_are_reported_per_user_and_per_tenant_alike() {
+        // R-BIND-11
+        let (directory, tenant) = super::directory();
+        contract::directory_roles_are_reported_per_user_and_per_tenant_alike(
+            &directory, &tenant, &directory,
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn the_consenting_admin_is_reported() {
+        // R-BIND-11
+        let (directory, tenant) = super::directory();
+        contract::the_consenting_admin_is_reported(&directory, &tenant.clone(), None).await;
+        let admin = M365ObjectId::generate();
+        directory.set_consenting_admin(&tenant.tenant, Some(&admin));
+        contract::the_consenting_admin_is_reported(&directory, &tenant, Some(&admin)).await;
+    }
+}
+
 mod rate_budget {
     use m365_engine::testing::FakeRateBudget;
     use m365_engine::testing::contract::rate_budget::CONTRACT_LIMIT;

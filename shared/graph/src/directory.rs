@@ -55,6 +55,8 @@ pub struct GraphDirectory<P> {
     deadline: Option<Instant>,
     /// Objects this instance created, with when: a 404 on them is replication delay.
     recent: Arc<Mutex<HashMap<String, Instant>>>,
+    /// Each tenant's consenting admin, remembered a few minutes (R-BIND-11, [`crate::roles`]).
+    admins: crate::roles::AdminCache,
 }
 
 impl<P: TokenProvider> GraphDirectory<P> {
@@ -66,7 +68,12 @@ impl<P: TokenProvider> GraphDirectory<P> {
             tokens,
             deadline: None,
             recent: Arc::new(Mutex::new(HashMap::new())),
+            admins: crate::roles::AdminCache::default(),
         }
+    }
+
+    pub(crate) fn admin_cache(&self) -> &crate::roles::AdminCache {
+        &self.admins
     }
 
     /// A view whose in-process retries never run past `deadline` (e.g. the Lambda deadline minus
@@ -495,6 +502,27 @@ impl<P: TokenProvider> Directory for GraphDirectory<P> {
                 .collect(),
             next: found.next,
         })
+    }
+
+    // The privileged-account reads live in `roles.rs` (R-BIND-11); the port delegates.
+    async fn directory_roles_of(
+        &self,
+        tenant: &TenantId,
+        id: &M365ObjectId,
+    ) -> Result<Vec<m365_engine::model::DirectoryRole>> {
+        self.roles_of(tenant, id).await
+    }
+
+    async fn consenting_admin(&self, tenant: &TenantId) -> Result<Option<M365ObjectId>> {
+        self.signed_in_admin(tenant).await
+    }
+
+    async fn directory_role_holders(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<std::collections::BTreeMap<M365ObjectId, Vec<m365_engine::model::DirectoryRole>>>
+    {
+        self.role_holders(tenant).await
     }
 
     async fn verified_domains(&self, tenant: &TenantId) -> Result<Vec<VerifiedDomain>> {

@@ -37,6 +37,8 @@ pub const DEFAULT_SCOPES: &[&str] = &[
     "https://graph.microsoft.com/GroupMember.ReadWrite.All",
     "https://graph.microsoft.com/Domain.Read.All",
     "https://graph.microsoft.com/Organization.Read.All",
+    // Directory roles and their members (R-BIND-11: privileged accounts are never taken over).
+    "https://graph.microsoft.com/RoleManagement.Read.Directory",
 ];
 
 /// The token endpoint's error body (graph-spec §1.6). Only the machine-readable members are kept;

@@ -7,7 +7,8 @@
 //!   (`GraphDirectory::with_deadline`, `GraphIdentity::with_deadline`; R-OPS-2);
 //! - [`GraphDirectory`], the engine's `Directory` port over Graph, plus security groups and
 //!   membership ([`groups`]), `$batch` in chunks of 20 with per-item results ([`batch`]), users and
-//!   groups delta with 410 restart ([`delta`]) and the tenant's organization id; it is also the
+//!   groups delta with 410 restart ([`delta`]), the tenant's organization id, and the privileged
+//!   accounts of R-BIND-11 — directory roles and the consenting admin ([`roles`]); it is also the
 //!   engine's `TenantProbe`: `/organization` and `/domains` read with a just-issued access token
 //!   alone, before the connect callback stores anything (R-CONN-7);
 //! - [`IdentityClient`]: authorization URL (PKCE S256 + state), code exchange, refresh with
@@ -35,6 +36,7 @@ pub mod identity;
 pub mod model;
 pub mod platform;
 pub mod reconcile;
+pub mod roles;
 pub mod tokens;
 
 pub use batch::{BatchItem, BatchRequest, BatchResults, MAX_BATCH};

@@ -352,6 +352,10 @@ pub struct BindingView {
     /// absent in any other state.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub suspended_reason: Option<&'static str>,
+    /// The account was privileged and adopted with `adoptPrivileged` (R-BIND-11); shown only
+    /// when true.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub adopted_privileged: bool,
 }
 
 impl From<&Binding> for BindingView {
@@ -364,6 +368,7 @@ impl From<&Binding> for BindingView {
             pending_reason: b.pending_reason.clone(),
             last_error: b.last_error.clone(),
             suspended_reason: b.suspension().map(SuspendedReason::as_str),
+            adopted_privileged: b.adopted_privileged,
         }
     }
 }

@@ -1,11 +1,11 @@
 //! The `/_emulator/...` control API (documented in README.md): clock, realism switches,
-//! throttling quotas, fault injection, app grants, delta reset, and raw state for assertions
-//! (users, groups, audits, request counters per tenant).
+//! throttling quotas, fault injection, app grants, directory role membership, delta reset, and
+//! raw state for assertions (users, groups, roles, audits, request counters per tenant).
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post, put};
+use axum::routing::{delete, get, patch, post, put};
 use axum::{Json, Router};
 use chrono::Duration;
 use serde::Deserialize;
@@ -61,6 +61,14 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/_emulator/tenants/{tenant}/users/{user}/self-password-change",
             post(self_password_change),
+        )
+        .route(
+            "/_emulator/tenants/{tenant}/roles/{role}/members",
+            post(grant_role),
+        )
+        .route(
+            "/_emulator/tenants/{tenant}/roles/{role}/members/{member}",
+            delete(revoke_role),
         )
 }
 
@@ -352,6 +360,10 @@ fn tenant_json(t: &Tenant) -> Value {
         })).collect::<Vec<_>>(),
         "users": users, "groups": groups, "appGrants": grants, "admins": admins,
         "heldAddresses": held, "audits": t.audits, "requestCounts": t.request_counts,
+        "directoryRoles": t.directory_roles.values().map(|r| json!({
+            "id": r.id, "roleTemplateId": r.role_template_id, "displayName": r.display_name,
+            "members": r.members,
+        })).collect::<Vec<_>>(),
         "changeCount": t.changes.len(),
     })
 }
@@ -452,6 +464,16 @@ async fn set_grant(
         });
     grant.roles = body.roles.into_iter().collect();
     grant.directory_roles = body.directory_roles.into_iter().collect();
+    // The app's service principal is a member of these roles: activate them.
+    let activate: Vec<&'static crate::roles::RoleTemplate> = grant
+        .directory_roles
+        .iter()
+        .filter_map(|r| crate::roles::template(r))
+        .collect();
+    let grant = grant.clone();
+    for template in activate {
+        t.activate_role(template);
+    }
     Ok(Json(
         json!({"roles": grant.roles, "directoryRoles": grant.directory_roles}),
     ))
@@ -531,4 +553,74 @@ async fn self_password_change(
         .insert("lastPasswordChangeDateTime".into(), json!(at));
     t.record_change(ObjectKind::User, &id, now);
     Ok(Json(json!({"lastPasswordChangeDateTime": at})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RoleMember {
+    /// A user (id or UPN) or a group (id).
+    member: String,
+}
+
+/// The built-in role `key` (display name or template id) and the object `member` (user id or
+/// UPN, or group id) of `t`.
+fn role_and_member(
+    t: &Tenant,
+    key: &str,
+    member: &str,
+) -> Result<(&'static crate::roles::RoleTemplate, String), AdminError> {
+    let template = crate::roles::template(key)
+        .or_else(|| {
+            t.find_role(key)
+                .and_then(|r| crate::roles::template(&r.role_template_id))
+        })
+        .ok_or_else(|| AdminError::Invalid(format!("unknown directory role `{key}`")))?;
+    let lower = member.to_ascii_lowercase();
+    let id = user_id(t, member)
+        .or_else(|| t.groups.contains_key(&lower).then_some(lower))
+        .ok_or_else(|| AdminError::Invalid(format!("unknown user or group `{member}`")))?;
+    Ok((template, id))
+}
+
+fn role_view(t: &Tenant, template: &crate::roles::RoleTemplate) -> Value {
+    t.find_role(template.template_id).map_or(Value::Null, |r| {
+        json!({
+            "id": r.id, "roleTemplateId": r.role_template_id, "displayName": r.display_name,
+            "members": r.members,
+        })
+    })
+}
+
+/// Grants a directory role to a user or group, as an admin does in the Entra portal: the role is
+/// activated if needed; not counted, not throttled. Answers the role and whether it was added.
+async fn grant_role(
+    State(app): State<AppState>,
+    Path((key, role)): Path<(String, String)>,
+    Json(body): Json<RoleMember>,
+) -> Result<Json<Value>, AdminError> {
+    let mut state = app.lock();
+    let t = state
+        .resolve_tenant_mut(&key)
+        .ok_or(AdminError::UnknownTenant(key))?;
+    let (template, member) = role_and_member(t, &role, &body.member)?;
+    let added = t.grant_role(template, &member);
+    Ok(Json(
+        json!({"role": role_view(t, template), "added": added}),
+    ))
+}
+
+/// Takes a directory role back from a user or group. Answers the role and whether it was removed.
+async fn revoke_role(
+    State(app): State<AppState>,
+    Path((key, role, member)): Path<(String, String, String)>,
+) -> Result<Json<Value>, AdminError> {
+    let mut state = app.lock();
+    let t = state
+        .resolve_tenant_mut(&key)
+        .ok_or(AdminError::UnknownTenant(key))?;
+    let (template, member) = role_and_member(t, &role, &member)?;
+    let removed = t.revoke_role(template, &member);
+    Ok(Json(
+        json!({"role": role_view(t, template), "removed": removed}),
+    ))
 }

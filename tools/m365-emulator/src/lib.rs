@@ -11,6 +11,7 @@ pub mod error;
 pub mod graph;
 pub mod identity;
 pub mod request;
+pub mod roles;
 pub mod state;
 pub mod throttle;
 

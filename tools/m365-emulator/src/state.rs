@@ -186,6 +186,9 @@ pub struct UserSeed {
     /// SKU ids assigned to the user.
     #[serde(default)]
     pub licenses: Vec<String>,
+    /// Built-in directory roles the user holds (display names, e.g. `User Administrator`).
+    #[serde(default)]
+    pub roles: Vec<String>,
     /// Other Graph properties.
     #[serde(flatten)]
     pub properties: Map<String, Value>,
@@ -294,6 +297,9 @@ pub enum SeedError {
     /// A user's UPN repeats within a tenant.
     #[error("duplicate user `{0}`")]
     DuplicateUser(String),
+    /// A directory role name is not one of the built-in roles the emulator knows.
+    #[error("unknown directory role `{0}`")]
+    UnknownRole(String),
 }
 
 impl Seed {
@@ -477,6 +483,23 @@ pub struct Tenant {
     pub request_counts: BTreeMap<String, u64>,
     /// Delta generation: tokens of an older generation get 410 (reset hook, graph-spec §5).
     pub delta_epoch: u64,
+    /// Activated directory roles by object id, with their members ([`crate::roles`]).
+    pub directory_roles: BTreeMap<String, DirectoryRoleObject>,
+}
+
+/// An activated directory role of a tenant (Graph's `directoryRole`).
+#[derive(Debug, Clone)]
+pub struct DirectoryRoleObject {
+    /// Object id (GUID, lower case; differs per tenant).
+    pub id: String,
+    /// The built-in role's template id (the same in every tenant).
+    pub role_template_id: String,
+    /// E.g. `Global Administrator`.
+    pub display_name: String,
+    /// Microsoft's description of the role.
+    pub description: String,
+    /// Direct members: user and group object ids (service principals come from the app grants).
+    pub members: Vec<String>,
 }
 
 /// Which kind of object a change is about.
@@ -755,6 +778,12 @@ impl State {
                         tenant: g.tenant.clone(),
                     })?;
                 if let Some(tenant) = state.tenants.get_mut(&tenant_id) {
+                    // The app's service principal is a member of these roles: activate them.
+                    for name in &g.directory_roles {
+                        if let Some(template) = crate::roles::template(name) {
+                            tenant.activate_role(template);
+                        }
+                    }
                     tenant.app_grants.insert(
                         app_id.clone(),
                         AppGrant {
@@ -846,15 +875,28 @@ fn build_tenant(seed: TenantSeed, now: DateTime<Utc>) -> Result<Tenant, SeedErro
         held_addresses: BTreeMap::new(),
         request_counts: BTreeMap::new(),
         delta_epoch: 0,
+        directory_roles: BTreeMap::new(),
     };
+    // Only the Global Administrator role is activated in every tenant (Graph docs,
+    // `directoryRole`); the others on first assignment.
+    if let Some(global) = crate::roles::template("Global Administrator") {
+        tenant.activate_role(global);
+    }
     // UPN (ASCII lower case, as `active_user_by_upn` compares) -> user id of every seeded user,
     // so each lookup is O(1) instead of a scan of the tenant (seeding stays linear).
     let mut by_upn = UpnIndex::default();
-    for u in seed.users {
+    let mut role_grants: Vec<(String, &'static crate::roles::RoleTemplate)> = Vec::new();
+    for mut u in seed.users {
         if by_upn.get(&u.user_principal_name).is_some() {
             return Err(SeedError::DuplicateUser(u.user_principal_name));
         }
+        let roles = std::mem::take(&mut u.roles);
         let user = seeded_user(u, now);
+        for name in roles {
+            let template = crate::roles::template(&name)
+                .ok_or_else(|| SeedError::UnknownRole(name.clone()))?;
+            role_grants.push((user.id.clone(), template));
+        }
         tenant.record_change(ObjectKind::User, &user.id, now);
         by_upn.insert(&mut tenant, user);
     }
@@ -870,6 +912,7 @@ fn build_tenant(seed: TenantSeed, now: DateTime<Utc>) -> Result<Tenant, SeedErro
                         account_enabled: true,
                         password: None,
                         licenses: Vec::new(),
+                        roles: Vec::new(),
                         properties: Map::new(),
                     },
                     now,
@@ -883,15 +926,19 @@ fn build_tenant(seed: TenantSeed, now: DateTime<Utc>) -> Result<Tenant, SeedErro
         if let Some(user) = tenant.users.get_mut(&user_id) {
             user.password = Some(a.password);
         }
+        let admin_roles = a
+            .roles
+            .unwrap_or_else(|| vec!["Global Administrator".to_owned()]);
+        for name in &admin_roles {
+            let template =
+                crate::roles::template(name).ok_or_else(|| SeedError::UnknownRole(name.clone()))?;
+            role_grants.push((user_id.clone(), template));
+        }
         tenant.admins.insert(
             user_id.clone(),
             Admin {
                 user_id,
-                roles: a
-                    .roles
-                    .unwrap_or_else(|| vec!["Global Administrator".to_owned()])
-                    .into_iter()
-                    .collect(),
+                roles: admin_roles.into_iter().collect(),
                 consented_apps: a
                     .consented_apps
                     .into_iter()
@@ -899,6 +946,9 @@ fn build_tenant(seed: TenantSeed, now: DateTime<Utc>) -> Result<Tenant, SeedErro
                     .collect(),
             },
         );
+    }
+    for (member, template) in role_grants {
+        tenant.grant_role(template, &member);
     }
     let mut groups = Vec::new();
     for g in seed.groups {

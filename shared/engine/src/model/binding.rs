@@ -130,6 +130,18 @@ pub struct Binding {
     /// (R-BIND-12). `None`: none written yet, or a record written before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pushed_password_set_at: Option<DateTime<Utc>>,
+    /// The account was privileged (a directory role, or the connection's consenting admin) when
+    /// it was adopted or imported, and the request said `adoptPrivileged` (R-BIND-11): password
+    /// pushes and reconcile may write to it. Without it they leave a privileged account alone.
+    /// Absent (false) in records written before it existed.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub adopted_privileged: bool,
+}
+
+// serde's `skip_serializing_if` takes a function of `&T`.
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 impl Binding {
@@ -159,6 +171,7 @@ impl Binding {
             version: 0,
             suspended_reason: None,
             pushed_password_set_at: None,
+            adopted_privileged: false,
         }
     }
 }
@@ -182,6 +195,10 @@ pub struct InFlight {
     pub create_sent_at: Option<DateTime<Utc>>,
     /// Whether to send the welcome notification once bound (R-BIND-4).
     pub welcome: bool,
+    /// The bind request said `adoptPrivileged` (R-BIND-11): a privileged account found by UPN may
+    /// be adopted. Absent (false) in records written before it existed.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub adopt_privileged: bool,
 }
 
 #[cfg(test)]
@@ -207,6 +224,7 @@ mod tests {
             address_held_since: None,
             create_sent_at: Some(Utc::now()),
             welcome: false,
+            adopt_privileged: false,
         });
         let json = serde_json::to_value(&b).unwrap();
         assert!(json["inFlight"]["createSentAt"].is_string());
@@ -239,6 +257,21 @@ mod tests {
             None,
             "only a suspended binding is suspended"
         );
+    }
+
+    #[test]
+    fn a_binding_remembers_a_privileged_adoption_and_reads_records_written_before_it_existed() {
+        // R-BIND-11 (the opt-in survives the store; older records mean "not adopted that way")
+        let mut b = Binding::pending(UserId::parse("alice").unwrap(), TenantId::generate(), "x");
+        let old = serde_json::to_value(&b).unwrap();
+        assert!(old.get("adoptedPrivileged").is_none(), "absent when false");
+        let read: Binding = serde_json::from_value(old).unwrap();
+        assert!(!read.adopted_privileged);
+        b.adopted_privileged = true;
+        let json = serde_json::to_value(&b).unwrap();
+        assert_eq!(json["adoptedPrivileged"], true);
+        let back: Binding = serde_json::from_value(json).unwrap();
+        assert_eq!(back, b);
     }
 
     #[test]

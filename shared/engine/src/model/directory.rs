@@ -78,3 +78,70 @@ impl M365UserPatch {
         self == &Self::default()
     }
 }
+
+/// A directory (administrator) role an M365 account holds (R-BIND-11), as Graph's
+/// `directoryRole` names it (`displayName`, `roleTemplateId`). Both may be unknown when the
+/// connection may list memberships but not read roles (Graph then returns the object's type and
+/// id only: "limited information").
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DirectoryRole {
+    /// E.g. `Global Administrator`.
+    pub display_name: Option<String>,
+    /// The built-in role's template id (e.g. `62e90394-69f5-4237-9190-012177145e10`).
+    pub role_template_id: Option<String>,
+}
+
+impl DirectoryRole {
+    /// The name to show: the display name, else the template id, else `a directory role`.
+    #[must_use]
+    pub fn label(&self) -> &str {
+        self.display_name
+            .as_deref()
+            .or(self.role_template_id.as_deref())
+            .unwrap_or("a directory role")
+    }
+}
+
+/// Why an M365 account counts as privileged (R-BIND-11): the directory roles it holds (directly
+/// or through a role-assignable group) and whether it is the admin whose consent the tenant's
+/// connection carries. m365-sync adopts, or writes to, such an account only when the binding
+/// was asked with `adoptPrivileged`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Privilege {
+    /// The directory roles held (sorted, without duplicates).
+    pub directory_roles: Vec<DirectoryRole>,
+    /// The account consented the connection (its delegated tokens are this admin's).
+    pub consenting_admin: bool,
+}
+
+impl Privilege {
+    /// True when the account holds a role or consented the connection.
+    #[must_use]
+    pub fn is_privileged(&self) -> bool {
+        self.consenting_admin || !self.directory_roles.is_empty()
+    }
+
+    /// In words, for error messages: `holds Global Administrator; consented the connection`.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.directory_roles.is_empty() {
+            let names: Vec<&str> = self
+                .directory_roles
+                .iter()
+                .map(DirectoryRole::label)
+                .collect();
+            parts.push(format!("holds the directory role {}", names.join(", ")));
+        }
+        if self.consenting_admin {
+            parts.push("is the admin who consented the tenant's connection".to_owned());
+        }
+        if parts.is_empty() {
+            "is not privileged".to_owned()
+        } else {
+            parts.join(" and ")
+        }
+    }
+}

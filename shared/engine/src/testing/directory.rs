@@ -3,7 +3,7 @@
 //! federated domains, Entra password complexity, soft delete with an address-release delay,
 //! PATCH semantics, paging, and injectable faults.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Mutex;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -14,8 +14,8 @@ use super::paging::page;
 use super::{ManualClock, lock};
 use crate::error::{Conflict, Entity, Error, Result, UnavailableReason};
 use crate::model::{
-    DomainKind, Email, M365Group, M365ObjectId, M365TenantId, M365User, M365UserPatch, NewM365User,
-    Page, PageRequest, TenantId, VerifiedDomain,
+    DirectoryRole, DomainKind, Email, M365Group, M365ObjectId, M365TenantId, M365User,
+    M365UserPatch, NewM365User, Page, PageRequest, TenantId, VerifiedDomain,
 };
 use crate::policy::password::check_entra;
 use crate::ports::{Clock, ConsentedTenant, Directory, TenantProbe};
@@ -72,6 +72,10 @@ struct State {
     replication_lag: TimeDelta,
     clock_skew: TimeDelta,
     groups: BTreeMap<TenantId, BTreeMap<M365ObjectId, FakeGroup>>,
+    /// Directory roles per tenant and holder (a user, or a group whose members hold it).
+    roles: BTreeMap<TenantId, BTreeMap<M365ObjectId, BTreeSet<DirectoryRole>>>,
+    /// The admin whose consent each tenant's connection carries (`GET /me`).
+    consenting_admins: BTreeMap<TenantId, M365ObjectId>,
     calls: u64,
     create_calls: u64,
     /// Calls to hold, by port method and stage, in the order they were asked for.
@@ -241,6 +245,74 @@ impl FakeDirectory {
             .then_some(stored.sessions_valid_from)?
     }
 
+    /// Grants the directory role `name` (e.g. `Global Administrator`) to `holder` — a user, or a
+    /// group whose members then hold it — as an admin would in the portal (not counted as a call;
+    /// R-BIND-11).
+    pub fn grant_role(&self, tenant: &TenantId, holder: &M365ObjectId, name: &str) {
+        lock(&self.state)
+            .roles
+            .entry(tenant.clone())
+            .or_default()
+            .entry(holder.clone())
+            .or_default()
+            .insert(builtin_role(name));
+    }
+
+    /// Takes the directory role `name` back from `holder` (not counted as a call).
+    pub fn revoke_role(&self, tenant: &TenantId, holder: &M365ObjectId, name: &str) {
+        if let Some(held) = lock(&self.state)
+            .roles
+            .get_mut(tenant)
+            .and_then(|t| t.get_mut(holder))
+        {
+            held.remove(&builtin_role(name));
+        }
+    }
+
+    /// Makes `admin` the account whose consent `tenant`'s connection carries (`None`: an
+    /// app-only connection), as a sign-in on the consent page would (R-BIND-11).
+    pub fn set_consenting_admin(&self, tenant: &TenantId, admin: Option<&M365ObjectId>) {
+        let mut state = lock(&self.state);
+        match admin {
+            Some(id) => {
+                state.consenting_admins.insert(tenant.clone(), id.clone());
+            }
+            None => {
+                state.consenting_admins.remove(tenant);
+            }
+        }
+    }
+
+    /// Roles of every active user of `tenant`: direct grants plus those of the groups it is a
+    /// member of (what `transitiveMemberOf` and the role member listings agree on).
+    fn holders(
+        state: &State,
+        tenant: &TenantId,
+    ) -> BTreeMap<M365ObjectId, BTreeSet<DirectoryRole>> {
+        let mut out: BTreeMap<M365ObjectId, BTreeSet<DirectoryRole>> = BTreeMap::new();
+        let Some(grants) = state.roles.get(tenant) else {
+            return out;
+        };
+        let active = |id: &M365ObjectId| {
+            state
+                .tenants
+                .get(tenant)
+                .and_then(|t| t.users.get(id))
+                .is_some_and(|u| u.deleted_at.is_none())
+        };
+        let groups = state.groups.get(tenant);
+        for (holder, roles) in grants.iter().filter(|(_, r)| !r.is_empty()) {
+            let members: Vec<M365ObjectId> = match groups.and_then(|g| g.get(holder)) {
+                Some(group) => group.members.iter().cloned().collect(),
+                None => vec![holder.clone()],
+            };
+            for member in members.into_iter().filter(|m| active(m)) {
+                out.entry(member).or_default().extend(roles.iter().cloned());
+            }
+        }
+        out
+    }
+
     /// Drops every fault not yet consumed.
     pub fn clear_faults(&self) {
         lock(&self.state).faults.clear();
@@ -389,6 +461,21 @@ impl FakeDirectory {
             .iter()
             .find(|d| d.name.as_str() == domain)
             .map(|d| d.kind)
+    }
+}
+
+/// A role as Graph names it, with the template ids of the built-in roles the tests use.
+fn builtin_role(name: &str) -> DirectoryRole {
+    let template = match name {
+        "Global Administrator" => Some("62e90394-69f5-4237-9190-012177145e10"),
+        "User Administrator" => Some("fe930be7-5e62-47db-91af-98c3a49a38b1"),
+        "Privileged Role Administrator" => Some("e8611ab8-c189-46e8-94e1-60213ab1f814"),
+        "Helpdesk Administrator" => Some("729827e3-9c14-49f7-bb1b-9608f156bbb8"),
+        _ => None,
+    };
+    DirectoryRole {
+        display_name: Some(name.to_owned()),
+        role_template_id: template.map(str::to_owned),
     }
 }
 
@@ -764,6 +851,50 @@ impl Directory for FakeDirectory {
                 .collect();
             page(&format!("m365members:{group}"), items, request, false)
         })
+    }
+
+    async fn directory_roles_of(
+        &self,
+        tenant: &TenantId,
+        id: &M365ObjectId,
+    ) -> Result<Vec<DirectoryRole>> {
+        self.call(|state| {
+            Self::active_mut(state, tenant, id)?;
+            Ok(Self::holders(state, tenant)
+                .remove(id)
+                .map(|roles| roles.into_iter().collect())
+                .unwrap_or_default())
+        })
+    }
+
+    async fn consenting_admin(&self, tenant: &TenantId) -> Result<Option<M365ObjectId>> {
+        self.call(|state| {
+            Self::tenant(state, tenant)?;
+            Ok(state.consenting_admins.get(tenant).cloned())
+        })
+    }
+
+    async fn directory_role_holders(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<BTreeMap<M365ObjectId, Vec<DirectoryRole>>> {
+        self.call(|state| {
+            Self::tenant(state, tenant)?;
+            Ok(Self::holders(state, tenant)
+                .into_iter()
+                .map(|(id, roles)| (id, roles.into_iter().collect()))
+                .collect())
+        })
+    }
+}
+
+impl super::contract::directory::RoleAdmin for FakeDirectory {
+    async fn grant(&self, tenant: &TenantId, holder: &M365ObjectId, role: &str) {
+        self.grant_role(tenant, holder, role);
+    }
+
+    async fn revoke(&self, tenant: &TenantId, holder: &M365ObjectId, role: &str) {
+        self.revoke_role(tenant, holder, role);
     }
 }
 

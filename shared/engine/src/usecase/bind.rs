@@ -10,6 +10,12 @@
 //! enabled or created. A directory password set while the user was unbound is pushed when the
 //! account is unblocked or adopted (`user_password_update_provision`); a created account gets it at
 //! creation.
+//!
+//! An account found by UPN is adopted only when it is not privileged — no directory role, not
+//! the connection's consenting admin — or when the request says `adoptPrivileged` (R-BIND-11,
+//! [`super::privilege`]): the API request is refused with 409 `privileged_account` and nothing is
+//! written; a queued retry that meets one fails with that code on the binding. The check costs
+//! reads on the adopt path only, never on the create path (DESIGN §5).
 
 use chrono::TimeDelta;
 
@@ -26,6 +32,7 @@ use crate::ports::{
 };
 
 use super::password::read_back_password_change;
+use super::privilege::{adoption_details, privilege_of, refusal};
 use super::{
     Change, Effects, OnFailure, Outcome, Run, generate_password, is_m365_not_found, is_stale,
     mail_nickname, patch_for,
@@ -36,11 +43,17 @@ use super::{
 pub struct BindRequest {
     /// Send the welcome notification once bound (R-BIND-4); `true` unless the request says otherwise.
     pub welcome: bool,
+    /// Adopt the account found by UPN even if it is privileged (R-BIND-11); `false` unless the
+    /// request says `"adoptPrivileged": true`.
+    pub adopt_privileged: bool,
 }
 
 impl Default for BindRequest {
     fn default() -> Self {
-        Self { welcome: true }
+        Self {
+            welcome: true,
+            adopt_privileged: false,
+        }
     }
 }
 
@@ -166,6 +179,7 @@ where
             // Also from an unbind or suspension that replaced a bind whose create was lost.
             create_sent_at: replaced.and_then(|f| f.create_sent_at),
             welcome: request.welcome,
+            adopt_privileged: request.adopt_privileged,
         };
         let (binding, expect) = match current {
             Some(b) => {
@@ -323,6 +337,9 @@ where
                 Err(e) => return self.fx.fail(run, binding, expect, e, BIND_FAILURE).await,
             }
         }
+        // Another account than the one unblocked above: whether it was adopted privileged is
+        // decided anew (R-BIND-11).
+        binding.adopted_privileged = false;
         let create_sent_at = binding.in_flight.as_ref().and_then(|f| f.create_sent_at);
         match self
             .directory
@@ -335,6 +352,11 @@ where
                 } else {
                     Change::Adopted
                 };
+                if change == Change::Adopted {
+                    return self
+                        .adopt_existing(run, user, tenant, binding, expect, found)
+                        .await;
+                }
                 return self
                     .adopt(run, user, tenant, binding, expect, found, change)
                     .await;
@@ -437,9 +459,77 @@ where
         }
     }
 
+    /// Adopts an account someone else made, unless it is privileged and the request did not say
+    /// `adoptPrivileged` (R-BIND-11): then the API request is refused (409, nothing written) and a
+    /// queued retry fails for good with `privileged_account` on the binding.
+    async fn adopt_existing(
+        &self,
+        run: &Run<'_>,
+        user: &DirectoryUser,
+        tenant: &Tenant,
+        mut binding: Binding,
+        expect: Expect,
+        found: crate::model::M365User,
+    ) -> Result<Outcome> {
+        let opted_in = binding
+            .in_flight
+            .as_ref()
+            .is_some_and(|f| f.adopt_privileged);
+        let privilege = match privilege_of(self.directory, &tenant.id, &found.id).await {
+            Ok(privilege) => privilege,
+            // Found a moment ago, gone now: replication lag or a concurrent delete; retry.
+            Err(e) if is_m365_not_found(&e) => {
+                let lag = not_yet_visible(Some(e));
+                return self.fx.fail(run, binding, expect, lag, BIND_FAILURE).await;
+            }
+            Err(e) => return self.fx.fail(run, binding, expect, e, BIND_FAILURE).await,
+        };
+        if privilege.is_privileged() && !opted_in {
+            let refused = refusal(&found.user_principal_name, &privilege);
+            if run.previous.is_none() {
+                // The admin's own request: a 409 with nothing written (the ledger claim is
+                // released by the caller).
+                return Err(refused);
+            }
+            return self
+                .fx
+                .fail(run, binding, expect, refused, BIND_FAILURE)
+                .await;
+        }
+        binding.adopted_privileged = privilege.is_privileged();
+        let details = adoption_details(opted_in, &privilege);
+        self.adopt_with(
+            run,
+            user,
+            tenant,
+            binding,
+            expect,
+            found,
+            Change::Adopted,
+            Some(details),
+        )
+        .await
+    }
+
     /// Takes ownership of an existing account: sync attributes, enable sign-in (R-BIND-2).
     #[allow(clippy::too_many_arguments)]
     async fn adopt(
+        &self,
+        run: &Run<'_>,
+        user: &DirectoryUser,
+        tenant: &Tenant,
+        binding: Binding,
+        expect: Expect,
+        found: crate::model::M365User,
+        change: Change,
+    ) -> Result<Outcome> {
+        self.adopt_with(run, user, tenant, binding, expect, found, change, None)
+            .await
+    }
+
+    /// [`Self::adopt`] with extra event details.
+    #[allow(clippy::too_many_arguments)]
+    async fn adopt_with(
         &self,
         run: &Run<'_>,
         user: &DirectoryUser,
@@ -448,6 +538,7 @@ where
         expect: Expect,
         found: crate::model::M365User,
         change: Change,
+        details: Option<serde_json::Value>,
     ) -> Result<Outcome> {
         // An account our own (answer-lost) create made holds our password: its stamp, read by the
         // lookup, is ours. An adopted account keeps a password we did not set: no stamp, so
@@ -472,8 +563,10 @@ where
         }
         match enabled {
             Ok(()) => {
-                self.bound(run, user, binding, expect, found.id, change, pushed)
-                    .await
+                self.bound_with(
+                    run, user, binding, expect, found.id, change, pushed, details,
+                )
+                .await
             }
             // Found a moment ago, gone now: replication lag or a concurrent delete; retry.
             Err(e) if is_m365_not_found(&e) => {
@@ -567,11 +660,37 @@ where
         &self,
         run: &Run<'_>,
         user: &DirectoryUser,
+        binding: Binding,
+        expect: Expect,
+        id: M365ObjectId,
+        change: Change,
+        password_pushed: bool,
+    ) -> Result<Outcome> {
+        self.bound_with(
+            run,
+            user,
+            binding,
+            expect,
+            id,
+            change,
+            password_pushed,
+            None,
+        )
+        .await
+    }
+
+    /// [`Self::bound`] with extra event details (R-BIND-11: a privileged adoption's opt-in).
+    #[allow(clippy::too_many_arguments)]
+    async fn bound_with(
+        &self,
+        run: &Run<'_>,
+        user: &DirectoryUser,
         mut binding: Binding,
         expect: Expect,
         id: M365ObjectId,
         change: Change,
         password_pushed: bool,
+        details: Option<serde_json::Value>,
     ) -> Result<Outcome> {
         let welcome = binding.in_flight.as_ref().is_none_or(|f| f.welcome);
         let tenant_id = binding.tenant_id.clone();
@@ -606,7 +725,11 @@ where
                 )
                 .await?;
         }
-        let outcome = match self.fx.succeed(run, &binding, expect, change).await {
+        let outcome = match self
+            .fx
+            .succeed_with(run, &binding, expect, change, details)
+            .await
+        {
             Ok(outcome) => outcome,
             // Taken over between the read above and the write (a few milliseconds): the events may
             // already be recorded, but the account must not stay enabled.
@@ -749,7 +872,7 @@ mod tests {
     use secrecy::ExposeSecret;
 
     use super::*;
-    use crate::error::UnavailableReason;
+    use crate::error::{Conflict, UnavailableReason};
     use crate::model::{EventKind, OperationOutcome, TenantId};
     use crate::policy::password::check_entra;
     use crate::policy::routing::RoutingError;
@@ -1170,7 +1293,13 @@ mod tests {
         w.user("adele").await;
         let outcome = w
             .binder()
-            .bind(&uid("adele"), BindRequest { welcome: false })
+            .bind(
+                &uid("adele"),
+                BindRequest {
+                    welcome: false,
+                    ..BindRequest::default()
+                },
+            )
             .await
             .unwrap();
         assert!(matches!(outcome, Outcome::Done { .. }));
@@ -1695,5 +1824,201 @@ mod tests {
         let adopted = w.binding("ada").await;
         assert_eq!(adopted.state, BindingState::Provisioned);
         assert_eq!(adopted.m365_password_changed_at, None);
+    }
+
+    /// An M365 account with `id`'s email that an admin made (not us), signed-in allowed.
+    async fn existing_account(w: &World, id: &str) -> crate::model::M365User {
+        let user = w.users.get(&uid(id)).await.unwrap().unwrap();
+        w.directory
+            .create_user(
+                &w.tenant.id,
+                &NewM365User {
+                    user_principal_name: user.email.clone(),
+                    mail_nickname: id.into(),
+                    display_name: "Admin Person".into(),
+                    given_name: None,
+                    surname: None,
+                    job_title: Some("IT".into()),
+                    department: None,
+                    account_enabled: true,
+                    password: secret("Existing-Pass-1"),
+                },
+            )
+            .await
+            .unwrap()
+    }
+
+    fn adopt_privileged() -> BindRequest {
+        BindRequest {
+            adopt_privileged: true,
+            ..BindRequest::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn binding_refuses_to_adopt_an_m365_user_who_holds_a_directory_role_and_writes_nothing() {
+        // R-BIND-11
+        let w = World::new().await;
+        w.user("adele").await;
+        let existing = existing_account(&w, "adele").await;
+        w.directory
+            .grant_role(&w.tenant.id, &existing.id, "Global Administrator");
+        let err = w
+            .binder()
+            .bind(&uid("adele"), BindRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "privileged_account");
+        assert!(matches!(
+            err,
+            Error::Conflict(Conflict::PrivilegedAccount { .. })
+        ));
+        let message = err.to_string();
+        assert!(message.contains("adele@contoso.com"), "{message}");
+        assert!(message.contains("Global Administrator"), "{message}");
+        assert!(message.contains("\"adoptPrivileged\": true"), "{message}");
+        // Nothing written anywhere: no binding, no event, no failure, the account as it was.
+        assert_eq!(w.bindings.get(&uid("adele")).await.unwrap(), None);
+        assert!(w.events.all().is_empty() && w.failures.all().is_empty());
+        assert!(w.queue.snapshot().is_empty());
+        assert_eq!(
+            w.directory.user(&w.tenant.id, &existing.id).unwrap(),
+            existing
+        );
+        // The ledger claim was released: the same request with the opt-in goes through at once.
+        let Outcome::Done { binding, change } = w
+            .binder()
+            .bind(&uid("adele"), adopt_privileged())
+            .await
+            .unwrap()
+        else {
+            panic!("adopted with the opt-in")
+        };
+        assert_eq!(change, Change::Adopted);
+        assert_eq!(binding.m365_object_id, Some(existing.id));
+        assert!(binding.adopted_privileged);
+    }
+
+    #[tokio::test]
+    async fn binding_refuses_to_adopt_the_admin_who_consented_the_connection() {
+        // R-BIND-11 (the consenting admin holds no role here: the consent alone is enough)
+        let w = World::new().await;
+        w.user("root").await;
+        let admin = existing_account(&w, "root").await;
+        w.directory
+            .set_consenting_admin(&w.tenant.id, Some(&admin.id));
+        let err = w
+            .binder()
+            .bind(&uid("root"), BindRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "privileged_account");
+        assert!(err.to_string().contains("consented"), "{err}");
+        assert_eq!(w.bindings.get(&uid("root")).await.unwrap(), None);
+        assert!(w.directory.user(&w.tenant.id, &admin.id).unwrap().job_title == admin.job_title);
+    }
+
+    #[tokio::test]
+    async fn adopting_a_privileged_account_with_adopt_privileged_is_recorded_in_the_event() {
+        // R-BIND-11 ("kept in the event"), R-BIND-3
+        let w = World::new().await;
+        w.user("adele").await;
+        let existing = existing_account(&w, "adele").await;
+        w.directory
+            .grant_role(&w.tenant.id, &existing.id, "User Administrator");
+        w.directory
+            .set_consenting_admin(&w.tenant.id, Some(&existing.id));
+        w.binder()
+            .bind(&uid("adele"), adopt_privileged())
+            .await
+            .unwrap();
+        let binding = w.binding("adele").await;
+        assert_eq!(binding.state, BindingState::Provisioned);
+        assert!(
+            binding.adopted_privileged,
+            "the binding remembers the opt-in"
+        );
+        let events = w.events.all();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].kind, EventKind::UserUpdateProvision);
+        let details = events[0].details.clone().unwrap();
+        assert_eq!(details["m365ObjectId"], existing.id.as_str());
+        assert_eq!(details["adoptPrivileged"], true);
+        assert_eq!(details["privilege"]["consentingAdmin"], true);
+        assert_eq!(
+            details["privilege"]["directoryRoles"][0]["displayName"],
+            "User Administrator"
+        );
+        assert_eq!(
+            details["privilege"]["directoryRoles"][0]["roleTemplateId"],
+            "fe930be7-5e62-47db-91af-98c3a49a38b1"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_ordinary_account_adopted_with_the_opt_in_is_not_marked_privileged() {
+        // R-BIND-11 (the flag says what was adopted, not what was asked)
+        let w = World::new().await;
+        w.user("alex").await;
+        existing_account(&w, "alex").await;
+        w.binder()
+            .bind(&uid("alex"), adopt_privileged())
+            .await
+            .unwrap();
+        assert!(!w.binding("alex").await.adopted_privileged);
+        let details = w.events.all()[0].details.clone().unwrap();
+        assert_eq!(details["adoptPrivileged"], true);
+        assert!(details.get("privilege").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_queued_bind_that_meets_a_privileged_account_fails_with_privileged_account() {
+        // R-BIND-11, R-BIND-6 (no request to answer 409 to: the binding says why)
+        let mut w = World::new().await;
+        w.user("adele").await;
+        w.directory.fail_next_call(throttled());
+        let Outcome::Deferred { .. } = w.bind("adele").await else {
+            panic!("deferred by the throttled lookup")
+        };
+        // Meanwhile an admin creates the account in M365 and makes it a Global Administrator.
+        let existing = existing_account(&w, "adele").await;
+        w.directory
+            .grant_role(&w.tenant.id, &existing.id, "Global Administrator");
+        let outcomes = w.drain().await;
+        // A permanent failure: the message goes to the DLQ with its reason.
+        assert!(outcomes.iter().any(
+            |o| matches!(o, RetryOutcome::DeadLetter { code } if code == "privileged_account")
+        ));
+        let binding = w.binding("adele").await;
+        assert_eq!(binding.state, BindingState::Error);
+        assert_eq!(binding.m365_object_id, None, "not adopted");
+        assert_eq!(
+            binding.last_error.as_ref().map(|e| e.code.as_str()),
+            Some("privileged_account")
+        );
+        assert!(
+            w.failures
+                .all()
+                .iter()
+                .any(|f| f.code == "privileged_account")
+        );
+        assert!(w.events.all().is_empty());
+        assert_eq!(
+            w.directory.user(&w.tenant.id, &existing.id).unwrap(),
+            existing
+        );
+    }
+
+    #[tokio::test]
+    async fn creating_a_new_account_costs_no_privilege_check() {
+        // R-BIND-11, DESIGN §5 (a new-user bind: ≤ 2 Graph requests)
+        let w = World::new().await;
+        w.user("adele").await;
+        let Outcome::Done { change, .. } = w.bind("adele").await else {
+            panic!("created")
+        };
+        assert_eq!(change, Change::Created);
+        assert_eq!(w.directory.calls(), 2, "the lookup and the create only");
+        assert!(!w.binding("adele").await.adopted_privileged);
     }
 }

@@ -860,6 +860,7 @@ mod tests {
             version: 1,
             suspended_reason: None,
             pushed_password_set_at: None,
+            adopted_privileged: false,
         };
         assert!(sync(&w).follow_binds(&[pending]).await.unwrap().is_empty());
         assert!(sync(&w).follow_binds(&[]).await.unwrap().is_empty());

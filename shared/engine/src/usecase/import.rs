@@ -9,6 +9,11 @@
 //! status filter is applied to the page read, so a page may hold fewer rows than asked for
 //! (even none) while `nextCursor` says there is more.
 //!
+//! A privileged account — one holding a directory role, or the admin who consented the
+//! connection — is not imported (`privileged_account`, the others still import) unless the
+//! request says `adoptPrivileged`; its binding then remembers it (R-BIND-11). The tenant's
+//! privileged accounts are read once per import request ([`super::privilege`]).
+//!
 //! The cursor handed to the caller is opaque and tamper-evident: it carries Graph's nextLink
 //! (graph-spec §2.3: follow it whole), the tenant, the filters and an expiry, signed with
 //! HMAC-SHA256 under a key only the deployment holds ([`CursorKey`], shared with every other
@@ -26,6 +31,8 @@ use crate::model::{
 };
 use crate::policy::routing::{RoutingError, resolve_tenant};
 use crate::ports::{BindingStore, Clock, Directory, Expect, TenantStore, UserStore};
+
+use super::privilege::PrivilegedAccounts;
 
 /// Rows per page when the caller does not say.
 pub const DEFAULT_IMPORT_PAGE: u32 = 100;
@@ -50,6 +57,16 @@ pub use crate::policy::cursor::CursorKey;
 
 /// Purpose of import cursors (keeps them apart from other signed cursors).
 const IMPORT_PURPOSE: &str = "import";
+
+/// The per-account failure code of a privileged account not opted in (R-BIND-11).
+const PRIVILEGED: &str = "privileged_account";
+
+/// What an import request decides privileged accounts by.
+#[derive(Debug, Clone, Copy)]
+struct Guard<'p> {
+    privileged: &'p PrivilegedAccounts,
+    adopt: bool,
+}
 
 /// What the signed cursor remembers between page calls.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -173,6 +190,13 @@ pub enum ImportOutcome {
         /// Why (`email_exists`, `not_found`, `invalid_m365_id`, a routing or email code, …).
         code: String,
     },
+}
+
+/// Options of `POST /tenants/{tenantId}/import`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ImportOptions {
+    /// Import privileged accounts too (R-BIND-11; `"adoptPrivileged": true`).
+    pub adopt_privileged: bool,
 }
 
 impl ImportOutcome {
@@ -317,6 +341,23 @@ where
     /// `NotFound` (tenant); `Routing(TenantNotActive)`; `Invalid(Field "m365Ids")` for an empty
     /// or too long selection. Per-account problems are outcomes, not errors.
     pub async fn import(&self, tenant_id: &TenantId, ids: &[String]) -> Result<Vec<ImportOutcome>> {
+        self.import_with(tenant_id, ids, ImportOptions::default())
+            .await
+    }
+
+    /// [`Self::import`] with `options`: without `adopt_privileged` a privileged account (a
+    /// directory role, or the connection's consenting admin) fails with `privileged_account`
+    /// while the others import; with it, it imports and its binding remembers the opt-in
+    /// (R-BIND-11). The tenant's privileged accounts are read once per request.
+    ///
+    /// # Errors
+    /// As [`Self::import`]; Graph errors reading the privileged accounts (nothing is written).
+    pub async fn import_with(
+        &self,
+        tenant_id: &TenantId,
+        ids: &[String],
+        options: ImportOptions,
+    ) -> Result<Vec<ImportOutcome>> {
         if ids.is_empty() {
             return Err(Error::Invalid(InvalidInput::Field {
                 field: "m365Ids",
@@ -347,8 +388,18 @@ where
             .buffered(CONCURRENCY)
             .collect()
             .await;
+        // Read only when some account is there to import (a selection of unknown ids costs nothing).
+        let privileged = if fetched.iter().any(|f| matches!(f, Ok(Some(_)))) {
+            PrivilegedAccounts::load(self.directory, &tenant.id).await?
+        } else {
+            PrivilegedAccounts::default()
+        };
+        let guard = Guard {
+            privileged: &privileged,
+            adopt: options.adopt_privileged,
+        };
         for (raw, fetched) in unique.into_iter().zip(fetched) {
-            let outcome = self.import_one(&tenant, raw, fetched).await;
+            let outcome = self.import_one(&tenant, raw, fetched, guard).await;
             match &outcome {
                 ImportOutcome::Imported {
                     user_id, already, ..
@@ -420,8 +471,9 @@ where
         tenant: &Tenant,
         raw: &str,
         fetched: Result<Option<M365User>>,
+        guard: Guard<'_>,
     ) -> ImportOutcome {
-        match self.try_import(tenant, raw, fetched).await {
+        match self.try_import(tenant, raw, fetched, guard).await {
             Ok(outcome) => outcome,
             Err(e) => ImportOutcome::failed(raw, e.code()),
         }
@@ -432,6 +484,7 @@ where
         tenant: &Tenant,
         raw: &str,
         fetched: Result<Option<M365User>>,
+        guard: Guard<'_>,
     ) -> Result<ImportOutcome> {
         let Ok(id) = M365ObjectId::parse(raw) else {
             return Ok(ImportOutcome::failed(raw, "invalid_m365_id"));
@@ -447,6 +500,8 @@ where
             Ok(_) => return Ok(ImportOutcome::failed(raw, "domain_of_another_tenant")),
             Err(e) => return Ok(ImportOutcome::failed(raw, e.code())),
         }
+        let privileged = guard.privileged.of(&id).is_privileged();
+        let refused = privileged && !guard.adopt;
         let user_id =
             UserId::parse(format!("{IMPORTED_USER_ID_PREFIX}{id}")).map_err(InvalidInput::from)?;
         let imported = |already| ImportOutcome::Imported {
@@ -462,9 +517,11 @@ where
                     already: true,
                 });
             }
+            Some(_) if refused => return Ok(ImportOutcome::failed(raw, PRIVILEGED)),
             // Our own user from an import interrupted before its binding: finish it below.
             Some(existing) if existing.id == user_id => {}
             Some(_) => return Ok(ImportOutcome::failed(raw, "email_exists")),
+            None if refused => return Ok(ImportOutcome::failed(raw, PRIVILEGED)),
             None => {
                 let user = directory_user(&user_id, &email, &m365);
                 user.validate()?;
@@ -498,6 +555,7 @@ where
             version: 0,
             suspended_reason: None,
             pushed_password_set_at: None,
+            adopted_privileged: privileged,
         };
         match self.bindings.put(&binding, Expect::Absent).await {
             Ok(_) => Ok(imported(false)),
@@ -933,6 +991,70 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_privileged_account_is_not_imported_unless_the_request_opts_in_and_the_others_import()
+    {
+        // R-BIND-11 (import: per-user `privileged_account`), R-IMP-2
+        let w = World::new().await;
+        let k = key();
+        let admin = m365(&w, "root", "Root", true).await;
+        let helpdesk = m365(&w, "desk", "Desk", true).await;
+        let dan = m365(&w, "dan", "Dan", true).await;
+        w.directory
+            .set_consenting_admin(&w.tenant.id, Some(&admin.id));
+        w.directory
+            .grant_role(&w.tenant.id, &helpdesk.id, "Helpdesk Administrator");
+        let ids = [
+            admin.id.to_string(),
+            helpdesk.id.to_string(),
+            dan.id.to_string(),
+        ];
+        let out = importer(&w, &k).import(&w.tenant.id, &ids).await.unwrap();
+        let codes: Vec<Option<&str>> = out
+            .iter()
+            .map(|o| match o {
+                ImportOutcome::Failed { code, .. } => Some(code.as_str()),
+                ImportOutcome::Imported { .. } => None,
+            })
+            .collect();
+        assert_eq!(
+            codes,
+            [Some("privileged_account"), Some("privileged_account"), None]
+        );
+        // Nothing written for the refused two.
+        for refused in [&admin, &helpdesk] {
+            let id = uid(&format!("m365-{}", refused.id));
+            assert!(w.users.get(&id).await.unwrap().is_none());
+            assert!(w.bindings.get(&id).await.unwrap().is_none());
+        }
+        assert!(
+            !w.binding(&format!("m365-{}", dan.id))
+                .await
+                .adopted_privileged
+        );
+        // With the opt-in they import, and their bindings remember it.
+        let out = importer(&w, &k)
+            .import_with(
+                &w.tenant.id,
+                &ids[..2],
+                ImportOptions {
+                    adopt_privileged: true,
+                },
+            )
+            .await
+            .unwrap();
+        assert!(
+            out.iter()
+                .all(|o| matches!(o, ImportOutcome::Imported { already: false, .. })),
+            "{out:?}"
+        );
+        for adopted in [&admin, &helpdesk] {
+            let binding = w.binding(&format!("m365-{}", adopted.id)).await;
+            assert!(binding.adopted_privileged);
+            assert_eq!(binding.state, BindingState::Provisioned);
+        }
+    }
+
+    #[tokio::test]
     async fn importing_again_changes_nothing_and_answers_imported() {
         // R-IMP-2 (idempotent)
         let w = World::new().await;
@@ -1145,6 +1267,25 @@ mod tests {
             let i: usize = id.as_str()[24..].parse().unwrap();
             Ok((i < self.size).then(|| Self::user(i)))
         }
+        async fn directory_roles_of(
+            &self,
+            _: &TenantId,
+            _: &M365ObjectId,
+        ) -> Result<Vec<crate::model::DirectoryRole>> {
+            unreachable!("import reads the tenant's role holders at once")
+        }
+        async fn consenting_admin(&self, _: &TenantId) -> Result<Option<M365ObjectId>> {
+            self.count();
+            Ok(None)
+        }
+        async fn directory_role_holders(
+            &self,
+            _: &TenantId,
+        ) -> Result<std::collections::BTreeMap<M365ObjectId, Vec<crate::model::DirectoryRole>>>
+        {
+            self.count();
+            Ok(std::collections::BTreeMap::new())
+        }
     }
 
     #[tokio::test]
@@ -1187,8 +1328,9 @@ mod tests {
                 let out = import.import(&w.tenant.id, &ids).await.unwrap();
                 assert_eq!(
                     directory.calls() - before,
-                    10,
-                    "one read per selected account"
+                    10 + 2,
+                    "one read per selected account, and the tenant's privileged accounts once \
+                     (role holders, consenting admin; R-BIND-11)"
                 );
                 assert!(
                     out.iter()

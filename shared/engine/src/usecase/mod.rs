@@ -12,6 +12,9 @@
 //! - [`retry::RetryDispatcher`]: re-drive a [`RetryMessage`] from the retry queue (R-BIND-6).
 //! - [`reconcile_queue::ReconcileQueue`]: fan reconciliation out through a queue, one leased,
 //!   bounded pass per message (R-REC-1).
+//! - `privilege` (crate-internal): which M365 accounts are privileged — a directory role, or the
+//!   connection's consenting admin — so bind and import refuse to adopt them and password pushes
+//!   and reconcile leave them alone unless adopted with `adoptPrivileged` (R-BIND-11).
 //!
 //! What they share lives here: [`Effects`] records the outcome of an operation the same way for every
 //! use case — exactly one event per successful change (with an id derived from the operation, so a
@@ -24,6 +27,7 @@ pub mod connect;
 pub mod group_sync;
 pub mod import;
 pub mod password;
+pub(crate) mod privilege;
 pub mod reconcile;
 pub mod reconcile_groups;
 pub mod reconcile_queue;
@@ -501,8 +505,21 @@ where
         expect: Expect,
         change: Change,
     ) -> Result<Outcome> {
+        self.succeed_with(run, binding, expect, change, None).await
+    }
+
+    /// [`Self::succeed`] with `extra` fields (a JSON object) added to the event's details, e.g. a
+    /// privileged adoption's opt-in (R-BIND-11).
+    pub(crate) async fn succeed_with(
+        &self,
+        run: &Run<'_>,
+        binding: &Binding,
+        expect: Expect,
+        change: Change,
+        extra: Option<serde_json::Value>,
+    ) -> Result<Outcome> {
         if let Some(kind) = change.event_kind() {
-            self.append_event(run, binding, kind, change.as_str())
+            self.append_event_with(run, binding, kind, change.as_str(), extra)
                 .await?;
         }
         let stored = self.bindings.put(binding, expect).await?;
@@ -527,6 +544,32 @@ where
         kind: EventKind,
         reason: &str,
     ) -> Result<()> {
+        self.append_event_with(run, binding, kind, reason, None)
+            .await
+    }
+
+    /// [`Self::append_event`] with `extra` fields (a JSON object) added to the event's details,
+    /// e.g. a privileged adoption's opt-in (R-BIND-11).
+    pub(crate) async fn append_event_with(
+        &self,
+        run: &Run<'_>,
+        binding: &Binding,
+        kind: EventKind,
+        reason: &str,
+        extra: Option<serde_json::Value>,
+    ) -> Result<()> {
+        let mut details = binding
+            .m365_object_id
+            .as_ref()
+            .map(|id| serde_json::json!({ "m365ObjectId": id }));
+        if let Some(serde_json::Value::Object(fields)) = extra
+            && !fields.is_empty()
+        {
+            match details.as_mut() {
+                Some(serde_json::Value::Object(map)) => map.extend(fields),
+                _ => details = Some(serde_json::Value::Object(fields)),
+            }
+        }
         let event = crate::model::Event {
             id: event_id(&run.op, kind)?,
             kind,
@@ -535,10 +578,7 @@ where
             tenant_id: Some(binding.tenant_id.clone()),
             operation_id: Some(run.op.clone()),
             reason: Some(reason.to_owned()),
-            details: binding
-                .m365_object_id
-                .as_ref()
-                .map(|id| serde_json::json!({ "m365ObjectId": id })),
+            details,
         };
         self.events.append(&event).await
     }

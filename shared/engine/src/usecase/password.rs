@@ -4,6 +4,11 @@
 //! in the directory gets the password but stays blocked (R-BIND-9). A password set while the user
 //! is unbound is pushed by the next bind (R-BIND-12). The clear password never leaves this call except to M365: the retry
 //! queue carries only the operation id and a retry re-opens the sealed copy (R-SAFE-2).
+//!
+//! A privileged account (a directory role, or the connection's consenting admin — checked afresh
+//! before every push, so a role granted after the binding counts) is not pushed to unless its
+//! binding was adopted with `adoptPrivileged`: the password stays stored, the push fails with
+//! `privileged_account` on the binding and in the failures list (R-BIND-11).
 
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
@@ -19,6 +24,7 @@ use crate::ports::{
     Random, RetryQueue, Sealer, UserStore,
 };
 
+use super::privilege::{privilege_of, refusal};
 use super::{Change, Effects, OnFailure, Outcome, Run, is_m365_not_found};
 
 /// The password use case.
@@ -229,6 +235,21 @@ where
             return self.fx.superseded(run).await;
         };
         let tenant = binding.tenant_id.clone();
+        if !binding.adopted_privileged {
+            match privilege_of(self.directory, &tenant, &id).await {
+                Ok(privilege) if privilege.is_privileged() => {
+                    let refused = refusal(&id, &privilege);
+                    return self
+                        .fx
+                        .fail(run, binding, expect, refused, PUSH_FAILURE)
+                        .await;
+                }
+                // Not privileged; or gone, which the write below finds out and records.
+                Ok(_) => {}
+                Err(e) if is_m365_not_found(&e) => {}
+                Err(e) => return self.fx.fail(run, binding, expect, e, PUSH_FAILURE).await,
+            }
+        }
         let mut result = self.directory.set_password(&tenant, &id, password).await;
         if result.is_ok() {
             let before = binding.m365_password_changed_at;
@@ -513,7 +534,11 @@ mod tests {
             .set(&uid("adele"), &secret(GOOD))
             .await
             .unwrap();
-        assert_eq!(w.directory.calls() - calls, 2, "the PATCH and one read");
+        assert_eq!(
+            w.directory.calls() - calls,
+            4,
+            "the privilege check (roles, consenting admin; R-BIND-11), the PATCH and one read"
+        );
         assert_eq!(
             w.binding("adele").await.m365_password_changed_at,
             Some(w.now())
@@ -537,5 +562,121 @@ mod tests {
         assert_eq!(read(now).await, None, "equal: may predate our write");
         w.directory.fail_next_call(throttled());
         assert_eq!(read(None).await, None, "a failed read");
+    }
+
+    #[tokio::test]
+    async fn a_password_is_not_pushed_to_an_account_that_became_privileged_after_binding() {
+        // R-BIND-11 (a role granted after the binding counts), R-PWD-1 (still stored)
+        let w = World::new().await;
+        w.user("adele").await;
+        w.user("root").await;
+        w.bind("adele").await;
+        w.bind("root").await;
+        let adele = World::object_id(&w.binding("adele").await);
+        let root = World::object_id(&w.binding("root").await);
+        let before = |id| w.directory.password(&w.tenant.id, id).unwrap();
+        let (adele_before, root_before) = (before(&adele), before(&root));
+        w.directory
+            .grant_role(&w.tenant.id, &adele, "Global Administrator");
+        w.directory.set_consenting_admin(&w.tenant.id, Some(&root));
+        for (id, account, old) in [
+            ("adele", &adele, adele_before),
+            ("root", &root, root_before),
+        ] {
+            let done = w.passwords().set(&uid(id), &secret(GOOD)).await.unwrap();
+            let Outcome::Failed {
+                code,
+                binding,
+                exhausted,
+            } = done.push
+            else {
+                panic!("{id}: not pushed, and it says so")
+            };
+            assert_eq!(code, "privileged_account");
+            assert!(!exhausted);
+            assert_eq!(binding.state, BindingState::Provisioned, "{id}: state kept");
+            let error = binding.last_error.unwrap();
+            assert_eq!(error.code, "privileged_account");
+            assert!(
+                error.message.contains("adoptPrivileged"),
+                "{}",
+                error.message
+            );
+            assert!(done.user.password.is_some(), "{id}: the password is stored");
+            let now = w.directory.password(&w.tenant.id, account).unwrap();
+            assert_eq!(
+                now.expose_secret(),
+                old.expose_secret(),
+                "{id}: M365 untouched"
+            );
+        }
+        assert!(
+            w.directory
+                .user(&w.tenant.id, &adele)
+                .unwrap()
+                .account_enabled
+        );
+        assert_eq!(w.count_events(EventKind::UserPasswordUpdateProvision), 0);
+        assert_eq!(
+            w.failures
+                .all()
+                .iter()
+                .filter(|f| f.code == "privileged_account")
+                .count(),
+            2
+        );
+        assert!(w.queue.snapshot().is_empty(), "nothing to retry");
+    }
+
+    #[tokio::test]
+    async fn a_privileged_account_adopted_with_adopt_privileged_gets_its_password_pushed() {
+        // R-BIND-11 (adopted that way: pushes go on), R-PWD-2
+        let w = World::new().await;
+        let user = w.user("adele").await;
+        let existing = w
+            .directory
+            .create_user(
+                &w.tenant.id,
+                &crate::model::NewM365User {
+                    user_principal_name: user.email.clone(),
+                    mail_nickname: "adele".into(),
+                    display_name: "Adele".into(),
+                    given_name: None,
+                    surname: None,
+                    job_title: None,
+                    department: None,
+                    account_enabled: true,
+                    password: secret("Existing-Pass-1"),
+                },
+            )
+            .await
+            .unwrap();
+        w.directory
+            .grant_role(&w.tenant.id, &existing.id, "Global Administrator");
+        w.binder()
+            .bind(
+                &uid("adele"),
+                crate::usecase::bind::BindRequest {
+                    adopt_privileged: true,
+                    ..crate::usecase::bind::BindRequest::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert!(w.binding("adele").await.adopted_privileged);
+        let calls = w.directory.calls();
+        let done = w
+            .passwords()
+            .set(&uid("adele"), &secret(GOOD))
+            .await
+            .unwrap();
+        assert!(matches!(done.push, Outcome::Done { .. }), "{:?}", done.push);
+        let pushed = w.directory.password(&w.tenant.id, &existing.id).unwrap();
+        assert_eq!(pushed.expose_secret(), GOOD);
+        assert_eq!(
+            w.directory.calls() - calls,
+            2,
+            "no privilege check for an account adopted that way: the PATCH and one read"
+        );
     }
 }

@@ -25,6 +25,13 @@
 //! next pass resumes where it stopped and no invocation runs long (the passes are chained through
 //! the reconcile queue, see [`super::reconcile_queue`]).
 //!
+//! Privileged accounts (R-BIND-11): when a pass plans writes to M365, it reads the tenant's
+//! privileged accounts once (every directory role holder and the connection's consenting admin;
+//! one read plus one per activated role, see [`super::privilege`]) and a repair that would write
+//! to one whose binding was not adopted with `adoptPrivileged` is not applied: the plan entry says
+//! `skipped: privileged_account` (with why), a failure is recorded, the safeguard does not count
+//! it, and the cursor still moves. A pass without writes reads nothing more.
+//!
 //! Delta items carry "at least the changed properties" (graph-spec §5); an attribute cleared in
 //! M365 comes as JSON `null` ([`UserChange`] keeps it as `Some(None)`), which is drift when the
 //! directory has a value and nothing when both are empty. Of several items for one user in a
@@ -63,6 +70,7 @@ use crate::ports::{
 
 use super::is_m365_not_found;
 use super::password::read_back_password_change;
+use super::privilege::PrivilegedAccounts;
 
 /// How a reconcile run behaves.
 #[derive(Debug, Clone, PartialEq)]
@@ -132,6 +140,12 @@ impl RepairKind {
         )
     }
 
+    /// Whether it writes to the M365 account (everything but marking a deletion, R-BIND-11).
+    #[must_use]
+    pub fn writes_m365(self) -> bool {
+        !matches!(self, Self::MarkDeleted)
+    }
+
     fn event(self) -> Option<(EventKind, &'static str)> {
         match self {
             Self::Block => Some((EventKind::UserDeprovision, "reconcile_blocked_again")),
@@ -167,6 +181,14 @@ pub struct Repair {
     /// For a password overwrite: the M365 change being overwritten (its stamp).
     #[serde(skip)]
     m365_password_change: Option<DateTime<Utc>>,
+    /// Set when the repair is not applied: `privileged_account` — the account holds a directory
+    /// role or consented the connection, and its binding was not adopted with `adoptPrivileged`
+    /// (R-BIND-11).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<&'static str>,
+    /// Why it was skipped, in words (also the recorded failure's message).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped_why: Option<String>,
 }
 
 /// Why a run stopped before writing (R-REC-3).
@@ -205,6 +227,10 @@ pub struct ReconcileReport {
     pub applied: usize,
     /// Repairs that failed (recorded in the failures list); a retryable one keeps the cursor.
     pub failed: usize,
+    /// Repairs not applied because the account is privileged (R-BIND-11; each recorded in the
+    /// failures list as `privileged_account`).
+    #[serde(default)]
+    pub skipped: usize,
 }
 
 /// The reconcile use case.
@@ -367,7 +393,8 @@ where
         let round = self.read_delta(tenant, start.as_deref()).await?;
         let bindings = self.bindings_of(tenant).await?;
         let bound = bindings.iter().filter(|b| is_bound(b)).count();
-        let (plan, users) = self.plan(&round, &bindings).await?;
+        let (mut plan, users) = self.plan(&round, &bindings).await?;
+        self.skip_privileged(tenant, &mut plan, &bindings).await?;
         let mut report = ReconcileReport {
             tenant_id: tenant.clone(),
             dry_run,
@@ -379,11 +406,12 @@ where
             safeguard: None,
             applied: 0,
             failed: 0,
+            skipped: 0,
         };
         let destructive = report
             .plan
             .iter()
-            .filter(|r| r.kind.is_destructive())
+            .filter(|r| r.kind.is_destructive() && r.skipped.is_none())
             .count();
         // Counts of users, far below f64's exact integer range.
         #[allow(clippy::cast_precision_loss)]
@@ -412,6 +440,17 @@ where
             let Some(binding) = by_user.get(&repair.user_id) else {
                 continue;
             };
+            if let Some(code) = repair.skipped {
+                report.skipped += 1;
+                tracing::info!(user.id = %repair.user_id, repair = repair.kind.as_str(), error.code = code, "repair skipped");
+                let why = repair.skipped_why.clone().unwrap_or_default();
+                let refused = Error::Conflict(crate::error::Conflict::PrivilegedAccount {
+                    account: repair.m365_object_id.to_string(),
+                    why,
+                });
+                self.record_failure(tenant, repair, &refused).await?;
+                continue;
+            }
             match self
                 .apply(tenant, run_key, repair, binding, users.get(&repair.user_id))
                 .await
@@ -428,6 +467,35 @@ where
             self.cursors.put(tenant, DeltaStream::Users, link).await?;
         }
         Ok(report)
+    }
+
+    /// Marks the repairs that would write to a privileged account not adopted with
+    /// `adoptPrivileged` as skipped (R-BIND-11). Reads the tenant's privileged accounts once, and
+    /// only when some repair writes to an account not adopted that way.
+    async fn skip_privileged(
+        &self,
+        tenant: &TenantId,
+        plan: &mut [Repair],
+        bindings: &[Binding],
+    ) -> Result<()> {
+        let trusted: std::collections::HashSet<&UserId> = bindings
+            .iter()
+            .filter(|b| b.adopted_privileged)
+            .map(|b| &b.user_id)
+            .collect();
+        let checked = |r: &Repair| r.kind.writes_m365() && !trusted.contains(&r.user_id);
+        if !plan.iter().any(checked) {
+            return Ok(());
+        }
+        let privileged = PrivilegedAccounts::load(self.directory, tenant).await?;
+        for repair in plan.iter_mut().filter(|r| checked(r)) {
+            let privilege = privileged.of(&repair.m365_object_id);
+            if privilege.is_privileged() {
+                repair.skipped = Some("privileged_account");
+                repair.skipped_why = Some(privilege.describe());
+            }
+        }
+        Ok(())
     }
 
     async fn read_delta(&self, tenant: &TenantId, start: Option<&str>) -> Result<Round> {
@@ -514,6 +582,8 @@ where
                 attributes,
                 patch,
                 m365_password_change: None,
+                skipped: None,
+                skipped_why: None,
             };
             if change.is_some_and(|c| c.removed) {
                 plan.push(repair(
@@ -1103,7 +1173,12 @@ mod tests {
         assert!(report.dry_run);
         assert_eq!(kinds(&report), vec![(RepairKind::Block, uid("u1"))]);
         assert_eq!(report.applied, 0);
-        assert_eq!(w.directory.calls() - calls, 1, "only the delta read");
+        assert_eq!(
+            w.directory.calls() - calls,
+            3,
+            "only reads: the delta page and, as the plan writes, the privileged accounts (role \
+             holders, consenting admin; R-BIND-11)"
+        );
         assert!(w.directory.user(&w.tenant.id, &id).unwrap().account_enabled);
         assert_eq!(w.events.all().len(), events);
         assert_eq!(w.binding("u1").await, binding);
@@ -1427,8 +1502,11 @@ mod tests {
         let rig = Rig::new(&w);
         rig.run(false).await;
         w.clock.advance(TimeDelta::hours(1));
-        // The push's PATCH goes through; its read-back fails.
-        w.directory.pass_next_call();
+        // The privilege check (two reads, R-BIND-11) and the push's PATCH go through; its
+        // read-back fails.
+        for _ in 0..3 {
+            w.directory.pass_next_call();
+        }
         w.directory
             .fail_next_call(crate::usecase::testkit::throttled());
         w.passwords()
@@ -1474,5 +1552,187 @@ mod tests {
             "u0 unchanged, u1 changed an hour after our push"
         );
         assert!(rig.run(false).await.plan.is_empty());
+    }
+
+    #[tokio::test]
+    async fn reconcile_never_writes_to_a_privileged_account_not_adopted_that_way_and_says_so() {
+        // R-BIND-11 (roles granted after binding, the consenting admin), R-REC-1, R-REC-3
+        let w = world_with(12).await;
+        w.unbinder().unbind(&uid("u1")).await.unwrap();
+        w.unbinder().unbind(&uid("u5")).await.unwrap();
+        let rig = Rig::new(&w);
+        rig.run(false).await;
+        let id = |n: &str| {
+            let w = &w;
+            let n = n.to_owned();
+            async move { object(w, &w.binding(&n).await) }
+        };
+        let (u1, u2, u3, u4, u5) = (
+            id("u1").await,
+            id("u2").await,
+            id("u3").await,
+            id("u4").await,
+            id("u5").await,
+        );
+        // Drift on five accounts; four of them are privileged by now.
+        for blocked in [&u1, &u5] {
+            w.directory
+                .set_account_enabled(&w.tenant.id, blocked, true)
+                .await
+                .unwrap();
+        }
+        let pirate = M365UserPatch {
+            job_title: Some(Some("Pirate".to_owned())),
+            ..M365UserPatch::default()
+        };
+        for drifted in [&u2, &u3] {
+            w.directory
+                .update_user(&w.tenant.id, drifted, &pirate)
+                .await
+                .unwrap();
+        }
+        w.clock.advance(TimeDelta::hours(1));
+        w.directory
+            .set_password(&w.tenant.id, &u4, &secret("Changed-In-M365-1"))
+            .await
+            .unwrap();
+        w.directory
+            .grant_role(&w.tenant.id, &u1, "Global Administrator");
+        w.directory
+            .grant_role(&w.tenant.id, &u5, "User Administrator");
+        w.directory.set_consenting_admin(&w.tenant.id, Some(&u2));
+        let group = w
+            .directory
+            .seed_group(
+                &w.tenant.id,
+                "Helpdesk",
+                "helpdesk",
+                true,
+                std::slice::from_ref(&u4),
+            )
+            .unwrap();
+        w.directory
+            .grant_role(&w.tenant.id, &group, "Helpdesk Administrator");
+        let failures = w.failures.all().len();
+        let puts = rig.cursors.puts();
+
+        let dry = rig.run(true).await;
+        assert_eq!(dry.plan.len(), 5, "{:?}", dry.plan);
+        assert!(
+            dry.safeguard.is_none(),
+            "skipped blocks do not count (2 of 12 would)"
+        );
+
+        let report = rig.run(false).await;
+        let skipped: Vec<(RepairKind, UserId)> = report
+            .plan
+            .iter()
+            .filter(|r| r.skipped == Some("privileged_account"))
+            .map(|r| (r.kind, r.user_id.clone()))
+            .collect();
+        assert_eq!(skipped.len(), 4, "{:?}", report.plan);
+        for expected in [
+            (RepairKind::Block, uid("u1")),
+            (RepairKind::UpdateAttributes, uid("u2")),
+            (RepairKind::OverwritePassword, uid("u4")),
+            (RepairKind::Block, uid("u5")),
+        ] {
+            assert!(skipped.contains(&expected), "{expected:?} in {skipped:?}");
+        }
+        assert!(report.safeguard.is_none());
+        assert_eq!((report.applied, report.skipped, report.failed), (1, 4, 0));
+        // The skip is visible: in the plan (with why) and in the failures list.
+        let json = serde_json::to_value(&report).unwrap();
+        let u2_entry = json["plan"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["userId"] == "u2")
+            .unwrap()
+            .clone();
+        assert_eq!(u2_entry["skipped"], "privileged_account");
+        assert!(
+            u2_entry["skippedWhy"]
+                .as_str()
+                .unwrap()
+                .contains("consented"),
+            "{u2_entry}"
+        );
+        assert_eq!(json["skipped"], 4);
+        let new_failures: Vec<_> = w.failures.all()[failures..].to_vec();
+        assert_eq!(new_failures.len(), 4);
+        assert!(new_failures.iter().all(|f| f.code == "privileged_account"));
+        // M365 untouched for the privileged four, repaired for u3.
+        let m365 = |id: &M365ObjectId| w.directory.user(&w.tenant.id, id).unwrap();
+        assert!(m365(&u1).account_enabled && m365(&u5).account_enabled);
+        assert_eq!(m365(&u2).job_title.as_deref(), Some("Pirate"));
+        assert_eq!(m365(&u3).job_title.as_deref(), Some("Engineer"));
+        let pw = w.directory.password(&w.tenant.id, &u4).unwrap();
+        assert_eq!(
+            secrecy::ExposeSecret::expose_secret(&pw),
+            "Changed-In-M365-1"
+        );
+        assert_eq!(w.binding("u1").await.state, BindingState::Blocked);
+        // Skipping is a decision, not a failure to retry: the cursor moved on.
+        assert!(rig.cursors.puts() > puts);
+    }
+
+    #[tokio::test]
+    async fn reconcile_repairs_a_privileged_account_adopted_with_adopt_privileged() {
+        // R-BIND-11 (adopted that way: reconcile keeps it in line), R-REC-1
+        let w = World::new().await;
+        let user = w.user("root").await;
+        let existing = w
+            .directory
+            .create_user(
+                &w.tenant.id,
+                &crate::model::NewM365User {
+                    user_principal_name: user.email.clone(),
+                    mail_nickname: "root".into(),
+                    display_name: user.display_name.clone(),
+                    given_name: user.given_name.clone(),
+                    surname: user.surname.clone(),
+                    job_title: user.job_title.clone(),
+                    department: user.department.clone(),
+                    account_enabled: true,
+                    password: secret("Existing-Pass-1"),
+                },
+            )
+            .await
+            .unwrap();
+        w.directory
+            .grant_role(&w.tenant.id, &existing.id, "Global Administrator");
+        w.binder()
+            .bind(
+                &uid("root"),
+                crate::usecase::bind::BindRequest {
+                    adopt_privileged: true,
+                    ..crate::usecase::bind::BindRequest::default()
+                },
+            )
+            .await
+            .unwrap();
+        let rig = Rig::new(&w);
+        rig.run(false).await;
+        let patch = M365UserPatch {
+            job_title: Some(Some("Pirate".to_owned())),
+            ..M365UserPatch::default()
+        };
+        w.directory
+            .update_user(&w.tenant.id, &existing.id, &patch)
+            .await
+            .unwrap();
+        let calls = w.directory.calls();
+        let report = rig.run(false).await;
+        assert_eq!((report.applied, report.skipped), (1, 0));
+        assert!(report.plan[0].skipped.is_none());
+        let m365 = w.directory.user(&w.tenant.id, &existing.id).unwrap();
+        assert_eq!(m365.job_title, user.job_title);
+        assert_eq!(
+            w.directory.calls() - calls,
+            2,
+            "the delta page and the PATCH: no privileged read when every write is to accounts \
+             adopted that way"
+        );
     }
 }

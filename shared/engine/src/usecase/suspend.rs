@@ -287,6 +287,7 @@ where
             address_held_since: None,
             create_sent_at: earlier.and_then(|f| f.create_sent_at),
             welcome: false,
+            adopt_privileged: false,
         };
         let binding = Binding {
             in_flight: Some(in_flight),

@@ -112,6 +112,7 @@ where
                     // A create the replaced bind sent may still appear: keep looking for it.
                     create_sent_at: replaced.and_then(|f| f.create_sent_at),
                     welcome: false,
+                    adopt_privileged: false,
                 }),
                 ..binding
             };

@@ -36,7 +36,8 @@ pub fn seed_json(extra_users: usize) -> String {
         "Group.ReadWrite.All",
         "GroupMember.ReadWrite.All",
         "Domain.Read.All",
-        "Organization.Read.All"
+        "Organization.Read.All",
+        "RoleManagement.Read.Directory"
     ]);
     json!({
         "applications": [{
@@ -45,7 +46,7 @@ pub fn seed_json(extra_users: usize) -> String {
             "secrets": [{"value": SECRET}],
             "redirectUris": [REDIRECT],
             "requiredRoles": roles,
-            "requiredScopes": ["User.ReadWrite.All", "Group.ReadWrite.All", "GroupMember.ReadWrite.All", "Domain.Read.All", "Organization.Read.All", "offline_access"],
+            "requiredScopes": ["User.ReadWrite.All", "Group.ReadWrite.All", "GroupMember.ReadWrite.All", "Domain.Read.All", "Organization.Read.All", "RoleManagement.Read.Directory", "offline_access"],
             "grants": [{"tenant": CONTOSO, "roles": roles, "directoryRoles": ["User Administrator"]}]
         }],
         "tenants": [{

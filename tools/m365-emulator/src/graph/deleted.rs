@@ -127,6 +127,8 @@ fn list(
             .filter(|g| g.deleted_at.is_some() && query.matches(&g.properties))
             .map(|g| deleted_view(&g.properties, resource, query.select.as_deref()))
             .collect(),
+        // Directory roles are never deleted (not routed here).
+        Resource::DirectoryRole => Vec::new(),
     };
     let items: Vec<&Map<String, Value>> = views.iter().collect();
     let (page, next) = query.page(items, 100);

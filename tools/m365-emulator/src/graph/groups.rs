@@ -840,55 +840,17 @@ pub async fn remove_member(
     Ok(no_content())
 }
 
-/// `GET /users/{id|upn}/memberOf`: the groups a user is a direct member of, as directoryObjects.
+/// `GET /users/{id|upn}/memberOf`: the groups and directory roles a user is a direct member of,
+/// as directoryObjects (served by [`super::roles::member_of`]).
 ///
 /// # Errors
 /// 403 without a group or directory read permission, 404 when the user is absent.
 pub async fn member_of(
-    State(app): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Path(key): Path<String>,
-    Query(raw): RawQuery,
+    state: State<AppState>,
+    caller: Extension<Caller>,
+    key: Path<String>,
+    raw: RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, GraphError> {
-    caller.require(perm::GROUPS_READ)?;
-    let query = odata::Query::parse(raw, Resource::Group, odata::eventual(&headers))?;
-    let state = app.lock();
-    let now = state.clock.now();
-    let tenant = tenant_ref(&state, &caller)?;
-    let user = super::users::find(tenant, &key, now).ok_or_else(|| GraphError::not_found(&key))?;
-    let objects: Vec<Map<String, Value>> = tenant
-        .groups
-        .values()
-        .filter(|g| visible(g, now) && g.members.contains(&user.id) && query.matches(&g.properties))
-        .map(|g| {
-            let mut o = Map::new();
-            o.insert("@odata.type".into(), json!("#microsoft.graph.group"));
-            o.extend(odata::project(
-                &g.properties,
-                Resource::Group,
-                query.select.as_deref(),
-            ));
-            o.insert("id".into(), json!(g.id));
-            o
-        })
-        .collect();
-    let (page, next) = query.page(objects.iter().collect(), 100);
-    let base = base_url(&headers);
-    let mut out = Map::new();
-    out.insert(
-        "@odata.context".into(),
-        json!(format!("{base}/v1.0/$metadata#directoryObjects")),
-    );
-    if let Some(token) = next {
-        out.insert(
-            "@odata.nextLink".into(),
-            json!(query.next_link(&base, &format!("/v1.0/users/{key}/memberOf"), &token)),
-        );
-    }
-    out.insert(
-        "value".into(),
-        Value::Array(page.into_iter().map(|o| Value::Object(o.clone())).collect()),
-    );
-    Ok(odata_response(StatusCode::OK, &Value::Object(out)))
+    super::roles::member_of(state, caller, key, raw, headers).await
 }

@@ -8,6 +8,7 @@ pub mod delta;
 pub mod directory;
 pub mod groups;
 pub mod odata;
+pub mod roles;
 pub mod users;
 
 use axum::Router;
@@ -123,6 +124,14 @@ pub mod perm {
     ];
     /// Read directory audits.
     pub const AUDIT_READ: &[&str] = &["AuditLog.Read.All"];
+    /// Read directory roles and their members (Graph docs, List directoryRoles / List members).
+    pub const ROLES_READ: &[&str] = &[
+        "RoleManagement.Read.Directory",
+        "RoleManagement.ReadWrite.Directory",
+        "Directory.Read.All",
+        "Directory.ReadWrite.All",
+        "Directory.AccessAsUser.All",
+    ];
     /// Directory roles that allow app-only password resets (graph-spec §3.4).
     pub const PASSWORD_ADMIN_ROLES: &[&str] = &[
         "User Administrator",
@@ -192,7 +201,46 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             post(users::revoke_sessions),
         )
         .route("/v1.0/users/{id}/restore", post(users::restore_not_here))
-        .route("/v1.0/users/{id}/memberOf", get(groups::member_of))
+        .route("/v1.0/users/{id}/memberOf", get(roles::member_of))
+        .route(
+            "/v1.0/users/{id}/memberOf/microsoft.graph.directoryRole",
+            get(roles::member_of_roles),
+        )
+        .route(
+            "/v1.0/users/{id}/memberOf/graph.directoryRole",
+            get(roles::member_of_roles),
+        )
+        .route(
+            "/v1.0/users/{id}/memberOf/microsoft.graph.group",
+            get(roles::member_of_groups),
+        )
+        .route(
+            "/v1.0/users/{id}/memberOf/graph.group",
+            get(roles::member_of_groups),
+        )
+        .route(
+            "/v1.0/users/{id}/transitiveMemberOf",
+            get(roles::transitive_member_of),
+        )
+        .route(
+            "/v1.0/users/{id}/transitiveMemberOf/microsoft.graph.directoryRole",
+            get(roles::transitive_member_of_roles),
+        )
+        .route(
+            "/v1.0/users/{id}/transitiveMemberOf/graph.directoryRole",
+            get(roles::transitive_member_of_roles),
+        )
+        .route(
+            "/v1.0/users/{id}/transitiveMemberOf/microsoft.graph.group",
+            get(roles::transitive_member_of_groups),
+        )
+        .route(
+            "/v1.0/users/{id}/transitiveMemberOf/graph.group",
+            get(roles::transitive_member_of_groups),
+        )
+        .route("/v1.0/directoryRoles", get(roles::list))
+        .route("/v1.0/directoryRoles/{id}", get(roles::get))
+        .route("/v1.0/directoryRoles/{id}/members", get(roles::members))
         .route("/v1.0/groups", get(groups::list).post(groups::create))
         .route("/v1.0/groups/delta", get(delta::groups))
         .route(

@@ -18,6 +18,8 @@ pub enum Resource {
     User,
     /// `microsoft.graph.group`, "Group" in directory messages.
     Group,
+    /// `microsoft.graph.directoryRole`, "DirectoryRole" in directory messages (name assumed).
+    DirectoryRole,
 }
 
 impl Resource {
@@ -27,6 +29,7 @@ impl Resource {
         match self {
             Self::User => "User",
             Self::Group => "Group",
+            Self::DirectoryRole => "DirectoryRole",
         }
     }
 
@@ -36,6 +39,7 @@ impl Resource {
         match self {
             Self::User => "microsoft.graph.user",
             Self::Group => "microsoft.graph.group",
+            Self::DirectoryRole => "microsoft.graph.directoryRole",
         }
     }
 
@@ -45,6 +49,7 @@ impl Resource {
         match self {
             Self::User => USER_PROPERTIES,
             Self::Group => GROUP_PROPERTIES,
+            Self::DirectoryRole => DIRECTORY_ROLE_PROPERTIES,
         }
     }
 
@@ -54,6 +59,7 @@ impl Resource {
         match self {
             Self::User => USER_DEFAULT,
             Self::Group => GROUP_DEFAULT,
+            Self::DirectoryRole => DIRECTORY_ROLE_PROPERTIES,
         }
     }
 }
@@ -136,6 +142,16 @@ pub const USER_PROPERTIES: &[&str] = &[
     "usageLocation",
     "userPrincipalName",
     "userType",
+];
+
+/// `directoryRole` properties, all returned by default (Graph docs, `directoryRole` resource:
+/// `id`, `deletedDateTime` from `directoryObject`, `description`, `displayName`, `roleTemplateId`).
+pub const DIRECTORY_ROLE_PROPERTIES: &[&str] = &[
+    "id",
+    "deletedDateTime",
+    "description",
+    "displayName",
+    "roleTemplateId",
 ];
 
 /// Users' default projection (graph-spec §3.3; `securityIdentifier` left out, §13.13).

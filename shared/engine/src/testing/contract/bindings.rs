@@ -82,9 +82,11 @@ pub async fn updating_a_missing_binding_is_refused(store: &impl BindingStore) {
     assert_eq!(store.get(&b.user_id).await.expect("get succeeds"), None);
 }
 
-/// R-BIND-6 / R-AUD-1: the last error (with Graph's request id) and the pending reason round trip.
+/// R-BIND-6 / R-AUD-1: the last error (with Graph's request id) and the pending reason round trip;
+/// R-BIND-11: so does the privileged-adoption flag.
 pub async fn a_binding_round_trips_with_its_last_error(store: &impl BindingStore) {
     let b = Binding {
+        adopted_privileged: true,
         state: BindingState::Error,
         pending_reason: Some("address_held".into()),
         last_error: Some(BindingError {

@@ -303,3 +303,120 @@ pub async fn the_organization_id_is_stable(dir: &impl Directory, t: &DirectoryTe
     assert_eq!(first, again);
     assert!(!first.as_str().is_empty());
 }
+
+/// How a privilege contract run changes role assignments outside Graph's provisioning surface, as
+/// an admin does in the Entra portal (R-BIND-11): the fake's own methods, or the emulator's
+/// control API. Role names are built-in display names (`Global Administrator`, …).
+pub trait RoleAdmin: Sync {
+    /// Makes `holder` (a user, or a group whose members then hold it) a member of `role`.
+    fn grant(
+        &self,
+        tenant: &TenantId,
+        holder: &M365ObjectId,
+        role: &str,
+    ) -> impl std::future::Future<Output = ()> + Send;
+
+    /// Removes `holder` from `role`.
+    fn revoke(
+        &self,
+        tenant: &TenantId,
+        holder: &M365ObjectId,
+        role: &str,
+    ) -> impl std::future::Future<Output = ()> + Send;
+}
+
+/// Global Administrator's template id (immutable for built-in roles; Entra "role template IDs").
+pub const GLOBAL_ADMINISTRATOR_TEMPLATE: &str = "62e90394-69f5-4237-9190-012177145e10";
+
+/// R-BIND-11: an ordinary user holds no role; a granted role is reported for the user
+/// (`directory_roles_of`) and in the tenant's listing (`directory_role_holders`) alike, with its
+/// name and template id; a role held by a group counts for its members; a revoked role is gone
+/// from both; an unknown user is not found.
+pub async fn directory_roles_are_reported_per_user_and_per_tenant_alike(
+    dir: &impl Directory,
+    t: &DirectoryTenant,
+    roles: &impl RoleAdmin,
+) {
+    let a = dir
+        .create_user(&t.tenant, &new_user(&t.managed, GOOD))
+        .await
+        .expect("create succeeds");
+    let b = dir
+        .create_user(&t.tenant, &new_user(&t.managed, GOOD))
+        .await
+        .expect("create succeeds");
+    let of = |id: M365ObjectId| async move {
+        dir.directory_roles_of(&t.tenant, &id)
+            .await
+            .expect("roles read")
+    };
+    let holders = || async {
+        dir.directory_role_holders(&t.tenant)
+            .await
+            .expect("holders read")
+    };
+    assert_eq!(of(a.id.clone()).await, Vec::new(), "an ordinary user");
+    assert!(!holders().await.contains_key(&a.id));
+
+    roles.grant(&t.tenant, &a.id, "Global Administrator").await;
+    let held = of(a.id.clone()).await;
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(
+        held[0].display_name.as_deref(),
+        Some("Global Administrator")
+    );
+    assert_eq!(
+        held[0].role_template_id.as_deref(),
+        Some(GLOBAL_ADMINISTRATOR_TEMPLATE)
+    );
+    assert_eq!(holders().await.get(&a.id), Some(&held), "both views agree");
+
+    let nickname = format!("helpdesk{}", fresh_suffix());
+    let group = dir
+        .create_security_group(&t.tenant, "Helpdesk", &nickname)
+        .await
+        .expect("group created");
+    dir.add_group_member(&t.tenant, &group.id, &b.id)
+        .await
+        .expect("member added");
+    roles
+        .grant(&t.tenant, &group.id, "Helpdesk Administrator")
+        .await;
+    let via_group = of(b.id.clone()).await;
+    assert_eq!(
+        via_group
+            .iter()
+            .map(|r| r.display_name.as_deref())
+            .collect::<Vec<_>>(),
+        [Some("Helpdesk Administrator")],
+        "a role held by a group is held by its members"
+    );
+    assert_eq!(holders().await.get(&b.id), Some(&via_group));
+
+    roles.revoke(&t.tenant, &a.id, "Global Administrator").await;
+    assert_eq!(of(a.id.clone()).await, Vec::new(), "revoked");
+    assert!(!holders().await.contains_key(&a.id));
+
+    assert_not_found(
+        &dir.directory_roles_of(&t.tenant, &M365ObjectId::generate())
+            .await,
+    );
+}
+
+/// R-BIND-11: the connection's consenting admin is the one `expected` (`None` for app-only
+/// tokens), on every call.
+pub async fn the_consenting_admin_is_reported(
+    dir: &impl Directory,
+    t: &DirectoryTenant,
+    expected: Option<&M365ObjectId>,
+) {
+    for _ in 0..2 {
+        assert_eq!(
+            dir.consenting_admin(&t.tenant)
+                .await
+                .expect("consenting admin read")
+                .as_ref(),
+            expected
+        );
+    }
+}
