@@ -205,6 +205,7 @@ async fn main() {
             in_flight: None,
             m365_password_changed_at: None,
             version: 0,
+            account_lookup_version: None,
         };
         dir.bindings.put(&binding, Expect::Absent).await.unwrap();
         bound += 1;

@@ -152,6 +152,9 @@ where
             address_held_since: earlier.and_then(|f| f.address_held_since),
             create_sent_at: earlier.and_then(|f| f.create_sent_at),
             welcome: request.welcome,
+            // The earlier operation's queued retry will be dropped as superseded: none is queued
+            // for this one yet (R-REC-5).
+            retry_due_at: None,
         };
         let (binding, expect) = match current {
             Some(b) => {
@@ -1151,6 +1154,25 @@ mod tests {
         assert_eq!(w.directory.create_calls(), creates + 1);
         assert_eq!(w.directory.active_user_count(&w.tenant.id), 1);
         assert_eq!(w.count_events(EventKind::UserCreateProvision), 2);
+    }
+
+    #[tokio::test]
+    async fn a_deferral_records_on_the_binding_when_its_queued_retry_is_due() {
+        // R-REC-5 (a queued retry can be told from a lost one)
+        let w = World::new().await;
+        w.user("adele").await;
+        w.directory.fail_next_call(throttled());
+        let Outcome::Deferred { binding, retry } = w.bind("adele").await else {
+            panic!("deferred")
+        };
+        let due = binding.in_flight.as_ref().unwrap().retry_due_at;
+        assert_eq!(due, Some(retry.not_before));
+        assert!(due.unwrap() > w.now());
+        assert_eq!(
+            w.binding("adele").await.in_flight.unwrap().retry_due_at,
+            due
+        );
+        assert_eq!(w.queue.snapshot().len(), 1);
     }
 
     #[tokio::test]

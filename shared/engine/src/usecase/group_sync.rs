@@ -858,6 +858,7 @@ mod tests {
             in_flight: None,
             m365_password_changed_at: None,
             version: 1,
+            account_lookup_version: None,
         };
         assert!(sync(&w).follow_binds(&[pending]).await.unwrap().is_empty());
         assert!(sync(&w).follow_binds(&[]).await.unwrap().is_empty());

@@ -556,6 +556,7 @@ where
             in_flight: None,
             m365_password_changed_at: None,
             version: 0,
+            account_lookup_version: None,
         };
         match self.bindings.put(&binding, Expect::Absent).await {
             Ok(_) => Ok(imported(false)),

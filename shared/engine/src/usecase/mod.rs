@@ -9,6 +9,8 @@
 //! - [`retry::RetryDispatcher`]: re-drive a [`RetryMessage`] from the retry queue (R-BIND-6).
 //! - [`reconcile_queue::ReconcileQueue`]: fan reconciliation out through a queue, one leased,
 //!   bounded pass per message (R-REC-1).
+//! - [`stuck::RequeueStuck`]: re-queue binds and unbinds whose retry was lost, found by each
+//!   reconcile pass (R-REC-5).
 //!
 //! What they share lives here: [`Effects`] records the outcome of an operation the same way for every
 //! use case — exactly one event per successful change (with an id derived from the operation, so a
@@ -25,6 +27,7 @@ pub mod reconcile;
 pub mod reconcile_groups;
 pub mod reconcile_queue;
 pub mod retry;
+pub mod stuck;
 pub mod token_refresh;
 pub mod unbind;
 pub mod update;
@@ -548,6 +551,12 @@ where
                 };
                 if let Some(state) = on.deferred {
                     binding.state = state;
+                }
+                // Reconcile tells a lost retry from a queued one by this (R-REC-5).
+                if ours(&binding)
+                    && let Some(f) = binding.in_flight.as_mut()
+                {
+                    f.retry_due_at = Some(retry.not_before);
                 }
                 binding.pending_reason = Some(code.to_owned());
                 let stored = self.bindings.put(&binding, expect).await?;

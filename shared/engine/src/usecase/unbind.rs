@@ -96,6 +96,7 @@ where
                 address_held_since: None,
                 create_sent_at: None,
                 welcome: false,
+                retry_due_at: None,
             }),
             ..binding
         };
