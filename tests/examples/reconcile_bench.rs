@@ -208,6 +208,7 @@ async fn main() {
             suspended_reason: None,
             pushed_password_set_at: None,
             adopted_privileged: false,
+            account_lookup_version: None,
         };
         dir.bindings.put(&binding, Expect::Absent).await.unwrap();
         bound += 1;

@@ -683,6 +683,55 @@ async fn a_user_deleted_in_m365_shows_deleted_in_m365_and_rebind_waits_out_the_a
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebind_right_after_m365_releases_the_address_creates_the_account_at_once() {
+    // R-BIND-6, R-BIND-8 (M365 refused the create: no lookup grace to wait out)
+    let s = stack!();
+    s.world
+        .emulator
+        .send(
+            reqwest::Method::PUT,
+            "/_emulator/realism",
+            json!({"addressReleaseDelayMs": 3_600_000}),
+        )
+        .await;
+    s.put_user("hank", "hank@contoso.com", json!({})).await;
+    let old = s.bind_settled("hank").await["m365ObjectId"].clone();
+    s.delete_in_m365("hank@contoso.com").await;
+    let (status, body) = s.call("DELETE", "/users/hank/binding", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["binding"]["state"], "deleted_in_m365", "{body}");
+    let (status, body) = s.call("PUT", "/users/hank/binding", None).await;
+    assert_eq!(status, 202, "the address is still held: {body}");
+    assert_eq!(body["binding"]["pendingReason"], "address_held", "{body}");
+    // M365 releases the address an hour later (its clock); the admin binds again at once, well
+    // within the minute a lost create's answer would be waited for.
+    let status = s
+        .world
+        .emulator
+        .send(
+            reqwest::Method::POST,
+            "/_emulator/clock/advance",
+            json!({"seconds": 3_700}),
+        )
+        .await;
+    assert!(status.is_success());
+    let (status, body) = s.call("PUT", "/users/hank/binding", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["binding"]["state"], "provisioned", "{body}");
+    assert_ne!(body["binding"]["m365ObjectId"], old, "a new account");
+    let accounts = s.m365_active("hank@contoso.com").await;
+    assert_eq!(accounts.len(), 1);
+    assert_eq!(body["binding"]["m365ObjectId"], accounts[0]["id"]);
+    let created: Vec<Value> = s
+        .events(&[("userId", "hank")])
+        .await
+        .into_iter()
+        .filter(|e| e["type"] == "user_create_provision")
+        .collect();
+    assert_eq!(created.len(), 2, "{created:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_binds_converge_through_throttling_5xx_lag_and_lost_answers() {
     // R-BIND-2, R-BIND-6, R-BIND-3, R-SAFE-2
     let logs = capture_logs();

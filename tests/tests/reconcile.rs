@@ -29,12 +29,14 @@ struct Stack {
     tenant: String,
     /// The queue of reconcile passes.
     passes: String,
+    /// The retry queue (binds and unbinds waiting, R-BIND-6, R-REC-5).
+    retries: String,
 }
 
 impl Stack {
     async fn start() -> Option<Self> {
         let mut world = World::start().await?;
-        world.add_provisioning_resources("rec").await;
+        let retries = world.add_provisioning_resources("rec").await.retry_url;
         let sqs = aws_sdk_sqs::Client::new(&world.app.sdk);
         let passes = queue(
             &sqs,
@@ -53,7 +55,30 @@ impl Stack {
             clock,
             tenant,
             passes,
+            retries,
         })
+    }
+
+    /// Runs the retry worker (the provisioning wiring, on the test's clock) over the retry
+    /// queue's visible messages until none is left; answers how many it handled.
+    async fn drain_retries(&self) -> usize {
+        let sqs = aws_sdk_sqs::Client::new(&self.world.app.sdk);
+        let mut handled = 0;
+        while let Some((event, receipt)) = next_sqs_event(&sqs, &self.retries).await {
+            assert!(handled < 20, "the retries end");
+            let batch: aws_lambda_events::event::sqs::SqsEvent =
+                serde_json::from_value(event).unwrap();
+            let answer = retry_worker::handle_batch(&self.provisioning, &batch).await;
+            assert!(answer.batch_item_failures.is_empty(), "{answer:?}");
+            sqs.delete_message()
+                .queue_url(&self.retries)
+                .receipt_handle(receipt)
+                .send()
+                .await
+                .unwrap();
+            handled += 1;
+        }
+        handled
     }
 
     fn reconciler(&self, settings: Settings) -> Reconciler<OffsetClock> {
@@ -1130,4 +1155,237 @@ async fn the_expiry_sweep_runs_on_the_first_pass_of_a_round_only() {
         "{next}"
     );
     assert_eq!(s.binding_state("r0").await, BindingState::Suspended);
+}
+
+/// Forces Graph to lose every delta state of Contoso: the next delta call answers 410 and the
+/// round restarts with a full listing (graph-spec §5).
+async fn reset_delta(s: &Stack) {
+    let status = s
+        .world
+        .emulator
+        .send(
+            reqwest::Method::POST,
+            &format!("/_emulator/tenants/{CONTOSO}/delta/reset"),
+            Value::Null,
+        )
+        .await;
+    assert!(status.is_success(), "{status}");
+}
+
+#[tokio::test]
+async fn an_account_deleted_in_m365_is_found_by_the_full_listing_after_a_410_and_rebind_recreates_it()
+ {
+    // R-REC-4, R-BIND-8 (a full listing omits deleted accounts instead of reporting them; the
+    // listing spans several passes whose seen ids are kept on DynamoDB between them)
+    let Some(s) = Stack::start().await else {
+        return;
+    };
+    s.world
+        .emulator
+        .send(
+            reqwest::Method::PUT,
+            "/_emulator/realism",
+            json!({"addressReleaseDelayMs": 3_600_000}),
+        )
+        .await;
+    s.bound_users(12).await;
+    s.world.emulator.delta_page_size(3).await;
+    let mut settings = Settings::default();
+    settings.reconcile.max_pages = 1;
+    let deps = s.reconciler(settings);
+    // The first (full) round, through the queue, pass after pass.
+    reconcile::handle(&deps, schedule_event()).await.unwrap();
+    let passes = s.drain_passes(&deps).await;
+    assert!(passes.len() >= 5, "16 users in pages of 3: {passes:?}");
+    let old = s.m365_id("r5").await;
+
+    s.delete_in_m365("r5@contoso.com").await;
+    reset_delta(&s).await;
+    // An hour later (the binding is far older than the listing).
+    s.clock.advance(TimeDelta::hours(1));
+    let first = s.reconcile(&deps, false).await;
+    assert_eq!(first["fullSync"], true, "{first}");
+    assert_eq!(first["complete"], false, "{first}");
+    assert_eq!(first["continued"], true, "{first}");
+    assert_eq!(first["plan"], json!([]));
+    let passes = s.drain_passes(&deps).await;
+    assert!(passes.len() >= 4, "{passes:?}");
+    assert_eq!(s.binding_state("r5").await, BindingState::DeletedInM365);
+    for other in ["r0", "r4", "r6", "r11"] {
+        assert_eq!(
+            s.binding_state(other).await,
+            BindingState::Provisioned,
+            "{other}"
+        );
+    }
+    // The next round is incremental and finds nothing.
+    let after = s.reconcile(&deps, false).await;
+    assert_eq!(after["fullSync"], false, "{after}");
+    assert_eq!(after["plan"], json!([]), "{after}");
+
+    // Binding again waits for M365 to release the address, then creates a new account at once.
+    let (status, body) = s
+        .call(
+            "PUT",
+            "/users/r5/binding",
+            Some(json!({ "welcome": false })),
+        )
+        .await;
+    assert_eq!(status, 202, "the address is held: {body}");
+    assert_eq!(body["binding"]["pendingReason"], "address_held", "{body}");
+    advance_m365_clock(&s, 3_700).await;
+    let (status, body) = s
+        .call(
+            "PUT",
+            "/users/r5/binding",
+            Some(json!({ "welcome": false })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["binding"]["state"], "provisioned", "{body}");
+    assert_ne!(s.m365_id("r5").await, old, "a new account");
+    assert_eq!(
+        s.m365_property("r5@contoso.com", "accountEnabled").await,
+        true
+    );
+}
+
+#[tokio::test]
+async fn a_pending_bind_whose_retry_was_lost_is_requeued_by_reconcile_and_converges() {
+    // R-REC-5, R-BIND-12 (a purged retry queue: nothing would ever finish the bind)
+    let Some(s) = Stack::start().await else {
+        return;
+    };
+    s.bound_users(3).await;
+    let body = json!({"email": "slow@contoso.com", "displayName": "Slow"});
+    let (status, answer) = s.call("PUT", "/users/slow", Some(body)).await;
+    assert!(status == 200 || status == 201, "{answer}");
+    let fault = json!({"method": "POST", "path": "/v1.0/users", "kind": "429", "count": 1});
+    let status = s
+        .world
+        .emulator
+        .send(reqwest::Method::POST, "/_emulator/faults", fault)
+        .await;
+    assert!(status.is_success());
+    let (status, answer) = s
+        .call(
+            "PUT",
+            "/users/slow/binding",
+            Some(json!({"welcome": false})),
+        )
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    let slow = UserId::parse("slow").unwrap();
+    let waiting = s.world.app.bindings.get(&slow).await.unwrap().unwrap();
+    assert!(
+        waiting.in_flight.unwrap().retry_due_at.is_some(),
+        "the deferral recorded when its retry is due"
+    );
+    let sqs = aws_sdk_sqs::Client::new(&s.world.app.sdk);
+    sqs.purge_queue()
+        .queue_url(&s.retries)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(s.drain_retries().await, 0, "the retry is lost");
+    let deps = s.reconciler(Settings::default());
+    let early = s.reconcile(&deps, false).await;
+    assert_eq!(early["stuck"], json!([]), "not an hour yet: {early}");
+
+    s.clock.advance(TimeDelta::hours(3));
+    let dry = s.reconcile(&deps, true).await;
+    assert_eq!(dry["stuck"].as_array().unwrap().len(), 1, "{dry}");
+    assert!(dry["requeued"].is_null(), "{dry}");
+    assert_eq!(s.drain_retries().await, 0, "a dry run queues nothing");
+    let report = s.reconcile(&deps, false).await;
+    assert_eq!(report["stuck"][0]["userId"], "slow", "{report}");
+    assert_eq!(report["stuck"][0]["kind"], "user_bind", "{report}");
+    assert_eq!(report["requeued"]["requeued"], 1, "{report}");
+    // A later pass of the same hour finds it on its way.
+    let again = s.reconcile(&deps, false).await;
+    assert_eq!(again["stuck"], json!([]), "{again}");
+    assert_eq!(s.drain_retries().await, 1);
+    assert_eq!(s.binding_state("slow").await, BindingState::Provisioned);
+    let accounts = s.m365_user("slow@contoso.com").await;
+    assert_eq!(accounts["accountEnabled"], true);
+    let created = s.events_of(EventKind::UserCreateProvision).await;
+    assert_eq!(
+        created
+            .iter()
+            .filter(|e| e.user_id.as_ref().map(UserId::as_str) == Some("slow"))
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_blocked_binding_that_lost_its_account_id_gets_its_enabled_account_blocked() {
+    // R-BIND-12 (what an unbind racing an in-flight bind can leave: `blocked`, no object id, the
+    // account enabled)
+    let Some(s) = Stack::start().await else {
+        return;
+    };
+    s.bound_users(12).await;
+    let deps = s.reconciler(Settings::default());
+    s.reconcile(&deps, false).await;
+    let account = s.m365_id("r2").await;
+    let id = UserId::parse("r2").unwrap();
+    let mut binding = s.world.app.bindings.get(&id).await.unwrap().unwrap();
+    binding.state = BindingState::Blocked;
+    binding.m365_object_id = None;
+    s.world
+        .app
+        .bindings
+        .put(
+            &binding,
+            m365_engine::ports::Expect::Version(binding.version),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        s.m365_property("r2@contoso.com", "accountEnabled").await,
+        true
+    );
+    let dry = s.reconcile(&deps, true).await;
+    assert_eq!(
+        plan_kinds(&dry),
+        vec![("block".to_owned(), "r2".to_owned())],
+        "{dry}"
+    );
+    assert_eq!(
+        s.m365_property("r2@contoso.com", "accountEnabled").await,
+        true,
+        "a dry run writes nothing"
+    );
+    let report = s.reconcile(&deps, false).await;
+    assert_eq!(report["accountLookups"], 1, "{report}");
+    assert_eq!(report["applied"], 1, "{report}");
+    assert_eq!(
+        s.m365_property("r2@contoso.com", "accountEnabled").await,
+        false
+    );
+    let stored = s.world.app.bindings.get(&id).await.unwrap().unwrap();
+    assert_eq!(stored.state, BindingState::Blocked);
+    assert_eq!(
+        stored.m365_object_id.map(|i| i.to_string()),
+        Some(account.clone())
+    );
+    let deprovisions = s.events_of(EventKind::UserDeprovision).await;
+    assert!(
+        deprovisions.iter().any(|e| {
+            e.user_id.as_ref().map(UserId::as_str) == Some("r2")
+                && e.reason.as_deref() == Some("reconcile_blocked_again")
+        }),
+        "{deprovisions:?}"
+    );
+    // Watched from now on by the delta like any blocked binding.
+    s.portal_patch("r2@contoso.com", json!({"accountEnabled": true}))
+        .await;
+    let next = s.reconcile(&deps, false).await;
+    assert_eq!(next["accountLookups"], 0, "{next}");
+    assert_eq!(
+        plan_kinds(&next),
+        vec![("block".to_owned(), "r2".to_owned())],
+        "{next}"
+    );
 }

@@ -4,7 +4,10 @@
 //! sweep, which reads every bound user) followed, unless the
 //! users' safeguard stopped it, by `m365_engine::usecase::reconcile_groups::ReconcileGroups`
 //! (group membership drift). Passes run under the tenant's lease and are chained through the
-//! reconcile queue (`m365_engine::usecase::reconcile_queue`), so no invocation runs long.
+//! reconcile queue (`m365_engine::usecase::reconcile_queue`), so no invocation runs long. Each
+//! pass that writes also re-queues, on the retry queue, the binds and unbinds the users pass found
+//! stuck (in flight for over an hour with no retry on its way, R-REC-5:
+//! `m365_engine::usecase::stuck::RequeueStuck`).
 //!
 //! Three kinds of event reach it:
 //! - the EventBridge schedule: queues one pass per `active` tenant and returns
@@ -13,8 +16,9 @@
 //!   round is unfinished queues the next one; a retryable failure leaves the message for
 //!   redelivery (DLQ after `maxReceiveCount`); a tenant held by another pass is left to it;
 //! - `POST /tenants/{tenantId}/reconcile?dryRun=true|false` (API Gateway HTTP API, payload 2.0):
-//!   `200` with the report (the users plan, what was applied, the safeguard trip if any, and
-//!   `groups`: the group plan and what was applied). `dryRun` defaults to `true` so a bare call
+//!   `200` with the report (the users plan, what was applied, the safeguard trip if any, the
+//!   `stuck` work found and, unless dry, what was `requeued`, and `groups`: the group plan and
+//!   what was applied). `dryRun` defaults to `true` so a bare call
 //!   never writes; any other value than `true`/`false` is `400 invalid_query`. An unknown tenant
 //!   is `404`, a tenant that is not `active` is `409 tenant_not_active`, a tenant whose pass is
 //!   running is `409 reconcile_in_progress`. A run (not a dry run) is one leased pass; when the
@@ -37,6 +41,7 @@ use m365_engine::usecase::group_sync::SyncGroup;
 use m365_engine::usecase::reconcile::{Reconcile, ReconcileReport, ReconcileSettings};
 use m365_engine::usecase::reconcile_groups::{GroupReconcileReport, ReconcileGroups};
 use m365_engine::usecase::reconcile_queue::{Leased, PassEnd, ReconcileQueue, Step};
+use m365_engine::usecase::stuck::{RequeueStuck, Requeued};
 use m365_engine::usecase::{Effects, RetryPolicy};
 use m365_engine::{Error, error::Entity};
 use m365_lambda::deadline::DeadlinePolicy;
@@ -136,6 +141,9 @@ pub struct TenantReport {
     pub users: ReconcileReport,
     /// Group membership drift; `None` when the users' safeguard stopped the run first.
     pub groups: Option<GroupReconcileReport>,
+    /// What became of the users report's `stuck` work (R-REC-5); `None` on a dry run or when
+    /// the safeguard stopped the run (nothing is written then).
+    pub requeued: Option<Requeued>,
     /// The round goes on: its next pass was queued.
     pub continued: bool,
 }
@@ -316,9 +324,24 @@ impl<C: Clock> Reconciler<C> {
             return Ok(TenantReport {
                 users,
                 groups: None,
+                requeued: None,
                 continued: false,
             });
         }
+        let requeued = if dry_run {
+            None
+        } else {
+            Some(
+                RequeueStuck {
+                    bindings: &self.app.bindings,
+                    queue: &self.app.retry_queue,
+                    clock: &self.clock,
+                    settings: &settings.stuck,
+                }
+                .requeue(&users.stuck)
+                .await,
+            )
+        };
         let groups = Box::pin(
             ReconcileGroups {
                 sync: SyncGroup {
@@ -346,6 +369,7 @@ impl<C: Clock> Reconciler<C> {
         Ok(TenantReport {
             users,
             groups: Some(groups),
+            requeued,
             continued: false,
         })
     }

@@ -26,6 +26,8 @@
 //! | ledger | lease ([`DynamoLeases`]) | `LEASE#<name>` | — | `expires_at` |
 //! | ledger | OAuth sign-in ([`DynamoPendingConsents`]) | `OAUTH_STATE#<sha-256 of state>` | — | `expires_at` |
 //! | ledger | Graph rate budget ([`DynamoRateBudget`]) | `BUDGET#<tenant id>` | — | `expires_at` |
+//! | ledger | reconcile cursor ([`DynamoReconcileCursors`]) | `CURSOR#<tenant id>[#groups]` | — | — |
+//! | ledger | ids seen by a full listing (R-REC-4) | `SEEN#<tenant id>#<start ms>#<part>` | — | `expires_at` |
 //!
 //! Access patterns and how they are served:
 //! - **user by id / by email**: `GetItem` on `USER#…`; `GetItem` on `EMAIL#…` then on `USER#…`.

@@ -4,10 +4,11 @@
 
 mod common;
 
+use chrono::{TimeDelta, Utc};
 use m365_aws::DynamoReconcileCursors;
 use m365_aws::schema::LEDGER;
-use m365_engine::model::TenantId;
-use m365_engine::ports::{DeltaStream, ReconcileCursors};
+use m365_engine::model::{M365ObjectId, TenantId};
+use m365_engine::ports::{DeltaStream, FullListing, ReconcileCursors, SEEN_PART_MAX};
 use m365_engine::testing::FakeReconcileCursors;
 
 async fn a_saved_link_is_read_back_per_tenant_and_stream(cursors: &impl ReconcileCursors) {
@@ -44,6 +45,125 @@ async fn a_saved_link_is_read_back_per_tenant_and_stream(cursors: &impl Reconcil
         Some("next".to_owned()),
         "a put replaces the link"
     );
+}
+
+async fn a_full_listing_is_saved_with_its_link_and_remembers_the_ids_it_saw(
+    cursors: &impl ReconcileCursors,
+) {
+    // R-REC-4 (a full listing spanning passes: its state and seen ids survive between passes)
+    let tenant = TenantId::generate();
+    assert_eq!(cursors.full_listing(&tenant).await.expect("read"), None);
+    let started_at = Utc::now() - TimeDelta::minutes(3);
+    let listing = FullListing {
+        started_at,
+        parts: 0,
+    };
+    // Millisecond precision is what is kept.
+    let listing = FullListing {
+        started_at: chrono::DateTime::from_timestamp_millis(listing.started_at.timestamp_millis())
+            .expect("valid"),
+        ..listing
+    };
+    assert_eq!(
+        cursors.seen(&tenant, &listing).await.expect("no parts"),
+        Some(Vec::new())
+    );
+    let first: Vec<M365ObjectId> = (0..SEEN_PART_MAX)
+        .map(|_| M365ObjectId::generate())
+        .collect();
+    let second = vec![M365ObjectId::generate(), M365ObjectId::generate()];
+    cursors
+        .put_seen(&tenant, &listing, 0, &first)
+        .await
+        .expect("a full part fits");
+    cursors
+        .put_seen(&tenant, &listing, 1, &[M365ObjectId::generate()])
+        .await
+        .expect("put");
+    cursors
+        .put_seen(&tenant, &listing, 1, &second)
+        .await
+        .expect("a part written again replaces it");
+    let saved = FullListing {
+        parts: 2,
+        ..listing
+    };
+    cursors
+        .put_in_full_listing(&tenant, "next-page", &saved)
+        .await
+        .expect("put");
+    assert_eq!(
+        cursors.get(&tenant, DeltaStream::Users).await.expect("get"),
+        Some("next-page".to_owned())
+    );
+    assert_eq!(
+        cursors.full_listing(&tenant).await.expect("read"),
+        Some(saved)
+    );
+    let mut want: Vec<M365ObjectId> = first.iter().chain(&second).cloned().collect();
+    let mut got = cursors
+        .seen(&tenant, &saved)
+        .await
+        .expect("read")
+        .expect("every part is there");
+    want.sort();
+    got.sort();
+    assert_eq!(got, want);
+    let missing_part = FullListing { parts: 3, ..saved };
+    assert_eq!(
+        cursors.seen(&tenant, &missing_part).await.expect("read"),
+        None,
+        "a part that is not there makes the memory incomplete"
+    );
+    let too_many: Vec<M365ObjectId> = (0..=SEEN_PART_MAX)
+        .map(|_| M365ObjectId::generate())
+        .collect();
+    assert_eq!(
+        cursors
+            .put_seen(&tenant, &saved, 2, &too_many)
+            .await
+            .expect_err("over the part limit")
+            .code(),
+        "invalid_field"
+    );
+    // Another tenant sees nothing of it.
+    assert_eq!(
+        cursors
+            .full_listing(&TenantId::generate())
+            .await
+            .expect("read"),
+        None
+    );
+    // The round's final link ends the listing.
+    cursors
+        .put(&tenant, DeltaStream::Users, "done")
+        .await
+        .expect("put");
+    assert_eq!(cursors.full_listing(&tenant).await.expect("read"), None);
+    assert_eq!(
+        cursors.get(&tenant, DeltaStream::Users).await.expect("get"),
+        Some("done".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn the_fake_keeps_a_full_listing_and_its_seen_ids() {
+    a_full_listing_is_saved_with_its_link_and_remembers_the_ids_it_saw(
+        &FakeReconcileCursors::new(),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn dynamo_keeps_a_full_listing_and_its_seen_ids() {
+    let Some(config) = common::aws().await else {
+        return;
+    };
+    let (client, table) = common::table(&config, &LEDGER).await;
+    a_full_listing_is_saved_with_its_link_and_remembers_the_ids_it_saw(
+        &DynamoReconcileCursors::new(client, table),
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -1047,6 +1047,69 @@ pub trait ReconcileCursors: Send + Sync {
         stream: DeltaStream,
         link: &str,
     ) -> impl Future<Output = Result<()>> + Send;
+
+    /// The full listing of the users delta under way for `tenant` (R-REC-4), saved with the users
+    /// link by [`ReconcileCursors::put_in_full_listing`]; `None` once a plain
+    /// [`ReconcileCursors::put`] replaced the link (the round finished, or it is not full).
+    ///
+    /// # Errors
+    /// Infrastructure failures only.
+    fn full_listing(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<Option<FullListing>>> + Send;
+
+    /// Saves the users link of a full listing that goes on in a later pass, together with the
+    /// listing's state, in one write (a link saved without its listing would make the next pass
+    /// take the rest of the full listing for an incremental round).
+    ///
+    /// # Errors
+    /// Infrastructure failures only.
+    fn put_in_full_listing(
+        &self,
+        tenant: &TenantId,
+        link: &str,
+        listing: &FullListing,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Saves part number `part` of the bound accounts the full listing `listing` has returned so
+    /// far (at most [`SEEN_PART_MAX`] ids), replacing a part of that number written before.
+    ///
+    /// # Errors
+    /// `Invalid` for more than [`SEEN_PART_MAX`] ids; infrastructure failures.
+    fn put_seen(
+        &self,
+        tenant: &TenantId,
+        listing: &FullListing,
+        part: u32,
+        ids: &[M365ObjectId],
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Every id of parts `0..listing.parts` of `listing`, or `None` when one of them is gone
+    /// (expired, or never written): the listing can then not tell which accounts are missing.
+    ///
+    /// # Errors
+    /// Infrastructure failures only.
+    fn seen(
+        &self,
+        tenant: &TenantId,
+        listing: &FullListing,
+    ) -> impl Future<Output = Result<Option<Vec<M365ObjectId>>>> + Send;
+}
+
+/// Most ids in one part of a full listing's seen ids ([`ReconcileCursors::put_seen`]): 16 bytes
+/// each when packed, so a part stays far below DynamoDB's 400 KB item limit.
+pub const SEEN_PART_MAX: usize = 10_000;
+
+/// A full listing of the users delta (the first round, or the one after Graph lost the delta
+/// state) that spans several reconcile passes (R-REC-4): which round it is and how much of what
+/// it returned is saved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FullListing {
+    /// When its first page was read (by our clock); names the round.
+    pub started_at: DateTime<Utc>,
+    /// Parts of seen ids saved so far ([`ReconcileCursors::put_seen`] numbers `0..parts`).
+    pub parts: u32,
 }
 
 /// One group as a groups delta round reports it (graph-spec §5): its membership changes

@@ -136,6 +136,14 @@ pub struct Binding {
     /// Absent (false) in records written before it existed.
     #[serde(default, skip_serializing_if = "is_false")]
     pub adopted_privileged: bool,
+    /// For a `blocked` or `suspended` binding without an object id: the version this binding got
+    /// from reconcile's write recording that a lookup of its UPN in M365 found no account of ours
+    /// (R-BIND-12). While the version is unchanged the lookup is not repeated; any later write (a
+    /// new bind or unbind) moves the version and the binding is looked up again. Stores give a
+    /// written binding the expected version + 1 (the bindings contract), which is what makes the
+    /// mark predictable. Absent in records written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_lookup_version: Option<u64>,
 }
 
 // serde's `skip_serializing_if` takes a function of `&T`.
@@ -172,6 +180,7 @@ impl Binding {
             suspended_reason: None,
             pushed_password_set_at: None,
             adopted_privileged: false,
+            account_lookup_version: None,
         }
     }
 }
@@ -199,6 +208,12 @@ pub struct InFlight {
     /// be adopted. Absent (false) in records written before it existed.
     #[serde(default, skip_serializing_if = "is_false")]
     pub adopt_privileged: bool,
+    /// When the retry message last queued for this operation is due (its `not_before`), recorded
+    /// by every deferral that sends one (R-REC-5): reconcile re-queues an operation in flight for
+    /// over an hour whose retry is long overdue, or that never had one (the message was lost, or
+    /// the function died between two writes). `None`: no retry queued for this operation yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_due_at: Option<DateTime<Utc>>,
 }
 
 #[cfg(test)]
@@ -225,6 +240,7 @@ mod tests {
             create_sent_at: Some(Utc::now()),
             welcome: false,
             adopt_privileged: false,
+            retry_due_at: None,
         });
         let json = serde_json::to_value(&b).unwrap();
         assert!(json["inFlight"]["createSentAt"].is_string());
@@ -272,6 +288,39 @@ mod tests {
         assert_eq!(json["adoptedPrivileged"], true);
         let back: Binding = serde_json::from_value(json).unwrap();
         assert_eq!(back, b);
+    }
+
+    #[test]
+    fn the_retry_due_time_and_the_lookup_mark_round_trip_and_are_absent_from_older_records() {
+        // R-REC-5, R-BIND-12 (stored bindings written before the fields existed still load)
+        let user = UserId::parse("alice").unwrap();
+        let mut b = Binding::pending(user.clone(), TenantId::generate(), "throttled");
+        b.in_flight = Some(InFlight {
+            operation_id: OperationId::new(
+                OperationKind::UserBind,
+                &OperationSubject::User(user),
+                0,
+            ),
+            kind: OperationKind::UserBind,
+            since: Utc::now(),
+            address_held_since: None,
+            create_sent_at: None,
+            welcome: true,
+            adopt_privileged: false,
+            retry_due_at: None,
+        });
+        let old = serde_json::to_value(&b).unwrap();
+        assert!(old["inFlight"].get("retryDueAt").is_none());
+        assert!(old.get("accountLookupVersion").is_none());
+        assert_eq!(serde_json::from_value::<Binding>(old).unwrap(), b);
+        if let Some(f) = b.in_flight.as_mut() {
+            f.retry_due_at = Some(Utc::now());
+        }
+        b.account_lookup_version = Some(3);
+        let json = serde_json::to_value(&b).unwrap();
+        assert!(json["inFlight"]["retryDueAt"].is_string());
+        assert_eq!(json["accountLookupVersion"], 3);
+        assert_eq!(serde_json::from_value::<Binding>(json).unwrap(), b);
     }
 
     #[test]

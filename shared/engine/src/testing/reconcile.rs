@@ -7,28 +7,36 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use chrono::{DateTime, Utc};
+
 use super::{FakeDirectory, lock};
-use crate::error::{InvalidInput, Result};
+use crate::error::{FieldProblem, InvalidInput, Result};
 use crate::model::{M365ObjectId, M365User, PageRequest, TenantId};
 use crate::ports::{
-    DeltaLink, DeltaStream, Directory, GroupDeltaPage, GroupDeltas, GroupMembershipChange,
-    ReconcileCursors, UserChange, UserDeltaPage, UserDeltas,
+    DeltaLink, DeltaStream, Directory, FullListing, GroupDeltaPage, GroupDeltas,
+    GroupMembershipChange, ReconcileCursors, SEEN_PART_MAX, UserChange, UserDeltaPage, UserDeltas,
 };
 
 const LINK_PREFIX: &str = "fake-delta:";
 
 type Snapshot = BTreeMap<M365ObjectId, M365User>;
 
-/// Delta rounds over a [`FakeDirectory`]: every round is one page; a link names the snapshot taken
-/// when it was issued, and the next round reports the users that differ from it (new or changed,
-/// with every attribute) and those gone since (removed).
+/// Delta rounds over a [`FakeDirectory`]: a link names the snapshot taken when it was issued, and
+/// the next round reports the users that differ from it (new or changed, with every attribute)
+/// and those gone since (removed). Every round is one page, unless [`FakeUserDeltas::with_page_size`]
+/// splits rounds into pages (the round is computed when its first page is read).
 #[derive(Debug)]
 pub struct FakeUserDeltas<'a> {
     directory: &'a FakeDirectory,
     snapshots: Mutex<Vec<Snapshot>>,
+    /// Rounds served in several pages: their items and the snapshot their final link names.
+    rounds: Mutex<Vec<(Vec<UserChange>, usize)>>,
+    page_size: Option<usize>,
     pages: AtomicU64,
     lost: AtomicBool,
 }
+
+const MORE_PREFIX: &str = "fake-delta-more:";
 
 fn change_of(user: &M365User) -> UserChange {
     UserChange {
@@ -52,9 +60,39 @@ impl<'a> FakeUserDeltas<'a> {
         Self {
             directory,
             snapshots: Mutex::new(Vec::new()),
+            rounds: Mutex::new(Vec::new()),
+            page_size: None,
             pages: AtomicU64::new(0),
             lost: AtomicBool::new(false),
         }
+    }
+
+    /// Deltas of `directory` whose rounds come in pages of at most `size` items.
+    #[must_use]
+    pub fn with_page_size(directory: &'a FakeDirectory, size: usize) -> Self {
+        Self {
+            page_size: Some(size.max(1)),
+            ..Self::new(directory)
+        }
+    }
+
+    /// Page `offset / page size` of multi-page round `round`.
+    fn page_of(&self, round: usize, offset: usize, restarted: bool) -> Result<UserDeltaPage> {
+        let rounds = lock(&self.rounds);
+        let (items, snapshot) = rounds.get(round).ok_or(InvalidInput::Cursor)?;
+        let size = self.page_size.unwrap_or(usize::MAX);
+        let end = offset.saturating_add(size).min(items.len());
+        let changes = items.get(offset..end).ok_or(InvalidInput::Cursor)?.to_vec();
+        let next = if end < items.len() {
+            DeltaLink::More(format!("{MORE_PREFIX}{round}:{end}"))
+        } else {
+            DeltaLink::Done(format!("{LINK_PREFIX}{snapshot}"))
+        };
+        Ok(UserDeltaPage {
+            changes,
+            next,
+            restarted,
+        })
     }
 
     /// Delta pages served so far.
@@ -85,8 +123,15 @@ impl<'a> FakeUserDeltas<'a> {
 impl UserDeltas for FakeUserDeltas<'_> {
     async fn users_delta(&self, tenant: &TenantId, link: Option<&str>) -> Result<UserDeltaPage> {
         self.pages.fetch_add(1, Ordering::SeqCst);
-        let current = self.listing(tenant).await?;
         let restarted = link.is_some() && self.lost.swap(false, Ordering::SeqCst);
+        if !restarted && let Some(more) = link.and_then(|l| l.strip_prefix(MORE_PREFIX)) {
+            let (round, offset) = more
+                .split_once(':')
+                .and_then(|(r, o)| Some((r.parse().ok()?, o.parse().ok()?)))
+                .ok_or(InvalidInput::Cursor)?;
+            return self.page_of(round, offset, false);
+        }
+        let current = self.listing(tenant).await?;
         let previous = match link {
             Some(_) if restarted => None,
             None => None,
@@ -128,23 +173,38 @@ impl UserDeltas for FakeUserDeltas<'_> {
                     changes
                 }
             };
-        let mut snapshots = lock(&self.snapshots);
-        snapshots.push(current);
-        let next = DeltaLink::Done(format!("{LINK_PREFIX}{}", snapshots.len() - 1));
+        let snapshot = {
+            let mut snapshots = lock(&self.snapshots);
+            snapshots.push(current);
+            snapshots.len() - 1
+        };
+        if self.page_size.is_some_and(|size| changes.len() > size) {
+            let round = {
+                let mut rounds = lock(&self.rounds);
+                rounds.push((changes, snapshot));
+                rounds.len() - 1
+            };
+            return self.page_of(round, 0, restarted);
+        }
         Ok(UserDeltaPage {
             changes,
-            next,
+            next: DeltaLink::Done(format!("{LINK_PREFIX}{snapshot}")),
             restarted,
         })
     }
 }
 
-/// Reconcile cursors in memory.
+/// Reconcile cursors in memory (with the full listings under way and their seen ids).
 #[derive(Debug, Default)]
 pub struct FakeReconcileCursors {
     links: Mutex<HashMap<(TenantId, DeltaStream), String>>,
     puts: AtomicU64,
+    listings: Mutex<HashMap<TenantId, FullListing>>,
+    seen: Mutex<HashMap<SeenKey, Vec<M365ObjectId>>>,
 }
+
+/// A saved part of a full listing's seen ids: tenant, listing start, part number.
+type SeenKey = (TenantId, DateTime<Utc>, u32);
 
 impl FakeReconcileCursors {
     /// No cursor saved.
@@ -158,6 +218,17 @@ impl FakeReconcileCursors {
     pub fn puts(&self) -> u64 {
         self.puts.load(Ordering::SeqCst)
     }
+
+    /// Seen-id parts stored (of every listing, finished or not).
+    #[must_use]
+    pub fn seen_parts(&self) -> usize {
+        lock(&self.seen).len()
+    }
+
+    /// Loses every stored seen-id part (as if they had expired).
+    pub fn lose_seen_parts(&self) {
+        lock(&self.seen).clear();
+    }
 }
 
 impl ReconcileCursors for FakeReconcileCursors {
@@ -168,7 +239,60 @@ impl ReconcileCursors for FakeReconcileCursors {
     async fn put(&self, tenant: &TenantId, stream: DeltaStream, link: &str) -> Result<()> {
         self.puts.fetch_add(1, Ordering::SeqCst);
         lock(&self.links).insert((tenant.clone(), stream), link.to_owned());
+        if stream == DeltaStream::Users {
+            lock(&self.listings).remove(tenant);
+        }
         Ok(())
+    }
+
+    async fn full_listing(&self, tenant: &TenantId) -> Result<Option<FullListing>> {
+        Ok(lock(&self.listings).get(tenant).copied())
+    }
+
+    async fn put_in_full_listing(
+        &self,
+        tenant: &TenantId,
+        link: &str,
+        listing: &FullListing,
+    ) -> Result<()> {
+        self.puts.fetch_add(1, Ordering::SeqCst);
+        lock(&self.links).insert((tenant.clone(), DeltaStream::Users), link.to_owned());
+        lock(&self.listings).insert(tenant.clone(), *listing);
+        Ok(())
+    }
+
+    async fn put_seen(
+        &self,
+        tenant: &TenantId,
+        listing: &FullListing,
+        part: u32,
+        ids: &[M365ObjectId],
+    ) -> Result<()> {
+        if ids.len() > SEEN_PART_MAX {
+            return Err(InvalidInput::Field {
+                field: "ids",
+                problem: FieldProblem::TooLong { max: SEEN_PART_MAX },
+            }
+            .into());
+        }
+        lock(&self.seen).insert((tenant.clone(), listing.started_at, part), ids.to_vec());
+        Ok(())
+    }
+
+    async fn seen(
+        &self,
+        tenant: &TenantId,
+        listing: &FullListing,
+    ) -> Result<Option<Vec<M365ObjectId>>> {
+        let seen = lock(&self.seen);
+        let mut all = Vec::new();
+        for part in 0..listing.parts {
+            match seen.get(&(tenant.clone(), listing.started_at, part)) {
+                Some(ids) => all.extend(ids.iter().cloned()),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(all))
     }
 }
 

@@ -180,6 +180,9 @@ where
             create_sent_at: replaced.and_then(|f| f.create_sent_at),
             welcome: request.welcome,
             adopt_privileged: request.adopt_privileged,
+            // The earlier operation's queued retry will be dropped as superseded: none is queued
+            // for this one yet (R-REC-5).
+            retry_due_at: None,
         };
         let (binding, expect) = match current {
             Some(b) => {
@@ -446,10 +449,19 @@ where
                     Err(e) => self.fx.fail(run, binding, expect, e, BIND_FAILURE).await,
                 }
             }
-            // A 429 (or our own rate budget) means Graph did not run the request: nothing can
-            // have been created, so the next attempt may POST at once instead of waiting out the
-            // lookup grace meant for answers lost after a commit (graph-spec §7.1, §12).
-            Err(e @ Error::Throttled { .. }) => {
+            // A 429 (or our own rate budget) means Graph did not run the request, and a create
+            // refused because a deleted account still holds the address (R-BIND-6/8) is M365's
+            // "no": either way nothing can have been created, so the next attempt (or the
+            // admin's re-bind once the address is released) may POST at once instead of waiting
+            // out the lookup grace meant for answers lost after a commit (graph-spec §7.1, §12).
+            // Any earlier create of this bind was past that grace when this one was sent.
+            Err(
+                e @ (Error::Throttled { .. }
+                | Error::Unavailable {
+                    reason: UnavailableReason::AddressHeld,
+                    ..
+                }),
+            ) => {
                 if let Some(f) = binding.in_flight.as_mut() {
                     f.create_sent_at = None;
                 }
@@ -879,7 +891,7 @@ mod tests {
     use crate::ports::Sealer;
     use crate::usecase::RetryPolicy;
     use crate::usecase::retry::RetryOutcome;
-    use crate::usecase::testkit::{World, secret, throttled, uid, unavailable};
+    use crate::usecase::testkit::{ADDRESS_RELEASE, World, secret, throttled, uid, unavailable};
 
     #[tokio::test]
     async fn binding_a_new_user_creates_the_account_with_the_directory_attributes() {
@@ -1691,6 +1703,55 @@ mod tests {
         assert!(w.now() - start >= TimeDelta::hours(24));
         assert_eq!(w.count_events(EventKind::UserCreateProvision), 2);
         assert!(w.dead_letters.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_rebind_right_after_the_address_release_creates_at_once_without_a_lookup_grace() {
+        // R-BIND-6, R-BIND-8 (M365 refused the create: nothing can have been committed)
+        let w = World::new().await;
+        deleted_in_m365(&w).await;
+        let old = World::object_id(&w.binding("adele").await);
+        let Outcome::Deferred { binding, .. } = w.bind("adele").await else {
+            panic!("address held")
+        };
+        let in_flight = binding.in_flight.unwrap();
+        assert_eq!(
+            in_flight.create_sent_at, None,
+            "the refusal cleared the mark"
+        );
+        assert!(in_flight.address_held_since.is_some());
+        // The address is released; the admin binds again seconds later (well within the
+        // 60-second lookup grace that applies to a create whose answer was lost).
+        w.clock.advance(ADDRESS_RELEASE);
+        let creates = w.directory.create_calls();
+        let Outcome::Done { binding, change } = w.bind("adele").await else {
+            panic!("created at once")
+        };
+        assert_eq!(change, Change::Created);
+        assert_eq!(binding.state, BindingState::Provisioned);
+        assert_ne!(binding.m365_object_id, Some(old));
+        assert_eq!(w.directory.create_calls(), creates + 1);
+        assert_eq!(w.directory.active_user_count(&w.tenant.id), 1);
+        assert_eq!(w.count_events(EventKind::UserCreateProvision), 2);
+    }
+
+    #[tokio::test]
+    async fn a_deferral_records_on_the_binding_when_its_queued_retry_is_due() {
+        // R-REC-5 (a queued retry can be told from a lost one)
+        let w = World::new().await;
+        w.user("adele").await;
+        w.directory.fail_next_call(throttled());
+        let Outcome::Deferred { binding, retry } = w.bind("adele").await else {
+            panic!("deferred")
+        };
+        let due = binding.in_flight.as_ref().unwrap().retry_due_at;
+        assert_eq!(due, Some(retry.not_before));
+        assert!(due.unwrap() > w.now());
+        assert_eq!(
+            w.binding("adele").await.in_flight.unwrap().retry_due_at,
+            due
+        );
+        assert_eq!(w.queue.snapshot().len(), 1);
     }
 
     #[tokio::test]

@@ -861,6 +861,7 @@ mod tests {
             suspended_reason: None,
             pushed_password_set_at: None,
             adopted_privileged: false,
+            account_lookup_version: None,
         };
         assert!(sync(&w).follow_binds(&[pending]).await.unwrap().is_empty());
         assert!(sync(&w).follow_binds(&[]).await.unwrap().is_empty());

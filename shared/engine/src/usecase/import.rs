@@ -556,6 +556,7 @@ where
             suspended_reason: None,
             pushed_password_set_at: None,
             adopted_privileged: privileged,
+            account_lookup_version: None,
         };
         match self.bindings.put(&binding, Expect::Absent).await {
             Ok(_) => Ok(imported(false)),

@@ -15,6 +15,8 @@
 //! - `privilege` (crate-internal): which M365 accounts are privileged — a directory role, or the
 //!   connection's consenting admin — so bind and import refuse to adopt them and password pushes
 //!   and reconcile leave them alone unless adopted with `adoptPrivileged` (R-BIND-11).
+//! - [`stuck::RequeueStuck`]: re-queue binds and unbinds whose retry was lost, found by each
+//!   reconcile pass (R-REC-5).
 //!
 //! What they share lives here: [`Effects`] records the outcome of an operation the same way for every
 //! use case — exactly one event per successful change (with an id derived from the operation, so a
@@ -33,6 +35,7 @@ pub mod reconcile_groups;
 pub mod reconcile_queue;
 pub mod retry;
 pub mod suspend;
+pub mod stuck;
 pub mod token_refresh;
 pub mod unbind;
 pub mod update;
@@ -682,6 +685,12 @@ where
                 };
                 if let Some(state) = on.deferred {
                     binding.state = state;
+                }
+                // Reconcile tells a lost retry from a queued one by this (R-REC-5).
+                if ours(&binding)
+                    && let Some(f) = binding.in_flight.as_mut()
+                {
+                    f.retry_due_at = Some(retry.not_before);
                 }
                 binding.pending_reason = Some(code.to_owned());
                 let stored = self.bindings.put(&binding, expect).await?;

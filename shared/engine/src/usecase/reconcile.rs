@@ -25,6 +25,32 @@
 //! next pass resumes where it stopped and no invocation runs long (the passes are chained through
 //! the reconcile queue, see [`super::reconcile_queue`]).
 //!
+//! A full listing (the first round, or the one after Graph answered 410 to the saved link) does
+//! not report deletions: it simply omits deleted accounts (graph-spec §5). So when a full listing
+//! completes, the bindings that expect an account (`provisioned`, `blocked`, `suspended`, and
+//! `pending`/`error` with an object id, none with an operation in flight — that operation meets
+//! the deletion itself) are compared with every id the listing returned; the missing ones are
+//! planned as `mark_deleted` (`missingFromListing: true`), counted by the safeguard, and each is
+//! looked up once more (`GET /users/{id}`) before its binding becomes `deleted_in_m365` (R-REC-4,
+//! R-BIND-8). A listing of several passes saves the bound ids each pass saw
+//! ([`ReconcileCursors::put_seen`], in parts of at most [`SEEN_PART_MAX`]) before it saves the
+//! next-page link together with the listing's start ([`ReconcileCursors::put_in_full_listing`]);
+//! the last pass reads them back. If a part is gone nothing is marked. Replication lag: an
+//! account bound shortly before or during the listing may be missing from it legitimately, so a
+//! binding whose user has a provisioning event later than the listing's start less
+//! [`ReconcileSettings::listing_lag`] is never taken for deleted.
+//!
+//! A `blocked` or `suspended` binding without an object id (what an unbind racing an in-flight
+//! bind can leave, R-BIND-12) is looked up by UPN, at most
+//! [`ReconcileSettings::max_account_lookups`] per pass: an account that a bind of this user
+//! created or adopted (its provisioning event names it) is blocked if enabled (`block`) or linked
+//! if disabled (`link_account`), so later rounds watch it; otherwise (no account, or one an admin
+//! made by hand) nothing changes and the binding records that it was looked up
+//! ([`Binding::account_lookup_version`]) until it changes again.
+//!
+//! Each pass also reports the binds and unbinds stuck without a queued retry (R-REC-5,
+//! [`super::stuck`]) for its caller to re-queue.
+//!
 //! Privileged accounts (R-BIND-11): when a pass plans writes to M365, it reads the tenant's
 //! privileged accounts once (every directory role holder and the connection's consenting admin;
 //! one read plus one per activated role, see [`super::privilege`]) and a repair that would write
@@ -51,7 +77,7 @@
 //! then stamped). Events are kept 90 days: a user whose last push is older is overwritten once
 //! more, which records a fresh event (and a stamp) and is stable from then on.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
@@ -65,12 +91,14 @@ use crate::model::{
 };
 use crate::ports::{
     BindingStore, Clock, DeltaLink, DeltaStream, Directory, EventFilter, EventQuery, EventStore,
-    Expect, FailureStore, ReconcileCursors, Sealer, UserChange, UserDeltas, UserStore,
+    Expect, FailureStore, FullListing, ReconcileCursors, SEEN_PART_MAX, Sealer, UserChange,
+    UserDeltas, UserStore,
 };
 
 use super::is_m365_not_found;
 use super::password::read_back_password_change;
 use super::privilege::PrivilegedAccounts;
+use super::stuck::{StuckSettings, StuckWork, find_stuck};
 
 /// How a reconcile run behaves.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,6 +113,16 @@ pub struct ReconcileSettings {
     /// How much later than our last push an M365 password change must be to count as M365's
     /// (the clock rule, used only for bindings without a read-back stamp).
     pub push_grace: TimeDelta,
+    /// How long before a full listing began an account must have been bound for its absence
+    /// from the listing to count as a deletion (R-REC-4): covers Graph's replication lag and a
+    /// bind that was running when the listing began.
+    pub listing_lag: TimeDelta,
+    /// When a bind or unbind in flight counts as stuck, and how many are re-queued per pass
+    /// (R-REC-5).
+    pub stuck: StuckSettings,
+    /// Most UPN lookups of `blocked`/`suspended` bindings without an object id per pass
+    /// (R-BIND-12).
+    pub max_account_lookups: usize,
 }
 
 impl Default for ReconcileSettings {
@@ -94,6 +132,9 @@ impl Default for ReconcileSettings {
             max_pages: 50,
             password_max_age: None,
             push_grace: TimeDelta::minutes(2),
+            listing_lag: TimeDelta::minutes(15),
+            stuck: StuckSettings::default(),
+            max_account_lookups: 20,
         }
     }
 }
@@ -115,6 +156,9 @@ pub enum RepairKind {
     /// The user is disabled in the directory but its binding is still `provisioned` (the
     /// suspension was lost): block sign-in, revoke sessions, binding `suspended` (R-BIND-9).
     SuspendDisabled,
+    /// A `blocked`/`suspended` binding without an object id whose account (ours, found by UPN)
+    /// is disabled already: record the object id so later rounds watch it (R-BIND-12).
+    LinkAccount,
 }
 
 impl RepairKind {
@@ -128,6 +172,7 @@ impl RepairKind {
             Self::MarkDeleted => "mark_deleted",
             Self::SuspendExpired => "suspend_expired",
             Self::SuspendDisabled => "suspend_disabled",
+            Self::LinkAccount => "link_account",
         }
     }
 
@@ -158,7 +203,7 @@ impl RepairKind {
             )),
             Self::SuspendExpired => Some((EventKind::UserDeprovision, "password_expired")),
             Self::SuspendDisabled => Some((EventKind::UserDeprovision, "directory_disabled")),
-            Self::MarkDeleted => None,
+            Self::MarkDeleted | Self::LinkAccount => None,
         }
     }
 }
@@ -189,6 +234,10 @@ pub struct Repair {
     /// Why it was skipped, in words (also the recorded failure's message).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skipped_why: Option<String>,
+    /// For `mark_deleted`: the account was not in a complete full listing (R-REC-4), rather than
+    /// reported removed by the delta; it is looked up once more before the binding is marked.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub missing_from_listing: bool,
 }
 
 /// Why a run stopped before writing (R-REC-3).
@@ -231,6 +280,12 @@ pub struct ReconcileReport {
     /// failures list as `privileged_account`).
     #[serde(default)]
     pub skipped: usize,
+    /// Binds and unbinds in flight with no retry on its way (R-REC-5): the caller re-queues them
+    /// ([`super::stuck::RequeueStuck`]) unless this is a dry run or the safeguard stopped it.
+    pub stuck: Vec<StuckWork>,
+    /// UPN lookups of `blocked`/`suspended` bindings without an object id made by this pass
+    /// (R-BIND-12).
+    pub account_lookups: usize,
 }
 
 /// The reconcile use case.
@@ -261,6 +316,7 @@ pub struct Reconcile<'a, B, E, F, U, D, S, X, K, C> {
 /// What the delta round of one invocation gave.
 struct Round {
     changes: BTreeMap<M365ObjectId, UserChange>,
+    /// This pass began a full listing (no saved link, or Graph lost the state: 410).
     full: bool,
     pages: u32,
     /// The link to save after applying: the final link, or the next page's.
@@ -348,6 +404,66 @@ fn is_bound(binding: &Binding) -> bool {
     )
 }
 
+/// A binding whose account must exist in M365 and that no operation is acting on (an operation
+/// in flight meets a deleted account itself): an absence from a full listing means a deletion
+/// (R-REC-4). `pending` and `error` with an object id count: their account was found or made.
+fn expects_account(binding: &Binding) -> bool {
+    binding.m365_object_id.is_some()
+        && binding.in_flight.is_none()
+        && matches!(
+            binding.state,
+            BindingState::Provisioned
+                | BindingState::Blocked
+                | BindingState::Suspended
+                | BindingState::Pending
+                | BindingState::Error
+        )
+}
+
+/// A binding that says sign-in is blocked but does not know its account (e.g. an unbind that
+/// raced an in-flight bind, R-BIND-12), not looked up since its last change.
+fn needs_account_lookup(binding: &Binding) -> bool {
+    binding.m365_object_id.is_none()
+        && binding.in_flight.is_none()
+        && matches!(
+            binding.state,
+            BindingState::Blocked | BindingState::Suspended
+        )
+        && binding.account_lookup_version != Some(binding.version)
+}
+
+/// The bound accounts (object ids of the tenant's bindings) that this pass's delta pages
+/// returned as present.
+fn seen_bound(round: &Round, bindings: &[Binding]) -> Vec<M365ObjectId> {
+    bindings
+        .iter()
+        .filter_map(|b| b.m365_object_id.as_ref())
+        .filter(|id| round.changes.get(*id).is_some_and(|c| !c.removed))
+        .cloned()
+        .collect()
+}
+
+/// What the lookups of bindings without an object id found (R-BIND-12).
+#[derive(Default)]
+struct Lookups {
+    /// `block` (ours, enabled) or `link_account` (ours, disabled).
+    repairs: Vec<Repair>,
+    /// Looked up, no account of ours: marked so they are not looked up again until they change.
+    none_found: Vec<Binding>,
+    /// Lookups made.
+    made: usize,
+}
+
+fn is_provisioning(kind: EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::UserCreateProvision | EventKind::UserUpdateProvision
+    )
+}
+
+/// Most pages of a user's events read to decide about one account (50 events each).
+const EVENT_PAGES: usize = 4;
+
 impl<B, E, F, U, D, S, X, K, C> Reconcile<'_, B, E, F, U, D, S, X, K, C>
 where
     B: BindingStore,
@@ -377,6 +493,8 @@ where
                 applied = r.applied,
                 failed = r.failed,
                 safeguard_tripped = r.safeguard.is_some(),
+                stuck = r.stuck.len(),
+                account_lookups = r.account_lookups,
                 "reconcile finished"
             ),
             Err(e) => tracing::warn!(
@@ -390,15 +508,40 @@ where
 
     async fn run_once(&self, tenant: &TenantId, dry_run: bool) -> Result<ReconcileReport> {
         let start = self.cursors.get(tenant, DeltaStream::Users).await?;
+        // A full listing that an earlier pass began goes on from a next-page link (R-REC-4).
+        let going_on = match start {
+            Some(_) => self.cursors.full_listing(tenant).await?,
+            None => None,
+        };
+        let began = self.clock.now();
         let round = self.read_delta(tenant, start.as_deref()).await?;
+        let listing = if round.full {
+            Some(FullListing {
+                started_at: began,
+                parts: 0,
+            })
+        } else {
+            going_on
+        };
         let bindings = self.bindings_of(tenant).await?;
         let bound = bindings.iter().filter(|b| is_bound(b)).count();
         let (mut plan, users) = self.plan(&round, &bindings).await?;
+        let seen = seen_bound(&round, &bindings);
+        if let Some(listing) = &listing
+            && round.complete
+        {
+            plan.extend(
+                self.missing_from_listing(tenant, listing, &round, &seen, &bindings)
+                    .await?,
+            );
+        }
+        let lookups = self.account_lookups(tenant, &bindings).await?;
+        plan.extend(lookups.repairs);
         self.skip_privileged(tenant, &mut plan, &bindings).await?;
         let mut report = ReconcileReport {
             tenant_id: tenant.clone(),
             dry_run,
-            full_sync: round.full,
+            full_sync: listing.is_some(),
             pages: round.pages,
             complete: round.complete,
             bound,
@@ -407,6 +550,8 @@ where
             applied: 0,
             failed: 0,
             skipped: 0,
+            stuck: find_stuck(&bindings, self.clock.now(), &self.settings.stuck),
+            account_lookups: lookups.made,
         };
         let destructive = report
             .plan
@@ -451,10 +596,29 @@ where
                 self.record_failure(tenant, repair, &refused).await?;
                 continue;
             }
-            match self
-                .apply(tenant, run_key, repair, binding, users.get(&repair.user_id))
-                .await
-            {
+            // An account missing from a full listing is looked at once more before its binding
+            // is marked: a paging anomaly or a restore during the round must not end our watch
+            // over a live account (R-REC-4).
+            let gone = if repair.missing_from_listing {
+                self.directory
+                    .get_user(tenant, &repair.m365_object_id)
+                    .await
+                    .map(|found| found.is_none())
+            } else {
+                Ok(true)
+            };
+            let result = match gone {
+                Ok(true) => {
+                    self.apply(tenant, run_key, repair, binding, users.get(&repair.user_id))
+                        .await
+                }
+                Ok(false) => {
+                    tracing::info!(user.id = %repair.user_id, "account missing from the full listing is still there: left alone");
+                    continue;
+                }
+                Err(e) => Err(e),
+            };
+            match result {
                 Ok(()) => report.applied += 1,
                 Err(e) => {
                     report.failed += 1;
@@ -463,8 +627,24 @@ where
                 }
             }
         }
+        self.mark_looked_up(&lookups.none_found).await;
         if !hold_cursor && let Some(link) = &round.save {
-            self.cursors.put(tenant, DeltaStream::Users, link).await?;
+            match listing {
+                Some(mut listing) if !round.complete => {
+                    // Seen ids first, then the link that moves past them: a crash in between
+                    // re-reads the same pages and rewrites the same part numbers.
+                    for part in seen.chunks(SEEN_PART_MAX) {
+                        self.cursors
+                            .put_seen(tenant, &listing, listing.parts, part)
+                            .await?;
+                        listing.parts += 1;
+                    }
+                    self.cursors
+                        .put_in_full_listing(tenant, link, &listing)
+                        .await?;
+                }
+                _ => self.cursors.put(tenant, DeltaStream::Users, link).await?,
+            }
         }
         Ok(report)
     }
@@ -584,6 +764,7 @@ where
                 m365_password_change: None,
                 skipped: None,
                 skipped_why: None,
+                missing_from_listing: false,
             };
             if change.is_some_and(|c| c.removed) {
                 plan.push(repair(
@@ -707,6 +888,198 @@ where
             .max())
     }
 
+    /// The bindings whose account a complete full listing did not return (R-REC-4): every id
+    /// the listing's earlier passes saved plus this pass's, against the bindings that expect an
+    /// account and were bound before the listing began (less [`ReconcileSettings::listing_lag`]).
+    async fn missing_from_listing(
+        &self,
+        tenant: &TenantId,
+        listing: &FullListing,
+        round: &Round,
+        seen_now: &[M365ObjectId],
+        bindings: &[Binding],
+    ) -> Result<Vec<Repair>> {
+        let earlier = if listing.parts == 0 {
+            Vec::new()
+        } else {
+            match self.cursors.seen(tenant, listing).await? {
+                Some(ids) => ids,
+                None => {
+                    // Without every part nothing can be called missing; the next full listing
+                    // (the next 410) looks again.
+                    tracing::warn!(
+                        parts = listing.parts,
+                        "full listing's seen ids incomplete: missing accounts not checked"
+                    );
+                    return Ok(Vec::new());
+                }
+            }
+        };
+        let seen: HashSet<&M365ObjectId> = earlier.iter().chain(seen_now).collect();
+        // Reported by this pass (removed ones are planned as deletions already) or seen before.
+        let absent: Vec<(&Binding, &M365ObjectId)> = bindings
+            .iter()
+            .filter(|b| expects_account(b))
+            .filter_map(|b| b.m365_object_id.as_ref().map(|id| (b, id)))
+            .filter(|(_, id)| !seen.contains(id) && !round.changes.contains_key(*id))
+            .collect();
+        // Once more are confirmed missing than the safeguard allows, the run stops anyway: the
+        // rest are planned unchecked, so a wrongly empty listing costs at most that many event
+        // reads, not one per bound user.
+        let bound = bindings.iter().filter(|b| is_bound(b)).count();
+        #[allow(clippy::cast_precision_loss)]
+        let limit = self.settings.safeguard_ratio * bound as f64;
+        let cutoff = listing.started_at - self.settings.listing_lag;
+        let mut missing = Vec::new();
+        for (binding, id) in absent {
+            #[allow(clippy::cast_precision_loss)]
+            let trips = missing.len() as f64 > limit;
+            // Bound while the listing ran (or just before): the listing may legitimately not
+            // show the account yet (graph-spec §5, §7.4).
+            if !trips && self.provisioned_since(&binding.user_id, cutoff).await? {
+                tracing::info!(user.id = %binding.user_id, "account missing from the full listing was bound during it: not marked");
+                continue;
+            }
+            missing.push(Repair {
+                kind: RepairKind::MarkDeleted,
+                user_id: binding.user_id.clone(),
+                m365_object_id: id.clone(),
+                attributes: Vec::new(),
+                patch: M365UserPatch::default(),
+                m365_password_change: None,
+                missing_from_listing: true,
+            });
+        }
+        Ok(missing)
+    }
+
+    /// Whether `user` has a provisioning event (create, adopt, unblock, update) at or after
+    /// `since`: its binding may have got its account then.
+    async fn provisioned_since(&self, user: &UserId, since: DateTime<Utc>) -> Result<bool> {
+        let mut request = PageRequest::first(50);
+        for _ in 0..EVENT_PAGES {
+            let page = self
+                .events
+                .query(&EventQuery {
+                    filter: EventFilter::User(user.clone()),
+                    since: Some(since),
+                    page: request,
+                })
+                .await?;
+            if page.items.iter().any(|e| is_provisioning(e.kind)) {
+                return Ok(true);
+            }
+            match page.next {
+                Some(next) => request = PageRequest::after(next, 50),
+                None => return Ok(false),
+            }
+        }
+        // More events than we read since the cutoff: be safe, do not call it missing.
+        Ok(true)
+    }
+
+    /// Whether the account `id` is one a bind of `user` created or adopted (its provisioning
+    /// event names it): only such an account is ours to block or watch (R-BIND-12).
+    async fn provisioned_account(&self, user: &UserId, id: &M365ObjectId) -> Result<bool> {
+        let mut request = PageRequest::first(50);
+        for _ in 0..EVENT_PAGES {
+            let page = self
+                .events
+                .query(&EventQuery {
+                    filter: EventFilter::User(user.clone()),
+                    since: None,
+                    page: request,
+                })
+                .await?;
+            let named = page.items.iter().any(|e| {
+                is_provisioning(e.kind)
+                    && e.details
+                        .as_ref()
+                        .and_then(|d| d.get("m365ObjectId"))
+                        .and_then(serde_json::Value::as_str)
+                        == Some(id.as_str())
+            });
+            if named {
+                return Ok(true);
+            }
+            match page.next {
+                Some(next) => request = PageRequest::after(next, 50),
+                None => return Ok(false),
+            }
+        }
+        Ok(false)
+    }
+
+    /// Looks up (by UPN, at most [`ReconcileSettings::max_account_lookups`]) the `blocked` and
+    /// `suspended` bindings that do not know their account (R-BIND-12): an account of ours found
+    /// enabled is blocked, one found disabled is linked; no account, or one we never provisioned
+    /// (an admin may have made it by hand), is left alone and the binding marked as looked up.
+    async fn account_lookups(&self, tenant: &TenantId, bindings: &[Binding]) -> Result<Lookups> {
+        let mut out = Lookups::default();
+        let due = bindings.iter().filter(|b| needs_account_lookup(b));
+        for binding in due.take(self.settings.max_account_lookups) {
+            let Some(user) = self.users.get(&binding.user_id).await? else {
+                // No directory user, no UPN to look up.
+                out.none_found.push(binding.clone());
+                continue;
+            };
+            out.made += 1;
+            let found = match self.directory.find_user_by_upn(tenant, &user.email).await {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::warn!(user.id = %binding.user_id, error.code = e.code(), error.retryable = e.is_retryable(), "account lookup failed");
+                    // A transient failure is looked up again by the next pass; a permanent one
+                    // would fail every time and hold a slot others need.
+                    if !e.is_retryable() {
+                        out.none_found.push(binding.clone());
+                    }
+                    continue;
+                }
+            };
+            let ours = match &found {
+                Some(account) => {
+                    self.provisioned_account(&binding.user_id, &account.id)
+                        .await?
+                }
+                None => false,
+            };
+            match found {
+                Some(account) if ours => out.repairs.push(Repair {
+                    kind: if account.account_enabled {
+                        RepairKind::Block
+                    } else {
+                        RepairKind::LinkAccount
+                    },
+                    user_id: binding.user_id.clone(),
+                    m365_object_id: account.id,
+                    attributes: Vec::new(),
+                    patch: M365UserPatch::default(),
+                    m365_password_change: None,
+                    missing_from_listing: false,
+                }),
+                _ => out.none_found.push(binding.clone()),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records on each binding that its lookup found nothing of ours (see
+    /// [`Binding::account_lookup_version`]); a binding changed meanwhile is looked up again.
+    async fn mark_looked_up(&self, bindings: &[Binding]) {
+        for binding in bindings {
+            let mut next = binding.clone();
+            // Stores write expected + 1 (ports: versioned records).
+            next.account_lookup_version = Some(binding.version + 1);
+            if let Err(e) = self
+                .bindings
+                .put(&next, Expect::Version(binding.version))
+                .await
+            {
+                tracing::info!(user.id = %binding.user_id, error.code = e.code(), "account lookup not recorded");
+            }
+        }
+    }
+
     async fn apply(
         &self,
         tenant: &TenantId,
@@ -717,6 +1090,10 @@ where
     ) -> Result<()> {
         let id = &repair.m365_object_id;
         let mut next = binding.clone();
+        // A binding that did not know its account learns it (R-BIND-12).
+        if next.m365_object_id.is_none() {
+            next.m365_object_id = Some(id.clone());
+        }
         let write = match repair.kind {
             RepairKind::SuspendExpired => {
                 self.directory.set_account_enabled(tenant, id, false).await
@@ -751,7 +1128,7 @@ where
                     None => return Ok(()),
                 }
             }
-            RepairKind::MarkDeleted => Ok(()),
+            RepairKind::MarkDeleted | RepairKind::LinkAccount => Ok(()),
         };
         match write {
             Ok(()) => {}
@@ -910,6 +1287,32 @@ mod tests {
                 deltas: FakeUserDeltas::new(&w.directory),
                 cursors: FakeReconcileCursors::new(),
                 settings: ReconcileSettings::default(),
+            }
+        }
+
+        /// Rounds of `size` users per page, one page per pass: a round takes several passes.
+        fn paged(w: &'a World, size: usize) -> Self {
+            Self {
+                deltas: FakeUserDeltas::with_page_size(&w.directory, size),
+                settings: ReconcileSettings {
+                    max_pages: 1,
+                    ..ReconcileSettings::default()
+                },
+                ..Self::new(w)
+            }
+        }
+
+        /// Passes until the round completes; every pass's report.
+        async fn round(&self) -> Vec<ReconcileReport> {
+            let mut passes = Vec::new();
+            loop {
+                let report = self.run(false).await;
+                let complete = report.complete;
+                passes.push(report);
+                if complete {
+                    return passes;
+                }
+                assert!(passes.len() < 100, "the round ends");
             }
         }
 
@@ -1307,6 +1710,415 @@ mod tests {
         let report = rig.run(false).await;
         assert!(report.safeguard.is_some());
         assert_eq!(w.binding("u0").await.state, BindingState::Provisioned);
+    }
+
+    fn missing(report: &ReconcileReport) -> Vec<UserId> {
+        report
+            .plan
+            .iter()
+            .filter(|r| r.missing_from_listing)
+            .map(|r| r.user_id.clone())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_first_full_listing_marks_a_bound_account_deleted_in_m365_before_it() {
+        // R-REC-4, R-BIND-8 (first run: the account is simply absent from the listing)
+        let w = world_with(12).await;
+        let id = object(&w, &w.binding("u3").await);
+        w.directory.soft_delete(&w.tenant.id, &id).unwrap();
+        w.clock.advance(TimeDelta::hours(1));
+        let rig = Rig::new(&w);
+        let report = rig.run(false).await;
+        assert!(report.full_sync && report.complete);
+        assert_eq!(kinds(&report), vec![(RepairKind::MarkDeleted, uid("u3"))]);
+        assert_eq!(missing(&report), vec![uid("u3")]);
+        assert_eq!(report.applied, 1);
+        assert_eq!(w.binding("u3").await.state, BindingState::DeletedInM365);
+        let json = serde_json::to_value(&report.plan[0]).unwrap();
+        assert_eq!(json["missingFromListing"], true);
+        assert_eq!(json["kind"], "mark_deleted");
+        let again = rig.run(false).await;
+        assert!(again.plan.is_empty());
+        assert_eq!(again.bound, 11);
+    }
+
+    #[tokio::test]
+    async fn a_full_listing_after_graph_lost_the_delta_state_marks_accounts_deleted_meanwhile() {
+        // R-REC-4 (410: the restarted listing does not report removals, it omits them)
+        let w = world_with(12).await;
+        let rig = Rig::new(&w);
+        rig.run(false).await;
+        for u in ["u2", "u9"] {
+            let id = object(&w, &w.binding(u).await);
+            w.directory.soft_delete(&w.tenant.id, &id).unwrap();
+        }
+        w.clock.advance(TimeDelta::hours(1));
+        rig.deltas.lose_state();
+        let rig = Rig {
+            settings: ReconcileSettings {
+                safeguard_ratio: 0.25,
+                ..ReconcileSettings::default()
+            },
+            ..rig
+        };
+        let report = rig.run(false).await;
+        assert!(report.full_sync);
+        assert_eq!(missing(&report), vec![uid("u2"), uid("u9")]);
+        assert_eq!(report.applied, 2);
+        assert_eq!(w.binding("u2").await.state, BindingState::DeletedInM365);
+        assert_eq!(w.binding("u9").await.state, BindingState::DeletedInM365);
+        assert_eq!(w.binding("u0").await.state, BindingState::Provisioned);
+        assert!(
+            w.events
+                .all()
+                .iter()
+                .all(|e| e.kind != EventKind::UserDeprovision),
+            "a deletion seen is not a change we made: no event"
+        );
+    }
+
+    #[tokio::test]
+    async fn accounts_missing_from_a_full_listing_count_toward_the_safeguard() {
+        // R-REC-4, R-REC-3
+        let w = world_with(10).await;
+        for u in ["u1", "u2"] {
+            let id = object(&w, &w.binding(u).await);
+            w.directory.soft_delete(&w.tenant.id, &id).unwrap();
+        }
+        w.clock.advance(TimeDelta::hours(1));
+        let rig = Rig::new(&w);
+        let report = rig.run(false).await;
+        assert_eq!(report.safeguard.as_ref().unwrap().destructive, 2);
+        assert_eq!(w.binding("u1").await.state, BindingState::Provisioned);
+        assert_eq!(rig.cursors.puts(), 0, "the listing is read again next time");
+    }
+
+    #[tokio::test]
+    async fn a_full_listing_spanning_passes_remembers_what_it_saw_and_marks_only_the_missing() {
+        // R-REC-4 (a round of several passes; the ids seen are saved between passes)
+        let w = world_with(10).await;
+        let id = object(&w, &w.binding("u7").await);
+        w.directory.soft_delete(&w.tenant.id, &id).unwrap();
+        w.clock.advance(TimeDelta::hours(1));
+        let mut rig = Rig::paged(&w, 3);
+        rig.settings.safeguard_ratio = 0.2;
+        let passes = rig.round().await;
+        assert_eq!(passes.len(), 3, "9 accounts in pages of 3");
+        assert!(passes.iter().all(|p| p.full_sync), "every pass knows");
+        assert!(passes[..2].iter().all(|p| p.plan.is_empty()));
+        assert_eq!(missing(&passes[2]), vec![uid("u7")]);
+        assert_eq!(rig.cursors.seen_parts(), 2, "one part per unfinished pass");
+        assert_eq!(w.binding("u7").await.state, BindingState::DeletedInM365);
+        assert_eq!(w.binding("u6").await.state, BindingState::Provisioned);
+        // The next round is incremental and finds nothing.
+        let next = rig.round().await;
+        assert!(next.iter().all(|p| !p.full_sync && p.plan.is_empty()));
+        // A dry run of the last pass of a listing plans what the pass will do, writing nothing.
+        rig.deltas.lose_state();
+        let id = object(&w, &w.binding("u1").await);
+        w.directory.soft_delete(&w.tenant.id, &id).unwrap();
+        assert!(
+            !rig.run(false).await.complete,
+            "8 accounts: pages of 3, 3, 2"
+        );
+        assert!(!rig.run(false).await.complete);
+        let puts = rig.cursors.puts();
+        let dry = rig.run(true).await;
+        assert!(dry.complete && dry.full_sync && dry.safeguard.is_none());
+        assert_eq!(missing(&dry), vec![uid("u1")]);
+        assert_eq!(dry.applied, 0);
+        assert_eq!(w.binding("u1").await.state, BindingState::Provisioned);
+        assert_eq!(rig.cursors.puts(), puts);
+        let last = rig.run(false).await;
+        assert_eq!(missing(&last), vec![uid("u1")]);
+        assert_eq!(w.binding("u1").await.state, BindingState::DeletedInM365);
+    }
+
+    #[tokio::test]
+    async fn a_full_listing_whose_saved_ids_are_gone_marks_nothing() {
+        // R-REC-4 (never mark from an incomplete memory of the listing)
+        let w = world_with(10).await;
+        let id = object(&w, &w.binding("u7").await);
+        w.directory.soft_delete(&w.tenant.id, &id).unwrap();
+        w.clock.advance(TimeDelta::hours(1));
+        let rig = Rig::paged(&w, 3);
+        assert!(!rig.run(false).await.complete);
+        assert!(!rig.run(false).await.complete);
+        rig.cursors.lose_seen_parts();
+        let last = rig.run(false).await;
+        assert!(last.complete);
+        assert!(last.plan.is_empty(), "{:?}", last.plan);
+        assert_eq!(w.binding("u0").await.state, BindingState::Provisioned);
+        assert_eq!(w.binding("u7").await.state, BindingState::Provisioned);
+    }
+
+    #[tokio::test]
+    async fn an_account_bound_while_the_listing_ran_is_not_taken_for_deleted() {
+        // R-REC-4 (replication lag: a new account may be missing from a listing)
+        let w = world_with(6).await;
+        w.clock.advance(TimeDelta::hours(1));
+        let mut rig = Rig::paged(&w, 3);
+        // Not the safeguard's business here: what is (not) planned is.
+        rig.settings.safeguard_ratio = 0.5;
+        assert!(!rig.run(false).await.complete);
+        // Bound after the listing began: its account is not in the round.
+        w.user("late").await;
+        w.bind("late").await;
+        // And one bound just before, still replicating: the listing does not show it.
+        w.directory.set_replication_lag(TimeDelta::minutes(5));
+        let passes = rig.round().await;
+        assert!(passes.iter().all(|p| p.plan.is_empty()), "{passes:?}");
+        assert_eq!(w.binding("late").await.state, BindingState::Provisioned);
+        // Without a provisioning event (a binding made by import records none) the lookup
+        // before marking is what protects an account the listing missed.
+        let user = w.user("imported").await;
+        let account = w
+            .directory
+            .create_user(
+                &w.tenant.id,
+                &crate::model::NewM365User {
+                    user_principal_name: user.email.clone(),
+                    mail_nickname: "imported".into(),
+                    display_name: "Imported".into(),
+                    given_name: None,
+                    surname: None,
+                    job_title: None,
+                    department: None,
+                    account_enabled: true,
+                    password: secret("Existing-Pass-1"),
+                },
+            )
+            .await
+            .unwrap();
+        let mut b = Binding::pending(user.id.clone(), w.tenant.id.clone(), "x");
+        b.state = BindingState::Provisioned;
+        b.m365_object_id = Some(account.id.clone());
+        b.pending_reason = None;
+        w.bindings.put(&b, Expect::Absent).await.unwrap();
+        rig.deltas.lose_state();
+        let first = rig.run(false).await;
+        assert!(
+            first.full_sync && !first.complete,
+            "the round froze without it"
+        );
+        w.clock.advance(TimeDelta::minutes(10));
+        let passes = rig.round().await;
+        let last = passes.last().unwrap();
+        assert_eq!(missing(last), vec![uid("imported")]);
+        assert!(last.safeguard.is_none());
+        assert_eq!(last.applied, 0, "looked up before marking: still there");
+        assert_eq!(w.binding("imported").await.state, BindingState::Provisioned);
+    }
+
+    #[tokio::test]
+    async fn a_binding_with_an_operation_in_flight_is_left_to_it() {
+        // R-REC-4 (the operation meets the deleted account itself)
+        let w = world_with(10).await;
+        let id = object(&w, &w.binding("u4").await);
+        w.directory
+            .fail_next_call(crate::usecase::testkit::throttled());
+        w.unbinder().unbind(&uid("u4")).await.unwrap();
+        assert!(w.binding("u4").await.in_flight.is_some());
+        w.directory.soft_delete(&w.tenant.id, &id).unwrap();
+        w.clock.advance(TimeDelta::hours(1));
+        let report = Rig::new(&w).run(false).await;
+        assert!(report.plan.is_empty(), "{:?}", report.plan);
+    }
+
+    /// A `blocked` binding that lost its object id (an unbind that raced an in-flight bind,
+    /// R-BIND-12), its account in M365 as the race left it.
+    async fn blocked_without_object_id(w: &World, id: &str, enabled: bool) -> M365ObjectId {
+        w.user(id).await;
+        w.bind(id).await;
+        let mut b = w.binding(id).await;
+        let account = object(w, &b);
+        w.directory
+            .set_account_enabled(&w.tenant.id, &account, enabled)
+            .await
+            .unwrap();
+        b.state = BindingState::Blocked;
+        b.m365_object_id = None;
+        w.bindings
+            .put(&b, Expect::Version(b.version))
+            .await
+            .unwrap();
+        account
+    }
+
+    #[tokio::test]
+    async fn a_blocked_binding_without_an_object_id_whose_account_is_enabled_gets_it_blocked() {
+        // R-BIND-12
+        let w = world_with(10).await;
+        let rig = Rig::new(&w);
+        rig.run(false).await;
+        let account = blocked_without_object_id(&w, "race", true).await;
+        let linked = blocked_without_object_id(&w, "quiet", false).await;
+        let report = rig.run(false).await;
+        assert_eq!(report.account_lookups, 2);
+        let mut planned = kinds(&report);
+        planned.sort();
+        assert_eq!(
+            planned,
+            vec![
+                (RepairKind::Block, uid("race")),
+                (RepairKind::LinkAccount, uid("quiet"))
+            ]
+        );
+        assert!(
+            !w.directory
+                .user(&w.tenant.id, &account)
+                .unwrap()
+                .account_enabled
+        );
+        let b = w.binding("race").await;
+        assert_eq!(
+            (b.state, b.m365_object_id),
+            (BindingState::Blocked, Some(account))
+        );
+        assert_eq!(
+            w.binding("quiet").await.m365_object_id,
+            Some(linked.clone())
+        );
+        let blocked_again = w
+            .events
+            .all()
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("reconcile_blocked_again"))
+            .count();
+        assert_eq!(blocked_again, 1, "only the account we changed");
+        let next = rig.run(false).await;
+        assert_eq!(next.account_lookups, 0);
+        assert!(next.plan.is_empty());
+        // Watched from now on: enabled in M365 again, blocked again by the delta.
+        w.directory
+            .set_account_enabled(&w.tenant.id, &linked, true)
+            .await
+            .unwrap();
+        assert_eq!(
+            kinds(&rig.run(false).await),
+            vec![(RepairKind::Block, uid("quiet"))]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_account_we_never_provisioned_or_none_at_all_is_left_alone_and_looked_up_once() {
+        // R-BIND-12 (an account an admin made by hand is not ours to block)
+        let w = world_with(3).await;
+        let rig = Rig::new(&w);
+        rig.run(false).await;
+        // Unbound before any account existed: blocked, no account.
+        let user = w.user("never").await;
+        let mut b = Binding::pending(user.id.clone(), w.tenant.id.clone(), "x");
+        b.state = BindingState::Blocked;
+        w.bindings.put(&b, Expect::Absent).await.unwrap();
+        // Later an admin creates an account with that UPN in M365.
+        w.directory
+            .create_user(
+                &w.tenant.id,
+                &crate::model::NewM365User {
+                    user_principal_name: user.email.clone(),
+                    mail_nickname: "never".into(),
+                    display_name: "By hand".into(),
+                    given_name: None,
+                    surname: None,
+                    job_title: None,
+                    department: None,
+                    account_enabled: true,
+                    password: secret("Existing-Pass-1"),
+                },
+            )
+            .await
+            .unwrap();
+        let report = rig.run(false).await;
+        assert_eq!(report.account_lookups, 1);
+        assert!(report.plan.is_empty(), "{:?}", report.plan);
+        let b = w.binding("never").await;
+        assert_eq!(b.m365_object_id, None);
+        assert_eq!(b.account_lookup_version, Some(b.version));
+        let calls = w.directory.calls();
+        assert_eq!(rig.run(false).await.account_lookups, 0, "looked up once");
+        assert_eq!(w.directory.calls() - calls, 1, "only the delta page");
+        // A dry run looks up but records nothing.
+        let mut changed = w.binding("never").await;
+        changed.account_lookup_version = None;
+        w.bindings
+            .put(&changed, Expect::Version(changed.version))
+            .await
+            .unwrap();
+        assert_eq!(rig.run(true).await.account_lookups, 1);
+        assert_eq!(rig.run(true).await.account_lookups, 1);
+    }
+
+    #[tokio::test]
+    async fn account_lookups_are_bounded_per_pass() {
+        // R-BIND-12 (bounded Graph cost per pass)
+        let w = world_with(1).await;
+        let mut rig = Rig::new(&w);
+        rig.settings.max_account_lookups = 2;
+        rig.run(false).await;
+        for i in 0..5 {
+            let user = w.user(&format!("b{i}")).await;
+            let mut b = Binding::pending(user.id, w.tenant.id.clone(), "x");
+            b.state = BindingState::Blocked;
+            w.bindings.put(&b, Expect::Absent).await.unwrap();
+        }
+        let made: Vec<usize> = [
+            rig.run(false).await,
+            rig.run(false).await,
+            rig.run(false).await,
+            rig.run(false).await,
+        ]
+        .iter()
+        .map(|r| r.account_lookups)
+        .collect();
+        assert_eq!(made, vec![2, 2, 1, 0]);
+    }
+
+    #[tokio::test]
+    async fn a_binding_whose_directory_user_is_gone_does_not_hold_a_lookup_slot_forever() {
+        // R-BIND-12 (bounded lookups must still reach every binding)
+        let w = world_with(10).await;
+        let mut rig = Rig::new(&w);
+        rig.settings.max_account_lookups = 1;
+        rig.run(false).await;
+        let mut orphan = Binding::pending(uid("gone"), w.tenant.id.clone(), "x");
+        orphan.state = BindingState::Blocked;
+        w.bindings.put(&orphan, Expect::Absent).await.unwrap();
+        let account = blocked_without_object_id(&w, "race", true).await;
+        let mut made = 0;
+        for _ in 0..3 {
+            let report = rig.run(false).await;
+            assert!(report.safeguard.is_none());
+            made += report.account_lookups;
+        }
+        assert_eq!(made, 1, "the orphan has no UPN to look up");
+        assert!(
+            !w.directory
+                .user(&w.tenant.id, &account)
+                .unwrap()
+                .account_enabled
+        );
+        let orphan = w.binding("gone").await;
+        assert_eq!(orphan.account_lookup_version, Some(orphan.version));
+    }
+
+    #[tokio::test]
+    async fn a_pass_reports_stuck_work_and_a_dry_run_does_not_requeue_it() {
+        // R-REC-5 (found by the pass; the caller re-queues)
+        let w = world_with(3).await;
+        w.user("slow").await;
+        w.directory
+            .fail_next_call(crate::usecase::testkit::throttled());
+        w.bind("slow").await;
+        assert_eq!(w.queue.drain().len(), 1, "the retry is lost");
+        let rig = Rig::new(&w);
+        assert!(rig.run(false).await.stuck.is_empty(), "not an hour yet");
+        w.clock.advance(TimeDelta::hours(2));
+        let report = rig.run(true).await;
+        assert_eq!(report.stuck.len(), 1);
+        assert_eq!(report.stuck[0].user_id, uid("slow"));
+        assert!(w.queue.snapshot().is_empty());
     }
 
     #[tokio::test]

@@ -113,6 +113,7 @@ where
                     create_sent_at: replaced.and_then(|f| f.create_sent_at),
                     welcome: false,
                     adopt_privileged: false,
+                    retry_due_at: None,
                 }),
                 ..binding
             };

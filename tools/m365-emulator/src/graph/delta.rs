@@ -32,8 +32,14 @@ struct Cursor {
     from: u64,
     /// Up to this sequence number (inclusive).
     to: u64,
-    /// Items already returned in this round.
+    /// Items already returned in this round (change rounds).
     offset: usize,
+    /// The last id returned by an initial round's page: the next page starts after it. Keyset
+    /// paging keeps an object that exists throughout the round from being skipped when others
+    /// are created or deleted meanwhile (assumed of Graph's skip tokens, unconfirmed: graph-spec
+    /// §5 is silent; a sync API that skipped live objects would be useless for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    after: Option<String>,
     /// `$select`.
     select: Option<Vec<String>>,
     /// `$filter=id eq '…' or …` scoping.
@@ -148,6 +154,7 @@ fn delta(
                 from: current,
                 to: current,
                 offset: 0,
+                after: None,
                 select,
                 ids: None,
                 issued: now,
@@ -179,6 +186,7 @@ fn delta(
             from: c.to,
             to: replicated_up_to(tenant, kind, c.to, current, now),
             offset: 0,
+            after: None,
             select: c.select,
             ids: c.ids,
             issued: now,
@@ -201,6 +209,7 @@ fn delta(
             from: 0,
             to: replicated_up_to(tenant, kind, 0, current, now),
             offset: 0,
+            after: None,
             select,
             ids,
             issued: now,
@@ -209,23 +218,47 @@ fn delta(
     };
 
     let items = round_items(tenant, kind, &cursor, now);
-    let total = items.len();
-    let page: Vec<Value> = items
-        .into_iter()
-        .skip(cursor.offset)
-        .take(page_size)
-        .collect();
-    let next_offset = cursor.offset + page.len();
+    let (page, next) = if cursor.from == 0 {
+        // Initial round: current objects in id order, each page after the last id returned.
+        let mut rest: Vec<Value> = items
+            .into_iter()
+            .filter(|o| {
+                cursor
+                    .after
+                    .as_deref()
+                    .is_none_or(|after| o["id"].as_str().is_some_and(|id| id > after))
+            })
+            .collect();
+        let more = rest.len() > page_size;
+        rest.truncate(page_size);
+        let next = more.then(|| Cursor {
+            after: rest
+                .last()
+                .and_then(|o| o["id"].as_str())
+                .map(str::to_owned),
+            ..cursor.clone()
+        });
+        (rest, next)
+    } else {
+        let total = items.len();
+        let page: Vec<Value> = items
+            .into_iter()
+            .skip(cursor.offset)
+            .take(page_size)
+            .collect();
+        let next_offset = cursor.offset + page.len();
+        let next = (next_offset < total).then(|| Cursor {
+            offset: next_offset,
+            ..cursor.clone()
+        });
+        (page, next)
+    };
     let mut out = Map::new();
     out.insert(
         "@odata.context".into(),
         json!(format!("{base}/v1.0/$metadata#{segment}")),
     );
-    if next_offset < total {
-        let next = Cursor {
-            offset: next_offset,
-            ..cursor
-        };
+    if let Some(next) = next {
         out.insert(
             "@odata.nextLink".into(),
             json!(format!(
@@ -238,6 +271,7 @@ fn delta(
             from: cursor.to,
             to: cursor.to,
             offset: 0,
+            after: None,
             ..cursor
         };
         out.insert(
