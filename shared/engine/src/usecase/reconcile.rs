@@ -947,6 +947,8 @@ where
                 attributes: Vec::new(),
                 patch: M365UserPatch::default(),
                 m365_password_change: None,
+                skipped: None,
+                skipped_why: None,
                 missing_from_listing: true,
             });
         }
@@ -1055,6 +1057,8 @@ where
                     attributes: Vec::new(),
                     patch: M365UserPatch::default(),
                     m365_password_change: None,
+                    skipped: None,
+                    skipped_why: None,
                     missing_from_listing: false,
                 }),
                 _ => out.none_found.push(binding.clone()),

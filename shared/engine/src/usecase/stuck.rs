@@ -223,6 +223,7 @@ where
                     address_held_since: None,
                     create_sent_at: None,
                     welcome: false,
+                    adopt_privileged: false,
                     retry_due_at: Some(now),
                 });
                 (op, OperationKind::UserBind)
@@ -455,6 +456,7 @@ mod tests {
                     address_held_since: None,
                     create_sent_at: None,
                     welcome: true,
+                    adopt_privileged: false,
                     retry_due_at: None,
                 });
                 b

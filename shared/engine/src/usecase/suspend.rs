@@ -288,6 +288,8 @@ where
             create_sent_at: earlier.and_then(|f| f.create_sent_at),
             welcome: false,
             adopt_privileged: false,
+            // A queued retry of the replaced operation is dropped as superseded (R-REC-5).
+            retry_due_at: None,
         };
         let binding = Binding {
             in_flight: Some(in_flight),
