@@ -4,6 +4,7 @@
 //! Secrets Manager read per cold start, and none at all in functions that never list anything
 //! (they hold no permission to read it either).
 
+use crate::OnHeap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use aws_sdk_secretsmanager::Client;
@@ -77,6 +78,7 @@ impl SecretsManagerCursorKey {
             .get_secret_value()
             .secret_id(secret_id)
             .send()
+            .on_heap()
             .await
             .map_err(|e| sdk_error(COMPONENT, e))?;
         let value = output.secret_string().ok_or_else(unusable)?;

@@ -112,3 +112,17 @@ pub use resources::Resources;
 pub use sealer::SecretsManagerSealer;
 pub use sqs::SqsRetryQueue;
 pub use vault::SecretsManagerTokenVault;
+
+/// Moves a future to the heap before it is awaited. Every AWS SDK request future (`send()`) is
+/// large (the SDK's orchestrator state, tens of kilobytes); awaited inline it would make each
+/// adapter future that large, and the engine's use cases, which await many adapter calls, would
+/// carry a slot of that size per call in every frame of their poll chain: enough to overflow a
+/// 2 MiB thread stack in unoptimized builds. Boxed, an adapter future is a few hundred bytes.
+pub(crate) trait OnHeap: std::future::Future + Sized {
+    /// This future, boxed.
+    fn on_heap(self) -> std::pin::Pin<Box<Self>> {
+        Box::pin(self)
+    }
+}
+
+impl<F: std::future::Future> OnHeap for F {}

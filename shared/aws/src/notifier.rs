@@ -2,6 +2,7 @@
 //! them to the employee. The message holds ids, names and addresses only, never a password
 //! (R-SAFE-2).
 
+use crate::OnHeap;
 use aws_sdk_sqs::Client;
 use m365_engine::error::Error;
 use m365_engine::model::WelcomeNotification;
@@ -48,6 +49,7 @@ impl Notifier for SqsNotifier {
             .queue_url(&self.queue_url)
             .message_body(body)
             .send()
+            .on_heap()
             .await
             .map_err(|e| sdk_error(COMPONENT, e))?;
         Ok(())

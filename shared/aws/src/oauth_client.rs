@@ -4,6 +4,7 @@
 //! `https://<api id>.execute-api.<region>.amazonaws.com/oauth/callback`; kept in the secret because
 //! the API's URL is only known after the first deployment).
 
+use crate::OnHeap;
 use aws_sdk_secretsmanager::Client;
 use m365_engine::error::Error;
 use secrecy::SecretString;
@@ -52,6 +53,7 @@ pub async fn load_oauth_client(
         .get_secret_value()
         .secret_id(secret_id)
         .send()
+        .on_heap()
         .await
         .map_err(|e| sdk_error(COMPONENT, e))?;
     let unreadable = || Error::Infrastructure {

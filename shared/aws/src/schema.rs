@@ -2,6 +2,7 @@
 //! TTL attribute. Tests and the local stack create tables from it, and a test checks that
 //! `template.yaml` declares exactly the same keys and indexes, so the two cannot drift.
 
+use crate::OnHeap;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{BuildError, SdkError};
 use aws_sdk_dynamodb::operation::create_table::CreateTableError;
@@ -212,7 +213,7 @@ impl TableSchema {
                     .build()?,
             );
         }
-        request.send().await?;
+        request.send().on_heap().await?;
         if let Some(attribute) = self.ttl_attribute {
             client
                 .update_time_to_live()
@@ -224,6 +225,7 @@ impl TableSchema {
                         .build()?,
                 )
                 .send()
+                .on_heap()
                 .await?;
         }
         Ok(())

@@ -4,6 +4,7 @@
 //! opens only for the user it was sealed for. Rotating the secret (a new `AWSCURRENT` version)
 //! keeps older seals readable: they name their version.
 
+use crate::OnHeap;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -147,6 +148,7 @@ impl SecretsManagerSealer {
             .secret_id(&self.secret_id)
             .set_version_id(version.map(str::to_owned))
             .send()
+            .on_heap()
             .await;
         let output = match result {
             Ok(output) => output,

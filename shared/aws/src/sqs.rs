@@ -2,6 +2,7 @@
 //! sent back with a delay; SQS redrives a message to the DLQ after `maxReceiveCount` (5)
 //! receives. Messages carry only ids and reasons, never a password (R-SAFE-2).
 
+use crate::OnHeap;
 use std::time::Duration;
 
 use aws_sdk_sqs::Client;
@@ -86,6 +87,7 @@ impl SqsRetryQueue {
             .message_body(body)
             .delay_seconds(seconds)
             .send()
+            .on_heap()
             .await
             .map_err(|e| sdk_error(COMPONENT, e))?;
         Ok(())
@@ -126,6 +128,7 @@ impl RetryQueueConsumer for SqsRetryQueue {
             .visibility_timeout(seconds(visibility, MAX_VISIBILITY_SECONDS))
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .send()
+            .on_heap()
             .await
             .map_err(|e| sdk_error(COMPONENT, e))?;
         let mut deliveries = Vec::new();
@@ -170,6 +173,7 @@ impl RetryQueueConsumer for SqsRetryQueue {
             .queue_url(&self.queue_url)
             .receipt_handle(receipt)
             .send()
+            .on_heap()
             .await;
         match result {
             Ok(_) => Ok(()),

@@ -11,6 +11,7 @@
 //! puts a new version (`PutSecretValue`) and fails with `NotFound` once the secret was deleted, so
 //! a refresh that was in flight during a deauthorization cannot re-create the tokens.
 
+use crate::OnHeap;
 use std::time::Duration;
 
 use aws_sdk_secretsmanager::Client;
@@ -132,6 +133,7 @@ impl SecretsManagerTokenVault {
             .set_version_stage(stage.map(str::to_owned))
             .set_version_id(version.map(str::to_owned))
             .send()
+            .on_heap()
             .await;
         match result {
             Ok(output) => decode(output.secret_string()).map(Some),
@@ -174,6 +176,7 @@ impl SecretsManagerTokenVault {
             .client_request_token(request.as_str())
             .secret_string(&value)
             .send()
+            .on_heap()
             .await;
         match put {
             Ok(_) => Ok(Put::Done),
@@ -222,6 +225,7 @@ impl TokenVault for SecretsManagerTokenVault {
             .client_request_token(request.as_str())
             .secret_string(value)
             .send()
+            .on_heap()
             .await;
         match create {
             Ok(_) => Ok(()),
@@ -266,6 +270,7 @@ impl TokenVault for SecretsManagerTokenVault {
             .secret_id(self.secret_name(tenant))
             .force_delete_without_recovery(true)
             .send()
+            .on_heap()
             .await;
         match result {
             Ok(_) => Ok(()),

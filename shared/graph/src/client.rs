@@ -351,7 +351,21 @@ impl GraphClient {
     /// (attempts, `deadline`) are spent. A 401 refreshes the token once. Nothing runs past
     /// `deadline`: the token, the budget's wait and each attempt are bounded by it, and a call cut
     /// off by it fails with [`GraphError::Deadline`].
-    pub(crate) async fn execute<P: TokenProvider>(
+    ///
+    /// Boxed: the future of a whole call (token, budget, attempts, reqwest and hyper underneath) is
+    /// large, and every `Directory` method awaits one; inline, each of them and each use case
+    /// awaiting them would carry its full size (see `m365_aws`'s `OnHeap` for the same reason).
+    pub(crate) fn execute<'s, P: TokenProvider>(
+        &'s self,
+        tokens: &'s P,
+        tenant: &'s TenantId,
+        call: &'s Call,
+        deadline: Instant,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Response, GraphError>> + Send + 's>> {
+        Box::pin(self.execute_inline(tokens, tenant, call, deadline))
+    }
+
+    async fn execute_inline<P: TokenProvider>(
         &self,
         tokens: &P,
         tenant: &TenantId,

@@ -1,6 +1,7 @@
 //! Bindings, one item per user, written with optimistic versions and listed per tenant
 //! (optionally per state) through two indexes ordered by user id.
 
+use crate::OnHeap;
 use aws_sdk_dynamodb::Client;
 use m365_engine::error::{Entity, Error};
 use m365_engine::model::{Binding, BindingState, Page, PageRequest, TenantId, UserId};
@@ -60,6 +61,7 @@ impl BindingStore for DynamoBindings {
             .key(PK, s(user.as_str()))
             .consistent_read(true)
             .send()
+            .on_heap()
             .await
             .map_err(dynamo_error)?;
         output.item.map(|item| from_doc(&item)).transpose()
@@ -85,7 +87,12 @@ impl BindingStore for DynamoBindings {
                 (request, version)
             }
         };
-        match request.set_item(Some(Self::item(&stored)?)).send().await {
+        match request
+            .set_item(Some(Self::item(&stored)?))
+            .send()
+            .on_heap()
+            .await
+        {
             Ok(_) => Ok(stored),
             Err(error) if is_conditional_failure(&error) => {
                 Err(Error::stale(Entity::Binding, expected))

@@ -14,6 +14,7 @@
 //!   0) and the Microsoft tenant whose authority it went to (`authority`, R-CONN-7; absent:
 //!   `organizations`).
 
+use crate::OnHeap;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::ReturnValue;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -85,6 +86,7 @@ impl Leases for DynamoLeases {
             .expression_attribute_values(":me", s(holder))
             .expression_attribute_values(":now_ms", n(now.timestamp_millis()))
             .send()
+            .on_heap()
             .await;
         match result {
             Ok(_) => Ok(true),
@@ -103,6 +105,7 @@ impl Leases for DynamoLeases {
             .expression_attribute_names("#holder", HOLDER)
             .expression_attribute_values(":me", s(holder))
             .send()
+            .on_heap()
             .await;
         match result {
             Ok(_) => Ok(()),
@@ -161,6 +164,7 @@ impl PendingConsents for DynamoPendingConsents {
             .condition_expression("attribute_not_exists(#pk)")
             .expression_attribute_names("#pk", PK)
             .send()
+            .on_heap()
             .await;
         match result {
             Ok(_) => Ok(()),
@@ -182,6 +186,7 @@ impl PendingConsents for DynamoPendingConsents {
             .key(PK, s(state_key(state)))
             .return_values(ReturnValue::AllOld)
             .send()
+            .on_heap()
             .await
             .map_err(dynamo_error)?;
         let Some(item) = output.attributes else {

@@ -19,6 +19,7 @@
 //! Marking each binding with the listing's id instead would cost 50,000 writes and bump every
 //! binding's version under concurrent binds.
 
+use crate::OnHeap;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -114,6 +115,7 @@ impl ReconcileCursors for DynamoReconcileCursors {
             .key(PK, s(key(tenant, stream)))
             .consistent_read(true)
             .send()
+            .on_heap()
             .await
             .map_err(dynamo_error)?;
         Ok(out
@@ -129,6 +131,7 @@ impl ReconcileCursors for DynamoReconcileCursors {
             .item(LINK, s(link))
             .item(SAVED_AT, n(Utc::now().timestamp()))
             .send()
+            .on_heap()
             .await
             .map_err(dynamo_error)?;
         Ok(())
@@ -142,6 +145,7 @@ impl ReconcileCursors for DynamoReconcileCursors {
             .key(PK, s(key(tenant, DeltaStream::Users)))
             .consistent_read(true)
             .send()
+            .on_heap()
             .await
             .map_err(dynamo_error)?;
         let Some(item) = out.item else {
@@ -172,6 +176,7 @@ impl ReconcileCursors for DynamoReconcileCursors {
             .item(FULL_STARTED_MS, n(listing.started_at.timestamp_millis()))
             .item(FULL_PARTS, n(listing.parts))
             .send()
+            .on_heap()
             .await
             .map_err(dynamo_error)?;
         Ok(())
@@ -198,6 +203,7 @@ impl ReconcileCursors for DynamoReconcileCursors {
             .item(IDS, AttributeValue::B(Blob::new(pack(ids)?)))
             .item(EXPIRES_AT, n((Utc::now() + SEEN_TTL).timestamp()))
             .send()
+            .on_heap()
             .await
             .map_err(dynamo_error)?;
         Ok(())
@@ -217,6 +223,7 @@ impl ReconcileCursors for DynamoReconcileCursors {
                 .key(PK, s(seen_key(tenant, listing, part)))
                 .consistent_read(true)
                 .send()
+                .on_heap()
                 .await
                 .map_err(dynamo_error)?;
             let Some(item) = out.item else {

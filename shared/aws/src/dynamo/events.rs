@@ -2,6 +2,7 @@
 //! failure diagnostics (newest first per tenant). Both expire 90 days after they happen
 //! (R-AUD-1) through the table's TTL attribute.
 
+use crate::OnHeap;
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, TimeDelta, Utc};
 use m365_engine::error::Error;
@@ -78,6 +79,7 @@ impl EventStore for DynamoEvents {
             .condition_expression("attribute_not_exists(#pk)")
             .expression_attribute_names("#pk", PK)
             .send()
+            .on_heap()
             .await;
         match result {
             // The same event appended twice (a redelivered message) is kept once.
@@ -148,6 +150,7 @@ impl FailureStore for DynamoFailures {
             .item(EXPIRES_AT, n(expires_at(failure.at)))
             .item(DOC, doc(failure)?)
             .send()
+            .on_heap()
             .await
             .map_err(dynamo_error)?;
         Ok(())

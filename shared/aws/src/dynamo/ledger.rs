@@ -2,6 +2,7 @@
 //! succeeds on an absent entry, an expired lease or an entry past its TTL; completion records
 //! the outcome so a redelivered message is acknowledged without calling Graph again.
 
+use crate::OnHeap;
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, TimeDelta, Utc};
 use m365_engine::error::Error;
@@ -73,6 +74,7 @@ impl OperationLedger for DynamoLedger {
                 .expression_attribute_values(":now_ms", n(now.timestamp_millis()))
                 .expression_attribute_values(":in_progress", s(IN_PROGRESS))
                 .send()
+                .on_heap()
                 .await;
             match result {
                 Ok(_) => return Ok(Claim::Claimed),
@@ -86,6 +88,7 @@ impl OperationLedger for DynamoLedger {
                 .key(PK, s(id.as_str()))
                 .consistent_read(true)
                 .send()
+                .on_heap()
                 .await
                 .map_err(dynamo_error)?;
             // Gone meanwhile (TTL or a release): try the claim again.
@@ -126,6 +129,7 @@ impl OperationLedger for DynamoLedger {
             .item(DOC, doc(outcome)?)
             .item(EXPIRES_AT, n(expires_at.timestamp()))
             .send()
+            .on_heap()
             .await
             .map_err(dynamo_error)?;
         Ok(())
@@ -141,6 +145,7 @@ impl OperationLedger for DynamoLedger {
             .expression_attribute_names("#status", STATUS)
             .expression_attribute_values(":in_progress", s(IN_PROGRESS))
             .send()
+            .on_heap()
             .await;
         match result {
             // Absent or done: nothing to release.

@@ -10,6 +10,7 @@ mod rate_budget;
 mod tenants;
 mod users;
 
+use crate::OnHeap;
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -269,6 +270,7 @@ pub(crate) async fn query_page<T: DeserializeOwned>(
             .limit(wanted)
             .set_exclusive_start_key(start.take())
             .send()
+            .on_heap()
             .await
             .map_err(|e| match e.code() {
                 // A start key that does not fit this index: a forged or foreign cursor.

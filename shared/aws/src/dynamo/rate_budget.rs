@@ -13,6 +13,7 @@
 //! attempts in all; after that the caller is told to wait one refill step (others
 //! are taking units, there is no hot loop). A refusal writes nothing.
 
+use crate::OnHeap;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -64,6 +65,7 @@ impl DynamoRateBudget {
             .key(PK, s(key))
             .consistent_read(true)
             .send()
+            .on_heap()
             .await
             .map_err(dynamo_error)?;
         let Some(item) = out.item else {
@@ -105,7 +107,7 @@ impl DynamoRateBudget {
                 .expression_attribute_names("#version", VERSION)
                 .expression_attribute_values(":read", AttributeValue::N(read_version.to_string()))
         };
-        match request.send().await {
+        match request.send().on_heap().await {
             Ok(_) => Ok(true),
             Err(error) if is_conditional_failure(&error) => Ok(false),
             Err(error) => Err(dynamo_error(error)),

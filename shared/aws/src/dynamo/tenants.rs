@@ -6,6 +6,7 @@
 //! already existed keeps a marker naming its holder), so that release takes back exactly what
 //! this claim added, never a domain the tenant held before.
 
+use crate::OnHeap;
 use std::collections::BTreeSet;
 
 use aws_sdk_dynamodb::Client;
@@ -82,6 +83,7 @@ impl DynamoTenants {
             .key(SK, s(sk))
             .consistent_read(true)
             .send()
+            .on_heap()
             .await
             .map_err(dynamo_error)?;
         Ok(output.item)
@@ -138,7 +140,7 @@ impl DynamoTenants {
             transaction =
                 transaction.transact_items(TransactWriteItem::builder().update(update).build());
         }
-        match transaction.send().await {
+        match transaction.send().on_heap().await {
             Ok(_) => Ok(()),
             Err(error) => {
                 let Some(reasons) = failed_conditions(&error) else {
@@ -179,6 +181,7 @@ impl DynamoTenants {
                 .expression_attribute_names("#claim", CLAIM)
                 .expression_attribute_values(":token", s(token))
                 .send()
+                .on_heap()
                 .await;
             match result {
                 Ok(_) => {}
@@ -202,6 +205,7 @@ impl TenantStore for DynamoTenants {
             .condition_expression("attribute_not_exists(#pk)")
             .expression_attribute_names("#pk", PK)
             .send()
+            .on_heap()
             .await;
         match result {
             Ok(_) => Ok(stored),
@@ -246,6 +250,7 @@ impl TenantStore for DynamoTenants {
             .expression_attribute_names("#version", VERSION)
             .expression_attribute_values(":expected", n(expected_version))
             .send()
+            .on_heap()
             .await;
         match result {
             Ok(_) => Ok(stored),
@@ -309,6 +314,7 @@ impl TenantStore for DynamoTenants {
                 .expression_attribute_names("#tenant_id", TENANT_ID)
                 .expression_attribute_values(":me", s(tenant.as_str()))
                 .send()
+                .on_heap()
                 .await;
             match result {
                 // Absent, or held by another tenant: not ours to release.

@@ -1,6 +1,7 @@
 //! Directory users (unique by email through `EMAIL#` claim items written in the same
 //! transaction) and groups, in the users table.
 
+use crate::OnHeap;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
 use m365_engine::error::{Conflict, Entity, Error};
@@ -94,6 +95,7 @@ impl DynamoUsers {
             .key(SK, s(sk))
             .consistent_read(true)
             .send()
+            .on_heap()
             .await
             .map_err(dynamo_error)?;
         Ok(output.item)
@@ -157,6 +159,7 @@ impl UserStore for DynamoUsers {
             .transact_items(TransactWriteItem::builder().put(put_user).build())
             .transact_items(self.claim_put(&stored)?)
             .send()
+            .on_heap()
             .await;
         match result {
             Ok(_) => Ok(stored),
@@ -206,7 +209,7 @@ impl UserStore for DynamoUsers {
             transaction =
                 transaction.transact_items(TransactWriteItem::builder().delete(release).build());
         }
-        match transaction.send().await {
+        match transaction.send().on_heap().await {
             Ok(_) => Ok(stored),
             Err(error) => match failed_conditions(&error) {
                 Some(reasons) => Err(self
@@ -292,6 +295,7 @@ impl GroupStore for DynamoGroups {
             .condition_expression("attribute_not_exists(#pk)")
             .expression_attribute_names("#pk", PK)
             .send()
+            .on_heap()
             .await;
         match result {
             Ok(_) => Ok(stored),
@@ -317,6 +321,7 @@ impl GroupStore for DynamoGroups {
             .expression_attribute_names("#version", VERSION)
             .expression_attribute_values(":expected", n(expected_version))
             .send()
+            .on_heap()
             .await;
         match result {
             Ok(_) => Ok(stored),
@@ -340,6 +345,7 @@ impl GroupStore for DynamoGroups {
             .key(SK, s(GROUP))
             .consistent_read(true)
             .send()
+            .on_heap()
             .await
             .map_err(dynamo_error)?;
         output.item.map(|item| from_doc(&item)).transpose()
@@ -364,6 +370,7 @@ impl GroupStore for DynamoGroups {
             .key(PK, s(group_pk(id)))
             .key(SK, s(GROUP))
             .send()
+            .on_heap()
             .await
             .map_err(dynamo_error)?;
         Ok(())

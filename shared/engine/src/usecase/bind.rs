@@ -34,8 +34,8 @@ use crate::ports::{
 use super::password::read_back_password_change;
 use super::privilege::{adoption_details, privilege_of, refusal};
 use super::{
-    Change, Effects, OnFailure, Outcome, Run, generate_password, is_m365_not_found, is_stale,
-    mail_nickname, patch_for,
+    BoxFuture, Change, Effects, OnFailure, Outcome, Run, generate_password, is_m365_not_found,
+    is_stale, mail_nickname, patch_for,
 };
 
 /// A bind request (`PUT /users/{userId}/binding`).
@@ -83,6 +83,15 @@ fn not_yet_visible(source: Option<Error>) -> Error {
         graph_request_id: None,
         source: source.map(|e| Box::new(e) as crate::error::BoxError),
     }
+}
+
+/// Whether a password push of a bind checks the account's privilege first (R-BIND-11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recheck {
+    /// The account's privilege was just checked (an adoption) or it is new (our create).
+    None,
+    /// Our own account, re-enabled: it may have been given a directory role since it was bound.
+    Privilege,
 }
 
 const BIND_FAILURE: OnFailure = OnFailure {
@@ -215,7 +224,7 @@ where
             }
         };
         let run = Run::new(op, OperationKind::UserBind, user_id.clone(), now, None);
-        let result = Box::pin(self.provision(&run, &user, &tenant, binding, expect)).await;
+        let result = self.provision(&run, &user, &tenant, binding, expect).await;
         self.fx.abandon(&run.op, result).await
     }
 
@@ -293,7 +302,7 @@ where
             }
             Err(e) => return Err(e),
         };
-        Box::pin(self.provision(run, &user, &tenant, binding, expect)).await
+        self.provision(run, &user, &tenant, binding, expect).await
     }
 
     async fn load_user(&self, user_id: &UserId) -> Result<DirectoryUser> {
@@ -303,8 +312,20 @@ where
             .ok_or_else(|| Error::not_found(Entity::User, user_id))
     }
 
-    /// Unblock, adopt or create; record the outcome.
-    async fn provision(
+    /// Unblock, adopt or create; record the outcome. Boxed ([`BoxFuture`]): the caller's frame
+    /// keeps a pointer, not this whole state.
+    fn provision<'s>(
+        &'s self,
+        run: &'s Run<'_>,
+        user: &'s DirectoryUser,
+        tenant: &'s Tenant,
+        binding: Binding,
+        expect: Expect,
+    ) -> BoxFuture<'s, Result<Outcome>> {
+        Box::pin(self.provision_inline(run, user, tenant, binding, expect))
+    }
+
+    async fn provision_inline(
         &self,
         run: &Run<'_>,
         user: &DirectoryUser,
@@ -324,7 +345,13 @@ where
             let mut enabled = self.enable(tenant, &id, user, None).await;
             let mut pushed = false;
             if enabled.is_ok() {
-                match self.push_password(run, user, &mut binding, &id).await {
+                // The account is ours, but it may have been given a directory role since it was
+                // bound: unless it was adopted with `adoptPrivileged`, its password is then left
+                // alone, as a password push would (R-BIND-11).
+                match self
+                    .push_password(run, user, &mut binding, &id, Recheck::Privilege)
+                    .await
+                {
                     Ok(p) => pushed = p,
                     Err(e) => enabled = Err(e),
                 }
@@ -539,9 +566,24 @@ where
             .await
     }
 
-    /// [`Self::adopt`] with extra event details.
+    /// [`Self::adopt`] with extra event details. Boxed ([`BoxFuture`]).
     #[allow(clippy::too_many_arguments)]
-    async fn adopt_with(
+    fn adopt_with<'s>(
+        &'s self,
+        run: &'s Run<'_>,
+        user: &'s DirectoryUser,
+        tenant: &'s Tenant,
+        binding: Binding,
+        expect: Expect,
+        found: crate::model::M365User,
+        change: Change,
+        details: Option<serde_json::Value>,
+    ) -> BoxFuture<'s, Result<Outcome>> {
+        Box::pin(self.adopt_with_inline(run, user, tenant, binding, expect, found, change, details))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn adopt_with_inline(
         &self,
         run: &Run<'_>,
         user: &DirectoryUser,
@@ -568,7 +610,12 @@ where
         if enabled.is_ok() {
             // An account we did not create holds a password we did not set: the directory's
             // replaces it (R-BIND-12: a password set while the user was unbound).
-            match self.push_password(run, user, &mut binding, &found.id).await {
+            // `adopt_existing` has just checked the account's privilege (R-BIND-11); an account
+            // our own create made is not privileged.
+            match self
+                .push_password(run, user, &mut binding, &found.id, Recheck::None)
+                .await
+            {
                 Ok(p) => pushed = p,
                 Err(e) => enabled = Err(e),
             }
@@ -615,6 +662,10 @@ where
     /// the admin role password resets need, graph-spec §3.4) does not fail the bind: it is recorded
     /// as a failure and the next bind or password set tries again.
     ///
+    /// With [`Recheck::Privilege`] an account not adopted with `adoptPrivileged` is checked first
+    /// (R-BIND-11: roles, consenting admin; two reads, only when a push is due): a privileged one
+    /// keeps its password and the refusal is recorded as a `privileged_account` failure.
+    ///
     /// # Errors
     /// Retryable failures and a vanished account (the bind retries or finds another); store
     /// failures.
@@ -624,6 +675,7 @@ where
         user: &DirectoryUser,
         binding: &mut Binding,
         id: &M365ObjectId,
+        recheck: Recheck,
     ) -> Result<bool> {
         let (Some(sealed), Some(set_at)) = (&user.password, user.password_changed_at) else {
             return Ok(false);
@@ -632,9 +684,21 @@ where
             return Ok(false);
         }
         let tenant = binding.tenant_id.clone();
-        let pushed = match self.sealer.open(&user.id, sealed).await {
-            Ok(password) => self.directory.set_password(&tenant, id, &password).await,
-            Err(e) => Err(e),
+        let refused = if recheck == Recheck::Privilege && !binding.adopted_privileged {
+            match privilege_of(self.directory, &tenant, id).await {
+                Ok(privilege) if privilege.is_privileged() => Some(refusal(id, &privilege)),
+                Ok(_) => None,
+                Err(e) if e.is_retryable() || is_m365_not_found(&e) => return Err(e),
+                // Fail closed: what cannot be checked is not written to.
+                Err(e) => Some(e),
+            }
+        } else {
+            None
+        };
+        let pushed = match (refused, self.sealer.open(&user.id, sealed).await) {
+            (Some(refused), _) => Err(refused),
+            (None, Ok(password)) => self.directory.set_password(&tenant, id, &password).await,
+            (None, Err(e)) => Err(e),
         };
         match pushed {
             Ok(()) => {
@@ -653,7 +717,11 @@ where
                         tenant_id: tenant,
                         user_id: Some(user.id.clone()),
                         operation_id: run.op.clone(),
-                        code: "password_not_pushed".to_owned(),
+                        code: if e.is_conflict("privileged_account") {
+                            "privileged_account".to_owned()
+                        } else {
+                            "password_not_pushed".to_owned()
+                        },
                         message: e.to_string(),
                         graph_request_id: e.graph_request_id().map(str::to_owned),
                         at: run.now,
@@ -692,8 +760,33 @@ where
     }
 
     /// [`Self::bound`] with extra event details (R-BIND-11: a privileged adoption's opt-in).
+    /// Boxed ([`BoxFuture`]).
     #[allow(clippy::too_many_arguments)]
-    async fn bound_with(
+    fn bound_with<'s>(
+        &'s self,
+        run: &'s Run<'_>,
+        user: &'s DirectoryUser,
+        binding: Binding,
+        expect: Expect,
+        id: M365ObjectId,
+        change: Change,
+        password_pushed: bool,
+        details: Option<serde_json::Value>,
+    ) -> BoxFuture<'s, Result<Outcome>> {
+        Box::pin(self.bound_with_inline(
+            run,
+            user,
+            binding,
+            expect,
+            id,
+            change,
+            password_pushed,
+            details,
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn bound_with_inline(
         &self,
         run: &Run<'_>,
         user: &DirectoryUser,
@@ -1119,6 +1212,8 @@ mod tests {
             .unwrap();
         w.directory.pass_next_call(); // attributes
         w.directory.pass_next_call(); // sign-in
+        w.directory.pass_next_call(); // privilege: roles (R-BIND-11)
+        w.directory.pass_next_call(); // privilege: consenting admin
         w.directory.fail_next_call(Error::Forbidden {
             graph_request_id: Some("req-403".into()),
         });
@@ -1139,6 +1234,47 @@ mod tests {
         w.unbinder().unbind(&uid("adele")).await.unwrap();
         w.bind("adele").await;
         assert_eq!(w.count_events(EventKind::UserPasswordUpdateProvision), 1);
+    }
+
+    #[tokio::test]
+    async fn a_rebind_leaves_the_password_of_an_account_made_privileged_since_alone() {
+        // R-BIND-11 (a role granted after the bind counts), R-BIND-12 (the password set while
+        // unbound waits; the account is still unblocked: it is ours)
+        let w = World::new().await;
+        w.user("adele").await;
+        w.bind("adele").await;
+        let id = World::object_id(&w.binding("adele").await);
+        w.unbinder().unbind(&uid("adele")).await.unwrap();
+        let held_before = w.directory.password(&w.tenant.id, &id).unwrap();
+        w.passwords()
+            .set(&uid("adele"), &secret("Second-Horse-22"))
+            .await
+            .unwrap();
+        w.directory
+            .grant_role(&w.tenant.id, &id, "Helpdesk Administrator");
+        let Outcome::Done { binding, change } = w.bind("adele").await else {
+            panic!("re-bound")
+        };
+        assert_eq!(change, Change::Unblocked);
+        let held = w.directory.password(&w.tenant.id, &id).unwrap();
+        assert_eq!(
+            held.expose_secret(),
+            held_before.expose_secret(),
+            "no password write reached the privileged account"
+        );
+        assert_eq!(binding.pushed_password_set_at, None, "still to push");
+        assert_eq!(w.count_events(EventKind::UserPasswordUpdateProvision), 0);
+        let failure = w
+            .failures
+            .all()
+            .into_iter()
+            .find(|f| f.code == "privileged_account")
+            .expect("the refusal is recorded");
+        assert!(
+            failure.message.contains("Helpdesk Administrator"),
+            "{}",
+            failure.message
+        );
     }
 
     #[tokio::test]

@@ -443,6 +443,12 @@ pub(crate) async fn account_of<D: crate::ports::Directory>(
     Ok(None)
 }
 
+/// A boxed, sendable future: what the use cases' deeper steps return, so each caller's stack frame
+/// holds a pointer instead of the callee's whole state (unoptimized builds keep a slot per awaited
+/// future in every frame of the poll chain).
+pub(crate) type BoxFuture<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
 /// A deterministic event id for (`op`, `kind`): a re-run of the same operation appends the same
 /// event, which the store keeps once (exactly one event per change, even after a crash).
 pub(crate) fn event_id(op: &OperationId, kind: EventKind) -> Result<EventId> {
@@ -605,7 +611,22 @@ where
 
     /// Records a failure of M365 (never as an event): retryable ones are deferred to the retry
     /// queue with backoff and jitter until the budget runs out; the others are permanent.
-    pub(crate) async fn fail(
+    ///
+    /// Boxed: it is awaited at many points of every use case, and an inline future of this size at
+    /// each of them made the callers' stack frames large enough to overflow a 2 MiB thread stack
+    /// in unoptimized builds.
+    pub(crate) fn fail<'s>(
+        &'s self,
+        run: &'s Run<'_>,
+        binding: Binding,
+        expect: Expect,
+        error: Error,
+        on: OnFailure,
+    ) -> BoxFuture<'s, Result<Outcome>> {
+        Box::pin(self.fail_inline(run, binding, expect, error, on))
+    }
+
+    async fn fail_inline(
         &self,
         run: &Run<'_>,
         mut binding: Binding,
