@@ -493,14 +493,7 @@ impl World {
     ) -> (u16, Value) {
         let request = api_request(method, path, query, body);
         let response = connect::handle(&self.connect(), request).await.unwrap();
-        let status = response.status().as_u16();
-        let body = match response.body() {
-            lambda_http::Body::Text(t) => serde_json::from_str(t).unwrap(),
-            lambda_http::Body::Binary(b) => serde_json::from_slice(b).unwrap(),
-            lambda_http::Body::Empty => Value::Null,
-            _ => Value::Null,
-        };
-        (status, body)
+        json_response(&response)
     }
 
     /// `POST /tenants` then the admin's sign-in: the new tenant id and the callback's parameters.
@@ -659,6 +652,20 @@ pub fn capture_logs() -> Logs {
         logs
     })
     .clone()
+}
+
+/// An API Gateway response's status and JSON body (`null` when empty).
+///
+/// # Panics
+/// When the body is not JSON.
+#[must_use]
+pub fn json_response(response: &lambda_http::Response<lambda_http::Body>) -> (u16, Value) {
+    let body = match response.body() {
+        lambda_http::Body::Text(t) => serde_json::from_str(t).unwrap(),
+        lambda_http::Body::Binary(b) => serde_json::from_slice(b).unwrap(),
+        _ => Value::Null,
+    };
+    (response.status().as_u16(), body)
 }
 
 /// Real time plus an offset the test moves (the engine's clock; the emulator has its own).

@@ -15,7 +15,7 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use chrono::TimeDelta;
 
 use m365_graph::{GraphClient, GraphDirectory, RetryPolicy};
-use m365_integration_tests::{APP_ID, CONTOSO, OffsetClock, World, api_request};
+use m365_integration_tests::{APP_ID, CONTOSO, OffsetClock, World, api_request, json_response};
 use m365_lambda::provision::Provisioning;
 use serde_json::{Value, json};
 
@@ -82,13 +82,7 @@ impl Stack {
             _ => directory::handle(&self.directory, request).await,
         }
         .unwrap();
-        let status = response.status().as_u16();
-        let body = match response.body() {
-            lambda_http::Body::Text(t) => serde_json::from_str(t).unwrap(),
-            lambda_http::Body::Binary(b) => serde_json::from_slice(b).unwrap(),
-            _ => Value::Null,
-        };
-        (status, body)
+        json_response(&response)
     }
 
     /// A directory user bound to Contoso; its M365 object id.

@@ -15,6 +15,7 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use chrono::TimeDelta;
 use m365_integration_tests::{
     APP_ID, APP_SECRET, CONTOSO, OffsetClock, ProvisioningResources, REDIRECT, World, api_request,
+    json_response,
 };
 use m365_lambda::provision::Provisioning;
 use serde_json::{Value, json};
@@ -101,13 +102,7 @@ impl Stack {
             _ => directory::handle(&self.directory, request).await,
         }
         .unwrap();
-        let status = response.status().as_u16();
-        let body = match response.body() {
-            lambda_http::Body::Text(t) => serde_json::from_str(t).unwrap(),
-            lambda_http::Body::Binary(b) => serde_json::from_slice(b).unwrap(),
-            _ => Value::Null,
-        };
-        (status, body)
+        json_response(&response)
     }
 
     async fn put_user(&self, id: &str, extra: Value) -> (u16, Value) {

@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
 use m365_engine::ports::SystemClock;
-use m365_integration_tests::{CONTOSO, CONTOSO_ADMIN, World, api_request};
+use m365_integration_tests::{CONTOSO, CONTOSO_ADMIN, World, api_request, json_response};
 use m365_lambda::provision::Provisioning;
 use serde_json::{Value, json};
 
@@ -71,13 +71,7 @@ impl Stack {
             _ => directory::handle(&self.deps, request).await,
         }
         .unwrap();
-        let status = response.status().as_u16();
-        let body = match response.body() {
-            lambda_http::Body::Text(t) => serde_json::from_str(t).unwrap(),
-            lambda_http::Body::Binary(b) => serde_json::from_slice(b).unwrap(),
-            _ => Value::Null,
-        };
-        (status, body)
+        json_response(&response)
     }
 
     async fn put_user(&self, id: &str, email: &str) {

@@ -16,7 +16,7 @@ use chrono::TimeDelta;
 use m365_engine::ports::TokenVault;
 use m365_integration_tests::{
     APP_ID, APP_SECRET, CONTOSO, OffsetClock, ProvisioningResources, SEAL_KEY, World, api_request,
-    capture_logs,
+    capture_logs, json_response,
 };
 use m365_lambda::provision::Provisioning;
 use secrecy::ExposeSecret;
@@ -103,13 +103,7 @@ impl Stack {
             _ => directory::handle(&self.directory, request).await,
         }
         .unwrap();
-        let status = response.status().as_u16();
-        let body = match response.body() {
-            lambda_http::Body::Text(t) => serde_json::from_str(t).unwrap(),
-            lambda_http::Body::Binary(b) => serde_json::from_slice(b).unwrap(),
-            _ => Value::Null,
-        };
-        (status, body)
+        json_response(&response)
     }
 
     /// Binds `user` and runs the worker until the binding settles; the binding.

@@ -93,18 +93,12 @@ impl Settings {
             let pages: u32 = raw.trim().parse().map_err(|_| SettingsError { name })?;
             settings.reconcile.max_pages = pages.max(1);
         }
-        if let Some(raw) = lookup("M365_PASSWORD_MAX_AGE_DAYS") {
-            let name = "M365_PASSWORD_MAX_AGE_DAYS";
-            // Decimal days are accepted (e.g. `0.5` = 12 hours), so a rehearsal can expire a
-            // password within seconds; a century is the upper bound.
-            let days: f64 = raw.trim().parse().map_err(|_| SettingsError { name })?;
-            if !days.is_finite() || !(0.0..=36_500.0).contains(&days) {
-                return Err(SettingsError { name });
-            }
-            let millis = (days * 86_400_000.0).round() as i64;
-            settings.reconcile.password_max_age =
-                (millis > 0).then(|| TimeDelta::milliseconds(millis));
-        }
+        // One parser for every function that reads it (decimal days, at most a century).
+        settings.reconcile.password_max_age = m365_lambda::provision::password_policy(&lookup)
+            .map_err(|_| SettingsError {
+                name: m365_lambda::provision::PASSWORD_MAX_AGE_DAYS,
+            })?
+            .max_age();
         Ok(settings)
     }
 }
