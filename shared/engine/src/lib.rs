@@ -14,7 +14,7 @@ pub mod policy;
 pub mod ports;
 pub mod usecase;
 
-#[cfg(feature = "testing")]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 pub use error::{Error, Result};

@@ -1150,3 +1150,102 @@ pub trait GroupDeltas: Send + Sync {
         link: Option<&str>,
     ) -> impl Future<Output = Result<GroupDeltaPage>> + Send;
 }
+
+/// Every port the use cases are built from, as one bundle: a use case is `Bind<'a, P: Ports>`,
+/// built by `Bind::new(&ports)`, instead of one type parameter per port it touches.
+///
+/// Exactly two implementations exist: the deployed one in `m365-lambda` (DynamoDB, SQS, Secrets
+/// Manager, Graph) and the in-memory `testing::World` of the fakes. One adapter may serve several
+/// roles (Graph's `Directory` is also the `TenantProbe` and the delta readers), so a bundle
+/// returns the same object from several accessors.
+pub trait Ports: Send + Sync {
+    /// Directory users.
+    type Users: UserStore + std::fmt::Debug;
+    /// Directory groups.
+    type Groups: GroupStore + std::fmt::Debug;
+    /// Tenants and domain claims.
+    type Tenants: TenantStore + std::fmt::Debug;
+    /// Bindings.
+    type Bindings: BindingStore + std::fmt::Debug;
+    /// Audit events.
+    type Events: EventStore + std::fmt::Debug;
+    /// Failure diagnostics.
+    type Failures: FailureStore + std::fmt::Debug;
+    /// The idempotency ledger.
+    type Ledger: OperationLedger + std::fmt::Debug;
+    /// The retry queue (producer side).
+    type Queue: RetryQueue + std::fmt::Debug;
+    /// Per-tenant OAuth tokens.
+    type Vault: TokenVault + std::fmt::Debug;
+    /// Password sealing.
+    type Sealer: Sealer + std::fmt::Debug;
+    /// M365, per tenant.
+    type Directory: Directory + std::fmt::Debug;
+    /// Which Microsoft tenant a just-issued token belongs to (R-CONN-7).
+    type Probe: TenantProbe + std::fmt::Debug;
+    /// Welcome notifications.
+    type Notifier: Notifier + std::fmt::Debug;
+    /// The identity platform (consent, code and refresh-token redemption).
+    type Identity: IdentityPlatform + std::fmt::Debug;
+    /// OAuth sign-ins under way.
+    type Consents: PendingConsents + std::fmt::Debug;
+    /// Single-flight leases.
+    type Leases: Leases + std::fmt::Debug;
+    /// M365 user changes since a cursor.
+    type UserDeltas: UserDeltas + std::fmt::Debug;
+    /// M365 group membership changes since a cursor.
+    type GroupDeltas: GroupDeltas + std::fmt::Debug;
+    /// Reconcile's delta cursors.
+    type Cursors: ReconcileCursors + std::fmt::Debug;
+    /// Time.
+    type Clock: Clock + std::fmt::Debug;
+    /// Jitter and generated passwords.
+    type Random: Random + std::fmt::Debug;
+
+    /// Directory users.
+    fn users(&self) -> &Self::Users;
+    /// Directory groups.
+    fn groups(&self) -> &Self::Groups;
+    /// Tenants and domain claims.
+    fn tenants(&self) -> &Self::Tenants;
+    /// Bindings.
+    fn bindings(&self) -> &Self::Bindings;
+    /// Audit events.
+    fn events(&self) -> &Self::Events;
+    /// Failure diagnostics.
+    fn failures(&self) -> &Self::Failures;
+    /// The idempotency ledger.
+    fn ledger(&self) -> &Self::Ledger;
+    /// The retry queue.
+    fn queue(&self) -> &Self::Queue;
+    /// Per-tenant OAuth tokens.
+    fn vault(&self) -> &Self::Vault;
+    /// Password sealing.
+    fn sealer(&self) -> &Self::Sealer;
+    /// M365.
+    fn directory(&self) -> &Self::Directory;
+    /// The tenant probe.
+    fn probe(&self) -> &Self::Probe;
+    /// Welcome notifications.
+    fn notifier(&self) -> &Self::Notifier;
+    /// The identity platform.
+    fn identity(&self) -> &Self::Identity;
+    /// OAuth sign-ins under way.
+    fn consents(&self) -> &Self::Consents;
+    /// Single-flight leases.
+    fn leases(&self) -> &Self::Leases;
+    /// M365 user changes.
+    fn user_deltas(&self) -> &Self::UserDeltas;
+    /// M365 group membership changes.
+    fn group_deltas(&self) -> &Self::GroupDeltas;
+    /// Reconcile's delta cursors.
+    fn cursors(&self) -> &Self::Cursors;
+    /// Time.
+    fn clock(&self) -> &Self::Clock;
+    /// Jitter and generated passwords.
+    fn random(&self) -> &Self::Random;
+    /// How failed operations are retried.
+    fn retry_policy(&self) -> &crate::usecase::RetryPolicy;
+    /// The directory password policy (length, classes, maximum age).
+    fn password_policy(&self) -> &crate::policy::password::DirectoryPasswordPolicy;
+}

@@ -4,7 +4,7 @@
 //! PATCH semantics, paging, and injectable faults.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use secrecy::{ExposeSecret, SecretString};
@@ -82,12 +82,12 @@ struct State {
     holds: Vec<(&'static str, Stage, Hold)>,
 }
 
-/// M365 in memory, on a [`ManualClock`].
-#[derive(Debug)]
+/// M365 in memory, on a [`ManualClock`]. Clones share one M365 (the delta fakes read it).
+#[derive(Debug, Clone)]
 pub struct FakeDirectory {
     clock: ManualClock,
     address_release_delay: TimeDelta,
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
 }
 
 fn rejected(message: &str) -> Error {
@@ -107,7 +107,7 @@ impl FakeDirectory {
         Self {
             clock,
             address_release_delay,
-            state: Mutex::new(State::default()),
+            state: Arc::new(Mutex::new(State::default())),
         }
     }
 

@@ -1,4 +1,4 @@
-//! Test support (feature `testing`): a controllable clock, in-memory fakes of every port and the
+//! Test support (compiled for this crate's tests and, with feature `testing`, for other crates): a controllable clock, in-memory fakes of every port and the
 //! contract suite that every adapter must pass.
 //!
 //! The fakes are faithful to the ports' conditional semantics (duplicate email, domain claimed by
@@ -20,6 +20,7 @@ mod reconcile;
 mod sealer;
 mod stores;
 mod vault;
+mod world;
 
 pub use clock::ManualClock;
 pub use directory::{FakeDirectory, FakeM365Tenant};
@@ -39,6 +40,7 @@ pub use stores::{
     FakeBindings, FakeEvents, FakeFailures, FakeGroups, FakeLedger, FakeTenants, FakeUsers,
 };
 pub use vault::FakeTokenVault;
+pub use world::{ADDRESS_RELEASE, World, email, uid};
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 

@@ -28,6 +28,8 @@ pub struct QueuedMessage {
 pub struct FakeRetryQueue {
     clock: ManualClock,
     messages: Mutex<Vec<QueuedMessage>>,
+    /// Errors the next sends answer with, in order (SQS unavailable).
+    send_faults: Mutex<Vec<Error>>,
 }
 
 fn delta(d: Duration) -> TimeDelta {
@@ -41,7 +43,13 @@ impl FakeRetryQueue {
         Self {
             clock,
             messages: Mutex::new(Vec::new()),
+            send_faults: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The next `send` fails with `error` and queues nothing.
+    pub fn fail_next_send(&self, error: Error) {
+        lock(&self.send_faults).push(error);
     }
 
     /// Every message in the queue, visible or not (for assertions).
@@ -80,6 +88,12 @@ impl FakeRetryQueue {
 
 impl RetryQueue for FakeRetryQueue {
     async fn send(&self, message: &RetryMessage, delay: Duration) -> Result<()> {
+        {
+            let mut faults = lock(&self.send_faults);
+            if !faults.is_empty() {
+                return Err(faults.remove(0));
+            }
+        }
         if delay > MAX_QUEUE_DELAY {
             return Err(Error::Invalid(InvalidInput::Field {
                 field: "delay",

@@ -26,8 +26,8 @@ type Snapshot = BTreeMap<M365ObjectId, M365User>;
 /// and those gone since (removed). Every round is one page, unless [`FakeUserDeltas::with_page_size`]
 /// splits rounds into pages (the round is computed when its first page is read).
 #[derive(Debug)]
-pub struct FakeUserDeltas<'a> {
-    directory: &'a FakeDirectory,
+pub struct FakeUserDeltas {
+    directory: FakeDirectory,
     snapshots: Mutex<Vec<Snapshot>>,
     /// Rounds served in several pages: their items and the snapshot their final link names.
     rounds: Mutex<Vec<(Vec<UserChange>, usize)>>,
@@ -53,12 +53,12 @@ fn change_of(user: &M365User) -> UserChange {
     }
 }
 
-impl<'a> FakeUserDeltas<'a> {
-    /// Deltas of `directory`.
+impl FakeUserDeltas {
+    /// Deltas of `directory` (a handle on the same M365).
     #[must_use]
-    pub fn new(directory: &'a FakeDirectory) -> Self {
+    pub fn new(directory: &FakeDirectory) -> Self {
         Self {
-            directory,
+            directory: directory.clone(),
             snapshots: Mutex::new(Vec::new()),
             rounds: Mutex::new(Vec::new()),
             page_size: None,
@@ -69,7 +69,7 @@ impl<'a> FakeUserDeltas<'a> {
 
     /// Deltas of `directory` whose rounds come in pages of at most `size` items.
     #[must_use]
-    pub fn with_page_size(directory: &'a FakeDirectory, size: usize) -> Self {
+    pub fn with_page_size(directory: &FakeDirectory, size: usize) -> Self {
         Self {
             page_size: Some(size.max(1)),
             ..Self::new(directory)
@@ -120,7 +120,7 @@ impl<'a> FakeUserDeltas<'a> {
     }
 }
 
-impl UserDeltas for FakeUserDeltas<'_> {
+impl UserDeltas for FakeUserDeltas {
     async fn users_delta(&self, tenant: &TenantId, link: Option<&str>) -> Result<UserDeltaPage> {
         self.pages.fetch_add(1, Ordering::SeqCst);
         let restarted = link.is_some() && self.lost.swap(false, Ordering::SeqCst);

@@ -19,6 +19,7 @@
 
 use chrono::TimeDelta;
 
+use crate::ports::Ports;
 use crate::error::{Conflict, Entity, Error, Result, UnavailableReason};
 use crate::model::{
     Binding, BindingState, DirectoryUser, EventId, EventKind, Failure, InFlight, M365ObjectId,
@@ -59,19 +60,34 @@ impl Default for BindRequest {
 
 /// The bind use case.
 #[derive(Debug)]
-pub struct Bind<'a, B, E, F, L, Q, C, R, U, T, D, S, N> {
+pub struct Bind<'a, P: Ports> {
     /// Outcome recording.
-    pub fx: Effects<'a, B, E, F, L, Q, C, R>,
+    pub fx: Effects<'a, P>,
     /// Directory users.
-    pub users: &'a U,
+    pub users: &'a P::Users,
     /// Tenants (routing).
-    pub tenants: &'a T,
+    pub tenants: &'a P::Tenants,
     /// M365.
-    pub directory: &'a D,
+    pub directory: &'a P::Directory,
     /// Opens the sealed directory password.
-    pub sealer: &'a S,
+    pub sealer: &'a P::Sealer,
     /// Welcome notifications.
-    pub notifier: &'a N,
+    pub notifier: &'a P::Notifier,
+}
+
+impl<'a, P: Ports> Bind<'a, P> {
+    /// The use case on `ports`.
+    #[must_use]
+    pub fn new(ports: &'a P) -> Self {
+        Self {
+            fx: Effects::new(ports),
+            users: ports.users(),
+            tenants: ports.tenants(),
+            directory: ports.directory(),
+            sealer: ports.sealer(),
+            notifier: ports.notifier(),
+        }
+    }
 }
 
 /// A replication-lag wait (graph-spec §7.4), retried like any transient failure.
@@ -99,21 +115,7 @@ const BIND_FAILURE: OnFailure = OnFailure {
     permanent: Some(BindingState::Error),
 };
 
-impl<B, E, F, L, Q, C, R, U, T, D, S, N> Bind<'_, B, E, F, L, Q, C, R, U, T, D, S, N>
-where
-    B: BindingStore,
-    E: EventStore,
-    F: FailureStore,
-    L: OperationLedger,
-    Q: RetryQueue,
-    C: Clock,
-    R: Random,
-    U: UserStore,
-    T: TenantStore,
-    D: Directory,
-    S: Sealer,
-    N: Notifier,
-{
+impl<P: Ports> Bind<'_, P> {
     /// Binds `user_id` (R-BIND-1): routes by email domain to an `active` tenant, then adopts the
     /// M365 user with that UPN (syncing attributes, enabling sign-in) or creates it with the sealed
     /// directory password (else a random compliant one). A `blocked`, `unselected`, `suspended` or
@@ -971,7 +973,7 @@ fn sealed_password_set_at(user: &DirectoryUser) -> Option<chrono::DateTime<chron
     user.password.as_ref().and(user.password_changed_at)
 }
 
-#[cfg(all(test, feature = "testing"))]
+#[cfg(test)]
 mod tests {
     use chrono::TimeDelta;
     use secrecy::ExposeSecret;

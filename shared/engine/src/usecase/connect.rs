@@ -36,6 +36,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use secrecy::SecretString;
 
+use crate::ports::Ports;
 use crate::error::{Entity, Error, FieldProblem, InvalidInput, Result};
 use crate::model::{
     BindingState, DomainName, EmailError, Event, EventId, EventKind, M365TenantId, PageRequest,
@@ -160,26 +161,34 @@ pub struct ConnectionStart {
 
 /// Starts a connection (`POST /tenants`, R-CONN-1).
 #[derive(Debug)]
-pub struct StartConnection<'a, T, S, I, C> {
+pub struct StartConnection<'a, P: Ports> {
     /// Tenants.
-    pub tenants: &'a T,
+    pub tenants: &'a P::Tenants,
     /// Sign-ins under way.
-    pub consents: &'a S,
+    pub consents: &'a P::Consents,
     /// The identity platform.
-    pub identity: &'a I,
+    pub identity: &'a P::Identity,
     /// Time.
-    pub clock: &'a C,
+    pub clock: &'a P::Clock,
     /// How long the sign-in may take ([`DEFAULT_CONSENT_TTL`]).
     pub consent_ttl: TimeDelta,
 }
 
-impl<T, S, I, C> StartConnection<'_, T, S, I, C>
-where
-    T: TenantStore,
-    S: PendingConsents,
-    I: IdentityPlatform,
-    C: Clock,
-{
+impl<'a, P: Ports> StartConnection<'a, P> {
+    /// The use case on `ports`.
+    #[must_use]
+    pub fn new(ports: &'a P, consent_ttl: TimeDelta) -> Self {
+        Self {
+            tenants: ports.tenants(),
+            consents: ports.consents(),
+            identity: ports.identity(),
+            clock: ports.clock(),
+            consent_ttl,
+        }
+    }
+}
+
+impl<P: Ports> StartConnection<'_, P> {
     /// Creates a tenant named `name` in `pending_consent` and returns the admin's sign-in URL.
     ///
     /// # Errors
@@ -286,34 +295,41 @@ pub enum Callback {
 
 /// Completes a connection (`GET /oauth/callback`, R-CONN-1..3, R-CONN-7, R-CONN-8).
 #[derive(Debug)]
-pub struct CompleteConnection<'a, T, S, I, V, D, E, C> {
+pub struct CompleteConnection<'a, P: Ports> {
     /// Tenants and domain claims.
-    pub tenants: &'a T,
+    pub tenants: &'a P::Tenants,
     /// Sign-ins under way.
-    pub consents: &'a S,
+    pub consents: &'a P::Consents,
     /// The identity platform.
-    pub identity: &'a I,
+    pub identity: &'a P::Identity,
     /// Where the tokens live (and only there, R-CONN-1).
-    pub vault: &'a V,
+    pub vault: &'a P::Vault,
     /// M365, asked with the new access token itself which tenant it belongs to and which
     /// domains that tenant has ([`TenantProbe`]), before anything is stored (R-CONN-7).
-    pub directory: &'a D,
+    pub directory: &'a P::Probe,
     /// Audit events.
-    pub events: &'a E,
+    pub events: &'a P::Events,
     /// Time.
-    pub clock: &'a C,
+    pub clock: &'a P::Clock,
 }
 
-impl<T, S, I, V, D, E, C> CompleteConnection<'_, T, S, I, V, D, E, C>
-where
-    T: TenantStore,
-    S: PendingConsents,
-    I: IdentityPlatform,
-    V: TokenVault,
-    D: TenantProbe,
-    E: EventStore,
-    C: Clock,
-{
+impl<'a, P: Ports> CompleteConnection<'a, P> {
+    /// The use case on `ports`.
+    #[must_use]
+    pub fn new(ports: &'a P) -> Self {
+        Self {
+            tenants: ports.tenants(),
+            consents: ports.consents(),
+            identity: ports.identity(),
+            vault: ports.vault(),
+            directory: ports.probe(),
+            events: ports.events(),
+            clock: ports.clock(),
+        }
+    }
+}
+
+impl<P: Ports> CompleteConnection<'_, P> {
     /// Verifies the callback and connects the tenant: pinned to its Microsoft tenant, `active`,
     /// every verified managed domain claimed, tokens in the vault, one `tenant_connected` event.
     ///
@@ -551,30 +567,37 @@ pub struct Deauthorized {
 /// Deauthorizes a tenant (`DELETE /tenants/{tenantId}`, R-CONN-5). It holds no `Directory`: it
 /// cannot write to M365, so every account stays as it is, enabled.
 #[derive(Debug)]
-pub struct Deauthorize<'a, T, V, B, E, C> {
+pub struct Deauthorize<'a, P: Ports> {
     /// Tenants and domain claims.
-    pub tenants: &'a T,
+    pub tenants: &'a P::Tenants,
     /// Tokens.
-    pub vault: &'a V,
+    pub vault: &'a P::Vault,
     /// Bindings.
-    pub bindings: &'a B,
+    pub bindings: &'a P::Bindings,
     /// Audit events.
-    pub events: &'a E,
+    pub events: &'a P::Events,
     /// Time.
-    pub clock: &'a C,
+    pub clock: &'a P::Clock,
+}
+
+impl<'a, P: Ports> Deauthorize<'a, P> {
+    /// The use case on `ports`.
+    #[must_use]
+    pub fn new(ports: &'a P) -> Self {
+        Self {
+            tenants: ports.tenants(),
+            vault: ports.vault(),
+            bindings: ports.bindings(),
+            events: ports.events(),
+            clock: ports.clock(),
+        }
+    }
 }
 
 /// Bindings read per page while unselecting.
 const BINDING_PAGE: u32 = 100;
 
-impl<T, V, B, E, C> Deauthorize<'_, T, V, B, E, C>
-where
-    T: TenantStore,
-    V: TokenVault,
-    B: BindingStore,
-    E: EventStore,
-    C: Clock,
-{
+impl<P: Ports> Deauthorize<'_, P> {
     /// Marks the tenant `deauthorized` (so nothing routes to it) and bumps its consent epoch (so
     /// every sign-in under way is void, R-CONN-8), deletes the tokens, un-selects every binding
     /// (their queued operations are dropped as superseded), releases the domain claims (another
@@ -729,7 +752,7 @@ fn sanitize_error(error: &str) -> String {
     }
 }
 
-#[cfg(all(test, feature = "testing"))]
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::{DomainKind, Email, VerifiedDomain};
@@ -801,15 +824,7 @@ mod tests {
         fn refresher(
             &self,
             holder: &str,
-        ) -> RefreshTokens<
-            '_,
-            FakeTenants,
-            FakeTokenVault,
-            FakeIdentityPlatform,
-            FakeLeases,
-            FakeEvents,
-            ManualClock,
-        > {
+        ) -> RefreshTokens<'_, World> {
             RefreshTokens {
                 tenants: &self.tenants,
                 vault: &self.vault,
@@ -866,7 +881,7 @@ mod tests {
 
         fn starter(
             &self,
-        ) -> StartConnection<'_, FakeTenants, FakePendingConsents, FakeIdentityPlatform, ManualClock>
+        ) -> StartConnection<'_, World>
         {
             StartConnection {
                 tenants: &self.tenants,
@@ -879,16 +894,7 @@ mod tests {
 
         fn completer(
             &self,
-        ) -> CompleteConnection<
-            '_,
-            FakeTenants,
-            FakePendingConsents,
-            FakeIdentityPlatform,
-            FakeTokenVault,
-            FakeDirectory,
-            FakeEvents,
-            ManualClock,
-        > {
+        ) -> CompleteConnection<'_, World> {
             CompleteConnection {
                 tenants: &self.tenants,
                 consents: &self.consents,
@@ -902,7 +908,7 @@ mod tests {
 
         fn deauthorizer(
             &self,
-        ) -> Deauthorize<'_, FakeTenants, FakeTokenVault, FakeBindings, FakeEvents, ManualClock>
+        ) -> Deauthorize<'_, World>
         {
             Deauthorize {
                 tenants: &self.tenants,
@@ -1286,7 +1292,7 @@ mod tests {
         // R-CONN-5
         let (mut w, vault, accounts) = deauthorize_world().await;
         let calls = w.directory.calls();
-        let done = Deauthorize {
+        let done = Deauthorize::<World> {
             tenants: &w.tenants,
             vault: &vault,
             bindings: &w.bindings,
@@ -1333,7 +1339,7 @@ mod tests {
     async fn deauthorizing_twice_changes_nothing_more() {
         // R-CONN-5
         let (w, vault, _) = deauthorize_world().await;
-        let deauth = Deauthorize {
+        let deauth = Deauthorize::<World> {
             tenants: &w.tenants,
             vault: &vault,
             bindings: &w.bindings,

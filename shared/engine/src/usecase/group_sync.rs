@@ -34,6 +34,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
+use crate::ports::Ports;
 use crate::error::{Conflict, Entity, Error, Result, UnavailableReason};
 use crate::model::{
     Binding, BindingError, BindingState, EventId, Failure, Group, GroupBinding, GroupBindingState,
@@ -161,30 +162,31 @@ struct Desired {
 
 /// The group-binding use case (R-GRP-1).
 #[derive(Debug)]
-pub struct SyncGroup<'a, B, E, F, L, Q, C, R, G, T, D> {
+pub struct SyncGroup<'a, P: Ports> {
     /// Outcome recording (bindings are read to find members' accounts).
-    pub fx: Effects<'a, B, E, F, L, Q, C, R>,
+    pub fx: Effects<'a, P>,
     /// Directory groups (the binding lives on the group).
-    pub groups: &'a G,
+    pub groups: &'a P::Groups,
     /// Tenants.
-    pub tenants: &'a T,
+    pub tenants: &'a P::Tenants,
     /// M365.
-    pub directory: &'a D,
+    pub directory: &'a P::Directory,
 }
 
-impl<B, E, F, L, Q, C, R, G, T, D> SyncGroup<'_, B, E, F, L, Q, C, R, G, T, D>
-where
-    B: BindingStore,
-    E: EventStore,
-    F: FailureStore,
-    L: OperationLedger,
-    Q: RetryQueue,
-    C: Clock,
-    R: Random,
-    G: GroupStore,
-    T: TenantStore,
-    D: Directory,
-{
+impl<'a, P: Ports> SyncGroup<'a, P> {
+    /// The use case on `ports`.
+    #[must_use]
+    pub fn new(ports: &'a P) -> Self {
+        Self {
+            fx: Effects::new(ports),
+            groups: ports.groups(),
+            tenants: ports.tenants(),
+            directory: ports.directory(),
+        }
+    }
+}
+
+impl<P: Ports> SyncGroup<'_, P> {
     /// `PUT /groups/{groupId}/binding`: binds the group to `tenant` (creating or adopting its
     /// security group) and mirrors its bound members. Binding again to the same tenant re-syncs.
     ///
@@ -727,7 +729,7 @@ fn report(result: &Result<GroupOutcome>) {
     }
 }
 
-#[cfg(all(test, feature = "testing"))]
+#[cfg(test)]
 mod tests {
     use chrono::TimeDelta;
 
@@ -741,19 +743,7 @@ mod tests {
     use crate::usecase::retry::RetryOutcome;
     use crate::usecase::testkit::{Fx, World, throttled, uid, unavailable};
 
-    type TestSync<'a> = SyncGroup<
-        'a,
-        crate::testing::FakeBindings,
-        crate::testing::FakeEvents,
-        crate::testing::FakeFailures,
-        crate::testing::FakeLedger,
-        crate::testing::FakeRetryQueue,
-        crate::testing::ManualClock,
-        crate::testing::SeededRandom,
-        FakeGroups,
-        FakeTenants,
-        FakeDirectory,
-    >;
+    type TestSync<'a> = SyncGroup<'a, World>;
 
     fn sync(w: &World) -> TestSync<'_> {
         let fx: Fx<'_> = w.fx();

@@ -24,6 +24,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
+use crate::ports::Ports;
 use crate::error::{Conflict, Entity, Error, FieldProblem, InvalidInput, Result};
 use crate::model::{
     Binding, BindingState, DirectoryUser, Email, M365ObjectId, M365User, PageRequest, PageToken,
@@ -211,29 +212,37 @@ impl ImportOutcome {
 /// The import use case: reads M365 through `directory` (never writes to it), writes directory
 /// users and bindings.
 #[derive(Debug)]
-pub struct Import<'a, U, B, T, D, C> {
+pub struct Import<'a, P: Ports> {
     /// Directory users.
-    pub users: &'a U,
+    pub users: &'a P::Users,
     /// Bindings.
-    pub bindings: &'a B,
+    pub bindings: &'a P::Bindings,
     /// Tenants and domain claims.
-    pub tenants: &'a T,
+    pub tenants: &'a P::Tenants,
     /// M365 (reads only).
-    pub directory: &'a D,
+    pub directory: &'a P::Directory,
     /// Time (cursor expiry).
-    pub clock: &'a C,
+    pub clock: &'a P::Clock,
     /// The cursor signing key.
     pub cursor_key: &'a CursorKey,
 }
 
-impl<U, B, T, D, C> Import<'_, U, B, T, D, C>
-where
-    U: UserStore,
-    B: BindingStore,
-    T: TenantStore,
-    D: Directory,
-    C: Clock,
-{
+impl<'a, P: Ports> Import<'a, P> {
+    /// The use case on `ports`.
+    #[must_use]
+    pub fn new(ports: &'a P, cursor_key: &'a CursorKey) -> Self {
+        Self {
+            users: ports.users(),
+            bindings: ports.bindings(),
+            tenants: ports.tenants(),
+            directory: ports.directory(),
+            clock: ports.clock(),
+            cursor_key,
+        }
+    }
+}
+
+impl<P: Ports> Import<'_, P> {
     /// One page of the tenant's M365 users with their status (R-IMP-1): one Graph request, and
     /// at most two store reads per row read.
     ///
@@ -596,7 +605,7 @@ fn directory_user(id: &UserId, email: &Email, m365: &M365User) -> DirectoryUser 
     user
 }
 
-#[cfg(all(test, feature = "testing"))]
+#[cfg(test)]
 mod tests {
     use base64::Engine as _;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -633,14 +642,7 @@ mod tests {
     fn importer<'a>(
         w: &'a World,
         key: &'a CursorKey,
-    ) -> Import<
-        'a,
-        crate::testing::FakeUsers,
-        crate::testing::FakeBindings,
-        crate::testing::FakeTenants,
-        crate::testing::FakeDirectory,
-        crate::testing::ManualClock,
-    > {
+    ) -> Import<'a, World> {
         Import {
             users: &w.users,
             bindings: &w.bindings,
@@ -1289,24 +1291,84 @@ mod tests {
         }
     }
 
+    /// The world with its M365 replaced by a [`SyntheticDirectory`]: the one test whose M365 is
+    /// too large for the fake (100,000 accounts made up on the fly) swaps that one port.
+    #[derive(Debug)]
+    struct Scaled<'w> {
+        w: &'w World,
+        directory: SyntheticDirectory,
+    }
+
+    impl std::fmt::Debug for SyntheticDirectory {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("SyntheticDirectory").field("size", &self.size).finish()
+        }
+    }
+
+    impl crate::ports::Ports for Scaled<'_> {
+        type Users = crate::testing::FakeUsers;
+        type Groups = crate::testing::FakeGroups;
+        type Tenants = crate::testing::FakeTenants;
+        type Bindings = crate::testing::FakeBindings;
+        type Events = crate::testing::FakeEvents;
+        type Failures = crate::testing::FakeFailures;
+        type Ledger = crate::testing::FakeLedger;
+        type Queue = crate::testing::FakeRetryQueue;
+        type Vault = crate::testing::FakeTokenVault;
+        type Sealer = crate::testing::FakeSealer;
+        type Directory = SyntheticDirectory;
+        type Probe = crate::testing::FakeDirectory;
+        type Notifier = crate::testing::FakeNotifier;
+        type Identity = crate::testing::FakeIdentityPlatform;
+        type Consents = crate::testing::FakePendingConsents;
+        type Leases = crate::testing::FakeLeases;
+        type UserDeltas = crate::testing::FakeUserDeltas;
+        type GroupDeltas = crate::testing::FakeGroupDeltas;
+        type Cursors = crate::testing::FakeReconcileCursors;
+        type Clock = crate::testing::ManualClock;
+        type Random = crate::testing::SeededRandom;
+        fn users(&self) -> &Self::Users { self.w.users() }
+        fn groups(&self) -> &Self::Groups { self.w.groups() }
+        fn tenants(&self) -> &Self::Tenants { self.w.tenants() }
+        fn bindings(&self) -> &Self::Bindings { self.w.bindings() }
+        fn events(&self) -> &Self::Events { self.w.events() }
+        fn failures(&self) -> &Self::Failures { self.w.failures() }
+        fn ledger(&self) -> &Self::Ledger { self.w.ledger() }
+        fn queue(&self) -> &Self::Queue { self.w.queue() }
+        fn vault(&self) -> &Self::Vault { self.w.vault() }
+        fn sealer(&self) -> &Self::Sealer { self.w.sealer() }
+        fn directory(&self) -> &Self::Directory { &self.directory }
+        fn probe(&self) -> &Self::Probe { self.w.probe() }
+        fn notifier(&self) -> &Self::Notifier { self.w.notifier() }
+        fn identity(&self) -> &Self::Identity { self.w.identity() }
+        fn consents(&self) -> &Self::Consents { self.w.consents() }
+        fn leases(&self) -> &Self::Leases { self.w.leases() }
+        fn user_deltas(&self) -> &Self::UserDeltas { self.w.user_deltas() }
+        fn group_deltas(&self) -> &Self::GroupDeltas { self.w.group_deltas() }
+        fn cursors(&self) -> &Self::Cursors { self.w.cursors() }
+        fn clock(&self) -> &Self::Clock { self.w.clock() }
+        fn random(&self) -> &Self::Random { self.w.random() }
+        fn retry_policy(&self) -> &crate::usecase::RetryPolicy { self.w.retry_policy() }
+        fn password_policy(&self) -> &crate::policy::password::DirectoryPasswordPolicy {
+            self.w.password_policy()
+        }
+    }
+
     #[tokio::test]
     async fn a_100000_user_tenant_is_walked_and_imported_with_one_directory_call_per_page() {
         // R-IMP-1, R-IMP-2: no call grows with the tenant's size.
         const SIZE: usize = 100_000;
         let w = World::new().await;
         let k = key();
-        let directory = SyntheticDirectory {
-            size: SIZE,
-            calls: std::sync::atomic::AtomicU64::new(0),
+        let scaled = Scaled {
+            w: &w,
+            directory: SyntheticDirectory {
+                size: SIZE,
+                calls: std::sync::atomic::AtomicU64::new(0),
+            },
         };
-        let import = Import {
-            users: &w.users,
-            bindings: &w.bindings,
-            tenants: &w.tenants,
-            directory: &directory,
-            clock: &w.clock,
-            cursor_key: &k,
-        };
+        let import = Import::new(&scaled, &k);
+        let directory = &scaled.directory;
         let mut query = ImportQuery {
             limit: Some(MAX_IMPORT_PAGE),
             ..ImportQuery::default()

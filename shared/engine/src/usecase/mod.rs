@@ -40,9 +40,9 @@ pub mod token_refresh;
 pub mod unbind;
 pub mod update;
 
-#[cfg(all(test, feature = "testing"))]
+#[cfg(test)]
 mod deadline_tests;
-#[cfg(all(test, feature = "testing"))]
+#[cfg(test)]
 mod testkit;
 
 use std::time::Duration;
@@ -51,6 +51,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 
+use crate::ports::Ports;
 use crate::error::{Entity, Error, Result, UnavailableReason};
 use crate::model::{
     Binding, BindingError, BindingState, DirectoryUser, EventId, EventKind, Failure, M365User,
@@ -283,32 +284,49 @@ pub(crate) fn report(result: &Result<Outcome>) {
 /// The ports every use case records its outcome with (bindings, events, failures, ledger, retry
 /// queue) plus time, randomness and the retry policy.
 #[derive(Debug)]
-pub struct Effects<'a, B, E, F, L, Q, C, R> {
+pub struct Effects<'a, P: Ports> {
     /// Bindings.
-    pub bindings: &'a B,
+    pub bindings: &'a P::Bindings,
     /// Audit events.
-    pub events: &'a E,
+    pub events: &'a P::Events,
     /// Failure diagnostics.
-    pub failures: &'a F,
+    pub failures: &'a P::Failures,
     /// Idempotency ledger.
-    pub ledger: &'a L,
+    pub ledger: &'a P::Ledger,
     /// Retry queue (producer side).
-    pub queue: &'a Q,
+    pub queue: &'a P::Queue,
     /// Time.
-    pub clock: &'a C,
+    pub clock: &'a P::Clock,
     /// Jitter and generated passwords.
-    pub random: &'a R,
+    pub random: &'a P::Random,
     /// Retry policy.
     pub policy: &'a RetryPolicy,
 }
 
-impl<B, E, F, L, Q, C, R> Clone for Effects<'_, B, E, F, L, Q, C, R> {
+impl<'a, P: Ports> Effects<'a, P> {
+    /// The use case on `ports`.
+    #[must_use]
+    pub fn new(ports: &'a P) -> Self {
+        Self {
+            bindings: ports.bindings(),
+            events: ports.events(),
+            failures: ports.failures(),
+            ledger: ports.ledger(),
+            queue: ports.queue(),
+            clock: ports.clock(),
+            random: ports.random(),
+            policy: ports.retry_policy(),
+        }
+    }
+}
+
+impl<P: Ports> Clone for Effects<'_, P> {
     fn clone(&self) -> Self {
         *self
     }
 }
 
-impl<B, E, F, L, Q, C, R> Copy for Effects<'_, B, E, F, L, Q, C, R> {}
+impl<P: Ports> Copy for Effects<'_, P> {}
 
 /// One run of an operation: its id, kind, subject user, start time and, for a retry, the message.
 #[derive(Debug, Clone)]
@@ -459,16 +477,7 @@ pub(crate) fn event_id(op: &OperationId, kind: EventKind) -> Result<EventId> {
     Ok(EventId::parse(uuid.hyphenated().to_string())?)
 }
 
-impl<B, E, F, L, Q, C, R> Effects<'_, B, E, F, L, Q, C, R>
-where
-    B: BindingStore,
-    E: EventStore,
-    F: FailureStore,
-    L: OperationLedger,
-    Q: RetryQueue,
-    C: Clock,
-    R: Random,
-{
+impl<P: Ports> Effects<'_, P> {
     /// Now, from the clock.
     pub(crate) fn now(&self) -> DateTime<Utc> {
         self.clock.now()

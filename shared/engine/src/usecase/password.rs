@@ -13,6 +13,7 @@
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
+use crate::ports::Ports;
 use crate::error::{Entity, Error, Result};
 use crate::model::{
     Binding, BindingState, DirectoryUser, M365ObjectId, OperationId, OperationKind,
@@ -29,17 +30,31 @@ use super::{Change, Effects, OnFailure, Outcome, Run, is_m365_not_found};
 
 /// The password use case.
 #[derive(Debug)]
-pub struct SetPassword<'a, B, E, F, L, Q, C, R, U, D, S> {
+pub struct SetPassword<'a, P: Ports> {
     /// Outcome recording.
-    pub fx: Effects<'a, B, E, F, L, Q, C, R>,
+    pub fx: Effects<'a, P>,
     /// Directory users.
-    pub users: &'a U,
+    pub users: &'a P::Users,
     /// M365.
-    pub directory: &'a D,
+    pub directory: &'a P::Directory,
     /// Seals and opens passwords.
-    pub sealer: &'a S,
+    pub sealer: &'a P::Sealer,
     /// The directory's password policy (Entra's applies on top).
     pub policy: &'a DirectoryPasswordPolicy,
+}
+
+impl<'a, P: Ports> SetPassword<'a, P> {
+    /// The use case on `ports`.
+    #[must_use]
+    pub fn new(ports: &'a P) -> Self {
+        Self {
+            fx: Effects::new(ports),
+            users: ports.users(),
+            directory: ports.directory(),
+            sealer: ports.sealer(),
+            policy: ports.password_policy(),
+        }
+    }
 }
 
 /// What setting a password did.
@@ -107,19 +122,7 @@ fn pushable(binding: &Binding) -> bool {
     ) && binding.m365_object_id.is_some()
 }
 
-impl<B, E, F, L, Q, C, R, U, D, S> SetPassword<'_, B, E, F, L, Q, C, R, U, D, S>
-where
-    B: BindingStore,
-    E: EventStore,
-    F: FailureStore,
-    L: OperationLedger,
-    Q: RetryQueue,
-    C: Clock,
-    R: Random,
-    U: UserStore,
-    D: Directory,
-    S: Sealer,
-{
+impl<P: Ports> SetPassword<'_, P> {
     /// Validates `password` (R-PWD-1; a refusal names every broken rule and stores nothing), seals
     /// it, stores it on the user, and if the user is `provisioned` or `suspended` pushes it with
     /// `forceChangePasswordNextSignIn=false` → `user_password_update_provision` (R-PWD-2); an
@@ -293,7 +296,7 @@ where
     }
 }
 
-#[cfg(all(test, feature = "testing"))]
+#[cfg(test)]
 mod tests {
     use secrecy::ExposeSecret;
 

@@ -92,7 +92,7 @@ pub(crate) fn adoption_details(adopt_privileged: bool, privilege: &Privilege) ->
     serde_json::Value::Object(details)
 }
 
-#[cfg(all(test, feature = "testing"))]
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::usecase::testkit::World;

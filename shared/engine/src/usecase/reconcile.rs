@@ -83,6 +83,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::ports::Ports;
 use crate::error::{Error, Result};
 use crate::model::{
     Binding, BindingState, DirectoryUser, Event, EventId, EventKind, Failure, M365ObjectId,
@@ -290,27 +291,46 @@ pub struct ReconcileReport {
 
 /// The reconcile use case.
 #[derive(Debug)]
-pub struct Reconcile<'a, B, E, F, U, D, S, X, K, C> {
+pub struct Reconcile<'a, P: Ports> {
     /// Bindings.
-    pub bindings: &'a B,
+    pub bindings: &'a P::Bindings,
     /// Audit events (our last pushes are read from here too).
-    pub events: &'a E,
+    pub events: &'a P::Events,
     /// Failure diagnostics.
-    pub failures: &'a F,
+    pub failures: &'a P::Failures,
     /// Directory users.
-    pub users: &'a U,
+    pub users: &'a P::Users,
     /// M365 writes.
-    pub directory: &'a D,
+    pub directory: &'a P::Directory,
     /// Opens sealed passwords.
-    pub sealer: &'a S,
+    pub sealer: &'a P::Sealer,
     /// M365 users delta.
-    pub deltas: &'a X,
+    pub deltas: &'a P::UserDeltas,
     /// Per-tenant delta links.
-    pub cursors: &'a K,
+    pub cursors: &'a P::Cursors,
     /// Time.
-    pub clock: &'a C,
+    pub clock: &'a P::Clock,
     /// Behaviour.
     pub settings: &'a ReconcileSettings,
+}
+
+impl<'a, P: Ports> Reconcile<'a, P> {
+    /// The use case on `ports`.
+    #[must_use]
+    pub fn new(ports: &'a P, settings: &'a ReconcileSettings) -> Self {
+        Self {
+            bindings: ports.bindings(),
+            events: ports.events(),
+            failures: ports.failures(),
+            users: ports.users(),
+            directory: ports.directory(),
+            sealer: ports.sealer(),
+            deltas: ports.user_deltas(),
+            cursors: ports.cursors(),
+            clock: ports.clock(),
+            settings,
+        }
+    }
 }
 
 /// What the delta round of one invocation gave.
@@ -464,18 +484,7 @@ fn is_provisioning(kind: EventKind) -> bool {
 /// Most pages of a user's events read to decide about one account (50 events each).
 const EVENT_PAGES: usize = 4;
 
-impl<B, E, F, U, D, S, X, K, C> Reconcile<'_, B, E, F, U, D, S, X, K, C>
-where
-    B: BindingStore,
-    E: EventStore,
-    F: FailureStore,
-    U: UserStore,
-    D: Directory,
-    S: Sealer,
-    X: UserDeltas,
-    K: ReconcileCursors,
-    C: Clock,
-{
+impl<P: Ports> Reconcile<'_, P> {
     /// Reconciles `tenant` once: delta → plan → safeguard → apply (unless `dry_run`) → save link.
     ///
     /// # Errors
@@ -1251,7 +1260,7 @@ fn event_id(parts: &[&str]) -> Result<EventId> {
     Ok(EventId::parse(uuid.hyphenated().to_string())?)
 }
 
-#[cfg(all(test, feature = "testing"))]
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::UserId;
@@ -1264,22 +1273,11 @@ mod tests {
 
     const GOOD: &str = "Correct-Horse-7";
 
-    type TestReconcile<'a> = Reconcile<
-        'a,
-        FakeBindings,
-        FakeEvents,
-        FakeFailures,
-        FakeUsers,
-        FakeDirectory,
-        FakeSealer,
-        FakeUserDeltas<'a>,
-        FakeReconcileCursors,
-        ManualClock,
-    >;
+    type TestReconcile<'a> = Reconcile<'a, World>;
 
     struct Rig<'a> {
         w: &'a World,
-        deltas: FakeUserDeltas<'a>,
+        deltas: FakeUserDeltas,
         cursors: FakeReconcileCursors,
         settings: ReconcileSettings,
     }

@@ -51,6 +51,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use crate::ports::Ports;
 use crate::error::Result;
 use crate::model::{
     BindingState, Group, GroupBinding, GroupBindingState, GroupId, M365ObjectId, PageRequest,
@@ -156,32 +157,31 @@ struct Seen {
 
 /// The group reconcile use case.
 #[derive(Debug)]
-pub struct ReconcileGroups<'a, B, E, F, L, Q, C, R, G, T, D, X, K> {
+pub struct ReconcileGroups<'a, P: Ports> {
     /// The group mirroring of R-GRP-1 (its ports are read here too).
-    pub sync: SyncGroup<'a, B, E, F, L, Q, C, R, G, T, D>,
+    pub sync: SyncGroup<'a, P>,
     /// M365 groups delta.
-    pub deltas: &'a X,
+    pub deltas: &'a P::GroupDeltas,
     /// Per-tenant delta links.
-    pub cursors: &'a K,
+    pub cursors: &'a P::Cursors,
     /// Delta pages read by one invocation.
     pub max_pages: u32,
 }
 
-impl<B, E, F, L, Q, C, R, G, T, D, X, K> ReconcileGroups<'_, B, E, F, L, Q, C, R, G, T, D, X, K>
-where
-    B: BindingStore,
-    E: EventStore,
-    F: FailureStore,
-    L: OperationLedger,
-    Q: RetryQueue,
-    C: Clock,
-    R: Random,
-    G: GroupStore,
-    T: TenantStore,
-    D: Directory,
-    X: GroupDeltas,
-    K: ReconcileCursors,
-{
+impl<'a, P: Ports> ReconcileGroups<'a, P> {
+    /// The use case on `ports`.
+    #[must_use]
+    pub fn new(ports: &'a P, max_pages: u32) -> Self {
+        Self {
+            sync: SyncGroup::new(ports),
+            deltas: ports.group_deltas(),
+            cursors: ports.cursors(),
+            max_pages,
+        }
+    }
+}
+
+impl<P: Ports> ReconcileGroups<'_, P> {
     /// Reads the groups delta and the bound groups' records, plans the re-mirroring of the groups
     /// that need it and, unless `dry_run`, runs it and saves the link. A dry run only reads.
     ///
@@ -430,7 +430,7 @@ where
     }
 }
 
-#[cfg(all(test, feature = "testing"))]
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::{Binding, SkippedMember};
@@ -475,19 +475,7 @@ mod tests {
             .unwrap()
     }
 
-    type TestSync<'a> = SyncGroup<
-        'a,
-        FakeBindings,
-        FakeEvents,
-        FakeFailures,
-        FakeLedger,
-        FakeRetryQueue,
-        ManualClock,
-        SeededRandom,
-        FakeGroups,
-        FakeTenants,
-        FakeDirectory,
-    >;
+    type TestSync<'a> = SyncGroup<'a, World>;
 
     fn sync(w: &World) -> TestSync<'_> {
         SyncGroup {
@@ -511,21 +499,7 @@ mod tests {
         }
     }
 
-    type TestRun<'a> = ReconcileGroups<
-        'a,
-        FakeBindings,
-        FakeEvents,
-        FakeFailures,
-        FakeLedger,
-        FakeRetryQueue,
-        ManualClock,
-        SeededRandom,
-        FakeGroups,
-        FakeTenants,
-        FakeDirectory,
-        FakeGroupDeltas,
-        FakeReconcileCursors,
-    >;
+    type TestRun<'a> = ReconcileGroups<'a, World>;
 
     fn reconciler<'a>(
         w: &'a World,

@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 
+use crate::ports::Ports;
 use crate::error::Result;
 use crate::model::{
     OperationId, OperationKind, OperationSubject, PageRequest, RetryMessage, TenantId, TenantStatus,
@@ -105,15 +106,15 @@ pub enum Step<R> {
 
 /// The fan-out and the leased passes.
 #[derive(Debug)]
-pub struct ReconcileQueue<'a, T, L, Q, C> {
+pub struct ReconcileQueue<'a, P: Ports> {
     /// Tenants.
-    pub tenants: &'a T,
+    pub tenants: &'a P::Tenants,
     /// Per-tenant leases.
-    pub leases: &'a L,
+    pub leases: &'a P::Leases,
     /// Where passes are queued.
-    pub queue: &'a Q,
+    pub queue: &'a P::Queue,
     /// Time.
-    pub clock: &'a C,
+    pub clock: &'a P::Clock,
     /// Who we are in the leases (unique per invocation, e.g. the Lambda request id).
     pub holder: &'a str,
     /// How long a pass may hold the lease: longer than an invocation may run, shorter than the
@@ -121,13 +122,22 @@ pub struct ReconcileQueue<'a, T, L, Q, C> {
     pub lease: TimeDelta,
 }
 
-impl<T, L, Q, C> ReconcileQueue<'_, T, L, Q, C>
-where
-    T: TenantStore,
-    L: Leases,
-    Q: RetryQueue,
-    C: Clock,
-{
+impl<'a, P: Ports> ReconcileQueue<'a, P> {
+    /// The use case on `ports`.
+    #[must_use]
+    pub fn new(ports: &'a P, holder: &'a str, lease: TimeDelta) -> Self {
+        Self {
+            tenants: ports.tenants(),
+            leases: ports.leases(),
+            queue: ports.queue(),
+            clock: ports.clock(),
+            holder,
+            lease,
+        }
+    }
+}
+
+impl<P: Ports> ReconcileQueue<'_, P> {
     /// The message of pass `pass` of `tenant`'s reconcile.
     #[must_use]
     pub fn message(&self, tenant: &TenantId, pass: u32, reason: &str) -> RetryMessage {
@@ -273,12 +283,13 @@ where
     }
 }
 
-#[cfg(all(test, feature = "testing"))]
+#[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     use super::*;
+    use crate::testing::World;
     use crate::error::Error;
     use crate::model::Tenant;
     use crate::testing::{FakeLeases, FakeRetryQueue, FakeTenants, ManualClock};
@@ -310,7 +321,7 @@ mod tests {
         fn job<'a>(
             &'a self,
             holder: &'a str,
-        ) -> ReconcileQueue<'a, FakeTenants, FakeLeases, FakeRetryQueue, ManualClock> {
+        ) -> ReconcileQueue<'a, World> {
             ReconcileQueue {
                 tenants: &self.tenants,
                 leases: &self.leases,

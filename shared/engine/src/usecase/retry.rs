@@ -6,6 +6,7 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::ports::Ports;
 use crate::error::Result;
 use crate::model::{
     Disposition, Group, GroupId, OperationKind, OperationOutcome, OperationSubject, RetryMessage,
@@ -13,8 +14,7 @@ use crate::model::{
 };
 use crate::policy::password::DirectoryPasswordPolicy;
 use crate::ports::{
-    BindingStore, Clock, Directory, EventStore, FailureStore, GroupStore, Notifier,
-    OperationLedger, Random, RetryQueue, Sealer, TenantStore, UserStore,
+    BindingStore, Clock, GroupStore, RetryQueue, TenantStore, UserStore,
 };
 
 use super::bind::Bind;
@@ -64,42 +64,43 @@ impl RetryOutcome {
 
 /// The retry-worker use case: every port, since it re-runs any user or group operation.
 #[derive(Debug)]
-pub struct RetryDispatcher<'a, B, E, F, L, Q, C, R, U, T, D, S, N, G> {
+pub struct RetryDispatcher<'a, P: Ports> {
     /// Outcome recording.
-    pub fx: Effects<'a, B, E, F, L, Q, C, R>,
+    pub fx: Effects<'a, P>,
     /// Directory users.
-    pub users: &'a U,
+    pub users: &'a P::Users,
     /// Tenants.
-    pub tenants: &'a T,
+    pub tenants: &'a P::Tenants,
     /// M365.
-    pub directory: &'a D,
+    pub directory: &'a P::Directory,
     /// Seals and opens passwords.
-    pub sealer: &'a S,
+    pub sealer: &'a P::Sealer,
     /// Welcome notifications.
-    pub notifier: &'a N,
+    pub notifier: &'a P::Notifier,
     /// The directory password policy (for [`SetPassword`] and [`Suspension`]).
     pub password_policy: &'a DirectoryPasswordPolicy,
     /// Directory groups (for [`SyncGroup`], R-GRP-1).
-    pub groups: &'a G,
+    pub groups: &'a P::Groups,
 }
 
-impl<B, E, F, L, Q, C, R, U, T, D, S, N, G>
-    RetryDispatcher<'_, B, E, F, L, Q, C, R, U, T, D, S, N, G>
-where
-    B: BindingStore,
-    E: EventStore,
-    F: FailureStore,
-    L: OperationLedger,
-    Q: RetryQueue,
-    C: Clock,
-    R: Random,
-    U: UserStore,
-    T: TenantStore,
-    D: Directory,
-    S: Sealer,
-    N: Notifier,
-    G: GroupStore,
-{
+impl<'a, P: Ports> RetryDispatcher<'a, P> {
+    /// The use case on `ports`.
+    #[must_use]
+    pub fn new(ports: &'a P) -> Self {
+        Self {
+            fx: Effects::new(ports),
+            users: ports.users(),
+            tenants: ports.tenants(),
+            directory: ports.directory(),
+            sealer: ports.sealer(),
+            notifier: ports.notifier(),
+            password_policy: ports.password_policy(),
+            groups: ports.groups(),
+        }
+    }
+}
+
+impl<P: Ports> RetryDispatcher<'_, P> {
     /// Handles one delivered message (see [`RetryOutcome`] for what the consumer does next).
     /// Redelivery of a finished operation changes nothing (the ledger answers `AlreadyDone`).
     ///
@@ -289,7 +290,7 @@ where
     }
 }
 
-#[cfg(all(test, feature = "testing"))]
+#[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
     use std::time::Duration;
@@ -575,33 +576,12 @@ mod tests {
     #[tokio::test]
     async fn a_queue_failure_while_deferring_is_an_error_so_the_caller_retries() {
         // R-BIND-6 (nothing lost: the error reaches the caller, the claim is released)
-        struct BrokenQueue;
-        impl RetryQueue for BrokenQueue {
-            async fn send(&self, _: &RetryMessage, _: Duration) -> crate::Result<()> {
-                Err(unavailable(UnavailableReason::Service))
-            }
-        }
         let w = World::new().await;
         w.user("adele").await;
         w.directory.fail_next_call(throttled());
-        let fx = Effects {
-            queue: &BrokenQueue,
-            bindings: &w.bindings,
-            events: &w.events,
-            failures: &w.failures,
-            ledger: &w.ledger,
-            clock: &w.clock,
-            random: &w.random,
-            policy: &w.policy,
-        };
-        let bind = Bind {
-            fx,
-            users: &w.users,
-            tenants: &w.tenants,
-            directory: &w.directory,
-            sealer: &w.sealer,
-            notifier: &w.notifier,
-        };
+        w.queue
+            .fail_next_send(unavailable(UnavailableReason::Service));
+        let bind = w.binder();
         let request = crate::usecase::bind::BindRequest::default();
         assert!(bind.bind(&uid("adele"), request).await.is_err());
         // The claim was dropped: the next request runs at once.

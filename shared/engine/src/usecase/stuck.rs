@@ -33,6 +33,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
+use crate::ports::Ports;
 use crate::error::{Error, Result};
 use crate::model::{
     Binding, BindingState, InFlight, OperationId, OperationKind, OperationSubject, RetryMessage,
@@ -156,23 +157,31 @@ pub struct Requeued {
 /// Re-queues stuck work (after a reconcile pass that was not a dry run and not stopped by the
 /// safeguard).
 #[derive(Debug)]
-pub struct RequeueStuck<'a, B, Q, C> {
+pub struct RequeueStuck<'a, P: Ports> {
     /// Bindings.
-    pub bindings: &'a B,
+    pub bindings: &'a P::Bindings,
     /// The retry queue.
-    pub queue: &'a Q,
+    pub queue: &'a P::Queue,
     /// Time.
-    pub clock: &'a C,
+    pub clock: &'a P::Clock,
     /// When work counts as stuck (checked again on the binding as it is now).
     pub settings: &'a StuckSettings,
 }
 
-impl<B, Q, C> RequeueStuck<'_, B, Q, C>
-where
-    B: BindingStore,
-    Q: RetryQueue,
-    C: Clock,
-{
+impl<'a, P: Ports> RequeueStuck<'a, P> {
+    /// The use case on `ports`.
+    #[must_use]
+    pub fn new(ports: &'a P, settings: &'a StuckSettings) -> Self {
+        Self {
+            bindings: ports.bindings(),
+            queue: ports.queue(),
+            clock: ports.clock(),
+            settings,
+        }
+    }
+}
+
+impl<P: Ports> RequeueStuck<'_, P> {
     /// Records a fresh due time on each binding still stuck and sends its retry message. Never
     /// fails as a whole: a failure is logged and counted, and the next pass finds the binding
     /// again.
@@ -249,7 +258,7 @@ where
     }
 }
 
-#[cfg(all(test, feature = "testing"))]
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::error::UnavailableReason;
@@ -262,7 +271,7 @@ mod tests {
     fn requeuer<'a>(
         w: &'a World,
         settings: &'a StuckSettings,
-    ) -> RequeueStuck<'a, FakeBindings, FakeRetryQueue, ManualClock> {
+    ) -> RequeueStuck<'a, World> {
         RequeueStuck {
             bindings: &w.bindings,
             queue: &w.queue,

@@ -15,6 +15,7 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::ports::Ports;
 use crate::error::{Conflict, Entity, Error, Result};
 use crate::model::{
     Binding, BindingError, BindingState, DirectoryUser, InFlight, OperationId, OperationKind,
@@ -33,15 +34,28 @@ use super::{
 
 /// The directory-state use case.
 #[derive(Debug)]
-pub struct Suspension<'a, B, E, F, L, Q, C, R, U, D> {
+pub struct Suspension<'a, P: Ports> {
     /// Outcome recording.
-    pub fx: Effects<'a, B, E, F, L, Q, C, R>,
+    pub fx: Effects<'a, P>,
     /// Directory users.
-    pub users: &'a U,
+    pub users: &'a P::Users,
     /// M365.
-    pub directory: &'a D,
+    pub directory: &'a P::Directory,
     /// The directory password policy (its maximum age decides a re-activation, R-PWD-4).
     pub password_policy: &'a DirectoryPasswordPolicy,
+}
+
+impl<'a, P: Ports> Suspension<'a, P> {
+    /// The use case on `ports`.
+    #[must_use]
+    pub fn new(ports: &'a P) -> Self {
+        Self {
+            fx: Effects::new(ports),
+            users: ports.users(),
+            directory: ports.directory(),
+            password_policy: ports.password_policy(),
+        }
+    }
 }
 
 /// What the user's directory state asks of its binding.
@@ -146,18 +160,7 @@ const REACTIVATE_FAILURE: OnFailure = OnFailure {
     permanent: Some(BindingState::Suspended),
 };
 
-impl<B, E, F, L, Q, C, R, U, D> Suspension<'_, B, E, F, L, Q, C, R, U, D>
-where
-    B: BindingStore,
-    E: EventStore,
-    F: FailureStore,
-    L: OperationLedger,
-    Q: RetryQueue,
-    C: Clock,
-    R: Random,
-    U: UserStore,
-    D: Directory,
-{
+impl<P: Ports> Suspension<'_, P> {
     /// Brings `user_id`'s binding in line with the user's directory `state` (see [`action`]).
     /// Called after the user was stored with a changed `state`; an unbound user, or a binding that
     /// already follows the state, gives [`Outcome::Unchanged`] and writes nothing.
@@ -445,7 +448,7 @@ where
     }
 }
 
-#[cfg(all(test, feature = "testing"))]
+#[cfg(test)]
 mod tests {
     use chrono::TimeDelta;
 

@@ -17,6 +17,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::ports::Ports;
 use crate::error::{Entity, Error, Result};
 use crate::model::{
     Event, EventId, EventKind, PageRequest, RequestToken, Tenant, TenantId, TenantStatus,
@@ -90,19 +91,19 @@ impl RefreshReport {
 
 /// The token-refresh use case.
 #[derive(Debug)]
-pub struct RefreshTokens<'a, T, V, I, L, E, C> {
+pub struct RefreshTokens<'a, P: Ports> {
     /// Tenants.
-    pub tenants: &'a T,
+    pub tenants: &'a P::Tenants,
     /// Tokens.
-    pub vault: &'a V,
+    pub vault: &'a P::Vault,
     /// The identity platform.
-    pub identity: &'a I,
+    pub identity: &'a P::Identity,
     /// Single flight per tenant.
-    pub leases: &'a L,
+    pub leases: &'a P::Leases,
     /// Audit events.
-    pub events: &'a E,
+    pub events: &'a P::Events,
     /// Time.
-    pub clock: &'a C,
+    pub clock: &'a P::Clock,
     /// Who we are in the leases (unique per invocation, e.g. the Lambda request id).
     pub holder: String,
     /// Refresh tokens expiring within this window ([`DEFAULT_REFRESH_WINDOW`]).
@@ -111,15 +112,25 @@ pub struct RefreshTokens<'a, T, V, I, L, E, C> {
     pub lease: TimeDelta,
 }
 
-impl<T, V, I, L, E, C> RefreshTokens<'_, T, V, I, L, E, C>
-where
-    T: TenantStore,
-    V: TokenVault,
-    I: IdentityPlatform,
-    L: Leases,
-    E: EventStore,
-    C: Clock,
-{
+impl<'a, P: Ports> RefreshTokens<'a, P> {
+    /// The use case on `ports`.
+    #[must_use]
+    pub fn new(ports: &'a P, holder: String, window: TimeDelta, lease: TimeDelta) -> Self {
+        Self {
+            tenants: ports.tenants(),
+            vault: ports.vault(),
+            identity: ports.identity(),
+            leases: ports.leases(),
+            events: ports.events(),
+            clock: ports.clock(),
+            holder,
+            window,
+            lease,
+        }
+    }
+}
+
+impl<P: Ports> RefreshTokens<'_, P> {
     /// Refreshes every active tenant whose token expires within the window. One tenant's failure
     /// does not stop the others.
     ///
@@ -311,7 +322,7 @@ where
     }
 }
 
-#[cfg(all(test, feature = "testing"))]
+#[cfg(test)]
 mod tests {
     use secrecy::ExposeSecret;
 
@@ -359,15 +370,7 @@ mod tests {
         fn job(
             &self,
             holder: &str,
-        ) -> RefreshTokens<
-            '_,
-            crate::testing::FakeTenants,
-            FakeTokenVault,
-            FakeIdentityPlatform,
-            FakeLeases,
-            crate::testing::FakeEvents,
-            crate::testing::ManualClock,
-        > {
+        ) -> RefreshTokens<'_, World> {
             RefreshTokens {
                 tenants: &self.w.tenants,
                 vault: &self.vault,

@@ -7,6 +7,7 @@
 //! account it enabled, and a retry of the replaced bind is dropped. When another request wrote the
 //! binding between the unbind's read and its intent, the unbind reads it again (a few times).
 
+use crate::ports::Ports;
 use crate::error::{Entity, Error, Result};
 use crate::model::{
     Binding, BindingState, InFlight, OperationId, OperationKind, OperationSubject, RetryMessage,
@@ -24,13 +25,25 @@ use super::{
 
 /// The unbind use case.
 #[derive(Debug)]
-pub struct Unbind<'a, B, E, F, L, Q, C, R, U, D> {
+pub struct Unbind<'a, P: Ports> {
     /// Outcome recording.
-    pub fx: Effects<'a, B, E, F, L, Q, C, R>,
+    pub fx: Effects<'a, P>,
     /// Directory users (the UPN of a binding whose create never answered).
-    pub users: &'a U,
+    pub users: &'a P::Users,
     /// M365.
-    pub directory: &'a D,
+    pub directory: &'a P::Directory,
+}
+
+impl<'a, P: Ports> Unbind<'a, P> {
+    /// The use case on `ports`.
+    #[must_use]
+    pub fn new(ports: &'a P) -> Self {
+        Self {
+            fx: Effects::new(ports),
+            users: ports.users(),
+            directory: ports.directory(),
+        }
+    }
 }
 
 /// While waiting, the binding keeps its state (the account still signs in); when the budget runs
@@ -40,18 +53,7 @@ const UNBIND_FAILURE: OnFailure = OnFailure {
     permanent: Some(BindingState::Error),
 };
 
-impl<B, E, F, L, Q, C, R, U, D> Unbind<'_, B, E, F, L, Q, C, R, U, D>
-where
-    B: BindingStore,
-    E: EventStore,
-    F: FailureStore,
-    L: OperationLedger,
-    Q: RetryQueue,
-    C: Clock,
-    R: Random,
-    U: UserStore,
-    D: Directory,
-{
+impl<P: Ports> Unbind<'_, P> {
     /// Unbinds `user_id`: records the intent, then `accountEnabled=false` and
     /// `revokeSignInSessions` → binding `blocked` + `user_deprovision` (R-BIND-5, R-BIND-9). M365
     /// 404 → `deleted_in_m365`, no event, directory user untouched (R-BIND-8). A binding already
@@ -246,7 +248,7 @@ where
     }
 }
 
-#[cfg(all(test, feature = "testing"))]
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::error::UnavailableReason;
@@ -454,7 +456,7 @@ mod tests {
         w.user("adele").await;
         w.bind("adele").await;
         w.unbinder().unbind(&uid("adele")).await.unwrap();
-        w.count_events(EventKind::UserDeprovision); // one so far
+        assert_eq!(w.count_events(EventKind::UserDeprovision), 1, "one so far");
         World::object_id(&w.binding("adele").await)
     }
 

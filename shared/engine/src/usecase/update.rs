@@ -1,5 +1,6 @@
 //! Push a bound user's directory attributes to M365 (R-BIND-7).
 
+use crate::ports::Ports;
 use crate::error::{Entity, Error, Result};
 use crate::model::{
     Binding, BindingState, DirectoryUser, OperationId, OperationKind, OperationSubject,
@@ -14,13 +15,25 @@ use super::{Change, Effects, OnFailure, Outcome, Run, is_m365_not_found, patch_f
 
 /// The attribute-update use case.
 #[derive(Debug)]
-pub struct UpdateAttributes<'a, B, E, F, L, Q, C, R, U, D> {
+pub struct UpdateAttributes<'a, P: Ports> {
     /// Outcome recording.
-    pub fx: Effects<'a, B, E, F, L, Q, C, R>,
+    pub fx: Effects<'a, P>,
     /// Directory users.
-    pub users: &'a U,
+    pub users: &'a P::Users,
     /// M365.
-    pub directory: &'a D,
+    pub directory: &'a P::Directory,
+}
+
+impl<'a, P: Ports> UpdateAttributes<'a, P> {
+    /// The use case on `ports`.
+    #[must_use]
+    pub fn new(ports: &'a P) -> Self {
+        Self {
+            fx: Effects::new(ports),
+            users: ports.users(),
+            directory: ports.directory(),
+        }
+    }
 }
 
 /// An attribute push never changes the binding's state: the account keeps working while it waits
@@ -41,18 +54,7 @@ pub fn attributes_changed(before: &DirectoryUser, after: &DirectoryUser) -> bool
         || before.department != after.department
 }
 
-impl<B, E, F, L, Q, C, R, U, D> UpdateAttributes<'_, B, E, F, L, Q, C, R, U, D>
-where
-    B: BindingStore,
-    E: EventStore,
-    F: FailureStore,
-    L: OperationLedger,
-    Q: RetryQueue,
-    C: Clock,
-    R: Random,
-    U: UserStore,
-    D: Directory,
-{
+impl<P: Ports> UpdateAttributes<'_, P> {
     /// Pushes the user's current attributes to its M365 account → `user_update_provision`
     /// (R-BIND-7). A user that is not `provisioned` is left alone (a later bind syncs attributes).
     /// The operation id is `user_update/user:<id>/<user version>`.
@@ -175,7 +177,7 @@ fn pushable(binding: &Binding) -> bool {
     binding.state == BindingState::Provisioned && binding.m365_object_id.is_some()
 }
 
-#[cfg(all(test, feature = "testing"))]
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::error::UnavailableReason;
