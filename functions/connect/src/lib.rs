@@ -14,119 +14,22 @@
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
-use m365_aws::{
-    DynamoBindings, DynamoEvents, DynamoPendingConsents, DynamoTenants, SecretsManagerCursorKey,
-    SecretsManagerTokenVault,
-};
 use m365_engine::Error;
 use m365_engine::error::{FieldProblem, InvalidInput};
 use m365_engine::model::{DEFAULT_PAGE_LIMIT, DomainKind, Tenant, TenantId};
-use m365_engine::ports::{
-    BindingStore, Clock, EventStore, IdentityPlatform, PendingConsents, SystemClock, TenantProbe,
-    TenantStore, TokenVault,
-};
+use m365_engine::ports::{CursorKeys, Ports, TenantStore};
 use m365_engine::usecase::connect::{
     Callback, CompleteConnection, ConnectError, DEFAULT_CONSENT_TTL, Deauthorize, StartConnection,
 };
-use m365_graph::GraphIdentity;
 use m365_lambda::api;
-use m365_lambda::deadline::DeadlinePolicy;
-use m365_lambda::graph::VaultDirectory;
-use m365_lambda::{App, AppError, GraphApp, GraphConfig, GraphSetupError};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
-
-/// The ports the connect use cases need.
-#[derive(Debug, Clone)]
-pub struct Connect<T, S, I, V, D, E, B, C> {
-    /// Tenants and domain claims.
-    pub tenants: T,
-    /// Sign-ins under way (`state` + PKCE verifier).
-    pub consents: S,
-    /// The identity platform.
-    pub identity: I,
-    /// Tenant tokens.
-    pub vault: V,
-    /// M365: which tenant a just-issued token belongs to, and its domains (R-CONN-7).
-    pub directory: D,
-    /// Audit events.
-    pub events: E,
-    /// Bindings (deauthorize).
-    pub bindings: B,
-    /// Time.
-    pub clock: C,
-    /// The key signing `GET /tenants` cursors (R-SAFE-1).
-    pub cursor_key: SecretsManagerCursorKey,
-}
 
 /// The listing name `GET /tenants` cursors are bound to.
 const TENANTS_LISTING: &str = "tenants";
 
-/// The deployed wiring: DynamoDB, Secrets Manager, Graph.
-pub type Deployed = Connect<
-    DynamoTenants,
-    DynamoPendingConsents,
-    GraphIdentity,
-    SecretsManagerTokenVault,
-    VaultDirectory,
-    DynamoEvents,
-    DynamoBindings,
-    SystemClock,
->;
-
-/// Why the function could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// The AWS side.
-    #[error(transparent)]
-    App(#[from] AppError),
-    /// The Graph side.
-    #[error(transparent)]
-    Graph(#[from] GraphSetupError),
-}
-
-impl Deployed {
-    /// Reads the configuration and builds every client once (cold start).
-    ///
-    /// # Errors
-    /// [`StartError`] for a missing variable or an unreadable OAuth client secret.
-    pub async fn from_env() -> Result<Self, StartError> {
-        let app = App::from_env().await?;
-        let graph = GraphApp::load(&app, &GraphConfig::from_env()).await?;
-        Ok(Self::from_app(&app, &graph))
-    }
-
-    /// The wiring of an already built [`App`] and [`GraphApp`].
-    #[must_use]
-    pub fn from_app(app: &App, graph: &GraphApp) -> Self {
-        Self {
-            tenants: app.tenants.clone(),
-            consents: app.pending_consents.clone(),
-            identity: graph.identity.clone(),
-            vault: app.token_vault.clone(),
-            directory: graph.directory.clone(),
-            events: app.events.clone(),
-            bindings: app.bindings.clone(),
-            clock: SystemClock,
-            cursor_key: app.cursor_key.clone(),
-        }
-    }
-
-    /// This wiring with its Graph and token calls bounded by the deadline of `request` (its
-    /// Lambda deadline, capped at API Gateway's 30 s, minus the margin; R-OPS-2). `main` calls
-    /// it per request: [`handle`] is generic over the ports and does not know the deployed ones.
-    #[must_use]
-    pub fn for_request(&self, request: &Request) -> Self {
-        let Some(deadline) = DeadlinePolicy::default().of_request(request) else {
-            return self.clone();
-        };
-        Self {
-            identity: self.identity.with_deadline(deadline),
-            directory: self.directory.with_deadline(deadline),
-            ..self.clone()
-        }
-    }
-}
+/// The deployed ports (the shared wiring of every function).
+pub type Deployed = m365_lambda::provision::Deployed;
 
 /// A tenant as the API shows it (no tokens, ever).
 #[derive(Debug, Clone, Serialize)]
@@ -219,20 +122,10 @@ struct DeauthorizedView {
 /// # Errors
 /// Never: the `Result` is what `lambda_http::service_fn` expects.
 #[tracing::instrument(skip_all, fields(http.method = %request.method()))]
-pub async fn handle<T, S, I, V, D, E, B, C>(
-    deps: &Connect<T, S, I, V, D, E, B, C>,
+pub async fn handle<P: Ports>(
+    deps: &P,
     request: Request,
-) -> Result<Response<Body>, lambda_http::Error>
-where
-    T: TenantStore,
-    S: PendingConsents,
-    I: IdentityPlatform,
-    V: TokenVault,
-    D: TenantProbe,
-    E: EventStore,
-    B: BindingStore,
-    C: Clock,
-{
+) -> Result<Response<Body>, lambda_http::Error> {
     let path = match request.raw_http_path() {
         "" => request.uri().path().to_owned(),
         raw => raw.to_owned(),
@@ -279,27 +172,15 @@ fn tenant_id(raw: &str) -> Result<TenantId, Error> {
     Ok(TenantId::parse(raw)?)
 }
 
-async fn post_tenants<T, S, I, V, D, E, B, C>(
-    deps: &Connect<T, S, I, V, D, E, B, C>,
+async fn post_tenants<P: Ports>(
+    deps: &P,
     request: &Request,
-) -> Response<Body>
-where
-    T: TenantStore,
-    S: PendingConsents,
-    I: IdentityPlatform,
-    C: Clock,
-{
+) -> Response<Body> {
     let body: PostTenants = match serde_json::from_slice(body_text(request)) {
         Ok(b) => b,
         Err(e) => return invalid_json(&e),
     };
-    let start = StartConnection {
-        tenants: &deps.tenants,
-        consents: &deps.consents,
-        identity: &deps.identity,
-        clock: &deps.clock,
-        consent_ttl: DEFAULT_CONSENT_TTL,
-    };
+    let start = StartConnection::new(deps, DEFAULT_CONSENT_TTL);
     let (result, status) = match (body.name, body.tenant_id) {
         (Some(name), None) => (
             start
@@ -356,19 +237,10 @@ fn connect_error(e: &ConnectError) -> Response<Body> {
     api::error(status, e.code(), &e.to_string())
 }
 
-async fn callback<T, S, I, V, D, E, B, C>(
-    deps: &Connect<T, S, I, V, D, E, B, C>,
+async fn callback<P: Ports>(
+    deps: &P,
     request: &Request,
-) -> Response<Body>
-where
-    T: TenantStore,
-    S: PendingConsents,
-    I: IdentityPlatform,
-    V: TokenVault,
-    D: TenantProbe,
-    E: EventStore,
-    C: Clock,
-{
+) -> Response<Body> {
     let query = request.query_string_parameters();
     let param = |name: &str| {
         query
@@ -390,15 +262,7 @@ where
             }));
         }
     };
-    let complete = CompleteConnection {
-        tenants: &deps.tenants,
-        consents: &deps.consents,
-        identity: &deps.identity,
-        vault: &deps.vault,
-        directory: &deps.directory,
-        events: &deps.events,
-        clock: &deps.clock,
-    };
+    let complete = CompleteConnection::new(deps);
     match complete.complete(callback).await {
         Ok(tenant) => {
             tracing::info!(tenant.id = %tenant.id, "tenant connected");
@@ -411,13 +275,10 @@ where
     }
 }
 
-async fn list<T, S, I, V, D, E, B, C>(
-    deps: &Connect<T, S, I, V, D, E, B, C>,
+async fn list<P: Ports>(
+    deps: &P,
     request: &Request,
-) -> Response<Body>
-where
-    T: TenantStore,
-{
+) -> Response<Body> {
     let query = request.query_string_parameters();
     let limit = match query.first("limit").map(str::parse::<u32>) {
         None => DEFAULT_PAGE_LIMIT,
@@ -429,7 +290,7 @@ where
             }));
         }
     };
-    let key = match deps.cursor_key.key().await {
+    let key = match deps.cursor_keys().key().await {
         Ok(key) => key,
         Err(e) => return api::engine_error(&e),
     };
@@ -437,7 +298,7 @@ where
         Ok(page) => page,
         Err(e) => return api::engine_error(&e),
     };
-    let listed = deps.tenants.list(&page).await.and_then(|page| {
+    let listed = deps.tenants().list(&page).await.and_then(|page| {
         Ok(Listing {
             tenants: page.items.iter().map(TenantView::from).collect(),
             next_cursor: key.next_cursor(TENANTS_LISTING, page.next.as_ref())?,
@@ -449,46 +310,30 @@ where
     }
 }
 
-async fn get<T, S, I, V, D, E, B, C>(
-    deps: &Connect<T, S, I, V, D, E, B, C>,
+async fn get<P: Ports>(
+    deps: &P,
     raw: &str,
-) -> Response<Body>
-where
-    T: TenantStore,
-{
+) -> Response<Body> {
     let id = match tenant_id(raw) {
         Ok(id) => id,
         Err(e) => return api::engine_error(&e),
     };
-    match deps.tenants.get(&id).await {
+    match deps.tenants().get(&id).await {
         Ok(Some(t)) => api::json(StatusCode::OK, &TenantView::from(&t)),
         Ok(None) => api::engine_error(&Error::not_found(m365_engine::error::Entity::Tenant, id)),
         Err(e) => api::engine_error(&e),
     }
 }
 
-async fn deauthorize<T, S, I, V, D, E, B, C>(
-    deps: &Connect<T, S, I, V, D, E, B, C>,
+async fn deauthorize<P: Ports>(
+    deps: &P,
     raw: &str,
-) -> Response<Body>
-where
-    T: TenantStore,
-    V: TokenVault,
-    E: EventStore,
-    B: BindingStore,
-    C: Clock,
-{
+) -> Response<Body> {
     let id = match tenant_id(raw) {
         Ok(id) => id,
         Err(e) => return api::engine_error(&e),
     };
-    let deauth = Deauthorize {
-        tenants: &deps.tenants,
-        vault: &deps.vault,
-        bindings: &deps.bindings,
-        events: &deps.events,
-        clock: &deps.clock,
-    };
+    let deauth = Deauthorize::new(deps);
     match deauth.deauthorize(&id).await {
         Ok(done) => api::json(
             StatusCode::OK,

@@ -4,43 +4,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use connect::{Connect, handle};
+use connect::handle;
 use m365_engine::model::{DomainKind, DomainName, TenantId, VerifiedDomain};
-use m365_engine::testing::{
-    FakeBindings, FakeDirectory, FakeEvents, FakeIdentityPlatform, FakePendingConsents,
-    FakeTenants, FakeTokenVault, ManualClock,
-};
+use m365_engine::testing::World;
+use m365_engine::usecase::RetryPolicy;
 use serde_json::{Value, json};
 
-type Fakes = Connect<
-    FakeTenants,
-    FakePendingConsents,
-    FakeIdentityPlatform,
-    FakeTokenVault,
-    FakeDirectory,
-    FakeEvents,
-    FakeBindings,
-    ManualClock,
->;
+type Fakes = World;
 
+/// Every fake empty: no tenant connected yet.
 fn fakes() -> Fakes {
-    let clock = ManualClock::fixed();
-    Connect {
-        tenants: FakeTenants::new(),
-        consents: FakePendingConsents::new(),
-        identity: FakeIdentityPlatform::new(clock.clone()),
-        vault: FakeTokenVault::new(),
-        directory: FakeDirectory::new(clock.clone(), chrono::TimeDelta::zero()),
-        events: FakeEvents::new(),
-        bindings: FakeBindings::new(),
-        clock,
-        cursor_key: m365_aws::SecretsManagerCursorKey::given(
-            m365_engine::policy::cursor::CursorKey::new(secrecy::SecretString::from(
-                "fake-cursor-key-".repeat(3),
-            ))
-            .unwrap(),
-        ),
-    }
+    World::bare(RetryPolicy::default(), chrono::TimeDelta::zero())
 }
 
 fn event(

@@ -168,14 +168,7 @@ pub async fn handle<C: Clock + Clone>(
 
 fn use_case<C: Clock>(
     deps: &Deployed<C>,
-) -> Import<
-    '_,
-    m365_aws::DynamoUsers,
-    m365_aws::DynamoBindings,
-    m365_aws::DynamoTenants,
-    VaultDirectory,
-    C,
-> {
+) -> Import<'_, m365_lambda::provision::Deployed<C>> {
     Import {
         users: &deps.app.users,
         bindings: &deps.app.bindings,

@@ -243,7 +243,7 @@ impl<C: Clock> Reconciler<C> {
     pub fn queue<'a>(
         &'a self,
         holder: &'a str,
-    ) -> ReconcileQueue<'a, m365_aws::DynamoTenants, DynamoLeases, SqsRetryQueue, C> {
+    ) -> ReconcileQueue<'a, m365_lambda::provision::Deployed<C>> {
         ReconcileQueue {
             tenants: &self.app.tenants,
             leases: &self.leases,
@@ -299,7 +299,7 @@ impl<C: Clock> Reconciler<C> {
         // Boxed: the use cases' futures nest the Graph and DynamoDB futures deep enough to
         // exceed the compiler's layout depth when inlined into the runtime's.
         let users = Box::pin(
-            Reconcile {
+            Reconcile::<m365_lambda::provision::Deployed<C>> {
                 bindings: &self.app.bindings,
                 events: &self.app.events,
                 failures: &self.app.failures,
@@ -326,7 +326,7 @@ impl<C: Clock> Reconciler<C> {
             None
         } else {
             Some(
-                RequeueStuck {
+                RequeueStuck::<m365_lambda::provision::Deployed<C>> {
                     bindings: &self.app.bindings,
                     queue: &self.app.retry_queue,
                     clock: &self.clock,
@@ -337,9 +337,9 @@ impl<C: Clock> Reconciler<C> {
             )
         };
         let groups = Box::pin(
-            ReconcileGroups {
-                sync: SyncGroup {
-                    fx: Effects {
+            ReconcileGroups::<m365_lambda::provision::Deployed<C>> {
+                sync: SyncGroup::<m365_lambda::provision::Deployed<C>> {
+                    fx: Effects::<m365_lambda::provision::Deployed<C>> {
                         bindings: &self.app.bindings,
                         events: &self.app.events,
                         failures: &self.app.failures,

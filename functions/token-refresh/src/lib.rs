@@ -10,95 +10,14 @@
 //! `m365_engine::usecase::token_refresh::RefreshTokens` and answers a [`Summary`].
 
 use lambda_runtime::LambdaEvent;
-use m365_aws::{DynamoEvents, DynamoLeases, DynamoTenants, SecretsManagerTokenVault};
-use m365_engine::ports::{
-    Clock, EventStore, IdentityPlatform, Leases, SystemClock, TenantStore, TokenVault,
-};
+use m365_engine::ports::Ports;
 use m365_engine::usecase::token_refresh::{
     DEFAULT_LEASE, DEFAULT_REFRESH_WINDOW, RefreshReport, RefreshTokens, TenantRefresh,
 };
-use m365_graph::GraphIdentity;
-use m365_lambda::deadline::DeadlinePolicy;
-use m365_lambda::{App, AppError, GraphApp, GraphConfig, GraphSetupError};
 use serde::Serialize;
 
-/// The ports the refresh needs.
-#[derive(Debug, Clone)]
-pub struct Refresh<T, V, I, L, E, C> {
-    /// Tenants.
-    pub tenants: T,
-    /// Tenant tokens.
-    pub vault: V,
-    /// The identity platform.
-    pub identity: I,
-    /// Single-flight leases.
-    pub leases: L,
-    /// Audit events.
-    pub events: E,
-    /// Time.
-    pub clock: C,
-}
-
-/// The deployed wiring.
-pub type Deployed = Refresh<
-    DynamoTenants,
-    SecretsManagerTokenVault,
-    GraphIdentity,
-    DynamoLeases,
-    DynamoEvents,
-    SystemClock,
->;
-
-/// Why the function could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// The AWS side.
-    #[error(transparent)]
-    App(#[from] AppError),
-    /// The Graph side.
-    #[error(transparent)]
-    Graph(#[from] GraphSetupError),
-}
-
-impl Deployed {
-    /// Reads the configuration and builds every client once (cold start).
-    ///
-    /// # Errors
-    /// [`StartError`] for a missing variable or an unreadable OAuth client secret.
-    pub async fn from_env() -> Result<Self, StartError> {
-        let app = App::from_env().await?;
-        let graph = GraphApp::load(&app, &GraphConfig::from_env()).await?;
-        Ok(Self::from_app(&app, &graph))
-    }
-
-    /// The wiring of an already built [`App`] and [`GraphApp`].
-    #[must_use]
-    pub fn from_app(app: &App, graph: &GraphApp) -> Self {
-        Self {
-            tenants: app.tenants.clone(),
-            vault: app.token_vault.clone(),
-            identity: graph.identity.clone(),
-            leases: app.leases.clone(),
-            events: app.events.clone(),
-            clock: SystemClock,
-        }
-    }
-
-    /// This wiring with its token calls bounded by the deadline of the invocation `context`
-    /// (minus the margin; R-OPS-2): a refresh cut off there fails with `deadline` and the next
-    /// scheduled run tries that tenant again. `main` calls it per invocation: [`handle`] is
-    /// generic over the ports and does not know the deployed ones.
-    #[must_use]
-    pub fn for_context(&self, context: &lambda_runtime::Context) -> Self {
-        let Some(deadline) = DeadlinePolicy::default().of_context(context) else {
-            return self.clone();
-        };
-        Self {
-            identity: self.identity.with_deadline(deadline),
-            ..self.clone()
-        }
-    }
-}
+/// The deployed ports (the shared wiring of every function).
+pub type Deployed = m365_lambda::provision::Deployed;
 
 /// What one run did, in counts (the per-tenant lines are in the logs).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -142,29 +61,16 @@ impl From<&RefreshReport> for Summary {
 /// # Errors
 /// Store failures while listing tenants (the next scheduled run tries again).
 #[tracing::instrument(skip_all, fields(run.id = %event.context.request_id))]
-pub async fn handle<T, V, I, L, E, C>(
-    deps: &Refresh<T, V, I, L, E, C>,
+pub async fn handle<P: Ports>(
+    ports: &P,
     event: LambdaEvent<serde_json::Value>,
-) -> Result<Summary, lambda_runtime::Error>
-where
-    T: TenantStore,
-    V: TokenVault,
-    I: IdentityPlatform,
-    L: Leases,
-    E: EventStore,
-    C: Clock,
-{
-    let job = RefreshTokens {
-        tenants: &deps.tenants,
-        vault: &deps.vault,
-        identity: &deps.identity,
-        leases: &deps.leases,
-        events: &deps.events,
-        clock: &deps.clock,
-        holder: format!("token-refresh/{}", event.context.request_id),
-        window: DEFAULT_REFRESH_WINDOW,
-        lease: DEFAULT_LEASE,
-    };
+) -> Result<Summary, lambda_runtime::Error> {
+    let job = RefreshTokens::new(
+        ports,
+        format!("token-refresh/{}", event.context.request_id),
+        DEFAULT_REFRESH_WINDOW,
+        DEFAULT_LEASE,
+    );
     let report = job.run().await?;
     for (tenant, result) in &report.tenants {
         match result {

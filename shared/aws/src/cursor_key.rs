@@ -95,3 +95,9 @@ fn unusable() -> Error {
         source: Box::new(UnusableCursorKeySecret),
     }
 }
+
+impl m365_engine::ports::CursorKeys for SecretsManagerCursorKey {
+    async fn key(&self) -> Result<CursorKey, Error> {
+        Self::key(self).await
+    }
+}

@@ -431,7 +431,7 @@ pub trait Sealer: Send + Sync {
 }
 
 /// The time source.
-pub trait Clock: Send + Sync {
+pub trait Clock: Send + Sync + std::fmt::Debug {
     /// Now.
     fn now(&self) -> DateTime<Utc>;
 }
@@ -1151,6 +1151,22 @@ pub trait GroupDeltas: Send + Sync {
     ) -> impl Future<Output = Result<GroupDeltaPage>> + Send;
 }
 
+/// The key signing pagination cursors (R-SAFE-1): read once, then from memory.
+pub trait CursorKeys: Send + Sync {
+    /// The key.
+    ///
+    /// # Errors
+    /// Infrastructure failures; a secret holding no usable key.
+    fn key(&self) -> impl Future<Output = Result<crate::policy::cursor::CursorKey>> + Send;
+}
+
+/// A key at hand is its own source (tests, or a caller that read it already).
+impl CursorKeys for crate::policy::cursor::CursorKey {
+    async fn key(&self) -> Result<crate::policy::cursor::CursorKey> {
+        Ok(self.clone())
+    }
+}
+
 /// Every port the use cases are built from, as one bundle: a use case is `Bind<'a, P: Ports>`,
 /// built by `Bind::new(&ports)`, instead of one type parameter per port it touches.
 ///
@@ -1197,6 +1213,8 @@ pub trait Ports: Send + Sync {
     type GroupDeltas: GroupDeltas + std::fmt::Debug;
     /// Reconcile's delta cursors.
     type Cursors: ReconcileCursors + std::fmt::Debug;
+    /// The key signing pagination cursors.
+    type CursorKeys: CursorKeys + std::fmt::Debug;
     /// Time.
     type Clock: Clock + std::fmt::Debug;
     /// Jitter and generated passwords.
@@ -1240,6 +1258,8 @@ pub trait Ports: Send + Sync {
     fn group_deltas(&self) -> &Self::GroupDeltas;
     /// Reconcile's delta cursors.
     fn cursors(&self) -> &Self::Cursors;
+    /// The key signing pagination cursors.
+    fn cursor_keys(&self) -> &Self::CursorKeys;
     /// Time.
     fn clock(&self) -> &Self::Clock;
     /// Jitter and generated passwords.

@@ -6,7 +6,7 @@
 use aws_config::{BehaviorVersion, SdkConfig};
 use m365_aws::{
     DynamoBindings, DynamoEvents, DynamoFailures, DynamoGroups, DynamoLeases, DynamoLedger,
-    DynamoPendingConsents, DynamoTenants, DynamoUsers, SecretsManagerCursorKey,
+    DynamoPendingConsents, DynamoReconcileCursors, DynamoTenants, DynamoUsers, SecretsManagerCursorKey,
     SecretsManagerSealer, SecretsManagerTokenVault, SqsNotifier, SqsRetryQueue,
 };
 use m365_engine::ports::SystemClock;
@@ -58,6 +58,8 @@ pub struct App {
     /// The key signing pagination cursors (read on first use: functions that list nothing
     /// never read it).
     pub cursor_key: SecretsManagerCursorKey,
+    /// Reconcile's delta links (ledger table).
+    pub cursors: DynamoReconcileCursors,
     /// The time source.
     pub clock: SystemClock,
 }
@@ -95,6 +97,7 @@ impl App {
             failures: DynamoFailures::new(dynamodb.clone(), &r.failures_table),
             ledger: DynamoLedger::new(dynamodb.clone(), &r.ledger_table),
             leases: DynamoLeases::new(dynamodb.clone(), &r.ledger_table),
+            cursors: DynamoReconcileCursors::new(dynamodb.clone(), r.ledger_table.clone()),
             pending_consents: DynamoPendingConsents::new(dynamodb, &r.ledger_table),
             retry_queue: SqsRetryQueue::new(sqs.clone(), &r.retry_queue_url),
             notifier: SqsNotifier::new(sqs, &r.notifications_queue_url),

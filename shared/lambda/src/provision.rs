@@ -17,12 +17,15 @@
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
 use m365_aws::{
-    DynamoBindings, DynamoEvents, DynamoFailures, DynamoGroups, DynamoLedger, DynamoTenants,
+    DynamoBindings, DynamoEvents, DynamoFailures, DynamoGroups, DynamoLeases, DynamoLedger,
+    DynamoPendingConsents, DynamoReconcileCursors, DynamoTenants, DynamoUsers,
+    SecretsManagerCursorKey, SecretsManagerSealer, SecretsManagerTokenVault, SqsNotifier,
     SqsRetryQueue,
 };
+use m365_graph::GraphIdentity;
 use m365_engine::model::{Binding, BindingError, SuspendedReason, UserId};
 use m365_engine::policy::password::DirectoryPasswordPolicy;
-use m365_engine::ports::{Clock, SystemClock, ThreadRandom};
+use m365_engine::ports::{Clock, Ports, SystemClock, ThreadRandom};
 use m365_engine::usecase::group_sync::SyncGroup;
 use m365_engine::usecase::{Effects, Outcome, RetryPolicy};
 use serde::de::DeserializeOwned;
@@ -67,39 +70,26 @@ pub fn password_policy(
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// The [`Effects`] of the deployed adapters.
-pub type DeployedEffects<'a, C> = Effects<
-    'a,
-    DynamoBindings,
-    DynamoEvents,
-    DynamoFailures,
-    DynamoLedger,
-    SqsRetryQueue,
-    C,
-    ThreadRandom,
->;
+pub type DeployedEffects<'a, C> = Effects<'a, Deployed<C>>;
 
 /// The group use case on the deployed adapters.
-pub type DeployedSync<'a, C> = SyncGroup<
-    'a,
-    DynamoBindings,
-    DynamoEvents,
-    DynamoFailures,
-    DynamoLedger,
-    SqsRetryQueue,
-    C,
-    ThreadRandom,
-    DynamoGroups,
-    DynamoTenants,
-    VaultDirectory,
->;
+pub type DeployedSync<'a, C> = SyncGroup<'a, Deployed<C>>;
 
-/// Everything a provisioning use case needs, built once per cold start.
+/// The former name of [`Deployed`].
+pub type Provisioning<C = SystemClock> = Deployed<C>;
+
+/// The deployed [`Ports`]: every adapter (DynamoDB, SQS, Secrets Manager, Graph), a clock,
+/// randomness and the policies, built once per cold start; each handler runs its use case on it
+/// (bounded by the invocation's deadline first: [`Deployed::for_request`],
+/// [`Deployed::for_context`]).
 #[derive(Debug, Clone)]
-pub struct Provisioning<C = SystemClock> {
+pub struct Deployed<C = SystemClock> {
     /// The AWS adapters.
     pub app: App,
-    /// M365 through Graph.
+    /// M365 through Graph (also the tenant probe and the delta readers).
     pub directory: VaultDirectory,
+    /// The identity platform.
+    pub identity: GraphIdentity,
     /// Time (tests drive a manual clock).
     pub clock: C,
     /// Jitter and generated passwords.
@@ -126,7 +116,7 @@ pub enum StartError {
     PasswordMaxAge,
 }
 
-impl Provisioning<SystemClock> {
+impl Deployed<SystemClock> {
     /// Reads the configuration and builds every client once (cold start).
     ///
     /// # Errors
@@ -135,9 +125,9 @@ impl Provisioning<SystemClock> {
         let policy = password_policy(|name| std::env::var(name).ok())?;
         let app = App::from_env().await?;
         let graph = GraphApp::load(&app, &GraphConfig::from_env()).await?;
-        let mut provisioning = Self::from_app(&app, &graph);
-        provisioning.password_policy = policy;
-        Ok(provisioning)
+        let mut deployed = Self::from_app(&app, &graph);
+        deployed.password_policy = policy;
+        Ok(deployed)
     }
 
     /// The wiring of an already built [`App`] and [`GraphApp`], on the system clock with the
@@ -148,13 +138,14 @@ impl Provisioning<SystemClock> {
     }
 }
 
-impl<C: Clock> Provisioning<C> {
+impl<C: Clock> Deployed<C> {
     /// The wiring on another clock.
     #[must_use]
     pub fn with_clock(app: &App, graph: &GraphApp, clock: C) -> Self {
         Self {
             app: app.clone(),
             directory: graph.directory.clone(),
+            identity: graph.identity.clone(),
             clock,
             random: ThreadRandom,
             retry: RetryPolicy::default(),
@@ -172,6 +163,7 @@ impl<C: Clock> Provisioning<C> {
         let mut bounded = self.clone();
         if let Some(deadline) = deadline {
             bounded.directory = self.directory.with_deadline(deadline);
+            bounded.identity = self.identity.with_deadline(deadline);
         }
         bounded
     }
@@ -197,27 +189,13 @@ impl<C: Clock> Provisioning<C> {
     /// The outcome-recording ports of a use case.
     #[must_use]
     pub fn effects(&self) -> DeployedEffects<'_, C> {
-        Effects {
-            bindings: &self.app.bindings,
-            events: &self.app.events,
-            failures: &self.app.failures,
-            ledger: &self.app.ledger,
-            queue: &self.app.retry_queue,
-            clock: &self.clock,
-            random: &self.random,
-            policy: &self.retry,
-        }
+        Effects::new(self)
     }
 
     /// The group use case (R-GRP-1).
     #[must_use]
     pub fn group_sync(&self) -> DeployedSync<'_, C> {
-        SyncGroup {
-            fx: self.effects(),
-            groups: &self.app.groups,
-            tenants: &self.app.tenants,
-            directory: &self.directory,
-        }
+        SyncGroup::new(self)
     }
 
     /// After binds that succeeded: the bound users join the security groups of their bound
@@ -244,6 +222,104 @@ impl<C: Clock> Provisioning<C> {
         if let Outcome::Done { binding, .. } = outcome {
             self.follow_groups(std::slice::from_ref(binding)).await;
         }
+    }
+}
+
+impl<C: Clock> Ports for Deployed<C> {
+    type Users = DynamoUsers;
+    type Groups = DynamoGroups;
+    type Tenants = DynamoTenants;
+    type Bindings = DynamoBindings;
+    type Events = DynamoEvents;
+    type Failures = DynamoFailures;
+    type Ledger = DynamoLedger;
+    type Queue = SqsRetryQueue;
+    type Vault = SecretsManagerTokenVault;
+    type Sealer = SecretsManagerSealer;
+    type Directory = VaultDirectory;
+    type Probe = VaultDirectory;
+    type Notifier = SqsNotifier;
+    type Identity = GraphIdentity;
+    type Consents = DynamoPendingConsents;
+    type Leases = DynamoLeases;
+    type UserDeltas = VaultDirectory;
+    type GroupDeltas = VaultDirectory;
+    type Cursors = DynamoReconcileCursors;
+    type CursorKeys = SecretsManagerCursorKey;
+    type Clock = C;
+    type Random = ThreadRandom;
+
+    fn users(&self) -> &DynamoUsers {
+        &self.app.users
+    }
+    fn groups(&self) -> &DynamoGroups {
+        &self.app.groups
+    }
+    fn tenants(&self) -> &DynamoTenants {
+        &self.app.tenants
+    }
+    fn bindings(&self) -> &DynamoBindings {
+        &self.app.bindings
+    }
+    fn events(&self) -> &DynamoEvents {
+        &self.app.events
+    }
+    fn failures(&self) -> &DynamoFailures {
+        &self.app.failures
+    }
+    fn ledger(&self) -> &DynamoLedger {
+        &self.app.ledger
+    }
+    fn queue(&self) -> &SqsRetryQueue {
+        &self.app.retry_queue
+    }
+    fn vault(&self) -> &SecretsManagerTokenVault {
+        &self.app.token_vault
+    }
+    fn sealer(&self) -> &SecretsManagerSealer {
+        &self.app.sealer
+    }
+    fn directory(&self) -> &VaultDirectory {
+        &self.directory
+    }
+    fn probe(&self) -> &VaultDirectory {
+        &self.directory
+    }
+    fn notifier(&self) -> &SqsNotifier {
+        &self.app.notifier
+    }
+    fn identity(&self) -> &GraphIdentity {
+        &self.identity
+    }
+    fn consents(&self) -> &DynamoPendingConsents {
+        &self.app.pending_consents
+    }
+    fn leases(&self) -> &DynamoLeases {
+        &self.app.leases
+    }
+    fn user_deltas(&self) -> &VaultDirectory {
+        &self.directory
+    }
+    fn group_deltas(&self) -> &VaultDirectory {
+        &self.directory
+    }
+    fn cursors(&self) -> &DynamoReconcileCursors {
+        &self.app.cursors
+    }
+    fn cursor_keys(&self) -> &SecretsManagerCursorKey {
+        &self.app.cursor_key
+    }
+    fn clock(&self) -> &C {
+        &self.clock
+    }
+    fn random(&self) -> &ThreadRandom {
+        &self.random
+    }
+    fn retry_policy(&self) -> &RetryPolicy {
+        &self.retry
+    }
+    fn password_policy(&self) -> &DirectoryPasswordPolicy {
+        &self.password_policy
     }
 }
 

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use chrono::TimeDelta;
+use secrecy::SecretString;
 
 use super::{
     FakeBindings, FakeDirectory, FakeEvents, FakeFailures, FakeGroupDeltas, FakeGroups,
@@ -17,6 +18,7 @@ use crate::model::{
     Binding, DirectoryUser, DomainKind, DomainName, Email, EventKind, M365ObjectId, RetryMessage,
     Tenant, TenantId, TenantStatus, UserId, VerifiedDomain,
 };
+use crate::policy::cursor::CursorKey;
 use crate::policy::password::DirectoryPasswordPolicy;
 use crate::ports::{BindingStore, Clock, Ports, RetryQueueConsumer, TenantStore, UserStore};
 use crate::usecase::bind::{Bind, BindRequest};
@@ -70,6 +72,8 @@ pub struct World {
     pub group_deltas: FakeGroupDeltas,
     /// Reconcile's delta cursors.
     pub cursors: FakeReconcileCursors,
+    /// The key signing pagination cursors.
+    pub cursor_key: CursorKey,
     /// How failed operations are retried.
     pub policy: RetryPolicy,
     /// The directory password policy.
@@ -129,6 +133,8 @@ impl World {
             leases: FakeLeases::new(),
             group_deltas: FakeGroupDeltas::new(),
             cursors: FakeReconcileCursors::new(),
+            cursor_key: CursorKey::new(SecretString::from("world-cursor-key-0123456789abcdef"))
+                .expect("a valid key"),
             policy,
             password_policy: DirectoryPasswordPolicy::default(),
             tenant: Tenant::pending(TenantId::generate(), "Contoso"),
@@ -329,6 +335,7 @@ impl Ports for World {
     type UserDeltas = FakeUserDeltas;
     type GroupDeltas = FakeGroupDeltas;
     type Cursors = FakeReconcileCursors;
+    type CursorKeys = CursorKey;
     type Clock = ManualClock;
     type Random = SeededRandom;
 
@@ -388,6 +395,9 @@ impl Ports for World {
     }
     fn cursors(&self) -> &FakeReconcileCursors {
         &self.cursors
+    }
+    fn cursor_keys(&self) -> &CursorKey {
+        &self.cursor_key
     }
     fn clock(&self) -> &ManualClock {
         &self.clock

@@ -1325,6 +1325,7 @@ mod tests {
         type UserDeltas = crate::testing::FakeUserDeltas;
         type GroupDeltas = crate::testing::FakeGroupDeltas;
         type Cursors = crate::testing::FakeReconcileCursors;
+        type CursorKeys = crate::policy::cursor::CursorKey;
         type Clock = crate::testing::ManualClock;
         type Random = crate::testing::SeededRandom;
         fn users(&self) -> &Self::Users { self.w.users() }
@@ -1346,6 +1347,7 @@ mod tests {
         fn user_deltas(&self) -> &Self::UserDeltas { self.w.user_deltas() }
         fn group_deltas(&self) -> &Self::GroupDeltas { self.w.group_deltas() }
         fn cursors(&self) -> &Self::Cursors { self.w.cursors() }
+        fn cursor_keys(&self) -> &Self::CursorKeys { self.w.cursor_keys() }
         fn clock(&self) -> &Self::Clock { self.w.clock() }
         fn random(&self) -> &Self::Random { self.w.random() }
         fn retry_policy(&self) -> &crate::usecase::RetryPolicy { self.w.retry_policy() }
