@@ -172,10 +172,7 @@ fn tenant_id(raw: &str) -> Result<TenantId, Error> {
     Ok(TenantId::parse(raw)?)
 }
 
-async fn post_tenants<P: Ports>(
-    deps: &P,
-    request: &Request,
-) -> Response<Body> {
+async fn post_tenants<P: Ports>(deps: &P, request: &Request) -> Response<Body> {
     let body: PostTenants = match serde_json::from_slice(body_text(request)) {
         Ok(b) => b,
         Err(e) => return invalid_json(&e),
@@ -237,10 +234,7 @@ fn connect_error(e: &ConnectError) -> Response<Body> {
     api::error(status, e.code(), &e.to_string())
 }
 
-async fn callback<P: Ports>(
-    deps: &P,
-    request: &Request,
-) -> Response<Body> {
+async fn callback<P: Ports>(deps: &P, request: &Request) -> Response<Body> {
     let query = request.query_string_parameters();
     let param = |name: &str| {
         query
@@ -275,10 +269,7 @@ async fn callback<P: Ports>(
     }
 }
 
-async fn list<P: Ports>(
-    deps: &P,
-    request: &Request,
-) -> Response<Body> {
+async fn list<P: Ports>(deps: &P, request: &Request) -> Response<Body> {
     let query = request.query_string_parameters();
     let limit = match query.first("limit").map(str::parse::<u32>) {
         None => DEFAULT_PAGE_LIMIT,
@@ -310,10 +301,7 @@ async fn list<P: Ports>(
     }
 }
 
-async fn get<P: Ports>(
-    deps: &P,
-    raw: &str,
-) -> Response<Body> {
+async fn get<P: Ports>(deps: &P, raw: &str) -> Response<Body> {
     let id = match tenant_id(raw) {
         Ok(id) => id,
         Err(e) => return api::engine_error(&e),
@@ -325,10 +313,7 @@ async fn get<P: Ports>(
     }
 }
 
-async fn deauthorize<P: Ports>(
-    deps: &P,
-    raw: &str,
-) -> Response<Body> {
+async fn deauthorize<P: Ports>(deps: &P, raw: &str) -> Response<Body> {
     let id = match tenant_id(raw) {
         Ok(id) => id,
         Err(e) => return api::engine_error(&e),

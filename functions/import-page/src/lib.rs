@@ -166,9 +166,7 @@ pub async fn handle<C: Clock + Clone>(
     Ok(response)
 }
 
-fn use_case<C: Clock>(
-    deps: &Deployed<C>,
-) -> Import<'_, m365_lambda::provision::Deployed<C>> {
+fn use_case<C: Clock>(deps: &Deployed<C>) -> Import<'_, m365_lambda::provision::Deployed<C>> {
     Import {
         users: &deps.app.users,
         bindings: &deps.app.bindings,

@@ -6,8 +6,9 @@
 use aws_config::{BehaviorVersion, SdkConfig};
 use m365_aws::{
     DynamoBindings, DynamoEvents, DynamoFailures, DynamoGroups, DynamoLeases, DynamoLedger,
-    DynamoPendingConsents, DynamoReconcileCursors, DynamoTenants, DynamoUsers, SecretsManagerCursorKey,
-    SecretsManagerSealer, SecretsManagerTokenVault, SqsNotifier, SqsRetryQueue,
+    DynamoPendingConsents, DynamoReconcileCursors, DynamoTenants, DynamoUsers,
+    SecretsManagerCursorKey, SecretsManagerSealer, SecretsManagerTokenVault, SqsNotifier,
+    SqsRetryQueue,
 };
 use m365_engine::ports::SystemClock;
 

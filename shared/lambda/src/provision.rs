@@ -22,12 +22,12 @@ use m365_aws::{
     SecretsManagerCursorKey, SecretsManagerSealer, SecretsManagerTokenVault, SqsNotifier,
     SqsRetryQueue,
 };
-use m365_graph::GraphIdentity;
 use m365_engine::model::{Binding, BindingError, SuspendedReason, UserId};
 use m365_engine::policy::password::DirectoryPasswordPolicy;
 use m365_engine::ports::{Clock, Ports, SystemClock, ThreadRandom};
 use m365_engine::usecase::group_sync::SyncGroup;
 use m365_engine::usecase::{Effects, Outcome, RetryPolicy};
+use m365_graph::GraphIdentity;
 use serde::de::DeserializeOwned;
 
 use crate::deadline::DeadlinePolicy;

@@ -169,7 +169,9 @@ impl World {
             .claim_domains(&tenant.id, &names)
             .await
             .expect("seed domains");
-        world.directory.add_tenant(&tenant.id, tenant.domains.clone());
+        world
+            .directory
+            .add_tenant(&tenant.id, tenant.domains.clone());
         world.tenant = tenant;
         world
     }
@@ -292,10 +294,18 @@ impl World {
                 .expect("receive");
             for d in deliveries {
                 if before(self, &d.message) {
-                    let first = self.dispatcher().dispatch(&d.message).await.expect("dispatch");
+                    let first = self
+                        .dispatcher()
+                        .dispatch(&d.message)
+                        .await
+                        .expect("dispatch");
                     outcomes.push(first);
                 }
-                let outcome = self.dispatcher().dispatch(&d.message).await.expect("dispatch");
+                let outcome = self
+                    .dispatcher()
+                    .dispatch(&d.message)
+                    .await
+                    .expect("dispatch");
                 if outcome.ack() {
                     self.queue.ack(&d.receipt).await.expect("ack");
                 } else if d.receive_count >= 5 {

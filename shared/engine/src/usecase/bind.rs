@@ -19,7 +19,6 @@
 
 use chrono::TimeDelta;
 
-use crate::ports::Ports;
 use crate::error::{Conflict, Entity, Error, Result, UnavailableReason};
 use crate::model::{
     Binding, BindingState, DirectoryUser, EventId, EventKind, Failure, InFlight, M365ObjectId,
@@ -27,9 +26,9 @@ use crate::model::{
     UserId, UserState, WelcomeNotification,
 };
 use crate::policy::routing::resolve_tenant;
+use crate::ports::Ports;
 use crate::ports::{
-    BindingStore, Claim, Clock, Directory, EventStore, Expect, FailureStore, Notifier,
-    OperationLedger, Random, RetryQueue, Sealer, TenantStore, UserStore,
+    BindingStore, Claim, Directory, Expect, FailureStore, Notifier, Sealer, UserStore,
 };
 
 use super::password::read_back_password_change;
@@ -983,6 +982,7 @@ mod tests {
     use crate::model::{EventKind, OperationOutcome, TenantId};
     use crate::policy::password::check_entra;
     use crate::policy::routing::RoutingError;
+    use crate::ports::OperationLedger;
     use crate::ports::Sealer;
     use crate::usecase::RetryPolicy;
     use crate::usecase::retry::RetryOutcome;

@@ -36,13 +36,13 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use secrecy::SecretString;
 
-use crate::ports::Ports;
 use crate::error::{Entity, Error, FieldProblem, InvalidInput, Result};
 use crate::model::{
     BindingState, DomainName, EmailError, Event, EventId, EventKind, M365TenantId, PageRequest,
     RequestToken, Tenant, TenantId, TenantStatus, TenantTokens,
 };
 use crate::policy::routing::domains_to_claim;
+use crate::ports::Ports;
 use crate::ports::{
     BindingStore, Clock, ConsentedTenant, EventStore, Expect, IdentityPlatform, PendingConsent,
     PendingConsents, TenantProbe, TenantStore, TokenVault,
@@ -821,10 +821,7 @@ mod tests {
             }
         }
 
-        fn refresher(
-            &self,
-            holder: &str,
-        ) -> RefreshTokens<'_, World> {
+        fn refresher(&self, holder: &str) -> RefreshTokens<'_, World> {
             RefreshTokens {
                 tenants: &self.tenants,
                 vault: &self.vault,
@@ -879,10 +876,7 @@ mod tests {
                 .map(|t| t.access_token.expose_secret().to_owned())
         }
 
-        fn starter(
-            &self,
-        ) -> StartConnection<'_, World>
-        {
+        fn starter(&self) -> StartConnection<'_, World> {
             StartConnection {
                 tenants: &self.tenants,
                 consents: &self.consents,
@@ -892,9 +886,7 @@ mod tests {
             }
         }
 
-        fn completer(
-            &self,
-        ) -> CompleteConnection<'_, World> {
+        fn completer(&self) -> CompleteConnection<'_, World> {
             CompleteConnection {
                 tenants: &self.tenants,
                 consents: &self.consents,
@@ -906,10 +898,7 @@ mod tests {
             }
         }
 
-        fn deauthorizer(
-            &self,
-        ) -> Deauthorize<'_, World>
-        {
+        fn deauthorizer(&self) -> Deauthorize<'_, World> {
             Deauthorize {
                 tenants: &self.tenants,
                 vault: &self.vault,

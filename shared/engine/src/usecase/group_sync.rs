@@ -34,7 +34,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::ports::Ports;
 use crate::error::{Conflict, Entity, Error, Result, UnavailableReason};
 use crate::model::{
     Binding, BindingError, BindingState, EventId, Failure, Group, GroupBinding, GroupBindingState,
@@ -43,9 +42,10 @@ use crate::model::{
     UserId,
 };
 use crate::policy::routing::RoutingError;
+use crate::ports::Ports;
 use crate::ports::{
-    BindingStore, Claim, Clock, Directory, EventStore, FailureStore, GroupStore, OperationLedger,
-    Random, RetryQueue, TenantStore,
+    BindingStore, Claim, Clock, Directory, FailureStore, GroupStore, OperationLedger, Random,
+    RetryQueue, TenantStore,
 };
 
 use super::Effects;
@@ -737,9 +737,7 @@ mod tests {
     use crate::error::UnavailableReason;
     use crate::model::{Binding, GroupId, mail_nickname_for};
     use crate::ports::{BindingStore, Claim, Expect, GroupStore, OperationLedger};
-    use crate::testing::FakeDirectory;
-    use crate::testing::FakeGroups;
-    use crate::testing::FakeTenants;
+
     use crate::usecase::retry::RetryOutcome;
     use crate::usecase::testkit::{Fx, World, throttled, uid, unavailable};
 

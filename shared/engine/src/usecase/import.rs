@@ -24,13 +24,13 @@ use chrono::{DateTime, TimeDelta, Utc};
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
-use crate::ports::Ports;
 use crate::error::{Conflict, Entity, Error, FieldProblem, InvalidInput, Result};
 use crate::model::{
     Binding, BindingState, DirectoryUser, Email, M365ObjectId, M365User, PageRequest, PageToken,
     Tenant, TenantId, TenantStatus, UserId,
 };
 use crate::policy::routing::{RoutingError, resolve_tenant};
+use crate::ports::Ports;
 use crate::ports::{BindingStore, Clock, Directory, Expect, TenantStore, UserStore};
 
 use super::privilege::PrivilegedAccounts;
@@ -639,10 +639,7 @@ mod tests {
             .unwrap()
     }
 
-    fn importer<'a>(
-        w: &'a World,
-        key: &'a CursorKey,
-    ) -> Import<'a, World> {
+    fn importer<'a>(w: &'a World, key: &'a CursorKey) -> Import<'a, World> {
         Import {
             users: &w.users,
             bindings: &w.bindings,
@@ -1301,7 +1298,9 @@ mod tests {
 
     impl std::fmt::Debug for SyntheticDirectory {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.debug_struct("SyntheticDirectory").field("size", &self.size).finish()
+            f.debug_struct("SyntheticDirectory")
+                .field("size", &self.size)
+                .finish()
         }
     }
 
@@ -1328,29 +1327,75 @@ mod tests {
         type CursorKeys = crate::policy::cursor::CursorKey;
         type Clock = crate::testing::ManualClock;
         type Random = crate::testing::SeededRandom;
-        fn users(&self) -> &Self::Users { self.w.users() }
-        fn groups(&self) -> &Self::Groups { self.w.groups() }
-        fn tenants(&self) -> &Self::Tenants { self.w.tenants() }
-        fn bindings(&self) -> &Self::Bindings { self.w.bindings() }
-        fn events(&self) -> &Self::Events { self.w.events() }
-        fn failures(&self) -> &Self::Failures { self.w.failures() }
-        fn ledger(&self) -> &Self::Ledger { self.w.ledger() }
-        fn queue(&self) -> &Self::Queue { self.w.queue() }
-        fn vault(&self) -> &Self::Vault { self.w.vault() }
-        fn sealer(&self) -> &Self::Sealer { self.w.sealer() }
-        fn directory(&self) -> &Self::Directory { &self.directory }
-        fn probe(&self) -> &Self::Probe { self.w.probe() }
-        fn notifier(&self) -> &Self::Notifier { self.w.notifier() }
-        fn identity(&self) -> &Self::Identity { self.w.identity() }
-        fn consents(&self) -> &Self::Consents { self.w.consents() }
-        fn leases(&self) -> &Self::Leases { self.w.leases() }
-        fn user_deltas(&self) -> &Self::UserDeltas { self.w.user_deltas() }
-        fn group_deltas(&self) -> &Self::GroupDeltas { self.w.group_deltas() }
-        fn cursors(&self) -> &Self::Cursors { self.w.cursors() }
-        fn cursor_keys(&self) -> &Self::CursorKeys { self.w.cursor_keys() }
-        fn clock(&self) -> &Self::Clock { self.w.clock() }
-        fn random(&self) -> &Self::Random { self.w.random() }
-        fn retry_policy(&self) -> &crate::usecase::RetryPolicy { self.w.retry_policy() }
+        fn users(&self) -> &Self::Users {
+            self.w.users()
+        }
+        fn groups(&self) -> &Self::Groups {
+            self.w.groups()
+        }
+        fn tenants(&self) -> &Self::Tenants {
+            self.w.tenants()
+        }
+        fn bindings(&self) -> &Self::Bindings {
+            self.w.bindings()
+        }
+        fn events(&self) -> &Self::Events {
+            self.w.events()
+        }
+        fn failures(&self) -> &Self::Failures {
+            self.w.failures()
+        }
+        fn ledger(&self) -> &Self::Ledger {
+            self.w.ledger()
+        }
+        fn queue(&self) -> &Self::Queue {
+            self.w.queue()
+        }
+        fn vault(&self) -> &Self::Vault {
+            self.w.vault()
+        }
+        fn sealer(&self) -> &Self::Sealer {
+            self.w.sealer()
+        }
+        fn directory(&self) -> &Self::Directory {
+            &self.directory
+        }
+        fn probe(&self) -> &Self::Probe {
+            self.w.probe()
+        }
+        fn notifier(&self) -> &Self::Notifier {
+            self.w.notifier()
+        }
+        fn identity(&self) -> &Self::Identity {
+            self.w.identity()
+        }
+        fn consents(&self) -> &Self::Consents {
+            self.w.consents()
+        }
+        fn leases(&self) -> &Self::Leases {
+            self.w.leases()
+        }
+        fn user_deltas(&self) -> &Self::UserDeltas {
+            self.w.user_deltas()
+        }
+        fn group_deltas(&self) -> &Self::GroupDeltas {
+            self.w.group_deltas()
+        }
+        fn cursors(&self) -> &Self::Cursors {
+            self.w.cursors()
+        }
+        fn cursor_keys(&self) -> &Self::CursorKeys {
+            self.w.cursor_keys()
+        }
+        fn clock(&self) -> &Self::Clock {
+            self.w.clock()
+        }
+        fn random(&self) -> &Self::Random {
+            self.w.random()
+        }
+        fn retry_policy(&self) -> &crate::usecase::RetryPolicy {
+            self.w.retry_policy()
+        }
         fn password_policy(&self) -> &crate::policy::password::DirectoryPasswordPolicy {
             self.w.password_policy()
         }

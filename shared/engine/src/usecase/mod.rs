@@ -51,7 +51,6 @@ use chrono::{DateTime, TimeDelta, Utc};
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 
-use crate::ports::Ports;
 use crate::error::{Entity, Error, Result, UnavailableReason};
 use crate::model::{
     Binding, BindingError, BindingState, DirectoryUser, EventId, EventKind, Failure, M365User,
@@ -59,6 +58,7 @@ use crate::model::{
     UserId,
 };
 use crate::policy::password::{CharClass, ENTRA_SYMBOLS};
+use crate::ports::Ports;
 use crate::ports::{
     BindingStore, Claim, Clock, EventStore, Expect, FailureStore, OperationLedger, Random,
     RetryQueue,

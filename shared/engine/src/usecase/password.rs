@@ -13,17 +13,14 @@
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
-use crate::ports::Ports;
 use crate::error::{Entity, Error, Result};
 use crate::model::{
     Binding, BindingState, DirectoryUser, M365ObjectId, OperationId, OperationKind,
     OperationSubject, RetryMessage, SuspendedReason, TenantId, UserId, UserState,
 };
 use crate::policy::password::DirectoryPasswordPolicy;
-use crate::ports::{
-    BindingStore, Claim, Clock, Directory, EventStore, Expect, FailureStore, OperationLedger,
-    Random, RetryQueue, Sealer, UserStore,
-};
+use crate::ports::Ports;
+use crate::ports::{BindingStore, Claim, Directory, Expect, Sealer, UserStore};
 
 use super::privilege::{privilege_of, refusal};
 use super::{Change, Effects, OnFailure, Outcome, Run, is_m365_not_found};

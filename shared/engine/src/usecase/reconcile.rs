@@ -83,13 +83,13 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::ports::Ports;
 use crate::error::{Error, Result};
 use crate::model::{
     Binding, BindingState, DirectoryUser, Event, EventId, EventKind, Failure, M365ObjectId,
     M365UserPatch, OperationId, OperationKind, OperationSubject, PageRequest, SuspendedReason,
     TenantId, UserId, UserState,
 };
+use crate::ports::Ports;
 use crate::ports::{
     BindingStore, Clock, DeltaLink, DeltaStream, Directory, EventFilter, EventQuery, EventStore,
     Expect, FailureStore, FullListing, ReconcileCursors, SEEN_PART_MAX, Sealer, UserChange,
@@ -1265,10 +1265,7 @@ mod tests {
     use super::*;
     use crate::model::UserId;
     use crate::ports::Directory;
-    use crate::testing::{
-        FakeBindings, FakeDirectory, FakeEvents, FakeFailures, FakeReconcileCursors, FakeSealer,
-        FakeUserDeltas, FakeUsers, ManualClock,
-    };
+    use crate::testing::{FakeReconcileCursors, FakeUserDeltas};
     use crate::usecase::testkit::{World, secret, uid};
 
     const GOOD: &str = "Correct-Horse-7";

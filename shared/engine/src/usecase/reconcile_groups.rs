@@ -51,15 +51,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::ports::Ports;
 use crate::error::Result;
 use crate::model::{
     BindingState, Group, GroupBinding, GroupBindingState, GroupId, M365ObjectId, PageRequest,
     SkipReason, TenantId, UserId,
 };
+use crate::ports::Ports;
 use crate::ports::{
-    BindingStore, Clock, DeltaLink, DeltaStream, Directory, EventStore, FailureStore, GroupDeltas,
-    GroupStore, OperationLedger, Random, ReconcileCursors, RetryQueue, TenantStore,
+    BindingStore, DeltaLink, DeltaStream, GroupDeltas, GroupStore, ReconcileCursors,
 };
 
 use super::group_sync::{GroupOutcome, SyncGroup, mirror_target};
@@ -435,12 +434,10 @@ mod tests {
     use super::*;
     use crate::model::{Binding, SkippedMember};
     use crate::model::{GroupId, M365ObjectId};
+    use crate::ports::Directory;
     use crate::ports::Expect;
     use crate::ports::GroupMembershipChange;
-    use crate::testing::{
-        FakeBindings, FakeDirectory, FakeEvents, FakeFailures, FakeGroupDeltas, FakeGroups,
-        FakeLedger, FakeReconcileCursors, FakeRetryQueue, FakeTenants, ManualClock, SeededRandom,
-    };
+    use crate::testing::{FakeGroupDeltas, FakeReconcileCursors};
     use crate::usecase::testkit::{World, uid};
 
     fn gid(s: &str) -> GroupId {

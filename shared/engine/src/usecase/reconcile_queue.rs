@@ -27,11 +27,11 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 
-use crate::ports::Ports;
 use crate::error::Result;
 use crate::model::{
     OperationId, OperationKind, OperationSubject, PageRequest, RetryMessage, TenantId, TenantStatus,
 };
+use crate::ports::Ports;
 use crate::ports::{Clock, Leases, RetryQueue, TenantStore};
 
 /// The reason on a message sent by the schedule.
@@ -289,9 +289,9 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     use super::*;
-    use crate::testing::World;
     use crate::error::Error;
     use crate::model::Tenant;
+    use crate::testing::World;
     use crate::testing::{FakeLeases, FakeRetryQueue, FakeTenants, ManualClock};
 
     struct W {
@@ -318,10 +318,7 @@ mod tests {
             self.tenants.create(&t).await.unwrap().id
         }
 
-        fn job<'a>(
-            &'a self,
-            holder: &'a str,
-        ) -> ReconcileQueue<'a, World> {
+        fn job<'a>(&'a self, holder: &'a str) -> ReconcileQueue<'a, World> {
             ReconcileQueue {
                 tenants: &self.tenants,
                 leases: &self.leases,

@@ -6,16 +6,14 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::ports::Ports;
 use crate::error::Result;
 use crate::model::{
     Disposition, Group, GroupId, OperationKind, OperationOutcome, OperationSubject, RetryMessage,
     TenantStatus,
 };
 use crate::policy::password::DirectoryPasswordPolicy;
-use crate::ports::{
-    BindingStore, Clock, GroupStore, RetryQueue, TenantStore, UserStore,
-};
+use crate::ports::Ports;
+use crate::ports::{BindingStore, GroupStore, RetryQueue, TenantStore};
 
 use super::bind::Bind;
 use super::group_sync::{GroupOutcome, SyncGroup};
@@ -293,14 +291,13 @@ impl<P: Ports> RetryDispatcher<'_, P> {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
-    use std::time::Duration;
 
     use chrono::TimeDelta;
 
     use super::*;
     use crate::error::{Error, UnavailableReason};
     use crate::model::{BindingState, EventKind, OperationId, UserId};
-    use crate::ports::{Random, RetryQueue};
+    use crate::ports::Random;
     use crate::testing::SeededRandom;
     use crate::usecase::RetryPolicy;
     use crate::usecase::testkit::{ADDRESS_RELEASE, World, throttled, uid, unavailable};

@@ -33,12 +33,12 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
-use crate::ports::Ports;
 use crate::error::{Error, Result};
 use crate::model::{
     Binding, BindingState, InFlight, OperationId, OperationKind, OperationSubject, RetryMessage,
     UserId,
 };
+use crate::ports::Ports;
 use crate::ports::{BindingStore, Clock, Expect, RetryQueue};
 
 /// The reason on a retry message sent for stuck work.
@@ -263,15 +263,12 @@ mod tests {
     use super::*;
     use crate::error::UnavailableReason;
     use crate::model::EventKind;
-    use crate::testing::{FakeBindings, FakeRetryQueue, ManualClock};
+
     use crate::usecase::Outcome;
     use crate::usecase::retry::RetryOutcome;
     use crate::usecase::testkit::{World, throttled, uid, unavailable};
 
-    fn requeuer<'a>(
-        w: &'a World,
-        settings: &'a StuckSettings,
-    ) -> RequeueStuck<'a, World> {
+    fn requeuer<'a>(w: &'a World, settings: &'a StuckSettings) -> RequeueStuck<'a, World> {
         RequeueStuck {
             bindings: &w.bindings,
             queue: &w.queue,

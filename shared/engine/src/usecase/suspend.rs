@@ -15,17 +15,14 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::ports::Ports;
 use crate::error::{Conflict, Entity, Error, Result};
 use crate::model::{
     Binding, BindingError, BindingState, DirectoryUser, InFlight, OperationId, OperationKind,
     OperationSubject, RetryMessage, SuspendedReason, UserId, UserState,
 };
 use crate::policy::password::DirectoryPasswordPolicy;
-use crate::ports::{
-    BindingStore, Claim, Clock, Directory, EventStore, Expect, FailureStore, OperationLedger,
-    Random, RetryQueue, UserStore,
-};
+use crate::ports::Ports;
+use crate::ports::{BindingStore, Claim, Directory, Expect, OperationLedger, UserStore};
 
 use super::{
     Change, Effects, INTENT_ATTEMPTS, OnFailure, Outcome, Run, account_of, is_m365_not_found,

@@ -17,12 +17,12 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::ports::Ports;
 use crate::error::{Entity, Error, Result};
 use crate::model::{
     Event, EventId, EventKind, PageRequest, RequestToken, Tenant, TenantId, TenantStatus,
     TenantTokens,
 };
+use crate::ports::Ports;
 use crate::ports::{Clock, EventStore, IdentityPlatform, Leases, TenantStore, TokenVault};
 
 use super::connect::transition_tenant;
@@ -367,10 +367,7 @@ mod tests {
             }
         }
 
-        fn job(
-            &self,
-            holder: &str,
-        ) -> RefreshTokens<'_, World> {
+        fn job(&self, holder: &str) -> RefreshTokens<'_, World> {
             RefreshTokens {
                 tenants: &self.w.tenants,
                 vault: &self.vault,

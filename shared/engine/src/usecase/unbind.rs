@@ -7,16 +7,13 @@
 //! account it enabled, and a retry of the replaced bind is dropped. When another request wrote the
 //! binding between the unbind's read and its intent, the unbind reads it again (a few times).
 
-use crate::ports::Ports;
 use crate::error::{Entity, Error, Result};
 use crate::model::{
     Binding, BindingState, InFlight, OperationId, OperationKind, OperationSubject, RetryMessage,
     UserId,
 };
-use crate::ports::{
-    BindingStore, Claim, Clock, Directory, EventStore, Expect, FailureStore, OperationLedger,
-    Random, RetryQueue, UserStore,
-};
+use crate::ports::Ports;
+use crate::ports::{BindingStore, Claim, Directory, Expect, OperationLedger, UserStore};
 
 use super::{
     Change, Effects, INTENT_ATTEMPTS, OnFailure, Outcome, Run, account_of, is_m365_not_found,

@@ -1,15 +1,12 @@
 //! Push a bound user's directory attributes to M365 (R-BIND-7).
 
-use crate::ports::Ports;
 use crate::error::{Entity, Error, Result};
 use crate::model::{
     Binding, BindingState, DirectoryUser, OperationId, OperationKind, OperationSubject,
     RetryMessage, UserId,
 };
-use crate::ports::{
-    BindingStore, Claim, Clock, Directory, EventStore, Expect, FailureStore, OperationLedger,
-    Random, RetryQueue, UserStore,
-};
+use crate::ports::Ports;
+use crate::ports::{BindingStore, Claim, Directory, Expect, UserStore};
 
 use super::{Change, Effects, OnFailure, Outcome, Run, is_m365_not_found, patch_for};
 
