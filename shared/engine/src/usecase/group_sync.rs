@@ -614,8 +614,14 @@ where
         });
         let retryable =
             error.is_retryable() || matches!(error, Error::ReauthorizationRequired { .. });
-        if retryable && attempt < self.fx.policy.max_attempts {
-            let wait = error.retry_after().unwrap_or_else(|| self.backoff(attempt));
+        // `attempt` counts the retries already spent: this failure is number `attempt + 1`, and
+        // the wait is the one formula's for that retry (crate::policy::retry).
+        let failures = attempt.saturating_add(1);
+        if retryable && !self.fx.policy.exhausted(failures) {
+            let wait = self
+                .fx
+                .policy
+                .transient_wait(failures, error.retry_after(), self.fx.random);
             return self.defer(id, binding, op, attempt, now, code, wait).await;
         }
         binding.state = GroupBindingState::Error;
@@ -656,17 +662,6 @@ where
         let group = self.save(id, &binding).await?;
         self.fx.queue.send(&retry, retry.send_delay(now)).await?;
         Ok(GroupOutcome::Deferred { group, retry })
-    }
-
-    /// Exponential backoff from the policy with up to 20 % jitter.
-    fn backoff(&self, attempt: u32) -> Duration {
-        let policy = self.fx.policy;
-        let base = policy
-            .base_delay
-            .saturating_mul(2u32.saturating_pow(attempt.min(20)))
-            .min(policy.max_delay);
-        let jitter_ms = u64::try_from(base.as_millis() / 5).unwrap_or(u64::MAX);
-        base + Duration::from_millis(self.fx.random.below(jitter_ms.saturating_add(1)))
     }
 }
 
