@@ -523,3 +523,29 @@ impl GraphClient {
         Err(GraphError::from(api))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_process_retries_wait_by_the_engines_one_formula() {
+        // R-BIND-6, issue 13 (one backoff formula): step = base · 2^(retry−1) capped, wait in
+        // [step/2, step]; a longer Retry-After wins (graph-spec §7.1).
+        let policy = RetryPolicy::default();
+        for (retry, step) in [(1, 200), (2, 400), (3, 800), (7, 10_000), (40, 10_000)] {
+            let step = Duration::from_millis(step);
+            for _ in 0..50 {
+                let wait = policy.backoff(retry);
+                assert!(wait >= step / 2 && wait <= step, "{retry}: {wait:?}");
+            }
+        }
+        let hint = Duration::from_secs(3);
+        for _ in 0..50 {
+            let wait = policy.wait(1, Some(hint));
+            assert!(wait >= hint && wait <= hint + hint / 10, "{wait:?}");
+            let tiny = policy.wait(3, Some(Duration::from_millis(1)));
+            assert!(tiny >= Duration::from_millis(400), "{tiny:?}");
+        }
+    }
+}
