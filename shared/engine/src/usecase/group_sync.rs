@@ -36,8 +36,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::error::{Conflict, Entity, Error, Result, UnavailableReason};
 use crate::model::{
-    Binding, BindingError, BindingState, EventId, Failure, Group, GroupBinding, GroupBindingState,
-    GroupId, M365Group, M365ObjectId, MAX_PAGE_LIMIT, OperationId, OperationKind, OperationOutcome,
+    Binding, BindingError, BindingState, Failure, Group, GroupBinding, GroupBindingState, GroupId,
+    M365Group, M365ObjectId, MAX_PAGE_LIMIT, OperationId, OperationKind, OperationOutcome,
     OperationSubject, PageRequest, RetryMessage, SkipReason, SkippedMember, TenantId, TenantStatus,
     UserId,
 };
@@ -47,7 +47,7 @@ use crate::ports::{
     Random, RetryQueue, TenantStore,
 };
 
-use super::Effects;
+use super::{Effects, failure_id};
 
 /// Times a binding write is retried after losing a race with a concurrent group write.
 const SAVE_ATTEMPTS: u32 = 5;
@@ -596,7 +596,7 @@ where
         self.fx
             .failures
             .record(&Failure {
-                id: EventId::generate(),
+                id: failure_id(op, id.as_str(), code, now),
                 tenant_id: binding.tenant_id.clone(),
                 user_id: None,
                 operation_id: op.clone(),

@@ -49,7 +49,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use secrecy::SecretString;
-use sha2::{Digest, Sha256};
 
 use crate::error::{Entity, Error, Result, UnavailableReason};
 use crate::model::{
@@ -410,12 +409,27 @@ pub(crate) type BoxFuture<'a, T> =
 
 /// A deterministic event id for (`op`, `kind`): a re-run of the same operation appends the same
 /// event, which the store keeps once (exactly one event per change, even after a crash).
-pub(crate) fn event_id(op: &OperationId, kind: EventKind) -> Result<EventId> {
-    let digest = Sha256::digest(format!("{op}#{}", kind.as_str()).as_bytes());
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    let uuid = uuid::Builder::from_custom_bytes(bytes).into_uuid();
-    Ok(EventId::parse(uuid.hyphenated().to_string())?)
+pub(crate) fn event_id(op: &OperationId, kind: EventKind) -> EventId {
+    EventId::derive(&[op.as_str(), kind.as_str()])
+}
+
+/// The deterministic id of a failure of `op` about `subject` (a user or group id) with `code`,
+/// recorded at `at`: the same failure written twice (a store call retried after a lost answer)
+/// is one record, and two failures of one operation — each attempt's, with its own Graph
+/// request id — stay two (failures are diagnostics per occurrence, R-AUD-1).
+pub(crate) fn failure_id(
+    op: &OperationId,
+    subject: &str,
+    code: &str,
+    at: DateTime<Utc>,
+) -> EventId {
+    EventId::derive(&[
+        op.as_str(),
+        "failure",
+        subject,
+        code,
+        &at.timestamp_micros().to_string(),
+    ])
 }
 
 impl<B, E, F, L, Q, C, R> Effects<'_, B, E, F, L, Q, C, R>
@@ -539,7 +553,7 @@ where
             }
         }
         let event = crate::model::Event {
-            id: event_id(&run.op, kind)?,
+            id: event_id(&run.op, kind),
             kind,
             at: run.now,
             user_id: Some(run.user.clone()),
@@ -599,7 +613,7 @@ where
         let graph_request_id = error.graph_request_id().map(str::to_owned);
         self.failures
             .record(&Failure {
-                id: EventId::generate(),
+                id: failure_id(&run.op, run.user.as_str(), code, now),
                 tenant_id: binding.tenant_id.clone(),
                 user_id: Some(run.user.clone()),
                 operation_id: run.op.clone(),
