@@ -1421,11 +1421,17 @@ async fn a_pass_that_fails_for_good_is_reported_so_its_message_reaches_the_dlq()
     );
     // The failed pass gave the tenant's lease back: its redelivery runs again (and is reported
     // again until SQS moves it to the DLQ) instead of being acknowledged as "busy".
-    let again = reconcile::handle(&deps, LambdaEvent::new(event, lambda_context()))
+    let again = reconcile::handle(&deps, LambdaEvent::new(event.clone(), lambda_context()))
         .await
         .unwrap();
     assert_eq!(
         again["batchItemFailures"],
         json!([{ "itemIdentifier": id }])
+    );
+    // Permanent indeed (a retryable failure was always reported): the tokens are not found.
+    let batch: aws_lambda_events::event::sqs::SqsEvent = serde_json::from_value(event).unwrap();
+    assert_eq!(
+        reconcile::sqs_message(&deps, "it-holder", &batch.records[0]).await,
+        reconcile::PassResult::Failed("not_found".to_owned())
     );
 }
