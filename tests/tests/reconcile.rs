@@ -1389,3 +1389,49 @@ async fn a_blocked_binding_that_lost_its_account_id_gets_its_enabled_account_blo
         "{next}"
     );
 }
+
+#[tokio::test]
+async fn a_pass_that_fails_for_good_is_reported_so_its_message_reaches_the_dlq() {
+    // R-BIND-6, R-OPS-1 (issue 13: one rule for every queue consumer — a permanent failure is
+    // recorded and its message reported, so it lands in the DLQ whose alarm tells an admin)
+    let Some(s) = Stack::start().await else {
+        return;
+    };
+    s.bound_users(2).await;
+    let deps = s.reconciler(Settings::default());
+    let tenant = m365_engine::model::TenantId::parse(&s.tenant).unwrap();
+    // The tenant's tokens are gone (removed by hand): every Graph call of the pass fails for good.
+    m365_engine::ports::TokenVault::delete(&s.world.app.token_vault, &tenant)
+        .await
+        .unwrap();
+    let summary = reconcile::handle(&deps, schedule_event()).await.unwrap();
+    assert_eq!(summary, json!({"tenants": 1, "queued": 1}));
+    let sqs = aws_sdk_sqs::Client::new(&s.world.app.sdk);
+    let (event, _receipt) = next_sqs_event(&sqs, &s.passes)
+        .await
+        .expect("the pass is queued");
+    let id = event["Records"][0]["messageId"].clone();
+    let answer = reconcile::handle(&deps, LambdaEvent::new(event.clone(), lambda_context()))
+        .await
+        .unwrap();
+    assert_eq!(
+        answer["batchItemFailures"],
+        json!([{ "itemIdentifier": id }]),
+        "reported, not acknowledged: {answer}"
+    );
+    // The failed pass gave the tenant's lease back: its redelivery runs again (and is reported
+    // again until SQS moves it to the DLQ) instead of being acknowledged as "busy".
+    let again = reconcile::handle(&deps, LambdaEvent::new(event.clone(), lambda_context()))
+        .await
+        .unwrap();
+    assert_eq!(
+        again["batchItemFailures"],
+        json!([{ "itemIdentifier": id }])
+    );
+    // Permanent indeed (a retryable failure was always reported): the tokens are not found.
+    let batch: aws_lambda_events::event::sqs::SqsEvent = serde_json::from_value(event).unwrap();
+    assert_eq!(
+        reconcile::sqs_message(&deps, "it-holder", &batch.records[0]).await,
+        reconcile::PassResult::Failed("not_found".to_owned())
+    );
+}

@@ -12,9 +12,11 @@
 //! Three kinds of event reach it:
 //! - the EventBridge schedule: queues one pass per `active` tenant and returns
 //!   `{"tenants","queued"}` (seconds, whatever the tenants' sizes);
-//! - the reconcile queue (SQS, `ReportBatchItemFailures`): runs each pass; a pass whose delta
-//!   round is unfinished queues the next one; a retryable failure leaves the message for
-//!   redelivery (DLQ after `maxReceiveCount`); a tenant held by another pass is left to it;
+//! - the reconcile queue (SQS, `ReportBatchItemFailures`, through the one batch helper
+//!   `m365_lambda::sqs`): runs each pass; a pass whose delta round is unfinished queues the next
+//!   one; a failure is reported — a retryable one for redelivery, a permanent one (or a message
+//!   that is not a pass) for the DLQ after `maxReceiveCount`, where its alarm tells an admin
+//!   (R-OPS-1); a tenant held by another pass is left to it;
 //! - `POST /tenants/{tenantId}/reconcile?dryRun=true|false` (API Gateway HTTP API, payload 2.0):
 //!   `200` with the report (the users plan, what was applied, the safeguard trip if any, the
 //!   `stuck` work found and, unless dry, what was `requeued`, and `groups`: the group plan and
@@ -30,12 +32,12 @@
 //! (delta pages per pass, default 50), `M365_PASSWORD_MAX_AGE_DAYS` (the directory password
 //! policy's maximum age in days, decimals allowed; unset or 0: passwords never expire).
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::TimeDelta;
 use lambda_runtime::LambdaEvent;
 use m365_aws::sqs::decode_message;
 use m365_aws::{DynamoLeases, DynamoReconcileCursors, SqsRetryQueue};
-use m365_engine::model::{OperationSubject, TenantId, TenantStatus};
+use m365_engine::model::{OperationSubject, RetryMessage, TenantId, TenantStatus};
 use m365_engine::ports::{Clock, SystemClock, TenantStore, ThreadRandom};
 use m365_engine::usecase::group_sync::SyncGroup;
 use m365_engine::usecase::reconcile::{Reconcile, ReconcileReport, ReconcileSettings};
@@ -46,6 +48,7 @@ use m365_engine::usecase::{Effects, RetryPolicy};
 use m365_engine::{Error, error::Entity};
 use m365_lambda::deadline::DeadlinePolicy;
 use m365_lambda::graph::VaultDirectory;
+use m365_lambda::sqs::{self, Verdict};
 use m365_lambda::{App, AppError, GraphApp, GraphConfig, GraphSetupError};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -420,78 +423,76 @@ pub enum PassResult {
     /// Acknowledged: the pass ran (`complete`, `continued`, `stopped`), another pass held the
     /// tenant (`busy`), it was not due (`requeued`) or there was nothing to do (the skip code).
     Acked(&'static str),
-    /// Left for redelivery (a retryable failure) or, when it can never succeed, for the DLQ
-    /// after `maxReceiveCount` receives. Machine code.
+    /// Reported: left for redelivery (a retryable failure) or, when it can never succeed (a
+    /// permanent failure, a message that is not a pass), for the DLQ after `maxReceiveCount`
+    /// receives. Machine code.
     Failed(String),
 }
 
-/// Handles an SQS batch of reconcile passes; answers the ids of the messages to redeliver.
+/// Handles an SQS batch of reconcile passes with the one SQS batch helper
+/// ([`m365_lambda::sqs`]); answers the ids of the messages to report.
 pub async fn sqs_batch<C: Clock>(
     deps: &Reconciler<C>,
     holder: &str,
     event: &SqsEvent,
 ) -> SqsBatchResponse {
-    let mut response = SqsBatchResponse::default();
-    for record in &event.records {
-        if let PassResult::Failed(_) = sqs_message(deps, holder, record).await {
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = record.message_id.clone().unwrap_or_default();
-            response.batch_item_failures.push(failure);
-        }
-    }
-    response
+    sqs::handle_batch(event, decode_message, |_, message| async move {
+        run_pass_message(deps, holder, &message).await
+    })
+    .await
+    .response
 }
 
 /// Handles one queued pass.
-#[tracing::instrument(skip_all, fields(sqs.message_id = record.message_id.as_deref().unwrap_or("")))]
 pub async fn sqs_message<C: Clock>(
     deps: &Reconciler<C>,
     holder: &str,
     record: &SqsMessage,
 ) -> PassResult {
-    let Some(message) = record
-        .body
-        .as_deref()
-        .and_then(|body| decode_message(body).ok())
-    else {
-        tracing::warn!(
-            error.code = "undecodable_message",
-            "message is not a reconcile pass"
-        );
-        return PassResult::Failed("undecodable_message".to_owned());
+    let verdict = match sqs::decode(record, decode_message) {
+        Ok(message) => run_pass_message(deps, holder, &message).await,
+        Err(verdict) => verdict,
     };
+    match verdict {
+        Verdict::Ack(name) => PassResult::Acked(name),
+        Verdict::Retry(code) | Verdict::DeadLetter(code) => PassResult::Failed(code),
+    }
+}
+
+/// Runs one decoded pass. A permanent failure (e.g. the tenant's tokens are gone) is logged by
+/// the use case and dead-lettered like every consumer's (see [`m365_lambda::sqs`]): the DLQ
+/// alarm tells an admin, where an acknowledged message would leave a log line only.
+async fn run_pass_message<C: Clock>(
+    deps: &Reconciler<C>,
+    holder: &str,
+    message: &RetryMessage,
+) -> Verdict {
     let tenant = match &message.subject {
         OperationSubject::Tenant(t) => t.clone(),
-        _ => return PassResult::Failed("unsupported_operation".to_owned()),
+        _ => return Verdict::DeadLetter("unsupported_operation".to_owned()),
     };
     let result = deps
         .queue(holder)
-        .step(&message, || deps.pass(&tenant, message.attempt))
+        .step(message, || deps.pass(&tenant, message.attempt))
         .await;
-    let outcome = match result {
-        Ok(Step::Requeued) => PassResult::Acked("requeued"),
-        Ok(Step::Skipped(code)) => PassResult::Acked(code),
-        Ok(Step::Rejected(code)) => PassResult::Failed(code.to_owned()),
-        Ok(Step::Leased(Leased::Busy)) => PassResult::Acked("busy"),
-        Ok(Step::Leased(Leased::Ran { end, .. })) => PassResult::Acked(match end {
+    let verdict = match result {
+        Ok(Step::Requeued) => Verdict::Ack("requeued"),
+        Ok(Step::Skipped(code)) => Verdict::Ack(code),
+        Ok(Step::Rejected(code)) => Verdict::DeadLetter(code.to_owned()),
+        Ok(Step::Leased(Leased::Busy)) => Verdict::Ack("busy"),
+        Ok(Step::Leased(Leased::Ran { end, .. })) => Verdict::Ack(match end {
             PassEnd::Stopped => "stopped",
             PassEnd::Incomplete => "continued",
             PassEnd::Complete => "complete",
         }),
-        // A permanent failure (e.g. the tenant lost its consent) would fail every redelivery:
-        // acknowledged, and logged by the use case; the next tick tries the tenant again.
-        Err(e) if !e.is_retryable() => PassResult::Acked("failed_permanently"),
-        Err(e) => PassResult::Failed(e.code().to_owned()),
+        Err(e) => Verdict::of_error(&e),
     };
-    match &outcome {
-        PassResult::Acked(code) => {
-            tracing::info!(tenant.id = %tenant, pass = message.attempt, outcome = code, "reconcile pass handled");
-        }
-        PassResult::Failed(code) => {
-            tracing::warn!(tenant.id = %tenant, pass = message.attempt, error.code = %code, "reconcile pass left for redelivery");
-        }
+    if verdict.acknowledged() {
+        tracing::info!(tenant.id = %tenant, pass = message.attempt, outcome = verdict.code(), "reconcile pass handled");
+    } else {
+        tracing::warn!(tenant.id = %tenant, pass = message.attempt, error.code = verdict.code(), "reconcile pass reported");
     }
-    outcome
+    verdict
 }
 
 fn response(status: u16, body: &Value) -> Value {

@@ -9,8 +9,10 @@
 //!   membership mirroring (`group_members`, R-GRP-1, e.g. after a new group's replication lag);
 //!   a redelivered message of a finished operation changes nothing (the ledger answers "already
 //!   done"; a group already mirrored answers "superseded");
-//! - an operation that failed for good (`DeadLetter`) or a store/queue failure is reported as a
-//!   batch-item failure, so SQS redelivers it and finally moves it to the DLQ with its reason.
+//! - an operation that failed for good (`DeadLetter`: its failure is recorded on the binding and
+//!   in the failures list) or a store/queue failure is reported as a batch-item failure, so SQS
+//!   redelivers it and finally moves it to the DLQ with its reason — the one policy of every
+//!   queue consumer, applied by the shared batch helper [`m365_lambda::sqs`].
 //!
 //! Deadline (R-OPS-2, R-BIND-12): the batch's Graph calls stop at the invocation's Lambda deadline
 //! minus [`DeadlinePolicy::margin`](m365_lambda::deadline::DeadlinePolicy), so an operation cut
@@ -24,14 +26,15 @@
 //! again as a fresh copy (same attempt) and acknowledged, so waiting its turn never dead-letters
 //! it.
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::LambdaEvent;
 use m365_aws::sqs::decode_message;
-use m365_engine::model::OperationKind;
+use m365_engine::model::{OperationKind, RetryMessage};
 use m365_engine::ports::{Clock, RetryQueue};
 use m365_engine::usecase::retry::{RetryDispatcher, RetryOutcome};
 use m365_lambda::deadline::time_left;
 use m365_lambda::provision::Provisioning;
+use m365_lambda::sqs::{self, Verdict};
 use tokio::time::Instant;
 
 /// An untouched message received this many times is sent again as a fresh copy instead of being
@@ -83,38 +86,39 @@ pub struct BatchReport {
     pub requeued: usize,
 }
 
+/// What a record the deadline left untouched answers when it was sent again as a fresh copy.
+const PUT_BACK: &str = "put_back";
+/// What a record the deadline left untouched answers when it is left to SQS's redelivery.
+const UNTOUCHED: &str = "untouched";
+
 /// Handles the messages of `event` in order while at least the deadline policy's message floor
 /// is left before `deadline` (`deps` should be bounded by the same deadline); the rest are put
-/// back untouched (see the module docs).
+/// back untouched (see the module docs). Decoding, the batch-item failures and the policy for
+/// permanent, transient and undecodable messages are the one SQS batch helper's
+/// ([`m365_lambda::sqs`]).
 pub async fn handle_batch_until<C: Clock>(
     deps: &Provisioning<C>,
     event: &SqsEvent,
     deadline: Option<Instant>,
 ) -> BatchReport {
-    let mut response = SqsBatchResponse::default();
-    let mut fail = |record: &SqsMessage| {
-        let mut failure = BatchItemFailure::default();
-        failure.item_identifier = record.message_id.clone().unwrap_or_default();
-        response.batch_item_failures.push(failure);
-    };
-    let mut handled = 0usize;
-    let (mut untouched, mut requeued) = (0usize, 0usize);
-    for record in &event.records {
-        let out_of_time = deadline.is_some_and(|d| time_left(d) < deps.deadlines.message_floor);
-        if out_of_time {
-            untouched += 1;
-            if put_back(deps, record).await {
-                requeued += 1;
-            } else {
-                fail(record);
-            }
-            continue;
+    let batch = sqs::handle_batch(event, decode_message, |record, message| async move {
+        if deadline.is_some_and(|d| time_left(d) < deps.deadlines.message_floor) {
+            return put_back(deps, record, &message).await;
         }
-        handled += 1;
-        if let MessageResult::Failed(_) = handle_message(deps, record).await {
-            fail(record);
-        }
-    }
+        run(deps, &message).await
+    })
+    .await;
+    let untouched = batch
+        .verdicts
+        .iter()
+        .filter(|v| matches!(v.code(), PUT_BACK | UNTOUCHED))
+        .count();
+    let requeued = batch
+        .verdicts
+        .iter()
+        .filter(|v| **v == Verdict::Ack(PUT_BACK))
+        .count();
+    let handled = batch.verdicts.len() - untouched;
     if untouched > 0 {
         tracing::warn!(
             batch.handled = handled,
@@ -123,69 +127,62 @@ pub async fn handle_batch_until<C: Clock>(
             "deadline near: the rest of the batch is put back untouched"
         );
     }
-    tracing::info!(
-        batch.size = event.records.len(),
-        batch.failures = response.batch_item_failures.len(),
-        batch.untouched = untouched,
-        "retry batch handled"
-    );
     BatchReport {
-        response,
+        response: batch.response,
         handled,
         untouched,
         requeued,
     }
 }
 
-/// Puts back a message the worker had no time for: `true` when a fresh copy was sent (acknowledge
-/// the original), `false` to leave it to SQS's redelivery (a batch-item failure). The copy is the
-/// same message (same attempt, same `not_before`): nothing of its retry budget is spent.
-async fn put_back<C: Clock>(deps: &Provisioning<C>, record: &SqsMessage) -> bool {
+/// Puts back a message the worker had no time for: acknowledged when a fresh copy was sent,
+/// else left to SQS's redelivery (a batch-item failure). The copy is the same message (same
+/// attempt, same `not_before`): nothing of its retry budget is spent.
+async fn put_back<C: Clock>(
+    deps: &Provisioning<C>,
+    record: &SqsMessage,
+    message: &RetryMessage,
+) -> Verdict {
     let receives = record
         .attributes
         .get("ApproximateReceiveCount")
         .and_then(|v| v.parse::<u32>().ok())
         .unwrap_or(1);
     if receives < REQUEUE_UNTOUCHED_AT_RECEIVE {
-        return false;
+        return Verdict::Retry(UNTOUCHED.to_owned());
     }
-    // An undecodable body is left to redelivery: it dead-letters as it should.
-    let Some(message) = record.body.as_deref().and_then(|b| decode_message(b).ok()) else {
-        return false;
-    };
     let delay = message.send_delay(deps.clock.now());
-    match deps.app.retry_queue.send(&message, delay).await {
+    match deps.app.retry_queue.send(message, delay).await {
         Ok(()) => {
             tracing::info!(op.id = %message.operation_id, sqs.receive_count = receives, "untouched message sent again as a fresh copy");
-            true
+            Verdict::Ack(PUT_BACK)
         }
         Err(e) => {
             tracing::warn!(op.id = %message.operation_id, error.code = e.code(), "untouched message left for redelivery");
-            false
+            Verdict::Retry(UNTOUCHED.to_owned())
         }
     }
 }
 
 /// Handles one message of a batch.
-#[tracing::instrument(skip_all, fields(sqs.message_id = record.message_id.as_deref().unwrap_or("")))]
 pub async fn handle_message<C: Clock>(
     deps: &Provisioning<C>,
     record: &SqsMessage,
 ) -> MessageResult {
-    let Some(body) = record.body.as_deref() else {
-        tracing::warn!(error.code = "empty_message", "message without body");
-        return MessageResult::Failed("empty_message".to_owned());
+    let verdict = match sqs::decode(record, decode_message) {
+        Ok(message) => run(deps, &message).await,
+        Err(verdict) => verdict,
     };
-    let message = match decode_message(body) {
-        Ok(m) => m,
-        Err(_) => {
-            tracing::warn!(
-                error.code = "undecodable_message",
-                "message is not a retry message"
-            );
-            return MessageResult::Failed("undecodable_message".to_owned());
-        }
-    };
+    match verdict {
+        Verdict::Ack(name) => MessageResult::Acked(name),
+        Verdict::Retry(code) | Verdict::DeadLetter(code) => MessageResult::Failed(code),
+    }
+}
+
+/// Re-drives one decoded message: an operation that failed for good is dead-lettered (its
+/// failure is on the binding already), a store or queue failure is retried or dead-lettered by
+/// [`Verdict::of_error`].
+async fn run<C: Clock>(deps: &Provisioning<C>, message: &RetryMessage) -> Verdict {
     let app = &deps.app;
     let dispatcher = RetryDispatcher {
         fx: deps.effects(),
@@ -198,18 +195,18 @@ pub async fn handle_message<C: Clock>(
         groups: &app.groups,
     };
     // Boxed: the dispatcher's future (every use case) is deep and large.
-    match Box::pin(dispatcher.dispatch(&message)).await {
-        Ok(RetryOutcome::DeadLetter { code }) => MessageResult::Failed(code),
-        Ok(RetryOutcome::Requeued { .. }) => MessageResult::Acked("requeued"),
-        Ok(RetryOutcome::Parked { .. }) => MessageResult::Acked("parked"),
+    match Box::pin(dispatcher.dispatch(message)).await {
+        Ok(RetryOutcome::DeadLetter { code }) => Verdict::DeadLetter(code),
+        Ok(RetryOutcome::Requeued { .. }) => Verdict::Ack("requeued"),
+        Ok(RetryOutcome::Parked { .. }) => Verdict::Ack("parked"),
         Ok(RetryOutcome::Ran(outcome)) => {
             if message.kind == OperationKind::UserBind {
                 // A user bound by a retry joins its bound groups now (R-GRP-1).
                 deps.follow_outcome(&outcome).await;
             }
-            MessageResult::Acked(outcome.as_str())
+            Verdict::Ack(outcome.as_str())
         }
-        Ok(RetryOutcome::GroupRan(outcome)) => MessageResult::Acked(outcome.as_str()),
-        Err(e) => MessageResult::Failed(e.code().to_owned()),
+        Ok(RetryOutcome::GroupRan(outcome)) => Verdict::Ack(outcome.as_str()),
+        Err(e) => Verdict::of_error(&e),
     }
 }

@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use m365_engine::model::TenantId;
-use rand::Rng as _;
+use m365_engine::policy::retry;
+use m365_engine::ports::ThreadRandom;
 use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
@@ -64,7 +65,7 @@ pub trait TokenProvider: Send + Sync {
 pub struct RetryPolicy {
     /// Tries in all (1 = no retry).
     pub max_attempts: u32,
-    /// First backoff step (doubled each retry, full jitter) when Graph gives no `Retry-After`.
+    /// First backoff step (doubled each retry, equal jitter: [`RetryPolicy::backoff`]).
     pub base_backoff: Duration,
     /// Largest backoff step.
     pub max_backoff: Duration,
@@ -91,16 +92,26 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// The wait before retry number `retry` (1-based): exponential with full jitter.
+    /// The wait before retry number `retry` (1-based) when Graph gives no `Retry-After`: the
+    /// engine's one backoff formula ([`m365_engine::policy::retry::backoff`]: exponential from
+    /// `base_backoff`, capped at `max_backoff`, uniformly in the step's upper half).
     #[must_use]
     pub fn backoff(&self, retry: u32) -> Duration {
-        let exp = self
-            .base_backoff
-            .saturating_mul(1u32 << retry.saturating_sub(1).min(16));
-        let cap = exp.min(self.max_backoff);
-        let millis = u64::try_from(cap.as_millis()).unwrap_or(u64::MAX);
-        // Full jitter, but never less than half the step so tests and Graph see real spacing.
-        Duration::from_millis(rand::rng().random_range(millis / 2..=millis.max(1)))
+        retry::backoff(self.base_backoff, self.max_backoff, retry, &ThreadRandom)
+    }
+
+    /// The wait before retry number `retry` (1-based) given Graph's `Retry-After`, if any: the
+    /// longer of the two, as everywhere else ([`m365_engine::policy::retry::transient_wait`];
+    /// graph-spec §7.1: never sooner than `Retry-After`).
+    #[must_use]
+    pub fn wait(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
+        retry::transient_wait(
+            self.base_backoff,
+            self.max_backoff,
+            retry,
+            retry_after,
+            &ThreadRandom,
+        )
     }
 }
 
@@ -435,10 +446,9 @@ impl GraphClient {
             if !transient || attempt >= max_attempts {
                 return Err(error);
             }
-            let wait = error
-                .api()
-                .and_then(|a| a.retry_after)
-                .unwrap_or_else(|| self.retry.backoff(attempt));
+            let wait = self
+                .retry
+                .wait(attempt, error.api().and_then(|a| a.retry_after));
             if Instant::now() + wait > deadline {
                 return Err(error);
             }
@@ -511,5 +521,31 @@ impl GraphClient {
             api.client_request_id = Some(client_request_id);
         }
         Err(GraphError::from(api))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_process_retries_wait_by_the_engines_one_formula() {
+        // R-BIND-6, issue 13 (one backoff formula): step = base · 2^(retry−1) capped, wait in
+        // [step/2, step]; a longer Retry-After wins (graph-spec §7.1).
+        let policy = RetryPolicy::default();
+        for (retry, step) in [(1, 200), (2, 400), (3, 800), (7, 10_000), (40, 10_000)] {
+            let step = Duration::from_millis(step);
+            for _ in 0..50 {
+                let wait = policy.backoff(retry);
+                assert!(wait >= step / 2 && wait <= step, "{retry}: {wait:?}");
+            }
+        }
+        let hint = Duration::from_secs(3);
+        for _ in 0..50 {
+            let wait = policy.wait(1, Some(hint));
+            assert!(wait >= hint && wait <= hint + hint / 10, "{wait:?}");
+            let tiny = policy.wait(3, Some(Duration::from_millis(1)));
+            assert!(tiny >= Duration::from_millis(400), "{tiny:?}");
+        }
     }
 }

@@ -2,7 +2,8 @@
 //! environment, JSON [`telemetry`], and the [`App`] that builds the AWS clients and adapters
 //! once per cold start; [`graph`] builds the Graph side (client, identity platform, `Directory`)
 //! and [`api`] shapes HTTP API answers; [`deadline`] turns the Lambda deadline into the instant
-//! a function's work stops (R-OPS-2).
+//! a function's work stops (R-OPS-2); [`sqs`] is the one batch helper of every queue consumer
+//! (decode, run, `batchItemFailures`, one policy for permanent, transient and undecodable records).
 
 pub mod api;
 pub mod app;
@@ -10,6 +11,7 @@ pub mod config;
 pub mod deadline;
 pub mod graph;
 pub mod provision;
+pub mod sqs;
 pub mod telemetry;
 
 pub use app::{App, AppError};

@@ -21,9 +21,9 @@ use chrono::TimeDelta;
 
 use crate::error::{Conflict, Entity, Error, Result, UnavailableReason};
 use crate::model::{
-    Binding, BindingState, DirectoryUser, EventId, EventKind, Failure, InFlight, M365ObjectId,
-    NewM365User, OperationId, OperationKind, OperationSubject, RetryMessage, Tenant, TenantId,
-    UserId, UserState, WelcomeNotification,
+    Binding, BindingState, DirectoryUser, EventKind, Failure, InFlight, M365ObjectId, NewM365User,
+    OperationId, OperationKind, OperationSubject, RetryMessage, Tenant, TenantId, UserId,
+    UserState, WelcomeNotification,
 };
 use crate::policy::routing::resolve_tenant;
 use crate::ports::Ports;
@@ -34,8 +34,8 @@ use crate::ports::{
 use super::password::read_back_password_change;
 use super::privilege::{adoption_details, privilege_of, refusal};
 use super::{
-    BoxFuture, Change, Effects, OnFailure, Outcome, Run, generate_password, is_m365_not_found,
-    is_stale, mail_nickname, patch_for,
+    BoxFuture, Change, Effects, OnFailure, Outcome, Run, failure_id, generate_password,
+    is_m365_not_found, is_stale, mail_nickname, patch_for,
 };
 
 /// A bind request (`PUT /users/{userId}/binding`).
@@ -711,18 +711,19 @@ impl<P: Ports> Bind<'_, P> {
             }
             Err(e) if e.is_retryable() || is_m365_not_found(&e) => Err(e),
             Err(e) => {
+                let code = if e.is_conflict("privileged_account") {
+                    "privileged_account"
+                } else {
+                    "password_not_pushed"
+                };
                 self.fx
                     .failures
                     .record(&Failure {
-                        id: EventId::generate(),
+                        id: failure_id(&run.op, user.id.as_str(), code, run.now),
                         tenant_id: tenant,
                         user_id: Some(user.id.clone()),
                         operation_id: run.op.clone(),
-                        code: if e.is_conflict("privileged_account") {
-                            "privileged_account".to_owned()
-                        } else {
-                            "password_not_pushed".to_owned()
-                        },
+                        code: code.to_owned(),
                         message: e.to_string(),
                         graph_request_id: e.graph_request_id().map(str::to_owned),
                         at: run.now,
@@ -860,7 +861,7 @@ impl<P: Ports> Bind<'_, P> {
                 self.fx
                     .failures
                     .record(&Failure {
-                        id: EventId::generate(),
+                        id: failure_id(&run.op, user.id.as_str(), "welcome_not_sent", run.now),
                         tenant_id,
                         user_id: Some(user.id.clone()),
                         operation_id: run.op.clone(),
@@ -932,7 +933,7 @@ impl<P: Ports> Bind<'_, P> {
                 self.fx
                     .failures
                     .record(&Failure {
-                        id: EventId::generate(),
+                        id: failure_id(&run.op, run.user.as_str(), e.code(), run.now),
                         tenant_id: tenant.clone(),
                         user_id: Some(run.user.clone()),
                         operation_id: run.op.clone(),

@@ -452,7 +452,12 @@ impl<P: Ports> CompleteConnection<'_, P> {
         }
         self.events
             .append(&Event {
-                id: EventId::generate(),
+                // One per activation: the version of the tenant record this consent activated.
+                id: EventId::derive(&[
+                    connected.id.as_str(),
+                    EventKind::TenantConnected.as_str(),
+                    &connected.version.to_string(),
+                ]),
                 kind: EventKind::TenantConnected,
                 at: now,
                 user_id: None,
@@ -641,7 +646,12 @@ impl<P: Ports> Deauthorize<'_, P> {
         self.tenants.release_domains(id, &names).await?;
         self.events
             .append(&Event {
-                id: EventId::generate(),
+                // One per deauthorization: each bumps the consent epoch once.
+                id: EventId::derive(&[
+                    id.as_str(),
+                    EventKind::TenantDeauthorized.as_str(),
+                    &tenant.consent_epoch.to_string(),
+                ]),
                 kind: EventKind::TenantDeauthorized,
                 at: now,
                 user_id: None,
@@ -1033,6 +1043,15 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(events.items[0].kind, EventKind::TenantConnected);
+        // Deterministic (issue 13): derived from the activation, so a replayed append is kept once.
+        assert_eq!(
+            events.items[0].id,
+            EventId::derive(&[
+                s.tenant.as_str(),
+                "tenant_connected",
+                &tenant.version.to_string()
+            ])
+        );
         assert!(c.consents.is_empty(), "the state is consumed");
     }
 
@@ -1338,6 +1357,15 @@ mod tests {
         deauth.deauthorize(&w.tenant.id).await.unwrap();
         let again = deauth.deauthorize(&w.tenant.id).await.unwrap();
         assert_eq!(again.unselected, 0);
+        // Each deauthorization bumps the consent epoch once and records one event, its id
+        // derived from that epoch (issue 13): the fake keeps one event per id.
+        assert_eq!(w.count_events(EventKind::TenantDeauthorized), 2);
+        assert!(w.events.all().iter().any(|e| e.id
+            == EventId::derive(&[
+                w.tenant.id.as_str(),
+                "tenant_deauthorized",
+                &again.tenant.consent_epoch.to_string()
+            ])));
         let missing = deauth.deauthorize(&TenantId::generate()).await.unwrap_err();
         assert_eq!(missing.code(), "not_found");
     }

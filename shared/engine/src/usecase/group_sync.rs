@@ -36,19 +36,19 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::error::{Conflict, Entity, Error, Result, UnavailableReason};
 use crate::model::{
-    Binding, BindingError, BindingState, EventId, Failure, Group, GroupBinding, GroupBindingState,
-    GroupId, M365Group, M365ObjectId, MAX_PAGE_LIMIT, OperationId, OperationKind, OperationOutcome,
+    Binding, BindingError, BindingState, Failure, Group, GroupBinding, GroupBindingState, GroupId,
+    M365Group, M365ObjectId, MAX_PAGE_LIMIT, OperationId, OperationKind, OperationOutcome,
     OperationSubject, PageRequest, RetryMessage, SkipReason, SkippedMember, TenantId, TenantStatus,
     UserId,
 };
 use crate::policy::routing::RoutingError;
 use crate::ports::Ports;
 use crate::ports::{
-    BindingStore, Claim, Clock, Directory, FailureStore, GroupStore, OperationLedger, Random,
-    RetryQueue, TenantStore,
+    BindingStore, Claim, Clock, Directory, FailureStore, GroupStore, OperationLedger, RetryQueue,
+    TenantStore,
 };
 
-use super::Effects;
+use super::{Effects, failure_id};
 
 /// Times a binding write is retried after losing a race with a concurrent group write.
 const SAVE_ATTEMPTS: u32 = 5;
@@ -598,7 +598,7 @@ impl<P: Ports> SyncGroup<'_, P> {
         self.fx
             .failures
             .record(&Failure {
-                id: EventId::generate(),
+                id: failure_id(op, id.as_str(), code, now),
                 tenant_id: binding.tenant_id.clone(),
                 user_id: None,
                 operation_id: op.clone(),
@@ -616,8 +616,14 @@ impl<P: Ports> SyncGroup<'_, P> {
         });
         let retryable =
             error.is_retryable() || matches!(error, Error::ReauthorizationRequired { .. });
-        if retryable && attempt < self.fx.policy.max_attempts {
-            let wait = error.retry_after().unwrap_or_else(|| self.backoff(attempt));
+        // `attempt` counts the retries already spent: this failure is number `attempt + 1`, and
+        // the wait is the one formula's for that retry (crate::policy::retry).
+        let failures = attempt.saturating_add(1);
+        if retryable && !self.fx.policy.exhausted(failures) {
+            let wait = self
+                .fx
+                .policy
+                .transient_wait(failures, error.retry_after(), self.fx.random);
             return self.defer(id, binding, op, attempt, now, code, wait).await;
         }
         binding.state = GroupBindingState::Error;
@@ -658,17 +664,6 @@ impl<P: Ports> SyncGroup<'_, P> {
         let group = self.save(id, &binding).await?;
         self.fx.queue.send(&retry, retry.send_delay(now)).await?;
         Ok(GroupOutcome::Deferred { group, retry })
-    }
-
-    /// Exponential backoff from the policy with up to 20 % jitter.
-    fn backoff(&self, attempt: u32) -> Duration {
-        let policy = self.fx.policy;
-        let base = policy
-            .base_delay
-            .saturating_mul(2u32.saturating_pow(attempt.min(20)))
-            .min(policy.max_delay);
-        let jitter_ms = u64::try_from(base.as_millis() / 5).unwrap_or(u64::MAX);
-        base + Duration::from_millis(self.fx.random.below(jitter_ms.saturating_add(1)))
     }
 }
 

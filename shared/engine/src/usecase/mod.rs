@@ -49,7 +49,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use secrecy::SecretString;
-use sha2::{Digest, Sha256};
 
 use crate::error::{Entity, Error, Result, UnavailableReason};
 use crate::model::{
@@ -58,54 +57,16 @@ use crate::model::{
     UserId,
 };
 use crate::policy::password::{CharClass, ENTRA_SYMBOLS};
+use crate::policy::retry::spread;
 use crate::ports::Ports;
 use crate::ports::{
     BindingStore, Claim, Clock, EventStore, Expect, FailureStore, OperationLedger, Random,
     RetryQueue,
 };
 
-/// How operations are retried (R-BIND-6). `Default` gives the product's defaults.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Consecutive retryable failures (throttling, 5xx, timeouts, replication lag) before the
-    /// operation gives up with the binding in `error`.
-    pub max_attempts: u32,
-    /// First backoff; doubled per attempt.
-    pub base_delay: Duration,
-    /// Longest backoff between two attempts.
-    pub max_delay: Duration,
-    /// How long an address held by a deleted account is waited for before `error` (≥ 48 h by
-    /// default: the hold can last 24 h or more, R-BIND-6).
-    pub address_wait: Duration,
-    /// After a create whose answer was lost, how long a lookup that does not see the account is
-    /// taken for replication lag (graph-spec §12: retry such 404s for up to about 60 s) before
-    /// a new create is sent.
-    pub lookup_grace: Duration,
-    /// Interval between address checks when M365 gives no `Retry-After`.
-    pub address_interval: Duration,
-    /// How often a parked operation (tenant in `reauthorization_required`) looks again.
-    pub park_interval: Duration,
-    /// Ledger lease of a running operation (longer than one Lambda invocation).
-    pub lease: Duration,
-    /// How long the ledger remembers a finished operation (de-duplicates redelivery).
-    pub ledger_ttl: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_attempts: 8,
-            base_delay: Duration::from_secs(2),
-            max_delay: Duration::from_secs(900),
-            address_wait: Duration::from_secs(48 * 3600),
-            lookup_grace: Duration::from_secs(60),
-            address_interval: Duration::from_secs(900),
-            park_interval: Duration::from_secs(900),
-            lease: Duration::from_secs(300),
-            ledger_ttl: Duration::from_secs(7 * 24 * 3600),
-        }
-    }
-}
+/// The one retry policy, defined with the one backoff formula in [`crate::policy::retry`];
+/// re-exported here, where the use cases have always taken it from.
+pub use crate::policy::retry::RetryPolicy;
 
 /// What a successful operation changed (the ledger's `detail` and the event's `reason`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -376,9 +337,6 @@ enum RetryClass {
     Parked,
 }
 
-/// Long waits (held address, parked tenant) spread by at most this much.
-const MAX_LONG_WAIT_JITTER: Duration = Duration::from_secs(60);
-
 const REAUTHORIZATION_REASON: &str = "reauthorization_required";
 
 fn retry_class_of_reason(reason: &str) -> RetryClass {
@@ -469,12 +427,27 @@ pub(crate) type BoxFuture<'a, T> =
 
 /// A deterministic event id for (`op`, `kind`): a re-run of the same operation appends the same
 /// event, which the store keeps once (exactly one event per change, even after a crash).
-pub(crate) fn event_id(op: &OperationId, kind: EventKind) -> Result<EventId> {
-    let digest = Sha256::digest(format!("{op}#{}", kind.as_str()).as_bytes());
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    let uuid = uuid::Builder::from_custom_bytes(bytes).into_uuid();
-    Ok(EventId::parse(uuid.hyphenated().to_string())?)
+pub(crate) fn event_id(op: &OperationId, kind: EventKind) -> EventId {
+    EventId::derive(&[op.as_str(), kind.as_str()])
+}
+
+/// The deterministic id of a failure of `op` about `subject` (a user or group id) with `code`,
+/// recorded at `at`: the same failure written twice (a store call retried after a lost answer)
+/// is one record, and two failures of one operation — each attempt's, with its own Graph
+/// request id — stay two (failures are diagnostics per occurrence, R-AUD-1).
+pub(crate) fn failure_id(
+    op: &OperationId,
+    subject: &str,
+    code: &str,
+    at: DateTime<Utc>,
+) -> EventId {
+    EventId::derive(&[
+        op.as_str(),
+        "failure",
+        subject,
+        code,
+        &at.timestamp_micros().to_string(),
+    ])
 }
 
 impl<P: Ports> Effects<'_, P> {
@@ -589,7 +562,7 @@ impl<P: Ports> Effects<'_, P> {
             }
         }
         let event = crate::model::Event {
-            id: event_id(&run.op, kind)?,
+            id: event_id(&run.op, kind),
             kind,
             at: run.now,
             user_id: Some(run.user.clone()),
@@ -649,7 +622,7 @@ impl<P: Ports> Effects<'_, P> {
         let graph_request_id = error.graph_request_id().map(str::to_owned);
         self.failures
             .record(&Failure {
-                id: EventId::generate(),
+                id: failure_id(&run.op, run.user.as_str(), code, now),
                 tenant_id: binding.tenant_id.clone(),
                 user_id: Some(run.user.clone()),
                 operation_id: run.op.clone(),
@@ -683,7 +656,7 @@ impl<P: Ports> Effects<'_, P> {
                 _ => 1,
             };
             let exhausted = match class {
-                RetryClass::Transient => attempt > self.policy.max_attempts,
+                RetryClass::Transient => self.policy.exhausted(attempt),
                 RetryClass::AddressHeld => binding
                     .in_flight
                     .as_ref()
@@ -770,9 +743,10 @@ impl<P: Ports> Effects<'_, P> {
         })
     }
 
-    /// The wait before the next attempt: exponential backoff with equal jitter for transient
-    /// failures (never shorter than `Retry-After`, graph-spec §7.1), the service's hint or the
-    /// address interval for a held address, the park interval for a paused tenant.
+    /// The wait before the next attempt ([`crate::policy::retry`]'s one formula): exponential
+    /// backoff with equal jitter for transient failures (never shorter than `Retry-After`,
+    /// graph-spec §7.1), the service's hint or the address interval for a held address, the park
+    /// interval for a paused tenant.
     fn delay(
         &self,
         class: RetryClass,
@@ -780,34 +754,16 @@ impl<P: Ports> Effects<'_, P> {
         retry_after: Option<Duration>,
         cap: Option<Duration>,
     ) -> Duration {
-        let jitter = |span: Duration| {
-            let millis = u64::try_from(span.as_millis()).unwrap_or(u64::MAX);
-            Duration::from_millis(self.random.below(millis.saturating_add(1)))
-        };
         match class {
-            RetryClass::Transient => {
-                let exponent = attempt.saturating_sub(1).min(20);
-                let backoff = self
-                    .policy
-                    .base_delay
-                    .saturating_mul(1 << exponent)
-                    .min(self.policy.max_delay);
-                let half = backoff / 2;
-                let jittered = half + jitter(half);
-                match retry_after {
-                    Some(wait) if wait > jittered => wait + jitter(wait / 10),
-                    _ => jittered,
-                }
-            }
+            RetryClass::Transient => self
+                .policy
+                .transient_wait(attempt, retry_after, self.random),
             RetryClass::AddressHeld => {
                 let wait = retry_after.unwrap_or(self.policy.address_interval);
                 let wait = cap.map_or(wait, |cap| wait.min(cap));
-                wait + jitter((wait / 10).min(MAX_LONG_WAIT_JITTER))
+                spread(wait, self.random)
             }
-            RetryClass::Parked => {
-                let wait = self.policy.park_interval;
-                wait + jitter((wait / 10).min(MAX_LONG_WAIT_JITTER))
-            }
+            RetryClass::Parked => spread(self.policy.park_interval, self.random),
         }
     }
 }

@@ -81,7 +81,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::model::{
@@ -96,10 +95,10 @@ use crate::ports::{
     UserDeltas, UserStore,
 };
 
-use super::is_m365_not_found;
 use super::password::read_back_password_change;
 use super::privilege::PrivilegedAccounts;
 use super::stuck::{StuckSettings, StuckWork, find_stuck};
+use super::{failure_id, is_m365_not_found};
 
 /// How a reconcile run behaves.
 #[derive(Debug, Clone, PartialEq)]
@@ -1173,7 +1172,12 @@ impl<P: Ports> Reconcile<'_, P> {
         if let Some((kind, reason)) = repair.kind.event() {
             self.events
                 .append(&Event {
-                    id: event_id(&[tenant.as_str(), run_key, repair.user_id.as_str(), reason])?,
+                    id: EventId::derive(&[
+                        tenant.as_str(),
+                        run_key,
+                        repair.user_id.as_str(),
+                        reason,
+                    ]),
                     kind,
                     at: self.clock.now(),
                     user_id: Some(repair.user_id.clone()),
@@ -1201,12 +1205,12 @@ impl<P: Ports> Reconcile<'_, P> {
         let now = self.clock.now();
         self.events
             .append(&Event {
-                id: event_id(&[
+                id: EventId::derive(&[
                     tenant.as_str(),
                     start.unwrap_or("full"),
                     "safeguard",
                     &now.timestamp().to_string(),
-                ])?,
+                ]),
                 kind: EventKind::ReconcileSafeguardTripped,
                 at: now,
                 user_id: None,
@@ -1228,16 +1232,18 @@ impl<P: Ports> Reconcile<'_, P> {
         repair: &Repair,
         error: &Error,
     ) -> Result<()> {
+        let op = operation(tenant);
+        let at = self.clock.now();
         self.failures
             .record(&Failure {
-                id: EventId::generate(),
+                id: failure_id(&op, repair.user_id.as_str(), error.code(), at),
                 tenant_id: tenant.clone(),
                 user_id: Some(repair.user_id.clone()),
-                operation_id: operation(tenant),
+                operation_id: op,
                 code: error.code().to_owned(),
                 message: error.to_string(),
                 graph_request_id: error.graph_request_id().map(str::to_owned),
-                at: self.clock.now(),
+                at,
             })
             .await
     }
@@ -1249,15 +1255,6 @@ fn operation(tenant: &TenantId) -> OperationId {
         &OperationSubject::Tenant(tenant.clone()),
         "run",
     )
-}
-
-/// A deterministic event id: a replayed run (same start link) appends the same events, kept once.
-fn event_id(parts: &[&str]) -> Result<EventId> {
-    let digest = Sha256::digest(parts.join("#").as_bytes());
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    let uuid = uuid::Builder::from_custom_bytes(bytes).into_uuid();
-    Ok(EventId::parse(uuid.hyphenated().to_string())?)
 }
 
 #[cfg(test)]

@@ -427,6 +427,16 @@ mod tests {
                 .all(|o| matches!(o, RetryOutcome::DeadLetter { code } if code == "throttled"))
         );
         assert_eq!(w.failures.all().len(), 3);
+        // Each failure's id derives from what it records (issue 13: deterministic ids): the same
+        // write repeated is one record, the three attempts stay three.
+        let ids: BTreeSet<_> = w.failures.all().into_iter().map(|f| f.id).collect();
+        assert_eq!(ids.len(), 3);
+        for f in w.failures.all() {
+            assert_eq!(
+                f.id,
+                crate::usecase::failure_id(&f.operation_id, "adele", &f.code, f.at)
+            );
+        }
         assert!(w.events.all().is_empty());
         assert!(w.queue.snapshot().is_empty());
     }

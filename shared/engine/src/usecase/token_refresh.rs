@@ -265,7 +265,7 @@ impl<P: Ports> RefreshTokens<'_, P> {
         refused: Option<&SecretString>,
         aadsts: Option<u32>,
     ) -> Result<TenantRefresh> {
-        let mut marked = false;
+        let mut marked = None;
         for _ in 0..MAX_MARK_ATTEMPTS {
             let current = self
                 .tenants
@@ -290,19 +290,24 @@ impl<P: Ports> RefreshTokens<'_, P> {
             next.status = TenantStatus::ReauthorizationRequired;
             match self.tenants.update(&next, current.version).await {
                 Ok(_) => {
-                    marked = true;
+                    marked = Some(current.version);
                     break;
                 }
                 Err(e) if e.is_conflict("stale_version") => {}
                 Err(e) => return Err(e),
             }
         }
-        if !marked {
+        let Some(marked_from) = marked else {
             return Err(Error::stale(Entity::Tenant, tenant.version));
-        }
+        };
         self.events
             .append(&Event {
-                id: EventId::generate(),
+                // One per marking: the version-checked write from `marked_from` happens once.
+                id: EventId::derive(&[
+                    tenant.id.as_str(),
+                    EventKind::TenantReauthorizationRequired.as_str(),
+                    &marked_from.to_string(),
+                ]),
                 kind: EventKind::TenantReauthorizationRequired,
                 at: self.clock.now(),
                 user_id: None,
@@ -519,6 +524,15 @@ mod tests {
                 Some(format!("AADSTS{aadsts}").as_str())
             );
             assert_eq!(events[0].tenant_id.as_ref(), Some(&r.w.tenant.id));
+            // Deterministic (issue 13): derived from the version the marking wrote over.
+            assert_eq!(
+                events[0].id,
+                crate::model::EventId::derive(&[
+                    r.w.tenant.id.as_str(),
+                    "tenant_reauthorization_required",
+                    &(r.tenant().await.version - 1).to_string()
+                ])
+            );
             // The next run leaves it alone: an admin must reconnect.
             assert!(r.job("run-2").run().await.unwrap().tenants.is_empty());
         }
