@@ -32,7 +32,7 @@ use m365_graph::GraphIdentity;
 use m365_lambda::api;
 use m365_lambda::deadline::DeadlinePolicy;
 use m365_lambda::graph::VaultDirectory;
-use m365_lambda::{App, AppError, GraphApp, GraphConfig, GraphSetupError};
+use m365_lambda::{App, AppError, GraphApp, GraphSetupError};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
@@ -57,6 +57,8 @@ pub struct Connect<T, S, I, V, D, E, B, C> {
     pub clock: C,
     /// The key signing `GET /tenants` cursors (R-SAFE-1).
     pub cursor_key: SecretsManagerCursorKey,
+    /// How the time before the Lambda deadline is spent (the configuration's, R-OPS-2).
+    pub deadlines: DeadlinePolicy,
 }
 
 /// The listing name `GET /tenants` cursors are bound to.
@@ -92,7 +94,7 @@ impl Deployed {
     /// [`StartError`] for a missing variable or an unreadable OAuth client secret.
     pub async fn from_env() -> Result<Self, StartError> {
         let app = App::from_env().await?;
-        let graph = GraphApp::load(&app, &GraphConfig::from_env()).await?;
+        let graph = GraphApp::load(&app).await?;
         Ok(Self::from_app(&app, &graph))
     }
 
@@ -109,6 +111,7 @@ impl Deployed {
             bindings: app.bindings.clone(),
             clock: SystemClock,
             cursor_key: app.cursor_key.clone(),
+            deadlines: app.config.deadlines,
         }
     }
 
@@ -117,7 +120,7 @@ impl Deployed {
     /// it per request: [`handle`] is generic over the ports and does not know the deployed ones.
     #[must_use]
     pub fn for_request(&self, request: &Request) -> Self {
-        let Some(deadline) = DeadlinePolicy::default().of_request(request) else {
+        let Some(deadline) = self.deadlines.of_request(request) else {
             return self.clone();
         };
         Self {

@@ -40,6 +40,7 @@ fn fakes() -> Fakes {
             ))
             .unwrap(),
         ),
+        deadlines: m365_lambda::deadline::DeadlinePolicy::default(),
     }
 }
 

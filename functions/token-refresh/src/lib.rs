@@ -19,7 +19,7 @@ use m365_engine::usecase::token_refresh::{
 };
 use m365_graph::GraphIdentity;
 use m365_lambda::deadline::DeadlinePolicy;
-use m365_lambda::{App, AppError, GraphApp, GraphConfig, GraphSetupError};
+use m365_lambda::{App, AppError, GraphApp, GraphSetupError};
 use serde::Serialize;
 
 /// The ports the refresh needs.
@@ -37,6 +37,8 @@ pub struct Refresh<T, V, I, L, E, C> {
     pub events: E,
     /// Time.
     pub clock: C,
+    /// How the time before the Lambda deadline is spent (the configuration's, R-OPS-2).
+    pub deadlines: DeadlinePolicy,
 }
 
 /// The deployed wiring.
@@ -67,7 +69,7 @@ impl Deployed {
     /// [`StartError`] for a missing variable or an unreadable OAuth client secret.
     pub async fn from_env() -> Result<Self, StartError> {
         let app = App::from_env().await?;
-        let graph = GraphApp::load(&app, &GraphConfig::from_env()).await?;
+        let graph = GraphApp::load(&app).await?;
         Ok(Self::from_app(&app, &graph))
     }
 
@@ -81,6 +83,7 @@ impl Deployed {
             leases: app.leases.clone(),
             events: app.events.clone(),
             clock: SystemClock,
+            deadlines: app.config.deadlines,
         }
     }
 
@@ -90,7 +93,7 @@ impl Deployed {
     /// generic over the ports and does not know the deployed ones.
     #[must_use]
     pub fn for_context(&self, context: &lambda_runtime::Context) -> Self {
-        let Some(deadline) = DeadlinePolicy::default().of_context(context) else {
+        let Some(deadline) = self.deadlines.of_context(context) else {
             return self.clone();
         };
         Self {

@@ -8,11 +8,10 @@
 //! ([`Provisioning::for_request`], [`Provisioning::for_context`]; see [`crate::deadline`]): the
 //! `Directory` of the use cases then stops before Lambda does, and cut-off work is re-queued.
 //!
-//! Optional variable: `M365_PASSWORD_MAX_AGE_DAYS` (the directory password policy's maximum age in
-//! decimal days, as the `reconcile` function reads it; unset or `0`: passwords never expire). The
-//! `directory` and `retry-worker` functions need it to keep a re-activated user's account suspended
-//! when its password expired meanwhile (R-BIND-9, R-PWD-4); `template.yaml` sets it on each
-//! function that reads it.
+//! The policies (retry, directory password policy, deadlines) are the app's configuration's
+//! ([`crate::config`]): the directory password policy's maximum age keeps a user re-activated in
+//! the directory suspended when its password expired meanwhile (R-BIND-9, R-PWD-4), with the same
+//! policy the reconcile function expires passwords by.
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -29,39 +28,7 @@ use serde::de::DeserializeOwned;
 
 use crate::deadline::DeadlinePolicy;
 use crate::graph::VaultDirectory;
-use crate::{App, AppError, GraphApp, GraphConfig, GraphSetupError, api};
-
-/// `M365_PASSWORD_MAX_AGE_DAYS`: the directory password policy's maximum age (decimal days).
-pub const PASSWORD_MAX_AGE_DAYS: &str = "M365_PASSWORD_MAX_AGE_DAYS";
-
-/// The directory password policy with the maximum age from `lookup` (the environment in
-/// production): [`PASSWORD_MAX_AGE_DAYS`] in decimal days (e.g. `0.5` = 12 hours, so a rehearsal
-/// can expire a password within seconds), at most a century; unset or `0`: no expiry.
-///
-/// # Errors
-/// [`StartError::PasswordMaxAge`] for a value that is not such a number.
-pub fn password_policy(
-    lookup: impl Fn(&str) -> Option<String>,
-) -> Result<DirectoryPasswordPolicy, StartError> {
-    let default = DirectoryPasswordPolicy::default();
-    let Some(raw) = lookup(PASSWORD_MAX_AGE_DAYS) else {
-        return Ok(default);
-    };
-    let days: f64 = raw.trim().parse().map_err(|_| StartError::PasswordMaxAge)?;
-    if !days.is_finite() || !(0.0..=36_500.0).contains(&days) {
-        return Err(StartError::PasswordMaxAge);
-    }
-    // At most 36,500 days in milliseconds: far inside i64.
-    #[allow(clippy::cast_possible_truncation)]
-    let millis = (days * 86_400_000.0).round() as i64;
-    let max_age = (millis > 0).then(|| chrono::TimeDelta::milliseconds(millis));
-    DirectoryPasswordPolicy::new(
-        default.min_length(),
-        default.required_classes().iter().copied(),
-        max_age,
-    )
-    .map_err(|_| StartError::PasswordMaxAge)
-}
+use crate::{App, AppError, GraphApp, GraphSetupError, api};
 
 /// Largest request body accepted (bytes); a larger one is refused with `body_too_large`.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -121,9 +88,6 @@ pub enum StartError {
     /// The Graph side.
     #[error(transparent)]
     Graph(#[from] GraphSetupError),
-    /// `M365_PASSWORD_MAX_AGE_DAYS` is set but not a number of days between 0 and 36,500.
-    #[error("M365_PASSWORD_MAX_AGE_DAYS has an invalid value")]
-    PasswordMaxAge,
 }
 
 impl Provisioning<SystemClock> {
@@ -132,16 +96,13 @@ impl Provisioning<SystemClock> {
     /// # Errors
     /// [`StartError`] for a missing or invalid variable or an unreadable OAuth client secret.
     pub async fn from_env() -> Result<Self, StartError> {
-        let policy = password_policy(|name| std::env::var(name).ok())?;
         let app = App::from_env().await?;
-        let graph = GraphApp::load(&app, &GraphConfig::from_env()).await?;
-        let mut provisioning = Self::from_app(&app, &graph);
-        provisioning.password_policy = policy;
-        Ok(provisioning)
+        let graph = GraphApp::load(&app).await?;
+        Ok(Self::from_app(&app, &graph))
     }
 
     /// The wiring of an already built [`App`] and [`GraphApp`], on the system clock with the
-    /// product's default retry and password policies.
+    /// app's configured retry, password and deadline policies.
     #[must_use]
     pub fn from_app(app: &App, graph: &GraphApp) -> Self {
         Self::with_clock(app, graph, SystemClock)
@@ -157,9 +118,9 @@ impl<C: Clock> Provisioning<C> {
             directory: graph.directory.clone(),
             clock,
             random: ThreadRandom,
-            retry: RetryPolicy::default(),
-            password_policy: DirectoryPasswordPolicy::default(),
-            deadlines: DeadlinePolicy::default(),
+            retry: app.config.retry_policy(),
+            password_policy: app.config.password_policy.clone(),
+            deadlines: app.config.deadlines,
         }
     }
 
@@ -446,33 +407,6 @@ mod tests {
         let e = json_body::<Welcome>(&request(&big)).expect_err("too large");
         assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert!(json_body::<Welcome>(&request(r#"{"welcome": false}"#)).is_ok());
-    }
-
-    #[test]
-    fn the_password_max_age_is_read_in_decimal_days_and_bad_values_stop_the_start() {
-        // R-BIND-9, R-PWD-4 (a re-activation needs the policy's maximum age)
-        let with = |v: Option<&str>| {
-            let v = v.map(str::to_owned);
-            password_policy(move |name| {
-                (name == PASSWORD_MAX_AGE_DAYS).then(|| v.clone()).flatten()
-            })
-        };
-        assert_eq!(with(None).unwrap().max_age(), None);
-        assert_eq!(with(Some("0")).unwrap().max_age(), None);
-        assert_eq!(
-            with(Some("90")).unwrap().max_age(),
-            Some(chrono::TimeDelta::days(90))
-        );
-        assert_eq!(
-            with(Some(" 0.5 ")).unwrap().max_age(),
-            Some(chrono::TimeDelta::hours(12))
-        );
-        for bad in ["-1", "x", "NaN", "36501"] {
-            assert!(
-                matches!(with(Some(bad)), Err(StartError::PasswordMaxAge)),
-                "{bad}"
-            );
-        }
     }
 
     #[test]
