@@ -427,6 +427,54 @@ mod tests {
         assert_eq!(shown["suspendedReason"], "directory_disabled");
     }
 
+    #[tokio::test]
+    async fn the_provisioning_wiring_runs_with_the_configured_policies() {
+        // R-PWD-1, R-PWD-4, R-BIND-6, R-OPS-2: what the environment sets is what the use cases
+        // get; no default is taken behind the configuration's back.
+        use crate::config::{
+            DEADLINE_MARGIN_SECONDS, PASSWORD_MAX_AGE_DAYS, PASSWORD_MIN_LENGTH, REQUIRED,
+            RETRY_MAX_ATTEMPTS,
+        };
+        let config = crate::Config::from_lookup(|name| match name {
+            PASSWORD_MIN_LENGTH => Some("12".to_owned()),
+            PASSWORD_MAX_AGE_DAYS => Some("30".to_owned()),
+            RETRY_MAX_ATTEMPTS => Some("3".to_owned()),
+            DEADLINE_MARGIN_SECONDS => Some("2".to_owned()),
+            n if n.ends_with("_TABLE") => Some("m365-sync-test".to_owned()),
+            n if n.ends_with("_URL") && REQUIRED.contains(&n) => {
+                Some("https://sqs.eu-west-1.amazonaws.com/1/q".to_owned())
+            }
+            n if n.ends_with("_PREFIX") => Some("m365-sync/test/tenant/".to_owned()),
+            n if REQUIRED.contains(&n) => Some("m365-sync/test/secret".to_owned()),
+            _ => None,
+        })
+        .unwrap();
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("eu-west-1"))
+            .build();
+        let app = App::with_sdk_config(config, sdk);
+        let graph = GraphApp::with_credentials(
+            &app,
+            &app.config.graph,
+            m365_aws::OAuthClientCredentials {
+                client_id: "client".to_owned(),
+                client_secret: secrecy::SecretString::from("secret".to_owned()),
+                redirect_uri: None,
+            },
+        )
+        .unwrap();
+        let deps = Provisioning::from_app(&app, &graph);
+        assert_eq!(deps.password_policy.min_length(), 12);
+        assert_eq!(
+            deps.password_policy.max_age(),
+            Some(chrono::TimeDelta::days(30))
+        );
+        assert_eq!(deps.retry.max_attempts, 3);
+        assert_eq!(deps.retry.base_delay, RetryPolicy::default().base_delay);
+        assert_eq!(deps.deadlines.margin, std::time::Duration::from_secs(2));
+    }
+
     #[test]
     fn path_segments_and_oversized_ids_are_checked() {
         // R-SAFE-1
