@@ -53,7 +53,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 /// The variable naming the queue of reconcile passes.
-pub const QUEUE_URL: &str = "M365_RECONCILE_QUEUE_URL";
+pub const QUEUE_URL: &str = m365_lambda::config::RECONCILE_QUEUE_URL;
 
 /// How long a pass holds its tenant's lease: the function's timeout (300 s in template.yaml) plus
 /// a minute, and far below the queue's visibility timeout (1,800 s), so the redelivered message
