@@ -72,7 +72,7 @@ async fn main() {
     };
     let queues = world.add_provisioning_resources("bench").await;
     world.connect_contoso("Contoso").await;
-    let sqs = aws_sdk_sqs::Client::new(&world.app.sdk);
+    let sqs = aws_sdk_sqs::Client::new(&world.sdk);
     let clock = OffsetClock::default();
     let graph = world.graph_app();
     let mut deps = Provisioning::with_clock(&world.app, &graph, clock.clone());

@@ -187,7 +187,7 @@ async fn main() {
         window: Duration::from_millis(window_ms),
     };
     let budget = DynamoRateBudget::new(
-        aws_sdk_dynamodb::Client::new(&w.app.sdk),
+        aws_sdk_dynamodb::Client::new(&w.sdk),
         &w.app.config.resources.ledger_table,
         graph_limit.scaled(share),
     );

@@ -69,13 +69,111 @@ impl Round {
 }
 
 /// The directory side, in memory.
-struct Directory {
-    users: FakeUsers,
-    bindings: FakeBindings,
-    events: FakeEvents,
-    failures: FakeFailures,
-    sealer: FakeSealer,
-    cursors: FakeReconcileCursors,
+/// The directory side in memory (the engine's fakes), M365 through Graph on the emulator.
+type Directory = m365_engine::testing::World;
+
+/// The bench's ports: the fakes' stores with the real Graph `Directory` and delta reader.
+#[derive(Debug)]
+struct Bench<'a> {
+    fakes: &'a Directory,
+    graph: &'a m365_lambda::graph::VaultDirectory,
+}
+
+impl m365_engine::ports::Ports for Bench<'_> {
+    type Users = FakeUsers;
+    type Groups = m365_engine::testing::FakeGroups;
+    type Tenants = m365_engine::testing::FakeTenants;
+    type Bindings = FakeBindings;
+    type Events = FakeEvents;
+    type Failures = FakeFailures;
+    type Ledger = m365_engine::testing::FakeLedger;
+    type Queue = m365_engine::testing::FakeRetryQueue;
+    type Vault = m365_engine::testing::FakeTokenVault;
+    type Sealer = FakeSealer;
+    type Directory = m365_lambda::graph::VaultDirectory;
+    type Probe = m365_lambda::graph::VaultDirectory;
+    type Notifier = m365_engine::testing::FakeNotifier;
+    type Identity = m365_engine::testing::FakeIdentityPlatform;
+    type Consents = m365_engine::testing::FakePendingConsents;
+    type Leases = m365_engine::testing::FakeLeases;
+    type UserDeltas = m365_lambda::graph::VaultDirectory;
+    type GroupDeltas = m365_lambda::graph::VaultDirectory;
+    type Cursors = FakeReconcileCursors;
+    type CursorKeys = m365_engine::policy::cursor::CursorKey;
+    type Clock = SystemClock;
+    type Random = m365_engine::testing::SeededRandom;
+    fn users(&self) -> &Self::Users {
+        &self.fakes.users
+    }
+    fn groups(&self) -> &Self::Groups {
+        &self.fakes.groups
+    }
+    fn tenants(&self) -> &Self::Tenants {
+        &self.fakes.tenants
+    }
+    fn bindings(&self) -> &Self::Bindings {
+        &self.fakes.bindings
+    }
+    fn events(&self) -> &Self::Events {
+        &self.fakes.events
+    }
+    fn failures(&self) -> &Self::Failures {
+        &self.fakes.failures
+    }
+    fn ledger(&self) -> &Self::Ledger {
+        &self.fakes.ledger
+    }
+    fn queue(&self) -> &Self::Queue {
+        &self.fakes.queue
+    }
+    fn vault(&self) -> &Self::Vault {
+        &self.fakes.vault
+    }
+    fn sealer(&self) -> &Self::Sealer {
+        &self.fakes.sealer
+    }
+    fn directory(&self) -> &Self::Directory {
+        self.graph
+    }
+    fn probe(&self) -> &Self::Probe {
+        self.graph
+    }
+    fn notifier(&self) -> &Self::Notifier {
+        &self.fakes.notifier
+    }
+    fn identity(&self) -> &Self::Identity {
+        &self.fakes.identity
+    }
+    fn consents(&self) -> &Self::Consents {
+        &self.fakes.consents
+    }
+    fn leases(&self) -> &Self::Leases {
+        &self.fakes.leases
+    }
+    fn user_deltas(&self) -> &Self::UserDeltas {
+        self.graph
+    }
+    fn group_deltas(&self) -> &Self::GroupDeltas {
+        self.graph
+    }
+    fn cursors(&self) -> &Self::Cursors {
+        &self.fakes.cursors
+    }
+    fn cursor_keys(&self) -> &Self::CursorKeys {
+        &self.fakes.cursor_key
+    }
+    fn clock(&self) -> &SystemClock {
+        &SystemClock
+    }
+    fn random(&self) -> &Self::Random {
+        &self.fakes.random
+    }
+    fn retry_policy(&self) -> &m365_engine::usecase::RetryPolicy {
+        &self.fakes.policy
+    }
+    fn password_policy(&self) -> &m365_engine::policy::password::DirectoryPasswordPolicy {
+        &self.fakes.password_policy
+    }
 }
 
 async fn counts(world: &World) -> BTreeMap<String, u64> {
@@ -106,18 +204,11 @@ async fn round(
         )
         .await;
     assert!(status.is_success());
-    let reconcile = Reconcile {
-        bindings: &dir.bindings,
-        events: &dir.events,
-        failures: &dir.failures,
-        users: &dir.users,
-        directory: &world.graph.directory,
-        sealer: &dir.sealer,
-        deltas: &world.graph.directory,
-        cursors: &dir.cursors,
-        clock: &SystemClock,
-        settings,
+    let ports = Bench {
+        fakes: dir,
+        graph: &world.graph.directory,
     };
+    let reconcile = Reconcile::new(&ports, settings);
     let started = Instant::now();
     let mut r = Round::default();
     loop {
@@ -166,14 +257,10 @@ async fn main() {
 
     // Every bench user is a directory user bound to its account, as an import leaves them.
     let started = Instant::now();
-    let dir = Directory {
-        users: FakeUsers::new(),
-        bindings: FakeBindings::new(),
-        events: FakeEvents::new(),
-        failures: FakeFailures::new(),
-        sealer: FakeSealer::new(),
-        cursors: FakeReconcileCursors::new(),
-    };
+    let dir = Directory::bare(
+        m365_engine::usecase::RetryPolicy::default(),
+        chrono::TimeDelta::zero(),
+    );
     let m365 = world
         .emulator
         .get(&format!("/_emulator/tenants/{CONTOSO}"))

@@ -324,6 +324,9 @@ impl Emulator {
 pub struct World {
     /// The AWS side, as every function builds it.
     pub app: App,
+    /// The SDK configuration on moto (the app keeps its own private; tests inspect queues,
+    /// tables and secrets with clients of their own).
+    pub sdk: SdkConfig,
     /// The Graph side, pointed at the emulator.
     pub graph: GraphApp,
     /// The emulator.
@@ -356,8 +359,8 @@ impl World {
                 .expect("table created on moto");
             names.insert(table.logical_id, name);
         }
-        let config = Config {
-            resources: Resources {
+        let config = Config::with_resources(
+            Resources {
                 users_table: names[schema::USERS.logical_id].clone(),
                 tenants_table: names[schema::TENANTS.logical_id].clone(),
                 bindings_table: names[schema::BINDINGS.logical_id].clone(),
@@ -372,13 +375,14 @@ impl World {
                 cursor_key_secret_id: cursor_key_secret(&sdk).await,
                 secrets_kms_key_id: None,
             },
-            oauth_client_secret_id: "unused-oauth-client".to_owned(),
-        };
-        let app = App::with_sdk_config(config, sdk);
+            "unused-oauth-client".to_owned(),
+        );
+        let app = App::with_sdk_config(config, sdk.clone());
         let emulator = Emulator::start_with_users(extra).await;
         let graph = graph_app(&app, &emulator);
         Some(Self {
             app,
+            sdk,
             graph,
             emulator,
         })
@@ -401,7 +405,7 @@ impl World {
     /// # Panics
     /// When moto refuses a queue or the secret.
     pub async fn add_provisioning_resources(&mut self, prefix: &str) -> ProvisioningResources {
-        let sdk = self.app.sdk.clone();
+        let sdk = self.sdk.clone();
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let id = uuid::Uuid::new_v4().simple().to_string();
         let dlq_url = queue(&sqs, &format!("{prefix}-dlq-{id}"), None).await;

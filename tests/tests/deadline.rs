@@ -71,7 +71,7 @@ impl Stack {
         };
         let (bind, directory, worker) = (function(), function(), function());
         Some(Self {
-            sqs: aws_sdk_sqs::Client::new(&world.app.sdk),
+            sqs: aws_sdk_sqs::Client::new(&world.sdk),
             world,
             bind,
             directory,

@@ -34,7 +34,7 @@ struct Stack {
 impl Stack {
     async fn start() -> Option<Self> {
         let mut world = World::start().await?;
-        let sqs = aws_sdk_sqs::Client::new(&world.app.sdk);
+        let sqs = aws_sdk_sqs::Client::new(&world.sdk);
         let retry_url = world.add_provisioning_resources("groups").await.retry_url;
         let tenant = world.connect_contoso("Contoso").await;
         let clock = OffsetClock::default();

@@ -31,7 +31,7 @@ impl Stack {
     async fn start() -> Option<Self> {
         let mut world = World::start().await?;
         world.add_provisioning_resources("gr").await;
-        let sqs = aws_sdk_sqs::Client::new(&world.app.sdk);
+        let sqs = aws_sdk_sqs::Client::new(&world.sdk);
         let passes = queue(
             &sqs,
             &format!("gr-passes-{}", uuid::Uuid::new_v4().simple()),

@@ -23,7 +23,7 @@ impl Stack {
     async fn start(extra_users: Vec<Value>) -> Option<Self> {
         let world = World::start_with_users(extra_users).await?;
         let tenant = world.connect_contoso("Contoso").await;
-        let secrets = aws_sdk_secretsmanager::Client::new(&world.app.sdk);
+        let secrets = aws_sdk_secretsmanager::Client::new(&world.sdk);
         let name = format!("it-import-cursor-{}", uuid::Uuid::new_v4().simple());
         secrets
             .create_secret()

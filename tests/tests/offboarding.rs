@@ -50,7 +50,7 @@ impl Stack {
     /// A stack whose functions' wiring `adjust` changes (e.g. the password policy).
     async fn start_with(adjust: impl Fn(&mut Provisioning<OffsetClock>)) -> Option<Self> {
         let mut world = World::start().await?;
-        let sqs = aws_sdk_sqs::Client::new(&world.app.sdk);
+        let sqs = aws_sdk_sqs::Client::new(&world.sdk);
         let ProvisioningResources { retry_url, .. } =
             world.add_provisioning_resources("offboard").await;
         world.connect_contoso("Contoso").await;
@@ -532,9 +532,11 @@ async fn a_throttled_suspension_goes_through_the_retry_queue_and_then_signs_the_
 async fn back_to_active_with_an_expired_password_stays_suspended_until_a_new_password() {
     // R-BIND-9, R-PWD-4 (the directory functions read the policy's maximum age)
     let s = stack!(|deps: &mut Provisioning<OffsetClock>| {
-        deps.password_policy = m365_lambda::provision::password_policy(|name| {
-            (name == m365_lambda::provision::PASSWORD_MAX_AGE_DAYS).then(|| "30".to_owned())
-        })
+        deps.password_policy = m365_engine::policy::password::DirectoryPasswordPolicy::new(
+            8,
+            [],
+            Some(TimeDelta::days(30)),
+        )
         .unwrap();
     });
     let upn = "una@contoso.com";

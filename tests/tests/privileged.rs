@@ -31,7 +31,7 @@ impl Stack {
         .await?;
         world.add_provisioning_resources("priv").await;
         let tenant = world.connect_contoso("Contoso").await;
-        let secrets = aws_sdk_secretsmanager::Client::new(&world.app.sdk);
+        let secrets = aws_sdk_secretsmanager::Client::new(&world.sdk);
         let name = format!("it-priv-cursor-{}", uuid::Uuid::new_v4().simple());
         secrets
             .create_secret()

@@ -43,7 +43,7 @@ struct Stack {
 impl Stack {
     async fn start() -> Option<Self> {
         let mut world = World::start().await?;
-        let sqs = aws_sdk_sqs::Client::new(&world.app.sdk);
+        let sqs = aws_sdk_sqs::Client::new(&world.sdk);
         let ProvisioningResources {
             retry_url,
             dlq_url,

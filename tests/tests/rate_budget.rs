@@ -67,7 +67,7 @@ async fn concurrent_writers_sharing_the_dynamodb_budget_get_no_429() {
     for (i, id) in ids.iter().cycle().take(4).enumerate() {
         // One budget adapter per worker, as each function process has its own.
         let budget = DynamoRateBudget::new(
-            aws_sdk_dynamodb::Client::new(&w.app.sdk),
+            aws_sdk_dynamodb::Client::new(&w.sdk),
             &w.app.config.resources.ledger_table,
             limit,
         );

@@ -37,7 +37,7 @@ impl Stack {
     async fn start() -> Option<Self> {
         let mut world = World::start().await?;
         let retries = world.add_provisioning_resources("rec").await.retry_url;
-        let sqs = aws_sdk_sqs::Client::new(&world.app.sdk);
+        let sqs = aws_sdk_sqs::Client::new(&world.sdk);
         let passes = queue(
             &sqs,
             &format!("rec-passes-{}", uuid::Uuid::new_v4().simple()),
@@ -62,7 +62,7 @@ impl Stack {
     /// Runs the retry worker (the provisioning wiring, on the test's clock) over the retry
     /// queue's visible messages until none is left; answers how many it handled.
     async fn drain_retries(&self) -> usize {
-        let sqs = aws_sdk_sqs::Client::new(&self.world.app.sdk);
+        let sqs = aws_sdk_sqs::Client::new(&self.world.sdk);
         let mut handled = 0;
         while let Some((event, receipt)) = next_sqs_event(&sqs, &self.retries).await {
             assert!(handled < 20, "the retries end");
@@ -95,7 +95,7 @@ impl Stack {
     /// trigger does (batch size 1), until the queue is empty; acknowledges the ones the function
     /// did not report as failures. Answers each pass's message (decoded) in delivery order.
     async fn drain_passes(&self, deps: &Reconciler<OffsetClock>) -> Vec<Value> {
-        let sqs = aws_sdk_sqs::Client::new(&self.world.app.sdk);
+        let sqs = aws_sdk_sqs::Client::new(&self.world.sdk);
         let mut handled = Vec::new();
         while let Some((event, receipt)) = next_sqs_event(&sqs, &self.passes).await {
             assert!(handled.len() < 50, "the chain of passes ends");
@@ -557,7 +557,13 @@ async fn an_expired_password_suspends_the_account_and_a_new_password_re_enables_
     };
     s.bound_users(10).await;
     let mut settings = Settings::default();
-    settings.reconcile.password_max_age = Some(TimeDelta::days(30));
+    settings.reconcile.password_policy =
+        m365_engine::policy::password::DirectoryPasswordPolicy::new(
+            8,
+            [],
+            Some(TimeDelta::days(30)),
+        )
+        .unwrap();
     let deps = s.reconciler(settings);
     s.reconcile(&deps, false).await;
     // r1..r9 renew their password on day 20; r0 does not.
@@ -1123,7 +1129,13 @@ async fn the_expiry_sweep_runs_on_the_first_pass_of_a_round_only() {
     s.bound_users(10).await;
     let mut settings = Settings::default();
     settings.reconcile.max_pages = 2;
-    settings.reconcile.password_max_age = Some(TimeDelta::days(30));
+    settings.reconcile.password_policy =
+        m365_engine::policy::password::DirectoryPasswordPolicy::new(
+            8,
+            [],
+            Some(TimeDelta::days(30)),
+        )
+        .unwrap();
     let deps = s.reconciler(settings);
     s.reconcile(&deps, false).await;
     s.drain_passes(&deps).await;
@@ -1281,7 +1293,7 @@ async fn a_pending_bind_whose_retry_was_lost_is_requeued_by_reconcile_and_conver
         waiting.in_flight.unwrap().retry_due_at.is_some(),
         "the deferral recorded when its retry is due"
     );
-    let sqs = aws_sdk_sqs::Client::new(&s.world.app.sdk);
+    let sqs = aws_sdk_sqs::Client::new(&s.world.sdk);
     sqs.purge_queue()
         .queue_url(&s.retries)
         .send()
@@ -1406,7 +1418,7 @@ async fn a_pass_that_fails_for_good_is_reported_so_its_message_reaches_the_dlq()
         .unwrap();
     let summary = reconcile::handle(&deps, schedule_event()).await.unwrap();
     assert_eq!(summary, json!({"tenants": 1, "queued": 1}));
-    let sqs = aws_sdk_sqs::Client::new(&s.world.app.sdk);
+    let sqs = aws_sdk_sqs::Client::new(&s.world.sdk);
     let (event, _receipt) = next_sqs_event(&sqs, &s.passes)
         .await
         .expect("the pass is queued");

@@ -165,7 +165,7 @@ async fn at_rust_log_trace_the_runtime_logs_no_password_code_state_or_token() {
         return;
     };
     world.add_provisioning_resources("trace").await;
-    let secrets = aws_sdk_secretsmanager::Client::new(&world.app.sdk);
+    let secrets = aws_sdk_secretsmanager::Client::new(&world.sdk);
     let oauth_secret = format!("it-oauth-client-{}", uuid::Uuid::new_v4().simple());
     secrets
         .create_secret()

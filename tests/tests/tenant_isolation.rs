@@ -210,7 +210,7 @@ async fn a_reconnect_signed_in_as_another_tenants_admin_is_refused_and_contoso_k
     );
 
     // 4. Nothing of Fabrikam is readable through Contoso: the import lists Contoso's users only.
-    let secrets = aws_sdk_secretsmanager::Client::new(&w.app.sdk);
+    let secrets = aws_sdk_secretsmanager::Client::new(&w.sdk);
     let key_name = format!("it-isolation-cursor-{}", uuid::Uuid::new_v4().simple());
     secrets
         .create_secret()

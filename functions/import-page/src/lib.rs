@@ -22,10 +22,9 @@ use m365_engine::ports::{Clock, SystemClock};
 use m365_engine::usecase::import::{
     CursorKey, Import, ImportOptions, ImportOutcome, ImportQuery, ImportStatus, MAX_IMPORT_PAGE,
 };
-use m365_lambda::deadline::DeadlinePolicy;
 use m365_lambda::graph::VaultDirectory;
 use m365_lambda::provision::{self, StartError};
-use m365_lambda::{App, GraphApp, GraphConfig, api};
+use m365_lambda::{App, GraphApp, api};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
@@ -67,9 +66,7 @@ impl Deployed<SystemClock> {
     /// [`ImportStartError`] for a missing variable or an unreadable secret.
     pub async fn from_env() -> Result<Self, ImportStartError> {
         let app = App::from_env().await.map_err(StartError::from)?;
-        let graph = GraphApp::load(&app, &GraphConfig::from_env())
-            .await
-            .map_err(StartError::from)?;
+        let graph = GraphApp::load(&app).await.map_err(StartError::from)?;
         let key = app
             .cursor_key
             .key()
@@ -151,7 +148,7 @@ pub async fn handle<C: Clock + Clone>(
 ) -> Result<Response<Body>, lambda_http::Error> {
     // Graph calls stop before the invocation's deadline (R-OPS-2): a page that cannot be read in
     // time answers 503 `deadline` (try again), never a gateway timeout.
-    let deps = &deps.until(DeadlinePolicy::default().of_request(&request));
+    let deps = &deps.until(deps.app.config.deadlines.of_request(&request));
     let segments = provision::segments(&request);
     let path: Vec<&str> = segments.iter().map(String::as_str).collect();
     let response = match (request.method(), path.as_slice()) {

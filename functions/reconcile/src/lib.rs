@@ -27,10 +27,12 @@
 //!   round goes on, `continued: true` says the rest was queued. A dry run of a round longer than
 //!   one pass plans the pass's pages only (`complete: false`): it saves no cursor to go on from.
 //!
-//! Configuration (read once per cold start): `M365_RECONCILE_QUEUE_URL` (required: the queue of
-//! passes), `M365_RECONCILE_SAFEGUARD_RATIO` (0–1, default 0.10), `M365_RECONCILE_MAX_PAGES`
-//! (delta pages per pass, default 50), `M365_PASSWORD_MAX_AGE_DAYS` (the directory password
-//! policy's maximum age in days, decimals allowed; unset or 0: passwords never expire).
+//! Configuration (read once per cold start, `m365_lambda::config`): the reconcile section —
+//! `M365_RECONCILE_QUEUE_URL` (required: the queue of passes), `M365_RECONCILE_SAFEGUARD_RATIO`
+//! (0–1, default 0.10), `M365_RECONCILE_MAX_PAGES` (delta pages per pass, default 50) — and the
+//! directory password policy every function shares, whose maximum age
+//! (`M365_PASSWORD_MAX_AGE_DAYS`, decimal days; unset or 0: passwords never expire) decides
+//! expiry; retry and deadline policies as every function's.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::TimeDelta;
@@ -46,15 +48,15 @@ use m365_engine::usecase::reconcile_queue::{Leased, PassEnd, ReconcileQueue, Ste
 use m365_engine::usecase::stuck::{RequeueStuck, Requeued};
 use m365_engine::usecase::{Effects, RetryPolicy};
 use m365_engine::{Error, error::Entity};
-use m365_lambda::deadline::DeadlinePolicy;
+use m365_lambda::config::{Config, ConfigError, Section};
 use m365_lambda::graph::VaultDirectory;
 use m365_lambda::sqs::{self, Verdict};
-use m365_lambda::{App, AppError, GraphApp, GraphConfig, GraphSetupError};
+use m365_lambda::{App, AppError, GraphApp, GraphSetupError};
 use serde::Serialize;
 use serde_json::{Value, json};
 
 /// The variable naming the queue of reconcile passes.
-pub const QUEUE_URL: &str = "M365_RECONCILE_QUEUE_URL";
+pub const QUEUE_URL: &str = m365_lambda::config::RECONCILE_QUEUE_URL;
 
 /// How long a pass holds its tenant's lease: the function's timeout (300 s in template.yaml) plus
 /// a minute, and far below the queue's visibility timeout (1,800 s), so the redelivered message
@@ -68,41 +70,23 @@ pub struct Settings {
     pub reconcile: ReconcileSettings,
 }
 
-/// A configuration variable with an invalid value.
-#[derive(Debug, thiserror::Error)]
-#[error("{name} has an invalid value")]
-pub struct SettingsError {
-    /// The variable.
-    pub name: &'static str,
-}
-
 impl Settings {
-    /// The settings from `lookup` (the environment in production).
+    /// The settings of a configuration: its reconcile section's knobs and the directory password
+    /// policy (the one source of password expiry, R-PWD-4).
     ///
     /// # Errors
-    /// [`SettingsError`] naming a variable that is set but invalid.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
-        let mut settings = Self::default();
-        if let Some(raw) = lookup("M365_RECONCILE_SAFEGUARD_RATIO") {
-            let name = "M365_RECONCILE_SAFEGUARD_RATIO";
-            let ratio: f64 = raw.trim().parse().map_err(|_| SettingsError { name })?;
-            if !(0.0..=1.0).contains(&ratio) {
-                return Err(SettingsError { name });
-            }
-            settings.reconcile.safeguard_ratio = ratio;
-        }
-        if let Some(raw) = lookup("M365_RECONCILE_MAX_PAGES") {
-            let name = "M365_RECONCILE_MAX_PAGES";
-            let pages: u32 = raw.trim().parse().map_err(|_| SettingsError { name })?;
-            settings.reconcile.max_pages = pages.max(1);
-        }
-        // One parser for every function that reads it (decimal days, at most a century).
-        settings.reconcile.password_max_age = m365_lambda::provision::password_policy(&lookup)
-            .map_err(|_| SettingsError {
-                name: m365_lambda::provision::PASSWORD_MAX_AGE_DAYS,
-            })?
-            .max_age();
-        Ok(settings)
+    /// [`ConfigError`] naming `M365_RECONCILE_QUEUE_URL` when the configuration was read without
+    /// the reconcile section.
+    pub fn of_config(config: &Config) -> Result<Self, ConfigError> {
+        let section = config.reconcile()?;
+        Ok(Self {
+            reconcile: ReconcileSettings {
+                safeguard_ratio: section.safeguard_ratio,
+                max_pages: section.max_pages,
+                password_policy: config.password_policy.clone(),
+                ..ReconcileSettings::default()
+            },
+        })
     }
 }
 
@@ -170,12 +154,9 @@ pub enum StartError {
     /// The Graph side.
     #[error(transparent)]
     Graph(#[from] GraphSetupError),
-    /// The reconcile settings.
+    /// The reconcile section of the configuration.
     #[error(transparent)]
-    Settings(#[from] SettingsError),
-    /// A required variable is not set.
-    #[error("{0} is not set")]
-    Missing(&'static str),
+    Config(#[from] ConfigError),
 }
 
 impl Deployed {
@@ -184,13 +165,10 @@ impl Deployed {
     /// # Errors
     /// [`StartError`] for a missing or invalid variable or an unreadable OAuth client secret.
     pub async fn from_env() -> Result<Self, StartError> {
-        let app = App::from_env().await?;
-        let queue_url = std::env::var(QUEUE_URL)
-            .ok()
-            .filter(|v| !v.trim().is_empty())
-            .ok_or(StartError::Missing(QUEUE_URL))?;
-        let graph = GraphApp::load(&app, &GraphConfig::from_env()).await?;
-        let settings = Settings::from_lookup(|name| std::env::var(name).ok())?;
+        let app = App::from_env_for(&[Section::Reconcile]).await?;
+        let graph = GraphApp::load(&app).await?;
+        let settings = Settings::of_config(&app.config)?;
+        let queue_url = app.config.reconcile()?.queue_url.clone();
         Ok(Self::with_clock(
             &app,
             &graph,
@@ -213,17 +191,14 @@ impl<C: Clock> Reconciler<C> {
         queue_url: &str,
     ) -> Self {
         Self {
-            cursors: DynamoReconcileCursors::new(
-                aws_sdk_dynamodb::Client::new(&app.sdk),
-                app.config.resources.ledger_table.clone(),
-            ),
-            passes: SqsRetryQueue::new(aws_sdk_sqs::Client::new(&app.sdk), queue_url),
+            cursors: app.reconcile_cursors(),
+            passes: app.queue(queue_url),
             leases: app.leases.clone(),
             app: app.clone(),
             directory: graph.directory.clone(),
             clock,
             random: ThreadRandom,
-            retry: RetryPolicy::default(),
+            retry: app.config.retry_policy(),
             settings,
         }
     }
@@ -294,7 +269,7 @@ impl<C: Clock> Reconciler<C> {
             &self.settings.reconcile
         } else {
             without_sweep = ReconcileSettings {
-                password_max_age: None,
+                sweep_expiry: false,
                 ..self.settings.reconcile.clone()
             };
             &without_sweep
@@ -391,7 +366,7 @@ pub async fn handle<C: Clock + Clone>(
     // Graph calls stop before the invocation's deadline (R-OPS-2); behind the HTTP API, before
     // API Gateway's 30 s. A pass cut off there fails retryably and is redelivered.
     let api_call = payload.pointer("/requestContext/http").is_some();
-    let deadlines = DeadlinePolicy::default();
+    let deadlines = deps.app.config.deadlines;
     let deps = &deps.until(if api_call {
         deadlines.of_api_context(&context)
     } else {
@@ -603,52 +578,60 @@ fn engine_error(e: &Error) -> Value {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use m365_lambda::config::{
+        PASSWORD_MAX_AGE_DAYS, RECONCILE_MAX_PAGES, RECONCILE_QUEUE_URL, RECONCILE_SAFEGUARD_RATIO,
+        REQUIRED,
+    };
+
+    /// A complete environment of the reconcile function, plus `extra`.
+    fn config(extra: &[(&str, &str)]) -> Config {
+        let value = |name: &str| -> Option<String> {
+            if let Some((_, v)) = extra.iter().find(|(n, _)| *n == name) {
+                return Some((*v).to_owned());
+            }
+            REQUIRED.contains(&name).then(|| match name {
+                n if n.ends_with("_TABLE") => "m365-sync-test".to_owned(),
+                n if n.ends_with("_URL") => "https://sqs.eu-west-1.amazonaws.com/1/q".to_owned(),
+                n if n.ends_with("_PREFIX") => "m365-sync/test/tenant/".to_owned(),
+                _ => "m365-sync/test/secret".to_owned(),
+            })
+        };
+        Config::read(value, &[Section::Reconcile]).unwrap()
+    }
 
     #[test]
     fn settings_default_to_a_ten_percent_safeguard_and_no_password_expiry() {
         // R-REC-3, R-PWD-4
-        let s = Settings::from_lookup(|_| None).unwrap();
-        assert!((s.reconcile.safeguard_ratio - 0.10).abs() < f64::EPSILON);
-        assert_eq!(s.reconcile.password_max_age, None);
-    }
-
-    #[test]
-    fn settings_are_read_and_invalid_values_are_named() {
-        // R-PWD-4
-        let s = Settings::from_lookup(|name| match name {
-            "M365_PASSWORD_MAX_AGE_DAYS" => Some("90".to_owned()),
-            "M365_RECONCILE_SAFEGUARD_RATIO" => Some("0.25".to_owned()),
-            "M365_RECONCILE_MAX_PAGES" => Some("7".to_owned()),
-            _ => None,
-        })
+        let s = Settings::of_config(&config(&[(
+            RECONCILE_QUEUE_URL,
+            "https://sqs.eu-west-1.amazonaws.com/1/passes",
+        )]))
         .unwrap();
-        assert_eq!(s.reconcile.password_max_age, Some(TimeDelta::days(90)));
-        assert_eq!(s.reconcile.max_pages, 7);
-        let bad = Settings::from_lookup(|name| {
-            (name == "M365_RECONCILE_SAFEGUARD_RATIO").then(|| "1.5".to_owned())
-        });
-        assert_eq!(
-            bad.map(|_| ()).map_err(|e| e.name),
-            Err("M365_RECONCILE_SAFEGUARD_RATIO")
-        );
+        assert!((s.reconcile.safeguard_ratio - 0.10).abs() < f64::EPSILON);
+        assert_eq!(s.reconcile.max_pages, 50);
+        assert_eq!(s.reconcile.password_policy.max_age(), None);
+        assert!(s.reconcile.sweep_expiry);
     }
 
     #[test]
-    fn the_password_maximum_age_takes_decimal_days_and_refuses_the_unreasonable() {
-        // R-PWD-4
-        let age = |raw: &str| {
-            let raw = raw.to_owned();
-            Settings::from_lookup(move |name| {
-                (name == "M365_PASSWORD_MAX_AGE_DAYS").then(|| raw.clone())
-            })
-            .map(|s| s.reconcile.password_max_age)
-            .map_err(|e| e.name)
-        };
-        assert_eq!(age("0.5"), Ok(Some(TimeDelta::hours(12))));
-        assert_eq!(age("0.0004"), Ok(Some(TimeDelta::milliseconds(34_560))));
-        assert_eq!(age("0"), Ok(None));
-        for bad in ["-1", "abc", "inf", "NaN", "36501"] {
-            assert_eq!(age(bad), Err("M365_PASSWORD_MAX_AGE_DAYS"), "{bad}");
-        }
+    fn settings_take_the_reconcile_knobs_and_the_one_directory_password_policy() {
+        // R-REC-3, R-PWD-4: reconcile expires passwords by the policy every function reads.
+        let config = config(&[
+            (
+                RECONCILE_QUEUE_URL,
+                "https://sqs.eu-west-1.amazonaws.com/1/passes",
+            ),
+            (PASSWORD_MAX_AGE_DAYS, "90"),
+            (RECONCILE_SAFEGUARD_RATIO, "0.25"),
+            (RECONCILE_MAX_PAGES, "7"),
+        ]);
+        let s = Settings::of_config(&config).unwrap();
+        assert_eq!(s.reconcile.password_policy, config.password_policy);
+        assert_eq!(
+            s.reconcile.password_policy.max_age(),
+            Some(TimeDelta::days(90))
+        );
+        assert!((s.reconcile.safeguard_ratio - 0.25).abs() < f64::EPSILON);
+        assert_eq!(s.reconcile.max_pages, 7);
     }
 }

@@ -1,7 +1,9 @@
-//! The [`App`]: everything a function needs, built once per cold start — the AWS SDK
-//! configuration (credentials, region and endpoint resolved the SDK's standard way, so
+//! The [`App`]: everything a function needs, built once per cold start — the [`Config`] tree,
+//! the AWS SDK configuration (credentials, region and endpoint resolved the SDK's standard way, so
 //! `AWS_ENDPOINT_URL` points every client at a local moto with no special code path), one client
-//! per service, and the adapters of the engine's ports wired to the configured resources.
+//! per service, and the adapters of the engine's ports wired to the configured resources. The SDK
+//! configuration stays inside: a function that needs another adapter asks the `App` for it
+//! ([`App::reconcile_cursors`], [`App::queue`]) rather than building clients of its own.
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use m365_aws::{
@@ -10,9 +12,8 @@ use m365_aws::{
     SecretsManagerCursorKey, SecretsManagerSealer, SecretsManagerTokenVault, SqsNotifier,
     SqsRetryQueue,
 };
-use m365_engine::ports::SystemClock;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Section};
 
 /// Why the app could not start.
 #[derive(Debug, thiserror::Error)]
@@ -28,8 +29,9 @@ pub enum AppError {
 pub struct App {
     /// The configuration the app was built from.
     pub config: Config,
-    /// The resolved AWS SDK configuration (for clients of later adapters).
-    pub sdk: SdkConfig,
+    /// The resolved AWS SDK configuration (the Graph side's rate budget and the extra adapters
+    /// are built on it; not public: no function builds clients of its own).
+    pub(crate) sdk: SdkConfig,
     /// Directory users.
     pub users: DynamoUsers,
     /// Directory groups.
@@ -61,8 +63,6 @@ pub struct App {
     pub cursor_key: SecretsManagerCursorKey,
     /// Reconcile's delta links (ledger table).
     pub cursors: DynamoReconcileCursors,
-    /// The time source.
-    pub clock: SystemClock,
 }
 
 impl App {
@@ -71,7 +71,16 @@ impl App {
     /// # Errors
     /// [`AppError::Config`] listing every missing or invalid variable.
     pub async fn from_env() -> Result<Self, AppError> {
-        let config = Config::from_env()?;
+        Self::from_env_for(&[]).await
+    }
+
+    /// Reads [`Config::from_env_for`] with the function-specific `sections` a function needs,
+    /// loads the SDK configuration and wires every adapter.
+    ///
+    /// # Errors
+    /// [`AppError::Config`] listing every missing or invalid variable, the sections' included.
+    pub async fn from_env_for(sections: &[Section]) -> Result<Self, AppError> {
+        let config = Config::from_env_for(sections)?;
         Ok(Self::new(config).await)
     }
 
@@ -109,9 +118,24 @@ impl App {
             ),
             sealer: SecretsManagerSealer::new(secrets.clone(), &r.seal_key_secret_id),
             cursor_key: SecretsManagerCursorKey::new(secrets, &r.cursor_key_secret_id),
-            clock: SystemClock,
             config,
             sdk,
         }
+    }
+
+    /// The per-tenant delta links of reconcile (items of the ledger table).
+    #[must_use]
+    pub fn reconcile_cursors(&self) -> DynamoReconcileCursors {
+        DynamoReconcileCursors::new(
+            aws_sdk_dynamodb::Client::new(&self.sdk),
+            self.config.resources.ledger_table.clone(),
+        )
+    }
+
+    /// A queue of operation messages at `queue_url` other than the retry queue (reconcile's
+    /// queue of passes).
+    #[must_use]
+    pub fn queue(&self, queue_url: &str) -> SqsRetryQueue {
+        SqsRetryQueue::new(aws_sdk_sqs::Client::new(&self.sdk), queue_url)
     }
 }

@@ -1,14 +1,41 @@
-//! The functions' typed configuration, read from environment variables once per cold start.
+//! The functions' configuration: one [`Config`] tree, read from environment variables once per
+//! cold start (`App::from_env`), the only place a function reads its environment.
 //!
-//! Every variable is checked before anything starts: a missing or invalid variable is
-//! reported together with all the others in one [`ConfigError`], so a deployment with a
-//! wrong environment fails with the whole list at once, not one variable per attempt.
-//! The names are set for every function by `Globals.Function.Environment` in `template.yaml`:
-//! the [`REQUIRED`] ones and the [`OPTIONAL`] ones (which a local stack may leave unset).
+//! Every variable is checked before anything starts: a missing or invalid variable is reported
+//! together with all the others in one [`ConfigError`], so a deployment with a wrong environment
+//! fails with the whole list at once, not one variable per attempt. One policy for every
+//! variable: blank counts as unset, an optional variable that is unset takes its default, and a
+//! set variable that does not parse or is out of range is a problem (never silently ignored).
+//! An error names the variable and why it is refused, never its value (a secret could have been
+//! pasted into the wrong variable).
+//!
+//! The sections of the tree:
+//! - AWS resources ([`REQUIRED`]: tables, queues, secret ids) and the optional KMS key;
+//! - Graph ([`GraphConfig`]): base URLs, the connect callback, the write budget;
+//! - the directory password policy ([`DirectoryPasswordPolicy`]: minimum length, required
+//!   classes, maximum age — the one source of password expiry for every function);
+//! - the retry policy's knobs ([`RetryConfig`]: attempts, first delay, longest delay);
+//! - deadlines ([`DeadlinePolicy`]: the margin kept before the Lambda deadline, the retry
+//!   worker's floor);
+//! - function-specific sections a function asks for with [`Section`] (today `reconcile`'s
+//!   [`ReconcileConfig`]); a function that asks for one whose required variable is missing
+//!   gets that variable named in the same error as every other problem.
+//!
+//! `template.yaml` sets [`REQUIRED`] and [`OPTIONAL`] for every function
+//! (`Globals.Function.Environment`, the policies from stack Parameters), [`RECONCILE`] on the
+//! reconcile function; [`LOCAL`] are read when set and left to a local stack or a tuning
+//! deployment (a test keeps the template in step: `tests/template_env.rs`).
 
+use std::collections::BTreeSet;
 use std::fmt;
+use std::time::Duration;
 
 use m365_aws::Resources;
+use m365_engine::policy::password::{CharClass, DirectoryPasswordPolicy, ENTRA_MAX_LENGTH};
+use m365_engine::ports::RateLimit;
+use m365_engine::usecase::RetryPolicy;
+
+use crate::deadline::DeadlinePolicy;
 
 /// `M365_USERS_TABLE`: the users table (users, email claims, groups).
 pub const USERS_TABLE: &str = "M365_USERS_TABLE";
@@ -41,6 +68,61 @@ pub const CURSOR_KEY_SECRET_ID: &str = "M365_CURSOR_KEY_SECRET_ID";
 /// default key, as on the local stack (devstack cannot create KMS keys).
 pub const SECRETS_KMS_KEY_ID: &str = "M365_SECRETS_KMS_KEY_ID";
 
+/// `M365_PASSWORD_MIN_LENGTH` (optional): the directory password policy's minimum length, 8
+/// (Entra's minimum, the default) to 256 (R-PWD-1).
+pub const PASSWORD_MIN_LENGTH: &str = "M365_PASSWORD_MIN_LENGTH";
+/// `M365_PASSWORD_REQUIRED_CLASSES` (optional): the character classes every password must
+/// contain besides Entra's three of four, comma-separated among `lowercase`, `uppercase`,
+/// `digit`, `symbol`; unset or blank: none (R-PWD-1).
+pub const PASSWORD_REQUIRED_CLASSES: &str = "M365_PASSWORD_REQUIRED_CLASSES";
+/// `M365_PASSWORD_MAX_AGE_DAYS` (optional): the directory password policy's maximum age in
+/// decimal days (e.g. `0.5` = 12 hours, so a rehearsal can expire a password within seconds), at
+/// most 36,500; unset or `0`: passwords never expire (R-PWD-4, R-BIND-9).
+pub const PASSWORD_MAX_AGE_DAYS: &str = "M365_PASSWORD_MAX_AGE_DAYS";
+
+/// `M365_RETRY_MAX_ATTEMPTS` (optional): consecutive retryable failures before an operation gives
+/// up with its binding in `error`, 1 to 100 (default 8).
+pub const RETRY_MAX_ATTEMPTS: &str = "M365_RETRY_MAX_ATTEMPTS";
+/// `M365_RETRY_BASE_DELAY_SECONDS` (optional): the first backoff, doubled per attempt, in decimal
+/// seconds, above 0 and at most `M365_RETRY_MAX_DELAY_SECONDS` (default 2).
+pub const RETRY_BASE_DELAY_SECONDS: &str = "M365_RETRY_BASE_DELAY_SECONDS";
+/// `M365_RETRY_MAX_DELAY_SECONDS` (optional): the longest backoff between two attempts, in decimal
+/// seconds, above 0 and at most 86,400 (default 900).
+pub const RETRY_MAX_DELAY_SECONDS: &str = "M365_RETRY_MAX_DELAY_SECONDS";
+
+/// `M365_GRAPH_BASE_URL` (optional): Graph base URL with its version segment (e.g.
+/// `http://127.0.0.1:8080/v1.0` for the m365-emulator; default Microsoft's).
+pub const GRAPH_BASE_URL: &str = "M365_GRAPH_BASE_URL";
+/// `M365_IDENTITY_BASE_URL` (optional): identity platform base URL (default Microsoft's).
+pub const IDENTITY_BASE_URL: &str = "M365_IDENTITY_BASE_URL";
+/// `M365_OAUTH_REDIRECT_URI` (optional): the connect callback URL registered in the app
+/// (default: the OAuth client secret's `redirect_uri`).
+pub const OAUTH_REDIRECT_URI: &str = "M365_OAUTH_REDIRECT_URI";
+/// `M365_GRAPH_WRITE_LIMIT` (optional): Graph's write limit per app and tenant, in writes per
+/// window (default 3,000).
+pub const GRAPH_WRITE_LIMIT: &str = "M365_GRAPH_WRITE_LIMIT";
+/// `M365_GRAPH_WRITE_WINDOW_SECONDS` (optional): the window of that limit (default 150).
+pub const GRAPH_WRITE_WINDOW_SECONDS: &str = "M365_GRAPH_WRITE_WINDOW_SECONDS";
+/// `M365_GRAPH_WRITE_SHARE` (optional): the share of that limit the rate budget grants,
+/// 0 < share ≤ 1 (default 0.95).
+pub const GRAPH_WRITE_SHARE: &str = "M365_GRAPH_WRITE_SHARE";
+/// `M365_DEADLINE_MARGIN_SECONDS` (optional): time kept back from the Lambda deadline for the
+/// final writes and the answer, decimal seconds above 0 and at most 300 (default 5; R-OPS-2).
+pub const DEADLINE_MARGIN_SECONDS: &str = "M365_DEADLINE_MARGIN_SECONDS";
+/// `M365_DEADLINE_MESSAGE_FLOOR_SECONDS` (optional): least work time left for the retry worker to
+/// take the next message of its batch, decimal seconds from 0 to 300 (default 5).
+pub const DEADLINE_MESSAGE_FLOOR_SECONDS: &str = "M365_DEADLINE_MESSAGE_FLOOR_SECONDS";
+
+/// `M365_RECONCILE_QUEUE_URL` (the reconcile function's, required there): URL of the queue of
+/// reconcile passes.
+pub const RECONCILE_QUEUE_URL: &str = "M365_RECONCILE_QUEUE_URL";
+/// `M365_RECONCILE_SAFEGUARD_RATIO` (optional): largest share (0–1) of a tenant's bound users one
+/// reconcile run may block, suspend or remove (default 0.10; R-REC-3).
+pub const RECONCILE_SAFEGUARD_RATIO: &str = "M365_RECONCILE_SAFEGUARD_RATIO";
+/// `M365_RECONCILE_MAX_PAGES` (optional): delta pages read by one reconcile pass, 1 to 10,000
+/// (default 50).
+pub const RECONCILE_MAX_PAGES: &str = "M365_RECONCILE_MAX_PAGES";
+
 /// Every variable [`Config::from_env`] requires, in the order problems are reported.
 pub const REQUIRED: [&str; 12] = [
     USERS_TABLE,
@@ -57,16 +139,159 @@ pub const REQUIRED: [&str; 12] = [
     CURSOR_KEY_SECRET_ID,
 ];
 
-/// The variables [`Config::from_env`] reads when set (checked like the others when given).
-pub const OPTIONAL: [&str; 1] = [SECRETS_KMS_KEY_ID];
+/// The optional variables `template.yaml` sets for every function (`Globals`): the KMS key and
+/// the deployment's policies (from stack Parameters, whose defaults are the code's).
+pub const OPTIONAL: [&str; 7] = [
+    SECRETS_KMS_KEY_ID,
+    PASSWORD_MIN_LENGTH,
+    PASSWORD_REQUIRED_CLASSES,
+    PASSWORD_MAX_AGE_DAYS,
+    RETRY_MAX_ATTEMPTS,
+    RETRY_BASE_DELAY_SECONDS,
+    RETRY_MAX_DELAY_SECONDS,
+];
+
+/// The optional variables read when set but not set by `template.yaml`: a local stack points
+/// Graph at the emulator with them, a tuning deployment may set the rest.
+pub const LOCAL: [&str; 8] = [
+    GRAPH_BASE_URL,
+    IDENTITY_BASE_URL,
+    OAUTH_REDIRECT_URI,
+    GRAPH_WRITE_LIMIT,
+    GRAPH_WRITE_WINDOW_SECONDS,
+    GRAPH_WRITE_SHARE,
+    DEADLINE_MARGIN_SECONDS,
+    DEADLINE_MESSAGE_FLOOR_SECONDS,
+];
+
+/// The variables of the reconcile function's section ([`Section::Reconcile`]).
+pub const RECONCILE: [&str; 3] = [
+    RECONCILE_QUEUE_URL,
+    RECONCILE_SAFEGUARD_RATIO,
+    RECONCILE_MAX_PAGES,
+];
+
+/// A function-specific section a function asks for: its required variables are then checked
+/// with every other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    /// The reconcile function's: [`RECONCILE`].
+    Reconcile,
+}
 
 /// The configuration every function runs with.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Names of the AWS resources the adapters use.
     pub resources: Resources,
     /// Name or ARN of the OAuth client credentials secret (read by the Graph side).
     pub oauth_client_secret_id: String,
+    /// Where Graph and the identity platform are, the callback URL, the write budget.
+    pub graph: GraphConfig,
+    /// The directory password policy (R-PWD-1, R-PWD-4): the one source of the minimum length,
+    /// the required classes and password expiry.
+    pub password_policy: DirectoryPasswordPolicy,
+    /// The retry policy's knobs ([`Config::retry_policy`]).
+    pub retry: RetryConfig,
+    /// How the time before the Lambda deadline is spent.
+    pub deadlines: DeadlinePolicy,
+    /// The reconcile function's section, when asked for or its queue is set.
+    pub reconcile: Option<ReconcileConfig>,
+}
+
+/// Where Graph and the identity platform are, and the callback URL.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GraphConfig {
+    /// Graph base URL (default `https://graph.microsoft.com/v1.0`).
+    pub graph_base: Option<String>,
+    /// Identity platform base URL (default `https://login.microsoftonline.com`).
+    pub identity_base: Option<String>,
+    /// Redirect URI of the connect flow (default: the OAuth client secret's `redirect_uri`).
+    pub redirect_uri: Option<String>,
+    /// The rate budget of every tenant: a share of Graph's write limit.
+    pub write_budget: WriteBudgetConfig,
+}
+
+/// Graph's write limit per app and tenant and the share of it the rate budget grants.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WriteBudgetConfig {
+    /// Graph's limit (default [`RateLimit::GRAPH_WRITES`]).
+    pub graph_limit: RateLimit,
+    /// The share granted, 0 < share ≤ 1 (default [`RateLimit::DEFAULT_SHARE`]).
+    pub share: f64,
+}
+
+impl Default for WriteBudgetConfig {
+    fn default() -> Self {
+        Self {
+            graph_limit: RateLimit::GRAPH_WRITES,
+            share: RateLimit::DEFAULT_SHARE,
+        }
+    }
+}
+
+impl Eq for WriteBudgetConfig {}
+
+impl WriteBudgetConfig {
+    /// The limit of every tenant's bucket.
+    #[must_use]
+    pub fn limit(&self) -> RateLimit {
+        self.graph_limit.scaled(self.share)
+    }
+}
+
+/// The retry policy's knobs a deployment can set; the rest of [`RetryPolicy`] keeps its
+/// defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryConfig {
+    /// Consecutive retryable failures before an operation gives up.
+    pub max_attempts: u32,
+    /// First backoff; doubled per attempt.
+    pub base_delay: Duration,
+    /// Longest backoff between two attempts.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryConfig {
+    /// [`RetryPolicy::default`]'s values.
+    fn default() -> Self {
+        let policy = RetryPolicy::default();
+        Self {
+            max_attempts: policy.max_attempts,
+            base_delay: policy.base_delay,
+            max_delay: policy.max_delay,
+        }
+    }
+}
+
+impl RetryConfig {
+    /// The retry policy with these knobs and the defaults of the rest.
+    #[must_use]
+    pub fn policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.max_attempts,
+            base_delay: self.base_delay,
+            max_delay: self.max_delay,
+            ..RetryPolicy::default()
+        }
+    }
+}
+
+/// The reconcile function's section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReconcileConfig {
+    /// URL of the queue of reconcile passes.
+    pub queue_url: String,
+    /// Largest share (0–1) of a tenant's bound users one run may block, suspend or remove.
+    pub safeguard_ratio: f64,
+    /// Delta pages read by one pass.
+    pub max_pages: u32,
+}
+
+/// The reconcile knobs' defaults: the engine's (`ReconcileSettings::default`).
+fn reconcile_defaults() -> (f64, u32) {
+    let settings = m365_engine::usecase::reconcile::ReconcileSettings::default();
+    (settings.safeguard_ratio, settings.max_pages)
 }
 
 /// What is wrong with one variable.
@@ -83,7 +308,7 @@ pub enum Problem {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid configuration: {}", Listing(.problems))]
 pub struct ConfigError {
-    /// Each variable in trouble, with its problem, in [`REQUIRED`] order.
+    /// Each variable in trouble, with its problem, in reading order ([`REQUIRED`] first).
     pub problems: Vec<(&'static str, Problem)>,
 }
 
@@ -104,72 +329,131 @@ impl fmt::Display for Listing<'_> {
     }
 }
 
+/// Reads variables through a lookup, collecting every problem.
+struct Reader<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+    problems: Vec<(&'static str, Problem)>,
+}
+
+impl Reader<'_> {
+    /// The trimmed value, `None` when unset or blank.
+    fn value(&self, name: &str) -> Option<String> {
+        (self.lookup)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// A required variable, checked; empty (after recording the problem) when missing.
+    fn required(
+        &mut self,
+        name: &'static str,
+        check: fn(&str) -> Result<(), &'static str>,
+    ) -> String {
+        let Some(value) = self.value(name) else {
+            self.problems.push((name, Problem::Missing));
+            return String::new();
+        };
+        if let Err(why) = check(&value) {
+            self.problems.push((name, Problem::Invalid(why)));
+        }
+        value
+    }
+
+    /// An optional variable parsed by `parse`; `None` when unset or refused (the refusal
+    /// recorded).
+    fn optional<T>(
+        &mut self,
+        name: &'static str,
+        parse: impl Fn(&str) -> Result<T, &'static str>,
+    ) -> Option<T> {
+        let value = self.value(name)?;
+        match parse(&value) {
+            Ok(parsed) => Some(parsed),
+            Err(why) => {
+                self.problems.push((name, Problem::Invalid(why)));
+                None
+            }
+        }
+    }
+
+    fn invalid(&mut self, name: &'static str, why: &'static str) {
+        self.problems.push((name, Problem::Invalid(why)));
+    }
+}
+
 impl Config {
-    /// Reads the configuration from the process environment.
+    /// Reads the configuration from the process environment (no function-specific section
+    /// required).
     ///
     /// # Errors
     /// [`ConfigError`] listing every missing or invalid variable.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::from_env_for(&[])
     }
 
-    /// Reads the configuration from any name → value lookup (tests pass a map).
+    /// Reads the configuration from the process environment, with the `sections` a function
+    /// needs.
+    ///
+    /// # Errors
+    /// [`ConfigError`] listing every missing or invalid variable.
+    pub fn from_env_for(sections: &[Section]) -> Result<Self, ConfigError> {
+        Self::read(|name| std::env::var(name).ok(), sections)
+    }
+
+    /// Reads the configuration from any name → value lookup (tests pass a map), no
+    /// function-specific section required.
     ///
     /// # Errors
     /// [`ConfigError`] listing every missing or invalid variable.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let mut problems = Vec::new();
-        let mut get =
-            |name: &'static str, check: fn(&str) -> Result<(), &'static str>| match lookup(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-            {
-                None => {
-                    problems.push((name, Problem::Missing));
-                    String::new()
-                }
-                Some(value) => {
-                    if let Err(why) = check(&value) {
-                        problems.push((name, Problem::Invalid(why)));
-                    }
-                    value
-                }
-            };
-        let users = get(USERS_TABLE, table_name);
-        let tenants = get(TENANTS_TABLE, table_name);
-        let bindings = get(BINDINGS_TABLE, table_name);
-        let events = get(EVENTS_TABLE, table_name);
-        let failures = get(FAILURES_TABLE, table_name);
-        let ledger = get(LEDGER_TABLE, table_name);
-        let retry_queue_url = get(RETRY_QUEUE_URL, queue_url);
-        let notifications_queue_url = get(NOTIFICATIONS_QUEUE_URL, queue_url);
-        let tenant_secret_prefix = get(TENANT_SECRET_PREFIX, secret_prefix);
-        let seal_key_secret_id = get(SEAL_KEY_SECRET_ID, secret_id);
-        let oauth_client_secret_id = get(OAUTH_CLIENT_SECRET_ID, secret_id);
-        let cursor_key_secret_id = get(CURSOR_KEY_SECRET_ID, secret_id);
-        let secrets_kms_key_id = lookup(SECRETS_KMS_KEY_ID)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty());
-        if secrets_kms_key_id
-            .as_deref()
-            .is_some_and(|v| kms_key_id(v).is_err())
-        {
-            problems.push((
-                SECRETS_KMS_KEY_ID,
-                Problem::Invalid("a KMS key id, key ARN, alias name or alias ARN"),
-            ));
-        }
-        if !problems.is_empty() {
-            return Err(ConfigError { problems });
+        Self::read(lookup, &[])
+    }
+
+    /// Reads the configuration from any lookup, with the `sections` a function needs: every
+    /// problem of every section in one error.
+    ///
+    /// # Errors
+    /// [`ConfigError`] listing every missing or invalid variable.
+    pub fn read(
+        lookup: impl Fn(&str) -> Option<String>,
+        sections: &[Section],
+    ) -> Result<Self, ConfigError> {
+        let mut r = Reader {
+            lookup: &lookup,
+            problems: Vec::new(),
+        };
+        let users_table = r.required(USERS_TABLE, table_name);
+        let tenants_table = r.required(TENANTS_TABLE, table_name);
+        let bindings_table = r.required(BINDINGS_TABLE, table_name);
+        let events_table = r.required(EVENTS_TABLE, table_name);
+        let failures_table = r.required(FAILURES_TABLE, table_name);
+        let ledger_table = r.required(LEDGER_TABLE, table_name);
+        let retry_queue_url = r.required(RETRY_QUEUE_URL, queue_url);
+        let notifications_queue_url = r.required(NOTIFICATIONS_QUEUE_URL, queue_url);
+        let tenant_secret_prefix = r.required(TENANT_SECRET_PREFIX, secret_prefix);
+        let seal_key_secret_id = r.required(SEAL_KEY_SECRET_ID, secret_id);
+        let oauth_client_secret_id = r.required(OAUTH_CLIENT_SECRET_ID, secret_id);
+        let cursor_key_secret_id = r.required(CURSOR_KEY_SECRET_ID, secret_id);
+        let secrets_kms_key_id =
+            r.optional(SECRETS_KMS_KEY_ID, |v| kms_key_id(v).map(|()| v.to_owned()));
+        let password_policy = read_password_policy(&mut r);
+        let retry = read_retry(&mut r);
+        let graph = read_graph(&mut r);
+        let deadlines = read_deadlines(&mut r);
+        let reconcile = read_reconcile(&mut r, sections.contains(&Section::Reconcile));
+        if !r.problems.is_empty() {
+            return Err(ConfigError {
+                problems: r.problems,
+            });
         }
         Ok(Self {
             resources: Resources {
-                users_table: users,
-                tenants_table: tenants,
-                bindings_table: bindings,
-                events_table: events,
-                failures_table: failures,
-                ledger_table: ledger,
+                users_table,
+                tenants_table,
+                bindings_table,
+                events_table,
+                failures_table,
+                ledger_table,
                 retry_queue_url,
                 notifications_queue_url,
                 tenant_secret_prefix,
@@ -178,7 +462,282 @@ impl Config {
                 secrets_kms_key_id,
             },
             oauth_client_secret_id,
+            graph,
+            password_policy,
+            retry,
+            deadlines,
+            reconcile,
         })
+    }
+
+    /// A configuration of known resources with every other section at its default (the
+    /// integration tests' harness builds its world this way).
+    #[must_use]
+    pub fn with_resources(resources: Resources, oauth_client_secret_id: String) -> Self {
+        Self {
+            resources,
+            oauth_client_secret_id,
+            graph: GraphConfig::default(),
+            password_policy: DirectoryPasswordPolicy::default(),
+            retry: RetryConfig::default(),
+            deadlines: DeadlinePolicy::default(),
+            reconcile: None,
+        }
+    }
+
+    /// The retry policy of every use case: the configured knobs, the defaults of the rest.
+    #[must_use]
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.retry.policy()
+    }
+
+    /// The reconcile function's section.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming [`RECONCILE_QUEUE_URL`] as missing when the configuration was
+    /// read without it (a function that did not ask for [`Section::Reconcile`]).
+    pub fn reconcile(&self) -> Result<&ReconcileConfig, ConfigError> {
+        self.reconcile.as_ref().ok_or_else(|| ConfigError {
+            problems: vec![(RECONCILE_QUEUE_URL, Problem::Missing)],
+        })
+    }
+}
+
+/// The directory password policy; defaults: Entra's minimum, no required class, no expiry.
+fn read_password_policy(r: &mut Reader<'_>) -> DirectoryPasswordPolicy {
+    let default = DirectoryPasswordPolicy::default();
+    let min_length = r
+        .optional(PASSWORD_MIN_LENGTH, |v| {
+            v.parse::<usize>()
+                .ok()
+                .filter(|n| (default.min_length()..=ENTRA_MAX_LENGTH).contains(n))
+                .ok_or("a whole number of characters from 8 (Entra's minimum) to 256")
+        })
+        .unwrap_or(default.min_length());
+    let classes = r
+        .optional(PASSWORD_REQUIRED_CLASSES, char_classes)
+        .unwrap_or_else(|| default.required_classes().clone());
+    let max_age = r
+        .optional(PASSWORD_MAX_AGE_DAYS, max_age_days)
+        .unwrap_or(default.max_age());
+    // Every value was checked above, so the policy's own checks cannot refuse it; the default
+    // stands only if they ever disagree (and that is then reported).
+    match DirectoryPasswordPolicy::new(min_length, classes, max_age) {
+        Ok(policy) => policy,
+        Err(_) => {
+            r.invalid(
+                PASSWORD_MIN_LENGTH,
+                "the directory password policy refused it",
+            );
+            default
+        }
+    }
+}
+
+/// `lowercase,uppercase,digit,symbol` (any subset, any order, any case).
+fn char_classes(value: &str) -> Result<BTreeSet<CharClass>, &'static str> {
+    const WHY: &str = "a comma-separated list of lowercase, uppercase, digit, symbol";
+    value
+        .split(',')
+        .map(|item| {
+            let item = item.trim().to_ascii_lowercase();
+            CharClass::ALL
+                .into_iter()
+                .find(|class| class.as_str() == item)
+                .ok_or(WHY)
+        })
+        .collect()
+}
+
+/// Decimal days from 0 to 36,500 (a century); 0: no expiry.
+fn max_age_days(value: &str) -> Result<Option<chrono::TimeDelta>, &'static str> {
+    const WHY: &str = "a number of days from 0 (no expiry) to 36500, decimals allowed";
+    let days: f64 = value.parse().map_err(|_| WHY)?;
+    if !days.is_finite() || !(0.0..=36_500.0).contains(&days) {
+        return Err(WHY);
+    }
+    // At most 36,500 days in milliseconds: far inside i64.
+    #[allow(clippy::cast_possible_truncation)]
+    let millis = (days * 86_400_000.0).round() as i64;
+    Ok((millis > 0).then(|| chrono::TimeDelta::milliseconds(millis)))
+}
+
+/// Decimal seconds within `range`, as a duration.
+fn seconds(
+    value: &str,
+    range: std::ops::RangeInclusive<f64>,
+    above_zero: bool,
+    why: &'static str,
+) -> Result<Duration, &'static str> {
+    let secs: f64 = value.parse().map_err(|_| why)?;
+    if !secs.is_finite() || !range.contains(&secs) || (above_zero && secs <= 0.0) {
+        return Err(why);
+    }
+    Duration::try_from_secs_f64(secs).map_err(|_| why)
+}
+
+/// The retry knobs; defaults: [`RetryPolicy::default`]'s.
+fn read_retry(r: &mut Reader<'_>) -> RetryConfig {
+    let default = RetryConfig::default();
+    let max_attempts = r
+        .optional(RETRY_MAX_ATTEMPTS, |v| {
+            v.parse::<u32>()
+                .ok()
+                .filter(|n| (1..=100).contains(n))
+                .ok_or("a whole number of attempts from 1 to 100")
+        })
+        .unwrap_or(default.max_attempts);
+    let base_delay = r.optional(RETRY_BASE_DELAY_SECONDS, |v| {
+        seconds(
+            v,
+            0.0..=86_400.0,
+            true,
+            "a number of seconds above 0, decimals allowed",
+        )
+    });
+    let max_delay = r
+        .optional(RETRY_MAX_DELAY_SECONDS, |v| {
+            seconds(
+                v,
+                0.0..=86_400.0,
+                true,
+                "a number of seconds above 0 and at most 86400, decimals allowed",
+            )
+        })
+        .unwrap_or(default.max_delay);
+    let base_delay = match base_delay {
+        Some(base) if base > max_delay => {
+            r.invalid(
+                RETRY_BASE_DELAY_SECONDS,
+                "the first delay must not exceed the longest (M365_RETRY_MAX_DELAY_SECONDS, default 900)",
+            );
+            default.base_delay
+        }
+        Some(base) => base,
+        // The default first delay under a configured longest one shorter than it: the longest.
+        None => default.base_delay.min(max_delay),
+    };
+    RetryConfig {
+        max_attempts,
+        base_delay,
+        max_delay,
+    }
+}
+
+/// The Graph section; defaults: Microsoft's hosts, the secret's redirect URI, 95 % of Graph's
+/// write limit.
+fn read_graph(r: &mut Reader<'_>) -> GraphConfig {
+    let defaults = WriteBudgetConfig::default();
+    let url = |v: &str| http_url(v).map(|()| v.to_owned());
+    let graph_base = r.optional(GRAPH_BASE_URL, url);
+    let identity_base = r.optional(IDENTITY_BASE_URL, url);
+    let redirect_uri = r.optional(OAUTH_REDIRECT_URI, url);
+    let capacity = r
+        .optional(GRAPH_WRITE_LIMIT, |v| {
+            v.parse::<u32>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or("a whole number of writes above 0")
+        })
+        .unwrap_or(defaults.graph_limit.capacity);
+    let window = r
+        .optional(GRAPH_WRITE_WINDOW_SECONDS, |v| {
+            v.parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .map(Duration::from_secs)
+                .ok_or("a whole number of seconds above 0")
+        })
+        .unwrap_or(defaults.graph_limit.window);
+    let share = r
+        .optional(GRAPH_WRITE_SHARE, |v| {
+            v.parse::<f64>()
+                .ok()
+                .filter(|s| *s > 0.0 && *s <= 1.0)
+                .ok_or("a share above 0 and at most 1")
+        })
+        .unwrap_or(defaults.share);
+    GraphConfig {
+        graph_base,
+        identity_base,
+        redirect_uri,
+        write_budget: WriteBudgetConfig {
+            graph_limit: RateLimit { capacity, window },
+            share,
+        },
+    }
+}
+
+/// The deadline policy; defaults: [`DeadlinePolicy::default`]'s.
+fn read_deadlines(r: &mut Reader<'_>) -> DeadlinePolicy {
+    let default = DeadlinePolicy::default();
+    let margin = r
+        .optional(DEADLINE_MARGIN_SECONDS, |v| {
+            seconds(
+                v,
+                0.0..=300.0,
+                true,
+                "a number of seconds above 0 and at most 300, decimals allowed",
+            )
+        })
+        .unwrap_or(default.margin);
+    let message_floor = r
+        .optional(DEADLINE_MESSAGE_FLOOR_SECONDS, |v| {
+            seconds(
+                v,
+                0.0..=300.0,
+                false,
+                "a number of seconds from 0 to 300, decimals allowed",
+            )
+        })
+        .unwrap_or(default.message_floor);
+    DeadlinePolicy {
+        margin,
+        message_floor,
+    }
+}
+
+/// The reconcile section: read when `needed` (its queue then required) or when its queue is
+/// set; its knobs are checked whenever set.
+fn read_reconcile(r: &mut Reader<'_>, needed: bool) -> Option<ReconcileConfig> {
+    let (default_ratio, default_pages) = reconcile_defaults();
+    let queue = if needed {
+        Some(r.required(RECONCILE_QUEUE_URL, queue_url))
+    } else {
+        r.optional(RECONCILE_QUEUE_URL, |v| queue_url(v).map(|()| v.to_owned()))
+    };
+    let safeguard_ratio = r
+        .optional(RECONCILE_SAFEGUARD_RATIO, |v| {
+            v.parse::<f64>()
+                .ok()
+                .filter(|x| (0.0..=1.0).contains(x))
+                .ok_or("a share from 0 to 1")
+        })
+        .unwrap_or(default_ratio);
+    let max_pages = r
+        .optional(RECONCILE_MAX_PAGES, |v| {
+            v.parse::<u32>()
+                .ok()
+                .filter(|n| (1..=10_000).contains(n))
+                .ok_or("a whole number of pages from 1 to 10000")
+        })
+        .unwrap_or(default_pages);
+    queue.map(|queue_url| ReconcileConfig {
+        queue_url,
+        safeguard_ratio,
+        max_pages,
+    })
+}
+
+/// Graph, identity platform and redirect URLs are absolute http(s) URLs.
+fn http_url(value: &str) -> Result<(), &'static str> {
+    let rest = value
+        .strip_prefix("https://")
+        .or_else(|| value.strip_prefix("http://"));
+    if rest.is_some_and(|r| !r.is_empty()) && !value.contains(char::is_whitespace) {
+        Ok(())
+    } else {
+        Err("an absolute URL starting with https:// or http://")
     }
 }
 
@@ -405,5 +964,229 @@ mod tests {
         env.insert(USERS_TABLE, " m365-sync-dev-users\n".to_owned());
         let config = read(&env).expect("trimmed");
         assert_eq!(config.resources.users_table, "m365-sync-dev-users");
+    }
+
+    fn with(pairs: &[(&'static str, &str)]) -> HashMap<&'static str, String> {
+        let mut env = complete();
+        for (name, value) in pairs {
+            env.insert(name, (*value).to_owned());
+        }
+        env
+    }
+
+    #[test]
+    fn every_optional_section_defaults_to_todays_behaviour() {
+        // R-PWD-1, R-PWD-4, R-OPS-2
+        let config = read(&complete()).expect("complete environment");
+        assert_eq!(config.password_policy, DirectoryPasswordPolicy::default());
+        assert_eq!(config.password_policy.min_length(), 8);
+        assert!(config.password_policy.required_classes().is_empty());
+        assert_eq!(config.password_policy.max_age(), None);
+        assert_eq!(config.retry_policy(), RetryPolicy::default());
+        assert_eq!(config.deadlines, DeadlinePolicy::default());
+        assert_eq!(config.graph, GraphConfig::default());
+        assert_eq!(config.graph.write_budget.limit().capacity, 2_850);
+        assert_eq!(config.reconcile, None);
+        let unused = Config::with_resources(config.resources.clone(), "x".to_owned());
+        assert_eq!(unused.password_policy, config.password_policy);
+        assert_eq!(unused.retry, config.retry);
+    }
+
+    #[test]
+    fn the_directory_password_policy_is_read_whole_from_its_three_variables() {
+        // R-PWD-1, R-PWD-4: one source for the length, the classes and expiry.
+        let config = read(&with(&[
+            (PASSWORD_MIN_LENGTH, "14"),
+            (PASSWORD_REQUIRED_CLASSES, " Symbol, digit ,digit"),
+            (PASSWORD_MAX_AGE_DAYS, "90"),
+        ]))
+        .expect("a stricter policy");
+        let policy = &config.password_policy;
+        assert_eq!(policy.min_length(), 14);
+        assert_eq!(
+            policy
+                .required_classes()
+                .iter()
+                .copied()
+                .collect::<Vec<_>>(),
+            vec![CharClass::Digit, CharClass::Symbol]
+        );
+        assert_eq!(policy.max_age(), Some(chrono::TimeDelta::days(90)));
+        let at = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+        assert!(policy.is_expired(at, at + chrono::TimeDelta::days(90)));
+        assert!(!policy.is_expired(at, at + chrono::TimeDelta::days(89)));
+    }
+
+    #[test]
+    fn the_password_max_age_is_read_in_decimal_days_and_bad_values_are_refused() {
+        // R-BIND-9, R-PWD-4
+        let age = |raw: &str| {
+            read(&with(&[(PASSWORD_MAX_AGE_DAYS, raw)]))
+                .map(|c| c.password_policy.max_age())
+                .map_err(|e| e.problems)
+        };
+        assert_eq!(age("0"), Ok(None));
+        assert_eq!(age(" 0.5 "), Ok(Some(chrono::TimeDelta::hours(12))));
+        assert_eq!(
+            age("0.0004"),
+            Ok(Some(chrono::TimeDelta::milliseconds(34_560)))
+        );
+        for bad in ["-1", "x", "NaN", "inf", "36501"] {
+            assert!(
+                matches!(
+                    age(bad).as_ref().map_err(Vec::as_slice),
+                    Err([(PASSWORD_MAX_AGE_DAYS, Problem::Invalid(_))])
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_knobs_are_read_and_the_rest_of_the_retry_policy_keeps_its_defaults() {
+        // R-BIND-6
+        let config = read(&with(&[
+            (RETRY_MAX_ATTEMPTS, "3"),
+            (RETRY_BASE_DELAY_SECONDS, "0.5"),
+            (RETRY_MAX_DELAY_SECONDS, "60"),
+        ]))
+        .expect("valid knobs");
+        let policy = config.retry_policy();
+        assert_eq!(policy.max_attempts, 3);
+        assert_eq!(policy.base_delay, Duration::from_millis(500));
+        assert_eq!(policy.max_delay, Duration::from_secs(60));
+        assert_eq!(policy.lease, RetryPolicy::default().lease);
+        assert_eq!(policy.address_wait, RetryPolicy::default().address_wait);
+        // A longest delay below the default first one caps the first one too.
+        let short = read(&with(&[(RETRY_MAX_DELAY_SECONDS, "1")])).expect("valid cap");
+        assert_eq!(short.retry.base_delay, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn deadlines_and_the_graph_write_budget_are_read_when_set() {
+        // R-OPS-2, DESIGN §2 "Graph usage"
+        let config = read(&with(&[
+            (DEADLINE_MARGIN_SECONDS, "2.5"),
+            (DEADLINE_MESSAGE_FLOOR_SECONDS, "0"),
+            (GRAPH_BASE_URL, " http://127.0.0.1:8080/v1.0 "),
+            (IDENTITY_BASE_URL, "  "),
+            (GRAPH_WRITE_LIMIT, "60"),
+            (GRAPH_WRITE_WINDOW_SECONDS, "10"),
+            (GRAPH_WRITE_SHARE, "0.9"),
+        ]))
+        .expect("valid");
+        assert_eq!(config.deadlines.margin, Duration::from_millis(2_500));
+        assert_eq!(config.deadlines.message_floor, Duration::ZERO);
+        assert_eq!(
+            config.graph.graph_base.as_deref(),
+            Some("http://127.0.0.1:8080/v1.0")
+        );
+        assert_eq!(config.graph.identity_base, None, "blank is unset");
+        assert_eq!(
+            config.graph.write_budget.limit(),
+            RateLimit {
+                capacity: 54,
+                window: Duration::from_secs(10)
+            }
+        );
+    }
+
+    #[test]
+    fn every_bad_optional_value_is_listed_with_the_missing_required_ones() {
+        // One error, every problem: nothing is silently ignored any more.
+        let mut env = with(&[
+            (PASSWORD_MIN_LENGTH, "7"),
+            (PASSWORD_REQUIRED_CLASSES, "digit,emoji"),
+            (RETRY_MAX_ATTEMPTS, "0"),
+            (RETRY_BASE_DELAY_SECONDS, "1000"),
+            (GRAPH_BASE_URL, "graph.microsoft.com"),
+            (GRAPH_WRITE_LIMIT, "0"),
+            (GRAPH_WRITE_WINDOW_SECONDS, "soon"),
+            (GRAPH_WRITE_SHARE, "1.5"),
+            (DEADLINE_MARGIN_SECONDS, "0"),
+            (DEADLINE_MESSAGE_FLOOR_SECONDS, "-1"),
+            (RECONCILE_SAFEGUARD_RATIO, "1.5"),
+            (RECONCILE_MAX_PAGES, "0"),
+        ]);
+        env.remove(USERS_TABLE);
+        let error = read(&env).expect_err("thirteen problems");
+        let names: Vec<_> = error.problems.iter().map(|(name, _)| *name).collect();
+        assert_eq!(
+            names,
+            vec![
+                USERS_TABLE,
+                PASSWORD_MIN_LENGTH,
+                PASSWORD_REQUIRED_CLASSES,
+                RETRY_MAX_ATTEMPTS,
+                RETRY_BASE_DELAY_SECONDS,
+                GRAPH_BASE_URL,
+                GRAPH_WRITE_LIMIT,
+                GRAPH_WRITE_WINDOW_SECONDS,
+                GRAPH_WRITE_SHARE,
+                DEADLINE_MARGIN_SECONDS,
+                DEADLINE_MESSAGE_FLOOR_SECONDS,
+                RECONCILE_SAFEGUARD_RATIO,
+                RECONCILE_MAX_PAGES,
+            ]
+        );
+        assert_eq!(error.problems[0].1, Problem::Missing);
+        assert!(
+            error.problems[1..]
+                .iter()
+                .all(|(_, p)| matches!(p, Problem::Invalid(_)))
+        );
+        let message = error.to_string();
+        for name in names {
+            assert!(message.contains(name), "{name} missing from: {message}");
+        }
+        assert!(!message.contains("emoji"), "{message}");
+    }
+
+    #[test]
+    fn a_function_asking_for_the_reconcile_section_gets_its_queue_named_when_missing() {
+        // R-REC-1
+        let error = Config::read(|_| None, &[Section::Reconcile]).expect_err("nothing set");
+        let names: Vec<_> = error.problems.iter().map(|(name, _)| *name).collect();
+        let mut expected = REQUIRED.to_vec();
+        expected.push(RECONCILE_QUEUE_URL);
+        assert_eq!(names, expected);
+
+        let without = read(&complete()).expect("not asked for");
+        let missing = without.reconcile().expect_err("no section");
+        assert_eq!(
+            missing.problems,
+            vec![(RECONCILE_QUEUE_URL, Problem::Missing)]
+        );
+        assert!(missing.to_string().contains(RECONCILE_QUEUE_URL));
+
+        let queue = "https://sqs.eu-west-1.amazonaws.com/123456789012/m365-sync-dev-reconcile";
+        let env = with(&[(RECONCILE_QUEUE_URL, queue), (RECONCILE_MAX_PAGES, "7")]);
+        let config =
+            Config::read(|name| env.get(name).cloned(), &[Section::Reconcile]).expect("complete");
+        let section = config.reconcile().expect("the section");
+        assert_eq!(section.queue_url, queue);
+        assert_eq!(section.max_pages, 7);
+        assert!((section.safeguard_ratio - 0.10).abs() < f64::EPSILON);
+        let bad = with(&[(RECONCILE_QUEUE_URL, "m365-sync-dev-reconcile")]);
+        let error = Config::read(|name| bad.get(name).cloned(), &[Section::Reconcile])
+            .expect_err("not a URL");
+        assert!(matches!(
+            error.problems[..],
+            [(RECONCILE_QUEUE_URL, Problem::Invalid(_))]
+        ));
+    }
+
+    #[test]
+    fn every_variable_list_names_distinct_variables() {
+        let all: Vec<&str> = REQUIRED
+            .iter()
+            .chain(&OPTIONAL)
+            .chain(&LOCAL)
+            .chain(&RECONCILE)
+            .copied()
+            .collect();
+        let distinct: BTreeSet<&str> = all.iter().copied().collect();
+        assert_eq!(distinct.len(), all.len());
+        assert!(all.iter().all(|name| name.starts_with("M365_")));
     }
 }

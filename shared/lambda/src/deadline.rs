@@ -15,6 +15,9 @@
 //!
 //! Outside Lambda (a handler called directly, as the unit tests do) the context has no deadline:
 //! then nothing is bounded beyond the Graph client's own per-call budget.
+//!
+//! The policy a function runs with is its configuration's (`Config::deadlines`): the defaults
+//! below unless `M365_DEADLINE_MARGIN_SECONDS` or `M365_DEADLINE_MESSAGE_FLOOR_SECONDS` is set.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

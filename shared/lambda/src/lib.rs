@@ -1,6 +1,7 @@
-//! m365-lambda: what every function shares at run time — the typed [`Config`] read from the
-//! environment, JSON [`telemetry`], and the [`App`] that builds the AWS clients and adapters
-//! once per cold start; [`graph`] builds the Graph side (client, identity platform, `Directory`)
+//! m365-lambda: what every function shares at run time — the one [`Config`] tree read from the
+//! environment (resources, Graph, the directory password policy, retry and deadline policies,
+//! function sections), JSON [`telemetry`], and the [`App`] that builds the AWS clients and
+//! adapters once per cold start; [`graph`] builds the Graph side (client, identity platform, `Directory`)
 //! and [`api`] shapes HTTP API answers; [`deadline`] turns the Lambda deadline into the instant
 //! a function's work stops (R-OPS-2); [`sqs`] is the one batch helper of every queue consumer
 //! (decode, run, `batchItemFailures`, one policy for permanent, transient and undecodable records).

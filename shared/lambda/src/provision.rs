@@ -8,11 +8,10 @@
 //! ([`Provisioning::for_request`], [`Provisioning::for_context`]; see [`crate::deadline`]): the
 //! `Directory` of the use cases then stops before Lambda does, and cut-off work is re-queued.
 //!
-//! Optional variable: `M365_PASSWORD_MAX_AGE_DAYS` (the directory password policy's maximum age in
-//! decimal days, as the `reconcile` function reads it; unset or `0`: passwords never expire). The
-//! `directory` and `retry-worker` functions need it to keep a re-activated user's account suspended
-//! when its password expired meanwhile (R-BIND-9, R-PWD-4); `template.yaml` sets it on each
-//! function that reads it.
+//! The policies (retry, directory password policy, deadlines) are the app's configuration's
+//! ([`crate::config`]): the directory password policy's maximum age keeps a user re-activated in
+//! the directory suspended when its password expired meanwhile (R-BIND-9, R-PWD-4), with the same
+//! policy the reconcile function expires passwords by.
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -32,39 +31,7 @@ use serde::de::DeserializeOwned;
 
 use crate::deadline::DeadlinePolicy;
 use crate::graph::VaultDirectory;
-use crate::{App, AppError, GraphApp, GraphConfig, GraphSetupError, api};
-
-/// `M365_PASSWORD_MAX_AGE_DAYS`: the directory password policy's maximum age (decimal days).
-pub const PASSWORD_MAX_AGE_DAYS: &str = "M365_PASSWORD_MAX_AGE_DAYS";
-
-/// The directory password policy with the maximum age from `lookup` (the environment in
-/// production): [`PASSWORD_MAX_AGE_DAYS`] in decimal days (e.g. `0.5` = 12 hours, so a rehearsal
-/// can expire a password within seconds), at most a century; unset or `0`: no expiry.
-///
-/// # Errors
-/// [`StartError::PasswordMaxAge`] for a value that is not such a number.
-pub fn password_policy(
-    lookup: impl Fn(&str) -> Option<String>,
-) -> Result<DirectoryPasswordPolicy, StartError> {
-    let default = DirectoryPasswordPolicy::default();
-    let Some(raw) = lookup(PASSWORD_MAX_AGE_DAYS) else {
-        return Ok(default);
-    };
-    let days: f64 = raw.trim().parse().map_err(|_| StartError::PasswordMaxAge)?;
-    if !days.is_finite() || !(0.0..=36_500.0).contains(&days) {
-        return Err(StartError::PasswordMaxAge);
-    }
-    // At most 36,500 days in milliseconds: far inside i64.
-    #[allow(clippy::cast_possible_truncation)]
-    let millis = (days * 86_400_000.0).round() as i64;
-    let max_age = (millis > 0).then(|| chrono::TimeDelta::milliseconds(millis));
-    DirectoryPasswordPolicy::new(
-        default.min_length(),
-        default.required_classes().iter().copied(),
-        max_age,
-    )
-    .map_err(|_| StartError::PasswordMaxAge)
-}
+use crate::{App, AppError, GraphApp, GraphSetupError, api};
 
 /// Largest request body accepted (bytes); a larger one is refused with `body_too_large`.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -111,9 +78,6 @@ pub enum StartError {
     /// The Graph side.
     #[error(transparent)]
     Graph(#[from] GraphSetupError),
-    /// `M365_PASSWORD_MAX_AGE_DAYS` is set but not a number of days between 0 and 36,500.
-    #[error("M365_PASSWORD_MAX_AGE_DAYS has an invalid value")]
-    PasswordMaxAge,
 }
 
 impl Deployed<SystemClock> {
@@ -122,16 +86,13 @@ impl Deployed<SystemClock> {
     /// # Errors
     /// [`StartError`] for a missing or invalid variable or an unreadable OAuth client secret.
     pub async fn from_env() -> Result<Self, StartError> {
-        let policy = password_policy(|name| std::env::var(name).ok())?;
         let app = App::from_env().await?;
-        let graph = GraphApp::load(&app, &GraphConfig::from_env()).await?;
-        let mut deployed = Self::from_app(&app, &graph);
-        deployed.password_policy = policy;
-        Ok(deployed)
+        let graph = GraphApp::load(&app).await?;
+        Ok(Self::from_app(&app, &graph))
     }
 
     /// The wiring of an already built [`App`] and [`GraphApp`], on the system clock with the
-    /// product's default retry and password policies.
+    /// app's configured retry, password and deadline policies.
     #[must_use]
     pub fn from_app(app: &App, graph: &GraphApp) -> Self {
         Self::with_clock(app, graph, SystemClock)
@@ -148,9 +109,9 @@ impl<C: Clock> Deployed<C> {
             identity: graph.identity.clone(),
             clock,
             random: ThreadRandom,
-            retry: RetryPolicy::default(),
-            password_policy: DirectoryPasswordPolicy::default(),
-            deadlines: DeadlinePolicy::default(),
+            retry: app.config.retry_policy(),
+            password_policy: app.config.password_policy.clone(),
+            deadlines: app.config.deadlines,
         }
     }
 
@@ -525,33 +486,6 @@ mod tests {
     }
 
     #[test]
-    fn the_password_max_age_is_read_in_decimal_days_and_bad_values_stop_the_start() {
-        // R-BIND-9, R-PWD-4 (a re-activation needs the policy's maximum age)
-        let with = |v: Option<&str>| {
-            let v = v.map(str::to_owned);
-            password_policy(move |name| {
-                (name == PASSWORD_MAX_AGE_DAYS).then(|| v.clone()).flatten()
-            })
-        };
-        assert_eq!(with(None).unwrap().max_age(), None);
-        assert_eq!(with(Some("0")).unwrap().max_age(), None);
-        assert_eq!(
-            with(Some("90")).unwrap().max_age(),
-            Some(chrono::TimeDelta::days(90))
-        );
-        assert_eq!(
-            with(Some(" 0.5 ")).unwrap().max_age(),
-            Some(chrono::TimeDelta::hours(12))
-        );
-        for bad in ["-1", "x", "NaN", "36501"] {
-            assert!(
-                matches!(with(Some(bad)), Err(StartError::PasswordMaxAge)),
-                "{bad}"
-            );
-        }
-    }
-
-    #[test]
     fn a_suspended_binding_shows_why_and_an_old_one_shows_password_expired() {
         // R-BIND-9, R-PWD-4 (bindings suspended before the reason existed)
         let mut b = Binding::pending(
@@ -567,6 +501,54 @@ mod tests {
         b.suspended_reason = Some(SuspendedReason::DirectoryDisabled);
         let shown = serde_json::to_value(BindingView::from(&b)).unwrap();
         assert_eq!(shown["suspendedReason"], "directory_disabled");
+    }
+
+    #[tokio::test]
+    async fn the_provisioning_wiring_runs_with_the_configured_policies() {
+        // R-PWD-1, R-PWD-4, R-BIND-6, R-OPS-2: what the environment sets is what the use cases
+        // get; no default is taken behind the configuration's back.
+        use crate::config::{
+            DEADLINE_MARGIN_SECONDS, PASSWORD_MAX_AGE_DAYS, PASSWORD_MIN_LENGTH, REQUIRED,
+            RETRY_MAX_ATTEMPTS,
+        };
+        let config = crate::Config::from_lookup(|name| match name {
+            PASSWORD_MIN_LENGTH => Some("12".to_owned()),
+            PASSWORD_MAX_AGE_DAYS => Some("30".to_owned()),
+            RETRY_MAX_ATTEMPTS => Some("3".to_owned()),
+            DEADLINE_MARGIN_SECONDS => Some("2".to_owned()),
+            n if n.ends_with("_TABLE") => Some("m365-sync-test".to_owned()),
+            n if n.ends_with("_URL") && REQUIRED.contains(&n) => {
+                Some("https://sqs.eu-west-1.amazonaws.com/1/q".to_owned())
+            }
+            n if n.ends_with("_PREFIX") => Some("m365-sync/test/tenant/".to_owned()),
+            n if REQUIRED.contains(&n) => Some("m365-sync/test/secret".to_owned()),
+            _ => None,
+        })
+        .unwrap();
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("eu-west-1"))
+            .build();
+        let app = App::with_sdk_config(config, sdk);
+        let graph = GraphApp::with_credentials(
+            &app,
+            &app.config.graph,
+            m365_aws::OAuthClientCredentials {
+                client_id: "client".to_owned(),
+                client_secret: secrecy::SecretString::from("secret".to_owned()),
+                redirect_uri: None,
+            },
+        )
+        .unwrap();
+        let deps = Provisioning::from_app(&app, &graph);
+        assert_eq!(deps.password_policy.min_length(), 12);
+        assert_eq!(
+            deps.password_policy.max_age(),
+            Some(chrono::TimeDelta::days(30))
+        );
+        assert_eq!(deps.retry.max_attempts, 3);
+        assert_eq!(deps.retry.base_delay, RetryPolicy::default().base_delay);
+        assert_eq!(deps.deadlines.margin, std::time::Duration::from_secs(2));
     }
 
     #[test]

@@ -58,8 +58,8 @@ async fn the_app_wires_adapters_that_reach_the_configured_resources() {
         .send()
         .await
         .expect("cursor key secret created");
-    let config = Config {
-        resources: Resources {
+    let config = Config::with_resources(
+        Resources {
             users_table: create(&dynamodb, &schema::USERS).await,
             tenants_table: create(&dynamodb, &schema::TENANTS).await,
             bindings_table: create(&dynamodb, &schema::BINDINGS).await,
@@ -73,8 +73,8 @@ async fn the_app_wires_adapters_that_reach_the_configured_resources() {
             cursor_key_secret_id: cursor_key_secret_id.clone(),
             secrets_kms_key_id: None,
         },
-        oauth_client_secret_id: "m365-sync/test/oauth-client".to_owned(),
-    };
+        "m365-sync/test/oauth-client".to_owned(),
+    );
 
     let app = App::new(config).await;
 

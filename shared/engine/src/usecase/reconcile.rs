@@ -88,6 +88,7 @@ use crate::model::{
     M365UserPatch, OperationId, OperationKind, OperationSubject, PageRequest, SuspendedReason,
     TenantId, UserId, UserState,
 };
+use crate::policy::password::DirectoryPasswordPolicy;
 use crate::ports::Ports;
 use crate::ports::{
     BindingStore, Clock, DeltaLink, DeltaStream, Directory, EventFilter, EventQuery, EventStore,
@@ -108,8 +109,13 @@ pub struct ReconcileSettings {
     pub safeguard_ratio: f64,
     /// Delta pages read by one invocation before it applies and saves its place.
     pub max_pages: u32,
-    /// The directory password policy's maximum age (R-PWD-4); `None`: passwords never expire.
-    pub password_max_age: Option<TimeDelta>,
+    /// The directory password policy (R-PWD-4): its maximum age decides which passwords expired
+    /// ([`DirectoryPasswordPolicy::is_expired`], the one rule every function applies); no maximum
+    /// age: passwords never expire.
+    pub password_policy: DirectoryPasswordPolicy,
+    /// Whether this run sweeps expired passwords when the policy has a maximum age (the sweep
+    /// reads every provisioned user; the reconcile function sweeps on a round's first pass only).
+    pub sweep_expiry: bool,
     /// How much later than our last push an M365 password change must be to count as M365's
     /// (the clock rule, used only for bindings without a read-back stamp).
     pub push_grace: TimeDelta,
@@ -130,7 +136,8 @@ impl Default for ReconcileSettings {
         Self {
             safeguard_ratio: 0.10,
             max_pages: 50,
-            password_max_age: None,
+            password_policy: DirectoryPasswordPolicy::default(),
+            sweep_expiry: true,
             push_grace: TimeDelta::minutes(2),
             listing_lag: TimeDelta::minutes(15),
             stuck: StuckSettings::default(),
@@ -755,7 +762,8 @@ impl<P: Ports> Reconcile<'_, P> {
                 continue;
             };
             let change = round.changes.get(&object);
-            let expiry_due = self.settings.password_max_age.is_some()
+            let expiry_due = self.settings.sweep_expiry
+                && self.settings.password_policy.max_age().is_some()
                 && binding.state == BindingState::Provisioned;
             if change.is_none() && !expiry_due {
                 continue;
@@ -792,10 +800,9 @@ impl<P: Ports> Reconcile<'_, P> {
                 continue;
             }
             let expired = expiry_due
-                && self
-                    .settings
-                    .password_max_age
-                    .is_some_and(|age| user.password_changed_at.is_some_and(|at| at + age <= now));
+                && user
+                    .password_changed_at
+                    .is_some_and(|at| self.settings.password_policy.is_expired(at, now));
             if expired {
                 plan.push(repair(
                     RepairKind::SuspendExpired,
@@ -1336,6 +1343,11 @@ mod tests {
     }
 
     /// `n` bound users `u0..u{n-1}`, each with a directory password, then a first (full) run.
+    /// Entra's minimum, no required class, passwords expiring after `age` (R-PWD-4).
+    fn expiring_after(age: TimeDelta) -> DirectoryPasswordPolicy {
+        DirectoryPasswordPolicy::new(8, [], Some(age)).unwrap()
+    }
+
     async fn world_with(n: usize) -> World {
         let w = World::new().await;
         for i in 0..n {
@@ -1440,7 +1452,7 @@ mod tests {
         // users it reads — here through the expiry sweep, which reads every provisioned user)
         let w = world_with(12).await;
         let mut rig = Rig::new(&w);
-        rig.settings.password_max_age = Some(TimeDelta::days(90));
+        rig.settings.password_policy = expiring_after(TimeDelta::days(90));
         rig.run(false).await;
         disable_in_directory(&w, "u2").await;
         let dry = rig.run(true).await;
@@ -1632,7 +1644,7 @@ mod tests {
         // R-PWD-4
         let w = world_with(12).await;
         let mut rig = Rig::new(&w);
-        rig.settings.password_max_age = Some(TimeDelta::days(90));
+        rig.settings.password_policy = expiring_after(TimeDelta::days(90));
         rig.run(false).await;
         // u5's password is renewed at day 60; the others expire at day 90.
         w.clock.advance(TimeDelta::days(60));
@@ -1701,7 +1713,7 @@ mod tests {
         // R-REC-3, R-PWD-4
         let w = world_with(10).await;
         let mut rig = Rig::new(&w);
-        rig.settings.password_max_age = Some(TimeDelta::days(1));
+        rig.settings.password_policy = expiring_after(TimeDelta::days(1));
         w.clock.advance(TimeDelta::days(2));
         let report = rig.run(false).await;
         assert!(report.safeguard.is_some());
