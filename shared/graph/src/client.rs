@@ -36,7 +36,7 @@ pub const IDENTITY_BASE: &str = "https://login.microsoftonline.com";
 pub const MIN_ATTEMPT: Duration = Duration::from_millis(200);
 
 /// Supplies access tokens per tenant (our [`TenantId`]). Implementations: [`crate::VaultTokens`]
-/// (delegated tokens kept in the engine's `TokenVault`) and [`crate::ClientCredentialsTokens`].
+/// (delegated tokens kept in the engine's `TokenVault`) and [`crate::StaticToken`].
 pub trait TokenProvider: Send + Sync {
     /// A current access token for `tenant`.
     ///
@@ -58,10 +58,11 @@ pub trait TokenProvider: Send + Sync {
     ) -> impl Future<Output = m365_engine::Result<SecretString>> + Send;
 }
 
-/// In-process retry bounds: at most `max_attempts` tries AND never past the deadline
-/// (now + `budget` unless a caller gives an earlier one, e.g. the Lambda deadline).
+/// In-process retry bounds of one Graph call: at most `max_attempts` tries AND never past the
+/// deadline (now + `budget` unless a caller gives an earlier one, e.g. the Lambda deadline). Not
+/// the engine's `RetryPolicy`, which schedules the queued retries of whole operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
+pub struct HttpRetry {
     /// Tries in all (1 = no retry).
     pub max_attempts: u32,
     /// First backoff step (doubled each retry, full jitter) when Graph gives no `Retry-After`.
@@ -77,7 +78,7 @@ pub struct RetryPolicy {
     pub max_not_yet_visible_attempts: u32,
 }
 
-impl Default for RetryPolicy {
+impl Default for HttpRetry {
     fn default() -> Self {
         Self {
             max_attempts: 5,
@@ -90,7 +91,7 @@ impl Default for RetryPolicy {
     }
 }
 
-impl RetryPolicy {
+impl HttpRetry {
     /// The wait before retry number `retry` (1-based): exponential with full jitter.
     #[must_use]
     pub fn backoff(&self, retry: u32) -> Duration {
@@ -125,7 +126,7 @@ pub struct GraphClientBuilder {
     identity_base: String,
     connect_timeout: Duration,
     request_timeout: Duration,
-    retry: RetryPolicy,
+    retry: HttpRetry,
 }
 
 impl Default for GraphClientBuilder {
@@ -135,7 +136,7 @@ impl Default for GraphClientBuilder {
             identity_base: IDENTITY_BASE.to_owned(),
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(20),
-            retry: RetryPolicy::default(),
+            retry: HttpRetry::default(),
         }
     }
 }
@@ -171,7 +172,7 @@ impl GraphClientBuilder {
 
     /// Retry bounds.
     #[must_use]
-    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+    pub fn retry(mut self, retry: HttpRetry) -> Self {
         self.retry = retry;
         self
     }
@@ -220,7 +221,7 @@ pub struct GraphClient {
     http: reqwest::Client,
     graph_base: String,
     identity_base: String,
-    retry: RetryPolicy,
+    retry: HttpRetry,
     /// Whole-request timeout of one attempt (shortened to the time left before the deadline).
     request_timeout: Duration,
     /// Paces writes per tenant (DESIGN §2 "Graph usage"); `None`: writes go out unpaced.
@@ -279,7 +280,7 @@ impl GraphClient {
 
     /// The retry bounds.
     #[must_use]
-    pub fn retry_policy(&self) -> &RetryPolicy {
+    pub fn http_retry(&self) -> &HttpRetry {
         &self.retry
     }
 

@@ -2,7 +2,8 @@
 //!
 //! Creates are never blindly repeated: a `POST /users` whose outcome is unknown (timeout, 5xx)
 //! is resolved by looking the UPN up (R-BIND-2, graph-spec §7.3), and a UPN conflict is told
-//! apart from an address still held by a deleted account by the same lookup. A 404 on a user this
+//! apart from an address still held by a deleted account by the same lookup, whose account the
+//! conflict carries (`Conflict::UpnExists::existing`: the caller adopts it without looking again). A 404 on a user this
 //! instance created moments ago is replication delay and is retried (graph-spec §7.4, §12).
 
 use std::collections::HashMap;
@@ -10,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 
-use m365_engine::error::{Conflict, Entity, InvalidInput, UnavailableReason};
+use m365_engine::error::{Conflict, Entity, ExistingUser, InvalidInput, UnavailableReason};
 use m365_engine::model::{
     Email, M365ObjectId, M365TenantId, M365User, M365UserPatch, NewM365User, Page, PageRequest,
     PageToken, TenantId, VerifiedDomain,
@@ -89,12 +90,6 @@ impl<P: TokenProvider> GraphDirectory<P> {
         }
     }
 
-    /// The deadline this view is bounded by, if any (see [`Self::with_deadline`]).
-    #[must_use]
-    pub fn deadline_bound(&self) -> Option<Instant> {
-        self.deadline
-    }
-
     /// The token provider.
     #[must_use]
     pub fn tokens(&self) -> &P {
@@ -166,13 +161,13 @@ impl<P: TokenProvider> GraphDirectory<P> {
     }
 
     pub(crate) fn deadline(&self) -> Instant {
-        let budget = Instant::now() + self.client.retry_policy().budget;
+        let budget = Instant::now() + self.client.http_retry().budget;
         self.deadline.map_or(budget, |d| d.min(budget))
     }
 
     pub(crate) fn remember(&self, id: &M365ObjectId) {
         let now = Instant::now();
-        let window = self.client.retry_policy().not_yet_visible_window;
+        let window = self.client.http_retry().not_yet_visible_window;
         let mut recent = self
             .recent
             .lock()
@@ -182,7 +177,7 @@ impl<P: TokenProvider> GraphDirectory<P> {
     }
 
     pub(crate) fn is_recent(&self, id: &M365ObjectId) -> bool {
-        let window = self.client.retry_policy().not_yet_visible_window;
+        let window = self.client.http_retry().not_yet_visible_window;
         let recent = self
             .recent
             .lock()
@@ -312,7 +307,11 @@ impl<P: TokenProvider> Directory for GraphDirectory<P> {
             // Either an active user holds the UPN (adopt it) or a deleted one still holds the
             // address (wait, R-BIND-6): the lookup tells them apart.
             return match self.find(tenant, upn).await {
-                Ok(Some(_)) => Err(Error::Conflict(Conflict::UpnExists { upn: upn.clone() })),
+                // The caller adopts the account found here; it need not look it up again.
+                Ok(Some(found)) => Err(Error::Conflict(Conflict::UpnExists {
+                    upn: upn.clone(),
+                    existing: Some(ExistingUser(Box::new(found))),
+                })),
                 Ok(None) => Err(Error::Unavailable {
                     component: "graph",
                     reason: UnavailableReason::AddressHeld,
