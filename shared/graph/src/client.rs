@@ -265,6 +265,19 @@ pub(crate) struct Call {
     pub replication: &'static [ErrorClass],
 }
 
+impl Call {
+    /// A GET: no body, safe to repeat.
+    pub(crate) fn get(url: reqwest::Url) -> Self {
+        Self {
+            method: Method::GET,
+            url,
+            body: None,
+            idempotent: true,
+            replication: &[],
+        }
+    }
+}
+
 impl GraphClient {
     /// A builder with the real Microsoft hosts as defaults.
     #[must_use]

@@ -187,21 +187,57 @@ impl<P: TokenProvider> GraphDirectory<P> {
             .is_some_and(|at| at.elapsed() < window)
     }
 
-    async fn get(
+    pub(crate) async fn get(
         &self,
         tenant: &TenantId,
         url: reqwest::Url,
     ) -> Result<crate::client::Response, GraphError> {
-        let call = Call {
-            method: Method::GET,
-            url,
-            body: None,
-            idempotent: true,
-            replication: &[],
-        };
         self.client
-            .execute(&self.tokens, tenant, &call, self.deadline())
+            .execute(&self.tokens, tenant, &Call::get(url), self.deadline())
             .await
+    }
+
+    /// Every page of the collection at `url` (nextLinks inside our Graph base only).
+    pub(crate) async fn collect<T: serde::de::DeserializeOwned>(
+        &self,
+        tenant: &TenantId,
+        mut url: reqwest::Url,
+    ) -> Result<Vec<T>, GraphError> {
+        let mut out = Vec::new();
+        loop {
+            let page: Collection<T> = self.get(tenant, url).await?.json()?;
+            out.extend(page.value);
+            match page.next_link {
+                Some(next) if self.client.owns(&next) => {
+                    url = reqwest::Url::parse(&next).map_err(|_| GraphError::Url)?;
+                }
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// The URL of one page: the cursor (Graph's whole nextLink, graph-spec §2.3), which must point
+    /// into our Graph base or our bearer token would go elsewhere; without one, the first page
+    /// `path` with `query` and `$top` (the page limit within Graph's maximum).
+    pub(crate) fn page_url(
+        &self,
+        page: &PageRequest,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<reqwest::Url> {
+        match &page.cursor {
+            Some(cursor) if self.client.owns(cursor.as_str()) => {
+                reqwest::Url::parse(cursor.as_str())
+                    .map_err(|_| Error::Invalid(InvalidInput::Cursor))
+            }
+            Some(_) => Err(Error::Invalid(InvalidInput::Cursor)),
+            None => {
+                let top = page.limit.clamp(1, MAX_TOP).to_string();
+                let mut query = query.to_vec();
+                query.push(("$top", top.as_str()));
+                Ok(self.client.url(path, &query)?)
+            }
+        }
     }
 
     async fn find(&self, tenant: &TenantId, upn: &Email) -> Result<Option<M365User>, GraphError> {
@@ -251,17 +287,20 @@ impl<P: TokenProvider> GraphDirectory<P> {
         drop(call);
         match result {
             Ok(_) => Ok(()),
-            Err(e) if recent && e.class() == Some(ErrorClass::NotFound) => {
-                Err(Error::Unavailable {
-                    component: "graph",
-                    reason: UnavailableReason::NotYetVisible,
-                    retry_after: None,
-                    graph_request_id: e.request_id().map(str::to_owned),
-                    source: Some(Box::new(e)),
-                })
-            }
+            Err(e) if recent && e.class() == Some(ErrorClass::NotFound) => Err(not_yet_visible(e)),
             Err(e) => Err(e.into_engine(Entity::M365User, id.as_str(), None)),
         }
+    }
+}
+
+/// A 404 on an object created here moments ago: replication delay (graph-spec §7.4), retryable.
+pub(crate) fn not_yet_visible(e: GraphError) -> Error {
+    Error::Unavailable {
+        component: "graph",
+        reason: UnavailableReason::NotYetVisible,
+        retry_after: None,
+        graph_request_id: e.request_id().map(str::to_owned),
+        source: Some(Box::new(e)),
     }
 }
 
@@ -525,22 +564,12 @@ impl<P: TokenProvider> Directory for GraphDirectory<P> {
     }
 
     async fn verified_domains(&self, tenant: &TenantId) -> Result<Vec<VerifiedDomain>> {
-        let mut url = self.client.url("/domains", &[("$select", DOMAIN_SELECT)])?;
-        let mut out = Vec::new();
-        loop {
-            let page: Collection<GraphDomain> = self.get(tenant, url).await?.json()?;
-            out.extend(
-                page.value
-                    .into_iter()
-                    .filter_map(GraphDomain::into_verified),
-            );
-            match page.next_link {
-                Some(next) if self.client.owns(&next) => {
-                    url = reqwest::Url::parse(&next).map_err(|_| GraphError::Url)?;
-                }
-                _ => return Ok(out),
-            }
-        }
+        let url = self.client.url("/domains", &[("$select", DOMAIN_SELECT)])?;
+        let domains: Vec<GraphDomain> = self.collect(tenant, url).await?;
+        Ok(domains
+            .into_iter()
+            .filter_map(GraphDomain::into_verified)
+            .collect())
     }
 }
 
@@ -578,29 +607,17 @@ impl<P: TokenProvider> GraphDirectory<P> {
         prefix: Option<&str>,
         page: &PageRequest,
     ) -> Result<Page<M365User>> {
-        let url = match &page.cursor {
-            // The cursor is Graph's whole nextLink (graph-spec §2.3); it must point into our Graph
-            // base, or our bearer token would go elsewhere.
-            Some(cursor) if self.client.owns(cursor.as_str()) => {
-                reqwest::Url::parse(cursor.as_str())
-                    .map_err(|_| Error::Invalid(InvalidInput::Cursor))?
-            }
-            Some(_) => return Err(Error::Invalid(InvalidInput::Cursor)),
-            None => {
-                let top = page.limit.clamp(1, MAX_TOP).to_string();
-                let mut query = vec![("$select", USER_SELECT), ("$top", top.as_str())];
-                let filter = prefix.map(|p| {
-                    let literal = odata_string(p);
-                    format!(
-                        "startswith(userPrincipalName,{literal}) or startswith(mail,{literal}) or startswith(displayName,{literal})"
-                    )
-                });
-                if let Some(filter) = &filter {
-                    query.push(("$filter", filter.as_str()));
-                }
-                self.client.url("/users", &query)?
-            }
-        };
+        let filter = prefix.map(|p| {
+            let literal = odata_string(p);
+            format!(
+                "startswith(userPrincipalName,{literal}) or startswith(mail,{literal}) or startswith(displayName,{literal})"
+            )
+        });
+        let mut query = vec![("$select", USER_SELECT)];
+        if let Some(filter) = &filter {
+            query.push(("$filter", filter.as_str()));
+        }
+        let url = self.page_url(page, "/users", &query)?;
         let response: Collection<GraphUser> = self.get(tenant, url).await?.json()?;
         Ok(Page {
             items: response
