@@ -48,8 +48,11 @@ pub struct VaultTokens<V> {
     identity: IdentityClient,
     flights: Arc<Mutex<HashMap<TenantId, Arc<tokio::sync::Mutex<()>>>>>,
     /// Each tenant's access token and when it expires (`Debug` redacts the token).
-    kept: Arc<Mutex<HashMap<TenantId, (SecretString, DateTime<Utc>)>>>,
+    kept: Arc<Mutex<Kept>>,
 }
+
+/// Access tokens kept in memory, with their expiry, per tenant.
+type Kept = HashMap<TenantId, (SecretString, DateTime<Utc>)>;
 
 /// Whether a token expiring at `expires_at` may still be used.
 fn usable(expires_at: DateTime<Utc>) -> bool {
@@ -76,7 +79,7 @@ impl<V: TokenVault> VaultTokens<V> {
         flights.entry(tenant.clone()).or_default().clone()
     }
 
-    fn kept(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, (SecretString, DateTime<Utc>)>> {
+    fn kept(&self) -> std::sync::MutexGuard<'_, Kept> {
         self.kept
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
