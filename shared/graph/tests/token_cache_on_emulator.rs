@@ -97,6 +97,35 @@ async fn cold_start(
     (vault, GraphDirectory::new(client, provider))
 }
 
+/// A cold start of a connected tenant.
+async fn connected(
+    emu: &support::Emu,
+) -> (CountingVault, GraphDirectory<VaultTokens<CountingVault>>) {
+    cold_start(emu, &consent(emu).await).await
+}
+
+/// A cold start whose vault holds an access token Graph refuses (and a good refresh token).
+async fn refused_start(
+    emu: &support::Emu,
+) -> (
+    TenantTokens,
+    CountingVault,
+    GraphDirectory<VaultTokens<CountingVault>>,
+) {
+    let mut refused = consent(emu).await;
+    refused.access_token = SecretString::from("an-access-token-graph-refuses".to_owned());
+    let (vault, dir) = cold_start(emu, &refused).await;
+    (refused, vault, dir)
+}
+
+/// Whether Graph finds the admin (a read that needs a token Graph accepts).
+async fn finds_admin(dir: &GraphDirectory<VaultTokens<CountingVault>>, tenant: &TenantId) -> bool {
+    dir.find_user_by_upn(tenant, &Email::parse(support::ADMIN).unwrap())
+        .await
+        .unwrap()
+        .is_some()
+}
+
 fn new_user(local: &str) -> NewM365User {
     NewM365User {
         user_principal_name: Email::parse(&format!("{local}@{MANAGED}")).unwrap(),
@@ -139,11 +168,10 @@ fn graph_requests(emu: &support::Emu, route: &str) -> u64 {
 #[tokio::test]
 async fn a_new_user_bind_reads_the_vault_once_per_cold_start_and_the_next_bind_not_at_all() {
     // R-CONN-4 (the vault's token is used until shortly before it expires); issue 13: at most 1
-    // Secrets Manager read per cold start, not one per Graph call (3 per new-user bind before)
+    // Secrets Manager read per cold start, not one per Graph call (3 for these calls before)
     let emu = start().await;
     let tenant = emu.tenant();
-    let tokens = consent(&emu).await;
-    let (vault, dir) = cold_start(&emu, &tokens).await;
+    let (vault, dir) = connected(&emu).await;
     new_user_bind(&dir, &tenant, "first.bind").await;
     assert_eq!(vault.reads(), 1, "one vault read for the three Graph calls");
     // The next bind of the same process, through a clone as each invocation's wiring holds one.
@@ -158,9 +186,7 @@ async fn a_kept_token_graph_refuses_is_dropped_and_the_vault_read_once_before_th
     // (by the scheduled refresh) replaces a refused kept one without a token call
     let emu = start().await;
     let tenant = emu.tenant();
-    let mut refused = consent(&emu).await;
-    refused.access_token = SecretString::from("an-access-token-graph-refuses".to_owned());
-    let (vault, dir) = cold_start(&emu, &refused).await;
+    let (_, vault, dir) = refused_start(&emu).await;
     let kept = dir.tokens().access_token(&tenant).await.unwrap();
     assert_eq!(kept.expose_secret(), "an-access-token-graph-refuses");
     assert_eq!(vault.reads(), 1);
@@ -177,11 +203,10 @@ async fn a_kept_token_graph_refuses_is_dropped_and_the_vault_read_once_before_th
             .unwrap_or(0)
     };
     let token_calls = identity_calls(&emu);
-    let found = dir
-        .find_user_by_upn(&tenant, &Email::parse(support::ADMIN).unwrap())
-        .await
-        .unwrap();
-    assert!(found.is_some(), "the retry with the vault's token succeeds");
+    assert!(
+        finds_admin(&dir, &tenant).await,
+        "the retry with the vault's token succeeds"
+    );
     assert_eq!(vault.reads(), 2, "the vault read once after the 401");
     assert_eq!(identity_calls(&emu), token_calls, "no refresh needed");
     assert_eq!(
@@ -201,15 +226,9 @@ async fn a_refused_token_the_vault_still_holds_is_refreshed_once_and_the_call_su
     // R-CONN-4 (on-demand refresh, rotated tokens saved before use)
     let emu = start().await;
     let tenant = emu.tenant();
-    let mut refused = consent(&emu).await;
-    refused.access_token = SecretString::from("an-access-token-graph-refuses".to_owned());
-    let (vault, dir) = cold_start(&emu, &refused).await;
-    let found = dir
-        .find_user_by_upn(&tenant, &Email::parse(support::ADMIN).unwrap())
-        .await
-        .unwrap();
+    let (refused, vault, dir) = refused_start(&emu).await;
     assert!(
-        found.is_some(),
+        finds_admin(&dir, &tenant).await,
         "the retry with the refreshed token succeeds"
     );
     assert_eq!(vault.reads(), 2, "cold start, then once after the 401");
@@ -221,9 +240,7 @@ async fn a_refused_token_the_vault_still_holds_is_refreshed_once_and_the_call_su
     );
     assert_eq!(vault.inner.versions(&tenant), 2);
     // The refreshed token is kept: the next call reads nothing.
-    dir.find_user_by_upn(&tenant, &Email::parse(support::ADMIN).unwrap())
-        .await
-        .unwrap();
+    assert!(finds_admin(&dir, &tenant).await);
     assert_eq!(vault.reads(), 2);
 }
 
@@ -262,8 +279,7 @@ async fn a_create_that_finds_the_upn_taken_returns_the_account_its_one_lookup_fo
     // adapter returns, so a conflict costs one Graph lookup, not two
     let emu = start().await;
     let tenant = emu.tenant();
-    let tokens = consent(&emu).await;
-    let (_, dir) = cold_start(&emu, &tokens).await;
+    let (_, dir) = connected(&emu).await;
     let taken = dir.create_user(&tenant, &new_user("taken")).await.unwrap();
     let lookups = graph_requests(&emu, "graph GET /v1.0/users");
     let error = dir
