@@ -22,7 +22,7 @@ use m365_aws::DynamoRateBudget;
 use m365_engine::Error;
 use m365_engine::model::{Email, M365UserPatch, TenantId};
 use m365_engine::ports::{Directory, RateLimit};
-use m365_graph::{GraphClient, GraphDirectory, RetryPolicy};
+use m365_graph::{GraphClient, GraphDirectory, HttpRetry};
 use m365_integration_tests::{CONTOSO, CONTOSO_USERS, World};
 use serde_json::json;
 use tokio::time::Instant;
@@ -164,10 +164,10 @@ async fn main() {
     let tokens = w.graph.directory.tokens().clone();
     let base = GraphClient::builder()
         .graph_base(w.graph.client.graph_base())
-        .retry(RetryPolicy {
+        .retry(HttpRetry {
             max_attempts: 1,
             budget: Duration::from_secs(seconds + 60),
-            ..RetryPolicy::default()
+            ..HttpRetry::default()
         })
         .build()
         .unwrap();

@@ -14,7 +14,7 @@ use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::QueueAttributeName;
 use chrono::TimeDelta;
 
-use m365_graph::{GraphClient, GraphDirectory, RetryPolicy};
+use m365_graph::{GraphClient, GraphDirectory, HttpRetry};
 use m365_integration_tests::{APP_ID, CONTOSO, OffsetClock, World, api_request, json_response};
 use m365_lambda::provision::Provisioning;
 use serde_json::{Value, json};
@@ -46,13 +46,13 @@ impl Stack {
             let client = GraphClient::builder()
                 .graph_base(format!("{}/v1.0", world.emulator.base))
                 .identity_base(world.emulator.base.clone())
-                .retry(RetryPolicy {
+                .retry(HttpRetry {
                     max_attempts: 3,
                     base_backoff: Duration::from_millis(20),
                     max_backoff: Duration::from_millis(100),
                     budget: Duration::from_secs(5),
                     max_not_yet_visible_attempts: 2,
-                    ..RetryPolicy::default()
+                    ..HttpRetry::default()
                 })
                 .build()
                 .unwrap();

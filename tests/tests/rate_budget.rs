@@ -11,7 +11,7 @@ use std::time::Duration;
 use m365_aws::DynamoRateBudget;
 use m365_engine::model::{Email, M365UserPatch, TenantId};
 use m365_engine::ports::{Directory, RateLimit};
-use m365_graph::{GraphClient, GraphDirectory, RetryPolicy};
+use m365_graph::{GraphClient, GraphDirectory, HttpRetry};
 use m365_integration_tests::{CONTOSO, CONTOSO_USERS, World};
 use serde_json::json;
 
@@ -30,9 +30,9 @@ async fn concurrent_writers_sharing_the_dynamodb_budget_get_no_429() {
     // No in-process retry: a 429 would surface as an error.
     let base = GraphClient::builder()
         .graph_base(w.graph.client.graph_base())
-        .retry(RetryPolicy {
+        .retry(HttpRetry {
             max_attempts: 1,
-            ..RetryPolicy::default()
+            ..HttpRetry::default()
         })
         .build()
         .unwrap();

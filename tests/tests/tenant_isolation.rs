@@ -291,8 +291,13 @@ async fn after_a_deauthorization_a_late_refresh_and_an_old_sign_in_link_bring_no
         saved
     );
     assert!(w.app.token_vault.get(&id).await.unwrap().is_none());
-    // The on-demand refresh of a Graph call finds nothing to refresh either.
-    assert!(w.graph.directory.tokens().refresh_now(&id).await.is_err());
+    // The on-demand refresh of a Graph call (after a 401) finds nothing to refresh either.
+    let refused = secrecy::SecretString::from("a-token-graph-refused".to_owned());
+    assert!(
+        m365_graph::TokenProvider::refresh_access_token(w.graph.directory.tokens(), &id, &refused)
+            .await
+            .is_err()
+    );
     assert!(w.app.token_vault.get(&id).await.unwrap().is_none());
     // The scheduled refresh leaves the deauthorized tenant alone.
     let summary =

@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use crate::model::{
-    DomainName, Email, EmailError, IdError, RequestTokenError, TenantId, UnknownEventKind, UserId,
+    DomainName, Email, EmailError, IdError, M365User, RequestTokenError, TenantId,
+    UnknownEventKind, UserId,
 };
 use crate::policy::name::NameProblem;
 use crate::policy::password::PasswordPolicyError;
@@ -165,11 +166,14 @@ pub enum Conflict {
         /// Its id.
         id: String,
     },
-    /// M365 already has an active user with this UPN: look it up and adopt it (graph-spec §3.2, R-BIND-2).
+    /// M365 already has an active user with this UPN: adopt it (graph-spec §3.2, R-BIND-2).
     #[error("an M365 user with the principal name {upn} already exists")]
     UpnExists {
         /// The UPN.
         upn: Email,
+        /// That user, when the adapter already looked it up (the caller need not look again);
+        /// `None`: look it up.
+        existing: Option<ExistingUser>,
     },
     /// A token-vault write reused a request token with different content.
     #[error("the request token was already used for different content")]
@@ -198,6 +202,17 @@ pub enum Conflict {
         /// Why, in words (the roles held, the consent).
         why: String,
     },
+}
+
+/// The M365 account found holding a UPN ([`Conflict::UpnExists`]). `Debug` shows its object id
+/// only: errors reach logs, personal data does not (STYLE "Tracing and secrets").
+#[derive(Clone, PartialEq, Eq)]
+pub struct ExistingUser(pub Box<M365User>);
+
+impl std::fmt::Debug for ExistingUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ExistingUser").field(&self.0.id).finish()
+    }
 }
 
 impl Conflict {

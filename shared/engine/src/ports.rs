@@ -462,7 +462,8 @@ pub trait Directory: Send + Sync {
     /// Creates a user.
     ///
     /// # Errors
-    /// `Conflict::UpnExists` (adopt instead); `Unavailable(AddressHeld)` while a deleted account holds
+    /// `Conflict::UpnExists` (adopt instead), carrying the account holding the UPN when the adapter
+    /// looked it up to tell it from a deleted one; `Unavailable(AddressHeld)` while a deleted account holds
     /// the address; `Rejected` for an unverified/federated domain or a non-compliant password.
     fn create_user(
         &self,

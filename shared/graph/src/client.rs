@@ -37,7 +37,7 @@ pub const IDENTITY_BASE: &str = "https://login.microsoftonline.com";
 pub const MIN_ATTEMPT: Duration = Duration::from_millis(200);
 
 /// Supplies access tokens per tenant (our [`TenantId`]). Implementations: [`crate::VaultTokens`]
-/// (delegated tokens kept in the engine's `TokenVault`) and [`crate::ClientCredentialsTokens`].
+/// (delegated tokens kept in the engine's `TokenVault`) and [`crate::StaticToken`].
 pub trait TokenProvider: Send + Sync {
     /// A current access token for `tenant`.
     ///
@@ -59,13 +59,14 @@ pub trait TokenProvider: Send + Sync {
     ) -> impl Future<Output = m365_engine::Result<SecretString>> + Send;
 }
 
-/// In-process retry bounds: at most `max_attempts` tries AND never past the deadline
-/// (now + `budget` unless a caller gives an earlier one, e.g. the Lambda deadline).
+/// In-process retry bounds of one Graph call: at most `max_attempts` tries AND never past the
+/// deadline (now + `budget` unless a caller gives an earlier one, e.g. the Lambda deadline). Not
+/// the engine's `RetryPolicy`, which schedules the queued retries of whole operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
+pub struct HttpRetry {
     /// Tries in all (1 = no retry).
     pub max_attempts: u32,
-    /// First backoff step (doubled each retry, equal jitter: [`RetryPolicy::backoff`]).
+    /// First backoff step (doubled each retry, equal jitter: [`HttpRetry::backoff`]).
     pub base_backoff: Duration,
     /// Largest backoff step.
     pub max_backoff: Duration,
@@ -78,7 +79,7 @@ pub struct RetryPolicy {
     pub max_not_yet_visible_attempts: u32,
 }
 
-impl Default for RetryPolicy {
+impl Default for HttpRetry {
     fn default() -> Self {
         Self {
             max_attempts: 5,
@@ -91,7 +92,7 @@ impl Default for RetryPolicy {
     }
 }
 
-impl RetryPolicy {
+impl HttpRetry {
     /// The wait before retry number `retry` (1-based) when Graph gives no `Retry-After`: the
     /// engine's one backoff formula ([`m365_engine::policy::retry::backoff`]: exponential from
     /// `base_backoff`, capped at `max_backoff`, uniformly in the step's upper half).
@@ -136,7 +137,7 @@ pub struct GraphClientBuilder {
     identity_base: String,
     connect_timeout: Duration,
     request_timeout: Duration,
-    retry: RetryPolicy,
+    retry: HttpRetry,
 }
 
 impl Default for GraphClientBuilder {
@@ -146,7 +147,7 @@ impl Default for GraphClientBuilder {
             identity_base: IDENTITY_BASE.to_owned(),
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(20),
-            retry: RetryPolicy::default(),
+            retry: HttpRetry::default(),
         }
     }
 }
@@ -182,7 +183,7 @@ impl GraphClientBuilder {
 
     /// Retry bounds.
     #[must_use]
-    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+    pub fn retry(mut self, retry: HttpRetry) -> Self {
         self.retry = retry;
         self
     }
@@ -231,7 +232,7 @@ pub struct GraphClient {
     http: reqwest::Client,
     graph_base: String,
     identity_base: String,
-    retry: RetryPolicy,
+    retry: HttpRetry,
     /// Whole-request timeout of one attempt (shortened to the time left before the deadline).
     request_timeout: Duration,
     /// Paces writes per tenant (DESIGN §2 "Graph usage"); `None`: writes go out unpaced.
@@ -275,6 +276,19 @@ pub(crate) struct Call {
     pub replication: &'static [ErrorClass],
 }
 
+impl Call {
+    /// A GET: no body, safe to repeat.
+    pub(crate) fn get(url: reqwest::Url) -> Self {
+        Self {
+            method: Method::GET,
+            url,
+            body: None,
+            idempotent: true,
+            replication: &[],
+        }
+    }
+}
+
 impl GraphClient {
     /// A builder with the real Microsoft hosts as defaults.
     #[must_use]
@@ -290,7 +304,7 @@ impl GraphClient {
 
     /// The retry bounds.
     #[must_use]
-    pub fn retry_policy(&self) -> &RetryPolicy {
+    pub fn http_retry(&self) -> &HttpRetry {
         &self.retry
     }
 
@@ -532,7 +546,7 @@ mod tests {
     fn in_process_retries_wait_by_the_engines_one_formula() {
         // R-BIND-6, issue 13 (one backoff formula): step = base · 2^(retry−1) capped, wait in
         // [step/2, step]; a longer Retry-After wins (graph-spec §7.1).
-        let policy = RetryPolicy::default();
+        let policy = HttpRetry::default();
         for (retry, step) in [(1, 200), (2, 400), (3, 800), (7, 10_000), (40, 10_000)] {
             let step = Duration::from_millis(step);
             for _ in 0..50 {

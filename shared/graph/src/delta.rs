@@ -6,7 +6,6 @@
 //! caller treats that round as a full listing.
 
 use m365_engine::model::TenantId;
-use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
@@ -274,14 +273,9 @@ impl GraphClient {
         url: reqwest::Url,
         deadline: Instant,
     ) -> Result<DeltaPage<T>, GraphError> {
-        let call = Call {
-            method: Method::GET,
-            url,
-            body: None,
-            idempotent: true,
-            replication: &[],
-        };
-        let response = self.execute(tokens, tenant, &call, deadline).await?;
+        let response = self
+            .execute(tokens, tenant, &Call::get(url), deadline)
+            .await?;
         let raw: RawPage<Value> = response.json()?;
         let next = match (raw.next_link, raw.delta_link) {
             (Some(next), _) => DeltaNext::Page(next),

@@ -2,7 +2,8 @@
 //!
 //! Creates are never blindly repeated: a `POST /users` whose outcome is unknown (timeout, 5xx)
 //! is resolved by looking the UPN up (R-BIND-2, graph-spec §7.3), and a UPN conflict is told
-//! apart from an address still held by a deleted account by the same lookup. A 404 on a user this
+//! apart from an address still held by a deleted account by the same lookup, whose account the
+//! conflict carries (`Conflict::UpnExists::existing`: the caller adopts it without looking again). A 404 on a user this
 //! instance created moments ago is replication delay and is retried (graph-spec §7.4, §12).
 
 use std::collections::HashMap;
@@ -10,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 
-use m365_engine::error::{Conflict, Entity, InvalidInput, UnavailableReason};
+use m365_engine::error::{Conflict, Entity, ExistingUser, InvalidInput, UnavailableReason};
 use m365_engine::model::{
     Email, M365ObjectId, M365TenantId, M365User, M365UserPatch, NewM365User, Page, PageRequest,
     PageToken, TenantId, VerifiedDomain,
@@ -89,12 +90,6 @@ impl<P: TokenProvider> GraphDirectory<P> {
         }
     }
 
-    /// The deadline this view is bounded by, if any (see [`Self::with_deadline`]).
-    #[must_use]
-    pub fn deadline_bound(&self) -> Option<Instant> {
-        self.deadline
-    }
-
     /// The token provider.
     #[must_use]
     pub fn tokens(&self) -> &P {
@@ -166,13 +161,13 @@ impl<P: TokenProvider> GraphDirectory<P> {
     }
 
     pub(crate) fn deadline(&self) -> Instant {
-        let budget = Instant::now() + self.client.retry_policy().budget;
+        let budget = Instant::now() + self.client.http_retry().budget;
         self.deadline.map_or(budget, |d| d.min(budget))
     }
 
     pub(crate) fn remember(&self, id: &M365ObjectId) {
         let now = Instant::now();
-        let window = self.client.retry_policy().not_yet_visible_window;
+        let window = self.client.http_retry().not_yet_visible_window;
         let mut recent = self
             .recent
             .lock()
@@ -182,7 +177,7 @@ impl<P: TokenProvider> GraphDirectory<P> {
     }
 
     pub(crate) fn is_recent(&self, id: &M365ObjectId) -> bool {
-        let window = self.client.retry_policy().not_yet_visible_window;
+        let window = self.client.http_retry().not_yet_visible_window;
         let recent = self
             .recent
             .lock()
@@ -192,21 +187,57 @@ impl<P: TokenProvider> GraphDirectory<P> {
             .is_some_and(|at| at.elapsed() < window)
     }
 
-    async fn get(
+    pub(crate) async fn get(
         &self,
         tenant: &TenantId,
         url: reqwest::Url,
     ) -> Result<crate::client::Response, GraphError> {
-        let call = Call {
-            method: Method::GET,
-            url,
-            body: None,
-            idempotent: true,
-            replication: &[],
-        };
         self.client
-            .execute(&self.tokens, tenant, &call, self.deadline())
+            .execute(&self.tokens, tenant, &Call::get(url), self.deadline())
             .await
+    }
+
+    /// Every page of the collection at `url` (nextLinks inside our Graph base only).
+    pub(crate) async fn collect<T: serde::de::DeserializeOwned>(
+        &self,
+        tenant: &TenantId,
+        mut url: reqwest::Url,
+    ) -> Result<Vec<T>, GraphError> {
+        let mut out = Vec::new();
+        loop {
+            let page: Collection<T> = self.get(tenant, url).await?.json()?;
+            out.extend(page.value);
+            match page.next_link {
+                Some(next) if self.client.owns(&next) => {
+                    url = reqwest::Url::parse(&next).map_err(|_| GraphError::Url)?;
+                }
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// The URL of one page: the cursor (Graph's whole nextLink, graph-spec §2.3), which must point
+    /// into our Graph base or our bearer token would go elsewhere; without one, the first page
+    /// `path` with `query` and `$top` (the page limit within Graph's maximum).
+    pub(crate) fn page_url(
+        &self,
+        page: &PageRequest,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<reqwest::Url> {
+        match &page.cursor {
+            Some(cursor) if self.client.owns(cursor.as_str()) => {
+                reqwest::Url::parse(cursor.as_str())
+                    .map_err(|_| Error::Invalid(InvalidInput::Cursor))
+            }
+            Some(_) => Err(Error::Invalid(InvalidInput::Cursor)),
+            None => {
+                let top = page.limit.clamp(1, MAX_TOP).to_string();
+                let mut query = query.to_vec();
+                query.push(("$top", top.as_str()));
+                Ok(self.client.url(path, &query)?)
+            }
+        }
     }
 
     async fn find(&self, tenant: &TenantId, upn: &Email) -> Result<Option<M365User>, GraphError> {
@@ -256,17 +287,20 @@ impl<P: TokenProvider> GraphDirectory<P> {
         drop(call);
         match result {
             Ok(_) => Ok(()),
-            Err(e) if recent && e.class() == Some(ErrorClass::NotFound) => {
-                Err(Error::Unavailable {
-                    component: "graph",
-                    reason: UnavailableReason::NotYetVisible,
-                    retry_after: None,
-                    graph_request_id: e.request_id().map(str::to_owned),
-                    source: Some(Box::new(e)),
-                })
-            }
+            Err(e) if recent && e.class() == Some(ErrorClass::NotFound) => Err(not_yet_visible(e)),
             Err(e) => Err(e.into_engine(Entity::M365User, id.as_str(), None)),
         }
+    }
+}
+
+/// A 404 on an object created here moments ago: replication delay (graph-spec §7.4), retryable.
+pub(crate) fn not_yet_visible(e: GraphError) -> Error {
+    Error::Unavailable {
+        component: "graph",
+        reason: UnavailableReason::NotYetVisible,
+        retry_after: None,
+        graph_request_id: e.request_id().map(str::to_owned),
+        source: Some(Box::new(e)),
     }
 }
 
@@ -312,7 +346,11 @@ impl<P: TokenProvider> Directory for GraphDirectory<P> {
             // Either an active user holds the UPN (adopt it) or a deleted one still holds the
             // address (wait, R-BIND-6): the lookup tells them apart.
             return match self.find(tenant, upn).await {
-                Ok(Some(_)) => Err(Error::Conflict(Conflict::UpnExists { upn: upn.clone() })),
+                // The caller adopts the account found here; it need not look it up again.
+                Ok(Some(found)) => Err(Error::Conflict(Conflict::UpnExists {
+                    upn: upn.clone(),
+                    existing: Some(ExistingUser(Box::new(found))),
+                })),
                 Ok(None) => Err(Error::Unavailable {
                     component: "graph",
                     reason: UnavailableReason::AddressHeld,
@@ -526,22 +564,12 @@ impl<P: TokenProvider> Directory for GraphDirectory<P> {
     }
 
     async fn verified_domains(&self, tenant: &TenantId) -> Result<Vec<VerifiedDomain>> {
-        let mut url = self.client.url("/domains", &[("$select", DOMAIN_SELECT)])?;
-        let mut out = Vec::new();
-        loop {
-            let page: Collection<GraphDomain> = self.get(tenant, url).await?.json()?;
-            out.extend(
-                page.value
-                    .into_iter()
-                    .filter_map(GraphDomain::into_verified),
-            );
-            match page.next_link {
-                Some(next) if self.client.owns(&next) => {
-                    url = reqwest::Url::parse(&next).map_err(|_| GraphError::Url)?;
-                }
-                _ => return Ok(out),
-            }
-        }
+        let url = self.client.url("/domains", &[("$select", DOMAIN_SELECT)])?;
+        let domains: Vec<GraphDomain> = self.collect(tenant, url).await?;
+        Ok(domains
+            .into_iter()
+            .filter_map(GraphDomain::into_verified)
+            .collect())
     }
 }
 
@@ -579,29 +607,17 @@ impl<P: TokenProvider> GraphDirectory<P> {
         prefix: Option<&str>,
         page: &PageRequest,
     ) -> Result<Page<M365User>> {
-        let url = match &page.cursor {
-            // The cursor is Graph's whole nextLink (graph-spec §2.3); it must point into our Graph
-            // base, or our bearer token would go elsewhere.
-            Some(cursor) if self.client.owns(cursor.as_str()) => {
-                reqwest::Url::parse(cursor.as_str())
-                    .map_err(|_| Error::Invalid(InvalidInput::Cursor))?
-            }
-            Some(_) => return Err(Error::Invalid(InvalidInput::Cursor)),
-            None => {
-                let top = page.limit.clamp(1, MAX_TOP).to_string();
-                let mut query = vec![("$select", USER_SELECT), ("$top", top.as_str())];
-                let filter = prefix.map(|p| {
-                    let literal = odata_string(p);
-                    format!(
-                        "startswith(userPrincipalName,{literal}) or startswith(mail,{literal}) or startswith(displayName,{literal})"
-                    )
-                });
-                if let Some(filter) = &filter {
-                    query.push(("$filter", filter.as_str()));
-                }
-                self.client.url("/users", &query)?
-            }
-        };
+        let filter = prefix.map(|p| {
+            let literal = odata_string(p);
+            format!(
+                "startswith(userPrincipalName,{literal}) or startswith(mail,{literal}) or startswith(displayName,{literal})"
+            )
+        });
+        let mut query = vec![("$select", USER_SELECT)];
+        if let Some(filter) = &filter {
+            query.push(("$filter", filter.as_str()));
+        }
+        let url = self.page_url(page, "/users", &query)?;
         let response: Collection<GraphUser> = self.get(tenant, url).await?.json()?;
         Ok(Page {
             items: response

@@ -454,7 +454,10 @@ impl GraphError {
             },
             ErrorClass::NotFound => E::not_found(entity, id),
             ErrorClass::UpnConflict => match upn {
-                Some(upn) => E::Conflict(Conflict::UpnExists { upn: upn.clone() }),
+                Some(upn) => E::Conflict(Conflict::UpnExists {
+                    upn: upn.clone(),
+                    existing: None,
+                }),
                 None => rejected(&api),
             },
             ErrorClass::AlreadyMember

@@ -6,7 +6,7 @@
 //! (404 or 400) on remove are success (graph-spec §12). A member add right after a create may
 //! meet replication delay ("The source resource object … do not exist"), which is retried.
 
-use m365_engine::error::{Entity, UnavailableReason};
+use m365_engine::error::Entity;
 use m365_engine::model::{M365ObjectId, Page, PageRequest, PageToken, TenantId};
 use m365_engine::{Error, Result};
 use reqwest::Method;
@@ -14,9 +14,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::client::{Call, TokenProvider};
-use crate::directory::GraphDirectory;
+use crate::directory::{GraphDirectory, not_yet_visible};
 use crate::error::{ErrorClass, GraphError};
-use crate::model::{Collection, MAX_TOP, odata_string};
+use crate::model::{Collection, odata_string};
 
 /// The `$select` of group reads.
 pub const GROUP_SELECT: &str = "id,displayName,mailNickname,securityEnabled,mailEnabled";
@@ -68,16 +68,6 @@ struct RawMember {
     odata_type: Option<String>,
 }
 
-fn not_yet_visible(e: GraphError) -> Error {
-    Error::Unavailable {
-        component: "graph",
-        reason: UnavailableReason::NotYetVisible,
-        retry_after: None,
-        graph_request_id: e.request_id().map(str::to_owned),
-        source: Some(Box::new(e)),
-    }
-}
-
 impl<P: TokenProvider> GraphDirectory<P> {
     /// The group with this mail nickname, if any.
     ///
@@ -93,10 +83,7 @@ impl<P: TokenProvider> GraphDirectory<P> {
             "/groups",
             &[("$filter", &filter), ("$select", GROUP_SELECT)],
         )?;
-        let page: Collection<GraphGroup> = self
-            .send(tenant, Method::GET, url, None, true, &[])
-            .await?
-            .json()?;
+        let page: Collection<GraphGroup> = self.get(tenant, url).await?.json()?;
         Ok(page.value.into_iter().find_map(GraphGroup::into_m365))
     }
 
@@ -237,22 +224,13 @@ impl<P: TokenProvider> GraphDirectory<P> {
         group: &M365ObjectId,
         page: &PageRequest,
     ) -> Result<Page<GroupMember>> {
-        let url = match &page.cursor {
-            Some(cursor) if self.client().owns(cursor.as_str()) => {
-                reqwest::Url::parse(cursor.as_str())
-                    .map_err(|_| Error::Invalid(m365_engine::error::InvalidInput::Cursor))?
-            }
-            Some(_) => return Err(Error::Invalid(m365_engine::error::InvalidInput::Cursor)),
-            None => {
-                let top = page.limit.clamp(1, MAX_TOP).to_string();
-                self.client().url(
-                    &format!("/groups/{group}/members"),
-                    &[("$select", "id"), ("$top", &top)],
-                )?
-            }
-        };
+        let url = self.page_url(
+            page,
+            &format!("/groups/{group}/members"),
+            &[("$select", "id")],
+        )?;
         let response = self
-            .send(tenant, Method::GET, url, None, true, &[])
+            .get(tenant, url)
             .await
             .map_err(|e| e.into_engine(Entity::Group, group.as_str(), None))?;
         let raw: Collection<RawMember> = response.json()?;

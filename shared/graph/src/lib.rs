@@ -15,8 +15,9 @@
 //!   rotation persisted before use, client credentials; [`GraphIdentity`], the engine's
 //!   `IdentityPlatform` port over it (connect and token refresh use cases), at `organizations` or,
 //!   once known, the tenant's own authority (R-CONN-7);
-//! - [`TokenProvider`] and its implementations [`VaultTokens`] (vault-backed, single-flight
-//!   refresh per process), [`ClientCredentialsTokens`] and [`StaticToken`];
+//! - [`TokenProvider`] and its implementations [`VaultTokens`] (vault-backed, the access token
+//!   kept in memory until shortly before it expires, single-flight refresh per process) and
+//!   [`StaticToken`];
 //! - [`GraphError`] / [`TokenError`], classified per graph-spec §12 onto the engine's error so
 //!   that `is_retryable()` alone decides retries.
 //!
@@ -42,8 +43,8 @@ pub mod tokens;
 pub use batch::{BatchItem, BatchRequest, BatchResults, MAX_BATCH};
 pub use budget::WriteBudget;
 pub use client::{
-    BuildError, GRAPH_BASE, GraphClient, GraphClientBuilder, IDENTITY_BASE, MIN_ATTEMPT,
-    RetryPolicy, TokenProvider,
+    BuildError, GRAPH_BASE, GraphClient, GraphClientBuilder, HttpRetry, IDENTITY_BASE, MIN_ATTEMPT,
+    TokenProvider,
 };
 pub use delta::{DeltaGroup, DeltaNext, DeltaPage, DeltaUser, MemberDelta, RemovedReason};
 pub use directory::{GraphDirectory, Organization};
@@ -51,4 +52,4 @@ pub use error::{ApiError, ErrorClass, GraphError};
 pub use groups::{GroupMember, M365Group};
 pub use identity::{AuthorizationStart, IdentityClient, TokenError, TokenSet};
 pub use platform::GraphIdentity;
-pub use tokens::{ClientCredentialsTokens, StaticToken, VaultTokens};
+pub use tokens::{EXPIRY_MARGIN, StaticToken, VaultTokens};

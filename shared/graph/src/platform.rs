@@ -59,25 +59,27 @@ impl GraphIdentity {
         self.deadline
     }
 
-    async fn bounded<T>(&self, call: impl Future<Output = Result<T>>) -> Result<T> {
-        let Some(deadline) = self.deadline else {
-            return call.await;
+    /// The grant `call` within this view's deadline, in the vault form naming the tenant the
+    /// tokens were redeemed at; a grant without a refresh token (no `offline_access` consented)
+    /// cannot keep a tenant connected.
+    async fn grant(
+        &self,
+        call: impl Future<Output = std::result::Result<TokenSet, TokenError>>,
+        tenant: Option<&M365TenantId>,
+    ) -> Result<TenantTokens> {
+        let tokens = match self.deadline {
+            None => call.await?,
+            Some(deadline) if deadline.saturating_duration_since(Instant::now()) < MIN_ATTEMPT => {
+                return Err(Error::deadline("identity"));
+            }
+            Some(deadline) => tokio::time::timeout_at(deadline, call)
+                .await
+                .map_err(|_| Error::deadline("identity"))??,
         };
-        if deadline.saturating_duration_since(Instant::now()) < MIN_ATTEMPT {
-            return Err(Error::deadline("identity"));
-        }
-        tokio::time::timeout_at(deadline, call)
-            .await
-            .unwrap_or_else(|_| Err(Error::deadline("identity")))
+        tokens
+            .to_tenant_tokens_of(tenant)
+            .ok_or_else(|| Error::from(TokenError::Malformed))
     }
-}
-
-/// The vault form of a grant's tokens, naming the tenant they were redeemed at; a grant without a
-/// refresh token (no `offline_access` consented) cannot keep a tenant connected.
-fn vault_tokens(tokens: &TokenSet, tenant: Option<&M365TenantId>) -> Result<TenantTokens> {
-    tokens
-        .to_tenant_tokens_of(tenant)
-        .ok_or_else(|| Error::from(TokenError::Malformed))
 }
 
 /// The authority path segment: the tenant's id once known, else `organizations`.
@@ -102,15 +104,10 @@ impl IdentityPlatform for GraphIdentity {
         pkce_verifier: &SecretString,
         tenant: Option<&M365TenantId>,
     ) -> Result<TenantTokens> {
-        let tokens = self
-            .bounded(async {
-                Ok(self
-                    .identity
-                    .exchange_code(authority(tenant), code, pkce_verifier)
-                    .await?)
-            })
-            .await?;
-        vault_tokens(&tokens, tenant)
+        let call = self
+            .identity
+            .exchange_code(authority(tenant), code, pkce_verifier);
+        self.grant(call, tenant).await
     }
 
     async fn refresh(
@@ -121,14 +118,9 @@ impl IdentityPlatform for GraphIdentity {
         // The caller (the token-refresh use case) saves the rotated tokens before anything uses
         // them, so nothing is persisted here; a lost response costs nothing because Microsoft keeps
         // the old refresh token valid (graph-spec §1.4).
-        let tokens = self
-            .bounded(async {
-                Ok(self
-                    .identity
-                    .refresh(authority(tenant), refresh_token, |_| async { Ok(()) })
-                    .await?)
-            })
-            .await?;
-        vault_tokens(&tokens, tenant)
+        let call = self
+            .identity
+            .refresh(authority(tenant), refresh_token, |_| async { Ok(()) });
+        self.grant(call, tenant).await
     }
 }

@@ -26,14 +26,13 @@ use std::time::Duration;
 use m365_engine::Result;
 use m365_engine::error::Entity;
 use m365_engine::model::{DirectoryRole, M365ObjectId, PageRequest, TenantId};
-use reqwest::Method;
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use crate::client::{Call, TokenProvider};
+use crate::client::TokenProvider;
 use crate::directory::GraphDirectory;
 use crate::error::GraphError;
-use crate::model::{Collection, MAX_TOP};
+use crate::model::MAX_TOP;
 
 /// How long a tenant's consenting admin is remembered (per process).
 pub const CONSENTING_ADMIN_TTL: Duration = Duration::from_secs(600);
@@ -92,36 +91,6 @@ pub(crate) type AdminCache = std::sync::Arc<
 >;
 
 impl<P: TokenProvider> GraphDirectory<P> {
-    /// Every page of the collection at `url` (nextLinks inside our Graph base only).
-    async fn collect<T: serde::de::DeserializeOwned>(
-        &self,
-        tenant: &TenantId,
-        mut url: reqwest::Url,
-    ) -> std::result::Result<Vec<T>, GraphError> {
-        let mut out = Vec::new();
-        loop {
-            let call = Call {
-                method: Method::GET,
-                url,
-                body: None,
-                idempotent: true,
-                replication: &[],
-            };
-            let page: Collection<T> = self
-                .client()
-                .execute(self.tokens(), tenant, &call, self.deadline())
-                .await?
-                .json()?;
-            out.extend(page.value);
-            match page.next_link {
-                Some(next) if self.client().owns(&next) => {
-                    url = reqwest::Url::parse(&next).map_err(|_| GraphError::Url)?;
-                }
-                _ => return Ok(out),
-            }
-        }
-    }
-
     /// The roles `id` holds (see the module docs), sorted and without duplicates.
     pub(crate) async fn roles_of(
         &self,
@@ -217,18 +186,7 @@ impl<P: TokenProvider> GraphDirectory<P> {
             id: String,
         }
         let url = self.client().url("/me", &[("$select", "id")])?;
-        let call = Call {
-            method: Method::GET,
-            url,
-            body: None,
-            idempotent: true,
-            replication: &[],
-        };
-        let admin = match self
-            .client()
-            .execute(self.tokens(), tenant, &call, self.deadline())
-            .await
-        {
+        let admin = match self.get(tenant, url).await {
             Ok(response) => {
                 let me: Me = response.json()?;
                 Some(M365ObjectId::parse(me.id).map_err(|_| GraphError::InvalidId)?)

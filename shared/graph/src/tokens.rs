@@ -1,14 +1,19 @@
 //! Token providers for [`crate::GraphDirectory`]:
 //! - [`VaultTokens`]: the delegated tokens of each tenant, kept in the engine's `TokenVault`
-//!   (R-CONN-1); refreshes go to the authority of the Microsoft tenant the vault names with the
-//!   tokens (R-CONN-7) and save the rotated tokens BEFORE the new access token is used (R-CONN-4),
-//!   with `TokenVault::update`, which fails once a deauthorization deleted them (R-CONN-8).
-//! - [`ClientCredentialsTokens`]: app-only tokens (the optional client-credentials mode).
+//!   (R-CONN-1). The access token is kept in process memory (per tenant, shared by clones) until
+//!   [`EXPIRY_MARGIN`] before it expires, so a warm function reads the vault about once per token
+//!   lifetime, not once per Graph call; the vault stays the source of truth: a token the scheduled
+//!   `token-refresh` rotated there is picked up when the kept one nears expiry, or at once when
+//!   Graph refuses the kept one (401: it is dropped and the vault read again). Refreshes go to the
+//!   authority of the Microsoft tenant the vault names with the tokens (R-CONN-7) and save the
+//!   rotated tokens BEFORE the new access token is used (R-CONN-4), with `TokenVault::update`,
+//!   which fails once a deauthorization deleted them (R-CONN-8).
+//! - [`StaticToken`]: one access token used as is (the connect callback's probe).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use m365_engine::error::Entity;
 use m365_engine::model::{RequestToken, TenantId, TenantTokens};
 use m365_engine::ports::TokenVault;
@@ -25,7 +30,13 @@ use crate::platform::authority;
 /// the tenant is known, its own id is the authority (R-CONN-7).
 pub const REFRESH_AUTHORITY: &str = "organizations";
 
-/// Delegated tokens from the token vault, refreshed through the identity platform.
+/// An access token expiring within this margin is not used: the one kept in memory is then read
+/// from the vault again, and one the vault holds is refreshed. The scheduled `token-refresh`
+/// rotates tokens 15 minutes ahead, so the vault normally holds a newer one by then.
+pub const EXPIRY_MARGIN: Duration = Duration::minutes(5);
+
+/// Delegated tokens from the token vault, refreshed through the identity platform, the access
+/// token kept in memory until [`EXPIRY_MARGIN`] before its expiry (see the module docs).
 ///
 /// Refreshes are single-flight within one process (per tenant): a caller that waited for another
 /// one's refresh uses its result. Across processes concurrent refreshes are harmless —
@@ -35,20 +46,28 @@ pub const REFRESH_AUTHORITY: &str = "organizations";
 pub struct VaultTokens<V> {
     vault: V,
     identity: IdentityClient,
-    /// Refresh when the access token expires within this margin.
-    skew: Duration,
     flights: Arc<Mutex<HashMap<TenantId, Arc<tokio::sync::Mutex<()>>>>>,
+    /// Each tenant's access token and when it expires (`Debug` redacts the token).
+    kept: Arc<Mutex<Kept>>,
+}
+
+/// Access tokens kept in memory, with their expiry, per tenant.
+type Kept = HashMap<TenantId, (SecretString, DateTime<Utc>)>;
+
+/// Whether a token expiring at `expires_at` may still be used.
+fn usable(expires_at: DateTime<Utc>) -> bool {
+    expires_at - EXPIRY_MARGIN > Utc::now()
 }
 
 impl<V: TokenVault> VaultTokens<V> {
-    /// Tokens from `vault`, refreshed with `identity`, two minutes before expiry.
+    /// Tokens from `vault`, refreshed with `identity`.
     #[must_use]
     pub fn new(vault: V, identity: IdentityClient) -> Self {
         Self {
             vault,
             identity,
-            skew: Duration::minutes(2),
             flights: Arc::default(),
+            kept: Arc::default(),
         }
     }
 
@@ -60,8 +79,38 @@ impl<V: TokenVault> VaultTokens<V> {
         flights.entry(tenant.clone()).or_default().clone()
     }
 
-    /// Refreshes unless, once our turn comes, the vault already holds a fresh access token other
-    /// than `stale` (another caller refreshed meanwhile).
+    fn kept(&self) -> std::sync::MutexGuard<'_, Kept> {
+        self.kept
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The access token kept for `tenant`, unless it nears expiry or is `rejected`.
+    fn kept_token(
+        &self,
+        tenant: &TenantId,
+        rejected: Option<&SecretString>,
+    ) -> Option<SecretString> {
+        let kept = self.kept();
+        let (token, expires_at) = kept.get(tenant)?;
+        let other = rejected.is_none_or(|r| r.expose_secret() != token.expose_secret());
+        (usable(*expires_at) && other).then(|| token.clone())
+    }
+
+    /// Keeps `token` (valid until `expires_at`) for `tenant` and returns it.
+    fn keep(
+        &self,
+        tenant: &TenantId,
+        token: SecretString,
+        expires_at: DateTime<Utc>,
+    ) -> SecretString {
+        self.kept()
+            .insert(tenant.clone(), (token.clone(), expires_at));
+        token
+    }
+
+    /// Uses, once our turn comes, a usable access token other than `stale` kept by another caller
+    /// meanwhile or held by the vault (rotated by another caller or process); otherwise refreshes.
     async fn refresh_once(
         &self,
         tenant: &TenantId,
@@ -69,28 +118,17 @@ impl<V: TokenVault> VaultTokens<V> {
     ) -> Result<SecretString> {
         let flight = self.flight(tenant);
         let _turn = flight.lock().await;
+        if let Some(token) = self.kept_token(tenant, stale) {
+            return Ok(token);
+        }
         let current = self.current(tenant).await?;
-        let fresh = current.expires_at - self.skew > Utc::now();
         let replaced =
             stale.is_none_or(|s| s.expose_secret() != current.access_token.expose_secret());
-        if fresh && replaced {
-            return Ok(current.access_token);
+        if usable(current.expires_at) && replaced {
+            return Ok(self.keep(tenant, current.access_token, current.expires_at));
         }
-        Ok(self.refresh_from(tenant, &current).await?.access_token)
-    }
-
-    /// Refreshes `tenant`'s tokens now: the rotated tokens are stored in the vault first, then
-    /// returned (R-CONN-4).
-    ///
-    /// # Errors
-    /// `NotFound` (tenant tokens) when the vault has none, or when they were deleted (a
-    /// deauthorization) before the rotated ones could be saved — those are then dropped, never
-    /// stored (R-CONN-8); `ReauthorizationRequired` with the AADSTS code on `invalid_grant`;
-    /// retryable errors for throttling and outages; the vault's errors when saving fails (the new
-    /// tokens are then not used).
-    pub async fn refresh_now(&self, tenant: &TenantId) -> Result<TokenSet> {
-        let current = self.current(tenant).await?;
-        self.refresh_from(tenant, &current).await
+        let fresh = self.refresh_from(tenant, &current).await?;
+        Ok(self.keep(tenant, fresh.access_token, fresh.expires_at))
     }
 
     async fn current(&self, tenant: &TenantId) -> Result<TenantTokens> {
@@ -127,82 +165,36 @@ impl<V: TokenVault> VaultTokens<V> {
 }
 
 impl<V: TokenVault> TokenProvider for VaultTokens<V> {
+    /// The kept access token; else (cold start, or the kept one nears expiry) the vault's, kept
+    /// from now on; else a refreshed one.
     async fn access_token(&self, tenant: &TenantId) -> Result<SecretString> {
+        if let Some(token) = self.kept_token(tenant, None) {
+            return Ok(token);
+        }
         let current = self.current(tenant).await?;
-        if current.expires_at - self.skew > Utc::now() {
-            return Ok(current.access_token);
+        if usable(current.expires_at) {
+            return Ok(self.keep(tenant, current.access_token, current.expires_at));
         }
         self.refresh_once(tenant, None).await
     }
 
+    /// Graph refused `rejected`: it is dropped from memory and the vault read again; its token is
+    /// used when it is another one (rotated meanwhile), otherwise the tokens are refreshed.
     async fn refresh_access_token(
         &self,
         tenant: &TenantId,
         rejected: &SecretString,
     ) -> Result<SecretString> {
-        self.refresh_once(tenant, Some(rejected)).await
-    }
-}
-
-/// App-only tokens per tenant (client credentials), cached until shortly before expiry. The
-/// Microsoft tenant (id or domain) of each of our tenants is given by `authority_of`.
-#[derive(Debug, Clone)]
-pub struct ClientCredentialsTokens {
-    identity: IdentityClient,
-    authorities: Arc<HashMap<TenantId, String>>,
-    cache: Arc<Mutex<HashMap<TenantId, TokenSet>>>,
-}
-
-impl ClientCredentialsTokens {
-    /// App-only tokens for the tenants in `authorities` (our tenant → Microsoft tenant id or domain).
-    #[must_use]
-    pub fn new(identity: IdentityClient, authorities: HashMap<TenantId, String>) -> Self {
-        Self {
-            identity,
-            authorities: Arc::new(authorities),
-            cache: Arc::new(Mutex::new(HashMap::new())),
-        }
-    }
-
-    async fn fetch(&self, tenant: &TenantId) -> Result<SecretString> {
-        let authority = self
-            .authorities
-            .get(tenant)
-            .ok_or_else(|| Error::not_found(Entity::M365Tenant, tenant))?;
-        let tokens = self.identity.client_credentials(authority).await?;
-        let access = tokens.access_token.clone();
-        self.cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(tenant.clone(), tokens);
-        Ok(access)
-    }
-}
-
-impl TokenProvider for ClientCredentialsTokens {
-    async fn access_token(&self, tenant: &TenantId) -> Result<SecretString> {
-        let cached = {
-            let cache = self
-                .cache
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            cache
+        {
+            let mut kept = self.kept();
+            if kept
                 .get(tenant)
-                .filter(|t| t.expires_at - Duration::minutes(2) > Utc::now())
-                .map(|t| t.access_token.clone())
-        };
-        match cached {
-            Some(token) => Ok(token),
-            None => self.fetch(tenant).await,
+                .is_some_and(|(token, _)| token.expose_secret() == rejected.expose_secret())
+            {
+                kept.remove(tenant);
+            }
         }
-    }
-
-    async fn refresh_access_token(
-        &self,
-        tenant: &TenantId,
-        _rejected: &SecretString,
-    ) -> Result<SecretString> {
-        self.fetch(tenant).await
+        self.refresh_once(tenant, Some(rejected)).await
     }
 }
 

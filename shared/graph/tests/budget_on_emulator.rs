@@ -14,12 +14,12 @@ use m365_engine::Error;
 use m365_engine::model::{Email, M365ObjectId, M365UserPatch};
 use m365_engine::ports::{Directory, RateLimit};
 use m365_engine::testing::FakeRateBudget;
-use m365_graph::{GraphDirectory, RetryPolicy};
+use m365_graph::{GraphDirectory, HttpRetry};
 use serde_json::json;
 
 /// No in-process retry: any 429 surfaces as an error, so the test sees every one.
-fn no_retry() -> RetryPolicy {
-    RetryPolicy {
+fn no_retry() -> HttpRetry {
+    HttpRetry {
         max_attempts: 1,
         ..support::fast_retry()
     }

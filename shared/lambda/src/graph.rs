@@ -3,6 +3,10 @@
 //! registration's credentials from the OAuth client secret, the identity platform port and the
 //! `Directory` over each tenant's vault-kept tokens.
 //!
+//! The directory keeps each tenant's access token in memory for the life of the process, until
+//! shortly before it expires or Graph refuses it (`m365_graph::VaultTokens`): a warm function
+//! reads the token secret once, not on every Graph call.
+//!
 //! Every Graph write is paced by the per-tenant rate budget ([`DynamoRateBudget`] on the ledger
 //! table, shared by all concurrent functions; DESIGN §2 "Graph usage"). Its limit defaults to
 //! Graph's documented write limit per app and tenant (3,000 writes / 150 s, graph-spec §7.2) at a

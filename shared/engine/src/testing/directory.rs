@@ -12,7 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::hold::{HeldCall, Hold, Stage};
 use super::paging::page;
 use super::{ManualClock, lock};
-use crate::error::{Conflict, Entity, Error, Result, UnavailableReason};
+use crate::error::{Conflict, Entity, Error, ExistingUser, Result, UnavailableReason};
 use crate::model::{
     DirectoryRole, DomainKind, Email, M365Group, M365ObjectId, M365TenantId, M365User,
     M365UserPatch, NewM365User, Page, PageRequest, TenantId, VerifiedDomain,
@@ -78,6 +78,7 @@ struct State {
     consenting_admins: BTreeMap<TenantId, M365ObjectId>,
     calls: u64,
     create_calls: u64,
+    find_calls: u64,
     /// Calls to hold, by port method and stage, in the order they were asked for.
     holds: Vec<(&'static str, Stage, Hold)>,
 }
@@ -353,6 +354,12 @@ impl FakeDirectory {
         lock(&self.state).create_calls
     }
 
+    /// Number of `find_user_by_upn` calls made so far (faulted ones included).
+    #[must_use]
+    pub fn find_calls(&self) -> u64 {
+        lock(&self.state).find_calls
+    }
+
     /// Soft-deletes a user, as an M365 admin would (graph-spec §3.5).
     ///
     /// # Errors
@@ -482,6 +489,7 @@ fn builtin_role(name: &str) -> DirectoryRole {
 impl Directory for FakeDirectory {
     async fn find_user_by_upn(&self, tenant: &TenantId, upn: &Email) -> Result<Option<M365User>> {
         let now = self.clock.now();
+        lock(&self.state).find_calls += 1;
         self.run("find_user_by_upn", |state| {
             let visible_before = now - state.replication_lag;
             let tenant = Self::tenant(state, tenant)?;
@@ -503,10 +511,10 @@ impl Directory for FakeDirectory {
     async fn create_user(&self, tenant: &TenantId, new: &NewM365User) -> Result<M365User> {
         let now = self.clock.now();
         let release_delay = self.address_release_delay;
-        let skew = {
+        let (skew, lag) = {
             let mut state = lock(&self.state);
             state.create_calls += 1;
-            state.clock_skew
+            (state.clock_skew, state.replication_lag)
         };
         self.run("create_user", |state| {
             let tenant = Self::tenant(state, tenant)?;
@@ -518,14 +526,18 @@ impl Directory for FakeDirectory {
                 Some(DomainKind::Managed) => {}
             }
             let same_upn = |u: &&StoredUser| u.user.user_principal_name.eq_ignore_ascii_case(upn);
-            if tenant
+            if let Some(holder) = tenant
                 .users
                 .values()
                 .filter(same_upn)
-                .any(|u| u.deleted_at.is_none())
+                .find(|u| u.deleted_at.is_none())
             {
+                // Like the Graph adapter, which looks the UPN up on a conflict: the holder when
+                // that lookup would see it (replication lag, graph-spec §7.4).
+                let visible = holder.created_at <= now - lag;
                 return Err(Conflict::UpnExists {
                     upn: new.user_principal_name.clone(),
+                    existing: visible.then(|| ExistingUser(Box::new(holder.user.clone()))),
                 }
                 .into());
             }

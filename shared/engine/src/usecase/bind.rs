@@ -459,8 +459,24 @@ impl<P: Ports> Bind<'_, P> {
                 )
                 .await
             }
-            Err(Error::Conflict(Conflict::UpnExists { .. })) => {
-                // Our earlier create (answer lost) or a concurrent one: look it up, never POST again.
+            // Our earlier create (answer lost) or a concurrent one: adopt it, never POST again —
+            // the account the adapter found, or else the one a lookup finds.
+            Err(Error::Conflict(Conflict::UpnExists {
+                existing: Some(found),
+                ..
+            })) => {
+                self.adopt(
+                    run,
+                    user,
+                    tenant,
+                    binding,
+                    expect,
+                    *found.0,
+                    Change::Created,
+                )
+                .await
+            }
+            Err(Error::Conflict(Conflict::UpnExists { existing: None, .. })) => {
                 match self
                     .directory
                     .find_user_by_upn(&tenant.id, &user.email)
@@ -1714,6 +1730,58 @@ mod tests {
         assert_eq!(w.binding("adele").await.state, BindingState::Provisioned);
         assert_eq!(w.count_events(EventKind::UserCreateProvision), 1);
         assert!(w.dead_letters.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_create_that_finds_the_upn_taken_adopts_the_account_the_directory_found_without_looking_again()
+     {
+        // R-BIND-2 (a concurrent create: adopt it, never POST again); the adapter's own lookup on
+        // the conflict is the only one after the create (issue 13: one lookup, not two)
+        let w = World::new().await;
+        let user = w.user("adele").await;
+        // Another creator commits the account between the bind's lookup and its create.
+        let mut lookup = w
+            .directory
+            .hold_next("find_user_by_upn", crate::testing::Stage::AfterCommit);
+        let racer = async {
+            assert!(lookup.arrived().await);
+            let other = w
+                .directory
+                .create_user(
+                    &w.tenant.id,
+                    &NewM365User {
+                        user_principal_name: user.email.clone(),
+                        mail_nickname: "adele".into(),
+                        display_name: "Adele".into(),
+                        given_name: None,
+                        surname: None,
+                        job_title: None,
+                        department: None,
+                        account_enabled: true,
+                        password: secret("Her-Own-Pass-1"),
+                    },
+                )
+                .await
+                .unwrap();
+            lookup.release();
+            other
+        };
+        let (bound, other) =
+            crate::usecase::testkit::interleaved(async { tokio::join!(w.bind("adele"), racer) })
+                .await;
+        let Outcome::Done { binding, change } = bound else {
+            panic!("adopted: {bound:?}")
+        };
+        assert_eq!(change, Change::Created);
+        assert_eq!(binding.m365_object_id, Some(other.id));
+        assert_eq!(w.directory.create_calls(), 2, "the racer's and the bind's");
+        assert_eq!(
+            w.directory.find_calls(),
+            1,
+            "the bind's lookup before its create, none after the conflict"
+        );
+        assert_eq!(w.directory.active_user_count(&w.tenant.id), 1);
+        assert_eq!(w.count_events(EventKind::UserCreateProvision), 1);
     }
 
     #[tokio::test]

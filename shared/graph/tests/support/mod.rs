@@ -4,13 +4,12 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use m365_emulator::{AppState, Seed, State};
 use m365_engine::model::TenantId;
-use m365_graph::{
-    ClientCredentialsTokens, GraphClient, GraphDirectory, IdentityClient, RetryPolicy,
-};
+use m365_graph::{GraphClient, GraphDirectory, HttpRetry, IdentityClient, TokenProvider, TokenSet};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -66,6 +65,44 @@ pub fn seed_json(extra_users: usize) -> String {
     .to_string()
 }
 
+/// App-only tokens for Contoso (client credentials), kept until they near expiry.
+#[derive(Debug, Clone)]
+pub struct AppTokens(IdentityClient, Arc<Mutex<Option<TokenSet>>>);
+
+impl AppTokens {
+    pub fn new(identity: IdentityClient) -> Self {
+        Self(identity, Arc::default())
+    }
+
+    async fn grant(&self) -> m365_engine::Result<SecretString> {
+        let tokens = self.0.client_credentials(CONTOSO).await?;
+        let access = tokens.access_token.clone();
+        *self.1.lock().unwrap() = Some(tokens);
+        Ok(access)
+    }
+}
+
+impl TokenProvider for AppTokens {
+    async fn access_token(&self, _tenant: &TenantId) -> m365_engine::Result<SecretString> {
+        let kept = self.1.lock().unwrap().as_ref().and_then(|t| {
+            (t.expires_at - chrono::Duration::minutes(2) > chrono::Utc::now())
+                .then(|| t.access_token.clone())
+        });
+        match kept {
+            Some(token) => Ok(token),
+            None => self.grant().await,
+        }
+    }
+
+    async fn refresh_access_token(
+        &self,
+        _tenant: &TenantId,
+        _rejected: &SecretString,
+    ) -> m365_engine::Result<SecretString> {
+        self.grant().await
+    }
+}
+
 /// An emulator running in this test's runtime; stopped on drop.
 pub struct Emu {
     pub base: String,
@@ -112,8 +149,8 @@ pub async fn start_with(extra_users: usize) -> Emu {
 }
 
 /// Fast retries for tests (the bounds are what is proven, not the production values).
-pub fn fast_retry() -> RetryPolicy {
-    RetryPolicy {
+pub fn fast_retry() -> HttpRetry {
+    HttpRetry {
         max_attempts: 5,
         base_backoff: Duration::from_millis(50),
         max_backoff: Duration::from_millis(400),
@@ -128,7 +165,7 @@ impl Emu {
         self.client_with(Duration::from_secs(5), fast_retry())
     }
 
-    pub fn client_with(&self, timeout: Duration, retry: RetryPolicy) -> GraphClient {
+    pub fn client_with(&self, timeout: Duration, retry: HttpRetry) -> GraphClient {
         GraphClient::builder()
             .graph_base(format!("{}/v1.0", self.base))
             .identity_base(&self.base)
@@ -153,16 +190,12 @@ impl Emu {
     }
 
     /// An app-only directory for Contoso.
-    pub fn directory_from(&self, client: GraphClient) -> GraphDirectory<ClientCredentialsTokens> {
+    pub fn directory_from(&self, client: GraphClient) -> GraphDirectory<AppTokens> {
         let identity = self.identity(&client);
-        let tokens = ClientCredentialsTokens::new(
-            identity,
-            HashMap::from([(self.tenant(), CONTOSO.to_owned())]),
-        );
-        GraphDirectory::new(client, tokens)
+        GraphDirectory::new(client, AppTokens::new(identity))
     }
 
-    pub fn directory(&self) -> GraphDirectory<ClientCredentialsTokens> {
+    pub fn directory(&self) -> GraphDirectory<AppTokens> {
         self.directory_from(self.client())
     }
 
