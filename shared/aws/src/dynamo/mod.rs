@@ -5,6 +5,7 @@ mod bindings;
 mod coordination;
 mod cursors;
 mod events;
+mod groups;
 mod ledger;
 mod rate_budget;
 mod tenants;
@@ -13,25 +14,29 @@ mod users;
 use crate::OnHeap;
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{BuildError, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use m365_engine::error::{Error, InvalidInput, UnavailableReason};
+use m365_engine::error::{Conflict, Entity, Error, InvalidInput, UnavailableReason};
 use m365_engine::model::{Page, PageRequest, PageToken};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+use crate::schema::{LIST_INDEX, LIST_PK, LIST_SK, PK, SK};
 
 pub use bindings::DynamoBindings;
 pub use coordination::{DynamoLeases, DynamoPendingConsents};
 pub use cursors::DynamoReconcileCursors;
 pub use events::{DynamoEvents, DynamoFailures};
+pub use groups::DynamoGroups;
 pub use ledger::DynamoLedger;
 pub use rate_budget::DynamoRateBudget;
 pub use tenants::DynamoTenants;
-pub use users::{DynamoGroups, DynamoUsers};
+pub use users::DynamoUsers;
 
 /// A DynamoDB item.
 pub(crate) type Item = HashMap<String, AttributeValue>;
@@ -195,6 +200,180 @@ pub(crate) fn failed_conditions<R>(
             (reasons.is_empty() || reasons.contains(&true)).then_some(reasons)
         }
         _ => None,
+    }
+}
+
+/// A request that could not be built (a mistake in this crate, not in the input).
+pub(crate) fn build_error(error: BuildError) -> Error {
+    Error::Infrastructure {
+        component: COMPONENT,
+        source: Box::new(error),
+    }
+}
+
+/// A conditional write whose failed condition is success (a delete of something absent or not
+/// ours, an append already made); other failures are mapped by [`dynamo_error`].
+pub(crate) fn unless_unmet<T, E, R>(result: Result<T, SdkError<E, R>>) -> Result<(), Error>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(()),
+        Err(error) if is_conditional_failure(&error) => Ok(()),
+        Err(error) => Err(dynamo_error(error)),
+    }
+}
+
+/// The key attributes of the items listed on the [`LIST_INDEX`] (table and index keys).
+const LIST_KEYS: [&str; 4] = [PK, SK, LIST_PK, LIST_SK];
+
+/// A versioned entity item of a table with a `pk`/`sk` key that is listed by kind on the
+/// [`LIST_INDEX`]: `pk` = `<kind>#<id>`, `sk` = `<kind>`, `list_pk` = `<kind>`, `list_sk` = `<id>`.
+pub(crate) fn listed_item<T: Serialize>(
+    kind: &str,
+    id: &str,
+    version: u64,
+    entity: &T,
+) -> Result<Item, Error> {
+    Ok(Item::from([
+        (PK.to_owned(), s(format!("{kind}#{id}"))),
+        (SK.to_owned(), s(kind)),
+        (LIST_PK.to_owned(), s(kind)),
+        (LIST_SK.to_owned(), s(id)),
+        (VERSION.to_owned(), n(version)),
+        (DOC.to_owned(), doc(entity)?),
+    ]))
+}
+
+/// A table with `pk`/`sk` keys holding versioned entities listed by kind (users, groups,
+/// tenants): the reads and optimistic writes their stores share.
+#[derive(Debug, Clone)]
+pub(crate) struct KindTable {
+    pub(crate) client: Client,
+    pub(crate) name: String,
+}
+
+impl KindTable {
+    pub(crate) fn new(client: Client, name: impl Into<String>) -> Self {
+        Self {
+            client,
+            name: name.into(),
+        }
+    }
+
+    /// The item at `pk`/`sk`, read consistently.
+    pub(crate) async fn get_item(&self, pk: String, sk: &str) -> Result<Option<Item>, Error> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.name)
+            .key(PK, s(pk))
+            .key(SK, s(sk))
+            .consistent_read(true)
+            .send()
+            .on_heap()
+            .await
+            .map_err(dynamo_error)?;
+        Ok(output.item)
+    }
+
+    /// The entity of kind `kind` with id `id` ([`listed_item`]), read consistently.
+    pub(crate) async fn get_entity<T: DeserializeOwned>(
+        &self,
+        kind: &str,
+        id: &str,
+    ) -> Result<Option<T>, Error> {
+        self.get_item(format!("{kind}#{id}"), kind)
+            .await?
+            .map(|item| from_doc(&item))
+            .transpose()
+    }
+
+    /// Puts a new entity item; `already_exists` when its key is taken.
+    pub(crate) async fn create(&self, item: Item, entity: Entity, id: &str) -> Result<(), Error> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .send()
+            .on_heap()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(error) if is_conditional_failure(&error) => {
+                Err(Error::Conflict(Conflict::AlreadyExists {
+                    entity,
+                    id: id.to_owned(),
+                }))
+            }
+            Err(error) => Err(dynamo_error(error)),
+        }
+    }
+
+    /// Replaces the entity item of kind `kind` if its stored version is `expected`;
+    /// `stale_version` when it is not, `not_found` when it is absent.
+    pub(crate) async fn replace(
+        &self,
+        item: Item,
+        expected: u64,
+        (entity, kind, id): (Entity, &str, &str),
+    ) -> Result<(), Error> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(item))
+            .condition_expression("#version = :expected")
+            .expression_attribute_names("#version", VERSION)
+            .expression_attribute_values(":expected", n(expected))
+            .send()
+            .on_heap()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(error) if is_conditional_failure(&error) => {
+                Err(self.refusal(entity, kind, id, expected).await)
+            }
+            Err(error) => Err(dynamo_error(error)),
+        }
+    }
+
+    /// Why a write conditional on `version = expected` was refused: `stale_version` when the
+    /// entity exists, `not_found` when it does not (or the read failing).
+    pub(crate) async fn refusal(
+        &self,
+        entity: Entity,
+        kind: &str,
+        id: &str,
+        expected: u64,
+    ) -> Error {
+        match self.get_item(format!("{kind}#{id}"), kind).await {
+            Ok(Some(_)) => Error::stale(entity, expected),
+            Ok(None) => Error::not_found(entity, id),
+            Err(error) => error,
+        }
+    }
+
+    /// One page of every entity of kind `kind`, by id, on the [`LIST_INDEX`].
+    pub(crate) async fn list<T: DeserializeOwned>(
+        &self,
+        kind: &str,
+        listing: &str,
+        page: &PageRequest,
+    ) -> Result<Page<T>, Error> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.name)
+            .index_name(LIST_INDEX.name)
+            .key_condition_expression("#k = :kind")
+            .expression_attribute_names("#k", LIST_INDEX.partition_key)
+            .expression_attribute_values(":kind", s(kind));
+        query_page(query, page, listing, &LIST_KEYS).await
     }
 }
 
