@@ -40,8 +40,8 @@ use m365_engine::model::{Group, GroupId, Page, PageRequest, UserId};
 use m365_engine::ports::GroupStore;
 
 use super::{
-    Item, KindTable, VERSION, build_error, dynamo_error, failed_conditions, from_doc, listed_item,
-    n, number, s, string, unless_unmet,
+    Condition, Item, Table, VERSION, build_error, dynamo_error, from_doc, listed_item, n, number,
+    pk_sk_key, s, string,
 };
 use crate::schema::{PK, SK};
 
@@ -79,7 +79,7 @@ enum Expected {
 /// [`GroupStore`] on the users table.
 #[derive(Debug, Clone)]
 pub struct DynamoGroups {
-    table: KindTable,
+    table: Table,
 }
 
 impl DynamoGroups {
@@ -87,7 +87,7 @@ impl DynamoGroups {
     #[must_use]
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
-            table: KindTable::new(client, table),
+            table: Table::new(client, table),
         }
     }
 
@@ -101,20 +101,20 @@ impl DynamoGroups {
         matches!(item.get(MEMBERS_INDEXED), Some(AttributeValue::Bool(true)))
     }
 
+    /// The condition a write puts on the stored group.
+    fn condition(expected: Expected) -> Condition {
+        match expected {
+            Expected::Absent => Condition::absent(),
+            Expected::Version(v) => Condition::version(v),
+        }
+    }
+
     /// The group write of a transaction, conditional on `expected`.
     fn group_put(&self, group: &Group, expected: Expected) -> Result<TransactWriteItem, Error> {
         let put = Put::builder()
             .table_name(&self.table.name)
             .set_item(Some(Self::item(group)?));
-        let put = match expected {
-            Expected::Absent => put
-                .condition_expression("attribute_not_exists(#pk)")
-                .expression_attribute_names("#pk", PK),
-            Expected::Version(v) => put
-                .condition_expression("#version = :expected")
-                .expression_attribute_names("#version", VERSION)
-                .expression_attribute_values(":expected", n(v)),
-        };
+        let put = with_condition!(put, &Self::condition(expected));
         Ok(TransactWriteItem::builder()
             .put(put.build().map_err(build_error)?)
             .build())
@@ -124,20 +124,33 @@ impl DynamoGroups {
     fn group_check(&self, id: &GroupId, expected: Expected) -> Result<TransactWriteItem, Error> {
         let check = ConditionCheck::builder()
             .table_name(&self.table.name)
-            .key(PK, s(group_pk(id)))
-            .key(SK, s(GROUP));
-        let check = match expected {
-            Expected::Absent => check
-                .condition_expression("attribute_not_exists(#pk)")
-                .expression_attribute_names("#pk", PK),
-            Expected::Version(v) => check
-                .condition_expression("#version = :expected")
-                .expression_attribute_names("#version", VERSION)
-                .expression_attribute_values(":expected", n(v)),
-        };
+            .set_key(Some(pk_sk_key(group_pk(id), GROUP)));
+        let check = with_condition!(check, &Self::condition(expected));
         Ok(TransactWriteItem::builder()
             .condition_check(check.build().map_err(build_error)?)
             .build())
+    }
+
+    /// The delete of `pk`/`sk` in a transaction, under `condition` when given.
+    fn delete(&self, key: Item, condition: Option<&Condition>) -> Result<TransactWriteItem, Error> {
+        let delete = Delete::builder()
+            .table_name(&self.table.name)
+            .set_key(Some(key));
+        let delete = match condition {
+            Some(condition) => with_condition!(delete, condition),
+            None => delete,
+        };
+        Ok(TransactWriteItem::builder()
+            .delete(delete.build().map_err(build_error)?)
+            .build())
+    }
+
+    /// The delete of group `id` at `version` in a transaction.
+    fn group_delete(&self, id: &GroupId, version: u64) -> Result<TransactWriteItem, Error> {
+        self.delete(
+            pk_sk_key(group_pk(id), GROUP),
+            Some(&Condition::version(version)),
+        )
     }
 
     fn member_put(&self, member: &UserId, group: &Group) -> Result<TransactWriteItem, Error> {
@@ -152,45 +165,22 @@ impl DynamoGroups {
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
-    /// The delete of `member`'s item of group `id`; with `written`, only if no write after the
-    /// group's version `written` put it again.
+    /// The condition on deleting a removed member's item: no write after the group's version
+    /// `written` put it again.
+    fn not_rewritten(written: u64) -> Condition {
+        Condition::new("#gv <= :written")
+            .name("#gv", GROUP_VERSION)
+            .value(":written", n(written))
+    }
+
+    /// The delete of `member`'s item of group `id` in a transaction, under `condition`.
     fn member_delete(
         &self,
         member: &UserId,
         id: &GroupId,
-        written: Option<u64>,
-    ) -> Result<Delete, Error> {
-        let delete = Delete::builder()
-            .table_name(&self.table.name)
-            .key(PK, s(member_pk(member)))
-            .key(SK, s(group_pk(id)));
-        let delete = match written {
-            None => delete,
-            Some(v) => delete
-                .condition_expression("#gv <= :written")
-                .expression_attribute_names("#gv", GROUP_VERSION)
-                .expression_attribute_values(":written", n(v)),
-        };
-        delete.build().map_err(build_error)
-    }
-
-    /// Runs a transaction: `Ok(false)` when a condition failed.
-    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<bool, Error> {
-        let result = self
-            .table
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .on_heap()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(error) => match failed_conditions(&error) {
-                Some(_) => Ok(false),
-                None => Err(dynamo_error(error)),
-            },
-        }
+        condition: Option<&Condition>,
+    ) -> Result<TransactWriteItem, Error> {
+        self.delete(pk_sk_key(member_pk(member), group_pk(id)), condition)
     }
 
     /// Why a write whose group condition failed was refused.
@@ -224,10 +214,9 @@ impl DynamoGroups {
                 items.push(self.member_put(member, group)?);
             }
             for member in removed {
-                let delete = self.member_delete(member, &group.id, None)?;
-                items.push(TransactWriteItem::builder().delete(delete).build());
+                items.push(self.member_delete(member, &group.id, None)?);
             }
-            return if self.transact(items).await? {
+            return if self.table.transact(items).await? {
                 Ok(())
             } else {
                 Err(self.refused(&group.id, expected).await)
@@ -238,11 +227,12 @@ impl DynamoGroups {
             for member in chunk {
                 items.push(self.member_put(member, group)?);
             }
-            if !self.transact(items).await? {
+            if !self.table.transact(items).await? {
                 return Err(self.refused(&group.id, expected).await);
             }
         }
         if !self
+            .table
             .transact(vec![self.group_put(group, expected)?])
             .await?
         {
@@ -256,16 +246,14 @@ impl DynamoGroups {
     /// `written` put again. The group is written already, so a failure here only leaves
     /// leftovers the read drops: it is logged, not returned.
     async fn delete_members(&self, members: &[&UserId], id: &GroupId, written: u64) {
+        let condition = Self::not_rewritten(written);
         for chunk in members.chunks(MAX_TRANSACTION_ITEMS) {
             let items = chunk
                 .iter()
-                .map(|m| {
-                    let delete = self.member_delete(m, id, Some(written))?;
-                    Ok(TransactWriteItem::builder().delete(delete).build())
-                })
+                .map(|m| self.member_delete(m, id, Some(&condition)))
                 .collect::<Result<Vec<_>, Error>>();
             let done = match items {
-                Ok(items) => self.transact(items).await,
+                Ok(items) => self.table.transact(items).await,
                 Err(e) => Err(e),
             };
             if matches!(done, Ok(true)) {
@@ -273,21 +261,8 @@ impl DynamoGroups {
             }
             // One member was put again since (or the transaction failed): one by one.
             for member in chunk {
-                let result = unless_unmet(
-                    self.table
-                        .client
-                        .delete_item()
-                        .table_name(&self.table.name)
-                        .key(PK, s(member_pk(member)))
-                        .key(SK, s(group_pk(id)))
-                        .condition_expression("#gv <= :written")
-                        .expression_attribute_names("#gv", GROUP_VERSION)
-                        .expression_attribute_values(":written", n(written))
-                        .send()
-                        .on_heap()
-                        .await,
-                );
-                if let Err(e) = result {
+                let key = pk_sk_key(member_pk(member), group_pk(id));
+                if let Err(e) = self.table.delete_if(key, &condition).await {
                     tracing::warn!(
                         group.id = %id,
                         error.code = e.code(),
@@ -407,28 +382,18 @@ impl GroupStore for DynamoGroups {
             } else {
                 Vec::new()
             };
-            let delete_group = Delete::builder()
-                .table_name(&self.table.name)
-                .key(PK, s(group_pk(id)))
-                .key(SK, s(GROUP))
-                .condition_expression("#version = :expected")
-                .expression_attribute_names("#version", VERSION)
-                .expression_attribute_values(":expected", n(group.version))
-                .build()
-                .map_err(build_error)?;
-            let mut items = vec![TransactWriteItem::builder().delete(delete_group).build()];
+            let mut items = vec![self.group_delete(id, group.version)?];
             if members.len() < MAX_TRANSACTION_ITEMS {
                 for member in &members {
-                    let delete = self.member_delete(member, id, None)?;
-                    items.push(TransactWriteItem::builder().delete(delete).build());
+                    items.push(self.member_delete(member, id, None)?);
                 }
-                if self.transact(items).await? {
+                if self.table.transact(items).await? {
                     return Ok(());
                 }
                 continue;
             }
             // Too many members for one transaction: the group first, then its items.
-            if self.transact(items).await? {
+            if self.table.transact(items).await? {
                 self.delete_members(&members, id, group.version).await;
                 return Ok(());
             }

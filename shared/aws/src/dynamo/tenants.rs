@@ -16,8 +16,8 @@ use m365_engine::model::{DomainName, Page, PageRequest, Tenant, TenantId};
 use m365_engine::ports::TenantStore;
 
 use super::{
-    Item, KindTable, build_error, dynamo_error, failed_conditions, listed_item, s, string,
-    unless_unmet,
+    Condition, Item, Table, build_error, dynamo_error, failed_conditions, listed_item, pk_sk_key,
+    s, string,
 };
 use crate::schema::{PK, SK};
 
@@ -43,7 +43,7 @@ fn domain_pk(domain: &DomainName) -> String {
 /// [`TenantStore`] on the tenants table.
 #[derive(Debug, Clone)]
 pub struct DynamoTenants {
-    table: KindTable,
+    table: Table,
 }
 
 impl DynamoTenants {
@@ -51,7 +51,7 @@ impl DynamoTenants {
     #[must_use]
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
-            table: KindTable::new(client, table),
+            table: Table::new(client, table),
         }
     }
 
@@ -80,23 +80,16 @@ impl DynamoTenants {
     async fn delete_domain_if(
         &self,
         domain: &DomainName,
-        attribute: &str,
+        attribute: &'static str,
         value: &str,
     ) -> Result<(), Error> {
-        unless_unmet(
-            self.table
-                .client
-                .delete_item()
-                .table_name(&self.table.name)
-                .key(PK, s(domain_pk(domain)))
-                .key(SK, s(DOMAIN))
-                .condition_expression("#a = :v")
-                .expression_attribute_names("#a", attribute)
-                .expression_attribute_values(":v", s(value))
-                .send()
-                .on_heap()
-                .await,
-        )
+        let condition = Condition::new("#a = :v")
+            .name("#a", attribute)
+            .value(":v", s(value));
+        self.table
+            .delete_if(pk_sk_key(domain_pk(domain), DOMAIN), &condition)
+            .await?;
+        Ok(())
     }
 }
 

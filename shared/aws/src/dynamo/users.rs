@@ -9,8 +9,8 @@ use m365_engine::model::{DirectoryUser, Email, Page, PageRequest, UserId};
 use m365_engine::ports::UserStore;
 
 use super::{
-    Item, KindTable, VERSION, build_error, dynamo_error, failed_conditions, from_doc, listed_item,
-    n, number, s, string,
+    Condition, Item, Table, VERSION, build_error, dynamo_error, failed_conditions, from_doc,
+    listed_item, n, number, pk_sk_key, s, string,
 };
 use crate::schema::{PK, SK};
 
@@ -28,10 +28,18 @@ fn email_pk(email: &Email) -> String {
     format!("EMAIL#{email}")
 }
 
+/// An email claim that is free or already held by `user`.
+fn free_or_held_by(user: &UserId) -> Condition {
+    Condition::new("attribute_not_exists(#pk) OR #user_id = :me")
+        .name("#pk", PK)
+        .name("#user_id", USER_ID)
+        .value(":me", s(user.as_str()))
+}
+
 /// [`UserStore`] on the users table.
 #[derive(Debug, Clone)]
 pub struct DynamoUsers {
-    table: KindTable,
+    table: Table,
 }
 
 impl DynamoUsers {
@@ -39,7 +47,7 @@ impl DynamoUsers {
     #[must_use]
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
-            table: KindTable::new(client, table),
+            table: Table::new(client, table),
         }
     }
 
@@ -54,14 +62,11 @@ impl DynamoUsers {
             .table_name(&self.table.name)
             .item(PK, s(email_pk(&user.email)))
             .item(SK, s(EMAIL))
-            .item(USER_ID, s(user.id.as_str()))
-            .condition_expression("attribute_not_exists(#pk) OR #user_id = :me")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_names("#user_id", USER_ID)
-            .expression_attribute_values(":me", s(user.id.as_str()))
-            .build()
-            .map_err(build_error)?;
-        Ok(TransactWriteItem::builder().put(put).build())
+            .item(USER_ID, s(user.id.as_str()));
+        let put = with_condition!(put, &free_or_held_by(&user.id));
+        Ok(TransactWriteItem::builder()
+            .put(put.build().map_err(build_error)?)
+            .build())
     }
 
     /// Why a transactional user write was refused: by the listed reasons when the service
@@ -163,12 +168,8 @@ impl UserStore for DynamoUsers {
             // Free the old address, but only if this user still holds it.
             let release = Delete::builder()
                 .table_name(&self.table.name)
-                .key(PK, s(email_pk(&current.email)))
-                .key(SK, s(EMAIL))
-                .condition_expression("attribute_not_exists(#pk) OR #user_id = :me")
-                .expression_attribute_names("#pk", PK)
-                .expression_attribute_names("#user_id", USER_ID)
-                .expression_attribute_values(":me", s(user.id.as_str()))
+                .set_key(Some(pk_sk_key(email_pk(&current.email), EMAIL)));
+            let release = with_condition!(release, &free_or_held_by(&user.id))
                 .build()
                 .map_err(build_error)?;
             transaction =
