@@ -77,20 +77,7 @@ impl SqsRetryQueue {
     }
 
     async fn send_with_seconds(&self, message: &RetryMessage, seconds: i32) -> Result<(), Error> {
-        let body = serde_json::to_string(message).map_err(|e| Error::Infrastructure {
-            component: COMPONENT,
-            source: Box::new(e),
-        })?;
-        self.client
-            .send_message()
-            .queue_url(&self.queue_url)
-            .message_body(body)
-            .delay_seconds(seconds)
-            .send()
-            .on_heap()
-            .await
-            .map_err(|e| sdk_error(COMPONENT, e))?;
-        Ok(())
+        send_json(&self.client, &self.queue_url, message, Some(seconds)).await
     }
 }
 
@@ -106,6 +93,32 @@ impl RetryQueue for SqsRetryQueue {
         };
         self.send_with_seconds(message, seconds).await
     }
+}
+
+/// Sends `value` as a JSON message body to `queue_url`, invisible for `delay_seconds` if given.
+///
+/// # Errors
+/// SQS failures, mapped like every adapter's.
+pub(crate) async fn send_json<T: serde::Serialize>(
+    client: &Client,
+    queue_url: &str,
+    value: &T,
+    delay_seconds: Option<i32>,
+) -> Result<(), Error> {
+    let body = serde_json::to_string(value).map_err(|e| Error::Infrastructure {
+        component: COMPONENT,
+        source: Box::new(e),
+    })?;
+    client
+        .send_message()
+        .queue_url(queue_url)
+        .message_body(body)
+        .set_delay_seconds(delay_seconds)
+        .send()
+        .on_heap()
+        .await
+        .map_err(|e| sdk_error(COMPONENT, e))?;
+    Ok(())
 }
 
 fn seconds(duration: Duration, max: u64) -> i32 {
