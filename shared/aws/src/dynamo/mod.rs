@@ -1,4 +1,5 @@
-//! DynamoDB adapters of the engine's store ports, and what they share: item encoding, error
+//! DynamoDB adapters of the engine's store ports, and what they share: the `Table` with its
+//! consistent reads, conditional writes and transactions, item encoding, error
 //! mapping and cursor paging. The key design is documented at the crate root.
 
 /// Sets a [`Condition`] on a request or transaction-item builder (they share the three setters
