@@ -80,8 +80,9 @@
 //!
 //! # Other adapters
 //!
-//! - [`SqsRetryQueue`]: JSON `RetryMessage` bodies, `DelaySeconds` ≤ 900 (rounded up); longer
-//!   waits are re-sent by the consumer with [`SqsRetryQueue::run_now_or_requeue`] (see [`delay`]).
+//! - [`SqsRetryQueue`]: JSON `RetryMessage` bodies, `DelaySeconds` ≤ 900 (rounded up); a
+//!   message received before its `not_before` is sent again by the engine's retry dispatcher
+//!   with the delay left (see [`delay`]).
 //! - [`SqsNotifier`]: welcome notifications (R-BIND-4) as JSON on the notifications queue.
 //! - [`SecretsManagerTokenVault`]: one secret per tenant, `<prefix><tenant id>`, holding the
 //!   tokens and the Microsoft tenant that issued them, created with the stack's KMS key when one

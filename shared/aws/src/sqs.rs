@@ -8,7 +8,6 @@ use std::time::Duration;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::ProvideErrorMetadata;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
-use chrono::{DateTime, Utc};
 use m365_engine::error::{Error, FieldProblem, InvalidInput};
 use m365_engine::model::RetryMessage;
 use m365_engine::ports::{Delivery, RetryQueue, RetryQueueConsumer};
@@ -55,25 +54,6 @@ impl SqsRetryQueue {
             client,
             queue_url: queue_url.into(),
         }
-    }
-
-    /// For a received message: when its `not_before` has passed, returns
-    /// [`delay::Delivery::Now`] (run it); otherwise sends it again with the delay still left
-    /// and returns [`delay::Delivery::Requeue`] — the caller then acknowledges the received
-    /// copy without running it.
-    ///
-    /// # Errors
-    /// The send failed (the received copy must then not be acknowledged).
-    pub async fn run_now_or_requeue(
-        &self,
-        message: &RetryMessage,
-        now: DateTime<Utc>,
-    ) -> Result<delay::Delivery, Error> {
-        let delivery = delay::on_receive(message, now);
-        if let delay::Delivery::Requeue { delay_seconds } = delivery {
-            self.send_with_seconds(message, delay_seconds).await?;
-        }
-        Ok(delivery)
     }
 
     async fn send_with_seconds(&self, message: &RetryMessage, seconds: i32) -> Result<(), Error> {
