@@ -4,7 +4,6 @@
 //! Secrets Manager read per cold start, and none at all in functions that never list anything
 //! (they hold no permission to read it either).
 
-use crate::OnHeap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use aws_sdk_secretsmanager::Client;
@@ -12,7 +11,7 @@ use m365_engine::error::Error;
 use m365_engine::policy::cursor::CursorKey;
 use secrecy::SecretString;
 
-use crate::dynamo::sdk_error;
+use crate::oauth_client::secret_string;
 
 const COMPONENT: &str = "secretsmanager";
 
@@ -74,15 +73,10 @@ impl SecretsManagerCursorKey {
             // A given key is always cached.
             return Err(unusable());
         };
-        let output = client
-            .get_secret_value()
-            .secret_id(secret_id)
-            .send()
-            .on_heap()
-            .await
-            .map_err(|e| sdk_error(COMPONENT, e))?;
-        let value = output.secret_string().ok_or_else(unusable)?;
-        let key = CursorKey::new(SecretString::from(value.to_owned())).map_err(|_| unusable())?;
+        let value = secret_string(client, secret_id)
+            .await?
+            .ok_or_else(unusable)?;
+        let key = CursorKey::new(SecretString::from(value)).map_err(|_| unusable())?;
         // Two first uses racing both read the same secret; either copy will do.
         *self.cache.lock().unwrap_or_else(PoisonError::into_inner) = Some(key.clone());
         Ok(key)

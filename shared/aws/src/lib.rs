@@ -17,6 +17,7 @@
 //! | users | directory user | `USER#<user id>` | `USER` | `list_pk`=`USER`, `list_sk`=`<user id>` |
 //! | users | email claim | `EMAIL#<lowercase email>` | `EMAIL` | — (holds `user_id`) |
 //! | users | group | `GROUP#<group id>` | `GROUP` | `list_pk`=`GROUP`, `list_sk`=`<group id>` |
+//! | users | group membership | `MEMBER#<user id>` | `GROUP#<group id>` | — (holds `group_id`, `group_version`) |
 //! | tenants | tenant | `TENANT#<tenant id>` | `TENANT` | `list_pk`=`TENANT`, `list_sk`=`<tenant id>` |
 //! | tenants | domain claim | `DOMAIN#<punycode domain>` | `DOMAIN` | — (holds `tenant_id`) |
 //! | bindings | binding | `<user id>` | — | `tenant_id`, `user_id`, `tenant_state`=`<tenant id>#<state>` |
@@ -38,6 +39,11 @@
 //! - **all users / all groups / all tenants**: `Query` on the `list` index, partition `USER`,
 //!   `GROUP` or `TENANT`, ordered by id. These partitions are per directory, small and read by
 //!   admin pages only, so one partition per kind is acceptable.
+//! - **groups of a member** (R-GRP-1's follow-up of every bind): `Query` on `MEMBER#<user id>`,
+//!   then `GetItem` per group found, keeping those whose members list the user. A group write
+//!   puts and deletes its members' membership items in its own transaction when the change fits
+//!   one (≤ 99 membership changes), else in an order that keeps them a superset of the truth
+//!   (details and pre-existing groups: `dynamo/groups.rs`).
 //! - **tenant by verified domain**: `GetItem` on `DOMAIN#…`. Claiming a tenant's domains is a
 //!   transaction of conditional updates (`attribute_not_exists(pk) OR tenant_id = :me`): all
 //!   claimed or none; a domain of another tenant → `domain_claimed`; re-claiming one's own is a
@@ -74,8 +80,9 @@
 //!
 //! # Other adapters
 //!
-//! - [`SqsRetryQueue`]: JSON `RetryMessage` bodies, `DelaySeconds` ≤ 900 (rounded up); longer
-//!   waits are re-sent by the consumer with [`SqsRetryQueue::run_now_or_requeue`] (see [`delay`]).
+//! - [`SqsRetryQueue`]: JSON `RetryMessage` bodies, `DelaySeconds` ≤ 900 (rounded up); a
+//!   message received before its `not_before` is sent again by the engine's retry dispatcher
+//!   with the delay left (see [`delay`]).
 //! - [`SqsNotifier`]: welcome notifications (R-BIND-4) as JSON on the notifications queue.
 //! - [`SecretsManagerTokenVault`]: one secret per tenant, `<prefix><tenant id>`, holding the
 //!   tokens and the Microsoft tenant that issued them, created with the stack's KMS key when one

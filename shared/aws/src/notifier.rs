@@ -2,15 +2,12 @@
 //! them to the employee. The message holds ids, names and addresses only, never a password
 //! (R-SAFE-2).
 
-use crate::OnHeap;
 use aws_sdk_sqs::Client;
 use m365_engine::error::Error;
 use m365_engine::model::WelcomeNotification;
 use m365_engine::ports::Notifier;
 
-use crate::dynamo::sdk_error;
-
-const COMPONENT: &str = "sqs";
+use crate::sqs::send_json;
 
 /// [`Notifier`] on the SQS notifications queue.
 #[derive(Debug, Clone)]
@@ -40,18 +37,6 @@ pub fn decode_notification(body: &str) -> Result<WelcomeNotification, serde_json
 
 impl Notifier for SqsNotifier {
     async fn welcome(&self, notification: &WelcomeNotification) -> Result<(), Error> {
-        let body = serde_json::to_string(notification).map_err(|e| Error::Infrastructure {
-            component: COMPONENT,
-            source: Box::new(e),
-        })?;
-        self.client
-            .send_message()
-            .queue_url(&self.queue_url)
-            .message_body(body)
-            .send()
-            .on_heap()
-            .await
-            .map_err(|e| sdk_error(COMPONENT, e))?;
-        Ok(())
+        send_json(&self.client, &self.queue_url, notification, None).await
     }
 }

@@ -49,19 +49,13 @@ pub async fn load_oauth_client(
     client: &Client,
     secret_id: &str,
 ) -> Result<OAuthClientCredentials, Error> {
-    let output = client
-        .get_secret_value()
-        .secret_id(secret_id)
-        .send()
-        .on_heap()
-        .await
-        .map_err(|e| sdk_error(COMPONENT, e))?;
+    let value = secret_string(client, secret_id).await?;
     let unreadable = || Error::Infrastructure {
         component: COMPONENT,
         source: Box::new(UnreadableOAuthClientSecret),
     };
-    let stored: Stored = serde_json::from_str(output.secret_string().ok_or_else(unreadable)?)
-        .map_err(|_| unreadable())?;
+    let stored: Stored =
+        serde_json::from_str(&value.ok_or_else(unreadable)?).map_err(|_| unreadable())?;
     if stored.client_id.trim().is_empty() || stored.client_secret.is_empty() {
         return Err(unreadable());
     }
@@ -70,4 +64,22 @@ pub async fn load_oauth_client(
         client_secret: SecretString::from(stored.client_secret),
         redirect_uri: stored.redirect_uri.filter(|u| !u.trim().is_empty()),
     })
+}
+
+/// The current string value of the secret `secret_id` (`None` for a binary secret).
+///
+/// # Errors
+/// Secrets Manager failures, mapped like every adapter's.
+pub(crate) async fn secret_string(
+    client: &Client,
+    secret_id: &str,
+) -> Result<Option<String>, Error> {
+    let output = client
+        .get_secret_value()
+        .secret_id(secret_id)
+        .send()
+        .on_heap()
+        .await
+        .map_err(|e| sdk_error(COMPONENT, e))?;
+    Ok(output.secret_string)
 }

@@ -58,7 +58,8 @@ pub const LIST_INDEX: IndexSchema = IndexSchema {
     sort_key: Some(LIST_SK),
 };
 
-/// Users, email claims, groups.
+/// Users, email claims, groups and their member → group items (`MEMBER#<user>` / `GROUP#<group>`,
+/// keyed by the table's own `pk`/`sk`: no index).
 pub const USERS: TableSchema = TableSchema {
     logical_id: "UsersTable",
     partition_key: PK,

@@ -8,7 +8,6 @@ use std::time::Duration;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::ProvideErrorMetadata;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
-use chrono::{DateTime, Utc};
 use m365_engine::error::{Error, FieldProblem, InvalidInput};
 use m365_engine::model::RetryMessage;
 use m365_engine::ports::{Delivery, RetryQueue, RetryQueueConsumer};
@@ -57,40 +56,8 @@ impl SqsRetryQueue {
         }
     }
 
-    /// For a received message: when its `not_before` has passed, returns
-    /// [`delay::Delivery::Now`] (run it); otherwise sends it again with the delay still left
-    /// and returns [`delay::Delivery::Requeue`] — the caller then acknowledges the received
-    /// copy without running it.
-    ///
-    /// # Errors
-    /// The send failed (the received copy must then not be acknowledged).
-    pub async fn run_now_or_requeue(
-        &self,
-        message: &RetryMessage,
-        now: DateTime<Utc>,
-    ) -> Result<delay::Delivery, Error> {
-        let delivery = delay::on_receive(message, now);
-        if let delay::Delivery::Requeue { delay_seconds } = delivery {
-            self.send_with_seconds(message, delay_seconds).await?;
-        }
-        Ok(delivery)
-    }
-
     async fn send_with_seconds(&self, message: &RetryMessage, seconds: i32) -> Result<(), Error> {
-        let body = serde_json::to_string(message).map_err(|e| Error::Infrastructure {
-            component: COMPONENT,
-            source: Box::new(e),
-        })?;
-        self.client
-            .send_message()
-            .queue_url(&self.queue_url)
-            .message_body(body)
-            .delay_seconds(seconds)
-            .send()
-            .on_heap()
-            .await
-            .map_err(|e| sdk_error(COMPONENT, e))?;
-        Ok(())
+        send_json(&self.client, &self.queue_url, message, Some(seconds)).await
     }
 }
 
@@ -106,6 +73,32 @@ impl RetryQueue for SqsRetryQueue {
         };
         self.send_with_seconds(message, seconds).await
     }
+}
+
+/// Sends `value` as a JSON message body to `queue_url`, invisible for `delay_seconds` if given.
+///
+/// # Errors
+/// SQS failures, mapped like every adapter's.
+pub(crate) async fn send_json<T: serde::Serialize>(
+    client: &Client,
+    queue_url: &str,
+    value: &T,
+    delay_seconds: Option<i32>,
+) -> Result<(), Error> {
+    let body = serde_json::to_string(value).map_err(|e| Error::Infrastructure {
+        component: COMPONENT,
+        source: Box::new(e),
+    })?;
+    client
+        .send_message()
+        .queue_url(queue_url)
+        .message_body(body)
+        .set_delay_seconds(delay_seconds)
+        .send()
+        .on_heap()
+        .await
+        .map_err(|e| sdk_error(COMPONENT, e))?;
+    Ok(())
 }
 
 fn seconds(duration: Duration, max: u64) -> i32 {

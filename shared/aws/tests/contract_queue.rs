@@ -28,9 +28,8 @@ queue_contract!(
 mod adapter {
     //! Behaviour of `SqsRetryQueue` beyond the port's contract.
 
-    use chrono::{TimeDelta, Utc};
+    use chrono::Utc;
     use m365_aws::SqsRetryQueue;
-    use m365_aws::delay::Delivery as Hop;
     use m365_engine::model::{OperationId, OperationKind, OperationSubject, RetryMessage, UserId};
     use m365_engine::ports::{RetryQueue, RetryQueueConsumer};
     use std::time::Duration;
@@ -47,51 +46,6 @@ mod adapter {
             not_before,
             reason: "address_held".to_owned(),
         }
-    }
-
-    #[tokio::test]
-    async fn a_message_due_later_than_fifteen_minutes_is_sent_again_with_the_longest_delay() {
-        // R-BIND-6: the address wait can last 24 h; SQS delays at most 900 s per hop.
-        let Some(config) = common::aws().await else {
-            return;
-        };
-        let (client, url) = common::queue(&config).await;
-        let queue = SqsRetryQueue::new(client, url);
-        let waiting = message(Utc::now() + TimeDelta::hours(24));
-        let hop = queue
-            .run_now_or_requeue(&waiting, Utc::now())
-            .await
-            .expect("requeued");
-        assert_eq!(hop, Hop::Requeue { delay_seconds: 900 });
-        let visible = queue
-            .receive(10, Duration::ZERO, Duration::from_secs(30))
-            .await
-            .expect("receive");
-        assert!(
-            visible.is_empty(),
-            "the re-sent copy is delayed: {visible:?}"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_due_message_runs_now_and_is_not_sent_again() {
-        // R-BIND-6
-        let Some(config) = common::aws().await else {
-            return;
-        };
-        let (client, url) = common::queue(&config).await;
-        let queue = SqsRetryQueue::new(client, url);
-        let due = message(Utc::now() - TimeDelta::seconds(1));
-        let hop = queue
-            .run_now_or_requeue(&due, Utc::now())
-            .await
-            .expect("decided");
-        assert_eq!(hop, Hop::Now);
-        let visible = queue
-            .receive(10, Duration::from_secs(1), Duration::from_secs(30))
-            .await
-            .expect("receive");
-        assert!(visible.is_empty(), "nothing was sent: {visible:?}");
     }
 
     #[tokio::test]

@@ -49,6 +49,11 @@ groups_contract!(
     a_stale_group_replace_is_refused,
     groups_are_listed_across_pages,
     a_deleted_group_is_gone_and_deleting_again_is_harmless,
+    a_member_is_found_in_each_of_its_groups_and_only_those,
+    groups_of_member_follow_membership_changes,
+    a_deleted_group_no_longer_lists_its_members,
+    a_member_of_many_groups_finds_them_all,
+    a_large_membership_change_is_found_by_every_member,
 );
 
 mod adapter {
@@ -56,7 +61,7 @@ mod adapter {
 
     use m365_aws::schema::USERS;
     use m365_aws::{DynamoGroups, DynamoUsers};
-    use m365_engine::model::{DirectoryUser, Email, PageRequest, UserId};
+    use m365_engine::model::{DirectoryUser, Email, Group, GroupId, PageRequest, UserId};
     use m365_engine::ports::{GroupStore, UserStore};
 
     use super::common;
@@ -114,6 +119,99 @@ mod adapter {
         assert!(
             matches!(result, Err(m365_engine::Error::Invalid(_))),
             "got {result:?}"
+        );
+    }
+
+    /// A group item as stored before membership items existed: no `members_indexed` mark.
+    async fn put_legacy_group(client: &aws_sdk_dynamodb::Client, table: &str, group: &Group) {
+        use aws_sdk_dynamodb::types::AttributeValue::{N, S};
+        client
+            .put_item()
+            .table_name(table)
+            .item("pk", S(format!("GROUP#{}", group.id)))
+            .item("sk", S("GROUP".into()))
+            .item("list_pk", S("GROUP".into()))
+            .item("list_sk", S(group.id.to_string()))
+            .item("version", N("1".into()))
+            .item("doc", S(serde_json::to_string(group).expect("json")))
+            .send()
+            .await
+            .expect("legacy group written");
+    }
+
+    #[tokio::test]
+    async fn a_group_stored_before_membership_items_is_found_by_member_after_its_next_write() {
+        // R-GRP-1 (issue 13): groups written before the member index are backfilled on write.
+        let Some(config) = common::aws().await else {
+            return;
+        };
+        let (client, table) = common::table(&config, &USERS).await;
+        let groups = DynamoGroups::new(client.clone(), table.clone());
+        let alice = UserId::parse(common::unique("u")).expect("id");
+        let mut legacy = Group::new(
+            GroupId::parse(common::unique("g")).expect("id"),
+            "Legacy",
+            [alice.clone()],
+        );
+        legacy.version = 1;
+        put_legacy_group(&client, &table, &legacy).await;
+        assert!(
+            groups
+                .groups_of_member(&alice)
+                .await
+                .expect("query")
+                .is_empty(),
+            "no membership item yet"
+        );
+        let mut renamed = legacy.clone();
+        renamed.name = "Renamed".to_owned();
+        let stored = groups.replace(&renamed, 1).await.expect("replaced");
+        assert_eq!(
+            groups.groups_of_member(&alice).await.expect("query"),
+            vec![stored],
+            "the write indexed every member"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_leftover_membership_item_is_not_taken_for_a_membership() {
+        // R-GRP-1 (issue 13): an item left by an interrupted write names a group that does not
+        // list the user; the read checks the group.
+        let Some(config) = common::aws().await else {
+            return;
+        };
+        let (client, table) = common::table(&config, &USERS).await;
+        let groups = DynamoGroups::new(client.clone(), table.clone());
+        let (alice, bob) = (
+            UserId::parse(common::unique("u")).expect("id"),
+            UserId::parse(common::unique("u")).expect("id"),
+        );
+        let group = groups
+            .create(&Group::new(
+                GroupId::parse(common::unique("g")).expect("id"),
+                "G",
+                [bob],
+            ))
+            .await
+            .expect("created");
+        use aws_sdk_dynamodb::types::AttributeValue::{N, S};
+        client
+            .put_item()
+            .table_name(&table)
+            .item("pk", S(format!("MEMBER#{alice}")))
+            .item("sk", S(format!("GROUP#{}", group.id)))
+            .item("group_id", S(group.id.to_string()))
+            .item("group_version", N("2".into()))
+            .send()
+            .await
+            .expect("leftover written");
+        assert!(
+            groups
+                .groups_of_member(&alice)
+                .await
+                .expect("query")
+                .is_empty(),
+            "the group does not list Alice"
         );
     }
 }

@@ -96,6 +96,14 @@ pub trait GroupStore: Send + Sync {
     /// `Invalid(Cursor)`; infrastructure failures.
     fn list(&self, page: &PageRequest) -> impl Future<Output = Result<Page<Group>>> + Send;
 
+    /// The groups listing `member` among their members, each once, ordered by id; empty for a
+    /// user in no group. Reads in proportion to the user's groups, never every group (R-GRP-1's
+    /// "a bound user joins its groups now" runs on every bind).
+    ///
+    /// # Errors
+    /// Infrastructure failures only.
+    fn groups_of_member(&self, member: &UserId) -> impl Future<Output = Result<Vec<Group>>> + Send;
+
     /// Deletes a group (no-op if absent).
     ///
     /// # Errors

@@ -1,15 +1,12 @@
 //! Bindings, one item per user, written with optimistic versions and listed per tenant
 //! (optionally per state) through two indexes ordered by user id.
 
-use crate::OnHeap;
 use aws_sdk_dynamodb::Client;
 use m365_engine::error::{Entity, Error};
 use m365_engine::model::{Binding, BindingState, Page, PageRequest, TenantId, UserId};
 use m365_engine::ports::{BindingStore, Expect};
 
-use super::{
-    DOC, Item, VERSION, doc, dynamo_error, from_doc, is_conditional_failure, n, query_page, s,
-};
+use super::{Condition, DOC, Item, Table, VERSION, doc, from_doc, n, pk_key, query_page, s};
 use crate::schema::{BINDINGS_BY_TENANT, BINDINGS_BY_TENANT_STATE, PK};
 
 const TENANT_ID: &str = "tenant_id";
@@ -23,8 +20,7 @@ fn tenant_state(tenant: &TenantId, state: BindingState) -> String {
 /// [`BindingStore`] on the bindings table.
 #[derive(Debug, Clone)]
 pub struct DynamoBindings {
-    client: Client,
-    table: String,
+    table: Table,
 }
 
 impl DynamoBindings {
@@ -32,8 +28,7 @@ impl DynamoBindings {
     #[must_use]
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
-            client,
-            table: table.into(),
+            table: Table::new(client, table),
         }
     }
 
@@ -54,50 +49,24 @@ impl DynamoBindings {
 
 impl BindingStore for DynamoBindings {
     async fn get(&self, user: &UserId) -> Result<Option<Binding>, Error> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(PK, s(user.as_str()))
-            .consistent_read(true)
-            .send()
-            .on_heap()
-            .await
-            .map_err(dynamo_error)?;
-        output.item.map(|item| from_doc(&item)).transpose()
+        self.table
+            .get(pk_key(user.as_str()))
+            .await?
+            .map(|item| from_doc(&item))
+            .transpose()
     }
 
     async fn put(&self, binding: &Binding, expect: Expect) -> Result<Binding, Error> {
         let mut stored = binding.clone();
-        let request = self.client.put_item().table_name(&self.table);
-        let (request, expected) = match expect {
-            Expect::Absent => {
-                stored.version = 1;
-                let request = request
-                    .condition_expression("attribute_not_exists(#pk)")
-                    .expression_attribute_names("#pk", PK);
-                (request, 0)
-            }
-            Expect::Version(version) => {
-                stored.version = version + 1;
-                let request = request
-                    .condition_expression("#version = :expected")
-                    .expression_attribute_names("#version", VERSION)
-                    .expression_attribute_values(":expected", n(version));
-                (request, version)
-            }
+        let (condition, expected) = match expect {
+            Expect::Absent => (Condition::absent(), 0),
+            Expect::Version(version) => (Condition::version(version), version),
         };
-        match request
-            .set_item(Some(Self::item(&stored)?))
-            .send()
-            .on_heap()
-            .await
-        {
-            Ok(_) => Ok(stored),
-            Err(error) if is_conditional_failure(&error) => {
-                Err(Error::stale(Entity::Binding, expected))
-            }
-            Err(error) => Err(dynamo_error(error)),
+        stored.version = expected + 1;
+        if self.table.put_if(Self::item(&stored)?, &condition).await? {
+            Ok(stored)
+        } else {
+            Err(Error::stale(Entity::Binding, expected))
         }
     }
 
@@ -120,9 +89,10 @@ impl BindingStore for DynamoBindings {
             ),
         };
         let query = self
+            .table
             .client
             .query()
-            .table_name(&self.table)
+            .table_name(&self.table.name)
             .index_name(index.name)
             .key_condition_expression("#k = :v")
             .expression_attribute_names("#k", index.partition_key)

@@ -24,7 +24,7 @@ use m365_engine::ports::{Leases, PendingConsent, PendingConsents};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
-use super::{CorruptItem, dynamo_error, is_conditional_failure, n, number, s, string};
+use super::{Condition, CorruptItem, Item, Table, dynamo_error, n, number, pk_key, s, string};
 use crate::schema::{EXPIRES_AT, PK};
 
 const HOLDER: &str = "holder";
@@ -44,8 +44,7 @@ const AUTHORITY: &str = "authority";
 /// [`Leases`] on the ledger table.
 #[derive(Debug, Clone)]
 pub struct DynamoLeases {
-    client: Client,
-    table: String,
+    table: Table,
 }
 
 impl DynamoLeases {
@@ -53,8 +52,7 @@ impl DynamoLeases {
     #[must_use]
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
-            client,
-            table: table.into(),
+            table: Table::new(client, table),
         }
     }
 }
@@ -71,56 +69,38 @@ impl Leases for DynamoLeases {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<bool, Error> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item(PK, s(lease_key(name)))
-            .item(HOLDER, s(holder))
-            .item(LEASE_UNTIL, n(until.timestamp_millis()))
-            .item(EXPIRES_AT, n((until + LEASE_TTL).timestamp()))
-            .condition_expression("attribute_not_exists(#pk) OR #holder = :me OR #until <= :now_ms")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_names("#holder", HOLDER)
-            .expression_attribute_names("#until", LEASE_UNTIL)
-            .expression_attribute_values(":me", s(holder))
-            .expression_attribute_values(":now_ms", n(now.timestamp_millis()))
-            .send()
-            .on_heap()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(error) if is_conditional_failure(&error) => Ok(false),
-            Err(error) => Err(dynamo_error(error)),
-        }
+        let item = Item::from([
+            (PK.to_owned(), s(lease_key(name))),
+            (HOLDER.to_owned(), s(holder)),
+            (LEASE_UNTIL.to_owned(), n(until.timestamp_millis())),
+            (EXPIRES_AT.to_owned(), n((until + LEASE_TTL).timestamp())),
+        ]);
+        let condition =
+            Condition::new("attribute_not_exists(#pk) OR #holder = :me OR #until <= :now_ms")
+                .name("#pk", PK)
+                .name("#holder", HOLDER)
+                .name("#until", LEASE_UNTIL)
+                .value(":me", s(holder))
+                .value(":now_ms", n(now.timestamp_millis()));
+        self.table.put_if(item, &condition).await
     }
 
     async fn release(&self, name: &str, holder: &str) -> Result<(), Error> {
-        let result = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .key(PK, s(lease_key(name)))
-            .condition_expression("#holder = :me")
-            .expression_attribute_names("#holder", HOLDER)
-            .expression_attribute_values(":me", s(holder))
-            .send()
-            .on_heap()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            // Absent, or another holder's: nothing of ours to release.
-            Err(error) if is_conditional_failure(&error) => Ok(()),
-            Err(error) => Err(dynamo_error(error)),
-        }
+        // Absent, or another holder's: nothing of ours to release.
+        let condition = Condition::new("#holder = :me")
+            .name("#holder", HOLDER)
+            .value(":me", s(holder));
+        self.table
+            .delete_if(pk_key(lease_key(name)), &condition)
+            .await?;
+        Ok(())
     }
 }
 
 /// [`PendingConsents`] on the ledger table.
 #[derive(Debug, Clone)]
 pub struct DynamoPendingConsents {
-    client: Client,
-    table: String,
+    table: Table,
 }
 
 impl DynamoPendingConsents {
@@ -128,8 +108,7 @@ impl DynamoPendingConsents {
     #[must_use]
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
-            client,
-            table: table.into(),
+            table: Table::new(client, table),
         }
     }
 }
@@ -146,43 +125,39 @@ impl PendingConsents for DynamoPendingConsents {
     async fn put(&self, pending: &PendingConsent) -> Result<(), Error> {
         // TTL is in whole seconds: round up so the record outlives its expiry.
         let ttl = pending.expires_at.timestamp() + 1;
-        let mut put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item(PK, s(state_key(&pending.state)))
-            .item(STATE, s(&pending.state))
-            .item(TENANT_ID, s(pending.tenant_id.as_str()))
-            .item(VERIFIER, s(pending.pkce_verifier.expose_secret()))
-            .item(EXPIRES_AT_MS, n(pending.expires_at.timestamp_millis()))
-            .item(EXPIRES_AT, n(ttl))
-            .item(CONSENT_EPOCH, n(pending.consent_epoch));
+        let mut item = Item::from([
+            (PK.to_owned(), s(state_key(&pending.state))),
+            (STATE.to_owned(), s(&pending.state)),
+            (TENANT_ID.to_owned(), s(pending.tenant_id.as_str())),
+            (
+                VERIFIER.to_owned(),
+                s(pending.pkce_verifier.expose_secret()),
+            ),
+            (
+                EXPIRES_AT_MS.to_owned(),
+                n(pending.expires_at.timestamp_millis()),
+            ),
+            (EXPIRES_AT.to_owned(), n(ttl)),
+            (CONSENT_EPOCH.to_owned(), n(pending.consent_epoch)),
+        ]);
         if let Some(authority) = &pending.authority {
-            put = put.item(AUTHORITY, s(authority.as_str()));
+            item.insert(AUTHORITY.to_owned(), s(authority.as_str()));
         }
-        let result = put
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", PK)
-            .send()
-            .on_heap()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(error) if is_conditional_failure(&error) => {
-                Err(Error::Conflict(Conflict::AlreadyExists {
-                    entity: Entity::Tenant,
-                    id: "oauth state".to_owned(),
-                }))
-            }
-            Err(error) => Err(dynamo_error(error)),
+        if self.table.put_if(item, &Condition::absent()).await? {
+            return Ok(());
         }
+        Err(Error::Conflict(Conflict::AlreadyExists {
+            entity: Entity::Tenant,
+            id: "oauth state".to_owned(),
+        }))
     }
 
     async fn take(&self, state: &str, now: DateTime<Utc>) -> Result<Option<PendingConsent>, Error> {
         let output = self
+            .table
             .client
             .delete_item()
-            .table_name(&self.table)
+            .table_name(&self.table.name)
             .key(PK, s(state_key(state)))
             .return_values(ReturnValue::AllOld)
             .send()

@@ -28,7 +28,7 @@ use m365_engine::error::{Error, FieldProblem, InvalidInput};
 use m365_engine::model::{M365ObjectId, TenantId};
 use m365_engine::ports::{DeltaStream, FullListing, ReconcileCursors, SEEN_PART_MAX};
 
-use super::{CorruptItem, dynamo_error, n, number, s};
+use super::{CorruptItem, Table, dynamo_error, n, number, pk_key, s};
 use crate::schema::{EXPIRES_AT, PK};
 
 const LINK: &str = "link";
@@ -43,8 +43,7 @@ const SEEN_TTL: TimeDelta = TimeDelta::days(30);
 /// [`ReconcileCursors`] on the ledger table.
 #[derive(Debug, Clone)]
 pub struct DynamoReconcileCursors {
-    client: Client,
-    table: String,
+    table: Table,
 }
 
 impl DynamoReconcileCursors {
@@ -52,8 +51,7 @@ impl DynamoReconcileCursors {
     #[must_use]
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
-            client,
-            table: table.into(),
+            table: Table::new(client, table),
         }
     }
 }
@@ -108,25 +106,15 @@ fn unpack(bytes: &[u8]) -> Result<Vec<M365ObjectId>, Error> {
 
 impl ReconcileCursors for DynamoReconcileCursors {
     async fn get(&self, tenant: &TenantId, stream: DeltaStream) -> Result<Option<String>, Error> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(PK, s(key(tenant, stream)))
-            .consistent_read(true)
-            .send()
-            .on_heap()
-            .await
-            .map_err(dynamo_error)?;
-        Ok(out
-            .item
-            .and_then(|item| item.get(LINK).and_then(|v| v.as_s().ok()).cloned()))
+        let item = self.table.get(pk_key(key(tenant, stream))).await?;
+        Ok(item.and_then(|item| item.get(LINK).and_then(|v| v.as_s().ok()).cloned()))
     }
 
     async fn put(&self, tenant: &TenantId, stream: DeltaStream, link: &str) -> Result<(), Error> {
-        self.client
+        self.table
+            .client
             .put_item()
-            .table_name(&self.table)
+            .table_name(&self.table.name)
             .item(PK, s(key(tenant, stream)))
             .item(LINK, s(link))
             .item(SAVED_AT, n(Utc::now().timestamp()))
@@ -138,17 +126,11 @@ impl ReconcileCursors for DynamoReconcileCursors {
     }
 
     async fn full_listing(&self, tenant: &TenantId) -> Result<Option<FullListing>, Error> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(PK, s(key(tenant, DeltaStream::Users)))
-            .consistent_read(true)
-            .send()
-            .on_heap()
-            .await
-            .map_err(dynamo_error)?;
-        let Some(item) = out.item else {
+        let item = self
+            .table
+            .get(pk_key(key(tenant, DeltaStream::Users)))
+            .await?;
+        let Some(item) = item else {
             return Ok(None);
         };
         if !item.contains_key(FULL_STARTED_MS) {
@@ -167,9 +149,10 @@ impl ReconcileCursors for DynamoReconcileCursors {
         link: &str,
         listing: &FullListing,
     ) -> Result<(), Error> {
-        self.client
+        self.table
+            .client
             .put_item()
-            .table_name(&self.table)
+            .table_name(&self.table.name)
             .item(PK, s(key(tenant, DeltaStream::Users)))
             .item(LINK, s(link))
             .item(SAVED_AT, n(Utc::now().timestamp()))
@@ -196,9 +179,10 @@ impl ReconcileCursors for DynamoReconcileCursors {
             }
             .into());
         }
-        self.client
+        self.table
+            .client
             .put_item()
-            .table_name(&self.table)
+            .table_name(&self.table.name)
             .item(PK, s(seen_key(tenant, listing, part)))
             .item(IDS, AttributeValue::B(Blob::new(pack(ids)?)))
             .item(EXPIRES_AT, n((Utc::now() + SEEN_TTL).timestamp()))
@@ -216,17 +200,11 @@ impl ReconcileCursors for DynamoReconcileCursors {
     ) -> Result<Option<Vec<M365ObjectId>>, Error> {
         let mut all = Vec::new();
         for part in 0..listing.parts {
-            let out = self
-                .client
-                .get_item()
-                .table_name(&self.table)
-                .key(PK, s(seen_key(tenant, listing, part)))
-                .consistent_read(true)
-                .send()
-                .on_heap()
-                .await
-                .map_err(dynamo_error)?;
-            let Some(item) = out.item else {
+            let item = self
+                .table
+                .get(pk_key(seen_key(tenant, listing, part)))
+                .await?;
+            let Some(item) = item else {
                 return Ok(None);
             };
             match item.get(IDS) {

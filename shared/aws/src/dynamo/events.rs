@@ -9,7 +9,7 @@ use m365_engine::error::Error;
 use m365_engine::model::{Event, Failure, Page, PageRequest, TenantId};
 use m365_engine::ports::{EventFilter, EventQuery, EventStore, FailureStore};
 
-use super::{DOC, Item, doc, dynamo_error, is_conditional_failure, n, query_page, s};
+use super::{Condition, DOC, Item, Table, doc, dynamo_error, n, query_page, s};
 use crate::schema::{EVENTS_BY_KIND, EVENTS_BY_TENANT, EVENTS_BY_USER, EXPIRES_AT, PK, SK};
 
 /// How long events and failures are kept.
@@ -34,8 +34,7 @@ fn expires_at(at: DateTime<Utc>) -> i64 {
 /// [`EventStore`] on the events table.
 #[derive(Debug, Clone)]
 pub struct DynamoEvents {
-    client: Client,
-    table: String,
+    table: Table,
 }
 
 impl DynamoEvents {
@@ -43,8 +42,7 @@ impl DynamoEvents {
     #[must_use]
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
-            client,
-            table: table.into(),
+            table: Table::new(client, table),
         }
     }
 }
@@ -71,22 +69,9 @@ impl EventStore for DynamoEvents {
                 s(tenant.as_str()),
             );
         }
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", PK)
-            .send()
-            .on_heap()
-            .await;
-        match result {
-            // The same event appended twice (a redelivered message) is kept once.
-            Ok(_) => Ok(()),
-            Err(error) if is_conditional_failure(&error) => Ok(()),
-            Err(error) => Err(dynamo_error(error)),
-        }
+        // The same event appended twice (a redelivered message) is kept once.
+        self.table.put_if(item, &Condition::absent()).await?;
+        Ok(())
     }
 
     async fn query(&self, query: &EventQuery) -> Result<Page<Event>, Error> {
@@ -97,9 +82,10 @@ impl EventStore for DynamoEvents {
         };
         let listing = format!("events/{}/{value}", index.name);
         let mut request = self
+            .table
             .client
             .query()
-            .table_name(&self.table)
+            .table_name(&self.table.name)
             .index_name(index.name)
             .scan_index_forward(false)
             .expression_attribute_names("#k", index.partition_key)
@@ -124,8 +110,7 @@ impl EventStore for DynamoEvents {
 /// [`FailureStore`] on the failures table.
 #[derive(Debug, Clone)]
 pub struct DynamoFailures {
-    client: Client,
-    table: String,
+    table: Table,
 }
 
 impl DynamoFailures {
@@ -133,8 +118,7 @@ impl DynamoFailures {
     #[must_use]
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
-            client,
-            table: table.into(),
+            table: Table::new(client, table),
         }
     }
 }
@@ -142,9 +126,10 @@ impl DynamoFailures {
 impl FailureStore for DynamoFailures {
     async fn record(&self, failure: &Failure) -> Result<(), Error> {
         // Same failure recorded twice → same key → one item.
-        self.client
+        self.table
+            .client
             .put_item()
-            .table_name(&self.table)
+            .table_name(&self.table.name)
             .item(PK, s(failure.tenant_id.as_str()))
             .item(SK, s(at_id(failure.at, failure.id.as_str())))
             .item(EXPIRES_AT, n(expires_at(failure.at)))
@@ -162,9 +147,10 @@ impl FailureStore for DynamoFailures {
         page: &PageRequest,
     ) -> Result<Page<Failure>, Error> {
         let query = self
+            .table
             .client
             .query()
-            .table_name(&self.table)
+            .table_name(&self.table.name)
             .scan_index_forward(false)
             .consistent_read(true)
             .key_condition_expression("#pk = :tenant")

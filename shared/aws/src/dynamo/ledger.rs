@@ -10,7 +10,8 @@ use m365_engine::model::{OperationId, OperationOutcome};
 use m365_engine::ports::{Claim, OperationLedger};
 
 use super::{
-    CorruptItem, DOC, doc, dynamo_error, from_doc, is_conditional_failure, n, number, s, string,
+    Condition, CorruptItem, DOC, Item, Table, doc, dynamo_error, from_doc, n, number, pk_key, s,
+    string,
 };
 use crate::schema::{EXPIRES_AT, PK};
 
@@ -27,8 +28,7 @@ const CLAIM_ATTEMPTS: usize = 3;
 /// [`OperationLedger`] on the ledger table.
 #[derive(Debug, Clone)]
 pub struct DynamoLedger {
-    client: Client,
-    table: String,
+    table: Table,
 }
 
 impl DynamoLedger {
@@ -36,8 +36,7 @@ impl DynamoLedger {
     #[must_use]
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
-            client,
-            table: table.into(),
+            table: Table::new(client, table),
         }
     }
 }
@@ -50,49 +49,33 @@ impl OperationLedger for DynamoLedger {
         lease_until: DateTime<Utc>,
     ) -> Result<Claim, Error> {
         for _ in 0..CLAIM_ATTEMPTS {
-            let result = self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .item(PK, s(id.as_str()))
-                .item(STATUS, s(IN_PROGRESS))
-                .item(LEASE_UNTIL, n(lease_until.timestamp_millis()))
-                .item(
-                    EXPIRES_AT,
+            let entry = Item::from([
+                (PK.to_owned(), s(id.as_str())),
+                (STATUS.to_owned(), s(IN_PROGRESS)),
+                (LEASE_UNTIL.to_owned(), n(lease_until.timestamp_millis())),
+                (
+                    EXPIRES_AT.to_owned(),
                     n((lease_until + ABANDONED_CLAIM_TTL).timestamp()),
-                )
-                // TTL deletes lazily: an entry past `expires_at` counts as absent.
-                .condition_expression(
-                    "attribute_not_exists(#pk) OR #expires <= :now_s \
-                     OR (#status = :in_progress AND #lease <= :now_ms)",
-                )
-                .expression_attribute_names("#pk", PK)
-                .expression_attribute_names("#expires", EXPIRES_AT)
-                .expression_attribute_names("#status", STATUS)
-                .expression_attribute_names("#lease", LEASE_UNTIL)
-                .expression_attribute_values(":now_s", n(now.timestamp()))
-                .expression_attribute_values(":now_ms", n(now.timestamp_millis()))
-                .expression_attribute_values(":in_progress", s(IN_PROGRESS))
-                .send()
-                .on_heap()
-                .await;
-            match result {
-                Ok(_) => return Ok(Claim::Claimed),
-                Err(error) if is_conditional_failure(&error) => {}
-                Err(error) => return Err(dynamo_error(error)),
+                ),
+            ]);
+            // TTL deletes lazily: an entry past `expires_at` counts as absent.
+            let condition = Condition::new(
+                "attribute_not_exists(#pk) OR #expires <= :now_s \
+                 OR (#status = :in_progress AND #lease <= :now_ms)",
+            )
+            .name("#pk", PK)
+            .name("#expires", EXPIRES_AT)
+            .name("#status", STATUS)
+            .name("#lease", LEASE_UNTIL)
+            .value(":now_s", n(now.timestamp()))
+            .value(":now_ms", n(now.timestamp_millis()))
+            .value(":in_progress", s(IN_PROGRESS));
+            if self.table.put_if(entry, &condition).await? {
+                return Ok(Claim::Claimed);
             }
-            let output = self
-                .client
-                .get_item()
-                .table_name(&self.table)
-                .key(PK, s(id.as_str()))
-                .consistent_read(true)
-                .send()
-                .on_heap()
-                .await
-                .map_err(dynamo_error)?;
+            let item = self.table.get(pk_key(id.as_str())).await?;
             // Gone meanwhile (TTL or a release): try the claim again.
-            let Some(item) = output.item else { continue };
+            let Some(item) = item else { continue };
             match string(&item, STATUS)? {
                 DONE => return Ok(Claim::AlreadyDone(from_doc::<OperationOutcome>(&item)?)),
                 _ => {
@@ -121,9 +104,10 @@ impl OperationLedger for DynamoLedger {
         outcome: &OperationOutcome,
         expires_at: DateTime<Utc>,
     ) -> Result<(), Error> {
-        self.client
+        self.table
+            .client
             .put_item()
-            .table_name(&self.table)
+            .table_name(&self.table.name)
             .item(PK, s(id.as_str()))
             .item(STATUS, s(DONE))
             .item(DOC, doc(outcome)?)
@@ -136,22 +120,13 @@ impl OperationLedger for DynamoLedger {
     }
 
     async fn release(&self, id: &OperationId) -> Result<(), Error> {
-        let result = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .key(PK, s(id.as_str()))
-            .condition_expression("#status = :in_progress")
-            .expression_attribute_names("#status", STATUS)
-            .expression_attribute_values(":in_progress", s(IN_PROGRESS))
-            .send()
-            .on_heap()
-            .await;
-        match result {
-            // Absent or done: nothing to release.
-            Ok(_) => Ok(()),
-            Err(error) if is_conditional_failure(&error) => Ok(()),
-            Err(error) => Err(dynamo_error(error)),
-        }
+        // Absent or done: nothing to release.
+        let condition = Condition::new("#status = :in_progress")
+            .name("#status", STATUS)
+            .value(":in_progress", s(IN_PROGRESS));
+        self.table
+            .delete_if(pk_key(id.as_str()), &condition)
+            .await?;
+        Ok(())
     }
 }

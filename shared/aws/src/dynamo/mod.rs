@@ -1,10 +1,24 @@
-//! DynamoDB adapters of the engine's store ports, and what they share: item encoding, error
+//! DynamoDB adapters of the engine's store ports, and what they share: the `Table` with its
+//! consistent reads, conditional writes and transactions, item encoding, error
 //! mapping and cursor paging. The key design is documented at the crate root.
+
+/// Sets a [`Condition`] on a request or transaction-item builder (they share the three setters
+/// but no trait).
+macro_rules! with_condition {
+    ($builder:expr, $condition:expr) => {{
+        let condition: &$crate::dynamo::Condition = $condition;
+        $builder
+            .set_condition_expression(condition.expression())
+            .set_expression_attribute_names(condition.names())
+            .set_expression_attribute_values(condition.values())
+    }};
+}
 
 mod bindings;
 mod coordination;
 mod cursors;
 mod events;
+mod groups;
 mod ledger;
 mod rate_budget;
 mod tenants;
@@ -13,25 +27,29 @@ mod users;
 use crate::OnHeap;
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{BuildError, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use m365_engine::error::{Error, InvalidInput, UnavailableReason};
+use m365_engine::error::{Conflict, Entity, Error, InvalidInput, UnavailableReason};
 use m365_engine::model::{Page, PageRequest, PageToken};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+use crate::schema::{LIST_INDEX, LIST_PK, LIST_SK, PK, SK};
 
 pub use bindings::DynamoBindings;
 pub use coordination::{DynamoLeases, DynamoPendingConsents};
 pub use cursors::DynamoReconcileCursors;
 pub use events::{DynamoEvents, DynamoFailures};
+pub use groups::DynamoGroups;
 pub use ledger::DynamoLedger;
 pub use rate_budget::DynamoRateBudget;
 pub use tenants::DynamoTenants;
-pub use users::{DynamoGroups, DynamoUsers};
+pub use users::DynamoUsers;
 
 /// A DynamoDB item.
 pub(crate) type Item = HashMap<String, AttributeValue>;
@@ -195,6 +213,268 @@ pub(crate) fn failed_conditions<R>(
             (reasons.is_empty() || reasons.contains(&true)).then_some(reasons)
         }
         _ => None,
+    }
+}
+
+/// A request that could not be built (a mistake in this crate, not in the input).
+pub(crate) fn build_error(error: BuildError) -> Error {
+    Error::Infrastructure {
+        component: COMPONENT,
+        source: Box::new(error),
+    }
+}
+
+/// The key attributes of the items listed on the [`LIST_INDEX`] (table and index keys).
+const LIST_KEYS: [&str; 4] = [PK, SK, LIST_PK, LIST_SK];
+
+/// A versioned entity item of a table with a `pk`/`sk` key that is listed by kind on the
+/// [`LIST_INDEX`]: `pk` = `<kind>#<id>`, `sk` = `<kind>`, `list_pk` = `<kind>`, `list_sk` = `<id>`.
+pub(crate) fn listed_item<T: Serialize>(
+    kind: &str,
+    id: &str,
+    version: u64,
+    entity: &T,
+) -> Result<Item, Error> {
+    Ok(Item::from([
+        (PK.to_owned(), s(format!("{kind}#{id}"))),
+        (SK.to_owned(), s(kind)),
+        (LIST_PK.to_owned(), s(kind)),
+        (LIST_SK.to_owned(), s(id)),
+        (VERSION.to_owned(), n(version)),
+        (DOC.to_owned(), doc(entity)?),
+    ]))
+}
+
+/// A write condition: a DynamoDB condition expression with its `#name` and `:value` placeholders.
+#[derive(Debug, Clone)]
+pub(crate) struct Condition {
+    expression: &'static str,
+    names: Vec<(&'static str, &'static str)>,
+    values: Vec<(&'static str, AttributeValue)>,
+}
+
+impl Condition {
+    /// `expression`, with placeholders added by [`Self::name`] and [`Self::value`].
+    pub(crate) fn new(expression: &'static str) -> Self {
+        Self {
+            expression,
+            names: Vec::new(),
+            values: Vec::new(),
+        }
+    }
+
+    /// No item with the key yet (`#pk` absent).
+    pub(crate) fn absent() -> Self {
+        Self::new("attribute_not_exists(#pk)").name("#pk", PK)
+    }
+
+    /// The stored `version` is `expected`.
+    pub(crate) fn version(expected: u64) -> Self {
+        Self::new("#version = :expected")
+            .name("#version", VERSION)
+            .value(":expected", n(expected))
+    }
+
+    /// Binds a `#name` placeholder to an attribute.
+    pub(crate) fn name(mut self, placeholder: &'static str, attribute: &'static str) -> Self {
+        self.names.push((placeholder, attribute));
+        self
+    }
+
+    /// Binds a `:value` placeholder.
+    pub(crate) fn value(mut self, placeholder: &'static str, value: AttributeValue) -> Self {
+        self.values.push((placeholder, value));
+        self
+    }
+
+    pub(crate) fn expression(&self) -> Option<String> {
+        Some(self.expression.to_owned())
+    }
+
+    pub(crate) fn names(&self) -> Option<HashMap<String, String>> {
+        Some(
+            self.names
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
+    }
+
+    pub(crate) fn values(&self) -> Option<HashMap<String, AttributeValue>> {
+        (!self.values.is_empty()).then(|| {
+            self.values
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect()
+        })
+    }
+}
+
+/// Whether a conditional single-item write met its condition.
+fn met<T, E, R>(result: Result<T, SdkError<E, R>>) -> Result<bool, Error>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(error) if is_conditional_failure(&error) => Ok(false),
+        Err(error) => Err(dynamo_error(error)),
+    }
+}
+
+/// The key of an item of a table without a sort key.
+pub(crate) fn pk_key(pk: impl Into<String>) -> Item {
+    Item::from([(PK.to_owned(), s(pk))])
+}
+
+/// The key of an item of a table with a sort key.
+pub(crate) fn pk_sk_key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
+    Item::from([(PK.to_owned(), s(pk)), (SK.to_owned(), s(sk))])
+}
+
+/// A table and the client that reaches it, with the item operations every store shares.
+#[derive(Debug, Clone)]
+pub(crate) struct Table {
+    pub(crate) client: Client,
+    pub(crate) name: String,
+}
+
+impl Table {
+    pub(crate) fn new(client: Client, name: impl Into<String>) -> Self {
+        Self {
+            client,
+            name: name.into(),
+        }
+    }
+
+    /// The item with this key ([`pk_key`], [`pk_sk_key`]), read consistently.
+    pub(crate) async fn get(&self, key: Item) -> Result<Option<Item>, Error> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.name)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .on_heap()
+            .await
+            .map_err(dynamo_error)?;
+        Ok(output.item)
+    }
+
+    /// Puts `item` if `condition` holds: `Ok(false)` when it does not.
+    pub(crate) async fn put_if(&self, item: Item, condition: &Condition) -> Result<bool, Error> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(item));
+        met(with_condition!(put, condition).send().on_heap().await)
+    }
+
+    /// Deletes the item with `key` if `condition` holds: `Ok(false)` when it does not.
+    pub(crate) async fn delete_if(&self, key: Item, condition: &Condition) -> Result<bool, Error> {
+        let delete = self
+            .client
+            .delete_item()
+            .table_name(&self.name)
+            .set_key(Some(key));
+        met(with_condition!(delete, condition).send().on_heap().await)
+    }
+
+    /// Runs a transaction: `Ok(false)` when a condition failed (see [`failed_conditions`]).
+    pub(crate) async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<bool, Error> {
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .on_heap()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error) => match failed_conditions(&error) {
+                Some(_) => Ok(false),
+                None => Err(dynamo_error(error)),
+            },
+        }
+    }
+
+    /// The item at `pk`/`sk`, read consistently.
+    pub(crate) async fn get_item(&self, pk: String, sk: &str) -> Result<Option<Item>, Error> {
+        self.get(pk_sk_key(pk, sk)).await
+    }
+
+    /// The entity of kind `kind` with id `id` ([`listed_item`]), read consistently.
+    pub(crate) async fn get_entity<T: DeserializeOwned>(
+        &self,
+        kind: &str,
+        id: &str,
+    ) -> Result<Option<T>, Error> {
+        self.get_item(format!("{kind}#{id}"), kind)
+            .await?
+            .map(|item| from_doc(&item))
+            .transpose()
+    }
+
+    /// Puts a new entity item; `already_exists` when its key is taken.
+    pub(crate) async fn create(&self, item: Item, entity: Entity, id: &str) -> Result<(), Error> {
+        if self.put_if(item, &Condition::absent()).await? {
+            return Ok(());
+        }
+        Err(Error::Conflict(Conflict::AlreadyExists {
+            entity,
+            id: id.to_owned(),
+        }))
+    }
+
+    /// Replaces the entity item of kind `kind` if its stored version is `expected`;
+    /// `stale_version` when it is not, `not_found` when it is absent.
+    pub(crate) async fn replace(
+        &self,
+        item: Item,
+        expected: u64,
+        (entity, kind, id): (Entity, &str, &str),
+    ) -> Result<(), Error> {
+        if self.put_if(item, &Condition::version(expected)).await? {
+            return Ok(());
+        }
+        Err(self.refusal(entity, kind, id, expected).await)
+    }
+
+    /// Why a write conditional on `version = expected` was refused: `stale_version` when the
+    /// entity exists, `not_found` when it does not (or the read failing).
+    pub(crate) async fn refusal(
+        &self,
+        entity: Entity,
+        kind: &str,
+        id: &str,
+        expected: u64,
+    ) -> Error {
+        match self.get_item(format!("{kind}#{id}"), kind).await {
+            Ok(Some(_)) => Error::stale(entity, expected),
+            Ok(None) => Error::not_found(entity, id),
+            Err(error) => error,
+        }
+    }
+
+    /// One page of every entity of kind `kind`, by id, on the [`LIST_INDEX`].
+    pub(crate) async fn list<T: DeserializeOwned>(
+        &self,
+        kind: &str,
+        listing: &str,
+        page: &PageRequest,
+    ) -> Result<Page<T>, Error> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.name)
+            .index_name(LIST_INDEX.name)
+            .key_condition_expression("#k = :kind")
+            .expression_attribute_names("#k", LIST_INDEX.partition_key)
+            .expression_attribute_values(":kind", s(kind));
+        query_page(query, page, listing, &LIST_KEYS).await
     }
 }
 

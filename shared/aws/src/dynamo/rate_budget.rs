@@ -22,7 +22,7 @@ use m365_engine::model::TenantId;
 use m365_engine::policy::rate_budget::{Bucket, check_cost};
 use m365_engine::ports::{BudgetDecision, RateBudget, RateLimit};
 
-use super::{dynamo_error, is_conditional_failure, n, number, s};
+use super::{Table, dynamo_error, is_conditional_failure, n, number, pk_key, s};
 use crate::schema::{EXPIRES_AT, PK};
 
 const LEVEL_MILLI: &str = "level_milli";
@@ -35,8 +35,7 @@ const MAX_ATTEMPTS: u32 = 4;
 /// [`RateBudget`] on the ledger table: every tenant's bucket has the same `limit`.
 #[derive(Debug, Clone)]
 pub struct DynamoRateBudget {
-    client: Client,
-    table: String,
+    table: Table,
     limit: RateLimit,
 }
 
@@ -45,8 +44,7 @@ impl DynamoRateBudget {
     #[must_use]
     pub fn new(client: Client, table: impl Into<String>, limit: RateLimit) -> Self {
         Self {
-            client,
-            table: table.into(),
+            table: Table::new(client, table),
             limit,
         }
     }
@@ -58,17 +56,8 @@ impl DynamoRateBudget {
     }
 
     async fn read(&self, key: &str) -> Result<Option<(Bucket, i64)>, Error> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(PK, s(key))
-            .consistent_read(true)
-            .send()
-            .on_heap()
-            .await
-            .map_err(dynamo_error)?;
-        let Some(item) = out.item else {
+        let item = self.table.get(pk_key(key)).await?;
+        let Some(item) = item else {
             return Ok(None);
         };
         let level = number(&item, LEVEL_MILLI)?;
@@ -89,9 +78,10 @@ impl DynamoRateBudget {
         let window = TimeDelta::from_std(self.limit.window).unwrap_or(TimeDelta::days(1));
         let ttl = (bucket.updated + window + TimeDelta::days(1)).timestamp();
         let request = self
+            .table
             .client
             .put_item()
-            .table_name(&self.table)
+            .table_name(&self.table.name)
             .item(PK, s(key))
             .item(LEVEL_MILLI, n(level.max(0)))
             .item(UPDATED_MS, n(bucket.updated.timestamp_millis()))

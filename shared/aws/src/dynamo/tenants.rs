@@ -16,10 +16,10 @@ use m365_engine::model::{DomainName, Page, PageRequest, Tenant, TenantId};
 use m365_engine::ports::TenantStore;
 
 use super::{
-    DOC, Item, VERSION, doc, dynamo_error, failed_conditions, from_doc, is_conditional_failure, n,
-    query_page, s, string,
+    Condition, Item, Table, build_error, dynamo_error, failed_conditions, listed_item, pk_sk_key,
+    s, string,
 };
-use crate::schema::{LIST_INDEX, LIST_PK, LIST_SK, PK, SK};
+use crate::schema::{PK, SK};
 
 const TENANT: &str = "TENANT";
 const DOMAIN: &str = "DOMAIN";
@@ -36,21 +36,14 @@ pub const MAX_DOMAINS_PER_CLAIM: usize = 100;
 /// per tenant), so that bad data cannot make a connect loop over DynamoDB for long.
 pub const MAX_DOMAINS: usize = 5_000;
 
-fn tenant_pk(id: &TenantId) -> String {
-    format!("TENANT#{id}")
-}
-
 fn domain_pk(domain: &DomainName) -> String {
     format!("DOMAIN#{domain}")
 }
 
-const LIST_KEYS: [&str; 4] = [PK, SK, LIST_PK, LIST_SK];
-
 /// [`TenantStore`] on the tenants table.
 #[derive(Debug, Clone)]
 pub struct DynamoTenants {
-    client: Client,
-    table: String,
+    table: Table,
 }
 
 impl DynamoTenants {
@@ -58,35 +51,12 @@ impl DynamoTenants {
     #[must_use]
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
-            client,
-            table: table.into(),
+            table: Table::new(client, table),
         }
     }
 
     fn item(tenant: &Tenant) -> Result<Item, Error> {
-        Ok(Item::from([
-            (PK.to_owned(), s(tenant_pk(&tenant.id))),
-            (SK.to_owned(), s(TENANT)),
-            (LIST_PK.to_owned(), s(TENANT)),
-            (LIST_SK.to_owned(), s(tenant.id.as_str())),
-            (VERSION.to_owned(), n(tenant.version)),
-            (DOC.to_owned(), doc(tenant)?),
-        ]))
-    }
-
-    async fn get_item(&self, pk: String, sk: &str) -> Result<Option<Item>, Error> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(PK, s(pk))
-            .key(SK, s(sk))
-            .consistent_read(true)
-            .send()
-            .on_heap()
-            .await
-            .map_err(dynamo_error)?;
-        Ok(output.item)
+        listed_item(TENANT, tenant.id.as_str(), tenant.version, tenant)
     }
 
     /// The first of `domains` held by a tenant other than `tenant`, with its holder.
@@ -104,6 +74,23 @@ impl DynamoTenants {
         }
         Ok(None)
     }
+
+    /// Deletes the claim item of `domain` if its `attribute` equals `value`; otherwise (or when
+    /// absent) leaves it, successfully.
+    async fn delete_domain_if(
+        &self,
+        domain: &DomainName,
+        attribute: &'static str,
+        value: &str,
+    ) -> Result<(), Error> {
+        let condition = Condition::new("#a = :v")
+            .name("#a", attribute)
+            .value(":v", s(value));
+        self.table
+            .delete_if(pk_sk_key(domain_pk(domain), DOMAIN), &condition)
+            .await?;
+        Ok(())
+    }
 }
 
 impl DynamoTenants {
@@ -115,12 +102,12 @@ impl DynamoTenants {
         domains: &[&DomainName],
         token: &str,
     ) -> Result<(), Error> {
-        let mut transaction = self.client.transact_write_items();
+        let mut transaction = self.table.client.transact_write_items();
         for &domain in domains {
             // `claim` is computed first from the item as it was: a new item gets this claim's
             // token, an existing one (already ours) its holder's id.
             let update = Update::builder()
-                .table_name(&self.table)
+                .table_name(&self.table.name)
                 .key(PK, s(domain_pk(domain)))
                 .key(SK, s(DOMAIN))
                 .update_expression(
@@ -133,10 +120,7 @@ impl DynamoTenants {
                 .expression_attribute_values(":me", s(tenant.as_str()))
                 .expression_attribute_values(":token", s(token))
                 .build()
-                .map_err(|e| Error::Infrastructure {
-                    component: "dynamodb",
-                    source: Box::new(e),
-                })?;
+                .map_err(build_error)?;
             transaction =
                 transaction.transact_items(TransactWriteItem::builder().update(update).build());
         }
@@ -171,23 +155,7 @@ impl DynamoTenants {
     /// Deletes the domain items the claim `token` created (those it found already held stay).
     async fn release_claimed(&self, domains: &[&DomainName], token: &str) -> Result<(), Error> {
         for domain in domains {
-            let result = self
-                .client
-                .delete_item()
-                .table_name(&self.table)
-                .key(PK, s(domain_pk(domain)))
-                .key(SK, s(DOMAIN))
-                .condition_expression("#claim = :token")
-                .expression_attribute_names("#claim", CLAIM)
-                .expression_attribute_values(":token", s(token))
-                .send()
-                .on_heap()
-                .await;
-            match result {
-                Ok(_) => {}
-                Err(error) if is_conditional_failure(&error) => {}
-                Err(error) => return Err(dynamo_error(error)),
-            }
+            self.delete_domain_if(domain, CLAIM, token).await?;
         }
         Ok(())
     }
@@ -197,76 +165,31 @@ impl TenantStore for DynamoTenants {
     async fn create(&self, tenant: &Tenant) -> Result<Tenant, Error> {
         let mut stored = tenant.clone();
         stored.version = 1;
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(Self::item(&stored)?))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", PK)
-            .send()
-            .on_heap()
-            .await;
-        match result {
-            Ok(_) => Ok(stored),
-            Err(error) if is_conditional_failure(&error) => {
-                Err(Error::Conflict(Conflict::AlreadyExists {
-                    entity: Entity::Tenant,
-                    id: tenant.id.to_string(),
-                }))
-            }
-            Err(error) => Err(dynamo_error(error)),
-        }
+        self.table
+            .create(Self::item(&stored)?, Entity::Tenant, tenant.id.as_str())
+            .await?;
+        Ok(stored)
     }
 
     async fn get(&self, id: &TenantId) -> Result<Option<Tenant>, Error> {
-        self.get_item(tenant_pk(id), TENANT)
-            .await?
-            .map(|item| from_doc(&item))
-            .transpose()
+        self.table.get_entity(TENANT, id.as_str()).await
     }
 
     async fn list(&self, page: &PageRequest) -> Result<Page<Tenant>, Error> {
-        let query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(LIST_INDEX.name)
-            .key_condition_expression("#k = :kind")
-            .expression_attribute_names("#k", LIST_INDEX.partition_key)
-            .expression_attribute_values(":kind", s(TENANT));
-        query_page(query, page, "tenants", &LIST_KEYS).await
+        self.table.list(TENANT, "tenants", page).await
     }
 
     async fn update(&self, tenant: &Tenant, expected_version: u64) -> Result<Tenant, Error> {
         let mut stored = tenant.clone();
         stored.version = expected_version + 1;
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(Self::item(&stored)?))
-            .condition_expression("#version = :expected")
-            .expression_attribute_names("#version", VERSION)
-            .expression_attribute_values(":expected", n(expected_version))
-            .send()
-            .on_heap()
-            .await;
-        match result {
-            Ok(_) => Ok(stored),
-            Err(error) if is_conditional_failure(&error) => {
-                if self
-                    .get_item(tenant_pk(&tenant.id), TENANT)
-                    .await?
-                    .is_some()
-                {
-                    Err(Error::stale(Entity::Tenant, expected_version))
-                } else {
-                    Err(Error::not_found(Entity::Tenant, &tenant.id))
-                }
-            }
-            Err(error) => Err(dynamo_error(error)),
-        }
+        self.table
+            .replace(
+                Self::item(&stored)?,
+                expected_version,
+                (Entity::Tenant, TENANT, tenant.id.as_str()),
+            )
+            .await?;
+        Ok(stored)
     }
 
     async fn claim_domains(&self, tenant: &TenantId, domains: &[DomainName]) -> Result<(), Error> {
@@ -304,30 +227,15 @@ impl TenantStore for DynamoTenants {
         domains: &[DomainName],
     ) -> Result<(), Error> {
         for domain in domains {
-            let result = self
-                .client
-                .delete_item()
-                .table_name(&self.table)
-                .key(PK, s(domain_pk(domain)))
-                .key(SK, s(DOMAIN))
-                .condition_expression("#tenant_id = :me")
-                .expression_attribute_names("#tenant_id", TENANT_ID)
-                .expression_attribute_values(":me", s(tenant.as_str()))
-                .send()
-                .on_heap()
-                .await;
-            match result {
-                // Absent, or held by another tenant: not ours to release.
-                Ok(_) => {}
-                Err(error) if is_conditional_failure(&error) => {}
-                Err(error) => return Err(dynamo_error(error)),
-            }
+            // Absent, or held by another tenant: not ours to release.
+            self.delete_domain_if(domain, TENANT_ID, tenant.as_str())
+                .await?;
         }
         Ok(())
     }
 
     async fn tenant_for_domain(&self, domain: &DomainName) -> Result<Option<TenantId>, Error> {
-        match self.get_item(domain_pk(domain), DOMAIN).await? {
+        match self.table.get_item(domain_pk(domain), DOMAIN).await? {
             Some(item) => Ok(Some(TenantId::parse(string(&item, TENANT_ID)?)?)),
             None => Ok(None),
         }

@@ -1,22 +1,21 @@
 //! Directory users (unique by email through `EMAIL#` claim items written in the same
-//! transaction) and groups, in the users table.
+//! transaction), in the users table (groups: [`super::groups`]).
 
 use crate::OnHeap;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
 use m365_engine::error::{Conflict, Entity, Error};
-use m365_engine::model::{DirectoryUser, Email, Group, GroupId, Page, PageRequest, UserId};
-use m365_engine::ports::{GroupStore, UserStore};
+use m365_engine::model::{DirectoryUser, Email, Page, PageRequest, UserId};
+use m365_engine::ports::UserStore;
 
 use super::{
-    DOC, Item, VERSION, doc, dynamo_error, failed_conditions, from_doc, is_conditional_failure, n,
-    number, query_page, s, string,
+    Condition, Item, Table, VERSION, build_error, dynamo_error, failed_conditions, from_doc,
+    listed_item, n, number, pk_sk_key, s, string,
 };
-use crate::schema::{LIST_INDEX, LIST_PK, LIST_SK, PK, SK};
+use crate::schema::{PK, SK};
 
 const USER: &str = "USER";
 const EMAIL: &str = "EMAIL";
-const GROUP: &str = "GROUP";
 const USER_ID: &str = "user_id";
 /// The user's email, kept beside the document for diagnostics.
 const EMAIL_ATTRIBUTE: &str = "email";
@@ -29,24 +28,18 @@ fn email_pk(email: &Email) -> String {
     format!("EMAIL#{email}")
 }
 
-fn group_pk(id: &GroupId) -> String {
-    format!("GROUP#{id}")
-}
-
-const LIST_KEYS: [&str; 4] = [PK, SK, LIST_PK, LIST_SK];
-
-fn bad_request(error: aws_sdk_dynamodb::error::BuildError) -> Error {
-    Error::Infrastructure {
-        component: "dynamodb",
-        source: Box::new(error),
-    }
+/// An email claim that is free or already held by `user`.
+fn free_or_held_by(user: &UserId) -> Condition {
+    Condition::new("attribute_not_exists(#pk) OR #user_id = :me")
+        .name("#pk", PK)
+        .name("#user_id", USER_ID)
+        .value(":me", s(user.as_str()))
 }
 
 /// [`UserStore`] on the users table.
 #[derive(Debug, Clone)]
 pub struct DynamoUsers {
-    client: Client,
-    table: String,
+    table: Table,
 }
 
 impl DynamoUsers {
@@ -54,51 +47,26 @@ impl DynamoUsers {
     #[must_use]
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
-            client,
-            table: table.into(),
+            table: Table::new(client, table),
         }
     }
 
-    fn user_item(&self, user: &DirectoryUser) -> Result<Item, Error> {
-        Ok(Item::from([
-            (PK.to_owned(), s(user_pk(&user.id))),
-            (SK.to_owned(), s(USER)),
-            (LIST_PK.to_owned(), s(USER)),
-            (LIST_SK.to_owned(), s(user.id.as_str())),
-            (EMAIL_ATTRIBUTE.to_owned(), s(user.email.as_str())),
-            (VERSION.to_owned(), n(user.version)),
-            (DOC.to_owned(), doc(user)?),
-        ]))
+    fn user_item(user: &DirectoryUser) -> Result<Item, Error> {
+        let mut item = listed_item(USER, user.id.as_str(), user.version, user)?;
+        item.insert(EMAIL_ATTRIBUTE.to_owned(), s(user.email.as_str()));
+        Ok(item)
     }
 
     fn claim_put(&self, user: &DirectoryUser) -> Result<TransactWriteItem, Error> {
         let put = Put::builder()
-            .table_name(&self.table)
+            .table_name(&self.table.name)
             .item(PK, s(email_pk(&user.email)))
             .item(SK, s(EMAIL))
-            .item(USER_ID, s(user.id.as_str()))
-            .condition_expression("attribute_not_exists(#pk) OR #user_id = :me")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_names("#user_id", USER_ID)
-            .expression_attribute_values(":me", s(user.id.as_str()))
-            .build()
-            .map_err(bad_request)?;
-        Ok(TransactWriteItem::builder().put(put).build())
-    }
-
-    async fn get_item(&self, pk: String, sk: &str) -> Result<Option<Item>, Error> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(PK, s(pk))
-            .key(SK, s(sk))
-            .consistent_read(true)
-            .send()
-            .on_heap()
-            .await
-            .map_err(dynamo_error)?;
-        Ok(output.item)
+            .item(USER_ID, s(user.id.as_str()));
+        let put = with_condition!(put, &free_or_held_by(&user.id));
+        Ok(TransactWriteItem::builder()
+            .put(put.build().map_err(build_error)?)
+            .build())
     }
 
     /// Why a transactional user write was refused: by the listed reasons when the service
@@ -109,7 +77,7 @@ impl DynamoUsers {
         user: &DirectoryUser,
         expected_version: Option<u64>,
     ) -> Result<Error, Error> {
-        let stored = self.get_item(user_pk(&user.id), USER).await?;
+        let stored = self.table.get_item(user_pk(&user.id), USER).await?;
         let user_failed = reasons.first().copied().unwrap_or(false);
         let claim_failed = reasons.get(1).copied().unwrap_or(false);
         let stored_version = stored
@@ -147,13 +115,14 @@ impl UserStore for DynamoUsers {
         let mut stored = user.clone();
         stored.version = 1;
         let put_user = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(self.user_item(&stored)?))
+            .table_name(&self.table.name)
+            .set_item(Some(Self::user_item(&stored)?))
             .condition_expression("attribute_not_exists(#pk)")
             .expression_attribute_names("#pk", PK)
             .build()
-            .map_err(bad_request)?;
+            .map_err(build_error)?;
         let result = self
+            .table
             .client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().put(put_user).build())
@@ -175,21 +144,22 @@ impl UserStore for DynamoUsers {
         user: &DirectoryUser,
         expected_version: u64,
     ) -> Result<DirectoryUser, Error> {
-        let Some(current) = self.get_item(user_pk(&user.id), USER).await? else {
+        let Some(current) = self.table.get_item(user_pk(&user.id), USER).await? else {
             return Err(Error::not_found(Entity::User, &user.id));
         };
         let current: DirectoryUser = from_doc(&current)?;
         let mut stored = user.clone();
         stored.version = expected_version + 1;
         let put_user = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(self.user_item(&stored)?))
+            .table_name(&self.table.name)
+            .set_item(Some(Self::user_item(&stored)?))
             .condition_expression("#version = :expected")
             .expression_attribute_names("#version", VERSION)
             .expression_attribute_values(":expected", n(expected_version))
             .build()
-            .map_err(bad_request)?;
+            .map_err(build_error)?;
         let mut transaction = self
+            .table
             .client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().put(put_user).build())
@@ -197,15 +167,11 @@ impl UserStore for DynamoUsers {
         if current.email != stored.email {
             // Free the old address, but only if this user still holds it.
             let release = Delete::builder()
-                .table_name(&self.table)
-                .key(PK, s(email_pk(&current.email)))
-                .key(SK, s(EMAIL))
-                .condition_expression("attribute_not_exists(#pk) OR #user_id = :me")
-                .expression_attribute_names("#pk", PK)
-                .expression_attribute_names("#user_id", USER_ID)
-                .expression_attribute_values(":me", s(user.id.as_str()))
+                .table_name(&self.table.name)
+                .set_key(Some(pk_sk_key(email_pk(&current.email), EMAIL)));
+            let release = with_condition!(release, &free_or_held_by(&user.id))
                 .build()
-                .map_err(bad_request)?;
+                .map_err(build_error)?;
             transaction =
                 transaction.transact_items(TransactWriteItem::builder().delete(release).build());
         }
@@ -221,14 +187,11 @@ impl UserStore for DynamoUsers {
     }
 
     async fn get(&self, id: &UserId) -> Result<Option<DirectoryUser>, Error> {
-        self.get_item(user_pk(id), USER)
-            .await?
-            .map(|item| from_doc(&item))
-            .transpose()
+        self.table.get_entity(USER, id.as_str()).await
     }
 
     async fn get_by_email(&self, email: &Email) -> Result<Option<DirectoryUser>, Error> {
-        let Some(claim) = self.get_item(email_pk(email), EMAIL).await? else {
+        let Some(claim) = self.table.get_item(email_pk(email), EMAIL).await? else {
             return Ok(None);
         };
         let id = UserId::parse(string(&claim, USER_ID)?)?;
@@ -238,141 +201,6 @@ impl UserStore for DynamoUsers {
     }
 
     async fn list(&self, page: &PageRequest) -> Result<Page<DirectoryUser>, Error> {
-        let query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(LIST_INDEX.name)
-            .key_condition_expression("#k = :kind")
-            .expression_attribute_names("#k", LIST_INDEX.partition_key)
-            .expression_attribute_values(":kind", s(USER));
-        query_page(query, page, "users", &LIST_KEYS).await
-    }
-}
-
-/// [`GroupStore`] on the users table.
-#[derive(Debug, Clone)]
-pub struct DynamoGroups {
-    client: Client,
-    table: String,
-}
-
-impl DynamoGroups {
-    /// A store on `table` (a table created from [`crate::schema::USERS`]).
-    #[must_use]
-    pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-        }
-    }
-
-    fn item(group: &Group) -> Result<Item, Error> {
-        Ok(Item::from([
-            (PK.to_owned(), s(group_pk(&group.id))),
-            (SK.to_owned(), s(GROUP)),
-            (LIST_PK.to_owned(), s(GROUP)),
-            (LIST_SK.to_owned(), s(group.id.as_str())),
-            (VERSION.to_owned(), n(group.version)),
-            (DOC.to_owned(), doc(group)?),
-        ]))
-    }
-
-    async fn exists(&self, id: &GroupId) -> Result<bool, Error> {
-        Ok(self.get(id).await?.is_some())
-    }
-}
-
-impl GroupStore for DynamoGroups {
-    async fn create(&self, group: &Group) -> Result<Group, Error> {
-        let mut stored = group.clone();
-        stored.version = 1;
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(Self::item(&stored)?))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", PK)
-            .send()
-            .on_heap()
-            .await;
-        match result {
-            Ok(_) => Ok(stored),
-            Err(error) if is_conditional_failure(&error) => {
-                Err(Error::Conflict(Conflict::AlreadyExists {
-                    entity: Entity::Group,
-                    id: group.id.to_string(),
-                }))
-            }
-            Err(error) => Err(dynamo_error(error)),
-        }
-    }
-
-    async fn replace(&self, group: &Group, expected_version: u64) -> Result<Group, Error> {
-        let mut stored = group.clone();
-        stored.version = expected_version + 1;
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(Self::item(&stored)?))
-            .condition_expression("#version = :expected")
-            .expression_attribute_names("#version", VERSION)
-            .expression_attribute_values(":expected", n(expected_version))
-            .send()
-            .on_heap()
-            .await;
-        match result {
-            Ok(_) => Ok(stored),
-            Err(error) if is_conditional_failure(&error) => {
-                if self.exists(&group.id).await? {
-                    Err(Error::stale(Entity::Group, expected_version))
-                } else {
-                    Err(Error::not_found(Entity::Group, &group.id))
-                }
-            }
-            Err(error) => Err(dynamo_error(error)),
-        }
-    }
-
-    async fn get(&self, id: &GroupId) -> Result<Option<Group>, Error> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(PK, s(group_pk(id)))
-            .key(SK, s(GROUP))
-            .consistent_read(true)
-            .send()
-            .on_heap()
-            .await
-            .map_err(dynamo_error)?;
-        output.item.map(|item| from_doc(&item)).transpose()
-    }
-
-    async fn list(&self, page: &PageRequest) -> Result<Page<Group>, Error> {
-        let query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(LIST_INDEX.name)
-            .key_condition_expression("#k = :kind")
-            .expression_attribute_names("#k", LIST_INDEX.partition_key)
-            .expression_attribute_values(":kind", s(GROUP));
-        query_page(query, page, "groups", &LIST_KEYS).await
-    }
-
-    async fn delete(&self, id: &GroupId) -> Result<(), Error> {
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .key(PK, s(group_pk(id)))
-            .key(SK, s(GROUP))
-            .send()
-            .on_heap()
-            .await
-            .map_err(dynamo_error)?;
-        Ok(())
+        self.table.list(USER, "users", page).await
     }
 }

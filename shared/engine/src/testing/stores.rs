@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::{DateTime, Utc};
 
@@ -132,10 +133,12 @@ impl UserStore for FakeUsers {
     }
 }
 
-/// Directory groups in memory.
+/// Directory groups in memory. It counts the group records it hands out ([`Self::groups_read`]),
+/// so a test can prove a use case reads only the groups it needs.
 #[derive(Debug, Default)]
 pub struct FakeGroups {
     groups: Mutex<BTreeMap<GroupId, Group>>,
+    read: AtomicUsize,
 }
 
 impl FakeGroups {
@@ -143,6 +146,16 @@ impl FakeGroups {
     #[must_use]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// How many group records `get`, `list` and `groups_of_member` have returned so far.
+    #[must_use]
+    pub fn groups_read(&self) -> usize {
+        self.read.load(Ordering::SeqCst)
+    }
+
+    fn count_read(&self, n: usize) {
+        self.read.fetch_add(n, Ordering::SeqCst);
     }
 }
 
@@ -181,7 +194,9 @@ impl GroupStore for FakeGroups {
     }
 
     async fn get(&self, id: &GroupId) -> Result<Option<Group>> {
-        Ok(lock(&self.groups).get(id).cloned())
+        let group = lock(&self.groups).get(id).cloned();
+        self.count_read(usize::from(group.is_some()));
+        Ok(group)
     }
 
     async fn list(&self, request: &PageRequest) -> Result<Page<Group>> {
@@ -189,7 +204,20 @@ impl GroupStore for FakeGroups {
             .values()
             .map(|g| (g.id.to_string(), g.clone()))
             .collect();
-        page("groups", items, request, false)
+        let listed = page("groups", items, request, false)?;
+        self.count_read(listed.items.len());
+        Ok(listed)
+    }
+
+    async fn groups_of_member(&self, member: &UserId) -> Result<Vec<Group>> {
+        // The map is ordered by id; only the member's groups count as read.
+        let found: Vec<Group> = lock(&self.groups)
+            .values()
+            .filter(|g| g.members.contains(member))
+            .cloned()
+            .collect();
+        self.count_read(found.len());
+        Ok(found)
     }
 
     async fn delete(&self, id: &GroupId) -> Result<()> {

@@ -242,48 +242,41 @@ impl<P: Ports> SyncGroup<'_, P> {
     /// Users just bound (a created, adopted or unblocked account: bindings `provisioned` with an
     /// M365 account) join the security groups of the directory groups that list them and are
     /// bound to the same tenant, at once rather than at the next reconcile (R-GRP-1). Each such
-    /// group is mirrored once with [`Self::push`], whatever the number of its new members.
-    /// Finding the groups reads every directory group (DynamoDB, no Graph); a group store with a
-    /// member index would make that proportional to the user's groups.
+    /// group is mirrored once, whatever the number of its new members. The groups are found by
+    /// member ([`GroupStore::groups_of_member`]): the reads grow with the users' groups, not with
+    /// the directory's.
     ///
     /// # Errors
-    /// Store failures while listing groups; the pushes' own failures are in their outcomes
-    /// (retryable ones queued by [`Self::push`]) or, for store failures, returned. The caller's
+    /// Store failures while finding the groups; the pushes' own failures are in their outcomes
+    /// (retryable ones queued as by [`Self::push`]) or, for store failures, returned. The caller's
     /// bind has succeeded either way, and reconcile re-pushes a group whose record shows a member
     /// that became mirrorable (`members_now_bound`).
     #[tracing::instrument(skip_all, fields(bindings = bindings.len()))]
     pub async fn follow_binds(&self, bindings: &[Binding]) -> Result<Vec<(GroupId, GroupOutcome)>> {
-        let bound: Vec<&Binding> = bindings
+        let mut due: BTreeMap<GroupId, Group> = BTreeMap::new();
+        for bound in bindings
             .iter()
             .filter(|b| b.state == BindingState::Provisioned && b.m365_object_id.is_some())
-            .collect();
-        if bound.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut due = BTreeSet::new();
-        let mut request = PageRequest::first(MAX_PAGE_LIMIT);
-        loop {
-            let page = self.groups.list(&request).await?;
-            for group in page.items {
-                let Some(binding) = &group.binding else {
-                    continue;
-                };
-                if bound
-                    .iter()
-                    .any(|b| b.tenant_id == binding.tenant_id && group.members.contains(&b.user_id))
+        {
+            for group in self.groups.groups_of_member(&bound.user_id).await? {
+                if group
+                    .binding
+                    .as_ref()
+                    .is_some_and(|b| b.tenant_id == bound.tenant_id)
                 {
-                    due.insert(group.id);
+                    due.entry(group.id.clone()).or_insert(group);
                 }
-            }
-            match page.next {
-                Some(next) => request = PageRequest::after(next, MAX_PAGE_LIMIT),
-                None => break,
             }
         }
         let mut outcomes = Vec::with_capacity(due.len());
-        for group_id in due {
-            let outcome = self.push(&group_id).await?;
-            outcomes.push((group_id, outcome));
+        for (group_id, group) in due {
+            // Bound when found; the stored binding is what the sync starts from.
+            let Some(binding) = group.binding.clone() else {
+                continue;
+            };
+            let result = self.sync(group, binding, 0).await;
+            report(&result);
+            outcomes.push((group_id, result?));
         }
         Ok(outcomes)
     }
@@ -821,6 +814,40 @@ mod tests {
             w.directory
                 .groups_named(&w.tenant.id, &mail_nickname_for(&gid("unbound")))
                 .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bind_reads_only_the_groups_of_the_bound_user_not_every_group() {
+        // R-GRP-1 (the follow-up of a bind finds the user's groups by member, issue 13)
+        let w = World::new().await;
+        let _alice = bound_user(&w, "alice").await;
+        w.user("bob").await;
+        put_group(&w, "sales", &["alice", "bob"]).await;
+        sync(&w).bind(&gid("sales"), &w.tenant.id).await.unwrap();
+        // Fifty unrelated groups, bound to the same tenant, that do not list Bob.
+        for n in 0..50 {
+            let id = format!("other-{n:02}");
+            put_group(&w, &id, &["alice"]).await;
+            sync(&w).bind(&gid(&id), &w.tenant.id).await.unwrap();
+        }
+        w.bind("bob").await;
+        let bob = w.binding("bob").await;
+        let before = w.groups.groups_read();
+        let followed = sync(&w).follow_binds(&[bob]).await.unwrap();
+        let read = w.groups.groups_read() - before;
+        assert_eq!(
+            followed
+                .iter()
+                .map(|(g, o)| (g.as_str().to_owned(), o.as_str()))
+                .collect::<Vec<_>>(),
+            vec![("sales".to_owned(), "done")]
+        );
+        // Finding Bob's one group reads that group only; mirroring it may re-read it, never the
+        // fifty others (listing them all would read 51).
+        assert!(
+            read <= 2,
+            "read {read} group records for a user in one group"
         );
     }
 

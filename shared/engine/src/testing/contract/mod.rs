@@ -191,6 +191,11 @@ macro_rules! group_store_contract {
             a_stale_group_replace_is_refused,
             groups_are_listed_across_pages,
             a_deleted_group_is_gone_and_deleting_again_is_harmless,
+            a_member_is_found_in_each_of_its_groups_and_only_those,
+            groups_of_member_follow_membership_changes,
+            a_deleted_group_no_longer_lists_its_members,
+            a_member_of_many_groups_finds_them_all,
+            a_large_membership_change_is_found_by_every_member,
         );
     };
 }
