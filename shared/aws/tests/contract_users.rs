@@ -5,51 +5,30 @@ mod common;
 
 use m365_aws::schema::USERS;
 use m365_aws::{DynamoGroups, DynamoUsers};
-use m365_engine::testing::contract;
 
-macro_rules! users_contract {
-    ($($name:ident),* $(,)?) => {$(
-        #[tokio::test]
-        async fn $name() {
-            let Some(config) = common::aws().await else { return };
-            let (client, table) = common::table(&config, &USERS).await;
-            contract::users::$name(&DynamoUsers::new(client, table)).await;
-        }
-    )*};
+mod users {
+    use super::*;
+
+    m365_engine::contract_tests!(users, {
+        let Some(config) = common::aws().await else {
+            return;
+        };
+        let (client, table) = common::table(&config, &USERS).await;
+        DynamoUsers::new(client, table)
+    });
 }
 
-macro_rules! groups_contract {
-    ($($name:ident),* $(,)?) => {$(
-        #[tokio::test]
-        async fn $name() {
-            let Some(config) = common::aws().await else { return };
-            let (client, table) = common::table(&config, &USERS).await;
-            contract::groups::$name(&DynamoGroups::new(client, table)).await;
-        }
-    )*};
+mod groups {
+    use super::*;
+
+    m365_engine::contract_tests!(groups, {
+        let Some(config) = common::aws().await else {
+            return;
+        };
+        let (client, table) = common::table(&config, &USERS).await;
+        DynamoGroups::new(client, table)
+    });
 }
-
-users_contract!(
-    a_created_user_can_be_read_by_id_and_by_email,
-    every_field_of_a_user_round_trips,
-    a_missing_user_reads_as_none,
-    a_second_user_with_the_same_email_is_refused,
-    creating_a_user_twice_is_refused,
-    a_replace_bumps_the_version_and_a_stale_replace_is_refused,
-    replacing_a_missing_user_is_not_found,
-    changing_a_users_email_frees_the_old_one,
-    changing_a_users_email_to_a_taken_one_is_refused,
-    users_are_listed_across_pages,
-    a_garbage_cursor_is_refused,
-);
-
-groups_contract!(
-    a_created_group_round_trips_with_its_members,
-    creating_a_group_twice_is_refused,
-    a_stale_group_replace_is_refused,
-    groups_are_listed_across_pages,
-    a_deleted_group_is_gone_and_deleting_again_is_harmless,
-);
 
 mod adapter {
     //! Behaviour of the DynamoDB user and group stores beyond the ports' contracts.
