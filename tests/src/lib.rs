@@ -633,7 +633,9 @@ impl Write for Logs {
 }
 
 /// Installs (once per test binary) a global JSON subscriber with the production filter at
-/// `RUST_LOG=trace` writing into a buffer, so a test can assert what was logged.
+/// `RUST_LOG=trace` writing into a buffer, so a test can assert what was logged. All scenarios share
+/// one binary (`tests/it/`): once installed, every test running beside it logs into the same buffer,
+/// so a test asserts only what its own run must (or must never) show.
 pub fn capture_logs() -> Logs {
     static LOGS: OnceLock<Logs> = OnceLock::new();
     use tracing_subscriber::Layer;
