@@ -7,37 +7,22 @@ use m365_aws::schema::{EVENTS, FAILURES, LEDGER};
 use m365_aws::{DynamoEvents, DynamoFailures, DynamoLedger};
 
 mod events {
-    use super::*;
-
-    m365_engine::contract_tests!(events, {
-        let Some(config) = common::aws().await else {
-            return;
-        };
-        let (client, table) = common::table(&config, &EVENTS).await;
-        DynamoEvents::new(client, table)
-    });
+    m365_engine::contract_tests!(
+        events,
+        crate::common::on_table!(super::EVENTS, super::DynamoEvents::new)
+    );
 }
 
 mod failures {
-    use super::*;
-
-    m365_engine::contract_tests!(failures, {
-        let Some(config) = common::aws().await else {
-            return;
-        };
-        let (client, table) = common::table(&config, &FAILURES).await;
-        DynamoFailures::new(client, table)
-    });
+    m365_engine::contract_tests!(
+        failures,
+        crate::common::on_table!(super::FAILURES, super::DynamoFailures::new)
+    );
 }
 
 mod ledger {
-    use super::*;
-
-    m365_engine::contract_tests!(ledger, {
-        let Some(config) = common::aws().await else {
-            return;
-        };
-        let (client, table) = common::table(&config, &LEDGER).await;
-        DynamoLedger::new(client, table)
-    });
+    m365_engine::contract_tests!(
+        ledger,
+        crate::common::on_table!(super::LEDGER, super::DynamoLedger::new)
+    );
 }

@@ -7,25 +7,15 @@ use m365_aws::schema::LEDGER;
 use m365_aws::{DynamoLeases, DynamoPendingConsents};
 
 mod leases {
-    use super::*;
-
-    m365_engine::contract_tests!(leases, {
-        let Some(config) = common::aws().await else {
-            return;
-        };
-        let (client, table) = common::table(&config, &LEDGER).await;
-        DynamoLeases::new(client, table)
-    });
+    m365_engine::contract_tests!(
+        leases,
+        crate::common::on_table!(super::LEDGER, super::DynamoLeases::new)
+    );
 }
 
 mod pending_consents {
-    use super::*;
-
-    m365_engine::contract_tests!(pending_consents, {
-        let Some(config) = common::aws().await else {
-            return;
-        };
-        let (client, table) = common::table(&config, &LEDGER).await;
-        DynamoPendingConsents::new(client, table)
-    });
+    m365_engine::contract_tests!(
+        pending_consents,
+        crate::common::on_table!(super::LEDGER, super::DynamoPendingConsents::new)
+    );
 }

@@ -13,24 +13,22 @@ use m365_engine::ports::{BudgetDecision, RateBudget, RateLimit};
 use m365_engine::testing::contract::rate_budget::CONTRACT_LIMIT;
 
 mod rate_budget {
-    use super::*;
-
-    m365_engine::contract_tests!(rate_budget, {
-        let Some(config) = common::aws().await else {
-            return;
-        };
-        let (client, table) = common::table(&config, &LEDGER).await;
-        DynamoRateBudget::new(client, table, CONTRACT_LIMIT)
-    });
+    m365_engine::contract_tests!(
+        rate_budget,
+        crate::common::on_table!(super::LEDGER, |client, table| super::DynamoRateBudget::new(
+            client,
+            table,
+            super::CONTRACT_LIMIT
+        ))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_processes_never_get_more_than_the_bucket_holds() {
     // DESIGN §2 "Graph usage": the budget is shared by every concurrent function.
-    let Some(config) = common::aws().await else {
+    let Some((client, table)) = common::fresh_table(&LEDGER).await else {
         return;
     };
-    let (client, table) = common::table(&config, &LEDGER).await;
     // A window so long that nothing refills during the test: exactly 20 grants exist.
     let limit = RateLimit {
         capacity: 20,

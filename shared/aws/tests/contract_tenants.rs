@@ -7,25 +7,15 @@ use m365_aws::schema::{BINDINGS, TENANTS};
 use m365_aws::{DynamoBindings, DynamoTenants};
 
 mod tenants {
-    use super::*;
-
-    m365_engine::contract_tests!(tenants, {
-        let Some(config) = common::aws().await else {
-            return;
-        };
-        let (client, table) = common::table(&config, &TENANTS).await;
-        DynamoTenants::new(client, table)
-    });
+    m365_engine::contract_tests!(
+        tenants,
+        crate::common::on_table!(super::TENANTS, super::DynamoTenants::new)
+    );
 }
 
 mod bindings {
-    use super::*;
-
-    m365_engine::contract_tests!(bindings, {
-        let Some(config) = common::aws().await else {
-            return;
-        };
-        let (client, table) = common::table(&config, &BINDINGS).await;
-        DynamoBindings::new(client, table)
-    });
+    m365_engine::contract_tests!(
+        bindings,
+        crate::common::on_table!(super::BINDINGS, super::DynamoBindings::new)
+    );
 }

@@ -7,27 +7,17 @@ use m365_aws::schema::USERS;
 use m365_aws::{DynamoGroups, DynamoUsers};
 
 mod users {
-    use super::*;
-
-    m365_engine::contract_tests!(users, {
-        let Some(config) = common::aws().await else {
-            return;
-        };
-        let (client, table) = common::table(&config, &USERS).await;
-        DynamoUsers::new(client, table)
-    });
+    m365_engine::contract_tests!(
+        users,
+        crate::common::on_table!(super::USERS, super::DynamoUsers::new)
+    );
 }
 
 mod groups {
-    use super::*;
-
-    m365_engine::contract_tests!(groups, {
-        let Some(config) = common::aws().await else {
-            return;
-        };
-        let (client, table) = common::table(&config, &USERS).await;
-        DynamoGroups::new(client, table)
-    });
+    m365_engine::contract_tests!(
+        groups,
+        crate::common::on_table!(super::USERS, super::DynamoGroups::new)
+    );
 }
 
 mod adapter {
@@ -48,10 +38,9 @@ mod adapter {
     #[tokio::test]
     async fn concurrent_creates_with_one_email_let_exactly_one_user_in() {
         // R-BIND-1: email uniqueness holds under concurrency (transactional claim).
-        let Some(config) = common::aws().await else {
+        let Some((client, table)) = common::fresh_table(&USERS).await else {
             return;
         };
-        let (client, table) = common::table(&config, &USERS).await;
         let store = DynamoUsers::new(client, table);
         let email = Email::parse(&format!("{}@race.example", common::unique("x"))).expect("email");
         let racers: Vec<_> = (0..8).map(|_| user(&email)).collect();
@@ -76,10 +65,9 @@ mod adapter {
     #[tokio::test]
     async fn a_cursor_of_the_user_listing_is_refused_by_the_group_listing() {
         // R-SAFE-1: a foreign cursor is bad input, not a 5xx.
-        let Some(config) = common::aws().await else {
+        let Some((client, table)) = common::fresh_table(&USERS).await else {
             return;
         };
-        let (client, table) = common::table(&config, &USERS).await;
         let users = DynamoUsers::new(client.clone(), table.clone());
         for _ in 0..2 {
             let email =

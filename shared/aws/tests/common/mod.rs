@@ -5,7 +5,7 @@
 //! Without `AWS_ENDPOINT_URL` the tests skip loudly on a developer machine and FAIL in CI
 //! (`CI` set): a missing moto is never a silent pass there.
 
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(dead_code, unused_macros, clippy::unwrap_used)]
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use m365_aws::schema::TableSchema;
@@ -44,6 +44,26 @@ pub async fn table(config: &SdkConfig, schema: &TableSchema) -> (aws_sdk_dynamod
         .expect("table created on moto");
     (client, name)
 }
+
+/// A fresh table made from `schema` on the moto of [`aws`], or `None` when moto is absent (the
+/// caller then returns: skipped, loudly).
+pub async fn fresh_table(schema: &TableSchema) -> Option<(aws_sdk_dynamodb::Client, String)> {
+    let config = aws().await?;
+    Some(table(&config, schema).await)
+}
+
+/// `on_table!(USERS, DynamoUsers::new)`: the adapter built by `new(client, table)` on a fresh
+/// table made from the schema, or `return` from the calling test when moto is absent.
+macro_rules! on_table {
+    ($schema:expr, $new:expr) => {
+        match $crate::common::fresh_table(&$schema).await {
+            Some((client, table)) => ($new)(client, table),
+            None => return,
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use on_table;
 
 /// A fresh standard queue with the template's visibility timeout; returns its URL.
 pub async fn queue(config: &SdkConfig) -> (aws_sdk_sqs::Client, String) {

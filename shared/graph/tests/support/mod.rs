@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use m365_emulator::{AppState, Seed, State};
-use m365_engine::model::TenantId;
+use m365_engine::model::{Email, NewM365User, TenantId};
 use m365_graph::{
     ClientCredentialsTokens, GraphClient, GraphDirectory, IdentityClient, RetryPolicy,
 };
@@ -243,5 +243,21 @@ impl Emu {
             pairs.get("code").cloned().expect("a code"),
             pairs.get("state").cloned().expect("the state"),
         )
+    }
+}
+
+/// A new enabled Contoso user `<local>@contoso.com` (display name `User <local>`) with a
+/// policy-compliant password.
+pub fn new_user(local: &str) -> NewM365User {
+    NewM365User {
+        user_principal_name: Email::parse(&format!("{local}@{MANAGED}")).unwrap(),
+        mail_nickname: local.replace('.', ""),
+        display_name: format!("User {local}"),
+        given_name: None,
+        surname: None,
+        job_title: None,
+        department: None,
+        account_enabled: true,
+        password: SecretString::from("xWwvJ]6NMw+bWH-d".to_owned()),
     }
 }
