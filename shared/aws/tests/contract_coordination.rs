@@ -6,16 +6,7 @@ mod common;
 use m365_aws::schema::LEDGER;
 use m365_aws::{DynamoLeases, DynamoPendingConsents};
 
-mod leases {
-    m365_engine::contract_tests!(
-        leases,
-        crate::common::on_table!(super::LEDGER, super::DynamoLeases::new)
-    );
-}
-
-mod pending_consents {
-    m365_engine::contract_tests!(
-        pending_consents,
-        crate::common::on_table!(super::LEDGER, super::DynamoPendingConsents::new)
-    );
-}
+common::contracts_on_tables!(
+    leases: LEDGER => DynamoLeases::new,
+    pending_consents: LEDGER => DynamoPendingConsents::new,
+);

@@ -12,16 +12,9 @@ use m365_engine::model::TenantId;
 use m365_engine::ports::{BudgetDecision, RateBudget, RateLimit};
 use m365_engine::testing::contract::rate_budget::CONTRACT_LIMIT;
 
-mod rate_budget {
-    m365_engine::contract_tests!(
-        rate_budget,
-        crate::common::on_table!(super::LEDGER, |client, table| super::DynamoRateBudget::new(
-            client,
-            table,
-            super::CONTRACT_LIMIT
-        ))
-    );
-}
+common::contracts_on_tables!(
+    rate_budget: LEDGER => |client, table| DynamoRateBudget::new(client, table, CONTRACT_LIMIT),
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_processes_never_get_more_than_the_bucket_holds() {

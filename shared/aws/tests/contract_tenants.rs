@@ -6,16 +6,7 @@ mod common;
 use m365_aws::schema::{BINDINGS, TENANTS};
 use m365_aws::{DynamoBindings, DynamoTenants};
 
-mod tenants {
-    m365_engine::contract_tests!(
-        tenants,
-        crate::common::on_table!(super::TENANTS, super::DynamoTenants::new)
-    );
-}
-
-mod bindings {
-    m365_engine::contract_tests!(
-        bindings,
-        crate::common::on_table!(super::BINDINGS, super::DynamoBindings::new)
-    );
-}
+common::contracts_on_tables!(
+    tenants: TENANTS => DynamoTenants::new,
+    bindings: BINDINGS => DynamoBindings::new,
+);

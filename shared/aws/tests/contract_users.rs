@@ -6,19 +6,10 @@ mod common;
 use m365_aws::schema::USERS;
 use m365_aws::{DynamoGroups, DynamoUsers};
 
-mod users {
-    m365_engine::contract_tests!(
-        users,
-        crate::common::on_table!(super::USERS, super::DynamoUsers::new)
-    );
-}
-
-mod groups {
-    m365_engine::contract_tests!(
-        groups,
-        crate::common::on_table!(super::USERS, super::DynamoGroups::new)
-    );
-}
+common::contracts_on_tables!(
+    users: USERS => DynamoUsers::new,
+    groups: USERS => DynamoGroups::new,
+);
 
 mod adapter {
     //! Behaviour of the DynamoDB user and group stores beyond the ports' contracts.

@@ -65,6 +65,20 @@ macro_rules! on_table {
 #[allow(unused_imports)]
 pub(crate) use on_table;
 
+/// `contracts_on_tables!(users: USERS => DynamoUsers::new, ...)`: per port, a module running
+/// every engine contract of the port (`m365_engine::contract_tests!`) on a fresh table each.
+macro_rules! contracts_on_tables {
+    ($($port:ident: $schema:ident => $new:expr),+ $(,)?) => {$(
+        mod $port {
+            #[allow(unused_imports)]
+            use super::*;
+            m365_engine::contract_tests!($port, $crate::common::on_table!($schema, $new));
+        }
+    )+};
+}
+#[allow(unused_imports)]
+pub(crate) use contracts_on_tables;
+
 /// A fresh standard queue with the template's visibility timeout; returns its URL.
 pub async fn queue(config: &SdkConfig) -> (aws_sdk_sqs::Client, String) {
     let client = aws_sdk_sqs::Client::new(config);
