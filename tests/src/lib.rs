@@ -20,6 +20,7 @@ use m365_engine::ports::Clock;
 use aws_config::{BehaviorVersion, SdkConfig};
 use m365_aws::{OAuthClientCredentials, Resources, schema};
 use m365_emulator::{AppState, Seed, State};
+use m365_lambda::provision::Provisioning;
 use m365_lambda::{App, Config, GraphApp, GraphConfig};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -896,4 +897,167 @@ where
         }
     }
     Some(delivery)
+}
+
+/// `started!(Stack::start())`: the scenario a test's `start` built, or `return` from the test when
+/// it returned `None` (no moto outside CI; see [`moto`]).
+#[macro_export]
+macro_rules! started {
+    ($start:expr) => {
+        match $start.await {
+            Some(started) => started,
+            None => return,
+        }
+    };
+}
+
+/// Messages on the queue at `url`: visible, in flight and delayed.
+///
+/// # Panics
+/// When moto refuses the call.
+pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> usize {
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .expect("queue attributes")
+        .attributes
+        .unwrap_or_default();
+    attrs
+        .values()
+        .map(|v| v.parse::<usize>().unwrap_or(0))
+        .sum()
+}
+
+/// The provisioning functions on one connected tenant, each with its own wiring as separate
+/// Lambdas have (a cold start of its own: its own Graph client and its memory of recent creates).
+#[derive(Debug)]
+pub struct Functions {
+    /// The retry worker's.
+    pub worker: Provisioning<OffsetClock>,
+    /// `PUT|GET /users/{id}/binding`.
+    pub bind: Provisioning<OffsetClock>,
+    /// `DELETE /users/{id}/binding`.
+    pub unbind: Provisioning<OffsetClock>,
+    /// `POST /users/{id}/password`.
+    pub password: Provisioning<OffsetClock>,
+    /// Every other route (directory users and groups, events).
+    pub directory: Provisioning<OffsetClock>,
+}
+
+impl Functions {
+    /// Each function's wiring from `build` (called once per function).
+    pub fn new(mut build: impl FnMut() -> Provisioning<OffsetClock>) -> Self {
+        Self {
+            worker: build(),
+            bind: build(),
+            unbind: build(),
+            password: build(),
+            directory: build(),
+        }
+    }
+
+    /// Short waits so the retry worker converges within a test (the product's defaults are
+    /// minutes to hours; the logic is the same): 200 ms first retry, at most 1 s apart.
+    pub fn short_retry_waits(deps: &mut Provisioning<OffsetClock>) {
+        deps.retry.base_delay = std::time::Duration::from_millis(200);
+        deps.retry.max_delay = std::time::Duration::from_secs(1);
+    }
+
+    /// An API request routed as API Gateway routes it to these functions; the status and JSON.
+    ///
+    /// # Panics
+    /// When a handler fails (it answers every request).
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let request = api_request(method, path, query, body);
+        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let response = match (method, segments.as_slice()) {
+            ("PUT" | "GET", ["users", _, "binding"]) => bind::handle(&self.bind, request).await,
+            ("DELETE", ["users", _, "binding"]) => unbind::handle(&self.unbind, request).await,
+            ("POST", ["users", _, "password"]) => {
+                password_push::handle(&self.password, request).await
+            }
+            _ => directory::handle(&self.directory, request).await,
+        }
+        .unwrap();
+        json_response(&response)
+    }
+
+    /// Runs the retry worker on real SQS batches (up to 10, hidden 1 s) from `retry_url` until the
+    /// queue is empty or `deadline` passes: acknowledged messages are deleted, reported failures
+    /// come back after their visibility timeout (and finally go to the DLQ). The bodies handled.
+    ///
+    /// # Panics
+    /// When moto refuses a call.
+    pub async fn drain(
+        &self,
+        sqs: &aws_sdk_sqs::Client,
+        retry_url: &str,
+        deadline: std::time::Duration,
+    ) -> Vec<String> {
+        use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+        use aws_sdk_sqs::types::MessageSystemAttributeName;
+        let until = std::time::Instant::now() + deadline;
+        let mut bodies = Vec::new();
+        while std::time::Instant::now() < until {
+            let received = sqs
+                .receive_message()
+                .queue_url(retry_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(0)
+                .visibility_timeout(1)
+                .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+                .send()
+                .await
+                .expect("receive from the retry queue")
+                .messages
+                .unwrap_or_default();
+            if received.is_empty() {
+                if queue_depth(sqs, retry_url).await == 0 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                continue;
+            }
+            let mut event = SqsEvent::default();
+            event.records = received
+                .iter()
+                .map(|m| {
+                    let mut r = SqsMessage::default();
+                    r.message_id.clone_from(&m.message_id);
+                    r.receipt_handle.clone_from(&m.receipt_handle);
+                    r.body.clone_from(&m.body);
+                    r
+                })
+                .collect();
+            let response = retry_worker::handle_batch(&self.worker, &event).await;
+            let failed: std::collections::HashSet<String> = response
+                .batch_item_failures
+                .iter()
+                .map(|f| f.item_identifier.clone())
+                .collect();
+            for m in &received {
+                bodies.push(m.body.clone().unwrap_or_default());
+                if !failed.contains(m.message_id.as_deref().unwrap_or_default()) {
+                    sqs.delete_message()
+                        .queue_url(retry_url)
+                        .receipt_handle(m.receipt_handle.clone().expect("receipt handle"))
+                        .send()
+                        .await
+                        .expect("deleted");
+                }
+            }
+        }
+        bodies
+    }
 }
