@@ -302,6 +302,64 @@ impl Emulator {
             .await
     }
 
+    /// A fresh Graph access token of our app in `tenant`, minted by the emulator's control API.
+    pub async fn app_token(&self, tenant: &str) -> String {
+        let token: Value = self
+            .http
+            .post(format!("{}/_emulator/tokens", self.base))
+            .json(&json!({"tenant": tenant, "appId": APP_ID}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        token["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// A Graph request as our app in `tenant`, made behind the functions' back with a fresh app
+    /// token from the emulator (an admin's script): the status and the JSON body (`null` when none).
+    pub async fn graph_as_app(
+        &self,
+        tenant: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}/v1.0{path}", self.base))
+            .bearer_auth(self.app_token(tenant).await);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// The member ids of the M365 group `group` in `tenant`, sorted (read through Graph).
+    pub async fn group_member_ids(&self, tenant: &str, group: &str) -> Vec<String> {
+        let (status, body) = self
+            .graph_as_app(
+                tenant,
+                reqwest::Method::GET,
+                &format!("/groups/{group}/members?$select=id"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let mut ids: Vec<String> = body["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    }
+
     /// `accountEnabled` of each user of `tenant` by UPN.
     pub async fn accounts_enabled(&self, tenant: &str) -> HashMap<String, bool> {
         let t = self.get(&format!("/_emulator/tenants/{tenant}")).await;
@@ -969,9 +1027,6 @@ impl Functions {
     }
 
     /// An API request routed as API Gateway routes it to these functions; the status and JSON.
-    ///
-    /// # Panics
-    /// When a handler fails (it answers every request).
     pub async fn call(
         &self,
         method: &str,
@@ -979,18 +1034,13 @@ impl Functions {
         query: &[(&str, &str)],
         body: Option<Value>,
     ) -> (u16, Value) {
-        let request = api_request(method, path, query, body);
-        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-        let response = match (method, segments.as_slice()) {
-            ("PUT" | "GET", ["users", _, "binding"]) => bind::handle(&self.bind, request).await,
-            ("DELETE", ["users", _, "binding"]) => unbind::handle(&self.unbind, request).await,
-            ("POST", ["users", _, "password"]) => {
-                password_push::handle(&self.password, request).await
-            }
-            _ => directory::handle(&self.directory, request).await,
-        }
-        .unwrap();
-        json_response(&response)
+        let routes = Routes {
+            bind: &self.bind,
+            unbind: &self.unbind,
+            password: &self.password,
+            directory: &self.directory,
+        };
+        routes.call(method, path, query, body).await
     }
 
     /// Runs the retry worker on real SQS batches (up to 10, hidden 1 s) from `retry_url` until the
@@ -1059,5 +1109,87 @@ impl Functions {
             }
         }
         bodies
+    }
+}
+
+/// `POST /tenants/{tenant}/reconcile?dryRun=…` through the reconcile function, as API Gateway
+/// sends it; the report (the answer must be 200).
+pub async fn reconcile_route(
+    deps: &reconcile::Reconciler<OffsetClock>,
+    tenant: &str,
+    dry_run: bool,
+) -> Value {
+    let path = format!("/tenants/{tenant}/reconcile");
+    let flag = if dry_run { "true" } else { "false" };
+    let event = json!({
+        "version": "2.0",
+        "routeKey": "POST /tenants/{tenantId}/reconcile",
+        "rawPath": path,
+        "rawQueryString": format!("dryRun={flag}"),
+        "headers": {"content-type": "application/json"},
+        "queryStringParameters": {"dryRun": flag},
+        "pathParameters": {"tenantId": tenant},
+        "requestContext": {
+            "http": {"method": "POST", "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "it"},
+            "requestId": uuid::Uuid::new_v4().to_string(),
+            "routeKey": "POST /tenants/{tenantId}/reconcile",
+            "stage": "$default"
+        },
+        "isBase64Encoded": false
+    });
+    let event = lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default());
+    let response = reconcile::handle(deps, event).await.unwrap();
+    assert_eq!(response["statusCode"], 200, "{response}");
+    serde_json::from_str(response["body"].as_str().unwrap()).unwrap()
+}
+
+/// The API routes of the provisioning functions and the wiring each runs on.
+#[derive(Debug, Clone, Copy)]
+pub struct Routes<'a, C = OffsetClock> {
+    /// `PUT|GET /users/{id}/binding`.
+    pub bind: &'a Provisioning<C>,
+    /// `DELETE /users/{id}/binding`.
+    pub unbind: &'a Provisioning<C>,
+    /// `POST /users/{id}/password`.
+    pub password: &'a Provisioning<C>,
+    /// Every other route (directory users and groups, events).
+    pub directory: &'a Provisioning<C>,
+}
+
+impl<'a, C: Clock + Clone> Routes<'a, C> {
+    /// Every route on the one wiring `deps`.
+    #[must_use]
+    pub fn all(deps: &'a Provisioning<C>) -> Self {
+        Self {
+            bind: deps,
+            unbind: deps,
+            password: deps,
+            directory: deps,
+        }
+    }
+
+    /// An API request routed as API Gateway routes it; the status and JSON.
+    ///
+    /// # Panics
+    /// When a handler fails (it answers every request).
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let request = api_request(method, path, query, body);
+        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let response = match (method, segments.as_slice()) {
+            ("PUT" | "GET", ["users", _, "binding"]) => bind::handle(self.bind, request).await,
+            ("DELETE", ["users", _, "binding"]) => unbind::handle(self.unbind, request).await,
+            ("POST", ["users", _, "password"]) => {
+                password_push::handle(self.password, request).await
+            }
+            _ => directory::handle(self.directory, request).await,
+        }
+        .unwrap();
+        json_response(&response)
     }
 }

@@ -14,7 +14,7 @@ use chrono::TimeDelta;
 
 use m365_graph::{GraphClient, GraphDirectory, RetryPolicy};
 use m365_integration_tests::started;
-use m365_integration_tests::{APP_ID, CONTOSO, Functions, OffsetClock, World, queue_depth};
+use m365_integration_tests::{CONTOSO, Functions, OffsetClock, World, queue_depth};
 use m365_lambda::provision::Provisioning;
 use serde_json::{Value, json};
 
@@ -147,19 +147,7 @@ impl Stack {
     }
 
     async fn graph_token(&self) -> String {
-        let token: Value = self
-            .world
-            .emulator
-            .http
-            .post(format!("{}/_emulator/tokens", self.world.emulator.base))
-            .json(&json!({"tenant": CONTOSO, "appId": APP_ID}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        token["access_token"].as_str().unwrap().to_owned()
+        self.world.emulator.app_token(CONTOSO).await
     }
 
     async fn queue_depth(&self) -> usize {

@@ -8,7 +8,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
-use m365_integration_tests::{APP_ID, CONTOSO, OffsetClock, World, api_request, queue};
+use m365_integration_tests::{CONTOSO, OffsetClock, Routes, World, queue, reconcile_route};
 use m365_lambda::GraphApp;
 use m365_lambda::provision::Provisioning;
 use reconcile::{Reconciler, Settings};
@@ -63,25 +63,9 @@ impl Stack {
     }
 
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let request = api_request(method, path, &[], body);
-        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-        let response = match (method, segments.as_slice()) {
-            ("PUT" | "GET", ["users", _, "binding"]) => {
-                bind::handle(&self.provisioning, request).await
-            }
-            ("POST", ["users", _, "password"]) => {
-                password_push::handle(&self.provisioning, request).await
-            }
-            _ => directory::handle(&self.provisioning, request).await,
-        }
-        .unwrap();
-        let status = response.status().as_u16();
-        let body = match response.body() {
-            lambda_http::Body::Text(t) => serde_json::from_str(t).unwrap_or(Value::Null),
-            lambda_http::Body::Binary(b) => serde_json::from_slice(b).unwrap_or(Value::Null),
-            _ => Value::Null,
-        };
-        (status, body)
+        Routes::all(&self.provisioning)
+            .call(method, path, &[], body)
+            .await
     }
 
     /// A directory user `id` at contoso.com with a password, not bound.
@@ -171,28 +155,7 @@ impl Stack {
 
     /// `POST /tenants/{tenantId}/reconcile?dryRun=…` through the function.
     async fn reconcile(&self, deps: &Reconciler<OffsetClock>, dry_run: bool) -> Value {
-        let path = format!("/tenants/{}/reconcile", self.tenant);
-        let flag = if dry_run { "true" } else { "false" };
-        let event = json!({
-            "version": "2.0",
-            "routeKey": "POST /tenants/{tenantId}/reconcile",
-            "rawPath": path,
-            "rawQueryString": format!("dryRun={flag}"),
-            "headers": {"content-type": "application/json"},
-            "queryStringParameters": {"dryRun": flag},
-            "pathParameters": {"tenantId": self.tenant},
-            "requestContext": {
-                "http": {"method": "POST", "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "it"},
-                "requestId": uuid::Uuid::new_v4().to_string(),
-                "routeKey": "POST /tenants/{tenantId}/reconcile",
-                "stage": "$default"
-            },
-            "isBase64Encoded": false
-        });
-        let event = lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default());
-        let response = reconcile::handle(deps, event).await.unwrap();
-        assert_eq!(response["statusCode"], 200, "{response}");
-        serde_json::from_str(response["body"].as_str().unwrap()).unwrap()
+        reconcile_route(deps, &self.tenant, dry_run).await
     }
 
     /// A Graph request made behind our back (an admin's app token): status and JSON body.
@@ -202,28 +165,10 @@ impl Stack {
         path: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let e = &self.world.emulator;
-        let token: Value = e
-            .http
-            .post(format!("{}/_emulator/tokens", e.base))
-            .json(&json!({"tenant": CONTOSO, "appId": APP_ID}))
-            .send()
+        self.world
+            .emulator
+            .graph_as_app(CONTOSO, method, path, body)
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let mut request = e
-            .http
-            .request(method, format!("{}/v1.0{path}", e.base))
-            .bearer_auth(token["access_token"].as_str().unwrap());
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
     /// The ids of the live M365 groups with our `sales` nickname.
@@ -246,22 +191,7 @@ impl Stack {
 
     /// The M365 group's member ids, sorted.
     async fn group_members(&self, group: &str) -> Vec<String> {
-        let (status, body) = self
-            .graph(
-                reqwest::Method::GET,
-                &format!("/groups/{group}/members?$select=id"),
-                None,
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-        let mut ids: Vec<String> = body["value"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["id"].as_str().unwrap().to_owned())
-            .collect();
-        ids.sort();
-        ids
+        self.world.emulator.group_member_ids(CONTOSO, group).await
     }
 
     async fn m365_ids(&self, users: &[&str]) -> Vec<String> {

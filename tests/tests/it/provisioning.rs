@@ -16,7 +16,7 @@ use chrono::TimeDelta;
 use m365_engine::ports::TokenVault;
 use m365_integration_tests::started;
 use m365_integration_tests::{
-    APP_ID, APP_SECRET, CONTOSO, Functions, OffsetClock, ProvisioningResources, SEAL_KEY, World,
+    APP_SECRET, CONTOSO, Functions, OffsetClock, ProvisioningResources, SEAL_KEY, World,
     api_request, capture_logs, queue_depth,
 };
 use m365_lambda::provision::Provisioning;
@@ -166,29 +166,17 @@ impl Stack {
     /// Deletes a user in M365 (as an admin would in the portal): a soft delete whose address stays
     /// held for the emulator's address release delay.
     async fn delete_in_m365(&self, upn: &str) {
-        let token: Value = self
+        let (status, body) = self
             .world
             .emulator
-            .http
-            .post(format!("{}/_emulator/tokens", self.world.emulator.base))
-            .json(&json!({"tenant": CONTOSO, "appId": APP_ID}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let status = self
-            .world
-            .emulator
-            .http
-            .delete(format!("{}/v1.0/users/{upn}", self.world.emulator.base))
-            .bearer_auth(token["access_token"].as_str().unwrap())
-            .send()
-            .await
-            .unwrap()
-            .status();
-        assert_eq!(status.as_u16(), 204);
+            .graph_as_app(
+                CONTOSO,
+                reqwest::Method::DELETE,
+                &format!("/users/{upn}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 204, "{body}");
     }
 }
 
