@@ -10,12 +10,11 @@ use std::sync::{Arc, Mutex};
 use chrono::Utc;
 use m365_engine::Error;
 use m365_engine::error::Entity;
-use m365_engine::model::{Email, M365TenantId, RequestToken, TenantId, TenantTokens};
+use m365_engine::model::{Email, M365TenantId, RequestToken};
 use m365_engine::ports::{Directory, TenantProbe, TokenVault};
-use m365_engine::testing::FakeTokenVault;
 use m365_graph::{GraphDirectory, TokenError, TokenProvider, TokenSet, VaultTokens};
 use secrecy::{ExposeSecret, SecretString};
-use support::{ADMIN, CONTOSO, start};
+use support::{ADMIN, CONTOSO, SharedVault, start};
 
 /// The admin signs in and the code is redeemed: tokens with a refresh token.
 async fn connect(emu: &support::Emu) -> TokenSet {
@@ -239,38 +238,6 @@ async fn a_503_from_the_token_endpoint_is_retryable() {
         engine.retry_after(),
         Some(std::time::Duration::from_millis(1500))
     );
-}
-
-/// A vault the test and the provider share.
-#[derive(Debug, Clone, Default)]
-struct SharedVault(Arc<FakeTokenVault>);
-
-impl TokenVault for SharedVault {
-    async fn get(&self, tenant: &TenantId) -> m365_engine::Result<Option<TenantTokens>> {
-        self.0.get(tenant).await
-    }
-    async fn get_previous(&self, tenant: &TenantId) -> m365_engine::Result<Option<TenantTokens>> {
-        self.0.get_previous(tenant).await
-    }
-    async fn create(
-        &self,
-        tenant: &TenantId,
-        tokens: &TenantTokens,
-        request: &RequestToken,
-    ) -> m365_engine::Result<()> {
-        self.0.create(tenant, tokens, request).await
-    }
-    async fn update(
-        &self,
-        tenant: &TenantId,
-        tokens: &TenantTokens,
-        request: &RequestToken,
-    ) -> m365_engine::Result<()> {
-        self.0.update(tenant, tokens, request).await
-    }
-    async fn delete(&self, tenant: &TenantId) -> m365_engine::Result<()> {
-        self.0.delete(tenant).await
-    }
 }
 
 #[tokio::test]

@@ -261,3 +261,41 @@ pub fn new_user(local: &str) -> NewM365User {
         password: SecretString::from("xWwvJ]6NMw+bWH-d".to_owned()),
     }
 }
+
+/// A token vault the test and the provider share (clones see the same fake).
+#[derive(Debug, Clone, Default)]
+pub struct SharedVault(pub std::sync::Arc<m365_engine::testing::FakeTokenVault>);
+
+impl m365_engine::ports::TokenVault for SharedVault {
+    async fn get(
+        &self,
+        tenant: &TenantId,
+    ) -> m365_engine::Result<Option<m365_engine::model::TenantTokens>> {
+        self.0.get(tenant).await
+    }
+    async fn get_previous(
+        &self,
+        tenant: &TenantId,
+    ) -> m365_engine::Result<Option<m365_engine::model::TenantTokens>> {
+        self.0.get_previous(tenant).await
+    }
+    async fn create(
+        &self,
+        tenant: &TenantId,
+        tokens: &m365_engine::model::TenantTokens,
+        request: &m365_engine::model::RequestToken,
+    ) -> m365_engine::Result<()> {
+        self.0.create(tenant, tokens, request).await
+    }
+    async fn update(
+        &self,
+        tenant: &TenantId,
+        tokens: &m365_engine::model::TenantTokens,
+        request: &m365_engine::model::RequestToken,
+    ) -> m365_engine::Result<()> {
+        self.0.update(tenant, tokens, request).await
+    }
+    async fn delete(&self, tenant: &TenantId) -> m365_engine::Result<()> {
+        self.0.delete(tenant).await
+    }
+}
