@@ -248,15 +248,7 @@ async fn an_expiring_access_token_is_refreshed_and_the_rotation_is_in_the_vault_
     let tenant = emu.tenant();
     let mut tokens = connect(&emu).await.to_tenant_tokens().unwrap();
     tokens.expires_at = Utc::now() + chrono::Duration::seconds(30);
-    let vault = SharedVault::default();
-    vault
-        .create(
-            &tenant,
-            &tokens,
-            &RequestToken::parse("0".repeat(32)).unwrap(),
-        )
-        .await
-        .unwrap();
+    let vault = SharedVault::holding(&tenant, &tokens).await;
     let client = emu.client();
     let provider = VaultTokens::new(vault.clone(), emu.identity(&client));
     let dir = GraphDirectory::new(client, provider);
@@ -320,15 +312,7 @@ async fn concurrent_callers_of_one_process_share_a_single_refresh() {
     let tenant = emu.tenant();
     let mut tokens = connect(&emu).await.to_tenant_tokens().unwrap();
     tokens.expires_at = Utc::now();
-    let vault = SharedVault::default();
-    vault
-        .create(
-            &tenant,
-            &tokens,
-            &RequestToken::parse("2".repeat(32)).unwrap(),
-        )
-        .await
-        .unwrap();
+    let vault = SharedVault::holding(&tenant, &tokens).await;
     let client = emu.client();
     let provider = VaultTokens::new(vault.clone(), emu.identity(&client));
     let (a, b, c) = tokio::join!(
@@ -354,15 +338,7 @@ async fn a_401_refresh_skips_the_token_call_when_another_caller_already_replaced
     let emu = start().await;
     let tenant = emu.tenant();
     let tokens = connect(&emu).await.to_tenant_tokens().unwrap();
-    let vault = SharedVault::default();
-    vault
-        .create(
-            &tenant,
-            &tokens,
-            &RequestToken::parse("3".repeat(32)).unwrap(),
-        )
-        .await
-        .unwrap();
+    let vault = SharedVault::holding(&tenant, &tokens).await;
     let client = emu.client();
     let provider = VaultTokens::new(vault.clone(), emu.identity(&client));
     let rejected = SecretString::from("an-older-token-graph-refused".to_owned());
@@ -401,15 +377,7 @@ async fn an_on_demand_refresh_goes_to_the_authority_of_the_tenant_that_issued_th
         .to_tenant_tokens_of(Some(&contoso))
         .unwrap();
     tokens.expires_at = Utc::now();
-    let vault = SharedVault::default();
-    vault
-        .create(
-            &tenant,
-            &tokens,
-            &RequestToken::parse("4".repeat(32)).unwrap(),
-        )
-        .await
-        .unwrap();
+    let vault = SharedVault::holding(&tenant, &tokens).await;
     let client = emu.client();
     let provider = VaultTokens::new(vault.clone(), emu.identity(&client));
     provider.access_token(&tenant).await.unwrap();
@@ -454,15 +422,7 @@ async fn an_on_demand_refresh_that_ends_after_a_deauthorization_saves_nothing() 
     let tenant = emu.tenant();
     let mut tokens = connect(&emu).await.to_tenant_tokens().unwrap();
     tokens.expires_at = Utc::now();
-    let vault = SharedVault::default();
-    vault
-        .create(
-            &tenant,
-            &tokens,
-            &RequestToken::parse("6".repeat(32)).unwrap(),
-        )
-        .await
-        .unwrap();
+    let vault = SharedVault::holding(&tenant, &tokens).await;
     let client = emu.client();
     let provider = VaultTokens::new(vault.clone(), emu.identity(&client));
     let gate = vault.0.hold_next_write();

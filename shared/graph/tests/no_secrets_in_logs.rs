@@ -10,7 +10,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
-use m365_engine::model::{Email, NewM365User, RequestToken};
+use m365_engine::model::{Email, NewM365User};
 use m365_engine::ports::{Directory, TokenVault};
 use m365_graph::{GraphDirectory, VaultTokens};
 use secrecy::{ExposeSecret, SecretString};
@@ -64,16 +64,8 @@ async fn no_token_password_or_secret_appears_in_any_log_line() {
         .unwrap();
     let mut stored = first.to_tenant_tokens().unwrap();
     stored.expires_at = Utc::now();
-    let vault = SharedVault::default();
     let tenant = emu.tenant();
-    vault
-        .create(
-            &tenant,
-            &stored,
-            &RequestToken::parse("1".repeat(32)).unwrap(),
-        )
-        .await
-        .unwrap();
+    let vault = SharedVault::holding(&tenant, &stored).await;
     let dir = GraphDirectory::new(
         client.clone(),
         VaultTokens::new(vault.clone(), identity.clone()),

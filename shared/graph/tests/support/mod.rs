@@ -266,6 +266,17 @@ pub fn new_user(local: &str) -> NewM365User {
 #[derive(Debug, Clone, Default)]
 pub struct SharedVault(pub std::sync::Arc<m365_engine::testing::FakeTokenVault>);
 
+impl SharedVault {
+    /// A new vault holding `tokens` for `tenant`.
+    pub async fn holding(tenant: &TenantId, tokens: &m365_engine::model::TenantTokens) -> Self {
+        use m365_engine::ports::TokenVault;
+        let vault = Self::default();
+        let request = m365_engine::model::RequestToken::parse("0".repeat(32)).unwrap();
+        vault.create(tenant, tokens, &request).await.unwrap();
+        vault
+    }
+}
+
 impl m365_engine::ports::TokenVault for SharedVault {
     async fn get(
         &self,
