@@ -1193,3 +1193,118 @@ impl<'a, C: Clock + Clone> Routes<'a, C> {
         json_response(&response)
     }
 }
+
+/// The reconcile scenarios' scene: Contoso connected, the provisioning queues (`retries` is the
+/// retry queue) and a queue of reconcile passes, one provisioning wiring and the Graph app, all on
+/// a test clock. Scenario modules wrap it (`struct Stack(ReconcileScene)` with `Deref`) and add
+/// their own steps.
+#[derive(Debug)]
+pub struct ReconcileScene {
+    /// moto + the emulator + the production wiring.
+    pub world: World,
+    /// Every provisioning function's wiring, on `clock`.
+    pub provisioning: Provisioning<OffsetClock>,
+    /// The Graph side of the wiring the reconciler is built from.
+    pub graph: GraphApp,
+    /// The engine's clock the test moves.
+    pub clock: OffsetClock,
+    /// Contoso's tenant id in the service.
+    pub tenant: String,
+    /// The queue of reconcile passes.
+    pub passes: String,
+    /// The retry queue (binds and unbinds waiting, R-BIND-6, R-REC-5).
+    pub retries: String,
+}
+
+impl ReconcileScene {
+    /// The scene, its queues named after `prefix`; `None` without moto (see [`moto`]).
+    pub async fn start(prefix: &str) -> Option<Self> {
+        let mut world = World::start().await?;
+        let retries = world.add_provisioning_resources(prefix).await.retry_url;
+        let sqs = aws_sdk_sqs::Client::new(&world.app.sdk);
+        let passes = queue(
+            &sqs,
+            &format!("{prefix}-passes-{}", uuid::Uuid::new_v4().simple()),
+            None,
+        )
+        .await;
+        let tenant = world.connect_contoso("Contoso").await;
+        let graph = world.graph_app();
+        let clock = OffsetClock::default();
+        let provisioning = Provisioning::with_clock(&world.app, &graph, clock.clone());
+        Some(Self {
+            world,
+            provisioning,
+            graph,
+            clock,
+            tenant,
+            passes,
+            retries,
+        })
+    }
+
+    /// The reconcile function's wiring with `settings`, on the scene's clock and passes queue.
+    #[must_use]
+    pub fn reconciler(&self, settings: reconcile::Settings) -> reconcile::Reconciler<OffsetClock> {
+        reconcile::Reconciler::with_clock(
+            &self.world.app,
+            &self.graph,
+            self.clock.clone(),
+            settings,
+            &self.passes,
+        )
+    }
+
+    /// An API request to the provisioning functions (all on the one wiring).
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        Routes::all(&self.provisioning)
+            .call(method, path, &[], body)
+            .await
+    }
+
+    /// `POST /tenants/{tenantId}/reconcile?dryRun=…` for Contoso through the function.
+    pub async fn reconcile(
+        &self,
+        deps: &reconcile::Reconciler<OffsetClock>,
+        dry_run: bool,
+    ) -> Value {
+        reconcile_route(deps, &self.tenant, dry_run).await
+    }
+
+    /// A Graph request in Contoso made behind our back (an admin's app token).
+    pub async fn graph(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        self.world
+            .emulator
+            .graph_as_app(CONTOSO, method, path, body)
+            .await
+    }
+
+    /// The member ids of Contoso's M365 group `group`, sorted.
+    pub async fn group_members(&self, group: &str) -> Vec<String> {
+        self.world.emulator.group_member_ids(CONTOSO, group).await
+    }
+
+    /// The Graph requests the emulator logged for Contoso.
+    pub async fn graph_requests(&self) -> Value {
+        self.world.emulator.requests(CONTOSO).await
+    }
+
+    /// Forgets Contoso's logged Graph requests.
+    pub async fn reset_requests(&self) {
+        let status = self
+            .world
+            .emulator
+            .send(
+                reqwest::Method::DELETE,
+                &format!("/_emulator/tenants/{CONTOSO}/requests"),
+                Value::Null,
+            )
+            .await;
+        assert!(status.is_success());
+    }
+}

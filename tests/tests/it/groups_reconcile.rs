@@ -8,64 +8,29 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
-use m365_integration_tests::{CONTOSO, OffsetClock, Routes, World, queue, reconcile_route};
-use m365_lambda::GraphApp;
-use m365_lambda::provision::Provisioning;
+use m365_integration_tests::{OffsetClock, ReconcileScene};
 use reconcile::{Reconciler, Settings};
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "Correct-Horse-7";
 
 /// A connected Contoso with retry, notification and reconcile-pass queues, and the functions' wiring on them.
-struct Stack {
-    world: World,
-    provisioning: Provisioning<OffsetClock>,
-    graph: GraphApp,
-    clock: OffsetClock,
-    tenant: String,
-    /// The queue of reconcile passes.
-    passes: String,
+struct Stack(ReconcileScene);
+
+impl std::ops::Deref for Stack {
+    type Target = ReconcileScene;
+    fn deref(&self) -> &ReconcileScene {
+        &self.0
+    }
 }
 
 impl Stack {
     async fn start() -> Option<Self> {
-        let mut world = World::start().await?;
-        world.add_provisioning_resources("gr").await;
-        let sqs = aws_sdk_sqs::Client::new(&world.app.sdk);
-        let passes = queue(
-            &sqs,
-            &format!("gr-passes-{}", uuid::Uuid::new_v4().simple()),
-            None,
-        )
-        .await;
-        let tenant = world.connect_contoso("Contoso").await;
-        let graph = world.graph_app();
-        let clock = OffsetClock::default();
-        let provisioning = Provisioning::with_clock(&world.app, &graph, clock.clone());
-        Some(Self {
-            world,
-            provisioning,
-            graph,
-            clock,
-            tenant,
-            passes,
-        })
+        Some(Self(ReconcileScene::start("gr").await?))
     }
 
     fn reconciler(&self) -> Reconciler<OffsetClock> {
-        Reconciler::with_clock(
-            &self.world.app,
-            &self.graph,
-            self.clock.clone(),
-            Settings::default(),
-            &self.passes,
-        )
-    }
-
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        Routes::all(&self.provisioning)
-            .call(method, path, &[], body)
-            .await
+        self.0.reconciler(Settings::default())
     }
 
     /// A directory user `id` at contoso.com with a password, not bound.
@@ -153,24 +118,6 @@ impl Stack {
         binding["m365GroupId"].as_str().unwrap().to_owned()
     }
 
-    /// `POST /tenants/{tenantId}/reconcile?dryRun=…` through the function.
-    async fn reconcile(&self, deps: &Reconciler<OffsetClock>, dry_run: bool) -> Value {
-        reconcile_route(deps, &self.tenant, dry_run).await
-    }
-
-    /// A Graph request made behind our back (an admin's app token): status and JSON body.
-    async fn graph(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        self.world
-            .emulator
-            .graph_as_app(CONTOSO, method, path, body)
-            .await
-    }
-
     /// The ids of the live M365 groups with our `sales` nickname.
     async fn sales_groups(&self) -> Vec<String> {
         let (status, body) = self
@@ -189,11 +136,6 @@ impl Stack {
             .collect()
     }
 
-    /// The M365 group's member ids, sorted.
-    async fn group_members(&self, group: &str) -> Vec<String> {
-        self.world.emulator.group_member_ids(CONTOSO, group).await
-    }
-
     async fn m365_ids(&self, users: &[&str]) -> Vec<String> {
         let mut ids = Vec::new();
         for user in users {
@@ -205,23 +147,6 @@ impl Stack {
         }
         ids.sort();
         ids
-    }
-
-    async fn graph_requests(&self) -> Value {
-        self.world.emulator.requests(CONTOSO).await
-    }
-
-    async fn reset_requests(&self) {
-        let status = self
-            .world
-            .emulator
-            .send(
-                reqwest::Method::DELETE,
-                &format!("/_emulator/tenants/{CONTOSO}/requests"),
-                Value::Null,
-            )
-            .await;
-        assert!(status.is_success());
     }
 }
 

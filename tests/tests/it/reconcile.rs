@@ -11,52 +11,25 @@ use lambda_runtime::LambdaEvent;
 use m365_engine::model::{BindingState, EventKind, PageRequest, UserId};
 use m365_engine::ports::{BindingStore, EventFilter, EventQuery, EventStore, Leases};
 use m365_integration_tests::{
-    CONTOSO, OffsetClock, Routes, World, lambda_context, next_sqs_event, queue, reconcile_route,
-    schedule_event,
+    CONTOSO, OffsetClock, ReconcileScene, lambda_context, next_sqs_event, schedule_event,
 };
-use m365_lambda::GraphApp;
-use m365_lambda::provision::Provisioning;
 use reconcile::{Reconciler, Settings};
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "Correct-Horse-7";
 
-struct Stack {
-    world: World,
-    provisioning: Provisioning<OffsetClock>,
-    graph: GraphApp,
-    clock: OffsetClock,
-    tenant: String,
-    /// The queue of reconcile passes.
-    passes: String,
-    /// The retry queue (binds and unbinds waiting, R-BIND-6, R-REC-5).
-    retries: String,
+struct Stack(ReconcileScene);
+
+impl std::ops::Deref for Stack {
+    type Target = ReconcileScene;
+    fn deref(&self) -> &ReconcileScene {
+        &self.0
+    }
 }
 
 impl Stack {
     async fn start() -> Option<Self> {
-        let mut world = World::start().await?;
-        let retries = world.add_provisioning_resources("rec").await.retry_url;
-        let sqs = aws_sdk_sqs::Client::new(&world.app.sdk);
-        let passes = queue(
-            &sqs,
-            &format!("rec-passes-{}", uuid::Uuid::new_v4().simple()),
-            None,
-        )
-        .await;
-        let tenant = world.connect_contoso("Contoso").await;
-        let graph = world.graph_app();
-        let clock = OffsetClock::default();
-        let provisioning = Provisioning::with_clock(&world.app, &graph, clock.clone());
-        Some(Self {
-            world,
-            provisioning,
-            graph,
-            clock,
-            tenant,
-            passes,
-            retries,
-        })
+        Some(Self(ReconcileScene::start("rec").await?))
     }
 
     /// Runs the retry worker (the provisioning wiring, on the test's clock) over the retry
@@ -81,16 +54,6 @@ impl Stack {
         handled
     }
 
-    fn reconciler(&self, settings: Settings) -> Reconciler<OffsetClock> {
-        Reconciler::with_clock(
-            &self.world.app,
-            &self.graph,
-            self.clock.clone(),
-            settings,
-            &self.passes,
-        )
-    }
-
     /// Delivers the reconcile queue's messages to the function one by one, as Lambda's SQS
     /// trigger does (batch size 1), until the queue is empty; acknowledges the ones the function
     /// did not report as failures. Answers each pass's message (decoded) in delivery order.
@@ -113,12 +76,6 @@ impl Stack {
             handled.push(serde_json::from_str(&body).unwrap());
         }
         handled
-    }
-
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        Routes::all(&self.provisioning)
-            .call(method, path, &[], body)
-            .await
     }
 
     /// Directory users `r0..r{n-1}` at contoso.com with a password and job title, each bound.
@@ -149,11 +106,6 @@ impl Stack {
                 .await;
             assert_eq!(status, 200, "{answer}");
         }
-    }
-
-    /// `POST /tenants/{tenantId}/reconcile?dryRun=…` through the function.
-    async fn reconcile(&self, deps: &Reconciler<OffsetClock>, dry_run: bool) -> Value {
-        reconcile_route(deps, &self.tenant, dry_run).await
     }
 
     async fn m365_user(&self, upn: &str) -> Value {
@@ -201,30 +153,12 @@ impl Stack {
         assert!(status.is_success(), "{status}");
     }
 
-    /// A Graph request made behind our back (an admin's app token): status and JSON body.
-    async fn graph(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        self.world
-            .emulator
-            .graph_as_app(CONTOSO, method, path, body)
-            .await
-    }
-
     /// Deletes a user in M365 with Graph itself.
     async fn delete_in_m365(&self, upn: &str) {
         let (status, body) = self
             .graph(reqwest::Method::DELETE, &format!("/users/{upn}"), None)
             .await;
         assert_eq!(status, 204, "{body}");
-    }
-
-    /// The M365 group's member ids.
-    async fn group_members(&self, group: &str) -> Vec<String> {
-        self.world.emulator.group_member_ids(CONTOSO, group).await
     }
 
     async fn m365_id(&self, user: &str) -> String {
@@ -258,23 +192,6 @@ impl Stack {
             .await
             .unwrap()
             .items
-    }
-
-    async fn graph_requests(&self) -> Value {
-        self.world.emulator.requests(CONTOSO).await
-    }
-
-    async fn reset_requests(&self) {
-        let status = self
-            .world
-            .emulator
-            .send(
-                reqwest::Method::DELETE,
-                &format!("/_emulator/tenants/{CONTOSO}/requests"),
-                Value::Null,
-            )
-            .await;
-        assert!(status.is_success());
     }
 }
 
