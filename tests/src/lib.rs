@@ -317,6 +317,19 @@ impl Emulator {
         token["access_token"].as_str().unwrap().to_owned()
     }
 
+    /// Moves the emulator's clock (Microsoft's time: token lifetimes, address holds, replication)
+    /// `seconds` ahead.
+    pub async fn advance_clock(&self, seconds: u64) {
+        let status = self
+            .send(
+                reqwest::Method::POST,
+                "/_emulator/clock/advance",
+                json!({ "seconds": seconds }),
+            )
+            .await;
+        assert!(status.is_success(), "{status}");
+    }
+
     /// A Graph request as our app in `tenant`, made behind the functions' back with a fresh app
     /// token from the emulator (an admin's script): the status and the JSON body (`null` when none).
     pub async fn graph_as_app(

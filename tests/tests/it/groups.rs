@@ -347,16 +347,7 @@ async fn replication_lag_on_a_new_group_is_retried_through_the_retry_queue() {
     assert_eq!(shown["state"], "pending");
 
     // The group replicates; the worker finishes the membership from the queue.
-    let status = s
-        .world
-        .emulator
-        .send(
-            reqwest::Method::POST,
-            "/_emulator/clock/advance",
-            json!({"seconds": 130}),
-        )
-        .await;
-    assert!(status.is_success());
+    s.world.emulator.advance_clock(130).await;
     s.clock.advance(TimeDelta::seconds(10));
     let bodies = s.drain(Duration::from_secs(30)).await;
     assert!(
@@ -437,16 +428,7 @@ async fn a_retry_while_a_new_group_still_lags_waits_and_never_creates_a_second_g
     assert_eq!(s.m365_groups("m365sync-sales").await.len(), 1);
 
     // The group replicates: the next retry finishes the membership.
-    let status = s
-        .world
-        .emulator
-        .send(
-            reqwest::Method::POST,
-            "/_emulator/clock/advance",
-            json!({"seconds": 130}),
-        )
-        .await;
-    assert!(status.is_success());
+    s.world.emulator.advance_clock(130).await;
     s.clock.advance(TimeDelta::seconds(60));
     s.drain(Duration::from_secs(30)).await;
     let (_, shown) = s.call("GET", "/groups/sales/binding", None).await;

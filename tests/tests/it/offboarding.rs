@@ -232,16 +232,7 @@ impl Stack {
     }
 
     async fn advance_emulator(&self, seconds: u64) {
-        let status = self
-            .world
-            .emulator
-            .send(
-                reqwest::Method::POST,
-                "/_emulator/clock/advance",
-                json!({"seconds": seconds}),
-            )
-            .await;
-        assert!(status.is_success());
+        self.world.emulator.advance_clock(seconds).await;
     }
 
     async fn fault(&self, fault: Value) {

@@ -308,16 +308,7 @@ async fn a_password_is_not_pushed_to_an_account_made_privileged_after_binding() 
     let (_, boss_before) = s.account("boss@contoso.com").await;
     // Graph's timestamps have whole seconds: a push in the same second as the seeding would look
     // like no push at all.
-    let status = s
-        .world
-        .emulator
-        .send(
-            reqwest::Method::POST,
-            "/_emulator/clock/advance",
-            json!({"seconds": 5}),
-        )
-        .await;
-    assert!(status.is_success());
+    s.world.emulator.advance_clock(5).await;
     let (status, body) = s
         .call(
             "POST",

@@ -467,14 +467,7 @@ async fn a_password_push_reaches_m365_and_a_policy_violating_password_is_refused
     let (status, _) = s.call("PUT", "/users/erin/binding", None).await;
     assert_eq!(status, 200);
     let before = s.m365_active("erin@contoso.com").await[0]["lastPasswordChangeDateTime"].clone();
-    s.world
-        .emulator
-        .send(
-            reqwest::Method::POST,
-            "/_emulator/clock/advance",
-            json!({"seconds": 5}),
-        )
-        .await;
+    s.world.emulator.advance_clock(5).await;
     let weak = "weakling7";
     let (status, body) = s
         .call(
@@ -588,16 +581,7 @@ async fn a_rebind_right_after_m365_releases_the_address_creates_the_account_at_o
     assert_eq!(body["binding"]["pendingReason"], "address_held", "{body}");
     // M365 releases the address an hour later (its clock); the admin binds again at once, well
     // within the minute a lost create's answer would be waited for.
-    let status = s
-        .world
-        .emulator
-        .send(
-            reqwest::Method::POST,
-            "/_emulator/clock/advance",
-            json!({"seconds": 3_700}),
-        )
-        .await;
-    assert!(status.is_success());
+    s.world.emulator.advance_clock(3_700).await;
     let (status, body) = s.call("PUT", "/users/hank/binding", None).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["binding"]["state"], "provisioned", "{body}");

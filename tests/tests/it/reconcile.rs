@@ -232,16 +232,7 @@ async fn each_kind_of_drift_is_repaired_by_one_run_and_the_next_run_finds_nothin
         .await;
     s.portal_patch("r1@contoso.com", json!({"jobTitle": "Pirate"}))
         .await;
-    let advance = s
-        .world
-        .emulator
-        .send(
-            reqwest::Method::POST,
-            "/_emulator/clock/advance",
-            json!({"seconds": 600}),
-        )
-        .await;
-    assert!(advance.is_success());
+    s.world.emulator.advance_clock(600).await;
     s.clock.advance(TimeDelta::seconds(600));
     let changed = s
         .world
@@ -258,16 +249,7 @@ async fn each_kind_of_drift_is_repaired_by_one_run_and_the_next_run_finds_nothin
         .await;
     s.delete_in_m365("r3@contoso.com").await;
     // Graph's timestamps have whole seconds: let the overwrite's be a later one.
-    let tick = s
-        .world
-        .emulator
-        .send(
-            reqwest::Method::POST,
-            "/_emulator/clock/advance",
-            json!({"seconds": 5}),
-        )
-        .await;
-    assert!(tick.is_success());
+    s.world.emulator.advance_clock(5).await;
 
     // The scheduled invocation queues the tenant's pass; the pass repairs all of it.
     let summary = reconcile::handle(&deps, schedule_event()).await.unwrap();
@@ -764,16 +746,7 @@ async fn a_tenant_whose_pass_is_running_is_not_reconciled_twice_at_once() {
 
 /// Moves the emulator's clock (M365's time) forward.
 async fn advance_m365_clock(s: &Stack, seconds: u64) {
-    let status = s
-        .world
-        .emulator
-        .send(
-            reqwest::Method::POST,
-            "/_emulator/clock/advance",
-            json!({ "seconds": seconds }),
-        )
-        .await;
-    assert!(status.is_success());
+    s.world.emulator.advance_clock(seconds).await;
 }
 
 async fn stored_stamp(s: &Stack, id: &str) -> Option<chrono::DateTime<chrono::Utc>> {
