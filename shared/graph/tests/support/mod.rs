@@ -249,17 +249,11 @@ impl Emu {
 /// A new enabled Contoso user `<local>@contoso.com` (display name `User <local>`) with a
 /// policy-compliant password.
 pub fn new_user(local: &str) -> NewM365User {
-    NewM365User {
-        user_principal_name: Email::parse(&format!("{local}@{MANAGED}")).unwrap(),
-        mail_nickname: local.replace('.', ""),
-        display_name: format!("User {local}"),
-        given_name: None,
-        surname: None,
-        job_title: None,
-        department: None,
-        account_enabled: true,
-        password: SecretString::from("xWwvJ]6NMw+bWH-d".to_owned()),
-    }
+    m365_engine::testing::contract::new_m365_user(
+        Email::parse(&format!("{local}@{MANAGED}")).unwrap(),
+        &local.replace('.', ""),
+        &format!("User {local}"),
+    )
 }
 
 /// A token vault the test and the provider share (clones see the same fake).

@@ -23,7 +23,7 @@ use std::future::Future;
 use chrono::{DateTime, SubsecRound, Utc};
 
 use crate::error::{Error, InvalidInput, Result};
-use crate::model::{DomainName, Email, GroupId, Page, PageRequest, TenantId, UserId};
+use crate::model::{DomainName, Email, GroupId, NewM365User, Page, PageRequest, TenantId, UserId};
 
 /// Declares every port's contract module: the file (a private module, `#[deny(dead_code)]`), the
 /// public module re-exporting the listed contract functions (plus the `also` items), and one arm
@@ -272,6 +272,26 @@ pub fn fresh_email() -> Email {
 #[must_use]
 pub fn fresh_tenant_id() -> TenantId {
     TenantId::generate()
+}
+
+/// A password every directory's policy accepts (the contracts' and the adapters' tests' own).
+pub const COMPLIANT_PASSWORD: &str = "xWwvJ]6NMw+bWH-d";
+
+/// A new enabled M365 user `upn` with `mail_nickname` and `display_name`, the
+/// [`COMPLIANT_PASSWORD`] and no optional attribute.
+#[must_use]
+pub fn new_m365_user(upn: Email, mail_nickname: &str, display_name: &str) -> NewM365User {
+    NewM365User {
+        user_principal_name: upn,
+        mail_nickname: mail_nickname.to_owned(),
+        display_name: display_name.to_owned(),
+        given_name: None,
+        surname: None,
+        job_title: None,
+        department: None,
+        account_enabled: true,
+        password: secrecy::SecretString::from(COMPLIANT_PASSWORD.to_owned()),
+    }
 }
 
 /// Now, truncated to whole milliseconds (what every store can keep exactly).
