@@ -299,10 +299,21 @@ async fn a_large_tenant_is_paged_at_one_graph_request_per_call() {
     // Importing a selection costs one Graph read per selected account, plus the tenant's
     // privileged accounts read once (R-BIND-11: the activated roles, each role's members, and the
     // consenting admin), whatever the tenant size.
-    let ids: Vec<&str> = last_page["users"].as_array().unwrap()[..100]
+    // The selection is seeded bulk users only: the tenant's admins (privileged accounts, refused
+    // without adoptPrivileged, R-BIND-11) sort anywhere among the random object ids.
+    let ids: Vec<&str> = last_page["users"]
+        .as_array()
+        .unwrap()
         .iter()
+        .filter(|r| {
+            r["userPrincipalName"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("bulk"))
+        })
+        .take(100)
         .map(|r| r["m365Id"].as_str().unwrap())
         .collect();
+    assert_eq!(ids.len(), 100);
     let before = s.counts().await;
     let started = Instant::now();
     let (status, body) = s.call("POST", &[], Some(json!({"m365Ids": ids}))).await;
