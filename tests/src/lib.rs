@@ -20,6 +20,7 @@ use m365_engine::ports::Clock;
 use aws_config::{BehaviorVersion, SdkConfig};
 use m365_aws::{OAuthClientCredentials, Resources, schema};
 use m365_emulator::{AppState, Seed, State};
+use m365_lambda::provision::Provisioning;
 use m365_lambda::{App, Config, GraphApp, GraphConfig};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -299,6 +300,77 @@ impl Emulator {
     pub async fn requests(&self, tenant: &str) -> Value {
         self.get(&format!("/_emulator/tenants/{tenant}/requests"))
             .await
+    }
+
+    /// A fresh Graph access token of our app in `tenant`, minted by the emulator's control API.
+    pub async fn app_token(&self, tenant: &str) -> String {
+        let token: Value = self
+            .http
+            .post(format!("{}/_emulator/tokens", self.base))
+            .json(&json!({"tenant": tenant, "appId": APP_ID}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        token["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Moves the emulator's clock (Microsoft's time: token lifetimes, address holds, replication)
+    /// `seconds` ahead.
+    pub async fn advance_clock(&self, seconds: u64) {
+        let status = self
+            .send(
+                reqwest::Method::POST,
+                "/_emulator/clock/advance",
+                json!({ "seconds": seconds }),
+            )
+            .await;
+        assert!(status.is_success(), "{status}");
+    }
+
+    /// A Graph request as our app in `tenant`, made behind the functions' back with a fresh app
+    /// token from the emulator (an admin's script): the status and the JSON body (`null` when none).
+    pub async fn graph_as_app(
+        &self,
+        tenant: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}/v1.0{path}", self.base))
+            .bearer_auth(self.app_token(tenant).await);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// The member ids of the M365 group `group` in `tenant`, sorted (read through Graph).
+    pub async fn group_member_ids(&self, tenant: &str, group: &str) -> Vec<String> {
+        let (status, body) = self
+            .graph_as_app(
+                tenant,
+                reqwest::Method::GET,
+                &format!("/groups/{group}/members?$select=id"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let mut ids: Vec<String> = body["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
     }
 
     /// `accountEnabled` of each user of `tenant` by UPN.
@@ -637,7 +709,9 @@ impl Write for Logs {
 }
 
 /// Installs (once per test binary) a global JSON subscriber with the production filter at
-/// `RUST_LOG=trace` writing into a buffer, so a test can assert what was logged.
+/// `RUST_LOG=trace` writing into a buffer, so a test can assert what was logged. All scenarios share
+/// one binary (`tests/it/`): once installed, every test running beside it logs into the same buffer,
+/// so a test asserts only what its own run must (or must never) show.
 pub fn capture_logs() -> Logs {
     static LOGS: OnceLock<Logs> = OnceLock::new();
     use tracing_subscriber::Layer;
@@ -898,4 +972,356 @@ where
         }
     }
     Some(delivery)
+}
+
+/// `started!(Stack::start())`: the scenario a test's `start` built, or `return` from the test when
+/// it returned `None` (no moto outside CI; see [`moto`]).
+#[macro_export]
+macro_rules! started {
+    ($start:expr) => {
+        match $start.await {
+            Some(started) => started,
+            None => return,
+        }
+    };
+}
+
+/// Messages on the queue at `url`: visible, in flight and delayed.
+///
+/// # Panics
+/// When moto refuses the call.
+pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> usize {
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .expect("queue attributes")
+        .attributes
+        .unwrap_or_default();
+    attrs
+        .values()
+        .map(|v| v.parse::<usize>().unwrap_or(0))
+        .sum()
+}
+
+/// The provisioning functions on one connected tenant, each with its own wiring as separate
+/// Lambdas have (a cold start of its own: its own Graph client and its memory of recent creates).
+#[derive(Debug)]
+pub struct Functions {
+    /// The retry worker's.
+    pub worker: Provisioning<OffsetClock>,
+    /// `PUT|GET /users/{id}/binding`.
+    pub bind: Provisioning<OffsetClock>,
+    /// `DELETE /users/{id}/binding`.
+    pub unbind: Provisioning<OffsetClock>,
+    /// `POST /users/{id}/password`.
+    pub password: Provisioning<OffsetClock>,
+    /// Every other route (directory users and groups, events).
+    pub directory: Provisioning<OffsetClock>,
+}
+
+impl Functions {
+    /// Each function's wiring from `build` (called once per function).
+    pub fn new(mut build: impl FnMut() -> Provisioning<OffsetClock>) -> Self {
+        Self {
+            worker: build(),
+            bind: build(),
+            unbind: build(),
+            password: build(),
+            directory: build(),
+        }
+    }
+
+    /// Short waits so the retry worker converges within a test (the product's defaults are
+    /// minutes to hours; the logic is the same): 200 ms first retry, at most 1 s apart.
+    pub fn short_retry_waits(deps: &mut Provisioning<OffsetClock>) {
+        deps.retry.base_delay = std::time::Duration::from_millis(200);
+        deps.retry.max_delay = std::time::Duration::from_secs(1);
+    }
+
+    /// An API request routed as API Gateway routes it to these functions; the status and JSON.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let routes = Routes {
+            bind: &self.bind,
+            unbind: &self.unbind,
+            password: &self.password,
+            directory: &self.directory,
+        };
+        routes.call(method, path, query, body).await
+    }
+
+    /// Runs the retry worker on real SQS batches (up to 10, hidden 1 s) from `retry_url` until the
+    /// queue is empty or `deadline` passes: acknowledged messages are deleted, reported failures
+    /// come back after their visibility timeout (and finally go to the DLQ). The bodies handled.
+    ///
+    /// # Panics
+    /// When moto refuses a call.
+    pub async fn drain(
+        &self,
+        sqs: &aws_sdk_sqs::Client,
+        retry_url: &str,
+        deadline: std::time::Duration,
+    ) -> Vec<String> {
+        use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+        use aws_sdk_sqs::types::MessageSystemAttributeName;
+        let until = std::time::Instant::now() + deadline;
+        let mut bodies = Vec::new();
+        while std::time::Instant::now() < until {
+            let received = sqs
+                .receive_message()
+                .queue_url(retry_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(0)
+                .visibility_timeout(1)
+                .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+                .send()
+                .await
+                .expect("receive from the retry queue")
+                .messages
+                .unwrap_or_default();
+            if received.is_empty() {
+                if queue_depth(sqs, retry_url).await == 0 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                continue;
+            }
+            let mut event = SqsEvent::default();
+            event.records = received
+                .iter()
+                .map(|m| {
+                    let mut r = SqsMessage::default();
+                    r.message_id.clone_from(&m.message_id);
+                    r.receipt_handle.clone_from(&m.receipt_handle);
+                    r.body.clone_from(&m.body);
+                    r
+                })
+                .collect();
+            let response = retry_worker::handle_batch(&self.worker, &event).await;
+            let failed: std::collections::HashSet<String> = response
+                .batch_item_failures
+                .iter()
+                .map(|f| f.item_identifier.clone())
+                .collect();
+            for m in &received {
+                bodies.push(m.body.clone().unwrap_or_default());
+                if !failed.contains(m.message_id.as_deref().unwrap_or_default()) {
+                    sqs.delete_message()
+                        .queue_url(retry_url)
+                        .receipt_handle(m.receipt_handle.clone().expect("receipt handle"))
+                        .send()
+                        .await
+                        .expect("deleted");
+                }
+            }
+        }
+        bodies
+    }
+}
+
+/// `POST /tenants/{tenant}/reconcile?dryRun=…` through the reconcile function, as API Gateway
+/// sends it; the report (the answer must be 200).
+pub async fn reconcile_route(
+    deps: &reconcile::Reconciler<OffsetClock>,
+    tenant: &str,
+    dry_run: bool,
+) -> Value {
+    let path = format!("/tenants/{tenant}/reconcile");
+    let flag = if dry_run { "true" } else { "false" };
+    let event = json!({
+        "version": "2.0",
+        "routeKey": "POST /tenants/{tenantId}/reconcile",
+        "rawPath": path,
+        "rawQueryString": format!("dryRun={flag}"),
+        "headers": {"content-type": "application/json"},
+        "queryStringParameters": {"dryRun": flag},
+        "pathParameters": {"tenantId": tenant},
+        "requestContext": {
+            "http": {"method": "POST", "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "it"},
+            "requestId": uuid::Uuid::new_v4().to_string(),
+            "routeKey": "POST /tenants/{tenantId}/reconcile",
+            "stage": "$default"
+        },
+        "isBase64Encoded": false
+    });
+    let event = lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default());
+    let response = reconcile::handle(deps, event).await.unwrap();
+    assert_eq!(response["statusCode"], 200, "{response}");
+    serde_json::from_str(response["body"].as_str().unwrap()).unwrap()
+}
+
+/// The API routes of the provisioning functions and the wiring each runs on.
+#[derive(Debug, Clone, Copy)]
+pub struct Routes<'a, C = OffsetClock> {
+    /// `PUT|GET /users/{id}/binding`.
+    pub bind: &'a Provisioning<C>,
+    /// `DELETE /users/{id}/binding`.
+    pub unbind: &'a Provisioning<C>,
+    /// `POST /users/{id}/password`.
+    pub password: &'a Provisioning<C>,
+    /// Every other route (directory users and groups, events).
+    pub directory: &'a Provisioning<C>,
+}
+
+impl<'a, C: Clock + Clone> Routes<'a, C> {
+    /// Every route on the one wiring `deps`.
+    #[must_use]
+    pub fn all(deps: &'a Provisioning<C>) -> Self {
+        Self {
+            bind: deps,
+            unbind: deps,
+            password: deps,
+            directory: deps,
+        }
+    }
+
+    /// An API request routed as API Gateway routes it; the status and JSON.
+    ///
+    /// # Panics
+    /// When a handler fails (it answers every request).
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let request = api_request(method, path, query, body);
+        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let response = match (method, segments.as_slice()) {
+            ("PUT" | "GET", ["users", _, "binding"]) => bind::handle(self.bind, request).await,
+            ("DELETE", ["users", _, "binding"]) => unbind::handle(self.unbind, request).await,
+            ("POST", ["users", _, "password"]) => {
+                password_push::handle(self.password, request).await
+            }
+            _ => directory::handle(self.directory, request).await,
+        }
+        .unwrap();
+        json_response(&response)
+    }
+}
+
+/// The reconcile scenarios' scene: Contoso connected, the provisioning queues (`retries` is the
+/// retry queue) and a queue of reconcile passes, one provisioning wiring and the Graph app, all on
+/// a test clock. Scenario modules wrap it (`struct Stack(ReconcileScene)` with `Deref`) and add
+/// their own steps.
+#[derive(Debug)]
+pub struct ReconcileScene {
+    /// moto + the emulator + the production wiring.
+    pub world: World,
+    /// Every provisioning function's wiring, on `clock`.
+    pub provisioning: Provisioning<OffsetClock>,
+    /// The Graph side of the wiring the reconciler is built from.
+    pub graph: GraphApp,
+    /// The engine's clock the test moves.
+    pub clock: OffsetClock,
+    /// Contoso's tenant id in the service.
+    pub tenant: String,
+    /// The queue of reconcile passes.
+    pub passes: String,
+    /// The retry queue (binds and unbinds waiting, R-BIND-6, R-REC-5).
+    pub retries: String,
+}
+
+impl ReconcileScene {
+    /// The scene, its queues named after `prefix`; `None` without moto (see [`moto`]).
+    pub async fn start(prefix: &str) -> Option<Self> {
+        let mut world = World::start().await?;
+        let retries = world.add_provisioning_resources(prefix).await.retry_url;
+        let sqs = aws_sdk_sqs::Client::new(&world.sdk);
+        let passes = queue(
+            &sqs,
+            &format!("{prefix}-passes-{}", uuid::Uuid::new_v4().simple()),
+            None,
+        )
+        .await;
+        let tenant = world.connect_contoso("Contoso").await;
+        let graph = world.graph_app();
+        let clock = OffsetClock::default();
+        let provisioning = Provisioning::with_clock(&world.app, &graph, clock.clone());
+        Some(Self {
+            world,
+            provisioning,
+            graph,
+            clock,
+            tenant,
+            passes,
+            retries,
+        })
+    }
+
+    /// The reconcile function's wiring with `settings`, on the scene's clock and passes queue.
+    #[must_use]
+    pub fn reconciler(&self, settings: reconcile::Settings) -> reconcile::Reconciler<OffsetClock> {
+        reconcile::Reconciler::with_clock(
+            &self.world.app,
+            &self.graph,
+            self.clock.clone(),
+            settings,
+            &self.passes,
+        )
+    }
+
+    /// An API request to the provisioning functions (all on the one wiring).
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        Routes::all(&self.provisioning)
+            .call(method, path, &[], body)
+            .await
+    }
+
+    /// `POST /tenants/{tenantId}/reconcile?dryRun=…` for Contoso through the function.
+    pub async fn reconcile(
+        &self,
+        deps: &reconcile::Reconciler<OffsetClock>,
+        dry_run: bool,
+    ) -> Value {
+        reconcile_route(deps, &self.tenant, dry_run).await
+    }
+
+    /// A Graph request in Contoso made behind our back (an admin's app token).
+    pub async fn graph(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        self.world
+            .emulator
+            .graph_as_app(CONTOSO, method, path, body)
+            .await
+    }
+
+    /// The member ids of Contoso's M365 group `group`, sorted.
+    pub async fn group_members(&self, group: &str) -> Vec<String> {
+        self.world.emulator.group_member_ids(CONTOSO, group).await
+    }
+
+    /// The Graph requests the emulator logged for Contoso.
+    pub async fn graph_requests(&self) -> Value {
+        self.world.emulator.requests(CONTOSO).await
+    }
+
+    /// Forgets Contoso's logged Graph requests.
+    pub async fn reset_requests(&self) {
+        let status = self
+            .world
+            .emulator
+            .send(
+                reqwest::Method::DELETE,
+                &format!("/_emulator/tenants/{CONTOSO}/requests"),
+                Value::Null,
+            )
+            .await;
+        assert!(status.is_success());
+    }
 }

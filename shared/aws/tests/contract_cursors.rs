@@ -156,10 +156,9 @@ async fn the_fake_keeps_a_full_listing_and_its_seen_ids() {
 
 #[tokio::test]
 async fn dynamo_keeps_a_full_listing_and_its_seen_ids() {
-    let Some(config) = common::aws().await else {
+    let Some((client, table)) = common::fresh_table(&LEDGER).await else {
         return;
     };
-    let (client, table) = common::table(&config, &LEDGER).await;
     a_full_listing_is_saved_with_its_link_and_remembers_the_ids_it_saw(
         &DynamoReconcileCursors::new(client, table),
     )
@@ -173,10 +172,9 @@ async fn the_fake_keeps_links_per_tenant_and_stream() {
 
 #[tokio::test]
 async fn dynamo_keeps_links_per_tenant_and_stream() {
-    let Some(config) = common::aws().await else {
+    let Some((client, table)) = common::fresh_table(&LEDGER).await else {
         return;
     };
-    let (client, table) = common::table(&config, &LEDGER).await;
     a_saved_link_is_read_back_per_tenant_and_stream(&DynamoReconcileCursors::new(client, table))
         .await;
 }

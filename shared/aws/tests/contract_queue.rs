@@ -4,26 +4,18 @@
 mod common;
 
 use m365_aws::SqsRetryQueue;
-use m365_engine::testing::contract;
 
-macro_rules! queue_contract {
-    ($($name:ident),* $(,)?) => {$(
-        #[tokio::test]
-        async fn $name() {
-            let Some(config) = common::aws().await else { return };
-            let (client, url) = common::queue(&config).await;
-            contract::retry_queue::$name(&SqsRetryQueue::new(client, url)).await;
-        }
-    )*};
+mod retry_queue {
+    use super::*;
+
+    m365_engine::contract_tests!(retry_queue, {
+        let Some(config) = common::aws().await else {
+            return;
+        };
+        let (client, url) = common::queue(&config).await;
+        SqsRetryQueue::new(client, url)
+    });
 }
-
-queue_contract!(
-    a_sent_message_is_received_intact_and_gone_after_ack,
-    a_delayed_message_is_not_received_before_its_delay,
-    an_unacknowledged_message_comes_back_after_its_visibility_timeout,
-    several_messages_are_each_delivered_once,
-    a_delay_beyond_fifteen_minutes_is_refused,
-);
 
 mod adapter {
     //! Behaviour of `SqsRetryQueue` beyond the port's contract.

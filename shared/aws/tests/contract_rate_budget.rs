@@ -10,36 +10,18 @@ use m365_aws::DynamoRateBudget;
 use m365_aws::schema::LEDGER;
 use m365_engine::model::TenantId;
 use m365_engine::ports::{BudgetDecision, RateBudget, RateLimit};
-use m365_engine::testing::contract;
 use m365_engine::testing::contract::rate_budget::CONTRACT_LIMIT;
 
-macro_rules! rate_budget_contract {
-    ($($name:ident),* $(,)?) => {$(
-        #[tokio::test]
-        async fn $name() {
-            let Some(config) = common::aws().await else { return };
-            let (client, table) = common::table(&config, &LEDGER).await;
-            contract::rate_budget::$name(&DynamoRateBudget::new(client, table, CONTRACT_LIMIT))
-                .await;
-        }
-    )*};
-}
-
-rate_budget_contract!(
-    a_new_tenant_gets_its_capacity_then_waits,
-    the_budget_refills_with_time,
-    a_wait_ends_when_the_units_are_back,
-    tenants_do_not_share_a_bucket,
-    an_impossible_cost_is_refused,
+common::contracts_on_tables!(
+    rate_budget: LEDGER => |client, table| DynamoRateBudget::new(client, table, CONTRACT_LIMIT),
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_processes_never_get_more_than_the_bucket_holds() {
     // DESIGN §2 "Graph usage": the budget is shared by every concurrent function.
-    let Some(config) = common::aws().await else {
+    let Some((client, table)) = common::fresh_table(&LEDGER).await else {
         return;
     };
-    let (client, table) = common::table(&config, &LEDGER).await;
     // A window so long that nothing refills during the test: exactly 20 grants exist.
     let limit = RateLimit {
         capacity: 20,

@@ -5,47 +5,31 @@
 mod common;
 
 use m365_aws::{SecretsManagerSealer, SecretsManagerTokenVault};
-use m365_engine::testing::contract;
 
-macro_rules! vault_contract {
-    ($($name:ident),* $(,)?) => {$(
-        #[tokio::test]
-        async fn $name() {
-            let Some(config) = common::aws().await else { return };
-            let client = aws_sdk_secretsmanager::Client::new(&config);
-            let prefix = format!("{}/tenant/", common::unique("m365-sync/test"));
-            contract::token_vault::$name(&SecretsManagerTokenVault::new(client, prefix, None)).await;
-        }
-    )*};
+mod token_vault {
+    use super::*;
+
+    m365_engine::contract_tests!(token_vault, {
+        let Some(config) = common::aws().await else {
+            return;
+        };
+        let client = aws_sdk_secretsmanager::Client::new(&config);
+        let prefix = format!("{}/tenant/", common::unique("m365-sync/test"));
+        SecretsManagerTokenVault::new(client, prefix, None)
+    });
 }
 
-macro_rules! sealer_contract {
-    ($($name:ident),* $(,)?) => {$(
-        #[tokio::test]
-        async fn $name() {
-            let Some(config) = common::aws().await else { return };
-            let (client, secret, _) = common::secret(&config, &common::seal_key_value()).await;
-            contract::sealer::$name(&SecretsManagerSealer::new(client, secret)).await;
-        }
-    )*};
+mod sealer {
+    use super::*;
+
+    m365_engine::contract_tests!(sealer, {
+        let Some(config) = common::aws().await else {
+            return;
+        };
+        let (client, secret, _) = common::secret(&config, &common::seal_key_value()).await;
+        SecretsManagerSealer::new(client, secret)
+    });
 }
-
-vault_contract!(
-    stored_tokens_are_read_back_as_current,
-    a_second_put_keeps_the_first_as_previous,
-    repeating_a_put_with_the_same_request_token_changes_nothing,
-    reusing_a_request_token_with_other_tokens_is_refused,
-    deleted_tokens_are_gone_and_can_be_stored_again,
-    an_update_of_a_tenant_without_tokens_fails_and_creates_nothing,
-);
-
-sealer_contract!(
-    a_sealed_password_opens_to_the_same_password,
-    the_sealed_form_hides_the_password,
-    a_tampered_sealed_password_is_refused,
-    a_password_sealed_for_one_user_does_not_open_for_another,
-    an_unknown_key_version_is_refused,
-);
 
 mod adapter {
     //! Behaviour of the Secrets Manager adapters beyond the ports' contracts.

@@ -5,55 +5,10 @@ mod common;
 
 use m365_aws::schema::USERS;
 use m365_aws::{DynamoGroups, DynamoUsers};
-use m365_engine::testing::contract;
 
-macro_rules! users_contract {
-    ($($name:ident),* $(,)?) => {$(
-        #[tokio::test]
-        async fn $name() {
-            let Some(config) = common::aws().await else { return };
-            let (client, table) = common::table(&config, &USERS).await;
-            contract::users::$name(&DynamoUsers::new(client, table)).await;
-        }
-    )*};
-}
-
-macro_rules! groups_contract {
-    ($($name:ident),* $(,)?) => {$(
-        #[tokio::test]
-        async fn $name() {
-            let Some(config) = common::aws().await else { return };
-            let (client, table) = common::table(&config, &USERS).await;
-            contract::groups::$name(&DynamoGroups::new(client, table)).await;
-        }
-    )*};
-}
-
-users_contract!(
-    a_created_user_can_be_read_by_id_and_by_email,
-    every_field_of_a_user_round_trips,
-    a_missing_user_reads_as_none,
-    a_second_user_with_the_same_email_is_refused,
-    creating_a_user_twice_is_refused,
-    a_replace_bumps_the_version_and_a_stale_replace_is_refused,
-    replacing_a_missing_user_is_not_found,
-    changing_a_users_email_frees_the_old_one,
-    changing_a_users_email_to_a_taken_one_is_refused,
-    users_are_listed_across_pages,
-    a_garbage_cursor_is_refused,
-);
-
-groups_contract!(
-    a_created_group_round_trips_with_its_members,
-    creating_a_group_twice_is_refused,
-    a_stale_group_replace_is_refused,
-    groups_are_listed_across_pages,
-    a_deleted_group_is_gone_and_deleting_again_is_harmless,
-    a_member_is_found_in_each_of_its_groups_and_only_those,
-    groups_of_member_follow_membership_changes,
-    a_deleted_group_no_longer_lists_its_members,
-    a_member_of_many_groups_finds_them_all,
-    a_large_membership_change_is_found_by_every_member,
+common::contracts_on_tables!(
+    users: USERS => DynamoUsers::new,
+    groups: USERS => DynamoGroups::new,
 );
 
 mod adapter {
@@ -74,10 +29,9 @@ mod adapter {
     #[tokio::test]
     async fn concurrent_creates_with_one_email_let_exactly_one_user_in() {
         // R-BIND-1: email uniqueness holds under concurrency (transactional claim).
-        let Some(config) = common::aws().await else {
+        let Some((client, table)) = common::fresh_table(&USERS).await else {
             return;
         };
-        let (client, table) = common::table(&config, &USERS).await;
         let store = DynamoUsers::new(client, table);
         let email = Email::parse(&format!("{}@race.example", common::unique("x"))).expect("email");
         let racers: Vec<_> = (0..8).map(|_| user(&email)).collect();
@@ -102,10 +56,9 @@ mod adapter {
     #[tokio::test]
     async fn a_cursor_of_the_user_listing_is_refused_by_the_group_listing() {
         // R-SAFE-1: a foreign cursor is bad input, not a 5xx.
-        let Some(config) = common::aws().await else {
+        let Some((client, table)) = common::fresh_table(&USERS).await else {
             return;
         };
-        let (client, table) = common::table(&config, &USERS).await;
         let users = DynamoUsers::new(client.clone(), table.clone());
         for _ in 0..2 {
             let email =

@@ -1,5 +1,6 @@
 //! The contract suite run against the in-memory fakes: the fakes are what use-case tests trust, so
-//! they must show exactly the behaviour the real adapters are held to.
+//! they must show exactly the behaviour the real adapters are held to. One
+//! `m365_engine::contract_tests!` per port: every contract function of the port runs here.
 
 use chrono::TimeDelta;
 use m365_engine::model::{DomainKind, TenantId, VerifiedDomain};
@@ -17,54 +18,57 @@ fn shared<T: Default>(cell: &'static std::sync::OnceLock<T>) -> &'static T {
 
 mod users {
     static STORE: std::sync::OnceLock<super::FakeUsers> = std::sync::OnceLock::new();
-    m365_engine::user_store_contract!(ref super::shared(&STORE));
+    m365_engine::contract_tests!(users, ref super::shared(&STORE));
 }
 
 mod users_fresh {
-    m365_engine::user_store_contract!(super::FakeUsers::new());
+    m365_engine::contract_tests!(users, super::FakeUsers::new());
 }
 
 mod groups {
     static STORE: std::sync::OnceLock<super::FakeGroups> = std::sync::OnceLock::new();
-    m365_engine::group_store_contract!(ref super::shared(&STORE));
+    m365_engine::contract_tests!(groups, ref super::shared(&STORE));
 }
 
 mod tenants {
     static STORE: std::sync::OnceLock<super::FakeTenants> = std::sync::OnceLock::new();
-    m365_engine::tenant_store_contract!(ref super::shared(&STORE));
+    m365_engine::contract_tests!(tenants, ref super::shared(&STORE));
 }
 
 mod bindings {
     static STORE: std::sync::OnceLock<super::FakeBindings> = std::sync::OnceLock::new();
-    m365_engine::binding_store_contract!(ref super::shared(&STORE));
+    m365_engine::contract_tests!(bindings, ref super::shared(&STORE));
 }
 
 mod events {
     static STORE: std::sync::OnceLock<super::FakeEvents> = std::sync::OnceLock::new();
-    m365_engine::event_store_contract!(ref super::shared(&STORE));
+    m365_engine::contract_tests!(events, ref super::shared(&STORE));
 }
 
 mod failures {
     static STORE: std::sync::OnceLock<super::FakeFailures> = std::sync::OnceLock::new();
-    m365_engine::failure_store_contract!(ref super::shared(&STORE));
+    m365_engine::contract_tests!(failures, ref super::shared(&STORE));
 }
 
 mod ledger {
     static STORE: std::sync::OnceLock<super::FakeLedger> = std::sync::OnceLock::new();
-    m365_engine::operation_ledger_contract!(ref super::shared(&STORE));
+    m365_engine::contract_tests!(ledger, ref super::shared(&STORE));
 }
 
 mod retry_queue {
-    m365_engine::retry_queue_contract!(super::FakeRetryQueue::new(super::ManualClock::default()));
+    m365_engine::contract_tests!(
+        retry_queue,
+        super::FakeRetryQueue::new(super::ManualClock::default())
+    );
 }
 
 mod token_vault {
     static STORE: std::sync::OnceLock<super::FakeTokenVault> = std::sync::OnceLock::new();
-    m365_engine::token_vault_contract!(ref super::shared(&STORE));
+    m365_engine::contract_tests!(token_vault, ref super::shared(&STORE));
 }
 
 mod sealer {
-    m365_engine::sealer_contract!(super::FakeSealer::new());
+    m365_engine::contract_tests!(sealer, super::FakeSealer::new());
 }
 
 fn directory() -> (FakeDirectory, DirectoryTenant) {
@@ -89,7 +93,7 @@ fn directory() -> (FakeDirectory, DirectoryTenant) {
 }
 
 mod directory {
-    m365_engine::directory_contract!(super::directory());
+    m365_engine::contract_tests!(directory, super::directory());
 }
 
 mod privileged_accounts {
@@ -121,21 +125,12 @@ mod rate_budget {
     use m365_engine::testing::FakeRateBudget;
     use m365_engine::testing::contract::rate_budget::CONTRACT_LIMIT;
 
-    m365_engine::rate_budget_contract!(FakeRateBudget::new(CONTRACT_LIMIT));
+    m365_engine::contract_tests!(rate_budget, FakeRateBudget::new(CONTRACT_LIMIT));
 }
 
 mod security_groups {
-    use m365_engine::testing::contract::security_groups as contract;
-
-    #[tokio::test]
-    async fn a_security_group_is_created_and_found_by_its_nickname() {
-        let (directory, tenant) = super::directory();
-        contract::a_security_group_is_created_and_found_by_its_nickname(&directory, &tenant).await;
-    }
-
-    #[tokio::test]
-    async fn members_are_added_listed_and_removed_idempotently() {
-        let (directory, tenant) = super::directory();
-        contract::members_are_added_listed_and_removed_idempotently(&directory, &tenant).await;
-    }
+    m365_engine::contract_tests!(security_groups, super::directory());
 }
+
+// Leases and pending consents run their contracts in the fakes' own unit tests (`testing/leases.rs`,
+// `testing/identity.rs`), so plain `cargo test -p m365-engine` runs them too.

@@ -26,6 +26,13 @@ where
     tokio::spawn(contract).await.is_err_and(|e| e.is_panic())
 }
 
+/// Whether the contract `module::function` panics against a default `mutant` (i.e. catches it).
+macro_rules! catches {
+    ($module:ident::$function:ident, $mutant:ty) => {
+        fails(async { contract::$module::$function(&<$mutant>::default()).await }).await
+    };
+}
+
 /// Ignores the expected version on replace (last writer wins).
 #[derive(Default)]
 struct BlindReplaceUsers(FakeUsers);
@@ -52,24 +59,14 @@ impl UserStore for BlindReplaceUsers {
 #[tokio::test]
 async fn the_user_contract_catches_a_store_that_ignores_versions() {
     // R-SAFE-1
-    assert!(
-        fails(async {
-            contract::users::a_replace_bumps_the_version_and_a_stale_replace_is_refused(
-                &BlindReplaceUsers::default(),
-            )
-            .await
-        })
-        .await
-    );
-    assert!(
-        !fails(async {
-            contract::users::a_created_user_can_be_read_by_id_and_by_email(
-                &BlindReplaceUsers::default(),
-            )
-            .await
-        })
-        .await
-    );
+    assert!(catches!(
+        users::a_replace_bumps_the_version_and_a_stale_replace_is_refused,
+        BlindReplaceUsers
+    ));
+    assert!(!catches!(
+        users::a_created_user_can_be_read_by_id_and_by_email,
+        BlindReplaceUsers
+    ));
 }
 
 /// Claims domains one by one, so a conflict leaves the earlier ones claimed.
@@ -108,22 +105,14 @@ impl TenantStore for PiecemealTenants {
 #[tokio::test]
 async fn the_tenant_contract_catches_a_claim_that_is_not_all_or_nothing() {
     // R-CONN-2
-    assert!(
-        fails(async {
-            contract::tenants::a_domain_claimed_by_another_tenant_is_refused_and_nothing_is_claimed(
-                &PiecemealTenants::default(),
-            )
-            .await
-        })
-        .await
-    );
-    assert!(
-        !fails(async {
-            contract::tenants::claimed_domains_route_to_their_tenant(&PiecemealTenants::default())
-                .await
-        })
-        .await
-    );
+    assert!(catches!(
+        tenants::a_domain_claimed_by_another_tenant_is_refused_and_nothing_is_claimed,
+        PiecemealTenants
+    ));
+    assert!(!catches!(
+        tenants::claimed_domains_route_to_their_tenant,
+        PiecemealTenants
+    ));
 }
 
 /// Overwrites bindings whatever the expectation.
@@ -154,29 +143,18 @@ impl BindingStore for OverwritingBindings {
 #[tokio::test]
 async fn the_binding_contract_catches_a_store_that_overwrites() {
     // R-BIND-1
-    assert!(
-        fails(async {
-            contract::bindings::a_binding_is_created_only_if_absent(&OverwritingBindings::default())
-                .await
-        })
-        .await
-    );
-    assert!(
-        fails(async {
-            contract::bindings::a_stale_binding_update_is_refused(&OverwritingBindings::default())
-                .await
-        })
-        .await
-    );
-    assert!(
-        !fails(async {
-            contract::bindings::a_binding_round_trips_with_its_last_error(
-                &OverwritingBindings::default(),
-            )
-            .await
-        })
-        .await
-    );
+    assert!(catches!(
+        bindings::a_binding_is_created_only_if_absent,
+        OverwritingBindings
+    ));
+    assert!(catches!(
+        bindings::a_stale_binding_update_is_refused,
+        OverwritingBindings
+    ));
+    assert!(!catches!(
+        bindings::a_binding_round_trips_with_its_last_error,
+        OverwritingBindings
+    ));
 }
 
 /// Lists events oldest first.
@@ -197,16 +175,14 @@ impl EventStore for OldestFirstEvents {
 #[tokio::test]
 async fn the_event_contract_catches_a_store_listing_oldest_first() {
     // R-AUD-1
-    assert!(fails(async { contract::events::events_of_a_user_are_listed_newest_first(&OldestFirstEvents::default()).await }).await);
-    assert!(
-        fails(async {
-            contract::events::events_of_a_tenant_are_listed_newest_first(
-                &OldestFirstEvents::default(),
-            )
-            .await
-        })
-        .await
-    );
+    assert!(catches!(
+        events::events_of_a_user_are_listed_newest_first,
+        OldestFirstEvents
+    ));
+    assert!(catches!(
+        events::events_of_a_tenant_are_listed_newest_first,
+        OldestFirstEvents
+    ));
 }
 
 /// Lets every claim through.
@@ -241,24 +217,14 @@ impl OperationLedger for AlwaysClaimed {
 #[tokio::test]
 async fn the_ledger_contract_catches_a_ledger_that_lets_duplicates_through() {
     // R-BIND-2
-    assert!(
-        fails(async {
-            contract::ledger::a_second_claim_of_an_operation_is_in_progress(
-                &AlwaysClaimed::default(),
-            )
-            .await
-        })
-        .await
-    );
-    assert!(
-        fails(async {
-            contract::ledger::a_completed_operation_is_already_done_with_its_outcome(
-                &AlwaysClaimed::default(),
-            )
-            .await
-        })
-        .await
-    );
+    assert!(catches!(
+        ledger::a_second_claim_of_an_operation_is_in_progress,
+        AlwaysClaimed
+    ));
+    assert!(catches!(
+        ledger::a_completed_operation_is_already_done_with_its_outcome,
+        AlwaysClaimed
+    ));
 }
 
 /// Claims in transactions of 100 (as DynamoDB must) but forgets to release the earlier ones when a
@@ -296,24 +262,14 @@ impl TenantStore for ChunkedWithoutRollback {
 #[tokio::test]
 async fn the_tenant_contract_catches_a_large_claim_that_keeps_its_first_hundred() {
     // R-CONN-2 (more than 100 domains)
-    assert!(
-        fails(async {
-            contract::tenants::a_large_claim_refused_late_claims_nothing_and_keeps_what_was_held(
-                &ChunkedWithoutRollback::default(),
-            )
-            .await
-        })
-        .await
-    );
-    assert!(
-        !fails(async {
-            contract::tenants::a_tenant_with_150_domains_claims_them_all(
-                &ChunkedWithoutRollback::default(),
-            )
-            .await
-        })
-        .await
-    );
+    assert!(catches!(
+        tenants::a_large_claim_refused_late_claims_nothing_and_keeps_what_was_held,
+        ChunkedWithoutRollback
+    ));
+    assert!(!catches!(
+        tenants::a_tenant_with_150_domains_claims_them_all,
+        ChunkedWithoutRollback
+    ));
 }
 
 /// A vault whose update creates the secret when it is missing (what a refresh after a
@@ -352,31 +308,16 @@ impl TokenVault for ResurrectingVault {
 #[tokio::test]
 async fn the_vault_contract_catches_an_update_that_recreates_deleted_tokens() {
     // R-CONN-8
-    assert!(
-        fails(async {
-            contract::token_vault::deleted_tokens_are_gone_and_can_be_stored_again(
-                &ResurrectingVault::default(),
-            )
-            .await
-        })
-        .await
-    );
-    assert!(
-        fails(async {
-            contract::token_vault::an_update_of_a_tenant_without_tokens_fails_and_creates_nothing(
-                &ResurrectingVault::default(),
-            )
-            .await
-        })
-        .await
-    );
-    assert!(
-        !fails(async {
-            contract::token_vault::a_second_put_keeps_the_first_as_previous(
-                &ResurrectingVault::default(),
-            )
-            .await
-        })
-        .await
-    );
+    assert!(catches!(
+        token_vault::deleted_tokens_are_gone_and_can_be_stored_again,
+        ResurrectingVault
+    ));
+    assert!(catches!(
+        token_vault::an_update_of_a_tenant_without_tokens_fails_and_creates_nothing,
+        ResurrectingVault
+    ));
+    assert!(!catches!(
+        token_vault::a_second_put_keeps_the_first_as_previous,
+        ResurrectingVault
+    ));
 }

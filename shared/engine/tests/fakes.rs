@@ -11,6 +11,7 @@ use m365_engine::model::{
 };
 use m365_engine::policy::routing::{RoutingError, domains_to_claim, resolve_tenant};
 use m365_engine::ports::{Clock, Directory, RetryQueue, RetryQueueConsumer, TenantStore};
+use m365_engine::testing::contract::new_m365_user;
 use m365_engine::testing::{FakeDirectory, FakeRetryQueue, FakeTenants, ManualClock};
 use secrecy::SecretString;
 
@@ -85,17 +86,7 @@ async fn resolving_distinguishes_unclaimed_federated_and_inactive() {
 }
 
 fn new_user(upn: &str) -> NewM365User {
-    NewM365User {
-        user_principal_name: email(upn),
-        mail_nickname: "adele".into(),
-        display_name: "Adele Vance".into(),
-        given_name: None,
-        surname: None,
-        job_title: None,
-        department: None,
-        account_enabled: true,
-        password: SecretString::from("xWwvJ]6NMw+bWH-d".to_owned()),
-    }
+    new_m365_user(email(upn), "adele", "Adele Vance")
 }
 
 fn m365(clock: &ManualClock) -> (FakeDirectory, TenantId) {

@@ -8,27 +8,11 @@ mod support;
 use std::time::Duration;
 
 use m365_engine::Error;
-use m365_engine::model::{Email, NewM365User};
 use m365_engine::ports::Directory;
 use m365_graph::{BatchRequest, DeltaNext, DeltaUser, ErrorClass, GraphDirectory, TokenProvider};
 use reqwest::Method;
-use secrecy::SecretString;
 use serde_json::json;
-use support::{CONTOSO, MANAGED, start};
-
-fn new_user(local: &str) -> NewM365User {
-    NewM365User {
-        user_principal_name: Email::parse(&format!("{local}@{MANAGED}")).unwrap(),
-        mail_nickname: local.replace('.', ""),
-        display_name: format!("User {local}"),
-        given_name: None,
-        surname: None,
-        job_title: None,
-        department: None,
-        account_enabled: true,
-        password: SecretString::from("xWwvJ]6NMw+bWH-d".to_owned()),
-    }
-}
+use support::{CONTOSO, new_user, start};
 
 #[tokio::test]
 async fn a_batch_of_25_is_sent_in_chunks_of_20_with_a_result_per_item_including_partial_failures() {

@@ -14,7 +14,7 @@ use m365_engine::ports::Directory;
 use m365_graph::{GraphError, GraphIdentity, MIN_ATTEMPT};
 use secrecy::SecretString;
 use serde_json::json;
-use support::{ADMIN, MANAGED, start};
+use support::{ADMIN, MANAGED, new_user, start};
 
 fn soon(d: Duration) -> tokio::time::Instant {
     tokio::time::Instant::now() + d
@@ -85,15 +85,8 @@ async fn a_create_cut_off_by_the_deadline_is_committed_in_graph_and_reported_as_
         .await;
     let upn = format!("late.create@{MANAGED}");
     let user = NewM365User {
-        user_principal_name: Email::parse(&upn).unwrap(),
-        mail_nickname: "latecreate".into(),
         display_name: "Late Create".into(),
-        given_name: None,
-        surname: None,
-        job_title: None,
-        department: None,
-        account_enabled: true,
-        password: SecretString::from("xWwvJ]6NMw+bWH-d".to_owned()),
+        ..new_user("late.create")
     };
     let started = Instant::now();
     let error = dir

@@ -15,7 +15,6 @@ use m365_engine::model::{
     DomainKind, DomainName, Email, M365ObjectId, NewM365User, PageRequest, TenantId,
 };
 use m365_engine::ports::Directory;
-use m365_engine::testing::contract::directory as contract;
 use m365_engine::testing::contract::directory::DirectoryTenant;
 use m365_graph::{GraphDirectory, TokenProvider};
 use secrecy::SecretString;
@@ -36,28 +35,21 @@ fn new_user(local: &str) -> NewM365User {
     }
 }
 
-#[tokio::test]
-async fn graph_directory_passes_the_engine_directory_contract_on_the_emulator() {
-    // R-BIND-1, R-BIND-2, R-BIND-5, R-BIND-7, R-BIND-8, R-BIND-9, R-CONN-3, R-PWD-1, R-PWD-2, R-IMP-1
-    let emu = start().await;
-    let dir = emu.directory();
-    let t = DirectoryTenant {
-        tenant: emu.tenant(),
-        managed: DomainName::parse(MANAGED).unwrap(),
-        federated: Some(DomainName::parse(FEDERATED).unwrap()),
-    };
-    contract::a_created_user_is_found_by_its_upn(&dir, &t).await;
-    contract::a_second_user_with_the_same_upn_is_a_conflict(&dir, &t).await;
-    contract::a_user_in_an_unverified_domain_is_rejected(&dir, &t).await;
-    contract::a_user_in_a_federated_domain_is_rejected(&dir, &t).await;
-    contract::a_non_compliant_password_is_rejected(&dir, &t).await;
-    contract::a_compliant_password_reset_is_accepted(&dir, &t).await;
-    contract::sign_in_can_be_blocked_and_unblocked(&dir, &t).await;
-    contract::sessions_can_be_revoked_and_an_unknown_user_is_not_found(&dir, &t).await;
-    contract::an_attribute_patch_changes_only_what_it_names(&dir, &t).await;
-    contract::operations_on_a_missing_user_are_not_found(&dir, &t).await;
-    contract::users_are_listed_across_pages(&dir, &t).await;
-    contract::verified_domains_are_reported_with_their_kind(&dir, &t).await;
+/// The engine's directory contract, one test per contract function, each on its own emulator
+/// (R-BIND-1, R-BIND-2, R-BIND-5, R-BIND-7, R-BIND-8, R-BIND-9, R-CONN-1, R-CONN-3, R-PWD-1,
+/// R-PWD-2, R-IMP-1).
+mod contract {
+    use super::{DirectoryTenant, DomainName, FEDERATED, MANAGED, start};
+
+    m365_engine::contract_tests!(directory, {
+        let emu = start().await;
+        let tenant = DirectoryTenant {
+            tenant: emu.tenant(),
+            managed: DomainName::parse(MANAGED).unwrap(),
+            federated: Some(DomainName::parse(FEDERATED).unwrap()),
+        };
+        (emu.directory(), tenant, emu)
+    });
 }
 
 #[tokio::test]

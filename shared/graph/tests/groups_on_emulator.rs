@@ -8,25 +8,10 @@ use std::time::Duration;
 
 use m365_engine::Error;
 use m365_engine::error::Entity;
-use m365_engine::model::{Email, M365ObjectId, NewM365User, PageRequest};
+use m365_engine::model::{M365ObjectId, PageRequest};
 use m365_engine::ports::Directory;
-use secrecy::SecretString;
 use serde_json::json;
-use support::{MANAGED, start};
-
-fn new_user(local: &str) -> NewM365User {
-    NewM365User {
-        user_principal_name: Email::parse(&format!("{local}@{MANAGED}")).unwrap(),
-        mail_nickname: local.replace('.', ""),
-        display_name: format!("User {local}"),
-        given_name: None,
-        surname: None,
-        job_title: None,
-        department: None,
-        account_enabled: true,
-        password: SecretString::from("xWwvJ]6NMw+bWH-d".to_owned()),
-    }
-}
+use support::{new_user, start};
 
 #[tokio::test]
 async fn membership_writes_are_idempotent_and_listed() {

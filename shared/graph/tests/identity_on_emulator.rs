@@ -10,12 +10,11 @@ use std::sync::{Arc, Mutex};
 use chrono::Utc;
 use m365_engine::Error;
 use m365_engine::error::Entity;
-use m365_engine::model::{Email, M365TenantId, RequestToken, TenantId, TenantTokens};
+use m365_engine::model::{Email, M365TenantId, RequestToken};
 use m365_engine::ports::{Directory, TenantProbe, TokenVault};
-use m365_engine::testing::FakeTokenVault;
 use m365_graph::{GraphDirectory, TokenError, TokenProvider, TokenSet, VaultTokens};
 use secrecy::{ExposeSecret, SecretString};
-use support::{ADMIN, CONTOSO, start};
+use support::{ADMIN, CONTOSO, SharedVault, start};
 
 /// The admin signs in and the code is redeemed: tokens with a refresh token.
 async fn connect(emu: &support::Emu) -> TokenSet {
@@ -241,38 +240,6 @@ async fn a_503_from_the_token_endpoint_is_retryable() {
     );
 }
 
-/// A vault the test and the provider share.
-#[derive(Debug, Clone, Default)]
-struct SharedVault(Arc<FakeTokenVault>);
-
-impl TokenVault for SharedVault {
-    async fn get(&self, tenant: &TenantId) -> m365_engine::Result<Option<TenantTokens>> {
-        self.0.get(tenant).await
-    }
-    async fn get_previous(&self, tenant: &TenantId) -> m365_engine::Result<Option<TenantTokens>> {
-        self.0.get_previous(tenant).await
-    }
-    async fn create(
-        &self,
-        tenant: &TenantId,
-        tokens: &TenantTokens,
-        request: &RequestToken,
-    ) -> m365_engine::Result<()> {
-        self.0.create(tenant, tokens, request).await
-    }
-    async fn update(
-        &self,
-        tenant: &TenantId,
-        tokens: &TenantTokens,
-        request: &RequestToken,
-    ) -> m365_engine::Result<()> {
-        self.0.update(tenant, tokens, request).await
-    }
-    async fn delete(&self, tenant: &TenantId) -> m365_engine::Result<()> {
-        self.0.delete(tenant).await
-    }
-}
-
 #[tokio::test]
 async fn an_expiring_access_token_is_refreshed_and_the_rotation_is_in_the_vault_before_graph_is_called()
  {
@@ -281,15 +248,7 @@ async fn an_expiring_access_token_is_refreshed_and_the_rotation_is_in_the_vault_
     let tenant = emu.tenant();
     let mut tokens = connect(&emu).await.to_tenant_tokens().unwrap();
     tokens.expires_at = Utc::now() + chrono::Duration::seconds(30);
-    let vault = SharedVault::default();
-    vault
-        .create(
-            &tenant,
-            &tokens,
-            &RequestToken::parse("0".repeat(32)).unwrap(),
-        )
-        .await
-        .unwrap();
+    let vault = SharedVault::holding(&tenant, &tokens).await;
     let client = emu.client();
     let provider = VaultTokens::new(vault.clone(), emu.identity(&client));
     let dir = GraphDirectory::new(client, provider);
@@ -353,15 +312,7 @@ async fn concurrent_callers_of_one_process_share_a_single_refresh() {
     let tenant = emu.tenant();
     let mut tokens = connect(&emu).await.to_tenant_tokens().unwrap();
     tokens.expires_at = Utc::now();
-    let vault = SharedVault::default();
-    vault
-        .create(
-            &tenant,
-            &tokens,
-            &RequestToken::parse("2".repeat(32)).unwrap(),
-        )
-        .await
-        .unwrap();
+    let vault = SharedVault::holding(&tenant, &tokens).await;
     let client = emu.client();
     let provider = VaultTokens::new(vault.clone(), emu.identity(&client));
     let (a, b, c) = tokio::join!(
@@ -387,15 +338,7 @@ async fn a_401_refresh_skips_the_token_call_when_another_caller_already_replaced
     let emu = start().await;
     let tenant = emu.tenant();
     let tokens = connect(&emu).await.to_tenant_tokens().unwrap();
-    let vault = SharedVault::default();
-    vault
-        .create(
-            &tenant,
-            &tokens,
-            &RequestToken::parse("3".repeat(32)).unwrap(),
-        )
-        .await
-        .unwrap();
+    let vault = SharedVault::holding(&tenant, &tokens).await;
     let client = emu.client();
     let provider = VaultTokens::new(vault.clone(), emu.identity(&client));
     let rejected = SecretString::from("an-older-token-graph-refused".to_owned());
@@ -434,15 +377,7 @@ async fn an_on_demand_refresh_goes_to_the_authority_of_the_tenant_that_issued_th
         .to_tenant_tokens_of(Some(&contoso))
         .unwrap();
     tokens.expires_at = Utc::now();
-    let vault = SharedVault::default();
-    vault
-        .create(
-            &tenant,
-            &tokens,
-            &RequestToken::parse("4".repeat(32)).unwrap(),
-        )
-        .await
-        .unwrap();
+    let vault = SharedVault::holding(&tenant, &tokens).await;
     let client = emu.client();
     let provider = VaultTokens::new(vault.clone(), emu.identity(&client));
     provider.access_token(&tenant).await.unwrap();
@@ -489,15 +424,7 @@ async fn an_on_demand_refresh_that_ends_after_a_deauthorization_saves_nothing() 
     let tenant = emu.tenant();
     let mut tokens = connect(&emu).await.to_tenant_tokens().unwrap();
     tokens.expires_at = Utc::now();
-    let vault = SharedVault::default();
-    vault
-        .create(
-            &tenant,
-            &tokens,
-            &RequestToken::parse("6".repeat(32)).unwrap(),
-        )
-        .await
-        .unwrap();
+    let vault = SharedVault::holding(&tenant, &tokens).await;
     let client = emu.client();
     let provider = VaultTokens::new(vault.clone(), emu.identity(&client));
     let gate = vault.0.hold_next_write();

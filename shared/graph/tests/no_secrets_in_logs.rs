@@ -10,13 +10,12 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
-use m365_engine::model::{Email, NewM365User, RequestToken, TenantId, TenantTokens};
+use m365_engine::model::{Email, NewM365User};
 use m365_engine::ports::{Directory, TokenVault};
-use m365_engine::testing::FakeTokenVault;
 use m365_graph::{GraphDirectory, VaultTokens};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
-use support::{MANAGED, SECRET, start};
+use support::{MANAGED, SECRET, SharedVault, start};
 use tracing_subscriber::fmt::MakeWriter;
 
 #[derive(Clone, Default)]
@@ -36,37 +35,6 @@ impl<'a> MakeWriter<'a> for Captured {
     type Writer = Captured;
     fn make_writer(&'a self) -> Self::Writer {
         self.clone()
-    }
-}
-
-#[derive(Debug, Clone, Default)]
-struct SharedVault(Arc<FakeTokenVault>);
-
-impl TokenVault for SharedVault {
-    async fn get(&self, tenant: &TenantId) -> m365_engine::Result<Option<TenantTokens>> {
-        self.0.get(tenant).await
-    }
-    async fn get_previous(&self, tenant: &TenantId) -> m365_engine::Result<Option<TenantTokens>> {
-        self.0.get_previous(tenant).await
-    }
-    async fn create(
-        &self,
-        tenant: &TenantId,
-        tokens: &TenantTokens,
-        request: &RequestToken,
-    ) -> m365_engine::Result<()> {
-        self.0.create(tenant, tokens, request).await
-    }
-    async fn update(
-        &self,
-        tenant: &TenantId,
-        tokens: &TenantTokens,
-        request: &RequestToken,
-    ) -> m365_engine::Result<()> {
-        self.0.update(tenant, tokens, request).await
-    }
-    async fn delete(&self, tenant: &TenantId) -> m365_engine::Result<()> {
-        self.0.delete(tenant).await
     }
 }
 
@@ -96,16 +64,8 @@ async fn no_token_password_or_secret_appears_in_any_log_line() {
         .unwrap();
     let mut stored = first.to_tenant_tokens().unwrap();
     stored.expires_at = Utc::now();
-    let vault = SharedVault::default();
     let tenant = emu.tenant();
-    vault
-        .create(
-            &tenant,
-            &stored,
-            &RequestToken::parse("1".repeat(32)).unwrap(),
-        )
-        .await
-        .unwrap();
+    let vault = SharedVault::holding(&tenant, &stored).await;
     let dir = GraphDirectory::new(
         client.clone(),
         VaultTokens::new(vault.clone(), identity.clone()),

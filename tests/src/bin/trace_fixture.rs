@@ -1,4 +1,4 @@
-//! Test fixture of `tests/tests/runtime_trace.rs` (R-SAFE-2): one function run exactly as its
+//! Test fixture of `tests/tests/it/runtime_trace.rs` (R-SAFE-2): one function run exactly as its
 //! `main.rs` runs it — its real handler under `lambda_http::run`, polling the Lambda Runtime API
 //! named by `AWS_LAMBDA_RUNTIME_API` (devstack's), configured from the environment — with two
 //! log layers over the same events at `RUST_LOG`:

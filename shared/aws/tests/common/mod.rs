@@ -5,7 +5,7 @@
 //! Without `AWS_ENDPOINT_URL` the tests skip loudly on a developer machine and FAIL in CI
 //! (`CI` set): a missing moto is never a silent pass there.
 
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(dead_code, unused_macros, clippy::unwrap_used)]
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use m365_aws::schema::TableSchema;
@@ -44,6 +44,40 @@ pub async fn table(config: &SdkConfig, schema: &TableSchema) -> (aws_sdk_dynamod
         .expect("table created on moto");
     (client, name)
 }
+
+/// A fresh table made from `schema` on the moto of [`aws`], or `None` when moto is absent (the
+/// caller then returns: skipped, loudly).
+pub async fn fresh_table(schema: &TableSchema) -> Option<(aws_sdk_dynamodb::Client, String)> {
+    let config = aws().await?;
+    Some(table(&config, schema).await)
+}
+
+/// `on_table!(USERS, DynamoUsers::new)`: the adapter built by `new(client, table)` on a fresh
+/// table made from the schema, or `return` from the calling test when moto is absent.
+macro_rules! on_table {
+    ($schema:expr, $new:expr) => {
+        match $crate::common::fresh_table(&$schema).await {
+            Some((client, table)) => ($new)(client, table),
+            None => return,
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use on_table;
+
+/// `contracts_on_tables!(users: USERS => DynamoUsers::new, ...)`: per port, a module running
+/// every engine contract of the port (`m365_engine::contract_tests!`) on a fresh table each.
+macro_rules! contracts_on_tables {
+    ($($port:ident: $schema:ident => $new:expr),+ $(,)?) => {$(
+        mod $port {
+            #[allow(unused_imports)]
+            use super::*;
+            m365_engine::contract_tests!($port, $crate::common::on_table!($schema, $new));
+        }
+    )+};
+}
+#[allow(unused_imports)]
+pub(crate) use contracts_on_tables;
 
 /// A fresh standard queue with the template's visibility timeout; returns its URL.
 pub async fn queue(config: &SdkConfig) -> (aws_sdk_sqs::Client, String) {

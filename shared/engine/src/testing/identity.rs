@@ -327,5 +327,5 @@ impl PendingConsents for FakePendingConsents {
 
 #[cfg(test)]
 mod contract {
-    crate::pending_consents_contract!(super::FakePendingConsents::new());
+    contract_tests!(pending_consents, super::FakePendingConsents::new());
 }

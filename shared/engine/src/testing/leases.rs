@@ -59,5 +59,5 @@ impl Leases for FakeLeases {
 
 #[cfg(test)]
 mod contract {
-    crate::leases_contract!(super::FakeLeases::new());
+    contract_tests!(leases, super::FakeLeases::new());
 }

@@ -6,6 +6,9 @@
 //! authentication), so use cases tested against them behave as they will on AWS and Graph.
 
 mod clock;
+// `#[macro_use]`: the fakes' own modules below run their contracts with `contract_tests!` (a
+// macro-expanded `#[macro_export]` macro is not reachable by `crate::` path inside this crate).
+#[macro_use]
 pub mod contract;
 mod directory;
 mod gate;

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use m365_emulator::{AppState, Seed, State};
-use m365_engine::model::TenantId;
+use m365_engine::model::{Email, NewM365User, TenantId};
 use m365_graph::{GraphClient, GraphDirectory, HttpRetry, IdentityClient, TokenProvider, TokenSet};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -276,5 +276,64 @@ impl Emu {
             pairs.get("code").cloned().expect("a code"),
             pairs.get("state").cloned().expect("the state"),
         )
+    }
+}
+
+/// A new enabled Contoso user `<local>@contoso.com` (display name `User <local>`) with a
+/// policy-compliant password.
+pub fn new_user(local: &str) -> NewM365User {
+    m365_engine::testing::contract::new_m365_user(
+        Email::parse(&format!("{local}@{MANAGED}")).unwrap(),
+        &local.replace('.', ""),
+        &format!("User {local}"),
+    )
+}
+
+/// A token vault the test and the provider share (clones see the same fake).
+#[derive(Debug, Clone, Default)]
+pub struct SharedVault(pub std::sync::Arc<m365_engine::testing::FakeTokenVault>);
+
+impl SharedVault {
+    /// A new vault holding `tokens` for `tenant`.
+    pub async fn holding(tenant: &TenantId, tokens: &m365_engine::model::TenantTokens) -> Self {
+        use m365_engine::ports::TokenVault;
+        let vault = Self::default();
+        let request = m365_engine::model::RequestToken::parse("0".repeat(32)).unwrap();
+        vault.create(tenant, tokens, &request).await.unwrap();
+        vault
+    }
+}
+
+impl m365_engine::ports::TokenVault for SharedVault {
+    async fn get(
+        &self,
+        tenant: &TenantId,
+    ) -> m365_engine::Result<Option<m365_engine::model::TenantTokens>> {
+        self.0.get(tenant).await
+    }
+    async fn get_previous(
+        &self,
+        tenant: &TenantId,
+    ) -> m365_engine::Result<Option<m365_engine::model::TenantTokens>> {
+        self.0.get_previous(tenant).await
+    }
+    async fn create(
+        &self,
+        tenant: &TenantId,
+        tokens: &m365_engine::model::TenantTokens,
+        request: &m365_engine::model::RequestToken,
+    ) -> m365_engine::Result<()> {
+        self.0.create(tenant, tokens, request).await
+    }
+    async fn update(
+        &self,
+        tenant: &TenantId,
+        tokens: &m365_engine::model::TenantTokens,
+        request: &m365_engine::model::RequestToken,
+    ) -> m365_engine::Result<()> {
+        self.0.update(tenant, tokens, request).await
+    }
+    async fn delete(&self, tenant: &TenantId) -> m365_engine::Result<()> {
+        self.0.delete(tenant).await
     }
 }

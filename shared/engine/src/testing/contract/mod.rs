@@ -1,27 +1,21 @@
 //! The contract suite: the behaviour every implementation of a port must show.
 //!
-//! Each function takes a port implementation and asserts one behaviour with plain `assert!`s
-//! (it panics on failure, like a test). The same functions run against the in-memory fakes
-//! (`tests/contract_fakes.rs` here) and against the real adapters (`m365-aws` on moto).
+//! Each function is a plain `async fn` that takes a port implementation (the directory's also take
+//! a [`directory::DirectoryTenant`] fixture) and asserts one behaviour with plain `assert!`s (it
+//! panics on failure, like a test). The same functions run against the in-memory fakes
+//! (`tests/contract_fakes.rs` here) and against the real adapters (`m365-aws` on moto, `m365-graph`
+//! on the emulator) through one macro, [`contract_tests!`]: one invocation per port and adapter
+//! expands to one `#[tokio::test]` per contract function of that port.
+//!
+//! Adding a contract: write the `pub async fn` in the port's file and add its name to the port's
+//! list in the `suites!` table below; every adapter's tests then run it. The file is a private
+//! module under `#[deny(dead_code)]` and the public `contract::<port>` module re-exports exactly
+//! the listed names, so a contract function left out of the list does not compile ("function is
+//! never used") instead of silently running nowhere. Functions of another shape (more arguments,
+//! an expected value) are listed under `also`: exported, but called by hand.
 //!
 //! Ids are fresh in every function (random), so store contracts may share one table; listing
 //! contracts only look at the records they wrote. Queue contracts need an empty queue each.
-
-pub mod bindings;
-pub mod directory;
-pub mod events;
-pub mod failures;
-pub mod groups;
-pub mod leases;
-pub mod ledger;
-pub mod pending_consents;
-pub mod rate_budget;
-pub mod retry_queue;
-pub mod sealer;
-pub mod security_groups;
-pub mod tenants;
-pub mod token_vault;
-pub mod users;
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -29,7 +23,216 @@ use std::future::Future;
 use chrono::{DateTime, SubsecRound, Utc};
 
 use crate::error::{Error, InvalidInput, Result};
-use crate::model::{DomainName, Email, GroupId, Page, PageRequest, TenantId, UserId};
+use crate::model::{DomainName, Email, GroupId, NewM365User, Page, PageRequest, TenantId, UserId};
+
+/// Declares every port's contract module: the file (a private module, `#[deny(dead_code)]`), the
+/// public module re-exporting the listed contract functions (plus the `also` items), and one arm
+/// of [`contract_tests!`] per port generating a test per listed function. `$d` is a literal `$`
+/// (how a `macro_rules!` writes another macro's metavariables on stable Rust).
+macro_rules! suites {
+    ($d:tt $(
+        $(#[$doc:meta])*
+        $module:ident in $file:literal as $private:ident, takes ($($shape:ident),+) {
+            $($name:ident),+ $(,)?
+        } $(also { $($extra:ident),+ $(,)? })?;
+    )+) => {
+        $(
+            #[deny(dead_code)]
+            #[path = $file]
+            mod $private;
+
+            $(#[$doc])*
+            pub mod $module {
+                pub use super::$private::{$($name,)+ $($($extra,)+)?};
+            }
+        )+
+
+        /// Expands to one `#[tokio::test]` per contract function of a port, run against the port
+        /// built by the given expression (evaluated inside each async test; it may `.await`, and
+        /// may `return` to skip, e.g. when moto is absent). Use it inside a module, one module per
+        /// port and adapter:
+        ///
+        /// ```text
+        /// mod users {
+        ///     m365_engine::contract_tests!(users, DynamoUsers::new(client, table));
+        ///     // `ref` when the expression already yields a `&Port` (one store shared by the tests):
+        ///     m365_engine::contract_tests!(users, ref super::shared(&STORE));
+        /// }
+        /// mod directory {
+        ///     // directory and security_groups: a tuple `(directory, DirectoryTenant, ..)`; further
+        ///     // fields (an emulator guard) live as long as the test.
+        ///     m365_engine::contract_tests!(directory, super::directory());
+        /// }
+        /// ```
+        ///
+        /// Ports: users, groups, tenants, bindings, events, failures, ledger, retry_queue (an
+        /// EMPTY queue per test), token_vault, sealer, leases, pending_consents, rate_budget (built
+        /// with [`rate_budget::CONTRACT_LIMIT`]), directory, security_groups.
+        #[macro_export]
+        macro_rules! contract_tests {
+            $(
+                ($module, $d($d make:tt)+) => {
+                    $crate::__contract_tests!($module; ($($shape),+); [$d($d make)+]; $($name),+);
+                };
+            )+
+        }
+    };
+}
+
+suites! {$
+    /// Contract of [`UserStore`](crate::ports::UserStore).
+    users in "users.rs" as users_suite, takes (port) {
+        a_created_user_can_be_read_by_id_and_by_email,
+        every_field_of_a_user_round_trips,
+        a_missing_user_reads_as_none,
+        a_second_user_with_the_same_email_is_refused,
+        creating_a_user_twice_is_refused,
+        a_replace_bumps_the_version_and_a_stale_replace_is_refused,
+        replacing_a_missing_user_is_not_found,
+        changing_a_users_email_frees_the_old_one,
+        changing_a_users_email_to_a_taken_one_is_refused,
+        users_are_listed_across_pages,
+        a_garbage_cursor_is_refused,
+    };
+    /// Contract of [`GroupStore`](crate::ports::GroupStore).
+    groups in "groups.rs" as groups_suite, takes (port) {
+        a_created_group_round_trips_with_its_members,
+        creating_a_group_twice_is_refused,
+        a_stale_group_replace_is_refused,
+        groups_are_listed_across_pages,
+        a_deleted_group_is_gone_and_deleting_again_is_harmless,
+        a_member_is_found_in_each_of_its_groups_and_only_those,
+        groups_of_member_follow_membership_changes,
+        a_deleted_group_no_longer_lists_its_members,
+        a_member_of_many_groups_finds_them_all,
+        a_large_membership_change_is_found_by_every_member,
+    };
+    /// Contract of [`TenantStore`](crate::ports::TenantStore).
+    tenants in "tenants.rs" as tenants_suite, takes (port) {
+        a_created_tenant_round_trips,
+        creating_a_tenant_twice_is_refused,
+        a_stale_tenant_update_is_refused,
+        claimed_domains_route_to_their_tenant,
+        a_domain_claimed_by_another_tenant_is_refused_and_nothing_is_claimed,
+        reclaiming_its_own_domains_is_idempotent,
+        released_domains_can_be_claimed_by_another_tenant,
+        a_tenant_cannot_release_another_tenants_domain,
+        a_tenant_with_150_domains_claims_them_all,
+        a_large_claim_refused_late_claims_nothing_and_keeps_what_was_held,
+        tenants_are_listed_across_pages,
+    };
+    /// Contract of [`BindingStore`](crate::ports::BindingStore).
+    bindings in "bindings.rs" as bindings_suite, takes (port) {
+        a_binding_is_created_only_if_absent,
+        a_stale_binding_update_is_refused,
+        updating_a_missing_binding_is_refused,
+        a_binding_round_trips_with_its_last_error,
+        a_suspended_binding_round_trips_with_its_reason,
+        bindings_are_listed_by_tenant_with_an_optional_state_filter,
+        a_state_change_moves_a_binding_between_state_listings,
+    };
+    /// Contract of [`EventStore`](crate::ports::EventStore).
+    events in "events.rs" as events_suite, takes (port) {
+        events_of_a_user_are_listed_newest_first,
+        events_of_a_tenant_are_listed_newest_first,
+        events_of_a_type_are_listed_newest_first,
+        since_keeps_only_events_at_or_after_it,
+        events_page_through_a_cursor_without_gaps_or_repeats,
+        appending_the_same_event_twice_keeps_one,
+        a_garbage_event_cursor_is_refused,
+    };
+    /// Contract of [`FailureStore`](crate::ports::FailureStore).
+    failures in "failures.rs" as failures_suite, takes (port) {
+        failures_of_a_tenant_are_listed_newest_first,
+    };
+    /// Contract of [`OperationLedger`](crate::ports::OperationLedger).
+    ledger in "ledger.rs" as ledger_suite, takes (port) {
+        a_second_claim_of_an_operation_is_in_progress,
+        a_completed_operation_is_already_done_with_its_outcome,
+        an_expired_lease_is_taken_over,
+        a_released_claim_can_be_claimed_again,
+        releasing_a_done_operation_keeps_it_done,
+        a_done_operation_past_its_expiry_can_be_claimed_again,
+    };
+    /// Contract of [`RetryQueue`](crate::ports::RetryQueue) with its consumer side; each test
+    /// needs an empty queue.
+    retry_queue in "retry_queue.rs" as retry_queue_suite, takes (port) {
+        a_sent_message_is_received_intact_and_gone_after_ack,
+        a_delayed_message_is_not_received_before_its_delay,
+        an_unacknowledged_message_comes_back_after_its_visibility_timeout,
+        several_messages_are_each_delivered_once,
+        a_delay_beyond_fifteen_minutes_is_refused,
+    };
+    /// Contract of [`TokenVault`](crate::ports::TokenVault).
+    token_vault in "token_vault.rs" as token_vault_suite, takes (port) {
+        stored_tokens_are_read_back_as_current,
+        a_second_put_keeps_the_first_as_previous,
+        repeating_a_put_with_the_same_request_token_changes_nothing,
+        reusing_a_request_token_with_other_tokens_is_refused,
+        deleted_tokens_are_gone_and_can_be_stored_again,
+        an_update_of_a_tenant_without_tokens_fails_and_creates_nothing,
+    };
+    /// Contract of [`Sealer`](crate::ports::Sealer).
+    sealer in "sealer.rs" as sealer_suite, takes (port) {
+        a_sealed_password_opens_to_the_same_password,
+        the_sealed_form_hides_the_password,
+        a_tampered_sealed_password_is_refused,
+        a_password_sealed_for_one_user_does_not_open_for_another,
+        an_unknown_key_version_is_refused,
+    };
+    /// Contract of [`Leases`](crate::ports::Leases).
+    leases in "leases.rs" as leases_suite, takes (port) {
+        a_free_lease_is_taken_and_a_live_one_is_refused,
+        an_expired_lease_is_taken_over,
+        only_the_holder_releases_a_lease,
+    };
+    /// Contract of [`PendingConsents`](crate::ports::PendingConsents).
+    pending_consents in "pending_consents.rs" as pending_consents_suite, takes (port) {
+        a_sign_in_is_taken_once_with_every_field,
+        an_expired_sign_in_is_not_returned,
+        an_unknown_state_is_not_found,
+        storing_a_state_twice_is_refused,
+    };
+    /// Contract of [`RateBudget`](crate::ports::RateBudget); the budget must be built with
+    /// [`rate_budget::CONTRACT_LIMIT`].
+    rate_budget in "rate_budget.rs" as rate_budget_suite, takes (port) {
+        a_new_tenant_gets_its_capacity_then_waits,
+        the_budget_refills_with_time,
+        a_wait_ends_when_the_units_are_back,
+        tenants_do_not_share_a_bucket,
+        an_impossible_cost_is_refused,
+    } also { CONTRACT_LIMIT };
+    /// Contract of [`Directory`](crate::ports::Directory) (Microsoft Graph's side); each function
+    /// takes the directory and a [`directory::DirectoryTenant`] fixture. The privileged-account
+    /// contracts take more (a [`directory::RoleAdmin`], an expected admin) and are called by hand.
+    directory in "directory.rs" as directory_suite, takes (port, fixture) {
+        a_created_user_is_found_by_its_upn,
+        a_second_user_with_the_same_upn_is_a_conflict,
+        a_user_in_an_unverified_domain_is_rejected,
+        a_user_in_a_federated_domain_is_rejected,
+        a_non_compliant_password_is_rejected,
+        a_compliant_password_reset_is_accepted,
+        sign_in_can_be_blocked_and_unblocked,
+        sessions_can_be_revoked_and_an_unknown_user_is_not_found,
+        an_attribute_patch_changes_only_what_it_names,
+        operations_on_a_missing_user_are_not_found,
+        users_are_listed_across_pages,
+        verified_domains_are_reported_with_their_kind,
+        the_organization_id_is_stable,
+    } also {
+        DirectoryTenant,
+        RoleAdmin,
+        GLOBAL_ADMINISTRATOR_TEMPLATE,
+        directory_roles_are_reported_per_user_and_per_tenant_alike,
+        the_consenting_admin_is_reported,
+    };
+    /// Contract of the directory's security groups (R-GRP-1); like [`directory`], each function
+    /// takes the directory and a [`directory::DirectoryTenant`].
+    security_groups in "security_groups.rs" as security_groups_suite, takes (port, fixture) {
+        a_security_group_is_created_and_found_by_its_nickname,
+        members_are_added_listed_and_removed_idempotently,
+    };
+}
 
 /// A fresh random suffix (lowercase hex, 16 characters).
 #[must_use]
@@ -74,6 +277,26 @@ pub fn fresh_email() -> Email {
 #[must_use]
 pub fn fresh_tenant_id() -> TenantId {
     TenantId::generate()
+}
+
+/// A password every directory's policy accepts (the contracts' and the adapters' tests' own).
+pub const COMPLIANT_PASSWORD: &str = "xWwvJ]6NMw+bWH-d";
+
+/// A new enabled M365 user `upn` with `mail_nickname` and `display_name`, the
+/// [`COMPLIANT_PASSWORD`] and no optional attribute.
+#[must_use]
+pub fn new_m365_user(upn: Email, mail_nickname: &str, display_name: &str) -> NewM365User {
+    NewM365User {
+        user_principal_name: upn,
+        mail_nickname: mail_nickname.to_owned(),
+        display_name: display_name.to_owned(),
+        given_name: None,
+        surname: None,
+        job_title: None,
+        department: None,
+        account_enabled: true,
+        password: secrecy::SecretString::from(COMPLIANT_PASSWORD.to_owned()),
+    }
 }
 
 /// Now, truncated to whole milliseconds (what every store can keep exactly).
@@ -134,12 +357,11 @@ pub fn assert_invalid_cursor<T: Debug>(result: &Result<T>) {
     );
 }
 
-/// Expands to one `#[tokio::test]` per named contract function of `$module`, each building its port
-/// with `$make` (an expression, evaluated inside the async test; it may `.await`).
+/// The expansion of [`contract_tests!`] for one port: one `#[tokio::test]` per named function.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __contract_tests {
-    ($module:ident; [ref $make:expr]; $($name:ident),+ $(,)?) => {
+    ($module:ident; (port); [ref $make:expr]; $($name:ident),+) => {
         $(
             #[tokio::test]
             async fn $name() {
@@ -148,7 +370,7 @@ macro_rules! __contract_tests {
             }
         )+
     };
-    ($module:ident; [$make:expr]; $($name:ident),+ $(,)?) => {
+    ($module:ident; (port); [$make:expr]; $($name:ident),+) => {
         $(
             #[tokio::test]
             async fn $name() {
@@ -157,241 +379,13 @@ macro_rules! __contract_tests {
             }
         )+
     };
-}
-
-/// Expands to one `#[tokio::test]` per [`users`] contract. Use inside a module:
-/// `mod users { m365_engine::user_store_contract!(super::fresh_users().await); }` (an owned port per
-/// test), or `user_store_contract!(ref super::shared_users())` when the expression yields a `&Port`.
-#[macro_export]
-macro_rules! user_store_contract {
-    ($($make:tt)+) => {
-        $crate::__contract_tests!(users; [$($make)+];
-            a_created_user_can_be_read_by_id_and_by_email,
-            every_field_of_a_user_round_trips,
-            a_missing_user_reads_as_none,
-            a_second_user_with_the_same_email_is_refused,
-            creating_a_user_twice_is_refused,
-            a_replace_bumps_the_version_and_a_stale_replace_is_refused,
-            replacing_a_missing_user_is_not_found,
-            changing_a_users_email_frees_the_old_one,
-            changing_a_users_email_to_a_taken_one_is_refused,
-            users_are_listed_across_pages,
-            a_garbage_cursor_is_refused,
-        );
-    };
-}
-
-/// One `#[tokio::test]` per [`groups`] contract (see [`user_store_contract!`]).
-#[macro_export]
-macro_rules! group_store_contract {
-    ($($make:tt)+) => {
-        $crate::__contract_tests!(groups; [$($make)+];
-            a_created_group_round_trips_with_its_members,
-            creating_a_group_twice_is_refused,
-            a_stale_group_replace_is_refused,
-            groups_are_listed_across_pages,
-            a_deleted_group_is_gone_and_deleting_again_is_harmless,
-            a_member_is_found_in_each_of_its_groups_and_only_those,
-            groups_of_member_follow_membership_changes,
-            a_deleted_group_no_longer_lists_its_members,
-            a_member_of_many_groups_finds_them_all,
-            a_large_membership_change_is_found_by_every_member,
-        );
-    };
-}
-
-/// One `#[tokio::test]` per [`tenants`] contract (see [`user_store_contract!`]).
-#[macro_export]
-macro_rules! tenant_store_contract {
-    ($($make:tt)+) => {
-        $crate::__contract_tests!(tenants; [$($make)+];
-            a_created_tenant_round_trips,
-            creating_a_tenant_twice_is_refused,
-            a_stale_tenant_update_is_refused,
-            claimed_domains_route_to_their_tenant,
-            a_domain_claimed_by_another_tenant_is_refused_and_nothing_is_claimed,
-            reclaiming_its_own_domains_is_idempotent,
-            released_domains_can_be_claimed_by_another_tenant,
-            a_tenant_cannot_release_another_tenants_domain,
-            a_tenant_with_150_domains_claims_them_all,
-            a_large_claim_refused_late_claims_nothing_and_keeps_what_was_held,
-            tenants_are_listed_across_pages,
-        );
-    };
-}
-
-/// One `#[tokio::test]` per [`bindings`] contract (see [`user_store_contract!`]).
-#[macro_export]
-macro_rules! binding_store_contract {
-    ($($make:tt)+) => {
-        $crate::__contract_tests!(bindings; [$($make)+];
-            a_binding_is_created_only_if_absent,
-            a_stale_binding_update_is_refused,
-            updating_a_missing_binding_is_refused,
-            a_binding_round_trips_with_its_last_error,
-            a_suspended_binding_round_trips_with_its_reason,
-            bindings_are_listed_by_tenant_with_an_optional_state_filter,
-            a_state_change_moves_a_binding_between_state_listings,
-        );
-    };
-}
-
-/// One `#[tokio::test]` per [`events`] contract (see [`user_store_contract!`]).
-#[macro_export]
-macro_rules! event_store_contract {
-    ($($make:tt)+) => {
-        $crate::__contract_tests!(events; [$($make)+];
-            events_of_a_user_are_listed_newest_first,
-            events_of_a_tenant_are_listed_newest_first,
-            events_of_a_type_are_listed_newest_first,
-            since_keeps_only_events_at_or_after_it,
-            events_page_through_a_cursor_without_gaps_or_repeats,
-            appending_the_same_event_twice_keeps_one,
-            a_garbage_event_cursor_is_refused,
-        );
-    };
-}
-
-/// One `#[tokio::test]` per [`failures`] contract (see [`user_store_contract!`]).
-#[macro_export]
-macro_rules! failure_store_contract {
-    ($($make:tt)+) => {
-        $crate::__contract_tests!(failures; [$($make)+];
-            failures_of_a_tenant_are_listed_newest_first,
-        );
-    };
-}
-
-/// One `#[tokio::test]` per [`ledger`] contract (see [`user_store_contract!`]).
-#[macro_export]
-macro_rules! operation_ledger_contract {
-    ($($make:tt)+) => {
-        $crate::__contract_tests!(ledger; [$($make)+];
-            a_second_claim_of_an_operation_is_in_progress,
-            a_completed_operation_is_already_done_with_its_outcome,
-            an_expired_lease_is_taken_over,
-            a_released_claim_can_be_claimed_again,
-            releasing_a_done_operation_keeps_it_done,
-            a_done_operation_past_its_expiry_can_be_claimed_again,
-        );
-    };
-}
-
-/// One `#[tokio::test]` per [`retry_queue`] contract; `$make` must build an EMPTY queue each time.
-#[macro_export]
-macro_rules! retry_queue_contract {
-    ($($make:tt)+) => {
-        $crate::__contract_tests!(retry_queue; [$($make)+];
-            a_sent_message_is_received_intact_and_gone_after_ack,
-            a_delayed_message_is_not_received_before_its_delay,
-            an_unacknowledged_message_comes_back_after_its_visibility_timeout,
-            several_messages_are_each_delivered_once,
-            a_delay_beyond_fifteen_minutes_is_refused,
-        );
-    };
-}
-
-/// One `#[tokio::test]` per [`token_vault`] contract (see [`user_store_contract!`]).
-#[macro_export]
-macro_rules! token_vault_contract {
-    ($($make:tt)+) => {
-        $crate::__contract_tests!(token_vault; [$($make)+];
-            stored_tokens_are_read_back_as_current,
-            a_second_put_keeps_the_first_as_previous,
-            repeating_a_put_with_the_same_request_token_changes_nothing,
-            reusing_a_request_token_with_other_tokens_is_refused,
-            deleted_tokens_are_gone_and_can_be_stored_again,
-            an_update_of_a_tenant_without_tokens_fails_and_creates_nothing,
-        );
-    };
-}
-
-/// One `#[tokio::test]` per [`sealer`] contract (see [`user_store_contract!`]).
-#[macro_export]
-macro_rules! sealer_contract {
-    ($($make:tt)+) => {
-        $crate::__contract_tests!(sealer; [$($make)+];
-            a_sealed_password_opens_to_the_same_password,
-            the_sealed_form_hides_the_password,
-            a_tampered_sealed_password_is_refused,
-            a_password_sealed_for_one_user_does_not_open_for_another,
-            an_unknown_key_version_is_refused,
-        );
-    };
-}
-
-/// One `#[tokio::test]` per [`directory`] contract; `$make` yields `(directory, DirectoryTenant)`.
-#[macro_export]
-macro_rules! directory_contract {
-    ($make:expr) => {
-        $crate::__directory_contract_tests!($make;
-            a_created_user_is_found_by_its_upn,
-            a_second_user_with_the_same_upn_is_a_conflict,
-            a_user_in_an_unverified_domain_is_rejected,
-            a_user_in_a_federated_domain_is_rejected,
-            a_non_compliant_password_is_rejected,
-            a_compliant_password_reset_is_accepted,
-            sign_in_can_be_blocked_and_unblocked,
-            sessions_can_be_revoked_and_an_unknown_user_is_not_found,
-            an_attribute_patch_changes_only_what_it_names,
-            operations_on_a_missing_user_are_not_found,
-            users_are_listed_across_pages,
-            verified_domains_are_reported_with_their_kind,
-            the_organization_id_is_stable,
-        );
-    };
-}
-
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __directory_contract_tests {
-    ($make:expr; $($name:ident),+ $(,)?) => {
+    ($module:ident; (port, fixture); [$make:expr]; $($name:ident),+) => {
         $(
             #[tokio::test]
             async fn $name() {
-                let (directory, tenant) = $make;
-                $crate::testing::contract::directory::$name(&directory, &tenant).await;
+                let made = $make;
+                $crate::testing::contract::$module::$name(&made.0, &made.1).await;
             }
         )+
-    };
-}
-
-/// One `#[tokio::test]` per [`leases`] contract (see [`user_store_contract!`]).
-#[macro_export]
-macro_rules! leases_contract {
-    ($($make:tt)+) => {
-        $crate::__contract_tests!(leases; [$($make)+];
-            a_free_lease_is_taken_and_a_live_one_is_refused,
-            an_expired_lease_is_taken_over,
-            only_the_holder_releases_a_lease,
-        );
-    };
-}
-
-/// One `#[tokio::test]` per [`pending_consents`] contract (see [`user_store_contract!`]).
-#[macro_export]
-macro_rules! pending_consents_contract {
-    ($($make:tt)+) => {
-        $crate::__contract_tests!(pending_consents; [$($make)+];
-            a_sign_in_is_taken_once_with_every_field,
-            an_expired_sign_in_is_not_returned,
-            an_unknown_state_is_not_found,
-            storing_a_state_twice_is_refused,
-        );
-    };
-}
-
-/// One `#[tokio::test]` per [`rate_budget`] contract (see [`user_store_contract!`]); the budget
-/// must be built with [`rate_budget::CONTRACT_LIMIT`].
-#[macro_export]
-macro_rules! rate_budget_contract {
-    ($($make:tt)+) => {
-        $crate::__contract_tests!(rate_budget; [$($make)+];
-            a_new_tenant_gets_its_capacity_then_waits,
-            the_budget_refills_with_time,
-            a_wait_ends_when_the_units_are_back,
-            tenants_do_not_share_a_bucket,
-            an_impossible_cost_is_refused,
-        );
     };
 }

@@ -4,27 +4,15 @@
 
 use std::collections::BTreeSet;
 
-use secrecy::SecretString;
-
 use super::directory::DirectoryTenant;
-use super::fresh_suffix;
-use crate::model::{Email, M365ObjectId, NewM365User, PageRequest};
+use super::{fresh_suffix, new_m365_user};
+use crate::model::{Email, M365ObjectId, PageRequest};
 use crate::ports::Directory;
 
 async fn user(dir: &impl Directory, t: &DirectoryTenant) -> M365ObjectId {
     let nickname = format!("member.{}", fresh_suffix());
-    let new = NewM365User {
-        user_principal_name: Email::parse(&format!("{nickname}@{}", t.managed))
-            .expect("valid email"),
-        mail_nickname: nickname.replace('.', ""),
-        display_name: "Group Member".into(),
-        given_name: None,
-        surname: None,
-        job_title: None,
-        department: None,
-        account_enabled: true,
-        password: SecretString::from("xWwvJ]6NMw+bWH-d".to_owned()),
-    };
+    let upn = Email::parse(&format!("{nickname}@{}", t.managed)).expect("valid email");
+    let new = new_m365_user(upn, &nickname.replace('.', ""), "Group Member");
     dir.create_user(&t.tenant, &new)
         .await
         .expect("user created")

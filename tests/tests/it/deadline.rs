@@ -16,9 +16,10 @@ use std::time::Duration;
 use aws_sdk_sqs::types::QueueAttributeName;
 use chrono::TimeDelta;
 use lambda_http::RequestExt;
+use m365_integration_tests::started;
 use m365_integration_tests::{
     BatchDelivery, CONTOSO, OffsetClock, ProvisioningResources, World, api_request,
-    deliver_sqs_batch, lambda_context_with_timeout, within_lambda_timeout,
+    deliver_sqs_batch, lambda_context_with_timeout, queue_depth, within_lambda_timeout,
 };
 use m365_lambda::deadline::DeadlinePolicy;
 use m365_lambda::provision::Provisioning;
@@ -41,15 +42,6 @@ struct Stack {
     sqs: aws_sdk_sqs::Client,
     retry_url: String,
     dlq_url: String,
-}
-
-macro_rules! stack {
-    () => {
-        match Stack::start().await {
-            Some(s) => s,
-            None => return,
-        }
-    };
 }
 
 impl Stack {
@@ -155,22 +147,7 @@ impl Stack {
 
     /// Messages on `url`: visible, in flight and delayed.
     async fn depth(&self, url: &str) -> usize {
-        let attrs = self
-            .sqs
-            .get_queue_attributes()
-            .queue_url(url)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
-            .send()
-            .await
-            .unwrap()
-            .attributes
-            .unwrap_or_default();
-        attrs
-            .values()
-            .map(|v| v.parse::<usize>().unwrap_or(0))
-            .sum()
+        queue_depth(&self.sqs, url).await
     }
 
     /// Visible messages on `url`.
@@ -241,7 +218,7 @@ async fn a_bind_whose_graph_calls_are_slower_than_the_deadline_ends_pending_with
  {
     // R-BIND-12, R-OPS-2. Before: each Graph call had its own 30 s budget whatever the Lambda
     // deadline; the function was stopped mid-operation, the binding stayed `pending`, no retry.
-    let s = stack!();
+    let s = started!(Stack::start());
     s.put_user("alice").await;
     s.slow_graph(None, "/v1.0/*", 4_000, 1_000).await;
     let timeout = Duration::from_secs(4);
@@ -293,7 +270,7 @@ async fn a_synchronous_bind_whose_create_runs_out_of_time_answers_202_pending_an
     // R-OPS-2 ("a synchronous API call that runs out of time answers 202 pending with a queued
     // retry, never a gateway 5xx"), R-BIND-12, R-BIND-2: the POST /users committed in Graph but
     // its answer came after the deadline; the retry looks the UPN up instead of POSTing again.
-    let s = stack!();
+    let s = started!(Stack::start());
     s.put_user("bob").await;
     s.slow_graph(Some("POST"), "/v1.0/users", 4_000, 1).await;
     let timeout = Duration::from_secs(4);
@@ -346,7 +323,7 @@ async fn a_batch_of_ten_slow_messages_is_worked_off_across_deliveries_without_de
     // deadline; stopped by Lambda, the whole batch came back with its receive count raised each
     // time (five such stops dead-letter a message unprocessed), and the operation stopped
     // halfway kept its ledger lease.
-    let s = stack!();
+    let s = started!(Stack::start());
     let users: Vec<String> = (0..10).map(|i| format!("user{i}")).collect();
     for u in &users {
         s.put_user(u).await;
@@ -437,7 +414,7 @@ async fn a_batch_of_ten_slow_messages_is_worked_off_across_deliveries_without_de
 async fn a_bind_invoked_with_less_time_left_than_the_margin_answers_202_at_once_without_calling_graph()
  {
     // R-OPS-2: the margin is kept for the final writes; no Graph call starts inside it.
-    let s = stack!();
+    let s = started!(Stack::start());
     s.put_user("carol").await;
     let before = s.world.emulator.requests(CONTOSO).await;
     let started = std::time::Instant::now();

@@ -11,52 +11,25 @@ use lambda_runtime::LambdaEvent;
 use m365_engine::model::{BindingState, EventKind, PageRequest, UserId};
 use m365_engine::ports::{BindingStore, EventFilter, EventQuery, EventStore, Leases};
 use m365_integration_tests::{
-    APP_ID, CONTOSO, OffsetClock, World, api_request, lambda_context, next_sqs_event, queue,
-    schedule_event,
+    CONTOSO, OffsetClock, ReconcileScene, lambda_context, next_sqs_event, schedule_event,
 };
-use m365_lambda::GraphApp;
-use m365_lambda::provision::Provisioning;
 use reconcile::{Reconciler, Settings};
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "Correct-Horse-7";
 
-struct Stack {
-    world: World,
-    provisioning: Provisioning<OffsetClock>,
-    graph: GraphApp,
-    clock: OffsetClock,
-    tenant: String,
-    /// The queue of reconcile passes.
-    passes: String,
-    /// The retry queue (binds and unbinds waiting, R-BIND-6, R-REC-5).
-    retries: String,
+struct Stack(ReconcileScene);
+
+impl std::ops::Deref for Stack {
+    type Target = ReconcileScene;
+    fn deref(&self) -> &ReconcileScene {
+        &self.0
+    }
 }
 
 impl Stack {
     async fn start() -> Option<Self> {
-        let mut world = World::start().await?;
-        let retries = world.add_provisioning_resources("rec").await.retry_url;
-        let sqs = aws_sdk_sqs::Client::new(&world.sdk);
-        let passes = queue(
-            &sqs,
-            &format!("rec-passes-{}", uuid::Uuid::new_v4().simple()),
-            None,
-        )
-        .await;
-        let tenant = world.connect_contoso("Contoso").await;
-        let graph = world.graph_app();
-        let clock = OffsetClock::default();
-        let provisioning = Provisioning::with_clock(&world.app, &graph, clock.clone());
-        Some(Self {
-            world,
-            provisioning,
-            graph,
-            clock,
-            tenant,
-            passes,
-            retries,
-        })
+        Some(Self(ReconcileScene::start("rec").await?))
     }
 
     /// Runs the retry worker (the provisioning wiring, on the test's clock) over the retry
@@ -81,16 +54,6 @@ impl Stack {
         handled
     }
 
-    fn reconciler(&self, settings: Settings) -> Reconciler<OffsetClock> {
-        Reconciler::with_clock(
-            &self.world.app,
-            &self.graph,
-            self.clock.clone(),
-            settings,
-            &self.passes,
-        )
-    }
-
     /// Delivers the reconcile queue's messages to the function one by one, as Lambda's SQS
     /// trigger does (batch size 1), until the queue is empty; acknowledges the ones the function
     /// did not report as failures. Answers each pass's message (decoded) in delivery order.
@@ -113,31 +76,6 @@ impl Stack {
             handled.push(serde_json::from_str(&body).unwrap());
         }
         handled
-    }
-
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let request = api_request(method, path, &[], body);
-        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-        let response = match (method, segments.as_slice()) {
-            ("PUT" | "GET", ["users", _, "binding"]) => {
-                bind::handle(&self.provisioning, request).await
-            }
-            ("DELETE", ["users", _, "binding"]) => {
-                unbind::handle(&self.provisioning, request).await
-            }
-            ("POST", ["users", _, "password"]) => {
-                password_push::handle(&self.provisioning, request).await
-            }
-            _ => directory::handle(&self.provisioning, request).await,
-        }
-        .unwrap();
-        let status = response.status().as_u16();
-        let body = match response.body() {
-            lambda_http::Body::Text(t) => serde_json::from_str(t).unwrap_or(Value::Null),
-            lambda_http::Body::Binary(b) => serde_json::from_slice(b).unwrap_or(Value::Null),
-            _ => Value::Null,
-        };
-        (status, body)
     }
 
     /// Directory users `r0..r{n-1}` at contoso.com with a password and job title, each bound.
@@ -168,32 +106,6 @@ impl Stack {
                 .await;
             assert_eq!(status, 200, "{answer}");
         }
-    }
-
-    /// `POST /tenants/{tenantId}/reconcile?dryRun=…` through the function.
-    async fn reconcile(&self, deps: &Reconciler<OffsetClock>, dry_run: bool) -> Value {
-        let path = format!("/tenants/{}/reconcile", self.tenant);
-        let flag = if dry_run { "true" } else { "false" };
-        let event = json!({
-            "version": "2.0",
-            "routeKey": "POST /tenants/{tenantId}/reconcile",
-            "rawPath": path,
-            "rawQueryString": format!("dryRun={flag}"),
-            "headers": {"content-type": "application/json"},
-            "queryStringParameters": {"dryRun": flag},
-            "pathParameters": {"tenantId": self.tenant},
-            "requestContext": {
-                "http": {"method": "POST", "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "it"},
-                "requestId": uuid::Uuid::new_v4().to_string(),
-                "routeKey": "POST /tenants/{tenantId}/reconcile",
-                "stage": "$default"
-            },
-            "isBase64Encoded": false
-        });
-        let event = lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default());
-        let response = reconcile::handle(deps, event).await.unwrap();
-        assert_eq!(response["statusCode"], 200, "{response}");
-        serde_json::from_str(response["body"].as_str().unwrap()).unwrap()
     }
 
     async fn m365_user(&self, upn: &str) -> Value {
@@ -241,63 +153,12 @@ impl Stack {
         assert!(status.is_success(), "{status}");
     }
 
-    /// A Graph request made behind our back (an admin's app token): status and JSON body.
-    async fn graph(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let e = &self.world.emulator;
-        let token: Value = e
-            .http
-            .post(format!("{}/_emulator/tokens", e.base))
-            .json(&json!({"tenant": CONTOSO, "appId": APP_ID}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let mut request = e
-            .http
-            .request(method, format!("{}/v1.0{path}", e.base))
-            .bearer_auth(token["access_token"].as_str().unwrap());
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
     /// Deletes a user in M365 with Graph itself.
     async fn delete_in_m365(&self, upn: &str) {
         let (status, body) = self
             .graph(reqwest::Method::DELETE, &format!("/users/{upn}"), None)
             .await;
         assert_eq!(status, 204, "{body}");
-    }
-
-    /// The M365 group's member ids.
-    async fn group_members(&self, group: &str) -> Vec<String> {
-        let (status, body) = self
-            .graph(
-                reqwest::Method::GET,
-                &format!("/groups/{group}/members?$select=id"),
-                None,
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-        let mut ids: Vec<String> = body["value"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["id"].as_str().unwrap().to_owned())
-            .collect();
-        ids.sort();
-        ids
     }
 
     async fn m365_id(&self, user: &str) -> String {
@@ -331,23 +192,6 @@ impl Stack {
             .await
             .unwrap()
             .items
-    }
-
-    async fn graph_requests(&self) -> Value {
-        self.world.emulator.requests(CONTOSO).await
-    }
-
-    async fn reset_requests(&self) {
-        let status = self
-            .world
-            .emulator
-            .send(
-                reqwest::Method::DELETE,
-                &format!("/_emulator/tenants/{CONTOSO}/requests"),
-                Value::Null,
-            )
-            .await;
-        assert!(status.is_success());
     }
 }
 
@@ -388,16 +232,7 @@ async fn each_kind_of_drift_is_repaired_by_one_run_and_the_next_run_finds_nothin
         .await;
     s.portal_patch("r1@contoso.com", json!({"jobTitle": "Pirate"}))
         .await;
-    let advance = s
-        .world
-        .emulator
-        .send(
-            reqwest::Method::POST,
-            "/_emulator/clock/advance",
-            json!({"seconds": 600}),
-        )
-        .await;
-    assert!(advance.is_success());
+    s.world.emulator.advance_clock(600).await;
     s.clock.advance(TimeDelta::seconds(600));
     let changed = s
         .world
@@ -414,16 +249,7 @@ async fn each_kind_of_drift_is_repaired_by_one_run_and_the_next_run_finds_nothin
         .await;
     s.delete_in_m365("r3@contoso.com").await;
     // Graph's timestamps have whole seconds: let the overwrite's be a later one.
-    let tick = s
-        .world
-        .emulator
-        .send(
-            reqwest::Method::POST,
-            "/_emulator/clock/advance",
-            json!({"seconds": 5}),
-        )
-        .await;
-    assert!(tick.is_success());
+    s.world.emulator.advance_clock(5).await;
 
     // The scheduled invocation queues the tenant's pass; the pass repairs all of it.
     let summary = reconcile::handle(&deps, schedule_event()).await.unwrap();
@@ -926,16 +752,7 @@ async fn a_tenant_whose_pass_is_running_is_not_reconciled_twice_at_once() {
 
 /// Moves the emulator's clock (M365's time) forward.
 async fn advance_m365_clock(s: &Stack, seconds: u64) {
-    let status = s
-        .world
-        .emulator
-        .send(
-            reqwest::Method::POST,
-            "/_emulator/clock/advance",
-            json!({ "seconds": seconds }),
-        )
-        .await;
-    assert!(status.is_success());
+    s.world.emulator.advance_clock(seconds).await;
 }
 
 async fn stored_stamp(s: &Stack, id: &str) -> Option<chrono::DateTime<chrono::Utc>> {

@@ -5,18 +5,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::MessageSystemAttributeName;
 use chrono::TimeDelta;
 
 use m365_engine::ports::TokenVault;
+use m365_integration_tests::started;
 use m365_integration_tests::{
-    APP_ID, APP_SECRET, CONTOSO, OffsetClock, ProvisioningResources, SEAL_KEY, World, api_request,
-    capture_logs, json_response,
+    APP_SECRET, CONTOSO, Functions, OffsetClock, ProvisioningResources, SEAL_KEY, World,
+    api_request, capture_logs, queue_depth,
 };
 use m365_lambda::provision::Provisioning;
 use secrecy::ExposeSecret;
@@ -26,12 +27,8 @@ use serde_json::{Value, json};
 /// wiring on them.
 struct Stack {
     world: World,
-    /// The retry worker's wiring (each function has its own, as separate Lambdas do).
-    deps: Provisioning<OffsetClock>,
-    bind: Provisioning<OffsetClock>,
-    unbind: Provisioning<OffsetClock>,
-    password: Provisioning<OffsetClock>,
-    directory: Provisioning<OffsetClock>,
+    /// Each function's wiring (as separate Lambdas).
+    fns: Functions,
     clock: OffsetClock,
     sqs: aws_sdk_sqs::Client,
     retry_url: String,
@@ -51,27 +48,17 @@ impl Stack {
         } = world.add_provisioning_resources("prov").await;
         let tenant = world.connect_contoso("Contoso").await;
         let clock = OffsetClock::default();
-        let function = || {
-            // A cold start of its own: its own Graph client (and its memory of recent creates).
+        let fns = Functions::new(|| {
             let graph = world.graph_app();
             let mut deps = Provisioning::with_clock(&world.app, &graph, clock.clone());
-            // Short waits so the worker converges within the test (the product's defaults are
-            // minutes to hours; the logic is the same).
-            deps.retry.base_delay = Duration::from_millis(200);
-            deps.retry.max_delay = Duration::from_secs(1);
+            Functions::short_retry_waits(&mut deps);
             deps.retry.address_interval = Duration::from_secs(1);
             deps.retry.max_attempts = 12;
             deps
-        };
-        let (deps, bind, unbind, password, directory) =
-            (function(), function(), function(), function(), function());
+        });
         Some(Self {
             world,
-            deps,
-            bind,
-            unbind,
-            password,
-            directory,
+            fns,
             clock,
             sqs,
             retry_url,
@@ -92,18 +79,7 @@ impl Stack {
         query: &[(&str, &str)],
         body: Option<Value>,
     ) -> (u16, Value) {
-        let request = api_request(method, path, query, body);
-        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-        let response = match (method, segments.as_slice()) {
-            ("PUT" | "GET", ["users", _, "binding"]) => bind::handle(&self.bind, request).await,
-            ("DELETE", ["users", _, "binding"]) => unbind::handle(&self.unbind, request).await,
-            ("POST", ["users", _, "password"]) => {
-                password_push::handle(&self.password, request).await
-            }
-            _ => directory::handle(&self.directory, request).await,
-        }
-        .unwrap();
-        json_response(&response)
+        self.fns.call(method, path, query, body).await
     }
 
     /// Binds `user` and runs the worker until the binding settles; the binding.
@@ -179,106 +155,28 @@ impl Stack {
     }
 
     async fn queue_depth(&self, url: &str) -> usize {
-        let attrs = self
-            .sqs
-            .get_queue_attributes()
-            .queue_url(url)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
-            .send()
-            .await
-            .unwrap()
-            .attributes
-            .unwrap_or_default();
-        attrs
-            .values()
-            .map(|v| v.parse::<usize>().unwrap_or(0))
-            .sum()
-    }
-
-    /// One Lambda SQS batch from the real retry queue through the worker: acknowledged messages
-    /// are deleted, reported failures are left to be redelivered (and finally go to the DLQ).
-    /// Returns the bodies handled.
-    async fn pump_once(&self, bodies: &mut Vec<String>) -> usize {
-        let received = self.receive(&self.retry_url, 10).await;
-        if received.is_empty() {
-            return 0;
-        }
-        let records: Vec<SqsMessage> = received
-            .iter()
-            .map(|m| {
-                let mut r = SqsMessage::default();
-                r.message_id.clone_from(&m.message_id);
-                r.receipt_handle.clone_from(&m.receipt_handle);
-                r.body.clone_from(&m.body);
-                r
-            })
-            .collect();
-        let mut event = SqsEvent::default();
-        event.records = records;
-        let response = retry_worker::handle_batch(&self.deps, &event).await;
-        let failed: HashSet<String> = response
-            .batch_item_failures
-            .iter()
-            .map(|f| f.item_identifier.clone())
-            .collect();
-        for m in &received {
-            bodies.push(m.body.clone().unwrap_or_default());
-            if !failed.contains(m.message_id.as_deref().unwrap_or_default()) {
-                self.sqs
-                    .delete_message()
-                    .queue_url(&self.retry_url)
-                    .receipt_handle(m.receipt_handle.clone().unwrap())
-                    .send()
-                    .await
-                    .unwrap();
-            }
-        }
-        received.len()
+        queue_depth(&self.sqs, url).await
     }
 
     /// Runs the worker until the retry queue is empty (or `deadline` passes).
     async fn drain(&self, deadline: Duration) -> Vec<String> {
-        let until = std::time::Instant::now() + deadline;
-        let mut bodies = Vec::new();
-        while std::time::Instant::now() < until {
-            if self.pump_once(&mut bodies).await == 0 {
-                if self.queue_depth(&self.retry_url).await == 0 {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-        }
-        bodies
+        self.fns.drain(&self.sqs, &self.retry_url, deadline).await
     }
 
     /// Deletes a user in M365 (as an admin would in the portal): a soft delete whose address stays
     /// held for the emulator's address release delay.
     async fn delete_in_m365(&self, upn: &str) {
-        let token: Value = self
+        let (status, body) = self
             .world
             .emulator
-            .http
-            .post(format!("{}/_emulator/tokens", self.world.emulator.base))
-            .json(&json!({"tenant": CONTOSO, "appId": APP_ID}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let status = self
-            .world
-            .emulator
-            .http
-            .delete(format!("{}/v1.0/users/{upn}", self.world.emulator.base))
-            .bearer_auth(token["access_token"].as_str().unwrap())
-            .send()
-            .await
-            .unwrap()
-            .status();
-        assert_eq!(status.as_u16(), 204);
+            .graph_as_app(
+                CONTOSO,
+                reqwest::Method::DELETE,
+                &format!("/users/{upn}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 204, "{body}");
     }
 }
 
@@ -297,19 +195,10 @@ fn contains_jwt(text: &str) -> bool {
     })
 }
 
-macro_rules! stack {
-    () => {
-        match Stack::start().await {
-            Some(s) => s,
-            None => return,
-        }
-    };
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bind_creates_the_account_with_the_directory_attributes_and_sends_the_welcome() {
     // R-BIND-1, R-BIND-3, R-BIND-4
-    let s = stack!();
+    let s = started!(Stack::start());
     s.put_user(
         "alice",
         "alice@contoso.com",
@@ -349,7 +238,7 @@ async fn bind_creates_the_account_with_the_directory_attributes_and_sends_the_we
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bind_of_an_existing_m365_user_adopts_it_without_a_second_account() {
     // R-BIND-2, R-BIND-3
-    let s = stack!();
+    let s = started!(Stack::start());
     let before = s.m365_active("adele@contoso.com").await;
     assert_eq!(before.len(), 1, "seeded");
     s.put_user("adele", "adele@contoso.com", json!({"jobTitle": "Buyer"}))
@@ -385,7 +274,7 @@ async fn bind_of_an_existing_m365_user_adopts_it_without_a_second_account() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unbind_blocks_and_never_deletes_and_rebind_unblocks_the_same_object() {
     // R-BIND-5
-    let s = stack!();
+    let s = started!(Stack::start());
     s.put_user("bob", "bob@contoso.com", json!({})).await;
     let (_, bound) = s.call("PUT", "/users/bob/binding", None).await;
     let object = bound["binding"]["m365ObjectId"].clone();
@@ -422,7 +311,7 @@ async fn unbind_blocks_and_never_deletes_and_rebind_unblocks_the_same_object() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_whose_domain_routes_nowhere_or_to_a_federated_domain_get_a_clear_4xx() {
     // R-BIND-1, R-SAFE-1
-    let s = stack!();
+    let s = started!(Stack::start());
     s.put_user("nora", "nora@fabrikam.example", json!({})).await;
     s.put_user("fred", "fred@sso.contoso.com", json!({})).await;
     for user in ["nora", "fred"] {
@@ -439,7 +328,7 @@ async fn users_whose_domain_routes_nowhere_or_to_a_federated_domain_get_a_clear_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_get_a_4xx_with_a_code_and_nothing_is_written() {
     // R-SAFE-1
-    let s = stack!();
+    let s = started!(Stack::start());
     let long = "u".repeat(65);
     let cases: Vec<(&str, String, Option<Value>)> = vec![
         ("PUT", "/users/carol".into(), Some(json!("{garbage"))),
@@ -487,7 +376,7 @@ async fn malformed_requests_get_a_4xx_with_a_code_and_nothing_is_written() {
                 let request = api_request(method, &path, &[], None);
                 let (parts, _) = request.into_parts();
                 let request = lambda_http::Request::from_parts(parts, lambda_http::Body::Text(raw));
-                let response = directory::handle(&s.directory, request).await.unwrap();
+                let response = directory::handle(&s.fns.directory, request).await.unwrap();
                 let status = response.status().as_u16();
                 assert_eq!(status, 400, "{method} {path}");
                 continue;
@@ -534,7 +423,7 @@ async fn malformed_requests_get_a_4xx_with_a_code_and_nothing_is_written() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attribute_changes_of_a_bound_user_reach_m365_with_user_update_provision() {
     // R-BIND-7
-    let s = stack!();
+    let s = started!(Stack::start());
     s.put_user("dan", "dan@contoso.com", json!({"jobTitle": "Clerk"}))
         .await;
     let (status, _) = s.call("PUT", "/users/dan/binding", None).await;
@@ -573,19 +462,12 @@ async fn attribute_changes_of_a_bound_user_reach_m365_with_user_update_provision
 async fn a_password_push_reaches_m365_and_a_policy_violating_password_is_refused_unstored() {
     // R-PWD-1, R-PWD-2, R-SAFE-2
     let logs = capture_logs();
-    let s = stack!();
+    let s = started!(Stack::start());
     s.put_user("erin", "erin@contoso.com", json!({})).await;
     let (status, _) = s.call("PUT", "/users/erin/binding", None).await;
     assert_eq!(status, 200);
     let before = s.m365_active("erin@contoso.com").await[0]["lastPasswordChangeDateTime"].clone();
-    s.world
-        .emulator
-        .send(
-            reqwest::Method::POST,
-            "/_emulator/clock/advance",
-            json!({"seconds": 5}),
-        )
-        .await;
+    s.world.emulator.advance_clock(5).await;
     let weak = "weakling7";
     let (status, body) = s
         .call(
@@ -630,7 +512,7 @@ async fn a_password_push_reaches_m365_and_a_policy_violating_password_is_refused
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_deleted_in_m365_shows_deleted_in_m365_and_rebind_waits_out_the_address_hold() {
     // R-BIND-8, R-BIND-6
-    let s = stack!();
+    let s = started!(Stack::start());
     s.world
         .emulator
         .send(
@@ -679,7 +561,7 @@ async fn a_user_deleted_in_m365_shows_deleted_in_m365_and_rebind_waits_out_the_a
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebind_right_after_m365_releases_the_address_creates_the_account_at_once() {
     // R-BIND-6, R-BIND-8 (M365 refused the create: no lookup grace to wait out)
-    let s = stack!();
+    let s = started!(Stack::start());
     s.world
         .emulator
         .send(
@@ -699,16 +581,7 @@ async fn a_rebind_right_after_m365_releases_the_address_creates_the_account_at_o
     assert_eq!(body["binding"]["pendingReason"], "address_held", "{body}");
     // M365 releases the address an hour later (its clock); the admin binds again at once, well
     // within the minute a lost create's answer would be waited for.
-    let status = s
-        .world
-        .emulator
-        .send(
-            reqwest::Method::POST,
-            "/_emulator/clock/advance",
-            json!({"seconds": 3_700}),
-        )
-        .await;
-    assert!(status.is_success());
+    s.world.emulator.advance_clock(3_700).await;
     let (status, body) = s.call("PUT", "/users/hank/binding", None).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["binding"]["state"], "provisioned", "{body}");
@@ -729,7 +602,7 @@ async fn a_rebind_right_after_m365_releases_the_address_creates_the_account_at_o
 async fn two_hundred_binds_converge_through_throttling_5xx_lag_and_lost_answers() {
     // R-BIND-2, R-BIND-6, R-BIND-3, R-SAFE-2
     let logs = capture_logs();
-    let s = stack!();
+    let s = started!(Stack::start());
     const N: usize = 200;
     let mut upns = Vec::new();
     for i in 0..N {
@@ -865,7 +738,7 @@ async fn two_hundred_binds_converge_through_throttling_5xx_lag_and_lost_answers(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_sqs_message_delivered_twice_changes_nothing_the_second_time() {
     // R-BIND-6 (duplicate delivery is harmless)
-    let s = stack!();
+    let s = started!(Stack::start());
     s.put_user("hal", "hal@contoso.com", json!({})).await;
     s.world
         .emulator
@@ -894,7 +767,7 @@ async fn the_same_sqs_message_delivered_twice_changes_nothing_the_second_time() 
     record.body.clone_from(&message.body);
     let mut event = SqsEvent::default();
     event.records = vec![record.clone()];
-    let first = retry_worker::handle_message(&s.deps, &record).await;
+    let first = retry_worker::handle_message(&s.fns.worker, &record).await;
     assert_eq!(
         first,
         retry_worker::MessageResult::Acked("done"),
@@ -905,7 +778,7 @@ async fn the_same_sqs_message_delivered_twice_changes_nothing_the_second_time() 
     assert_eq!(accounts.len(), 1);
     let events = s.events(&[("userId", "hal")]).await;
     let writes = s.world.emulator.requests(CONTOSO).await;
-    let second = retry_worker::handle_batch(&s.deps, &event).await;
+    let second = retry_worker::handle_batch(&s.fns.worker, &event).await;
     assert!(second.batch_item_failures.is_empty());
     assert_eq!(s.m365_active("hal@contoso.com").await, accounts);
     assert_eq!(s.events(&[("userId", "hal")]).await, events);
@@ -921,13 +794,13 @@ async fn the_same_sqs_message_delivered_twice_changes_nothing_the_second_time() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_undecodable_retry_message_is_reported_so_it_reaches_the_dlq() {
     // R-BIND-6
-    let s = stack!();
+    let s = started!(Stack::start());
     let mut record = SqsMessage::default();
     record.message_id = Some("m-1".to_owned());
     record.body = Some("{not a retry message".to_owned());
     let mut event = SqsEvent::default();
     event.records = vec![record];
-    let response = retry_worker::handle_batch(&s.deps, &event).await;
+    let response = retry_worker::handle_batch(&s.fns.worker, &event).await;
     assert_eq!(response.batch_item_failures.len(), 1);
     assert_eq!(response.batch_item_failures[0].item_identifier, "m-1");
 }

@@ -14,6 +14,7 @@ use m365_engine::model::{
 };
 use m365_engine::policy::cursor::CursorKey;
 use m365_engine::ports::{EventStore, FailureStore, SystemClock, TenantStore};
+use m365_integration_tests::started;
 use m365_integration_tests::{World, api_request};
 use m365_lambda::provision::Provisioning;
 use secrecy::SecretString;
@@ -80,15 +81,6 @@ impl Stack {
     }
 }
 
-macro_rules! stack {
-    () => {
-        match Stack::start().await {
-            Some(s) => s,
-            None => return,
-        }
-    };
-}
-
 /// A listing route, with the query of its first page.
 struct Listing {
     path: String,
@@ -146,7 +138,7 @@ fn tampered(cursor: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_altered_or_foreign_cursor_is_a_400_invalid_cursor_on_every_listing_route() {
     // R-SAFE-1: every pagination cursor is opaque and signed.
-    let s = stack!();
+    let s = started!(Stack::start());
     // Three tenants (Contoso connected, two pending), three events and three failures of Contoso.
     for name in ["Fabrikam", "Litware"] {
         let (status, body) = s
@@ -314,7 +306,7 @@ async fn a_forged_altered_or_foreign_cursor_is_a_400_invalid_cursor_on_every_lis
 async fn control_or_bidi_override_characters_in_names_are_a_400_invalid_name_and_nothing_is_written()
  {
     // R-SAFE-1
-    let s = stack!();
+    let s = started!(Stack::start());
     let tenants_before = s.tenant_count().await;
     for name in [
         "Fab\u{0}rikam",

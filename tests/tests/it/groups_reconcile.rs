@@ -8,80 +8,29 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
-use m365_integration_tests::{APP_ID, CONTOSO, OffsetClock, World, api_request, queue};
-use m365_lambda::GraphApp;
-use m365_lambda::provision::Provisioning;
+use m365_integration_tests::{OffsetClock, ReconcileScene};
 use reconcile::{Reconciler, Settings};
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "Correct-Horse-7";
 
 /// A connected Contoso with retry, notification and reconcile-pass queues, and the functions' wiring on them.
-struct Stack {
-    world: World,
-    provisioning: Provisioning<OffsetClock>,
-    graph: GraphApp,
-    clock: OffsetClock,
-    tenant: String,
-    /// The queue of reconcile passes.
-    passes: String,
+struct Stack(ReconcileScene);
+
+impl std::ops::Deref for Stack {
+    type Target = ReconcileScene;
+    fn deref(&self) -> &ReconcileScene {
+        &self.0
+    }
 }
 
 impl Stack {
     async fn start() -> Option<Self> {
-        let mut world = World::start().await?;
-        world.add_provisioning_resources("gr").await;
-        let sqs = aws_sdk_sqs::Client::new(&world.sdk);
-        let passes = queue(
-            &sqs,
-            &format!("gr-passes-{}", uuid::Uuid::new_v4().simple()),
-            None,
-        )
-        .await;
-        let tenant = world.connect_contoso("Contoso").await;
-        let graph = world.graph_app();
-        let clock = OffsetClock::default();
-        let provisioning = Provisioning::with_clock(&world.app, &graph, clock.clone());
-        Some(Self {
-            world,
-            provisioning,
-            graph,
-            clock,
-            tenant,
-            passes,
-        })
+        Some(Self(ReconcileScene::start("gr").await?))
     }
 
     fn reconciler(&self) -> Reconciler<OffsetClock> {
-        Reconciler::with_clock(
-            &self.world.app,
-            &self.graph,
-            self.clock.clone(),
-            Settings::default(),
-            &self.passes,
-        )
-    }
-
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let request = api_request(method, path, &[], body);
-        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-        let response = match (method, segments.as_slice()) {
-            ("PUT" | "GET", ["users", _, "binding"]) => {
-                bind::handle(&self.provisioning, request).await
-            }
-            ("POST", ["users", _, "password"]) => {
-                password_push::handle(&self.provisioning, request).await
-            }
-            _ => directory::handle(&self.provisioning, request).await,
-        }
-        .unwrap();
-        let status = response.status().as_u16();
-        let body = match response.body() {
-            lambda_http::Body::Text(t) => serde_json::from_str(t).unwrap_or(Value::Null),
-            lambda_http::Body::Binary(b) => serde_json::from_slice(b).unwrap_or(Value::Null),
-            _ => Value::Null,
-        };
-        (status, body)
+        self.0.reconciler(Settings::default())
     }
 
     /// A directory user `id` at contoso.com with a password, not bound.
@@ -169,63 +118,6 @@ impl Stack {
         binding["m365GroupId"].as_str().unwrap().to_owned()
     }
 
-    /// `POST /tenants/{tenantId}/reconcile?dryRun=…` through the function.
-    async fn reconcile(&self, deps: &Reconciler<OffsetClock>, dry_run: bool) -> Value {
-        let path = format!("/tenants/{}/reconcile", self.tenant);
-        let flag = if dry_run { "true" } else { "false" };
-        let event = json!({
-            "version": "2.0",
-            "routeKey": "POST /tenants/{tenantId}/reconcile",
-            "rawPath": path,
-            "rawQueryString": format!("dryRun={flag}"),
-            "headers": {"content-type": "application/json"},
-            "queryStringParameters": {"dryRun": flag},
-            "pathParameters": {"tenantId": self.tenant},
-            "requestContext": {
-                "http": {"method": "POST", "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "it"},
-                "requestId": uuid::Uuid::new_v4().to_string(),
-                "routeKey": "POST /tenants/{tenantId}/reconcile",
-                "stage": "$default"
-            },
-            "isBase64Encoded": false
-        });
-        let event = lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default());
-        let response = reconcile::handle(deps, event).await.unwrap();
-        assert_eq!(response["statusCode"], 200, "{response}");
-        serde_json::from_str(response["body"].as_str().unwrap()).unwrap()
-    }
-
-    /// A Graph request made behind our back (an admin's app token): status and JSON body.
-    async fn graph(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let e = &self.world.emulator;
-        let token: Value = e
-            .http
-            .post(format!("{}/_emulator/tokens", e.base))
-            .json(&json!({"tenant": CONTOSO, "appId": APP_ID}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let mut request = e
-            .http
-            .request(method, format!("{}/v1.0{path}", e.base))
-            .bearer_auth(token["access_token"].as_str().unwrap());
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
     /// The ids of the live M365 groups with our `sales` nickname.
     async fn sales_groups(&self) -> Vec<String> {
         let (status, body) = self
@@ -244,26 +136,6 @@ impl Stack {
             .collect()
     }
 
-    /// The M365 group's member ids, sorted.
-    async fn group_members(&self, group: &str) -> Vec<String> {
-        let (status, body) = self
-            .graph(
-                reqwest::Method::GET,
-                &format!("/groups/{group}/members?$select=id"),
-                None,
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-        let mut ids: Vec<String> = body["value"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["id"].as_str().unwrap().to_owned())
-            .collect();
-        ids.sort();
-        ids
-    }
-
     async fn m365_ids(&self, users: &[&str]) -> Vec<String> {
         let mut ids = Vec::new();
         for user in users {
@@ -275,23 +147,6 @@ impl Stack {
         }
         ids.sort();
         ids
-    }
-
-    async fn graph_requests(&self) -> Value {
-        self.world.emulator.requests(CONTOSO).await
-    }
-
-    async fn reset_requests(&self) {
-        let status = self
-            .world
-            .emulator
-            .send(
-                reqwest::Method::DELETE,
-                &format!("/_emulator/tenants/{CONTOSO}/requests"),
-                Value::Null,
-            )
-            .await;
-        assert!(status.is_success());
     }
 }
 

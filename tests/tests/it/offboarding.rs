@@ -7,15 +7,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
-use std::collections::HashSet;
 use std::time::Duration;
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use aws_sdk_sqs::types::QueueAttributeName;
 use chrono::TimeDelta;
+use m365_integration_tests::started;
 use m365_integration_tests::{
-    APP_ID, APP_SECRET, CONTOSO, OffsetClock, ProvisioningResources, REDIRECT, World, api_request,
-    json_response,
+    APP_ID, APP_SECRET, CONTOSO, Functions, OffsetClock, ProvisioningResources, REDIRECT, World,
+    queue_depth,
 };
 use m365_lambda::provision::Provisioning;
 use serde_json::{Value, json};
@@ -23,11 +21,7 @@ use serde_json::{Value, json};
 /// A connected Contoso with the retry queue, and each function's wiring (as separate Lambdas).
 struct Stack {
     world: World,
-    worker: Provisioning<OffsetClock>,
-    bind: Provisioning<OffsetClock>,
-    unbind: Provisioning<OffsetClock>,
-    password: Provisioning<OffsetClock>,
-    directory: Provisioning<OffsetClock>,
+    fns: Functions,
     clock: OffsetClock,
     sqs: aws_sdk_sqs::Client,
     retry_url: String,
@@ -55,25 +49,17 @@ impl Stack {
             world.add_provisioning_resources("offboard").await;
         world.connect_contoso("Contoso").await;
         let clock = OffsetClock::default();
-        let function = || {
+        let fns = Functions::new(|| {
             let graph = world.graph_app();
             let mut deps = Provisioning::with_clock(&world.app, &graph, clock.clone());
-            // Short waits so the worker converges within the test.
-            deps.retry.base_delay = Duration::from_millis(200);
-            deps.retry.max_delay = Duration::from_secs(1);
+            Functions::short_retry_waits(&mut deps);
             deps.retry.max_attempts = 12;
             adjust(&mut deps);
             deps
-        };
-        let (worker, bind, unbind, password, directory) =
-            (function(), function(), function(), function(), function());
+        });
         Some(Self {
             world,
-            worker,
-            bind,
-            unbind,
-            password,
-            directory,
+            fns,
             clock,
             sqs,
             retry_url,
@@ -91,18 +77,7 @@ impl Stack {
         query: &[(&str, &str)],
         body: Option<Value>,
     ) -> (u16, Value) {
-        let request = api_request(method, path, query, body);
-        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-        let response = match (method, segments.as_slice()) {
-            ("PUT" | "GET", ["users", _, "binding"]) => bind::handle(&self.bind, request).await,
-            ("DELETE", ["users", _, "binding"]) => unbind::handle(&self.unbind, request).await,
-            ("POST", ["users", _, "password"]) => {
-                password_push::handle(&self.password, request).await
-            }
-            _ => directory::handle(&self.directory, request).await,
-        }
-        .unwrap();
-        json_response(&response)
+        self.fns.call(method, path, query, body).await
     }
 
     async fn put_user(&self, id: &str, extra: Value) -> (u16, Value) {
@@ -257,16 +232,7 @@ impl Stack {
     }
 
     async fn advance_emulator(&self, seconds: u64) {
-        let status = self
-            .world
-            .emulator
-            .send(
-                reqwest::Method::POST,
-                "/_emulator/clock/advance",
-                json!({"seconds": seconds}),
-            )
-            .await;
-        assert!(status.is_success());
+        self.world.emulator.advance_clock(seconds).await;
     }
 
     async fn fault(&self, fault: Value) {
@@ -297,79 +263,12 @@ impl Stack {
     }
 
     async fn queue_depth(&self) -> usize {
-        let attrs = self
-            .sqs
-            .get_queue_attributes()
-            .queue_url(&self.retry_url)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
-            .send()
-            .await
-            .unwrap()
-            .attributes
-            .unwrap_or_default();
-        attrs
-            .values()
-            .map(|v| v.parse::<usize>().unwrap_or(0))
-            .sum()
+        queue_depth(&self.sqs, &self.retry_url).await
     }
 
     /// Runs the retry worker on real SQS batches until the retry queue is empty.
     async fn drain(&self, deadline: Duration) -> Vec<String> {
-        let until = std::time::Instant::now() + deadline;
-        let mut bodies = Vec::new();
-        while std::time::Instant::now() < until {
-            let received = self
-                .sqs
-                .receive_message()
-                .queue_url(&self.retry_url)
-                .max_number_of_messages(10)
-                .wait_time_seconds(0)
-                .visibility_timeout(1)
-                .send()
-                .await
-                .unwrap()
-                .messages
-                .unwrap_or_default();
-            if received.is_empty() {
-                if self.queue_depth().await == 0 {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-                continue;
-            }
-            let mut event = SqsEvent::default();
-            event.records = received
-                .iter()
-                .map(|m| {
-                    let mut r = SqsMessage::default();
-                    r.message_id.clone_from(&m.message_id);
-                    r.receipt_handle.clone_from(&m.receipt_handle);
-                    r.body.clone_from(&m.body);
-                    r
-                })
-                .collect();
-            let response = retry_worker::handle_batch(&self.worker, &event).await;
-            let failed: HashSet<String> = response
-                .batch_item_failures
-                .iter()
-                .map(|f| f.item_identifier.clone())
-                .collect();
-            for m in &received {
-                bodies.push(m.body.clone().unwrap_or_default());
-                if !failed.contains(m.message_id.as_deref().unwrap_or_default()) {
-                    self.sqs
-                        .delete_message()
-                        .queue_url(&self.retry_url)
-                        .receipt_handle(m.receipt_handle.clone().unwrap())
-                        .send()
-                        .await
-                        .unwrap();
-                }
-            }
-        }
-        bodies
+        self.fns.drain(&self.sqs, &self.retry_url, deadline).await
     }
 
     /// `id` put in the directory with a password and bound: its account is provisioned.
@@ -393,25 +292,10 @@ impl Stack {
 /// The PKCE verifier (method `plain`) of the users' own sign-ins.
 const VERIFIER: &str = "offboarding-verifier-0123456789-abcdefghijklmnopqrstuvwxyz";
 
-macro_rules! stack {
-    () => {
-        match Stack::start().await {
-            Some(s) => s,
-            None => return,
-        }
-    };
-    ($adjust:expr) => {
-        match Stack::start_with($adjust).await {
-            Some(s) => s,
-            None => return,
-        }
-    };
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_disabled_in_the_directory_is_blocked_and_signed_out_and_comes_back_when_active() {
     // R-BIND-9
-    let s = stack!();
+    let s = started!(Stack::start());
     let upn = "sara@contoso.com";
     s.bound("sara", "Sara-Passw0rd-1").await;
     let refresh = s.session(upn, "Sara-Passw0rd-1").await;
@@ -490,7 +374,7 @@ async fn a_user_disabled_in_the_directory_is_blocked_and_signed_out_and_comes_ba
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttled_suspension_goes_through_the_retry_queue_and_then_signs_the_user_out() {
     // R-BIND-9, R-BIND-6 (through the retry queue like every write)
-    let s = stack!();
+    let s = started!(Stack::start());
     let upn = "tom@contoso.com";
     let binding = s.bound("tom", "Tom-Passw0rd-12").await;
     let before = s.m365(upn).await["signInSessionsValidFromDateTime"].clone();
@@ -531,14 +415,14 @@ async fn a_throttled_suspension_goes_through_the_retry_queue_and_then_signs_the_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn back_to_active_with_an_expired_password_stays_suspended_until_a_new_password() {
     // R-BIND-9, R-PWD-4 (the directory functions read the policy's maximum age)
-    let s = stack!(|deps: &mut Provisioning<OffsetClock>| {
+    let s = started!(Stack::start_with(|deps: &mut Provisioning<OffsetClock>| {
         deps.password_policy = m365_engine::policy::password::DirectoryPasswordPolicy::new(
             8,
             [],
             Some(TimeDelta::days(30)),
         )
         .unwrap();
-    });
+    }));
     let upn = "una@contoso.com";
     s.bound("una", "Una-Passw0rd-77").await;
     let (_, body) = s.put_user("una", json!({"state": "disabled"})).await;
@@ -586,7 +470,7 @@ async fn an_unbind_while_the_binds_create_is_answering_wins_and_the_new_account_
     // R-BIND-12 (the bind's Graph write first): the create commits in M365, its answer is slow;
     // the unbind, sent meanwhile, finds the account, blocks it and settles; the bind's final
     // write then loses, and the bind records nothing.
-    let s = stack!();
+    let s = started!(Stack::start());
     let (status, _) = s.put_user("vic", json!({})).await;
     assert_eq!(status, 201);
     s.fault(json!({"method": "POST", "path": "/v1.0/users", "kind": "timeout-after-commit", "delayMs": 3000}))
@@ -614,7 +498,7 @@ async fn a_rebind_whose_enable_lands_after_the_unbind_blocks_the_account_again()
     // R-BIND-12 (the unbind's Graph write first): the re-bind's first write is slow to answer;
     // the unbind, sent meanwhile, records its intent, blocks and settles; only then does the
     // re-bind's enable reach M365 — its final write loses and it blocks the account again.
-    let s = stack!();
+    let s = started!(Stack::start());
     let binding = s.bound("wes", "Wes-Passw0rd-31").await;
     let (status, _) = s.call("DELETE", "/users/wes/binding", None).await;
     assert_eq!(status, 200);
@@ -645,7 +529,7 @@ async fn a_rebind_whose_enable_lands_after_the_unbind_blocks_the_account_again()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebind_applies_the_password_set_while_the_user_was_unbound() {
     // R-BIND-12 (a password set while unbound is applied when the user is bound again)
-    let s = stack!();
+    let s = started!(Stack::start());
     let upn = "xia@contoso.com";
     s.bound("xia", "First-Passw0rd-1").await;
     s.set_password("xia", "Second-Passw0rd-2").await;

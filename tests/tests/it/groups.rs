@@ -6,25 +6,22 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 
 use std::time::Duration;
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use aws_sdk_sqs::types::QueueAttributeName;
 use chrono::TimeDelta;
 
 use m365_graph::{GraphClient, GraphDirectory, HttpRetry};
-use m365_integration_tests::{APP_ID, CONTOSO, OffsetClock, World, api_request, json_response};
+use m365_integration_tests::started;
+use m365_integration_tests::{CONTOSO, Functions, OffsetClock, World, queue_depth};
 use m365_lambda::provision::Provisioning;
 use serde_json::{Value, json};
 
 /// A connected Contoso with a retry queue (and DLQ), and the functions' wiring on them.
 struct Stack {
     world: World,
-    worker: Provisioning<OffsetClock>,
-    bind: Provisioning<OffsetClock>,
-    directory: Provisioning<OffsetClock>,
+    fns: Functions,
     clock: OffsetClock,
     sqs: aws_sdk_sqs::Client,
     retry_url: String,
@@ -38,7 +35,7 @@ impl Stack {
         let retry_url = world.add_provisioning_resources("groups").await.retry_url;
         let tenant = world.connect_contoso("Contoso").await;
         let clock = OffsetClock::default();
-        let function = || {
+        let fns = Functions::new(|| {
             let graph = world.graph_app();
             let mut deps = Provisioning::with_clock(&world.app, &graph, clock.clone());
             // Few, short in-process retries so replication lag reaches the retry queue quickly
@@ -57,16 +54,12 @@ impl Stack {
                 .build()
                 .unwrap();
             deps.directory = GraphDirectory::new(client, deps.directory.tokens().clone());
-            deps.retry.base_delay = Duration::from_millis(200);
-            deps.retry.max_delay = Duration::from_secs(1);
+            Functions::short_retry_waits(&mut deps);
             deps
-        };
-        let (worker, bind, directory) = (function(), function(), function());
+        });
         Some(Self {
             world,
-            worker,
-            bind,
-            directory,
+            fns,
             clock,
             sqs,
             retry_url,
@@ -75,14 +68,7 @@ impl Stack {
     }
 
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let request = api_request(method, path, &[], body);
-        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-        let response = match (method, segments.as_slice()) {
-            ("PUT" | "GET", ["users", _, "binding"]) => bind::handle(&self.bind, request).await,
-            _ => directory::handle(&self.directory, request).await,
-        }
-        .unwrap();
-        json_response(&response)
+        self.fns.call(method, path, &[], body).await
     }
 
     /// A directory user bound to Contoso; its M365 object id.
@@ -161,109 +147,18 @@ impl Stack {
     }
 
     async fn graph_token(&self) -> String {
-        let token: Value = self
-            .world
-            .emulator
-            .http
-            .post(format!("{}/_emulator/tokens", self.world.emulator.base))
-            .json(&json!({"tenant": CONTOSO, "appId": APP_ID}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        token["access_token"].as_str().unwrap().to_owned()
-    }
-
-    async fn receive(&self) -> Vec<aws_sdk_sqs::types::Message> {
-        self.sqs
-            .receive_message()
-            .queue_url(&self.retry_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(0)
-            .visibility_timeout(1)
-            .send()
-            .await
-            .unwrap()
-            .messages
-            .unwrap_or_default()
+        self.world.emulator.app_token(CONTOSO).await
     }
 
     async fn queue_depth(&self) -> usize {
-        let attrs = self
-            .sqs
-            .get_queue_attributes()
-            .queue_url(&self.retry_url)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
-            .send()
-            .await
-            .unwrap()
-            .attributes
-            .unwrap_or_default();
-        attrs
-            .values()
-            .map(|v| v.parse::<usize>().unwrap_or(0))
-            .sum()
+        queue_depth(&self.sqs, &self.retry_url).await
     }
 
     /// Runs the retry worker on the real retry queue until it is empty (or `deadline` passes);
     /// the bodies handled.
     async fn drain(&self, deadline: Duration) -> Vec<String> {
-        let until = std::time::Instant::now() + deadline;
-        let mut bodies = Vec::new();
-        while std::time::Instant::now() < until {
-            let received = self.receive().await;
-            if received.is_empty() {
-                if self.queue_depth().await == 0 {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-                continue;
-            }
-            let mut event = SqsEvent::default();
-            event.records = received
-                .iter()
-                .map(|m| {
-                    let mut r = SqsMessage::default();
-                    r.message_id.clone_from(&m.message_id);
-                    r.receipt_handle.clone_from(&m.receipt_handle);
-                    r.body.clone_from(&m.body);
-                    r
-                })
-                .collect();
-            let response = retry_worker::handle_batch(&self.worker, &event).await;
-            let failed: HashSet<String> = response
-                .batch_item_failures
-                .iter()
-                .map(|f| f.item_identifier.clone())
-                .collect();
-            for m in &received {
-                bodies.push(m.body.clone().unwrap_or_default());
-                if !failed.contains(m.message_id.as_deref().unwrap_or_default()) {
-                    self.sqs
-                        .delete_message()
-                        .queue_url(&self.retry_url)
-                        .receipt_handle(m.receipt_handle.clone().unwrap())
-                        .send()
-                        .await
-                        .unwrap();
-                }
-            }
-        }
-        bodies
+        self.fns.drain(&self.sqs, &self.retry_url, deadline).await
     }
-}
-
-macro_rules! stack {
-    () => {
-        match Stack::start().await {
-            Some(s) => s,
-            None => return,
-        }
-    };
 }
 
 fn ids(v: &[&str]) -> BTreeSet<String> {
@@ -273,7 +168,7 @@ fn ids(v: &[&str]) -> BTreeSet<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binding_a_group_creates_one_security_group_mirroring_only_the_bound_members() {
     // R-GRP-1 (create; securityEnabled, not mail-enabled; bound members only, others reported)
-    let s = stack!();
+    let s = started!(Stack::start());
     let alice = s.bound_user("alice").await;
     let bob = s.bound_user("bob").await;
     s.unbound_user("carol").await;
@@ -327,7 +222,7 @@ async fn binding_a_group_creates_one_security_group_mirroring_only_the_bound_mem
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn directory_group_changes_add_and_remove_members_of_the_bound_security_group() {
     // R-GRP-1 (membership changes follow directory group changes; a group deleted in M365 comes back)
-    let s = stack!();
+    let s = started!(Stack::start());
     let alice = s.bound_user("alice").await;
     let bob = s.bound_user("bob").await;
     let carol = s.bound_user("carol").await;
@@ -387,7 +282,7 @@ async fn directory_group_changes_add_and_remove_members_of_the_bound_security_gr
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binding_adopts_the_existing_security_group_with_the_derived_nickname() {
     // R-GRP-1 (adopt by mail nickname; its membership is mirrored, strangers removed)
-    let s = stack!();
+    let s = started!(Stack::start());
     let alice = s.bound_user("alice").await;
     let stranger = s.bound_user("stranger").await;
     let token = s.graph_token().await;
@@ -429,7 +324,7 @@ async fn binding_adopts_the_existing_security_group_with_the_derived_nickname() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replication_lag_on_a_new_group_is_retried_through_the_retry_queue() {
     // R-GRP-1, R-BIND-6 (replication-lag errors on a new group are retried)
-    let s = stack!();
+    let s = started!(Stack::start());
     let alice = s.bound_user("alice").await;
     let status = s
         .world
@@ -452,16 +347,7 @@ async fn replication_lag_on_a_new_group_is_retried_through_the_retry_queue() {
     assert_eq!(shown["state"], "pending");
 
     // The group replicates; the worker finishes the membership from the queue.
-    let status = s
-        .world
-        .emulator
-        .send(
-            reqwest::Method::POST,
-            "/_emulator/clock/advance",
-            json!({"seconds": 130}),
-        )
-        .await;
-    assert!(status.is_success());
+    s.world.emulator.advance_clock(130).await;
     s.clock.advance(TimeDelta::seconds(10));
     let bodies = s.drain(Duration::from_secs(30)).await;
     assert!(
@@ -480,7 +366,7 @@ async fn replication_lag_on_a_new_group_is_retried_through_the_retry_queue() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_or_impossible_group_bindings_get_a_4xx_and_write_nothing() {
     // R-GRP-1, R-SAFE-1
-    let s = stack!();
+    let s = started!(Stack::start());
     s.put_group("sales", &[]).await;
     let cases = [
         (
@@ -514,7 +400,7 @@ async fn malformed_or_impossible_group_bindings_get_a_4xx_and_write_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_while_a_new_group_still_lags_waits_and_never_creates_a_second_group() {
     // R-GRP-1, R-BIND-6 (a 404 on reading a new group is replication lag, not a deletion)
-    let s = stack!();
+    let s = started!(Stack::start());
     let alice = s.bound_user("alice").await;
     let status = s
         .world
@@ -542,16 +428,7 @@ async fn a_retry_while_a_new_group_still_lags_waits_and_never_creates_a_second_g
     assert_eq!(s.m365_groups("m365sync-sales").await.len(), 1);
 
     // The group replicates: the next retry finishes the membership.
-    let status = s
-        .world
-        .emulator
-        .send(
-            reqwest::Method::POST,
-            "/_emulator/clock/advance",
-            json!({"seconds": 130}),
-        )
-        .await;
-    assert!(status.is_success());
+    s.world.emulator.advance_clock(130).await;
     s.clock.advance(TimeDelta::seconds(60));
     s.drain(Duration::from_secs(30)).await;
     let (_, shown) = s.call("GET", "/groups/sales/binding", None).await;
@@ -565,7 +442,7 @@ async fn a_retry_while_a_new_group_still_lags_waits_and_never_creates_a_second_g
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_bound_after_its_group_was_bound_joins_the_security_group_with_the_bind() {
     // R-GRP-1 (membership follows binds, not only directory group changes or reconcile)
-    let s = stack!();
+    let s = started!(Stack::start());
     let alice = s.bound_user("alice").await;
     s.unbound_user("bob").await;
     s.put_group("sales", &["alice", "bob"]).await;
