@@ -1227,7 +1227,15 @@ async fn a_pass_that_fails_for_good_is_reported_so_its_message_reaches_the_dlq()
         return;
     };
     s.bound_users(2).await;
-    let deps = s.reconciler(Settings::default());
+    // A cold start of the function (its own Graph wiring): nothing of the tenant's access token
+    // is kept in its memory yet, so the vault is where it looks.
+    let deps = reconcile::Reconciler::with_clock(
+        &s.world.app,
+        &s.world.graph_app(),
+        s.clock.clone(),
+        Settings::default(),
+        &s.passes,
+    );
     let tenant = m365_engine::model::TenantId::parse(&s.tenant).unwrap();
     // The tenant's tokens are gone (removed by hand): every Graph call of the pass fails for good.
     m365_engine::ports::TokenVault::delete(&s.world.app.token_vault, &tenant)

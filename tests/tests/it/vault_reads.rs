@@ -5,6 +5,7 @@
 //! per Graph call before: 4 reads for this bind), and a second bind of the same process not at
 //! all.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
