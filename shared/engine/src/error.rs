@@ -202,6 +202,12 @@ pub enum Conflict {
         /// Why, in words (the roles held, the consent).
         why: String,
     },
+    /// The email of a user whose binding is live is its M365 user principal name, the tenant was
+    /// routed by it (R-BIND-1): it cannot change until the user is unbound.
+    #[error(
+        "the email of a bound user is its M365 user principal name and cannot change; unbind first"
+    )]
+    EmailChangeWhileBound,
 }
 
 /// The M365 account found holding a UPN ([`Conflict::UpnExists`]). `Debug` shows its object id
@@ -229,6 +235,7 @@ impl Conflict {
             Self::BoundElsewhere { .. } => "bound_elsewhere",
             Self::UserDisabled { .. } => "user_disabled",
             Self::PrivilegedAccount { .. } => "privileged_account",
+            Self::EmailChangeWhileBound => "email_change_while_bound",
         }
     }
 }

@@ -9,6 +9,9 @@
 //!   account and revoke its sessions, re-enable it when the user is active again (R-BIND-9);
 //! - [`group_sync::SyncGroup`]: bind a directory group to a tenant's security group and mirror
 //!   its bound members (R-GRP-1);
+//! - [`directory::UpsertUser`], [`directory::UpsertGroup`]: save a directory user or group and
+//!   bring M365 in line (R-BIND-7, R-BIND-9, R-GRP-1); [`directory::AuditTrail`]: the audit
+//!   listings (R-AUD-1);
 //! - [`retry::RetryDispatcher`]: re-drive a [`RetryMessage`] from the retry queue (R-BIND-6).
 //! - [`reconcile_queue::ReconcileQueue`]: fan reconciliation out through a queue, one leased,
 //!   bounded pass per message (R-REC-1).
@@ -26,6 +29,7 @@
 
 pub mod bind;
 pub mod connect;
+pub mod directory;
 pub mod group_sync;
 pub mod import;
 pub mod password;
