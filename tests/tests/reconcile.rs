@@ -883,7 +883,9 @@ async fn a_tenant_whose_pass_is_running_is_not_reconciled_twice_at_once() {
     let lease = m365_engine::usecase::reconcile_queue::lease_name(&tenant);
     let now = chrono::Utc::now();
     assert!(
-        deps.ports.app.leases
+        deps.ports
+            .app
+            .leases
             .acquire(&lease, "another-pass", now, now + TimeDelta::minutes(6))
             .await
             .unwrap()
@@ -919,7 +921,12 @@ async fn a_tenant_whose_pass_is_running_is_not_reconciled_twice_at_once() {
     // A dry run only reads: it is answered meanwhile.
     let look = reconcile::handle(&deps, run("true")).await.unwrap();
     assert_eq!(look["statusCode"], 200, "{look}");
-    deps.ports.app.leases.release(&lease, "another-pass").await.unwrap();
+    deps.ports
+        .app
+        .leases
+        .release(&lease, "another-pass")
+        .await
+        .unwrap();
     let done = s.reconcile(&deps, false).await;
     assert_eq!(done["continued"], false, "{done}");
 }
