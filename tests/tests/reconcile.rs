@@ -1417,12 +1417,20 @@ async fn a_pass_that_fails_for_good_is_reported_so_its_message_reaches_the_dlq()
         return;
     };
     s.bound_users(2).await;
-    let deps = s.reconciler(Settings::default());
     let tenant = m365_engine::model::TenantId::parse(&s.tenant).unwrap();
     // The tenant's tokens are gone (removed by hand): every Graph call of the pass fails for good.
     m365_engine::ports::TokenVault::delete(&s.world.app.token_vault, &tenant)
         .await
         .unwrap();
+    // A cold start after the removal: the access token the binds kept in memory is not there
+    // (the Graph adapter keeps it until shortly before it expires, issue 13).
+    let deps = Reconciler::with_clock(
+        &s.world.app,
+        &s.world.graph_app(),
+        s.clock.clone(),
+        Settings::default(),
+        &s.passes,
+    );
     let summary = reconcile::handle(&deps, schedule_event()).await.unwrap();
     assert_eq!(summary, json!({"tenants": 1, "queued": 1}));
     let sqs = aws_sdk_sqs::Client::new(&s.world.sdk);
