@@ -15,6 +15,8 @@
 //! - [`retry::RetryDispatcher`]: re-drive a [`RetryMessage`] from the retry queue (R-BIND-6).
 //! - [`reconcile_queue::ReconcileQueue`]: fan reconciliation out through a queue, one leased,
 //!   bounded pass per message (R-REC-1).
+//! - [`reconcile_pass::ReconcilePass`]: one pass of a tenant's reconcile — users, stuck work,
+//!   groups unless the safeguard tripped, expiry on a round's first pass (R-REC-1..5, R-PWD-4).
 //! - `privilege` (crate-internal): which M365 accounts are privileged — a directory role, or the
 //!   connection's consenting admin — so bind and import refuse to adopt them and password pushes
 //!   and reconcile leave them alone unless adopted with `adoptPrivileged` (R-BIND-11).
@@ -36,6 +38,7 @@ pub mod password;
 pub(crate) mod privilege;
 pub mod reconcile;
 pub mod reconcile_groups;
+pub mod reconcile_pass;
 pub mod reconcile_queue;
 pub mod retry;
 pub mod stuck;

@@ -111,7 +111,7 @@ pub struct ReconcileQueue<'a, P: Ports> {
     pub tenants: &'a P::Tenants,
     /// Per-tenant leases.
     pub leases: &'a P::Leases,
-    /// Where passes are queued.
+    /// Where passes are queued: the queue of reconcile passes (not the retry queue).
     pub queue: &'a P::Queue,
     /// Time.
     pub clock: &'a P::Clock,
@@ -123,13 +123,14 @@ pub struct ReconcileQueue<'a, P: Ports> {
 }
 
 impl<'a, P: Ports> ReconcileQueue<'a, P> {
-    /// The use case on `ports`.
+    /// The use case on `ports`, queueing passes on `passes` — the queue of reconcile passes, a
+    /// queue of its own (not the retry queue `ports.queue()`).
     #[must_use]
-    pub fn new(ports: &'a P, holder: &'a str, lease: TimeDelta) -> Self {
+    pub fn new(ports: &'a P, passes: &'a P::Queue, holder: &'a str, lease: TimeDelta) -> Self {
         Self {
             tenants: ports.tenants(),
             leases: ports.leases(),
-            queue: ports.queue(),
+            queue: passes,
             clock: ports.clock(),
             holder,
             lease,

@@ -1,0 +1,119 @@
+//! `POST /tenants/{tenantId}/reconcile?dryRun=true|false` through `lambda_http` and the shared
+//! response and error mapping (`m365_lambda::api`): `200` with the report (the users plan, what
+//! was applied, the safeguard trip if any, the `stuck` work found and, unless dry, what was
+//! `requeued`, and `groups`: the group plan and what was applied). `dryRun` defaults to `true`
+//! so a bare call never writes; any other value than `true`/`false` is `400 invalid_query`. An
+//! unknown tenant is `404`, a tenant that is not `active` is `409 tenant_not_active`, a tenant
+//! whose pass is running is `409 reconcile_in_progress`; an unknown route is
+//! `404 route_not_found`. A run (not a dry run) is one leased pass; when the round goes on,
+//! `continued: true` says the rest was queued. A dry run of a round longer than one pass plans
+//! the pass's pages only (`complete: false`): it saves no cursor to go on from.
+
+use lambda_http::aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::request::LambdaRequest;
+use lambda_http::{Body, Request, RequestExt, Response};
+use m365_engine::model::{TenantId, TenantStatus};
+use m365_engine::ports::{Ports, TenantStore};
+use m365_engine::usecase::reconcile_queue::Leased;
+use m365_engine::{Error, error::Entity};
+use m365_lambda::api;
+use m365_lambda::provision::{no_route, segments};
+
+use crate::Wiring;
+
+/// Handles one API Gateway request; every outcome is a response (errors included).
+pub async fn handle<P: Ports>(
+    deps: &Wiring<P>,
+    holder: &str,
+    request: ApiGatewayV2httpRequest,
+) -> ApiGatewayV2httpResponse {
+    let request = Request::from(LambdaRequest::ApiGatewayV2(request));
+    let segments = segments(&request);
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let response = match (request.method(), segments.as_slice()) {
+        (&Method::POST, ["tenants", id, "reconcile"]) => post(deps, holder, &request, id).await,
+        _ => no_route("reconcile"),
+    };
+    tracing::info!(
+        http.status = response.status().as_u16(),
+        "reconcile request handled"
+    );
+    payload_v2(response)
+}
+
+/// The HTTP API payload 2.0 of `response`.
+fn payload_v2(response: Response<Body>) -> ApiGatewayV2httpResponse {
+    let (parts, body) = response.into_parts();
+    let mut out = ApiGatewayV2httpResponse::default();
+    out.status_code = i64::from(parts.status.as_u16());
+    out.headers = parts.headers;
+    out.is_base64_encoded = matches!(body, Body::Binary(_));
+    out.body = match body {
+        Body::Empty => None,
+        body => Some(body),
+    };
+    out
+}
+
+async fn post<P: Ports>(
+    deps: &Wiring<P>,
+    holder: &str,
+    request: &Request,
+    raw: &str,
+) -> Response<Body> {
+    let Ok(tenant_id) = TenantId::parse(raw) else {
+        let message = "the tenant id is not valid";
+        return api::error(StatusCode::BAD_REQUEST, "invalid_tenant_id", message);
+    };
+    let dry_run = match request
+        .query_string_parameters_ref()
+        .and_then(|q| q.first("dryRun"))
+    {
+        None | Some("true") => true,
+        Some("false") => false,
+        Some(_) => {
+            let message = "dryRun must be true or false";
+            return api::error(StatusCode::BAD_REQUEST, "invalid_query", message);
+        }
+    };
+    match deps.ports.tenants().get(&tenant_id).await {
+        Ok(Some(t)) if t.status == TenantStatus::Active => {}
+        Ok(Some(t)) => {
+            let message = format!("the tenant is {}", t.status.as_str());
+            return api::error(StatusCode::CONFLICT, "tenant_not_active", &message);
+        }
+        Ok(None) => return api::engine_error(&Error::not_found(Entity::Tenant, &tenant_id)),
+        Err(e) => return api::engine_error(&e),
+    }
+    let pass = deps.pass();
+    let report = if dry_run {
+        // Reads only: no lease needed, and a running pass does not block a look at the plan.
+        pass.run(&tenant_id, true).await
+    } else {
+        let queue = deps.queue(holder);
+        match queue
+            .leased(&tenant_id, 1, || pass.pass(&tenant_id, 1))
+            .await
+        {
+            Ok(Leased::Ran {
+                mut report,
+                continued,
+                ..
+            }) => {
+                report.continued = continued;
+                Ok(report)
+            }
+            Ok(Leased::Busy) => {
+                let message =
+                    "a reconcile pass of this tenant is running; try again when it is done";
+                return api::error(StatusCode::CONFLICT, "reconcile_in_progress", message);
+            }
+            Err(e) => Err(e),
+        }
+    };
+    match report {
+        Ok(report) => api::json(StatusCode::OK, &report),
+        Err(e) => api::engine_error(&e),
+    }
+}

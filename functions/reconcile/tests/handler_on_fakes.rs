@@ -1,0 +1,227 @@
+//! `reconcile::handle` driven with real event JSON (API Gateway HTTP API 2.0, SQS, EventBridge
+//! schedule) on the engine's in-memory fakes (`testing::World`): the API answers the pass's
+//! report or a 4xx with a machine-readable code (R-REC-2, R-SAFE-1), the schedule fans out one
+//! pass per active tenant on the queue of passes (R-REC-1), a batch of passes runs them and
+//! reports failures per record (R-OPS-1), and an event of no known kind is refused.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use lambda_runtime::{Context, LambdaEvent};
+use m365_engine::model::{RetryMessage, TenantStatus};
+use m365_engine::testing::{FakeRetryQueue, World};
+use reconcile::{Settings, Wiring, handle};
+use serde_json::{Value, json};
+
+/// The Contoso world with `n` bound users, and an empty queue of passes.
+async fn wiring(n: usize) -> Wiring<World> {
+    let w = World::new().await;
+    for i in 0..n {
+        let id = format!("u{i}");
+        w.user(&id).await;
+        w.bind(&id).await;
+    }
+    Wiring {
+        passes: FakeRetryQueue::new(w.clock.clone()),
+        ports: w,
+        settings: Settings::default(),
+    }
+}
+
+fn invocation(payload: Value) -> LambdaEvent<Value> {
+    let mut context = Context::default();
+    context.request_id = "req-1".to_owned();
+    LambdaEvent::new(payload, context)
+}
+
+fn post(path: &str, dry_run: Option<&str>) -> LambdaEvent<Value> {
+    let (raw, params) = match dry_run {
+        Some(flag) => (format!("dryRun={flag}"), json!({ "dryRun": flag })),
+        None => (String::new(), Value::Null),
+    };
+    invocation(json!({
+        "version": "2.0",
+        "routeKey": "POST /tenants/{tenantId}/reconcile",
+        "rawPath": path,
+        "rawQueryString": raw,
+        "headers": {"content-type": "application/json"},
+        "queryStringParameters": params,
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "api", "domainName": "api.example.test",
+            "domainPrefix": "api", "requestId": "r-1", "routeKey": "POST /tenants/{tenantId}/reconcile",
+            "stage": "$default", "time": "27/Nov/2026:15:00:00 +0000", "timeEpoch": 0,
+            "http": {"method": "POST", "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "t"}
+        },
+        "isBase64Encoded": false
+    }))
+}
+
+fn reconcile_path(f: &Wiring<World>) -> String {
+    format!("/tenants/{}/reconcile", f.ports.tenant.id)
+}
+
+/// The status and decoded body of an API answer.
+async fn call(f: &Wiring<World>, event: LambdaEvent<Value>) -> (i64, Value) {
+    let answer = handle(f, event).await.unwrap();
+    assert_eq!(answer["headers"]["content-type"], "application/json");
+    let body = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
+    (answer["statusCode"].as_i64().unwrap(), body)
+}
+
+fn schedule() -> LambdaEvent<Value> {
+    invocation(json!({
+        "version": "0", "id": "e-1", "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": "123456789012", "time": "2026-11-27T15:00:00Z", "region": "eu-west-1",
+        "resources": ["arn:aws:events:eu-west-1:123456789012:rule/hourly"], "detail": {}
+    }))
+}
+
+fn sqs(records: &[(&str, Option<String>)]) -> LambdaEvent<Value> {
+    let records: Vec<Value> = records
+        .iter()
+        .map(|(id, body)| {
+            json!({
+                "messageId": id, "receiptHandle": format!("rh-{id}"), "body": body,
+                "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {},
+                "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:eu-west-1:1:passes",
+                "awsRegion": "eu-west-1"
+            })
+        })
+        .collect();
+    invocation(json!({ "Records": records }))
+}
+
+#[tokio::test]
+async fn a_dry_run_request_answers_the_plan_of_users_and_groups_and_writes_nothing() {
+    // R-REC-2: dryRun defaults to true, so a bare call never writes.
+    let f = wiring(3).await;
+    for flag in [Some("true"), None] {
+        let (status, body) = call(&f, post(&reconcile_path(&f), flag)).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["tenantId"], f.ports.tenant.id.to_string());
+        assert_eq!(body["dryRun"], true);
+        assert_eq!(body["bound"], 3);
+        assert!(body["groups"].is_object(), "{body}");
+        assert_eq!(body["requeued"], Value::Null);
+    }
+    assert_eq!(f.ports.cursors.puts(), 0, "no cursor saved");
+    assert!(f.passes.snapshot().is_empty());
+}
+
+#[tokio::test]
+async fn a_run_request_is_one_leased_pass_that_answers_its_report() {
+    // R-REC-1, R-REC-5: a writing pass saves its cursor and re-queues stuck work (none here).
+    let f = wiring(2).await;
+    let (status, body) = call(&f, post(&reconcile_path(&f), Some("false"))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["dryRun"], false);
+    assert_eq!(body["complete"], true);
+    assert_eq!(body["continued"], false);
+    assert!(body["requeued"].is_object(), "{body}");
+    assert!(f.ports.cursors.puts() > 0, "the cursor is saved");
+    assert!(
+        f.passes.snapshot().is_empty(),
+        "a complete round queues nothing"
+    );
+}
+
+#[tokio::test]
+async fn bad_requests_get_a_4xx_with_a_code_and_run_nothing() {
+    // R-SAFE-1
+    let f = wiring(1).await;
+    let path = reconcile_path(&f);
+    let unknown = "/tenants/00000000-0000-4000-8000-000000000001/reconcile";
+    for (event, status, code) in [
+        (post(&path, Some("maybe")), 400, "invalid_query"),
+        (
+            post("/tenants/not-a-guid/reconcile", None),
+            400,
+            "invalid_tenant_id",
+        ),
+        (post(unknown, None), 404, "not_found"),
+        (post("/tenants", None), 404, "route_not_found"),
+    ] {
+        let (got, body) = call(&f, event).await;
+        assert_eq!(
+            (got, body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{body}"
+        );
+        assert!(body["error"]["message"].is_string());
+    }
+    f.ports.set_tenant_status(TenantStatus::Deauthorized).await;
+    let (status, body) = call(&f, post(&path, Some("false"))).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (409, &json!("tenant_not_active"))
+    );
+    assert_eq!(f.ports.cursors.puts(), 0, "nothing ran");
+}
+
+#[tokio::test]
+async fn the_schedule_queues_one_pass_per_active_tenant_on_the_queue_of_passes() {
+    // R-REC-1: the passes go to their own queue, never to the retry queue.
+    let f = wiring(1).await;
+    let answer = handle(&f, schedule()).await.unwrap();
+    assert_eq!(answer, json!({ "tenants": 1, "queued": 1 }));
+    let queued = f.passes.drain();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].attempt, 1);
+    assert!(
+        f.ports.queue.snapshot().is_empty(),
+        "nothing on the retry queue"
+    );
+    assert_eq!(
+        f.ports.cursors.puts(),
+        0,
+        "the schedule runs no pass itself"
+    );
+}
+
+#[tokio::test]
+async fn a_batch_of_passes_runs_each_and_reports_only_the_records_that_failed() {
+    // R-REC-1, R-OPS-1: an undecodable record is reported (for the DLQ), the pass is acknowledged.
+    let f = wiring(2).await;
+    handle(&f, schedule()).await.unwrap();
+    let pass: RetryMessage = f.passes.drain().remove(0);
+    let body = serde_json::to_string(&pass).unwrap();
+    let event = sqs(&[
+        ("m-1", Some(body)),
+        ("m-2", Some("{not a pass".to_owned())),
+        ("m-3", None),
+    ]);
+    let answer = handle(&f, event).await.unwrap();
+    assert_eq!(
+        answer["batchItemFailures"],
+        json!([{ "itemIdentifier": "m-2" }, { "itemIdentifier": "m-3" }]),
+        "{answer}"
+    );
+    assert!(
+        f.ports.cursors.puts() > 0,
+        "the pass ran and saved its cursor"
+    );
+    assert!(
+        f.passes.snapshot().is_empty(),
+        "a complete round is not continued"
+    );
+}
+
+#[tokio::test]
+async fn events_of_no_known_kind_are_refused_with_a_clear_error() {
+    // A trigger wired by mistake runs nothing.
+    let f = wiring(1).await;
+    for payload in [
+        json!({ "hello": "world" }),
+        json!({ "Records": [] }),
+        json!({ "Records": [{ "eventSource": "aws:sns", "messageId": "x" }] }),
+        json!({ "detail-type": "EC2 Instance State-change Notification", "source": "aws.ec2", "detail": {} }),
+        json!(42),
+    ] {
+        let error = handle(&f, invocation(payload.clone())).await.unwrap_err();
+        assert!(
+            error.to_string().starts_with("unknown_event"),
+            "{payload}: {error}"
+        );
+    }
+    assert!(f.passes.snapshot().is_empty());
+    assert_eq!(f.ports.cursors.puts(), 0);
+}
