@@ -166,15 +166,8 @@ impl<P: Ports> Bind<'_, P> {
         let subject = OperationSubject::User(user_id.clone());
         let intent = current.as_ref().map_or(0, |b| b.version);
         let op = OperationId::new(OperationKind::UserBind, &subject, intent);
-        match self.fx.claim(&op, now).await? {
-            Claim::Claimed => {}
-            Claim::InProgress { lease_until } => return Ok(Outcome::InProgress { lease_until }),
-            Claim::AlreadyDone(outcome) => {
-                return Ok(Outcome::AlreadyDone {
-                    binding: current,
-                    outcome,
-                });
-            }
+        if let Some(ended) = self.fx.claim_new(&op, now, current.as_ref()).await? {
+            return Ok(ended);
         }
         // A bind asked again while an earlier one waits takes its place, inheriting what the earlier
         // one knew: a create whose answer was lost (so the account found is "created", R-BIND-3)
@@ -241,22 +234,10 @@ impl<P: Ports> Bind<'_, P> {
     }
 
     async fn retry_once(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
-        let now = self.fx.now();
-        let run = Run::new(
-            message.operation_id.clone(),
-            OperationKind::UserBind,
-            user_id.clone(),
-            now,
-            Some(message),
-        );
-        match self.fx.claim(&run.op, now).await? {
-            Claim::Claimed => {}
-            Claim::InProgress { lease_until } => return Ok(Outcome::InProgress { lease_until }),
-            Claim::AlreadyDone(outcome) => {
-                let binding = self.fx.bindings.get(user_id).await?;
-                return Ok(Outcome::AlreadyDone { binding, outcome });
-            }
-        }
+        let run = match self.fx.claim_retry(message, OperationKind::UserBind, user_id).await? {
+            Ok(run) => run,
+            Err(ended) => return Ok(ended),
+        };
         let result = self.retry_claimed(&run, user_id).await;
         self.fx.abandon(&run.op, result).await
     }
@@ -265,11 +246,7 @@ impl<P: Ports> Bind<'_, P> {
         let Some(binding) = self.fx.bindings.get(user_id).await? else {
             return self.fx.superseded(run).await;
         };
-        let ours = binding
-            .in_flight
-            .as_ref()
-            .is_some_and(|f| f.operation_id == run.op);
-        if !ours {
+        if !run.owns(&binding) {
             return self.fx.superseded(run).await;
         }
         let expect = Expect::Version(binding.version);

@@ -300,6 +300,14 @@ pub(crate) struct Run<'m> {
 }
 
 impl<'m> Run<'m> {
+    /// Whether `binding` has this run's operation in flight (no later request took it over).
+    pub(crate) fn owns(&self, binding: &Binding) -> bool {
+        binding
+            .in_flight
+            .as_ref()
+            .is_some_and(|f| f.operation_id == self.op)
+    }
+
     pub(crate) fn new(
         op: OperationId,
         kind: OperationKind,
@@ -461,6 +469,52 @@ impl<P: Ports> Effects<'_, P> {
         self.ledger
             .claim(op, now, now + delta(self.policy.lease))
             .await
+    }
+
+    /// Claims a new run of `op`: `None` when claimed (the caller runs it), else the outcome that
+    /// ends it at once — another worker's lease, or what a finished run recorded (with `binding`,
+    /// as the caller read it).
+    pub(crate) async fn claim_new(
+        &self,
+        op: &OperationId,
+        now: DateTime<Utc>,
+        binding: Option<&Binding>,
+    ) -> Result<Option<Outcome>> {
+        Ok(match self.claim(op, now).await? {
+            Claim::Claimed => None,
+            Claim::InProgress { lease_until } => Some(Outcome::InProgress { lease_until }),
+            Claim::AlreadyDone(outcome) => Some(Outcome::AlreadyDone {
+                binding: binding.cloned(),
+                outcome,
+            }),
+        })
+    }
+
+    /// Claims the run of a queued operation (`message`, of `kind`, about `user`): `Ok(run)` when
+    /// claimed, else the outcome that ends it at once — another worker's lease, or what a
+    /// finished run recorded (with the binding as it is now).
+    pub(crate) async fn claim_retry<'m>(
+        &self,
+        message: &'m RetryMessage,
+        kind: OperationKind,
+        user: &UserId,
+    ) -> Result<std::result::Result<Run<'m>, Outcome>> {
+        let now = self.now();
+        let run = Run::new(
+            message.operation_id.clone(),
+            kind,
+            user.clone(),
+            now,
+            Some(message),
+        );
+        Ok(match self.claim(&run.op, now).await? {
+            Claim::Claimed => Ok(run),
+            Claim::InProgress { lease_until } => Err(Outcome::InProgress { lease_until }),
+            Claim::AlreadyDone(outcome) => {
+                let binding = self.bindings.get(user).await?;
+                Err(Outcome::AlreadyDone { binding, outcome })
+            }
+        })
     }
 
     /// Drops the claim of a run that failed on our side (a store error), so a retry need not wait
@@ -638,14 +692,9 @@ impl<P: Ports> Effects<'_, P> {
             graph_request_id,
             at: now,
         });
-        let ours = |b: &Binding| {
-            b.in_flight
-                .as_ref()
-                .is_some_and(|f| f.operation_id == run.op)
-        };
         if let Some(class) = retry_class(&error) {
             if class == RetryClass::AddressHeld
-                && ours(&binding)
+                && run.owns(&binding)
                 && let Some(f) = binding.in_flight.as_mut()
             {
                 f.address_held_since.get_or_insert(now);
@@ -690,7 +739,7 @@ impl<P: Ports> Effects<'_, P> {
                     binding.state = state;
                 }
                 // Reconcile tells a lost retry from a queued one by this (R-REC-5).
-                if ours(&binding)
+                if run.owns(&binding)
                     && let Some(f) = binding.in_flight.as_mut()
                 {
                     f.retry_due_at = Some(retry.not_before);
@@ -721,11 +770,7 @@ impl<P: Ports> Effects<'_, P> {
         binding.pending_reason = None;
         if let Some(state) = on.permanent {
             binding.state = state;
-            if binding
-                .in_flight
-                .as_ref()
-                .is_some_and(|f| f.operation_id == run.op)
-            {
+            if run.owns(&binding) {
                 binding.in_flight = None;
             }
         }

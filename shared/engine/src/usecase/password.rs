@@ -164,17 +164,13 @@ impl<P: Ports> SetPassword<'_, P> {
         };
         let subject = OperationSubject::User(user_id.clone());
         let op = OperationId::new(OperationKind::UserPassword, &subject, user.version);
-        let push = match self.fx.claim(&op, now).await? {
-            Claim::Claimed => {
+        let push = match self.fx.claim_new(&op, now, Some(&binding)).await? {
+            Some(ended) => ended,
+            None => {
                 let run = Run::new(op, OperationKind::UserPassword, user_id.clone(), now, None);
                 let result = self.push(&run, &user, binding, password).await;
                 self.fx.abandon(&run.op, result).await?
             }
-            Claim::InProgress { lease_until } => Outcome::InProgress { lease_until },
-            Claim::AlreadyDone(outcome) => Outcome::AlreadyDone {
-                binding: Some(binding),
-                outcome,
-            },
         };
         Ok(PasswordSet { user, push })
     }
@@ -191,22 +187,10 @@ impl<P: Ports> SetPassword<'_, P> {
     }
 
     async fn retry_once(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
-        let now = self.fx.now();
-        let run = Run::new(
-            message.operation_id.clone(),
-            OperationKind::UserPassword,
-            user_id.clone(),
-            now,
-            Some(message),
-        );
-        match self.fx.claim(&run.op, now).await? {
-            Claim::Claimed => {}
-            Claim::InProgress { lease_until } => return Ok(Outcome::InProgress { lease_until }),
-            Claim::AlreadyDone(outcome) => {
-                let binding = self.fx.bindings.get(user_id).await?;
-                return Ok(Outcome::AlreadyDone { binding, outcome });
-            }
-        }
+        let run = match self.fx.claim_retry(message, OperationKind::UserPassword, user_id).await? {
+            Ok(run) => run,
+            Err(ended) => return Ok(ended),
+        };
         let result = async {
             let user = self.users.get(user_id).await?;
             let binding = self.fx.bindings.get(user_id).await?.filter(pushable);

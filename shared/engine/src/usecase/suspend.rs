@@ -191,17 +191,8 @@ impl<P: Ports> Suspension<'_, P> {
                     binding: Some(binding),
                 });
             }
-            match self.fx.claim(&op, now).await? {
-                Claim::Claimed => {}
-                Claim::InProgress { lease_until } => {
-                    return Ok(Outcome::InProgress { lease_until });
-                }
-                Claim::AlreadyDone(outcome) => {
-                    return Ok(Outcome::AlreadyDone {
-                        binding: Some(binding),
-                        outcome,
-                    });
-                }
+            if let Some(ended) = self.fx.claim_new(&op, now, Some(&binding)).await? {
+                return Ok(ended);
             }
             let run = Run::new(
                 op.clone(),
@@ -238,33 +229,16 @@ impl<P: Ports> Suspension<'_, P> {
     }
 
     async fn retry_once(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
-        let now = self.fx.now();
-        let run = Run::new(
-            message.operation_id.clone(),
-            OperationKind::UserState,
-            user_id.clone(),
-            now,
-            Some(message),
-        );
-        match self.fx.claim(&run.op, now).await? {
-            Claim::Claimed => {}
-            Claim::InProgress { lease_until } => return Ok(Outcome::InProgress { lease_until }),
-            Claim::AlreadyDone(outcome) => {
-                let binding = self.fx.bindings.get(user_id).await?;
-                return Ok(Outcome::AlreadyDone { binding, outcome });
-            }
-        }
+        let run = match self.fx.claim_retry(message, OperationKind::UserState, user_id).await? {
+            Ok(run) => run,
+            Err(ended) => return Ok(ended),
+        };
         let result = async {
             let user = self.users.get(user_id).await?;
             let binding = self.fx.bindings.get(user_id).await?;
             match (user, binding) {
                 // Still ours: the latest state decides.
-                (Some(user), Some(binding))
-                    if binding
-                        .in_flight
-                        .as_ref()
-                        .is_some_and(|f| f.operation_id == run.op) =>
-                {
+                (Some(user), Some(binding)) if run.owns(&binding) => {
                     self.act(&run, &user, binding).await
                 }
                 // A later bind, unbind or state change took the binding over.

@@ -88,17 +88,8 @@ impl<P: Ports> Unbind<'_, P> {
             }
             let subject = OperationSubject::User(user_id.clone());
             let op = OperationId::new(OperationKind::UserUnbind, &subject, binding.version);
-            match self.fx.claim(&op, now).await? {
-                Claim::Claimed => {}
-                Claim::InProgress { lease_until } => {
-                    return Ok(Outcome::InProgress { lease_until });
-                }
-                Claim::AlreadyDone(outcome) => {
-                    return Ok(Outcome::AlreadyDone {
-                        binding: Some(binding),
-                        outcome,
-                    });
-                }
+            if let Some(ended) = self.fx.claim_new(&op, now, Some(&binding)).await? {
+                return Ok(ended);
             }
             let expect = Expect::Version(binding.version);
             let replaced = binding.in_flight.as_ref();
@@ -147,29 +138,13 @@ impl<P: Ports> Unbind<'_, P> {
     }
 
     async fn retry_once(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
-        let now = self.fx.now();
-        let run = Run::new(
-            message.operation_id.clone(),
-            OperationKind::UserUnbind,
-            user_id.clone(),
-            now,
-            Some(message),
-        );
-        match self.fx.claim(&run.op, now).await? {
-            Claim::Claimed => {}
-            Claim::InProgress { lease_until } => return Ok(Outcome::InProgress { lease_until }),
-            Claim::AlreadyDone(outcome) => {
-                let binding = self.fx.bindings.get(user_id).await?;
-                return Ok(Outcome::AlreadyDone { binding, outcome });
-            }
-        }
+        let run = match self.fx.claim_retry(message, OperationKind::UserUnbind, user_id).await? {
+            Ok(run) => run,
+            Err(ended) => return Ok(ended),
+        };
         let result = async {
             match self.fx.bindings.get(user_id).await? {
-                Some(b)
-                    if b.in_flight
-                        .as_ref()
-                        .is_some_and(|f| f.operation_id == run.op) =>
-                {
+                Some(b) if run.owns(&b) => {
                     let expect = Expect::Version(b.version);
                     self.block(&run, b, expect).await
                 }

@@ -80,15 +80,8 @@ impl<P: Ports> UpdateAttributes<'_, P> {
         };
         let subject = OperationSubject::User(user_id.clone());
         let op = OperationId::new(OperationKind::UserUpdate, &subject, user.version);
-        match self.fx.claim(&op, now).await? {
-            Claim::Claimed => {}
-            Claim::InProgress { lease_until } => return Ok(Outcome::InProgress { lease_until }),
-            Claim::AlreadyDone(outcome) => {
-                return Ok(Outcome::AlreadyDone {
-                    binding: Some(binding),
-                    outcome,
-                });
-            }
+        if let Some(ended) = self.fx.claim_new(&op, now, Some(&binding)).await? {
+            return Ok(ended);
         }
         let run = Run::new(op, OperationKind::UserUpdate, user_id.clone(), now, None);
         let result = self.apply(&run, &user, binding).await;
@@ -107,22 +100,10 @@ impl<P: Ports> UpdateAttributes<'_, P> {
     }
 
     async fn retry_once(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
-        let now = self.fx.now();
-        let run = Run::new(
-            message.operation_id.clone(),
-            OperationKind::UserUpdate,
-            user_id.clone(),
-            now,
-            Some(message),
-        );
-        match self.fx.claim(&run.op, now).await? {
-            Claim::Claimed => {}
-            Claim::InProgress { lease_until } => return Ok(Outcome::InProgress { lease_until }),
-            Claim::AlreadyDone(outcome) => {
-                let binding = self.fx.bindings.get(user_id).await?;
-                return Ok(Outcome::AlreadyDone { binding, outcome });
-            }
-        }
+        let run = match self.fx.claim_retry(message, OperationKind::UserUpdate, user_id).await? {
+            Ok(run) => run,
+            Err(ended) => return Ok(ended),
+        };
         let result = async {
             let user = self.users.get(user_id).await?;
             let binding = self.fx.bindings.get(user_id).await?.filter(pushable);
