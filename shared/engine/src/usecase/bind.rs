@@ -28,7 +28,7 @@ use crate::model::{
 use crate::policy::routing::resolve_tenant;
 use crate::ports::Ports;
 use crate::ports::{
-    BindingStore, Claim, Directory, Expect, FailureStore, Notifier, Sealer, UserStore,
+    BindingStore, Directory, Expect, FailureStore, Notifier, Sealer, UserStore,
 };
 
 use super::password::read_back_password_change;
@@ -976,7 +976,7 @@ mod tests {
     use crate::model::{EventKind, OperationOutcome, TenantId};
     use crate::policy::password::check_entra;
     use crate::policy::routing::RoutingError;
-    use crate::ports::OperationLedger;
+    use crate::ports::{Claim, OperationLedger};
     use crate::ports::Sealer;
     use crate::usecase::RetryPolicy;
     use crate::usecase::retry::RetryOutcome;

@@ -20,7 +20,7 @@ use crate::model::{
 };
 use crate::policy::password::DirectoryPasswordPolicy;
 use crate::ports::Ports;
-use crate::ports::{BindingStore, Claim, Directory, Expect, Sealer, UserStore};
+use crate::ports::{BindingStore, Directory, Expect, Sealer, UserStore};
 
 use super::privilege::{privilege_of, refusal};
 use super::{Change, Effects, OnFailure, Outcome, Run, is_m365_not_found};

@@ -13,7 +13,7 @@ use crate::model::{
     UserId,
 };
 use crate::ports::Ports;
-use crate::ports::{BindingStore, Claim, Directory, Expect, OperationLedger, UserStore};
+use crate::ports::{BindingStore, Directory, Expect, OperationLedger, UserStore};
 
 use super::{
     Change, Effects, INTENT_ATTEMPTS, OnFailure, Outcome, Run, account_of, is_m365_not_found,

@@ -6,7 +6,7 @@ use crate::model::{
     RetryMessage, UserId,
 };
 use crate::ports::Ports;
-use crate::ports::{BindingStore, Claim, Directory, Expect, UserStore};
+use crate::ports::{BindingStore, Directory, Expect, UserStore};
 
 use super::{Change, Effects, OnFailure, Outcome, Run, is_m365_not_found, patch_for};
 
