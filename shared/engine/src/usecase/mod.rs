@@ -52,7 +52,7 @@ use secrecy::SecretString;
 
 use crate::error::{Entity, Error, Result, UnavailableReason};
 use crate::model::{
-    Binding, BindingError, BindingState, DirectoryUser, EventId, EventKind, Failure, M365User,
+    Binding, BindingError, BindingState, DirectoryUser, InFlight, EventId, EventKind, Failure, M365User,
     M365UserPatch, OperationId, OperationKind, OperationOutcome, OperationSubject, RetryMessage,
     UserId,
 };
@@ -240,6 +240,12 @@ pub(crate) fn report(result: &Result<Outcome>) {
             "operation not done"
         ),
     }
+}
+
+/// [`report`]s `result` and hands it back: the last step of every public use-case call.
+pub(crate) fn reported(result: Result<Outcome>) -> Result<Outcome> {
+    report(&result);
+    result
 }
 
 /// The ports every use case records its outcome with (bindings, events, failures, ledger, retry
@@ -515,6 +521,43 @@ impl<P: Ports> Effects<'_, P> {
                 Err(Outcome::AlreadyDone { binding, outcome })
             }
         })
+    }
+
+    /// Writes `binding` with `run`'s operation in flight before M365 is touched (write-ahead,
+    /// R-BIND-12), keeping the lost-create mark of an operation it replaces (the account that one
+    /// may have made is still looked for; its queued retry is dropped as superseded, R-REC-5).
+    /// `Ok(Ok(stored))`: the intent stands. `Ok(Err(stale))`: another request wrote the binding
+    /// since it was read — the claim is released and the caller reads again (at most
+    /// [`INTENT_ATTEMPTS`] times). Other store failures drop the claim and are the error.
+    pub(crate) async fn write_intent(
+        &self,
+        run: &Run<'_>,
+        binding: Binding,
+    ) -> Result<std::result::Result<Binding, Error>> {
+        let expect = Expect::Version(binding.version);
+        let replaced = binding.in_flight.as_ref();
+        let in_flight = InFlight {
+            operation_id: run.op.clone(),
+            kind: run.kind,
+            since: run.now,
+            address_held_since: None,
+            create_sent_at: replaced.and_then(|f| f.create_sent_at),
+            welcome: false,
+            adopt_privileged: false,
+            retry_due_at: None,
+        };
+        let intent = Binding {
+            in_flight: Some(in_flight),
+            ..binding
+        };
+        match self.bindings.put(&intent, expect).await {
+            Ok(stored) => Ok(Ok(stored)),
+            Err(e) if is_stale(&e) => {
+                self.ledger.release(&run.op).await?;
+                Ok(Err(e))
+            }
+            Err(e) => self.abandon(&run.op, Err(e)).await,
+        }
     }
 
     /// Drops the claim of a run that failed on our side (a store error), so a retry need not wait

@@ -181,9 +181,7 @@ impl<P: Ports> SetPassword<'_, P> {
     /// Store and sealing failures.
     #[tracing::instrument(skip_all, fields(op.kind = "user_password", op.id = %message.operation_id, user.id = %user_id, retry.attempt = message.attempt))]
     pub async fn retry(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
-        let result = self.retry_once(message, user_id).await;
-        super::report(&result);
-        result
+        super::reported(self.retry_once(message, user_id).await)
     }
 
     async fn retry_once(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {

@@ -60,9 +60,7 @@ impl<P: Ports> UpdateAttributes<'_, P> {
     /// `NotFound` (user); store failures.
     #[tracing::instrument(skip_all, fields(op.kind = "user_update", user.id = %user_id))]
     pub async fn push(&self, user_id: &UserId) -> Result<Outcome> {
-        let result = self.push_once(user_id).await;
-        super::report(&result);
-        result
+        super::reported(self.push_once(user_id).await)
     }
 
     async fn push_once(&self, user_id: &UserId) -> Result<Outcome> {
@@ -94,9 +92,7 @@ impl<P: Ports> UpdateAttributes<'_, P> {
     /// Store failures.
     #[tracing::instrument(skip_all, fields(op.kind = "user_update", op.id = %message.operation_id, user.id = %user_id, retry.attempt = message.attempt))]
     pub async fn retry(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
-        let result = self.retry_once(message, user_id).await;
-        super::report(&result);
-        result
+        super::reported(self.retry_once(message, user_id).await)
     }
 
     async fn retry_once(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
