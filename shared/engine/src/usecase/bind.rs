@@ -27,9 +27,7 @@ use crate::model::{
 };
 use crate::policy::routing::resolve_tenant;
 use crate::ports::Ports;
-use crate::ports::{
-    BindingStore, Directory, Expect, FailureStore, Notifier, Sealer, UserStore,
-};
+use crate::ports::{BindingStore, Directory, Expect, FailureStore, Notifier, Sealer, UserStore};
 
 use super::password::read_back_password_change;
 use super::privilege::{adoption_details, privilege_of, refusal};
@@ -234,7 +232,11 @@ impl<P: Ports> Bind<'_, P> {
     }
 
     async fn retry_once(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
-        let run = match self.fx.claim_retry(message, OperationKind::UserBind, user_id).await? {
+        let run = match self
+            .fx
+            .claim_retry(message, OperationKind::UserBind, user_id)
+            .await?
+        {
             Ok(run) => run,
             Err(ended) => return Ok(ended),
         };
@@ -976,8 +978,8 @@ mod tests {
     use crate::model::{EventKind, OperationOutcome, TenantId};
     use crate::policy::password::check_entra;
     use crate::policy::routing::RoutingError;
-    use crate::ports::{Claim, OperationLedger};
     use crate::ports::Sealer;
+    use crate::ports::{Claim, OperationLedger};
     use crate::usecase::RetryPolicy;
     use crate::usecase::retry::RetryOutcome;
     use crate::usecase::testkit::{ADDRESS_RELEASE, World, secret, throttled, uid, unavailable};
@@ -1278,23 +1280,8 @@ mod tests {
         // R-BIND-12 (set while the user had no binding), R-BIND-2
         let w = World::new().await;
         let user = w.user("adele").await;
-        w.directory
-            .create_user(
-                &w.tenant.id,
-                &NewM365User {
-                    user_principal_name: user.email.clone(),
-                    mail_nickname: "adele".into(),
-                    display_name: "Adele".into(),
-                    given_name: None,
-                    surname: None,
-                    job_title: None,
-                    department: None,
-                    account_enabled: true,
-                    password: secret("Her-Own-Pass-1"),
-                },
-            )
-            .await
-            .unwrap();
+        w.m365_account(&user.email, "adele", "Adele", "Her-Own-Pass-1")
+            .await;
         w.passwords()
             .set(&uid("adele"), &secret("Directory-Pass-42"))
             .await
@@ -1723,23 +1710,8 @@ mod tests {
         let racer = async {
             assert!(lookup.arrived().await);
             let other = w
-                .directory
-                .create_user(
-                    &w.tenant.id,
-                    &NewM365User {
-                        user_principal_name: user.email.clone(),
-                        mail_nickname: "adele".into(),
-                        display_name: "Adele".into(),
-                        given_name: None,
-                        surname: None,
-                        job_title: None,
-                        department: None,
-                        account_enabled: true,
-                        password: secret("Her-Own-Pass-1"),
-                    },
-                )
-                .await
-                .unwrap();
+                .m365_account(&user.email, "adele", "Adele", "Her-Own-Pass-1")
+                .await;
             lookup.release();
             other
         };
@@ -2048,23 +2020,8 @@ mod tests {
         assert!(found.m365_password_changed_at.is_some());
         // An existing account we adopt: its password is not ours.
         let user = w.user("ada").await;
-        w.directory
-            .create_user(
-                &w.tenant.id,
-                &NewM365User {
-                    user_principal_name: user.email.clone(),
-                    mail_nickname: "ada".into(),
-                    display_name: "Ada".into(),
-                    given_name: None,
-                    surname: None,
-                    job_title: None,
-                    department: None,
-                    account_enabled: true,
-                    password: secret("Existing-Pass-1"),
-                },
-            )
-            .await
-            .unwrap();
+        w.m365_account(&user.email, "ada", "Ada", "Existing-Pass-1")
+            .await;
         w.bind("ada").await;
         let adopted = w.binding("ada").await;
         assert_eq!(adopted.state, BindingState::Provisioned);

@@ -52,9 +52,9 @@ use secrecy::SecretString;
 
 use crate::error::{Entity, Error, Result, UnavailableReason};
 use crate::model::{
-    Binding, BindingError, BindingState, DirectoryUser, InFlight, EventId, EventKind, Failure, M365User,
-    M365UserPatch, OperationId, OperationKind, OperationOutcome, OperationSubject, RetryMessage,
-    UserId,
+    Binding, BindingError, BindingState, DirectoryUser, EventId, EventKind, Failure, InFlight,
+    M365User, M365UserPatch, OperationId, OperationKind, OperationOutcome, OperationSubject,
+    RetryMessage, UserId,
 };
 use crate::policy::password::{CharClass, ENTRA_SYMBOLS};
 use crate::policy::retry::spread;

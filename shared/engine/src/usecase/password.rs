@@ -185,7 +185,11 @@ impl<P: Ports> SetPassword<'_, P> {
     }
 
     async fn retry_once(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
-        let run = match self.fx.claim_retry(message, OperationKind::UserPassword, user_id).await? {
+        let run = match self
+            .fx
+            .claim_retry(message, OperationKind::UserPassword, user_id)
+            .await?
+        {
             Ok(run) => run,
             Err(ended) => return Ok(ended),
         };
@@ -616,23 +620,8 @@ mod tests {
         let w = World::new().await;
         let user = w.user("adele").await;
         let existing = w
-            .directory
-            .create_user(
-                &w.tenant.id,
-                &crate::model::NewM365User {
-                    user_principal_name: user.email.clone(),
-                    mail_nickname: "adele".into(),
-                    display_name: "Adele".into(),
-                    given_name: None,
-                    surname: None,
-                    job_title: None,
-                    department: None,
-                    account_enabled: true,
-                    password: secret("Existing-Pass-1"),
-                },
-            )
-            .await
-            .unwrap();
+            .m365_account(&user.email, "adele", "Adele", "Existing-Pass-1")
+            .await;
         w.directory
             .grant_role(&w.tenant.id, &existing.id, "Global Administrator");
         w.binder()

@@ -221,7 +221,11 @@ impl<P: Ports> Suspension<'_, P> {
     }
 
     async fn retry_once(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
-        let run = match self.fx.claim_retry(message, OperationKind::UserState, user_id).await? {
+        let run = match self
+            .fx
+            .claim_retry(message, OperationKind::UserState, user_id)
+            .await?
+        {
             Ok(run) => run,
             Err(ended) => return Ok(ended),
         };

@@ -9,8 +9,7 @@
 
 use crate::error::{Entity, Error, Result};
 use crate::model::{
-    Binding, BindingState, OperationId, OperationKind, OperationSubject, RetryMessage,
-    UserId,
+    Binding, BindingState, OperationId, OperationKind, OperationSubject, RetryMessage, UserId,
 };
 use crate::ports::Ports;
 use crate::ports::{BindingStore, Directory, Expect, UserStore};
@@ -114,7 +113,11 @@ impl<P: Ports> Unbind<'_, P> {
     }
 
     async fn retry_once(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
-        let run = match self.fx.claim_retry(message, OperationKind::UserUnbind, user_id).await? {
+        let run = match self
+            .fx
+            .claim_retry(message, OperationKind::UserUnbind, user_id)
+            .await?
+        {
             Ok(run) => run,
             Err(ended) => return Ok(ended),
         };

@@ -96,7 +96,11 @@ impl<P: Ports> UpdateAttributes<'_, P> {
     }
 
     async fn retry_once(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
-        let run = match self.fx.claim_retry(message, OperationKind::UserUpdate, user_id).await? {
+        let run = match self
+            .fx
+            .claim_retry(message, OperationKind::UserUpdate, user_id)
+            .await?
+        {
             Ok(run) => run,
             Err(ended) => return Ok(ended),
         };
