@@ -336,8 +336,11 @@ pub struct Delivery {
     pub receive_count: u32,
 }
 
-/// The consumer side of the retry queue. In production Lambda's SQS trigger receives; this port is
-/// what tests (and the local stack) drain with.
+/// The consumer side of the retry queue. In production Lambda's SQS trigger receives and no use
+/// case calls this port: it exists so that one contract (`testing::contract::retry_queue`) proves
+/// the fake and the SQS adapter deliver, delay, hide and acknowledge alike, and so that
+/// `testing::World` can drain its queue. (The local stack and the integration tests read SQS
+/// with the SDK directly.)
 pub trait RetryQueueConsumer: Send + Sync {
     /// Receives up to `max` (1–10, SQS's limit) visible messages, waiting up to `wait` (≤ 20 s) for
     /// one; each received message is hidden for `visibility` and comes back after it unless acknowledged.

@@ -318,15 +318,6 @@ impl GraphClient {
         }
     }
 
-    /// This client with writes unpaced (no rate budget).
-    #[must_use]
-    pub fn without_budget(&self) -> Self {
-        Self {
-            budget: None,
-            ..self.clone()
-        }
-    }
-
     /// Whether writes are paced by a rate budget.
     #[must_use]
     pub fn has_budget(&self) -> bool {

@@ -333,13 +333,6 @@ impl IdentityClient {
         self
     }
 
-    /// Replaces the delegated scopes asked for.
-    #[must_use]
-    pub fn with_scopes(mut self, scopes: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        self.scopes = scopes.into_iter().map(Into::into).collect();
-        self
-    }
-
     /// The app's client id.
     #[must_use]
     pub fn client_id(&self) -> &str {

@@ -46,12 +46,6 @@ impl Gate {
         wakers.into_iter().for_each(Waker::wake);
     }
 
-    /// Whether a held call has arrived.
-    #[must_use]
-    pub fn is_reached(&self) -> bool {
-        lock(&self.0).reached
-    }
-
     /// The held call: marks the gate reached and waits until it is opened.
     pub(crate) async fn pass(&self) {
         let wakers = {

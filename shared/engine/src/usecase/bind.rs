@@ -27,9 +27,7 @@ use crate::model::{
 };
 use crate::policy::routing::resolve_tenant;
 use crate::ports::Ports;
-use crate::ports::{
-    BindingStore, Claim, Directory, Expect, FailureStore, Notifier, Sealer, UserStore,
-};
+use crate::ports::{BindingStore, Directory, Expect, FailureStore, Notifier, Sealer, UserStore};
 
 use super::password::read_back_password_change;
 use super::privilege::{adoption_details, privilege_of, refusal};
@@ -166,15 +164,8 @@ impl<P: Ports> Bind<'_, P> {
         let subject = OperationSubject::User(user_id.clone());
         let intent = current.as_ref().map_or(0, |b| b.version);
         let op = OperationId::new(OperationKind::UserBind, &subject, intent);
-        match self.fx.claim(&op, now).await? {
-            Claim::Claimed => {}
-            Claim::InProgress { lease_until } => return Ok(Outcome::InProgress { lease_until }),
-            Claim::AlreadyDone(outcome) => {
-                return Ok(Outcome::AlreadyDone {
-                    binding: current,
-                    outcome,
-                });
-            }
+        if let Some(ended) = self.fx.claim_new(&op, now, current.as_ref()).await? {
+            return Ok(ended);
         }
         // A bind asked again while an earlier one waits takes its place, inheriting what the earlier
         // one knew: a create whose answer was lost (so the account found is "created", R-BIND-3)
@@ -241,22 +232,14 @@ impl<P: Ports> Bind<'_, P> {
     }
 
     async fn retry_once(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
-        let now = self.fx.now();
-        let run = Run::new(
-            message.operation_id.clone(),
-            OperationKind::UserBind,
-            user_id.clone(),
-            now,
-            Some(message),
-        );
-        match self.fx.claim(&run.op, now).await? {
-            Claim::Claimed => {}
-            Claim::InProgress { lease_until } => return Ok(Outcome::InProgress { lease_until }),
-            Claim::AlreadyDone(outcome) => {
-                let binding = self.fx.bindings.get(user_id).await?;
-                return Ok(Outcome::AlreadyDone { binding, outcome });
-            }
-        }
+        let run = match self
+            .fx
+            .claim_retry(message, OperationKind::UserBind, user_id)
+            .await?
+        {
+            Ok(run) => run,
+            Err(ended) => return Ok(ended),
+        };
         let result = self.retry_claimed(&run, user_id).await;
         self.fx.abandon(&run.op, result).await
     }
@@ -265,11 +248,7 @@ impl<P: Ports> Bind<'_, P> {
         let Some(binding) = self.fx.bindings.get(user_id).await? else {
             return self.fx.superseded(run).await;
         };
-        let ours = binding
-            .in_flight
-            .as_ref()
-            .is_some_and(|f| f.operation_id == run.op);
-        if !ours {
+        if !run.owns(&binding) {
             return self.fx.superseded(run).await;
         }
         let expect = Expect::Version(binding.version);
@@ -999,8 +978,8 @@ mod tests {
     use crate::model::{EventKind, OperationOutcome, TenantId};
     use crate::policy::password::check_entra;
     use crate::policy::routing::RoutingError;
-    use crate::ports::OperationLedger;
     use crate::ports::Sealer;
+    use crate::ports::{Claim, OperationLedger};
     use crate::usecase::RetryPolicy;
     use crate::usecase::retry::RetryOutcome;
     use crate::usecase::testkit::{ADDRESS_RELEASE, World, secret, throttled, uid, unavailable};
@@ -1301,23 +1280,8 @@ mod tests {
         // R-BIND-12 (set while the user had no binding), R-BIND-2
         let w = World::new().await;
         let user = w.user("adele").await;
-        w.directory
-            .create_user(
-                &w.tenant.id,
-                &NewM365User {
-                    user_principal_name: user.email.clone(),
-                    mail_nickname: "adele".into(),
-                    display_name: "Adele".into(),
-                    given_name: None,
-                    surname: None,
-                    job_title: None,
-                    department: None,
-                    account_enabled: true,
-                    password: secret("Her-Own-Pass-1"),
-                },
-            )
-            .await
-            .unwrap();
+        w.m365_account(&user.email, "adele", "Adele", "Her-Own-Pass-1")
+            .await;
         w.passwords()
             .set(&uid("adele"), &secret("Directory-Pass-42"))
             .await
@@ -1746,23 +1710,8 @@ mod tests {
         let racer = async {
             assert!(lookup.arrived().await);
             let other = w
-                .directory
-                .create_user(
-                    &w.tenant.id,
-                    &NewM365User {
-                        user_principal_name: user.email.clone(),
-                        mail_nickname: "adele".into(),
-                        display_name: "Adele".into(),
-                        given_name: None,
-                        surname: None,
-                        job_title: None,
-                        department: None,
-                        account_enabled: true,
-                        password: secret("Her-Own-Pass-1"),
-                    },
-                )
-                .await
-                .unwrap();
+                .m365_account(&user.email, "adele", "Adele", "Her-Own-Pass-1")
+                .await;
             lookup.release();
             other
         };
@@ -2071,23 +2020,8 @@ mod tests {
         assert!(found.m365_password_changed_at.is_some());
         // An existing account we adopt: its password is not ours.
         let user = w.user("ada").await;
-        w.directory
-            .create_user(
-                &w.tenant.id,
-                &NewM365User {
-                    user_principal_name: user.email.clone(),
-                    mail_nickname: "ada".into(),
-                    display_name: "Ada".into(),
-                    given_name: None,
-                    surname: None,
-                    job_title: None,
-                    department: None,
-                    account_enabled: true,
-                    password: secret("Existing-Pass-1"),
-                },
-            )
-            .await
-            .unwrap();
+        w.m365_account(&user.email, "ada", "Ada", "Existing-Pass-1")
+            .await;
         w.bind("ada").await;
         let adopted = w.binding("ada").await;
         assert_eq!(adopted.state, BindingState::Provisioned);

@@ -59,9 +59,9 @@ use secrecy::SecretString;
 
 use crate::error::{Entity, Error, Result, UnavailableReason};
 use crate::model::{
-    Binding, BindingError, BindingState, DirectoryUser, EventId, EventKind, Failure, M365User,
-    M365UserPatch, OperationId, OperationKind, OperationOutcome, OperationSubject, RetryMessage,
-    UserId,
+    Binding, BindingError, BindingState, DirectoryUser, EventId, EventKind, Failure, InFlight,
+    M365User, M365UserPatch, OperationId, OperationKind, OperationOutcome, OperationSubject,
+    RetryMessage, UserId,
 };
 use crate::policy::password::{CharClass, ENTRA_SYMBOLS};
 use crate::policy::retry::spread;
@@ -249,6 +249,12 @@ pub(crate) fn report(result: &Result<Outcome>) {
     }
 }
 
+/// [`report`]s `result` and hands it back: the last step of every public use-case call.
+pub(crate) fn reported(result: Result<Outcome>) -> Result<Outcome> {
+    report(&result);
+    result
+}
+
 /// The ports every use case records its outcome with (bindings, events, failures, ledger, retry
 /// queue) plus time, randomness and the retry policy.
 #[derive(Debug)]
@@ -307,6 +313,14 @@ pub(crate) struct Run<'m> {
 }
 
 impl<'m> Run<'m> {
+    /// Whether `binding` has this run's operation in flight (no later request took it over).
+    pub(crate) fn owns(&self, binding: &Binding) -> bool {
+        binding
+            .in_flight
+            .as_ref()
+            .is_some_and(|f| f.operation_id == self.op)
+    }
+
     pub(crate) fn new(
         op: OperationId,
         kind: OperationKind,
@@ -468,6 +482,89 @@ impl<P: Ports> Effects<'_, P> {
         self.ledger
             .claim(op, now, now + delta(self.policy.lease))
             .await
+    }
+
+    /// Claims a new run of `op`: `None` when claimed (the caller runs it), else the outcome that
+    /// ends it at once — another worker's lease, or what a finished run recorded (with `binding`,
+    /// as the caller read it).
+    pub(crate) async fn claim_new(
+        &self,
+        op: &OperationId,
+        now: DateTime<Utc>,
+        binding: Option<&Binding>,
+    ) -> Result<Option<Outcome>> {
+        Ok(match self.claim(op, now).await? {
+            Claim::Claimed => None,
+            Claim::InProgress { lease_until } => Some(Outcome::InProgress { lease_until }),
+            Claim::AlreadyDone(outcome) => Some(Outcome::AlreadyDone {
+                binding: binding.cloned(),
+                outcome,
+            }),
+        })
+    }
+
+    /// Claims the run of a queued operation (`message`, of `kind`, about `user`): `Ok(run)` when
+    /// claimed, else the outcome that ends it at once — another worker's lease, or what a
+    /// finished run recorded (with the binding as it is now).
+    pub(crate) async fn claim_retry<'m>(
+        &self,
+        message: &'m RetryMessage,
+        kind: OperationKind,
+        user: &UserId,
+    ) -> Result<std::result::Result<Run<'m>, Outcome>> {
+        let now = self.now();
+        let run = Run::new(
+            message.operation_id.clone(),
+            kind,
+            user.clone(),
+            now,
+            Some(message),
+        );
+        Ok(match self.claim(&run.op, now).await? {
+            Claim::Claimed => Ok(run),
+            Claim::InProgress { lease_until } => Err(Outcome::InProgress { lease_until }),
+            Claim::AlreadyDone(outcome) => {
+                let binding = self.bindings.get(user).await?;
+                Err(Outcome::AlreadyDone { binding, outcome })
+            }
+        })
+    }
+
+    /// Writes `binding` with `run`'s operation in flight before M365 is touched (write-ahead,
+    /// R-BIND-12), keeping the lost-create mark of an operation it replaces (the account that one
+    /// may have made is still looked for; its queued retry is dropped as superseded, R-REC-5).
+    /// `Ok(Ok(stored))`: the intent stands. `Ok(Err(stale))`: another request wrote the binding
+    /// since it was read — the claim is released and the caller reads again (at most
+    /// [`INTENT_ATTEMPTS`] times). Other store failures drop the claim and are the error.
+    pub(crate) async fn write_intent(
+        &self,
+        run: &Run<'_>,
+        binding: Binding,
+    ) -> Result<std::result::Result<Binding, Error>> {
+        let expect = Expect::Version(binding.version);
+        let replaced = binding.in_flight.as_ref();
+        let in_flight = InFlight {
+            operation_id: run.op.clone(),
+            kind: run.kind,
+            since: run.now,
+            address_held_since: None,
+            create_sent_at: replaced.and_then(|f| f.create_sent_at),
+            welcome: false,
+            adopt_privileged: false,
+            retry_due_at: None,
+        };
+        let intent = Binding {
+            in_flight: Some(in_flight),
+            ..binding
+        };
+        match self.bindings.put(&intent, expect).await {
+            Ok(stored) => Ok(Ok(stored)),
+            Err(e) if is_stale(&e) => {
+                self.ledger.release(&run.op).await?;
+                Ok(Err(e))
+            }
+            Err(e) => self.abandon(&run.op, Err(e)).await,
+        }
     }
 
     /// Drops the claim of a run that failed on our side (a store error), so a retry need not wait
@@ -645,14 +742,9 @@ impl<P: Ports> Effects<'_, P> {
             graph_request_id,
             at: now,
         });
-        let ours = |b: &Binding| {
-            b.in_flight
-                .as_ref()
-                .is_some_and(|f| f.operation_id == run.op)
-        };
         if let Some(class) = retry_class(&error) {
             if class == RetryClass::AddressHeld
-                && ours(&binding)
+                && run.owns(&binding)
                 && let Some(f) = binding.in_flight.as_mut()
             {
                 f.address_held_since.get_or_insert(now);
@@ -697,7 +789,7 @@ impl<P: Ports> Effects<'_, P> {
                     binding.state = state;
                 }
                 // Reconcile tells a lost retry from a queued one by this (R-REC-5).
-                if ours(&binding)
+                if run.owns(&binding)
                     && let Some(f) = binding.in_flight.as_mut()
                 {
                     f.retry_due_at = Some(retry.not_before);
@@ -728,11 +820,7 @@ impl<P: Ports> Effects<'_, P> {
         binding.pending_reason = None;
         if let Some(state) = on.permanent {
             binding.state = state;
-            if binding
-                .in_flight
-                .as_ref()
-                .is_some_and(|f| f.operation_id == run.op)
-            {
+            if run.owns(&binding) {
                 binding.in_flight = None;
             }
         }

@@ -20,7 +20,7 @@ use crate::model::{
 };
 use crate::policy::password::DirectoryPasswordPolicy;
 use crate::ports::Ports;
-use crate::ports::{BindingStore, Claim, Directory, Expect, Sealer, UserStore};
+use crate::ports::{BindingStore, Directory, Expect, Sealer, UserStore};
 
 use super::privilege::{privilege_of, refusal};
 use super::{Change, Effects, OnFailure, Outcome, Run, is_m365_not_found};
@@ -164,17 +164,13 @@ impl<P: Ports> SetPassword<'_, P> {
         };
         let subject = OperationSubject::User(user_id.clone());
         let op = OperationId::new(OperationKind::UserPassword, &subject, user.version);
-        let push = match self.fx.claim(&op, now).await? {
-            Claim::Claimed => {
+        let push = match self.fx.claim_new(&op, now, Some(&binding)).await? {
+            Some(ended) => ended,
+            None => {
                 let run = Run::new(op, OperationKind::UserPassword, user_id.clone(), now, None);
                 let result = self.push(&run, &user, binding, password).await;
                 self.fx.abandon(&run.op, result).await?
             }
-            Claim::InProgress { lease_until } => Outcome::InProgress { lease_until },
-            Claim::AlreadyDone(outcome) => Outcome::AlreadyDone {
-                binding: Some(binding),
-                outcome,
-            },
         };
         Ok(PasswordSet { user, push })
     }
@@ -185,28 +181,18 @@ impl<P: Ports> SetPassword<'_, P> {
     /// Store and sealing failures.
     #[tracing::instrument(skip_all, fields(op.kind = "user_password", op.id = %message.operation_id, user.id = %user_id, retry.attempt = message.attempt))]
     pub async fn retry(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
-        let result = self.retry_once(message, user_id).await;
-        super::report(&result);
-        result
+        super::reported(self.retry_once(message, user_id).await)
     }
 
     async fn retry_once(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
-        let now = self.fx.now();
-        let run = Run::new(
-            message.operation_id.clone(),
-            OperationKind::UserPassword,
-            user_id.clone(),
-            now,
-            Some(message),
-        );
-        match self.fx.claim(&run.op, now).await? {
-            Claim::Claimed => {}
-            Claim::InProgress { lease_until } => return Ok(Outcome::InProgress { lease_until }),
-            Claim::AlreadyDone(outcome) => {
-                let binding = self.fx.bindings.get(user_id).await?;
-                return Ok(Outcome::AlreadyDone { binding, outcome });
-            }
-        }
+        let run = match self
+            .fx
+            .claim_retry(message, OperationKind::UserPassword, user_id)
+            .await?
+        {
+            Ok(run) => run,
+            Err(ended) => return Ok(ended),
+        };
         let result = async {
             let user = self.users.get(user_id).await?;
             let binding = self.fx.bindings.get(user_id).await?.filter(pushable);
@@ -634,23 +620,8 @@ mod tests {
         let w = World::new().await;
         let user = w.user("adele").await;
         let existing = w
-            .directory
-            .create_user(
-                &w.tenant.id,
-                &crate::model::NewM365User {
-                    user_principal_name: user.email.clone(),
-                    mail_nickname: "adele".into(),
-                    display_name: "Adele".into(),
-                    given_name: None,
-                    surname: None,
-                    job_title: None,
-                    department: None,
-                    account_enabled: true,
-                    password: secret("Existing-Pass-1"),
-                },
-            )
-            .await
-            .unwrap();
+            .m365_account(&user.email, "adele", "Adele", "Existing-Pass-1")
+            .await;
         w.directory
             .grant_role(&w.tenant.id, &existing.id, "Global Administrator");
         w.binder()

@@ -1882,23 +1882,8 @@ mod tests {
         // before marking is what protects an account the listing missed.
         let user = w.user("imported").await;
         let account = w
-            .directory
-            .create_user(
-                &w.tenant.id,
-                &crate::model::NewM365User {
-                    user_principal_name: user.email.clone(),
-                    mail_nickname: "imported".into(),
-                    display_name: "Imported".into(),
-                    given_name: None,
-                    surname: None,
-                    job_title: None,
-                    department: None,
-                    account_enabled: true,
-                    password: secret("Existing-Pass-1"),
-                },
-            )
-            .await
-            .unwrap();
+            .m365_account(&user.email, "imported", "Imported", "Existing-Pass-1")
+            .await;
         let mut b = Binding::pending(user.id.clone(), w.tenant.id.clone(), "x");
         b.state = BindingState::Provisioned;
         b.m365_object_id = Some(account.id.clone());
@@ -2021,23 +2006,8 @@ mod tests {
         b.state = BindingState::Blocked;
         w.bindings.put(&b, Expect::Absent).await.unwrap();
         // Later an admin creates an account with that UPN in M365.
-        w.directory
-            .create_user(
-                &w.tenant.id,
-                &crate::model::NewM365User {
-                    user_principal_name: user.email.clone(),
-                    mail_nickname: "never".into(),
-                    display_name: "By hand".into(),
-                    given_name: None,
-                    surname: None,
-                    job_title: None,
-                    department: None,
-                    account_enabled: true,
-                    password: secret("Existing-Pass-1"),
-                },
-            )
-            .await
-            .unwrap();
+        w.m365_account(&user.email, "never", "By hand", "Existing-Pass-1")
+            .await;
         let report = rig.run(false).await;
         assert_eq!(report.account_lookups, 1);
         assert!(report.plan.is_empty(), "{:?}", report.plan);

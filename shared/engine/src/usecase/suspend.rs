@@ -17,12 +17,12 @@ use chrono::{DateTime, Utc};
 
 use crate::error::{Conflict, Entity, Error, Result};
 use crate::model::{
-    Binding, BindingError, BindingState, DirectoryUser, InFlight, OperationId, OperationKind,
+    Binding, BindingError, BindingState, DirectoryUser, OperationId, OperationKind,
     OperationSubject, RetryMessage, SuspendedReason, UserId, UserState,
 };
 use crate::policy::password::DirectoryPasswordPolicy;
 use crate::ports::Ports;
-use crate::ports::{BindingStore, Claim, Directory, Expect, OperationLedger, UserStore};
+use crate::ports::{BindingStore, Directory, Expect, UserStore};
 
 use super::{
     Change, Effects, INTENT_ATTEMPTS, OnFailure, Outcome, Run, account_of, is_m365_not_found,
@@ -167,9 +167,7 @@ impl<P: Ports> Suspension<'_, P> {
     /// store failures. M365 failures give [`Outcome::Deferred`] or [`Outcome::Failed`].
     #[tracing::instrument(skip_all, fields(op.kind = "user_state", user.id = %user_id))]
     pub async fn apply(&self, user_id: &UserId) -> Result<Outcome> {
-        let result = self.apply_once(user_id).await;
-        super::report(&result);
-        result
+        super::reported(self.apply_once(user_id).await)
     }
 
     async fn apply_once(&self, user_id: &UserId) -> Result<Outcome> {
@@ -191,17 +189,8 @@ impl<P: Ports> Suspension<'_, P> {
                     binding: Some(binding),
                 });
             }
-            match self.fx.claim(&op, now).await? {
-                Claim::Claimed => {}
-                Claim::InProgress { lease_until } => {
-                    return Ok(Outcome::InProgress { lease_until });
-                }
-                Claim::AlreadyDone(outcome) => {
-                    return Ok(Outcome::AlreadyDone {
-                        binding: Some(binding),
-                        outcome,
-                    });
-                }
+            if let Some(ended) = self.fx.claim_new(&op, now, Some(&binding)).await? {
+                return Ok(ended);
             }
             let run = Run::new(
                 op.clone(),
@@ -210,17 +199,13 @@ impl<P: Ports> Suspension<'_, P> {
                 now,
                 None,
             );
-            match self.record_intent(&run, binding).await {
+            match self.fx.write_intent(&run, binding).await? {
                 Ok(binding) => {
                     let result = self.act(&run, &user, binding).await;
                     return self.fx.abandon(&run.op, result).await;
                 }
                 // Another request wrote the binding since it was read: read it again.
-                Err(e) if is_stale(&e) => {
-                    self.fx.ledger.release(&run.op).await?;
-                    last = Some(e);
-                }
-                Err(e) => return self.fx.abandon(&run.op, Err(e)).await,
+                Err(stale) => last = Some(stale),
             }
         }
         Err(last.unwrap_or_else(|| Error::stale(Entity::Binding, 0)))
@@ -232,39 +217,24 @@ impl<P: Ports> Suspension<'_, P> {
     /// Store failures.
     #[tracing::instrument(skip_all, fields(op.kind = "user_state", op.id = %message.operation_id, user.id = %user_id, retry.attempt = message.attempt))]
     pub async fn retry(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
-        let result = self.retry_once(message, user_id).await;
-        super::report(&result);
-        result
+        super::reported(self.retry_once(message, user_id).await)
     }
 
     async fn retry_once(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
-        let now = self.fx.now();
-        let run = Run::new(
-            message.operation_id.clone(),
-            OperationKind::UserState,
-            user_id.clone(),
-            now,
-            Some(message),
-        );
-        match self.fx.claim(&run.op, now).await? {
-            Claim::Claimed => {}
-            Claim::InProgress { lease_until } => return Ok(Outcome::InProgress { lease_until }),
-            Claim::AlreadyDone(outcome) => {
-                let binding = self.fx.bindings.get(user_id).await?;
-                return Ok(Outcome::AlreadyDone { binding, outcome });
-            }
-        }
+        let run = match self
+            .fx
+            .claim_retry(message, OperationKind::UserState, user_id)
+            .await?
+        {
+            Ok(run) => run,
+            Err(ended) => return Ok(ended),
+        };
         let result = async {
             let user = self.users.get(user_id).await?;
             let binding = self.fx.bindings.get(user_id).await?;
             match (user, binding) {
                 // Still ours: the latest state decides.
-                (Some(user), Some(binding))
-                    if binding
-                        .in_flight
-                        .as_ref()
-                        .is_some_and(|f| f.operation_id == run.op) =>
-                {
+                (Some(user), Some(binding)) if run.owns(&binding) => {
                     self.act(&run, &user, binding).await
                 }
                 // A later bind, unbind or state change took the binding over.
@@ -273,29 +243,6 @@ impl<P: Ports> Suspension<'_, P> {
         }
         .await;
         self.fx.abandon(&run.op, result).await
-    }
-
-    /// Writes the binding with this operation in flight (inheriting a lost create's mark from a
-    /// bind it replaces, so the account it may have made is still looked for).
-    async fn record_intent(&self, run: &Run<'_>, binding: Binding) -> Result<Binding> {
-        let expect = Expect::Version(binding.version);
-        let earlier = binding.in_flight.as_ref();
-        let in_flight = InFlight {
-            operation_id: run.op.clone(),
-            kind: OperationKind::UserState,
-            since: run.now,
-            address_held_since: None,
-            create_sent_at: earlier.and_then(|f| f.create_sent_at),
-            welcome: false,
-            adopt_privileged: false,
-            // A queued retry of the replaced operation is dropped as superseded (R-REC-5).
-            retry_due_at: None,
-        };
-        let binding = Binding {
-            in_flight: Some(in_flight),
-            ..binding
-        };
-        self.fx.bindings.put(&binding, expect).await
     }
 
     async fn act(&self, run: &Run<'_>, user: &DirectoryUser, binding: Binding) -> Result<Outcome> {

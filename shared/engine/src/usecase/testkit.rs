@@ -11,6 +11,8 @@ use super::suspend::Suspension;
 use super::unbind::Unbind;
 use super::update::UpdateAttributes;
 use crate::error::{Error, UnavailableReason};
+use crate::model::{Email, M365User, NewM365User};
+use crate::ports::Directory;
 pub(crate) use crate::testing::{ADDRESS_RELEASE, World, email, uid};
 
 pub(crate) type Fx<'a> = Effects<'a, World>;
@@ -51,6 +53,34 @@ impl World {
 
     pub(crate) fn suspension(&self) -> Suspension<'_, World> {
         Suspension::new(self)
+    }
+
+    /// An enabled M365 account with UPN `upn` in the world's tenant that somebody else made (an
+    /// admin, or a create whose answer was lost): only its name and password set.
+    pub(crate) async fn m365_account(
+        &self,
+        upn: &Email,
+        nickname: &str,
+        display_name: &str,
+        password: &str,
+    ) -> M365User {
+        self.directory
+            .create_user(
+                &self.tenant.id,
+                &NewM365User {
+                    user_principal_name: upn.clone(),
+                    mail_nickname: nickname.to_owned(),
+                    display_name: display_name.to_owned(),
+                    given_name: None,
+                    surname: None,
+                    job_title: None,
+                    department: None,
+                    account_enabled: true,
+                    password: secret(password),
+                },
+            )
+            .await
+            .expect("the fake directory creates the account")
     }
 }
 

@@ -9,15 +9,13 @@
 
 use crate::error::{Entity, Error, Result};
 use crate::model::{
-    Binding, BindingState, InFlight, OperationId, OperationKind, OperationSubject, RetryMessage,
-    UserId,
+    Binding, BindingState, OperationId, OperationKind, OperationSubject, RetryMessage, UserId,
 };
 use crate::ports::Ports;
-use crate::ports::{BindingStore, Claim, Directory, Expect, OperationLedger, UserStore};
+use crate::ports::{BindingStore, Directory, Expect, UserStore};
 
 use super::{
     Change, Effects, INTENT_ATTEMPTS, OnFailure, Outcome, Run, account_of, is_m365_not_found,
-    is_stale,
 };
 
 /// The unbind use case.
@@ -62,9 +60,7 @@ impl<P: Ports> Unbind<'_, P> {
     /// [`Outcome::Failed`].
     #[tracing::instrument(skip_all, fields(op.kind = "user_unbind", user.id = %user_id))]
     pub async fn unbind(&self, user_id: &UserId) -> Result<Outcome> {
-        let result = self.unbind_once(user_id).await;
-        super::report(&result);
-        result
+        super::reported(self.unbind_once(user_id).await)
     }
 
     async fn unbind_once(&self, user_id: &UserId) -> Result<Outcome> {
@@ -88,48 +84,20 @@ impl<P: Ports> Unbind<'_, P> {
             }
             let subject = OperationSubject::User(user_id.clone());
             let op = OperationId::new(OperationKind::UserUnbind, &subject, binding.version);
-            match self.fx.claim(&op, now).await? {
-                Claim::Claimed => {}
-                Claim::InProgress { lease_until } => {
-                    return Ok(Outcome::InProgress { lease_until });
-                }
-                Claim::AlreadyDone(outcome) => {
-                    return Ok(Outcome::AlreadyDone {
-                        binding: Some(binding),
-                        outcome,
-                    });
-                }
+            if let Some(ended) = self.fx.claim_new(&op, now, Some(&binding)).await? {
+                return Ok(ended);
             }
-            let expect = Expect::Version(binding.version);
-            let replaced = binding.in_flight.as_ref();
-            let intent = Binding {
-                in_flight: Some(InFlight {
-                    operation_id: op.clone(),
-                    kind: OperationKind::UserUnbind,
-                    since: now,
-                    address_held_since: None,
-                    // A create the replaced bind sent may still appear: keep looking for it.
-                    create_sent_at: replaced.and_then(|f| f.create_sent_at),
-                    welcome: false,
-                    adopt_privileged: false,
-                    retry_due_at: None,
-                }),
-                ..binding
-            };
             let run = Run::new(op, OperationKind::UserUnbind, user_id.clone(), now, None);
             // The intent first (R-BIND-12): a bind finishing after this point loses its final
-            // write and blocks what it enabled.
-            match self.fx.bindings.put(&intent, expect).await {
+            // write and blocks what it enabled. A create the replaced bind sent may still appear:
+            // the intent keeps looking for it.
+            match self.fx.write_intent(&run, binding).await? {
                 Ok(stored) => {
                     let expect = Expect::Version(stored.version);
                     let result = self.block(&run, stored, expect).await;
                     return self.fx.abandon(&run.op, result).await;
                 }
-                Err(e) if is_stale(&e) => {
-                    self.fx.ledger.release(&run.op).await?;
-                    last = Some(e);
-                }
-                Err(e) => return self.fx.abandon(&run.op, Err(e)).await,
+                Err(stale) => last = Some(stale),
             }
         }
         Err(last.unwrap_or_else(|| Error::stale(Entity::Binding, 0)))
@@ -141,35 +109,21 @@ impl<P: Ports> Unbind<'_, P> {
     /// Store failures.
     #[tracing::instrument(skip_all, fields(op.kind = "user_unbind", op.id = %message.operation_id, user.id = %user_id, retry.attempt = message.attempt))]
     pub async fn retry(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
-        let result = self.retry_once(message, user_id).await;
-        super::report(&result);
-        result
+        super::reported(self.retry_once(message, user_id).await)
     }
 
     async fn retry_once(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
-        let now = self.fx.now();
-        let run = Run::new(
-            message.operation_id.clone(),
-            OperationKind::UserUnbind,
-            user_id.clone(),
-            now,
-            Some(message),
-        );
-        match self.fx.claim(&run.op, now).await? {
-            Claim::Claimed => {}
-            Claim::InProgress { lease_until } => return Ok(Outcome::InProgress { lease_until }),
-            Claim::AlreadyDone(outcome) => {
-                let binding = self.fx.bindings.get(user_id).await?;
-                return Ok(Outcome::AlreadyDone { binding, outcome });
-            }
-        }
+        let run = match self
+            .fx
+            .claim_retry(message, OperationKind::UserUnbind, user_id)
+            .await?
+        {
+            Ok(run) => run,
+            Err(ended) => return Ok(ended),
+        };
         let result = async {
             match self.fx.bindings.get(user_id).await? {
-                Some(b)
-                    if b.in_flight
-                        .as_ref()
-                        .is_some_and(|f| f.operation_id == run.op) =>
-                {
+                Some(b) if run.owns(&b) => {
                     let expect = Expect::Version(b.version);
                     self.block(&run, b, expect).await
                 }

@@ -6,7 +6,7 @@ use crate::model::{
     RetryMessage, UserId,
 };
 use crate::ports::Ports;
-use crate::ports::{BindingStore, Claim, Directory, Expect, UserStore};
+use crate::ports::{BindingStore, Directory, Expect, UserStore};
 
 use super::{Change, Effects, OnFailure, Outcome, Run, is_m365_not_found, patch_for};
 
@@ -60,9 +60,7 @@ impl<P: Ports> UpdateAttributes<'_, P> {
     /// `NotFound` (user); store failures.
     #[tracing::instrument(skip_all, fields(op.kind = "user_update", user.id = %user_id))]
     pub async fn push(&self, user_id: &UserId) -> Result<Outcome> {
-        let result = self.push_once(user_id).await;
-        super::report(&result);
-        result
+        super::reported(self.push_once(user_id).await)
     }
 
     async fn push_once(&self, user_id: &UserId) -> Result<Outcome> {
@@ -80,15 +78,8 @@ impl<P: Ports> UpdateAttributes<'_, P> {
         };
         let subject = OperationSubject::User(user_id.clone());
         let op = OperationId::new(OperationKind::UserUpdate, &subject, user.version);
-        match self.fx.claim(&op, now).await? {
-            Claim::Claimed => {}
-            Claim::InProgress { lease_until } => return Ok(Outcome::InProgress { lease_until }),
-            Claim::AlreadyDone(outcome) => {
-                return Ok(Outcome::AlreadyDone {
-                    binding: Some(binding),
-                    outcome,
-                });
-            }
+        if let Some(ended) = self.fx.claim_new(&op, now, Some(&binding)).await? {
+            return Ok(ended);
         }
         let run = Run::new(op, OperationKind::UserUpdate, user_id.clone(), now, None);
         let result = self.apply(&run, &user, binding).await;
@@ -101,28 +92,18 @@ impl<P: Ports> UpdateAttributes<'_, P> {
     /// Store failures.
     #[tracing::instrument(skip_all, fields(op.kind = "user_update", op.id = %message.operation_id, user.id = %user_id, retry.attempt = message.attempt))]
     pub async fn retry(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
-        let result = self.retry_once(message, user_id).await;
-        super::report(&result);
-        result
+        super::reported(self.retry_once(message, user_id).await)
     }
 
     async fn retry_once(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
-        let now = self.fx.now();
-        let run = Run::new(
-            message.operation_id.clone(),
-            OperationKind::UserUpdate,
-            user_id.clone(),
-            now,
-            Some(message),
-        );
-        match self.fx.claim(&run.op, now).await? {
-            Claim::Claimed => {}
-            Claim::InProgress { lease_until } => return Ok(Outcome::InProgress { lease_until }),
-            Claim::AlreadyDone(outcome) => {
-                let binding = self.fx.bindings.get(user_id).await?;
-                return Ok(Outcome::AlreadyDone { binding, outcome });
-            }
-        }
+        let run = match self
+            .fx
+            .claim_retry(message, OperationKind::UserUpdate, user_id)
+            .await?
+        {
+            Ok(run) => run,
+            Err(ended) => return Ok(ended),
+        };
         let result = async {
             let user = self.users.get(user_id).await?;
             let binding = self.fx.bindings.get(user_id).await?.filter(pushable);
