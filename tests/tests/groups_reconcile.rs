@@ -124,6 +124,7 @@ impl Stack {
             directory: &p.directory,
             sealer: &p.app.sealer,
             notifier: &p.app.notifier,
+            groups: None,
         };
         let outcome = bind
             .bind(
