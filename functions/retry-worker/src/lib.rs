@@ -29,23 +29,18 @@
 //! again as a fresh copy (same attempt) and acknowledged, so waiting its turn never dead-letters
 //! it.
 
-use std::time::Duration;
-
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::LambdaEvent;
 use m365_aws::sqs::decode_message;
 use m365_engine::model::RetryMessage;
-use m365_engine::ports::{Clock, Ports, RetryQueue};
+use m365_engine::ports::{Clock, Ports};
 use m365_engine::usecase::retry::{RetryDispatcher, RetryOutcome};
-use m365_lambda::deadline::time_left;
 use m365_lambda::provision::Deployed;
 use m365_lambda::sqs::{self, Verdict};
-use tokio::time::Instant;
 
-/// An untouched message received this many times is sent again as a fresh copy instead of being
-/// left for redelivery (SQS's receive count would otherwise reach the retry queue's
-/// `maxReceiveCount`, 5 in template.yaml, and dead-letter it unprocessed). Keep it below that.
-pub const REQUEUE_UNTOUCHED_AT_RECEIVE: u32 = 3;
+mod batch;
+
+pub use batch::{BatchReport, Budget, REQUEUE_UNTOUCHED_AT_RECEIVE, handle_batch_until};
 
 /// What happened to one message of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,16 +49,6 @@ pub enum MessageResult {
     Acked(&'static str),
     /// Reported as a batch-item failure, with a machine code.
     Failed(String),
-}
-
-/// The time a batch may spend: the next message is taken only while at least `floor` is left
-/// before `deadline` (none: every message is handled).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Budget {
-    /// The invocation's deadline (already less the margin).
-    pub deadline: Option<Instant>,
-    /// The least time left to start a message.
-    pub floor: Duration,
 }
 
 /// The Lambda entry: bounds `deployed` by the invocation's deadline and handles the batch within
@@ -94,94 +79,6 @@ pub async fn handle_batch<P: Ports>(ports: &P, event: &SqsEvent) -> SqsBatchResp
     handle(ports, event, Budget::default()).await
 }
 
-/// What one batch did: the answer to Lambda, and how the batch was spent (also logged).
-#[derive(Debug, Clone, Default)]
-pub struct BatchReport {
-    /// The batch-item failures to report.
-    pub response: SqsBatchResponse,
-    /// Messages handled (whatever their outcome).
-    pub handled: usize,
-    /// Messages the deadline left untouched.
-    pub untouched: usize,
-    /// Of those, the ones sent again as fresh copies (acknowledged); the others are batch-item
-    /// failures.
-    pub requeued: usize,
-}
-
-/// What a record the deadline left untouched answers when it was sent again as a fresh copy.
-const PUT_BACK: &str = "put_back";
-/// What a record the deadline left untouched answers when it is left to SQS's redelivery.
-const UNTOUCHED: &str = "untouched";
-
-/// Handles the messages of `event` in order while at least the budget's floor is left before
-/// its deadline (`ports` should be bounded by the same deadline); the rest are put back
-/// untouched (see the module docs). Decoding, the batch-item failures and the policy for
-/// permanent, transient and undecodable messages are the one SQS batch helper's
-/// ([`m365_lambda::sqs`]).
-pub async fn handle_batch_until<P: Ports>(
-    ports: &P,
-    event: &SqsEvent,
-    budget: Budget,
-) -> BatchReport {
-    let batch = sqs::handle_batch(event, decode_message, |record, message| async move {
-        if budget.deadline.is_some_and(|d| time_left(d) < budget.floor) {
-            return put_back(ports, record, &message).await;
-        }
-        run(ports, &message).await
-    })
-    .await;
-    let untouched = batch
-        .verdicts
-        .iter()
-        .filter(|v| matches!(v.code(), PUT_BACK | UNTOUCHED))
-        .count();
-    let requeued = batch
-        .verdicts
-        .iter()
-        .filter(|v| **v == Verdict::Ack(PUT_BACK))
-        .count();
-    let handled = batch.verdicts.len() - untouched;
-    if untouched > 0 {
-        tracing::warn!(
-            batch.handled = handled,
-            batch.untouched = untouched,
-            batch.requeued = requeued,
-            "deadline near: the rest of the batch is put back untouched"
-        );
-    }
-    BatchReport {
-        response: batch.response,
-        handled,
-        untouched,
-        requeued,
-    }
-}
-
-/// Puts back a message the worker had no time for: acknowledged when a fresh copy was sent,
-/// else left to SQS's redelivery (a batch-item failure). The copy is the same message (same
-/// attempt, same `not_before`): nothing of its retry budget is spent.
-async fn put_back<P: Ports>(ports: &P, record: &SqsMessage, message: &RetryMessage) -> Verdict {
-    let receives = record
-        .attributes
-        .get("ApproximateReceiveCount")
-        .and_then(|v| v.parse::<u32>().ok())
-        .unwrap_or(1);
-    if receives < REQUEUE_UNTOUCHED_AT_RECEIVE {
-        return Verdict::Retry(UNTOUCHED.to_owned());
-    }
-    let delay = message.send_delay(ports.clock().now());
-    match ports.queue().send(message, delay).await {
-        Ok(()) => {
-            tracing::info!(op.id = %message.operation_id, sqs.receive_count = receives, "untouched message sent again as a fresh copy");
-            Verdict::Ack(PUT_BACK)
-        }
-        Err(e) => {
-            tracing::warn!(op.id = %message.operation_id, error.code = e.code(), "untouched message left for redelivery");
-            Verdict::Retry(UNTOUCHED.to_owned())
-        }
-    }
-}
-
 /// Handles one message of a batch.
 pub async fn handle_message<P: Ports>(ports: &P, record: &SqsMessage) -> MessageResult {
     let verdict = match sqs::decode(record, decode_message) {
@@ -198,7 +95,7 @@ pub async fn handle_message<P: Ports>(ports: &P, record: &SqsMessage) -> Message
 /// failure is on the binding already), a store or queue failure is retried or dead-lettered by
 /// [`Verdict::of_error`]. A user a retried bind bound joins its groups in the bind itself
 /// (R-GRP-1).
-async fn run<P: Ports>(ports: &P, message: &RetryMessage) -> Verdict {
+pub(crate) async fn run<P: Ports>(ports: &P, message: &RetryMessage) -> Verdict {
     // Boxed: the dispatcher's future (every use case) is deep and large.
     match Box::pin(RetryDispatcher::new(ports).dispatch(message)).await {
         Ok(RetryOutcome::DeadLetter { code }) => Verdict::DeadLetter(code),
