@@ -16,6 +16,11 @@
 //! [`super::privilege`]): the API request is refused with 409 `privileged_account` and nothing is
 //! written; a queued retry that meets one fails with that code on the binding. The check costs
 //! reads on the adopt path only, never on the create path (DESIGN §5).
+//!
+//! A user the bind bound ([`Outcome::Done`], by the request or by its queued retry) joins the
+//! security groups of its bound directory groups at once (R-GRP-1,
+//! [`super::group_sync::SyncGroup::follow_binds`]); that follow-up never fails the bind — a
+//! failure is logged or queued, and reconcile catches the group up.
 
 use chrono::TimeDelta;
 
