@@ -147,8 +147,12 @@ async fn main() {
             |event| async move {
                 let deadline = worker.deadlines.of_context(&event.context);
                 let bounded = worker.until(deadline);
+                let budget = retry_worker::Budget {
+                    deadline,
+                    floor: worker.deadlines.message_floor,
+                };
                 let report =
-                    retry_worker::handle_batch_until(&bounded, &event.payload, deadline).await;
+                    retry_worker::handle_batch_until(&bounded, &event.payload, budget).await;
                 *seen.lock().unwrap() = Some((report.handled, report.untouched, report.requeued));
                 report.response
             },

@@ -13,17 +13,19 @@
 //! is refused with `409 user_disabled` (R-BIND-9). Answers: `200` done or unchanged (or
 //! `superseded`: an unbind sent meanwhile won and the bind blocked what it enabled, R-BIND-12),
 //! `202` pending on the retry queue, `4xx` with a code otherwise. Graph work stops before the
-//! invocation's deadline (R-OPS-2): a bind that runs out of time answers `202` pending with reason
-//! `deadline` and its retry queued, never a gateway timeout.
+//! invocation's deadline (R-OPS-2; `main.rs` bounds the ports by it): a bind that runs out of time
+//! answers `202` pending with reason `deadline` and its retry queued, never a gateway timeout. A
+//! user the bind bound joins the security groups of its bound directory groups at once — the
+//! bind use case does it (R-GRP-1).
 
-use lambda_http::http::Method;
+use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use m365_engine::Error;
 use m365_engine::error::Entity;
-use m365_engine::ports::{BindingStore, Clock};
+use m365_engine::ports::{BindingStore, Ports};
 use m365_engine::usecase::bind::{Bind, BindRequest};
-use m365_lambda::api;
-use m365_lambda::provision::{self, BindingView, Provisioning};
+use m365_lambda::api::{self, BindingView};
+use m365_lambda::provision;
 use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
@@ -33,23 +35,22 @@ struct PutBinding {
     adopt_privileged: Option<bool>,
 }
 
-/// Handles one API Gateway request; every outcome is a response.
+/// Handles one API Gateway request on `ports` (already bounded by the invocation's deadline);
+/// every outcome is a response.
 ///
 /// # Errors
 /// Never: the `Result` is what `lambda_http::service_fn` expects.
 #[tracing::instrument(skip_all, fields(http.method = %request.method()))]
-pub async fn handle<C: Clock + Clone>(
-    deps: &Provisioning<C>,
+pub async fn handle<P: Ports>(
+    ports: &P,
     request: Request,
 ) -> Result<Response<Body>, lambda_http::Error> {
-    // Graph calls stop before the invocation's deadline; cut-off work is re-queued (R-OPS-2).
-    let deps = &deps.for_request(&request);
     let segments = provision::segments(&request);
     let path: Vec<&str> = segments.iter().map(String::as_str).collect();
     let response = match (request.method(), path.as_slice()) {
-        (&Method::PUT, ["users", id, "binding"]) => put(deps, &request, id).await,
-        (&Method::GET, ["users", id, "binding"]) => get(deps, id).await,
-        _ => provision::no_route("bind"),
+        (&Method::PUT, ["users", id, "binding"]) => put(ports, &request, id).await,
+        (&Method::GET, ["users", id, "binding"]) => get(ports, id).await,
+        _ => api::no_route("bind"),
     };
     tracing::info!(
         http.status = response.status().as_u16(),
@@ -58,7 +59,7 @@ pub async fn handle<C: Clock + Clone>(
     Ok(response)
 }
 
-async fn put<C: Clock>(deps: &Provisioning<C>, request: &Request, raw: &str) -> Response<Body> {
+async fn put<P: Ports>(ports: &P, request: &Request, raw: &str) -> Response<Body> {
     let user_id = match provision::user_id(raw) {
         Ok(id) => id,
         Err(r) => return r,
@@ -75,36 +76,24 @@ async fn put<C: Clock>(deps: &Provisioning<C>, request: &Request, raw: &str) -> 
             Err(r) => return r,
         }
     };
-    let app = &deps.app;
-    let bind = Bind {
-        fx: deps.effects(),
-        users: &app.users,
-        tenants: &app.tenants,
-        directory: &deps.directory,
-        sealer: &app.sealer,
-        notifier: &app.notifier,
-    };
     let request = BindRequest {
         welcome: body.welcome.unwrap_or(true),
         adopt_privileged: body.adopt_privileged.unwrap_or(false),
     };
-    match bind.bind(&user_id, request).await {
-        Ok(outcome) => {
-            // The user joins its bound groups now (R-GRP-1).
-            deps.follow_outcome(&outcome).await;
-            provision::outcome_response(&outcome)
-        }
+    // Boxed: the bind's future (with its group follow-up) is deep.
+    match Box::pin(Bind::new(ports).bind(&user_id, request)).await {
+        Ok(outcome) => api::outcome_response(&outcome),
         Err(e) => api::engine_error(&e),
     }
 }
 
-async fn get<C: Clock>(deps: &Provisioning<C>, raw: &str) -> Response<Body> {
+async fn get<P: Ports>(ports: &P, raw: &str) -> Response<Body> {
     let user_id = match provision::user_id(raw) {
         Ok(id) => id,
         Err(r) => return r,
     };
-    match deps.app.bindings.get(&user_id).await {
-        Ok(Some(b)) => api::json(lambda_http::http::StatusCode::OK, &BindingView::from(&b)),
+    match ports.bindings().get(&user_id).await {
+        Ok(Some(b)) => api::json(StatusCode::OK, &BindingView::from(&b)),
         Ok(None) => api::engine_error(&Error::not_found(Entity::Binding, user_id)),
         Err(e) => api::engine_error(&e),
     }

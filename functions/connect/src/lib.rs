@@ -221,19 +221,6 @@ async fn post_tenants<P: Ports>(deps: &P, request: &Request) -> Response<Body> {
     }
 }
 
-fn connect_error(e: &ConnectError) -> Response<Body> {
-    let status = match e {
-        ConnectError::InvalidState | ConnectError::CodeRejected { .. } => StatusCode::BAD_REQUEST,
-        ConnectError::ConsentDenied { .. } => StatusCode::FORBIDDEN,
-        ConnectError::FederatedTenant => StatusCode::UNPROCESSABLE_ENTITY,
-        ConnectError::TenantMismatch { .. } | ConnectError::ExpectedDomainMissing { .. } => {
-            StatusCode::CONFLICT
-        }
-        ConnectError::Engine(inner) => return api::engine_error(inner),
-    };
-    api::error(status, e.code(), &e.to_string())
-}
-
 async fn callback<P: Ports>(deps: &P, request: &Request) -> Response<Body> {
     let query = request.query_string_parameters();
     let param = |name: &str| {
@@ -248,7 +235,7 @@ async fn callback<P: Ports>(deps: &P, request: &Request) -> Response<Body> {
             code: SecretString::from(code),
             state,
         },
-        (None, _, None) => return connect_error(&ConnectError::InvalidState),
+        (None, _, None) => return api::connect_error(&ConnectError::InvalidState),
         (None, None, Some(_)) => {
             return api::engine_error(&Error::Invalid(InvalidInput::Field {
                 field: "code",
@@ -264,7 +251,7 @@ async fn callback<P: Ports>(deps: &P, request: &Request) -> Response<Body> {
         }
         Err(e) => {
             tracing::info!(error.code = e.code(), "connection refused");
-            connect_error(&e)
+            api::connect_error(&e)
         }
     }
 }

@@ -11,13 +11,11 @@
 //! The password is a `SecretString` from the moment it is decoded: it never reaches a log, an
 //! error body or a queue message (R-SAFE-2).
 
-use lambda_http::http::{Method, StatusCode};
+use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};
-use m365_engine::ports::Clock;
-use m365_engine::usecase::Outcome;
+use m365_engine::ports::Ports;
 use m365_engine::usecase::password::SetPassword;
-use m365_lambda::api;
-use m365_lambda::provision::{self, Provisioning};
+use m365_lambda::{api, provision};
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -27,22 +25,21 @@ struct PostPassword {
     password: SecretString,
 }
 
-/// Handles one API Gateway request; every outcome is a response.
+/// Handles one API Gateway request on `ports` (already bounded by the invocation's deadline,
+/// R-OPS-2); every outcome is a response.
 ///
 /// # Errors
 /// Never: the `Result` is what `lambda_http::service_fn` expects.
 #[tracing::instrument(skip_all, fields(http.method = %request.method()))]
-pub async fn handle<C: Clock + Clone>(
-    deps: &Provisioning<C>,
+pub async fn handle<P: Ports>(
+    ports: &P,
     request: Request,
 ) -> Result<Response<Body>, lambda_http::Error> {
-    // Graph calls stop before the invocation's deadline; cut-off work is re-queued (R-OPS-2).
-    let deps = &deps.for_request(&request);
     let segments = provision::segments(&request);
     let path: Vec<&str> = segments.iter().map(String::as_str).collect();
     let response = match (request.method(), path.as_slice()) {
-        (&Method::POST, ["users", id, "password"]) => post(deps, &request, id).await,
-        _ => provision::no_route("password-push"),
+        (&Method::POST, ["users", id, "password"]) => post(ports, &request, id).await,
+        _ => api::no_route("password-push"),
     };
     tracing::info!(
         http.status = response.status().as_u16(),
@@ -51,7 +48,7 @@ pub async fn handle<C: Clock + Clone>(
     Ok(response)
 }
 
-async fn post<C: Clock>(deps: &Provisioning<C>, request: &Request, raw: &str) -> Response<Body> {
+async fn post<P: Ports>(ports: &P, request: &Request, raw: &str) -> Response<Body> {
     let user_id = match provision::user_id(raw) {
         Ok(id) => id,
         Err(r) => return r,
@@ -60,45 +57,8 @@ async fn post<C: Clock>(deps: &Provisioning<C>, request: &Request, raw: &str) ->
         Ok(b) => b,
         Err(r) => return r,
     };
-    let set = SetPassword {
-        fx: deps.effects(),
-        users: &deps.app.users,
-        directory: &deps.directory,
-        sealer: &deps.app.sealer,
-        policy: &deps.password_policy,
-    };
-    match set.set(&user_id, &body.password).await {
-        Ok(done) => match done.push {
-            // Stored, deliberately not pushed (R-BIND-11): say why.
-            Outcome::Failed {
-                code: "privileged_account",
-                binding,
-                ..
-            } => api::error(
-                StatusCode::CONFLICT,
-                "privileged_account",
-                &binding.last_error.map_or_else(
-                    || {
-                        "the M365 account is privileged; the password was stored but not pushed"
-                            .to_owned()
-                    },
-                    |e| format!("the password was stored but not pushed: {}", e.message),
-                ),
-            ),
-            // The password is stored; a push that failed for good shows on the binding.
-            Outcome::Failed { code, .. } => api::error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                code,
-                "the password was stored but M365 refused it; see the binding's last error",
-            ),
-            _ => no_content(),
-        },
+    match Box::pin(SetPassword::new(ports).set(&user_id, &body.password)).await {
+        Ok(done) => api::password_response(&done.push),
         Err(e) => api::engine_error(&e),
     }
-}
-
-fn no_content() -> Response<Body> {
-    let mut response = Response::new(Body::Empty);
-    *response.status_mut() = StatusCode::NO_CONTENT;
-    response
 }

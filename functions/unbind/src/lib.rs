@@ -6,29 +6,27 @@
 //! binding `deleted_in_m365` (R-BIND-8). Throttling and 5xx put the unbind on the retry queue
 //! (`202`).
 
-use lambda_http::http::Method;
+use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
-use m365_engine::ports::Clock;
+use m365_engine::ports::Ports;
 use m365_engine::usecase::unbind::Unbind;
-use m365_lambda::api;
-use m365_lambda::provision::{self, Provisioning};
+use m365_lambda::{api, provision};
 
-/// Handles one API Gateway request; every outcome is a response.
+/// Handles one API Gateway request on `ports` (already bounded by the invocation's deadline,
+/// R-OPS-2); every outcome is a response.
 ///
 /// # Errors
 /// Never: the `Result` is what `lambda_http::service_fn` expects.
 #[tracing::instrument(skip_all, fields(http.method = %request.method()))]
-pub async fn handle<C: Clock + Clone>(
-    deps: &Provisioning<C>,
+pub async fn handle<P: Ports>(
+    ports: &P,
     request: Request,
 ) -> Result<Response<Body>, lambda_http::Error> {
-    // Graph calls stop before the invocation's deadline; cut-off work is re-queued (R-OPS-2).
-    let deps = &deps.for_request(&request);
     let segments = provision::segments(&request);
     let path: Vec<&str> = segments.iter().map(String::as_str).collect();
     let response = match (request.method(), path.as_slice()) {
-        (&Method::DELETE, ["users", id, "binding"]) => delete(deps, &request, id).await,
-        _ => provision::no_route("unbind"),
+        (&Method::DELETE, ["users", id, "binding"]) => delete(ports, &request, id).await,
+        _ => api::no_route("unbind"),
     };
     tracing::info!(
         http.status = response.status().as_u16(),
@@ -37,7 +35,7 @@ pub async fn handle<C: Clock + Clone>(
     Ok(response)
 }
 
-async fn delete<C: Clock>(deps: &Provisioning<C>, request: &Request, raw: &str) -> Response<Body> {
+async fn delete<P: Ports>(ports: &P, request: &Request, raw: &str) -> Response<Body> {
     let user_id = match provision::user_id(raw) {
         Ok(id) => id,
         Err(r) => return r,
@@ -47,18 +45,13 @@ async fn delete<C: Clock>(deps: &Provisioning<C>, request: &Request, raw: &str) 
         .all(u8::is_ascii_whitespace)
     {
         return api::error(
-            lambda_http::http::StatusCode::BAD_REQUEST,
+            StatusCode::BAD_REQUEST,
             "unexpected_body",
             "DELETE /users/{userId}/binding takes no body",
         );
     }
-    let unbind = Unbind {
-        fx: deps.effects(),
-        users: &deps.app.users,
-        directory: &deps.directory,
-    };
-    match unbind.unbind(&user_id).await {
-        Ok(outcome) => provision::outcome_response(&outcome),
+    match Box::pin(Unbind::new(ports).unbind(&user_id)).await {
+        Ok(outcome) => api::outcome_response(&outcome),
         Err(e) => api::engine_error(&e),
     }
 }

@@ -1,11 +1,18 @@
-//! HTTP API responses of the functions behind API Gateway (DESIGN §3): JSON bodies, and errors as
-//! `{"error": {"code", "message"}}` with a status chosen from the engine's error — bad input is a
-//! 4xx, never a 5xx (R-SAFE-1); retryable failures are 503; the rest is 500 with a generic
-//! message (the cause goes to the logs, never to the caller).
+//! HTTP API responses of the functions behind API Gateway (DESIGN §3), the one place that maps
+//! what the engine answers to a status and a body: JSON bodies, and errors as
+//! `{"error": {"code", "message"}}` with a status chosen from the engine's error
+//! ([`engine_error`], [`connect_error`]) — bad input is a 4xx, never a 5xx (R-SAFE-1); retryable
+//! failures are 503; the rest is 500 with a generic message (the cause goes to the logs, never to
+//! the caller) — or from an operation's [`Outcome`] ([`outcome_response`],
+//! [`password_response`]); the binding as the API shows it ([`BindingView`]); the 400 of a
+//! malformed id ([`invalid_id`]) and the 404 of an unknown route ([`no_route`]).
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Response};
 use m365_engine::Error;
+use m365_engine::model::{Binding, BindingError, IdError, SuspendedReason};
+use m365_engine::usecase::Outcome;
+use m365_engine::usecase::connect::ConnectError;
 use serde::Serialize;
 
 /// Content type of every answer.
@@ -75,6 +82,156 @@ pub fn engine_error(e: &Error) -> Response<Body> {
     }
 }
 
+/// The error response of a refused connection or callback (R-CONN-1, R-SAFE-3): `400` for a bad
+/// state or a refused code, `403` when consent was denied, `422` for a federated tenant, `409`
+/// for a tenant or domain mismatch; an engine error as [`engine_error`].
+#[must_use]
+pub fn connect_error(e: &ConnectError) -> Response<Body> {
+    let status = match e {
+        ConnectError::InvalidState | ConnectError::CodeRejected { .. } => StatusCode::BAD_REQUEST,
+        ConnectError::ConsentDenied { .. } => StatusCode::FORBIDDEN,
+        ConnectError::FederatedTenant => StatusCode::UNPROCESSABLE_ENTITY,
+        ConnectError::TenantMismatch { .. } | ConnectError::ExpectedDomainMissing { .. } => {
+            StatusCode::CONFLICT
+        }
+        ConnectError::Engine(inner) => return engine_error(inner),
+    };
+    error(status, e.code(), &e.to_string())
+}
+
+/// The `400` of a malformed id in the path (its code, e.g. `invalid_id`, and why).
+#[must_use]
+pub fn invalid_id(e: &IdError) -> Response<Body> {
+    error(StatusCode::BAD_REQUEST, e.code(), &e.to_string())
+}
+
+/// The `404 route_not_found` of a request no route of `function` serves.
+#[must_use]
+pub fn no_route(function: &str) -> Response<Body> {
+    error(
+        StatusCode::NOT_FOUND,
+        "route_not_found",
+        &format!("no such route in the {function} function"),
+    )
+}
+
+/// An empty `204 No Content`.
+#[must_use]
+pub fn no_content() -> Response<Body> {
+    let mut response = Response::new(Body::Empty);
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response
+}
+
+/// A binding as the API shows it (`GET /users/{userId}/binding` and every bind/unbind answer).
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BindingView {
+    /// The bound user.
+    pub user_id: String,
+    /// The tenant the user's email domain routes to.
+    pub tenant_id: String,
+    /// `pending`, `provisioned`, `blocked`, `suspended`, `error`, `deleted_in_m365` or `unselected`.
+    pub state: &'static str,
+    /// The M365 account, once created or adopted.
+    pub m365_object_id: Option<String>,
+    /// Why it is `pending`.
+    pub pending_reason: Option<String>,
+    /// The last failure (code, message, Graph request id, time).
+    pub last_error: Option<BindingError>,
+    /// Why it is `suspended`: `password_expired` (R-PWD-4) or `directory_disabled` (R-BIND-9);
+    /// absent in any other state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suspended_reason: Option<&'static str>,
+    /// The account was privileged and adopted with `adoptPrivileged` (R-BIND-11); shown only
+    /// when true.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub adopted_privileged: bool,
+}
+
+impl From<&Binding> for BindingView {
+    fn from(b: &Binding) -> Self {
+        Self {
+            user_id: b.user_id.to_string(),
+            tenant_id: b.tenant_id.to_string(),
+            state: b.state.as_str(),
+            m365_object_id: b.m365_object_id.as_ref().map(ToString::to_string),
+            pending_reason: b.pending_reason.clone(),
+            last_error: b.last_error.clone(),
+            suspended_reason: b.suspension().map(SuspendedReason::as_str),
+            adopted_privileged: b.adopted_privileged,
+        }
+    }
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OutcomeView {
+    outcome: &'static str,
+    binding: Option<BindingView>,
+}
+
+/// The answer of an operation's [`Outcome`]: `200` when done, unchanged, already done or
+/// superseded; `202` when it waits on the retry queue or another worker holds it; `422` with its
+/// code when it failed for good. The body is `{"outcome", "binding"}`.
+#[must_use]
+pub fn outcome_response(outcome: &Outcome) -> Response<Body> {
+    let status = match outcome {
+        Outcome::Done { .. }
+        | Outcome::Unchanged { .. }
+        | Outcome::AlreadyDone { .. }
+        | Outcome::Superseded => StatusCode::OK,
+        Outcome::Deferred { .. } | Outcome::InProgress { .. } => StatusCode::ACCEPTED,
+        Outcome::Failed { code, binding, .. } => {
+            let message = binding
+                .last_error
+                .as_ref()
+                .map_or("the operation failed", |e| e.message.as_str());
+            return error(StatusCode::UNPROCESSABLE_ENTITY, code, message);
+        }
+    };
+    json(
+        status,
+        &OutcomeView {
+            outcome: outcome.as_str(),
+            binding: outcome.binding().map(BindingView::from),
+        },
+    )
+}
+
+/// The answer of a stored password's push (R-PWD-2, R-BIND-11): `204` when pushed, queued or
+/// not due (no bound account); `409 privileged_account` when the account is privileged and was
+/// not adopted with `adoptPrivileged` (the password stays stored); `422` with the code when M365
+/// refused it for good (the binding's last error says why).
+#[must_use]
+pub fn password_response(push: &Outcome) -> Response<Body> {
+    match push {
+        // Stored, deliberately not pushed (R-BIND-11): say why.
+        Outcome::Failed {
+            code: "privileged_account",
+            binding,
+            ..
+        } => error(
+            StatusCode::CONFLICT,
+            "privileged_account",
+            &binding.last_error.as_ref().map_or_else(
+                || {
+                    "the M365 account is privileged; the password was stored but not pushed"
+                        .to_owned()
+                },
+                |e| format!("the password was stored but not pushed: {}", e.message),
+            ),
+        ),
+        // The password is stored; a push that failed for good shows on the binding.
+        Outcome::Failed { code, .. } => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            code,
+            "the password was stored but M365 refused it; see the binding's last error",
+        ),
+        _ => no_content(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +274,23 @@ mod tests {
             graph_request_id: None,
         });
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn a_suspended_binding_shows_why_and_an_old_one_shows_password_expired() {
+        // R-BIND-9, R-PWD-4 (bindings suspended before the reason existed)
+        let mut b = Binding::pending(
+            m365_engine::model::UserId::parse("alice").unwrap(),
+            m365_engine::model::TenantId::generate(),
+            "x",
+        );
+        let shown = serde_json::to_value(BindingView::from(&b)).unwrap();
+        assert!(shown.get("suspendedReason").is_none());
+        b.state = m365_engine::model::BindingState::Suspended;
+        let shown = serde_json::to_value(BindingView::from(&b)).unwrap();
+        assert_eq!(shown["suspendedReason"], "password_expired");
+        b.suspended_reason = Some(SuspendedReason::DirectoryDisabled);
+        let shown = serde_json::to_value(BindingView::from(&b)).unwrap();
+        assert_eq!(shown["suspendedReason"], "directory_disabled");
     }
 }

@@ -14,6 +14,8 @@ pub mod graph;
 pub mod provision;
 pub mod sqs;
 pub mod telemetry;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use app::{App, AppError};
 pub use config::{Config, ConfigError};

@@ -1,11 +1,11 @@
-//! The wiring shared by the provisioning functions (`bind`, `unbind`, `password-push`,
-//! `directory`, `retry-worker`): the AWS adapters of [`App`], the `Directory` over Graph, a clock,
-//! randomness and the retry policy, from which each handler builds its use case per request; and
-//! the request helpers of their HTTP routes (path, bounded JSON bodies with unknown fields
-//! refused, R-SAFE-1).
+//! The deployed [`Ports`] ([`Deployed`]): the AWS adapters of [`App`], the `Directory` over Graph,
+//! a clock, randomness and the configured policies, built once per cold start; every handler
+//! (`handle<P: Ports>`) runs its use case on it. Also the request helpers of the HTTP routes
+//! (path, ids, bounded JSON bodies with unknown fields refused, R-SAFE-1); the responses are
+//! [`crate::api`]'s.
 //!
-//! Each handler first bounds the wiring by its invocation's deadline
-//! ([`Provisioning::for_request`], [`Provisioning::for_context`]; see [`crate::deadline`]): the
+//! Each `main.rs` first bounds the wiring by the invocation's deadline
+//! ([`Deployed::for_request`], [`Deployed::for_context`]; see [`crate::deadline`]): the
 //! `Directory` of the use cases then stops before Lambda does, and cut-off work is re-queued.
 //!
 //! The policies (retry, directory password policy, deadlines) are the app's configuration's
@@ -21,11 +21,11 @@ use m365_aws::{
     SecretsManagerCursorKey, SecretsManagerSealer, SecretsManagerTokenVault, SqsNotifier,
     SqsRetryQueue,
 };
-use m365_engine::model::{Binding, BindingError, SuspendedReason, UserId};
+use m365_engine::model::{TenantId, UserId};
 use m365_engine::policy::password::DirectoryPasswordPolicy;
 use m365_engine::ports::{Clock, Ports, SystemClock, ThreadRandom};
 use m365_engine::usecase::group_sync::SyncGroup;
-use m365_engine::usecase::{Effects, Outcome, RetryPolicy};
+use m365_engine::usecase::{Effects, RetryPolicy};
 use m365_graph::GraphIdentity;
 use serde::de::DeserializeOwned;
 
@@ -36,13 +36,14 @@ use crate::{App, AppError, GraphApp, GraphSetupError, api};
 /// Largest request body accepted (bytes); a larger one is refused with `body_too_large`.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
-/// The [`Effects`] of the deployed adapters.
+/// The [`Effects`] of the deployed adapters (legacy: use cases take the ports, `X::new(&ports)`;
+/// kept while the `directory` function and tests/ still name it).
 pub type DeployedEffects<'a, C> = Effects<'a, Deployed<C>>;
 
-/// The group use case on the deployed adapters.
+/// The group use case on the deployed adapters (legacy, as [`DeployedEffects`]).
 pub type DeployedSync<'a, C> = SyncGroup<'a, Deployed<C>>;
 
-/// The former name of [`Deployed`].
+/// The former name of [`Deployed`] (legacy: still named by the `directory` function and tests/).
 pub type Provisioning<C = SystemClock> = Deployed<C>;
 
 /// The deployed [`Ports`]: every adapter (DynamoDB, SQS, Secrets Manager, Graph), a clock,
@@ -157,32 +158,6 @@ impl<C: Clock> Deployed<C> {
     #[must_use]
     pub fn group_sync(&self) -> DeployedSync<'_, C> {
         SyncGroup::new(self)
-    }
-
-    /// After binds that succeeded: the bound users join the security groups of their bound
-    /// directory groups now ([`SyncGroup::follow_binds`]). Never fails the caller — the bind is
-    /// done; a failure here is logged, and reconcile catches the group up (R-GRP-1).
-    pub async fn follow_groups(&self, bindings: &[Binding]) {
-        // Boxed: the group use case's future is deep.
-        match Box::pin(self.group_sync().follow_binds(bindings)).await {
-            Ok(outcomes) => {
-                for (group, outcome) in outcomes {
-                    tracing::info!(group.id = %group, outcome = outcome.as_str(), "bound users' group mirrored");
-                }
-            }
-            Err(e) => tracing::warn!(
-                error.code = e.code(),
-                error.retryable = e.is_retryable(),
-                "bound users' groups not mirrored now; reconcile catches them up"
-            ),
-        }
-    }
-
-    /// [`Self::follow_groups`] for the binding of a bind's outcome, when it bound the user.
-    pub async fn follow_outcome(&self, outcome: &Outcome) {
-        if let Outcome::Done { binding, .. } = outcome {
-            self.follow_groups(std::slice::from_ref(binding)).await;
-        }
     }
 }
 
@@ -356,94 +331,24 @@ pub fn json_body<T: DeserializeOwned>(request: &Request) -> Result<T, Response<B
     reason = "the error is the finished 4xx response, built at most once per request"
 )]
 pub fn user_id(raw: &str) -> Result<UserId, Response<Body>> {
-    UserId::parse(raw).map_err(|e| api::error(StatusCode::BAD_REQUEST, e.code(), &e.to_string()))
+    UserId::parse(raw).map_err(|e| api::invalid_id(&e))
 }
 
-/// The 404 of an unknown route.
-#[must_use]
-pub fn no_route(function: &str) -> Response<Body> {
-    api::error(
-        StatusCode::NOT_FOUND,
-        "route_not_found",
-        &format!("no such route in the {function} function"),
-    )
+/// Parses a tenant id from the path; a 400 `invalid_id` otherwise.
+///
+/// # Errors
+/// The 400 response to send back.
+#[allow(
+    clippy::result_large_err,
+    reason = "the error is the finished 4xx response, built at most once per request"
+)]
+pub fn tenant_id(raw: &str) -> Result<TenantId, Response<Body>> {
+    TenantId::parse(raw).map_err(|e| api::invalid_id(&e))
 }
 
-/// A binding as the API shows it (`GET /users/{userId}/binding` and every bind/unbind answer).
-#[derive(Debug, Clone, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BindingView {
-    /// The bound user.
-    pub user_id: String,
-    /// The tenant the user's email domain routes to.
-    pub tenant_id: String,
-    /// `pending`, `provisioned`, `blocked`, `suspended`, `error`, `deleted_in_m365` or `unselected`.
-    pub state: &'static str,
-    /// The M365 account, once created or adopted.
-    pub m365_object_id: Option<String>,
-    /// Why it is `pending`.
-    pub pending_reason: Option<String>,
-    /// The last failure (code, message, Graph request id, time).
-    pub last_error: Option<BindingError>,
-    /// Why it is `suspended`: `password_expired` (R-PWD-4) or `directory_disabled` (R-BIND-9);
-    /// absent in any other state.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub suspended_reason: Option<&'static str>,
-    /// The account was privileged and adopted with `adoptPrivileged` (R-BIND-11); shown only
-    /// when true.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub adopted_privileged: bool,
-}
-
-impl From<&Binding> for BindingView {
-    fn from(b: &Binding) -> Self {
-        Self {
-            user_id: b.user_id.to_string(),
-            tenant_id: b.tenant_id.to_string(),
-            state: b.state.as_str(),
-            m365_object_id: b.m365_object_id.as_ref().map(ToString::to_string),
-            pending_reason: b.pending_reason.clone(),
-            last_error: b.last_error.clone(),
-            suspended_reason: b.suspension().map(SuspendedReason::as_str),
-            adopted_privileged: b.adopted_privileged,
-        }
-    }
-}
-
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct OutcomeView {
-    outcome: &'static str,
-    binding: Option<BindingView>,
-}
-
-/// The answer of an operation's [`Outcome`]: `200` when done, unchanged, already done or
-/// superseded; `202` when it waits on the retry queue or another worker holds it; `422` with its
-/// code when it failed for good. The body is `{"outcome", "binding"}`.
-#[must_use]
-pub fn outcome_response(outcome: &Outcome) -> Response<Body> {
-    let status = match outcome {
-        Outcome::Done { .. }
-        | Outcome::Unchanged { .. }
-        | Outcome::AlreadyDone { .. }
-        | Outcome::Superseded => StatusCode::OK,
-        Outcome::Deferred { .. } | Outcome::InProgress { .. } => StatusCode::ACCEPTED,
-        Outcome::Failed { code, binding, .. } => {
-            let message = binding
-                .last_error
-                .as_ref()
-                .map_or("the operation failed", |e| e.message.as_str());
-            return api::error(StatusCode::UNPROCESSABLE_ENTITY, code, message);
-        }
-    };
-    api::json(
-        status,
-        &OutcomeView {
-            outcome: outcome.as_str(),
-            binding: outcome.binding().map(BindingView::from),
-        },
-    )
-}
+// The response mapping moved to [`crate::api`]; these names stay for the functions that still
+// use them from here (`directory`).
+pub use crate::api::{BindingView, no_route, outcome_response};
 
 #[cfg(test)]
 // Unit tests may unwrap: a panic there is a failed test.
@@ -485,24 +390,6 @@ mod tests {
         assert!(json_body::<Welcome>(&request(r#"{"welcome": false}"#)).is_ok());
     }
 
-    #[test]
-    fn a_suspended_binding_shows_why_and_an_old_one_shows_password_expired() {
-        // R-BIND-9, R-PWD-4 (bindings suspended before the reason existed)
-        let mut b = Binding::pending(
-            UserId::parse("alice").unwrap(),
-            m365_engine::model::TenantId::generate(),
-            "x",
-        );
-        let shown = serde_json::to_value(BindingView::from(&b)).unwrap();
-        assert!(shown.get("suspendedReason").is_none());
-        b.state = m365_engine::model::BindingState::Suspended;
-        let shown = serde_json::to_value(BindingView::from(&b)).unwrap();
-        assert_eq!(shown["suspendedReason"], "password_expired");
-        b.suspended_reason = Some(SuspendedReason::DirectoryDisabled);
-        let shown = serde_json::to_value(BindingView::from(&b)).unwrap();
-        assert_eq!(shown["suspendedReason"], "directory_disabled");
-    }
-
     #[tokio::test]
     async fn the_provisioning_wiring_runs_with_the_configured_policies() {
         // R-PWD-1, R-PWD-4, R-BIND-6, R-OPS-2: what the environment sets is what the use cases
@@ -540,7 +427,7 @@ mod tests {
             },
         )
         .unwrap();
-        let deps = Provisioning::from_app(&app, &graph);
+        let deps = Deployed::from_app(&app, &graph);
         assert_eq!(deps.password_policy.min_length(), 12);
         assert_eq!(
             deps.password_policy.max_age(),

@@ -13,7 +13,7 @@ use m365_engine::model::{
     TenantId, UserId,
 };
 use m365_engine::policy::cursor::CursorKey;
-use m365_engine::ports::{EventStore, FailureStore, SystemClock, TenantStore};
+use m365_engine::ports::{EventStore, FailureStore, TenantStore};
 use m365_integration_tests::started;
 use m365_integration_tests::{World, api_request};
 use m365_lambda::provision::Provisioning;
@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 struct Stack {
     world: World,
     directory: Provisioning,
-    import: import_page::Deployed,
+    import: Provisioning,
     tenant: String,
 }
 
@@ -33,8 +33,7 @@ impl Stack {
         world.add_provisioning_resources("bad-input").await;
         let tenant = world.connect_contoso("Contoso").await;
         let directory = Provisioning::from_app(&world.app, &world.graph);
-        let key = world.app.cursor_key.key().await.unwrap();
-        let import = import_page::Deployed::new(&world.app, &world.graph, SystemClock, key);
+        let import = Provisioning::from_app(&world.app, &world.graph);
         Some(Self {
             world,
             directory,

@@ -102,7 +102,9 @@ impl Stack {
     ) -> Option<(u16, Value)> {
         let request = api_request("PUT", &format!("/users/{id}/binding"), &[], None)
             .with_lambda_context(lambda_context_with_timeout(deadline));
-        let response = within_lambda_timeout(stop, bind::handle(&self.bind, request))
+        // As the bind Lambda's main.rs: the ports bounded by the invocation's deadline.
+        let ports = self.bind.for_request(&request);
+        let response = within_lambda_timeout(stop, bind::handle(&ports, request))
             .await?
             .unwrap();
         let body = match response.body() {
@@ -174,7 +176,11 @@ impl Stack {
         while std::time::Instant::now() < until {
             let delivered = deliver_sqs_batch(&self.sqs, &self.retry_url, 10, timeout, |event| {
                 let worker = &self.worker;
-                async move { retry_worker::handle(worker, event).await.unwrap() }
+                async move {
+                    retry_worker::handle_invocation(worker, event)
+                        .await
+                        .unwrap()
+                }
             })
             .await;
             match delivered {

@@ -73,6 +73,7 @@ impl Stack {
             directory: &p.directory,
             sealer: &p.app.sealer,
             notifier: &p.app.notifier,
+            groups: None,
         };
         let outcome = bind
             .bind(

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use m365_engine::model::{DirectoryUser, Email, UserId};
-use m365_engine::ports::{SystemClock, UserStore};
+use m365_engine::ports::UserStore;
 use m365_integration_tests::started;
 use m365_integration_tests::{CONTOSO, World, api_request};
 use serde_json::{Value, json};
@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 /// A connected Contoso and the import function's wiring, its cursor key in a moto secret.
 struct Stack {
     world: World,
-    deps: import_page::Deployed,
+    deps: m365_lambda::provision::Deployed,
     tenant: String,
 }
 
@@ -24,17 +24,7 @@ impl Stack {
     async fn start(extra_users: Vec<Value>) -> Option<Self> {
         let world = World::start_with_users(extra_users).await?;
         let tenant = world.connect_contoso("Contoso").await;
-        let secrets = aws_sdk_secretsmanager::Client::new(&world.sdk);
-        let name = format!("it-import-cursor-{}", uuid::Uuid::new_v4().simple());
-        secrets
-            .create_secret()
-            .name(&name)
-            .secret_string("c".repeat(64))
-            .send()
-            .await
-            .unwrap();
-        let key = import_page::load_cursor_key(&secrets, &name).await.unwrap();
-        let deps = import_page::Deployed::new(&world.app, &world.graph, SystemClock, key);
+        let deps = m365_lambda::provision::Deployed::from_app(&world.app, &world.graph);
         Some(Self {
             world,
             deps,

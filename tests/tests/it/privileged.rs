@@ -5,7 +5,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
-use m365_engine::ports::SystemClock;
 use m365_integration_tests::{CONTOSO, CONTOSO_ADMIN, Routes, World, api_request, json_response};
 use m365_lambda::provision::Provisioning;
 use serde_json::{Value, json};
@@ -15,7 +14,7 @@ use serde_json::{Value, json};
 struct Stack {
     world: World,
     deps: Provisioning,
-    import: import_page::Deployed,
+    import: Provisioning,
     tenant: String,
 }
 
@@ -31,17 +30,7 @@ impl Stack {
         .await?;
         world.add_provisioning_resources("priv").await;
         let tenant = world.connect_contoso("Contoso").await;
-        let secrets = aws_sdk_secretsmanager::Client::new(&world.sdk);
-        let name = format!("it-priv-cursor-{}", uuid::Uuid::new_v4().simple());
-        secrets
-            .create_secret()
-            .name(&name)
-            .secret_string("p".repeat(64))
-            .send()
-            .await
-            .unwrap();
-        let key = import_page::load_cursor_key(&secrets, &name).await.unwrap();
-        let import = import_page::Deployed::new(&world.app, &world.graph, SystemClock, key);
+        let import = Provisioning::from_app(&world.app, &world.graph);
         let deps = Provisioning::from_app(&world.app, &world.graph);
         Some(Self {
             world,

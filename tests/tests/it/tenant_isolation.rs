@@ -210,19 +210,7 @@ async fn a_reconnect_signed_in_as_another_tenants_admin_is_refused_and_contoso_k
     );
 
     // 4. Nothing of Fabrikam is readable through Contoso: the import lists Contoso's users only.
-    let secrets = aws_sdk_secretsmanager::Client::new(&w.sdk);
-    let key_name = format!("it-isolation-cursor-{}", uuid::Uuid::new_v4().simple());
-    secrets
-        .create_secret()
-        .name(&key_name)
-        .secret_string("c".repeat(64))
-        .send()
-        .await
-        .unwrap();
-    let key = import_page::load_cursor_key(&secrets, &key_name)
-        .await
-        .unwrap();
-    let import = import_page::Deployed::new(&w.app, &w.graph, SystemClock, key);
+    let import = Provisioning::from_app(&w.app, &w.graph);
     let response = import_page::handle(
         &import,
         api_request(

@@ -16,6 +16,11 @@
 //! [`super::privilege`]): the API request is refused with 409 `privileged_account` and nothing is
 //! written; a queued retry that meets one fails with that code on the binding. The check costs
 //! reads on the adopt path only, never on the create path (DESIGN §5).
+//!
+//! A user the bind bound ([`Outcome::Done`], by the request or by its queued retry) joins the
+//! security groups of its bound directory groups at once (R-GRP-1,
+//! [`super::group_sync::SyncGroup::follow_binds`]); that follow-up never fails the bind — a
+//! failure is logged or queued, and reconcile catches the group up.
 
 use chrono::TimeDelta;
 
@@ -29,6 +34,7 @@ use crate::policy::routing::resolve_tenant;
 use crate::ports::Ports;
 use crate::ports::{BindingStore, Directory, Expect, FailureStore, Notifier, Sealer, UserStore};
 
+use super::group_sync::SyncGroup;
 use super::password::read_back_password_change;
 use super::privilege::{adoption_details, privilege_of, refusal};
 use super::{
@@ -70,6 +76,10 @@ pub struct Bind<'a, P: Ports> {
     pub sealer: &'a P::Sealer,
     /// Welcome notifications.
     pub notifier: &'a P::Notifier,
+    /// Directory groups: a user the bind bound joins the security groups of its bound directory
+    /// groups at once (R-GRP-1, [`Bind::follow_groups`]). `None` leaves that to the next
+    /// reconcile (as if the bind stopped right after binding).
+    pub groups: Option<&'a P::Groups>,
 }
 
 impl<'a, P: Ports> Bind<'a, P> {
@@ -83,6 +93,7 @@ impl<'a, P: Ports> Bind<'a, P> {
             directory: ports.directory(),
             sealer: ports.sealer(),
             notifier: ports.notifier(),
+            groups: Some(ports.groups()),
         }
     }
 }
@@ -130,7 +141,38 @@ impl<P: Ports> Bind<'_, P> {
     pub async fn bind(&self, user_id: &UserId, request: BindRequest) -> Result<Outcome> {
         let result = self.bind_once(user_id, request).await;
         super::report(&result);
+        self.follow_groups(&result).await;
         result
+    }
+
+    /// After a bind that bound the user ([`Outcome::Done`]): the user joins the security groups
+    /// of its bound directory groups now ([`SyncGroup::follow_binds`], R-GRP-1). Never fails the
+    /// bind — it is done; a failure here is logged (a retryable push is queued by the group use
+    /// case), and reconcile catches the group up (`members_now_bound`).
+    async fn follow_groups(&self, result: &Result<Outcome>) {
+        let (Ok(Outcome::Done { binding, .. }), Some(groups)) = (result, self.groups) else {
+            return;
+        };
+        let sync = SyncGroup::<P> {
+            fx: self.fx,
+            groups,
+            tenants: self.tenants,
+            directory: self.directory,
+        };
+        // Boxed: the group use case's future is deep (debug test threads have 2 MiB stacks).
+        let followed: BoxFuture<'_, _> = Box::pin(sync.follow_binds(std::slice::from_ref(binding)));
+        match followed.await {
+            Ok(outcomes) => {
+                for (group, outcome) in outcomes {
+                    tracing::info!(group.id = %group, outcome = outcome.as_str(), "bound user's group mirrored");
+                }
+            }
+            Err(e) => tracing::warn!(
+                error.code = e.code(),
+                error.retryable = e.is_retryable(),
+                "bound user's groups not mirrored now; reconcile catches them up"
+            ),
+        }
     }
 
     async fn bind_once(&self, user_id: &UserId, request: BindRequest) -> Result<Outcome> {
@@ -228,6 +270,7 @@ impl<P: Ports> Bind<'_, P> {
     pub async fn retry(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
         let result = self.retry_once(message, user_id).await;
         super::report(&result);
+        self.follow_groups(&result).await;
         result
     }
 
@@ -2222,5 +2265,97 @@ mod tests {
         assert_eq!(change, Change::Created);
         assert_eq!(w.directory.calls(), 2, "the lookup and the create only");
         assert!(!w.binding("adele").await.adopted_privileged);
+    }
+
+    /// Directory group `id` listing `members`, bound to the world's tenant (its security group
+    /// created with the members bound so far).
+    async fn bound_group(w: &World, id: &str, members: &[&str]) -> crate::model::GroupId {
+        use crate::ports::GroupStore;
+        let group_id = crate::model::GroupId::parse(id).unwrap();
+        let group = crate::model::Group::new(
+            group_id.clone(),
+            format!("Group {id}"),
+            members.iter().map(|m| uid(m)),
+        );
+        w.groups.create(&group).await.unwrap();
+        crate::usecase::group_sync::SyncGroup::new(w)
+            .bind(&group_id, &w.tenant.id)
+            .await
+            .unwrap();
+        group_id
+    }
+
+    /// The M365 members of directory group `id`'s security group.
+    fn m365_members(w: &World, id: &crate::model::GroupId) -> Vec<M365ObjectId> {
+        let found = w
+            .directory
+            .groups_named(&w.tenant.id, &crate::model::mail_nickname_for(id));
+        assert_eq!(found.len(), 1, "exactly one M365 group");
+        found[0].1.clone()
+    }
+
+    #[tokio::test]
+    async fn a_bound_user_joins_the_security_groups_of_its_bound_groups_at_once() {
+        // R-GRP-1 (the bind itself runs the group follow-up, issue 13)
+        let w = World::new().await;
+        w.user("bob").await;
+        w.user("carol").await;
+        let sales = bound_group(&w, "sales", &["bob"]).await;
+        let other = bound_group(&w, "other", &["carol"]).await;
+        assert!(m365_members(&w, &sales).is_empty());
+        let Outcome::Done { binding, .. } = w.bind("bob").await else {
+            panic!("bound at once")
+        };
+        assert_eq!(m365_members(&w, &sales), vec![World::object_id(&binding)]);
+        assert!(m365_members(&w, &other).is_empty(), "not Bob's group");
+        let group = crate::ports::GroupStore::get(&w.groups, &sales)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(group.binding.unwrap().mirrored, vec![uid("bob")]);
+    }
+
+    #[tokio::test]
+    async fn a_bind_that_binds_nobody_runs_no_group_follow_up() {
+        // R-GRP-1 (only a user the bind bound joins; a deferred bind leaves the group alone)
+        let w = World::new().await;
+        w.user("bob").await;
+        let sales = bound_group(&w, "sales", &["bob"]).await;
+        w.directory.fail_next_call(throttled());
+        let outcome = w.bind("bob").await;
+        assert!(matches!(outcome, Outcome::Deferred { .. }), "{outcome:?}");
+        assert!(m365_members(&w, &sales).is_empty());
+        assert_eq!(w.queue.snapshot().len(), 1, "only the bind's own retry");
+    }
+
+    #[tokio::test]
+    async fn a_failed_group_follow_up_leaves_the_bind_done() {
+        // R-GRP-1: the bind is done; the group's push is queued and reconcile catches it up
+        let w = World::new().await;
+        w.user("bob").await;
+        let sales = bound_group(&w, "sales", &["bob"]).await;
+        // The bind's lookup and create pass; the follow-up's first Graph call is throttled.
+        w.directory.pass_next_call();
+        w.directory.pass_next_call();
+        w.directory.fail_next_call(throttled());
+        let outcome = w.bind("bob").await;
+        let Outcome::Done { binding, change } = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(change, Change::Created);
+        assert_eq!(binding.state, BindingState::Provisioned);
+        assert_eq!(w.binding("bob").await.state, BindingState::Provisioned);
+        assert!(m365_members(&w, &sales).is_empty());
+        let queued = w.queue.snapshot();
+        assert_eq!(queued.len(), 1, "{queued:?}");
+        assert_eq!(queued[0].message.kind, OperationKind::GroupMembers);
+        // The only failure recorded is the group push's, not the bind's.
+        let failures = w.failures.all();
+        assert!(
+            failures
+                .iter()
+                .all(|f| f.user_id.is_none() && f.operation_id.as_str().starts_with("group_")),
+            "{failures:?}"
+        );
     }
 }

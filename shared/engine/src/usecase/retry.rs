@@ -171,6 +171,7 @@ impl<P: Ports> RetryDispatcher<'_, P> {
                     directory: self.directory,
                     sealer: self.sealer,
                     notifier: self.notifier,
+                    groups: Some(self.groups),
                 };
                 Box::pin(bind.retry(message, user_id)).await?
             }
@@ -593,5 +594,46 @@ mod tests {
         assert!(bind.bind(&uid("adele"), request).await.is_err());
         // The claim was dropped: the next request runs at once.
         assert!(matches!(w.bind("adele").await, Outcome::Done { .. }));
+    }
+
+    #[tokio::test]
+    async fn a_user_bound_by_a_retried_bind_joins_its_bound_groups() {
+        // R-GRP-1, R-BIND-6: the retry path runs the bind's group follow-up too
+        use crate::model::{Group, GroupId, mail_nickname_for};
+        use crate::ports::GroupStore;
+        let w = World::new().await;
+        w.user("adele").await;
+        let sales = GroupId::parse("sales").unwrap();
+        w.groups
+            .create(&Group::new(
+                sales.clone(),
+                "Sales".to_owned(),
+                [uid("adele")],
+            ))
+            .await
+            .unwrap();
+        SyncGroup::new(&w).bind(&sales, &w.tenant.id).await.unwrap();
+        w.directory.fail_next_call(throttled());
+        let Outcome::Deferred { retry, .. } = w.bind("adele").await else {
+            panic!("deferred")
+        };
+        let members = || {
+            w.directory
+                .groups_named(&w.tenant.id, &mail_nickname_for(&sales))[0]
+                .1
+                .clone()
+        };
+        assert!(members().is_empty());
+        w.clock.set(retry.not_before);
+        let _ = w.queue.drain();
+        let outcome = w.dispatcher().dispatch(&retry).await.unwrap();
+        let RetryOutcome::Ran(ran) = outcome else {
+            panic!("{outcome:?}")
+        };
+        let Outcome::Done { binding, .. } = *ran else {
+            panic!("{ran:?}")
+        };
+        assert_eq!(members(), vec![World::object_id(&binding)]);
+        assert!(w.queue.snapshot().is_empty(), "nothing left to retry");
     }
 }

@@ -82,6 +82,18 @@ impl World {
             .await
             .expect("the fake directory creates the account")
     }
+
+    /// Binds `id` (welcome on) as if the bind stopped right after binding: its group follow-up
+    /// (R-GRP-1) never runs, so only reconcile brings the user into its groups.
+    pub(crate) async fn bind_without_group_follow_up(&self, id: &str) -> super::Outcome {
+        let bind = super::bind::Bind {
+            groups: None,
+            ..super::bind::Bind::new(self)
+        };
+        bind.bind(&uid(id), super::bind::BindRequest::default())
+            .await
+            .expect("bind")
+    }
 }
 
 /// Awaits a scripted interleaving (R-BIND-12 race tests), failing instead of hanging when a held
