@@ -28,7 +28,7 @@ use m365_integration_tests::{
     CONTOSO, OffsetClock, World, api_request, deliver_sqs_batch, lambda_context_with_timeout,
 };
 use m365_lambda::deadline::DeadlinePolicy;
-use m365_lambda::provision::Provisioning;
+use m365_lambda::provision::Deployed;
 use serde_json::json;
 
 fn knob<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -75,7 +75,7 @@ async fn main() {
     let sqs = aws_sdk_sqs::Client::new(&world.sdk);
     let clock = OffsetClock::default();
     let graph = world.graph_app();
-    let mut deps = Provisioning::with_clock(&world.app, &graph, clock.clone());
+    let mut deps = Deployed::with_clock(&world.app, &graph, clock.clone());
     deps.deadlines = deadlines;
     deps.retry.base_delay = Duration::from_millis(200);
     deps.retry.max_delay = Duration::from_secs(1);

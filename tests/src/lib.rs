@@ -20,7 +20,7 @@ use m365_engine::ports::Clock;
 use aws_config::{BehaviorVersion, SdkConfig};
 use m365_aws::{OAuthClientCredentials, Resources, schema};
 use m365_emulator::{AppState, Seed, State};
-use m365_lambda::provision::Provisioning;
+use m365_lambda::provision::Deployed;
 use m365_lambda::{App, Config, GraphApp, GraphConfig};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -1013,20 +1013,20 @@ pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> usize {
 #[derive(Debug)]
 pub struct Functions {
     /// The retry worker's.
-    pub worker: Provisioning<OffsetClock>,
+    pub worker: Deployed<OffsetClock>,
     /// `PUT|GET /users/{id}/binding`.
-    pub bind: Provisioning<OffsetClock>,
+    pub bind: Deployed<OffsetClock>,
     /// `DELETE /users/{id}/binding`.
-    pub unbind: Provisioning<OffsetClock>,
+    pub unbind: Deployed<OffsetClock>,
     /// `POST /users/{id}/password`.
-    pub password: Provisioning<OffsetClock>,
+    pub password: Deployed<OffsetClock>,
     /// Every other route (directory users and groups, events).
-    pub directory: Provisioning<OffsetClock>,
+    pub directory: Deployed<OffsetClock>,
 }
 
 impl Functions {
     /// Each function's wiring from `build` (called once per function).
-    pub fn new(mut build: impl FnMut() -> Provisioning<OffsetClock>) -> Self {
+    pub fn new(mut build: impl FnMut() -> Deployed<OffsetClock>) -> Self {
         Self {
             worker: build(),
             bind: build(),
@@ -1038,7 +1038,7 @@ impl Functions {
 
     /// Short waits so the retry worker converges within a test (the product's defaults are
     /// minutes to hours; the logic is the same): 200 ms first retry, at most 1 s apart.
-    pub fn short_retry_waits(deps: &mut Provisioning<OffsetClock>) {
+    pub fn short_retry_waits(deps: &mut Deployed<OffsetClock>) {
         deps.retry.base_delay = std::time::Duration::from_millis(200);
         deps.retry.max_delay = std::time::Duration::from_secs(1);
     }
@@ -1164,19 +1164,19 @@ pub async fn reconcile_route(
 #[derive(Debug, Clone, Copy)]
 pub struct Routes<'a, C = OffsetClock> {
     /// `PUT|GET /users/{id}/binding`.
-    pub bind: &'a Provisioning<C>,
+    pub bind: &'a Deployed<C>,
     /// `DELETE /users/{id}/binding`.
-    pub unbind: &'a Provisioning<C>,
+    pub unbind: &'a Deployed<C>,
     /// `POST /users/{id}/password`.
-    pub password: &'a Provisioning<C>,
+    pub password: &'a Deployed<C>,
     /// Every other route (directory users and groups, events).
-    pub directory: &'a Provisioning<C>,
+    pub directory: &'a Deployed<C>,
 }
 
 impl<'a, C: Clock + Clone> Routes<'a, C> {
     /// Every route on the one wiring `deps`.
     #[must_use]
-    pub fn all(deps: &'a Provisioning<C>) -> Self {
+    pub fn all(deps: &'a Deployed<C>) -> Self {
         Self {
             bind: deps,
             unbind: deps,
@@ -1220,7 +1220,7 @@ pub struct ReconcileScene {
     /// moto + the emulator + the production wiring.
     pub world: World,
     /// Every provisioning function's wiring, on `clock`.
-    pub provisioning: Provisioning<OffsetClock>,
+    pub provisioning: Deployed<OffsetClock>,
     /// The Graph side of the wiring the reconciler is built from.
     pub graph: GraphApp,
     /// The engine's clock the test moves.
@@ -1248,7 +1248,7 @@ impl ReconcileScene {
         let tenant = world.connect_contoso("Contoso").await;
         let graph = world.graph_app();
         let clock = OffsetClock::default();
-        let provisioning = Provisioning::with_clock(&world.app, &graph, clock.clone());
+        let provisioning = Deployed::with_clock(&world.app, &graph, clock.clone());
         Some(Self {
             world,
             provisioning,

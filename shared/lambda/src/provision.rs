@@ -24,8 +24,7 @@ use m365_aws::{
 use m365_engine::model::{TenantId, UserId};
 use m365_engine::policy::password::DirectoryPasswordPolicy;
 use m365_engine::ports::{Clock, Ports, SystemClock, ThreadRandom};
-use m365_engine::usecase::group_sync::SyncGroup;
-use m365_engine::usecase::{Effects, RetryPolicy};
+use m365_engine::usecase::RetryPolicy;
 use m365_graph::GraphIdentity;
 use serde::de::DeserializeOwned;
 
@@ -35,16 +34,6 @@ use crate::{App, AppError, GraphApp, GraphSetupError, api};
 
 /// Largest request body accepted (bytes); a larger one is refused with `body_too_large`.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
-
-/// The [`Effects`] of the deployed adapters (legacy: use cases take the ports, `X::new(&ports)`;
-/// kept while the `directory` function and tests/ still name it).
-pub type DeployedEffects<'a, C> = Effects<'a, Deployed<C>>;
-
-/// The group use case on the deployed adapters (legacy, as [`DeployedEffects`]).
-pub type DeployedSync<'a, C> = SyncGroup<'a, Deployed<C>>;
-
-/// The former name of [`Deployed`] (legacy: still named by the `directory` function and tests/).
-pub type Provisioning<C = SystemClock> = Deployed<C>;
 
 /// The deployed [`Ports`]: every adapter (DynamoDB, SQS, Secrets Manager, Graph), a clock,
 /// randomness and the policies, built once per cold start; each handler runs its use case on it
@@ -146,18 +135,6 @@ impl<C: Clock> Deployed<C> {
         C: Clone,
     {
         self.until(self.deadlines.of_context(context))
-    }
-
-    /// The outcome-recording ports of a use case.
-    #[must_use]
-    pub fn effects(&self) -> DeployedEffects<'_, C> {
-        Effects::new(self)
-    }
-
-    /// The group use case (R-GRP-1).
-    #[must_use]
-    pub fn group_sync(&self) -> DeployedSync<'_, C> {
-        SyncGroup::new(self)
     }
 }
 

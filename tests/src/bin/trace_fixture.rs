@@ -48,7 +48,7 @@ async fn main() -> Result<(), lambda_http::Error> {
             .await
         }
         Ok("password-push") => {
-            let app = m365_lambda::provision::Provisioning::from_env().await?;
+            let app = m365_lambda::provision::Deployed::from_env().await?;
             lambda_http::run(lambda_http::service_fn(|request| {
                 password_push::handle(&app, request)
             }))

@@ -16,14 +16,14 @@ use m365_engine::policy::cursor::CursorKey;
 use m365_engine::ports::{EventStore, FailureStore, TenantStore};
 use m365_integration_tests::started;
 use m365_integration_tests::{World, api_request};
-use m365_lambda::provision::Provisioning;
+use m365_lambda::provision::Deployed;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
 struct Stack {
     world: World,
-    directory: Provisioning,
-    import: Provisioning,
+    directory: Deployed,
+    import: Deployed,
     tenant: String,
 }
 
@@ -32,8 +32,8 @@ impl Stack {
         let mut world = World::start().await?;
         world.add_provisioning_resources("bad-input").await;
         let tenant = world.connect_contoso("Contoso").await;
-        let directory = Provisioning::from_app(&world.app, &world.graph);
-        let import = Provisioning::from_app(&world.app, &world.graph);
+        let directory = Deployed::from_app(&world.app, &world.graph);
+        let import = Deployed::from_app(&world.app, &world.graph);
         Some(Self {
             world,
             directory,

@@ -22,7 +22,7 @@ use m365_integration_tests::{
     deliver_sqs_batch, lambda_context_with_timeout, queue_depth, within_lambda_timeout,
 };
 use m365_lambda::deadline::DeadlinePolicy;
-use m365_lambda::provision::Provisioning;
+use m365_lambda::provision::Deployed;
 use serde_json::{Value, json};
 
 /// The margin and floor of these tests (production: 5 s and 5 s).
@@ -35,9 +35,9 @@ const TEST_DEADLINES: DeadlinePolicy = DeadlinePolicy {
 /// `retry-worker` functions' wiring (each its own cold start).
 struct Stack {
     world: World,
-    bind: Provisioning<OffsetClock>,
-    directory: Provisioning<OffsetClock>,
-    worker: Provisioning<OffsetClock>,
+    bind: Deployed<OffsetClock>,
+    directory: Deployed<OffsetClock>,
+    worker: Deployed<OffsetClock>,
     clock: OffsetClock,
     sqs: aws_sdk_sqs::Client,
     retry_url: String,
@@ -54,7 +54,7 @@ impl Stack {
         let clock = OffsetClock::default();
         let function = || {
             let graph = world.graph_app();
-            let mut deps = Provisioning::with_clock(&world.app, &graph, clock.clone());
+            let mut deps = Deployed::with_clock(&world.app, &graph, clock.clone());
             deps.retry.base_delay = Duration::from_millis(200);
             deps.retry.max_delay = Duration::from_secs(1);
             deps.retry.max_attempts = 12;

@@ -15,7 +15,7 @@ use chrono::TimeDelta;
 use m365_graph::{GraphClient, GraphDirectory, HttpRetry};
 use m365_integration_tests::started;
 use m365_integration_tests::{CONTOSO, Functions, OffsetClock, World, queue_depth};
-use m365_lambda::provision::Provisioning;
+use m365_lambda::provision::Deployed;
 use serde_json::{Value, json};
 
 /// A connected Contoso with a retry queue (and DLQ), and the functions' wiring on them.
@@ -37,7 +37,7 @@ impl Stack {
         let clock = OffsetClock::default();
         let fns = Functions::new(|| {
             let graph = world.graph_app();
-            let mut deps = Provisioning::with_clock(&world.app, &graph, clock.clone());
+            let mut deps = Deployed::with_clock(&world.app, &graph, clock.clone());
             // Few, short in-process retries so replication lag reaches the retry queue quickly
             // (the product's defaults retry longer in-process; the logic is the same).
             let client = GraphClient::builder()

@@ -67,13 +67,8 @@ impl Stack {
     async fn bind_without_group_follow_up(&self, id: &str) {
         let p = &self.provisioning;
         let bind = m365_engine::usecase::bind::Bind {
-            fx: p.effects(),
-            users: &p.app.users,
-            tenants: &p.app.tenants,
-            directory: &p.directory,
-            sealer: &p.app.sealer,
-            notifier: &p.app.notifier,
             groups: None,
+            ..m365_engine::usecase::bind::Bind::new(p)
         };
         let outcome = bind
             .bind(

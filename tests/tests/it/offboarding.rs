@@ -15,7 +15,7 @@ use m365_integration_tests::{
     APP_ID, APP_SECRET, CONTOSO, Functions, OffsetClock, ProvisioningResources, REDIRECT, World,
     queue_depth,
 };
-use m365_lambda::provision::Provisioning;
+use m365_lambda::provision::Deployed;
 use serde_json::{Value, json};
 
 /// A connected Contoso with the retry queue, and each function's wiring (as separate Lambdas).
@@ -42,7 +42,7 @@ impl Stack {
     }
 
     /// A stack whose functions' wiring `adjust` changes (e.g. the password policy).
-    async fn start_with(adjust: impl Fn(&mut Provisioning<OffsetClock>)) -> Option<Self> {
+    async fn start_with(adjust: impl Fn(&mut Deployed<OffsetClock>)) -> Option<Self> {
         let mut world = World::start().await?;
         let sqs = aws_sdk_sqs::Client::new(&world.sdk);
         let ProvisioningResources { retry_url, .. } =
@@ -51,7 +51,7 @@ impl Stack {
         let clock = OffsetClock::default();
         let fns = Functions::new(|| {
             let graph = world.graph_app();
-            let mut deps = Provisioning::with_clock(&world.app, &graph, clock.clone());
+            let mut deps = Deployed::with_clock(&world.app, &graph, clock.clone());
             Functions::short_retry_waits(&mut deps);
             deps.retry.max_attempts = 12;
             adjust(&mut deps);
@@ -415,7 +415,7 @@ async fn a_throttled_suspension_goes_through_the_retry_queue_and_then_signs_the_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn back_to_active_with_an_expired_password_stays_suspended_until_a_new_password() {
     // R-BIND-9, R-PWD-4 (the directory functions read the policy's maximum age)
-    let s = started!(Stack::start_with(|deps: &mut Provisioning<OffsetClock>| {
+    let s = started!(Stack::start_with(|deps: &mut Deployed<OffsetClock>| {
         deps.password_policy = m365_engine::policy::password::DirectoryPasswordPolicy::new(
             8,
             [],

@@ -6,15 +6,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
 use m365_integration_tests::{CONTOSO, CONTOSO_ADMIN, Routes, World, api_request, json_response};
-use m365_lambda::provision::Provisioning;
+use m365_lambda::provision::Deployed;
 use serde_json::{Value, json};
 
 /// Contoso connected, with a Global Administrator (`boss@`) and a User Administrator (`it@`)
 /// besides the consenting admin, and the functions' wiring.
 struct Stack {
     world: World,
-    deps: Provisioning,
-    import: Provisioning,
+    deps: Deployed,
+    import: Deployed,
     tenant: String,
 }
 
@@ -30,8 +30,8 @@ impl Stack {
         .await?;
         world.add_provisioning_resources("priv").await;
         let tenant = world.connect_contoso("Contoso").await;
-        let import = Provisioning::from_app(&world.app, &world.graph);
-        let deps = Provisioning::from_app(&world.app, &world.graph);
+        let import = Deployed::from_app(&world.app, &world.graph);
+        let deps = Deployed::from_app(&world.app, &world.graph);
         Some(Self {
             world,
             deps,

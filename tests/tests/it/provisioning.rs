@@ -19,7 +19,7 @@ use m365_integration_tests::{
     APP_SECRET, CONTOSO, Functions, OffsetClock, ProvisioningResources, SEAL_KEY, World,
     api_request, capture_logs, queue_depth,
 };
-use m365_lambda::provision::Provisioning;
+use m365_lambda::provision::Deployed;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
@@ -50,7 +50,7 @@ impl Stack {
         let clock = OffsetClock::default();
         let fns = Functions::new(|| {
             let graph = world.graph_app();
-            let mut deps = Provisioning::with_clock(&world.app, &graph, clock.clone());
+            let mut deps = Deployed::with_clock(&world.app, &graph, clock.clone());
             Functions::short_retry_waits(&mut deps);
             deps.retry.address_interval = Duration::from_secs(1);
             deps.retry.max_attempts = 12;

@@ -27,7 +27,7 @@ use m365_integration_tests::{
     CONTOSO, CONTOSO_ADMIN, CONTOSO_USERS, FABRIKAM, FABRIKAM_ADMIN, FABRIKAM_USERS, World,
     api_request,
 };
-use m365_lambda::provision::Provisioning;
+use m365_lambda::provision::Deployed;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
@@ -78,7 +78,7 @@ async fn post_tenants(w: &World, body: Value) -> Value {
 }
 
 async fn provision(
-    deps: &Provisioning<SystemClock>,
+    deps: &Deployed<SystemClock>,
     method: &str,
     path: &str,
     body: Option<Value>,
@@ -179,7 +179,7 @@ async fn a_reconnect_signed_in_as_another_tenants_admin_is_refused_and_contoso_k
     assert_eq!(contoso(&w, &id).await, before);
 
     // 3. Contoso's stored tokens still work, in Contoso: a new employee is bound (created there).
-    let deps = Provisioning::with_clock(&w.app, &w.graph_app(), SystemClock);
+    let deps = Deployed::with_clock(&w.app, &w.graph_app(), SystemClock);
     let (status, body) = provision(
         &deps,
         "PUT",
@@ -210,7 +210,7 @@ async fn a_reconnect_signed_in_as_another_tenants_admin_is_refused_and_contoso_k
     );
 
     // 4. Nothing of Fabrikam is readable through Contoso: the import lists Contoso's users only.
-    let import = Provisioning::from_app(&w.app, &w.graph);
+    let import = Deployed::from_app(&w.app, &w.graph);
     let response = import_page::handle(
         &import,
         api_request(

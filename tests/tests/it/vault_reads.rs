@@ -1,5 +1,5 @@
 //! Secrets Manager reads of a tenant's tokens per bind (issue 13, R-CONN-4): the deployed wiring
-//! (`App`, `GraphApp`, `Provisioning`, the bind handler) on moto and the m365-emulator, with the
+//! (`App`, `GraphApp`, `Deployed`, the bind handler) on moto and the m365-emulator, with the
 //! token vault's Secrets Manager client counting its `GetSecretValue` calls. The access token is
 //! kept in memory: a new-user bind reads the vault at most once per cold start (it read it once
 //! per Graph call before: 4 reads for this bind), and a second bind of the same process not at
@@ -15,7 +15,7 @@ use aws_sdk_secretsmanager::error::BoxError;
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueInput;
 use m365_aws::SecretsManagerTokenVault;
 use m365_integration_tests::{CONTOSO, World, api_request, json_response};
-use m365_lambda::provision::Provisioning;
+use m365_lambda::provision::Deployed;
 use serde_json::json;
 
 /// Counts the `GetSecretValue` calls of the client it is attached to.
@@ -50,7 +50,7 @@ impl Intercept for SecretReads {
 }
 
 /// Puts directory user `id` and binds it (a new M365 account); the bind's status.
-async fn put_and_bind(deps: &Provisioning, id: &str) -> u16 {
+async fn put_and_bind(deps: &Deployed, id: &str) -> u16 {
     let body = json!({"email": format!("{id}@contoso.com"), "displayName": format!("User {id}")});
     let request = api_request("PUT", &format!("/users/{id}"), &[], Some(body));
     let (status, answer) = json_response(&directory::handle(deps, request).await.unwrap());
@@ -85,7 +85,7 @@ async fn a_new_user_bind_reads_the_tenants_tokens_at_most_once_per_cold_start() 
         resources.secrets_kms_key_id.clone(),
     );
     let graph = world.graph_app();
-    let deps = Provisioning::from_app(&world.app, &graph);
+    let deps = Deployed::from_app(&world.app, &graph);
 
     put_and_bind(&deps, "adele").await;
     assert_eq!(
