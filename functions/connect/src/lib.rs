@@ -15,15 +15,11 @@
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use m365_engine::Error;
-use m365_engine::error::{FieldProblem, InvalidInput};
-use m365_engine::model::{DEFAULT_PAGE_LIMIT, DomainKind, Tenant, TenantId};
 use m365_engine::ports::{CursorKeys, Ports, TenantStore};
 use m365_engine::usecase::connect::{
-    Callback, CompleteConnection, ConnectError, DEFAULT_CONSENT_TTL, Deauthorize, StartConnection,
+    CompleteConnection, DEFAULT_CONSENT_TTL, Deauthorize, StartConnection,
 };
-use m365_lambda::api;
-use secrecy::SecretString;
-use serde::{Deserialize, Serialize};
+use m365_lambda::{api, provision};
 
 /// The listing name `GET /tenants` cursors are bound to.
 const TENANTS_LISTING: &str = "tenants";
@@ -31,90 +27,10 @@ const TENANTS_LISTING: &str = "tenants";
 /// The deployed ports (the shared wiring of every function).
 pub type Deployed = m365_lambda::provision::Deployed;
 
-/// A tenant as the API shows it (no tokens, ever).
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TenantView {
-    /// Our id.
-    pub tenant_id: String,
-    /// Admin-given name.
-    pub name: String,
-    /// `pending_consent`, `active`, `reauthorization_required` or `deauthorized`.
-    pub status: &'static str,
-    /// Microsoft's tenant id, when known.
-    pub m365_tenant_id: Option<String>,
-    /// Verified domains; only managed ones route users (R-CONN-2, R-CONN-3).
-    pub domains: Vec<DomainView>,
-    /// When the access token expires.
-    pub token_expires_at: Option<chrono::DateTime<chrono::Utc>>,
-    /// The verified domain the first consent must come with (R-CONN-7), when one was given.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub expected_domain: Option<String>,
-}
+mod views;
 
-/// A verified domain as the API shows it.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DomainView {
-    /// The domain.
-    pub name: String,
-    /// `managed` or `federated`.
-    pub kind: DomainKind,
-    /// Whether users of this domain can be bound (managed domains only).
-    pub routable: bool,
-}
-
-impl From<&Tenant> for TenantView {
-    fn from(t: &Tenant) -> Self {
-        Self {
-            tenant_id: t.id.to_string(),
-            name: t.name.clone(),
-            status: t.status.as_str(),
-            m365_tenant_id: t.m365_tenant_id.as_ref().map(ToString::to_string),
-            domains: t
-                .domains
-                .iter()
-                .map(|d| DomainView {
-                    name: d.name.to_string(),
-                    kind: d.kind,
-                    routable: d.kind == DomainKind::Managed,
-                })
-                .collect(),
-            token_expires_at: t.token_expires_at,
-            expected_domain: t.expected_domain.as_ref().map(ToString::to_string),
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct PostTenants {
-    name: Option<String>,
-    tenant_id: Option<String>,
-    expected_domain: Option<String>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Started {
-    tenant_id: String,
-    status: &'static str,
-    authorize_url: String,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Listing {
-    tenants: Vec<TenantView>,
-    next_cursor: Option<String>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct DeauthorizedView {
-    tenant: TenantView,
-    unselected_bindings: usize,
-}
+use views::{DeauthorizedView, Listing, PostTenants, Started};
+pub use views::{DomainView, TenantView};
 
 /// Handles one API Gateway request. Every outcome is a response (errors included), so the
 /// function never fails an invocation for a request's sake.
@@ -126,23 +42,16 @@ pub async fn handle<P: Ports>(
     deps: &P,
     request: Request,
 ) -> Result<Response<Body>, lambda_http::Error> {
-    let path = match request.raw_http_path() {
-        "" => request.uri().path().to_owned(),
-        raw => raw.to_owned(),
-    };
-    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let segments = provision::segments(&request);
+    let path: Vec<&str> = segments.iter().map(String::as_str).collect();
     let method = request.method().clone();
-    let response = match (&method, segments.as_slice()) {
+    let response = match (&method, path.as_slice()) {
         (&Method::POST, ["tenants"]) => post_tenants(deps, &request).await,
         (&Method::GET, ["oauth", "callback"]) => callback(deps, &request).await,
         (&Method::GET, ["tenants"]) => list(deps, &request).await,
         (&Method::GET, ["tenants", id]) => get(deps, id).await,
         (&Method::DELETE, ["tenants", id]) => deauthorize(deps, id).await,
-        _ => api::error(
-            StatusCode::NOT_FOUND,
-            "route_not_found",
-            "no such route in the connect function",
-        ),
+        _ => provision::no_route("connect"),
     };
     tracing::info!(
         http.method = %method,
@@ -152,30 +61,10 @@ pub async fn handle<P: Ports>(
     Ok(response)
 }
 
-fn body_text(request: &Request) -> &[u8] {
-    match request.body() {
-        Body::Text(t) => t.as_bytes(),
-        Body::Binary(b) => b,
-        _ => &[],
-    }
-}
-
-fn invalid_json(e: &serde_json::Error) -> Response<Body> {
-    api::error(
-        StatusCode::BAD_REQUEST,
-        "invalid_json",
-        &format!("the body is not the expected JSON: {e}"),
-    )
-}
-
-fn tenant_id(raw: &str) -> Result<TenantId, Error> {
-    Ok(TenantId::parse(raw)?)
-}
-
 async fn post_tenants<P: Ports>(deps: &P, request: &Request) -> Response<Body> {
-    let body: PostTenants = match serde_json::from_slice(body_text(request)) {
+    let body: PostTenants = match provision::json_body(request) {
         Ok(b) => b,
-        Err(e) => return invalid_json(&e),
+        Err(answer) => return answer,
     };
     let start = StartConnection::new(deps, DEFAULT_CONSENT_TTL);
     let (result, status) = match (body.name, body.tenant_id) {
@@ -193,9 +82,9 @@ async fn post_tenants<P: Ports>(deps: &P, request: &Request) -> Response<Body> {
                  tenant's Microsoft 365 tenant already",
             );
         }
-        (None, Some(id)) => match tenant_id(&id) {
+        (None, Some(id)) => match provision::tenant_id(&id) {
             Ok(id) => (start.restart(&id).await, StatusCode::OK),
-            Err(e) => return api::engine_error(&e),
+            Err(answer) => return answer,
         },
         _ => {
             return api::error(
@@ -222,26 +111,9 @@ async fn post_tenants<P: Ports>(deps: &P, request: &Request) -> Response<Body> {
 }
 
 async fn callback<P: Ports>(deps: &P, request: &Request) -> Response<Body> {
-    let query = request.query_string_parameters();
-    let param = |name: &str| {
-        query
-            .first(name)
-            .map(str::to_owned)
-            .filter(|v| !v.is_empty())
-    };
-    let callback = match (param("error"), param("code"), param("state")) {
-        (Some(error), _, state) => Callback::Denied { state, error },
-        (None, Some(code), Some(state)) => Callback::Code {
-            code: SecretString::from(code),
-            state,
-        },
-        (None, _, None) => return api::connect_error(&ConnectError::InvalidState),
-        (None, None, Some(_)) => {
-            return api::engine_error(&Error::Invalid(InvalidInput::Field {
-                field: "code",
-                problem: FieldProblem::Empty,
-            }));
-        }
+    let callback = match views::callback_of(request) {
+        Ok(callback) => callback,
+        Err(answer) => return answer,
     };
     let complete = CompleteConnection::new(deps);
     match complete.complete(callback).await {
@@ -258,15 +130,9 @@ async fn callback<P: Ports>(deps: &P, request: &Request) -> Response<Body> {
 
 async fn list<P: Ports>(deps: &P, request: &Request) -> Response<Body> {
     let query = request.query_string_parameters();
-    let limit = match query.first("limit").map(str::parse::<u32>) {
-        None => DEFAULT_PAGE_LIMIT,
-        Some(Ok(n)) if (1..=100).contains(&n) => n,
-        Some(_) => {
-            return api::engine_error(&Error::Invalid(InvalidInput::Field {
-                field: "limit",
-                problem: FieldProblem::TooLong { max: 100 },
-            }));
-        }
+    let limit = match views::page_limit(query.first("limit")) {
+        Ok(limit) => limit,
+        Err(answer) => return answer,
     };
     let key = match deps.cursor_keys().key().await {
         Ok(key) => key,
@@ -289,9 +155,9 @@ async fn list<P: Ports>(deps: &P, request: &Request) -> Response<Body> {
 }
 
 async fn get<P: Ports>(deps: &P, raw: &str) -> Response<Body> {
-    let id = match tenant_id(raw) {
+    let id = match provision::tenant_id(raw) {
         Ok(id) => id,
-        Err(e) => return api::engine_error(&e),
+        Err(answer) => return answer,
     };
     match deps.tenants().get(&id).await {
         Ok(Some(t)) => api::json(StatusCode::OK, &TenantView::from(&t)),
@@ -301,9 +167,9 @@ async fn get<P: Ports>(deps: &P, raw: &str) -> Response<Body> {
 }
 
 async fn deauthorize<P: Ports>(deps: &P, raw: &str) -> Response<Body> {
-    let id = match tenant_id(raw) {
+    let id = match provision::tenant_id(raw) {
         Ok(id) => id,
-        Err(e) => return api::engine_error(&e),
+        Err(answer) => return answer,
     };
     let deauth = Deauthorize::new(deps);
     match deauth.deauthorize(&id).await {
