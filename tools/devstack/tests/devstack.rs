@@ -347,6 +347,14 @@ async fn the_project_template_provisions_on_moto_with_redrive_and_resolved_funct
         ("AWS::Partition".to_owned(), "aws".to_owned()),
     ]);
     parameters.insert("AWS::StackName".to_owned(), "devstack".to_owned());
+    // The template's own defaults for the rest (the password and retry policy knobs).
+    for (name, default) in &template.parameters {
+        if let Some(default) = default {
+            parameters
+                .entry(name.clone())
+                .or_insert_with(|| default.clone());
+        }
+    }
     let (scope, provisioned) = devstack::provision::provision(
         &config,
         devstack::provision::ProvisionInput {
