@@ -12,6 +12,10 @@ use serde::{Deserialize, Serialize};
 
 /// The `GET /oauth/callback` query as a [`Callback`]: a denial, or a code with its `state`
 /// (R-CONN-1); a missing `state` is refused like a forged one, a missing code is 400.
+#[allow(
+    clippy::result_large_err,
+    reason = "the error is the finished 4xx response, built at most once per request"
+)]
 pub(crate) fn callback_of(request: &Request) -> Result<Callback, Response<Body>> {
     let query = request.query_string_parameters();
     let param = |name: &str| {
@@ -35,6 +39,10 @@ pub(crate) fn callback_of(request: &Request) -> Result<Callback, Response<Body>>
 }
 
 /// The `limit` of `GET /tenants`: 1–100, the default page size when absent (R-SAFE-1).
+#[allow(
+    clippy::result_large_err,
+    reason = "the error is the finished 4xx response, built at most once per request"
+)]
 pub(crate) fn page_limit(raw: Option<&str>) -> Result<u32, Response<Body>> {
     match raw.map(str::parse::<u32>) {
         None => Ok(DEFAULT_PAGE_LIMIT),
