@@ -61,41 +61,26 @@ impl Default for BindRequest {
     }
 }
 
-/// The bind use case.
-#[derive(Debug)]
-pub struct Bind<'a, P: Ports> {
-    /// Outcome recording.
-    pub fx: Effects<'a, P>,
-    /// Directory users.
-    pub users: &'a P::Users,
-    /// Tenants (routing).
-    pub tenants: &'a P::Tenants,
-    /// M365.
-    pub directory: &'a P::Directory,
-    /// Opens the sealed directory password.
-    pub sealer: &'a P::Sealer,
-    /// Welcome notifications.
-    pub notifier: &'a P::Notifier,
-    /// Directory groups: a user the bind bound joins the security groups of its bound directory
-    /// groups at once (R-GRP-1, [`Bind::follow_groups`]). `None` leaves that to the next
-    /// reconcile (as if the bind stopped right after binding).
-    pub groups: Option<&'a P::Groups>,
+use_case! {
+    /// The bind use case.
+    pub struct Bind {
+        ports: [
+            users: Users, tenants: Tenants, directory: Directory, sealer: Sealer, notifier: Notifier
+        ],
+        built: [
+            /// Outcome recording.
+            fx: Effects<'a, P> = Effects::new,
+            /// Directory groups: a user the bind bound joins the security groups of its bound directory
+            /// groups at once (R-GRP-1, [`Bind::follow_groups`]). `None` leaves that to the next
+            /// reconcile (as if the bind stopped right after binding).
+            groups: Option<&'a P::Groups> = bound_groups,
+        ],
+    }
 }
 
-impl<'a, P: Ports> Bind<'a, P> {
-    /// The use case on `ports`.
-    #[must_use]
-    pub fn new(ports: &'a P) -> Self {
-        Self {
-            fx: Effects::new(ports),
-            users: ports.users(),
-            tenants: ports.tenants(),
-            directory: ports.directory(),
-            sealer: ports.sealer(),
-            notifier: ports.notifier(),
-            groups: Some(ports.groups()),
-        }
-    }
+/// The directory groups a bind on `ports` follows: all of them (see [`Bind::groups`]).
+fn bound_groups<P: Ports>(ports: &P) -> Option<&P::Groups> {
+    Some(ports.groups())
 }
 
 /// A replication-lag wait (graph-spec §7.4), retried like any transient failure.

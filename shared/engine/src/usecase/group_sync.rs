@@ -160,29 +160,14 @@ struct Desired {
     skipped: Vec<SkippedMember>,
 }
 
-/// The group-binding use case (R-GRP-1).
-#[derive(Debug)]
-pub struct SyncGroup<'a, P: Ports> {
-    /// Outcome recording (bindings are read to find members' accounts).
-    pub fx: Effects<'a, P>,
-    /// Directory groups (the binding lives on the group).
-    pub groups: &'a P::Groups,
-    /// Tenants.
-    pub tenants: &'a P::Tenants,
-    /// M365.
-    pub directory: &'a P::Directory,
-}
-
-impl<'a, P: Ports> SyncGroup<'a, P> {
-    /// The use case on `ports`.
-    #[must_use]
-    pub fn new(ports: &'a P) -> Self {
-        Self {
-            fx: Effects::new(ports),
-            groups: ports.groups(),
-            tenants: ports.tenants(),
-            directory: ports.directory(),
-        }
+use_case! {
+    /// The group-binding use case (R-GRP-1).
+    pub struct SyncGroup {
+        ports: [groups: Groups, tenants: Tenants, directory: Directory],
+        built: [
+            /// Outcome recording (bindings are read to find members' accounts).
+            fx: Effects<'a, P> = Effects::new,
+        ],
     }
 }
 

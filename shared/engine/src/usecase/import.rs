@@ -209,36 +209,17 @@ impl ImportOutcome {
     }
 }
 
-/// The import use case: reads M365 through `directory` (never writes to it), writes directory
-/// users and bindings.
-#[derive(Debug)]
-pub struct Import<'a, P: Ports> {
-    /// Directory users.
-    pub users: &'a P::Users,
-    /// Bindings.
-    pub bindings: &'a P::Bindings,
-    /// Tenants and domain claims.
-    pub tenants: &'a P::Tenants,
-    /// M365 (reads only).
-    pub directory: &'a P::Directory,
-    /// Time (cursor expiry).
-    pub clock: &'a P::Clock,
-    /// The cursor signing key.
-    pub cursor_key: &'a CursorKey,
-}
-
-impl<'a, P: Ports> Import<'a, P> {
-    /// The use case on `ports`.
-    #[must_use]
-    pub fn new(ports: &'a P, cursor_key: &'a CursorKey) -> Self {
-        Self {
-            users: ports.users(),
-            bindings: ports.bindings(),
-            tenants: ports.tenants(),
-            directory: ports.directory(),
-            clock: ports.clock(),
-            cursor_key,
-        }
+use_case! {
+    /// The import use case: reads M365 through `directory` (never writes to it), writes directory
+    /// users and bindings.
+    pub struct Import {
+        ports: [
+            users: Users, bindings: Bindings, tenants: Tenants, directory: Directory, clock: Clock
+        ],
+        extra: [
+            /// The cursor signing key.
+            cursor_key: &'a CursorKey,
+        ],
     }
 }
 

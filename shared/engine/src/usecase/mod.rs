@@ -29,6 +29,49 @@
 //! error and the failures list with Graph's request id; retryable failures put the operation on the
 //! retry queue with backoff and jitter ([`RetryPolicy`]).
 
+/// Declares a use case: a struct holding the ports it needs — each field `name: Type` is a
+/// `&'a P::Type` taken from [`Ports`] by the accessor of the same name (`name: Type = accessor`
+/// where they differ) — then fields built from the bundle (`built: [name: Type = path::to::fn]`
+/// is `fn(ports)`, e.g. `Effects::new`), then any extra fields (`extra: [name: Type]`), and its
+/// `new(ports, extras…)`
+/// constructor that takes the ports from the bundle and the extras as given. One declaration instead of a struct
+/// and a constructor repeating the same field list (issue 13).
+macro_rules! use_case {
+    (@get $ports:ident $field:ident) => { $ports.$field() };
+    (@get $ports:ident $field:ident $acc:ident) => { $ports.$acc() };
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident {
+            ports: [$($field:ident: $ty:ident $(= $acc:ident)?),* $(,)?],
+            $(built: [$($(#[$bmeta:meta])* $built:ident: $bty:ty = $($ctor:ident)::+),* $(,)?],)?
+            $(extra: [$($(#[$xmeta:meta])* $extra:ident: $xty:ty),* $(,)?],)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug)]
+        $vis struct $name<'a, P: Ports> {
+            $(
+                #[doc = concat!("The [`Ports::", stringify!($ty), "`] port.")]
+                pub $field: &'a P::$ty,
+            )*
+            $($($(#[$bmeta])* pub $built: $bty,)*)?
+            $($($(#[$xmeta])* pub $extra: $xty,)*)?
+        }
+
+        impl<'a, P: Ports> $name<'a, P> {
+            /// The use case on `ports`.
+            #[must_use]
+            pub fn new(ports: &'a P $($(, $extra: $xty)*)?) -> Self {
+                Self {
+                    $($field: use_case!(@get ports $field $($acc)?),)*
+                    $($($built: $($ctor)::+(ports),)*)?
+                    $($($extra,)*)?
+                }
+            }
+        }
+    };
+}
+
 pub mod bind;
 pub mod connect;
 pub mod directory;
@@ -255,42 +298,18 @@ pub(crate) fn reported(result: Result<Outcome>) -> Result<Outcome> {
     result
 }
 
-/// The ports every use case records its outcome with (bindings, events, failures, ledger, retry
-/// queue) plus time, randomness and the retry policy.
-#[derive(Debug)]
-pub struct Effects<'a, P: Ports> {
-    /// Bindings.
-    pub bindings: &'a P::Bindings,
-    /// Audit events.
-    pub events: &'a P::Events,
-    /// Failure diagnostics.
-    pub failures: &'a P::Failures,
-    /// Idempotency ledger.
-    pub ledger: &'a P::Ledger,
-    /// Retry queue (producer side).
-    pub queue: &'a P::Queue,
-    /// Time.
-    pub clock: &'a P::Clock,
-    /// Jitter and generated passwords.
-    pub random: &'a P::Random,
-    /// Retry policy.
-    pub policy: &'a RetryPolicy,
-}
-
-impl<'a, P: Ports> Effects<'a, P> {
-    /// The use case on `ports`.
-    #[must_use]
-    pub fn new(ports: &'a P) -> Self {
-        Self {
-            bindings: ports.bindings(),
-            events: ports.events(),
-            failures: ports.failures(),
-            ledger: ports.ledger(),
-            queue: ports.queue(),
-            clock: ports.clock(),
-            random: ports.random(),
-            policy: ports.retry_policy(),
-        }
+use_case! {
+    /// The ports every use case records its outcome with (bindings, events, failures, ledger, retry
+    /// queue) plus time, randomness and the retry policy.
+    pub struct Effects {
+        ports: [
+            bindings: Bindings, events: Events, failures: Failures, ledger: Ledger, queue: Queue,
+            clock: Clock, random: Random
+        ],
+        built: [
+            /// Retry policy.
+            policy: &'a RetryPolicy = Ports::retry_policy,
+        ],
     }
 }
 

@@ -25,32 +25,16 @@ use crate::ports::{BindingStore, Directory, Expect, Sealer, UserStore};
 use super::privilege::{privilege_of, refusal};
 use super::{Change, Effects, OnFailure, Outcome, Run, is_m365_not_found};
 
-/// The password use case.
-#[derive(Debug)]
-pub struct SetPassword<'a, P: Ports> {
-    /// Outcome recording.
-    pub fx: Effects<'a, P>,
-    /// Directory users.
-    pub users: &'a P::Users,
-    /// M365.
-    pub directory: &'a P::Directory,
-    /// Seals and opens passwords.
-    pub sealer: &'a P::Sealer,
-    /// The directory's password policy (Entra's applies on top).
-    pub policy: &'a DirectoryPasswordPolicy,
-}
-
-impl<'a, P: Ports> SetPassword<'a, P> {
-    /// The use case on `ports`.
-    #[must_use]
-    pub fn new(ports: &'a P) -> Self {
-        Self {
-            fx: Effects::new(ports),
-            users: ports.users(),
-            directory: ports.directory(),
-            sealer: ports.sealer(),
-            policy: ports.password_policy(),
-        }
+use_case! {
+    /// The password use case.
+    pub struct SetPassword {
+        ports: [users: Users, directory: Directory, sealer: Sealer],
+        built: [
+            /// Outcome recording.
+            fx: Effects<'a, P> = Effects::new,
+            /// The directory's password policy (Entra's applies on top).
+            policy: &'a DirectoryPasswordPolicy = Ports::password_policy,
+        ],
     }
 }
 

@@ -295,47 +295,18 @@ pub struct ReconcileReport {
     pub account_lookups: usize,
 }
 
-/// The reconcile use case.
-#[derive(Debug)]
-pub struct Reconcile<'a, P: Ports> {
-    /// Bindings.
-    pub bindings: &'a P::Bindings,
-    /// Audit events (our last pushes are read from here too).
-    pub events: &'a P::Events,
-    /// Failure diagnostics.
-    pub failures: &'a P::Failures,
-    /// Directory users.
-    pub users: &'a P::Users,
-    /// M365 writes.
-    pub directory: &'a P::Directory,
-    /// Opens sealed passwords.
-    pub sealer: &'a P::Sealer,
-    /// M365 users delta.
-    pub deltas: &'a P::UserDeltas,
-    /// Per-tenant delta links.
-    pub cursors: &'a P::Cursors,
-    /// Time.
-    pub clock: &'a P::Clock,
-    /// Behaviour.
-    pub settings: &'a ReconcileSettings,
-}
-
-impl<'a, P: Ports> Reconcile<'a, P> {
-    /// The use case on `ports`.
-    #[must_use]
-    pub fn new(ports: &'a P, settings: &'a ReconcileSettings) -> Self {
-        Self {
-            bindings: ports.bindings(),
-            events: ports.events(),
-            failures: ports.failures(),
-            users: ports.users(),
-            directory: ports.directory(),
-            sealer: ports.sealer(),
-            deltas: ports.user_deltas(),
-            cursors: ports.cursors(),
-            clock: ports.clock(),
-            settings,
-        }
+use_case! {
+    /// The reconcile use case.
+    pub struct Reconcile {
+        ports: [
+            bindings: Bindings, events: Events, failures: Failures, users: Users,
+            directory: Directory, sealer: Sealer, deltas: UserDeltas = user_deltas,
+            cursors: Cursors, clock: Clock
+        ],
+        extra: [
+            /// Behaviour.
+            settings: &'a ReconcileSettings,
+        ],
     }
 }
 

@@ -60,41 +60,19 @@ impl RetryOutcome {
     }
 }
 
-/// The retry-worker use case: every port, since it re-runs any user or group operation.
-#[derive(Debug)]
-pub struct RetryDispatcher<'a, P: Ports> {
-    /// Outcome recording.
-    pub fx: Effects<'a, P>,
-    /// Directory users.
-    pub users: &'a P::Users,
-    /// Tenants.
-    pub tenants: &'a P::Tenants,
-    /// M365.
-    pub directory: &'a P::Directory,
-    /// Seals and opens passwords.
-    pub sealer: &'a P::Sealer,
-    /// Welcome notifications.
-    pub notifier: &'a P::Notifier,
-    /// The directory password policy (for [`SetPassword`] and [`Suspension`]).
-    pub password_policy: &'a DirectoryPasswordPolicy,
-    /// Directory groups (for [`SyncGroup`], R-GRP-1).
-    pub groups: &'a P::Groups,
-}
-
-impl<'a, P: Ports> RetryDispatcher<'a, P> {
-    /// The use case on `ports`.
-    #[must_use]
-    pub fn new(ports: &'a P) -> Self {
-        Self {
-            fx: Effects::new(ports),
-            users: ports.users(),
-            tenants: ports.tenants(),
-            directory: ports.directory(),
-            sealer: ports.sealer(),
-            notifier: ports.notifier(),
-            password_policy: ports.password_policy(),
-            groups: ports.groups(),
-        }
+use_case! {
+    /// The retry-worker use case: every port, since it re-runs any user or group operation.
+    pub struct RetryDispatcher {
+        ports: [
+            users: Users, tenants: Tenants, directory: Directory, sealer: Sealer,
+            notifier: Notifier, groups: Groups
+        ],
+        built: [
+            /// Outcome recording.
+            fx: Effects<'a, P> = Effects::new,
+            /// The directory password policy (for [`SetPassword`] and [`Suspension`]).
+            password_policy: &'a DirectoryPasswordPolicy = Ports::password_policy,
+        ],
     }
 }
 

@@ -29,29 +29,16 @@ use super::{
     is_stale, patch_for,
 };
 
-/// The directory-state use case.
-#[derive(Debug)]
-pub struct Suspension<'a, P: Ports> {
-    /// Outcome recording.
-    pub fx: Effects<'a, P>,
-    /// Directory users.
-    pub users: &'a P::Users,
-    /// M365.
-    pub directory: &'a P::Directory,
-    /// The directory password policy (its maximum age decides a re-activation, R-PWD-4).
-    pub password_policy: &'a DirectoryPasswordPolicy,
-}
-
-impl<'a, P: Ports> Suspension<'a, P> {
-    /// The use case on `ports`.
-    #[must_use]
-    pub fn new(ports: &'a P) -> Self {
-        Self {
-            fx: Effects::new(ports),
-            users: ports.users(),
-            directory: ports.directory(),
-            password_policy: ports.password_policy(),
-        }
+use_case! {
+    /// The directory-state use case.
+    pub struct Suspension {
+        ports: [users: Users, directory: Directory],
+        built: [
+            /// Outcome recording.
+            fx: Effects<'a, P> = Effects::new,
+            /// The directory password policy (its maximum age decides a re-activation, R-PWD-4).
+            password_policy: &'a DirectoryPasswordPolicy = Ports::password_policy,
+        ],
     }
 }
 

@@ -18,26 +18,14 @@ use super::{
     Change, Effects, INTENT_ATTEMPTS, OnFailure, Outcome, Run, account_of, is_m365_not_found,
 };
 
-/// The unbind use case.
-#[derive(Debug)]
-pub struct Unbind<'a, P: Ports> {
-    /// Outcome recording.
-    pub fx: Effects<'a, P>,
-    /// Directory users (the UPN of a binding whose create never answered).
-    pub users: &'a P::Users,
-    /// M365.
-    pub directory: &'a P::Directory,
-}
-
-impl<'a, P: Ports> Unbind<'a, P> {
-    /// The use case on `ports`.
-    #[must_use]
-    pub fn new(ports: &'a P) -> Self {
-        Self {
-            fx: Effects::new(ports),
-            users: ports.users(),
-            directory: ports.directory(),
-        }
+use_case! {
+    /// The unbind use case.
+    pub struct Unbind {
+        ports: [users: Users, directory: Directory],
+        built: [
+            /// Outcome recording.
+            fx: Effects<'a, P> = Effects::new,
+        ],
     }
 }
 

@@ -10,26 +10,14 @@ use crate::ports::{BindingStore, Directory, Expect, UserStore};
 
 use super::{Change, Effects, OnFailure, Outcome, Run, is_m365_not_found, patch_for};
 
-/// The attribute-update use case.
-#[derive(Debug)]
-pub struct UpdateAttributes<'a, P: Ports> {
-    /// Outcome recording.
-    pub fx: Effects<'a, P>,
-    /// Directory users.
-    pub users: &'a P::Users,
-    /// M365.
-    pub directory: &'a P::Directory,
-}
-
-impl<'a, P: Ports> UpdateAttributes<'a, P> {
-    /// The use case on `ports`.
-    #[must_use]
-    pub fn new(ports: &'a P) -> Self {
-        Self {
-            fx: Effects::new(ports),
-            users: ports.users(),
-            directory: ports.directory(),
-        }
+use_case! {
+    /// The attribute-update use case.
+    pub struct UpdateAttributes {
+        ports: [users: Users, directory: Directory],
+        built: [
+            /// Outcome recording.
+            fx: Effects<'a, P> = Effects::new,
+        ],
     }
 }
 
