@@ -260,16 +260,11 @@ impl<P: Ports> Bind<'_, P> {
     }
 
     async fn retry_once(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
-        let run = match self
-            .fx
-            .claim_retry(message, OperationKind::UserBind, user_id)
-            .await?
-        {
-            Ok(run) => run,
-            Err(ended) => return Ok(ended),
-        };
-        let result = self.retry_claimed(&run, user_id).await;
-        self.fx.abandon(&run.op, result).await
+        self.fx
+            .rerun(message, OperationKind::UserBind, user_id, async |run| {
+                self.retry_claimed(run, user_id).await
+            })
+            .await
     }
 
     async fn retry_claimed(&self, run: &Run<'_>, user_id: &UserId) -> Result<Outcome> {

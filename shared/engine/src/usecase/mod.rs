@@ -549,6 +549,25 @@ impl<P: Ports> Effects<'_, P> {
         })
     }
 
+    /// Re-runs a queued operation (`message`, of `kind`, about `user`): claims it
+    /// ([`Effects::claim_retry`]), runs `body` on the claimed run and records its end
+    /// ([`Effects::abandon`]); an operation that cannot be claimed ends at once with the outcome
+    /// the claim gave.
+    pub(crate) async fn rerun<'m>(
+        &self,
+        message: &'m RetryMessage,
+        kind: OperationKind,
+        user: &UserId,
+        body: impl AsyncFnOnce(&Run<'m>) -> Result<Outcome>,
+    ) -> Result<Outcome> {
+        let run = match self.claim_retry(message, kind, user).await? {
+            Ok(run) => run,
+            Err(ended) => return Ok(ended),
+        };
+        let result = body(&run).await;
+        self.abandon(&run.op, result).await
+    }
+
     /// Writes `binding` with `run`'s operation in flight before M365 is touched (write-ahead,
     /// R-BIND-12), keeping the lost-create mark of an operation it replaces (the account that one
     /// may have made is still looked for; its queued retry is dropped as superseded, R-REC-5).

@@ -169,28 +169,20 @@ impl<P: Ports> SetPassword<'_, P> {
     }
 
     async fn retry_once(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
-        let run = match self
-            .fx
-            .claim_retry(message, OperationKind::UserPassword, user_id)
-            .await?
-        {
-            Ok(run) => run,
-            Err(ended) => return Ok(ended),
-        };
-        let result = async {
-            let user = self.users.get(user_id).await?;
-            let binding = self.fx.bindings.get(user_id).await?.filter(pushable);
-            let sealed = user.as_ref().and_then(|u| u.password.clone());
-            match (user, binding, sealed) {
-                (Some(user), Some(binding), Some(sealed)) => {
-                    let password = self.sealer.open(user_id, &sealed).await?;
-                    self.push(&run, &user, binding, &password).await
+        self.fx
+            .rerun(message, OperationKind::UserPassword, user_id, async |run| {
+                let user = self.users.get(user_id).await?;
+                let binding = self.fx.bindings.get(user_id).await?.filter(pushable);
+                let sealed = user.as_ref().and_then(|u| u.password.clone());
+                match (user, binding, sealed) {
+                    (Some(user), Some(binding), Some(sealed)) => {
+                        let password = self.sealer.open(user_id, &sealed).await?;
+                        self.push(run, &user, binding, &password).await
+                    }
+                    _ => self.fx.superseded(run).await,
                 }
-                _ => self.fx.superseded(&run).await,
-            }
-        }
-        .await;
-        self.fx.abandon(&run.op, result).await
+            })
+            .await
     }
 
     async fn push(

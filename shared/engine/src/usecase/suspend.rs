@@ -208,28 +208,20 @@ impl<P: Ports> Suspension<'_, P> {
     }
 
     async fn retry_once(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
-        let run = match self
-            .fx
-            .claim_retry(message, OperationKind::UserState, user_id)
-            .await?
-        {
-            Ok(run) => run,
-            Err(ended) => return Ok(ended),
-        };
-        let result = async {
-            let user = self.users.get(user_id).await?;
-            let binding = self.fx.bindings.get(user_id).await?;
-            match (user, binding) {
-                // Still ours: the latest state decides.
-                (Some(user), Some(binding)) if run.owns(&binding) => {
-                    self.act(&run, &user, binding).await
+        self.fx
+            .rerun(message, OperationKind::UserState, user_id, async |run| {
+                let user = self.users.get(user_id).await?;
+                let binding = self.fx.bindings.get(user_id).await?;
+                match (user, binding) {
+                    // Still ours: the latest state decides.
+                    (Some(user), Some(binding)) if run.owns(&binding) => {
+                        self.act(run, &user, binding).await
+                    }
+                    // A later bind, unbind or state change took the binding over.
+                    _ => self.fx.superseded(run).await,
                 }
-                // A later bind, unbind or state change took the binding over.
-                _ => self.fx.superseded(&run).await,
-            }
-        }
-        .await;
-        self.fx.abandon(&run.op, result).await
+            })
+            .await
     }
 
     async fn act(&self, run: &Run<'_>, user: &DirectoryUser, binding: Binding) -> Result<Outcome> {

@@ -101,25 +101,20 @@ impl<P: Ports> Unbind<'_, P> {
     }
 
     async fn retry_once(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
-        let run = match self
-            .fx
-            .claim_retry(message, OperationKind::UserUnbind, user_id)
-            .await?
-        {
-            Ok(run) => run,
-            Err(ended) => return Ok(ended),
-        };
-        let result = async {
-            match self.fx.bindings.get(user_id).await? {
-                Some(b) if run.owns(&b) => {
-                    let expect = Expect::Version(b.version);
-                    self.block(&run, b, expect).await
-                }
-                _ => self.fx.superseded(&run).await,
-            }
-        }
-        .await;
-        self.fx.abandon(&run.op, result).await
+        self.fx
+            .rerun(
+                message,
+                OperationKind::UserUnbind,
+                user_id,
+                async |run| match self.fx.bindings.get(user_id).await? {
+                    Some(b) if run.owns(&b) => {
+                        let expect = Expect::Version(b.version);
+                        self.block(run, b, expect).await
+                    }
+                    _ => self.fx.superseded(run).await,
+                },
+            )
+            .await
     }
 
     async fn block(&self, run: &Run<'_>, mut binding: Binding, expect: Expect) -> Result<Outcome> {

@@ -84,24 +84,16 @@ impl<P: Ports> UpdateAttributes<'_, P> {
     }
 
     async fn retry_once(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
-        let run = match self
-            .fx
-            .claim_retry(message, OperationKind::UserUpdate, user_id)
-            .await?
-        {
-            Ok(run) => run,
-            Err(ended) => return Ok(ended),
-        };
-        let result = async {
-            let user = self.users.get(user_id).await?;
-            let binding = self.fx.bindings.get(user_id).await?.filter(pushable);
-            match (user, binding) {
-                (Some(user), Some(binding)) => self.apply(&run, &user, binding).await,
-                _ => self.fx.superseded(&run).await,
-            }
-        }
-        .await;
-        self.fx.abandon(&run.op, result).await
+        self.fx
+            .rerun(message, OperationKind::UserUpdate, user_id, async |run| {
+                let user = self.users.get(user_id).await?;
+                let binding = self.fx.bindings.get(user_id).await?.filter(pushable);
+                match (user, binding) {
+                    (Some(user), Some(binding)) => self.apply(run, &user, binding).await,
+                    _ => self.fx.superseded(run).await,
+                }
+            })
+            .await
     }
 
     async fn apply(
