@@ -24,7 +24,7 @@
 
 use chrono::TimeDelta;
 
-use crate::error::{Conflict, Entity, Error, Result, UnavailableReason};
+use crate::error::{Conflict, Error, Result, UnavailableReason};
 use crate::model::{
     Binding, BindingState, DirectoryUser, EventKind, Failure, InFlight, M365ObjectId, NewM365User,
     OperationId, OperationKind, OperationSubject, RetryMessage, Tenant, TenantId, UserId,
@@ -309,10 +309,7 @@ impl<P: Ports> Bind<'_, P> {
     }
 
     async fn load_user(&self, user_id: &UserId) -> Result<DirectoryUser> {
-        self.users
-            .get(user_id)
-            .await?
-            .ok_or_else(|| Error::not_found(Entity::User, user_id))
+        super::stored_user(self.users, user_id).await
     }
 
     /// Unblock, adopt or create; record the outcome. Boxed ([`BoxFuture`]): the caller's frame

@@ -111,7 +111,7 @@ use crate::policy::retry::spread;
 use crate::ports::Ports;
 use crate::ports::{
     BindingStore, Claim, Clock, EventStore, Expect, FailureStore, OperationLedger, Random,
-    RetryQueue,
+    RetryQueue, UserStore,
 };
 
 /// The one retry policy, defined with the one backoff formula in [`crate::policy::retry`];
@@ -320,6 +320,17 @@ impl<P: Ports> Clone for Effects<'_, P> {
 }
 
 impl<P: Ports> Copy for Effects<'_, P> {}
+
+/// `user_id`'s stored directory user; `NotFound` when there is none.
+pub(crate) async fn stored_user<U: UserStore>(
+    users: &U,
+    user_id: &UserId,
+) -> Result<DirectoryUser> {
+    users
+        .get(user_id)
+        .await?
+        .ok_or_else(|| Error::not_found(Entity::User, user_id))
+}
 
 /// One run of an operation: its id, kind, subject user, start time and, for a retry, the message.
 #[derive(Debug, Clone)]

@@ -13,7 +13,7 @@
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
-use crate::error::{Entity, Error, Result};
+use crate::error::Result;
 use crate::model::{
     Binding, BindingState, DirectoryUser, M365ObjectId, OperationId, OperationKind,
     OperationSubject, RetryMessage, SuspendedReason, TenantId, UserId, UserState,
@@ -128,11 +128,7 @@ impl<P: Ports> SetPassword<'_, P> {
     }
 
     async fn set_once(&self, user_id: &UserId, password: &SecretString) -> Result<PasswordSet> {
-        let mut user = self
-            .users
-            .get(user_id)
-            .await?
-            .ok_or_else(|| Error::not_found(Entity::User, user_id))?;
+        let mut user = super::stored_user(self.users, user_id).await?;
         self.policy.validate(password)?;
         let now = self.fx.now();
         user.password = Some(self.sealer.seal(user_id, password).await?);
@@ -165,11 +161,8 @@ impl<P: Ports> SetPassword<'_, P> {
     /// Store and sealing failures.
     #[tracing::instrument(skip_all, fields(op.kind = "user_password", op.id = %message.operation_id, user.id = %user_id, retry.attempt = message.attempt))]
     pub async fn retry(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
-        super::reported(self.retry_once(message, user_id).await)
-    }
-
-    async fn retry_once(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
-        self.fx
+        let result = self
+            .fx
             .rerun(message, OperationKind::UserPassword, user_id, async |run| {
                 let user = self.users.get(user_id).await?;
                 let binding = self.fx.bindings.get(user_id).await?.filter(pushable);
@@ -182,7 +175,8 @@ impl<P: Ports> SetPassword<'_, P> {
                     _ => self.fx.superseded(run).await,
                 }
             })
-            .await
+            .await;
+        super::reported(result)
     }
 
     async fn push(
@@ -260,6 +254,7 @@ mod tests {
     use secrecy::ExposeSecret;
 
     use super::*;
+    use crate::error::Error;
     use crate::model::EventKind;
     use crate::policy::password::{CharClass, PasswordRule};
     use crate::ports::Expect;

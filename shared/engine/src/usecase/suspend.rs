@@ -159,11 +159,7 @@ impl<P: Ports> Suspension<'_, P> {
 
     async fn apply_once(&self, user_id: &UserId) -> Result<Outcome> {
         let now = self.fx.now();
-        let user = self
-            .users
-            .get(user_id)
-            .await?
-            .ok_or_else(|| Error::not_found(Entity::User, user_id))?;
+        let user = super::stored_user(self.users, user_id).await?;
         let subject = OperationSubject::User(user_id.clone());
         let op = OperationId::new(OperationKind::UserState, &subject, user.version);
         let mut last = None;
@@ -204,11 +200,8 @@ impl<P: Ports> Suspension<'_, P> {
     /// Store failures.
     #[tracing::instrument(skip_all, fields(op.kind = "user_state", op.id = %message.operation_id, user.id = %user_id, retry.attempt = message.attempt))]
     pub async fn retry(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
-        super::reported(self.retry_once(message, user_id).await)
-    }
-
-    async fn retry_once(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
-        self.fx
+        let result = self
+            .fx
             .rerun(message, OperationKind::UserState, user_id, async |run| {
                 let user = self.users.get(user_id).await?;
                 let binding = self.fx.bindings.get(user_id).await?;
@@ -221,7 +214,8 @@ impl<P: Ports> Suspension<'_, P> {
                     _ => self.fx.superseded(run).await,
                 }
             })
-            .await
+            .await;
+        super::reported(result)
     }
 
     async fn act(&self, run: &Run<'_>, user: &DirectoryUser, binding: Binding) -> Result<Outcome> {

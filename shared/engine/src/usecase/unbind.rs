@@ -97,11 +97,8 @@ impl<P: Ports> Unbind<'_, P> {
     /// Store failures.
     #[tracing::instrument(skip_all, fields(op.kind = "user_unbind", op.id = %message.operation_id, user.id = %user_id, retry.attempt = message.attempt))]
     pub async fn retry(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
-        super::reported(self.retry_once(message, user_id).await)
-    }
-
-    async fn retry_once(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
-        self.fx
+        let result = self
+            .fx
             .rerun(
                 message,
                 OperationKind::UserUnbind,
@@ -114,7 +111,8 @@ impl<P: Ports> Unbind<'_, P> {
                     _ => self.fx.superseded(run).await,
                 },
             )
-            .await
+            .await;
+        super::reported(result)
     }
 
     async fn block(&self, run: &Run<'_>, mut binding: Binding, expect: Expect) -> Result<Outcome> {

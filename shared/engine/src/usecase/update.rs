@@ -1,6 +1,6 @@
 //! Push a bound user's directory attributes to M365 (R-BIND-7).
 
-use crate::error::{Entity, Error, Result};
+use crate::error::Result;
 use crate::model::{
     Binding, BindingState, DirectoryUser, OperationId, OperationKind, OperationSubject,
     RetryMessage, UserId,
@@ -53,11 +53,7 @@ impl<P: Ports> UpdateAttributes<'_, P> {
 
     async fn push_once(&self, user_id: &UserId) -> Result<Outcome> {
         let now = self.fx.now();
-        let user = self
-            .users
-            .get(user_id)
-            .await?
-            .ok_or_else(|| Error::not_found(Entity::User, user_id))?;
+        let user = super::stored_user(self.users, user_id).await?;
         let binding = self.fx.bindings.get(user_id).await?;
         let Some(binding) = binding.filter(pushable) else {
             return Ok(Outcome::Unchanged {
@@ -80,11 +76,8 @@ impl<P: Ports> UpdateAttributes<'_, P> {
     /// Store failures.
     #[tracing::instrument(skip_all, fields(op.kind = "user_update", op.id = %message.operation_id, user.id = %user_id, retry.attempt = message.attempt))]
     pub async fn retry(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
-        super::reported(self.retry_once(message, user_id).await)
-    }
-
-    async fn retry_once(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
-        self.fx
+        let result = self
+            .fx
             .rerun(message, OperationKind::UserUpdate, user_id, async |run| {
                 let user = self.users.get(user_id).await?;
                 let binding = self.fx.bindings.get(user_id).await?.filter(pushable);
@@ -93,7 +86,8 @@ impl<P: Ports> UpdateAttributes<'_, P> {
                     _ => self.fx.superseded(run).await,
                 }
             })
-            .await
+            .await;
+        super::reported(result)
     }
 
     async fn apply(
