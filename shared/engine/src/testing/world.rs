@@ -201,6 +201,22 @@ impl World {
         self.users.create(&user).await.expect("new test user")
     }
 
+    /// [`World::new`] with the users `ids` created ([`Self::user`]) and then bound
+    /// ([`Self::bind`]), in that order.
+    ///
+    /// # Panics
+    /// If a user cannot be created or a bind fails.
+    pub async fn with_bound(ids: &[&str]) -> Self {
+        let w = Self::new().await;
+        for id in ids {
+            w.user(id).await;
+        }
+        for id in ids {
+            w.bind(id).await;
+        }
+        w
+    }
+
     /// [`Self::user_at`] on `contoso.com`.
     pub async fn user(&self, id: &str) -> DirectoryUser {
         self.user_at(id, "contoso.com").await

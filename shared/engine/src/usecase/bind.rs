@@ -1060,11 +1060,7 @@ mod tests {
     #[tokio::test]
     async fn binding_without_a_directory_password_creates_a_random_entra_compliant_one() {
         // R-BIND-2 (else a random compliant one)
-        let w = World::new().await;
-        w.user("adele").await;
-        w.user("alex").await;
-        w.bind("adele").await;
-        w.bind("alex").await;
+        let w = World::with_bound(&["adele", "alex"]).await;
         let p1 = w
             .directory
             .password(&w.tenant.id, &World::object_id(&w.binding("adele").await))
@@ -1166,9 +1162,7 @@ mod tests {
     #[tokio::test]
     async fn a_password_set_while_unbound_is_pushed_when_the_user_is_bound_again() {
         // R-BIND-12 (a password set while unbound is applied on re-bind), R-PWD-2
-        let w = World::new().await;
-        w.user("adele").await;
-        w.bind("adele").await;
+        let w = World::with_bound(&["adele"]).await;
         let id = World::object_id(&w.binding("adele").await);
         w.clock.advance(TimeDelta::minutes(1));
         w.passwords()
@@ -1220,9 +1214,7 @@ mod tests {
     async fn a_password_m365_refuses_on_rebind_is_recorded_and_the_bind_still_completes() {
         // R-BIND-12, R-BIND-5 (the password is secondary to unblocking: a permanent refusal,
         // e.g. the app lacks the admin role resets need, is a diagnostic; a later bind retries)
-        let w = World::new().await;
-        w.user("adele").await;
-        w.bind("adele").await;
+        let w = World::with_bound(&["adele"]).await;
         w.unbinder().unbind(&uid("adele")).await.unwrap();
         w.passwords()
             .set(&uid("adele"), &secret("Second-Horse-22"))
@@ -1258,9 +1250,7 @@ mod tests {
     async fn a_rebind_leaves_the_password_of_an_account_made_privileged_since_alone() {
         // R-BIND-11 (a role granted after the bind counts), R-BIND-12 (the password set while
         // unbound waits; the account is still unblocked: it is ours)
-        let w = World::new().await;
-        w.user("adele").await;
-        w.bind("adele").await;
+        let w = World::with_bound(&["adele"]).await;
         let id = World::object_id(&w.binding("adele").await);
         w.unbinder().unbind(&uid("adele")).await.unwrap();
         let held_before = w.directory.password(&w.tenant.id, &id).unwrap();
@@ -1323,9 +1313,7 @@ mod tests {
     #[tokio::test]
     async fn a_rebind_records_its_intent_before_writing_to_m365() {
         // R-BIND-12 (write-ahead: an unbind arriving meanwhile sees a bind under way)
-        let w = World::new().await;
-        w.user("adele").await;
-        w.bind("adele").await;
+        let w = World::with_bound(&["adele"]).await;
         w.unbinder().unbind(&uid("adele")).await.unwrap();
         let mut first_write = w
             .directory
@@ -1473,9 +1461,7 @@ mod tests {
     #[tokio::test]
     async fn binding_an_already_provisioned_user_changes_nothing() {
         // R-BIND-2 (idempotent)
-        let w = World::new().await;
-        w.user("adele").await;
-        w.bind("adele").await;
+        let w = World::with_bound(&["adele"]).await;
         let calls = w.directory.calls();
         let before = w.binding("adele").await;
         let Outcome::Unchanged { binding } = w.bind("adele").await else {
@@ -1506,9 +1492,7 @@ mod tests {
     #[tokio::test]
     async fn rebinding_a_blocked_binding_unblocks_the_same_account() {
         // R-BIND-5
-        let w = World::new().await;
-        w.user("adele").await;
-        w.bind("adele").await;
+        let w = World::with_bound(&["adele"]).await;
         let id = World::object_id(&w.binding("adele").await);
         w.unbinder().unbind(&uid("adele")).await.unwrap();
         assert!(!w.directory.user(&w.tenant.id, &id).unwrap().account_enabled);
@@ -1527,9 +1511,7 @@ mod tests {
     #[tokio::test]
     async fn rebinding_an_unselected_binding_unblocks_the_same_account() {
         // R-BIND-5, R-CONN-5 (reconnecting does not re-bind; binding again does)
-        let w = World::new().await;
-        w.user("adele").await;
-        w.bind("adele").await;
+        let w = World::with_bound(&["adele"]).await;
         let mut b = w.binding("adele").await;
         let id = World::object_id(&b);
         b.state = BindingState::Unselected;

@@ -45,7 +45,6 @@ use crate::policy::routing::RoutingError;
 use crate::ports::Ports;
 use crate::ports::{
     BindingStore, Claim, Clock, Directory, FailureStore, GroupStore, OperationLedger, RetryQueue,
-    TenantStore,
 };
 
 use super::{Effects, failure_id};
@@ -181,11 +180,7 @@ impl<P: Ports> SyncGroup<'_, P> {
     #[tracing::instrument(skip_all, fields(group.id = %group_id, tenant.id = %tenant_id))]
     pub async fn bind(&self, group_id: &GroupId, tenant_id: &TenantId) -> Result<GroupOutcome> {
         let group = self.load(group_id).await?;
-        let tenant = self
-            .tenants
-            .get(tenant_id)
-            .await?
-            .ok_or_else(|| Error::not_found(Entity::Tenant, tenant_id))?;
+        let tenant = super::stored_tenant(self.tenants, tenant_id).await?;
         if tenant.status != TenantStatus::Active {
             return Err(RoutingError::TenantNotActive {
                 tenant: tenant.id,
@@ -709,6 +704,7 @@ mod tests {
     use super::*;
     use crate::error::UnavailableReason;
     use crate::model::{Binding, GroupId, mail_nickname_for};
+    use crate::ports::TenantStore;
     use crate::ports::{BindingStore, Claim, Expect, GroupStore, OperationLedger};
 
     use crate::usecase::retry::RetryOutcome;

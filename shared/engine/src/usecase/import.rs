@@ -24,14 +24,14 @@ use chrono::{DateTime, TimeDelta, Utc};
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Conflict, Entity, Error, FieldProblem, InvalidInput, Result};
+use crate::error::{Conflict, Error, FieldProblem, InvalidInput, Result};
 use crate::model::{
     Binding, BindingState, DirectoryUser, Email, M365ObjectId, M365User, PageRequest, PageToken,
     Tenant, TenantId, TenantStatus, UserId,
 };
 use crate::policy::routing::{RoutingError, resolve_tenant};
 use crate::ports::Ports;
-use crate::ports::{BindingStore, Clock, Directory, Expect, TenantStore, UserStore};
+use crate::ports::{BindingStore, Clock, Directory, Expect, UserStore};
 
 use super::privilege::PrivilegedAccounts;
 
@@ -406,11 +406,7 @@ impl<P: Ports> Import<'_, P> {
     }
 
     async fn active_tenant(&self, id: &TenantId) -> Result<Tenant> {
-        let tenant = self
-            .tenants
-            .get(id)
-            .await?
-            .ok_or_else(|| Error::not_found(Entity::Tenant, id))?;
+        let tenant = super::stored_tenant(self.tenants, id).await?;
         if tenant.status != TenantStatus::Active {
             return Err(Error::Routing(RoutingError::TenantNotActive {
                 tenant: tenant.id.clone(),
@@ -594,6 +590,7 @@ mod tests {
 
     use super::*;
     use crate::model::NewM365User;
+    use crate::ports::TenantStore;
     use crate::usecase::testkit::{World, email, uid};
 
     fn key() -> CursorKey {

@@ -104,14 +104,14 @@ use crate::error::{Entity, Error, Result, UnavailableReason};
 use crate::model::{
     Binding, BindingError, BindingState, DirectoryUser, EventId, EventKind, Failure, InFlight,
     M365User, M365UserPatch, OperationId, OperationKind, OperationOutcome, OperationSubject,
-    RetryMessage, UserId,
+    RetryMessage, Tenant, TenantId, UserId,
 };
 use crate::policy::password::{CharClass, ENTRA_SYMBOLS};
 use crate::policy::retry::spread;
 use crate::ports::Ports;
 use crate::ports::{
     BindingStore, Claim, Clock, EventStore, Expect, FailureStore, OperationLedger, Random,
-    RetryQueue, UserStore,
+    RetryQueue, TenantStore, UserStore,
 };
 
 /// The one retry policy, defined with the one backoff formula in [`crate::policy::retry`];
@@ -330,6 +330,14 @@ pub(crate) async fn stored_user<U: UserStore>(
         .get(user_id)
         .await?
         .ok_or_else(|| Error::not_found(Entity::User, user_id))
+}
+
+/// Tenant `id` as stored; `NotFound` when there is none.
+pub(crate) async fn stored_tenant<T: TenantStore>(tenants: &T, id: &TenantId) -> Result<Tenant> {
+    tenants
+        .get(id)
+        .await?
+        .ok_or_else(|| Error::not_found(Entity::Tenant, id))
 }
 
 /// One run of an operation: its id, kind, subject user, start time and, for a retry, the message.

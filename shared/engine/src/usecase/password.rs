@@ -346,9 +346,7 @@ mod tests {
     #[tokio::test]
     async fn a_bound_users_password_is_pushed_with_user_password_update_provision() {
         // R-PWD-2
-        let w = World::new().await;
-        w.user("adele").await;
-        w.bind("adele").await;
+        let w = World::with_bound(&["adele"]).await;
         let id = World::object_id(&w.binding("adele").await);
         w.clock.advance(chrono::TimeDelta::hours(1));
         let set = w
@@ -387,9 +385,7 @@ mod tests {
     #[tokio::test]
     async fn setting_a_password_re_enables_a_suspended_account() {
         // R-PWD-4
-        let w = World::new().await;
-        w.user("adele").await;
-        w.bind("adele").await;
+        let w = World::with_bound(&["adele"]).await;
         let mut b = w.binding("adele").await;
         let id = World::object_id(&b);
         w.directory
@@ -472,9 +468,7 @@ mod tests {
     #[tokio::test]
     async fn a_push_keeps_m365s_password_stamp_read_back_with_one_extra_call() {
         // R-PWD-3 (M365 time against M365 time), R-PWD-2
-        let w = World::new().await;
-        w.user("adele").await;
-        w.bind("adele").await;
+        let w = World::with_bound(&["adele"]).await;
         let created = w.binding("adele").await;
         let id = World::object_id(&created);
         assert_eq!(
@@ -505,9 +499,7 @@ mod tests {
     #[tokio::test]
     async fn a_read_back_not_later_than_the_known_stamp_is_not_trusted() {
         // R-PWD-3 (read-after-write on lastPasswordChangeDateTime is unconfirmed, graph-spec §7.4)
-        let w = World::new().await;
-        w.user("adele").await;
-        w.bind("adele").await;
+        let w = World::with_bound(&["adele"]).await;
         let id = World::object_id(&w.binding("adele").await);
         let now = Some(w.now());
         let read = |before| read_back_password_change(&w.directory, &w.tenant.id, &id, before);
@@ -524,11 +516,7 @@ mod tests {
     #[tokio::test]
     async fn a_password_is_not_pushed_to_an_account_that_became_privileged_after_binding() {
         // R-BIND-11 (a role granted after the binding counts), R-PWD-1 (still stored)
-        let w = World::new().await;
-        w.user("adele").await;
-        w.user("root").await;
-        w.bind("adele").await;
-        w.bind("root").await;
+        let w = World::with_bound(&["adele", "root"]).await;
         let adele = World::object_id(&w.binding("adele").await);
         let root = World::object_id(&w.binding("root").await);
         let before = |id| w.directory.password(&w.tenant.id, id).unwrap();

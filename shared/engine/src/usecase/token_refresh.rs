@@ -162,11 +162,7 @@ impl<P: Ports> RefreshTokens<'_, P> {
     }
 
     async fn refresh_leased(&self, id: &TenantId) -> Result<TenantRefresh> {
-        let tenant = self
-            .tenants
-            .get(id)
-            .await?
-            .ok_or_else(|| Error::not_found(Entity::Tenant, id))?;
+        let tenant = super::stored_tenant(self.tenants, id).await?;
         if tenant.status != TenantStatus::Active {
             return Ok(TenantRefresh::NotDue);
         }

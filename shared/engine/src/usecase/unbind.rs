@@ -194,9 +194,7 @@ mod tests {
     #[tokio::test]
     async fn unbinding_blocks_sign_in_never_deletes_and_records_user_deprovision() {
         // R-BIND-5
-        let w = World::new().await;
-        w.user("adele").await;
-        w.bind("adele").await;
+        let w = World::with_bound(&["adele"]).await;
         let id = World::object_id(&w.binding("adele").await);
         let Outcome::Done { binding, change } = w.unbinder().unbind(&uid("adele")).await.unwrap()
         else {
@@ -239,9 +237,7 @@ mod tests {
     #[tokio::test]
     async fn unbinding_twice_changes_nothing_the_second_time() {
         // R-BIND-5 (idempotent)
-        let w = World::new().await;
-        w.user("adele").await;
-        w.bind("adele").await;
+        let w = World::with_bound(&["adele"]).await;
         w.unbinder().unbind(&uid("adele")).await.unwrap();
         let calls = w.directory.calls();
         let again = w.unbinder().unbind(&uid("adele")).await.unwrap();
@@ -335,9 +331,7 @@ mod tests {
     #[tokio::test]
     async fn unbinding_revokes_the_sessions_after_blocking_sign_in() {
         // R-BIND-9 (unbind revokes sessions too), R-BIND-5
-        let w = World::new().await;
-        w.user("adele").await;
-        w.bind("adele").await;
+        let w = World::with_bound(&["adele"]).await;
         let id = World::object_id(&w.binding("adele").await);
         assert_eq!(w.directory.sessions_valid_from(&w.tenant.id, &id), None);
         w.clock.advance(chrono::TimeDelta::minutes(3));
@@ -448,9 +442,7 @@ mod tests {
         // R-BIND-12 (unbind first): the unbind recorded its intent, blocked and settled while the
         // bind's enable was on its way; the enable lands afterwards, the bind's final write loses
         // and the bind blocks what it enabled, recording nothing.
-        let w = World::new().await;
-        w.user("adele").await;
-        w.bind("adele").await;
+        let w = World::with_bound(&["adele"]).await;
         let id = World::object_id(&w.binding("adele").await);
         // A pending re-bind (its unblock throttled) that the retry worker runs now.
         w.unbinder().unbind(&uid("adele")).await.unwrap();

@@ -204,9 +204,7 @@ mod tests {
     #[tokio::test]
     async fn an_attribute_push_to_an_account_deleted_in_m365_marks_the_binding() {
         // R-BIND-8
-        let w = World::new().await;
-        w.user("adele").await;
-        w.bind("adele").await;
+        let w = World::with_bound(&["adele"]).await;
         let id = World::object_id(&w.binding("adele").await);
         w.directory.soft_delete(&w.tenant.id, &id).unwrap();
         renamed(&w).await;
