@@ -15,8 +15,8 @@ use super::{
     FakeUsers, ManualClock, SeededRandom,
 };
 use crate::model::{
-    Binding, DirectoryUser, DomainKind, DomainName, Email, EventKind, M365ObjectId, RetryMessage,
-    Tenant, TenantId, TenantStatus, UserId, VerifiedDomain,
+    Binding, DirectoryUser, DomainKind, DomainName, Email, Event, EventKind, M365ObjectId,
+    RetryMessage, Tenant, TenantId, TenantStatus, UserId, VerifiedDomain,
 };
 use crate::policy::cursor::CursorKey;
 use crate::policy::password::DirectoryPasswordPolicy;
@@ -258,6 +258,41 @@ impl World {
     #[must_use]
     pub fn count_events(&self, kind: EventKind) -> usize {
         self.events.all().iter().filter(|e| e.kind == kind).count()
+    }
+
+    /// The first recorded event of `kind`.
+    ///
+    /// # Panics
+    /// If there is none.
+    #[must_use]
+    pub fn event(&self, kind: EventKind) -> Event {
+        self.events
+            .all()
+            .into_iter()
+            .find(|e| e.kind == kind)
+            .expect("an event of that kind")
+    }
+
+    /// Makes `member` privileged through a group (R-BIND-11): seeds the role-assignable security
+    /// group "Helpdesk" in the seeded tenant with `member` in it and grants the group the
+    /// "Helpdesk Administrator" role. Returns the group's object id.
+    ///
+    /// # Panics
+    /// If the group cannot be seeded.
+    pub fn helpdesk_group_with(&self, member: &M365ObjectId) -> M365ObjectId {
+        let group = self
+            .directory
+            .seed_group(
+                &self.tenant.id,
+                "Helpdesk",
+                "helpdesk",
+                true,
+                std::slice::from_ref(member),
+            )
+            .expect("seeded group");
+        self.directory
+            .grant_role(&self.tenant.id, &group, "Helpdesk Administrator");
+        group
     }
 
     /// Sets the seeded tenant's status.

@@ -373,12 +373,7 @@ mod tests {
             Some(w.now())
         );
         assert_eq!(w.count_events(EventKind::UserPasswordUpdateProvision), 1);
-        let event = w
-            .events
-            .all()
-            .into_iter()
-            .find(|e| e.kind == EventKind::UserPasswordUpdateProvision)
-            .unwrap();
+        let event = w.event(EventKind::UserPasswordUpdateProvision);
         assert!(!serde_json::to_string(&event).unwrap().contains(GOOD));
     }
 

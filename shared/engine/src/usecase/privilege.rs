@@ -134,18 +134,7 @@ mod tests {
         // R-BIND-11 (roles assigned to role-assignable groups count, as transitiveMemberOf says)
         let w = World::with_bound(&["adele"]).await;
         let adele = w.binding("adele").await.m365_object_id.unwrap();
-        let group = w
-            .directory
-            .seed_group(
-                &w.tenant.id,
-                "Helpdesk",
-                "helpdesk",
-                true,
-                std::slice::from_ref(&adele),
-            )
-            .unwrap();
-        w.directory
-            .grant_role(&w.tenant.id, &group, "Helpdesk Administrator");
+        let group = w.helpdesk_group_with(&adele);
         let p = privilege_of(&w.directory, &w.tenant.id, &adele)
             .await
             .unwrap();

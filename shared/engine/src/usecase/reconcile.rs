@@ -1440,12 +1440,7 @@ mod tests {
         assert_eq!(b.suspended_reason, Some(SuspendedReason::DirectoryDisabled));
         assert!(!w.directory.user(&w.tenant.id, &id).unwrap().account_enabled);
         assert!(w.directory.sessions_valid_from(&w.tenant.id, &id).is_some());
-        let event = w
-            .events
-            .all()
-            .into_iter()
-            .find(|e| e.kind == EventKind::UserDeprovision)
-            .unwrap();
+        let event = w.event(EventKind::UserDeprovision);
         assert_eq!(event.reason.as_deref(), Some("directory_disabled"));
         assert_eq!(event.user_id, Some(uid("u2")));
         assert!(rig.run(false).await.plan.is_empty());
@@ -2362,18 +2357,7 @@ mod tests {
         w.directory
             .grant_role(&w.tenant.id, &u5, "User Administrator");
         w.directory.set_consenting_admin(&w.tenant.id, Some(&u2));
-        let group = w
-            .directory
-            .seed_group(
-                &w.tenant.id,
-                "Helpdesk",
-                "helpdesk",
-                true,
-                std::slice::from_ref(&u4),
-            )
-            .unwrap();
-        w.directory
-            .grant_role(&w.tenant.id, &group, "Helpdesk Administrator");
+        w.helpdesk_group_with(&u4);
         let failures = w.failures.all().len();
         let puts = rig.cursors.puts();
 

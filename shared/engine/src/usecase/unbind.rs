@@ -206,12 +206,7 @@ mod tests {
         let account = w.directory.user(&w.tenant.id, &id).expect("never deleted");
         assert!(!account.account_enabled);
         assert_eq!(w.count_events(EventKind::UserDeprovision), 1);
-        let event = w
-            .events
-            .all()
-            .into_iter()
-            .find(|e| e.kind == EventKind::UserDeprovision)
-            .unwrap();
+        let event = w.event(EventKind::UserDeprovision);
         assert_eq!(event.user_id, Some(uid("adele")));
     }
 
