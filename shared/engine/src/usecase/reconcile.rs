@@ -2078,17 +2078,7 @@ mod tests {
     }
 
     fn reported(id: &M365ObjectId) -> UserChange {
-        UserChange {
-            id: id.clone(),
-            removed: false,
-            display_name: None,
-            given_name: None,
-            surname: None,
-            job_title: None,
-            department: None,
-            account_enabled: None,
-            last_password_change: None,
-        }
+        crate::testing::bare_change(id, false)
     }
 
     #[tokio::test]

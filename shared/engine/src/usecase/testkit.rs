@@ -68,15 +68,8 @@ impl World {
             .create_user(
                 &self.tenant.id,
                 &NewM365User {
-                    user_principal_name: upn.clone(),
-                    mail_nickname: nickname.to_owned(),
-                    display_name: display_name.to_owned(),
-                    given_name: None,
-                    surname: None,
-                    job_title: None,
-                    department: None,
-                    account_enabled: true,
                     password: secret(password),
+                    ..crate::testing::contract::new_m365_user(upn.clone(), nickname, display_name)
                 },
             )
             .await
