@@ -143,6 +143,19 @@ impl World {
         }
     }
 
+    /// [`World::new`] with a retry budget of `max_attempts` attempts (the rest of the policy the
+    /// default).
+    ///
+    /// # Panics
+    /// If the fakes refuse the seed (they do not).
+    pub async fn with_max_attempts(max_attempts: u32) -> Self {
+        let policy = RetryPolicy {
+            max_attempts,
+            ..RetryPolicy::default()
+        };
+        Self::with_policy(policy, ADDRESS_RELEASE).await
+    }
+
     /// The world with its active Contoso tenant, on `policy` and an M365 holding deleted
     /// addresses for `address_release`.
     ///

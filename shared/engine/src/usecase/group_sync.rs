@@ -1183,11 +1183,7 @@ mod tests {
     #[tokio::test]
     async fn a_group_whose_retries_run_out_shows_error_and_dead_letters() {
         // R-GRP-1, R-BIND-6 (after the retry budget: error with the reason, DLQ)
-        let policy = crate::usecase::RetryPolicy {
-            max_attempts: 2,
-            ..crate::usecase::RetryPolicy::default()
-        };
-        let mut w = World::with_policy(policy, crate::usecase::testkit::ADDRESS_RELEASE).await;
+        let mut w = World::with_max_attempts(2).await;
         bound_user(&w, "alice").await;
         put_group(&w, "sales", &["alice"]).await;
         for _ in 0..10 {

@@ -278,8 +278,7 @@ mod tests {
     use crate::model::{BindingState, EventKind, OperationId, UserId};
     use crate::ports::Random;
     use crate::testing::SeededRandom;
-    use crate::usecase::RetryPolicy;
-    use crate::usecase::testkit::{ADDRESS_RELEASE, World, throttled, uid, unavailable};
+    use crate::usecase::testkit::{World, throttled, uid, unavailable};
 
     fn message(kind: OperationKind, user: &str, not_before: DateTime<Utc>) -> RetryMessage {
         let subject = OperationSubject::User(uid(user));
@@ -381,11 +380,7 @@ mod tests {
     #[tokio::test]
     async fn an_exhausted_retry_budget_sets_error_and_lets_the_message_reach_the_dlq() {
         // R-BIND-6
-        let policy = RetryPolicy {
-            max_attempts: 2,
-            ..RetryPolicy::default()
-        };
-        let mut w = World::with_policy(policy, ADDRESS_RELEASE).await;
+        let mut w = World::with_max_attempts(2).await;
         w.user("adele").await;
         for _ in 0..3 {
             w.directory.fail_next_call(throttled());

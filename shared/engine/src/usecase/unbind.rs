@@ -277,11 +277,7 @@ mod tests {
     #[tokio::test]
     async fn an_unbind_out_of_retries_leaves_the_binding_in_error_and_its_message_in_the_dlq() {
         // R-BIND-6
-        let policy = crate::usecase::RetryPolicy {
-            max_attempts: 1,
-            ..crate::usecase::RetryPolicy::default()
-        };
-        let mut w = World::with_policy(policy, crate::usecase::testkit::ADDRESS_RELEASE).await;
+        let mut w = World::with_max_attempts(1).await;
         w.user("adele").await;
         w.bind("adele").await;
         w.directory.fail_next_call(throttled());
