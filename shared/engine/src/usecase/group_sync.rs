@@ -703,12 +703,12 @@ mod tests {
 
     use super::*;
     use crate::error::UnavailableReason;
-    use crate::model::{Binding, GroupId, mail_nickname_for};
+    use crate::model::{Binding, mail_nickname_for};
     use crate::ports::TenantStore;
     use crate::ports::{BindingStore, Claim, Expect, GroupStore, OperationLedger};
 
     use crate::usecase::retry::RetryOutcome;
-    use crate::usecase::testkit::{Fx, World, throttled, uid, unavailable};
+    use crate::usecase::testkit::{Fx, World, bound_user, gid, throttled, uid, unavailable};
 
     type TestSync<'a> = SyncGroup<'a, World>;
 
@@ -720,16 +720,6 @@ mod tests {
             tenants: &w.tenants,
             directory: &w.directory,
         }
-    }
-
-    fn gid(s: &str) -> GroupId {
-        GroupId::parse(s).unwrap()
-    }
-
-    async fn bound_user(w: &World, id: &str) -> M365ObjectId {
-        w.user(id).await;
-        w.bind(id).await;
-        World::object_id(&w.binding(id).await)
     }
 
     async fn put_group(w: &World, id: &str, members: &[&str]) -> Group {

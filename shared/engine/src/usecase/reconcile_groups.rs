@@ -421,23 +421,13 @@ impl<P: Ports> ReconcileGroups<'_, P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::M365ObjectId;
     use crate::model::{Binding, SkippedMember};
-    use crate::model::{GroupId, M365ObjectId};
     use crate::ports::Directory;
     use crate::ports::Expect;
     use crate::ports::GroupMembershipChange;
     use crate::testing::{FakeGroupDeltas, FakeReconcileCursors};
-    use crate::usecase::testkit::{World, uid};
-
-    fn gid(s: &str) -> GroupId {
-        GroupId::parse(s).unwrap()
-    }
-
-    async fn bound_user(w: &World, id: &str) -> M365ObjectId {
-        w.user(id).await;
-        w.bind(id).await;
-        World::object_id(&w.binding(id).await)
-    }
+    use crate::usecase::testkit::{World, bound_user, gid, uid};
 
     /// A directory group `sales` of alice and bob, bound and mirrored; the M365 group id.
     async fn bound_group(w: &World) -> M365ObjectId {

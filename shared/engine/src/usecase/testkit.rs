@@ -11,7 +11,7 @@ use super::suspend::Suspension;
 use super::unbind::Unbind;
 use super::update::UpdateAttributes;
 use crate::error::{Error, UnavailableReason};
-use crate::model::{Email, M365User, NewM365User};
+use crate::model::{Email, GroupId, M365ObjectId, M365User, NewM365User};
 use crate::ports::Directory;
 pub(crate) use crate::testing::{ADDRESS_RELEASE, World, email, uid};
 
@@ -99,4 +99,16 @@ pub(crate) async fn interleaved<F: std::future::Future>(race: F) -> F::Output {
 
 pub(crate) fn secret(s: &str) -> SecretString {
     SecretString::from(s.to_owned())
+}
+
+/// Group id `s`.
+pub(crate) fn gid(s: &str) -> GroupId {
+    GroupId::parse(s).unwrap()
+}
+
+/// Creates and binds user `id`; its M365 object id.
+pub(crate) async fn bound_user(w: &World, id: &str) -> M365ObjectId {
+    w.user(id).await;
+    w.bind(id).await;
+    World::object_id(&w.binding(id).await)
 }
