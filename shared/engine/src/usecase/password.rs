@@ -578,16 +578,7 @@ mod tests {
             .await;
         w.directory
             .grant_role(&w.tenant.id, &existing.id, "Global Administrator");
-        w.binder()
-            .bind(
-                &uid("adele"),
-                crate::usecase::bind::BindRequest {
-                    adopt_privileged: true,
-                    ..crate::usecase::bind::BindRequest::default()
-                },
-            )
-            .await
-            .unwrap();
+        w.bind_adopting_privileged("adele").await;
         assert!(w.binding("adele").await.adopted_privileged);
         let calls = w.directory.calls();
         let done = w

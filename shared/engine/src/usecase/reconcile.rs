@@ -2437,16 +2437,7 @@ mod tests {
             .unwrap();
         w.directory
             .grant_role(&w.tenant.id, &existing.id, "Global Administrator");
-        w.binder()
-            .bind(
-                &uid("root"),
-                crate::usecase::bind::BindRequest {
-                    adopt_privileged: true,
-                    ..crate::usecase::bind::BindRequest::default()
-                },
-            )
-            .await
-            .unwrap();
+        w.bind_adopting_privileged("root").await;
         let rig = Rig::new(&w);
         rig.run(false).await;
         let patch = M365UserPatch {

@@ -55,6 +55,23 @@ impl World {
         Suspension::new(self)
     }
 
+    /// Binds `id` with `adoptPrivileged` (R-BIND-11): its privileged account is adopted.
+    ///
+    /// # Panics
+    /// If the bind fails.
+    pub(crate) async fn bind_adopting_privileged(&self, id: &str) -> super::Outcome {
+        self.binder()
+            .bind(
+                &uid(id),
+                super::bind::BindRequest {
+                    adopt_privileged: true,
+                    ..super::bind::BindRequest::default()
+                },
+            )
+            .await
+            .unwrap()
+    }
+
     /// An enabled M365 account with UPN `upn` in the world's tenant that somebody else made (an
     /// admin, or a create whose answer was lost): only its name and password set.
     pub(crate) async fn m365_account(
