@@ -407,9 +407,7 @@ mod tests {
     #[tokio::test]
     async fn a_throttled_push_is_retried_from_the_sealed_copy_and_no_message_holds_the_password() {
         // R-PWD-2, R-PWD-1 (never queued in clear), R-SAFE-2
-        let mut w = World::new().await;
-        w.user("adele").await;
-        w.bind("adele").await;
+        let mut w = World::with_bound(&["adele"]).await;
         let id = World::object_id(&w.binding("adele").await);
         w.directory.fail_next_call(throttled());
         let set = w

@@ -406,9 +406,7 @@ mod tests {
     #[tokio::test]
     async fn an_unbind_whose_retry_was_lost_is_requeued_and_blocks_the_account() {
         // R-REC-5, R-BIND-12 (the account would otherwise stay enabled)
-        let mut w = World::new().await;
-        w.user("alex").await;
-        w.bind("alex").await;
+        let mut w = World::with_bound(&["alex"]).await;
         w.directory.fail_next_call(throttled());
         assert!(matches!(
             w.unbinder().unbind(&uid("alex")).await.unwrap(),

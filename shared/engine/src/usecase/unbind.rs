@@ -253,9 +253,7 @@ mod tests {
     #[tokio::test]
     async fn a_throttled_unbind_waits_on_the_queue_and_then_blocks() {
         // R-BIND-5, R-BIND-6
-        let mut w = World::new().await;
-        w.user("adele").await;
-        w.bind("adele").await;
+        let mut w = World::with_bound(&["adele"]).await;
         w.directory.fail_next_call(throttled());
         let Outcome::Deferred { binding, retry } =
             w.unbinder().unbind(&uid("adele")).await.unwrap()
@@ -298,9 +296,7 @@ mod tests {
     #[tokio::test]
     async fn an_unbind_replaced_by_a_rebind_is_dropped_when_its_retry_comes() {
         // R-BIND-5 (the latest request wins)
-        let mut w = World::new().await;
-        w.user("adele").await;
-        w.bind("adele").await;
+        let mut w = World::with_bound(&["adele"]).await;
         let id = World::object_id(&w.binding("adele").await);
         w.directory
             .fail_next_call(unavailable(UnavailableReason::Service));

@@ -220,9 +220,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_attribute_push_is_retried_and_keeps_the_account_provisioned() {
         // R-BIND-7, R-BIND-6
-        let mut w = World::new().await;
-        w.user("adele").await;
-        w.bind("adele").await;
+        let mut w = World::with_bound(&["adele"]).await;
         renamed(&w).await;
         w.directory
             .fail_next_call(unavailable(UnavailableReason::Service));
