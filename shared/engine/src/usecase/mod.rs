@@ -1,4 +1,5 @@
-//! Use cases: the provisioning flows of DESIGN §4, each a struct holding only the ports it needs.
+//! Use cases: the provisioning flows of DESIGN §4, each a struct holding only the ports it needs
+//! (most declared with `use_case!`, which also writes their `new(ports, …)`).
 //!
 //! - [`bind::Bind`]: route, adopt or create, unblock (R-BIND-1..4, R-BIND-6, R-BIND-8);
 //! - [`unbind::Unbind`]: block sign-in and revoke sessions, never delete (R-BIND-5, R-BIND-8,
