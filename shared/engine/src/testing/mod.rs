@@ -37,6 +37,8 @@ pub use leases::FakeLeases;
 pub use notify::{FakeNotifier, SeededRandom};
 pub use queue::{FakeRetryQueue, QueuedMessage};
 pub use rate_budget::FakeRateBudget;
+#[cfg(test)]
+pub(crate) use reconcile::bare_change;
 pub use reconcile::{FakeGroupDeltas, FakeReconcileCursors, FakeUserDeltas};
 pub use sealer::FakeSealer;
 pub use stores::{

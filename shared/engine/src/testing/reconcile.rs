@@ -38,6 +38,22 @@ pub struct FakeUserDeltas {
 
 const MORE_PREFIX: &str = "fake-delta-more:";
 
+/// A change of `id` that reports no attribute: its removal when `removed`, else only that it
+/// changed.
+pub(crate) fn bare_change(id: &M365ObjectId, removed: bool) -> UserChange {
+    UserChange {
+        id: id.clone(),
+        removed,
+        display_name: None,
+        given_name: None,
+        surname: None,
+        job_title: None,
+        department: None,
+        account_enabled: None,
+        last_password_change: None,
+    }
+}
+
 fn change_of(user: &M365User) -> UserChange {
     UserChange {
         id: user.id.clone(),
@@ -148,31 +164,23 @@ impl UserDeltas for FakeUserDeltas {
                 )
             }
         };
-        let changes =
-            match &previous {
-                None => current.values().map(change_of).collect(),
-                Some(before) => {
-                    let mut changes: Vec<UserChange> = current
-                        .values()
-                        .filter(|u| before.get(&u.id) != Some(*u))
-                        .map(change_of)
-                        .collect();
-                    changes.extend(before.keys().filter(|id| !current.contains_key(*id)).map(
-                        |id| UserChange {
-                            id: id.clone(),
-                            removed: true,
-                            display_name: None,
-                            given_name: None,
-                            surname: None,
-                            job_title: None,
-                            department: None,
-                            account_enabled: None,
-                            last_password_change: None,
-                        },
-                    ));
-                    changes
-                }
-            };
+        let changes = match &previous {
+            None => current.values().map(change_of).collect(),
+            Some(before) => {
+                let mut changes: Vec<UserChange> = current
+                    .values()
+                    .filter(|u| before.get(&u.id) != Some(*u))
+                    .map(change_of)
+                    .collect();
+                changes.extend(
+                    before
+                        .keys()
+                        .filter(|id| !current.contains_key(*id))
+                        .map(|id| bare_change(id, true)),
+                );
+                changes
+            }
+        };
         let snapshot = {
             let mut snapshots = lock(&self.snapshots);
             snapshots.push(current);

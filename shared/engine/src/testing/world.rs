@@ -15,8 +15,8 @@ use super::{
     FakeUsers, ManualClock, SeededRandom,
 };
 use crate::model::{
-    Binding, DirectoryUser, DomainKind, DomainName, Email, EventKind, M365ObjectId, RetryMessage,
-    Tenant, TenantId, TenantStatus, UserId, VerifiedDomain,
+    Binding, DirectoryUser, DomainKind, DomainName, Email, Event, EventKind, M365ObjectId,
+    RetryMessage, Tenant, TenantId, TenantStatus, UserId, VerifiedDomain,
 };
 use crate::policy::cursor::CursorKey;
 use crate::policy::password::DirectoryPasswordPolicy;
@@ -143,6 +143,19 @@ impl World {
         }
     }
 
+    /// [`World::new`] with a retry budget of `max_attempts` attempts (the rest of the policy the
+    /// default).
+    ///
+    /// # Panics
+    /// If the fakes refuse the seed (they do not).
+    pub async fn with_max_attempts(max_attempts: u32) -> Self {
+        let policy = RetryPolicy {
+            max_attempts,
+            ..RetryPolicy::default()
+        };
+        Self::with_policy(policy, ADDRESS_RELEASE).await
+    }
+
     /// The world with its active Contoso tenant, on `policy` and an M365 holding deleted
     /// addresses for `address_release`.
     ///
@@ -201,6 +214,22 @@ impl World {
         self.users.create(&user).await.expect("new test user")
     }
 
+    /// [`World::new`] with the users `ids` created ([`Self::user`]) and then bound
+    /// ([`Self::bind`]), in that order.
+    ///
+    /// # Panics
+    /// If a user cannot be created or a bind fails.
+    pub async fn with_bound(ids: &[&str]) -> Self {
+        let w = Self::new().await;
+        for id in ids {
+            w.user(id).await;
+        }
+        for id in ids {
+            w.bind(id).await;
+        }
+        w
+    }
+
     /// [`Self::user_at`] on `contoso.com`.
     pub async fn user(&self, id: &str) -> DirectoryUser {
         self.user_at(id, "contoso.com").await
@@ -242,6 +271,41 @@ impl World {
     #[must_use]
     pub fn count_events(&self, kind: EventKind) -> usize {
         self.events.all().iter().filter(|e| e.kind == kind).count()
+    }
+
+    /// The first recorded event of `kind`.
+    ///
+    /// # Panics
+    /// If there is none.
+    #[must_use]
+    pub fn event(&self, kind: EventKind) -> Event {
+        self.events
+            .all()
+            .into_iter()
+            .find(|e| e.kind == kind)
+            .expect("an event of that kind")
+    }
+
+    /// Makes `member` privileged through a group (R-BIND-11): seeds the role-assignable security
+    /// group "Helpdesk" in the seeded tenant with `member` in it and grants the group the
+    /// "Helpdesk Administrator" role. Returns the group's object id.
+    ///
+    /// # Panics
+    /// If the group cannot be seeded.
+    pub fn helpdesk_group_with(&self, member: &M365ObjectId) -> M365ObjectId {
+        let group = self
+            .directory
+            .seed_group(
+                &self.tenant.id,
+                "Helpdesk",
+                "helpdesk",
+                true,
+                std::slice::from_ref(member),
+            )
+            .expect("seeded group");
+        self.directory
+            .grant_role(&self.tenant.id, &group, "Helpdesk Administrator");
+        group
     }
 
     /// Sets the seeded tenant's status.

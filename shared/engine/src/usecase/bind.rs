@@ -24,7 +24,7 @@
 
 use chrono::TimeDelta;
 
-use crate::error::{Conflict, Entity, Error, Result, UnavailableReason};
+use crate::error::{Conflict, Error, Result, UnavailableReason};
 use crate::model::{
     Binding, BindingState, DirectoryUser, EventKind, Failure, InFlight, M365ObjectId, NewM365User,
     OperationId, OperationKind, OperationSubject, RetryMessage, Tenant, TenantId, UserId,
@@ -61,41 +61,26 @@ impl Default for BindRequest {
     }
 }
 
-/// The bind use case.
-#[derive(Debug)]
-pub struct Bind<'a, P: Ports> {
-    /// Outcome recording.
-    pub fx: Effects<'a, P>,
-    /// Directory users.
-    pub users: &'a P::Users,
-    /// Tenants (routing).
-    pub tenants: &'a P::Tenants,
-    /// M365.
-    pub directory: &'a P::Directory,
-    /// Opens the sealed directory password.
-    pub sealer: &'a P::Sealer,
-    /// Welcome notifications.
-    pub notifier: &'a P::Notifier,
-    /// Directory groups: a user the bind bound joins the security groups of its bound directory
-    /// groups at once (R-GRP-1, [`Bind::follow_groups`]). `None` leaves that to the next
-    /// reconcile (as if the bind stopped right after binding).
-    pub groups: Option<&'a P::Groups>,
+use_case! {
+    /// The bind use case.
+    pub struct Bind {
+        ports: [
+            users: Users, tenants: Tenants, directory: Directory, sealer: Sealer, notifier: Notifier
+        ],
+        built: [
+            /// Outcome recording.
+            fx: Effects<'a, P> = Effects::new,
+            /// Directory groups: a user the bind bound joins the security groups of its bound directory
+            /// groups at once (R-GRP-1, [`Bind::follow_groups`]). `None` leaves that to the next
+            /// reconcile (as if the bind stopped right after binding).
+            groups: Option<&'a P::Groups> = bound_groups,
+        ],
+    }
 }
 
-impl<'a, P: Ports> Bind<'a, P> {
-    /// The use case on `ports`.
-    #[must_use]
-    pub fn new(ports: &'a P) -> Self {
-        Self {
-            fx: Effects::new(ports),
-            users: ports.users(),
-            tenants: ports.tenants(),
-            directory: ports.directory(),
-            sealer: ports.sealer(),
-            notifier: ports.notifier(),
-            groups: Some(ports.groups()),
-        }
-    }
+/// The directory groups a bind on `ports` follows: all of them (see [`Bind::groups`]).
+fn bound_groups<P: Ports>(ports: &P) -> Option<&P::Groups> {
+    Some(ports.groups())
 }
 
 /// A replication-lag wait (graph-spec §7.4), retried like any transient failure.
@@ -275,16 +260,11 @@ impl<P: Ports> Bind<'_, P> {
     }
 
     async fn retry_once(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
-        let run = match self
-            .fx
-            .claim_retry(message, OperationKind::UserBind, user_id)
-            .await?
-        {
-            Ok(run) => run,
-            Err(ended) => return Ok(ended),
-        };
-        let result = self.retry_claimed(&run, user_id).await;
-        self.fx.abandon(&run.op, result).await
+        self.fx
+            .rerun(message, OperationKind::UserBind, user_id, async |run| {
+                self.retry_claimed(run, user_id).await
+            })
+            .await
     }
 
     async fn retry_claimed(&self, run: &Run<'_>, user_id: &UserId) -> Result<Outcome> {
@@ -329,10 +309,7 @@ impl<P: Ports> Bind<'_, P> {
     }
 
     async fn load_user(&self, user_id: &UserId) -> Result<DirectoryUser> {
-        self.users
-            .get(user_id)
-            .await?
-            .ok_or_else(|| Error::not_found(Entity::User, user_id))
+        super::stored_user(self.users, user_id).await
     }
 
     /// Unblock, adopt or create; record the outcome. Boxed ([`BoxFuture`]): the caller's frame
@@ -1083,11 +1060,7 @@ mod tests {
     #[tokio::test]
     async fn binding_without_a_directory_password_creates_a_random_entra_compliant_one() {
         // R-BIND-2 (else a random compliant one)
-        let w = World::new().await;
-        w.user("adele").await;
-        w.user("alex").await;
-        w.bind("adele").await;
-        w.bind("alex").await;
+        let w = World::with_bound(&["adele", "alex"]).await;
         let p1 = w
             .directory
             .password(&w.tenant.id, &World::object_id(&w.binding("adele").await))
@@ -1189,9 +1162,7 @@ mod tests {
     #[tokio::test]
     async fn a_password_set_while_unbound_is_pushed_when_the_user_is_bound_again() {
         // R-BIND-12 (a password set while unbound is applied on re-bind), R-PWD-2
-        let w = World::new().await;
-        w.user("adele").await;
-        w.bind("adele").await;
+        let w = World::with_bound(&["adele"]).await;
         let id = World::object_id(&w.binding("adele").await);
         w.clock.advance(TimeDelta::minutes(1));
         w.passwords()
@@ -1243,9 +1214,7 @@ mod tests {
     async fn a_password_m365_refuses_on_rebind_is_recorded_and_the_bind_still_completes() {
         // R-BIND-12, R-BIND-5 (the password is secondary to unblocking: a permanent refusal,
         // e.g. the app lacks the admin role resets need, is a diagnostic; a later bind retries)
-        let w = World::new().await;
-        w.user("adele").await;
-        w.bind("adele").await;
+        let w = World::with_bound(&["adele"]).await;
         w.unbinder().unbind(&uid("adele")).await.unwrap();
         w.passwords()
             .set(&uid("adele"), &secret("Second-Horse-22"))
@@ -1281,9 +1250,7 @@ mod tests {
     async fn a_rebind_leaves_the_password_of_an_account_made_privileged_since_alone() {
         // R-BIND-11 (a role granted after the bind counts), R-BIND-12 (the password set while
         // unbound waits; the account is still unblocked: it is ours)
-        let w = World::new().await;
-        w.user("adele").await;
-        w.bind("adele").await;
+        let w = World::with_bound(&["adele"]).await;
         let id = World::object_id(&w.binding("adele").await);
         w.unbinder().unbind(&uid("adele")).await.unwrap();
         let held_before = w.directory.password(&w.tenant.id, &id).unwrap();
@@ -1346,9 +1313,7 @@ mod tests {
     #[tokio::test]
     async fn a_rebind_records_its_intent_before_writing_to_m365() {
         // R-BIND-12 (write-ahead: an unbind arriving meanwhile sees a bind under way)
-        let w = World::new().await;
-        w.user("adele").await;
-        w.bind("adele").await;
+        let w = World::with_bound(&["adele"]).await;
         w.unbinder().unbind(&uid("adele")).await.unwrap();
         let mut first_write = w
             .directory
@@ -1496,9 +1461,7 @@ mod tests {
     #[tokio::test]
     async fn binding_an_already_provisioned_user_changes_nothing() {
         // R-BIND-2 (idempotent)
-        let w = World::new().await;
-        w.user("adele").await;
-        w.bind("adele").await;
+        let w = World::with_bound(&["adele"]).await;
         let calls = w.directory.calls();
         let before = w.binding("adele").await;
         let Outcome::Unchanged { binding } = w.bind("adele").await else {
@@ -1529,9 +1492,7 @@ mod tests {
     #[tokio::test]
     async fn rebinding_a_blocked_binding_unblocks_the_same_account() {
         // R-BIND-5
-        let w = World::new().await;
-        w.user("adele").await;
-        w.bind("adele").await;
+        let w = World::with_bound(&["adele"]).await;
         let id = World::object_id(&w.binding("adele").await);
         w.unbinder().unbind(&uid("adele")).await.unwrap();
         assert!(!w.directory.user(&w.tenant.id, &id).unwrap().account_enabled);
@@ -1550,9 +1511,7 @@ mod tests {
     #[tokio::test]
     async fn rebinding_an_unselected_binding_unblocks_the_same_account() {
         // R-BIND-5, R-CONN-5 (reconnecting does not re-bind; binding again does)
-        let w = World::new().await;
-        w.user("adele").await;
-        w.bind("adele").await;
+        let w = World::with_bound(&["adele"]).await;
         let mut b = w.binding("adele").await;
         let id = World::object_id(&b);
         b.state = BindingState::Unselected;

@@ -159,32 +159,14 @@ pub struct ConnectionStart {
     pub authorize_url: String,
 }
 
-/// Starts a connection (`POST /tenants`, R-CONN-1).
-#[derive(Debug)]
-pub struct StartConnection<'a, P: Ports> {
-    /// Tenants.
-    pub tenants: &'a P::Tenants,
-    /// Sign-ins under way.
-    pub consents: &'a P::Consents,
-    /// The identity platform.
-    pub identity: &'a P::Identity,
-    /// Time.
-    pub clock: &'a P::Clock,
-    /// How long the sign-in may take ([`DEFAULT_CONSENT_TTL`]).
-    pub consent_ttl: TimeDelta,
-}
-
-impl<'a, P: Ports> StartConnection<'a, P> {
-    /// The use case on `ports`.
-    #[must_use]
-    pub fn new(ports: &'a P, consent_ttl: TimeDelta) -> Self {
-        Self {
-            tenants: ports.tenants(),
-            consents: ports.consents(),
-            identity: ports.identity(),
-            clock: ports.clock(),
-            consent_ttl,
-        }
+use_case! {
+    /// Starts a connection (`POST /tenants`, R-CONN-1).
+    pub struct StartConnection {
+        ports: [tenants: Tenants, consents: Consents, identity: Identity, clock: Clock],
+        extra: [
+            /// How long the sign-in may take ([`DEFAULT_CONSENT_TTL`]).
+            consent_ttl: TimeDelta,
+        ],
     }
 }
 
@@ -293,39 +275,13 @@ pub enum Callback {
     },
 }
 
-/// Completes a connection (`GET /oauth/callback`, R-CONN-1..3, R-CONN-7, R-CONN-8).
-#[derive(Debug)]
-pub struct CompleteConnection<'a, P: Ports> {
-    /// Tenants and domain claims.
-    pub tenants: &'a P::Tenants,
-    /// Sign-ins under way.
-    pub consents: &'a P::Consents,
-    /// The identity platform.
-    pub identity: &'a P::Identity,
-    /// Where the tokens live (and only there, R-CONN-1).
-    pub vault: &'a P::Vault,
-    /// M365, asked with the new access token itself which tenant it belongs to and which
-    /// domains that tenant has ([`TenantProbe`]), before anything is stored (R-CONN-7).
-    pub directory: &'a P::Probe,
-    /// Audit events.
-    pub events: &'a P::Events,
-    /// Time.
-    pub clock: &'a P::Clock,
-}
-
-impl<'a, P: Ports> CompleteConnection<'a, P> {
-    /// The use case on `ports`.
-    #[must_use]
-    pub fn new(ports: &'a P) -> Self {
-        Self {
-            tenants: ports.tenants(),
-            consents: ports.consents(),
-            identity: ports.identity(),
-            vault: ports.vault(),
-            directory: ports.probe(),
-            events: ports.events(),
-            clock: ports.clock(),
-        }
+use_case! {
+    /// Completes a connection (`GET /oauth/callback`, R-CONN-1..3, R-CONN-7, R-CONN-8).
+    pub struct CompleteConnection {
+        ports: [
+            tenants: Tenants, consents: Consents, identity: Identity, vault: Vault,
+            directory: Probe = probe, events: Events, clock: Clock
+        ],
     }
 }
 
@@ -569,33 +525,11 @@ pub struct Deauthorized {
     pub unselected: usize,
 }
 
-/// Deauthorizes a tenant (`DELETE /tenants/{tenantId}`, R-CONN-5). It holds no `Directory`: it
-/// cannot write to M365, so every account stays as it is, enabled.
-#[derive(Debug)]
-pub struct Deauthorize<'a, P: Ports> {
-    /// Tenants and domain claims.
-    pub tenants: &'a P::Tenants,
-    /// Tokens.
-    pub vault: &'a P::Vault,
-    /// Bindings.
-    pub bindings: &'a P::Bindings,
-    /// Audit events.
-    pub events: &'a P::Events,
-    /// Time.
-    pub clock: &'a P::Clock,
-}
-
-impl<'a, P: Ports> Deauthorize<'a, P> {
-    /// The use case on `ports`.
-    #[must_use]
-    pub fn new(ports: &'a P) -> Self {
-        Self {
-            tenants: ports.tenants(),
-            vault: ports.vault(),
-            bindings: ports.bindings(),
-            events: ports.events(),
-            clock: ports.clock(),
-        }
+use_case! {
+    /// Deauthorizes a tenant (`DELETE /tenants/{tenantId}`, R-CONN-5). It holds no `Directory`: it
+    /// cannot write to M365, so every account stays as it is, enabled.
+    pub struct Deauthorize {
+        ports: [tenants: Tenants, vault: Vault, bindings: Bindings, events: Events, clock: Clock],
     }
 }
 

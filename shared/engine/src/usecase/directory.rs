@@ -111,35 +111,18 @@ pub struct UserUpserted {
     pub sync: UserSynced,
 }
 
-/// The directory-user upsert use case.
-#[derive(Debug)]
-pub struct UpsertUser<'a, P: Ports> {
-    /// Directory users.
-    pub users: &'a P::Users,
-    /// Bindings.
-    pub bindings: &'a P::Bindings,
-    /// Time.
-    pub clock: &'a P::Clock,
-    /// The directory password policy (an expired password keeps a re-activated user suspended).
-    pub password_policy: &'a DirectoryPasswordPolicy,
-    /// Follows a changed `state` (R-BIND-9).
-    pub suspension: Suspension<'a, P>,
-    /// Pushes changed attributes (R-BIND-7).
-    pub update: UpdateAttributes<'a, P>,
-}
-
-impl<'a, P: Ports> UpsertUser<'a, P> {
-    /// The use case on `ports`.
-    #[must_use]
-    pub fn new(ports: &'a P) -> Self {
-        Self {
-            users: ports.users(),
-            bindings: ports.bindings(),
-            clock: ports.clock(),
-            password_policy: ports.password_policy(),
-            suspension: Suspension::new(ports),
-            update: UpdateAttributes::new(ports),
-        }
+use_case! {
+    /// The directory-user upsert use case.
+    pub struct UpsertUser {
+        ports: [users: Users, bindings: Bindings, clock: Clock],
+        built: [
+            /// The directory password policy (an expired password keeps a re-activated user suspended).
+            password_policy: &'a DirectoryPasswordPolicy = Ports::password_policy,
+            /// Follows a changed `state` (R-BIND-9).
+            suspension: Suspension<'a, P> = Suspension::new,
+            /// Pushes changed attributes (R-BIND-7).
+            update: UpdateAttributes<'a, P> = UpdateAttributes::new,
+        ],
     }
 }
 
@@ -278,23 +261,14 @@ pub struct GroupUpserted {
     pub sync: GroupSynced,
 }
 
-/// The directory-group upsert use case.
-#[derive(Debug)]
-pub struct UpsertGroup<'a, P: Ports> {
-    /// Directory groups.
-    pub groups: &'a P::Groups,
-    /// Mirrors a bound group's membership (R-GRP-1).
-    pub sync: SyncGroup<'a, P>,
-}
-
-impl<'a, P: Ports> UpsertGroup<'a, P> {
-    /// The use case on `ports`.
-    #[must_use]
-    pub fn new(ports: &'a P) -> Self {
-        Self {
-            groups: ports.groups(),
-            sync: SyncGroup::new(ports),
-        }
+use_case! {
+    /// The directory-group upsert use case.
+    pub struct UpsertGroup {
+        ports: [groups: Groups],
+        built: [
+            /// Mirrors a bound group's membership (R-GRP-1).
+            sync: SyncGroup<'a, P> = SyncGroup::new,
+        ],
     }
 }
 
@@ -380,26 +354,10 @@ pub struct Listed<T> {
     pub next_cursor: Option<String>,
 }
 
-/// The audit listings (R-AUD-1).
-#[derive(Debug)]
-pub struct AuditTrail<'a, P: Ports> {
-    /// Audit events.
-    pub events: &'a P::Events,
-    /// Failure diagnostics.
-    pub failures: &'a P::Failures,
-    /// The key signing the cursors.
-    pub cursor_keys: &'a P::CursorKeys,
-}
-
-impl<'a, P: Ports> AuditTrail<'a, P> {
-    /// The use case on `ports`.
-    #[must_use]
-    pub fn new(ports: &'a P) -> Self {
-        Self {
-            events: ports.events(),
-            failures: ports.failures(),
-            cursor_keys: ports.cursor_keys(),
-        }
+use_case! {
+    /// The audit listings (R-AUD-1).
+    pub struct AuditTrail {
+        ports: [events: Events, failures: Failures, cursor_keys: CursorKeys],
     }
 }
 

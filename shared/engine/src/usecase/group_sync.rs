@@ -45,7 +45,6 @@ use crate::policy::routing::RoutingError;
 use crate::ports::Ports;
 use crate::ports::{
     BindingStore, Claim, Clock, Directory, FailureStore, GroupStore, OperationLedger, RetryQueue,
-    TenantStore,
 };
 
 use super::{Effects, failure_id};
@@ -160,29 +159,14 @@ struct Desired {
     skipped: Vec<SkippedMember>,
 }
 
-/// The group-binding use case (R-GRP-1).
-#[derive(Debug)]
-pub struct SyncGroup<'a, P: Ports> {
-    /// Outcome recording (bindings are read to find members' accounts).
-    pub fx: Effects<'a, P>,
-    /// Directory groups (the binding lives on the group).
-    pub groups: &'a P::Groups,
-    /// Tenants.
-    pub tenants: &'a P::Tenants,
-    /// M365.
-    pub directory: &'a P::Directory,
-}
-
-impl<'a, P: Ports> SyncGroup<'a, P> {
-    /// The use case on `ports`.
-    #[must_use]
-    pub fn new(ports: &'a P) -> Self {
-        Self {
-            fx: Effects::new(ports),
-            groups: ports.groups(),
-            tenants: ports.tenants(),
-            directory: ports.directory(),
-        }
+use_case! {
+    /// The group-binding use case (R-GRP-1).
+    pub struct SyncGroup {
+        ports: [groups: Groups, tenants: Tenants, directory: Directory],
+        built: [
+            /// Outcome recording (bindings are read to find members' accounts).
+            fx: Effects<'a, P> = Effects::new,
+        ],
     }
 }
 
@@ -196,11 +180,7 @@ impl<P: Ports> SyncGroup<'_, P> {
     #[tracing::instrument(skip_all, fields(group.id = %group_id, tenant.id = %tenant_id))]
     pub async fn bind(&self, group_id: &GroupId, tenant_id: &TenantId) -> Result<GroupOutcome> {
         let group = self.load(group_id).await?;
-        let tenant = self
-            .tenants
-            .get(tenant_id)
-            .await?
-            .ok_or_else(|| Error::not_found(Entity::Tenant, tenant_id))?;
+        let tenant = super::stored_tenant(self.tenants, tenant_id).await?;
         if tenant.status != TenantStatus::Active {
             return Err(RoutingError::TenantNotActive {
                 tenant: tenant.id,
@@ -723,11 +703,12 @@ mod tests {
 
     use super::*;
     use crate::error::UnavailableReason;
-    use crate::model::{Binding, GroupId, mail_nickname_for};
+    use crate::model::{Binding, mail_nickname_for};
+    use crate::ports::TenantStore;
     use crate::ports::{BindingStore, Claim, Expect, GroupStore, OperationLedger};
 
     use crate::usecase::retry::RetryOutcome;
-    use crate::usecase::testkit::{Fx, World, throttled, uid, unavailable};
+    use crate::usecase::testkit::{Fx, World, bound_user, gid, throttled, uid, unavailable};
 
     type TestSync<'a> = SyncGroup<'a, World>;
 
@@ -739,16 +720,6 @@ mod tests {
             tenants: &w.tenants,
             directory: &w.directory,
         }
-    }
-
-    fn gid(s: &str) -> GroupId {
-        GroupId::parse(s).unwrap()
-    }
-
-    async fn bound_user(w: &World, id: &str) -> M365ObjectId {
-        w.user(id).await;
-        w.bind(id).await;
-        World::object_id(&w.binding(id).await)
     }
 
     async fn put_group(w: &World, id: &str, members: &[&str]) -> Group {
@@ -1202,11 +1173,7 @@ mod tests {
     #[tokio::test]
     async fn a_group_whose_retries_run_out_shows_error_and_dead_letters() {
         // R-GRP-1, R-BIND-6 (after the retry budget: error with the reason, DLQ)
-        let policy = crate::usecase::RetryPolicy {
-            max_attempts: 2,
-            ..crate::usecase::RetryPolicy::default()
-        };
-        let mut w = World::with_policy(policy, crate::usecase::testkit::ADDRESS_RELEASE).await;
+        let mut w = World::with_max_attempts(2).await;
         bound_user(&w, "alice").await;
         put_group(&w, "sales", &["alice"]).await;
         for _ in 0..10 {

@@ -24,14 +24,14 @@ use chrono::{DateTime, TimeDelta, Utc};
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Conflict, Entity, Error, FieldProblem, InvalidInput, Result};
+use crate::error::{Conflict, Error, FieldProblem, InvalidInput, Result};
 use crate::model::{
     Binding, BindingState, DirectoryUser, Email, M365ObjectId, M365User, PageRequest, PageToken,
     Tenant, TenantId, TenantStatus, UserId,
 };
 use crate::policy::routing::{RoutingError, resolve_tenant};
 use crate::ports::Ports;
-use crate::ports::{BindingStore, Clock, Directory, Expect, TenantStore, UserStore};
+use crate::ports::{BindingStore, Clock, Directory, Expect, UserStore};
 
 use super::privilege::PrivilegedAccounts;
 
@@ -209,36 +209,17 @@ impl ImportOutcome {
     }
 }
 
-/// The import use case: reads M365 through `directory` (never writes to it), writes directory
-/// users and bindings.
-#[derive(Debug)]
-pub struct Import<'a, P: Ports> {
-    /// Directory users.
-    pub users: &'a P::Users,
-    /// Bindings.
-    pub bindings: &'a P::Bindings,
-    /// Tenants and domain claims.
-    pub tenants: &'a P::Tenants,
-    /// M365 (reads only).
-    pub directory: &'a P::Directory,
-    /// Time (cursor expiry).
-    pub clock: &'a P::Clock,
-    /// The cursor signing key.
-    pub cursor_key: &'a CursorKey,
-}
-
-impl<'a, P: Ports> Import<'a, P> {
-    /// The use case on `ports`.
-    #[must_use]
-    pub fn new(ports: &'a P, cursor_key: &'a CursorKey) -> Self {
-        Self {
-            users: ports.users(),
-            bindings: ports.bindings(),
-            tenants: ports.tenants(),
-            directory: ports.directory(),
-            clock: ports.clock(),
-            cursor_key,
-        }
+use_case! {
+    /// The import use case: reads M365 through `directory` (never writes to it), writes directory
+    /// users and bindings.
+    pub struct Import {
+        ports: [
+            users: Users, bindings: Bindings, tenants: Tenants, directory: Directory, clock: Clock
+        ],
+        extra: [
+            /// The cursor signing key.
+            cursor_key: &'a CursorKey,
+        ],
     }
 }
 
@@ -425,11 +406,7 @@ impl<P: Ports> Import<'_, P> {
     }
 
     async fn active_tenant(&self, id: &TenantId) -> Result<Tenant> {
-        let tenant = self
-            .tenants
-            .get(id)
-            .await?
-            .ok_or_else(|| Error::not_found(Entity::Tenant, id))?;
+        let tenant = super::stored_tenant(self.tenants, id).await?;
         if tenant.status != TenantStatus::Active {
             return Err(Error::Routing(RoutingError::TenantNotActive {
                 tenant: tenant.id.clone(),
@@ -613,6 +590,7 @@ mod tests {
 
     use super::*;
     use crate::model::NewM365User;
+    use crate::ports::TenantStore;
     use crate::usecase::testkit::{World, email, uid};
 
     fn key() -> CursorKey {

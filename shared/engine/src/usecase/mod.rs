@@ -1,4 +1,5 @@
-//! Use cases: the provisioning flows of DESIGN §4, each a struct holding only the ports it needs.
+//! Use cases: the provisioning flows of DESIGN §4, each a struct holding only the ports it needs
+//! (most declared with `use_case!`, which also writes their `new(ports, …)`).
 //!
 //! - [`bind::Bind`]: route, adopt or create, unblock (R-BIND-1..4, R-BIND-6, R-BIND-8);
 //! - [`unbind::Unbind`]: block sign-in and revoke sessions, never delete (R-BIND-5, R-BIND-8,
@@ -28,6 +29,49 @@
 //! repeated append is kept once), never an event for a failure; failures go to the binding's last
 //! error and the failures list with Graph's request id; retryable failures put the operation on the
 //! retry queue with backoff and jitter ([`RetryPolicy`]).
+
+/// Declares a use case: a struct holding the ports it needs — each field `name: Type` is a
+/// `&'a P::Type` taken from [`Ports`] by the accessor of the same name (`name: Type = accessor`
+/// where they differ) — then fields built from the bundle (`built: [name: Type = path::to::fn]`
+/// is `fn(ports)`, e.g. `Effects::new`), then any extra fields (`extra: [name: Type]`), and its
+/// `new(ports, extras…)`
+/// constructor that takes the ports from the bundle and the extras as given. One declaration instead of a struct
+/// and a constructor repeating the same field list (issue 13).
+macro_rules! use_case {
+    (@get $ports:ident $field:ident) => { $ports.$field() };
+    (@get $ports:ident $field:ident $acc:ident) => { $ports.$acc() };
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident {
+            ports: [$($field:ident: $ty:ident $(= $acc:ident)?),* $(,)?],
+            $(built: [$($(#[$bmeta:meta])* $built:ident: $bty:ty = $($ctor:ident)::+),* $(,)?],)?
+            $(extra: [$($(#[$xmeta:meta])* $extra:ident: $xty:ty),* $(,)?],)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug)]
+        $vis struct $name<'a, P: Ports> {
+            $(
+                #[doc = concat!("The [`Ports::", stringify!($ty), "`] port.")]
+                pub $field: &'a P::$ty,
+            )*
+            $($($(#[$bmeta])* pub $built: $bty,)*)?
+            $($($(#[$xmeta])* pub $extra: $xty,)*)?
+        }
+
+        impl<'a, P: Ports> $name<'a, P> {
+            /// The use case on `ports`.
+            #[must_use]
+            pub fn new(ports: &'a P $($(, $extra: $xty)*)?) -> Self {
+                Self {
+                    $($field: use_case!(@get ports $field $($acc)?),)*
+                    $($($built: $($ctor)::+(ports),)*)?
+                    $($($extra,)*)?
+                }
+            }
+        }
+    };
+}
 
 pub mod bind;
 pub mod connect;
@@ -61,14 +105,14 @@ use crate::error::{Entity, Error, Result, UnavailableReason};
 use crate::model::{
     Binding, BindingError, BindingState, DirectoryUser, EventId, EventKind, Failure, InFlight,
     M365User, M365UserPatch, OperationId, OperationKind, OperationOutcome, OperationSubject,
-    RetryMessage, UserId,
+    RetryMessage, Tenant, TenantId, UserId,
 };
 use crate::policy::password::{CharClass, ENTRA_SYMBOLS};
 use crate::policy::retry::spread;
 use crate::ports::Ports;
 use crate::ports::{
     BindingStore, Claim, Clock, EventStore, Expect, FailureStore, OperationLedger, Random,
-    RetryQueue,
+    RetryQueue, TenantStore, UserStore,
 };
 
 /// The one retry policy, defined with the one backoff formula in [`crate::policy::retry`];
@@ -255,42 +299,18 @@ pub(crate) fn reported(result: Result<Outcome>) -> Result<Outcome> {
     result
 }
 
-/// The ports every use case records its outcome with (bindings, events, failures, ledger, retry
-/// queue) plus time, randomness and the retry policy.
-#[derive(Debug)]
-pub struct Effects<'a, P: Ports> {
-    /// Bindings.
-    pub bindings: &'a P::Bindings,
-    /// Audit events.
-    pub events: &'a P::Events,
-    /// Failure diagnostics.
-    pub failures: &'a P::Failures,
-    /// Idempotency ledger.
-    pub ledger: &'a P::Ledger,
-    /// Retry queue (producer side).
-    pub queue: &'a P::Queue,
-    /// Time.
-    pub clock: &'a P::Clock,
-    /// Jitter and generated passwords.
-    pub random: &'a P::Random,
-    /// Retry policy.
-    pub policy: &'a RetryPolicy,
-}
-
-impl<'a, P: Ports> Effects<'a, P> {
-    /// The use case on `ports`.
-    #[must_use]
-    pub fn new(ports: &'a P) -> Self {
-        Self {
-            bindings: ports.bindings(),
-            events: ports.events(),
-            failures: ports.failures(),
-            ledger: ports.ledger(),
-            queue: ports.queue(),
-            clock: ports.clock(),
-            random: ports.random(),
-            policy: ports.retry_policy(),
-        }
+use_case! {
+    /// The ports every use case records its outcome with (bindings, events, failures, ledger, retry
+    /// queue) plus time, randomness and the retry policy.
+    pub struct Effects {
+        ports: [
+            bindings: Bindings, events: Events, failures: Failures, ledger: Ledger, queue: Queue,
+            clock: Clock, random: Random
+        ],
+        built: [
+            /// Retry policy.
+            policy: &'a RetryPolicy = Ports::retry_policy,
+        ],
     }
 }
 
@@ -301,6 +321,25 @@ impl<P: Ports> Clone for Effects<'_, P> {
 }
 
 impl<P: Ports> Copy for Effects<'_, P> {}
+
+/// `user_id`'s stored directory user; `NotFound` when there is none.
+pub(crate) async fn stored_user<U: UserStore>(
+    users: &U,
+    user_id: &UserId,
+) -> Result<DirectoryUser> {
+    users
+        .get(user_id)
+        .await?
+        .ok_or_else(|| Error::not_found(Entity::User, user_id))
+}
+
+/// Tenant `id` as stored; `NotFound` when there is none.
+pub(crate) async fn stored_tenant<T: TenantStore>(tenants: &T, id: &TenantId) -> Result<Tenant> {
+    tenants
+        .get(id)
+        .await?
+        .ok_or_else(|| Error::not_found(Entity::Tenant, id))
+}
 
 /// One run of an operation: its id, kind, subject user, start time and, for a retry, the message.
 #[derive(Debug, Clone)]
@@ -528,6 +567,25 @@ impl<P: Ports> Effects<'_, P> {
                 Err(Outcome::AlreadyDone { binding, outcome })
             }
         })
+    }
+
+    /// Re-runs a queued operation (`message`, of `kind`, about `user`): claims it
+    /// ([`Effects::claim_retry`]), runs `body` on the claimed run and records its end
+    /// ([`Effects::abandon`]); an operation that cannot be claimed ends at once with the outcome
+    /// the claim gave.
+    pub(crate) async fn rerun<'m>(
+        &self,
+        message: &'m RetryMessage,
+        kind: OperationKind,
+        user: &UserId,
+        body: impl AsyncFnOnce(&Run<'m>) -> Result<Outcome>,
+    ) -> Result<Outcome> {
+        let run = match self.claim_retry(message, kind, user).await? {
+            Ok(run) => run,
+            Err(ended) => return Ok(ended),
+        };
+        let result = body(&run).await;
+        self.abandon(&run.op, result).await
     }
 
     /// Writes `binding` with `run`'s operation in flight before M365 is touched (write-ahead,

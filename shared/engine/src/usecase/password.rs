@@ -13,7 +13,7 @@
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
-use crate::error::{Entity, Error, Result};
+use crate::error::Result;
 use crate::model::{
     Binding, BindingState, DirectoryUser, M365ObjectId, OperationId, OperationKind,
     OperationSubject, RetryMessage, SuspendedReason, TenantId, UserId, UserState,
@@ -25,32 +25,16 @@ use crate::ports::{BindingStore, Directory, Expect, Sealer, UserStore};
 use super::privilege::{privilege_of, refusal};
 use super::{Change, Effects, OnFailure, Outcome, Run, is_m365_not_found};
 
-/// The password use case.
-#[derive(Debug)]
-pub struct SetPassword<'a, P: Ports> {
-    /// Outcome recording.
-    pub fx: Effects<'a, P>,
-    /// Directory users.
-    pub users: &'a P::Users,
-    /// M365.
-    pub directory: &'a P::Directory,
-    /// Seals and opens passwords.
-    pub sealer: &'a P::Sealer,
-    /// The directory's password policy (Entra's applies on top).
-    pub policy: &'a DirectoryPasswordPolicy,
-}
-
-impl<'a, P: Ports> SetPassword<'a, P> {
-    /// The use case on `ports`.
-    #[must_use]
-    pub fn new(ports: &'a P) -> Self {
-        Self {
-            fx: Effects::new(ports),
-            users: ports.users(),
-            directory: ports.directory(),
-            sealer: ports.sealer(),
-            policy: ports.password_policy(),
-        }
+use_case! {
+    /// The password use case.
+    pub struct SetPassword {
+        ports: [users: Users, directory: Directory, sealer: Sealer],
+        built: [
+            /// Outcome recording.
+            fx: Effects<'a, P> = Effects::new,
+            /// The directory's password policy (Entra's applies on top).
+            policy: &'a DirectoryPasswordPolicy = Ports::password_policy,
+        ],
     }
 }
 
@@ -144,11 +128,7 @@ impl<P: Ports> SetPassword<'_, P> {
     }
 
     async fn set_once(&self, user_id: &UserId, password: &SecretString) -> Result<PasswordSet> {
-        let mut user = self
-            .users
-            .get(user_id)
-            .await?
-            .ok_or_else(|| Error::not_found(Entity::User, user_id))?;
+        let mut user = super::stored_user(self.users, user_id).await?;
         self.policy.validate(password)?;
         let now = self.fx.now();
         user.password = Some(self.sealer.seal(user_id, password).await?);
@@ -181,32 +161,22 @@ impl<P: Ports> SetPassword<'_, P> {
     /// Store and sealing failures.
     #[tracing::instrument(skip_all, fields(op.kind = "user_password", op.id = %message.operation_id, user.id = %user_id, retry.attempt = message.attempt))]
     pub async fn retry(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
-        super::reported(self.retry_once(message, user_id).await)
-    }
-
-    async fn retry_once(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
-        let run = match self
+        let result = self
             .fx
-            .claim_retry(message, OperationKind::UserPassword, user_id)
-            .await?
-        {
-            Ok(run) => run,
-            Err(ended) => return Ok(ended),
-        };
-        let result = async {
-            let user = self.users.get(user_id).await?;
-            let binding = self.fx.bindings.get(user_id).await?.filter(pushable);
-            let sealed = user.as_ref().and_then(|u| u.password.clone());
-            match (user, binding, sealed) {
-                (Some(user), Some(binding), Some(sealed)) => {
-                    let password = self.sealer.open(user_id, &sealed).await?;
-                    self.push(&run, &user, binding, &password).await
+            .rerun(message, OperationKind::UserPassword, user_id, async |run| {
+                let user = self.users.get(user_id).await?;
+                let binding = self.fx.bindings.get(user_id).await?.filter(pushable);
+                let sealed = user.as_ref().and_then(|u| u.password.clone());
+                match (user, binding, sealed) {
+                    (Some(user), Some(binding), Some(sealed)) => {
+                        let password = self.sealer.open(user_id, &sealed).await?;
+                        self.push(run, &user, binding, &password).await
+                    }
+                    _ => self.fx.superseded(run).await,
                 }
-                _ => self.fx.superseded(&run).await,
-            }
-        }
-        .await;
-        self.fx.abandon(&run.op, result).await
+            })
+            .await;
+        super::reported(result)
     }
 
     async fn push(
@@ -284,6 +254,7 @@ mod tests {
     use secrecy::ExposeSecret;
 
     use super::*;
+    use crate::error::Error;
     use crate::model::EventKind;
     use crate::policy::password::{CharClass, PasswordRule};
     use crate::ports::Expect;
@@ -375,9 +346,7 @@ mod tests {
     #[tokio::test]
     async fn a_bound_users_password_is_pushed_with_user_password_update_provision() {
         // R-PWD-2
-        let w = World::new().await;
-        w.user("adele").await;
-        w.bind("adele").await;
+        let w = World::with_bound(&["adele"]).await;
         let id = World::object_id(&w.binding("adele").await);
         w.clock.advance(chrono::TimeDelta::hours(1));
         let set = w
@@ -404,21 +373,14 @@ mod tests {
             Some(w.now())
         );
         assert_eq!(w.count_events(EventKind::UserPasswordUpdateProvision), 1);
-        let event = w
-            .events
-            .all()
-            .into_iter()
-            .find(|e| e.kind == EventKind::UserPasswordUpdateProvision)
-            .unwrap();
+        let event = w.event(EventKind::UserPasswordUpdateProvision);
         assert!(!serde_json::to_string(&event).unwrap().contains(GOOD));
     }
 
     #[tokio::test]
     async fn setting_a_password_re_enables_a_suspended_account() {
         // R-PWD-4
-        let w = World::new().await;
-        w.user("adele").await;
-        w.bind("adele").await;
+        let w = World::with_bound(&["adele"]).await;
         let mut b = w.binding("adele").await;
         let id = World::object_id(&b);
         w.directory
@@ -445,9 +407,7 @@ mod tests {
     #[tokio::test]
     async fn a_throttled_push_is_retried_from_the_sealed_copy_and_no_message_holds_the_password() {
         // R-PWD-2, R-PWD-1 (never queued in clear), R-SAFE-2
-        let mut w = World::new().await;
-        w.user("adele").await;
-        w.bind("adele").await;
+        let mut w = World::with_bound(&["adele"]).await;
         let id = World::object_id(&w.binding("adele").await);
         w.directory.fail_next_call(throttled());
         let set = w
@@ -501,9 +461,7 @@ mod tests {
     #[tokio::test]
     async fn a_push_keeps_m365s_password_stamp_read_back_with_one_extra_call() {
         // R-PWD-3 (M365 time against M365 time), R-PWD-2
-        let w = World::new().await;
-        w.user("adele").await;
-        w.bind("adele").await;
+        let w = World::with_bound(&["adele"]).await;
         let created = w.binding("adele").await;
         let id = World::object_id(&created);
         assert_eq!(
@@ -534,9 +492,7 @@ mod tests {
     #[tokio::test]
     async fn a_read_back_not_later_than_the_known_stamp_is_not_trusted() {
         // R-PWD-3 (read-after-write on lastPasswordChangeDateTime is unconfirmed, graph-spec §7.4)
-        let w = World::new().await;
-        w.user("adele").await;
-        w.bind("adele").await;
+        let w = World::with_bound(&["adele"]).await;
         let id = World::object_id(&w.binding("adele").await);
         let now = Some(w.now());
         let read = |before| read_back_password_change(&w.directory, &w.tenant.id, &id, before);
@@ -553,11 +509,7 @@ mod tests {
     #[tokio::test]
     async fn a_password_is_not_pushed_to_an_account_that_became_privileged_after_binding() {
         // R-BIND-11 (a role granted after the binding counts), R-PWD-1 (still stored)
-        let w = World::new().await;
-        w.user("adele").await;
-        w.user("root").await;
-        w.bind("adele").await;
-        w.bind("root").await;
+        let w = World::with_bound(&["adele", "root"]).await;
         let adele = World::object_id(&w.binding("adele").await);
         let root = World::object_id(&w.binding("root").await);
         let before = |id| w.directory.password(&w.tenant.id, id).unwrap();
@@ -624,16 +576,7 @@ mod tests {
             .await;
         w.directory
             .grant_role(&w.tenant.id, &existing.id, "Global Administrator");
-        w.binder()
-            .bind(
-                &uid("adele"),
-                crate::usecase::bind::BindRequest {
-                    adopt_privileged: true,
-                    ..crate::usecase::bind::BindRequest::default()
-                },
-            )
-            .await
-            .unwrap();
+        w.bind_adopting_privileged("adele").await;
         assert!(w.binding("adele").await.adopted_privileged);
         let calls = w.directory.calls();
         let done = w

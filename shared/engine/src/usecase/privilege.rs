@@ -100,13 +100,7 @@ mod tests {
     #[tokio::test]
     async fn the_consenting_admin_and_role_holders_are_privileged_and_others_are_not() {
         // R-BIND-11
-        let w = World::new().await;
-        w.user("adele").await;
-        w.user("alex").await;
-        w.user("lee").await;
-        w.bind("adele").await;
-        w.bind("alex").await;
-        w.bind("lee").await;
+        let w = World::with_bound(&["adele", "alex", "lee"]).await;
         let id = |b: crate::model::Binding| b.m365_object_id.unwrap();
         let (adele, alex, lee) = (
             id(w.binding("adele").await),
@@ -138,22 +132,9 @@ mod tests {
     #[tokio::test]
     async fn a_role_held_by_a_group_makes_its_members_privileged() {
         // R-BIND-11 (roles assigned to role-assignable groups count, as transitiveMemberOf says)
-        let w = World::new().await;
-        w.user("adele").await;
-        w.bind("adele").await;
+        let w = World::with_bound(&["adele"]).await;
         let adele = w.binding("adele").await.m365_object_id.unwrap();
-        let group = w
-            .directory
-            .seed_group(
-                &w.tenant.id,
-                "Helpdesk",
-                "helpdesk",
-                true,
-                std::slice::from_ref(&adele),
-            )
-            .unwrap();
-        w.directory
-            .grant_role(&w.tenant.id, &group, "Helpdesk Administrator");
+        let group = w.helpdesk_group_with(&adele);
         let p = privilege_of(&w.directory, &w.tenant.id, &adele)
             .await
             .unwrap();

@@ -295,47 +295,18 @@ pub struct ReconcileReport {
     pub account_lookups: usize,
 }
 
-/// The reconcile use case.
-#[derive(Debug)]
-pub struct Reconcile<'a, P: Ports> {
-    /// Bindings.
-    pub bindings: &'a P::Bindings,
-    /// Audit events (our last pushes are read from here too).
-    pub events: &'a P::Events,
-    /// Failure diagnostics.
-    pub failures: &'a P::Failures,
-    /// Directory users.
-    pub users: &'a P::Users,
-    /// M365 writes.
-    pub directory: &'a P::Directory,
-    /// Opens sealed passwords.
-    pub sealer: &'a P::Sealer,
-    /// M365 users delta.
-    pub deltas: &'a P::UserDeltas,
-    /// Per-tenant delta links.
-    pub cursors: &'a P::Cursors,
-    /// Time.
-    pub clock: &'a P::Clock,
-    /// Behaviour.
-    pub settings: &'a ReconcileSettings,
-}
-
-impl<'a, P: Ports> Reconcile<'a, P> {
-    /// The use case on `ports`.
-    #[must_use]
-    pub fn new(ports: &'a P, settings: &'a ReconcileSettings) -> Self {
-        Self {
-            bindings: ports.bindings(),
-            events: ports.events(),
-            failures: ports.failures(),
-            users: ports.users(),
-            directory: ports.directory(),
-            sealer: ports.sealer(),
-            deltas: ports.user_deltas(),
-            cursors: ports.cursors(),
-            clock: ports.clock(),
-            settings,
-        }
+use_case! {
+    /// The reconcile use case.
+    pub struct Reconcile {
+        ports: [
+            bindings: Bindings, events: Events, failures: Failures, users: Users,
+            directory: Directory, sealer: Sealer, deltas: UserDeltas = user_deltas,
+            cursors: Cursors, clock: Clock
+        ],
+        extra: [
+            /// Behaviour.
+            settings: &'a ReconcileSettings,
+        ],
     }
 }
 
@@ -1469,12 +1440,7 @@ mod tests {
         assert_eq!(b.suspended_reason, Some(SuspendedReason::DirectoryDisabled));
         assert!(!w.directory.user(&w.tenant.id, &id).unwrap().account_enabled);
         assert!(w.directory.sessions_valid_from(&w.tenant.id, &id).is_some());
-        let event = w
-            .events
-            .all()
-            .into_iter()
-            .find(|e| e.kind == EventKind::UserDeprovision)
-            .unwrap();
+        let event = w.event(EventKind::UserDeprovision);
         assert_eq!(event.reason.as_deref(), Some("directory_disabled"));
         assert_eq!(event.user_id, Some(uid("u2")));
         assert!(rig.run(false).await.plan.is_empty());
@@ -2112,17 +2078,7 @@ mod tests {
     }
 
     fn reported(id: &M365ObjectId) -> UserChange {
-        UserChange {
-            id: id.clone(),
-            removed: false,
-            display_name: None,
-            given_name: None,
-            surname: None,
-            job_title: None,
-            department: None,
-            account_enabled: None,
-            last_password_change: None,
-        }
+        crate::testing::bare_change(id, false)
     }
 
     #[tokio::test]
@@ -2391,18 +2347,7 @@ mod tests {
         w.directory
             .grant_role(&w.tenant.id, &u5, "User Administrator");
         w.directory.set_consenting_admin(&w.tenant.id, Some(&u2));
-        let group = w
-            .directory
-            .seed_group(
-                &w.tenant.id,
-                "Helpdesk",
-                "helpdesk",
-                true,
-                std::slice::from_ref(&u4),
-            )
-            .unwrap();
-        w.directory
-            .grant_role(&w.tenant.id, &group, "Helpdesk Administrator");
+        w.helpdesk_group_with(&u4);
         let failures = w.failures.all().len();
         let puts = rig.cursors.puts();
 
@@ -2492,16 +2437,7 @@ mod tests {
             .unwrap();
         w.directory
             .grant_role(&w.tenant.id, &existing.id, "Global Administrator");
-        w.binder()
-            .bind(
-                &uid("root"),
-                crate::usecase::bind::BindRequest {
-                    adopt_privileged: true,
-                    ..crate::usecase::bind::BindRequest::default()
-                },
-            )
-            .await
-            .unwrap();
+        w.bind_adopting_privileged("root").await;
         let rig = Rig::new(&w);
         rig.run(false).await;
         let patch = M365UserPatch {

@@ -154,29 +154,18 @@ struct Seen {
     dropped: BTreeSet<M365ObjectId>,
 }
 
-/// The group reconcile use case.
-#[derive(Debug)]
-pub struct ReconcileGroups<'a, P: Ports> {
-    /// The group mirroring of R-GRP-1 (its ports are read here too).
-    pub sync: SyncGroup<'a, P>,
-    /// M365 groups delta.
-    pub deltas: &'a P::GroupDeltas,
-    /// Per-tenant delta links.
-    pub cursors: &'a P::Cursors,
-    /// Delta pages read by one invocation.
-    pub max_pages: u32,
-}
-
-impl<'a, P: Ports> ReconcileGroups<'a, P> {
-    /// The use case on `ports`.
-    #[must_use]
-    pub fn new(ports: &'a P, max_pages: u32) -> Self {
-        Self {
-            sync: SyncGroup::new(ports),
-            deltas: ports.group_deltas(),
-            cursors: ports.cursors(),
-            max_pages,
-        }
+use_case! {
+    /// The group reconcile use case.
+    pub struct ReconcileGroups {
+        ports: [deltas: GroupDeltas = group_deltas, cursors: Cursors],
+        built: [
+            /// The group mirroring of R-GRP-1 (its ports are read here too).
+            sync: SyncGroup<'a, P> = SyncGroup::new,
+        ],
+        extra: [
+            /// Delta pages read by one invocation.
+            max_pages: u32,
+        ],
     }
 }
 
@@ -432,23 +421,13 @@ impl<P: Ports> ReconcileGroups<'_, P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::M365ObjectId;
     use crate::model::{Binding, SkippedMember};
-    use crate::model::{GroupId, M365ObjectId};
     use crate::ports::Directory;
     use crate::ports::Expect;
     use crate::ports::GroupMembershipChange;
     use crate::testing::{FakeGroupDeltas, FakeReconcileCursors};
-    use crate::usecase::testkit::{World, uid};
-
-    fn gid(s: &str) -> GroupId {
-        GroupId::parse(s).unwrap()
-    }
-
-    async fn bound_user(w: &World, id: &str) -> M365ObjectId {
-        w.user(id).await;
-        w.bind(id).await;
-        World::object_id(&w.binding(id).await)
-    }
+    use crate::usecase::testkit::{World, bound_user, gid, uid};
 
     /// A directory group `sales` of alice and bob, bound and mirrored; the M365 group id.
     async fn bound_group(w: &World) -> M365ObjectId {

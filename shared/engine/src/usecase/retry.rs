@@ -60,41 +60,19 @@ impl RetryOutcome {
     }
 }
 
-/// The retry-worker use case: every port, since it re-runs any user or group operation.
-#[derive(Debug)]
-pub struct RetryDispatcher<'a, P: Ports> {
-    /// Outcome recording.
-    pub fx: Effects<'a, P>,
-    /// Directory users.
-    pub users: &'a P::Users,
-    /// Tenants.
-    pub tenants: &'a P::Tenants,
-    /// M365.
-    pub directory: &'a P::Directory,
-    /// Seals and opens passwords.
-    pub sealer: &'a P::Sealer,
-    /// Welcome notifications.
-    pub notifier: &'a P::Notifier,
-    /// The directory password policy (for [`SetPassword`] and [`Suspension`]).
-    pub password_policy: &'a DirectoryPasswordPolicy,
-    /// Directory groups (for [`SyncGroup`], R-GRP-1).
-    pub groups: &'a P::Groups,
-}
-
-impl<'a, P: Ports> RetryDispatcher<'a, P> {
-    /// The use case on `ports`.
-    #[must_use]
-    pub fn new(ports: &'a P) -> Self {
-        Self {
-            fx: Effects::new(ports),
-            users: ports.users(),
-            tenants: ports.tenants(),
-            directory: ports.directory(),
-            sealer: ports.sealer(),
-            notifier: ports.notifier(),
-            password_policy: ports.password_policy(),
-            groups: ports.groups(),
-        }
+use_case! {
+    /// The retry-worker use case: every port, since it re-runs any user or group operation.
+    pub struct RetryDispatcher {
+        ports: [
+            users: Users, tenants: Tenants, directory: Directory, sealer: Sealer,
+            notifier: Notifier, groups: Groups
+        ],
+        built: [
+            /// Outcome recording.
+            fx: Effects<'a, P> = Effects::new,
+            /// The directory password policy (for [`SetPassword`] and [`Suspension`]).
+            password_policy: &'a DirectoryPasswordPolicy = Ports::password_policy,
+        ],
     }
 }
 
@@ -300,8 +278,7 @@ mod tests {
     use crate::model::{BindingState, EventKind, OperationId, UserId};
     use crate::ports::Random;
     use crate::testing::SeededRandom;
-    use crate::usecase::RetryPolicy;
-    use crate::usecase::testkit::{ADDRESS_RELEASE, World, throttled, uid, unavailable};
+    use crate::usecase::testkit::{World, throttled, uid, unavailable};
 
     fn message(kind: OperationKind, user: &str, not_before: DateTime<Utc>) -> RetryMessage {
         let subject = OperationSubject::User(uid(user));
@@ -403,11 +380,7 @@ mod tests {
     #[tokio::test]
     async fn an_exhausted_retry_budget_sets_error_and_lets_the_message_reach_the_dlq() {
         // R-BIND-6
-        let policy = RetryPolicy {
-            max_attempts: 2,
-            ..RetryPolicy::default()
-        };
-        let mut w = World::with_policy(policy, ADDRESS_RELEASE).await;
+        let mut w = World::with_max_attempts(2).await;
         w.user("adele").await;
         for _ in 0..3 {
             w.directory.fail_next_call(throttled());

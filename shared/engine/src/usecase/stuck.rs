@@ -154,30 +154,15 @@ pub struct Requeued {
     pub failed: usize,
 }
 
-/// Re-queues stuck work (after a reconcile pass that was not a dry run and not stopped by the
-/// safeguard).
-#[derive(Debug)]
-pub struct RequeueStuck<'a, P: Ports> {
-    /// Bindings.
-    pub bindings: &'a P::Bindings,
-    /// The retry queue.
-    pub queue: &'a P::Queue,
-    /// Time.
-    pub clock: &'a P::Clock,
-    /// When work counts as stuck (checked again on the binding as it is now).
-    pub settings: &'a StuckSettings,
-}
-
-impl<'a, P: Ports> RequeueStuck<'a, P> {
-    /// The use case on `ports`.
-    #[must_use]
-    pub fn new(ports: &'a P, settings: &'a StuckSettings) -> Self {
-        Self {
-            bindings: ports.bindings(),
-            queue: ports.queue(),
-            clock: ports.clock(),
-            settings,
-        }
+use_case! {
+    /// Re-queues stuck work (after a reconcile pass that was not a dry run and not stopped by the
+    /// safeguard).
+    pub struct RequeueStuck {
+        ports: [bindings: Bindings, queue: Queue, clock: Clock],
+        extra: [
+            /// When work counts as stuck (checked again on the binding as it is now).
+            settings: &'a StuckSettings,
+        ],
     }
 }
 
@@ -421,9 +406,7 @@ mod tests {
     #[tokio::test]
     async fn an_unbind_whose_retry_was_lost_is_requeued_and_blocks_the_account() {
         // R-REC-5, R-BIND-12 (the account would otherwise stay enabled)
-        let mut w = World::new().await;
-        w.user("alex").await;
-        w.bind("alex").await;
+        let mut w = World::with_bound(&["alex"]).await;
         w.directory.fail_next_call(throttled());
         assert!(matches!(
             w.unbinder().unbind(&uid("alex")).await.unwrap(),

@@ -29,29 +29,16 @@ use super::{
     is_stale, patch_for,
 };
 
-/// The directory-state use case.
-#[derive(Debug)]
-pub struct Suspension<'a, P: Ports> {
-    /// Outcome recording.
-    pub fx: Effects<'a, P>,
-    /// Directory users.
-    pub users: &'a P::Users,
-    /// M365.
-    pub directory: &'a P::Directory,
-    /// The directory password policy (its maximum age decides a re-activation, R-PWD-4).
-    pub password_policy: &'a DirectoryPasswordPolicy,
-}
-
-impl<'a, P: Ports> Suspension<'a, P> {
-    /// The use case on `ports`.
-    #[must_use]
-    pub fn new(ports: &'a P) -> Self {
-        Self {
-            fx: Effects::new(ports),
-            users: ports.users(),
-            directory: ports.directory(),
-            password_policy: ports.password_policy(),
-        }
+use_case! {
+    /// The directory-state use case.
+    pub struct Suspension {
+        ports: [users: Users, directory: Directory],
+        built: [
+            /// Outcome recording.
+            fx: Effects<'a, P> = Effects::new,
+            /// The directory password policy (its maximum age decides a re-activation, R-PWD-4).
+            password_policy: &'a DirectoryPasswordPolicy = Ports::password_policy,
+        ],
     }
 }
 
@@ -172,11 +159,7 @@ impl<P: Ports> Suspension<'_, P> {
 
     async fn apply_once(&self, user_id: &UserId) -> Result<Outcome> {
         let now = self.fx.now();
-        let user = self
-            .users
-            .get(user_id)
-            .await?
-            .ok_or_else(|| Error::not_found(Entity::User, user_id))?;
+        let user = super::stored_user(self.users, user_id).await?;
         let subject = OperationSubject::User(user_id.clone());
         let op = OperationId::new(OperationKind::UserState, &subject, user.version);
         let mut last = None;
@@ -217,32 +200,22 @@ impl<P: Ports> Suspension<'_, P> {
     /// Store failures.
     #[tracing::instrument(skip_all, fields(op.kind = "user_state", op.id = %message.operation_id, user.id = %user_id, retry.attempt = message.attempt))]
     pub async fn retry(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
-        super::reported(self.retry_once(message, user_id).await)
-    }
-
-    async fn retry_once(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
-        let run = match self
+        let result = self
             .fx
-            .claim_retry(message, OperationKind::UserState, user_id)
-            .await?
-        {
-            Ok(run) => run,
-            Err(ended) => return Ok(ended),
-        };
-        let result = async {
-            let user = self.users.get(user_id).await?;
-            let binding = self.fx.bindings.get(user_id).await?;
-            match (user, binding) {
-                // Still ours: the latest state decides.
-                (Some(user), Some(binding)) if run.owns(&binding) => {
-                    self.act(&run, &user, binding).await
+            .rerun(message, OperationKind::UserState, user_id, async |run| {
+                let user = self.users.get(user_id).await?;
+                let binding = self.fx.bindings.get(user_id).await?;
+                match (user, binding) {
+                    // Still ours: the latest state decides.
+                    (Some(user), Some(binding)) if run.owns(&binding) => {
+                        self.act(run, &user, binding).await
+                    }
+                    // A later bind, unbind or state change took the binding over.
+                    _ => self.fx.superseded(run).await,
                 }
-                // A later bind, unbind or state change took the binding over.
-                _ => self.fx.superseded(&run).await,
-            }
-        }
-        .await;
-        self.fx.abandon(&run.op, result).await
+            })
+            .await;
+        super::reported(result)
     }
 
     async fn act(&self, run: &Run<'_>, user: &DirectoryUser, binding: Binding) -> Result<Outcome> {

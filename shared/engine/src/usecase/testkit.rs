@@ -11,7 +11,7 @@ use super::suspend::Suspension;
 use super::unbind::Unbind;
 use super::update::UpdateAttributes;
 use crate::error::{Error, UnavailableReason};
-use crate::model::{Email, M365User, NewM365User};
+use crate::model::{Email, GroupId, M365ObjectId, M365User, NewM365User};
 use crate::ports::Directory;
 pub(crate) use crate::testing::{ADDRESS_RELEASE, World, email, uid};
 
@@ -55,6 +55,23 @@ impl World {
         Suspension::new(self)
     }
 
+    /// Binds `id` with `adoptPrivileged` (R-BIND-11): its privileged account is adopted.
+    ///
+    /// # Panics
+    /// If the bind fails.
+    pub(crate) async fn bind_adopting_privileged(&self, id: &str) -> super::Outcome {
+        self.binder()
+            .bind(
+                &uid(id),
+                super::bind::BindRequest {
+                    adopt_privileged: true,
+                    ..super::bind::BindRequest::default()
+                },
+            )
+            .await
+            .unwrap()
+    }
+
     /// An enabled M365 account with UPN `upn` in the world's tenant that somebody else made (an
     /// admin, or a create whose answer was lost): only its name and password set.
     pub(crate) async fn m365_account(
@@ -68,15 +85,8 @@ impl World {
             .create_user(
                 &self.tenant.id,
                 &NewM365User {
-                    user_principal_name: upn.clone(),
-                    mail_nickname: nickname.to_owned(),
-                    display_name: display_name.to_owned(),
-                    given_name: None,
-                    surname: None,
-                    job_title: None,
-                    department: None,
-                    account_enabled: true,
                     password: secret(password),
+                    ..crate::testing::contract::new_m365_user(upn.clone(), nickname, display_name)
                 },
             )
             .await
@@ -106,4 +116,16 @@ pub(crate) async fn interleaved<F: std::future::Future>(race: F) -> F::Output {
 
 pub(crate) fn secret(s: &str) -> SecretString {
     SecretString::from(s.to_owned())
+}
+
+/// Group id `s`.
+pub(crate) fn gid(s: &str) -> GroupId {
+    GroupId::parse(s).unwrap()
+}
+
+/// Creates and binds user `id`; its M365 object id.
+pub(crate) async fn bound_user(w: &World, id: &str) -> M365ObjectId {
+    w.user(id).await;
+    w.bind(id).await;
+    World::object_id(&w.binding(id).await)
 }

@@ -89,44 +89,21 @@ impl RefreshReport {
     }
 }
 
-/// The token-refresh use case.
-#[derive(Debug)]
-pub struct RefreshTokens<'a, P: Ports> {
-    /// Tenants.
-    pub tenants: &'a P::Tenants,
-    /// Tokens.
-    pub vault: &'a P::Vault,
-    /// The identity platform.
-    pub identity: &'a P::Identity,
-    /// Single flight per tenant.
-    pub leases: &'a P::Leases,
-    /// Audit events.
-    pub events: &'a P::Events,
-    /// Time.
-    pub clock: &'a P::Clock,
-    /// Who we are in the leases (unique per invocation, e.g. the Lambda request id).
-    pub holder: String,
-    /// Refresh tokens expiring within this window ([`DEFAULT_REFRESH_WINDOW`]).
-    pub window: TimeDelta,
-    /// Lease length ([`DEFAULT_LEASE`]).
-    pub lease: TimeDelta,
-}
-
-impl<'a, P: Ports> RefreshTokens<'a, P> {
-    /// The use case on `ports`.
-    #[must_use]
-    pub fn new(ports: &'a P, holder: String, window: TimeDelta, lease: TimeDelta) -> Self {
-        Self {
-            tenants: ports.tenants(),
-            vault: ports.vault(),
-            identity: ports.identity(),
-            leases: ports.leases(),
-            events: ports.events(),
-            clock: ports.clock(),
-            holder,
-            window,
-            lease,
-        }
+use_case! {
+    /// The token-refresh use case.
+    pub struct RefreshTokens {
+        ports: [
+            tenants: Tenants, vault: Vault, identity: Identity, leases: Leases, events: Events,
+            clock: Clock
+        ],
+        extra: [
+            /// Who we are in the leases (unique per invocation, e.g. the Lambda request id).
+            holder: String,
+            /// Refresh tokens expiring within this window ([`DEFAULT_REFRESH_WINDOW`]).
+            window: TimeDelta,
+            /// Lease length ([`DEFAULT_LEASE`]).
+            lease: TimeDelta,
+        ],
     }
 }
 
@@ -185,11 +162,7 @@ impl<P: Ports> RefreshTokens<'_, P> {
     }
 
     async fn refresh_leased(&self, id: &TenantId) -> Result<TenantRefresh> {
-        let tenant = self
-            .tenants
-            .get(id)
-            .await?
-            .ok_or_else(|| Error::not_found(Entity::Tenant, id))?;
+        let tenant = super::stored_tenant(self.tenants, id).await?;
         if tenant.status != TenantStatus::Active {
             return Ok(TenantRefresh::NotDue);
         }

@@ -18,26 +18,14 @@ use super::{
     Change, Effects, INTENT_ATTEMPTS, OnFailure, Outcome, Run, account_of, is_m365_not_found,
 };
 
-/// The unbind use case.
-#[derive(Debug)]
-pub struct Unbind<'a, P: Ports> {
-    /// Outcome recording.
-    pub fx: Effects<'a, P>,
-    /// Directory users (the UPN of a binding whose create never answered).
-    pub users: &'a P::Users,
-    /// M365.
-    pub directory: &'a P::Directory,
-}
-
-impl<'a, P: Ports> Unbind<'a, P> {
-    /// The use case on `ports`.
-    #[must_use]
-    pub fn new(ports: &'a P) -> Self {
-        Self {
-            fx: Effects::new(ports),
-            users: ports.users(),
-            directory: ports.directory(),
-        }
+use_case! {
+    /// The unbind use case.
+    pub struct Unbind {
+        ports: [users: Users, directory: Directory],
+        built: [
+            /// Outcome recording.
+            fx: Effects<'a, P> = Effects::new,
+        ],
     }
 }
 
@@ -109,29 +97,22 @@ impl<P: Ports> Unbind<'_, P> {
     /// Store failures.
     #[tracing::instrument(skip_all, fields(op.kind = "user_unbind", op.id = %message.operation_id, user.id = %user_id, retry.attempt = message.attempt))]
     pub async fn retry(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
-        super::reported(self.retry_once(message, user_id).await)
-    }
-
-    async fn retry_once(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
-        let run = match self
+        let result = self
             .fx
-            .claim_retry(message, OperationKind::UserUnbind, user_id)
-            .await?
-        {
-            Ok(run) => run,
-            Err(ended) => return Ok(ended),
-        };
-        let result = async {
-            match self.fx.bindings.get(user_id).await? {
-                Some(b) if run.owns(&b) => {
-                    let expect = Expect::Version(b.version);
-                    self.block(&run, b, expect).await
-                }
-                _ => self.fx.superseded(&run).await,
-            }
-        }
-        .await;
-        self.fx.abandon(&run.op, result).await
+            .rerun(
+                message,
+                OperationKind::UserUnbind,
+                user_id,
+                async |run| match self.fx.bindings.get(user_id).await? {
+                    Some(b) if run.owns(&b) => {
+                        let expect = Expect::Version(b.version);
+                        self.block(run, b, expect).await
+                    }
+                    _ => self.fx.superseded(run).await,
+                },
+            )
+            .await;
+        super::reported(result)
     }
 
     async fn block(&self, run: &Run<'_>, mut binding: Binding, expect: Expect) -> Result<Outcome> {
@@ -213,9 +194,7 @@ mod tests {
     #[tokio::test]
     async fn unbinding_blocks_sign_in_never_deletes_and_records_user_deprovision() {
         // R-BIND-5
-        let w = World::new().await;
-        w.user("adele").await;
-        w.bind("adele").await;
+        let w = World::with_bound(&["adele"]).await;
         let id = World::object_id(&w.binding("adele").await);
         let Outcome::Done { binding, change } = w.unbinder().unbind(&uid("adele")).await.unwrap()
         else {
@@ -227,12 +206,7 @@ mod tests {
         let account = w.directory.user(&w.tenant.id, &id).expect("never deleted");
         assert!(!account.account_enabled);
         assert_eq!(w.count_events(EventKind::UserDeprovision), 1);
-        let event = w
-            .events
-            .all()
-            .into_iter()
-            .find(|e| e.kind == EventKind::UserDeprovision)
-            .unwrap();
+        let event = w.event(EventKind::UserDeprovision);
         assert_eq!(event.user_id, Some(uid("adele")));
     }
 
@@ -258,9 +232,7 @@ mod tests {
     #[tokio::test]
     async fn unbinding_twice_changes_nothing_the_second_time() {
         // R-BIND-5 (idempotent)
-        let w = World::new().await;
-        w.user("adele").await;
-        w.bind("adele").await;
+        let w = World::with_bound(&["adele"]).await;
         w.unbinder().unbind(&uid("adele")).await.unwrap();
         let calls = w.directory.calls();
         let again = w.unbinder().unbind(&uid("adele")).await.unwrap();
@@ -281,9 +253,7 @@ mod tests {
     #[tokio::test]
     async fn a_throttled_unbind_waits_on_the_queue_and_then_blocks() {
         // R-BIND-5, R-BIND-6
-        let mut w = World::new().await;
-        w.user("adele").await;
-        w.bind("adele").await;
+        let mut w = World::with_bound(&["adele"]).await;
         w.directory.fail_next_call(throttled());
         let Outcome::Deferred { binding, retry } =
             w.unbinder().unbind(&uid("adele")).await.unwrap()
@@ -305,11 +275,7 @@ mod tests {
     #[tokio::test]
     async fn an_unbind_out_of_retries_leaves_the_binding_in_error_and_its_message_in_the_dlq() {
         // R-BIND-6
-        let policy = crate::usecase::RetryPolicy {
-            max_attempts: 1,
-            ..crate::usecase::RetryPolicy::default()
-        };
-        let mut w = World::with_policy(policy, crate::usecase::testkit::ADDRESS_RELEASE).await;
+        let mut w = World::with_max_attempts(1).await;
         w.user("adele").await;
         w.bind("adele").await;
         w.directory.fail_next_call(throttled());
@@ -330,9 +296,7 @@ mod tests {
     #[tokio::test]
     async fn an_unbind_replaced_by_a_rebind_is_dropped_when_its_retry_comes() {
         // R-BIND-5 (the latest request wins)
-        let mut w = World::new().await;
-        w.user("adele").await;
-        w.bind("adele").await;
+        let mut w = World::with_bound(&["adele"]).await;
         let id = World::object_id(&w.binding("adele").await);
         w.directory
             .fail_next_call(unavailable(UnavailableReason::Service));
@@ -354,9 +318,7 @@ mod tests {
     #[tokio::test]
     async fn unbinding_revokes_the_sessions_after_blocking_sign_in() {
         // R-BIND-9 (unbind revokes sessions too), R-BIND-5
-        let w = World::new().await;
-        w.user("adele").await;
-        w.bind("adele").await;
+        let w = World::with_bound(&["adele"]).await;
         let id = World::object_id(&w.binding("adele").await);
         assert_eq!(w.directory.sessions_valid_from(&w.tenant.id, &id), None);
         w.clock.advance(chrono::TimeDelta::minutes(3));
@@ -467,9 +429,7 @@ mod tests {
         // R-BIND-12 (unbind first): the unbind recorded its intent, blocked and settled while the
         // bind's enable was on its way; the enable lands afterwards, the bind's final write loses
         // and the bind blocks what it enabled, recording nothing.
-        let w = World::new().await;
-        w.user("adele").await;
-        w.bind("adele").await;
+        let w = World::with_bound(&["adele"]).await;
         let id = World::object_id(&w.binding("adele").await);
         // A pending re-bind (its unblock throttled) that the retry worker runs now.
         w.unbinder().unbind(&uid("adele")).await.unwrap();

@@ -1,6 +1,6 @@
 //! Push a bound user's directory attributes to M365 (R-BIND-7).
 
-use crate::error::{Entity, Error, Result};
+use crate::error::Result;
 use crate::model::{
     Binding, BindingState, DirectoryUser, OperationId, OperationKind, OperationSubject,
     RetryMessage, UserId,
@@ -10,26 +10,14 @@ use crate::ports::{BindingStore, Directory, Expect, UserStore};
 
 use super::{Change, Effects, OnFailure, Outcome, Run, is_m365_not_found, patch_for};
 
-/// The attribute-update use case.
-#[derive(Debug)]
-pub struct UpdateAttributes<'a, P: Ports> {
-    /// Outcome recording.
-    pub fx: Effects<'a, P>,
-    /// Directory users.
-    pub users: &'a P::Users,
-    /// M365.
-    pub directory: &'a P::Directory,
-}
-
-impl<'a, P: Ports> UpdateAttributes<'a, P> {
-    /// The use case on `ports`.
-    #[must_use]
-    pub fn new(ports: &'a P) -> Self {
-        Self {
-            fx: Effects::new(ports),
-            users: ports.users(),
-            directory: ports.directory(),
-        }
+use_case! {
+    /// The attribute-update use case.
+    pub struct UpdateAttributes {
+        ports: [users: Users, directory: Directory],
+        built: [
+            /// Outcome recording.
+            fx: Effects<'a, P> = Effects::new,
+        ],
     }
 }
 
@@ -65,11 +53,7 @@ impl<P: Ports> UpdateAttributes<'_, P> {
 
     async fn push_once(&self, user_id: &UserId) -> Result<Outcome> {
         let now = self.fx.now();
-        let user = self
-            .users
-            .get(user_id)
-            .await?
-            .ok_or_else(|| Error::not_found(Entity::User, user_id))?;
+        let user = super::stored_user(self.users, user_id).await?;
         let binding = self.fx.bindings.get(user_id).await?;
         let Some(binding) = binding.filter(pushable) else {
             return Ok(Outcome::Unchanged {
@@ -92,28 +76,18 @@ impl<P: Ports> UpdateAttributes<'_, P> {
     /// Store failures.
     #[tracing::instrument(skip_all, fields(op.kind = "user_update", op.id = %message.operation_id, user.id = %user_id, retry.attempt = message.attempt))]
     pub async fn retry(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
-        super::reported(self.retry_once(message, user_id).await)
-    }
-
-    async fn retry_once(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
-        let run = match self
+        let result = self
             .fx
-            .claim_retry(message, OperationKind::UserUpdate, user_id)
-            .await?
-        {
-            Ok(run) => run,
-            Err(ended) => return Ok(ended),
-        };
-        let result = async {
-            let user = self.users.get(user_id).await?;
-            let binding = self.fx.bindings.get(user_id).await?.filter(pushable);
-            match (user, binding) {
-                (Some(user), Some(binding)) => self.apply(&run, &user, binding).await,
-                _ => self.fx.superseded(&run).await,
-            }
-        }
-        .await;
-        self.fx.abandon(&run.op, result).await
+            .rerun(message, OperationKind::UserUpdate, user_id, async |run| {
+                let user = self.users.get(user_id).await?;
+                let binding = self.fx.bindings.get(user_id).await?.filter(pushable);
+                match (user, binding) {
+                    (Some(user), Some(binding)) => self.apply(run, &user, binding).await,
+                    _ => self.fx.superseded(run).await,
+                }
+            })
+            .await;
+        super::reported(result)
     }
 
     async fn apply(
@@ -230,9 +204,7 @@ mod tests {
     #[tokio::test]
     async fn an_attribute_push_to_an_account_deleted_in_m365_marks_the_binding() {
         // R-BIND-8
-        let w = World::new().await;
-        w.user("adele").await;
-        w.bind("adele").await;
+        let w = World::with_bound(&["adele"]).await;
         let id = World::object_id(&w.binding("adele").await);
         w.directory.soft_delete(&w.tenant.id, &id).unwrap();
         renamed(&w).await;
@@ -248,9 +220,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_attribute_push_is_retried_and_keeps_the_account_provisioned() {
         // R-BIND-7, R-BIND-6
-        let mut w = World::new().await;
-        w.user("adele").await;
-        w.bind("adele").await;
+        let mut w = World::with_bound(&["adele"]).await;
         renamed(&w).await;
         w.directory
             .fail_next_call(unavailable(UnavailableReason::Service));

@@ -6,7 +6,7 @@ use secrecy::SecretString;
 use super::*;
 use crate::error::Error;
 use crate::model::{EventKind, GroupBindingState, SuspendedReason, mail_nickname_for};
-use crate::usecase::testkit::{World, throttled, uid};
+use crate::usecase::testkit::{World, gid, throttled, uid};
 
 fn draft(id: &str, display_name: &str) -> UserDraft {
     UserDraft {
@@ -25,10 +25,6 @@ async fn bound(w: &World, id: &str) -> UserUpserted {
     let saved = upsert(w, id, draft(id, id)).await.unwrap();
     w.bind(id).await;
     saved
-}
-
-fn gid(s: &str) -> GroupId {
-    GroupId::parse(s).unwrap()
 }
 
 fn group(name: &str, members: &[&str]) -> GroupDraft {
