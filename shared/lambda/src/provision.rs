@@ -423,3 +423,23 @@ mod tests {
         assert!(user_id("alice").is_ok());
     }
 }
+
+/// The `main` of a function behind API Gateway: JSON telemetry, the deployed ports built once per
+/// cold start ([`Deployed::from_env`]), then every request served by `$handle(&ports, request)`
+/// on the ports bounded by that invocation's deadline ([`Deployed::for_request`], R-OPS-2).
+/// The calling crate depends on `tokio` (`macros`, `rt-multi-thread`) and `lambda_http`.
+#[macro_export]
+macro_rules! api_main {
+    ($handle:path) => {
+        #[tokio::main]
+        async fn main() -> Result<(), lambda_http::Error> {
+            $crate::telemetry::init()?;
+            let deployed = $crate::provision::Deployed::from_env().await?;
+            lambda_http::run(lambda_http::service_fn(|request| {
+                let ports = deployed.for_request(&request);
+                async move { $handle(&ports, request).await }
+            }))
+            .await
+        }
+    };
+}
