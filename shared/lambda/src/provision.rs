@@ -250,6 +250,45 @@ pub fn segments(request: &Request) -> Vec<String> {
         .collect()
 }
 
+/// The request's path split into its non-empty segments, borrowed from the request (the raw path
+/// when API Gateway gives one, as [`segments`]): what a function's `handle` matches its routes on.
+#[must_use]
+pub fn path(request: &Request) -> Vec<&str> {
+    let path = match request.raw_http_path() {
+        "" => request.uri().path(),
+        raw => raw,
+    };
+    path.split('/').filter(|s| !s.is_empty()).collect()
+}
+
+/// What every function's `handle` returns: always `Ok`, every outcome (a refusal included) is a
+/// response; the `Result` is what `lambda_http::service_fn` expects.
+pub type Handled = Result<Response<Body>, lambda_http::Error>;
+
+/// A request step that goes on with a `T`, or has already been answered (`Err`: a 4xx of bad
+/// input, or the answer of an engine error), so steps chain with `?`.
+pub type Answer<T = Response<Body>> = Result<T, Response<Body>>;
+
+/// The end of every `handle`: logs the answer's status as `"{function} request handled"` and
+/// answers it, an early answer ([`Answer`]'s `Err`) included.
+///
+/// # Errors
+/// Never (see [`Handled`]).
+pub fn handled(function: &str, answer: Answer) -> Handled {
+    let response = answer.unwrap_or_else(|early| early);
+    tracing::info!(
+        http.status = response.status().as_u16(),
+        "{function} request handled"
+    );
+    Ok(response)
+}
+
+/// Whether the request carries no body (none, or only whitespace).
+#[must_use]
+pub fn body_is_empty(request: &Request) -> bool {
+    body_bytes(request).iter().all(u8::is_ascii_whitespace)
+}
+
 /// The body's bytes.
 #[must_use]
 pub fn body_bytes(request: &Request) -> &[u8] {
