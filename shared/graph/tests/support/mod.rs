@@ -255,6 +255,24 @@ impl Emu {
             .map(|u| u.account_enabled())
     }
 
+    /// The admin signs in through the emulator's form and the code is redeemed with the PKCE
+    /// verifier (the callback echoing our state): the tokens of the consent.
+    pub async fn consent(&self) -> TokenSet {
+        let client = self.client();
+        let identity = self.identity(&client);
+        let start = identity.authorization_url("organizations").unwrap();
+        let (code, state) = self.sign_in(&start.url).await;
+        assert_eq!(state, start.state, "the callback echoes our state");
+        identity
+            .exchange_code(
+                "organizations",
+                &SecretString::from(code),
+                &start.pkce_verifier,
+            )
+            .await
+            .expect("code exchange succeeds")
+    }
+
     /// Signs the admin in through the emulator's sign-in form using `start`'s URL; returns the
     /// redirect's `code` and `state`.
     pub async fn sign_in(&self, url: &reqwest::Url) -> (String, String) {
@@ -286,6 +304,49 @@ pub fn new_user(local: &str) -> NewM365User {
         Email::parse(&format!("{local}@{MANAGED}")).unwrap(),
         &local.replace('.', ""),
         &format!("User {local}"),
+    )
+}
+
+/// A new enabled Contoso user `<local>@contoso.com` named Adele Vance (given name and surname
+/// set, no job title or department) with a policy-compliant password.
+pub fn adele(local: &str) -> NewM365User {
+    NewM365User {
+        user_principal_name: Email::parse(&format!("{local}@{MANAGED}")).unwrap(),
+        mail_nickname: local.replace('.', ""),
+        display_name: "Adele Vance".into(),
+        given_name: Some("Adele".into()),
+        surname: Some("Vance".into()),
+        job_title: None,
+        department: None,
+        account_enabled: true,
+        password: SecretString::from("xWwvJ]6NMw+bWH-d".to_owned()),
+    }
+}
+
+/// Runs `write`, a write that meets the emulator's replication lag: it succeeds, retried past
+/// the lag, so it takes at least 300 ms. Returns what it answered.
+pub async fn retried_past_lag<T, E: std::fmt::Debug>(
+    write: impl std::future::Future<Output = Result<T, E>>,
+) -> T {
+    let started = std::time::Instant::now();
+    let done = write.await.expect("retried past the lag");
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
+    done
+}
+
+/// Whether `error` is the identity platform's infrastructure failure (not a refusal of the
+/// caller's input).
+pub fn is_identity_failure(error: &m365_engine::Error) -> bool {
+    matches!(
+        error,
+        m365_engine::Error::Infrastructure {
+            component: "identity",
+            ..
+        }
     )
 }
 
