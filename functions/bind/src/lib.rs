@@ -18,6 +18,11 @@
 //! user the bind bound joins the security groups of its bound directory groups at once — the
 //! bind use case does it (R-GRP-1).
 
+#![allow(
+    clippy::result_large_err,
+    reason = "a request step short-circuits with the finished 4xx response (`provision::Answer`), built at most once per request"
+)]
+
 use lambda_http::Request;
 use lambda_http::http::{Method, StatusCode};
 use m365_engine::Error;

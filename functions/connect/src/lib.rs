@@ -12,6 +12,11 @@
 //! a tenant name holding a control or bidirectional-override character is 400 `invalid_name`
 //! (`m365_engine::policy::name`).
 
+#![allow(
+    clippy::result_large_err,
+    reason = "a request step short-circuits with the finished 4xx response (`provision::Answer`), built at most once per request"
+)]
+
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use m365_engine::Error;

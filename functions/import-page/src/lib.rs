@@ -17,6 +17,11 @@
 //! holds key material that could open sealed passwords (least privilege, R-SAFE-2), and rotating
 //! either key leaves the other alone (a rotation of the cursor key only voids cursors under way).
 
+#![allow(
+    clippy::result_large_err,
+    reason = "a request step short-circuits with the finished 4xx response (`provision::Answer`), built at most once per request"
+)]
+
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use m365_engine::model::TenantId;

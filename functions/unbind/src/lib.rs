@@ -6,6 +6,11 @@
 //! binding `deleted_in_m365` (R-BIND-8). Throttling and 5xx put the unbind on the retry queue
 //! (`202`).
 
+#![allow(
+    clippy::result_large_err,
+    reason = "a request step short-circuits with the finished 4xx response (`provision::Answer`), built at most once per request"
+)]
+
 use lambda_http::Request;
 use lambda_http::http::{Method, StatusCode};
 use m365_engine::ports::Ports;

@@ -1,12 +1,14 @@
 //! The deployed [`Ports`] ([`Deployed`]): the AWS adapters of [`App`], the `Directory` over Graph,
 //! a clock, randomness and the configured policies, built once per cold start; every handler
 //! (`handle<P: Ports>`) runs its use case on it. Also the request helpers of the HTTP routes
-//! (path, ids, bounded JSON bodies with unknown fields refused, R-SAFE-1); the responses are
-//! [`crate::api`]'s.
+//! (path, ids, bounded JSON bodies with unknown fields refused, R-SAFE-1) and the one skeleton of
+//! every `handle` ([`path`] to match routes on, steps chaining with `?` as [`Answer`]s, [`handled`]
+//! to log and answer); the responses are [`crate::api`]'s.
 //!
 //! Each `main.rs` first bounds the wiring by the invocation's deadline
 //! ([`Deployed::for_request`], [`Deployed::for_context`]; see [`crate::deadline`]): the
-//! `Directory` of the use cases then stops before Lambda does, and cut-off work is re-queued.
+//! `Directory` of the use cases then stops before Lambda does, and cut-off work is re-queued. The
+//! API functions' `main` is [`crate::api_main!`].
 //!
 //! The policies (retry, directory password policy, deadlines) are the app's configuration's
 //! ([`crate::config`]): the directory password policy's maximum age keeps a user re-activated in
@@ -366,6 +368,26 @@ pub fn tenant_id(raw: &str) -> Result<TenantId, Response<Body>> {
 // use them from here (`directory`).
 pub use crate::api::{BindingView, no_route, outcome_response};
 
+/// The `main` of a function behind API Gateway: JSON telemetry, the deployed ports built once per
+/// cold start ([`Deployed::from_env`]), then every request served by `$handle(&ports, request)`
+/// on the ports bounded by that invocation's deadline ([`Deployed::for_request`], R-OPS-2).
+/// The calling crate depends on `tokio` (`macros`, `rt-multi-thread`) and `lambda_http`.
+#[macro_export]
+macro_rules! api_main {
+    ($handle:path) => {
+        #[tokio::main]
+        async fn main() -> Result<(), lambda_http::Error> {
+            $crate::telemetry::init()?;
+            let deployed = $crate::provision::Deployed::from_env().await?;
+            lambda_http::run(lambda_http::service_fn(|request| {
+                let ports = deployed.for_request(&request);
+                async move { $handle(&ports, request).await }
+            }))
+            .await
+        }
+    };
+}
+
 #[cfg(test)]
 // Unit tests may unwrap: a panic there is a failed test.
 #[allow(clippy::unwrap_used)]
@@ -461,24 +483,4 @@ mod tests {
         assert!(user_id(&"a".repeat(65)).is_err());
         assert!(user_id("alice").is_ok());
     }
-}
-
-/// The `main` of a function behind API Gateway: JSON telemetry, the deployed ports built once per
-/// cold start ([`Deployed::from_env`]), then every request served by `$handle(&ports, request)`
-/// on the ports bounded by that invocation's deadline ([`Deployed::for_request`], R-OPS-2).
-/// The calling crate depends on `tokio` (`macros`, `rt-multi-thread`) and `lambda_http`.
-#[macro_export]
-macro_rules! api_main {
-    ($handle:path) => {
-        #[tokio::main]
-        async fn main() -> Result<(), lambda_http::Error> {
-            $crate::telemetry::init()?;
-            let deployed = $crate::provision::Deployed::from_env().await?;
-            lambda_http::run(lambda_http::service_fn(|request| {
-                let ports = deployed.for_request(&request);
-                async move { $handle(&ports, request).await }
-            }))
-            .await
-        }
-    };
 }
