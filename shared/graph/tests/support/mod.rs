@@ -199,15 +199,26 @@ impl Emu {
         self.directory_from(self.client())
     }
 
+    /// Sends `method path` (with a JSON `body`) to the emulator's admin API; asserts a 2xx.
+    async fn admin_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> reqwest::Response {
+        let mut request = self.admin.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let r = request.send().await.unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+        r
+    }
+
     pub async fn admin_post(&self, path: &str, body: Value) -> Value {
         let r = self
-            .admin
-            .post(format!("{}{path}", self.base))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "{path}: {}", r.status());
+            .admin_call(reqwest::Method::POST, path, Some(&body))
+            .await;
         r.json().await.unwrap_or(Value::Null)
     }
 
@@ -217,24 +228,15 @@ impl Emu {
 
     pub async fn faults(&self) -> Vec<Value> {
         let r = self
-            .admin
-            .get(format!("{}/_emulator/faults", self.base))
-            .send()
-            .await
-            .unwrap();
+            .admin_call(reqwest::Method::GET, "/_emulator/faults", None)
+            .await;
         let v: Value = r.json().await.unwrap();
         v["faults"].as_array().cloned().unwrap_or_default()
     }
 
     pub async fn realism(&self, body: Value) {
-        let r = self
-            .admin
-            .put(format!("{}/_emulator/realism", self.base))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success());
+        self.admin_call(reqwest::Method::PUT, "/_emulator/realism", Some(&body))
+            .await;
     }
 
     /// Active (not deleted) users with this UPN in the emulator's state.
