@@ -18,8 +18,13 @@
 //! user the bind bound joins the security groups of its bound directory groups at once — the
 //! bind use case does it (R-GRP-1).
 
+#![allow(
+    clippy::result_large_err,
+    reason = "a request step short-circuits with the finished 4xx response (`provision::Answer`), built at most once per request"
+)]
+
+use lambda_http::Request;
 use lambda_http::http::{Method, StatusCode};
-use lambda_http::{Body, Request, Response};
 use m365_engine::Error;
 use m365_engine::error::Entity;
 use m365_engine::ports::{BindingStore, Ports};
@@ -35,66 +40,47 @@ struct PutBinding {
     adopt_privileged: Option<bool>,
 }
 
-/// Handles one API Gateway request on `ports` (already bounded by the invocation's deadline);
-/// every outcome is a response.
+/// Serves `PUT` and `GET /users/{userId}/binding` on `ports` (bounded by the invocation's
+/// deadline, R-OPS-2); any other route is a `404 route_not_found`.
 ///
 /// # Errors
-/// Never: the `Result` is what `lambda_http::service_fn` expects.
+/// Never (see [`provision::Handled`]).
 #[tracing::instrument(skip_all, fields(http.method = %request.method()))]
-pub async fn handle<P: Ports>(
-    ports: &P,
-    request: Request,
-) -> Result<Response<Body>, lambda_http::Error> {
-    let segments = provision::segments(&request);
-    let path: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let response = match (request.method(), path.as_slice()) {
+pub async fn handle<P: Ports>(ports: &P, request: Request) -> provision::Handled {
+    let answer = match (request.method(), provision::path(&request).as_slice()) {
         (&Method::PUT, ["users", id, "binding"]) => put(ports, &request, id).await,
         (&Method::GET, ["users", id, "binding"]) => get(ports, id).await,
-        _ => api::no_route("bind"),
+        _ => Ok(api::no_route("bind")),
     };
-    tracing::info!(
-        http.status = response.status().as_u16(),
-        "bind request handled"
-    );
-    Ok(response)
+    provision::handled("bind", answer)
 }
 
-async fn put<P: Ports>(ports: &P, request: &Request, raw: &str) -> Response<Body> {
-    let user_id = match provision::user_id(raw) {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
+async fn put<P: Ports>(ports: &P, request: &Request, raw: &str) -> provision::Answer {
+    let user_id = provision::user_id(raw)?;
     // An empty body means the defaults (welcome notification sent).
-    let body: PutBinding = if provision::body_bytes(request)
-        .iter()
-        .all(u8::is_ascii_whitespace)
-    {
+    let body: PutBinding = if provision::body_is_empty(request) {
         PutBinding::default()
     } else {
-        match provision::json_body(request) {
-            Ok(b) => b,
-            Err(r) => return r,
-        }
+        provision::json_body(request)?
     };
     let request = BindRequest {
         welcome: body.welcome.unwrap_or(true),
         adopt_privileged: body.adopt_privileged.unwrap_or(false),
     };
     // Boxed: the bind's future (with its group follow-up) is deep.
-    match Box::pin(Bind::new(ports).bind(&user_id, request)).await {
-        Ok(outcome) => api::outcome_response(&outcome),
-        Err(e) => api::engine_error(&e),
-    }
+    Ok(
+        match Box::pin(Bind::new(ports).bind(&user_id, request)).await {
+            Ok(outcome) => api::outcome_response(&outcome),
+            Err(e) => api::engine_error(&e),
+        },
+    )
 }
 
-async fn get<P: Ports>(ports: &P, raw: &str) -> Response<Body> {
-    let user_id = match provision::user_id(raw) {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
-    match ports.bindings().get(&user_id).await {
+async fn get<P: Ports>(ports: &P, raw: &str) -> provision::Answer {
+    let user_id = provision::user_id(raw)?;
+    Ok(match ports.bindings().get(&user_id).await {
         Ok(Some(b)) => api::json(StatusCode::OK, &BindingView::from(&b)),
         Ok(None) => api::engine_error(&Error::not_found(Entity::Binding, user_id)),
         Err(e) => api::engine_error(&e),
-    }
+    })
 }

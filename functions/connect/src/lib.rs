@@ -12,6 +12,11 @@
 //! a tenant name holding a control or bidirectional-override character is 400 `invalid_name`
 //! (`m365_engine::policy::name`).
 
+#![allow(
+    clippy::result_large_err,
+    reason = "a request step short-circuits with the finished 4xx response (`provision::Answer`), built at most once per request"
+)]
+
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use m365_engine::Error;
@@ -38,14 +43,8 @@ pub use views::{DomainView, TenantView};
 /// # Errors
 /// Never: the `Result` is what `lambda_http::service_fn` expects.
 #[tracing::instrument(skip_all, fields(http.method = %request.method()))]
-pub async fn handle<P: Ports>(
-    deps: &P,
-    request: Request,
-) -> Result<Response<Body>, lambda_http::Error> {
-    let segments = provision::segments(&request);
-    let path: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let method = request.method().clone();
-    let response = match (&method, path.as_slice()) {
+pub async fn handle<P: Ports>(deps: &P, request: Request) -> provision::Handled {
+    let response = match (request.method(), provision::path(&request).as_slice()) {
         (&Method::POST, ["tenants"]) => post_tenants(deps, &request).await,
         (&Method::GET, ["oauth", "callback"]) => callback(deps, &request).await,
         (&Method::GET, ["tenants"]) => list(deps, &request).await,
@@ -53,12 +52,7 @@ pub async fn handle<P: Ports>(
         (&Method::DELETE, ["tenants", id]) => deauthorize(deps, id).await,
         _ => provision::no_route("connect"),
     };
-    tracing::info!(
-        http.method = %method,
-        http.status = response.status().as_u16(),
-        "connect request handled"
-    );
-    Ok(response)
+    provision::handled("connect", Ok(response))
 }
 
 async fn post_tenants<P: Ports>(deps: &P, request: &Request) -> Response<Body> {

@@ -37,18 +37,14 @@ use m365_lambda::{api, provision};
 pub use m365_engine::usecase::directory::{MAX_GROUP_MEMBERS, MAX_LIMIT};
 pub use views::UserView;
 
-/// Handles one API Gateway request on `ports`; every outcome is a response.
+/// Serves the directory's routes (users, groups, group bindings, events, failures) on `ports`;
+/// any other route is a `404 route_not_found`.
 ///
 /// # Errors
-/// Never: the `Result` is what `lambda_http::service_fn` expects.
+/// Never (see [`provision::Handled`]).
 #[tracing::instrument(skip_all, fields(http.method = %request.method()))]
-pub async fn handle<P: Ports>(
-    ports: &P,
-    request: Request,
-) -> Result<Response<Body>, lambda_http::Error> {
-    let segments = provision::segments(&request);
-    let path: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let result = match (request.method(), path.as_slice()) {
+pub async fn handle<P: Ports>(ports: &P, request: Request) -> provision::Handled {
+    let answer = match (request.method(), provision::path(&request).as_slice()) {
         (&Method::PUT, ["users", id]) => put_user(ports, &request, id).await,
         (&Method::GET, ["users", id]) => get_user(ports, id).await,
         (&Method::PUT, ["groups", id]) => put_group(ports, &request, id).await,
@@ -59,15 +55,10 @@ pub async fn handle<P: Ports>(
         (&Method::GET, ["tenants", id, "failures"]) => failures(ports, &request, id).await,
         _ => Ok(provision::no_route("directory")),
     };
-    let response = result.unwrap_or_else(|e| e);
-    tracing::info!(
-        http.status = response.status().as_u16(),
-        "directory request handled"
-    );
-    Ok(response)
+    provision::handled("directory", answer)
 }
 
-type Answer<T = Response<Body>> = Result<T, Response<Body>>;
+use provision::Answer;
 
 fn engine(e: impl Into<Error>) -> Response<Body> {
     api::engine_error(&e.into())

@@ -10,46 +10,11 @@ use directory::handle;
 use m365_engine::model::{EventKind, GroupId, TenantId, UserState};
 use m365_engine::ports::{GroupStore, UserStore};
 use m365_engine::testing::{World, uid};
+use m365_lambda::testing::{api_event as event, status_and_json};
 use serde_json::{Value, json};
 
-fn event(
-    method: &str,
-    path: &str,
-    query: &[(&str, &str)],
-    body: Option<&str>,
-) -> lambda_http::Request {
-    let params: serde_json::Map<String, Value> = query
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), json!(v)))
-        .collect();
-    let raw: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let event = json!({
-        "version": "2.0",
-        "routeKey": format!("{method} {path}"),
-        "rawPath": path,
-        "rawQueryString": raw.join("&"),
-        "headers": {"content-type": "application/json"},
-        "queryStringParameters": if params.is_empty() { Value::Null } else { Value::Object(params) },
-        "requestContext": {
-            "accountId": "123456789012", "apiId": "api", "domainName": "api.example.test",
-            "domainPrefix": "api", "requestId": "r-1", "routeKey": format!("{method} {path}"),
-            "stage": "$default", "time": "27/Nov/2026:15:00:00 +0000", "timeEpoch": 0,
-            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "t"}
-        },
-        "body": body,
-        "isBase64Encoded": false
-    });
-    lambda_http::request::from_str(&event.to_string()).unwrap()
-}
-
 async fn call(w: &World, request: lambda_http::Request) -> (u16, Value) {
-    let response = handle(w, request).await.unwrap();
-    let status = response.status().as_u16();
-    let body = match response.body() {
-        lambda_http::Body::Text(t) => serde_json::from_str(t).unwrap(),
-        _ => Value::Null,
-    };
-    (status, body)
+    status_and_json(&handle(w, request).await.unwrap())
 }
 
 async fn put(w: &World, path: &str, body: &Value) -> (u16, Value) {

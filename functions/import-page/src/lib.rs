@@ -17,6 +17,11 @@
 //! holds key material that could open sealed passwords (least privilege, R-SAFE-2), and rotating
 //! either key leaves the other alone (a rotation of the cursor key only voids cursors under way).
 
+#![allow(
+    clippy::result_large_err,
+    reason = "a request step short-circuits with the finished 4xx response (`provision::Answer`), built at most once per request"
+)]
+
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use m365_engine::model::TenantId;
@@ -44,28 +49,19 @@ struct ImportAnswer {
     results: Vec<ImportOutcome>,
 }
 
-/// Handles one API Gateway request on `ports` (already bounded by the invocation's deadline);
-/// every outcome is a response.
+/// Serves `GET` and `POST /tenants/{tenantId}/import` on `ports` (bounded by the invocation's
+/// deadline, R-OPS-2); any other route is a `404 route_not_found`.
 ///
 /// # Errors
-/// Never: the `Result` is what `lambda_http::service_fn` expects.
+/// Never (see [`provision::Handled`]).
 #[tracing::instrument(skip_all, fields(http.method = %request.method()))]
-pub async fn handle<P: Ports>(
-    ports: &P,
-    request: Request,
-) -> Result<Response<Body>, lambda_http::Error> {
-    let segments = provision::segments(&request);
-    let path: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let response = match (request.method(), path.as_slice()) {
+pub async fn handle<P: Ports>(ports: &P, request: Request) -> provision::Handled {
+    let answer = match (request.method(), provision::path(&request).as_slice()) {
         (&Method::GET, ["tenants", id, "import"]) => page(ports, &request, id).await,
         (&Method::POST, ["tenants", id, "import"]) => import(ports, &request, id).await,
-        _ => api::no_route("import-page"),
+        _ => Ok(api::no_route("import-page")),
     };
-    tracing::info!(
-        http.status = response.status().as_u16(),
-        "import request handled"
-    );
-    Ok(response)
+    provision::handled("import", answer)
 }
 
 /// A query parameter's 400 (R-SAFE-1).
@@ -73,17 +69,17 @@ fn bad_query(code: &str, message: &str) -> Response<Body> {
     api::error(StatusCode::BAD_REQUEST, code, message)
 }
 
-async fn page<P: Ports>(ports: &P, request: &Request, raw: &str) -> Response<Body> {
-    let tenant: TenantId = match provision::tenant_id(raw) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
+async fn page<P: Ports>(ports: &P, request: &Request, raw: &str) -> provision::Answer {
+    let tenant: TenantId = provision::tenant_id(raw)?;
     let params = request.query_string_parameters();
     let status = match params.first("status").map(ImportStatus::parse) {
         None => None,
         Some(Ok(s)) => Some(s),
         Some(Err(_)) => {
-            return bad_query("invalid_status", "status must be new, imported or conflict");
+            return Err(bad_query(
+                "invalid_status",
+                "status must be new, imported or conflict",
+            ));
         }
     };
     let limit = match params.first("limit").map(str::parse::<u32>) {
@@ -91,7 +87,7 @@ async fn page<P: Ports>(ports: &P, request: &Request, raw: &str) -> Response<Bod
         Some(Ok(l)) if (1..=MAX_IMPORT_PAGE).contains(&l) => Some(l),
         Some(_) => {
             let message = format!("limit must be a whole number from 1 to {MAX_IMPORT_PAGE}");
-            return bad_query("invalid_limit", &message);
+            return Err(bad_query("invalid_limit", &message));
         }
     };
     let query = ImportQuery {
@@ -100,47 +96,45 @@ async fn page<P: Ports>(ports: &P, request: &Request, raw: &str) -> Response<Bod
         prefix: params.first("prefix").map(str::to_owned),
         limit,
     };
-    let key = match ports.cursor_keys().key().await {
-        Ok(key) => key,
-        Err(e) => return api::engine_error(&e),
-    };
-    match Import::new(ports, &key).page(&tenant, &query).await {
+    let key = ports
+        .cursor_keys()
+        .key()
+        .await
+        .map_err(|e| api::engine_error(&e))?;
+    Ok(match Import::new(ports, &key).page(&tenant, &query).await {
         Ok(page) => api::json(StatusCode::OK, &page),
         Err(e) => api::engine_error(&e),
-    }
+    })
 }
 
-async fn import<P: Ports>(ports: &P, request: &Request, raw: &str) -> Response<Body> {
-    let tenant = match provision::tenant_id(raw) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
-    let body: ImportBody = match provision::json_body(request) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+async fn import<P: Ports>(ports: &P, request: &Request, raw: &str) -> provision::Answer {
+    let tenant = provision::tenant_id(raw)?;
+    let body: ImportBody = provision::json_body(request)?;
     let options = ImportOptions {
         adopt_privileged: body.adopt_privileged,
     };
-    let key = match ports.cursor_keys().key().await {
-        Ok(key) => key,
-        Err(e) => return api::engine_error(&e),
-    };
+    let key = ports
+        .cursor_keys()
+        .key()
+        .await
+        .map_err(|e| api::engine_error(&e))?;
     let import = Import::new(ports, &key);
-    match import.import_with(&tenant, &body.m365_ids, options).await {
-        Ok(results) => {
-            let imported = results
-                .iter()
-                .filter(|r| matches!(r, ImportOutcome::Imported { .. }))
-                .count();
-            let failed = results.len() - imported;
-            let answer = ImportAnswer {
-                imported,
-                failed,
-                results,
-            };
-            api::json(StatusCode::OK, &answer)
-        }
-        Err(e) => api::engine_error(&e),
-    }
+    Ok(
+        match import.import_with(&tenant, &body.m365_ids, options).await {
+            Ok(results) => {
+                let imported = results
+                    .iter()
+                    .filter(|r| matches!(r, ImportOutcome::Imported { .. }))
+                    .count();
+                let failed = results.len() - imported;
+                let answer = ImportAnswer {
+                    imported,
+                    failed,
+                    results,
+                };
+                api::json(StatusCode::OK, &answer)
+            }
+            Err(e) => api::engine_error(&e),
+        },
+    )
 }

@@ -11,8 +11,13 @@
 //! The password is a `SecretString` from the moment it is decoded: it never reaches a log, an
 //! error body or a queue message (R-SAFE-2).
 
+#![allow(
+    clippy::result_large_err,
+    reason = "a request step short-circuits with the finished 4xx response (`provision::Answer`), built at most once per request"
+)]
+
+use lambda_http::Request;
 use lambda_http::http::Method;
-use lambda_http::{Body, Request, Response};
 use m365_engine::ports::Ports;
 use m365_engine::usecase::password::SetPassword;
 use m365_lambda::{api, provision};
@@ -25,40 +30,27 @@ struct PostPassword {
     password: SecretString,
 }
 
-/// Handles one API Gateway request on `ports` (already bounded by the invocation's deadline,
-/// R-OPS-2); every outcome is a response.
+/// Serves `POST /users/{userId}/password` on `ports` (bounded by the invocation's deadline,
+/// R-OPS-2); any other route is a `404 route_not_found`.
 ///
 /// # Errors
-/// Never: the `Result` is what `lambda_http::service_fn` expects.
+/// Never (see [`provision::Handled`]).
 #[tracing::instrument(skip_all, fields(http.method = %request.method()))]
-pub async fn handle<P: Ports>(
-    ports: &P,
-    request: Request,
-) -> Result<Response<Body>, lambda_http::Error> {
-    let segments = provision::segments(&request);
-    let path: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let response = match (request.method(), path.as_slice()) {
+pub async fn handle<P: Ports>(ports: &P, request: Request) -> provision::Handled {
+    let answer = match (request.method(), provision::path(&request).as_slice()) {
         (&Method::POST, ["users", id, "password"]) => post(ports, &request, id).await,
-        _ => api::no_route("password-push"),
+        _ => Ok(api::no_route("password-push")),
     };
-    tracing::info!(
-        http.status = response.status().as_u16(),
-        "password request handled"
-    );
-    Ok(response)
+    provision::handled("password", answer)
 }
 
-async fn post<P: Ports>(ports: &P, request: &Request, raw: &str) -> Response<Body> {
-    let user_id = match provision::user_id(raw) {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
-    let body: PostPassword = match provision::json_body(request) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    match Box::pin(SetPassword::new(ports).set(&user_id, &body.password)).await {
-        Ok(done) => api::password_response(&done.push),
-        Err(e) => api::engine_error(&e),
-    }
+async fn post<P: Ports>(ports: &P, request: &Request, raw: &str) -> provision::Answer {
+    let user_id = provision::user_id(raw)?;
+    let body: PostPassword = provision::json_body(request)?;
+    Ok(
+        match Box::pin(SetPassword::new(ports).set(&user_id, &body.password)).await {
+            Ok(done) => api::password_response(&done.push),
+            Err(e) => api::engine_error(&e),
+        },
+    )
 }

@@ -1,13 +1,4 @@
 //! The `password-push` Lambda: build the deployed ports once, then serve API Gateway requests, each
 //! bounded by its invocation's deadline (R-OPS-2).
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    m365_lambda::telemetry::init()?;
-    let app = m365_lambda::provision::Deployed::from_env().await?;
-    lambda_http::run(lambda_http::service_fn(|request| {
-        let ports = app.for_request(&request);
-        async move { password_push::handle(&ports, request).await }
-    }))
-    .await
-}
+m365_lambda::api_main!(password_push::handle);

@@ -9,6 +9,7 @@
 use lambda_runtime::{Context, LambdaEvent};
 use m365_engine::model::{RetryMessage, TenantStatus};
 use m365_engine::testing::{FakeRetryQueue, World};
+use m365_lambda::testing::{api_event_json, sqs_event_json};
 use reconcile::{Settings, Wiring, handle};
 use serde_json::{Value, json};
 
@@ -34,25 +35,8 @@ fn invocation(payload: Value) -> LambdaEvent<Value> {
 }
 
 fn post(path: &str, dry_run: Option<&str>) -> LambdaEvent<Value> {
-    let (raw, params) = match dry_run {
-        Some(flag) => (format!("dryRun={flag}"), json!({ "dryRun": flag })),
-        None => (String::new(), Value::Null),
-    };
-    invocation(json!({
-        "version": "2.0",
-        "routeKey": "POST /tenants/{tenantId}/reconcile",
-        "rawPath": path,
-        "rawQueryString": raw,
-        "headers": {"content-type": "application/json"},
-        "queryStringParameters": params,
-        "requestContext": {
-            "accountId": "123456789012", "apiId": "api", "domainName": "api.example.test",
-            "domainPrefix": "api", "requestId": "r-1", "routeKey": "POST /tenants/{tenantId}/reconcile",
-            "stage": "$default", "time": "27/Nov/2026:15:00:00 +0000", "timeEpoch": 0,
-            "http": {"method": "POST", "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "t"}
-        },
-        "isBase64Encoded": false
-    }))
+    let query: Vec<(&str, &str)> = dry_run.map(|flag| ("dryRun", flag)).into_iter().collect();
+    invocation(api_event_json("POST", path, &query, None))
 }
 
 fn reconcile_path(f: &Wiring<World>) -> String {
@@ -75,19 +59,12 @@ fn schedule() -> LambdaEvent<Value> {
     }))
 }
 
-fn sqs(records: &[(&str, Option<String>)]) -> LambdaEvent<Value> {
-    let records: Vec<Value> = records
+fn sqs(records: &[(&str, Option<&str>)]) -> LambdaEvent<Value> {
+    let records: Vec<(String, Option<&str>)> = records
         .iter()
-        .map(|(id, body)| {
-            json!({
-                "messageId": id, "receiptHandle": format!("rh-{id}"), "body": body,
-                "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {},
-                "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:eu-west-1:1:passes",
-                "awsRegion": "eu-west-1"
-            })
-        })
+        .map(|(id, body)| ((*id).to_owned(), *body))
         .collect();
-    invocation(json!({ "Records": records }))
+    invocation(sqs_event_json(&records))
 }
 
 #[tokio::test]
@@ -185,8 +162,8 @@ async fn a_batch_of_passes_runs_each_and_reports_only_the_records_that_failed() 
     let pass: RetryMessage = f.passes.drain().remove(0);
     let body = serde_json::to_string(&pass).unwrap();
     let event = sqs(&[
-        ("m-1", Some(body)),
-        ("m-2", Some("{not a pass".to_owned())),
+        ("m-1", Some(body.as_str())),
+        ("m-2", Some("{not a pass")),
         ("m-3", None),
     ]);
     let answer = handle(&f, event).await.unwrap();

@@ -6,52 +6,42 @@
 //! binding `deleted_in_m365` (R-BIND-8). Throttling and 5xx put the unbind on the retry queue
 //! (`202`).
 
+#![allow(
+    clippy::result_large_err,
+    reason = "a request step short-circuits with the finished 4xx response (`provision::Answer`), built at most once per request"
+)]
+
+use lambda_http::Request;
 use lambda_http::http::{Method, StatusCode};
-use lambda_http::{Body, Request, Response};
 use m365_engine::ports::Ports;
 use m365_engine::usecase::unbind::Unbind;
 use m365_lambda::{api, provision};
 
-/// Handles one API Gateway request on `ports` (already bounded by the invocation's deadline,
-/// R-OPS-2); every outcome is a response.
+/// Serves `DELETE /users/{userId}/binding` on `ports` (bounded by the invocation's deadline,
+/// R-OPS-2); any other route is a `404 route_not_found`.
 ///
 /// # Errors
-/// Never: the `Result` is what `lambda_http::service_fn` expects.
+/// Never (see [`provision::Handled`]).
 #[tracing::instrument(skip_all, fields(http.method = %request.method()))]
-pub async fn handle<P: Ports>(
-    ports: &P,
-    request: Request,
-) -> Result<Response<Body>, lambda_http::Error> {
-    let segments = provision::segments(&request);
-    let path: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let response = match (request.method(), path.as_slice()) {
+pub async fn handle<P: Ports>(ports: &P, request: Request) -> provision::Handled {
+    let answer = match (request.method(), provision::path(&request).as_slice()) {
         (&Method::DELETE, ["users", id, "binding"]) => delete(ports, &request, id).await,
-        _ => api::no_route("unbind"),
+        _ => Ok(api::no_route("unbind")),
     };
-    tracing::info!(
-        http.status = response.status().as_u16(),
-        "unbind request handled"
-    );
-    Ok(response)
+    provision::handled("unbind", answer)
 }
 
-async fn delete<P: Ports>(ports: &P, request: &Request, raw: &str) -> Response<Body> {
-    let user_id = match provision::user_id(raw) {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
-    if !provision::body_bytes(request)
-        .iter()
-        .all(u8::is_ascii_whitespace)
-    {
-        return api::error(
+async fn delete<P: Ports>(ports: &P, request: &Request, raw: &str) -> provision::Answer {
+    let user_id = provision::user_id(raw)?;
+    if !provision::body_is_empty(request) {
+        return Err(api::error(
             StatusCode::BAD_REQUEST,
             "unexpected_body",
             "DELETE /users/{userId}/binding takes no body",
-        );
+        ));
     }
-    match Box::pin(Unbind::new(ports).unbind(&user_id)).await {
+    Ok(match Box::pin(Unbind::new(ports).unbind(&user_id)).await {
         Ok(outcome) => api::outcome_response(&outcome),
         Err(e) => api::engine_error(&e),
-    }
+    })
 }

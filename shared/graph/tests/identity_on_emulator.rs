@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use chrono::Utc;
 use m365_engine::Error;
 use m365_engine::error::Entity;
-use m365_engine::model::{Email, M365TenantId, RequestToken};
+use m365_engine::model::{Email, M365TenantId, RequestToken, TenantTokens};
 use m365_engine::ports::{Directory, TenantProbe, TokenVault};
 use m365_graph::{GraphDirectory, TokenError, TokenProvider, TokenSet, VaultTokens};
 use secrecy::{ExposeSecret, SecretString};
@@ -18,19 +18,18 @@ use support::{ADMIN, CONTOSO, SharedVault, start};
 
 /// The admin signs in and the code is redeemed: tokens with a refresh token.
 async fn connect(emu: &support::Emu) -> TokenSet {
+    emu.consent().await
+}
+
+/// A vault holding `tokens` for the emulator's tenant, and the `VaultTokens` provider over it.
+async fn over_vault(
+    emu: &support::Emu,
+    tokens: &TenantTokens,
+) -> (SharedVault, VaultTokens<SharedVault>) {
+    let vault = SharedVault::holding(&emu.tenant(), tokens).await;
     let client = emu.client();
-    let identity = emu.identity(&client);
-    let start = identity.authorization_url("organizations").unwrap();
-    let (code, state) = emu.sign_in(&start.url).await;
-    assert_eq!(state, start.state, "the callback echoes our state");
-    identity
-        .exchange_code(
-            "organizations",
-            &SecretString::from(code),
-            &start.pkce_verifier,
-        )
-        .await
-        .expect("code exchange succeeds")
+    let provider = VaultTokens::new(vault.clone(), emu.identity(&client));
+    (vault, provider)
 }
 
 #[tokio::test]
@@ -312,9 +311,7 @@ async fn concurrent_callers_of_one_process_share_a_single_refresh() {
     let tenant = emu.tenant();
     let mut tokens = connect(&emu).await.to_tenant_tokens().unwrap();
     tokens.expires_at = Utc::now();
-    let vault = SharedVault::holding(&tenant, &tokens).await;
-    let client = emu.client();
-    let provider = VaultTokens::new(vault.clone(), emu.identity(&client));
+    let (vault, provider) = over_vault(&emu, &tokens).await;
     let (a, b, c) = tokio::join!(
         provider.access_token(&tenant),
         provider.access_token(&tenant),
@@ -338,9 +335,7 @@ async fn a_401_refresh_skips_the_token_call_when_another_caller_already_replaced
     let emu = start().await;
     let tenant = emu.tenant();
     let tokens = connect(&emu).await.to_tenant_tokens().unwrap();
-    let vault = SharedVault::holding(&tenant, &tokens).await;
-    let client = emu.client();
-    let provider = VaultTokens::new(vault.clone(), emu.identity(&client));
+    let (vault, provider) = over_vault(&emu, &tokens).await;
     let rejected = SecretString::from("an-older-token-graph-refused".to_owned());
     let token = provider
         .refresh_access_token(&tenant, &rejected)
@@ -404,16 +399,7 @@ async fn an_on_demand_refresh_goes_to_the_authority_of_the_tenant_that_issued_th
     // A new process (the one above keeps its access token in memory until it nears expiry).
     let provider = VaultTokens::new(vault.clone(), emu.identity(&client));
     let error = provider.access_token(&tenant).await.unwrap_err();
-    assert!(
-        matches!(
-            error,
-            Error::Infrastructure {
-                component: "identity",
-                ..
-            }
-        ),
-        "{error:?}"
-    );
+    assert!(support::is_identity_failure(&error), "{error:?}");
 }
 
 #[tokio::test]
@@ -424,9 +410,7 @@ async fn an_on_demand_refresh_that_ends_after_a_deauthorization_saves_nothing() 
     let tenant = emu.tenant();
     let mut tokens = connect(&emu).await.to_tenant_tokens().unwrap();
     tokens.expires_at = Utc::now();
-    let vault = SharedVault::holding(&tenant, &tokens).await;
-    let client = emu.client();
-    let provider = VaultTokens::new(vault.clone(), emu.identity(&client));
+    let (vault, provider) = over_vault(&emu, &tokens).await;
     let gate = vault.0.hold_next_write();
     let (refreshed, ()) = tokio::join!(provider.access_token(&tenant), async {
         gate.reached().await;

@@ -13,12 +13,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use chrono::Utc;
 use m365_engine::Error;
 use m365_engine::error::{Conflict, ExistingUser};
-use m365_engine::model::{Email, NewM365User, RequestToken, TenantId, TenantTokens};
+use m365_engine::model::{Email, RequestToken, TenantId, TenantTokens};
 use m365_engine::ports::{Directory, TokenVault};
 use m365_engine::testing::FakeTokenVault;
 use m365_graph::{EXPIRY_MARGIN, GraphDirectory, TokenProvider, VaultTokens};
 use secrecy::{ExposeSecret, SecretString};
-use support::{CONTOSO, MANAGED, start};
+use support::{CONTOSO, adele as new_user, start};
 
 /// The fake vault, counting its reads (`get`, `get_previous`): each stands for one Secrets
 /// Manager `GetSecretValue` of the deployed vault.
@@ -66,20 +66,7 @@ impl TokenVault for CountingVault {
 
 /// The admin signs in and consents: the delegated tokens the connect callback would store.
 async fn consent(emu: &support::Emu) -> TenantTokens {
-    let client = emu.client();
-    let identity = emu.identity(&client);
-    let start = identity.authorization_url("organizations").unwrap();
-    let (code, _) = emu.sign_in(&start.url).await;
-    identity
-        .exchange_code(
-            "organizations",
-            &SecretString::from(code),
-            &start.pkce_verifier,
-        )
-        .await
-        .unwrap()
-        .to_tenant_tokens()
-        .unwrap()
+    emu.consent().await.to_tenant_tokens().unwrap()
 }
 
 /// A vault holding `tokens` and a directory over it, as one cold start builds them.
@@ -124,20 +111,6 @@ async fn finds_admin(dir: &GraphDirectory<VaultTokens<CountingVault>>, tenant: &
         .await
         .unwrap()
         .is_some()
-}
-
-fn new_user(local: &str) -> NewM365User {
-    NewM365User {
-        user_principal_name: Email::parse(&format!("{local}@{MANAGED}")).unwrap(),
-        mail_nickname: local.to_owned(),
-        display_name: "Adele Vance".into(),
-        given_name: Some("Adele".into()),
-        surname: Some("Vance".into()),
-        job_title: None,
-        department: None,
-        account_enabled: true,
-        password: SecretString::from("xWwvJ]6NMw+bWH-d".to_owned()),
-    }
 }
 
 /// The Graph calls of a bind that creates the account: lookup, create, password-stamp read-back.

@@ -1,12 +1,14 @@
 //! The deployed [`Ports`] ([`Deployed`]): the AWS adapters of [`App`], the `Directory` over Graph,
 //! a clock, randomness and the configured policies, built once per cold start; every handler
 //! (`handle<P: Ports>`) runs its use case on it. Also the request helpers of the HTTP routes
-//! (path, ids, bounded JSON bodies with unknown fields refused, R-SAFE-1); the responses are
-//! [`crate::api`]'s.
+//! (path, ids, bounded JSON bodies with unknown fields refused, R-SAFE-1) and the one skeleton of
+//! every `handle` ([`path`] to match routes on, steps chaining with `?` as [`Answer`]s, [`handled`]
+//! to log and answer); the responses are [`crate::api`]'s.
 //!
 //! Each `main.rs` first bounds the wiring by the invocation's deadline
 //! ([`Deployed::for_request`], [`Deployed::for_context`]; see [`crate::deadline`]): the
-//! `Directory` of the use cases then stops before Lambda does, and cut-off work is re-queued.
+//! `Directory` of the use cases then stops before Lambda does, and cut-off work is re-queued. The
+//! API functions' `main` is [`crate::api_main!`].
 //!
 //! The policies (retry, directory password policy, deadlines) are the app's configuration's
 //! ([`crate::config`]): the directory password policy's maximum age keeps a user re-activated in
@@ -250,6 +252,45 @@ pub fn segments(request: &Request) -> Vec<String> {
         .collect()
 }
 
+/// The request's path split into its non-empty segments, borrowed from the request (the raw path
+/// when API Gateway gives one, as [`segments`]): what a function's `handle` matches its routes on.
+#[must_use]
+pub fn path(request: &Request) -> Vec<&str> {
+    let path = match request.raw_http_path() {
+        "" => request.uri().path(),
+        raw => raw,
+    };
+    path.split('/').filter(|s| !s.is_empty()).collect()
+}
+
+/// What every function's `handle` returns: always `Ok`, every outcome (a refusal included) is a
+/// response; the `Result` is what `lambda_http::service_fn` expects.
+pub type Handled = Result<Response<Body>, lambda_http::Error>;
+
+/// A request step that goes on with a `T`, or has already been answered (`Err`: a 4xx of bad
+/// input, or the answer of an engine error), so steps chain with `?`.
+pub type Answer<T = Response<Body>> = Result<T, Response<Body>>;
+
+/// The end of every `handle`: logs the answer's status as `"{function} request handled"` and
+/// answers it, an early answer ([`Answer`]'s `Err`) included.
+///
+/// # Errors
+/// Never (see [`Handled`]).
+pub fn handled(function: &str, answer: Answer) -> Handled {
+    let response = answer.unwrap_or_else(|early| early);
+    tracing::info!(
+        http.status = response.status().as_u16(),
+        "{function} request handled"
+    );
+    Ok(response)
+}
+
+/// Whether the request carries no body (none, or only whitespace).
+#[must_use]
+pub fn body_is_empty(request: &Request) -> bool {
+    body_bytes(request).iter().all(u8::is_ascii_whitespace)
+}
+
 /// The body's bytes.
 #[must_use]
 pub fn body_bytes(request: &Request) -> &[u8] {
@@ -326,6 +367,26 @@ pub fn tenant_id(raw: &str) -> Result<TenantId, Response<Body>> {
 // The response mapping moved to [`crate::api`]; these names stay for the functions that still
 // use them from here (`directory`).
 pub use crate::api::{BindingView, no_route, outcome_response};
+
+/// The `main` of a function behind API Gateway: JSON telemetry, the deployed ports built once per
+/// cold start ([`Deployed::from_env`]), then every request served by `$handle(&ports, request)`
+/// on the ports bounded by that invocation's deadline ([`Deployed::for_request`], R-OPS-2).
+/// The calling crate depends on `tokio` (`macros`, `rt-multi-thread`) and `lambda_http`.
+#[macro_export]
+macro_rules! api_main {
+    ($handle:path) => {
+        #[tokio::main]
+        async fn main() -> Result<(), lambda_http::Error> {
+            $crate::telemetry::init()?;
+            let deployed = $crate::provision::Deployed::from_env().await?;
+            lambda_http::run(lambda_http::service_fn(|request| {
+                let ports = deployed.for_request(&request);
+                async move { $handle(&ports, request).await }
+            }))
+            .await
+        }
+    };
+}
 
 #[cfg(test)]
 // Unit tests may unwrap: a panic there is a failed test.

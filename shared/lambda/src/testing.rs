@@ -17,12 +17,25 @@ use serde_json::{Value, json};
     reason = "test helper: a bad event is a broken test"
 )]
 pub fn api_event(method: &str, path: &str, query: &[(&str, &str)], body: Option<&str>) -> Request {
+    let event = api_event_json(method, path, query, body);
+    lambda_http::request::from_str(&event.to_string()).expect("an API Gateway v2 event")
+}
+
+/// The raw JSON payload behind [`api_event`], for a function whose handler takes the Runtime's
+/// JSON as is (`reconcile` tells its kinds of event apart itself).
+#[must_use]
+pub fn api_event_json(
+    method: &str,
+    path: &str,
+    query: &[(&str, &str)],
+    body: Option<&str>,
+) -> Value {
     let params: serde_json::Map<String, Value> = query
         .iter()
         .map(|(k, v)| ((*k).to_owned(), json!(v)))
         .collect();
     let raw: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let event = json!({
+    json!({
         "version": "2.0",
         "routeKey": format!("{method} {path}"),
         "rawPath": path,
@@ -37,8 +50,7 @@ pub fn api_event(method: &str, path: &str, query: &[(&str, &str)], body: Option<
         },
         "body": body,
         "isBase64Encoded": false
-    });
-    lambda_http::request::from_str(&event.to_string()).expect("an API Gateway v2 event")
+    })
 }
 
 /// An SQS event of the retry queue carrying `bodies` as messages `m-0`, `m-1`, … (received once).
@@ -51,13 +63,24 @@ pub fn api_event(method: &str, path: &str, query: &[(&str, &str)], body: Option<
     reason = "test helper: a bad event is a broken test"
 )]
 pub fn sqs_event(bodies: &[String]) -> SqsEvent {
-    let records: Vec<Value> = bodies
+    let records: Vec<(String, Option<&str>)> = bodies
         .iter()
         .enumerate()
-        .map(|(i, body)| {
+        .map(|(i, body)| (format!("m-{i}"), Some(body.as_str())))
+        .collect();
+    serde_json::from_value(sqs_event_json(&records)).expect("an SQS event")
+}
+
+/// The raw JSON payload of an SQS batch of `(messageId, body)` records (received once; a `None`
+/// body is a record without one), for a handler that takes the Runtime's JSON as is.
+#[must_use]
+pub fn sqs_event_json(records: &[(String, Option<&str>)]) -> Value {
+    let records: Vec<Value> = records
+        .iter()
+        .map(|(id, body)| {
             json!({
-                "messageId": format!("m-{i}"),
-                "receiptHandle": format!("rh-{i}"),
+                "messageId": id,
+                "receiptHandle": format!("rh-{id}"),
                 "body": body,
                 "attributes": {
                     "ApproximateReceiveCount": "1",
@@ -73,14 +96,21 @@ pub fn sqs_event(bodies: &[String]) -> SqsEvent {
             })
         })
         .collect();
-    serde_json::from_value(json!({ "Records": records })).expect("an SQS event")
+    json!({ "Records": records })
 }
 
 /// A response's status and JSON body (`null` when empty).
+///
+/// # Panics
+/// When the body is text that is not JSON: every answer of the API is JSON.
 #[must_use]
+#[allow(
+    clippy::expect_used,
+    reason = "test helper: an answer that is not JSON is a failed test"
+)]
 pub fn status_and_json(response: &Response<Body>) -> (u16, Value) {
     let body = match response.body() {
-        Body::Text(t) => serde_json::from_str(t).unwrap_or(Value::Null),
+        Body::Text(t) if !t.is_empty() => serde_json::from_str(t).expect("a JSON answer"),
         _ => Value::Null,
     };
     (response.status().as_u16(), body)

@@ -199,15 +199,26 @@ impl Emu {
         self.directory_from(self.client())
     }
 
+    /// Sends `method path` (with a JSON `body`) to the emulator's admin API; asserts a 2xx.
+    async fn admin_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> reqwest::Response {
+        let mut request = self.admin.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let r = request.send().await.unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+        r
+    }
+
     pub async fn admin_post(&self, path: &str, body: Value) -> Value {
         let r = self
-            .admin
-            .post(format!("{}{path}", self.base))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "{path}: {}", r.status());
+            .admin_call(reqwest::Method::POST, path, Some(&body))
+            .await;
         r.json().await.unwrap_or(Value::Null)
     }
 
@@ -217,24 +228,15 @@ impl Emu {
 
     pub async fn faults(&self) -> Vec<Value> {
         let r = self
-            .admin
-            .get(format!("{}/_emulator/faults", self.base))
-            .send()
-            .await
-            .unwrap();
+            .admin_call(reqwest::Method::GET, "/_emulator/faults", None)
+            .await;
         let v: Value = r.json().await.unwrap();
         v["faults"].as_array().cloned().unwrap_or_default()
     }
 
     pub async fn realism(&self, body: Value) {
-        let r = self
-            .admin
-            .put(format!("{}/_emulator/realism", self.base))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success());
+        self.admin_call(reqwest::Method::PUT, "/_emulator/realism", Some(&body))
+            .await;
     }
 
     /// Active (not deleted) users with this UPN in the emulator's state.
@@ -253,6 +255,24 @@ impl Emu {
             .users
             .get(id)
             .map(|u| u.account_enabled())
+    }
+
+    /// The admin signs in through the emulator's form and the code is redeemed with the PKCE
+    /// verifier (the callback echoing our state): the tokens of the consent.
+    pub async fn consent(&self) -> TokenSet {
+        let client = self.client();
+        let identity = self.identity(&client);
+        let start = identity.authorization_url("organizations").unwrap();
+        let (code, state) = self.sign_in(&start.url).await;
+        assert_eq!(state, start.state, "the callback echoes our state");
+        identity
+            .exchange_code(
+                "organizations",
+                &SecretString::from(code),
+                &start.pkce_verifier,
+            )
+            .await
+            .expect("code exchange succeeds")
     }
 
     /// Signs the admin in through the emulator's sign-in form using `start`'s URL; returns the
@@ -286,6 +306,49 @@ pub fn new_user(local: &str) -> NewM365User {
         Email::parse(&format!("{local}@{MANAGED}")).unwrap(),
         &local.replace('.', ""),
         &format!("User {local}"),
+    )
+}
+
+/// A new enabled Contoso user `<local>@contoso.com` named Adele Vance (given name and surname
+/// set, no job title or department) with a policy-compliant password.
+pub fn adele(local: &str) -> NewM365User {
+    NewM365User {
+        user_principal_name: Email::parse(&format!("{local}@{MANAGED}")).unwrap(),
+        mail_nickname: local.replace('.', ""),
+        display_name: "Adele Vance".into(),
+        given_name: Some("Adele".into()),
+        surname: Some("Vance".into()),
+        job_title: None,
+        department: None,
+        account_enabled: true,
+        password: SecretString::from("xWwvJ]6NMw+bWH-d".to_owned()),
+    }
+}
+
+/// Runs `write`, a write that meets the emulator's replication lag: it succeeds, retried past
+/// the lag, so it takes at least 300 ms. Returns what it answered.
+pub async fn retried_past_lag<T, E: std::fmt::Debug>(
+    write: impl std::future::Future<Output = Result<T, E>>,
+) -> T {
+    let started = std::time::Instant::now();
+    let done = write.await.expect("retried past the lag");
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
+    done
+}
+
+/// Whether `error` is the identity platform's infrastructure failure (not a refusal of the
+/// caller's input).
+pub fn is_identity_failure(error: &m365_engine::Error) -> bool {
+    matches!(
+        error,
+        m365_engine::Error::Infrastructure {
+            component: "identity",
+            ..
+        }
     )
 }
 
