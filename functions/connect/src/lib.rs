@@ -50,7 +50,7 @@ pub async fn handle<P: Ports>(deps: &P, request: Request) -> provision::Handled 
         (&Method::GET, ["tenants"]) => list(deps, &request).await,
         (&Method::GET, ["tenants", id]) => get(deps, id).await,
         (&Method::DELETE, ["tenants", id]) => deauthorize(deps, id).await,
-        _ => provision::no_route("connect"),
+        _ => api::no_route("connect"),
     };
     provision::handled("connect", Ok(response))
 }

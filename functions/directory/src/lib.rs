@@ -53,7 +53,7 @@ pub async fn handle<P: Ports>(ports: &P, request: Request) -> provision::Handled
         (&Method::GET, ["groups", id, "binding"]) => get_group_binding(ports, id).await,
         (&Method::GET, ["events"]) => events(ports, &request).await,
         (&Method::GET, ["tenants", id, "failures"]) => failures(ports, &request, id).await,
-        _ => Ok(provision::no_route("directory")),
+        _ => Ok(api::no_route("directory")),
     };
     provision::handled("directory", answer)
 }

@@ -15,7 +15,7 @@ use m365_engine::ports::EventFilter;
 use m365_engine::usecase::directory::{GroupDraft, GroupUpserted, Listed, UserDraft, UserUpserted};
 use m365_engine::usecase::group_sync::GroupOutcome;
 use m365_lambda::api;
-use m365_lambda::provision::BindingView;
+use m365_lambda::api::BindingView;
 use serde::{Deserialize, Serialize};
 
 /// `PUT /users/{userId}`.

@@ -18,7 +18,8 @@ use m365_engine::ports::{Ports, TenantStore};
 use m365_engine::usecase::reconcile_queue::Leased;
 use m365_engine::{Error, error::Entity};
 use m365_lambda::api;
-use m365_lambda::provision::{no_route, segments};
+use m365_lambda::api::no_route;
+use m365_lambda::provision::segments;
 
 use crate::Wiring;
 

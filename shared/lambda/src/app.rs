@@ -3,7 +3,7 @@
 //! `AWS_ENDPOINT_URL` points every client at a local moto with no special code path), one client
 //! per service, and the adapters of the engine's ports wired to the configured resources. The SDK
 //! configuration stays inside: a function that needs another adapter asks the `App` for it
-//! ([`App::reconcile_cursors`], [`App::queue`]) rather than building clients of its own.
+//! ([`App::cursors`], [`App::queue`]) rather than building clients of its own.
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use m365_aws::{
@@ -121,15 +121,6 @@ impl App {
             config,
             sdk,
         }
-    }
-
-    /// The per-tenant delta links of reconcile (items of the ledger table).
-    #[must_use]
-    pub fn reconcile_cursors(&self) -> DynamoReconcileCursors {
-        DynamoReconcileCursors::new(
-            aws_sdk_dynamodb::Client::new(&self.sdk),
-            self.config.resources.ledger_table.clone(),
-        )
     }
 
     /// A queue of operation messages at `queue_url` other than the retry queue (reconcile's

@@ -364,10 +364,6 @@ pub fn tenant_id(raw: &str) -> Result<TenantId, Response<Body>> {
     TenantId::parse(raw).map_err(|e| api::invalid_id(&e))
 }
 
-// The response mapping moved to [`crate::api`]; these names stay for the functions that still
-// use them from here (`directory`).
-pub use crate::api::{BindingView, no_route, outcome_response};
-
 /// The `main` of a function behind API Gateway: JSON telemetry, the deployed ports built once per
 /// cold start ([`Deployed::from_env`]), then every request served by `$handle(&ports, request)`
 /// on the ports bounded by that invocation's deadline ([`Deployed::for_request`], R-OPS-2).
