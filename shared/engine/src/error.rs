@@ -78,6 +78,12 @@ pub enum FieldProblem {
         /// The limit.
         max: usize,
     },
+    /// It is not one of the values allowed (R-ATTR-1: e.g. not a country code).
+    #[error("is not valid (expected {expected})")]
+    Invalid {
+        /// What is expected, in words.
+        expected: &'static str,
+    },
 }
 
 /// Malformed or invalid input (always 4xx, R-SAFE-1).
@@ -115,9 +121,28 @@ pub enum InvalidInput {
         /// What is wrong.
         problem: NameProblem,
     },
+    /// More than one field breaking a rule, each listed (R-ATTR-1: every bad field at once).
+    #[error("{}", several(.0))]
+    Several(Vec<InvalidInput>),
+}
+
+fn several(problems: &[InvalidInput]) -> String {
+    let parts: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    parts.join("; ")
 }
 
 impl InvalidInput {
+    /// `problems` as one error: the only one itself, several as [`InvalidInput::Several`];
+    /// `None` when there are none.
+    #[must_use]
+    pub fn all(mut problems: Vec<InvalidInput>) -> Option<Self> {
+        match problems.len() {
+            0 => None,
+            1 => problems.pop(),
+            _ => Some(Self::Several(problems)),
+        }
+    }
+
     /// Machine-readable code.
     #[must_use]
     pub fn code(&self) -> &'static str {
@@ -129,6 +154,14 @@ impl InvalidInput {
             Self::Cursor => "invalid_cursor",
             Self::Field { .. } => "invalid_field",
             Self::Name { .. } => "invalid_name",
+            Self::Several(problems) => {
+                let first = problems.first().map_or("invalid_field", Self::code);
+                if problems.iter().all(|p| p.code() == first) {
+                    first
+                } else {
+                    "invalid_input"
+                }
+            }
         }
     }
 }

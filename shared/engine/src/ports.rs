@@ -974,6 +974,8 @@ pub struct UserChange {
     pub job_title: Option<Option<String>>,
     /// Department, when reported (`Some(None)`: reported cleared).
     pub department: Option<Option<String>>,
+    /// The R-ATTR-1 attributes reported (`Some(None)`: reported cleared).
+    pub attributes: crate::model::AttributesPatch,
     /// Sign-in allowed, when reported.
     pub account_enabled: Option<bool>,
     /// `lastPasswordChangeDateTime`, when reported (R-PWD-3).

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
-use super::{Email, M365ObjectId};
+use super::{AttributesPatch, Email, M365ObjectId, UserAttributes};
 
 /// A user as M365 holds it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +26,9 @@ pub struct M365User {
     pub job_title: Option<String>,
     /// Department.
     pub department: Option<String>,
+    /// The R-ATTR-1 attributes as M365 holds them.
+    #[serde(flatten)]
+    pub attributes: UserAttributes,
     /// Whether sign-in is allowed.
     pub account_enabled: bool,
     /// `lastPasswordChangeDateTime` (R-PWD-3).
@@ -49,6 +52,8 @@ pub struct NewM365User {
     pub job_title: Option<String>,
     /// Department.
     pub department: Option<String>,
+    /// The R-ATTR-1 attributes (unset ones are not sent).
+    pub attributes: UserAttributes,
     /// Whether sign-in is allowed from the start.
     pub account_enabled: bool,
     /// Initial password (the directory's, or a random compliant one).
@@ -69,6 +74,8 @@ pub struct M365UserPatch {
     pub job_title: Option<Option<String>>,
     /// New department.
     pub department: Option<Option<String>>,
+    /// Changes to the R-ATTR-1 attributes.
+    pub attributes: AttributesPatch,
 }
 
 impl M365UserPatch {

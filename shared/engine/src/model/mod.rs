@@ -1,5 +1,6 @@
 //! The model: the nouns of m365-sync, validated at construction.
 
+mod attributes;
 mod binding;
 mod directory;
 mod email;
@@ -13,6 +14,9 @@ mod page;
 mod tenant;
 mod user;
 
+pub use attributes::{
+    AttributesPatch, MAX_BUSINESS_PHONE_LEN, MAX_BUSINESS_PHONES, UserAttributes, is_country_code,
+};
 pub use binding::{Binding, BindingError, BindingState, InFlight, SuspendedReason};
 pub use directory::{DirectoryRole, M365User, M365UserPatch, NewM365User, Privilege};
 pub use email::{DomainName, Email, EmailError, MAX_DOMAIN_LEN, MAX_EMAIL_LEN, MAX_LOCAL_LEN};

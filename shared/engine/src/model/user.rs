@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{Email, UserId};
+use super::{Email, UserAttributes, UserId};
 use crate::error::{FieldProblem, InvalidInput};
 use crate::policy::name::{check_name, check_optional_name};
 
@@ -65,6 +65,10 @@ pub struct DirectoryUser {
     pub job_title: Option<String>,
     /// Department.
     pub department: Option<String>,
+    /// `employeeId`, `officeLocation`, phones, `companyName`, `usageLocation`, `city`, `country`
+    /// (R-ATTR-1; absent in records written before they existed).
+    #[serde(flatten)]
+    pub attributes: UserAttributes,
     /// Active or disabled in the directory.
     pub state: UserState,
     /// The sealed directory password, if one was set (R-PWD-1). Never returned by the API.
@@ -87,6 +91,7 @@ impl DirectoryUser {
             display_name: display_name.into(),
             job_title: None,
             department: None,
+            attributes: UserAttributes::default(),
             state: UserState::Active,
             password: None,
             password_changed_at: None,
@@ -98,11 +103,17 @@ impl DirectoryUser {
     /// givenName, surname and department ≤ 64, jobTitle ≤ 128), so bad input is refused before any
     /// write (R-SAFE-1) instead of failing later in Graph; and that none of these free-text
     /// attributes holds a control or bidirectional-override character
-    /// ([`crate::policy::name`]).
+    /// ([`crate::policy::name`]); then the R-ATTR-1 attributes ([`UserAttributes::problems`]).
     ///
     /// # Errors
-    /// The first [`InvalidInput::Field`] or [`InvalidInput::Name`] found.
+    /// The first [`InvalidInput::Field`] or [`InvalidInput::Name`] found among the names; else
+    /// every problem of the R-ATTR-1 attributes (one, or [`InvalidInput::Several`]).
     pub fn validate(&self) -> Result<(), InvalidInput> {
+        self.validate_names()?;
+        InvalidInput::all(self.attributes.problems()).map_or(Ok(()), Err)
+    }
+
+    fn validate_names(&self) -> Result<(), InvalidInput> {
         if self.display_name.trim().is_empty() {
             return Err(InvalidInput::Field {
                 field: "displayName",

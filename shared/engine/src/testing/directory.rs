@@ -569,6 +569,7 @@ impl Directory for FakeDirectory {
                 surname: new.surname.clone(),
                 job_title: new.job_title.clone(),
                 department: new.department.clone(),
+                attributes: new.attributes.clone(),
                 account_enabled: new.account_enabled,
                 last_password_change: Some(now + skew),
             };
@@ -609,6 +610,7 @@ impl Directory for FakeDirectory {
                     field.clone_from(value);
                 }
             }
+            patch.attributes.apply(&mut user.attributes);
             Ok(())
         })
         .await

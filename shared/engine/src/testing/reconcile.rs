@@ -49,6 +49,7 @@ pub(crate) fn bare_change(id: &M365ObjectId, removed: bool) -> UserChange {
         surname: None,
         job_title: None,
         department: None,
+        attributes: crate::model::AttributesPatch::default(),
         account_enabled: None,
         last_password_change: None,
     }
@@ -64,6 +65,7 @@ fn change_of(user: &M365User) -> UserChange {
         surname: Some(user.surname.clone()),
         job_title: Some(user.job_title.clone()),
         department: Some(user.department.clone()),
+        attributes: crate::model::AttributesPatch::every(&user.attributes),
         account_enabled: Some(user.account_enabled),
         last_password_change: user.last_password_change,
     }

@@ -431,6 +431,7 @@ impl<P: Ports> Bind<'_, P> {
             surname: user.surname.clone(),
             job_title: user.job_title.clone(),
             department: user.department.clone(),
+            attributes: user.attributes.clone(),
             account_enabled: true,
             password,
         };
@@ -1094,6 +1095,7 @@ mod tests {
                     surname: Some("Vance".into()),
                     job_title: None,
                     department: Some("Sales".into()),
+                    attributes: Default::default(),
                     account_enabled: false,
                     password: secret("Existing-Pass-1"),
                 },
@@ -2044,6 +2046,7 @@ mod tests {
                     surname: None,
                     job_title: Some("IT".into()),
                     department: None,
+                    attributes: Default::default(),
                     account_enabled: true,
                     password: secret("Existing-Pass-1"),
                 },

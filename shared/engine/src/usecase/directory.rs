@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use crate::error::{Conflict, FieldProblem, InvalidInput, Result};
 use crate::model::{
     Binding, BindingState, DEFAULT_PAGE_LIMIT, DirectoryUser, Email, Event, Failure, Group,
-    GroupId, PageRequest, TenantId, UserId, UserState,
+    GroupId, PageRequest, TenantId, UserAttributes, UserId, UserState,
 };
 use crate::policy::cursor::CursorKey;
 use crate::policy::password::DirectoryPasswordPolicy;
@@ -61,6 +61,8 @@ pub struct UserDraft {
     pub department: Option<String>,
     /// `active` when absent.
     pub state: Option<UserState>,
+    /// The R-ATTR-1 attributes; blank ones are absent.
+    pub attributes: UserAttributes,
 }
 
 /// What saving a user did in M365.
@@ -153,6 +155,7 @@ impl<P: Ports> UpsertUser<'_, P> {
         user.surname = blank_to_none(draft.surname);
         user.job_title = blank_to_none(draft.job_title);
         user.department = blank_to_none(draft.department);
+        user.attributes = draft.attributes.normalized();
         user.state = draft.state.unwrap_or_default();
         user.validate()?;
 
@@ -199,7 +202,11 @@ impl<P: Ports> UpsertUser<'_, P> {
                 UserSynced::State(Box::pin(self.suspension.apply(id)).await?)
             }
             // The user is stored either way; a failed push is on the binding and the retry queue.
-            (Some(_), UserSync::Attributes) => match self.update.push(id).await {
+            (Some(_), UserSync::Attributes) => match self
+                .update
+                .push_changed(id, before.as_ref().map(|b| &b.attributes))
+                .await
+            {
                 Ok(outcome) => UserSynced::Attributes(outcome),
                 Err(e) => {
                     tracing::warn!(error.code = e.code(), "attribute push not started");

@@ -579,6 +579,7 @@ fn directory_user(id: &UserId, email: &Email, m365: &M365User) -> DirectoryUser 
     user.surname.clone_from(&m365.surname);
     user.job_title.clone_from(&m365.job_title);
     user.department.clone_from(&m365.department);
+    user.attributes.clone_from(&m365.attributes);
     user
 }
 
@@ -609,6 +610,7 @@ mod tests {
                     surname: None,
                     job_title: Some("Engineer".to_owned()),
                     department: None,
+                    attributes: Default::default(),
                     account_enabled: enabled,
                     password: SecretString::from("Str0ng!Passw0rd"),
                 },
@@ -1123,6 +1125,7 @@ mod tests {
                 surname: None,
                 job_title: None,
                 department: None,
+                attributes: Default::default(),
                 account_enabled: true,
                 last_password_change: None,
             }

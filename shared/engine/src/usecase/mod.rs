@@ -933,6 +933,11 @@ pub(crate) fn patch_for(user: &DirectoryUser, current: Option<&M365User>) -> M36
         surname: differs(&user.surname, current.map(|c| &c.surname)),
         job_title: differs(&user.job_title, current.map(|c| &c.job_title)),
         department: differs(&user.department, current.map(|c| &c.department)),
+        // R-ATTR-1: against the account only what differs; for any account all of them.
+        attributes: current.map_or_else(
+            || crate::model::AttributesPatch::full(&user.attributes),
+            |c| user.attributes.patch_from(&c.attributes).0,
+        ),
     }
 }
 

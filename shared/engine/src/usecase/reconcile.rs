@@ -335,6 +335,7 @@ fn merge(into: &mut UserChange, later: UserChange) {
     keep(&mut into.surname, later.surname);
     keep(&mut into.job_title, later.job_title);
     keep(&mut into.department, later.department);
+    into.attributes.merge(later.attributes);
     keep(&mut into.account_enabled, later.account_enabled);
     keep(&mut into.last_password_change, later.last_password_change);
 }
@@ -390,6 +391,10 @@ fn attribute_patch(
         &mut patch.department,
         "department",
     );
+    // R-ATTR-1
+    let (attributes, drifted) = user.attributes.repair(&change.attributes);
+    patch.attributes = attributes;
+    names.extend(drifted);
     (patch, names)
 }
 
@@ -2429,6 +2434,7 @@ mod tests {
                     surname: user.surname.clone(),
                     job_title: user.job_title.clone(),
                     department: user.department.clone(),
+                    attributes: Default::default(),
                     account_enabled: true,
                     password: secret("Existing-Pass-1"),
                 },

@@ -3,7 +3,7 @@
 use crate::error::Result;
 use crate::model::{
     Binding, BindingState, DirectoryUser, OperationId, OperationKind, OperationSubject,
-    RetryMessage, UserId,
+    RetryMessage, UserAttributes, UserId,
 };
 use crate::ports::Ports;
 use crate::ports::{BindingStore, Directory, Expect, UserStore};
@@ -37,6 +37,7 @@ pub fn attributes_changed(before: &DirectoryUser, after: &DirectoryUser) -> bool
         || before.surname != after.surname
         || before.job_title != after.job_title
         || before.department != after.department
+        || before.attributes != after.attributes
 }
 
 impl<P: Ports> UpdateAttributes<'_, P> {
@@ -48,10 +49,26 @@ impl<P: Ports> UpdateAttributes<'_, P> {
     /// `NotFound` (user); store failures.
     #[tracing::instrument(skip_all, fields(op.kind = "user_update", user.id = %user_id))]
     pub async fn push(&self, user_id: &UserId) -> Result<Outcome> {
-        super::reported(self.push_once(user_id).await)
+        super::reported(self.push_once(user_id, None).await)
     }
 
-    async fn push_once(&self, user_id: &UserId) -> Result<Outcome> {
+    /// [`Self::push`] after a directory change from `since` (the R-ATTR-1 attributes before it):
+    /// of those only the changed ones are sent, a cleared one as `null` (`[]` for
+    /// `businessPhones`); a cleared `usageLocation` is not sent (Graph's is not nullable,
+    /// graph-spec §3.4). A queued retry sends them all (it no longer knows what changed).
+    ///
+    /// # Errors
+    /// As [`Self::push`].
+    #[tracing::instrument(skip_all, fields(op.kind = "user_update", user.id = %user_id))]
+    pub async fn push_changed(
+        &self,
+        user_id: &UserId,
+        since: Option<&UserAttributes>,
+    ) -> Result<Outcome> {
+        super::reported(self.push_once(user_id, since).await)
+    }
+
+    async fn push_once(&self, user_id: &UserId, since: Option<&UserAttributes>) -> Result<Outcome> {
         let now = self.fx.now();
         let user = super::stored_user(self.users, user_id).await?;
         let binding = self.fx.bindings.get(user_id).await?;
@@ -66,7 +83,7 @@ impl<P: Ports> UpdateAttributes<'_, P> {
             return Ok(ended);
         }
         let run = Run::new(op, OperationKind::UserUpdate, user_id.clone(), now, None);
-        let result = self.apply(&run, &user, binding).await;
+        let result = self.apply(&run, &user, binding, since).await;
         self.fx.abandon(&run.op, result).await
     }
 
@@ -82,7 +99,7 @@ impl<P: Ports> UpdateAttributes<'_, P> {
                 let user = self.users.get(user_id).await?;
                 let binding = self.fx.bindings.get(user_id).await?.filter(pushable);
                 match (user, binding) {
-                    (Some(user), Some(binding)) => self.apply(run, &user, binding).await,
+                    (Some(user), Some(binding)) => self.apply(run, &user, binding, None).await,
                     _ => self.fx.superseded(run).await,
                 }
             })
@@ -95,12 +112,16 @@ impl<P: Ports> UpdateAttributes<'_, P> {
         run: &Run<'_>,
         user: &DirectoryUser,
         mut binding: Binding,
+        since: Option<&UserAttributes>,
     ) -> Result<Outcome> {
         let expect = Expect::Version(binding.version);
         let Some(id) = binding.m365_object_id.clone() else {
             return self.fx.superseded(run).await;
         };
-        let patch = patch_for(user, None);
+        let mut patch = patch_for(user, None);
+        if let Some(since) = since {
+            patch.attributes = user.attributes.patch_from(since).0;
+        }
         match self
             .directory
             .update_user(&binding.tenant_id, &id, &patch)

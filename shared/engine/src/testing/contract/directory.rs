@@ -32,6 +32,7 @@ fn new_user(domain: &DomainName, password: &str) -> NewM365User {
         surname: Some("Vance".into()),
         job_title: None,
         department: Some("Retail".into()),
+        attributes: Default::default(),
         account_enabled: true,
         password: SecretString::from(password.to_owned()),
     }

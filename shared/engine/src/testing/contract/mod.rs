@@ -294,6 +294,7 @@ pub fn new_m365_user(upn: Email, mail_nickname: &str, display_name: &str) -> New
         surname: None,
         job_title: None,
         department: None,
+        attributes: Default::default(),
         account_enabled: true,
         password: secrecy::SecretString::from(COMPLIANT_PASSWORD.to_owned()),
     }
