@@ -85,6 +85,9 @@ pub struct DeltaUser {
     /// Last password change, when present (R-PWD-3).
     #[serde(default)]
     pub last_password_change_date_time: Option<chrono::DateTime<chrono::Utc>>,
+    /// The R-ATTR-1 attributes present (`Some(None)`: present as `null`, i.e. cleared).
+    #[serde(flatten)]
+    pub attributes: m365_engine::model::AttributesPatch,
     #[serde(default, rename = "@removed")]
     removed: Option<Removed>,
 }
@@ -328,6 +331,23 @@ mod tests {
         assert_eq!(user.department, None, "not reported");
         assert_eq!(user.display_name.as_deref(), Some("Testuser7"));
         assert!(user.removed().is_none());
+    }
+
+    #[test]
+    fn a_delta_user_reports_the_r_attr_1_attributes_cleared_set_or_absent() {
+        // R-ATTR-1, R-REC-1, graph-spec §5
+        let user: DeltaUser = serde_json::from_value(json!({
+            "id": "25dcffff-959e-4ece-9973-e5d9b800e8cc",
+            "employeeId": null,
+            "city": "Paris",
+            "businessPhones": [],
+            "@removed": null
+        }))
+        .unwrap();
+        assert_eq!(user.attributes.employee_id, Some(None), "reported cleared");
+        assert_eq!(user.attributes.city, Some(Some("Paris".to_owned())));
+        assert_eq!(user.attributes.business_phones, Some(Vec::new()));
+        assert_eq!(user.attributes.country, None, "not reported");
     }
 
     #[test]

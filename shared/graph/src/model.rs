@@ -6,14 +6,15 @@
 
 use chrono::{DateTime, Utc};
 use m365_engine::model::{
-    DomainKind, DomainName, M365ObjectId, M365User, M365UserPatch, NewM365User, VerifiedDomain,
+    DomainKind, DomainName, M365ObjectId, M365User, M365UserPatch, NewM365User, UserAttributes,
+    VerifiedDomain,
 };
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 /// The `$select` of every user read.
-pub const USER_SELECT: &str = "id,userPrincipalName,mail,displayName,givenName,surname,jobTitle,department,accountEnabled,lastPasswordChangeDateTime";
+pub const USER_SELECT: &str = "id,userPrincipalName,mail,displayName,givenName,surname,jobTitle,department,accountEnabled,lastPasswordChangeDateTime,employeeId,officeLocation,mobilePhone,businessPhones,companyName,usageLocation,city,country";
 
 /// The `$select` of domain reads.
 pub const DOMAIN_SELECT: &str = "id,authenticationType,isVerified,isDefault,isInitial";
@@ -57,6 +58,9 @@ pub struct GraphUser {
     /// Department.
     #[serde(default)]
     pub department: Option<String>,
+    /// The R-ATTR-1 attributes (`employeeId`, `usageLocation`, … only with `$select`).
+    #[serde(flatten)]
+    pub attributes: UserAttributes,
     /// Sign-in allowed (only with `$select`).
     #[serde(default)]
     pub account_enabled: Option<bool>,
@@ -78,6 +82,7 @@ impl GraphUser {
             surname: self.surname,
             job_title: self.job_title,
             department: self.department,
+            attributes: self.attributes,
             // `accountEnabled` is always selected; a missing value is read as blocked (the safe side).
             account_enabled: self.account_enabled.unwrap_or(false),
             last_password_change: self.last_password_change_date_time,
@@ -140,6 +145,9 @@ pub fn create_user_body(user: &NewM365User) -> Value {
             body.insert(key.into(), json!(v));
         }
     }
+    // R-ATTR-1: the set ones only (a create has nothing to clear).
+    let (attributes, _) = user.attributes.patch_from(&UserAttributes::default());
+    extend(&mut body, &attributes);
     body.insert(
         "passwordProfile".into(),
         json!({"forceChangePasswordNextSignIn": false, "password": user.password.expose_secret()}),
@@ -164,7 +172,15 @@ pub fn patch_user_body(patch: &M365UserPatch) -> Value {
             body.insert(key.into(), json!(v));
         }
     }
+    extend(&mut body, &patch.attributes);
     Value::Object(body)
+}
+
+/// Adds the R-ATTR-1 attributes of `patch` to `body` (`null` clears, `[]` empties the phones).
+fn extend(body: &mut Map<String, Value>, patch: &m365_engine::model::AttributesPatch) {
+    if let Ok(Value::Object(fields)) = serde_json::to_value(patch) {
+        body.extend(fields);
+    }
 }
 
 /// The user as created: Graph's `201` body holds only the default projection (graph-spec §3.1),
@@ -177,6 +193,8 @@ pub fn created_user(response: GraphUser, sent: &NewM365User) -> Option<M365User>
     user.surname = user.surname.or_else(|| sent.surname.clone());
     user.job_title = user.job_title.or_else(|| sent.job_title.clone());
     user.department = user.department.or_else(|| sent.department.clone());
+    // Only `businessPhones`, `mobilePhone` and `officeLocation` are in the default projection.
+    user.attributes.clone_from(&sent.attributes);
     if user.display_name.is_empty() {
         user.display_name.clone_from(&sent.display_name);
     }
@@ -204,6 +222,7 @@ mod tests {
             surname: None,
             job_title: None,
             department: Some("Retail".into()),
+            attributes: Default::default(),
             account_enabled: true,
             password: SecretString::from("xWwvJ]6NMw+bWH-d".to_owned()),
         }
@@ -235,6 +254,78 @@ mod tests {
             patch_user_body(&patch),
             json!({"jobTitle": "Director", "department": null})
         );
+    }
+
+    #[test]
+    fn a_create_body_carries_the_set_r_attr_1_attributes_only() {
+        // R-ATTR-1, graph-spec §3.1
+        let mut user = new_user();
+        user.attributes.employee_id = Some("E-1".into());
+        user.attributes.usage_location = Some("US".into());
+        user.attributes.business_phones = vec!["+1 425 555 0100".into()];
+        let body = create_user_body(&user);
+        assert_eq!(body["employeeId"], json!("E-1"));
+        assert_eq!(body["usageLocation"], json!("US"));
+        assert_eq!(body["businessPhones"], json!(["+1 425 555 0100"]));
+        for absent in [
+            "officeLocation",
+            "mobilePhone",
+            "companyName",
+            "city",
+            "country",
+        ] {
+            assert!(body.get(absent).is_none(), "{absent}");
+        }
+    }
+
+    #[test]
+    fn a_patch_body_clears_r_attr_1_attributes_with_null_and_phones_with_an_empty_list() {
+        // R-ATTR-1, graph-spec §3.4
+        let patch = M365UserPatch {
+            attributes: m365_engine::model::AttributesPatch {
+                city: Some(Some("Oslo".into())),
+                mobile_phone: Some(None),
+                business_phones: Some(Vec::new()),
+                ..Default::default()
+            },
+            ..M365UserPatch::default()
+        };
+        assert_eq!(
+            patch_user_body(&patch),
+            json!({"city": "Oslo", "mobilePhone": null, "businessPhones": []})
+        );
+    }
+
+    #[test]
+    fn a_graph_user_reads_the_r_attr_1_attributes_and_nulls_as_unset() {
+        // R-ATTR-1, graph-spec §3.3
+        let user: GraphUser = serde_json::from_value(json!({
+            "id": "87d349ed-44d7-43e1-9a83-5f2406dee5bd",
+            "userPrincipalName": "adele@contoso.com",
+            "accountEnabled": true,
+            "companyName": "Contoso",
+            "usageLocation": "US",
+            "businessPhones": ["+1 1"],
+            "city": null
+        }))
+        .unwrap();
+        let m365 = user.into_m365().unwrap();
+        assert_eq!(m365.attributes.company_name.as_deref(), Some("Contoso"));
+        assert_eq!(m365.attributes.usage_location.as_deref(), Some("US"));
+        assert_eq!(m365.attributes.business_phones, vec!["+1 1".to_owned()]);
+        assert_eq!(m365.attributes.city, None);
+        for name in [
+            "employeeId",
+            "officeLocation",
+            "mobilePhone",
+            "businessPhones",
+            "companyName",
+            "usageLocation",
+            "city",
+            "country",
+        ] {
+            assert!(USER_SELECT.split(',').any(|s| s == name), "{name} selected");
+        }
     }
 
     #[test]

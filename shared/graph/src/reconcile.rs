@@ -27,6 +27,7 @@ fn change_of(user: DeltaUser) -> Result<UserChange> {
         surname: user.surname,
         job_title: user.job_title,
         department: user.department,
+        attributes: user.attributes,
         account_enabled: user.account_enabled,
         last_password_change: user.last_password_change_date_time,
     })

@@ -84,6 +84,7 @@ async fn no_token_password_or_secret_appears_in_any_log_line() {
         surname: None,
         job_title: None,
         department: None,
+        attributes: Default::default(),
         account_enabled: true,
         password: SecretString::from(password.to_owned()),
     };

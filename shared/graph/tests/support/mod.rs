@@ -320,6 +320,7 @@ pub fn adele(local: &str) -> NewM365User {
         surname: Some("Vance".into()),
         job_title: None,
         department: None,
+        attributes: Default::default(),
         account_enabled: true,
         password: SecretString::from("xWwvJ]6NMw+bWH-d".to_owned()),
     }
