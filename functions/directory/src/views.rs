@@ -8,8 +8,8 @@ use lambda_http::{Body, Response};
 use m365_engine::Error;
 use m365_engine::error::InvalidInput;
 use m365_engine::model::{
-    DirectoryUser, Event, EventKind, Failure, Group, GroupBinding, GroupId, TenantId, UserId,
-    UserState,
+    DirectoryUser, Event, EventKind, Failure, Group, GroupBinding, GroupId, TenantId,
+    UserAttributes, UserId, UserState,
 };
 use m365_engine::ports::EventFilter;
 use m365_engine::usecase::directory::{GroupDraft, GroupUpserted, Listed, UserDraft, UserUpserted};
@@ -29,6 +29,15 @@ pub(crate) struct PutUser {
     job_title: Option<String>,
     department: Option<String>,
     state: Option<UserState>,
+    // R-ATTR-1 (listed here: `deny_unknown_fields` does not combine with `flatten`).
+    employee_id: Option<String>,
+    office_location: Option<String>,
+    mobile_phone: Option<String>,
+    business_phones: Option<Vec<String>>,
+    company_name: Option<String>,
+    usage_location: Option<String>,
+    city: Option<String>,
+    country: Option<String>,
 }
 
 impl From<PutUser> for UserDraft {
@@ -41,6 +50,16 @@ impl From<PutUser> for UserDraft {
             job_title: b.job_title,
             department: b.department,
             state: b.state,
+            attributes: UserAttributes {
+                employee_id: b.employee_id,
+                office_location: b.office_location,
+                mobile_phone: b.mobile_phone,
+                business_phones: b.business_phones.unwrap_or_default(),
+                company_name: b.company_name,
+                usage_location: b.usage_location,
+                city: b.city,
+                country: b.country,
+            },
         }
     }
 }
@@ -88,6 +107,10 @@ pub struct UserView {
     pub job_title: Option<String>,
     /// Department.
     pub department: Option<String>,
+    /// `employeeId`, `officeLocation`, `mobilePhone`, `businessPhones`, `companyName`,
+    /// `usageLocation`, `city`, `country` (R-ATTR-1; unset ones are `null`, phones `[]`).
+    #[serde(flatten)]
+    pub attributes: UserAttributes,
     /// `active` or `disabled`.
     pub state: UserState,
     /// Whether a directory password is set.
@@ -108,6 +131,7 @@ impl From<&DirectoryUser> for UserView {
             surname: u.surname.clone(),
             job_title: u.job_title.clone(),
             department: u.department.clone(),
+            attributes: u.attributes.clone(),
             state: u.state,
             password_set: u.password.is_some(),
             password_changed_at: u.password_changed_at,

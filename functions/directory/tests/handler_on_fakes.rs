@@ -477,3 +477,50 @@ async fn a_group_bind_meeting_replication_lag_is_accepted_and_waits_on_the_retry
     assert_eq!(body["binding"]["state"], "pending");
     assert_eq!(w.queue.snapshot().len(), 1);
 }
+
+#[tokio::test]
+async fn the_r_attr_1_attributes_are_saved_shown_and_every_bad_one_is_listed() {
+    // R-ATTR-1, R-SAFE-1
+    let w = World::new().await;
+    let mut body = user("adele", "Adele");
+    let attributes = json!({
+        "employeeId": "E-1001", "officeLocation": "18/2111", "mobilePhone": "+1 425 555 0109",
+        "businessPhones": ["+1 425 555 0100"], "companyName": "Contoso", "usageLocation": "US",
+        "city": "Redmond", "country": "United States"
+    });
+    body.as_object_mut()
+        .unwrap()
+        .extend(attributes.as_object().unwrap().clone());
+    let (status, created) = put(&w, "/users/adele", &body).await;
+    assert_eq!(status, 201, "{created}");
+    for (name, value) in attributes.as_object().unwrap() {
+        assert_eq!(&created["user"][name], value, "{name}");
+    }
+    let (_, shown) = get(&w, "/users/adele", &[]).await;
+    assert_eq!(shown, created["user"]);
+
+    let bad = json!({"email": "adele@contoso.com", "displayName": "Adele",
+        "employeeId": "E".repeat(17), "businessPhones": ["1", "2"], "usageLocation": "UK"});
+    let (status, refused) = put(&w, "/users/adele", &bad).await;
+    assert_eq!(
+        (status, code(&refused)),
+        (400, Some("invalid_field")),
+        "{refused}"
+    );
+    let message = refused["error"]["message"].as_str().unwrap();
+    for field in ["employeeId", "businessPhones", "usageLocation"] {
+        assert!(message.contains(field), "{field} listed: {message}");
+    }
+    let fields: Vec<&str> = refused["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        vec!["employeeId", "usageLocation", "businessPhones"]
+    );
+    let (_, after) = get(&w, "/users/adele", &[]).await;
+    assert_eq!(after, created["user"], "nothing written");
+}

@@ -1,6 +1,7 @@
 //! HTTP API responses of the functions behind API Gateway (DESIGN §3), the one place that maps
 //! what the engine answers to a status and a body: JSON bodies, and errors as
-//! `{"error": {"code", "message"}}` with a status chosen from the engine's error
+//! `{"error": {"code", "message"}}` (several bad fields also list each in `details`, R-ATTR-1)
+//! with a status chosen from the engine's error
 //! ([`engine_error`], [`connect_error`]) — bad input is a 4xx, never a 5xx (R-SAFE-1); retryable
 //! failures are 503; the rest is 500 with a generic message (the cause goes to the logs, never to
 //! the caller) — or from an operation's [`Outcome`] ([`outcome_response`],
@@ -10,6 +11,7 @@
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Response};
 use m365_engine::Error;
+use m365_engine::error::InvalidInput;
 use m365_engine::model::{Binding, BindingError, IdError, SuspendedReason};
 use m365_engine::usecase::Outcome;
 use m365_engine::usecase::connect::ConnectError;
@@ -69,6 +71,9 @@ pub fn status_of(e: &Error) -> StatusCode {
 #[must_use]
 pub fn engine_error(e: &Error) -> Response<Body> {
     let status = status_of(e);
+    if let Error::Invalid(InvalidInput::Several(problems)) = e {
+        return several(problems);
+    }
     if status.is_client_error() {
         error(status, e.code(), &e.to_string())
     } else {
@@ -80,6 +85,28 @@ pub fn engine_error(e: &Error) -> Response<Body> {
         };
         error(status, e.code(), message)
     }
+}
+
+/// The `400` of several bad fields (R-ATTR-1): the usual `code` and `message` (all of them, `; `
+/// separated) and `details`, one `{"code", "field", "message"}` per problem.
+fn several(problems: &[InvalidInput]) -> Response<Body> {
+    let details: Vec<serde_json::Value> = problems
+        .iter()
+        .map(|p| {
+            let field = match p {
+                InvalidInput::Field { field, .. } | InvalidInput::Name { field, .. } => {
+                    Some(*field)
+                }
+                _ => None,
+            };
+            serde_json::json!({ "code": p.code(), "field": field, "message": p.to_string() })
+        })
+        .collect();
+    let all = InvalidInput::Several(problems.to_vec());
+    let body = serde_json::json!({
+        "error": { "code": all.code(), "message": all.to_string(), "details": details }
+    });
+    respond(StatusCode::BAD_REQUEST, body.to_string())
 }
 
 /// The error response of a refused connection or callback (R-CONN-1, R-SAFE-3): `400` for a bad

@@ -343,6 +343,21 @@ impl AttributesPatch {
         }
     }
 
+    /// The names of the attributes this patch sets or clears, in a fixed order.
+    #[must_use]
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = self
+            .texts()
+            .into_iter()
+            .filter(|(_, v)| v.is_some())
+            .map(|(n, _)| n)
+            .collect();
+        if self.business_phones.is_some() {
+            names.push("businessPhones");
+        }
+        names
+    }
+
     /// Folds a later report in: what `later` reports wins, a reported `null` included.
     pub fn merge(&mut self, later: Self) {
         fn keep<T>(slot: &mut Option<T>, later: Option<T>) {
@@ -583,6 +598,7 @@ mod tests {
         want.usage_location = None;
         let (patch, names) = want.patch_from(&have);
         assert_eq!(names, vec!["mobilePhone", "city", "businessPhones"]);
+        assert_eq!(patch.names(), names);
         assert_eq!(
             serde_json::to_value(&patch).unwrap(),
             json!({"mobilePhone": null, "city": "Seattle", "businessPhones": []})

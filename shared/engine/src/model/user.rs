@@ -176,6 +176,48 @@ mod tests {
     }
 
     #[test]
+    fn a_stored_user_written_before_the_r_attr_1_attributes_still_loads() {
+        // R-ATTR-1: the Dynamo adapter stores this JSON document
+        let old = serde_json::json!({
+            "id": "alice", "email": "alice@contoso.com", "givenName": null, "surname": null,
+            "displayName": "Alice", "jobTitle": null, "department": null, "state": "active",
+            "password": null, "passwordChangedAt": null, "version": 3
+        });
+        let loaded: DirectoryUser = serde_json::from_value(old).unwrap();
+        assert_eq!(loaded.attributes, UserAttributes::default());
+        let mut u = user();
+        u.attributes.city = Some("Oslo".into());
+        u.attributes.business_phones = vec!["+47 1".into()];
+        let doc = serde_json::to_value(&u).unwrap();
+        assert_eq!(
+            doc["city"],
+            serde_json::json!("Oslo"),
+            "flat in the document"
+        );
+        assert_eq!(serde_json::from_value::<DirectoryUser>(doc).unwrap(), u);
+    }
+
+    #[test]
+    fn every_bad_attribute_is_reported_at_once() {
+        // R-ATTR-1
+        let mut u = user();
+        u.attributes.employee_id = Some("e".repeat(17));
+        u.attributes.usage_location = Some("XX".into());
+        let err = u.validate().unwrap_err();
+        assert!(
+            matches!(&err, InvalidInput::Several(all) if all.len() == 2),
+            "{err:?}"
+        );
+        assert_eq!(err.code(), "invalid_field");
+        let message = err.to_string();
+        assert!(
+            message.contains("employeeId is too long (the limit is 16)"),
+            "{message}"
+        );
+        assert!(message.contains("usageLocation is not valid"), "{message}");
+    }
+
+    #[test]
     fn a_blank_display_name_is_refused() {
         // R-SAFE-1
         let mut u = user();

@@ -92,6 +92,8 @@ pub mod unbind;
 pub mod update;
 
 #[cfg(test)]
+mod attribute_sync;
+#[cfg(test)]
 mod deadline_tests;
 #[cfg(test)]
 mod testkit;

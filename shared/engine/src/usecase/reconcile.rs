@@ -1452,6 +1452,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn drift_of_an_r_attr_1_attribute_is_repaired_and_an_unset_usage_location_is_left() {
+        // R-ATTR-1, R-REC-1
+        let w = world_with(1).await;
+        let mut user = w.users.get(&uid("u0")).await.unwrap().unwrap();
+        user.attributes.city = Some("Redmond".into());
+        let version = user.version;
+        w.users.replace(&user, version).await.unwrap();
+        let rig = Rig::new(&w);
+        rig.run(false).await;
+        let id = object(&w, &w.binding("u0").await);
+        let drift = M365UserPatch {
+            attributes: crate::model::AttributesPatch {
+                city: Some(Some("Paris".into())),
+                usage_location: Some(Some("FR".into())),
+                ..Default::default()
+            },
+            ..M365UserPatch::default()
+        };
+        w.directory
+            .update_user(&w.tenant.id, &id, &drift)
+            .await
+            .unwrap();
+        let report = rig.run(false).await;
+        assert_eq!(report.plan.len(), 1);
+        assert_eq!(report.plan[0].attributes, vec!["city"]);
+        let m365 = w.directory.user(&w.tenant.id, &id).unwrap();
+        assert_eq!(m365.attributes.city.as_deref(), Some("Redmond"));
+        assert_eq!(m365.attributes.usage_location.as_deref(), Some("FR"));
+        assert!(rig.run(false).await.plan.is_empty(), "repaired once");
+    }
+
+    #[tokio::test]
     async fn attribute_drift_is_overwritten_with_the_directory_values_once() {
         // R-REC-1
         let w = world_with(3).await;

@@ -122,6 +122,9 @@ impl<P: Ports> UpdateAttributes<'_, P> {
         if let Some(since) = since {
             patch.attributes = user.attributes.patch_from(since).0;
         }
+        // R-ATTR-1: the event names the attributes of R-ATTR-1 it sent.
+        let sent = patch.attributes.names();
+        let details = (!sent.is_empty()).then(|| serde_json::json!({ "attributes": sent }));
         match self
             .directory
             .update_user(&binding.tenant_id, &id, &patch)
@@ -131,7 +134,7 @@ impl<P: Ports> UpdateAttributes<'_, P> {
                 binding.pending_reason = None;
                 binding.last_error = None;
                 self.fx
-                    .succeed(run, &binding, expect, Change::AttributesUpdated)
+                    .succeed_with(run, &binding, expect, Change::AttributesUpdated, details)
                     .await
             }
             Err(e) if is_m365_not_found(&e) => {

@@ -39,13 +39,24 @@ pub async fn a_created_user_can_be_read_by_id_and_by_email(store: &impl UserStor
     );
 }
 
-/// R-BIND-1: every optional field, the sealed password and its date survive the store.
+/// R-BIND-1, R-ATTR-1: every optional field, the sealed password and its date survive the store.
 pub async fn every_field_of_a_user_round_trips(store: &impl UserStore) {
     let mut u = user(fresh_email());
     u.given_name = Some("Adele".into());
     u.surname = Some("Vance".into());
     u.job_title = Some("Retail Manager".into());
     u.department = Some("Retail".into());
+    // R-ATTR-1
+    u.attributes = crate::model::UserAttributes {
+        employee_id: Some("E-1001".into()),
+        office_location: Some("18/2111".into()),
+        mobile_phone: Some("+1 425 555 0109".into()),
+        business_phones: vec!["+1 425 555 0100".into()],
+        company_name: Some("Contoso".into()),
+        usage_location: Some("US".into()),
+        city: Some("Redmond".into()),
+        country: Some("United States".into()),
+    };
     u.state = UserState::Disabled;
     u.password = Some(SealedPassword {
         key_version: "v7".into(),
