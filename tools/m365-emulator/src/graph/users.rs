@@ -198,8 +198,62 @@ fn check_upn_domain(tenant: &Tenant, upn: &str) -> Result<AuthenticationType, Gr
 }
 
 fn valid_usage_location(v: &Value) -> bool {
-    v.as_str()
-        .is_some_and(|s| s.len() == 2 && s.chars().all(|c| c.is_ascii_uppercase()))
+    v.as_str().is_some_and(is_iso_country)
+}
+
+/// The officially assigned ISO 3166-1 alpha-2 codes: `usageLocation` is "a two-letter country
+/// code (ISO standard 3166)" (property notes). That Graph refuses every code outside this list
+/// with the `Invalid value specified…` error, and accepts all of them (Microsoft 365 is not sold
+/// everywhere), is unconfirmed. Kept here, not taken from the engine: the emulator stands alone.
+const ISO_COUNTRIES: &str = "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG \
+BH BI BJ BL BM BN BO BQ BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY \
+CZ DE DJ DK DM DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ \
+GR GS GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP \
+KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU \
+MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA \
+RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK \
+TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW";
+
+fn is_iso_country(code: &str) -> bool {
+    code.len() == 2 && ISO_COUNTRIES.split(' ').any(|c| c == code)
+}
+
+/// Longest value of the organisation and contact properties (property notes, User):
+/// `employeeId` 16, `companyName` 64 (also microsoftgraph/microsoft-graph-docs#7979), `mobilePhone`
+/// 64, `city` and `country` 128; `officeLocation` 128 and each `businessPhones` entry 64 are
+/// unconfirmed (the notes give none; the on-premises attribute ranges).
+const MAX_LENGTHS: [(&str, usize); 7] = [
+    ("employeeId", 16),
+    ("officeLocation", 128),
+    ("mobilePhone", 64),
+    ("companyName", 64),
+    ("city", 128),
+    ("country", 128),
+    ("businessPhones", 64),
+];
+
+/// `businessPhones` "is a string collection, [but] only one number can be set" (property notes).
+const MAX_BUSINESS_PHONES: usize = 1;
+
+/// Checks the organisation and contact properties of a create or update body: each a string
+/// within its length or `null` (cleared), `businessPhones` an array of at most one such string.
+/// Refusals are `Invalid value specified for property '…' of resource 'User'.` (the form Graph
+/// uses for other bad values; the exact text for these properties is unconfirmed).
+fn check_contact_properties(body: &Map<String, Value>) -> Result<(), GraphError> {
+    let fits = |v: &Value, max: usize| v.as_str().is_some_and(|s| s.chars().count() <= max);
+    for (prop, max) in MAX_LENGTHS {
+        let Some(v) = body.get(prop) else { continue };
+        let ok = if prop == "businessPhones" {
+            v.as_array()
+                .is_some_and(|a| a.len() <= MAX_BUSINESS_PHONES && a.iter().all(|p| fits(p, max)))
+        } else {
+            v.is_null() || fits(v, max)
+        };
+        if !ok {
+            return Err(invalid_value(prop, Resource::User));
+        }
+    }
+    Ok(())
 }
 
 fn check_known(body: &Map<String, Value>) -> Result<(), GraphError> {
@@ -306,6 +360,7 @@ pub async fn create(
     {
         return Err(invalid_value("usageLocation", Resource::User));
     }
+    check_contact_properties(&body)?;
     // 5. uniqueness among active objects (+ addresses still held after a soft delete)
     if address_taken(tenant, &upn, None, now) {
         return Err(conflict("userPrincipalName"));
@@ -632,6 +687,7 @@ pub async fn update(
     {
         return Err(invalid_value("usageLocation", Resource::User));
     }
+    check_contact_properties(&body)?;
     if let Some(v) = body.get("mailNickname")
         && v.as_str().is_none_or(|s| !valid_mail_nickname(s))
     {
