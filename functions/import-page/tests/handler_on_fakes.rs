@@ -40,6 +40,7 @@ async fn m365(w: &World, local: &str) -> String {
                 surname: None,
                 job_title: None,
                 department: None,
+                attributes: Default::default(),
                 account_enabled: true,
                 password: SecretString::from("Str0ng!Passw0rd"),
             },

@@ -23,7 +23,8 @@ fn attributes() -> Value {
 
 /// `{"email", "displayName"}` of `id` on contoso.com with `extra` added.
 fn user(id: &str, extra: &Value) -> Value {
-    let mut body = json!({"email": format!("{id}@contoso.com"), "displayName": format!("User {id}")});
+    let mut body =
+        json!({"email": format!("{id}@contoso.com"), "displayName": format!("User {id}")});
     if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
         b.extend(e.clone());
     }
@@ -111,13 +112,25 @@ async fn adopting_an_existing_account_patches_the_attributes_that_differ() {
         )
         .await;
     assert_eq!(status, 201, "{body}");
-    put_user(&s, "ben", &json!({"city": "Redmond", "companyName": "Contoso"})).await;
+    put_user(
+        &s,
+        "ben",
+        &json!({"city": "Redmond", "companyName": "Contoso"}),
+    )
+    .await;
     bind(&s, "ben").await;
     let m365 = in_m365(&s, "ben").await;
     assert_eq!(m365["city"], "Redmond");
     assert_eq!(m365["companyName"], "Contoso");
-    assert_eq!(m365["mobilePhone"], Value::Null, "unset in the directory: cleared");
-    assert_eq!(m365["usageLocation"], "CA", "unset in the directory: M365's stays");
+    assert_eq!(
+        m365["mobilePhone"],
+        Value::Null,
+        "unset in the directory: cleared"
+    );
+    assert_eq!(
+        m365["usageLocation"], "CA",
+        "unset in the directory: M365's stays"
+    );
 }
 
 #[tokio::test]
