@@ -10,15 +10,15 @@ use m365_integration_tests::ReconcileScene;
 use reconcile::Settings;
 use serde_json::{Value, json};
 
-const SELECT: &str =
-    "employeeId,officeLocation,mobilePhone,businessPhones,companyName,usageLocation,city,country";
-
+/// Every attribute set, as the API and Graph spell it.
 fn attributes() -> Value {
-    json!({
-        "employeeId": "E-1001", "officeLocation": "18/2111", "mobilePhone": "+1 425 555 0109",
-        "businessPhones": ["+1 425 555 0100"], "companyName": "Contoso", "usageLocation": "US",
-        "city": "Redmond", "country": "United States"
-    })
+    serde_json::to_value(m365_engine::testing::contract::every_attribute()).unwrap()
+}
+
+/// `$select` of the eight attributes.
+fn select() -> String {
+    let names: Vec<String> = attributes().as_object().unwrap().keys().cloned().collect();
+    names.join(",")
 }
 
 /// `{"email", "displayName"}` of `id` on contoso.com with `extra` added.
@@ -50,7 +50,7 @@ async fn in_m365(s: &ReconcileScene, id: &str) -> Value {
     let (status, body) = s
         .graph(
             reqwest::Method::GET,
-            &format!("/users/{id}@contoso.com?$select={SELECT}"),
+            &format!("/users/{id}@contoso.com?$select={}", select()),
             None,
         )
         .await;

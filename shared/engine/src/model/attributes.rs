@@ -156,39 +156,40 @@ fn list_or_null<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error
     Option::<Vec<String>>::deserialize(d).map(Option::unwrap_or_default)
 }
 
-impl UserAttributes {
-    /// The single-valued attributes by their Graph (and API) name, in a fixed order.
-    fn texts(&self) -> [(&'static str, &Option<String>); 7] {
+/// The single-valued attributes of `$value` as `(Graph name, $access field)` pairs, in a fixed
+/// order (`$access`: `&`, `&mut`, or nothing to move them out). One list for both types.
+macro_rules! texts {
+    ($value:expr, $($access:tt)*) => {
         [
-            ("employeeId", &self.employee_id),
-            ("officeLocation", &self.office_location),
-            ("mobilePhone", &self.mobile_phone),
-            ("companyName", &self.company_name),
-            ("usageLocation", &self.usage_location),
-            ("city", &self.city),
-            ("country", &self.country),
+            ("employeeId", $($access)* $value.employee_id),
+            ("officeLocation", $($access)* $value.office_location),
+            ("mobilePhone", $($access)* $value.mobile_phone),
+            ("companyName", $($access)* $value.company_name),
+            ("usageLocation", $($access)* $value.usage_location),
+            ("city", $($access)* $value.city),
+            ("country", $($access)* $value.country),
         ]
+    };
+}
+
+impl UserAttributes {
+    /// The single-valued attributes by their Graph (and API) name.
+    fn texts(&self) -> [(&'static str, &Option<String>); 7] {
+        texts!(self, &)
+    }
+
+    fn texts_mut(&mut self) -> [(&'static str, &mut Option<String>); 7] {
+        texts!(self, &mut)
     }
 
     /// Trims every value and drops blank ones (a blank attribute is absent).
     #[must_use]
     pub fn normalized(mut self) -> Self {
-        fn blank_to_none(v: &mut Option<String>) {
-            *v = v
+        for (_, slot) in self.texts_mut() {
+            *slot = slot
                 .take()
                 .map(|s| s.trim().to_owned())
                 .filter(|s| !s.is_empty());
-        }
-        for slot in [
-            &mut self.employee_id,
-            &mut self.office_location,
-            &mut self.mobile_phone,
-            &mut self.company_name,
-            &mut self.usage_location,
-            &mut self.city,
-            &mut self.country,
-        ] {
-            blank_to_none(slot);
         }
         self.business_phones = self
             .business_phones
@@ -293,8 +294,10 @@ impl UserAttributes {
             if name == "usageLocation" && want.is_none() {
                 continue;
             }
-            if differs(Field::Text(name)).is_some() {
-                *patch.slot(name) = Some(want.clone());
+            if differs(Field::Text(name)).is_some()
+                && let Some(slot) = named(patch.texts_mut(), name)
+            {
+                *slot = Some(want.clone());
                 names.push(name);
             }
         }
@@ -306,11 +309,13 @@ impl UserAttributes {
     }
 
     fn text(&self, name: &str) -> Option<&String> {
-        self.texts()
-            .into_iter()
-            .find(|(n, _)| *n == name)
-            .and_then(|(_, v)| v.as_ref())
+        named(self.texts(), name).and_then(Option::as_ref)
     }
+}
+
+/// The value named `name` among `pairs`.
+fn named<T>(pairs: [(&'static str, T); 7], name: &str) -> Option<T> {
+    pairs.into_iter().find(|(n, _)| *n == name).map(|(_, v)| v)
 }
 
 /// One attribute, for [`UserAttributes::patch_where`].
@@ -360,26 +365,22 @@ impl AttributesPatch {
 
     /// Folds a later report in: what `later` reports wins, a reported `null` included.
     pub fn merge(&mut self, later: Self) {
-        fn keep<T>(slot: &mut Option<T>, later: Option<T>) {
-            if later.is_some() {
-                *slot = later;
+        let phones = later.business_phones.clone();
+        for ((_, slot), (_, value)) in self.texts_mut().into_iter().zip(texts!(later,)) {
+            if value.is_some() {
+                *slot = value;
             }
         }
-        keep(&mut self.employee_id, later.employee_id);
-        keep(&mut self.office_location, later.office_location);
-        keep(&mut self.mobile_phone, later.mobile_phone);
-        keep(&mut self.business_phones, later.business_phones);
-        keep(&mut self.company_name, later.company_name);
-        keep(&mut self.usage_location, later.usage_location);
-        keep(&mut self.city, later.city);
-        keep(&mut self.country, later.country);
+        if phones.is_some() {
+            self.business_phones = phones;
+        }
     }
 
     /// Applies the changes to `attributes` (what M365 holds after this PATCH).
     pub fn apply(&self, attributes: &mut UserAttributes) {
-        for (name, value) in self.texts() {
+        for ((_, slot), (_, value)) in attributes.texts_mut().into_iter().zip(self.texts()) {
             if let Some(value) = value {
-                *attributes.slot(name) = value.clone();
+                slot.clone_from(value);
             }
         }
         if let Some(phones) = &self.business_phones {
@@ -388,48 +389,15 @@ impl AttributesPatch {
     }
 
     fn texts(&self) -> [(&'static str, &Option<Option<String>>); 7] {
-        [
-            ("employeeId", &self.employee_id),
-            ("officeLocation", &self.office_location),
-            ("mobilePhone", &self.mobile_phone),
-            ("companyName", &self.company_name),
-            ("usageLocation", &self.usage_location),
-            ("city", &self.city),
-            ("country", &self.country),
-        ]
+        texts!(self, &)
+    }
+
+    fn texts_mut(&mut self) -> [(&'static str, &mut Option<Option<String>>); 7] {
+        texts!(self, &mut)
     }
 
     fn text(&self, name: &str) -> Option<&Option<String>> {
-        self.texts()
-            .into_iter()
-            .find(|(n, _)| *n == name)
-            .and_then(|(_, v)| v.as_ref())
-    }
-
-    fn slot(&mut self, name: &str) -> &mut Option<Option<String>> {
-        match name {
-            "employeeId" => &mut self.employee_id,
-            "officeLocation" => &mut self.office_location,
-            "mobilePhone" => &mut self.mobile_phone,
-            "companyName" => &mut self.company_name,
-            "usageLocation" => &mut self.usage_location,
-            "city" => &mut self.city,
-            _ => &mut self.country,
-        }
-    }
-}
-
-impl UserAttributes {
-    fn slot(&mut self, name: &str) -> &mut Option<String> {
-        match name {
-            "employeeId" => &mut self.employee_id,
-            "officeLocation" => &mut self.office_location,
-            "mobilePhone" => &mut self.mobile_phone,
-            "companyName" => &mut self.company_name,
-            "usageLocation" => &mut self.usage_location,
-            "city" => &mut self.city,
-            _ => &mut self.country,
-        }
+        named(self.texts(), name).and_then(Option::as_ref)
     }
 }
 
@@ -440,16 +408,7 @@ mod tests {
     use super::*;
 
     fn full() -> UserAttributes {
-        UserAttributes {
-            employee_id: Some("E-1001".into()),
-            office_location: Some("Building 4".into()),
-            mobile_phone: Some("+1 425 555 0101".into()),
-            business_phones: vec!["+1 425 555 0100".into()],
-            company_name: Some("Contoso".into()),
-            usage_location: Some("US".into()),
-            city: Some("Redmond".into()),
-            country: Some("United States".into()),
-        }
+        crate::testing::contract::every_attribute()
     }
 
     #[test]

@@ -4,24 +4,12 @@
 //! directory upsert with nothing written. Reconcile's drift repair is in `reconcile`'s tests.
 
 use crate::error::{Error, InvalidInput};
-use crate::model::{DirectoryUser, EventKind, M365User, M365UserPatch, UserAttributes};
-use crate::ports::{Directory, UserStore};
+use crate::model::{AttributesPatch, DirectoryUser, EventKind, M365User, UserAttributes};
+use crate::ports::UserStore;
+use crate::testing::contract::every_attribute;
 use crate::usecase::Outcome;
 use crate::usecase::directory::{UpsertUser, UserDraft};
 use crate::usecase::testkit::{World, uid};
-
-fn contoso_attributes() -> UserAttributes {
-    UserAttributes {
-        employee_id: Some("E-1001".into()),
-        office_location: Some("18/2111".into()),
-        mobile_phone: Some("+1 425 555 0109".into()),
-        business_phones: vec!["+1 425 555 0100".into()],
-        company_name: Some("Contoso".into()),
-        usage_location: Some("US".into()),
-        city: Some("Redmond".into()),
-        country: Some("United States".into()),
-    }
-}
 
 /// Stores `id` with `attributes` (the user must exist).
 async fn set_attributes(w: &World, id: &str, attributes: UserAttributes) -> DirectoryUser {
@@ -43,9 +31,9 @@ async fn binding_a_new_user_creates_the_account_with_every_attribute() {
     // R-ATTR-1
     let w = World::new().await;
     w.user("adele").await;
-    set_attributes(&w, "adele", contoso_attributes()).await;
+    set_attributes(&w, "adele", every_attribute()).await;
     assert!(matches!(w.bind("adele").await, Outcome::Done { .. }));
-    assert_eq!(account(&w, "adele").await.attributes, contoso_attributes());
+    assert_eq!(account(&w, "adele").await.attributes, every_attribute());
 }
 
 #[tokio::test]
@@ -56,18 +44,12 @@ async fn adopting_an_account_patches_only_the_attributes_that_differ() {
     let existing = w
         .m365_account(&user.email, "adele", "Adele", "Existing-Pass-1")
         .await;
-    let mut theirs = contoso_attributes();
+    let mut theirs = every_attribute();
     theirs.city = Some("Seattle".into());
     theirs.usage_location = Some("GB".into());
-    let seed = M365UserPatch {
-        attributes: theirs.patch_from(&UserAttributes::default()).0,
-        ..M365UserPatch::default()
-    };
-    w.directory
-        .update_user(&w.tenant.id, &existing.id, &seed)
-        .await
-        .unwrap();
-    let mut ours = contoso_attributes();
+    w.change_in_m365(&existing.id, AttributesPatch::full(&theirs))
+        .await;
+    let mut ours = every_attribute();
     ours.usage_location = None;
     ours.mobile_phone = None;
     set_attributes(&w, "adele", ours).await;
@@ -94,22 +76,16 @@ async fn a_change_pushes_only_the_changed_attributes_and_clears_the_cleared_ones
     // R-ATTR-1, R-BIND-7
     let w = World::new().await;
     w.user("adele").await;
-    let before = set_attributes(&w, "adele", contoso_attributes()).await;
+    let before = set_attributes(&w, "adele", every_attribute()).await;
     w.bind("adele").await;
     // An M365 admin changed the office meanwhile: a change of other attributes leaves it.
     let id = World::object_id(&w.binding("adele").await);
-    let drift = M365UserPatch {
-        attributes: crate::model::AttributesPatch {
-            office_location: Some(Some("Drifted".into())),
-            ..Default::default()
-        },
-        ..M365UserPatch::default()
+    let drift = AttributesPatch {
+        office_location: Some(Some("Drifted".into())),
+        ..AttributesPatch::default()
     };
-    w.directory
-        .update_user(&w.tenant.id, &id, &drift)
-        .await
-        .unwrap();
-    let mut changed = contoso_attributes();
+    w.change_in_m365(&id, drift).await;
+    let mut changed = every_attribute();
     changed.employee_id = Some("E-2002".into());
     changed.city = None;
     changed.business_phones = Vec::new();

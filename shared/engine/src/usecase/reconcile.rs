@@ -1462,18 +1462,12 @@ mod tests {
         let rig = Rig::new(&w);
         rig.run(false).await;
         let id = object(&w, &w.binding("u0").await);
-        let drift = M365UserPatch {
-            attributes: crate::model::AttributesPatch {
-                city: Some(Some("Paris".into())),
-                usage_location: Some(Some("FR".into())),
-                ..Default::default()
-            },
-            ..M365UserPatch::default()
+        let drift = crate::model::AttributesPatch {
+            city: Some(Some("Paris".into())),
+            usage_location: Some(Some("FR".into())),
+            ..Default::default()
         };
-        w.directory
-            .update_user(&w.tenant.id, &id, &drift)
-            .await
-            .unwrap();
+        w.change_in_m365(&id, drift).await;
         let report = rig.run(false).await;
         assert_eq!(report.plan.len(), 1);
         assert_eq!(report.plan[0].attributes, vec!["city"]);

@@ -93,6 +93,24 @@ impl World {
             .expect("the fake directory creates the account")
     }
 
+    /// Changes R-ATTR-1 attributes of account `id` behind our back (an admin in the portal).
+    ///
+    /// # Panics
+    /// If the fake directory refuses it.
+    pub(crate) async fn change_in_m365(
+        &self,
+        id: &crate::model::M365ObjectId,
+        attributes: crate::model::AttributesPatch,
+    ) {
+        let patch = crate::model::M365UserPatch {
+            attributes,
+            ..crate::model::M365UserPatch::default()
+        };
+        crate::ports::Directory::update_user(&self.directory, &self.tenant.id, id, &patch)
+            .await
+            .expect("the fake directory changes the account");
+    }
+
     /// Binds `id` (welcome on) as if the bind stopped right after binding: its group follow-up
     /// (R-GRP-1) never runs, so only reconcile brings the user into its groups.
     pub(crate) async fn bind_without_group_follow_up(&self, id: &str) -> super::Outcome {

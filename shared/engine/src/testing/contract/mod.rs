@@ -300,6 +300,21 @@ pub fn new_m365_user(upn: Email, mail_nickname: &str, display_name: &str) -> New
     }
 }
 
+/// Every R-ATTR-1 attribute set, within Graph's rules (Contoso's Redmond office).
+#[must_use]
+pub fn every_attribute() -> crate::model::UserAttributes {
+    crate::model::UserAttributes {
+        employee_id: Some("E-1001".into()),
+        office_location: Some("18/2111".into()),
+        mobile_phone: Some("+1 425 555 0109".into()),
+        business_phones: vec!["+1 425 555 0100".into()],
+        company_name: Some("Contoso".into()),
+        usage_location: Some("US".into()),
+        city: Some("Redmond".into()),
+        country: Some("United States".into()),
+    }
+}
+
 /// Now, truncated to whole milliseconds (what every store can keep exactly).
 #[must_use]
 pub fn now_ms() -> DateTime<Utc> {

@@ -47,16 +47,7 @@ pub async fn every_field_of_a_user_round_trips(store: &impl UserStore) {
     u.job_title = Some("Retail Manager".into());
     u.department = Some("Retail".into());
     // R-ATTR-1
-    u.attributes = crate::model::UserAttributes {
-        employee_id: Some("E-1001".into()),
-        office_location: Some("18/2111".into()),
-        mobile_phone: Some("+1 425 555 0109".into()),
-        business_phones: vec!["+1 425 555 0100".into()],
-        company_name: Some("Contoso".into()),
-        usage_location: Some("US".into()),
-        city: Some("Redmond".into()),
-        country: Some("United States".into()),
-    };
+    u.attributes = super::every_attribute();
     u.state = UserState::Disabled;
     u.password = Some(SealedPassword {
         key_version: "v7".into(),
