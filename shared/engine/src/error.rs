@@ -78,6 +78,9 @@ pub enum FieldProblem {
         /// The limit.
         max: usize,
     },
+    /// It names the user itself (a user cannot be its own manager, R-ATTR-1).
+    #[error("must not be the user itself")]
+    OwnId,
 }
 
 /// Malformed or invalid input (always 4xx, R-SAFE-1).

@@ -96,6 +96,7 @@ use crate::ports::{
     UserDeltas, UserStore,
 };
 
+use super::manager::{WantedManager, wanted_manager};
 use super::password::read_back_password_change;
 use super::privilege::PrivilegedAccounts;
 use super::stuck::{StuckSettings, StuckWork, find_stuck};
@@ -166,6 +167,9 @@ pub enum RepairKind {
     /// A `blocked`/`suspended` binding without an object id whose account (ours, found by UPN)
     /// is disabled already: record the object id so later rounds watch it (R-BIND-12).
     LinkAccount,
+    /// M365 reports another manager (`manager@delta`) than the bound account of the directory's
+    /// `managerId`: set that one again (R-ATTR-1).
+    SetManager,
 }
 
 impl RepairKind {
@@ -180,6 +184,7 @@ impl RepairKind {
             Self::SuspendExpired => "suspend_expired",
             Self::SuspendDisabled => "suspend_disabled",
             Self::LinkAccount => "link_account",
+            Self::SetManager => "set_manager",
         }
     }
 
@@ -210,6 +215,7 @@ impl RepairKind {
             )),
             Self::SuspendExpired => Some((EventKind::UserDeprovision, "password_expired")),
             Self::SuspendDisabled => Some((EventKind::UserDeprovision, "directory_disabled")),
+            Self::SetManager => Some((EventKind::UserUpdateProvision, "reconcile_manager")),
             Self::MarkDeleted | Self::LinkAccount => None,
         }
     }
@@ -245,6 +251,9 @@ pub struct Repair {
     /// reported removed by the delta; it is looked up once more before the binding is marked.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub missing_from_listing: bool,
+    /// For `set_manager`: the manager's account to set (R-ATTR-1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manager: Option<M365ObjectId>,
 }
 
 /// Why a run stopped before writing (R-REC-3).
@@ -337,6 +346,7 @@ fn merge(into: &mut UserChange, later: UserChange) {
     keep(&mut into.department, later.department);
     keep(&mut into.account_enabled, later.account_enabled);
     keep(&mut into.last_password_change, later.last_password_change);
+    keep(&mut into.manager, later.manager);
 }
 
 /// The attributes M365 reports differently from the directory (only those reported): a reported
@@ -752,6 +762,7 @@ impl<P: Ports> Reconcile<'_, P> {
                 skipped: None,
                 skipped_why: None,
                 missing_from_listing: false,
+                manager: None,
             };
             if change.is_some_and(|c| c.removed) {
                 plan.push(repair(
@@ -800,6 +811,23 @@ impl<P: Ports> Reconcile<'_, P> {
                     let (patch, names) = attribute_patch(&user, change);
                     if !patch.is_empty() {
                         plan.push(repair(RepairKind::UpdateAttributes, names, patch));
+                    }
+                    // R-ATTR-1: only a user with a `managerId` whose manager is bound in this
+                    // tenant is compared; M365's manager of others is not the directory's to
+                    // repair (a cleared `managerId` is removed when it is saved).
+                    if let Some(reported) = &change.manager
+                        && let WantedManager::Account(_, want) =
+                            wanted_manager(self.bindings, &user, binding).await?
+                        && reported.as_ref() != Some(&want)
+                    {
+                        plan.push(Repair {
+                            manager: Some(want),
+                            ..repair(
+                                RepairKind::SetManager,
+                                Vec::new(),
+                                M365UserPatch::default(),
+                            )
+                        });
                     }
                     if self
                         .password_changed_in_m365(binding, &user, change)
@@ -936,6 +964,7 @@ impl<P: Ports> Reconcile<'_, P> {
                 skipped: None,
                 skipped_why: None,
                 missing_from_listing: true,
+                manager: None,
             });
         }
         Ok(missing)
@@ -1046,6 +1075,7 @@ impl<P: Ports> Reconcile<'_, P> {
                     skipped: None,
                     skipped_why: None,
                     missing_from_listing: false,
+                    manager: None,
                 }),
                 _ => out.none_found.push(binding.clone()),
             }
@@ -1118,6 +1148,10 @@ impl<P: Ports> Reconcile<'_, P> {
                     None => return Ok(()),
                 }
             }
+            RepairKind::SetManager => match &repair.manager {
+                Some(manager) => self.directory.set_manager(tenant, id, manager).await,
+                None => return Ok(()),
+            },
             RepairKind::MarkDeleted | RepairKind::LinkAccount => Ok(()),
         };
         match write {
@@ -1162,7 +1196,13 @@ impl<P: Ports> Reconcile<'_, P> {
                     tenant_id: Some(tenant.clone()),
                     operation_id: Some(operation(tenant)),
                     reason: Some(reason.to_owned()),
-                    details: Some(serde_json::json!({ "m365ObjectId": id })),
+                    details: Some(match &repair.manager {
+                        Some(manager) => serde_json::json!({
+                            "m365ObjectId": id,
+                            "manager": { "m365ObjectId": manager },
+                        }),
+                        None => serde_json::json!({ "m365ObjectId": id }),
+                    }),
                 })
                 .await?;
         }
