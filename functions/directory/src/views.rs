@@ -29,6 +29,8 @@ pub(crate) struct PutUser {
     job_title: Option<String>,
     department: Option<String>,
     state: Option<UserState>,
+    /// R-ATTR-1: the manager's directory user id.
+    manager_id: Option<String>,
 }
 
 impl From<PutUser> for UserDraft {
@@ -41,6 +43,7 @@ impl From<PutUser> for UserDraft {
             job_title: b.job_title,
             department: b.department,
             state: b.state,
+            manager_id: b.manager_id,
         }
     }
 }
@@ -96,6 +99,9 @@ pub struct UserView {
     pub password_changed_at: Option<DateTime<Utc>>,
     /// Store version.
     pub version: u64,
+    /// The manager's directory user id (R-ATTR-1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manager_id: Option<String>,
 }
 
 impl From<&DirectoryUser> for UserView {
@@ -112,6 +118,7 @@ impl From<&DirectoryUser> for UserView {
             password_set: u.password.is_some(),
             password_changed_at: u.password_changed_at,
             version: u.version,
+            manager_id: u.manager_id.as_ref().map(ToString::to_string),
         }
     }
 }

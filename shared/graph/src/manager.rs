@@ -84,8 +84,7 @@ impl<P: TokenProvider> GraphDirectory<P> {
         let url = self
             .client()
             .url(&format!("/users/{id}/manager/$ref"), &[])?;
-        let body =
-            json!({"@odata.id": format!("{}/users/{manager}", self.client().graph_base())});
+        let body = json!({"@odata.id": format!("{}/users/{manager}", self.client().graph_base())});
         let fresh = self.is_recent(id) || self.is_recent(manager);
         let call = Call {
             method: Method::PUT,

@@ -1162,7 +1162,12 @@ mod tests {
         async fn manager_of(&self, _: &TenantId, _: &M365ObjectId) -> Result<Option<M365ObjectId>> {
             unreachable!("import never reads managers")
         }
-        async fn set_manager(&self, _: &TenantId, _: &M365ObjectId, _: &M365ObjectId) -> Result<()> {
+        async fn set_manager(
+            &self,
+            _: &TenantId,
+            _: &M365ObjectId,
+            _: &M365ObjectId,
+        ) -> Result<()> {
             unreachable!("import never writes to M365")
         }
         async fn clear_manager(&self, _: &TenantId, _: &M365ObjectId) -> Result<()> {

@@ -247,3 +247,262 @@ impl<P: Ports> SyncManager<'_, P> {
 fn pushable(binding: &Binding) -> bool {
     binding.state == BindingState::Provisioned && binding.m365_object_id.is_some()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::UnavailableReason;
+    use crate::model::{Event, EventKind};
+    use crate::usecase::directory::{UpsertUser, UserDraft};
+    use crate::usecase::reconcile::{Reconcile, ReconcileSettings, RepairKind};
+    use crate::usecase::testkit::{World, uid, unavailable};
+
+    /// Saves `id`'s `managerId` through `PUT /users/{id}` (the R-BIND-7 path).
+    async fn save_manager(w: &World, id: &str, manager: Option<&str>) {
+        let user = w.users.get(&uid(id)).await.unwrap().unwrap();
+        let draft = UserDraft {
+            email: user.email.to_string(),
+            display_name: user.display_name.clone(),
+            given_name: user.given_name.clone(),
+            surname: user.surname.clone(),
+            job_title: user.job_title.clone(),
+            department: user.department.clone(),
+            manager_id: manager.map(str::to_owned),
+            ..UserDraft::default()
+        };
+        UpsertUser::new(w).upsert(&uid(id), draft).await.unwrap();
+    }
+
+    /// Creates `id` with `managerId` `manager` (not bound).
+    async fn user_reporting_to(w: &World, id: &str, manager: &str) {
+        let mut user = w.user(id).await;
+        user.manager_id = Some(uid(manager));
+        w.users.replace(&user, user.version).await.unwrap();
+    }
+
+    async fn account(w: &World, id: &str) -> M365ObjectId {
+        World::object_id(&w.binding(id).await)
+    }
+
+    async fn m365_manager(w: &World, id: &str) -> Option<M365ObjectId> {
+        w.directory.manager(&w.tenant.id, &account(w, id).await)
+    }
+
+    fn manager_events(w: &World) -> Vec<Event> {
+        w.events
+            .all()
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("manager_updated"))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_user_bound_after_its_manager_gets_the_managers_account_as_manager() {
+        // R-ATTR-1
+        let w = World::with_bound(&["boss"]).await;
+        user_reporting_to(&w, "adele", "boss").await;
+        w.bind("adele").await;
+        let boss = account(&w, "boss").await;
+        assert_eq!(m365_manager(&w, "adele").await, Some(boss.clone()));
+        let events = manager_events(&w);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].kind, EventKind::UserUpdateProvision);
+        assert_eq!(events[0].user_id, Some(uid("adele")));
+        let details = events[0].details.clone().unwrap();
+        assert_eq!(details["manager"]["userId"], "boss");
+        assert_eq!(details["manager"]["m365ObjectId"], boss.as_str());
+    }
+
+    #[tokio::test]
+    async fn a_manager_bound_later_is_linked_to_its_bound_reports_then() {
+        // R-ATTR-1
+        let w = World::new().await;
+        user_reporting_to(&w, "adele", "boss").await;
+        user_reporting_to(&w, "alex", "boss").await;
+        w.user("boss").await;
+        w.bind("adele").await;
+        w.bind("alex").await;
+        assert_eq!(
+            m365_manager(&w, "adele").await,
+            None,
+            "the manager is not bound yet"
+        );
+        assert!(manager_events(&w).is_empty());
+        w.bind("boss").await;
+        let boss = account(&w, "boss").await;
+        assert_eq!(m365_manager(&w, "adele").await, Some(boss.clone()));
+        assert_eq!(m365_manager(&w, "alex").await, Some(boss));
+        assert_eq!(manager_events(&w).len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_bind_involving_no_manager_makes_no_manager_call() {
+        // R-ATTR-1 (a plain bind costs what it cost before)
+        let w = World::new().await;
+        w.user("adele").await;
+        w.bind("adele").await;
+        let calls = w.directory.calls();
+        w.user("alex").await;
+        w.bind("alex").await;
+        let per_bind = w.directory.calls() - calls;
+        assert!(per_bind <= 2, "{per_bind} Graph calls for a new-user bind");
+        assert!(manager_events(&w).is_empty());
+    }
+
+    #[tokio::test]
+    async fn changing_the_manager_of_a_bound_user_updates_m365_and_clearing_removes_it() {
+        // R-ATTR-1, R-BIND-7
+        let w = World::with_bound(&["adele", "boss", "chief"]).await;
+        save_manager(&w, "adele", Some("boss")).await;
+        assert_eq!(
+            m365_manager(&w, "adele").await,
+            Some(account(&w, "boss").await)
+        );
+        save_manager(&w, "adele", Some("chief")).await;
+        assert_eq!(
+            m365_manager(&w, "adele").await,
+            Some(account(&w, "chief").await)
+        );
+        let calls = w.directory.calls();
+        save_manager(&w, "adele", Some("chief")).await;
+        assert_eq!(
+            w.directory.calls(),
+            calls,
+            "an unchanged manager is not pushed"
+        );
+        save_manager(&w, "adele", None).await;
+        assert_eq!(m365_manager(&w, "adele").await, None);
+        let events = manager_events(&w);
+        assert_eq!(events.len(), 3);
+        let removals = events
+            .iter()
+            .filter(|e| e.details.as_ref().is_some_and(|d| d["manager"].is_null()))
+            .count();
+        assert_eq!(removals, 1, "the removal is recorded with `manager: null`");
+    }
+
+    #[tokio::test]
+    async fn a_manager_that_is_not_bound_leaves_m365_alone() {
+        // R-ATTR-1
+        let w = World::with_bound(&["adele"]).await;
+        w.user("boss").await;
+        let calls = w.directory.calls();
+        save_manager(&w, "adele", Some("boss")).await;
+        save_manager(&w, "adele", Some("nobody-yet")).await;
+        assert_eq!(w.directory.calls(), calls);
+        assert_eq!(m365_manager(&w, "adele").await, None);
+    }
+
+    #[tokio::test]
+    async fn a_user_named_as_its_own_manager_is_refused_and_nothing_is_written() {
+        // R-ATTR-1, R-SAFE-1
+        let w = World::with_bound(&["adele"]).await;
+        let before = w.users.get(&uid("adele")).await.unwrap().unwrap();
+        let err = UpsertUser::new(&w)
+            .upsert(
+                &uid("adele"),
+                UserDraft {
+                    email: before.email.to_string(),
+                    display_name: before.display_name.clone(),
+                    manager_id: Some("adele".into()),
+                    ..UserDraft::default()
+                },
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "invalid_field");
+        assert_eq!(
+            w.users.get(&uid("adele")).await.unwrap().unwrap().version,
+            before.version
+        );
+    }
+
+    #[tokio::test]
+    async fn a_throttled_manager_push_goes_through_the_retry_queue() {
+        // R-ATTR-1, R-BIND-6
+        let mut w = World::with_bound(&["adele", "boss"]).await;
+        w.directory
+            .fail_next_call(unavailable(UnavailableReason::Service));
+        save_manager(&w, "adele", Some("boss")).await;
+        assert_eq!(m365_manager(&w, "adele").await, None);
+        let binding = w.binding("adele").await;
+        assert_eq!(binding.state, BindingState::Provisioned);
+        assert_eq!(
+            binding.pending_reason.as_deref(),
+            Some("service_unavailable")
+        );
+        assert!(
+            w.queue
+                .snapshot()
+                .iter()
+                .any(|m| m.message.kind == OperationKind::UserManager)
+        );
+        w.drain().await;
+        assert_eq!(
+            m365_manager(&w, "adele").await,
+            Some(account(&w, "boss").await)
+        );
+        assert_eq!(w.binding("adele").await.pending_reason, None);
+        assert_eq!(manager_events(&w).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn reconcile_sets_the_directory_manager_again_after_m365_drift() {
+        // R-ATTR-1, R-REC-1
+        let w = World::with_bound(&["adele", "boss", "chief"]).await;
+        save_manager(&w, "adele", Some("boss")).await;
+        let settings = ReconcileSettings::default();
+        let reconcile = Reconcile::new(&w, &settings);
+        reconcile.run(&w.tenant.id, false).await.unwrap();
+        let adele = account(&w, "adele").await;
+        let chief = account(&w, "chief").await;
+        // An M365 admin changes the manager in the portal.
+        w.directory
+            .set_manager_by_admin(&w.tenant.id, &adele, Some(&chief));
+        let dry = reconcile.run(&w.tenant.id, true).await.unwrap();
+        let planned: Vec<_> = dry
+            .plan
+            .iter()
+            .filter(|r| r.kind == RepairKind::SetManager)
+            .collect();
+        assert_eq!(planned.len(), 1, "{:?}", dry.plan);
+        assert_eq!(planned[0].manager, Some(account(&w, "boss").await));
+        assert_eq!(
+            m365_manager(&w, "adele").await,
+            Some(chief),
+            "a dry run writes nothing"
+        );
+        reconcile.run(&w.tenant.id, false).await.unwrap();
+        assert_eq!(
+            m365_manager(&w, "adele").await,
+            Some(account(&w, "boss").await)
+        );
+        assert!(
+            w.events
+                .all()
+                .iter()
+                .any(|e| e.reason.as_deref() == Some("reconcile_manager"))
+        );
+        let again = reconcile.run(&w.tenant.id, false).await.unwrap();
+        assert!(
+            !again.plan.iter().any(|r| r.kind == RepairKind::SetManager),
+            "repaired once"
+        );
+    }
+
+    #[tokio::test]
+    async fn reconcile_leaves_the_m365_manager_of_a_user_without_manager_id_alone() {
+        // R-ATTR-1 (only the directory's own links are repaired)
+        let w = World::with_bound(&["adele", "chief"]).await;
+        let settings = ReconcileSettings::default();
+        let reconcile = Reconcile::new(&w, &settings);
+        reconcile.run(&w.tenant.id, false).await.unwrap();
+        let adele = account(&w, "adele").await;
+        let chief = account(&w, "chief").await;
+        w.directory
+            .set_manager_by_admin(&w.tenant.id, &adele, Some(&chief));
+        let report = reconcile.run(&w.tenant.id, false).await.unwrap();
+        assert!(!report.plan.iter().any(|r| r.kind == RepairKind::SetManager));
+        assert_eq!(m365_manager(&w, "adele").await, Some(chief));
+    }
+}

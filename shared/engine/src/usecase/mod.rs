@@ -185,9 +185,7 @@ impl Change {
             | Self::Unblocked
             | Self::AttributesUpdated
             | Self::Reactivated
-            | Self::ManagerUpdated => {
-                Some(EventKind::UserUpdateProvision)
-            }
+            | Self::ManagerUpdated => Some(EventKind::UserUpdateProvision),
             Self::Blocked | Self::Suspended => Some(EventKind::UserDeprovision),
             Self::PasswordPushed | Self::PasswordPushedAndReenabled => {
                 Some(EventKind::UserPasswordUpdateProvision)

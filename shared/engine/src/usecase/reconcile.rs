@@ -822,11 +822,7 @@ impl<P: Ports> Reconcile<'_, P> {
                     {
                         plan.push(Repair {
                             manager: Some(want),
-                            ..repair(
-                                RepairKind::SetManager,
-                                Vec::new(),
-                                M365UserPatch::default(),
-                            )
+                            ..repair(RepairKind::SetManager, Vec::new(), M365UserPatch::default())
                         });
                     }
                     if self
