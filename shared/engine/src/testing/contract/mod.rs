@@ -220,6 +220,7 @@ suites! {$
         users_are_listed_across_pages,
         verified_domains_are_reported_with_their_kind,
         the_organization_id_is_stable,
+        a_manager_is_set_read_replaced_and_cleared,
     } also {
         DirectoryTenant,
         RoleAdmin,
