@@ -234,3 +234,28 @@ async fn users_delta_selecting_manager_reports_manager_changes() {
         json!([{"@odata.type": "#microsoft.graph.user", "id": LEE, "@removed": {"reason": "deleted"}}])
     );
 }
+
+// R-ATTR-1: GET /users/{id}?$expand=manager embeds the manager; absent without one.
+#[tokio::test]
+async fn expanding_manager_embeds_the_manager_object() {
+    let emu = Emu::start().await;
+    let (status, _, plain) = emu
+        .get(
+            &emu.contoso(),
+            &format!("/v1.0/users/{ADELE}?$expand=manager"),
+        )
+        .await;
+    assert_eq!(status, 200, "{plain}");
+    assert!(plain.get("manager").is_none(), "{plain}");
+    assert_eq!(assign(&emu, ADELE, ALEX).await.0, 204);
+    let (status, _, got) = emu
+        .get(
+            &emu.contoso(),
+            &format!("/v1.0/users/{ADELE}?$expand=manager"),
+        )
+        .await;
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(got["id"], ADELE);
+    assert_eq!(got["manager"]["id"], ALEX);
+    assert_eq!(got["manager"]["@odata.type"], "#microsoft.graph.user");
+}

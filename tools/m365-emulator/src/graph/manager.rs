@@ -16,6 +16,8 @@
 //! - DELETE `$ref` answers 204 (documented); with no manager it is the GET's 404 (assumed).
 //! - A soft-deleted manager is no manager for reads (GET 404) while the link is kept, so a
 //!   restore brings it back; a purged manager's links are dropped (both unconfirmed).
+//! - `GET /users/{id}?$expand=manager` adds `manager` (the manager's default projection); absent
+//!   without one (`$levels` is not modelled).
 //! - `manager@delta` on a user of a users delta selecting `manager`: one reference
 //!   (`@odata.type`, `id`), with `@removed: {"reason": "deleted"}` when the manager was removed
 //!   (the shape of `members@delta`; the removal's shape is unconfirmed). The initial round lists
@@ -170,6 +172,19 @@ pub async fn delete(
         tenant.record_manager_change(&user_id, &manager_id, false, now);
     }
     Ok(no_content())
+}
+
+/// Adds `user`'s manager to a user object read with `$expand=manager` (`manager`: the manager's
+/// default projection with `@odata.type`; absent without a manager — Graph's shape for an empty
+/// single-valued navigation property, unconfirmed).
+pub fn expand_into(out: &mut Map<String, Value>, tenant: &Tenant, user: &str, now: DateTime<Utc>) {
+    let Some(manager) = manager_of(tenant, user, now).and_then(|id| tenant.users.get(id)) else {
+        return;
+    };
+    let mut object = Map::new();
+    object.insert("@odata.type".into(), json!("#microsoft.graph.user"));
+    object.extend(odata::project(&manager.properties, Resource::User, None));
+    out.insert("manager".into(), Value::Object(object));
 }
 
 /// Drops every link to or from `id` (a purged user).
