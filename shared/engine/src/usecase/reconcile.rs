@@ -8,7 +8,9 @@
 //! `provisioned` user's attributes changed in M365 are overwritten with the directory's; a password
 //! changed in M365 after our last push is overwritten with the sealed directory password
 //! (`user_password_update_provision`, R-PWD-3); an account deleted in M365 turns the binding into
-//! `deleted_in_m365` (R-BIND-8). The password-expiry sweep (R-PWD-4) suspends `provisioned` users
+//! `deleted_in_m365` (R-BIND-8); a `provisioned` user with a `managerId` whose manager is bound in
+//! the tenant, reported by the delta (`manager@delta`) with another manager, gets the directory's
+//! manager set again (`set_manager`, R-ATTR-1; [`super::manager`]). The password-expiry sweep (R-PWD-4) suspends `provisioned` users
 //! whose directory password is older than the policy's maximum age (`user_deprovision`, reason
 //! `password_expired`, binding `suspended` with `suspendedReason: password_expired`);
 //! [`super::password::SetPassword`] re-enables them.
