@@ -38,6 +38,8 @@ pub(crate) struct PutUser {
     usage_location: Option<String>,
     city: Option<String>,
     country: Option<String>,
+    /// R-ATTR-1: the manager's directory user id.
+    manager_id: Option<String>,
 }
 
 impl From<PutUser> for UserDraft {
@@ -60,6 +62,7 @@ impl From<PutUser> for UserDraft {
                 city: b.city,
                 country: b.country,
             },
+            manager_id: b.manager_id,
         }
     }
 }
@@ -119,6 +122,9 @@ pub struct UserView {
     pub password_changed_at: Option<DateTime<Utc>>,
     /// Store version.
     pub version: u64,
+    /// The manager's directory user id (R-ATTR-1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manager_id: Option<String>,
 }
 
 impl From<&DirectoryUser> for UserView {
@@ -136,6 +142,7 @@ impl From<&DirectoryUser> for UserView {
             password_set: u.password.is_some(),
             password_changed_at: u.password_changed_at,
             version: u.version,
+            manager_id: u.manager_id.as_ref().map(ToString::to_string),
         }
     }
 }

@@ -84,6 +84,9 @@ pub enum FieldProblem {
         /// What is expected, in words.
         expected: &'static str,
     },
+    /// It names the user itself (a user cannot be its own manager, R-ATTR-1).
+    #[error("must not be the user itself")]
+    OwnId,
 }
 
 /// Malformed or invalid input (always 4xx, R-SAFE-1).

@@ -64,6 +64,17 @@ pub trait UserStore: Send + Sync {
     /// # Errors
     /// `Invalid(Cursor)` for a foreign cursor; infrastructure failures.
     fn list(&self, page: &PageRequest) -> impl Future<Output = Result<Page<DirectoryUser>>> + Send;
+
+    /// The users whose `managerId` is `manager` (its direct reports), each once, ordered by id;
+    /// empty for a user nobody reports to. Reads in proportion to the reports, never every user
+    /// (R-ATTR-1: a manager bound later is linked to its bound reports on every bind).
+    ///
+    /// # Errors
+    /// Infrastructure failures only.
+    fn reports_of(
+        &self,
+        manager: &UserId,
+    ) -> impl Future<Output = Result<Vec<DirectoryUser>>> + Send;
 }
 
 /// Directory groups.
@@ -696,6 +707,41 @@ pub trait Directory: Send + Sync {
         &self,
         tenant: &TenantId,
     ) -> impl Future<Output = Result<BTreeMap<M365ObjectId, Vec<DirectoryRole>>>> + Send;
+
+    /// The manager of the active user `id` (`GET /users/{id}/manager`), `None` when it has none
+    /// (R-ATTR-1). One read.
+    ///
+    /// # Errors
+    /// `NotFound` (entity `M365User`) for an unknown user; Graph errors mapped per graph-spec §12.
+    fn manager_of(
+        &self,
+        tenant: &TenantId,
+        id: &M365ObjectId,
+    ) -> impl Future<Output = Result<Option<M365ObjectId>>> + Send;
+
+    /// Makes `manager` the manager of `id` (`PUT /users/{id}/manager/$ref`, R-ATTR-1); assigning
+    /// the current manager again is success.
+    ///
+    /// # Errors
+    /// `NotFound` (entity `M365User`: the user or the manager); `Unavailable(NotYetVisible)`
+    /// while a new account replicates (retryable).
+    fn set_manager(
+        &self,
+        tenant: &TenantId,
+        id: &M365ObjectId,
+        manager: &M365ObjectId,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Removes `id`'s manager (`DELETE /users/{id}/manager/$ref`, R-ATTR-1); "no manager" is
+    /// success.
+    ///
+    /// # Errors
+    /// `NotFound` (entity `M365User`) for an unknown user; Graph errors mapped per graph-spec §12.
+    fn clear_manager(
+        &self,
+        tenant: &TenantId,
+        id: &M365ObjectId,
+    ) -> impl Future<Output = Result<()>> + Send;
 }
 
 /// Outgoing notifications to employees (R-BIND-4): the notifications queue in production.
@@ -980,6 +1026,10 @@ pub struct UserChange {
     pub account_enabled: Option<bool>,
     /// `lastPasswordChangeDateTime`, when reported (R-PWD-3).
     pub last_password_change: Option<DateTime<Utc>>,
+    /// The manager, when reported (`manager@delta`, R-ATTR-1): `Some(Some(id))` assigned,
+    /// `Some(None)` removed. Graph reports it only for rounds that select `manager` and only
+    /// when it changed (or, on a full listing, when the user has one).
+    pub manager: Option<Option<M365ObjectId>>,
 }
 
 /// Where a users delta page leads.

@@ -54,6 +54,9 @@ impl UserStore for BlindReplaceUsers {
     async fn list(&self, page: &PageRequest) -> Result<Page<DirectoryUser>> {
         self.0.list(page).await
     }
+    async fn reports_of(&self, manager: &UserId) -> Result<Vec<DirectoryUser>> {
+        self.0.reports_of(manager).await
+    }
 }
 
 #[tokio::test]

@@ -88,6 +88,11 @@ pub struct DeltaUser {
     /// The R-ATTR-1 attributes present (`Some(None)`: present as `null`, i.e. cleared).
     #[serde(flatten)]
     pub attributes: m365_engine::model::AttributesPatch,
+    /// `manager@delta`, when present (the round selects `manager`, R-ATTR-1): the manager
+    /// assigned, or the one removed (`@removed`). Its shape is modelled on `members@delta`
+    /// (Microsoft documents an array of references; the removal's shape is unconfirmed).
+    #[serde(default, rename = "manager@delta")]
+    pub manager_delta: Option<Vec<MemberDelta>>,
     #[serde(default, rename = "@removed")]
     removed: Option<Removed>,
 }
@@ -202,7 +207,9 @@ impl GraphClient {
         link: Option<&str>,
         deadline: Instant,
     ) -> Result<DeltaPage<DeltaUser>, GraphError> {
-        self.delta_page(tokens, tenant, "/users/delta", USER_SELECT, link, deadline)
+        // `manager` tracks the manager relation as `manager@delta` (graph-spec §5, R-ATTR-1).
+        let select = format!("{USER_SELECT},manager");
+        self.delta_page(tokens, tenant, "/users/delta", &select, link, deadline)
             .await
     }
 

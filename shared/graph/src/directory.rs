@@ -507,6 +507,27 @@ impl<P: TokenProvider> Directory for GraphDirectory<P> {
         GraphDirectory::create_security_group(self, tenant, display_name, nickname).await
     }
 
+    async fn manager_of(
+        &self,
+        tenant: &TenantId,
+        id: &M365ObjectId,
+    ) -> Result<Option<M365ObjectId>> {
+        self.manager(tenant, id).await
+    }
+
+    async fn set_manager(
+        &self,
+        tenant: &TenantId,
+        id: &M365ObjectId,
+        manager: &M365ObjectId,
+    ) -> Result<()> {
+        self.assign_manager(tenant, id, manager).await
+    }
+
+    async fn clear_manager(&self, tenant: &TenantId, id: &M365ObjectId) -> Result<()> {
+        self.remove_manager(tenant, id).await
+    }
+
     async fn add_group_member(
         &self,
         tenant: &TenantId,

@@ -6,7 +6,7 @@
 //!   every call stops at the caller's deadline with the retryable [`GraphError::Deadline`]
 //!   (`GraphDirectory::with_deadline`, `GraphIdentity::with_deadline`; R-OPS-2);
 //! - [`GraphDirectory`], the engine's `Directory` port over Graph, plus security groups and
-//!   membership ([`groups`]), `$batch` in chunks of 20 with per-item results ([`batch`]), users and
+//!   membership ([`groups`]), a user's manager ([`manager`], R-ATTR-1), `$batch` in chunks of 20 with per-item results ([`batch`]), users and
 //!   groups delta with 410 restart ([`delta`]), the tenant's organization id, and the privileged
 //!   accounts of R-BIND-11 — directory roles and the consenting admin ([`roles`]); it is also the
 //!   engine's `TenantProbe`: `/organization` and `/domains` read with a just-issued access token
@@ -34,6 +34,7 @@ pub mod directory;
 pub mod error;
 pub mod groups;
 pub mod identity;
+pub mod manager;
 pub mod model;
 pub mod platform;
 pub mod reconcile;

@@ -30,6 +30,13 @@ fn change_of(user: DeltaUser) -> Result<UserChange> {
         attributes: user.attributes,
         account_enabled: user.account_enabled,
         last_password_change: user.last_password_change_date_time,
+        // The last `manager@delta` entry: an assignment, or a removal (R-ATTR-1).
+        manager: user.manager_delta.map(|refs| {
+            refs.into_iter()
+                .last()
+                .filter(|r| !r.is_removed())
+                .and_then(|r| M365ObjectId::parse(r.id).ok())
+        }),
     })
 }
 

@@ -142,6 +142,56 @@ async fn users_delta_pages_to_a_delta_link_then_reports_only_changes() {
 }
 
 #[tokio::test]
+async fn users_delta_reports_manager_changes_to_reconcile() {
+    // R-ATTR-1, R-REC-1, graph-spec §5 (`$select=…,manager` tracks the relation)
+    use m365_engine::ports::UserDeltas;
+    let emu = start().await;
+    let dir = emu.directory();
+    let tenant = emu.tenant();
+    let user = dir
+        .create_user(&tenant, &new_user("mgr.user"))
+        .await
+        .unwrap()
+        .id;
+    let boss = dir
+        .create_user(&tenant, &new_user("mgr.boss"))
+        .await
+        .unwrap()
+        .id;
+    dir.set_manager(&tenant, &user, &boss).await.unwrap();
+    let round = |link: Option<String>| {
+        let dir = &dir;
+        let tenant = &tenant;
+        async move {
+            let mut changes = Vec::new();
+            let mut link = link;
+            loop {
+                let page = UserDeltas::users_delta(dir, tenant, link.as_deref())
+                    .await
+                    .unwrap();
+                changes.extend(page.changes);
+                match page.next {
+                    m365_engine::ports::DeltaLink::More(next) => link = Some(next),
+                    m365_engine::ports::DeltaLink::Done(done) => return (changes, done),
+                }
+            }
+        }
+    };
+    let (initial, link) = round(None).await;
+    let of = |changes: &[m365_engine::ports::UserChange], id: &m365_engine::model::M365ObjectId| {
+        changes
+            .iter()
+            .find(|c| &c.id == id)
+            .map(|c| c.manager.clone())
+    };
+    assert_eq!(of(&initial, &user), Some(Some(Some(boss.clone()))));
+    assert_eq!(of(&initial, &boss), Some(None), "no manager: not reported");
+    dir.clear_manager(&tenant, &user).await.unwrap();
+    let (cleared, _) = round(Some(link)).await;
+    assert_eq!(of(&cleared, &user), Some(Some(None)), "{cleared:?}");
+}
+
+#[tokio::test]
 async fn a_lost_delta_state_restarts_with_a_full_listing_and_says_so() {
     // R-REC-1, graph-spec §5 (410 + Location), §12 last row
     let emu = start().await;

@@ -14,6 +14,7 @@ mod deadline;
 mod groups;
 mod groups_reconcile;
 mod import;
+mod manager;
 mod offboarding;
 mod privileged;
 mod provisioning;

@@ -18,6 +18,7 @@ from msgraph.generated.models.group import Group
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.generated.models.password_profile import PasswordProfile
 from msgraph.generated.models.reference_create import ReferenceCreate
+from msgraph.generated.models.reference_update import ReferenceUpdate
 from msgraph.generated.models.user import User
 from msgraph.generated.users.item.assign_license.assign_license_post_request_body import (
     AssignLicensePostRequestBody,
@@ -215,6 +216,56 @@ def test_groups_and_membership_through_ref(emulator):
         assert err.error.message == (
             f"Resource '{group.id}' does not exist or one of its queried reference-property objects are not present."
         )
+
+    run(body())
+
+
+def test_a_manager_is_assigned_read_replaced_and_removed_through_ref(emulator):
+    # R-ATTR-1: PUT /users/{id}/manager/$ref (204), GET /users/{id}/manager (a directoryObject the
+    # SDK reads as a User), DELETE .../manager/$ref (204), and the 404 without a manager
+    async def body():
+        graph, _ = emulator.client(emulator.app_token())
+        user = await graph.users.post(new_user(emulator.facts.managed_domain))
+        boss = await graph.users.post(new_user(emulator.facts.managed_domain))
+        chief = await graph.users.post(new_user(emulator.facts.managed_domain))
+        no_manager = (
+            "Resource 'manager' does not exist or one of its queried reference-property objects are not present."
+        )
+        err = await odata_error(graph.users.by_user_id(user.id).manager.get())
+        assert err.response_status_code == 404
+        assert err.error.code == "Request_ResourceNotFound"
+        assert err.error.message == no_manager
+        assert_inner_error(err)
+
+        await graph.users.by_user_id(user.id).manager.ref.put(
+            ReferenceUpdate(odata_id=f"https://graph.microsoft.com/v1.0/users/{boss.id}")
+        )
+        manager = await graph.users.by_user_id(user.id).manager.get()
+        assert manager.id == boss.id
+        assert isinstance(manager, User), "@odata.type must select the User model"
+        by_upn = await graph.users.by_user_id(user.user_principal_name).manager.get()
+        assert by_upn.id == boss.id
+
+        await graph.users.by_user_id(user.id).manager.ref.put(
+            ReferenceUpdate(odata_id=f"https://graph.microsoft.com/v1.0/users/{chief.id}")
+        )
+        assert (await graph.users.by_user_id(user.id).manager.get()).id == chief.id
+
+        missing = str(uuid.uuid4())
+        err = await odata_error(
+            graph.users.by_user_id(user.id).manager.ref.put(
+                ReferenceUpdate(odata_id=f"https://graph.microsoft.com/v1.0/users/{missing}")
+            )
+        )
+        assert err.response_status_code == 404
+        assert missing in err.error.message
+
+        await graph.users.by_user_id(user.id).manager.ref.delete()
+        err = await odata_error(graph.users.by_user_id(user.id).manager.get())
+        assert err.response_status_code == 404
+        assert err.error.message == no_manager
+        err = await odata_error(graph.users.by_user_id(user.id).manager.ref.delete())
+        assert err.response_status_code == 404
 
     run(body())
 

@@ -485,6 +485,9 @@ pub struct Tenant {
     pub delta_epoch: u64,
     /// Activated directory roles by object id, with their members ([`crate::roles`]).
     pub directory_roles: BTreeMap<String, DirectoryRoleObject>,
+    /// Each user's manager (user object id → manager's user object id), R-ATTR-1
+    /// ([`crate::graph::manager`]).
+    pub managers: BTreeMap<String, String>,
 }
 
 /// An activated directory role of a tenant (Graph's `directoryRole`).
@@ -524,7 +527,8 @@ pub struct Change {
     /// When the change happened.
     pub at: DateTime<Utc>,
     /// For group membership changes: the member id and whether it was added (`true`) or
-    /// removed (`false`).
+    /// removed (`false`). For a user's change of kind [`ObjectKind::User`]: its manager's id
+    /// and whether it was assigned (`true`) or removed (`false`) (R-ATTR-1).
     pub member: Option<(String, bool)>,
 }
 
@@ -876,6 +880,7 @@ fn build_tenant(seed: TenantSeed, now: DateTime<Utc>) -> Result<Tenant, SeedErro
         request_counts: BTreeMap::new(),
         delta_epoch: 0,
         directory_roles: BTreeMap::new(),
+        managers: BTreeMap::new(),
     };
     // Only the Global Administrator role is activated in every tenant (Graph docs,
     // `directoryRole`); the others on first assignment.
@@ -1124,6 +1129,27 @@ impl Tenant {
             id: group_id.to_owned(),
             at,
             member: Some((member_id.to_owned(), added)),
+        });
+    }
+}
+
+impl Tenant {
+    /// Appends a manager change of user `user_id` for delta queries (`manager@delta`, R-ATTR-1).
+    pub fn record_manager_change(
+        &mut self,
+        user_id: &str,
+        manager_id: &str,
+        assigned: bool,
+        at: DateTime<Utc>,
+    ) {
+        let seq = self.next_change;
+        self.next_change += 1;
+        self.changes.push(Change {
+            seq,
+            kind: ObjectKind::User,
+            id: user_id.to_owned(),
+            at,
+            member: Some((manager_id.to_owned(), assigned)),
         });
     }
 }

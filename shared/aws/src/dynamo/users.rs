@@ -1,5 +1,11 @@
 //! Directory users (unique by email through `EMAIL#` claim items written in the same
 //! transaction), in the users table (groups: [`super::groups`]).
+//!
+//! Direct reports (R-ATTR-1): a user with a `managerId` has a report item, `pk` =
+//! `REPORT#<manager id>`, `sk` = `USER#<user id>`, written (and the previous manager's deleted)
+//! in the same transaction as the user, so [`UserStore::reports_of`] is one `Query` on
+//! `REPORT#<manager id>` plus one `GetItem` per report, keeping the users that still name that
+//! manager. Users stored before `managerId` existed load with none and need no item.
 
 use crate::OnHeap;
 use aws_sdk_dynamodb::Client;
@@ -17,6 +23,13 @@ use crate::schema::{PK, SK};
 const USER: &str = "USER";
 const EMAIL: &str = "EMAIL";
 const USER_ID: &str = "user_id";
+const REPORT: &str = "REPORT";
+/// Report items read per `Query` request.
+const REPORT_QUERY_PAGE: i32 = 100;
+
+fn report_pk(manager: &UserId) -> String {
+    format!("{REPORT}#{manager}")
+}
 /// The user's email, kept beside the document for diagnostics.
 const EMAIL_ATTRIBUTE: &str = "email";
 
@@ -67,6 +80,28 @@ impl DynamoUsers {
         Ok(TransactWriteItem::builder()
             .put(put.build().map_err(build_error)?)
             .build())
+    }
+
+    /// The report item of `user` under its manager `manager` (module docs).
+    fn report_put(&self, user: &UserId, manager: &UserId) -> Result<TransactWriteItem, Error> {
+        let put = Put::builder()
+            .table_name(&self.table.name)
+            .item(PK, s(report_pk(manager)))
+            .item(SK, s(user_pk(user)))
+            .item(USER_ID, s(user.as_str()))
+            .build()
+            .map_err(build_error)?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// The delete of `user`'s report item under `manager`.
+    fn report_delete(&self, user: &UserId, manager: &UserId) -> Result<TransactWriteItem, Error> {
+        let delete = Delete::builder()
+            .table_name(&self.table.name)
+            .set_key(Some(pk_sk_key(report_pk(manager), user_pk(user))))
+            .build()
+            .map_err(build_error)?;
+        Ok(TransactWriteItem::builder().delete(delete).build())
     }
 
     /// Why a transactional user write was refused: by the listed reasons when the service
@@ -121,15 +156,16 @@ impl UserStore for DynamoUsers {
             .expression_attribute_names("#pk", PK)
             .build()
             .map_err(build_error)?;
-        let result = self
+        let mut transaction = self
             .table
             .client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().put(put_user).build())
-            .transact_items(self.claim_put(&stored)?)
-            .send()
-            .on_heap()
-            .await;
+            .transact_items(self.claim_put(&stored)?);
+        if let Some(manager) = &stored.manager_id {
+            transaction = transaction.transact_items(self.report_put(&stored.id, manager)?);
+        }
+        let result = transaction.send().on_heap().await;
         match result {
             Ok(_) => Ok(stored),
             Err(error) => match failed_conditions(&error) {
@@ -175,6 +211,14 @@ impl UserStore for DynamoUsers {
             transaction =
                 transaction.transact_items(TransactWriteItem::builder().delete(release).build());
         }
+        if current.manager_id != stored.manager_id {
+            if let Some(old) = &current.manager_id {
+                transaction = transaction.transact_items(self.report_delete(&user.id, old)?);
+            }
+            if let Some(new) = &stored.manager_id {
+                transaction = transaction.transact_items(self.report_put(&user.id, new)?);
+            }
+        }
         match transaction.send().on_heap().await {
             Ok(_) => Ok(stored),
             Err(error) => match failed_conditions(&error) {
@@ -202,5 +246,47 @@ impl UserStore for DynamoUsers {
 
     async fn list(&self, page: &PageRequest) -> Result<Page<DirectoryUser>, Error> {
         self.table.list(USER, "users", page).await
+    }
+
+    async fn reports_of(&self, manager: &UserId) -> Result<Vec<DirectoryUser>, Error> {
+        let query = self
+            .table
+            .client
+            .query()
+            .table_name(&self.table.name)
+            .key_condition_expression("#pk = :manager")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":manager", s(report_pk(manager)))
+            .consistent_read(true)
+            .limit(REPORT_QUERY_PAGE);
+        let mut ids = Vec::new();
+        let mut start = None;
+        loop {
+            let output = query
+                .clone()
+                .set_exclusive_start_key(start.take())
+                .send()
+                .on_heap()
+                .await
+                .map_err(dynamo_error)?;
+            for item in output.items() {
+                ids.push(UserId::parse(string(item, USER_ID)?)?);
+            }
+            start = output.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        // Sort keys are `USER#<id>`: the ids come in id order.
+        let mut reports = Vec::with_capacity(ids.len());
+        for id in ids {
+            // Only a user that still names this manager counts.
+            if let Some(user) = self.get(&id).await?
+                && user.manager_id.as_ref() == Some(manager)
+            {
+                reports.push(user);
+            }
+        }
+        Ok(reports)
     }
 }

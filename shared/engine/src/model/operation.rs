@@ -32,6 +32,8 @@ pub enum OperationKind {
     TokenRefresh,
     /// Reconcile a tenant.
     Reconcile,
+    /// Set or remove a bound user's manager in M365 (R-ATTR-1).
+    UserManager,
 }
 
 impl OperationKind {
@@ -49,6 +51,7 @@ impl OperationKind {
             Self::Import => "import",
             Self::TokenRefresh => "token_refresh",
             Self::Reconcile => "reconcile",
+            Self::UserManager => "user_manager",
         }
     }
 }

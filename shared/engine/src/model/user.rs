@@ -77,6 +77,12 @@ pub struct DirectoryUser {
     pub password_changed_at: Option<DateTime<Utc>>,
     /// Optimistic-concurrency version assigned by the store (0 before the first write).
     pub version: u64,
+    /// The directory user whose M365 account becomes this user's `manager` once both are bound
+    /// in the same tenant (R-ATTR-1). Never the user itself; a user id not (yet) in the directory
+    /// is accepted — it is linked when such a user exists and is bound. Absent in items stored
+    /// before the field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manager_id: Option<UserId>,
 }
 
 impl DirectoryUser {
@@ -96,6 +102,7 @@ impl DirectoryUser {
             password: None,
             password_changed_at: None,
             version: 0,
+            manager_id: None,
         }
     }
 
@@ -129,7 +136,15 @@ impl DirectoryUser {
         check_len("givenName", self.given_name.as_deref(), 64)?;
         check_len("surname", self.surname.as_deref(), 64)?;
         check_len("jobTitle", self.job_title.as_deref(), 128)?;
-        check_len("department", self.department.as_deref(), 64)
+        check_len("department", self.department.as_deref(), 64)?;
+        // R-ATTR-1: M365 refuses a user as its own manager; refused before any write.
+        if self.manager_id.as_ref() == Some(&self.id) {
+            return Err(InvalidInput::Field {
+                field: "managerId",
+                problem: FieldProblem::OwnId,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -154,6 +169,37 @@ pub(crate) fn check_len(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_user_cannot_be_its_own_manager() {
+        // R-ATTR-1
+        let mut u = user();
+        u.manager_id = Some(u.id.clone());
+        assert_eq!(
+            u.validate(),
+            Err(InvalidInput::Field {
+                field: "managerId",
+                problem: FieldProblem::OwnId
+            })
+        );
+        u.manager_id = Some(UserId::parse("not-yet-in-the-directory").unwrap());
+        assert_eq!(u.validate(), Ok(()), "an unknown manager id is accepted");
+    }
+
+    #[test]
+    fn a_user_stored_before_manager_id_existed_still_loads() {
+        // R-ATTR-1
+        let mut json = serde_json::to_value(user()).unwrap();
+        assert!(json.get("managerId").is_none(), "absent when unset");
+        json.as_object_mut().unwrap().remove("managerId");
+        let loaded: DirectoryUser = serde_json::from_value(json).unwrap();
+        assert_eq!(loaded.manager_id, None);
+        let mut with = user();
+        with.manager_id = Some(UserId::parse("boss").unwrap());
+        let round: DirectoryUser =
+            serde_json::from_value(serde_json::to_value(&with).unwrap()).unwrap();
+        assert_eq!(round, with);
+    }
 
     fn user() -> DirectoryUser {
         DirectoryUser::new(

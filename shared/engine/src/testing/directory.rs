@@ -81,6 +81,8 @@ struct State {
     find_calls: u64,
     /// Calls to hold, by port method and stage, in the order they were asked for.
     holds: Vec<(&'static str, Stage, Hold)>,
+    /// Each tenant's manager links: user → manager (R-ATTR-1).
+    managers: BTreeMap<TenantId, BTreeMap<M365ObjectId, M365ObjectId>>,
 }
 
 /// M365 in memory, on a [`ManualClock`]. Clones share one M365 (the delta fakes read it).
@@ -378,6 +380,52 @@ impl FakeDirectory {
         let state = lock(&self.state);
         let stored = state.tenants.get(tenant)?.users.get(id)?;
         stored.deleted_at.is_none().then(|| stored.user.clone())
+    }
+
+    /// The manager M365 shows for the active user `id` (a deleted manager is none, as in the
+    /// emulator; R-ATTR-1). Not counted as a call.
+    #[must_use]
+    pub fn manager(&self, tenant: &TenantId, id: &M365ObjectId) -> Option<M365ObjectId> {
+        Self::live_manager(&lock(&self.state), tenant, id)
+    }
+
+    /// Every active user's manager in `tenant` (the delta fake compares them between rounds).
+    #[must_use]
+    pub fn managers(&self, tenant: &TenantId) -> BTreeMap<M365ObjectId, M365ObjectId> {
+        let state = lock(&self.state);
+        let ids: Vec<M365ObjectId> = state
+            .managers
+            .get(tenant)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        ids.into_iter()
+            .filter_map(|id| Some((id.clone(), Self::live_manager(&state, tenant, &id)?)))
+            .collect()
+    }
+
+    /// Sets or removes `id`'s manager as an M365 admin would in the portal (drift; not counted).
+    pub fn set_manager_by_admin(
+        &self,
+        tenant: &TenantId,
+        id: &M365ObjectId,
+        manager: Option<&M365ObjectId>,
+    ) {
+        let mut state = lock(&self.state);
+        let links = state.managers.entry(tenant.clone()).or_default();
+        match manager {
+            Some(m) => links.insert(id.clone(), m.clone()),
+            None => links.remove(id),
+        };
+    }
+
+    fn live_manager(state: &State, tenant: &TenantId, id: &M365ObjectId) -> Option<M365ObjectId> {
+        let users = &state.tenants.get(tenant)?.users;
+        users.get(id).filter(|u| u.deleted_at.is_none())?;
+        let manager = state.managers.get(tenant)?.get(id)?;
+        users
+            .get(manager)
+            .filter(|u| u.deleted_at.is_none())
+            .map(|_| manager.clone())
     }
 
     /// The password M365 holds for the active user `id` (to assert what was pushed).
@@ -785,6 +833,51 @@ impl Directory for FakeDirectory {
             );
             Ok(group)
         })
+    }
+
+    async fn manager_of(
+        &self,
+        tenant: &TenantId,
+        id: &M365ObjectId,
+    ) -> Result<Option<M365ObjectId>> {
+        self.run("manager_of", |state| {
+            Self::active_mut(state, tenant, id)?;
+            Ok(Self::live_manager(state, tenant, id))
+        })
+        .await
+    }
+
+    async fn set_manager(
+        &self,
+        tenant: &TenantId,
+        id: &M365ObjectId,
+        manager: &M365ObjectId,
+    ) -> Result<()> {
+        self.run("set_manager", |state| {
+            Self::active_mut(state, tenant, id)?;
+            Self::active_mut(state, tenant, manager)?;
+            if id == manager {
+                return Err(rejected("A user cannot be assigned as their own manager."));
+            }
+            state
+                .managers
+                .entry(tenant.clone())
+                .or_default()
+                .insert(id.clone(), manager.clone());
+            Ok(())
+        })
+        .await
+    }
+
+    async fn clear_manager(&self, tenant: &TenantId, id: &M365ObjectId) -> Result<()> {
+        self.run("clear_manager", |state| {
+            Self::active_mut(state, tenant, id)?;
+            if let Some(links) = state.managers.get_mut(tenant) {
+                links.remove(id);
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn add_group_member(

@@ -20,6 +20,8 @@ use crate::ports::{
 const LINK_PREFIX: &str = "fake-delta:";
 
 type Snapshot = BTreeMap<M365ObjectId, M365User>;
+/// Each user's manager when a snapshot was taken (R-ATTR-1).
+type Managers = BTreeMap<M365ObjectId, M365ObjectId>;
 
 /// Delta rounds over a [`FakeDirectory`]: a link names the snapshot taken when it was issued, and
 /// the next round reports the users that differ from it (new or changed, with every attribute)
@@ -29,6 +31,8 @@ type Snapshot = BTreeMap<M365ObjectId, M365User>;
 pub struct FakeUserDeltas {
     directory: FakeDirectory,
     snapshots: Mutex<Vec<Snapshot>>,
+    /// The managers of each snapshot (same index), for `manager@delta` (R-ATTR-1).
+    manager_snapshots: Mutex<Vec<Managers>>,
     /// Rounds served in several pages: their items and the snapshot their final link names.
     rounds: Mutex<Vec<(Vec<UserChange>, usize)>>,
     page_size: Option<usize>,
@@ -52,6 +56,7 @@ pub(crate) fn bare_change(id: &M365ObjectId, removed: bool) -> UserChange {
         attributes: crate::model::AttributesPatch::default(),
         account_enabled: None,
         last_password_change: None,
+        manager: None,
     }
 }
 
@@ -68,6 +73,16 @@ fn change_of(user: &M365User) -> UserChange {
         attributes: crate::model::AttributesPatch::every(&user.attributes),
         account_enabled: Some(user.account_enabled),
         last_password_change: user.last_password_change,
+        manager: None,
+    }
+}
+
+/// [`change_of`] reporting `manager@delta` as `manager` (R-ATTR-1): `Some(Some(m))` assigned,
+/// `Some(None)` removed, `None` not reported (the emulator's shape).
+fn change_with_manager(user: &M365User, manager: Option<Option<M365ObjectId>>) -> UserChange {
+    UserChange {
+        manager,
+        ..change_of(user)
     }
 }
 
@@ -78,6 +93,7 @@ impl FakeUserDeltas {
         Self {
             directory: directory.clone(),
             snapshots: Mutex::new(Vec::new()),
+            manager_snapshots: Mutex::new(Vec::new()),
             rounds: Mutex::new(Vec::new()),
             page_size: None,
             pages: AtomicU64::new(0),
@@ -150,6 +166,7 @@ impl UserDeltas for FakeUserDeltas {
             return self.page_of(round, offset, false);
         }
         let current = self.listing(tenant).await?;
+        let managers = self.directory.managers(tenant);
         let previous = match link {
             Some(_) if restarted => None,
             None => None,
@@ -166,13 +183,32 @@ impl UserDeltas for FakeUserDeltas {
                 )
             }
         };
+        // The managers of the snapshot the link names (empty for a full listing).
+        let managers_before = match (link, &previous) {
+            (Some(link), Some(_)) => link
+                .strip_prefix(LINK_PREFIX)
+                .and_then(|n| n.parse::<usize>().ok())
+                .and_then(|i| lock(&self.manager_snapshots).get(i).cloned())
+                .unwrap_or_default(),
+            _ => Managers::new(),
+        };
         let changes = match &previous {
-            None => current.values().map(change_of).collect(),
+            None => current
+                .values()
+                .map(|u| change_with_manager(u, managers.get(&u.id).cloned().map(Some)))
+                .collect(),
             Some(before) => {
                 let mut changes: Vec<UserChange> = current
                     .values()
-                    .filter(|u| before.get(&u.id) != Some(*u))
-                    .map(change_of)
+                    .filter(|u| {
+                        before.get(&u.id) != Some(*u)
+                            || managers.get(&u.id) != managers_before.get(&u.id)
+                    })
+                    .map(|u| {
+                        let now = managers.get(&u.id);
+                        let reported = (now != managers_before.get(&u.id)).then(|| now.cloned());
+                        change_with_manager(u, reported)
+                    })
                     .collect();
                 changes.extend(
                     before
@@ -186,6 +222,7 @@ impl UserDeltas for FakeUserDeltas {
         let snapshot = {
             let mut snapshots = lock(&self.snapshots);
             snapshots.push(current);
+            lock(&self.manager_snapshots).push(managers);
             snapshots.len() - 1
         };
         if self.page_size.is_some_and(|size| changes.len() > size) {

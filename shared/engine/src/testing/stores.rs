@@ -131,6 +131,15 @@ impl UserStore for FakeUsers {
             .collect();
         page("users", items, request, false)
     }
+
+    async fn reports_of(&self, manager: &UserId) -> Result<Vec<DirectoryUser>> {
+        Ok(lock(&self.users)
+            .by_id
+            .values()
+            .filter(|u| u.manager_id.as_ref() == Some(manager))
+            .cloned()
+            .collect())
+    }
 }
 
 /// Directory groups in memory. It counts the group records it hands out ([`Self::groups_read`]),

@@ -35,6 +35,7 @@ use crate::ports::Ports;
 use crate::ports::{BindingStore, Directory, Expect, FailureStore, Notifier, Sealer, UserStore};
 
 use super::group_sync::SyncGroup;
+use super::manager::SyncManager;
 use super::password::read_back_password_change;
 use super::privilege::{adoption_details, privilege_of, refusal};
 use super::{
@@ -127,7 +128,24 @@ impl<P: Ports> Bind<'_, P> {
         let result = self.bind_once(user_id, request).await;
         super::report(&result);
         self.follow_groups(&result).await;
+        self.follow_manager(&result).await;
         result
+    }
+
+    /// After a bind that bound the user ([`Outcome::Done`]): its account gets its bound manager's
+    /// as manager, and its bound direct reports get its account ([`SyncManager::follow_bind`],
+    /// R-ATTR-1). Never fails the bind. Skipped with the group follow-up (`groups: None`).
+    async fn follow_manager(&self, result: &Result<Outcome>) {
+        let (Ok(Outcome::Done { binding, .. }), Some(_)) = (result, self.groups) else {
+            return;
+        };
+        let manager = SyncManager::<P> {
+            fx: self.fx,
+            users: self.users,
+            directory: self.directory,
+        };
+        let followed: BoxFuture<'_, _> = Box::pin(manager.follow_bind(&binding.user_id));
+        followed.await;
     }
 
     /// After a bind that bound the user ([`Outcome::Done`]): the user joins the security groups
@@ -256,6 +274,7 @@ impl<P: Ports> Bind<'_, P> {
         let result = self.retry_once(message, user_id).await;
         super::report(&result);
         self.follow_groups(&result).await;
+        self.follow_manager(&result).await;
         result
     }
 

@@ -36,6 +36,7 @@ use crate::ports::{
 
 use super::Outcome;
 use super::group_sync::{GroupOutcome, SyncGroup};
+use super::manager::SyncManager;
 use super::suspend::{Suspension, UserSync, sync_needed};
 use super::update::{UpdateAttributes, attributes_changed};
 
@@ -63,6 +64,9 @@ pub struct UserDraft {
     pub state: Option<UserState>,
     /// The R-ATTR-1 attributes; blank ones are absent.
     pub attributes: UserAttributes,
+    /// The manager's directory user id (R-ATTR-1); blank is absent. Not the user itself; an id
+    /// not (yet) in the directory is accepted and linked once that user exists and is bound.
+    pub manager_id: Option<String>,
 }
 
 /// What saving a user did in M365.
@@ -124,6 +128,8 @@ use_case! {
             suspension: Suspension<'a, P> = Suspension::new,
             /// Pushes changed attributes (R-BIND-7).
             update: UpdateAttributes<'a, P> = UpdateAttributes::new,
+            /// Links a changed manager (R-ATTR-1).
+            manager: SyncManager<'a, P> = SyncManager::new,
         ],
     }
 }
@@ -157,6 +163,9 @@ impl<P: Ports> UpsertUser<'_, P> {
         user.department = blank_to_none(draft.department);
         user.attributes = draft.attributes.normalized();
         user.state = draft.state.unwrap_or_default();
+        user.manager_id = blank_to_none(draft.manager_id)
+            .map(UserId::parse)
+            .transpose()?;
         user.validate()?;
 
         let before = self.users.get(id).await?;
@@ -170,6 +179,7 @@ impl<P: Ports> UpsertUser<'_, P> {
                 if !attributes_changed(old, &user)
                     && old.email == user.email
                     && old.state == user.state
+                    && old.manager_id == user.manager_id
                 {
                     // Nothing to store; M365 may still lag behind the state (a run cut short).
                     old.clone()
@@ -214,6 +224,17 @@ impl<P: Ports> UpsertUser<'_, P> {
                 }
             },
         };
+        // R-ATTR-1: a changed manager of a bound user reaches M365 (a failure is on the binding
+        // and, when retryable, on the retry queue; the user is stored either way).
+        let manager_changed = before
+            .as_ref()
+            .is_some_and(|old| old.manager_id != stored.manager_id);
+        if manager_changed && binding.is_some() {
+            match Box::pin(self.manager.push(id)).await {
+                Ok(outcome) => tracing::info!(outcome = outcome.as_str(), "manager pushed"),
+                Err(e) => tracing::warn!(error.code = e.code(), "manager push not started"),
+            }
+        }
         Ok(UserUpserted {
             user: stored,
             created: before.is_none(),

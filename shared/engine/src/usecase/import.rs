@@ -1162,6 +1162,20 @@ mod tests {
         async fn revoke_sign_in_sessions(&self, _: &TenantId, _: &M365ObjectId) -> Result<()> {
             unreachable!("import never writes to M365")
         }
+        async fn manager_of(&self, _: &TenantId, _: &M365ObjectId) -> Result<Option<M365ObjectId>> {
+            unreachable!("import never reads managers")
+        }
+        async fn set_manager(
+            &self,
+            _: &TenantId,
+            _: &M365ObjectId,
+            _: &M365ObjectId,
+        ) -> Result<()> {
+            unreachable!("import never writes to M365")
+        }
+        async fn clear_manager(&self, _: &TenantId, _: &M365ObjectId) -> Result<()> {
+            unreachable!("import never writes to M365")
+        }
         async fn set_password(
             &self,
             _: &TenantId,

@@ -5,6 +5,7 @@
 //! - [`unbind::Unbind`]: block sign-in and revoke sessions, never delete (R-BIND-5, R-BIND-8,
 //!   R-BIND-9);
 //! - [`update::UpdateAttributes`]: push a bound user's attributes (R-BIND-7);
+//! - [`manager::SyncManager`]: link a bound user's account to its bound manager's (R-ATTR-1);
 //! - [`password::SetPassword`]: validate, seal, store and push a password (R-PWD-1, R-PWD-2, R-PWD-4);
 //! - [`suspend::Suspension`]: follow the user's directory `state` — suspend a disabled user's
 //!   account and revoke its sessions, re-enable it when the user is active again (R-BIND-9);
@@ -78,6 +79,7 @@ pub mod connect;
 pub mod directory;
 pub mod group_sync;
 pub mod import;
+pub mod manager;
 pub mod password;
 pub(crate) mod privilege;
 pub mod reconcile;
@@ -151,6 +153,8 @@ pub enum Change {
     /// The user is active again but the directory password expired meanwhile: the account stays
     /// suspended, now for `password_expired` (no event: nothing changed in M365, R-PWD-4).
     KeptSuspended,
+    /// The account's manager was set or removed (`user_update_provision`, R-ATTR-1).
+    ManagerUpdated,
 }
 
 impl Change {
@@ -170,6 +174,7 @@ impl Change {
             Self::Suspended => "directory_disabled",
             Self::Reactivated => "reactivated",
             Self::KeptSuspended => "password_expired",
+            Self::ManagerUpdated => "manager_updated",
         }
     }
 
@@ -178,9 +183,11 @@ impl Change {
     pub fn event_kind(self) -> Option<EventKind> {
         match self {
             Self::Created => Some(EventKind::UserCreateProvision),
-            Self::Adopted | Self::Unblocked | Self::AttributesUpdated | Self::Reactivated => {
-                Some(EventKind::UserUpdateProvision)
-            }
+            Self::Adopted
+            | Self::Unblocked
+            | Self::AttributesUpdated
+            | Self::Reactivated
+            | Self::ManagerUpdated => Some(EventKind::UserUpdateProvision),
             Self::Blocked | Self::Suspended => Some(EventKind::UserDeprovision),
             Self::PasswordPushed | Self::PasswordPushedAndReenabled => {
                 Some(EventKind::UserPasswordUpdateProvision)

@@ -8,7 +8,9 @@
 //! `provisioned` user's attributes changed in M365 are overwritten with the directory's; a password
 //! changed in M365 after our last push is overwritten with the sealed directory password
 //! (`user_password_update_provision`, R-PWD-3); an account deleted in M365 turns the binding into
-//! `deleted_in_m365` (R-BIND-8). The password-expiry sweep (R-PWD-4) suspends `provisioned` users
+//! `deleted_in_m365` (R-BIND-8); a `provisioned` user with a `managerId` whose manager is bound in
+//! the tenant, reported by the delta (`manager@delta`) with another manager, gets the directory's
+//! manager set again (`set_manager`, R-ATTR-1; [`super::manager`]). The password-expiry sweep (R-PWD-4) suspends `provisioned` users
 //! whose directory password is older than the policy's maximum age (`user_deprovision`, reason
 //! `password_expired`, binding `suspended` with `suspendedReason: password_expired`);
 //! [`super::password::SetPassword`] re-enables them.
@@ -96,6 +98,7 @@ use crate::ports::{
     UserDeltas, UserStore,
 };
 
+use super::manager::{WantedManager, wanted_manager};
 use super::password::read_back_password_change;
 use super::privilege::PrivilegedAccounts;
 use super::stuck::{StuckSettings, StuckWork, find_stuck};
@@ -166,6 +169,9 @@ pub enum RepairKind {
     /// A `blocked`/`suspended` binding without an object id whose account (ours, found by UPN)
     /// is disabled already: record the object id so later rounds watch it (R-BIND-12).
     LinkAccount,
+    /// M365 reports another manager (`manager@delta`) than the bound account of the directory's
+    /// `managerId`: set that one again (R-ATTR-1).
+    SetManager,
 }
 
 impl RepairKind {
@@ -180,6 +186,7 @@ impl RepairKind {
             Self::SuspendExpired => "suspend_expired",
             Self::SuspendDisabled => "suspend_disabled",
             Self::LinkAccount => "link_account",
+            Self::SetManager => "set_manager",
         }
     }
 
@@ -210,6 +217,7 @@ impl RepairKind {
             )),
             Self::SuspendExpired => Some((EventKind::UserDeprovision, "password_expired")),
             Self::SuspendDisabled => Some((EventKind::UserDeprovision, "directory_disabled")),
+            Self::SetManager => Some((EventKind::UserUpdateProvision, "reconcile_manager")),
             Self::MarkDeleted | Self::LinkAccount => None,
         }
     }
@@ -245,6 +253,9 @@ pub struct Repair {
     /// reported removed by the delta; it is looked up once more before the binding is marked.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub missing_from_listing: bool,
+    /// For `set_manager`: the manager's account to set (R-ATTR-1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manager: Option<M365ObjectId>,
 }
 
 /// Why a run stopped before writing (R-REC-3).
@@ -338,6 +349,7 @@ fn merge(into: &mut UserChange, later: UserChange) {
     into.attributes.merge(later.attributes);
     keep(&mut into.account_enabled, later.account_enabled);
     keep(&mut into.last_password_change, later.last_password_change);
+    keep(&mut into.manager, later.manager);
 }
 
 /// The attributes M365 reports differently from the directory (only those reported): a reported
@@ -757,6 +769,7 @@ impl<P: Ports> Reconcile<'_, P> {
                 skipped: None,
                 skipped_why: None,
                 missing_from_listing: false,
+                manager: None,
             };
             if change.is_some_and(|c| c.removed) {
                 plan.push(repair(
@@ -805,6 +818,19 @@ impl<P: Ports> Reconcile<'_, P> {
                     let (patch, names) = attribute_patch(&user, change);
                     if !patch.is_empty() {
                         plan.push(repair(RepairKind::UpdateAttributes, names, patch));
+                    }
+                    // R-ATTR-1: only a user with a `managerId` whose manager is bound in this
+                    // tenant is compared; M365's manager of others is not the directory's to
+                    // repair (a cleared `managerId` is removed when it is saved).
+                    if let Some(reported) = &change.manager
+                        && let WantedManager::Account(_, want) =
+                            wanted_manager(self.bindings, &user, binding).await?
+                        && reported.as_ref() != Some(&want)
+                    {
+                        plan.push(Repair {
+                            manager: Some(want),
+                            ..repair(RepairKind::SetManager, Vec::new(), M365UserPatch::default())
+                        });
                     }
                     if self
                         .password_changed_in_m365(binding, &user, change)
@@ -941,6 +967,7 @@ impl<P: Ports> Reconcile<'_, P> {
                 skipped: None,
                 skipped_why: None,
                 missing_from_listing: true,
+                manager: None,
             });
         }
         Ok(missing)
@@ -1051,6 +1078,7 @@ impl<P: Ports> Reconcile<'_, P> {
                     skipped: None,
                     skipped_why: None,
                     missing_from_listing: false,
+                    manager: None,
                 }),
                 _ => out.none_found.push(binding.clone()),
             }
@@ -1123,6 +1151,10 @@ impl<P: Ports> Reconcile<'_, P> {
                     None => return Ok(()),
                 }
             }
+            RepairKind::SetManager => match &repair.manager {
+                Some(manager) => self.directory.set_manager(tenant, id, manager).await,
+                None => return Ok(()),
+            },
             RepairKind::MarkDeleted | RepairKind::LinkAccount => Ok(()),
         };
         match write {
@@ -1167,7 +1199,13 @@ impl<P: Ports> Reconcile<'_, P> {
                     tenant_id: Some(tenant.clone()),
                     operation_id: Some(operation(tenant)),
                     reason: Some(reason.to_owned()),
-                    details: Some(serde_json::json!({ "m365ObjectId": id })),
+                    details: Some(match &repair.manager {
+                        Some(manager) => serde_json::json!({
+                            "m365ObjectId": id,
+                            "manager": { "m365ObjectId": manager },
+                        }),
+                        None => serde_json::json!({ "m365ObjectId": id }),
+                    }),
                 })
                 .await?;
         }

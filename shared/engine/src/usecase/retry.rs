@@ -17,6 +17,7 @@ use crate::ports::{BindingStore, GroupStore, RetryQueue, TenantStore};
 
 use super::bind::Bind;
 use super::group_sync::{GroupOutcome, SyncGroup};
+use super::manager::SyncManager;
 use super::password::SetPassword;
 use super::suspend::Suspension;
 use super::unbind::Unbind;
@@ -187,6 +188,14 @@ impl<P: Ports> RetryDispatcher<'_, P> {
                     password_policy: self.password_policy,
                 };
                 Box::pin(suspension.retry(message, user_id)).await?
+            }
+            OperationKind::UserManager => {
+                let manager = SyncManager {
+                    fx: self.fx,
+                    users: self.users,
+                    directory: self.directory,
+                };
+                Box::pin(manager.retry(message, user_id)).await?
             }
             OperationKind::GroupBind
             | OperationKind::GroupMembers

@@ -33,6 +33,7 @@ pub fn purge_expired(tenant: &mut Tenant, now: DateTime<Utc>) {
     for id in users {
         tenant.users.remove(&id);
         super::groups::remove_everywhere(tenant, &id, now);
+        super::manager::forget(tenant, &id);
         tenant.record_change(ObjectKind::User, &id, now);
     }
     let groups: Vec<String> = tenant
@@ -226,6 +227,7 @@ pub async fn purge(
             .remove(&id)
             .ok_or_else(|| GraphError::not_found(&key))?;
         super::groups::remove_everywhere(tenant, &id, now);
+        super::manager::forget(tenant, &id);
         tenant.record_change(ObjectKind::User, &id, now);
         target = audit::user_target(&id, user.upn(), Vec::new());
     } else if tenant

@@ -364,6 +364,12 @@ fn round_items(
             .select
             .as_ref()
             .is_none_or(|s| s.iter().any(|p| p == "members"));
+    // Users track their manager only when `$select` names it (graph-spec §5, R-ATTR-1).
+    let with_manager = kind == ObjectKind::User
+        && cursor
+            .select
+            .as_ref()
+            .is_some_and(|s| s.iter().any(|p| p == "manager"));
     let select: Option<Vec<String>> = cursor.select.as_ref().map(|s| {
         let mut s: Vec<String> = s
             .iter()
@@ -414,6 +420,12 @@ fn round_items(
                         .collect();
                     o.insert("members@delta".into(), Value::Array(refs));
                 }
+                if with_manager && let Some(manager) = super::manager::manager_of(tenant, id, now) {
+                    o.insert(
+                        "manager@delta".into(),
+                        super::manager::delta_ref(manager, true),
+                    );
+                }
                 out.push(Value::Object(o));
             }
         }
@@ -423,6 +435,7 @@ fn round_items(
     let mut order: Vec<String> = Vec::new();
     let mut member_changes: BTreeMap<String, BTreeMap<String, bool>> = BTreeMap::new();
     let mut object_changed: BTreeMap<String, bool> = BTreeMap::new();
+    let mut manager_changes: BTreeMap<String, (String, bool)> = BTreeMap::new();
     for c in tenant
         .changes
         .iter()
@@ -434,6 +447,9 @@ fn round_items(
         order.retain(|i| *i != c.id);
         order.push(c.id.clone());
         match &c.member {
+            Some((m, assigned)) if kind == ObjectKind::User => {
+                manager_changes.insert(c.id.clone(), (m.clone(), *assigned));
+            }
             Some((m, added)) => {
                 member_changes
                     .entry(c.id.clone())
@@ -468,6 +484,11 @@ fn round_items(
                         .map(|(m, added)| member_ref(tenant, m, !added))
                         .collect();
                     o.insert("members@delta".into(), Value::Array(refs));
+                } else if with_manager && let Some((manager, assigned)) = manager_changes.get(&id) {
+                    o.insert(
+                        "manager@delta".into(),
+                        super::manager::delta_ref(manager, *assigned),
+                    );
                 } else if !object_changed.contains_key(&id) {
                     // Only membership changed and members are not tracked.
                     continue;

@@ -7,6 +7,7 @@ pub mod deleted;
 pub mod delta;
 pub mod directory;
 pub mod groups;
+pub mod manager;
 pub mod odata;
 pub mod roles;
 pub mod users;
@@ -17,7 +18,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use serde_json::Value;
 
 use crate::AppState;
@@ -201,6 +202,11 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             post(users::revoke_sessions),
         )
         .route("/v1.0/users/{id}/restore", post(users::restore_not_here))
+        .route("/v1.0/users/{id}/manager", get(manager::get))
+        .route(
+            "/v1.0/users/{id}/manager/$ref",
+            put(manager::put).delete(manager::delete),
+        )
         .route("/v1.0/users/{id}/memberOf", get(roles::member_of))
         .route(
             "/v1.0/users/{id}/memberOf/microsoft.graph.directoryRole",

@@ -484,6 +484,9 @@ pub async fn get(
     headers: HeaderMap,
 ) -> Result<Response, GraphError> {
     caller.require(perm::USERS_READ)?;
+    // `$expand=manager` (R-ATTR-1; `$levels` not modelled).
+    let expand_manager =
+        odata::param(&raw, "$expand").is_some_and(|e| e.trim().eq_ignore_ascii_case("manager"));
     let query = odata::Query::parse(raw, Resource::User, odata::eventual(&headers))?;
     let state = app.lock();
     let now = state.clock.now();
@@ -499,6 +502,9 @@ pub async fn get(
         Resource::User,
         query.select.as_deref(),
     ));
+    if expand_manager {
+        super::manager::expand_into(&mut out, tenant, &user.id, now);
+    }
     Ok(odata_response(StatusCode::OK, &Value::Object(out)))
 }
 

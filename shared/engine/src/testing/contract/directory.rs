@@ -242,6 +242,49 @@ pub async fn operations_on_a_missing_user_are_not_found(dir: &impl Directory, t:
     assert_not_found(&dir.update_user(&t.tenant, &missing, &patch).await);
 }
 
+/// R-ATTR-1: a manager is set, read back, replaced and removed; setting the same manager again
+/// and removing an absent one are success; an unknown user has no manager to read.
+pub async fn a_manager_is_set_read_replaced_and_cleared(dir: &impl Directory, t: &DirectoryTenant) {
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(
+            dir.create_user(&t.tenant, &new_user(&t.managed, GOOD))
+                .await
+                .expect("create succeeds")
+                .id,
+        );
+    }
+    let (user, first, second) = (&ids[0], &ids[1], &ids[2]);
+    let manager = |id: &M365ObjectId| {
+        let id = id.clone();
+        async move { dir.manager_of(&t.tenant, &id).await.expect("manager read") }
+    };
+    assert_eq!(manager(user).await, None, "no manager at first");
+    dir.set_manager(&t.tenant, user, first)
+        .await
+        .expect("set succeeds");
+    assert_eq!(manager(user).await, Some(first.clone()));
+    dir.set_manager(&t.tenant, user, first)
+        .await
+        .expect("setting the same manager again succeeds");
+    dir.set_manager(&t.tenant, user, second)
+        .await
+        .expect("replace succeeds");
+    assert_eq!(manager(user).await, Some(second.clone()));
+    assert_eq!(manager(second).await, None, "the relation has a direction");
+    dir.clear_manager(&t.tenant, user)
+        .await
+        .expect("clear succeeds");
+    assert_eq!(manager(user).await, None);
+    dir.clear_manager(&t.tenant, user)
+        .await
+        .expect("clearing an absent manager succeeds");
+    assert_not_found(
+        &dir.manager_of(&t.tenant, &M365ObjectId::generate())
+            .await,
+    );
+}
+
 /// R-IMP-1: the tenant's users are listed across pages, each once.
 pub async fn users_are_listed_across_pages(dir: &impl Directory, t: &DirectoryTenant) {
     let mut ids = Vec::new();

@@ -93,6 +93,7 @@ suites! {$
         changing_a_users_email_to_a_taken_one_is_refused,
         users_are_listed_across_pages,
         a_garbage_cursor_is_refused,
+        reports_are_found_by_their_manager_and_follow_changes,
     };
     /// Contract of [`GroupStore`](crate::ports::GroupStore).
     groups in "groups.rs" as groups_suite, takes (port) {
@@ -219,6 +220,7 @@ suites! {$
         users_are_listed_across_pages,
         verified_domains_are_reported_with_their_kind,
         the_organization_id_is_stable,
+        a_manager_is_set_read_replaced_and_cleared,
     } also {
         DirectoryTenant,
         RoleAdmin,

@@ -236,3 +236,37 @@ pub async fn a_garbage_cursor_is_refused(store: &impl UserStore) {
     let page = PageRequest::after(PageToken::new("not a cursor"), 10);
     assert_invalid_cursor(&store.list(&page).await);
 }
+
+/// R-ATTR-1: a manager's direct reports are found by its id (ordered by id), a changed or cleared
+/// `managerId` moves the report, and `managerId` round-trips.
+pub async fn reports_are_found_by_their_manager_and_follow_changes(store: &impl UserStore) {
+    let boss = fresh_user_id();
+    let other = fresh_user_id();
+    let mut a = user(fresh_email());
+    a.manager_id = Some(boss.clone());
+    let mut b = user(fresh_email());
+    b.manager_id = Some(boss.clone());
+    let a = store.create(&a).await.expect("create succeeds");
+    let b = store.create(&b).await.expect("create succeeds");
+    store
+        .create(&user(fresh_email()))
+        .await
+        .expect("create succeeds");
+    assert_eq!(store.get(&a.id).await.expect("get"), Some(a.clone()));
+    let mut expected = vec![a.clone(), b.clone()];
+    expected.sort_by(|x, y| x.id.cmp(&y.id));
+    assert_eq!(store.reports_of(&boss).await.expect("reports"), expected);
+
+    let mut moved = a.clone();
+    moved.manager_id = Some(other.clone());
+    let moved = store.replace(&moved, a.version).await.expect("replace");
+    let mut cleared = b.clone();
+    cleared.manager_id = None;
+    store.replace(&cleared, b.version).await.expect("replace");
+    assert_eq!(store.reports_of(&boss).await.expect("reports"), Vec::new());
+    assert_eq!(store.reports_of(&other).await.expect("reports"), vec![moved]);
+    assert_eq!(
+        store.reports_of(&fresh_user_id()).await.expect("reports"),
+        Vec::new()
+    );
+}
