@@ -38,6 +38,8 @@ use serde::Deserialize;
 struct PutBinding {
     welcome: Option<bool>,
     adopt_privileged: Option<bool>,
+    /// R-BIND-10: restore a deleted account (default) or, with `false`, wait and create anew.
+    restore: Option<bool>,
 }
 
 /// Serves `PUT` and `GET /users/{userId}/binding` on `ports` (bounded by the invocation's
@@ -66,6 +68,7 @@ async fn put<P: Ports>(ports: &P, request: &Request, raw: &str) -> provision::An
     let request = BindRequest {
         welcome: body.welcome.unwrap_or(true),
         adopt_privileged: body.adopt_privileged.unwrap_or(false),
+        restore: body.restore.unwrap_or(true),
     };
     // Boxed: the bind's future (with its group follow-up) is deep.
     Ok(
