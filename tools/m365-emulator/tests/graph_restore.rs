@@ -50,7 +50,10 @@ async fn a_restored_user_keeps_its_id_licences_and_group_memberships() {
     assert_eq!(body["id"], ALEX);
     assert_eq!(body["@odata.type"], "#microsoft.graph.user");
     let (_, _, user) = emu
-        .get(&t, &format!("/v1.0/users/{ALEX}?$select=id,assignedLicenses"))
+        .get(
+            &t,
+            &format!("/v1.0/users/{ALEX}?$select=id,assignedLicenses"),
+        )
         .await;
     assert_eq!(
         user["assignedLicenses"],
@@ -104,7 +107,10 @@ async fn a_deleted_user_is_restored_at_once_while_its_address_is_held_for_new_ac
         .map(|t| t["heldAddresses"].clone())
         .unwrap_or(Value::Null);
     assert!(
-        !held.to_string().to_lowercase().contains("alexw@contoso.com"),
+        !held
+            .to_string()
+            .to_lowercase()
+            .contains("alexw@contoso.com"),
         "the restore ends the hold: {held}"
     );
 }
@@ -112,7 +118,8 @@ async fn a_deleted_user_is_restored_at_once_while_its_address_is_held_for_new_ac
 // graph-spec §3.5 (UPN reservation: uniqueness among active objects; the conflict surfaces on
 // restore), §3.2 duplicate-value error (exact text unconfirmed for restore, §13.4).
 #[tokio::test]
-async fn restoring_a_user_whose_address_another_user_took_as_mail_fails_with_graphs_conflict_error() {
+async fn restoring_a_user_whose_address_another_user_took_as_mail_fails_with_graphs_conflict_error()
+{
     let emu = Emu::start().await;
     let t = emu.contoso();
     emu.delete(&t, &format!("/v1.0/users/{ADELE}")).await;
