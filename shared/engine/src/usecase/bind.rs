@@ -1,6 +1,6 @@
 //! Bind a directory user to the tenant its email domain routes to (DESIGN §4 "bind"): adopt the M365
 //! account with that UPN or create it, unblock the binding's own account on a re-bind, and send the
-//! welcome notification (R-BIND-1..4, R-BIND-6, R-BIND-8). A user disabled in the directory is not
+//! welcome notification (R-BIND-1..4, R-BIND-6, R-BIND-8, R-BIND-10). A user disabled in the directory is not
 //! bound (409 `user_disabled`, R-BIND-9).
 //!
 //! Races (R-BIND-12): a bind records its intent (binding `pending`, itself in flight) before it
@@ -16,6 +16,10 @@
 //! [`super::privilege`]): the API request is refused with 409 `privileged_account` and nothing is
 //! written; a queued retry that meets one fails with that code on the binding. The check costs
 //! reads on the adopt path only, never on the create path (DESIGN §5).
+//!
+//! A re-bind whose account M365 deleted less than 30 days ago restores it from `deletedItems`
+//! instead of waiting for the address and creating an empty one, unless the request says
+//! `"restore": false` (R-BIND-10, [`restore`]).
 //!
 //! A user the bind bound ([`Outcome::Done`], by the request or by its queued retry) joins the
 //! security groups of its bound directory groups at once (R-GRP-1,
