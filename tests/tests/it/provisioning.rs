@@ -837,15 +837,28 @@ impl Stack {
         let kim = json!({"userPrincipalName": "kim@contoso.com", "accountEnabled": true,
             "usageLocation": "US", "licenses": [KIM_LICENCE]});
         let s = Self::start_with_users(vec![kim]).await?;
-        s.world
+        s.hold_addresses(hold_hours).await;
+        Some(s)
+    }
+
+    /// 25 hours pass (M365's clock and ours): a 24 h address hold ends; the worker drains.
+    async fn release_addresses_after_25_hours(&self) {
+        self.world.emulator.advance_clock(25 * 3600).await;
+        self.clock.advance(TimeDelta::hours(25));
+        self.drain(Duration::from_secs(20)).await;
+    }
+
+    /// M365 holds a deleted account's addresses for `hours` from now on (the emulator's
+    /// realism switch; holds are taken when an account is deleted).
+    async fn hold_addresses(&self, hours: u64) {
+        self.world
             .emulator
             .send(
                 reqwest::Method::PUT,
                 "/_emulator/realism",
-                json!({"addressReleaseDelayMs": hold_hours * 3600 * 1000}),
+                json!({"addressReleaseDelayMs": hours * 3600 * 1000}),
             )
             .await;
-        Some(s)
     }
 
     /// A security group with `member` in it, made through Graph by an admin; its id.
@@ -970,9 +983,7 @@ async fn rebinding_with_restore_false_waits_for_the_address_and_creates_a_new_ac
         .await;
     assert_eq!(status, 202, "the address is held: {body}");
     assert_eq!(body["binding"]["pendingReason"], "address_held", "{body}");
-    s.world.emulator.advance_clock(25 * 3600).await;
-    s.clock.advance(TimeDelta::hours(25));
-    s.drain(Duration::from_secs(20)).await;
+    s.release_addresses_after_25_hours().await;
     let (_, shown) = s.call("GET", "/users/kim/binding", None).await;
     assert_eq!(shown["state"], "provisioned", "{shown}");
     assert_eq!(shown["restored"], false, "{shown}");
@@ -1027,14 +1038,7 @@ async fn a_restore_conflict_falls_back_to_the_address_wait_with_the_reason_on_th
         "passwordProfile": {"forceChangePasswordNextSignIn": true, "password": "xWwvJ]6NMw+bWH-d"}});
     let (status, body) = graph(reqwest::Method::POST, "/users".to_owned(), Some(temp)).await;
     assert_eq!(status, 201, "{body}");
-    s.world
-        .emulator
-        .send(
-            reqwest::Method::PUT,
-            "/_emulator/realism",
-            json!({"addressReleaseDelayMs": 24 * 3600 * 1000}),
-        )
-        .await;
+    s.hold_addresses(24).await;
     s.delete_in_m365("kim@contoso.com").await;
 
     let (status, body) = s.call("PUT", "/users/kim/binding", None).await;
@@ -1050,9 +1054,7 @@ async fn a_restore_conflict_falls_back_to_the_address_wait_with_the_reason_on_th
     );
     assert!(s.m365_account(&old).await["deletedAt"].is_string());
     // M365 releases the address: a new account.
-    s.world.emulator.advance_clock(25 * 3600).await;
-    s.clock.advance(TimeDelta::hours(25));
-    s.drain(Duration::from_secs(20)).await;
+    s.release_addresses_after_25_hours().await;
     let (_, shown) = s.call("GET", "/users/kim/binding", None).await;
     assert_eq!(shown["state"], "provisioned", "{shown}");
     assert_ne!(shown["m365ObjectId"], old.as_str());

@@ -9,6 +9,16 @@ use graph_support::*;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+/// `POST /directory/deletedItems/{id}/restore` with an empty body.
+async fn restore(emu: &Emu, token: &str, id: &str) -> (u16, reqwest::header::HeaderMap, Value) {
+    emu.post(
+        token,
+        &format!("/v1.0/directory/deletedItems/{id}/restore"),
+        json!({}),
+    )
+    .await
+}
+
 fn ids(body: &Value) -> Vec<String> {
     body["value"]
         .as_array()
@@ -39,13 +49,7 @@ async fn a_restored_user_keeps_its_id_licences_and_group_memberships() {
             .0,
         404
     );
-    let (status, _, body) = emu
-        .post(
-            &t,
-            &format!("/v1.0/directory/deletedItems/{ALEX}/restore"),
-            json!({}),
-        )
-        .await;
+    let (status, _, body) = restore(&emu, &t, ALEX).await;
     assert_eq!(status, 200);
     assert_eq!(body["id"], ALEX);
     assert_eq!(body["@odata.type"], "#microsoft.graph.user");
@@ -92,13 +96,7 @@ async fn a_deleted_user_is_restored_at_once_while_its_address_is_held_for_new_ac
         .await;
     assert_eq!(status, 400, "held for a new account");
     assert_eq!(body["error"]["details"][0]["code"], "ObjectConflict");
-    let (status, _, _) = emu
-        .post(
-            &t,
-            &format!("/v1.0/directory/deletedItems/{ALEX}/restore"),
-            json!({}),
-        )
-        .await;
+    let (status, _, _) = restore(&emu, &t, ALEX).await;
     assert_eq!(status, 200);
     let (_, state) = emu.admin(Method::GET, "/_emulator/state", None).await;
     let held = state["tenants"]
@@ -127,13 +125,7 @@ async fn restoring_a_user_whose_address_another_user_took_as_mail_fails_with_gra
     other["mail"] = json!("AdeleV@contoso.com");
     let (status, _, body) = emu.post(&t, "/v1.0/users", other).await;
     assert_eq!(status, 201, "{body}");
-    let (status, _, body) = emu
-        .post(
-            &t,
-            &format!("/v1.0/directory/deletedItems/{ADELE}/restore"),
-            json!({}),
-        )
-        .await;
+    let (status, _, body) = restore(&emu, &t, ADELE).await;
     assert_eq!(status, 400);
     // Adele's UPN is the other user's mail now: the UPN is what clashes (which property Graph
     // names when a UPN meets another object's mail is unconfirmed).
@@ -167,16 +159,7 @@ async fn a_user_deleted_more_than_30_days_ago_cannot_be_restored() {
     )
     .await;
     let t = emu.contoso();
-    assert_eq!(
-        emu.post(
-            &t,
-            &format!("/v1.0/directory/deletedItems/{ALEX}/restore"),
-            json!({})
-        )
-        .await
-        .0,
-        200
-    );
+    assert_eq!(restore(&emu, &t, ALEX).await.0, 200);
     emu.admin(
         Method::POST,
         "/_emulator/clock/advance",
@@ -184,13 +167,7 @@ async fn a_user_deleted_more_than_30_days_ago_cannot_be_restored() {
     )
     .await;
     let t = emu.contoso();
-    let (status, _, body) = emu
-        .post(
-            &t,
-            &format!("/v1.0/directory/deletedItems/{LEE}/restore"),
-            json!({}),
-        )
-        .await;
+    let (status, _, body) = restore(&emu, &t, LEE).await;
     assert_eq!(status, 404);
     assert_error(
         &body,

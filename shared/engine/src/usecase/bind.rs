@@ -439,21 +439,12 @@ impl<P: Ports> Bind<'_, P> {
             // rather than wait for its address and create an empty one. Not after a create of this
             // bind was sent. (A first bind costs no deletedItems read: DESIGN §5.)
             Ok(None) if create_sent_at.is_none() && restore::has_candidate(&binding) => {
-                match self.restore(run, user, tenant, binding, expect).await? {
-                    restore::Attempt::Restored {
-                        binding,
-                        expect,
-                        account,
-                    } => {
-                        return self
-                            .adopt_existing(run, user, tenant, binding, expect, *account)
-                            .await;
-                    }
-                    restore::Attempt::Failed(outcome) => return Ok(outcome),
-                    restore::Attempt::NotRestored {
-                        binding: b,
-                        expect: e,
-                    } => {
+                match self
+                    .restore_and_adopt(run, user, tenant, binding, expect)
+                    .await?
+                {
+                    Ok(outcome) => return Ok(outcome),
+                    Err((b, e)) => {
                         binding = b;
                         expect = e;
                     }
@@ -565,17 +556,12 @@ impl<P: Ports> Bind<'_, P> {
                 if let Some(f) = binding.in_flight.as_mut() {
                     f.create_sent_at = None;
                 }
-                match self.restore(run, user, tenant, binding, expect).await? {
-                    restore::Attempt::Restored {
-                        binding,
-                        expect,
-                        account,
-                    } => {
-                        self.adopt_existing(run, user, tenant, binding, expect, *account)
-                            .await
-                    }
-                    restore::Attempt::Failed(outcome) => Ok(outcome),
-                    restore::Attempt::NotRestored { binding, expect } => {
+                match self
+                    .restore_and_adopt(run, user, tenant, binding, expect)
+                    .await?
+                {
+                    Ok(outcome) => Ok(outcome),
+                    Err((binding, expect)) => {
                         self.fx.fail(run, binding, expect, e, BIND_FAILURE).await
                     }
                 }

@@ -24,12 +24,12 @@ use crate::model::{
     Binding, BindingState, DeletedM365User, DirectoryUser, M365ObjectId, M365User, Tenant, TenantId,
 };
 use crate::ports::{BindingStore, Directory, Expect, Ports};
-use crate::usecase::{Outcome, Run, is_m365_not_found};
+use crate::usecase::{BoxFuture, Outcome, Run, is_m365_not_found};
 
 use super::{BIND_FAILURE, Bind};
 
 /// What a restore attempt left the bind with.
-pub(super) enum Attempt {
+enum Attempt {
     /// The account is active again (restored now, or by an earlier attempt whose answer was
     /// lost): adopt it.
     Restored {
@@ -112,11 +112,43 @@ fn same_upn(deleted: &DeletedM365User, user: &DirectoryUser) -> bool {
 }
 
 impl<P: Ports> Bind<'_, P> {
+    /// Restores the user's deleted account if there is one ([`Self::restore`]) and adopts it:
+    /// `Ok(outcome)` when the bind ended (restored and adopted, or a Graph failure recorded),
+    /// `Err((binding, expect))` when nothing was restored and the bind goes on. Boxed
+    /// ([`BoxFuture`]): the caller's frame keeps a pointer only.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub(super) fn restore_and_adopt<'s>(
+        &'s self,
+        run: &'s Run<'_>,
+        user: &'s DirectoryUser,
+        tenant: &'s Tenant,
+        binding: Binding,
+        expect: Expect,
+    ) -> BoxFuture<'s, Result<std::result::Result<Outcome, (Binding, Expect)>>> {
+        Box::pin(async move {
+            Ok(
+                match self.restore(run, user, tenant, binding, expect).await? {
+                    Attempt::Restored {
+                        binding,
+                        expect,
+                        account,
+                    } => Ok(self
+                        .adopt_existing(run, user, tenant, binding, expect, *account)
+                        .await?),
+                    Attempt::Failed(outcome) => Ok(outcome),
+                    Attempt::NotRestored { binding, expect } => Err((binding, expect)),
+                },
+            )
+        })
+    }
+
     /// Restores the user's deleted account if there is one to restore (see the module docs).
     ///
     /// # Errors
     /// Store failures (Graph failures are recorded: [`Attempt::Failed`]).
-    pub(super) async fn restore(
+    async fn restore(
         &self,
         run: &Run<'_>,
         user: &DirectoryUser,
@@ -226,6 +258,12 @@ mod tests {
         id
     }
 
+    /// Lets a re-bind's lookups through, so the next fault hits its restore call.
+    fn before_the_restore_call(w: &World) {
+        w.directory.pass_next_call(); // find_user_by_upn
+        w.directory.pass_next_call(); // get_deleted_user
+    }
+
     fn restored_events(w: &World) -> usize {
         w.events
             .all()
@@ -291,8 +329,7 @@ mod tests {
         // R-BIND-10 (restore conflict), R-BIND-8
         let mut w = World::new().await;
         let old = deleted_in_m365(&w).await;
-        w.directory.pass_next_call(); // find_user_by_upn
-        w.directory.pass_next_call(); // get_deleted_user
+        before_the_restore_call(&w);
         w.directory
             .fail_next_call(Error::Conflict(Conflict::RestoreConflict {
                 account: old.to_string(),
@@ -330,8 +367,7 @@ mod tests {
         // R-BIND-10, R-BIND-12 (a retry after a restore that landed but timed out)
         let mut w = World::new().await;
         let old = deleted_in_m365(&w).await;
-        w.directory.pass_next_call(); // find_user_by_upn
-        w.directory.pass_next_call(); // get_deleted_user
+        before_the_restore_call(&w);
         w.directory
             .fail_next_call_after_commit(unavailable(UnavailableReason::Timeout));
         let Outcome::Deferred { binding, .. } = w.bind("adele").await else {
@@ -353,8 +389,7 @@ mod tests {
         // R-BIND-10, R-BIND-6
         let mut w = World::new().await;
         let old = deleted_in_m365(&w).await;
-        w.directory.pass_next_call(); // find_user_by_upn
-        w.directory.pass_next_call(); // get_deleted_user
+        before_the_restore_call(&w);
         w.directory
             .fail_next_call(unavailable(UnavailableReason::Timeout));
         assert!(matches!(w.bind("adele").await, Outcome::Deferred { .. }));
