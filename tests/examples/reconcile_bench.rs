@@ -296,6 +296,8 @@ async fn main() {
             pushed_password_set_at: None,
             adopted_privileged: false,
             account_lookup_version: None,
+            restored: false,
+            restore_conflict: None,
         };
         dir.bindings.put(&binding, Expect::Absent).await.unwrap();
         bound += 1;

@@ -8,6 +8,11 @@
 //! adopted: `409 privileged_account`, nothing written, unless `"adoptPrivileged": true`
 //! (R-BIND-11; the opt-in is kept in the `user_update_provision` event).
 //!
+//! `"restore"` (default `true`, R-BIND-10): a re-bind whose account M365 deleted less than 30 days
+//! ago restores it from `deletedItems` — `200`, same object id, the binding says `restored: true`;
+//! `"restore": false` waits for the address and creates a new account (R-BIND-8). The binding
+//! shows `restored`, and `restoreConflict` when M365 refused the restore.
+//!
 //! The tenant is never taken from the caller: routing by the user's stored email decides
 //! (R-BIND-1); a body with any other field is refused (R-SAFE-1). A user disabled in the directory
 //! is refused with `409 user_disabled` (R-BIND-9). Answers: `200` done or unchanged (or
@@ -38,6 +43,8 @@ use serde::Deserialize;
 struct PutBinding {
     welcome: Option<bool>,
     adopt_privileged: Option<bool>,
+    /// R-BIND-10: restore a deleted account (default) or, with `false`, wait and create anew.
+    restore: Option<bool>,
 }
 
 /// Serves `PUT` and `GET /users/{userId}/binding` on `ports` (bounded by the invocation's
@@ -66,6 +73,7 @@ async fn put<P: Ports>(ports: &P, request: &Request, raw: &str) -> provision::An
     let request = BindRequest {
         welcome: body.welcome.unwrap_or(true),
         adopt_privileged: body.adopt_privileged.unwrap_or(false),
+        restore: body.restore.unwrap_or(true),
     };
     // Boxed: the bind's future (with its group follow-up) is deep.
     Ok(

@@ -140,3 +140,44 @@ async fn a_throttled_bind_answers_202_pending_with_its_retry_on_the_queue() {
     assert_eq!(queued[0].message.kind, OperationKind::UserBind);
     assert_eq!(w.binding("adele").await.state, BindingState::Pending);
 }
+
+#[tokio::test]
+async fn a_rebind_restores_the_deleted_account_unless_the_request_says_restore_false() {
+    // R-BIND-10 (`PUT /users/{userId}/binding` takes `restore`, default true; the binding shows
+    // `restored`)
+    let w = World::new().await;
+    for id in ["adele", "bob"] {
+        w.user(id).await;
+        assert_eq!(
+            call(&w, "PUT", &format!("/users/{id}/binding"), None)
+                .await
+                .0,
+            200
+        );
+        let account = World::object_id(&w.binding(id).await);
+        w.directory.soft_delete(&w.tenant.id, &account).unwrap();
+        m365_engine::usecase::unbind::Unbind::new(&w)
+            .unbind(&uid(id))
+            .await
+            .unwrap();
+        assert_eq!(w.binding(id).await.state, BindingState::DeletedInM365);
+    }
+    let (status, body) = call(&w, "PUT", "/users/adele/binding", Some("{}")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["binding"]["restored"], true, "{body}");
+    let (status, body) = call(
+        &w,
+        "PUT",
+        "/users/bob/binding",
+        Some(r#"{"restore":false}"#),
+    )
+    .await;
+    assert_eq!(status, 202, "the address wait: {body}");
+    assert_eq!(body["binding"]["restored"], false, "{body}");
+    assert_eq!(body["binding"]["pendingReason"], "address_held", "{body}");
+    let (status, body) = call(&w, "PUT", "/users/bob/binding", Some(r#"{"restore":"no"}"#)).await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (400, "invalid_json".into())
+    );
+}

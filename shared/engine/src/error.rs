@@ -244,6 +244,18 @@ pub enum Conflict {
         "the email of a bound user is its M365 user principal name and cannot change; unbind first"
     )]
     EmailChangeWhileBound,
+    /// M365 refused to restore a deleted account because another active object now holds one
+    /// of its addresses (`userPrincipalName`, `mail` or a proxy address; graph-spec §3.5, §3.6,
+    /// exact error unconfirmed §13.4): a re-bind falls back to the address wait (R-BIND-10).
+    #[error(
+        "M365 cannot restore the deleted account {account}: another object now uses its {property}"
+    )]
+    RestoreConflict {
+        /// The deleted account's object id.
+        account: String,
+        /// The contested property, as Graph names it (e.g. `userPrincipalName`).
+        property: String,
+    },
 }
 
 /// The M365 account found holding a UPN ([`Conflict::UpnExists`]). `Debug` shows its object id
@@ -272,6 +284,7 @@ impl Conflict {
             Self::UserDisabled { .. } => "user_disabled",
             Self::PrivilegedAccount { .. } => "privileged_account",
             Self::EmailChangeWhileBound => "email_change_while_bound",
+            Self::RestoreConflict { .. } => "restore_conflict",
         }
     }
 }

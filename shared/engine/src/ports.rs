@@ -742,6 +742,44 @@ pub trait Directory: Send + Sync {
         tenant: &TenantId,
         id: &M365ObjectId,
     ) -> impl Future<Output = Result<()>> + Send;
+    /// The soft-deleted user `id` in the tenant's `deletedItems`
+    /// (`GET /directory/deletedItems/{id}`, graph-spec §3.6), `None` when there is none (never
+    /// deleted, active again, purged after 30 days, or not a user). A read (R-BIND-10).
+    ///
+    /// # Errors
+    /// Graph errors mapped per graph-spec §12 (a 404 is `Ok(None)`).
+    fn get_deleted_user(
+        &self,
+        tenant: &TenantId,
+        id: &M365ObjectId,
+    ) -> impl Future<Output = Result<Option<crate::model::DeletedM365User>>> + Send;
+
+    /// The soft-deleted user whose UPN is `upn` (case-insensitive), the most recently deleted
+    /// when several are (`GET /directory/deletedItems/microsoft.graph.user?$filter=
+    /// userPrincipalName eq '…'`, graph-spec §3.6). A read (R-BIND-10).
+    ///
+    /// # Errors
+    /// Graph errors mapped per graph-spec §12.
+    fn find_deleted_user_by_upn(
+        &self,
+        tenant: &TenantId,
+        upn: &Email,
+    ) -> impl Future<Output = Result<Option<crate::model::DeletedM365User>>> + Send;
+
+    /// Restores the soft-deleted user `id` (`POST /directory/deletedItems/{id}/restore`,
+    /// graph-spec §3.6): the same account comes back with its licences and group memberships
+    /// (§3.5). A write (rate-budgeted like every write). Not repeated blindly: a restore whose
+    /// answer was lost is recognized by the caller finding the account active.
+    ///
+    /// # Errors
+    /// `Conflict::RestoreConflict` when another active object now holds the account's UPN,
+    /// mail or a proxy address; `NotFound` (entity `M365User`) when no deleted user has the id
+    /// (never deleted, restored already, purged); Graph errors mapped per graph-spec §12.
+    fn restore_user(
+        &self,
+        tenant: &TenantId,
+        id: &M365ObjectId,
+    ) -> impl Future<Output = Result<M365User>> + Send;
 }
 
 /// Outgoing notifications to employees (R-BIND-4): the notifications queue in production.

@@ -584,6 +584,27 @@ impl<P: TokenProvider> Directory for GraphDirectory<P> {
         self.role_holders(tenant).await
     }
 
+    // Deleted users and restore live in `deleted.rs` (R-BIND-10); the port delegates.
+    async fn get_deleted_user(
+        &self,
+        tenant: &TenantId,
+        id: &M365ObjectId,
+    ) -> Result<Option<m365_engine::model::DeletedM365User>> {
+        self.deleted_user(tenant, id).await
+    }
+
+    async fn find_deleted_user_by_upn(
+        &self,
+        tenant: &TenantId,
+        upn: &Email,
+    ) -> Result<Option<m365_engine::model::DeletedM365User>> {
+        self.deleted_user_by_upn(tenant, upn).await
+    }
+
+    async fn restore_user(&self, tenant: &TenantId, id: &M365ObjectId) -> Result<M365User> {
+        self.restore(tenant, id).await
+    }
+
     async fn verified_domains(&self, tenant: &TenantId) -> Result<Vec<VerifiedDomain>> {
         let url = self.client.url("/domains", &[("$select", DOMAIN_SELECT)])?;
         let domains: Vec<GraphDomain> = self.collect(tenant, url).await?;

@@ -29,6 +29,7 @@
 pub mod batch;
 pub mod budget;
 pub mod client;
+mod deleted;
 pub mod delta;
 pub mod directory;
 pub mod error;

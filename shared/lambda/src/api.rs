@@ -174,6 +174,14 @@ pub struct BindingView {
     /// when true.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub adopted_privileged: bool,
+    /// The latest bind restored the deleted account from M365's deleted items (R-BIND-10): same
+    /// object id, licences and groups kept.
+    pub restored: bool,
+    /// Why the latest bind could not restore the deleted account (another object took its
+    /// address meanwhile) and fell back to the address wait and a new account (R-BIND-10);
+    /// absent when nothing was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restore_conflict: Option<String>,
 }
 
 impl From<&Binding> for BindingView {
@@ -187,6 +195,8 @@ impl From<&Binding> for BindingView {
             last_error: b.last_error.clone(),
             suspended_reason: b.suspension().map(SuspendedReason::as_str),
             adopted_privileged: b.adopted_privileged,
+            restored: b.restored,
+            restore_conflict: b.restore_conflict.clone(),
         }
     }
 }
@@ -319,5 +329,24 @@ mod tests {
         b.suspended_reason = Some(SuspendedReason::DirectoryDisabled);
         let shown = serde_json::to_value(BindingView::from(&b)).unwrap();
         assert_eq!(shown["suspendedReason"], "directory_disabled");
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn a_binding_shows_whether_it_was_restored_and_why_not() {
+        // R-BIND-10 (DESIGN §3: a binding shows `restored`)
+        let mut b = Binding::pending(
+            m365_engine::model::UserId::parse("alice").unwrap(),
+            m365_engine::model::TenantId::generate(),
+            "x",
+        );
+        let shown = serde_json::to_value(BindingView::from(&b)).unwrap();
+        assert_eq!(shown["restored"], false);
+        assert!(shown.get("restoreConflict").is_none());
+        b.restored = true;
+        b.restore_conflict = Some("taken".to_owned());
+        let shown = serde_json::to_value(BindingView::from(&b)).unwrap();
+        assert_eq!(shown["restored"], true);
+        assert_eq!(shown["restoreConflict"], "taken");
     }
 }

@@ -39,7 +39,12 @@ struct Stack {
 
 impl Stack {
     async fn start() -> Option<Self> {
-        let mut world = World::start().await?;
+        Self::start_with_users(Vec::new()).await
+    }
+
+    /// [`Self::start`] with `extra` Contoso users seeded in the emulator (Graph user JSON).
+    async fn start_with_users(extra: Vec<Value>) -> Option<Self> {
+        let mut world = World::start_with_users(extra).await?;
         let sqs = aws_sdk_sqs::Client::new(&world.sdk);
         let ProvisioningResources {
             retry_url,
@@ -511,7 +516,7 @@ async fn a_password_push_reaches_m365_and_a_policy_violating_password_is_refused
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_deleted_in_m365_shows_deleted_in_m365_and_rebind_waits_out_the_address_hold() {
-    // R-BIND-8, R-BIND-6
+    // R-BIND-8, R-BIND-6, R-BIND-10 (`"restore": false` keeps the address wait)
     let s = started!(Stack::start());
     s.world
         .emulator
@@ -532,7 +537,9 @@ async fn a_user_deleted_in_m365_shows_deleted_in_m365_and_rebind_waits_out_the_a
     let (_, unchanged) = s.call("GET", "/users/gus", None).await;
     assert_eq!(unchanged, user["user"], "the directory user is unchanged");
 
-    let (status, body) = s.call("PUT", "/users/gus/binding", None).await;
+    let (status, body) = s
+        .call("PUT", "/users/gus/binding", Some(json!({"restore": false})))
+        .await;
     assert_eq!(status, 202, "the address is still held: {body}");
     assert_eq!(body["binding"]["state"], "pending");
     assert!(body["binding"]["pendingReason"].is_string(), "{body}");
@@ -553,6 +560,7 @@ async fn a_user_deleted_in_m365_shows_deleted_in_m365_and_rebind_waits_out_the_a
     s.drain(Duration::from_secs(20)).await;
     let (_, shown) = s.call("GET", "/users/gus/binding", None).await;
     assert_eq!(shown["state"], "provisioned", "{shown}");
+    assert_eq!(shown["restored"], false, "a new account: {shown}");
     let accounts = s.m365_active("gus@contoso.com").await;
     assert_eq!(accounts.len(), 1);
     assert_eq!(shown["m365ObjectId"], accounts[0]["id"]);
@@ -560,7 +568,8 @@ async fn a_user_deleted_in_m365_shows_deleted_in_m365_and_rebind_waits_out_the_a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebind_right_after_m365_releases_the_address_creates_the_account_at_once() {
-    // R-BIND-6, R-BIND-8 (M365 refused the create: no lookup grace to wait out)
+    // R-BIND-6, R-BIND-8 (M365 refused the create: no lookup grace to wait out), R-BIND-10
+    // (`"restore": false`)
     let s = started!(Stack::start());
     s.world
         .emulator
@@ -576,13 +585,25 @@ async fn a_rebind_right_after_m365_releases_the_address_creates_the_account_at_o
     let (status, body) = s.call("DELETE", "/users/hank/binding", None).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["binding"]["state"], "deleted_in_m365", "{body}");
-    let (status, body) = s.call("PUT", "/users/hank/binding", None).await;
+    let (status, body) = s
+        .call(
+            "PUT",
+            "/users/hank/binding",
+            Some(json!({"restore": false})),
+        )
+        .await;
     assert_eq!(status, 202, "the address is still held: {body}");
     assert_eq!(body["binding"]["pendingReason"], "address_held", "{body}");
     // M365 releases the address an hour later (its clock); the admin binds again at once, well
     // within the minute a lost create's answer would be waited for.
     s.world.emulator.advance_clock(3_700).await;
-    let (status, body) = s.call("PUT", "/users/hank/binding", None).await;
+    let (status, body) = s
+        .call(
+            "PUT",
+            "/users/hank/binding",
+            Some(json!({"restore": false})),
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["binding"]["state"], "provisioned", "{body}");
     assert_ne!(body["binding"]["m365ObjectId"], old, "a new account");
@@ -803,4 +824,239 @@ async fn an_undecodable_retry_message_is_reported_so_it_reaches_the_dlq() {
     let response = retry_worker::handle_batch(&s.fns.worker, &event).await;
     assert_eq!(response.batch_item_failures.len(), 1);
     assert_eq!(response.batch_item_failures[0].item_identifier, "m-1");
+}
+
+/// A licence SKU id seeded on Kim (restore tests): the harness's Contoso sells no SKU, so the
+/// licence is assigned directly in the emulator's seed, as an admin would have assigned it.
+const KIM_LICENCE: &str = "6fd2c87f-b296-42f0-b197-1e91e994b900";
+
+impl Stack {
+    /// A Contoso stack with Kim's M365 account seeded (licensed, usage location set), the address
+    /// of a deleted account held for `hold_hours` (the emulator's realism switch).
+    async fn start_with_kim(hold_hours: u64) -> Option<Self> {
+        let kim = json!({"userPrincipalName": "kim@contoso.com", "accountEnabled": true,
+            "usageLocation": "US", "licenses": [KIM_LICENCE]});
+        let s = Self::start_with_users(vec![kim]).await?;
+        s.hold_addresses(hold_hours).await;
+        Some(s)
+    }
+
+    /// 25 hours pass (M365's clock and ours): a 24 h address hold ends; the worker drains.
+    async fn release_addresses_after_25_hours(&self) {
+        self.world.emulator.advance_clock(25 * 3600).await;
+        self.clock.advance(TimeDelta::hours(25));
+        self.drain(Duration::from_secs(20)).await;
+    }
+
+    /// M365 holds a deleted account's addresses for `hours` from now on (the emulator's
+    /// realism switch; holds are taken when an account is deleted).
+    async fn hold_addresses(&self, hours: u64) {
+        self.world
+            .emulator
+            .send(
+                reqwest::Method::PUT,
+                "/_emulator/realism",
+                json!({"addressReleaseDelayMs": hours * 3600 * 1000}),
+            )
+            .await;
+    }
+
+    /// A security group with `member` in it, made through Graph by an admin; its id.
+    async fn m365_group_with(&self, member: &str) -> String {
+        let (status, group) = self
+            .world
+            .emulator
+            .graph_as_app(
+                CONTOSO,
+                reqwest::Method::POST,
+                "/groups",
+                Some(
+                    json!({"displayName": "Kim's team", "mailNickname": "kimsteam",
+                    "securityEnabled": true, "mailEnabled": false, "groupTypes": []}),
+                ),
+            )
+            .await;
+        assert_eq!(status, 201, "{group}");
+        let id = group["id"].as_str().unwrap().to_owned();
+        let (status, body) = self
+            .world
+            .emulator
+            .graph_as_app(
+                CONTOSO,
+                reqwest::Method::POST,
+                &format!("/groups/{id}/members/$ref"),
+                Some(json!({"@odata.id":
+                    format!("https://graph.microsoft.com/v1.0/directoryObjects/{member}")})),
+            )
+            .await;
+        assert_eq!(status, 204, "{body}");
+        id
+    }
+
+    /// Kim bound (her seeded account adopted), then deleted in M365 by an admin and unbound:
+    /// the binding says `deleted_in_m365`. Returns her account's id.
+    async fn kim_deleted_in_m365(&self) -> String {
+        self.put_user("kim", "kim@contoso.com", json!({"jobTitle": "Buyer"}))
+            .await;
+        let id = self.bind_settled("kim").await["m365ObjectId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        self.delete_in_m365("kim@contoso.com").await;
+        let (status, body) = self.call("DELETE", "/users/kim/binding", None).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["binding"]["state"], "deleted_in_m365", "{body}");
+        id
+    }
+
+    /// The emulator's record of the account `id` (active or deleted).
+    async fn m365_account(&self, id: &str) -> Value {
+        self.m365_users()
+            .await
+            .into_iter()
+            .find(|u| u["properties"]["id"] == id)
+            .unwrap_or_else(|| panic!("no account {id}"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebinding_restores_the_deleted_account_with_its_id_licences_and_groups_without_the_address_wait()
+ {
+    // R-BIND-10 (restore within 30 days, even with a 24 h address hold), R-BIND-3
+    let s = started!(Stack::start_with_kim(24));
+    let put = s.put_user("kim", "kim@contoso.com", json!({"jobTitle": "Buyer"}));
+    put.await;
+    let id = s.bind_settled("kim").await["m365ObjectId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let group = s.m365_group_with(&id).await;
+    s.delete_in_m365("kim@contoso.com").await;
+    let (_, unbound) = s.call("DELETE", "/users/kim/binding", None).await;
+    assert_eq!(unbound["binding"]["state"], "deleted_in_m365", "{unbound}");
+    // Changed in the directory while deleted: the restore pushes it as an adoption does.
+    s.put_user("kim", "kim@contoso.com", json!({"jobTitle": "Head Buyer"}))
+        .await;
+
+    let (status, body) = s.call("PUT", "/users/kim/binding", None).await;
+    assert_eq!(status, 200, "restored at once, no address wait: {body}");
+    assert_eq!(body["binding"]["state"], "provisioned", "{body}");
+    assert_eq!(body["binding"]["restored"], true, "{body}");
+    assert_eq!(
+        body["binding"]["m365ObjectId"],
+        id.as_str(),
+        "same object id"
+    );
+    assert_eq!(s.queue_depth(&s.retry_url).await, 0, "nothing waits");
+    let account = s.m365_account(&id).await;
+    assert!(account["deletedAt"].is_null(), "{account}");
+    let properties = &account["properties"];
+    assert_eq!(properties["accountEnabled"], true, "{account}");
+    assert_eq!(properties["jobTitle"], "Head Buyer", "{account}");
+    assert_eq!(
+        properties["assignedLicenses"],
+        json!([{"disabledPlans": [], "skuId": KIM_LICENCE}]),
+        "the licence came back"
+    );
+    assert_eq!(
+        s.world.emulator.group_member_ids(CONTOSO, &group).await,
+        vec![id.clone()],
+        "the group membership came back"
+    );
+    assert_eq!(s.m365_active("kim@contoso.com").await.len(), 1);
+    let restored: Vec<Value> = s
+        .events(&[("userId", "kim")])
+        .await
+        .into_iter()
+        .filter(|e| e["type"] == "user_update_provision" && e["details"]["restored"] == true)
+        .collect();
+    assert_eq!(restored.len(), 1, "{restored:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebinding_with_restore_false_waits_for_the_address_and_creates_a_new_account() {
+    // R-BIND-10 (`"restore": false`), R-BIND-8, R-BIND-6
+    let s = started!(Stack::start_with_kim(24));
+    let old = s.kim_deleted_in_m365().await;
+    let (status, body) = s
+        .call("PUT", "/users/kim/binding", Some(json!({"restore": false})))
+        .await;
+    assert_eq!(status, 202, "the address is held: {body}");
+    assert_eq!(body["binding"]["pendingReason"], "address_held", "{body}");
+    s.release_addresses_after_25_hours().await;
+    let (_, shown) = s.call("GET", "/users/kim/binding", None).await;
+    assert_eq!(shown["state"], "provisioned", "{shown}");
+    assert_eq!(shown["restored"], false, "{shown}");
+    assert_ne!(shown["m365ObjectId"], old.as_str(), "a new account");
+    let account = s.m365_account(&old).await;
+    assert!(
+        account["deletedAt"].is_string(),
+        "the old one stays deleted"
+    );
+    let new = s.m365_active("kim@contoso.com").await;
+    assert_eq!(new.len(), 1);
+    assert_eq!(
+        new[0]["assignedLicenses"],
+        json!([]),
+        "an empty new account"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_conflict_falls_back_to_the_address_wait_with_the_reason_on_the_binding() {
+    // R-BIND-10 (restore conflict), R-BIND-8, R-BIND-6
+    let s = started!(Stack::start_with_kim(0));
+    // Kim's account has a mail address; it is deleted without an address hold, and another
+    // account takes that address meanwhile (so M365 refuses the restore)...
+    s.put_user("kim", "kim@contoso.com", json!({})).await;
+    let old = s.bind_settled("kim").await["m365ObjectId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let graph = |method, path: String, body| {
+        let emulator = &s.world.emulator;
+        async move { emulator.graph_as_app(CONTOSO, method, &path, body).await }
+    };
+    let (status, body) = graph(
+        reqwest::Method::PATCH,
+        format!("/users/{old}"),
+        Some(json!({"mail": "kim.buyer@contoso.com"})),
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    s.delete_in_m365("kim@contoso.com").await;
+    let (_, unbound) = s.call("DELETE", "/users/kim/binding", None).await;
+    assert_eq!(unbound["binding"]["state"], "deleted_in_m365", "{unbound}");
+    let other = json!({"accountEnabled": true, "displayName": "Other", "mailNickname": "other",
+        "userPrincipalName": "other@contoso.com", "mail": "kim.buyer@contoso.com",
+        "passwordProfile": {"forceChangePasswordNextSignIn": true, "password": "xWwvJ]6NMw+bWH-d"}});
+    let (status, body) = graph(reqwest::Method::POST, "/users".to_owned(), Some(other)).await;
+    assert_eq!(status, 201, "{body}");
+    // ... and Kim's UPN is held for 24 h by a short-lived account deleted under that hold.
+    let temp = json!({"accountEnabled": true, "displayName": "Temp", "mailNickname": "kimtemp",
+        "userPrincipalName": "kim@contoso.com",
+        "passwordProfile": {"forceChangePasswordNextSignIn": true, "password": "xWwvJ]6NMw+bWH-d"}});
+    let (status, body) = graph(reqwest::Method::POST, "/users".to_owned(), Some(temp)).await;
+    assert_eq!(status, 201, "{body}");
+    s.hold_addresses(24).await;
+    s.delete_in_m365("kim@contoso.com").await;
+
+    let (status, body) = s.call("PUT", "/users/kim/binding", None).await;
+    assert_eq!(status, 202, "falls back to the address wait: {body}");
+    assert_eq!(body["binding"]["pendingReason"], "address_held", "{body}");
+    assert_eq!(body["binding"]["restored"], false, "{body}");
+    let reason = body["binding"]["restoreConflict"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        reason.contains(&old) && reason.contains("proxyAddresses"),
+        "a clear reason: {body}"
+    );
+    assert!(s.m365_account(&old).await["deletedAt"].is_string());
+    // M365 releases the address: a new account.
+    s.release_addresses_after_25_hours().await;
+    let (_, shown) = s.call("GET", "/users/kim/binding", None).await;
+    assert_eq!(shown["state"], "provisioned", "{shown}");
+    assert_ne!(shown["m365ObjectId"], old.as_str());
+    assert_eq!(shown["restoreConflict"], reason, "{shown}");
 }

@@ -1059,12 +1059,13 @@ async fn an_account_deleted_in_m365_is_found_by_the_full_listing_after_a_410_and
     assert_eq!(after["fullSync"], false, "{after}");
     assert_eq!(after["plan"], json!([]), "{after}");
 
-    // Binding again waits for M365 to release the address, then creates a new account at once.
+    // Binding again with `"restore": false` (R-BIND-10) waits for M365 to release the address,
+    // then creates a new account at once.
     let (status, body) = s
         .call(
             "PUT",
             "/users/r5/binding",
-            Some(json!({ "welcome": false })),
+            Some(json!({ "welcome": false, "restore": false })),
         )
         .await;
     assert_eq!(status, 202, "the address is held: {body}");
@@ -1074,7 +1075,7 @@ async fn an_account_deleted_in_m365_is_found_by_the_full_listing_after_a_410_and
         .call(
             "PUT",
             "/users/r5/binding",
-            Some(json!({ "welcome": false })),
+            Some(json!({ "welcome": false, "restore": false })),
         )
         .await;
     assert_eq!(status, 200, "{body}");

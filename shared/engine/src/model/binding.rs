@@ -144,6 +144,16 @@ pub struct Binding {
     /// mark predictable. Absent in records written before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_lookup_version: Option<u64>,
+    /// The latest bind restored the account from M365's `deletedItems` (R-BIND-10): same object
+    /// id, with its mailbox, licences and group memberships. Reset by the next bind. Absent
+    /// (false) in records written before it existed.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub restored: bool,
+    /// Why the latest bind could not restore the deleted account it found (R-BIND-10: another
+    /// object took its address meanwhile), so it fell back to the address wait and a new
+    /// account. `None` when nothing was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_conflict: Option<String>,
 }
 
 // serde's `skip_serializing_if` takes a function of `&T`.
@@ -181,6 +191,8 @@ impl Binding {
             pushed_password_set_at: None,
             adopted_privileged: false,
             account_lookup_version: None,
+            restored: false,
+            restore_conflict: None,
         }
     }
 }
@@ -214,6 +226,16 @@ pub struct InFlight {
     /// the function died between two writes). `None`: no retry queued for this operation yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_due_at: Option<DateTime<Utc>>,
+    /// The request said `"restore": false` (R-BIND-10): a deleted account is not restored, the
+    /// bind waits for the address and creates a new one. Absent (false: restore) in records
+    /// written before it existed.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub no_restore: bool,
+    /// The deleted account this bind restores (R-BIND-10): the binding's own account, or one
+    /// found by UPN among deleted users. Written before the restore is sent, so an account found
+    /// afterwards with this id is the restored one even when the restore's answer was lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_of: Option<M365ObjectId>,
 }
 
 #[cfg(test)]
@@ -241,6 +263,8 @@ mod tests {
             welcome: false,
             adopt_privileged: false,
             retry_due_at: None,
+            no_restore: false,
+            restore_of: None,
         });
         let json = serde_json::to_value(&b).unwrap();
         assert!(json["inFlight"]["createSentAt"].is_string());
@@ -308,6 +332,8 @@ mod tests {
             welcome: true,
             adopt_privileged: false,
             retry_due_at: None,
+            no_restore: false,
+            restore_of: None,
         });
         let old = serde_json::to_value(&b).unwrap();
         assert!(old["inFlight"].get("retryDueAt").is_none());

@@ -152,3 +152,29 @@ impl Privilege {
         }
     }
 }
+
+/// A soft-deleted M365 user in the tenant's `deletedItems` (graph-spec §3.5, §3.6): restorable,
+/// with its mailbox, licences and group memberships, until M365 purges it 30 days after
+/// `deleted_at` (R-BIND-10).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeletedM365User {
+    /// Graph object id (restore brings back the same id).
+    pub id: M365ObjectId,
+    /// UPN as the deleted item shows it.
+    pub user_principal_name: String,
+    /// `deletedDateTime`; `None` when Graph did not say.
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+impl DeletedM365User {
+    /// M365 keeps deleted users this long, then purges them (graph-spec §3.6).
+    pub const RETENTION_DAYS: i64 = 30;
+
+    /// Whether M365 still keeps it at `now` (deleted less than 30 days ago; an unknown
+    /// deletion time counts as restorable: M365 answers 404 to the restore otherwise).
+    #[must_use]
+    pub fn restorable_at(&self, now: DateTime<Utc>) -> bool {
+        self.deleted_at
+            .is_none_or(|at| now - at < chrono::TimeDelta::days(Self::RETENTION_DAYS))
+    }
+}

@@ -18,6 +18,7 @@ pub use attributes::{
     AttributesPatch, MAX_BUSINESS_PHONE_LEN, MAX_BUSINESS_PHONES, UserAttributes, is_country_code,
 };
 pub use binding::{Binding, BindingError, BindingState, InFlight, SuspendedReason};
+pub use directory::DeletedM365User;
 pub use directory::{DirectoryRole, M365User, M365UserPatch, NewM365User, Privilege};
 pub use email::{DomainName, Email, EmailError, MAX_DOMAIN_LEN, MAX_EMAIL_LEN, MAX_LOCAL_LEN};
 pub use event::{Event, EventKind, Failure, UnknownEventKind};

@@ -13,6 +13,7 @@ use super::hold::{HeldCall, Hold, Stage};
 use super::paging::page;
 use super::{ManualClock, lock};
 use crate::error::{Conflict, Entity, Error, ExistingUser, Result, UnavailableReason};
+use crate::model::DeletedM365User;
 use crate::model::{
     DirectoryRole, DomainKind, Email, M365Group, M365ObjectId, M365TenantId, M365User,
     M365UserPatch, NewM365User, Page, PageRequest, TenantId, VerifiedDomain,
@@ -993,6 +994,97 @@ impl Directory for FakeDirectory {
                 .collect())
         })
     }
+
+    async fn get_deleted_user(
+        &self,
+        tenant: &TenantId,
+        id: &M365ObjectId,
+    ) -> Result<Option<DeletedM365User>> {
+        let now = self.clock.now();
+        self.run("get_deleted_user", |state| {
+            let tenant = Self::tenant(state, tenant)?;
+            Ok(tenant.users.get(id).and_then(|u| deleted_view(u, now)))
+        })
+        .await
+    }
+
+    async fn find_deleted_user_by_upn(
+        &self,
+        tenant: &TenantId,
+        upn: &Email,
+    ) -> Result<Option<DeletedM365User>> {
+        let now = self.clock.now();
+        self.run("find_deleted_user_by_upn", |state| {
+            let tenant = Self::tenant(state, tenant)?;
+            Ok(tenant
+                .users
+                .values()
+                .filter(|u| {
+                    u.user
+                        .user_principal_name
+                        .eq_ignore_ascii_case(upn.as_str())
+                })
+                .filter_map(|u| deleted_view(u, now))
+                .max_by_key(|d| d.deleted_at))
+        })
+        .await
+    }
+
+    /// Like Graph (graph-spec §3.5, §3.6): the same account comes back with its group
+    /// memberships (the fake's groups never dropped them); the addresses of active users are
+    /// checked first.
+    async fn restore_user(&self, tenant: &TenantId, id: &M365ObjectId) -> Result<M365User> {
+        let now = self.clock.now();
+        self.run("restore_user", |state| {
+            let tenant = Self::tenant(state, tenant)?;
+            let Some(deleted) = tenant.users.get(id).and_then(|u| deleted_view(u, now)) else {
+                return Err(Error::not_found(Entity::M365User, id));
+            };
+            let restoring = tenant.users.get(id).map(|u| u.user.clone());
+            let mail = restoring.as_ref().and_then(|u| u.mail.clone());
+            let taken = |address: &str| {
+                tenant.users.values().any(|u| {
+                    u.deleted_at.is_none()
+                        && (u.user.user_principal_name.eq_ignore_ascii_case(address)
+                            || u.user
+                                .mail
+                                .as_deref()
+                                .is_some_and(|m| m.eq_ignore_ascii_case(address)))
+                })
+            };
+            let property = if taken(&deleted.user_principal_name) {
+                Some("userPrincipalName")
+            } else if mail.as_deref().is_some_and(taken) {
+                Some("mail")
+            } else {
+                None
+            };
+            if let Some(property) = property {
+                return Err(Conflict::RestoreConflict {
+                    account: id.to_string(),
+                    property: property.to_owned(),
+                }
+                .into());
+            }
+            let stored = tenant
+                .users
+                .get_mut(id)
+                .ok_or_else(|| Error::not_found(Entity::M365User, id))?;
+            stored.deleted_at = None;
+            Ok(stored.user.clone())
+        })
+        .await
+    }
+}
+
+/// The deleted item `stored` shows (`None` when active, or purged 30 days after its deletion).
+fn deleted_view(stored: &StoredUser, now: DateTime<Utc>) -> Option<DeletedM365User> {
+    let deleted = DeletedM365User {
+        id: stored.user.id.clone(),
+        user_principal_name: stored.user.user_principal_name.clone(),
+        deleted_at: stored.deleted_at,
+    };
+    (stored.deleted_at.is_some() && deleted.restorable_at(now)).then_some(deleted)
 }
 
 impl super::contract::directory::RoleAdmin for FakeDirectory {

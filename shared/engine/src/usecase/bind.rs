@@ -1,6 +1,6 @@
 //! Bind a directory user to the tenant its email domain routes to (DESIGN §4 "bind"): adopt the M365
 //! account with that UPN or create it, unblock the binding's own account on a re-bind, and send the
-//! welcome notification (R-BIND-1..4, R-BIND-6, R-BIND-8). A user disabled in the directory is not
+//! welcome notification (R-BIND-1..4, R-BIND-6, R-BIND-8, R-BIND-10). A user disabled in the directory is not
 //! bound (409 `user_disabled`, R-BIND-9).
 //!
 //! Races (R-BIND-12): a bind records its intent (binding `pending`, itself in flight) before it
@@ -16,6 +16,10 @@
 //! [`super::privilege`]): the API request is refused with 409 `privileged_account` and nothing is
 //! written; a queued retry that meets one fails with that code on the binding. The check costs
 //! reads on the adopt path only, never on the create path (DESIGN §5).
+//!
+//! A re-bind whose account M365 deleted less than 30 days ago restores it from `deletedItems`
+//! instead of waiting for the address and creating an empty one, unless the request says
+//! `"restore": false` (R-BIND-10, [`restore`]).
 //!
 //! A user the bind bound ([`Outcome::Done`], by the request or by its queued retry) joins the
 //! security groups of its bound directory groups at once (R-GRP-1,
@@ -36,6 +40,8 @@ use crate::ports::{BindingStore, Directory, Expect, FailureStore, Notifier, Seal
 
 use super::group_sync::SyncGroup;
 use super::manager::SyncManager;
+
+mod restore;
 use super::password::read_back_password_change;
 use super::privilege::{adoption_details, privilege_of, refusal};
 use super::{
@@ -51,6 +57,10 @@ pub struct BindRequest {
     /// Adopt the account found by UPN even if it is privileged (R-BIND-11); `false` unless the
     /// request says `"adoptPrivileged": true`.
     pub adopt_privileged: bool,
+    /// Restore the account from M365's `deletedItems` when it was deleted less than 30 days ago
+    /// (R-BIND-10); `true` unless the request says `"restore": false` (then the bind waits for the
+    /// address and creates a new account, R-BIND-8).
+    pub restore: bool,
 }
 
 impl Default for BindRequest {
@@ -58,6 +68,7 @@ impl Default for BindRequest {
         Self {
             welcome: true,
             adopt_privileged: false,
+            restore: true,
         }
     }
 }
@@ -229,6 +240,12 @@ impl<P: Ports> Bind<'_, P> {
             // The earlier operation's queued retry will be dropped as superseded: none is queued
             // for this one yet (R-REC-5).
             retry_due_at: None,
+            no_restore: !request.restore,
+            // A restore an earlier operation sent (answer lost) is recognized (R-BIND-10); else
+            // the account of a binding marked deleted in M365 is the one to restore.
+            restore_of: replaced
+                .and_then(|f| f.restore_of.clone())
+                .or_else(|| restore::deleted_account(current.as_ref(), &tenant.id)),
         };
         let (binding, expect) = match current {
             Some(b) => {
@@ -241,6 +258,9 @@ impl<P: Ports> Bind<'_, P> {
                     in_flight: Some(in_flight),
                     state: BindingState::Pending,
                     pending_reason: Some("binding".to_owned()),
+                    // Said by this bind anew (R-BIND-10).
+                    restored: false,
+                    restore_conflict: None,
                     ..b
                 };
                 // Write-ahead (R-BIND-12): the intent is stored before M365 is touched, so an unbind
@@ -381,8 +401,12 @@ impl<P: Ports> Bind<'_, P> {
                         .bound(run, user, binding, expect, id, Change::Unblocked, pushed)
                         .await;
                 }
-                // The account was deleted meanwhile: find or create one as for a first bind (R-BIND-8).
-                Err(e) if is_m365_not_found(&e) => binding.m365_object_id = None,
+                // The account was deleted meanwhile: find or create one as for a first bind (R-BIND-8),
+                // or restore it (R-BIND-10).
+                Err(e) if is_m365_not_found(&e) => {
+                    restore::remember_deleted(&mut binding, id);
+                    binding.m365_object_id = None;
+                }
                 Err(e) => return self.fx.fail(run, binding, expect, e, BIND_FAILURE).await,
             }
         }
@@ -395,6 +419,14 @@ impl<P: Ports> Bind<'_, P> {
             .find_user_by_upn(&tenant.id, &user.email)
             .await
         {
+            // The account a restore of this bind brought back, its answer lost (R-BIND-10).
+            Ok(Some(found))
+                if restore::is_restored(&binding, &found.id) && create_sent_at.is_none() =>
+            {
+                return self
+                    .adopt_existing(run, user, tenant, binding, expect, found)
+                    .await;
+            }
             Ok(Some(found)) => {
                 let change = if create_sent_at.is_some() {
                     Change::Created
@@ -421,6 +453,21 @@ impl<P: Ports> Bind<'_, P> {
             {
                 let lag = not_yet_visible(None);
                 return self.fx.fail(run, binding, expect, lag, BIND_FAILURE).await;
+            }
+            // No active account, and the binding's own account was deleted: restore it (R-BIND-10)
+            // rather than wait for its address and create an empty one. Not after a create of this
+            // bind was sent. (A first bind costs no deletedItems read: DESIGN §5.)
+            Ok(None) if create_sent_at.is_none() && restore::has_candidate(&binding) => {
+                match self
+                    .restore_and_adopt(run, user, tenant, binding, expect)
+                    .await?
+                {
+                    Ok(outcome) => return Ok(outcome),
+                    Err((b, e)) => {
+                        binding = b;
+                        expect = e;
+                    }
+                }
             }
             Ok(None) => {}
             Err(e) => return self.fx.fail(run, binding, expect, e, BIND_FAILURE).await,
@@ -518,6 +565,27 @@ impl<P: Ports> Bind<'_, P> {
             // admin's re-bind once the address is released) may POST at once instead of waiting
             // out the lookup grace meant for answers lost after a commit (graph-spec §7.1, §12).
             // Any earlier create of this bind was past that grace when this one was sent.
+            // A deleted account holds the address: restore it if it has this UPN (R-BIND-10)
+            // instead of waiting for the address; else wait as below.
+            Err(
+                e @ Error::Unavailable {
+                    reason: UnavailableReason::AddressHeld,
+                    ..
+                },
+            ) if restore::may_restore(&binding) => {
+                if let Some(f) = binding.in_flight.as_mut() {
+                    f.create_sent_at = None;
+                }
+                match self
+                    .restore_and_adopt(run, user, tenant, binding, expect)
+                    .await?
+                {
+                    Ok(outcome) => Ok(outcome),
+                    Err((binding, expect)) => {
+                        self.fx.fail(run, binding, expect, e, BIND_FAILURE).await
+                    }
+                }
+            }
             Err(
                 e @ (Error::Throttled { .. }
                 | Error::Unavailable {
@@ -836,6 +904,10 @@ impl<P: Ports> Bind<'_, P> {
     ) -> Result<Outcome> {
         let welcome = binding.in_flight.as_ref().is_none_or(|f| f.welcome);
         let tenant_id = binding.tenant_id.clone();
+        // The account this bind restored from deletedItems (R-BIND-10): said on the binding and
+        // in the event.
+        binding.restored = restore::is_restored(&binding, &id);
+        let details = restore::details(binding.restored, details);
         let (current, now_stored) = self.fx.still_current(&run.user, expect).await?;
         let mut expect = expect;
         if !current {
@@ -1864,12 +1936,12 @@ mod tests {
 
     #[tokio::test]
     async fn rebind_after_deletion_waits_out_the_address_release_and_recreates_the_account() {
-        // R-BIND-8, R-BIND-6
+        // R-BIND-8, R-BIND-6, R-BIND-10 (`restore: false`)
         let mut w = World::new().await;
         deleted_in_m365(&w).await;
         let old = World::object_id(&w.binding("adele").await);
         let start = w.now();
-        let Outcome::Deferred { binding, retry } = w.bind("adele").await else {
+        let Outcome::Deferred { binding, retry } = w.bind_without_restore("adele").await else {
             panic!("address held")
         };
         assert_eq!(binding.state, BindingState::Pending);
@@ -1886,11 +1958,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_rebind_right_after_the_address_release_creates_at_once_without_a_lookup_grace() {
-        // R-BIND-6, R-BIND-8 (M365 refused the create: nothing can have been committed)
+        // R-BIND-6, R-BIND-8, R-BIND-10 (`restore: false`; M365 refused the create: nothing can have been committed)
         let w = World::new().await;
         deleted_in_m365(&w).await;
         let old = World::object_id(&w.binding("adele").await);
-        let Outcome::Deferred { binding, .. } = w.bind("adele").await else {
+        let Outcome::Deferred { binding, .. } = w.bind_without_restore("adele").await else {
             panic!("address held")
         };
         let in_flight = binding.in_flight.unwrap();
@@ -1903,7 +1975,7 @@ mod tests {
         // 60-second lookup grace that applies to a create whose answer was lost).
         w.clock.advance(ADDRESS_RELEASE);
         let creates = w.directory.create_calls();
-        let Outcome::Done { binding, change } = w.bind("adele").await else {
+        let Outcome::Done { binding, change } = w.bind_without_restore("adele").await else {
             panic!("created at once")
         };
         assert_eq!(change, Change::Created);
@@ -1935,11 +2007,14 @@ mod tests {
 
     #[tokio::test]
     async fn an_address_still_held_keeps_retrying_for_48_hours_by_default_before_error() {
-        // R-BIND-6, R-BIND-8
+        // R-BIND-6, R-BIND-8, R-BIND-10 (`restore: false`)
         let mut w = World::with_policy(RetryPolicy::default(), TimeDelta::days(30)).await;
         deleted_in_m365(&w).await;
         let start = w.now();
-        assert!(matches!(w.bind("adele").await, Outcome::Deferred { .. }));
+        assert!(matches!(
+            w.bind_without_restore("adele").await,
+            Outcome::Deferred { .. }
+        ));
         let outcomes = w.drain().await;
         let binding = w.binding("adele").await;
         assert_eq!(binding.state, BindingState::Error);
@@ -1959,7 +2034,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_address_wait_is_configurable() {
-        // R-BIND-6 (configurable)
+        // R-BIND-6 (configurable), R-BIND-10 (`restore: false`)
         let policy = RetryPolicy {
             address_wait: std::time::Duration::from_secs(3600),
             address_interval: std::time::Duration::from_secs(600),
@@ -1972,7 +2047,10 @@ mod tests {
         w.directory.pass_next_call();
         w.directory
             .fail_next_call(unavailable(UnavailableReason::AddressHeld));
-        assert!(matches!(w.bind("adele").await, Outcome::Deferred { .. }));
+        assert!(matches!(
+            w.bind_without_restore("adele").await,
+            Outcome::Deferred { .. }
+        ));
         w.drain().await;
         assert_eq!(w.binding("adele").await.state, BindingState::Error);
         let given_up_at = w.failures.all()[0].at;

@@ -543,6 +543,8 @@ impl<P: Ports> Import<'_, P> {
             pushed_password_set_at: None,
             adopted_privileged: privileged,
             account_lookup_version: None,
+            restored: false,
+            restore_conflict: None,
         };
         match self.bindings.put(&binding, Expect::Absent).await {
             Ok(_) => Ok(imported(false)),
@@ -1280,6 +1282,23 @@ mod tests {
         {
             self.count();
             Ok(std::collections::BTreeMap::new())
+        }
+        async fn get_deleted_user(
+            &self,
+            _: &TenantId,
+            _: &M365ObjectId,
+        ) -> Result<Option<crate::model::DeletedM365User>> {
+            unreachable!("import lists live users only (R-BIND-10 restores on bind)")
+        }
+        async fn find_deleted_user_by_upn(
+            &self,
+            _: &TenantId,
+            _: &Email,
+        ) -> Result<Option<crate::model::DeletedM365User>> {
+            unreachable!("import lists live users only (R-BIND-10 restores on bind)")
+        }
+        async fn restore_user(&self, _: &TenantId, _: &M365ObjectId) -> Result<M365User> {
+            unreachable!("import never writes to M365")
         }
     }
 

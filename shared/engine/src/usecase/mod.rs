@@ -619,6 +619,9 @@ impl<P: Ports> Effects<'_, P> {
             welcome: false,
             adopt_privileged: false,
             retry_due_at: None,
+            no_restore: false,
+            // Like `create_sent_at`: a restore whose answer was lost is recognized later.
+            restore_of: replaced.and_then(|f| f.restore_of.clone()),
         };
         let intent = Binding {
             in_flight: Some(in_flight),

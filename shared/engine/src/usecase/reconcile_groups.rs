@@ -828,9 +828,10 @@ mod tests {
             assert_eq!(binding.skipped[0].user_id, uid("alice"));
             assert!(run.run(&w.tenant.id, false).await.unwrap().plan.is_empty());
         }
-        // Re-bound after the address hold: a new account, which the retried bind's group
-        // follow-up puts back into the group at once; reconcile then has nothing to repair.
-        w.bind("alice").await;
+        // Re-bound with `restore: false` (R-BIND-10) after the address hold: a new account,
+        // which the retried bind's group follow-up puts back into the group at once; reconcile
+        // then has nothing to repair.
+        w.bind_without_restore("alice").await;
         w.drain().await;
         let new_alice = World::object_id(&w.binding("alice").await);
         assert_ne!(new_alice, old_alice);

@@ -219,6 +219,8 @@ impl<P: Ports> RequeueStuck<'_, P> {
                     welcome: false,
                     adopt_privileged: false,
                     retry_due_at: Some(now),
+                    no_restore: false,
+                    restore_of: None,
                 });
                 (op, OperationKind::UserBind)
             }
@@ -447,6 +449,8 @@ mod tests {
                     welcome: true,
                     adopt_privileged: false,
                     retry_due_at: None,
+                    no_restore: false,
+                    restore_of: None,
                 });
                 b
             })

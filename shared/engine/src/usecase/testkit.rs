@@ -72,6 +72,24 @@ impl World {
             .unwrap()
     }
 
+    /// Binds `id` with `"restore": false` (R-BIND-10): a deleted account is not restored; the
+    /// bind waits for the address and creates a new one.
+    ///
+    /// # Panics
+    /// If the bind fails.
+    pub(crate) async fn bind_without_restore(&self, id: &str) -> super::Outcome {
+        self.binder()
+            .bind(
+                &uid(id),
+                super::bind::BindRequest {
+                    restore: false,
+                    ..super::bind::BindRequest::default()
+                },
+            )
+            .await
+            .unwrap()
+    }
+
     /// An enabled M365 account with UPN `upn` in the world's tenant that somebody else made (an
     /// admin, or a create whose answer was lost): only its name and password set.
     pub(crate) async fn m365_account(

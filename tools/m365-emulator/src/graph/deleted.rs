@@ -280,6 +280,14 @@ pub async fn purge(
 
 /// `POST /directory/deletedItems/{id}/restore` (graph-spec §3.6): 200 with the object.
 ///
+/// A restored user is the same object: same id, with its licences (`assignedLicenses`, still
+/// consuming seats while deleted) and group memberships (soft-deleted users keep them) —
+/// graph-spec §3.5 [DOC]. Its other properties come back as they were at deletion, including
+/// `accountEnabled`, directory roles and `lastPasswordChangeDateTime` (unconfirmed: graph-spec
+/// is silent). The hold on its addresses (realism `addressReleaseDelayMs`) applies to new
+/// accounts only and ends with the restore (unconfirmed). Past 30 days the user was purged:
+/// 404 (§3.6).
+///
 /// # Errors
 /// 400 when the UPN (or, without `autoReconcileProxyConflict`, a proxy address) is now used by
 /// an active user (message INF, §13.4), 403, 404 when no deleted object has the id.
