@@ -115,6 +115,10 @@ pub enum InvalidInput {
         /// What is wrong.
         problem: NameProblem,
     },
+    /// A licence setting the tenant's subscriptions do not have, or a bad usage location
+    /// (R-LIC-1).
+    #[error(transparent)]
+    License(#[from] crate::model::LicenseInputError),
 }
 
 impl InvalidInput {
@@ -129,6 +133,7 @@ impl InvalidInput {
             Self::Cursor => "invalid_cursor",
             Self::Field { .. } => "invalid_field",
             Self::Name { .. } => "invalid_name",
+            Self::License(e) => e.code(),
         }
     }
 }

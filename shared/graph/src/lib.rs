@@ -34,6 +34,7 @@ pub mod directory;
 pub mod error;
 pub mod groups;
 pub mod identity;
+pub mod licenses;
 pub mod model;
 pub mod platform;
 pub mod reconcile;

@@ -147,6 +147,10 @@ pub struct BindingView {
     /// when true.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub adopted_privileged: bool,
+    /// Licences (R-LIC-1): `none`, `pending`, `assigned` or `failed` (the code, e.g.
+    /// `license_unavailable`, is in `lastError`); absent until licences were first looked at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub license_state: Option<&'static str>,
 }
 
 impl From<&Binding> for BindingView {
@@ -160,6 +164,7 @@ impl From<&Binding> for BindingView {
             last_error: b.last_error.clone(),
             suspended_reason: b.suspension().map(SuspendedReason::as_str),
             adopted_privileged: b.adopted_privileged,
+            license_state: b.licensing.as_ref().map(|l| l.state.as_str()),
         }
     }
 }

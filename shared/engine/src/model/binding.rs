@@ -144,6 +144,10 @@ pub struct Binding {
     /// mark predictable. Absent in records written before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_lookup_version: Option<u64>,
+    /// The licences we granted this user's account and how their assignment went (R-LIC-1).
+    /// Absent until licences were first looked at for it (records written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub licensing: Option<super::Licensing>,
 }
 
 // serde's `skip_serializing_if` takes a function of `&T`.
@@ -181,6 +185,7 @@ impl Binding {
             pushed_password_set_at: None,
             adopted_privileged: false,
             account_lookup_version: None,
+            licensing: None,
         }
     }
 }

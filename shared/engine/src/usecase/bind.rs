@@ -35,6 +35,7 @@ use crate::ports::Ports;
 use crate::ports::{BindingStore, Directory, Expect, FailureStore, Notifier, Sealer, UserStore};
 
 use super::group_sync::SyncGroup;
+use super::licenses::Licenses;
 use super::password::read_back_password_change;
 use super::privilege::{adoption_details, privilege_of, refusal};
 use super::{
@@ -74,6 +75,9 @@ use_case! {
             /// groups at once (R-GRP-1, [`Bind::follow_groups`]). `None` leaves that to the next
             /// reconcile (as if the bind stopped right after binding).
             groups: Option<&'a P::Groups> = bound_groups,
+            /// Licences: a user the bind bound gets its tenant's and groups' licences at once
+            /// (R-LIC-1, [`Bind::follow_licenses`]). `None` leaves that to the next reconcile.
+            licenses: Option<Licenses<'a, P>> = Licenses::follow,
         ],
     }
 }
@@ -127,7 +131,25 @@ impl<P: Ports> Bind<'_, P> {
         let result = self.bind_once(user_id, request).await;
         super::report(&result);
         self.follow_groups(&result).await;
+        self.follow_licenses(&result).await;
         result
+    }
+
+    /// After a bind that bound the user ([`Outcome::Done`]): its licences are assigned now
+    /// ([`Licenses::sync_user`], R-LIC-1). Never fails the bind: a refusal is on the binding
+    /// (`licenseState`) and reconcile retries it. The outcome keeps the binding as bound; read the
+    /// binding again for its `licenseState`.
+    async fn follow_licenses(&self, result: &Result<Outcome>) {
+        let (Ok(Outcome::Done { binding, .. }), Some(licenses)) = (result, &self.licenses) else {
+            return;
+        };
+        let synced: BoxFuture<'_, _> = Box::pin(licenses.sync_user(&binding.user_id));
+        if let Err(e) = synced.await {
+            tracing::warn!(
+                error.code = e.code(),
+                "bound user's licences not assigned now; reconcile catches up"
+            );
+        }
     }
 
     /// After a bind that bound the user ([`Outcome::Done`]): the user joins the security groups
@@ -256,6 +278,7 @@ impl<P: Ports> Bind<'_, P> {
         let result = self.retry_once(message, user_id).await;
         super::report(&result);
         self.follow_groups(&result).await;
+        self.follow_licenses(&result).await;
         result
     }
 

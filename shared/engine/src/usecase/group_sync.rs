@@ -843,6 +843,7 @@ mod tests {
             pushed_password_set_at: None,
             adopted_privileged: false,
             account_lookup_version: None,
+            licensing: None,
         };
         assert!(sync(&w).follow_binds(&[pending]).await.unwrap().is_empty());
         assert!(sync(&w).follow_binds(&[]).await.unwrap().is_empty());

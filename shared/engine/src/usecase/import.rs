@@ -543,6 +543,7 @@ impl<P: Ports> Import<'_, P> {
             pushed_password_set_at: None,
             adopted_privileged: privileged,
             account_lookup_version: None,
+            licensing: None,
         };
         match self.bindings.put(&binding, Expect::Absent).await {
             Ok(_) => Ok(imported(false)),
@@ -1305,6 +1306,8 @@ mod tests {
         type CursorKeys = crate::policy::cursor::CursorKey;
         type Clock = crate::testing::ManualClock;
         type Random = crate::testing::SeededRandom;
+        type LicenseSettings = crate::testing::FakeLicenseSettings;
+        type Licensing = crate::testing::FakeLicensing;
         fn users(&self) -> &Self::Users {
             self.w.users()
         }
@@ -1376,6 +1379,12 @@ mod tests {
         }
         fn password_policy(&self) -> &crate::policy::password::DirectoryPasswordPolicy {
             self.w.password_policy()
+        }
+        fn license_settings(&self) -> &Self::LicenseSettings {
+            self.w.license_settings()
+        }
+        fn licensing(&self) -> &Self::Licensing {
+            self.w.licensing()
         }
     }
 

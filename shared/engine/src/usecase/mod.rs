@@ -78,6 +78,7 @@ pub mod connect;
 pub mod directory;
 pub mod group_sync;
 pub mod import;
+pub mod licenses;
 pub mod password;
 pub(crate) mod privilege;
 pub mod reconcile;
