@@ -13,6 +13,7 @@ mod deadline;
 mod groups;
 mod groups_reconcile;
 mod import;
+mod licenses;
 mod offboarding;
 mod privileged;
 mod provisioning;
