@@ -153,12 +153,7 @@ async fn binding_assigns_the_tenant_default_licence_with_its_disabled_plans() {
         "{account}"
     );
     let (status, events) = Routes::all(&s.provisioning)
-        .call(
-            "GET",
-            "/events",
-            &[("userId", "lic1")],
-            None,
-        )
+        .call("GET", "/events", &[("userId", "lic1")], None)
         .await;
     assert_eq!(status, 200, "{events}");
     let licence_event = events["events"]

@@ -255,3 +255,8 @@ impl LicenseDirectory for FakeLicensing {
         Ok(LicenseWrite::Done)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    contract_tests!(license_settings, super::FakeLicenseSettings::new());
+}
