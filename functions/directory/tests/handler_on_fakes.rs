@@ -477,3 +477,46 @@ async fn a_group_bind_meeting_replication_lag_is_accepted_and_waits_on_the_retry
     assert_eq!(body["binding"]["state"], "pending");
     assert_eq!(w.queue.snapshot().len(), 1);
 }
+
+#[tokio::test]
+async fn tenant_settings_are_shown_saved_and_refused_with_the_known_names() {
+    // R-LIC-1, R-SAFE-1
+    let w = World::new().await;
+    w.licensing.subscribe(
+        &w.tenant.id,
+        "e3-id",
+        "ENTERPRISEPACK",
+        5,
+        &[("sway-id", "SWAY")],
+    );
+    let path = format!("/tenants/{}/settings", w.tenant.id);
+    let (status, body) = get(&w, &path, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["licenses"], json!([]));
+    assert_eq!(body["removeLicensesOnUnbind"], false);
+    let (status, body) = put(&w, &path, &json!({"licenses": [{"sku": "E5"}]})).await;
+    assert_eq!((status, code(&body)), (400, Some("unknown_sku")), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ENTERPRISEPACK")
+    );
+    let (status, body) = put(
+        &w,
+        &path,
+        &json!({"usageLocation": "us", "licenses": [{"sku": "ENTERPRISEPACK", "disabledPlans": ["SWAY"]}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["usageLocation"], "US");
+    let (_, shown) = get(&w, &path, &[]).await;
+    assert_eq!(shown, body);
+    let (status, body) = get(
+        &w,
+        &format!("/tenants/{}/settings", TenantId::generate()),
+        &[],
+    )
+    .await;
+    assert_eq!((status, code(&body)), (404, Some("not_found")), "{body}");
+}
