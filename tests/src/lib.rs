@@ -1325,6 +1325,45 @@ impl ReconcileScene {
         self.world.emulator.group_member_ids(CONTOSO, group).await
     }
 
+    /// Directory user `id` at contoso.com (display name `User <id>`) with a password, through the
+    /// directory and password-push functions.
+    pub async fn directory_user(&self, id: &str, password: &str) {
+        let body =
+            json!({"email": format!("{id}@contoso.com"), "displayName": format!("User {id}")});
+        let (status, answer) = self.call("PUT", &format!("/users/{id}"), Some(body)).await;
+        assert!(status == 200 || status == 201, "{status} {answer}");
+        let (status, answer) = self
+            .call(
+                "POST",
+                &format!("/users/{id}/password"),
+                Some(json!({ "password": password })),
+            )
+            .await;
+        assert_eq!(status, 204, "{answer}");
+    }
+
+    /// Binds `id` through the bind function (no welcome); the binding as `GET` shows it.
+    pub async fn bind_user(&self, id: &str) -> Value {
+        let (status, answer) = self
+            .call(
+                "PUT",
+                &format!("/users/{id}/binding"),
+                Some(json!({ "welcome": false })),
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        self.binding(id).await
+    }
+
+    /// `GET /users/{id}/binding` (200 expected).
+    pub async fn binding(&self, id: &str) -> Value {
+        let (status, body) = self
+            .call("GET", &format!("/users/{id}/binding"), None)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
     /// The Graph requests the emulator logged for Contoso.
     pub async fn graph_requests(&self) -> Value {
         self.world.emulator.requests(CONTOSO).await

@@ -16,101 +16,56 @@ use serde_json::{Value, json};
 
 const PASSWORD: &str = "Correct-Horse-7";
 
-struct Stack(ReconcileScene);
-
-impl std::ops::Deref for Stack {
-    type Target = ReconcileScene;
-    fn deref(&self) -> &ReconcileScene {
-        &self.0
-    }
+async fn start() -> Option<ReconcileScene> {
+    ReconcileScene::start("lic").await
 }
 
-impl Stack {
-    async fn start() -> Option<Self> {
-        Some(Self(ReconcileScene::start("lic").await?))
-    }
+fn reconciler(s: &ReconcileScene) -> Reconciler<OffsetClock> {
+    s.reconciler(Settings::default())
+}
 
-    fn reconciler(&self) -> Reconciler<OffsetClock> {
-        self.0.reconciler(Settings::default())
-    }
+/// `PUT /tenants/{Contoso}/settings`.
+async fn settings(s: &ReconcileScene, body: Value) -> (u16, Value) {
+    s.call(
+        "PUT",
+        &format!("/tenants/{}/settings", s.tenant),
+        Some(body),
+    )
+    .await
+}
 
-    async fn settings(&self, body: Value) -> (u16, Value) {
-        self.call(
-            "PUT",
-            &format!("/tenants/{}/settings", self.tenant),
-            Some(body),
-        )
-        .await
-    }
+/// A directory user `id` at contoso.com with a password, bound; its binding.
+async fn bound_user(s: &ReconcileScene, id: &str) -> Value {
+    s.directory_user(id, PASSWORD).await;
+    s.bind_user(id).await
+}
 
-    /// A directory user `id` at contoso.com with a password, bound.
-    async fn bound_user(&self, id: &str) -> Value {
-        let body =
-            json!({"email": format!("{id}@contoso.com"), "displayName": format!("User {id}")});
-        let (status, answer) = self.call("PUT", &format!("/users/{id}"), Some(body)).await;
-        assert!(status == 200 || status == 201, "{status} {answer}");
-        let (status, answer) = self
-            .call(
-                "POST",
-                &format!("/users/{id}/password"),
-                Some(json!({ "password": PASSWORD })),
-            )
-            .await;
-        assert_eq!(status, 204, "{answer}");
-        let (status, answer) = self
-            .call(
-                "PUT",
-                &format!("/users/{id}/binding"),
-                Some(json!({ "welcome": false })),
-            )
-            .await;
-        assert_eq!(status, 200, "{answer}");
-        self.binding(id).await
-    }
+/// The M365 account's `usageLocation` and `assignedLicenses` as Graph shows them.
+async fn account(s: &ReconcileScene, binding: &Value) -> Value {
+    let id = binding["m365ObjectId"].as_str().unwrap();
+    let path = format!("/users/{id}?$select=id,usageLocation,assignedLicenses");
+    let (status, body) = s.graph(reqwest::Method::GET, &path, None).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
 
-    async fn binding(&self, id: &str) -> Value {
-        let (status, body) = self
-            .call("GET", &format!("/users/{id}/binding"), None)
-            .await;
-        assert_eq!(status, 200, "{body}");
-        body
-    }
+/// The SKU ids the account holds in M365, sorted.
+async fn skus_of(s: &ReconcileScene, binding: &Value) -> Vec<String> {
+    let mut skus: Vec<String> = account(s, binding).await["assignedLicenses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["skuId"].as_str().unwrap().to_owned())
+        .collect();
+    skus.sort();
+    skus
+}
 
-    /// The M365 account's `usageLocation` and `assignedLicenses` as Graph shows them.
-    async fn account(&self, binding: &Value) -> Value {
-        let id = binding["m365ObjectId"].as_str().unwrap();
-        let (status, body) = self
-            .graph(
-                reqwest::Method::GET,
-                &format!("/users/{id}?$select=id,usageLocation,assignedLicenses"),
-                None,
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-        body
-    }
-
-    async fn skus_of(&self, binding: &Value) -> Vec<String> {
-        let mut skus: Vec<String> = self.account(binding).await["assignedLicenses"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| l["skuId"].as_str().unwrap().to_owned())
-            .collect();
-        skus.sort();
-        skus
-    }
-
-    async fn group(&self, members: &[&str]) {
-        let (status, body) = self
-            .call(
-                "PUT",
-                "/groups/sales",
-                Some(json!({"name": "Sales", "members": members})),
-            )
-            .await;
-        assert!(status == 200 || status == 201, "{status} {body}");
-    }
+/// Directory group `sales` of `members`.
+async fn group(s: &ReconcileScene, members: &[&str]) {
+    let body = json!({"name": "Sales", "members": members});
+    let (status, body) = s.call("PUT", "/groups/sales", Some(body)).await;
+    assert!(status == 200 || status == 201, "{status} {body}");
 }
 
 fn sorted(ids: &[&str]) -> Vec<String> {
@@ -122,16 +77,18 @@ fn sorted(ids: &[&str]) -> Vec<String> {
 #[tokio::test]
 async fn binding_assigns_the_tenant_default_licence_with_its_disabled_plans() {
     // R-LIC-1
-    let Some(s) = Stack::start().await else {
+    let Some(s) = start().await else {
         return;
     };
-    let (status, body) = s
-        .settings(json!({
+    let (status, body) = settings(
+        &s,
+        json!({
             "usageLocation": "US",
             "licenses": [{"sku": "ENTERPRISEPACK", "disabledPlans": ["SWAY"]}],
             "removeLicensesOnUnbind": false
-        }))
-        .await;
+        }),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body["licenses"],
@@ -142,10 +99,10 @@ async fn binding_assigns_the_tenant_default_licence_with_its_disabled_plans() {
         .await;
     assert_eq!((status, &shown), (200, &body));
 
-    let binding = s.bound_user("lic1").await;
+    let binding = bound_user(&s, "lic1").await;
     assert_eq!(binding["state"], "provisioned", "{binding}");
     assert_eq!(binding["licenseState"], "assigned", "{binding}");
-    let account = s.account(&binding).await;
+    let account = account(&s, &binding).await;
     assert_eq!(account["usageLocation"], "US", "{account}");
     assert_eq!(
         account["assignedLicenses"],
@@ -171,10 +128,10 @@ async fn binding_assigns_the_tenant_default_licence_with_its_disabled_plans() {
 #[tokio::test]
 async fn bad_settings_are_refused_with_a_400_naming_the_known_skus_and_nothing_is_written() {
     // R-LIC-1, R-SAFE-1
-    let Some(s) = Stack::start().await else {
+    let Some(s) = start().await else {
         return;
     };
-    let (status, body) = s.settings(json!({"licenses": [{"sku": "E5"}]})).await;
+    let (status, body) = settings(&s, json!({"licenses": [{"sku": "E5"}]})).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["code"], "unknown_sku");
     let message = body["error"]["message"].as_str().unwrap();
@@ -182,19 +139,21 @@ async fn bad_settings_are_refused_with_a_400_naming_the_known_skus_and_nothing_i
         message.contains("ENTERPRISEPACK") && message.contains("VISIOCLIENT"),
         "{message}"
     );
-    let (status, body) = s
-        .settings(json!({"licenses": [{"sku": "ENTERPRISEPACK", "disabledPlans": ["YAMMER"]}]}))
-        .await;
+    let (status, body) = settings(
+        &s,
+        json!({"licenses": [{"sku": "ENTERPRISEPACK", "disabledPlans": ["YAMMER"]}]}),
+    )
+    .await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["code"], "unknown_service_plan");
     assert!(
         body["error"]["message"].as_str().unwrap().contains("SWAY"),
         "{body}"
     );
-    let (status, body) = s.settings(json!({"usageLocation": "USA"})).await;
+    let (status, body) = settings(&s, json!({"usageLocation": "USA"})).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["code"], "invalid_usage_location");
-    let (status, body) = s.settings(json!({"licences": []})).await;
+    let (status, body) = settings(&s, json!({"licences": []})).await;
     assert_eq!(status, 400, "unknown fields are refused: {body}");
     let (status, body) = s
         .call(
@@ -215,7 +174,7 @@ async fn bad_settings_are_refused_with_a_400_naming_the_known_skus_and_nothing_i
         "nothing was written: the defaults"
     );
     // Same check for a group binding's licences: refused before the group is bound.
-    s.group(&[]).await;
+    group(&s, &[]).await;
     let (status, body) = s
         .call(
             "PUT",
@@ -232,16 +191,18 @@ async fn bad_settings_are_refused_with_a_400_naming_the_known_skus_and_nothing_i
 #[tokio::test]
 async fn a_group_licence_is_added_and_removed_with_membership_while_the_tenant_default_stays() {
     // R-LIC-1
-    let Some(s) = Stack::start().await else {
+    let Some(s) = start().await else {
         return;
     };
-    let (status, body) = s
-        .settings(json!({"usageLocation": "GB", "licenses": [{"sku": "ENTERPRISEPACK"}]}))
-        .await;
+    let (status, body) = settings(
+        &s,
+        json!({"usageLocation": "GB", "licenses": [{"sku": "ENTERPRISEPACK"}]}),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
-    let a = s.bound_user("g1").await;
-    let b = s.bound_user("g2").await;
-    s.group(&["g1"]).await;
+    let a = bound_user(&s, "g1").await;
+    let b = bound_user(&s, "g2").await;
+    group(&s, &["g1"]).await;
     let (status, body) = s
         .call(
             "PUT",
@@ -250,36 +211,38 @@ async fn a_group_licence_is_added_and_removed_with_membership_while_the_tenant_d
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(s.skus_of(&a).await, sorted(&[SKU_E3, SKU_POWER_BI]));
-    assert_eq!(s.skus_of(&b).await, sorted(&[SKU_E3]));
+    assert_eq!(skus_of(&s, &a).await, sorted(&[SKU_E3, SKU_POWER_BI]));
+    assert_eq!(skus_of(&s, &b).await, sorted(&[SKU_E3]));
 
     // g2 joins, g1 leaves: Power BI follows; E3 (the tenant's default too) stays on g1.
-    s.group(&["g2"]).await;
-    assert_eq!(s.skus_of(&a).await, sorted(&[SKU_E3]));
-    assert_eq!(s.skus_of(&b).await, sorted(&[SKU_E3, SKU_POWER_BI]));
+    group(&s, &["g2"]).await;
+    assert_eq!(skus_of(&s, &a).await, sorted(&[SKU_E3]));
+    assert_eq!(skus_of(&s, &b).await, sorted(&[SKU_E3, SKU_POWER_BI]));
     assert_eq!(s.binding("g1").await["licenseState"], "assigned");
 
     // Reconcile finds nothing to change.
-    let deps = s.reconciler();
+    let deps = reconciler(&s);
     let report = s.reconcile(&deps, false).await;
     assert_eq!(report["licenses"]["changed"], 0, "{report}");
     assert_eq!(report["licenses"]["failed"], 0, "{report}");
-    assert_eq!(s.skus_of(&a).await, sorted(&[SKU_E3]));
+    assert_eq!(skus_of(&s, &a).await, sorted(&[SKU_E3]));
 }
 
 #[tokio::test]
 async fn seat_exhaustion_is_recorded_and_reconcile_assigns_the_licence_once_a_seat_frees() {
     // R-LIC-1
-    let Some(s) = Stack::start().await else {
+    let Some(s) = start().await else {
         return;
     };
-    let (status, body) = s
-        .settings(json!({"usageLocation": "US", "licenses": [{"sku": "VISIOCLIENT"}]}))
-        .await;
+    let (status, body) = settings(
+        &s,
+        json!({"usageLocation": "US", "licenses": [{"sku": "VISIOCLIENT"}]}),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
-    let first = s.bound_user("v1").await;
+    let first = bound_user(&s, "v1").await;
     assert_eq!(first["licenseState"], "assigned", "{first}");
-    let second = s.bound_user("v2").await;
+    let second = bound_user(&s, "v2").await;
     assert_eq!(
         second["state"], "provisioned",
         "the account stays provisioned: {second}"
@@ -293,7 +256,7 @@ async fn seat_exhaustion_is_recorded_and_reconcile_assigns_the_licence_once_a_se
         second["lastError"]["graphRequestId"].is_string(),
         "{second}"
     );
-    assert!(s.skus_of(&second).await.is_empty());
+    assert!(skus_of(&s, &second).await.is_empty());
     let (status, failures) = s
         .call("GET", &format!("/tenants/{}/failures", s.tenant), None)
         .await;
@@ -308,7 +271,7 @@ async fn seat_exhaustion_is_recorded_and_reconcile_assigns_the_licence_once_a_se
     assert!(failure["graphRequestId"].is_string(), "{failure}");
 
     // Still no seat: reconcile tries again and fails again.
-    let deps = s.reconciler();
+    let deps = reconciler(&s);
     let report = s.reconcile(&deps, false).await;
     assert_eq!(report["licenses"]["failed"], 1, "{report}");
 
@@ -328,31 +291,36 @@ async fn seat_exhaustion_is_recorded_and_reconcile_assigns_the_licence_once_a_se
     let second = s.binding("v2").await;
     assert_eq!(second["licenseState"], "assigned", "{second}");
     assert!(second["lastError"].is_null(), "{second}");
-    assert_eq!(s.skus_of(&second).await, sorted(&[SKU_VISIO]));
+    assert_eq!(skus_of(&s, &second).await, sorted(&[SKU_VISIO]));
 }
 
 #[tokio::test]
 async fn unbind_removes_licences_only_when_the_tenant_says_so() {
     // R-LIC-1
-    let Some(s) = Stack::start().await else {
+    let Some(s) = start().await else {
         return;
     };
-    let (status, body) = s
-        .settings(json!({"usageLocation": "US", "licenses": [{"sku": "ENTERPRISEPACK"}]}))
-        .await;
+    let (status, body) = settings(
+        &s,
+        json!({"usageLocation": "US", "licenses": [{"sku": "ENTERPRISEPACK"}]}),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
-    let kept = s.bound_user("u1").await;
+    let kept = bound_user(&s, "u1").await;
     let (status, body) = s.call("DELETE", "/users/u1/binding", None).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(s.skus_of(&kept).await, sorted(&[SKU_E3]), "kept by default");
+    assert_eq!(
+        skus_of(&s, &kept).await,
+        sorted(&[SKU_E3]),
+        "kept by default"
+    );
 
-    let (status, body) = s
-        .settings(json!({"usageLocation": "US", "licenses": [{"sku": "ENTERPRISEPACK"}], "removeLicensesOnUnbind": true}))
+    let (status, body) = settings(&s, json!({"usageLocation": "US", "licenses": [{"sku": "ENTERPRISEPACK"}], "removeLicensesOnUnbind": true}))
         .await;
     assert_eq!(status, 200, "{body}");
-    let removed = s.bound_user("u2").await;
+    let removed = bound_user(&s, "u2").await;
     let (status, body) = s.call("DELETE", "/users/u2/binding", None).await;
     assert_eq!(status, 200, "{body}");
-    assert!(s.skus_of(&removed).await.is_empty(), "removed on unbind");
+    assert!(skus_of(&s, &removed).await.is_empty(), "removed on unbind");
     assert_eq!(s.binding("u2").await["licenseState"], "none");
 }

@@ -433,15 +433,6 @@ impl<P: Ports> Licenses<'_, P> {
                 )
                 .await
             }
-            Err(e) if e.is_retryable() => {
-                let failure = (
-                    e.code(),
-                    e.to_string(),
-                    e.graph_request_id().map(str::to_owned),
-                );
-                self.refused(binding, granted, LicenseState::Pending, failure)
-                    .await
-            }
             Err(Error::Rejected {
                 message,
                 graph_request_id,
@@ -452,13 +443,18 @@ impl<P: Ports> Licenses<'_, P> {
                     .await
             }
             Err(e) => {
+                // Throttled or unavailable: `pending`, reconcile tries again; else `failed`.
+                let state = if e.is_retryable() {
+                    LicenseState::Pending
+                } else {
+                    LicenseState::Failed
+                };
                 let failure = (
                     e.code(),
                     e.to_string(),
                     e.graph_request_id().map(str::to_owned),
                 );
-                self.refused(binding, granted, LicenseState::Failed, failure)
-                    .await
+                self.refused(binding, granted, state, failure).await
             }
         }
     }
