@@ -102,6 +102,8 @@ impl m365_engine::ports::Ports for Bench<'_> {
     type CursorKeys = m365_engine::policy::cursor::CursorKey;
     type Clock = SystemClock;
     type Random = m365_engine::testing::SeededRandom;
+    type LicenseSettings = m365_engine::testing::FakeLicenseSettings;
+    type Licensing = m365_lambda::graph::VaultDirectory;
     fn users(&self) -> &Self::Users {
         &self.fakes.users
     }
@@ -173,6 +175,12 @@ impl m365_engine::ports::Ports for Bench<'_> {
     }
     fn password_policy(&self) -> &m365_engine::policy::password::DirectoryPasswordPolicy {
         &self.fakes.password_policy
+    }
+    fn license_settings(&self) -> &Self::LicenseSettings {
+        &self.fakes.license_settings
+    }
+    fn licensing(&self) -> &Self::Licensing {
+        self.graph
     }
 }
 
@@ -298,6 +306,7 @@ async fn main() {
             account_lookup_version: None,
             restored: false,
             restore_conflict: None,
+            licensing: None,
         };
         dir.bindings.put(&binding, Expect::Absent).await.unwrap();
         bound += 1;

@@ -40,6 +40,16 @@ pub const CONTOSO_ADMIN: (&str, &str) = ("admin@contoso.com", "Adm1n-Passw0rd!")
 pub const NORTHWIND: &str = "9d3b1e7a-6c4f-4a2d-8e5b-7f6a5b4c3d2e";
 /// Northwind's admin (on the managed initial domain).
 pub const NORTHWIND_ADMIN: (&str, &str) = ("admin@northwind.onmicrosoft.com", "Northwind-Adm1n!");
+/// Contoso's `ENTERPRISEPACK` SKU id (5 seats; plans `SWAY`, `EXCHANGE_S_ENTERPRISE`; R-LIC-1).
+pub const SKU_E3: &str = "6fd2c87f-b296-42f0-b197-1e91e994b900";
+/// Contoso's `POWER_BI_PRO` SKU id (5 seats).
+pub const SKU_POWER_BI: &str = "f8a1db68-be16-40ed-86d5-cb42ce701560";
+/// Contoso's `VISIOCLIENT` SKU id (a single seat).
+pub const SKU_VISIO: &str = "c5928f49-12ba-48f7-ada3-0d743a3601d5";
+/// The `SWAY` plan of `ENTERPRISEPACK`.
+pub const PLAN_SWAY: &str = "a23b959c-7ce8-4e57-9140-b90eb88a9e97";
+/// The `EXCHANGE_S_ENTERPRISE` plan of `ENTERPRISEPACK`.
+pub const PLAN_EXCHANGE: &str = "efb87545-963c-4e0d-99df-69c6916d9eb0";
 /// Enabled Contoso users seeded for deauthorization checks.
 pub const CONTOSO_USERS: [&str; 3] = ["adele@contoso.com", "alex@contoso.com", "lynne@contoso.com"];
 /// Fabrikam: a second, managed tenant (R-CONN-7: a consent from the wrong tenant that is not also
@@ -95,6 +105,15 @@ fn seed_with(extra: Vec<Value>) -> String {
                     {"name": "pending.contoso.net", "authenticationType": "Managed", "isVerified": false}
                 ],
                 "users": users,
+                // Licences (R-LIC-1): E3 with two plans, Power BI, and Visio with a single seat.
+                "skus": [
+                    {"skuId": SKU_E3, "skuPartNumber": "ENTERPRISEPACK", "enabledUnits": 5, "servicePlans": [
+                        {"servicePlanId": PLAN_SWAY, "servicePlanName": "SWAY"},
+                        {"servicePlanId": PLAN_EXCHANGE, "servicePlanName": "EXCHANGE_S_ENTERPRISE"}
+                    ]},
+                    {"skuId": SKU_POWER_BI, "skuPartNumber": "POWER_BI_PRO", "enabledUnits": 5},
+                    {"skuId": SKU_VISIO, "skuPartNumber": "VISIOCLIENT", "enabledUnits": 1}
+                ],
                 "admins": [{"userPrincipalName": CONTOSO_ADMIN.0, "password": CONTOSO_ADMIN.1, "consentedApps": [APP_ID]}]
             },
             {
@@ -1304,6 +1323,45 @@ impl ReconcileScene {
     /// The member ids of Contoso's M365 group `group`, sorted.
     pub async fn group_members(&self, group: &str) -> Vec<String> {
         self.world.emulator.group_member_ids(CONTOSO, group).await
+    }
+
+    /// Directory user `id` at contoso.com (display name `User <id>`) with a password, through the
+    /// directory and password-push functions.
+    pub async fn directory_user(&self, id: &str, password: &str) {
+        let body =
+            json!({"email": format!("{id}@contoso.com"), "displayName": format!("User {id}")});
+        let (status, answer) = self.call("PUT", &format!("/users/{id}"), Some(body)).await;
+        assert!(status == 200 || status == 201, "{status} {answer}");
+        let (status, answer) = self
+            .call(
+                "POST",
+                &format!("/users/{id}/password"),
+                Some(json!({ "password": password })),
+            )
+            .await;
+        assert_eq!(status, 204, "{answer}");
+    }
+
+    /// Binds `id` through the bind function (no welcome); the binding as `GET` shows it.
+    pub async fn bind_user(&self, id: &str) -> Value {
+        let (status, answer) = self
+            .call(
+                "PUT",
+                &format!("/users/{id}/binding"),
+                Some(json!({ "welcome": false })),
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        self.binding(id).await
+    }
+
+    /// `GET /users/{id}/binding` (200 expected).
+    pub async fn binding(&self, id: &str) -> Value {
+        let (status, body) = self
+            .call("GET", &format!("/users/{id}/binding"), None)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body
     }
 
     /// The Graph requests the emulator logged for Contoso.

@@ -13,6 +13,11 @@
 //!   waiting on the retry queue, `422` with the code when it failed; `GET` shows the binding.
 //! - `GET /events?userId=|tenantId=|type=` (exactly one), `since`, `cursor`, `limit`, and
 //!   `GET /tenants/{tenantId}/failures` ([`AuditTrail`], R-AUD-1).
+//! - `GET`/`PUT /tenants/{tenantId}/settings` ([`Licenses`], R-LIC-1): usage location, default
+//!   licences, `removeLicensesOnUnbind`; SKUs and plans checked against the tenant's
+//!   `subscribedSkus` (`400 unknown_sku` / `unknown_service_plan` listing the known names). A
+//!   group binding's `licenses` are checked the same way before anything is written, and a
+//!   group whose members changed has their licences brought in line.
 //!
 //! Bad input is a 4xx with a code and a message, nothing written (R-SAFE-1); cursors are signed
 //! and bound to their listing (`invalid_cursor`). `main` bounds the ports by the request's
@@ -32,6 +37,7 @@ use m365_engine::model::{Group, GroupId, TenantId};
 use m365_engine::ports::{GroupStore, Ports, UserStore};
 use m365_engine::usecase::directory::{AuditTrail, PageAsk, UpsertGroup, UpsertUser};
 use m365_engine::usecase::group_sync::SyncGroup;
+use m365_engine::usecase::licenses::{Licenses, SettingsInput};
 use m365_lambda::{api, provision};
 
 pub use m365_engine::usecase::directory::{MAX_GROUP_MEMBERS, MAX_LIMIT};
@@ -53,6 +59,8 @@ pub async fn handle<P: Ports>(ports: &P, request: Request) -> provision::Handled
         (&Method::GET, ["groups", id, "binding"]) => get_group_binding(ports, id).await,
         (&Method::GET, ["events"]) => events(ports, &request).await,
         (&Method::GET, ["tenants", id, "failures"]) => failures(ports, &request, id).await,
+        (&Method::GET, ["tenants", id, "settings"]) => get_settings(ports, id).await,
+        (&Method::PUT, ["tenants", id, "settings"]) => put_settings(ports, &request, id).await,
         _ => Ok(api::no_route("directory")),
     };
     provision::handled("directory", answer)
@@ -94,8 +102,30 @@ async fn get_user<P: Ports>(ports: &P, raw: &str) -> Answer {
 async fn put_group<P: Ports>(ports: &P, request: &Request, raw: &str) -> Answer {
     let id = group_id(raw)?;
     let body: views::PutGroup = provision::json_body(request)?;
-    let saved = UpsertGroup::new(ports).upsert(&id, body.into()).await;
-    Ok(views::group_upserted(&saved.map_err(engine)?))
+    let before = ports.groups().get(&id).await.map_err(engine)?;
+    let saved = UpsertGroup::new(ports)
+        .upsert(&id, body.into())
+        .await
+        .map_err(engine)?;
+    // Members who joined or left a bound group get their licences brought in line (R-LIC-1).
+    if let Some(before) = before.filter(|g| g.binding.is_some()) {
+        let moved = before.members.symmetric_difference(&saved.group.members);
+        Licenses::new(ports).follow_members(moved).await;
+    }
+    Ok(views::group_upserted(&saved))
+}
+
+async fn get_settings<P: Ports>(ports: &P, raw: &str) -> Answer {
+    let tenant = TenantId::parse(raw).map_err(engine)?;
+    let settings = Licenses::new(ports).settings(&tenant).await;
+    Ok(views::settings(&settings.map_err(engine)?))
+}
+
+async fn put_settings<P: Ports>(ports: &P, request: &Request, raw: &str) -> Answer {
+    let tenant = TenantId::parse(raw).map_err(engine)?;
+    let body: SettingsInput = provision::json_body(request)?;
+    let settings = Licenses::new(ports).put_settings(&tenant, body).await;
+    Ok(views::settings(&settings.map_err(engine)?))
 }
 
 async fn get_group<P: Ports>(ports: &P, raw: &str) -> Answer<Group> {
@@ -113,9 +143,26 @@ async fn bind_group<P: Ports>(ports: &P, request: &Request, raw: &str) -> Answer
     let id = group_id(raw)?;
     let body: views::PutGroupBinding = provision::json_body(request)?;
     let tenant = TenantId::parse(body.tenant_id.trim()).map_err(engine)?;
+    let licenses = Licenses::new(ports);
+    // Checked before the group is bound: bad licences write nothing (R-LIC-1, R-SAFE-1).
+    let resolved = match &body.licenses {
+        Some(asked) => Some(
+            licenses
+                .check_group_licenses(&tenant, asked)
+                .await
+                .map_err(engine)?,
+        ),
+        None => None,
+    };
     // Boxed: the use case's future is deep.
-    let outcome = Box::pin(SyncGroup::new(ports).bind(&id, &tenant)).await;
-    Ok(views::group_bound(&outcome.map_err(engine)?))
+    let outcome = Box::pin(SyncGroup::new(ports).bind(&id, &tenant))
+        .await
+        .map_err(engine)?;
+    if let (Some(resolved), Some(group)) = (resolved, outcome.group()) {
+        let set = Box::pin(licenses.set_group_licenses(group, &tenant, resolved));
+        set.await.map_err(engine)?;
+    }
+    Ok(views::group_bound(&outcome))
 }
 
 async fn events<P: Ports>(ports: &P, request: &Request) -> Answer {

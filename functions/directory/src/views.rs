@@ -90,6 +90,10 @@ impl From<PutGroup> for GroupDraft {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct PutGroupBinding {
     pub(crate) tenant_id: String,
+    /// The group's licences for its bound members (R-LIC-1); absent keeps those set before,
+    /// `[]` removes them.
+    #[serde(default)]
+    pub(crate) licenses: Option<Vec<m365_engine::model::LicenseRequest>>,
 }
 
 /// A directory user as the API shows it (no password material, ever).
@@ -373,6 +377,31 @@ pub(crate) fn failures(listed: &Listed<Failure>) -> Response<Body> {
     let view = Failures {
         failures: &listed.items,
         next_cursor: listed.next_cursor.as_deref(),
+    };
+    api::json(StatusCode::OK, &view)
+}
+
+/// A tenant's licence settings as the API shows them (R-LIC-1): names only.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SettingsView {
+    tenant_id: String,
+    usage_location: Option<String>,
+    licenses: Vec<m365_engine::model::LicenseRequest>,
+    remove_licenses_on_unbind: bool,
+}
+
+/// `200` with the tenant's licence settings.
+pub(crate) fn settings(s: &m365_engine::model::TenantSettings) -> Response<Body> {
+    let view = SettingsView {
+        tenant_id: s.tenant_id.to_string(),
+        usage_location: s.usage_location.as_ref().map(ToString::to_string),
+        licenses: s
+            .licenses
+            .iter()
+            .map(m365_engine::model::ResolvedLicense::request)
+            .collect(),
+        remove_licenses_on_unbind: s.remove_licenses_on_unbind,
     };
     api::json(StatusCode::OK, &view)
 }

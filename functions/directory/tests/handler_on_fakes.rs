@@ -523,4 +523,44 @@ async fn the_r_attr_1_attributes_are_saved_shown_and_every_bad_one_is_listed() {
     );
     let (_, after) = get(&w, "/users/adele", &[]).await;
     assert_eq!(after, created["user"], "nothing written");
+async fn tenant_settings_are_shown_saved_and_refused_with_the_known_names() {
+    // R-LIC-1, R-SAFE-1
+    let w = World::new().await;
+    w.licensing.subscribe(
+        &w.tenant.id,
+        "e3-id",
+        "ENTERPRISEPACK",
+        5,
+        &[("sway-id", "SWAY")],
+    );
+    let path = format!("/tenants/{}/settings", w.tenant.id);
+    let (status, body) = get(&w, &path, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["licenses"], json!([]));
+    assert_eq!(body["removeLicensesOnUnbind"], false);
+    let (status, body) = put(&w, &path, &json!({"licenses": [{"sku": "E5"}]})).await;
+    assert_eq!((status, code(&body)), (400, Some("unknown_sku")), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ENTERPRISEPACK")
+    );
+    let (status, body) = put(
+        &w,
+        &path,
+        &json!({"usageLocation": "us", "licenses": [{"sku": "ENTERPRISEPACK", "disabledPlans": ["SWAY"]}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["usageLocation"], "US");
+    let (_, shown) = get(&w, &path, &[]).await;
+    assert_eq!(shown, body);
+    let (status, body) = get(
+        &w,
+        &format!("/tenants/{}/settings", TenantId::generate()),
+        &[],
+    )
+    .await;
+    assert_eq!((status, code(&body)), (404, Some("not_found")), "{body}");
 }

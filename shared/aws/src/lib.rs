@@ -20,6 +20,8 @@
 //! | users | group membership | `MEMBER#<user id>` | `GROUP#<group id>` | — (holds `group_id`, `group_version`) |
 //! | tenants | tenant | `TENANT#<tenant id>` | `TENANT` | `list_pk`=`TENANT`, `list_sk`=`<tenant id>` |
 //! | tenants | domain claim | `DOMAIN#<punycode domain>` | `DOMAIN` | — (holds `tenant_id`) |
+//! | tenants | licence settings ([`DynamoLicenseSettings`], R-LIC-1) | `SETTINGS#<tenant id>` | `SETTINGS` | — |
+//! | tenants | a group's licences (R-LIC-1) | `GROUP_LICENSES#<group id>` | `GROUP_LICENSES` | — |
 //! | bindings | binding | `<user id>` | — | `tenant_id`, `user_id`, `tenant_state`=`<tenant id>#<state>` |
 //! | events | event | `<event id>` | — | `user_id`, `tenant_id`, `kind`, `at_id`; `expires_at` |
 //! | failures | failure | `<tenant id>` | `<at>#<failure id>` | `expires_at` |
@@ -111,7 +113,8 @@ pub mod vault;
 pub use cursor_key::SecretsManagerCursorKey;
 pub use dynamo::{
     DynamoBindings, DynamoEvents, DynamoFailures, DynamoGroups, DynamoLeases, DynamoLedger,
-    DynamoPendingConsents, DynamoRateBudget, DynamoReconcileCursors, DynamoTenants, DynamoUsers,
+    DynamoLicenseSettings, DynamoPendingConsents, DynamoRateBudget, DynamoReconcileCursors,
+    DynamoTenants, DynamoUsers,
 };
 pub use notifier::SqsNotifier;
 pub use oauth_client::{OAuthClientCredentials, load_oauth_client};

@@ -132,6 +132,10 @@ pub enum InvalidInput {
 fn several(problems: &[InvalidInput]) -> String {
     let parts: Vec<String> = problems.iter().map(ToString::to_string).collect();
     parts.join("; ")
+    /// A licence setting the tenant's subscriptions do not have, or a bad usage location
+    /// (R-LIC-1).
+    #[error(transparent)]
+    License(#[from] crate::model::LicenseInputError),
 }
 
 impl InvalidInput {
@@ -165,6 +169,7 @@ impl InvalidInput {
                     "invalid_input"
                 }
             }
+            Self::License(e) => e.code(),
         }
     }
 }

@@ -1269,6 +1269,98 @@ impl CursorKeys for crate::policy::cursor::CursorKey {
     }
 }
 
+/// Licence settings (R-LIC-1): each tenant's settings and each bound group's licences.
+/// Implemented by `DynamoLicenseSettings` (tenants table) and
+/// [`crate::testing::FakeLicenseSettings`].
+pub trait LicenseSettingsStore: Send + Sync {
+    /// The tenant's settings; `None` when never configured.
+    ///
+    /// # Errors
+    /// Store failures.
+    fn settings(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<Option<crate::model::TenantSettings>>> + Send;
+
+    /// Stores the tenant's settings (last write wins).
+    ///
+    /// # Errors
+    /// Store failures.
+    fn put_settings(
+        &self,
+        settings: &crate::model::TenantSettings,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// The group's licences; `None` when it has none.
+    ///
+    /// # Errors
+    /// Store failures.
+    fn group_licenses(
+        &self,
+        group: &crate::model::GroupId,
+    ) -> impl Future<Output = Result<Option<crate::model::GroupLicenses>>> + Send;
+
+    /// Stores the group's licences (empty `licenses`: none).
+    ///
+    /// # Errors
+    /// Store failures.
+    fn put_group_licenses(
+        &self,
+        licenses: &crate::model::GroupLicenses,
+    ) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// How an `assignLicense` went when M365 answered (graph-spec §9.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LicenseWrite {
+    /// Assigned (and removed) as asked.
+    Done,
+    /// No seat left in a SKU ("… does not have any available licenses"): nothing changed.
+    NoSeats {
+        /// Graph's `request-id`.
+        graph_request_id: Option<String>,
+        /// Graph's message.
+        message: String,
+    },
+}
+
+/// M365's licences (graph-spec §9), per tenant: implemented by `GraphDirectory` and by
+/// [`crate::testing::FakeLicensing`] (a licence directory with seats).
+pub trait LicenseDirectory: Send + Sync {
+    /// The SKUs the tenant subscribes to (`GET /subscribedSkus`).
+    ///
+    /// # Errors
+    /// Graph errors.
+    fn subscribed_skus(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<Vec<crate::model::SubscribedSku>>> + Send;
+
+    /// Sets the account's `usageLocation` (PATCH), which M365 needs before a licence.
+    ///
+    /// # Errors
+    /// `NotFound` (entity `M365User`); `Rejected` for a value M365 refuses.
+    fn set_usage_location(
+        &self,
+        tenant: &TenantId,
+        id: &M365ObjectId,
+        location: &crate::model::UsageLocation,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// `assignLicense`: adds `add` (SKU id with disabled plan ids) and removes `remove` (SKU ids).
+    /// No seat left is [`LicenseWrite::NoSeats`], not an error.
+    ///
+    /// # Errors
+    /// `NotFound`; `Rejected` (no usage location, unknown SKU); throttling and outages.
+    fn assign_licenses(
+        &self,
+        tenant: &TenantId,
+        id: &M365ObjectId,
+        add: &[(String, Vec<String>)],
+        remove: &[String],
+    ) -> impl Future<Output = Result<LicenseWrite>> + Send;
+}
+
 /// Every port the use cases are built from, as one bundle: a use case is `Bind<'a, P: Ports>`,
 /// built by `Bind::new(&ports)`, instead of one type parameter per port it touches.
 ///
@@ -1321,6 +1413,10 @@ pub trait Ports: Send + Sync {
     type Clock: Clock + std::fmt::Debug;
     /// Jitter and generated passwords.
     type Random: Random + std::fmt::Debug;
+    /// Licence settings (R-LIC-1).
+    type LicenseSettings: LicenseSettingsStore + std::fmt::Debug;
+    /// M365's licences (R-LIC-1).
+    type Licensing: LicenseDirectory + std::fmt::Debug;
 
     /// Directory users.
     fn users(&self) -> &Self::Users;
@@ -1370,4 +1466,8 @@ pub trait Ports: Send + Sync {
     fn retry_policy(&self) -> &crate::usecase::RetryPolicy;
     /// The directory password policy (length, classes, maximum age).
     fn password_policy(&self) -> &crate::policy::password::DirectoryPasswordPolicy;
+    /// Licence settings.
+    fn license_settings(&self) -> &Self::LicenseSettings;
+    /// M365's licences.
+    fn licensing(&self) -> &Self::Licensing;
 }

@@ -36,6 +36,7 @@ pub mod error;
 pub mod groups;
 pub mod identity;
 pub mod manager;
+pub mod licenses;
 pub mod model;
 pub mod platform;
 pub mod reconcile;

@@ -182,6 +182,10 @@ pub struct BindingView {
     /// absent when nothing was refused.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restore_conflict: Option<String>,
+    /// Licences (R-LIC-1): `none`, `pending`, `assigned` or `failed` (the code, e.g.
+    /// `license_unavailable`, is in `lastError`); absent until licences were first looked at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub license_state: Option<&'static str>,
 }
 
 impl From<&Binding> for BindingView {
@@ -197,6 +201,7 @@ impl From<&Binding> for BindingView {
             adopted_privileged: b.adopted_privileged,
             restored: b.restored,
             restore_conflict: b.restore_conflict.clone(),
+            license_state: b.licensing.as_ref().map(|l| l.state.as_str()),
         }
     }
 }

@@ -63,6 +63,8 @@ pub struct App {
     pub cursor_key: SecretsManagerCursorKey,
     /// Reconcile's delta links (ledger table).
     pub cursors: DynamoReconcileCursors,
+    /// Licence settings (tenants table, R-LIC-1).
+    pub license_settings: m365_aws::DynamoLicenseSettings,
 }
 
 impl App {
@@ -102,6 +104,10 @@ impl App {
             users: DynamoUsers::new(dynamodb.clone(), &r.users_table),
             groups: DynamoGroups::new(dynamodb.clone(), &r.users_table),
             tenants: DynamoTenants::new(dynamodb.clone(), &r.tenants_table),
+            license_settings: m365_aws::DynamoLicenseSettings::new(
+                dynamodb.clone(),
+                &r.tenants_table,
+            ),
             bindings: DynamoBindings::new(dynamodb.clone(), &r.bindings_table),
             events: DynamoEvents::new(dynamodb.clone(), &r.events_table),
             failures: DynamoFailures::new(dynamodb.clone(), &r.failures_table),

@@ -163,6 +163,8 @@ impl<C: Clock> Ports for Deployed<C> {
     type CursorKeys = SecretsManagerCursorKey;
     type Clock = C;
     type Random = ThreadRandom;
+    type LicenseSettings = m365_aws::DynamoLicenseSettings;
+    type Licensing = VaultDirectory;
 
     fn users(&self) -> &DynamoUsers {
         &self.app.users
@@ -235,6 +237,12 @@ impl<C: Clock> Ports for Deployed<C> {
     }
     fn password_policy(&self) -> &DirectoryPasswordPolicy {
         &self.password_policy
+    }
+    fn license_settings(&self) -> &m365_aws::DynamoLicenseSettings {
+        &self.app.license_settings
+    }
+    fn licensing(&self) -> &VaultDirectory {
+        &self.directory
     }
 }
 

@@ -437,7 +437,8 @@ fn expected() -> BTreeMap<String, BTreeSet<Grant>> {
             all(vec![
                 basics(),
                 table_write("UsersTable"),
-                table_read("TenantsTable"),
+                // Licence settings live in the tenants table (R-LIC-1).
+                table_write("TenantsTable"),
                 table_write("BindingsTable"),
                 events_append(),
                 failures_append(),

@@ -15,6 +15,7 @@ mod groups;
 mod groups_reconcile;
 mod import;
 mod manager;
+mod licenses;
 mod offboarding;
 mod privileged;
 mod provisioning;

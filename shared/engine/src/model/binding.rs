@@ -154,6 +154,10 @@ pub struct Binding {
     /// account. `None` when nothing was refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore_conflict: Option<String>,
+    /// The licences we granted this user's account and how their assignment went (R-LIC-1).
+    /// Absent until licences were first looked at for it (records written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub licensing: Option<super::Licensing>,
 }
 
 // serde's `skip_serializing_if` takes a function of `&T`.
@@ -193,6 +197,7 @@ impl Binding {
             account_lookup_version: None,
             restored: false,
             restore_conflict: None,
+            licensing: None,
         }
     }
 }

@@ -8,6 +8,7 @@ mod event;
 mod group;
 mod group_binding;
 mod ids;
+mod license;
 mod notification;
 mod operation;
 mod page;
@@ -29,6 +30,11 @@ pub use group_binding::{
 };
 pub use ids::{
     EventId, GroupId, IdError, M365ObjectId, M365TenantId, MAX_DIRECTORY_ID_LEN, TenantId, UserId,
+};
+pub use license::{
+    GrantedSku, GroupLicenses, LicenseInputError, LicenseRequest, LicenseSource, LicenseState,
+    Licensing, ResolvedLicense, ServicePlan, SubscribedSku, TenantSettings, UsageLocation,
+    UsageLocationError, resolve_licenses, wanted_licenses,
 };
 pub use notification::WelcomeNotification;
 pub use operation::{

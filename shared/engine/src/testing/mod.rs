@@ -15,6 +15,7 @@ mod gate;
 mod hold;
 mod identity;
 mod leases;
+mod licenses;
 mod notify;
 mod paging;
 mod queue;
@@ -34,6 +35,7 @@ pub use identity::{
     FakePendingConsents,
 };
 pub use leases::FakeLeases;
+pub use licenses::{FakeLicenseSettings, FakeLicensing};
 pub use notify::{FakeNotifier, SeededRandom};
 pub use queue::{FakeRetryQueue, QueuedMessage};
 pub use rate_budget::FakeRateBudget;

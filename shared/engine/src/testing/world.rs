@@ -82,6 +82,10 @@ pub struct World {
     pub tenant: Tenant,
     /// Messages that would have reached the DLQ (see [`World::drain`]).
     pub dead_letters: Vec<RetryMessage>,
+    /// Licence settings (R-LIC-1).
+    pub license_settings: super::FakeLicenseSettings,
+    /// M365's licences, with seats (R-LIC-1).
+    pub licensing: super::FakeLicensing,
 }
 
 /// A parsed email (test input is valid).
@@ -140,6 +144,8 @@ impl World {
             tenant: Tenant::pending(TenantId::generate(), "Contoso"),
             dead_letters: Vec::new(),
             clock,
+            license_settings: super::FakeLicenseSettings::new(),
+            licensing: super::FakeLicensing::new(),
         }
     }
 
@@ -412,6 +418,8 @@ impl Ports for World {
     type CursorKeys = CursorKey;
     type Clock = ManualClock;
     type Random = SeededRandom;
+    type LicenseSettings = super::FakeLicenseSettings;
+    type Licensing = super::FakeLicensing;
 
     fn users(&self) -> &FakeUsers {
         &self.users
@@ -484,5 +492,11 @@ impl Ports for World {
     }
     fn password_policy(&self) -> &DirectoryPasswordPolicy {
         &self.password_policy
+    }
+    fn license_settings(&self) -> &super::FakeLicenseSettings {
+        &self.license_settings
+    }
+    fn licensing(&self) -> &super::FakeLicensing {
+        &self.licensing
     }
 }

@@ -42,6 +42,7 @@ use super::group_sync::SyncGroup;
 use super::manager::SyncManager;
 
 mod restore;
+use super::licenses::Licenses;
 use super::password::read_back_password_change;
 use super::privilege::{adoption_details, privilege_of, refusal};
 use super::{
@@ -86,6 +87,9 @@ use_case! {
             /// groups at once (R-GRP-1, [`Bind::follow_groups`]). `None` leaves that to the next
             /// reconcile (as if the bind stopped right after binding).
             groups: Option<&'a P::Groups> = bound_groups,
+            /// Licences: a user the bind bound gets its tenant's and groups' licences at once
+            /// (R-LIC-1, [`Bind::follow_licenses`]). `None` leaves that to the next reconcile.
+            licenses: Option<Licenses<'a, P>> = Licenses::follow,
         ],
     }
 }
@@ -140,6 +144,7 @@ impl<P: Ports> Bind<'_, P> {
         super::report(&result);
         self.follow_groups(&result).await;
         self.follow_manager(&result).await;
+        self.follow_licenses(&result).await;
         result
     }
 
@@ -157,6 +162,23 @@ impl<P: Ports> Bind<'_, P> {
         };
         let followed: BoxFuture<'_, _> = Box::pin(manager.follow_bind(&binding.user_id));
         followed.await;
+    }
+
+    /// After a bind that bound the user ([`Outcome::Done`]): its licences are assigned now
+    /// ([`Licenses::sync_user`], R-LIC-1). Never fails the bind: a refusal is on the binding
+    /// (`licenseState`) and reconcile retries it. The outcome keeps the binding as bound; read the
+    /// binding again for its `licenseState`.
+    async fn follow_licenses(&self, result: &Result<Outcome>) {
+        let (Ok(Outcome::Done { binding, .. }), Some(licenses)) = (result, &self.licenses) else {
+            return;
+        };
+        let synced: BoxFuture<'_, _> = Box::pin(licenses.sync_user(&binding.user_id));
+        if let Err(e) = synced.await {
+            tracing::warn!(
+                error.code = e.code(),
+                "bound user's licences not assigned now; reconcile catches up"
+            );
+        }
     }
 
     /// After a bind that bound the user ([`Outcome::Done`]): the user joins the security groups
@@ -295,6 +317,7 @@ impl<P: Ports> Bind<'_, P> {
         super::report(&result);
         self.follow_groups(&result).await;
         self.follow_manager(&result).await;
+        self.follow_licenses(&result).await;
         result
     }
 

@@ -845,6 +845,7 @@ mod tests {
             account_lookup_version: None,
             restored: false,
             restore_conflict: None,
+            licensing: None,
         };
         assert!(sync(&w).follow_binds(&[pending]).await.unwrap().is_empty());
         assert!(sync(&w).follow_binds(&[]).await.unwrap().is_empty());

@@ -545,6 +545,7 @@ impl<P: Ports> Import<'_, P> {
             account_lookup_version: None,
             restored: false,
             restore_conflict: None,
+            licensing: None,
         };
         match self.bindings.put(&binding, Expect::Absent).await {
             Ok(_) => Ok(imported(false)),
@@ -1341,6 +1342,8 @@ mod tests {
         type CursorKeys = crate::policy::cursor::CursorKey;
         type Clock = crate::testing::ManualClock;
         type Random = crate::testing::SeededRandom;
+        type LicenseSettings = crate::testing::FakeLicenseSettings;
+        type Licensing = crate::testing::FakeLicensing;
         fn users(&self) -> &Self::Users {
             self.w.users()
         }
@@ -1412,6 +1415,12 @@ mod tests {
         }
         fn password_policy(&self) -> &crate::policy::password::DirectoryPasswordPolicy {
             self.w.password_policy()
+        }
+        fn license_settings(&self) -> &Self::LicenseSettings {
+            self.w.license_settings()
+        }
+        fn licensing(&self) -> &Self::Licensing {
+            self.w.licensing()
         }
     }
 

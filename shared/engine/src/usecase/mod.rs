@@ -80,6 +80,7 @@ pub mod directory;
 pub mod group_sync;
 pub mod import;
 pub mod manager;
+pub mod licenses;
 pub mod password;
 pub(crate) mod privilege;
 pub mod reconcile;

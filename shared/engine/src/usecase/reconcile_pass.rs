@@ -31,6 +31,9 @@ pub struct TenantReport {
     pub requeued: Option<Requeued>,
     /// The round goes on: its next pass was queued (set by the caller that queued it).
     pub continued: bool,
+    /// Licences brought in line (R-LIC-1): on a round's first writing pass only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub licenses: Option<super::licenses::LicenseReport>,
 }
 
 impl TenantReport {
@@ -110,6 +113,7 @@ impl<P: Ports> ReconcilePass<'_, P> {
                 groups: None,
                 requeued: None,
                 continued: false,
+                licenses: None,
             });
         }
         let requeued = if dry_run {
@@ -125,11 +129,28 @@ impl<P: Ports> ReconcilePass<'_, P> {
             ReconcileGroups::new(self.ports, self.settings.max_pages).run(tenant, dry_run),
         )
         .await?;
+        // Licences after membership: a seat freed or a group joined since the last round is
+        // caught up here (R-LIC-1). Once per round, like the expiry sweep (it reads every
+        // provisioned binding); a failure is logged and the next round tries again.
+        let licenses = if dry_run || !sweep_expiry {
+            None
+        } else {
+            match Box::pin(super::licenses::Licenses::new(self.ports).reconcile_tenant(tenant))
+                .await
+            {
+                Ok(report) => Some(report),
+                Err(e) => {
+                    tracing::warn!(error.code = e.code(), "licences not reconciled this round");
+                    None
+                }
+            }
+        };
         Ok(TenantReport {
             users,
             groups: Some(groups),
             requeued,
             continued: false,
+            licenses,
         })
     }
 }

@@ -73,6 +73,8 @@ use_case! {
             fx: Effects<'a, P> = Effects::new,
             /// The directory password policy (for [`SetPassword`] and [`Suspension`]).
             password_policy: &'a DirectoryPasswordPolicy = Ports::password_policy,
+            /// Licences of re-run binds and unbinds (R-LIC-1).
+            licenses: super::licenses::Licenses<'a, P> = super::licenses::Licenses::new,
         ],
     }
 }
@@ -151,6 +153,7 @@ impl<P: Ports> RetryDispatcher<'_, P> {
                     sealer: self.sealer,
                     notifier: self.notifier,
                     groups: Some(self.groups),
+                    licenses: Some(self.licenses),
                 };
                 Box::pin(bind.retry(message, user_id)).await?
             }
@@ -159,6 +162,7 @@ impl<P: Ports> RetryDispatcher<'_, P> {
                     fx: self.fx,
                     users: self.users,
                     directory: self.directory,
+                    licenses: Some(self.licenses),
                 };
                 Box::pin(unbind.retry(message, user_id)).await?
             }

@@ -25,6 +25,9 @@ use_case! {
         built: [
             /// Outcome recording.
             fx: Effects<'a, P> = Effects::new,
+            /// Licences: removed after the unbind when the tenant's `removeLicensesOnUnbind` is
+            /// set (R-LIC-1, [`Licenses::release`]).
+            licenses: Option<super::licenses::Licenses<'a, P>> = super::licenses::Licenses::follow,
         ],
     }
 }
@@ -48,7 +51,24 @@ impl<P: Ports> Unbind<'_, P> {
     /// [`Outcome::Failed`].
     #[tracing::instrument(skip_all, fields(op.kind = "user_unbind", user.id = %user_id))]
     pub async fn unbind(&self, user_id: &UserId) -> Result<Outcome> {
-        super::reported(self.unbind_once(user_id).await)
+        let result = super::reported(self.unbind_once(user_id).await);
+        self.release_licenses(&result).await;
+        result
+    }
+
+    /// After an unbind that blocked the account: its licences are removed when the tenant says
+    /// so (R-LIC-1). Never fails the unbind.
+    async fn release_licenses(&self, result: &Result<Outcome>) {
+        let (Ok(Outcome::Done { binding, .. }), Some(licenses)) = (result, &self.licenses) else {
+            return;
+        };
+        let released: super::BoxFuture<'_, _> = Box::pin(licenses.release(&binding.user_id));
+        if let Err(e) = released.await {
+            tracing::warn!(
+                error.code = e.code(),
+                "unbound user's licences not removed now"
+            );
+        }
     }
 
     async fn unbind_once(&self, user_id: &UserId) -> Result<Outcome> {
@@ -112,7 +132,9 @@ impl<P: Ports> Unbind<'_, P> {
                 },
             )
             .await;
-        super::reported(result)
+        let result = super::reported(result);
+        self.release_licenses(&result).await;
+        result
     }
 
     async fn block(&self, run: &Run<'_>, mut binding: Binding, expect: Expect) -> Result<Outcome> {

@@ -181,6 +181,11 @@ suites! {$
         a_password_sealed_for_one_user_does_not_open_for_another,
         an_unknown_key_version_is_refused,
     };
+    /// Contract of [`LicenseSettingsStore`](crate::ports::LicenseSettingsStore) (R-LIC-1).
+    license_settings in "license_settings.rs" as license_settings_suite, takes (port) {
+        tenant_settings_round_trip_and_a_second_put_replaces_them,
+        group_licenses_round_trip_per_group,
+    };
     /// Contract of [`Leases`](crate::ports::Leases).
     leases in "leases.rs" as leases_suite, takes (port) {
         a_free_lease_is_taken_and_a_live_one_is_refused,
