@@ -523,6 +523,9 @@ async fn the_r_attr_1_attributes_are_saved_shown_and_every_bad_one_is_listed() {
     );
     let (_, after) = get(&w, "/users/adele", &[]).await;
     assert_eq!(after, created["user"], "nothing written");
+}
+
+#[tokio::test]
 async fn tenant_settings_are_shown_saved_and_refused_with_the_known_names() {
     // R-LIC-1, R-SAFE-1
     let w = World::new().await;

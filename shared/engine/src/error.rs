@@ -127,15 +127,15 @@ pub enum InvalidInput {
     /// More than one field breaking a rule, each listed (R-ATTR-1: every bad field at once).
     #[error("{}", several(.0))]
     Several(Vec<InvalidInput>),
+    /// A licence setting the tenant's subscriptions do not have, or a bad usage location
+    /// (R-LIC-1).
+    #[error(transparent)]
+    License(#[from] crate::model::LicenseInputError),
 }
 
 fn several(problems: &[InvalidInput]) -> String {
     let parts: Vec<String> = problems.iter().map(ToString::to_string).collect();
     parts.join("; ")
-    /// A licence setting the tenant's subscriptions do not have, or a bad usage location
-    /// (R-LIC-1).
-    #[error(transparent)]
-    License(#[from] crate::model::LicenseInputError),
 }
 
 impl InvalidInput {
