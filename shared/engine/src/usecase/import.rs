@@ -613,7 +613,7 @@ mod tests {
                     surname: None,
                     job_title: Some("Engineer".to_owned()),
                     department: None,
-                    attributes: Default::default(),
+                    attributes: crate::testing::contract::every_attribute(),
                     account_enabled: enabled,
                     password: SecretString::from("Str0ng!Passw0rd"),
                 },
@@ -907,6 +907,11 @@ mod tests {
         assert_eq!(user.display_name, "Adele");
         assert_eq!(user.given_name.as_deref(), Some("Adele-given"));
         assert_eq!(user.job_title.as_deref(), Some("Engineer"));
+        assert_eq!(
+            user.attributes,
+            crate::testing::contract::every_attribute(),
+            "R-ATTR-1: the account's attributes are the directory user's"
+        );
         assert!(user.password.is_none());
         let b = w.bindings.get(&adele_uid).await.unwrap().unwrap();
         assert_eq!(b.state, BindingState::Provisioned);
