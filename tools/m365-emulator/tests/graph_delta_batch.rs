@@ -6,35 +6,6 @@ use graph_support::*;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-async fn follow(emu: &Emu, token: &str, url: &str) -> (Vec<Value>, String) {
-    let mut items = Vec::new();
-    let mut url = url.to_owned();
-    loop {
-        let (status, _, body) = parts(
-            emu.http
-                .get(&url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .expect("send"),
-        )
-        .await;
-        assert_eq!(status, 200, "{body}");
-        items.extend(body["value"].as_array().expect("value").iter().cloned());
-        if let Some(next) = body["@odata.nextLink"].as_str() {
-            url = next.to_owned();
-        } else {
-            return (
-                items,
-                body["@odata.deltaLink"]
-                    .as_str()
-                    .expect("deltaLink")
-                    .to_owned(),
-            );
-        }
-    }
-}
-
 // graph-spec §5: initial round pages with nextLink to a deltaLink; the next round returns new
 // and updated users and @removed "changed" (soft delete) / "deleted" (permanent).
 #[tokio::test]

@@ -22,34 +22,7 @@ async fn assign(emu: &Emu, user: &str, manager: &str) -> (u16, Value) {
 }
 
 async fn delta_items(emu: &Emu, url: &str) -> (Vec<Value>, String) {
-    let t = emu.contoso();
-    let mut items = Vec::new();
-    let mut url = url.to_owned();
-    loop {
-        let (status, _, body) = parts(
-            emu.http
-                .get(&url)
-                .bearer_auth(&t)
-                .send()
-                .await
-                .expect("send"),
-        )
-        .await;
-        assert_eq!(status, 200, "{body}");
-        items.extend(body["value"].as_array().expect("value").iter().cloned());
-        match body["@odata.nextLink"].as_str() {
-            Some(next) => url = next.to_owned(),
-            None => {
-                return (
-                    items,
-                    body["@odata.deltaLink"]
-                        .as_str()
-                        .expect("deltaLink")
-                        .to_owned(),
-                );
-            }
-        }
-    }
+    follow(emu, &emu.contoso(), url).await
 }
 
 // R-ATTR-1: a user without a manager answers Graph's exact 404.

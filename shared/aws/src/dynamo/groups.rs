@@ -32,7 +32,6 @@
 //! Until then its members do not find it: a bind of such a member joins the M365 group at the
 //! next reconcile (`members_now_bound`), as before the follow-up existed.
 
-use crate::OnHeap;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem};
 use m365_engine::error::{Conflict, Entity, Error, UnavailableReason};
@@ -40,8 +39,7 @@ use m365_engine::model::{Group, GroupId, Page, PageRequest, UserId};
 use m365_engine::ports::GroupStore;
 
 use super::{
-    Condition, Item, Table, VERSION, build_error, dynamo_error, from_doc, listed_item, n, number,
-    pk_sk_key, s, string,
+    Condition, Item, Table, VERSION, build_error, from_doc, listed_item, n, number, pk_sk_key, s,
 };
 use crate::schema::{PK, SK};
 
@@ -330,34 +328,13 @@ impl GroupStore for DynamoGroups {
     }
 
     async fn groups_of_member(&self, member: &UserId) -> Result<Vec<Group>, Error> {
-        let query = self
+        let ids = self
             .table
-            .client
-            .query()
-            .table_name(&self.table.name)
-            .key_condition_expression("#pk = :member")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_values(":member", s(member_pk(member)))
-            .consistent_read(true)
-            .limit(MEMBER_QUERY_PAGE);
-        let mut ids = Vec::new();
-        let mut start = None;
-        loop {
-            let output = query
-                .clone()
-                .set_exclusive_start_key(start.take())
-                .send()
-                .on_heap()
-                .await
-                .map_err(dynamo_error)?;
-            for item in output.items() {
-                ids.push(GroupId::parse(string(item, GROUP_ID)?)?);
-            }
-            start = output.last_evaluated_key;
-            if start.is_none() {
-                break;
-            }
-        }
+            .partition_strings(member_pk(member), GROUP_ID, MEMBER_QUERY_PAGE)
+            .await?
+            .into_iter()
+            .map(GroupId::parse)
+            .collect::<Result<Vec<_>, _>>()?;
         // Sort keys are `GROUP#<id>`: the ids come in id order.
         let mut groups = Vec::with_capacity(ids.len());
         for id in ids {

@@ -403,6 +403,44 @@ impl Table {
         }
     }
 
+    /// The string attribute `attribute` of every item in partition `pk`, in sort-key order: one
+    /// consistent `Query` of at most `page` items per request, read to the end (the member →
+    /// group and manager → report index items).
+    pub(crate) async fn partition_strings(
+        &self,
+        pk: String,
+        attribute: &'static str,
+        page: i32,
+    ) -> Result<Vec<String>, Error> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.name)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":pk", s(pk))
+            .consistent_read(true)
+            .limit(page);
+        let mut values = Vec::new();
+        let mut start = None;
+        loop {
+            let output = query
+                .clone()
+                .set_exclusive_start_key(start.take())
+                .send()
+                .on_heap()
+                .await
+                .map_err(dynamo_error)?;
+            for item in output.items() {
+                values.push(string(item, attribute)?.to_owned());
+            }
+            start = output.last_evaluated_key;
+            if start.is_none() {
+                return Ok(values);
+            }
+        }
+    }
+
     /// The item at `pk`/`sk`, read consistently.
     pub(crate) async fn get_item(&self, pk: String, sk: &str) -> Result<Option<Item>, Error> {
         self.get(pk_sk_key(pk, sk)).await

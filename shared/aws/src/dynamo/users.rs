@@ -249,39 +249,15 @@ impl UserStore for DynamoUsers {
     }
 
     async fn reports_of(&self, manager: &UserId) -> Result<Vec<DirectoryUser>, Error> {
-        let query = self
+        let ids = self
             .table
-            .client
-            .query()
-            .table_name(&self.table.name)
-            .key_condition_expression("#pk = :manager")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_values(":manager", s(report_pk(manager)))
-            .consistent_read(true)
-            .limit(REPORT_QUERY_PAGE);
-        let mut ids = Vec::new();
-        let mut start = None;
-        loop {
-            let output = query
-                .clone()
-                .set_exclusive_start_key(start.take())
-                .send()
-                .on_heap()
-                .await
-                .map_err(dynamo_error)?;
-            for item in output.items() {
-                ids.push(UserId::parse(string(item, USER_ID)?)?);
-            }
-            start = output.last_evaluated_key;
-            if start.is_none() {
-                break;
-            }
-        }
+            .partition_strings(report_pk(manager), USER_ID, REPORT_QUERY_PAGE)
+            .await?;
         // Sort keys are `USER#<id>`: the ids come in id order.
         let mut reports = Vec::with_capacity(ids.len());
         for id in ids {
             // Only a user that still names this manager counts.
-            if let Some(user) = self.get(&id).await?
+            if let Some(user) = self.get(&UserId::parse(id)?).await?
                 && user.manager_id.as_ref() == Some(manager)
             {
                 reports.push(user);

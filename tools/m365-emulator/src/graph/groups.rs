@@ -48,11 +48,24 @@ fn context(base: &str, select: Option<&[String]>, entity: bool) -> String {
 }
 
 /// The object id at the end of an `@odata.id` / `@odata.bind` URL.
-fn reference_id(url: &str) -> &str {
+pub(super) fn reference_id(url: &str) -> &str {
     url.trim_end_matches('/')
         .rsplit('/')
         .next()
         .unwrap_or_default()
+}
+
+/// The object id a `$ref` body's `@odata.id` names (400 when the body or the property is missing).
+///
+/// # Errors
+/// 400 `Request_BadRequest`.
+pub(super) fn referenced_id(body: &[u8]) -> Result<String, GraphError> {
+    let body = json_body(body)?;
+    let url = body
+        .get("@odata.id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| GraphError::bad_request("A value is required for property '@odata.id'."))?;
+    Ok(reference_id(url).to_owned())
 }
 
 /// What a member id refers to.
@@ -717,12 +730,7 @@ pub async fn add_member(
     body: Bytes,
 ) -> Result<Response, GraphError> {
     caller.require(perm::MEMBERS_WRITE)?;
-    let body = json_body(&body)?;
-    let url = body
-        .get("@odata.id")
-        .and_then(Value::as_str)
-        .ok_or_else(|| GraphError::bad_request("A value is required for property '@odata.id'."))?;
-    let raw = reference_id(url).to_owned();
+    let raw = referenced_id(&body)?;
     let mut state = app.lock();
     let now = state.clock.now();
     let tenant = tenant_mut(&mut state, &caller)?;

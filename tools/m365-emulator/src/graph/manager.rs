@@ -31,9 +31,10 @@ use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
+use super::groups::referenced_id;
 use super::odata::{self, Resource};
 use super::users::{RawQuery, find, tenant_mut, tenant_ref, visible};
-use super::{Caller, base_url, is_guid, json_body, no_content, odata as odata_response, perm};
+use super::{Caller, base_url, is_guid, no_content, odata as odata_response, perm};
 use crate::AppState;
 use crate::error::GraphError;
 use crate::state::Tenant;
@@ -54,12 +55,11 @@ pub fn manager_of<'a>(tenant: &'a Tenant, user: &str, now: DateTime<Utc>) -> Opt
         .map(|m| m.id.as_str())
 }
 
-/// The object id at the end of an `@odata.id` URL.
-fn reference_id(url: &str) -> &str {
-    url.trim_end_matches('/')
-        .rsplit('/')
-        .next()
-        .unwrap_or_default()
+/// The object id of the visible user `key` (id or UPN), or Graph's 404 for it.
+fn user_id(tenant: &Tenant, key: &str, now: DateTime<Utc>) -> Result<String, GraphError> {
+    find(tenant, key, now)
+        .map(|u| u.id.clone())
+        .ok_or_else(|| GraphError::not_found(key))
 }
 
 /// `GET /users/{id|upn}/manager`.
@@ -111,18 +111,11 @@ pub async fn put(
     body: Bytes,
 ) -> Result<Response, GraphError> {
     caller.require(perm::USERS_WRITE)?;
-    let body = json_body(&body)?;
-    let url = body
-        .get("@odata.id")
-        .and_then(Value::as_str)
-        .ok_or_else(|| GraphError::bad_request("A value is required for property '@odata.id'."))?;
-    let raw = reference_id(url).to_owned();
+    let raw = referenced_id(&body)?;
     let mut state = app.lock();
     let now = state.clock.now();
     let tenant = tenant_mut(&mut state, &caller)?;
-    let user_id = find(tenant, &key, now)
-        .map(|u| u.id.clone())
-        .ok_or_else(|| GraphError::not_found(&key))?;
+    let user_id = user_id(tenant, &key, now)?;
     if !is_guid(&raw) {
         return Err(GraphError::bad_request(format!(
             "Invalid object identifier '{raw}'."
@@ -162,9 +155,7 @@ pub async fn delete(
     let mut state = app.lock();
     let now = state.clock.now();
     let tenant = tenant_mut(&mut state, &caller)?;
-    let user_id = find(tenant, &key, now)
-        .map(|u| u.id.clone())
-        .ok_or_else(|| GraphError::not_found(&key))?;
+    let user_id = user_id(tenant, &key, now)?;
     if manager_of(tenant, &user_id, now).is_none() {
         return Err(no_manager());
     }

@@ -201,3 +201,33 @@ pub fn new_user(upn: &str) -> Value {
         "passwordProfile": {"forceChangePasswordNextSignIn": true, "password": "xWwvJ]6NMw+bWH-d"}
     })
 }
+
+/// Follows a delta round from `url` to its deltaLink: every item and the deltaLink (graph-spec §5).
+pub async fn follow(emu: &Emu, token: &str, url: &str) -> (Vec<Value>, String) {
+    let mut items = Vec::new();
+    let mut url = url.to_owned();
+    loop {
+        let (status, _, body) = parts(
+            emu.http
+                .get(&url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("send"),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        items.extend(body["value"].as_array().expect("value").iter().cloned());
+        if let Some(next) = body["@odata.nextLink"].as_str() {
+            url = next.to_owned();
+        } else {
+            return (
+                items,
+                body["@odata.deltaLink"]
+                    .as_str()
+                    .expect("deltaLink")
+                    .to_owned(),
+            );
+        }
+    }
+}

@@ -242,11 +242,10 @@ pub async fn operations_on_a_missing_user_are_not_found(dir: &impl Directory, t:
     assert_not_found(&dir.update_user(&t.tenant, &missing, &patch).await);
 }
 
-/// R-ATTR-1: a manager is set, read back, replaced and removed; setting the same manager again
-/// and removing an absent one are success; an unknown user has no manager to read.
-pub async fn a_manager_is_set_read_replaced_and_cleared(dir: &impl Directory, t: &DirectoryTenant) {
+/// The ids of `n` new users in the managed domain.
+async fn created_users(dir: &impl Directory, t: &DirectoryTenant, n: usize) -> Vec<M365ObjectId> {
     let mut ids = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..n {
         ids.push(
             dir.create_user(&t.tenant, &new_user(&t.managed, GOOD))
                 .await
@@ -254,6 +253,13 @@ pub async fn a_manager_is_set_read_replaced_and_cleared(dir: &impl Directory, t:
                 .id,
         );
     }
+    ids
+}
+
+/// R-ATTR-1: a manager is set, read back, replaced and removed; setting the same manager again
+/// and removing an absent one are success; an unknown user has no manager to read.
+pub async fn a_manager_is_set_read_replaced_and_cleared(dir: &impl Directory, t: &DirectoryTenant) {
+    let ids = created_users(dir, t, 3).await;
     let (user, first, second) = (&ids[0], &ids[1], &ids[2]);
     let manager = |id: &M365ObjectId| {
         let id = id.clone();
@@ -287,15 +293,7 @@ pub async fn a_manager_is_set_read_replaced_and_cleared(dir: &impl Directory, t:
 
 /// R-IMP-1: the tenant's users are listed across pages, each once.
 pub async fn users_are_listed_across_pages(dir: &impl Directory, t: &DirectoryTenant) {
-    let mut ids = Vec::new();
-    for _ in 0..3 {
-        ids.push(
-            dir.create_user(&t.tenant, &new_user(&t.managed, GOOD))
-                .await
-                .expect("create succeeds")
-                .id,
-        );
-    }
+    let ids = created_users(dir, t, 3).await;
     let listed: Vec<_> = collect_pages(
         2,
         |page| async move { dir.list_users(&t.tenant, &page).await },
