@@ -212,6 +212,19 @@ def wait_for_binding(api: Http, user: str, state: str, timeout: float) -> dict:
     return binding
 
 
+def graph(emulator: Http, method: str, path: str, body=None):
+    """A Graph call as the m365-sync app in Contoso, with a token minted by the emulator (as an
+    admin would look in Graph Explorer)."""
+    status, token = emulator.json("POST", "/_emulator/tokens", {"tenant": CONTOSO_DOMAIN, "appId": APP_ID})
+    if status != 200:
+        raise DemoFailure(f"the emulator minted no token: {status} {token}")
+    return Http(emulator.base, token["access_token"]).json(method, f"/v1.0{path}", body)
+
+
+def sku_ids(account: dict) -> list[str]:
+    return [lic.get("skuId") for lic in account.get("assignedLicenses", [])]
+
+
 def find_schedule(wiring, function: str) -> str | None:
     """The name of `function`'s first schedule event in devstack's wiring (read from template.yaml)."""
     for item in wiring.get("schedules", []) if isinstance(wiring, dict) else []:
@@ -474,6 +487,89 @@ def walkthrough(api: Http, emulator: Http) -> list[str]:
     expect(account.get("accountEnabled") is False and account.get("id"),
            "her M365 account still exists with accountEnabled=false")
     summary.append("unbound Alice: sign-in blocked, nothing deleted")
+
+    step("Licences: Contoso's default licence on bind, and a seat that runs out")
+    status, body = api.json("PUT", f"/tenants/{contoso_id}/settings",
+                            {"usageLocation": "US", "licenses": [{"sku": "E5"}]})
+    code = body.get("error", {}).get("code") if isinstance(body, dict) else None
+    expect(status == 400 and code == "unknown_sku",
+           f"an SKU Contoso does not subscribe to is refused: {body.get('error', {}).get('message', '')[:120]}")
+    settings = {"usageLocation": "US", "removeLicensesOnUnbind": False,
+                "licenses": [{"sku": "ENTERPRISEPACK", "disabledPlans": ["SHAREPOINTENTERPRISE"]}]}
+    status, body = api.json("PUT", f"/tenants/{contoso_id}/settings", settings)
+    expect(status == 200 and body.get("licenses", [{}])[0].get("sku") == "ENTERPRISEPACK",
+           "PUT /tenants/{id}/settings: Office 365 E3 by default, without SharePoint, usage location US")
+    megan = {"email": "megan.new@contoso.com", "displayName": "Megan Bowen", "givenName": "Megan",
+             "surname": "Bowen", "jobTitle": "Marketing Manager", "department": "Marketing",
+             "officeLocation": "12/1110", "city": "Seattle", "country": "United States"}
+    status, _ = api.json("PUT", "/users/megan", megan)
+    expect(status in (200, 201), "PUT /users/megan: a new employee with her office, city and country")
+    status, body = api.json("PUT", "/users/megan/binding", {"welcome": False})
+    binding = body.get("binding", {}) if isinstance(body, dict) else {}
+    account = m365_user(emulator, megan["email"])
+    expect(status in (200, 201) and binding.get("state") == "provisioned",
+           f"bound Megan: a new M365 account {account.get('id')}")
+    e3 = [lic for lic in account.get("assignedLicenses", []) if lic.get("skuId") == "6fd2c87f-b296-42f0-b197-1e91e994b900"]
+    expect(account.get("usageLocation") == "US" and len(e3) == 1,
+           "her account got usage location US, then Office 365 E3")
+    expect(len(e3[0].get("disabledPlans", [])) == 1, f"with SharePoint disabled: {e3[0].get('disabledPlans')}")
+    expect(account.get("officeLocation") == "12/1110" and account.get("city") == "Seattle",
+           "her office and city reached M365 (R-ATTR-1)")
+    status, _ = api.json("PUT", "/groups/security", {"name": "Security Team", "members": ["megan"]})
+    expect(status in (200, 201), "PUT /groups/security: Megan joins the Security Team")
+    status, body = api.json("PUT", "/groups/security/binding", {"tenantId": contoso_id, "licenses": [{"sku": "EMS"}]})
+    expect(status in (200, 201), f"the group is bound with the EMS licence for its members ({status})")
+    status, body = api.json("GET", "/users/megan/binding")
+    binding = body.get("binding", body) if isinstance(body, dict) else {}
+    error = binding.get("lastError") or {}
+    expect(binding.get("state") == "provisioned" and binding.get("licenseState") == "failed"
+           and error.get("code") == "license_unavailable",
+           f"EMS has no seat left (Adele holds the only one): Megan stays provisioned, licenseState "
+           f"{binding.get('licenseState')} ({error.get('code')})")
+    status, body = api.json("GET", f"/tenants/{contoso_id}/failures")
+    failures = body.get("failures", []) if isinstance(body, dict) else []
+    expect(any(f.get("code") == "license_unavailable" and f.get("graphRequestId") for f in failures),
+           "a failure is recorded with Graph's request id")
+    adele_id = m365_user(emulator, adele["email"])["id"]
+    status, _ = graph(emulator, "POST", f"/users/{adele_id}/assignLicense",
+                      {"addLicenses": [], "removeLicenses": ["efccb6f7-5641-4e0e-bd10-b4976e1bf68e"]})
+    expect(status == 200, "an admin frees the seat in M365 (Adele's EMS licence removed)")
+    status, report = api.json("POST", f"/tenants/{contoso_id}/reconcile?dryRun=false")
+    expect(status == 200, "reconcile runs")
+    status, body = api.json("GET", "/users/megan/binding")
+    binding = body.get("binding", body) if isinstance(body, dict) else {}
+    account = m365_user(emulator, megan["email"])
+    expect(binding.get("licenseState") == "assigned" and "efccb6f7-5641-4e0e-bd10-b4976e1bf68e" in sku_ids(account),
+           f"reconcile assigned EMS now that a seat is free: licenseState {binding.get('licenseState')}")
+    summary.append("licensed Megan on bind (E3 without SharePoint); EMS failed for want of a seat, then reconcile assigned it")
+
+    step("Manager, and an M365 deletion undone by re-binding (restore, not an empty new account)")
+    status, body = api.json("PUT", "/users/megan", {**megan, "managerId": "adele"})
+    expect(status == 200, "PUT /users/megan with managerId adele")
+    status, manager = graph(emulator, "GET", f"/users/{account['id']}/manager")
+    expect(status == 200 and manager.get("id") == adele_id, "in M365, Megan's manager is now Adele's account")
+    held = emulator.json("GET", "/_emulator/realism")[1].get("addressReleaseDelayMs", 0)
+    emulator.json("PUT", "/_emulator/realism", {"addressReleaseDelayMs": 86_400_000})
+    status, _ = graph(emulator, "DELETE", f"/users/{account['id']}")
+    expect(status == 204, "Megan's account is deleted in M365 (its address now held for 24 hours)")
+    status, body = api.json("DELETE", "/users/megan/binding")
+    binding = body.get("binding", {}) if isinstance(body, dict) else {}
+    expect(binding.get("state") == "deleted_in_m365", f"unbinding finds it gone: {binding.get('state')}")
+    started = time.monotonic()
+    status, body = api.json("PUT", "/users/megan/binding", {"welcome": False})
+    binding = body.get("binding", {}) if isinstance(body, dict) else {}
+    expect(status == 200 and binding.get("state") == "provisioned" and binding.get("restored") is True,
+           f"re-binding restored it at once ({time.monotonic() - started:.1f} s, no 24 h wait): restored "
+           f"{binding.get('restored')}")
+    restored = m365_user(emulator, megan["email"])
+    expect(restored.get("id") == account["id"] and restored.get("accountEnabled") is True,
+           f"the same account {restored.get('id')}, enabled")
+    expect({"6fd2c87f-b296-42f0-b197-1e91e994b900", "efccb6f7-5641-4e0e-bd10-b4976e1bf68e"} <= set(sku_ids(restored)), "its licences came back with it")
+    emulator.json("PUT", "/_emulator/realism", {"addressReleaseDelayMs": held})
+    status, body = api.json("PUT", "/users/megan", {**megan, "managerId": None})
+    status, _ = graph(emulator, "GET", f"/users/{account['id']}/manager")
+    expect(status == 404, "clearing managerId removed her manager in M365")
+    summary.append("set and cleared Megan's manager; restored her deleted account by re-binding, licences kept")
 
     step("The audit trail")
     status, body = api.json("GET", f"/events?tenantId={contoso_id}")
