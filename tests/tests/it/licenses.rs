@@ -242,7 +242,16 @@ async fn seat_exhaustion_is_recorded_and_reconcile_assigns_the_licence_once_a_se
     assert_eq!(status, 200, "{body}");
     let first = bound_user(&s, "v1").await;
     assert_eq!(first["licenseState"], "assigned", "{first}");
-    let second = bound_user(&s, "v2").await;
+    s.directory_user("v2", PASSWORD).await;
+    let (status, answer) = s
+        .call("PUT", "/users/v2/binding", Some(json!({"welcome": false})))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["binding"]["licenseState"], "failed",
+        "the bind's answer shows it: {answer}"
+    );
+    let second = s.binding("v2").await;
     assert_eq!(
         second["state"], "provisioned",
         "the account stays provisioned: {second}"

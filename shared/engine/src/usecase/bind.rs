@@ -140,11 +140,11 @@ impl<P: Ports> Bind<'_, P> {
     /// [`Outcome::Deferred`] or [`Outcome::Failed`].
     #[tracing::instrument(skip_all, fields(op.kind = "user_bind", user.id = %user_id))]
     pub async fn bind(&self, user_id: &UserId, request: BindRequest) -> Result<Outcome> {
-        let result = self.bind_once(user_id, request).await;
+        let mut result = self.bind_once(user_id, request).await;
         super::report(&result);
         self.follow_groups(&result).await;
         self.follow_manager(&result).await;
-        self.follow_licenses(&result).await;
+        self.follow_licenses(&mut result).await;
         result
     }
 
@@ -165,19 +165,29 @@ impl<P: Ports> Bind<'_, P> {
     }
 
     /// After a bind that bound the user ([`Outcome::Done`]): its licences are assigned now
-    /// ([`Licenses::sync_user`], R-LIC-1). Never fails the bind: a refusal is on the binding
-    /// (`licenseState`) and reconcile retries it. The outcome keeps the binding as bound; read the
-    /// binding again for its `licenseState`.
-    async fn follow_licenses(&self, result: &Result<Outcome>) {
+    /// ([`Licenses::sync_user`], R-LIC-1), and the outcome's binding is the one stored after them
+    /// (with its `licenseState`). Never fails the bind: a refusal is on the binding and reconcile
+    /// retries it.
+    async fn follow_licenses(&self, result: &mut Result<Outcome>) {
         let (Ok(Outcome::Done { binding, .. }), Some(licenses)) = (result, &self.licenses) else {
             return;
         };
         let synced: BoxFuture<'_, _> = Box::pin(licenses.sync_user(&binding.user_id));
-        if let Err(e) = synced.await {
-            tracing::warn!(
+        match synced.await {
+            // Nothing due and nothing was granted: nothing was written.
+            Ok(None | Some(crate::model::LicenseState::None)) => {}
+            Ok(Some(_)) => match self.fx.bindings.get(&binding.user_id).await {
+                Ok(Some(stored)) => *binding = stored,
+                Ok(None) => {}
+                Err(e) => tracing::warn!(
+                    error.code = e.code(),
+                    "binding not read back after its licences"
+                ),
+            },
+            Err(e) => tracing::warn!(
                 error.code = e.code(),
                 "bound user's licences not assigned now; reconcile catches up"
-            );
+            ),
         }
     }
 
@@ -313,11 +323,11 @@ impl<P: Ports> Bind<'_, P> {
     /// Store failures.
     #[tracing::instrument(skip_all, fields(op.kind = "user_bind", op.id = %message.operation_id, user.id = %user_id, retry.attempt = message.attempt))]
     pub async fn retry(&self, message: &RetryMessage, user_id: &UserId) -> Result<Outcome> {
-        let result = self.retry_once(message, user_id).await;
+        let mut result = self.retry_once(message, user_id).await;
         super::report(&result);
         self.follow_groups(&result).await;
         self.follow_manager(&result).await;
-        self.follow_licenses(&result).await;
+        self.follow_licenses(&mut result).await;
         result
     }
 

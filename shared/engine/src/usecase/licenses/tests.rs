@@ -135,8 +135,16 @@ async fn binding_sets_the_usage_location_and_assigns_the_default_licence_with_it
     let w = world().await;
     configure(&w, vec![lic("ENTERPRISEPACK", &["SWAY"])], false).await;
     w.user("adele").await;
-    w.bind("adele").await;
+    let crate::usecase::Outcome::Done { binding, .. } = w.bind("adele").await else {
+        panic!("bound")
+    };
+    assert_eq!(
+        state(&binding),
+        Some(LicenseState::Assigned),
+        "the bind's outcome shows the licences"
+    );
     let b = w.binding("adele").await;
+    assert_eq!(b, binding);
     assert_eq!(b.state, BindingState::Provisioned);
     assert_eq!(state(&b), Some(LicenseState::Assigned));
     let id = account(&b);
