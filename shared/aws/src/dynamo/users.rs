@@ -1,7 +1,6 @@
 //! Directory users (unique by email through `EMAIL#` claim items written in the same
 //! transaction), in the users table (groups: [`super::groups`]).
 
-use crate::OnHeap;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
 use m365_engine::error::{Conflict, Entity, Error};
@@ -9,8 +8,8 @@ use m365_engine::model::{DirectoryUser, Email, Page, PageRequest, UserId};
 use m365_engine::ports::UserStore;
 
 use super::{
-    Condition, Item, Table, VERSION, build_error, dynamo_error, failed_conditions, from_doc,
-    listed_item, n, number, pk_sk_key, s, string,
+    Condition, Item, Table, VERSION, build_error, from_doc, listed_item, n, number, pk_sk_key, s,
+    send_transaction, string,
 };
 use crate::schema::{PK, SK};
 
@@ -121,21 +120,15 @@ impl UserStore for DynamoUsers {
             .expression_attribute_names("#pk", PK)
             .build()
             .map_err(build_error)?;
-        let result = self
+        let transaction = self
             .table
             .client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().put(put_user).build())
-            .transact_items(self.claim_put(&stored)?)
-            .send()
-            .on_heap()
-            .await;
-        match result {
-            Ok(_) => Ok(stored),
-            Err(error) => match failed_conditions(&error) {
-                Some(reasons) => Err(self.explain(&reasons, &stored, None).await?),
-                None => Err(dynamo_error(error)),
-            },
+            .transact_items(self.claim_put(&stored)?);
+        match send_transaction(transaction).await? {
+            None => Ok(stored),
+            Some(reasons) => Err(self.explain(&reasons, &stored, None).await?),
         }
     }
 
@@ -175,14 +168,11 @@ impl UserStore for DynamoUsers {
             transaction =
                 transaction.transact_items(TransactWriteItem::builder().delete(release).build());
         }
-        match transaction.send().on_heap().await {
-            Ok(_) => Ok(stored),
-            Err(error) => match failed_conditions(&error) {
-                Some(reasons) => Err(self
-                    .explain(&reasons, &stored, Some(expected_version))
-                    .await?),
-                None => Err(dynamo_error(error)),
-            },
+        match send_transaction(transaction).await? {
+            None => Ok(stored),
+            Some(reasons) => Err(self
+                .explain(&reasons, &stored, Some(expected_version))
+                .await?),
         }
     }
 

@@ -15,6 +15,7 @@ mod gate;
 mod hold;
 mod identity;
 mod leases;
+mod log_buffer;
 mod notify;
 mod paging;
 mod queue;
@@ -34,6 +35,7 @@ pub use identity::{
     FakePendingConsents,
 };
 pub use leases::FakeLeases;
+pub use log_buffer::LogBuffer;
 pub use notify::{FakeNotifier, SeededRandom};
 pub use queue::{FakeRetryQueue, QueuedMessage};
 pub use rate_budget::FakeRateBudget;

@@ -2,9 +2,30 @@
 
 use super::{
     assert_conflict, assert_not_found, collect_pages, fresh_group_id, fresh_suffix, fresh_user_id,
+    listed_ids,
 };
-use crate::model::{Group, GroupId};
+use crate::model::{Group, GroupId, UserId};
 use crate::ports::GroupStore;
+
+/// The groups `member` is found in; the query must succeed.
+async fn groups_of(store: &impl GroupStore, member: &UserId) -> Vec<Group> {
+    store.groups_of_member(member).await.expect("query")
+}
+
+/// `group` changed by `change`, replaced in `store` at version `expected`; the replace must succeed.
+async fn replace_changed(
+    store: &impl GroupStore,
+    group: &Group,
+    expected: u64,
+    change: impl FnOnce(&mut Group),
+) -> Group {
+    let mut changed = group.clone();
+    change(&mut changed);
+    store
+        .replace(&changed, expected)
+        .await
+        .expect("replace succeeds")
+}
 
 fn group() -> Group {
     Group::new(
@@ -47,9 +68,10 @@ pub async fn creating_a_group_twice_is_refused(store: &impl GroupStore) {
 /// R-GRP-1: membership changes are versioned; a stale replace is refused; a missing group is not found.
 pub async fn a_stale_group_replace_is_refused(store: &impl GroupStore) {
     let created = store.create(&group()).await.expect("create succeeds");
-    let mut changed = created.clone();
-    changed.members.insert(fresh_user_id());
-    let replaced = store.replace(&changed, 1).await.expect("replace succeeds");
+    let replaced = replace_changed(store, &created, 1, |g| {
+        g.members.insert(fresh_user_id());
+    })
+    .await;
     assert_eq!(replaced.version, 2);
     assert_eq!(replaced.members.len(), 3);
     assert_conflict(&store.replace(&created, 1).await, "stale_version");
@@ -73,13 +95,11 @@ pub async fn groups_are_listed_across_pages(store: &impl GroupStore) {
         ids.push(id);
     }
     ids.sort();
-    let mut listed: Vec<_> = collect_pages(2, |page| async move { store.list(&page).await })
-        .await
-        .into_iter()
-        .map(|g| g.id)
-        .filter(|id| id.as_str().starts_with(&prefix))
-        .collect();
-    listed.sort();
+    let listed = listed_ids(
+        collect_pages(2, |page| async move { store.list(&page).await }).await,
+        |g| g.id,
+        |id| id.as_str().starts_with(&prefix),
+    );
     assert_eq!(listed, ids, "every group once");
 }
 
@@ -156,44 +176,38 @@ pub async fn groups_of_member_follow_membership_changes(store: &impl GroupStore)
         .await
         .expect("create succeeds");
     assert!(
-        store
-            .groups_of_member(&alice)
-            .await
-            .expect("query")
+        groups_of(store, &alice).await
             .is_empty()
     );
 
-    let mut added = created.clone();
-    added.members.insert(alice.clone());
-    let added = store.replace(&added, 1).await.expect("replace succeeds");
+    let added = replace_changed(store, &created, 1, |g| {
+        g.members.insert(alice.clone());
+    })
+    .await;
     assert_eq!(
-        store.groups_of_member(&alice).await.expect("query"),
+        groups_of(store, &alice).await,
         vec![added.clone()],
         "membership added"
     );
 
-    let mut renamed = added.clone();
-    renamed.name = "Renamed".to_owned();
-    let renamed = store.replace(&renamed, 2).await.expect("replace succeeds");
+    let renamed = replace_changed(store, &added, 2, |g| "Renamed".clone_into(&mut g.name)).await;
     assert_eq!(
-        store.groups_of_member(&alice).await.expect("query"),
+        groups_of(store, &alice).await,
         vec![renamed.clone()],
         "a replace keeping the member keeps it found, with the new version"
     );
 
-    let mut removed = renamed.clone();
-    removed.members.remove(&alice);
-    let removed = store.replace(&removed, 3).await.expect("replace succeeds");
+    let removed = replace_changed(store, &renamed, 3, |g| {
+        g.members.remove(&alice);
+    })
+    .await;
     assert!(
-        store
-            .groups_of_member(&alice)
-            .await
-            .expect("query")
+        groups_of(store, &alice).await
             .is_empty(),
         "membership removed"
     );
     assert_eq!(
-        store.groups_of_member(&bob).await.expect("query"),
+        groups_of(store, &bob).await,
         vec![removed]
     );
 
@@ -202,10 +216,7 @@ pub async fn groups_of_member_follow_membership_changes(store: &impl GroupStore)
     stale.members.insert(alice.clone());
     assert_conflict(&store.replace(&stale, 1).await, "stale_version");
     assert!(
-        store
-            .groups_of_member(&alice)
-            .await
-            .expect("query")
+        groups_of(store, &alice).await
             .is_empty(),
         "a refused replace adds no membership"
     );
@@ -224,7 +235,7 @@ pub async fn a_deleted_group_no_longer_lists_its_members(store: &impl GroupStore
         .expect("create succeeds");
     store.delete(&gone.id).await.expect("delete succeeds");
     assert_eq!(
-        store.groups_of_member(&alice).await.expect("query"),
+        groups_of(store, &alice).await,
         vec![kept]
     );
 }
@@ -244,7 +255,7 @@ pub async fn a_member_of_many_groups_finds_them_all(store: &impl GroupStore) {
             .expect("create succeeds");
     }
     assert_eq!(
-        ids(&store.groups_of_member(&alice).await.expect("query")),
+        ids(&groups_of(store, &alice).await),
         group_ids
     );
 }
@@ -259,31 +270,29 @@ pub async fn a_large_membership_change_is_found_by_every_member(store: &impl Gro
         .expect("create succeeds");
     for member in &first {
         assert_eq!(
-            ids(&store.groups_of_member(member).await.expect("query")),
+            ids(&groups_of(store, member).await),
             vec![created.id.clone()],
             "every created member finds the group"
         );
     }
     let joined: Vec<_> = (0..120).map(|_| fresh_user_id()).collect();
-    let mut changed = created.clone();
-    for left in &first[..150] {
-        changed.members.remove(left);
-    }
-    changed.members.extend(joined.iter().cloned());
-    let changed = store.replace(&changed, 1).await.expect("replace succeeds");
+    let changed = replace_changed(store, &created, 1, |g| {
+        for left in &first[..150] {
+            g.members.remove(left);
+        }
+        g.members.extend(joined.iter().cloned());
+    })
+    .await;
     for member in &first[..150] {
         assert!(
-            store
-                .groups_of_member(member)
-                .await
-                .expect("query")
+            groups_of(store, member).await
                 .is_empty(),
             "a removed member no longer finds the group"
         );
     }
     for member in first[150..].iter().chain(&joined) {
         assert_eq!(
-            store.groups_of_member(member).await.expect("query"),
+            groups_of(store, member).await,
             vec![changed.clone()],
             "a kept or added member finds the group as stored"
         );

@@ -333,6 +333,18 @@ where
     panic!("the listing did not end after {MAX_PAGES} pages");
 }
 
+/// The ids (by `id`) of the listed `items` that `keep` accepts, sorted: what a listing contract
+/// compares with the ids it wrote.
+pub fn listed_ids<T, I: Ord>(
+    items: Vec<T>,
+    id: impl FnMut(T) -> I,
+    keep: impl FnMut(&I) -> bool,
+) -> Vec<I> {
+    let mut listed: Vec<I> = items.into_iter().map(id).filter(keep).collect();
+    listed.sort();
+    listed
+}
+
 /// Asserts that `result` is the conflict with `code`.
 pub fn assert_conflict<T: Debug>(result: &Result<T>, code: &str) {
     assert!(

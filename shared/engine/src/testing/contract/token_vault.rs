@@ -6,8 +6,8 @@ use chrono::TimeDelta;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{assert_conflict, fresh_suffix, fresh_tenant_id, now_ms};
-use crate::error::{Entity, Error};
-use crate::model::{M365TenantId, RequestToken, TenantTokens};
+use crate::error::{Entity, Error, Result};
+use crate::model::{M365TenantId, RequestToken, TenantId, TenantTokens};
 use crate::ports::TokenVault;
 
 fn tokens(tag: &str) -> TenantTokens {
@@ -32,7 +32,7 @@ fn same(a: Option<&TenantTokens>, b: Option<&TenantTokens>) -> bool {
     }
 }
 
-fn assert_tokens_not_found(result: &crate::Result<()>) {
+fn assert_tokens_not_found(result: &Result<()>) {
     assert!(
         matches!(
             result,
@@ -45,32 +45,59 @@ fn assert_tokens_not_found(result: &crate::Result<()>) {
     );
 }
 
+/// Asserts the current tokens of `tenant` (`None`: no tokens), with `why` on failure.
+async fn assert_current(
+    vault: &impl TokenVault,
+    tenant: &TenantId,
+    expected: Option<&TenantTokens>,
+    why: &str,
+) {
+    let current = vault.get(tenant).await.expect("get succeeds");
+    assert!(same(current.as_ref(), expected), "{why}");
+}
+
+/// Asserts the previous tokens of `tenant` (`None`: no previous version), with `why` on failure.
+async fn assert_previous(
+    vault: &impl TokenVault,
+    tenant: &TenantId,
+    expected: Option<&TenantTokens>,
+    why: &str,
+) {
+    let previous = vault
+        .get_previous(tenant)
+        .await
+        .expect("get_previous succeeds");
+    assert!(same(previous.as_ref(), expected), "{why}");
+}
+
+/// Creates `tokens` for `tenant` under a new request token.
+async fn create(vault: &impl TokenVault, tenant: &TenantId, tokens: &TenantTokens) -> Result<()> {
+    vault
+        .create(tenant, tokens, &RequestToken::generate())
+        .await
+}
+
+/// Updates `tenant` to `tokens` under a new request token.
+async fn update(vault: &impl TokenVault, tenant: &TenantId, tokens: &TenantTokens) -> Result<()> {
+    vault
+        .update(tenant, tokens, &RequestToken::generate())
+        .await
+}
+
 /// R-CONN-1, R-CONN-7: created tokens are read back as current, with the Microsoft tenant that
 /// issued them; a tenant without tokens reads as none.
 pub async fn stored_tokens_are_read_back_as_current(vault: &impl TokenVault) {
     let tenant = fresh_tenant_id();
-    assert!(vault.get(&tenant).await.expect("get succeeds").is_none());
+    assert_current(vault, &tenant, None, "no tokens").await;
     let first = TenantTokens {
         m365_tenant_id: Some(
             M365TenantId::parse("0c5a7f3e-2d1b-4e6a-9f80-1a2b3c4d5e6f").expect("a GUID"),
         ),
         ..tokens("1")
     };
-    vault
-        .create(&tenant, &first, &RequestToken::generate())
-        .await
-        .expect("create succeeds");
-    assert!(same(
-        vault.get(&tenant).await.expect("get succeeds").as_ref(),
-        Some(&first)
-    ));
-    assert!(
-        vault
-            .get_previous(&tenant)
-            .await
-            .expect("get_previous succeeds")
-            .is_none()
-    );
+    create(vault, &tenant, &first).await.expect("create succeeds");
+    assert_current(vault, &tenant, Some(&first), "the first tokens are current").await;
+    assert_previous(vault, &tenant, None, "no previous tokens").await;
 }
 
 /// R-CONN-4: a rotation (update) keeps the old tokens as previous, and so does a reconnect's
@@ -78,52 +105,20 @@ pub async fn stored_tokens_are_read_back_as_current(vault: &impl TokenVault) {
 pub async fn a_second_put_keeps_the_first_as_previous(vault: &impl TokenVault) {
     let tenant = fresh_tenant_id();
     let (first, second, third) = (tokens("1"), tokens("2"), tokens("3"));
-    vault
-        .create(&tenant, &first, &RequestToken::generate())
-        .await
-        .expect("create succeeds");
-    vault
-        .update(&tenant, &second, &RequestToken::generate())
-        .await
-        .expect("update succeeds");
-    assert!(same(
-        vault.get(&tenant).await.expect("get succeeds").as_ref(),
-        Some(&second)
-    ));
-    assert!(same(
-        vault
-            .get_previous(&tenant)
-            .await
-            .expect("get_previous succeeds")
-            .as_ref(),
-        Some(&first)
-    ));
-    vault
-        .create(&tenant, &third, &RequestToken::generate())
-        .await
-        .expect("a create over existing tokens (a reconnect) succeeds");
-    assert!(same(
-        vault.get(&tenant).await.expect("get succeeds").as_ref(),
-        Some(&third)
-    ));
-    assert!(same(
-        vault
-            .get_previous(&tenant)
-            .await
-            .expect("get_previous succeeds")
-            .as_ref(),
-        Some(&second)
-    ));
+    create(vault, &tenant, &first).await.expect("create succeeds");
+    update(vault, &tenant, &second).await.expect("update succeeds");
+    assert_current(vault, &tenant, Some(&second), "the second tokens are current").await;
+    assert_previous(vault, &tenant, Some(&first), "the first tokens are previous").await;
+    create(vault, &tenant, &third).await.expect("a create over existing tokens (a reconnect) succeeds");
+    assert_current(vault, &tenant, Some(&third), "the third tokens are current").await;
+    assert_previous(vault, &tenant, Some(&second), "the second tokens are previous").await;
 }
 
 /// R-CONN-4: repeating an update with the same request token creates no new version.
 pub async fn repeating_a_put_with_the_same_request_token_changes_nothing(vault: &impl TokenVault) {
     let tenant = fresh_tenant_id();
     let (first, second) = (tokens("1"), tokens("2"));
-    vault
-        .create(&tenant, &first, &RequestToken::generate())
-        .await
-        .expect("create succeeds");
+    create(vault, &tenant, &first).await.expect("create succeeds");
     let request = RequestToken::generate();
     vault
         .update(&tenant, &second, &request)
@@ -133,21 +128,14 @@ pub async fn repeating_a_put_with_the_same_request_token_changes_nothing(vault: 
         .update(&tenant, &second, &request)
         .await
         .expect("the repeated update succeeds");
-    assert!(same(
-        vault.get(&tenant).await.expect("get succeeds").as_ref(),
-        Some(&second)
-    ));
-    assert!(
-        same(
-            vault
-                .get_previous(&tenant)
-                .await
-                .expect("get_previous succeeds")
-                .as_ref(),
-            Some(&first)
-        ),
-        "the repeat did not rotate the first tokens away"
-    );
+    assert_current(vault, &tenant, Some(&second), "the second tokens are current").await;
+    assert_previous(
+        vault,
+        &tenant,
+        Some(&first),
+        "the repeat did not rotate the first tokens away",
+    )
+    .await;
 }
 
 /// R-CONN-4: reusing a request token with other tokens is refused and changes nothing.
@@ -163,10 +151,7 @@ pub async fn reusing_a_request_token_with_other_tokens_is_refused(vault: &impl T
         &vault.update(&tenant, &tokens("2"), &request).await,
         "request_token_reused",
     );
-    assert!(same(
-        vault.get(&tenant).await.expect("get succeeds").as_ref(),
-        Some(&first)
-    ));
+    assert_current(vault, &tenant, Some(&first), "the first tokens are current").await;
 }
 
 /// R-CONN-5, R-CONN-8: deleted tokens are gone at once, deleting again is harmless, an update
@@ -174,52 +159,23 @@ pub async fn reusing_a_request_token_with_other_tokens_is_refused(vault: &impl T
 /// tokens again.
 pub async fn deleted_tokens_are_gone_and_can_be_stored_again(vault: &impl TokenVault) {
     let tenant = fresh_tenant_id();
-    vault
-        .create(&tenant, &tokens("1"), &RequestToken::generate())
-        .await
-        .expect("create succeeds");
-    vault
-        .update(&tenant, &tokens("2"), &RequestToken::generate())
-        .await
-        .expect("update succeeds");
+    create(vault, &tenant, &tokens("1")).await.expect("create succeeds");
+    update(vault, &tenant, &tokens("2")).await.expect("update succeeds");
     vault.delete(&tenant).await.expect("delete succeeds");
-    assert!(vault.get(&tenant).await.expect("get succeeds").is_none());
-    assert!(
-        vault
-            .get_previous(&tenant)
-            .await
-            .expect("get_previous succeeds")
-            .is_none()
-    );
+    assert_current(vault, &tenant, None, "no tokens").await;
+    assert_previous(vault, &tenant, None, "no previous tokens").await;
     vault
         .delete(&tenant)
         .await
         .expect("a second delete succeeds");
     assert_tokens_not_found(
-        &vault
-            .update(&tenant, &tokens("late"), &RequestToken::generate())
-            .await,
+        &update(vault, &tenant, &tokens("late")).await,
     );
-    assert!(
-        vault.get(&tenant).await.expect("get succeeds").is_none(),
-        "a refused update re-created nothing"
-    );
+    assert_current(vault, &tenant, None, "a refused update re-created nothing").await;
     let again = tokens("3");
-    vault
-        .create(&tenant, &again, &RequestToken::generate())
-        .await
-        .expect("create after delete succeeds");
-    assert!(same(
-        vault.get(&tenant).await.expect("get succeeds").as_ref(),
-        Some(&again)
-    ));
-    assert!(
-        vault
-            .get_previous(&tenant)
-            .await
-            .expect("get_previous succeeds")
-            .is_none()
-    );
+    create(vault, &tenant, &again).await.expect("create after delete succeeds");
+    assert_current(vault, &tenant, Some(&again), "the again tokens are current").await;
+    assert_previous(vault, &tenant, None, "no previous tokens").await;
 }
 
 /// R-CONN-8: an update never creates: a tenant that never had tokens gets none from it.
@@ -228,16 +184,8 @@ pub async fn an_update_of_a_tenant_without_tokens_fails_and_creates_nothing(
 ) {
     let tenant = fresh_tenant_id();
     assert_tokens_not_found(
-        &vault
-            .update(&tenant, &tokens("1"), &RequestToken::generate())
-            .await,
+        &update(vault, &tenant, &tokens("1")).await,
     );
-    assert!(vault.get(&tenant).await.expect("get succeeds").is_none());
-    assert!(
-        vault
-            .get_previous(&tenant)
-            .await
-            .expect("get_previous succeeds")
-            .is_none()
-    );
+    assert_current(vault, &tenant, None, "no tokens").await;
+    assert_previous(vault, &tenant, None, "no previous tokens").await;
 }
