@@ -114,19 +114,15 @@ pub enum GroupOutcome {
     Superseded,
 }
 
-impl GroupOutcome {
-    /// snake_case name.
-    #[must_use]
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Synced { .. } => "done",
-            Self::Deferred { .. } => "deferred",
-            Self::Failed { .. } => "failed",
-            Self::NotBound { .. } => "not_bound",
-            Self::Superseded => "superseded",
-        }
-    }
+variant_names!(GroupOutcome::as_str, "snake_case name." {
+    Synced => "done",
+    Deferred => "deferred",
+    Failed => "failed",
+    NotBound => "not_bound",
+    Superseded => "superseded",
+});
 
+impl GroupOutcome {
     /// The group after the run, when the outcome carries one.
     #[must_use]
     pub fn group(&self) -> Option<&Group> {

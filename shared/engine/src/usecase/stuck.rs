@@ -251,7 +251,7 @@ mod tests {
 
     use crate::usecase::Outcome;
     use crate::usecase::retry::RetryOutcome;
-    use crate::usecase::testkit::{World, throttled, uid, unavailable};
+    use crate::usecase::testkit::{World, deferred_bind, throttled, uid, unavailable};
 
     fn requeuer<'a>(w: &'a World, settings: &'a StuckSettings) -> RequeueStuck<'a, World> {
         RequeueStuck {
@@ -347,9 +347,7 @@ mod tests {
     async fn a_duplicate_of_a_message_only_late_changes_nothing() {
         // R-REC-5 (duplicate delivery stays harmless)
         let mut w = World::new().await;
-        w.user("adele").await;
-        w.directory.fail_next_call(throttled());
-        assert!(matches!(w.bind("adele").await, Outcome::Deferred { .. }));
+        deferred_bind(&w, "adele").await;
         let settings = StuckSettings::default();
         w.clock.advance(TimeDelta::hours(3));
         let stuck = find_stuck(&all_bindings(&w).await, w.now(), &settings);

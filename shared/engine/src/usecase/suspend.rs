@@ -374,7 +374,7 @@ mod tests {
     use crate::model::EventKind;
     use crate::testing::Stage;
     use crate::usecase::retry::RetryOutcome;
-    use crate::usecase::testkit::{World, interleaved, throttled, uid, unavailable};
+    use crate::usecase::testkit::{World, deferred_bind, interleaved, throttled, uid, unavailable};
 
     async fn set_state(w: &World, id: &str, state: UserState) -> DirectoryUser {
         let mut user = w.users.get(&uid(id)).await.unwrap().unwrap();
@@ -470,13 +470,7 @@ mod tests {
         let mut w = World::new().await;
         w.password_policy = DirectoryPasswordPolicy::new(8, [], Some(TimeDelta::days(30))).unwrap();
         let id = bound(&w, "adele").await;
-        w.passwords()
-            .set(
-                &uid("adele"),
-                &crate::usecase::testkit::secret("Correct-Horse-7"),
-            )
-            .await
-            .unwrap();
+        w.set_password("adele", "Correct-Horse-7").await;
         set_state(&w, "adele", UserState::Disabled).await;
         w.suspension().apply(&uid("adele")).await.unwrap();
         w.clock.advance(TimeDelta::days(31));
@@ -496,14 +490,7 @@ mod tests {
         assert!(!w.directory.user(&w.tenant.id, &id).unwrap().account_enabled);
         assert_eq!(w.count_events(EventKind::UserUpdateProvision), 0);
         // A new password re-enables it (R-PWD-4).
-        let set = w
-            .passwords()
-            .set(
-                &uid("adele"),
-                &crate::usecase::testkit::secret("Autumn-Leaves-42"),
-            )
-            .await
-            .unwrap();
+        let set = w.set_password("adele", "Autumn-Leaves-42").await;
         assert!(matches!(
             set.push,
             Outcome::Done {
@@ -521,14 +508,7 @@ mod tests {
         let id = bound(&w, "adele").await;
         set_state(&w, "adele", UserState::Disabled).await;
         w.suspension().apply(&uid("adele")).await.unwrap();
-        let set = w
-            .passwords()
-            .set(
-                &uid("adele"),
-                &crate::usecase::testkit::secret("Correct-Horse-7"),
-            )
-            .await
-            .unwrap();
+        let set = w.set_password("adele", "Correct-Horse-7").await;
         let Outcome::Done { binding, change } = set.push else {
             panic!("pushed")
         };
@@ -600,9 +580,7 @@ mod tests {
     async fn a_queued_bind_of_a_user_disabled_meanwhile_is_stopped_and_creates_nothing() {
         // R-BIND-9, R-BIND-12
         let mut w = World::new().await;
-        w.user("adele").await;
-        w.directory.fail_next_call(throttled());
-        assert!(matches!(w.bind("adele").await, Outcome::Deferred { .. }));
+        deferred_bind(&w, "adele").await;
         set_state(&w, "adele", UserState::Disabled).await;
         let Outcome::Done { binding, change } = w.suspension().apply(&uid("adele")).await.unwrap()
         else {

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use super::Effects;
-use super::password::SetPassword;
+use super::password::{PasswordSet, SetPassword};
 use super::suspend::Suspension;
 use super::unbind::Unbind;
 use super::update::UpdateAttributes;
@@ -53,6 +53,29 @@ impl World {
 
     pub(crate) fn suspension(&self) -> Suspension<'_, World> {
         Suspension::new(self)
+    }
+
+    /// Sets user `id`'s password to `password` (R-PWD-1).
+    ///
+    /// # Panics
+    /// If the set fails.
+    pub(crate) async fn set_password(&self, id: &str, password: &str) -> PasswordSet {
+        self.passwords()
+            .set(&uid(id), &secret(password))
+            .await
+            .expect("the password is set")
+    }
+
+    /// The password of M365 account `account` in the world's tenant, in clear.
+    ///
+    /// # Panics
+    /// If the account has none.
+    pub(crate) fn account_password(&self, account: &M365ObjectId) -> String {
+        self.directory
+            .password(&self.tenant.id, account)
+            .expect("the account has a password")
+            .expose_secret()
+            .to_owned()
     }
 
     /// Binds `id` with `adoptPrivileged` (R-BIND-11): its privileged account is adopted.
@@ -104,6 +127,36 @@ impl World {
             .await
             .expect("bind")
     }
+}
+
+/// Creates user `id` and binds it while Graph throttles the create: the bind is deferred (a retry
+/// queued, R-BIND-6). The deferred outcome.
+///
+/// # Panics
+/// If the bind is not deferred.
+pub(crate) async fn deferred_bind(w: &World, id: &str) -> super::Outcome {
+    w.user(id).await;
+    w.directory.fail_next_call(throttled());
+    let outcome = w.bind(id).await;
+    assert!(
+        matches!(outcome, super::Outcome::Deferred { .. }),
+        "a throttled bind is deferred: {outcome:?}"
+    );
+    outcome
+}
+
+/// Creates and binds user `id`, then makes Graph's next call fail with `error`: the bound user's
+/// M365 object id.
+///
+/// # Panics
+/// If the bind is not done.
+pub(crate) async fn bound_user_failing_next(w: &World, id: &str, error: Error) -> M365ObjectId {
+    w.user(id).await;
+    let super::Outcome::Done { binding, .. } = w.bind(id).await else {
+        panic!("bound")
+    };
+    w.directory.fail_next_call(error);
+    World::object_id(&binding)
 }
 
 /// Awaits a scripted interleaving (R-BIND-12 race tests), failing instead of hanging when a held

@@ -58,10 +58,7 @@ pub async fn a_binding_is_created_only_if_absent(store: &impl BindingStore) {
             ..b.clone()
         }
     );
-    assert_eq!(
-        stored(store, &b.user_id).await,
-        Some(created.clone())
-    );
+    assert_eq!(stored(store, &b.user_id).await, Some(created.clone()));
     let elsewhere = Binding {
         tenant_id: fresh_tenant_id(),
         ..b
@@ -70,10 +67,7 @@ pub async fn a_binding_is_created_only_if_absent(store: &impl BindingStore) {
         &store.put(&elsewhere, Expect::Absent).await,
         "stale_version",
     );
-    assert_eq!(
-        stored(store, &created.user_id).await,
-        Some(created)
-    );
+    assert_eq!(stored(store, &created.user_id).await, Some(created));
     assert_eq!(
         store.get(&fresh_user_id()).await.expect("get succeeds"),
         None
@@ -96,10 +90,7 @@ pub async fn a_stale_binding_update_is_refused(store: &impl BindingStore) {
         ..created
     };
     assert_conflict(&store.put(&late, Expect::Version(1)).await, "stale_version");
-    assert_eq!(
-        stored(store, &updated.user_id).await,
-        Some(updated)
-    );
+    assert_eq!(stored(store, &updated.user_id).await, Some(updated));
 }
 
 /// R-SAFE-1: updating a binding that does not exist is refused as stale.
@@ -126,10 +117,7 @@ pub async fn a_binding_round_trips_with_its_last_error(store: &impl BindingStore
         ..binding(&fresh_tenant_id())
     };
     let created = create(store, &b).await;
-    assert_eq!(
-        stored(store, &b.user_id).await,
-        Some(created)
-    );
+    assert_eq!(stored(store, &b.user_id).await, Some(created));
 }
 
 /// R-BIND-9 / R-BIND-12: a suspended binding keeps why (`suspendedReason`), the operation in flight
@@ -156,10 +144,7 @@ pub async fn a_suspended_binding_round_trips_with_its_reason(store: &impl Bindin
         ..created
     };
     let updated = update(store, &active).await;
-    assert_eq!(
-        stored(store, &b.user_id).await,
-        Some(updated)
-    );
+    assert_eq!(stored(store, &b.user_id).await, Some(updated));
 }
 
 /// R-CONN-5 / R-REC-1: a tenant's bindings are listed across pages, each once, optionally by state.
@@ -181,9 +166,7 @@ pub async fn bindings_are_listed_by_tenant_with_an_optional_state_filter(
             state,
             ..Binding::pending(user_id_with(&prefix, n), tenant.clone(), "x")
         };
-        all.push(
-            create(store, &b).await,
-        );
+        all.push(create(store, &b).await);
     }
     store
         .put(&binding(&fresh_tenant_id()), Expect::Absent)

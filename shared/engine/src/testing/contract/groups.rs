@@ -175,10 +175,7 @@ pub async fn groups_of_member_follow_membership_changes(store: &impl GroupStore)
         .create(&Group::new(fresh_group_id(), "G", [bob.clone()]))
         .await
         .expect("create succeeds");
-    assert!(
-        groups_of(store, &alice).await
-            .is_empty()
-    );
+    assert!(groups_of(store, &alice).await.is_empty());
 
     let added = replace_changed(store, &created, 1, |g| {
         g.members.insert(alice.clone());
@@ -202,22 +199,17 @@ pub async fn groups_of_member_follow_membership_changes(store: &impl GroupStore)
     })
     .await;
     assert!(
-        groups_of(store, &alice).await
-            .is_empty(),
+        groups_of(store, &alice).await.is_empty(),
         "membership removed"
     );
-    assert_eq!(
-        groups_of(store, &bob).await,
-        vec![removed]
-    );
+    assert_eq!(groups_of(store, &bob).await, vec![removed]);
 
     // A refused (stale) replace changes nothing.
     let mut stale = created;
     stale.members.insert(alice.clone());
     assert_conflict(&store.replace(&stale, 1).await, "stale_version");
     assert!(
-        groups_of(store, &alice).await
-            .is_empty(),
+        groups_of(store, &alice).await.is_empty(),
         "a refused replace adds no membership"
     );
 }
@@ -234,10 +226,7 @@ pub async fn a_deleted_group_no_longer_lists_its_members(store: &impl GroupStore
         .await
         .expect("create succeeds");
     store.delete(&gone.id).await.expect("delete succeeds");
-    assert_eq!(
-        groups_of(store, &alice).await,
-        vec![kept]
-    );
+    assert_eq!(groups_of(store, &alice).await, vec![kept]);
 }
 
 /// R-GRP-1: a member of many groups (more than one page of any store's query) finds them all.
@@ -254,10 +243,7 @@ pub async fn a_member_of_many_groups_finds_them_all(store: &impl GroupStore) {
             .await
             .expect("create succeeds");
     }
-    assert_eq!(
-        ids(&groups_of(store, &alice).await),
-        group_ids
-    );
+    assert_eq!(ids(&groups_of(store, &alice).await), group_ids);
 }
 
 /// R-GRP-1: membership changes larger than one store transaction (hundreds of members at once)
@@ -285,8 +271,7 @@ pub async fn a_large_membership_change_is_found_by_every_member(store: &impl Gro
     .await;
     for member in &first[..150] {
         assert!(
-            groups_of(store, member).await
-                .is_empty(),
+            groups_of(store, member).await.is_empty(),
             "a removed member no longer finds the group"
         );
     }

@@ -29,14 +29,27 @@ async fn owner_of(store: &impl TenantStore, domain: &DomainName) -> Option<Tenan
         .expect("lookup succeeds")
 }
 
-/// Claims `domains` for `tenant`; the claim must succeed (`why` says which one failed).
-async fn claim(store: &impl TenantStore, tenant: &TenantId, domains: &[DomainName], why: &str) {
-    store.claim_domains(tenant, domains).await.expect(why);
+/// Claims `domains` for `tenant`; the claim must succeed.
+async fn claim(store: &impl TenantStore, tenant: &TenantId, domains: &[DomainName]) {
+    store
+        .claim_domains(tenant, domains)
+        .await
+        .expect("claim succeeds");
 }
 
-/// Releases `domains` of `tenant`; the release must succeed (`why` says which one failed).
-async fn release(store: &impl TenantStore, tenant: &TenantId, domains: &[DomainName], why: &str) {
-    store.release_domains(tenant, domains).await.expect(why);
+/// Releases `domains` of `tenant`; the release must succeed (also when it is a no-op).
+async fn release(store: &impl TenantStore, tenant: &TenantId, domains: &[DomainName]) {
+    store
+        .release_domains(tenant, domains)
+        .await
+        .expect("release succeeds");
+}
+
+/// Two new tenants and a new domain claimed by the first: `(holder, other, domain)`.
+async fn a_domain_held_by_one_of_two(store: &impl TenantStore) -> (Tenant, Tenant, DomainName) {
+    let (holder, other, domain) = (created(store).await, created(store).await, fresh_domain());
+    claim(store, &holder.id, std::slice::from_ref(&domain)).await;
+    (holder, other, domain)
 }
 
 /// R-CONN-1: a created tenant is stored with version 1 and read back with every field.
@@ -106,15 +119,9 @@ pub async fn a_stale_tenant_update_is_refused(store: &impl TenantStore) {
 pub async fn claimed_domains_route_to_their_tenant(store: &impl TenantStore) {
     let t = created(store).await;
     let (a, b) = (fresh_domain(), fresh_domain());
-    claim(store, &t.id, &[a.clone(), b.clone()], "claim succeeds").await;
-    assert_eq!(
-        owner_of(store, &a).await,
-        Some(t.id.clone())
-    );
-    assert_eq!(
-        owner_of(store, &b).await,
-        Some(t.id)
-    );
+    claim(store, &t.id, &[a.clone(), b.clone()]).await;
+    assert_eq!(owner_of(store, &a).await, Some(t.id.clone()));
+    assert_eq!(owner_of(store, &b).await, Some(t.id));
     assert_eq!(
         store
             .tenant_for_domain(&fresh_domain())
@@ -128,10 +135,7 @@ pub async fn claimed_domains_route_to_their_tenant(store: &impl TenantStore) {
 pub async fn a_domain_claimed_by_another_tenant_is_refused_and_nothing_is_claimed(
     store: &impl TenantStore,
 ) {
-    let first = created(store).await;
-    let second = created(store).await;
-    let contested = fresh_domain();
-    claim(store, &first.id, std::slice::from_ref(&contested), "first claim succeeds").await;
+    let (first, second, contested) = a_domain_held_by_one_of_two(store).await;
     let free = fresh_domain();
     let result = store
         .claim_domains(&second.id, &[free.clone(), contested.clone()])
@@ -141,15 +145,8 @@ pub async fn a_domain_claimed_by_another_tenant_is_refused_and_nothing_is_claime
             if *domain == contested && *owner == first.id),
         "expected domain_claimed naming the domain and its owner, got {result:?}"
     );
-    assert_eq!(
-        owner_of(store, &free).await,
-        None,
-        "all or nothing"
-    );
-    assert_eq!(
-        owner_of(store, &contested).await,
-        Some(first.id)
-    );
+    assert_eq!(owner_of(store, &free).await, None, "all or nothing");
+    assert_eq!(owner_of(store, &contested).await, Some(first.id));
 }
 
 /// R-CONN-2: a tenant with more than 100 domains (more than one DynamoDB transaction holds)
@@ -157,15 +154,13 @@ pub async fn a_domain_claimed_by_another_tenant_is_refused_and_nothing_is_claime
 pub async fn a_tenant_with_150_domains_claims_them_all(store: &impl TenantStore) {
     let t = created(store).await;
     let domains: Vec<_> = (0..150).map(|_| fresh_domain()).collect();
-    claim(store, &t.id, &domains, "a 150-domain claim succeeds").await;
+    // A 150-domain claim succeeds.
+    claim(store, &t.id, &domains).await;
     for d in [&domains[0], &domains[99], &domains[100], &domains[149]] {
-        assert_eq!(
-            owner_of(store, d).await,
-            Some(t.id.clone()),
-            "{d}"
-        );
+        assert_eq!(owner_of(store, d).await, Some(t.id.clone()), "{d}");
     }
-    claim(store, &t.id, &domains, "re-claiming all 150 is idempotent").await;
+    // Re-claiming all 150 is idempotent.
+    claim(store, &t.id, &domains).await;
 }
 
 /// R-CONN-2: a 150-domain claim that meets another tenant's domain in its second hundred
@@ -178,8 +173,10 @@ pub async fn a_large_claim_refused_late_claims_nothing_and_keeps_what_was_held(
     let other = created(store).await;
     let domains: Vec<_> = (0..150).map(|_| fresh_domain()).collect();
     let held = [domains[0].clone(), domains[140].clone()];
-    claim(store, &me.id, &held, "earlier claim succeeds").await;
-    claim(store, &other.id, std::slice::from_ref(&domains[130]), "the other tenant's claim succeeds").await;
+    // Earlier claim succeeds.
+    claim(store, &me.id, &held).await;
+    // The other tenant's claim succeeds.
+    claim(store, &other.id, std::slice::from_ref(&domains[130])).await;
     let result = store.claim_domains(&me.id, &domains).await;
     assert!(
         matches!(&result, Err(Error::Conflict(Conflict::DomainClaimed { domain, owner }))
@@ -201,49 +198,34 @@ pub async fn a_large_claim_refused_late_claims_nothing_and_keeps_what_was_held(
 pub async fn reclaiming_its_own_domains_is_idempotent(store: &impl TenantStore) {
     let t = created(store).await;
     let (a, b) = (fresh_domain(), fresh_domain());
-    claim(store, &t.id, std::slice::from_ref(&a), "claim succeeds").await;
-    claim(store, &t.id, std::slice::from_ref(&a), "the same claim again succeeds").await;
-    claim(store, &t.id, &[a.clone(), b.clone()], "a wider claim succeeds").await;
-    assert_eq!(
-        owner_of(store, &a).await,
-        Some(t.id.clone())
-    );
-    assert_eq!(
-        owner_of(store, &b).await,
-        Some(t.id)
-    );
+    claim(store, &t.id, std::slice::from_ref(&a)).await;
+    // The same claim again succeeds.
+    claim(store, &t.id, std::slice::from_ref(&a)).await;
+    // A wider claim succeeds.
+    claim(store, &t.id, &[a.clone(), b.clone()]).await;
+    assert_eq!(owner_of(store, &a).await, Some(t.id.clone()));
+    assert_eq!(owner_of(store, &b).await, Some(t.id));
 }
 
 /// R-CONN-5: released domains route nowhere and can be claimed by another tenant.
 pub async fn released_domains_can_be_claimed_by_another_tenant(store: &impl TenantStore) {
-    let first = created(store).await;
-    let second = created(store).await;
-    let d = fresh_domain();
-    claim(store, &first.id, std::slice::from_ref(&d), "claim succeeds").await;
-    release(store, &first.id, std::slice::from_ref(&d), "release succeeds").await;
-    assert_eq!(
-        owner_of(store, &d).await,
-        None
-    );
-    release(store, &first.id, std::slice::from_ref(&d), "releasing again is harmless").await;
-    claim(store, &second.id, std::slice::from_ref(&d), "the other tenant can claim it").await;
-    assert_eq!(
-        owner_of(store, &d).await,
-        Some(second.id)
-    );
+    let (first, second, d) = a_domain_held_by_one_of_two(store).await;
+    // Release succeeds.
+    release(store, &first.id, std::slice::from_ref(&d)).await;
+    assert_eq!(owner_of(store, &d).await, None);
+    // Releasing again is harmless.
+    release(store, &first.id, std::slice::from_ref(&d)).await;
+    // The other tenant can claim it.
+    claim(store, &second.id, std::slice::from_ref(&d)).await;
+    assert_eq!(owner_of(store, &d).await, Some(second.id));
 }
 
 /// R-CONN-2: a tenant cannot release a domain another tenant holds.
 pub async fn a_tenant_cannot_release_another_tenants_domain(store: &impl TenantStore) {
-    let owner = created(store).await;
-    let other = created(store).await;
-    let d = fresh_domain();
-    claim(store, &owner.id, std::slice::from_ref(&d), "claim succeeds").await;
-    release(store, &other.id, std::slice::from_ref(&d), "release is a no-op").await;
-    assert_eq!(
-        owner_of(store, &d).await,
-        Some(owner.id)
-    );
+    let (owner, other, d) = a_domain_held_by_one_of_two(store).await;
+    // Release is a no-op.
+    release(store, &other.id, std::slice::from_ref(&d)).await;
+    assert_eq!(owner_of(store, &d).await, Some(owner.id));
 }
 
 /// R-CONN-2: tenants are listed across pages, each once.

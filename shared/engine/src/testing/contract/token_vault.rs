@@ -56,18 +56,19 @@ async fn assert_current(
     assert!(same(current.as_ref(), expected), "{why}");
 }
 
-/// Asserts the previous tokens of `tenant` (`None`: no previous version), with `why` on failure.
-async fn assert_previous(
+/// Asserts the current and the previous tokens of `tenant` (`None`: none).
+async fn assert_held(
     vault: &impl TokenVault,
     tenant: &TenantId,
-    expected: Option<&TenantTokens>,
-    why: &str,
+    current: Option<&TenantTokens>,
+    previous: Option<&TenantTokens>,
 ) {
-    let previous = vault
+    assert_current(vault, tenant, current, "the current tokens").await;
+    let held = vault
         .get_previous(tenant)
         .await
         .expect("get_previous succeeds");
-    assert!(same(previous.as_ref(), expected), "{why}");
+    assert!(same(held.as_ref(), previous), "the previous tokens");
 }
 
 /// Creates `tokens` for `tenant` under a new request token.
@@ -95,9 +96,10 @@ pub async fn stored_tokens_are_read_back_as_current(vault: &impl TokenVault) {
         ),
         ..tokens("1")
     };
-    create(vault, &tenant, &first).await.expect("create succeeds");
-    assert_current(vault, &tenant, Some(&first), "the first tokens are current").await;
-    assert_previous(vault, &tenant, None, "no previous tokens").await;
+    create(vault, &tenant, &first)
+        .await
+        .expect("create succeeds");
+    assert_held(vault, &tenant, Some(&first), None).await;
 }
 
 /// R-CONN-4: a rotation (update) keeps the old tokens as previous, and so does a reconnect's
@@ -105,20 +107,26 @@ pub async fn stored_tokens_are_read_back_as_current(vault: &impl TokenVault) {
 pub async fn a_second_put_keeps_the_first_as_previous(vault: &impl TokenVault) {
     let tenant = fresh_tenant_id();
     let (first, second, third) = (tokens("1"), tokens("2"), tokens("3"));
-    create(vault, &tenant, &first).await.expect("create succeeds");
-    update(vault, &tenant, &second).await.expect("update succeeds");
-    assert_current(vault, &tenant, Some(&second), "the second tokens are current").await;
-    assert_previous(vault, &tenant, Some(&first), "the first tokens are previous").await;
-    create(vault, &tenant, &third).await.expect("a create over existing tokens (a reconnect) succeeds");
-    assert_current(vault, &tenant, Some(&third), "the third tokens are current").await;
-    assert_previous(vault, &tenant, Some(&second), "the second tokens are previous").await;
+    create(vault, &tenant, &first)
+        .await
+        .expect("create succeeds");
+    update(vault, &tenant, &second)
+        .await
+        .expect("update succeeds");
+    assert_held(vault, &tenant, Some(&second), Some(&first)).await;
+    create(vault, &tenant, &third)
+        .await
+        .expect("a create over existing tokens (a reconnect) succeeds");
+    assert_held(vault, &tenant, Some(&third), Some(&second)).await;
 }
 
 /// R-CONN-4: repeating an update with the same request token creates no new version.
 pub async fn repeating_a_put_with_the_same_request_token_changes_nothing(vault: &impl TokenVault) {
     let tenant = fresh_tenant_id();
     let (first, second) = (tokens("1"), tokens("2"));
-    create(vault, &tenant, &first).await.expect("create succeeds");
+    create(vault, &tenant, &first)
+        .await
+        .expect("create succeeds");
     let request = RequestToken::generate();
     vault
         .update(&tenant, &second, &request)
@@ -128,14 +136,8 @@ pub async fn repeating_a_put_with_the_same_request_token_changes_nothing(vault: 
         .update(&tenant, &second, &request)
         .await
         .expect("the repeated update succeeds");
-    assert_current(vault, &tenant, Some(&second), "the second tokens are current").await;
-    assert_previous(
-        vault,
-        &tenant,
-        Some(&first),
-        "the repeat did not rotate the first tokens away",
-    )
-    .await;
+    // The repeat did not rotate the first tokens away.
+    assert_held(vault, &tenant, Some(&second), Some(&first)).await;
 }
 
 /// R-CONN-4: reusing a request token with other tokens is refused and changes nothing.
@@ -159,23 +161,25 @@ pub async fn reusing_a_request_token_with_other_tokens_is_refused(vault: &impl T
 /// tokens again.
 pub async fn deleted_tokens_are_gone_and_can_be_stored_again(vault: &impl TokenVault) {
     let tenant = fresh_tenant_id();
-    create(vault, &tenant, &tokens("1")).await.expect("create succeeds");
-    update(vault, &tenant, &tokens("2")).await.expect("update succeeds");
+    create(vault, &tenant, &tokens("1"))
+        .await
+        .expect("create succeeds");
+    update(vault, &tenant, &tokens("2"))
+        .await
+        .expect("update succeeds");
     vault.delete(&tenant).await.expect("delete succeeds");
-    assert_current(vault, &tenant, None, "no tokens").await;
-    assert_previous(vault, &tenant, None, "no previous tokens").await;
+    assert_held(vault, &tenant, None, None).await;
     vault
         .delete(&tenant)
         .await
         .expect("a second delete succeeds");
-    assert_tokens_not_found(
-        &update(vault, &tenant, &tokens("late")).await,
-    );
+    assert_tokens_not_found(&update(vault, &tenant, &tokens("late")).await);
     assert_current(vault, &tenant, None, "a refused update re-created nothing").await;
     let again = tokens("3");
-    create(vault, &tenant, &again).await.expect("create after delete succeeds");
-    assert_current(vault, &tenant, Some(&again), "the again tokens are current").await;
-    assert_previous(vault, &tenant, None, "no previous tokens").await;
+    create(vault, &tenant, &again)
+        .await
+        .expect("create after delete succeeds");
+    assert_held(vault, &tenant, Some(&again), None).await;
 }
 
 /// R-CONN-8: an update never creates: a tenant that never had tokens gets none from it.
@@ -183,9 +187,6 @@ pub async fn an_update_of_a_tenant_without_tokens_fails_and_creates_nothing(
     vault: &impl TokenVault,
 ) {
     let tenant = fresh_tenant_id();
-    assert_tokens_not_found(
-        &update(vault, &tenant, &tokens("1")).await,
-    );
-    assert_current(vault, &tenant, None, "no tokens").await;
-    assert_previous(vault, &tenant, None, "no previous tokens").await;
+    assert_tokens_not_found(&update(vault, &tenant, &tokens("1")).await);
+    assert_held(vault, &tenant, None, None).await;
 }

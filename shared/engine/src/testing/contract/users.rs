@@ -38,10 +38,7 @@ pub async fn a_created_user_can_be_read_by_id_and_by_email(store: &impl UserStor
         Some(created.clone())
     );
     let upper = Email::parse(&u.email.as_str().to_uppercase()).expect("valid email");
-    assert_eq!(
-        by_email(store, &upper).await,
-        Some(created)
-    );
+    assert_eq!(by_email(store, &upper).await, Some(created));
 }
 
 /// R-BIND-1: every optional field, the sealed password and its date survive the store.
@@ -98,10 +95,7 @@ pub async fn creating_a_user_twice_is_refused(store: &impl UserStore) {
     };
     assert_conflict(&store.create(&again).await, "already_exists");
     assert_eq!(store.get(&u.id).await.expect("get succeeds"), Some(created));
-    assert_eq!(
-        by_email(store, &again.email).await,
-        None
-    );
+    assert_eq!(by_email(store, &again.email).await, None);
 }
 
 /// R-BIND-7: a replace with the current version stores it with the next version; a stale one is refused.
@@ -151,14 +145,8 @@ pub async fn changing_a_users_email_frees_the_old_one(store: &impl UserStore) {
         )
         .await
         .expect("replace succeeds");
-    assert_eq!(
-        by_email(store, &new).await,
-        Some(moved)
-    );
-    assert_eq!(
-        by_email(store, &old).await,
-        None
-    );
+    assert_eq!(by_email(store, &new).await, Some(moved));
+    assert_eq!(by_email(store, &old).await, None);
     store
         .create(&user(old))
         .await
@@ -189,14 +177,8 @@ pub async fn changing_a_users_email_to_a_taken_one_is_refused(store: &impl UserS
         store.get(&b.id).await.expect("get succeeds"),
         Some(b.clone())
     );
-    assert_eq!(
-        by_email(store, &b.email).await,
-        Some(b)
-    );
-    assert_eq!(
-        by_email(store, &a.email).await,
-        Some(a)
-    );
+    assert_eq!(by_email(store, &b.email).await, Some(b));
+    assert_eq!(by_email(store, &a.email).await, Some(a));
 }
 
 /// R-IMP-1: users are listed across pages, each once.

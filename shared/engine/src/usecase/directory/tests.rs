@@ -1,7 +1,6 @@
 //! [`UpsertUser`], [`UpsertGroup`] and [`AuditTrail`] on the in-memory [`World`].
 
 use chrono::TimeDelta;
-use secrecy::SecretString;
 
 use super::*;
 use crate::error::Error;
@@ -215,10 +214,7 @@ async fn an_update_keeps_the_sealed_password_and_when_it_was_set() {
     // R-PWD-1 (the password is set elsewhere; a PUT of the user never drops it), R-BIND-12
     let w = World::new().await;
     upsert(&w, "adele", draft("adele", "Adele")).await.unwrap();
-    w.passwords()
-        .set(&uid("adele"), &SecretString::from("Correct-Horse-42"))
-        .await
-        .unwrap();
+    w.set_password("adele", "Correct-Horse-42").await;
     let with_password = w.users.get(&uid("adele")).await.unwrap().unwrap();
     assert!(with_password.password.is_some());
     w.clock.advance(TimeDelta::minutes(5));
