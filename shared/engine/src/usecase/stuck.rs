@@ -272,11 +272,17 @@ mod tests {
         out
     }
 
+    /// The stuck operations found (with the default settings) once `wait` has passed, and the settings.
+    async fn stuck_after(w: &World, wait: TimeDelta) -> (Vec<StuckWork>, StuckSettings) {
+        let settings = StuckSettings::default();
+        w.clock.advance(wait);
+        let stuck = find_stuck(&all_bindings(w).await, w.now(), &settings);
+        (stuck, settings)
+    }
+
     /// A bind deferred by a 429 whose retry message is then lost (the queue purged).
     async fn pending_with_lost_retry(w: &World, id: &str) {
-        w.user(id).await;
-        w.directory.fail_next_call(throttled());
-        assert!(matches!(w.bind(id).await, Outcome::Deferred { .. }));
+        deferred_bind(w, id).await;
         assert_eq!(w.queue.drain().len(), 1, "the retry message is lost");
     }
 
@@ -348,9 +354,7 @@ mod tests {
         // R-REC-5 (duplicate delivery stays harmless)
         let mut w = World::new().await;
         deferred_bind(&w, "adele").await;
-        let settings = StuckSettings::default();
-        w.clock.advance(TimeDelta::hours(3));
-        let stuck = find_stuck(&all_bindings(&w).await, w.now(), &settings);
+        let (stuck, settings) = stuck_after(&w, TimeDelta::hours(3)).await;
         assert_eq!(requeuer(&w, &settings).requeue(&stuck).await.requeued, 1);
         assert_eq!(w.queue.snapshot().len(), 2, "the late one and ours");
         let outcomes = w.drain().await;
@@ -372,9 +376,7 @@ mod tests {
         // R-REC-5 (conditional write)
         let w = World::new().await;
         pending_with_lost_retry(&w, "adele").await;
-        let settings = StuckSettings::default();
-        w.clock.advance(TimeDelta::hours(2));
-        let stuck = find_stuck(&all_bindings(&w).await, w.now(), &settings);
+        let (stuck, settings) = stuck_after(&w, TimeDelta::hours(2)).await;
         // The admin binds again meanwhile: it succeeds and the binding is not stuck any more.
         assert!(matches!(w.bind("adele").await, Outcome::Done { .. }));
         let out = requeuer(&w, &settings).requeue(&stuck).await;
@@ -411,9 +413,7 @@ mod tests {
             Outcome::Deferred { .. }
         ));
         assert_eq!(w.queue.drain().len(), 1, "the retry message is lost");
-        let settings = StuckSettings::default();
-        w.clock.advance(TimeDelta::hours(2));
-        let stuck = find_stuck(&all_bindings(&w).await, w.now(), &settings);
+        let (stuck, settings) = stuck_after(&w, TimeDelta::hours(2)).await;
         assert_eq!(stuck.len(), 1);
         assert_eq!(stuck[0].kind, OperationKind::UserUnbind);
         requeuer(&w, &settings).requeue(&stuck).await;

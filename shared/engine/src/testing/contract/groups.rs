@@ -27,6 +27,11 @@ async fn replace_changed(
         .expect("replace succeeds")
 }
 
+/// The group `id` as `store` holds it; the read must succeed.
+async fn stored(store: &impl GroupStore, id: &GroupId) -> Option<Group> {
+    store.get(id).await.expect("get succeeds")
+}
+
 fn group() -> Group {
     Group::new(
         fresh_group_id(),
@@ -46,16 +51,13 @@ pub async fn a_created_group_round_trips_with_its_members(store: &impl GroupStor
             ..g.clone()
         }
     );
-    assert_eq!(store.get(&g.id).await.expect("get succeeds"), Some(created));
+    assert_eq!(stored(store, &g.id).await, Some(created));
     let empty = Group::new(fresh_group_id(), "Empty", []);
     let created = store
         .create(&empty)
         .await
         .expect("create of an empty group succeeds");
-    assert_eq!(
-        store.get(&empty.id).await.expect("get succeeds"),
-        Some(created)
-    );
+    assert_eq!(stored(store, &empty.id).await, Some(created));
 }
 
 /// R-SAFE-1: creating a group whose id exists is refused.
@@ -75,10 +77,7 @@ pub async fn a_stale_group_replace_is_refused(store: &impl GroupStore) {
     assert_eq!(replaced.version, 2);
     assert_eq!(replaced.members.len(), 3);
     assert_conflict(&store.replace(&created, 1).await, "stale_version");
-    assert_eq!(
-        store.get(&created.id).await.expect("get succeeds"),
-        Some(replaced)
-    );
+    assert_eq!(stored(store, &created.id).await, Some(replaced));
     assert_not_found(&store.replace(&group(), 1).await);
 }
 
@@ -107,7 +106,7 @@ pub async fn groups_are_listed_across_pages(store: &impl GroupStore) {
 pub async fn a_deleted_group_is_gone_and_deleting_again_is_harmless(store: &impl GroupStore) {
     let g = store.create(&group()).await.expect("create succeeds");
     store.delete(&g.id).await.expect("delete succeeds");
-    assert_eq!(store.get(&g.id).await.expect("get succeeds"), None);
+    assert_eq!(stored(store, &g.id).await, None);
     store.delete(&g.id).await.expect("a second delete succeeds");
 }
 

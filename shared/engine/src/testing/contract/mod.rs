@@ -23,7 +23,9 @@ use std::future::Future;
 use chrono::{DateTime, SubsecRound, Utc};
 
 use crate::error::{Error, InvalidInput, Result};
-use crate::model::{DomainName, Email, GroupId, NewM365User, Page, PageRequest, TenantId, UserId};
+use crate::model::{
+    DomainName, Email, GroupId, M365User, NewM365User, Page, PageRequest, TenantId, UserId,
+};
 
 /// Declares every port's contract module: the file (a private module, `#[deny(dead_code)]`), the
 /// public module re-exporting the listed contract functions (plus the `also` items), and one arm
@@ -297,6 +299,19 @@ pub fn new_m365_user(upn: Email, mail_nickname: &str, display_name: &str) -> New
         account_enabled: true,
         password: secrecy::SecretString::from(COMPLIANT_PASSWORD.to_owned()),
     }
+}
+
+/// Asserts that the M365 `account` is the one created from `new`: its UPN, in any case (Graph
+/// keeps the case it was given, a lookup matches in any).
+pub fn assert_created_from(account: &M365User, new: &NewM365User) {
+    assert!(
+        account
+            .user_principal_name
+            .eq_ignore_ascii_case(new.user_principal_name.as_str()),
+        "created {} for {}",
+        account.user_principal_name,
+        new.user_principal_name
+    );
 }
 
 /// Now, truncated to whole milliseconds (what every store can keep exactly).

@@ -12,6 +12,11 @@ use crate::model::{
 };
 use crate::ports::TenantStore;
 
+/// The tenant `id` as `store` holds it; the read must succeed.
+async fn stored(store: &impl TenantStore, id: &TenantId) -> Option<Tenant> {
+    store.get(id).await.expect("get succeeds")
+}
+
 fn tenant() -> Tenant {
     Tenant::pending(fresh_tenant_id(), "Contoso")
 }
@@ -80,11 +85,8 @@ pub async fn a_created_tenant_round_trips(store: &impl TenantStore) {
             ..t.clone()
         }
     );
-    assert_eq!(store.get(&t.id).await.expect("get succeeds"), Some(created));
-    assert_eq!(
-        store.get(&fresh_tenant_id()).await.expect("get succeeds"),
-        None
-    );
+    assert_eq!(stored(store, &t.id).await, Some(created));
+    assert_eq!(stored(store, &fresh_tenant_id()).await, None);
 }
 
 /// R-SAFE-1: creating a tenant whose id exists is refused.
@@ -108,10 +110,7 @@ pub async fn a_stale_tenant_update_is_refused(store: &impl TenantStore) {
         ..created
     };
     assert_conflict(&store.update(&paused, 1).await, "stale_version");
-    assert_eq!(
-        store.get(&updated.id).await.expect("get succeeds"),
-        Some(updated)
-    );
+    assert_eq!(stored(store, &updated.id).await, Some(updated));
     assert_not_found(&store.update(&tenant(), 1).await);
 }
 
