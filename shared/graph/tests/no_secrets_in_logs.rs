@@ -13,7 +13,7 @@ use m365_engine::testing::LogBuffer;
 use m365_graph::{GraphDirectory, VaultTokens};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
-use support::{MANAGED, SECRET, SharedVault, start};
+use support::{MANAGED, SECRET, start, vault_holding};
 
 #[tokio::test]
 async fn no_token_password_or_secret_appears_in_any_log_line() {
@@ -43,7 +43,7 @@ async fn no_token_password_or_secret_appears_in_any_log_line() {
     let mut stored = first.to_tenant_tokens().unwrap();
     stored.expires_at = Utc::now();
     let tenant = emu.tenant();
-    let vault = SharedVault::holding(&tenant, &stored).await;
+    let vault = vault_holding(&tenant, &stored).await;
     let dir = GraphDirectory::new(
         client.clone(),
         VaultTokens::new(vault.clone(), identity.clone()),

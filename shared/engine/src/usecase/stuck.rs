@@ -251,7 +251,9 @@ mod tests {
 
     use crate::usecase::Outcome;
     use crate::usecase::retry::RetryOutcome;
-    use crate::usecase::testkit::{World, deferred_bind, throttled, uid, unavailable};
+    use crate::usecase::testkit::{
+        World, deferred_bind, pending_user, throttled, uid, unavailable,
+    };
 
     fn requeuer<'a>(w: &'a World, settings: &'a StuckSettings) -> RequeueStuck<'a, World> {
         RequeueStuck {
@@ -388,9 +390,7 @@ mod tests {
     async fn a_pending_binding_without_any_operation_gets_a_new_bind_without_a_welcome() {
         // R-REC-5, R-BIND-12 (pending without an object id: the bind looks the UPN up itself)
         let mut w = World::new().await;
-        w.user("bob").await;
-        let mut b = Binding::pending(uid("bob"), w.tenant.id.clone(), "creating");
-        b = w.bindings.put(&b, Expect::Absent).await.unwrap();
+        let b = pending_user(&w, "bob", "creating").await;
         let settings = StuckSettings::default();
         let stuck = find_stuck(std::slice::from_ref(&b), w.now(), &settings);
         assert_eq!(stuck.len(), 1);

@@ -11,8 +11,8 @@ use super::suspend::Suspension;
 use super::unbind::Unbind;
 use super::update::UpdateAttributes;
 use crate::error::{Error, UnavailableReason};
-use crate::model::{Email, GroupId, M365ObjectId, M365User, NewM365User};
-use crate::ports::Directory;
+use crate::model::{Binding, Email, Group, GroupId, M365ObjectId, M365User, NewM365User};
+use crate::ports::{BindingStore, Directory, Expect, GroupStore};
 pub(crate) use crate::testing::{ADDRESS_RELEASE, World, email, uid};
 
 pub(crate) type Fx<'a> = Effects<'a, World>;
@@ -76,6 +76,18 @@ impl World {
             .expect("the account has a password")
             .expose_secret()
             .to_owned()
+    }
+
+    /// Directory group `id` as stored.
+    ///
+    /// # Panics
+    /// If the read fails or the group does not exist.
+    pub(crate) async fn stored_group(&self, id: &str) -> Group {
+        self.groups
+            .get(&gid(id))
+            .await
+            .expect("the group is read")
+            .expect("the group exists")
     }
 
     /// Binds `id` with `adoptPrivileged` (R-BIND-11): its privileged account is adopted.
@@ -157,6 +169,19 @@ pub(crate) async fn bound_user_failing_next(w: &World, id: &str, error: Error) -
     };
     w.directory.fail_next_call(error);
     World::object_id(&binding)
+}
+
+/// Creates user `id` with a pending binding (`reason`) and no M365 account yet, as a bind that
+/// stopped before its create leaves it: the stored binding.
+pub(crate) async fn pending_user(w: &World, id: &str, reason: &str) -> Binding {
+    w.user(id).await;
+    w.bindings
+        .put(
+            &Binding::pending(uid(id), w.tenant.id.clone(), reason),
+            Expect::Absent,
+        )
+        .await
+        .expect("the pending binding is stored")
 }
 
 /// Awaits a scripted interleaving (R-BIND-12 race tests), failing instead of hanging when a held
