@@ -12,7 +12,7 @@ use m365_engine::ports::Directory;
 use m365_graph::{BatchRequest, DeltaNext, DeltaUser, ErrorClass, GraphDirectory, TokenProvider};
 use reqwest::Method;
 use serde_json::json;
-use support::{CONTOSO, new_user, start};
+use support::{CONTOSO, new_user, start, start_app_only};
 
 /// Whether the delta's `users` hold the emulator's admin.
 fn holds_admin(users: &[DeltaUser]) -> bool {
@@ -24,9 +24,7 @@ fn holds_admin(users: &[DeltaUser]) -> bool {
 #[tokio::test]
 async fn a_batch_of_25_is_sent_in_chunks_of_20_with_a_result_per_item_including_partial_failures() {
     // R-BIND-6, R-REC-1, graph-spec §6
-    let emu = start().await;
-    let dir = emu.directory();
-    let tenant = emu.tenant();
+    let (emu, dir, tenant) = start_app_only().await;
     let mut ids = Vec::new();
     for i in 0..3 {
         ids.push(

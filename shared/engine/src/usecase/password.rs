@@ -258,7 +258,7 @@ mod tests {
     use crate::model::EventKind;
     use crate::policy::password::{CharClass, PasswordRule};
     use crate::ports::Expect;
-    use crate::usecase::testkit::{World, secret, throttled, uid};
+    use crate::usecase::testkit::{World, assert_done, secret, throttled, uid};
 
     const GOOD: &str = "Correct-Horse-7";
 
@@ -377,11 +377,11 @@ mod tests {
         let v = b.version;
         w.bindings.put(&b, Expect::Version(v)).await.unwrap();
         let set = w.set_password("adele", GOOD).await;
-        let Outcome::Done { binding, change } = set.push else {
-            panic!("pushed")
-        };
-        assert_eq!(change, Change::PasswordPushedAndReenabled);
-        assert_eq!(binding.state, BindingState::Provisioned);
+        assert_done(
+            set.push,
+            Change::PasswordPushedAndReenabled,
+            BindingState::Provisioned,
+        );
         assert!(w.directory.user(&w.tenant.id, &id).unwrap().account_enabled);
         assert_eq!(w.count_events(EventKind::UserPasswordUpdateProvision), 1);
     }

@@ -374,7 +374,9 @@ mod tests {
     use crate::model::EventKind;
     use crate::testing::Stage;
     use crate::usecase::retry::RetryOutcome;
-    use crate::usecase::testkit::{World, deferred_bind, interleaved, throttled, uid, unavailable};
+    use crate::usecase::testkit::{
+        World, assert_done, deferred_bind, interleaved, throttled, uid, unavailable,
+    };
 
     async fn set_state(w: &World, id: &str, state: UserState) -> DirectoryUser {
         let mut user = w.users.get(&uid(id)).await.unwrap().unwrap();
@@ -396,12 +398,11 @@ mod tests {
         let id = bound(&w, "adele").await;
         w.clock.advance(TimeDelta::minutes(5));
         set_state(&w, "adele", UserState::Disabled).await;
-        let Outcome::Done { binding, change } = w.suspension().apply(&uid("adele")).await.unwrap()
-        else {
-            panic!("suspended")
-        };
-        assert_eq!(change, Change::Suspended);
-        assert_eq!(binding.state, BindingState::Suspended);
+        let binding = assert_done(
+            w.suspension().apply(&uid("adele")).await.unwrap(),
+            Change::Suspended,
+            BindingState::Suspended,
+        );
         assert_eq!(
             binding.suspended_reason,
             Some(SuspendedReason::DirectoryDisabled)
@@ -445,12 +446,11 @@ mod tests {
         user.job_title = Some("Director".into());
         let v = user.version;
         w.users.replace(&user, v).await.unwrap();
-        let Outcome::Done { binding, change } = w.suspension().apply(&uid("adele")).await.unwrap()
-        else {
-            panic!("re-activated")
-        };
-        assert_eq!(change, Change::Reactivated);
-        assert_eq!(binding.state, BindingState::Provisioned);
+        let binding = assert_done(
+            w.suspension().apply(&uid("adele")).await.unwrap(),
+            Change::Reactivated,
+            BindingState::Provisioned,
+        );
         assert_eq!(binding.suspended_reason, None);
         let account = w.directory.user(&w.tenant.id, &id).unwrap();
         assert!(account.account_enabled);
@@ -476,12 +476,11 @@ mod tests {
         w.clock.advance(TimeDelta::days(31));
         set_state(&w, "adele", UserState::Active).await;
         let calls = w.directory.calls();
-        let Outcome::Done { binding, change } = w.suspension().apply(&uid("adele")).await.unwrap()
-        else {
-            panic!("kept suspended")
-        };
-        assert_eq!(change, Change::KeptSuspended);
-        assert_eq!(binding.state, BindingState::Suspended);
+        let binding = assert_done(
+            w.suspension().apply(&uid("adele")).await.unwrap(),
+            Change::KeptSuspended,
+            BindingState::Suspended,
+        );
         assert_eq!(
             binding.suspended_reason,
             Some(SuspendedReason::PasswordExpired)
@@ -509,11 +508,7 @@ mod tests {
         set_state(&w, "adele", UserState::Disabled).await;
         w.suspension().apply(&uid("adele")).await.unwrap();
         let set = w.set_password("adele", "Correct-Horse-7").await;
-        let Outcome::Done { binding, change } = set.push else {
-            panic!("pushed")
-        };
-        assert_eq!(change, Change::PasswordPushed);
-        assert_eq!(binding.state, BindingState::Suspended);
+        let binding = assert_done(set.push, Change::PasswordPushed, BindingState::Suspended);
         assert_eq!(
             binding.suspended_reason,
             Some(SuspendedReason::DirectoryDisabled)
@@ -582,12 +577,11 @@ mod tests {
         let mut w = World::new().await;
         deferred_bind(&w, "adele").await;
         set_state(&w, "adele", UserState::Disabled).await;
-        let Outcome::Done { binding, change } = w.suspension().apply(&uid("adele")).await.unwrap()
-        else {
-            panic!("stopped")
-        };
-        assert_eq!(change, Change::NoAccount);
-        assert_eq!(binding.state, BindingState::Blocked);
+        let binding = assert_done(
+            w.suspension().apply(&uid("adele")).await.unwrap(),
+            Change::NoAccount,
+            BindingState::Blocked,
+        );
         assert_eq!(binding.last_error.unwrap().code, "user_disabled");
         let outcomes = w.drain().await;
         assert_eq!(

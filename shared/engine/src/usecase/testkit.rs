@@ -11,7 +11,9 @@ use super::suspend::Suspension;
 use super::unbind::Unbind;
 use super::update::UpdateAttributes;
 use crate::error::{Error, UnavailableReason};
-use crate::model::{Binding, Email, Group, GroupId, M365ObjectId, M365User, NewM365User};
+use crate::model::{
+    Binding, BindingState, Email, Group, GroupId, M365ObjectId, M365User, NewM365User,
+};
 use crate::ports::{BindingStore, Directory, Expect, GroupStore};
 pub(crate) use crate::testing::{ADDRESS_RELEASE, World, email, uid};
 
@@ -182,6 +184,28 @@ pub(crate) async fn pending_user(w: &World, id: &str, reason: &str) -> Binding {
         )
         .await
         .expect("the pending binding is stored")
+}
+
+/// Asserts that `outcome` is done with `change`, leaving the binding in `state`: the binding.
+///
+/// # Panics
+/// If it is not.
+#[track_caller]
+pub(crate) fn assert_done(
+    outcome: super::Outcome,
+    change: super::Change,
+    state: BindingState,
+) -> Binding {
+    let super::Outcome::Done {
+        binding,
+        change: made,
+    } = outcome
+    else {
+        panic!("expected done with {change:?}, got {outcome:?}")
+    };
+    assert_eq!(made, change);
+    assert_eq!(binding.state, state);
+    binding
 }
 
 /// Awaits a scripted interleaving (R-BIND-12 race tests), failing instead of hanging when a held

@@ -123,6 +123,14 @@ pub async fn start() -> Emu {
     start_with(0).await
 }
 
+/// The emulator with Contoso's app-only directory and tenant id, what most directory tests start from.
+pub async fn start_app_only() -> (Emu, GraphDirectory<AppTokens>, TenantId) {
+    let emu = start().await;
+    let dir = emu.directory();
+    let tenant = emu.tenant();
+    (emu, dir, tenant)
+}
+
 pub async fn start_with(extra_users: usize) -> Emu {
     let seed = Seed::from_json(&seed_json(extra_users)).expect("seed parses");
     let state = AppState::new(State::from_seed(seed).expect("seed is consistent"));

@@ -15,6 +15,14 @@ fn draft(id: &str, display_name: &str) -> UserDraft {
     }
 }
 
+/// [`draft`] with another `email`.
+fn draft_with_email(id: &str, display_name: &str, email: &str) -> UserDraft {
+    UserDraft {
+        email: email.to_owned(),
+        ..draft(id, display_name)
+    }
+}
+
 async fn upsert(w: &World, id: &str, draft: UserDraft) -> Result<UserUpserted> {
     UpsertUser::new(w).upsert(&uid(id), draft).await
 }
@@ -74,13 +82,7 @@ async fn invalid_users_are_refused_with_a_code_and_nothing_is_written() {
     // R-SAFE-1
     let w = World::new().await;
     for (bad, expected) in [
-        (
-            UserDraft {
-                email: "not an email".to_owned(),
-                ..draft("x", "X")
-            },
-            "invalid_email",
-        ),
+        (draft_with_email("x", "X", "not an email"), "invalid_email"),
         (draft("x", "   "), "invalid_field"),
         (draft("x", "Evil\u{202e}Name"), "invalid_name"),
         (
@@ -153,10 +155,7 @@ async fn the_email_of_a_bound_user_cannot_change_and_nothing_is_written() {
     // R-BIND-1 (the email is the UPN the tenant was routed by), R-SAFE-1
     let w = World::new().await;
     let first = bound(&w, "adele").await;
-    let moved = UserDraft {
-        email: "adele.vance@contoso.com".to_owned(),
-        ..draft("adele", "Adele V.")
-    };
+    let moved = draft_with_email("adele", "Adele V.", "adele.vance@contoso.com");
     let refused = upsert(&w, "adele", moved).await;
     assert!(
         matches!(
@@ -178,10 +177,7 @@ async fn the_email_can_change_once_the_binding_is_unselected_or_the_user_never_b
     let moved = upsert(
         &w,
         "bob",
-        UserDraft {
-            email: "robert@contoso.com".to_owned(),
-            ..draft("bob", "Bob")
-        },
+        draft_with_email("bob", "Bob", "robert@contoso.com"),
     )
     .await
     .unwrap();
@@ -199,10 +195,7 @@ async fn the_email_can_change_once_the_binding_is_unselected_or_the_user_never_b
     let moved = upsert(
         &w,
         "adele",
-        UserDraft {
-            email: "adele.vance@contoso.com".to_owned(),
-            ..draft("adele", "adele")
-        },
+        draft_with_email("adele", "adele", "adele.vance@contoso.com"),
     )
     .await
     .unwrap();
