@@ -185,20 +185,25 @@ where
 
 /// Sends an SDK request (on the heap, see [`OnHeap`]): `Ok(Some(output))`, `Ok(None)` when the
 /// service refused it with one of the `absent` error codes (what the caller reads as "nothing
-/// there"), any other failure mapped by [`sdk_error`] for `component`.
-pub(crate) async fn send_unless<T, E, R>(
+/// there"), any other failure mapped by [`sdk_error`] for `component`. The request is boxed before
+/// the returned future exists, so that future stays small (a plain `async fn` would hold the
+/// SDK's future inline as its argument).
+pub(crate) fn send_unless<'a, T, E, R>(
     component: &'static str,
-    request: impl std::future::Future<Output = Result<T, SdkError<E, R>>>,
-    absent: &[&str],
-) -> Result<Option<T>, Error>
+    request: impl std::future::Future<Output = Result<T, SdkError<E, R>>> + 'a,
+    absent: &'a [&'a str],
+) -> impl std::future::Future<Output = Result<Option<T>, Error>> + 'a
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
-    match request.on_heap().await {
-        Ok(output) => Ok(Some(output)),
-        Err(error) if error.code().is_some_and(|code| absent.contains(&code)) => Ok(None),
-        Err(error) => Err(sdk_error(component, error)),
+    let request = request.on_heap();
+    async move {
+        match request.await {
+            Ok(output) => Ok(Some(output)),
+            Err(error) if error.code().is_some_and(|code| absent.contains(&code)) => Ok(None),
+            Err(error) => Err(sdk_error(component, error)),
+        }
     }
 }
 
