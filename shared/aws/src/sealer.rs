@@ -4,7 +4,6 @@
 //! opens only for the user it was sealed for. Rotating the secret (a new `AWSCURRENT` version)
 //! keeps older seals readable: they name their version.
 
-use crate::OnHeap;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -12,13 +11,12 @@ use std::time::{Duration, Instant};
 use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use aws_sdk_secretsmanager::Client;
-use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
 use m365_engine::error::{Error, SealError};
 use m365_engine::model::{SealedPassword, UserId};
 use m365_engine::ports::Sealer;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::dynamo::sdk_error;
+use crate::dynamo::send_unless;
 
 const COMPONENT: &str = "secretsmanager";
 /// AES-GCM's standard nonce: 96 bits.
@@ -142,33 +140,27 @@ impl SecretsManagerSealer {
 
     /// Fetches a key version (`None` = the current one).
     async fn fetch(&self, version: Option<&str>) -> Result<Arc<SealKey>, Error> {
-        let result = self
+        let request = self
             .client
             .get_secret_value()
             .secret_id(&self.secret_id)
             .set_version_id(version.map(str::to_owned))
-            .send()
-            .on_heap()
-            .await;
-        let output = match result {
-            Ok(output) => output,
-            Err(error)
-                if version.is_some()
-                    && matches!(
-                        error.code(),
-                        Some(
-                            "ResourceNotFoundException"
-                                | "InvalidParameterException"
-                                | "ValidationException"
-                        )
-                    ) =>
-            {
-                return Err(SealError::UnknownKeyVersion {
-                    version: version.unwrap_or_default().to_owned(),
-                }
-                .into());
+            .send();
+        // Only a named version can be unknown; the current one missing is a real failure.
+        let unknown_version: &[&str] = if version.is_some() {
+            &[
+                "ResourceNotFoundException",
+                "InvalidParameterException",
+                "ValidationException",
+            ]
+        } else {
+            &[]
+        };
+        let Some(output) = send_unless(COMPONENT, request, unknown_version).await? else {
+            return Err(SealError::UnknownKeyVersion {
+                version: version.unwrap_or_default().to_owned(),
             }
-            Err(error) => return Err(sdk_error(COMPONENT, error)),
+            .into());
         };
         let fetched_version = output.version_id().ok_or(SealError::Malformed)?.to_owned();
         let value = output.secret_string().ok_or(SealError::Malformed)?;

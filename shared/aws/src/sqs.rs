@@ -6,14 +6,13 @@ use crate::OnHeap;
 use std::time::Duration;
 
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::error::ProvideErrorMetadata;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use m365_engine::error::{Error, FieldProblem, InvalidInput};
 use m365_engine::model::RetryMessage;
 use m365_engine::ports::{Delivery, RetryQueue, RetryQueueConsumer};
 
 use crate::delay::{self, MAX_DELAY_SECONDS};
-use crate::dynamo::sdk_error;
+use crate::dynamo::{sdk_error, send_unless};
 
 const COMPONENT: &str = "sqs";
 /// SQS returns at most 10 messages per receive.
@@ -160,27 +159,18 @@ impl RetryQueueConsumer for SqsRetryQueue {
     }
 
     async fn ack(&self, receipt: &str) -> Result<(), Error> {
-        let result = self
+        let request = self
             .client
             .delete_message()
             .queue_url(&self.queue_url)
             .receipt_handle(receipt)
-            .send()
-            .on_heap()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            // A spent or unknown receipt: the message is gone or will come back; not an error.
-            Err(error)
-                if matches!(
-                    error.code(),
-                    Some("ReceiptHandleIsInvalid" | "InvalidParameterValue")
-                        | Some("AWS.SimpleQueueService.ReceiptHandleIsInvalid")
-                ) =>
-            {
-                Ok(())
-            }
-            Err(error) => Err(sdk_error(COMPONENT, error)),
-        }
+            .send();
+        // A spent or unknown receipt: the message is gone or will come back; not an error.
+        let spent = [
+            "ReceiptHandleIsInvalid",
+            "InvalidParameterValue",
+            "AWS.SimpleQueueService.ReceiptHandleIsInvalid",
+        ];
+        send_unless(COMPONENT, request, &spent).await.map(drop)
     }
 }

@@ -23,10 +23,12 @@ use m365_engine::ports::TokenVault;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use crate::dynamo::sdk_error;
+use crate::dynamo::{sdk_error, send_unless};
 
 const COMPONENT: &str = "secretsmanager";
 const PREVIOUS: &str = "AWSPREVIOUS";
+/// The error code of a secret (or secret version) that does not exist.
+const NOT_FOUND: &str = "ResourceNotFoundException";
 
 /// The stored form. Only ever built right before a write and dropped right after a read.
 #[derive(Serialize, Deserialize)]
@@ -126,20 +128,17 @@ impl SecretsManagerTokenVault {
         stage: Option<&str>,
         version: Option<&str>,
     ) -> Result<Option<TenantTokens>, Error> {
-        let result = self
+        let request = self
             .client
             .get_secret_value()
             .secret_id(self.secret_name(tenant))
             .set_version_stage(stage.map(str::to_owned))
             .set_version_id(version.map(str::to_owned))
-            .send()
-            .on_heap()
-            .await;
-        match result {
-            Ok(output) => decode(output.secret_string()).map(Some),
-            Err(error) if is(&error, "ResourceNotFoundException") => Ok(None),
-            Err(error) => Err(sdk_error(COMPONENT, error)),
-        }
+            .send();
+        send_unless(COMPONENT, request, &[NOT_FOUND])
+            .await?
+            .map(|output| decode(output.secret_string()))
+            .transpose()
     }
 }
 
@@ -182,10 +181,7 @@ impl SecretsManagerTokenVault {
             Ok(_) => Ok(Put::Done),
             // Absent, or (AWS) deleted and still being removed: the only InvalidRequest a
             // well-formed PutSecretValue on our own secret gets is "marked for deletion".
-            Err(error)
-                if is(&error, "ResourceNotFoundException")
-                    || is(&error, "InvalidRequestException") =>
-            {
+            Err(error) if is(&error, NOT_FOUND) || is(&error, "InvalidRequestException") => {
                 Ok(Put::NoSecret(value))
             }
             Err(error) if is(&error, "ResourceExistsException") => {
@@ -264,18 +260,14 @@ impl TokenVault for SecretsManagerTokenVault {
     async fn delete(&self, tenant: &TenantId) -> Result<(), Error> {
         // No recovery window: deauthorizing deletes the tokens now (R-CONN-5), and a later
         // reconnect must be able to create the secret again under the same name.
-        let result = self
+        let request = self
             .client
             .delete_secret()
             .secret_id(self.secret_name(tenant))
             .force_delete_without_recovery(true)
-            .send()
-            .on_heap()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(error) if is(&error, "ResourceNotFoundException") => Ok(()),
-            Err(error) => Err(sdk_error(COMPONENT, error)),
-        }
+            .send();
+        send_unless(COMPONENT, request, &[NOT_FOUND])
+            .await
+            .map(drop)
     }
 }

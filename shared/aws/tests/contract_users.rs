@@ -22,7 +22,7 @@ mod adapter {
     use super::common;
 
     fn user(email: &Email) -> DirectoryUser {
-        let id = UserId::parse(common::unique("u")).expect("id");
+        let id = fresh_user();
         DirectoryUser::new(id, email.clone(), "Racer")
     }
 
@@ -92,15 +92,30 @@ mod adapter {
             .expect("legacy group written");
     }
 
+    /// The shared users table on moto and the group store over it (`None`: no moto).
+    async fn groups_on_moto() -> Option<(aws_sdk_dynamodb::Client, String, DynamoGroups)> {
+        let config = common::aws().await?;
+        let (client, table) = common::table(&config, &USERS).await;
+        let groups = DynamoGroups::new(client.clone(), table.clone());
+        Some((client, table, groups))
+    }
+
+    /// The groups `member` is found in; the query must succeed.
+    async fn groups_of(groups: &DynamoGroups, member: &UserId) -> Vec<Group> {
+        groups.groups_of_member(member).await.expect("query")
+    }
+
+    fn fresh_user() -> UserId {
+        UserId::parse(common::unique("u")).expect("id")
+    }
+
     #[tokio::test]
     async fn a_group_stored_before_membership_items_is_found_by_member_after_its_next_write() {
         // R-GRP-1 (issue 13): groups written before the member index are backfilled on write.
-        let Some(config) = common::aws().await else {
+        let Some((client, table, groups)) = groups_on_moto().await else {
             return;
         };
-        let (client, table) = common::table(&config, &USERS).await;
-        let groups = DynamoGroups::new(client.clone(), table.clone());
-        let alice = UserId::parse(common::unique("u")).expect("id");
+        let alice = fresh_user();
         let mut legacy = Group::new(
             GroupId::parse(common::unique("g")).expect("id"),
             "Legacy",
@@ -109,18 +124,14 @@ mod adapter {
         legacy.version = 1;
         put_legacy_group(&client, &table, &legacy).await;
         assert!(
-            groups
-                .groups_of_member(&alice)
-                .await
-                .expect("query")
-                .is_empty(),
+            groups_of(&groups, &alice).await.is_empty(),
             "no membership item yet"
         );
         let mut renamed = legacy.clone();
         renamed.name = "Renamed".to_owned();
         let stored = groups.replace(&renamed, 1).await.expect("replaced");
         assert_eq!(
-            groups.groups_of_member(&alice).await.expect("query"),
+            groups_of(&groups, &alice).await,
             vec![stored],
             "the write indexed every member"
         );
@@ -130,15 +141,10 @@ mod adapter {
     async fn a_leftover_membership_item_is_not_taken_for_a_membership() {
         // R-GRP-1 (issue 13): an item left by an interrupted write names a group that does not
         // list the user; the read checks the group.
-        let Some(config) = common::aws().await else {
+        let Some((client, table, groups)) = groups_on_moto().await else {
             return;
         };
-        let (client, table) = common::table(&config, &USERS).await;
-        let groups = DynamoGroups::new(client.clone(), table.clone());
-        let (alice, bob) = (
-            UserId::parse(common::unique("u")).expect("id"),
-            UserId::parse(common::unique("u")).expect("id"),
-        );
+        let (alice, bob) = (fresh_user(), fresh_user());
         let group = groups
             .create(&Group::new(
                 GroupId::parse(common::unique("g")).expect("id"),
@@ -159,11 +165,7 @@ mod adapter {
             .await
             .expect("leftover written");
         assert!(
-            groups
-                .groups_of_member(&alice)
-                .await
-                .expect("query")
-                .is_empty(),
+            groups_of(&groups, &alice).await.is_empty(),
             "the group does not list Alice"
         );
     }

@@ -274,25 +274,19 @@ impl std::fmt::Debug for ExistingUser {
     }
 }
 
-impl Conflict {
-    /// Machine-readable code.
-    #[must_use]
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::EmailExists { .. } => "email_exists",
-            Self::DomainClaimed { .. } => "domain_claimed",
-            Self::StaleVersion { .. } => "stale_version",
-            Self::AlreadyExists { .. } => "already_exists",
-            Self::UpnExists { .. } => "upn_exists",
-            Self::RequestTokenReused => "request_token_reused",
-            Self::BoundElsewhere { .. } => "bound_elsewhere",
-            Self::UserDisabled { .. } => "user_disabled",
-            Self::PrivilegedAccount { .. } => "privileged_account",
-            Self::EmailChangeWhileBound => "email_change_while_bound",
-            Self::RestoreConflict { .. } => "restore_conflict",
-        }
-    }
-}
+variant_names!(Conflict::code, "Machine-readable code." {
+    EmailExists => "email_exists",
+    DomainClaimed => "domain_claimed",
+    StaleVersion => "stale_version",
+    AlreadyExists => "already_exists",
+    UpnExists => "upn_exists",
+    RequestTokenReused => "request_token_reused",
+    BoundElsewhere => "bound_elsewhere",
+    UserDisabled => "user_disabled",
+    PrivilegedAccount => "privileged_account",
+    EmailChangeWhileBound => "email_change_while_bound",
+    RestoreConflict => "restore_conflict",
+});
 
 /// Why a service is temporarily unable to do the work (all retryable).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

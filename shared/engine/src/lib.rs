@@ -8,6 +8,23 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 #![warn(missing_docs)]
 
+/// Implements a method naming each variant of an enum with a static string (a machine-readable
+/// code, a snake_case name): `variant_names!(Type::method, "doc" { Variant => "name", .. });`.
+/// Every variant is matched as `Self::Variant { .. }`, so unit, tuple and struct variants alike.
+macro_rules! variant_names {
+    ($ty:ident :: $method:ident, $doc:literal { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $ty {
+            #[doc = $doc]
+            #[must_use]
+            pub fn $method(&self) -> &'static str {
+                match self {
+                    $(Self::$variant { .. } => $name,)+
+                }
+            }
+        }
+    };
+}
+
 pub mod error;
 pub mod model;
 pub mod policy;

@@ -16,43 +16,31 @@ fn shared<T: Default>(cell: &'static std::sync::OnceLock<T>) -> &'static T {
     cell.get_or_init(T::default)
 }
 
-mod users {
-    static STORE: std::sync::OnceLock<super::FakeUsers> = std::sync::OnceLock::new();
-    m365_engine::contract_tests!(users, ref super::shared(&STORE));
+/// One module per store port, its contracts run on one store shared by all its tests ([`shared`]).
+macro_rules! on_shared_stores {
+    ($($port:ident: $fake:ident),+ $(,)?) => {
+        $(
+            mod $port {
+                static STORE: std::sync::OnceLock<super::$fake> = std::sync::OnceLock::new();
+                m365_engine::contract_tests!($port, ref super::shared(&STORE));
+            }
+        )+
+    };
 }
+
+on_shared_stores!(
+    users: FakeUsers,
+    groups: FakeGroups,
+    tenants: FakeTenants,
+    bindings: FakeBindings,
+    events: FakeEvents,
+    failures: FakeFailures,
+    ledger: FakeLedger,
+    token_vault: FakeTokenVault,
+);
 
 mod users_fresh {
     m365_engine::contract_tests!(users, super::FakeUsers::new());
-}
-
-mod groups {
-    static STORE: std::sync::OnceLock<super::FakeGroups> = std::sync::OnceLock::new();
-    m365_engine::contract_tests!(groups, ref super::shared(&STORE));
-}
-
-mod tenants {
-    static STORE: std::sync::OnceLock<super::FakeTenants> = std::sync::OnceLock::new();
-    m365_engine::contract_tests!(tenants, ref super::shared(&STORE));
-}
-
-mod bindings {
-    static STORE: std::sync::OnceLock<super::FakeBindings> = std::sync::OnceLock::new();
-    m365_engine::contract_tests!(bindings, ref super::shared(&STORE));
-}
-
-mod events {
-    static STORE: std::sync::OnceLock<super::FakeEvents> = std::sync::OnceLock::new();
-    m365_engine::contract_tests!(events, ref super::shared(&STORE));
-}
-
-mod failures {
-    static STORE: std::sync::OnceLock<super::FakeFailures> = std::sync::OnceLock::new();
-    m365_engine::contract_tests!(failures, ref super::shared(&STORE));
-}
-
-mod ledger {
-    static STORE: std::sync::OnceLock<super::FakeLedger> = std::sync::OnceLock::new();
-    m365_engine::contract_tests!(ledger, ref super::shared(&STORE));
 }
 
 mod retry_queue {
@@ -60,11 +48,6 @@ mod retry_queue {
         retry_queue,
         super::FakeRetryQueue::new(super::ManualClock::default())
     );
-}
-
-mod token_vault {
-    static STORE: std::sync::OnceLock<super::FakeTokenVault> = std::sync::OnceLock::new();
-    m365_engine::contract_tests!(token_vault, ref super::shared(&STORE));
 }
 
 mod sealer {

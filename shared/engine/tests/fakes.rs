@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::TimeDelta;
 use m365_engine::error::{Error, UnavailableReason};
 use m365_engine::model::{
-    DomainKind, DomainName, Email, M365ObjectId, NewM365User, OperationId, OperationKind,
+    DomainKind, DomainName, Email, M365ObjectId, M365User, NewM365User, OperationId, OperationKind,
     OperationSubject, RetryMessage, Tenant, TenantId, TenantStatus, UserId, VerifiedDomain,
 };
 use m365_engine::policy::routing::{RoutingError, domains_to_claim, resolve_tenant};
@@ -102,15 +102,21 @@ fn m365(clock: &ManualClock) -> (FakeDirectory, TenantId) {
     (directory, tenant)
 }
 
-#[tokio::test]
-async fn a_soft_deleted_m365_user_is_no_longer_found_and_holds_its_address_until_released() {
-    // R-BIND-6, R-BIND-8
-    let clock = ManualClock::default();
-    let (directory, tenant) = m365(&clock);
+/// [`m365`] with the account `adele@contoso.com` created in it.
+async fn m365_with_adele(clock: &ManualClock) -> (FakeDirectory, TenantId, M365User) {
+    let (directory, tenant) = m365(clock);
     let created = directory
         .create_user(&tenant, &new_user("adele@contoso.com"))
         .await
         .expect("created");
+    (directory, tenant, created)
+}
+
+#[tokio::test]
+async fn a_soft_deleted_m365_user_is_no_longer_found_and_holds_its_address_until_released() {
+    // R-BIND-6, R-BIND-8
+    let clock = ManualClock::default();
+    let (directory, tenant, created) = m365_with_adele(&clock).await;
     directory
         .soft_delete(&tenant, &created.id)
         .expect("deleted");
@@ -145,11 +151,7 @@ async fn a_soft_deleted_m365_user_is_no_longer_found_and_holds_its_address_until
 async fn a_set_password_is_kept_and_dates_the_change() {
     // R-PWD-2, R-PWD-3
     let clock = ManualClock::default();
-    let (directory, tenant) = m365(&clock);
-    let created = directory
-        .create_user(&tenant, &new_user("adele@contoso.com"))
-        .await
-        .expect("created");
+    let (directory, tenant, created) = m365_with_adele(&clock).await;
     clock.advance(TimeDelta::minutes(5));
     let password = SecretString::from("Another-Pa55word".to_owned());
     directory

@@ -72,32 +72,26 @@ fn group_change_of(group: DeltaGroup) -> Result<GroupMembershipChange> {
     })
 }
 
-impl<P: TokenProvider> GroupDeltas for GraphDirectory<P> {
-    async fn groups_delta(&self, tenant: &TenantId, link: Option<&str>) -> Result<GroupDeltaPage> {
-        let page = GraphDirectory::groups_delta(self, tenant, link).await?;
-        Ok(GroupDeltaPage {
-            changes: page
-                .items
-                .into_iter()
-                .map(group_change_of)
-                .collect::<Result<Vec<_>>>()?,
-            next: link_of(page.next),
-            restarted: page.restarted,
-        })
-    }
+/// Implements a delta port on [`GraphDirectory`]: Graph's page in the engine's terms, each item
+/// converted by `$convert`, with the link to follow and whether Graph restarted the listing.
+macro_rules! delta_port {
+    ($port:ident::$method:ident -> $page:ident, $convert:expr) => {
+        impl<P: TokenProvider> $port for GraphDirectory<P> {
+            async fn $method(&self, tenant: &TenantId, link: Option<&str>) -> Result<$page> {
+                let page = GraphDirectory::$method(self, tenant, link).await?;
+                Ok($page {
+                    changes: page
+                        .items
+                        .into_iter()
+                        .map($convert)
+                        .collect::<Result<Vec<_>>>()?,
+                    next: link_of(page.next),
+                    restarted: page.restarted,
+                })
+            }
+        }
+    };
 }
 
-impl<P: TokenProvider> UserDeltas for GraphDirectory<P> {
-    async fn users_delta(&self, tenant: &TenantId, link: Option<&str>) -> Result<UserDeltaPage> {
-        let page = GraphDirectory::users_delta(self, tenant, link).await?;
-        Ok(UserDeltaPage {
-            changes: page
-                .items
-                .into_iter()
-                .map(change_of)
-                .collect::<Result<Vec<_>>>()?,
-            next: link_of(page.next),
-            restarted: page.restarted,
-        })
-    }
-}
+delta_port!(GroupDeltas::groups_delta -> GroupDeltaPage, group_change_of);
+delta_port!(UserDeltas::users_delta -> UserDeltaPage, change_of);

@@ -11,13 +11,23 @@ use std::time::{Duration, Instant};
 
 use m365_engine::model::{Email, NewM365User};
 use m365_engine::ports::Directory;
-use m365_graph::{GraphError, GraphIdentity, MIN_ATTEMPT};
+use m365_graph::{GraphDirectory, GraphError, GraphIdentity, MIN_ATTEMPT};
 use secrecy::SecretString;
 use serde_json::json;
-use support::{ADMIN, MANAGED, new_user, start};
+use support::{ADMIN, AppTokens, Emu, MANAGED, new_user, start};
 
 fn soon(d: Duration) -> tokio::time::Instant {
     tokio::time::Instant::now() + d
+}
+
+/// The emulator and its directory with the app-only token already fetched (so a deadline only
+/// bounds the call under test), then `fault` injected.
+async fn warmed_with_fault(fault: serde_json::Value) -> (Emu, GraphDirectory<AppTokens>) {
+    let emu = start().await;
+    let dir = emu.directory();
+    dir.verified_domains(&emu.tenant()).await.unwrap();
+    emu.fault(fault).await;
+    (emu, dir)
 }
 
 #[tokio::test]
@@ -25,12 +35,7 @@ async fn a_graph_answer_slower_than_the_deadline_is_cut_off_there_with_a_retryab
 {
     // R-OPS-2: before, one slow answer ran for the whole request timeout (20 s) whatever the
     // Lambda deadline.
-    let emu = start().await;
-    let dir = emu.directory();
-    // Warm the app-only token so the deadline only has the slow GET to bound.
-    dir.verified_domains(&emu.tenant()).await.unwrap();
-    emu.fault(json!({"method": "GET", "path": "/v1.0/users", "kind": "timeout-after-commit", "delayMs": 4000, "count": 5}))
-        .await;
+    let (emu, dir) = warmed_with_fault(json!({"method": "GET", "path": "/v1.0/users", "kind": "timeout-after-commit", "delayMs": 4000, "count": 5})).await;
     let bounded = dir.with_deadline(soon(Duration::from_secs(1)));
     let started = Instant::now();
     let error = bounded
@@ -55,11 +60,10 @@ async fn a_graph_answer_slower_than_the_deadline_is_cut_off_there_with_a_retryab
 #[tokio::test]
 async fn a_call_with_no_time_left_before_the_deadline_is_not_sent() {
     // R-OPS-2: a request that cannot finish is not started.
-    let emu = start().await;
-    let dir = emu.directory();
-    dir.verified_domains(&emu.tenant()).await.unwrap();
-    emu.fault(json!({"method": "GET", "path": "/v1.0/users", "kind": "503", "count": 5}))
-        .await;
+    let (emu, dir) = warmed_with_fault(
+        json!({"method": "GET", "path": "/v1.0/users", "kind": "503", "count": 5}),
+    )
+    .await;
     let spent = dir.with_deadline(soon(MIN_ATTEMPT / 2));
     let error = spent
         .find_user_by_upn(&emu.tenant(), &Email::parse(ADMIN).unwrap())
@@ -78,11 +82,7 @@ async fn a_create_cut_off_by_the_deadline_is_committed_in_graph_and_reported_as_
     // R-BIND-12, graph-spec §7.3: the POST was sent, Graph committed it, its answer never came
     // in time. The error is `deadline` (retryable); the bind's "create sent" mark then makes the
     // next attempt look the UPN up instead of POSTing again.
-    let emu = start().await;
-    let dir = emu.directory();
-    dir.verified_domains(&emu.tenant()).await.unwrap();
-    emu.fault(json!({"method": "POST", "path": "/v1.0/users", "kind": "timeout-after-commit", "delayMs": 4000}))
-        .await;
+    let (emu, dir) = warmed_with_fault(json!({"method": "POST", "path": "/v1.0/users", "kind": "timeout-after-commit", "delayMs": 4000})).await;
     let upn = format!("late.create@{MANAGED}");
     let user = NewM365User {
         display_name: "Late Create".into(),

@@ -6,6 +6,7 @@
 
 mod support;
 
+use m365_engine::testing::contract::{assert_created_from, assert_not_found};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -195,11 +196,7 @@ async fn a_create_that_times_out_after_commit_is_found_by_upn_and_no_second_acco
         .create_user(&emu.tenant(), &user)
         .await
         .expect("resolved by lookup");
-    assert!(
-        created
-            .user_principal_name
-            .eq_ignore_ascii_case(user.user_principal_name.as_str())
-    );
+    assert_created_from(&created, &user);
     assert_eq!(emu.accounts_with_upn(user.user_principal_name.as_str()), 1);
     // A redelivered create does not make a second account either: it is a UPN conflict.
     let again = dir.create_user(&emu.tenant(), &user).await;
@@ -466,11 +463,8 @@ async fn revoking_sessions_moves_sign_in_sessions_valid_from_and_a_missing_user_
         valid_from.is_some(),
         "refresh tokens issued before are revoked"
     );
-    let missing = dir
-        .revoke_sign_in_sessions(&emu.tenant(), &M365ObjectId::generate())
-        .await;
-    assert!(
-        matches!(missing, Err(Error::NotFound { .. })),
-        "{missing:?}"
+    assert_not_found(
+        &dir.revoke_sign_in_sessions(&emu.tenant(), &M365ObjectId::generate())
+            .await,
     );
 }

@@ -11,14 +11,12 @@ use m365_engine::error::Entity;
 use m365_engine::model::{M365ObjectId, PageRequest};
 use m365_engine::ports::Directory;
 use serde_json::json;
-use support::{new_user, start};
+use support::{new_user, start, start_app_only};
 
 #[tokio::test]
 async fn membership_writes_are_idempotent_and_listed() {
     // R-GRP-1, graph-spec §12 rows 11–12
-    let emu = start().await;
-    let dir = emu.directory();
-    let tenant = emu.tenant();
+    let (_emu, dir, tenant) = start_app_only().await;
     let group = dir
         .create_security_group(&tenant, "Sales", "sales")
         .await
@@ -63,9 +61,7 @@ async fn membership_writes_are_idempotent_and_listed() {
 #[tokio::test]
 async fn adding_a_member_that_does_not_exist_is_not_found_naming_the_member() {
     // R-GRP-1, graph-spec §4.2
-    let emu = start().await;
-    let dir = emu.directory();
-    let tenant = emu.tenant();
+    let (_emu, dir, tenant) = start_app_only().await;
     let group = dir
         .find_group_by_mail_nickname(&tenant, "operations")
         .await
@@ -91,9 +87,7 @@ async fn adding_a_member_that_does_not_exist_is_not_found_naming_the_member() {
 #[tokio::test]
 async fn a_member_added_right_after_the_group_was_created_waits_for_replication() {
     // R-BIND-6, graph-spec §4.2 replication note, §7.4
-    let emu = start().await;
-    let dir = emu.directory();
-    let tenant = emu.tenant();
+    let (emu, dir, tenant) = start_app_only().await;
     let user = dir
         .create_user(&tenant, &new_user("early.member"))
         .await

@@ -12,9 +12,10 @@ use m365_engine::Error;
 use m365_engine::error::Entity;
 use m365_engine::model::{Email, M365TenantId, RequestToken, TenantTokens};
 use m365_engine::ports::{Directory, TenantProbe, TokenVault};
+use m365_engine::testing::FakeTokenVault;
 use m365_graph::{GraphDirectory, TokenError, TokenProvider, TokenSet, VaultTokens};
 use secrecy::{ExposeSecret, SecretString};
-use support::{ADMIN, CONTOSO, SharedVault, start};
+use support::{ADMIN, CONTOSO, start, vault_holding};
 
 /// The admin signs in and the code is redeemed: tokens with a refresh token.
 async fn connect(emu: &support::Emu) -> TokenSet {
@@ -25,8 +26,8 @@ async fn connect(emu: &support::Emu) -> TokenSet {
 async fn over_vault(
     emu: &support::Emu,
     tokens: &TenantTokens,
-) -> (SharedVault, VaultTokens<SharedVault>) {
-    let vault = SharedVault::holding(&emu.tenant(), tokens).await;
+) -> (FakeTokenVault, VaultTokens<FakeTokenVault>) {
+    let vault = vault_holding(&emu.tenant(), tokens).await;
     let client = emu.client();
     let provider = VaultTokens::new(vault.clone(), emu.identity(&client));
     (vault, provider)
@@ -247,7 +248,7 @@ async fn an_expiring_access_token_is_refreshed_and_the_rotation_is_in_the_vault_
     let tenant = emu.tenant();
     let mut tokens = connect(&emu).await.to_tenant_tokens().unwrap();
     tokens.expires_at = Utc::now() + chrono::Duration::seconds(30);
-    let vault = SharedVault::holding(&tenant, &tokens).await;
+    let vault = vault_holding(&tenant, &tokens).await;
     let client = emu.client();
     let provider = VaultTokens::new(vault.clone(), emu.identity(&client));
     let dir = GraphDirectory::new(client, provider);
@@ -278,7 +279,7 @@ async fn a_tenant_without_tokens_is_not_found() {
     // R-CONN-5 (deauthorized tenants have no tokens)
     let emu = start().await;
     let client = emu.client();
-    let provider = VaultTokens::new(SharedVault::default(), emu.identity(&client));
+    let provider = VaultTokens::new(FakeTokenVault::default(), emu.identity(&client));
     let error = provider.access_token(&emu.tenant()).await.unwrap_err();
     assert!(
         matches!(
@@ -372,7 +373,7 @@ async fn an_on_demand_refresh_goes_to_the_authority_of_the_tenant_that_issued_th
         .to_tenant_tokens_of(Some(&contoso))
         .unwrap();
     tokens.expires_at = Utc::now();
-    let vault = SharedVault::holding(&tenant, &tokens).await;
+    let vault = vault_holding(&tenant, &tokens).await;
     let client = emu.client();
     let provider = VaultTokens::new(vault.clone(), emu.identity(&client));
     provider.access_token(&tenant).await.unwrap();
@@ -411,7 +412,7 @@ async fn an_on_demand_refresh_that_ends_after_a_deauthorization_saves_nothing() 
     let mut tokens = connect(&emu).await.to_tenant_tokens().unwrap();
     tokens.expires_at = Utc::now();
     let (vault, provider) = over_vault(&emu, &tokens).await;
-    let gate = vault.0.hold_next_write();
+    let gate = vault.hold_next_write();
     let (refreshed, ()) = tokio::join!(provider.access_token(&tenant), async {
         gate.reached().await;
         vault.delete(&tenant).await.unwrap();
@@ -432,7 +433,7 @@ async fn an_on_demand_refresh_that_ends_after_a_deauthorization_saves_nothing() 
         vault.get(&tenant).await.unwrap().is_none(),
         "not re-created"
     );
-    assert_eq!(vault.0.versions(&tenant), 0);
+    assert_eq!(vault.versions(&tenant), 0);
 }
 
 #[tokio::test]
@@ -444,7 +445,7 @@ async fn the_probe_reads_the_tenant_and_its_domains_with_the_given_token_alone()
     // A directory whose vault is empty: any vault read would fail with NotFound.
     let dir = GraphDirectory::new(
         client.clone(),
-        VaultTokens::new(SharedVault::default(), emu.identity(&client)),
+        VaultTokens::new(FakeTokenVault::default(), emu.identity(&client)),
     );
     let consented = dir
         .probe(&emu.tenant(), &tokens.access_token)

@@ -6,46 +6,24 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use chrono::Utc;
 use m365_engine::model::{Email, NewM365User};
 use m365_engine::ports::{Directory, TokenVault};
+use m365_engine::testing::LogBuffer;
 use m365_graph::{GraphDirectory, VaultTokens};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
-use support::{MANAGED, SECRET, SharedVault, start};
-use tracing_subscriber::fmt::MakeWriter;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
+use support::{MANAGED, SECRET, start, vault_holding};
 
 #[tokio::test]
 async fn no_token_password_or_secret_appears_in_any_log_line() {
     // R-SAFE-2
-    let logs = Captured::default();
+    let logs = LogBuffer::default();
+    let writer = logs.clone();
     let subscriber = tracing_subscriber::fmt()
         .json()
         .with_max_level(tracing::Level::TRACE)
-        .with_writer(logs.clone())
+        .with_writer(move || writer.clone())
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
@@ -65,7 +43,7 @@ async fn no_token_password_or_secret_appears_in_any_log_line() {
     let mut stored = first.to_tenant_tokens().unwrap();
     stored.expires_at = Utc::now();
     let tenant = emu.tenant();
-    let vault = SharedVault::holding(&tenant, &stored).await;
+    let vault = vault_holding(&tenant, &stored).await;
     let dir = GraphDirectory::new(
         client.clone(),
         VaultTokens::new(vault.clone(), identity.clone()),
@@ -105,7 +83,7 @@ async fn no_token_password_or_secret_appears_in_any_log_line() {
     assert!(weak.is_err());
 
     let now = vault.get(&tenant).await.unwrap().unwrap();
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     assert!(
         text.contains("graph.request_id"),
         "diagnostic fields are logged:\n{text}"

@@ -11,6 +11,7 @@ use m365_emulator::identity::{AccessClaims, mint_access_token};
 use m365_engine::Error;
 use m365_engine::model::{DomainName, M365ObjectId, TenantId};
 use m365_engine::ports::Directory;
+use m365_engine::testing::contract::assert_not_found;
 use m365_engine::testing::contract::directory::{self as contract, DirectoryTenant, RoleAdmin};
 use m365_graph::{GraphDirectory, StaticToken};
 use secrecy::SecretString;
@@ -152,11 +153,8 @@ async fn without_a_role_permission_roles_are_still_seen_but_the_tenant_listing_i
         "{listing:?}"
     );
     // A user that does not exist is not found.
-    let missing = dir
-        .directory_roles_of(&emu.tenant(), &M365ObjectId::generate())
-        .await;
-    assert!(
-        matches!(missing, Err(Error::NotFound { .. })),
-        "{missing:?}"
+    assert_not_found(
+        &dir.directory_roles_of(&emu.tenant(), &M365ObjectId::generate())
+            .await,
     );
 }

@@ -7,9 +7,6 @@
 
 mod support;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use chrono::Utc;
 use m365_engine::Error;
 use m365_engine::error::{Conflict, ExistingUser};
@@ -20,50 +17,6 @@ use m365_graph::{EXPIRY_MARGIN, GraphDirectory, TokenProvider, VaultTokens};
 use secrecy::{ExposeSecret, SecretString};
 use support::{CONTOSO, adele as new_user, start};
 
-/// The fake vault, counting its reads (`get`, `get_previous`): each stands for one Secrets
-/// Manager `GetSecretValue` of the deployed vault.
-#[derive(Debug, Clone, Default)]
-struct CountingVault {
-    inner: Arc<FakeTokenVault>,
-    reads: Arc<AtomicUsize>,
-}
-
-impl CountingVault {
-    fn reads(&self) -> usize {
-        self.reads.load(Ordering::SeqCst)
-    }
-}
-
-impl TokenVault for CountingVault {
-    async fn get(&self, tenant: &TenantId) -> m365_engine::Result<Option<TenantTokens>> {
-        self.reads.fetch_add(1, Ordering::SeqCst);
-        self.inner.get(tenant).await
-    }
-    async fn get_previous(&self, tenant: &TenantId) -> m365_engine::Result<Option<TenantTokens>> {
-        self.reads.fetch_add(1, Ordering::SeqCst);
-        self.inner.get_previous(tenant).await
-    }
-    async fn create(
-        &self,
-        tenant: &TenantId,
-        tokens: &TenantTokens,
-        request: &RequestToken,
-    ) -> m365_engine::Result<()> {
-        self.inner.create(tenant, tokens, request).await
-    }
-    async fn update(
-        &self,
-        tenant: &TenantId,
-        tokens: &TenantTokens,
-        request: &RequestToken,
-    ) -> m365_engine::Result<()> {
-        self.inner.update(tenant, tokens, request).await
-    }
-    async fn delete(&self, tenant: &TenantId) -> m365_engine::Result<()> {
-        self.inner.delete(tenant).await
-    }
-}
-
 /// The admin signs in and consents: the delegated tokens the connect callback would store.
 async fn consent(emu: &support::Emu) -> TenantTokens {
     emu.consent().await.to_tenant_tokens().unwrap()
@@ -73,8 +26,8 @@ async fn consent(emu: &support::Emu) -> TenantTokens {
 async fn cold_start(
     emu: &support::Emu,
     tokens: &TenantTokens,
-) -> (CountingVault, GraphDirectory<VaultTokens<CountingVault>>) {
-    let vault = CountingVault::default();
+) -> (FakeTokenVault, GraphDirectory<VaultTokens<FakeTokenVault>>) {
+    let vault = FakeTokenVault::default();
     vault
         .create(&emu.tenant(), tokens, &RequestToken::generate())
         .await
@@ -87,7 +40,7 @@ async fn cold_start(
 /// A cold start of a connected tenant.
 async fn connected(
     emu: &support::Emu,
-) -> (CountingVault, GraphDirectory<VaultTokens<CountingVault>>) {
+) -> (FakeTokenVault, GraphDirectory<VaultTokens<FakeTokenVault>>) {
     cold_start(emu, &consent(emu).await).await
 }
 
@@ -96,8 +49,8 @@ async fn refused_start(
     emu: &support::Emu,
 ) -> (
     TenantTokens,
-    CountingVault,
-    GraphDirectory<VaultTokens<CountingVault>>,
+    FakeTokenVault,
+    GraphDirectory<VaultTokens<FakeTokenVault>>,
 ) {
     let mut refused = consent(emu).await;
     refused.access_token = SecretString::from("an-access-token-graph-refuses".to_owned());
@@ -106,7 +59,7 @@ async fn refused_start(
 }
 
 /// Whether Graph finds the admin (a read that needs a token Graph accepts).
-async fn finds_admin(dir: &GraphDirectory<VaultTokens<CountingVault>>, tenant: &TenantId) -> bool {
+async fn finds_admin(dir: &GraphDirectory<VaultTokens<FakeTokenVault>>, tenant: &TenantId) -> bool {
     dir.find_user_by_upn(tenant, &Email::parse(support::ADMIN).unwrap())
         .await
         .unwrap()
@@ -115,7 +68,7 @@ async fn finds_admin(dir: &GraphDirectory<VaultTokens<CountingVault>>, tenant: &
 
 /// The Graph calls of a bind that creates the account: lookup, create, password-stamp read-back.
 async fn new_user_bind(
-    dir: &GraphDirectory<VaultTokens<CountingVault>>,
+    dir: &GraphDirectory<VaultTokens<FakeTokenVault>>,
     tenant: &TenantId,
     local: &str,
 ) {
@@ -205,13 +158,13 @@ async fn a_refused_token_the_vault_still_holds_is_refreshed_once_and_the_call_su
         "the retry with the refreshed token succeeds"
     );
     assert_eq!(vault.reads(), 2, "cold start, then once after the 401");
-    let stored = vault.inner.get(&tenant).await.unwrap().unwrap();
+    let stored = vault.current(&tenant).unwrap();
     assert_ne!(
         stored.refresh_token.expose_secret(),
         refused.refresh_token.expose_secret(),
         "refreshed once, the rotation saved"
     );
-    assert_eq!(vault.inner.versions(&tenant), 2);
+    assert_eq!(vault.versions(&tenant), 2);
     // The refreshed token is kept: the next call reads nothing.
     assert!(finds_admin(&dir, &tenant).await);
     assert_eq!(vault.reads(), 2);
@@ -243,7 +196,7 @@ async fn a_kept_token_nearing_expiry_is_read_from_the_vault_again() {
         "the vault's rotated token"
     );
     assert_eq!(vault.reads(), 2);
-    assert_eq!(vault.inner.versions(&tenant), 2, "no refresh of our own");
+    assert_eq!(vault.versions(&tenant), 2, "no refresh of our own");
 }
 
 #[tokio::test]

@@ -729,70 +729,67 @@ fn read_reconcile(r: &mut Reader<'_>, needed: bool) -> Option<ReconcileConfig> {
     })
 }
 
+/// `Ok` when `holds`, else the `rule` the value breaks.
+fn rule(holds: bool, rule: &'static str) -> Result<(), &'static str> {
+    if holds { Ok(()) } else { Err(rule) }
+}
+
+/// Whether `value` has only ASCII letters, digits and the characters of `extra`.
+fn alphanumeric_or(value: &str, extra: &str) -> bool {
+    value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
+}
+
 /// Graph, identity platform and redirect URLs are absolute http(s) URLs.
 fn http_url(value: &str) -> Result<(), &'static str> {
     let rest = value
         .strip_prefix("https://")
         .or_else(|| value.strip_prefix("http://"));
-    if rest.is_some_and(|r| !r.is_empty()) && !value.contains(char::is_whitespace) {
-        Ok(())
-    } else {
-        Err("an absolute URL starting with https:// or http://")
-    }
+    rule(
+        rest.is_some_and(|r| !r.is_empty()) && !value.contains(char::is_whitespace),
+        "an absolute URL starting with https:// or http://",
+    )
 }
 
 /// DynamoDB table names: 3–255 characters of `[A-Za-z0-9_.-]`.
 fn table_name(value: &str) -> Result<(), &'static str> {
-    let ok_chars = value
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    if (3..=255).contains(&value.len()) && ok_chars {
-        Ok(())
-    } else {
-        Err("a DynamoDB table name has 3-255 characters of A-Z a-z 0-9 _ - .")
-    }
+    rule(
+        (3..=255).contains(&value.len()) && alphanumeric_or(value, "_-."),
+        "a DynamoDB table name has 3-255 characters of A-Z a-z 0-9 _ - .",
+    )
 }
 
 /// SQS queue URLs are absolute http(s) URLs.
 fn queue_url(value: &str) -> Result<(), &'static str> {
-    if (value.starts_with("https://") || value.starts_with("http://")) && !value.contains(' ') {
-        Ok(())
-    } else {
-        Err("an SQS queue URL starts with https:// or http://")
-    }
+    rule(
+        (value.starts_with("https://") || value.starts_with("http://")) && !value.contains(' '),
+        "an SQS queue URL starts with https:// or http://",
+    )
 }
 
 /// Tenant secret names are the prefix plus the tenant id, so the prefix ends with `/`.
 fn secret_prefix(value: &str) -> Result<(), &'static str> {
-    if value.ends_with('/') && secret_id(value).is_ok() {
-        Ok(())
-    } else {
-        Err("a secret name prefix uses A-Z a-z 0-9 /_+=.@- and ends with /")
-    }
+    rule(
+        value.ends_with('/') && secret_id(value).is_ok(),
+        "a secret name prefix uses A-Z a-z 0-9 /_+=.@- and ends with /",
+    )
 }
 
 /// KMS key references: a key id (UUID or `mrk-…`), a key ARN, `alias/<name>` or an alias ARN.
 fn kms_key_id(value: &str) -> Result<(), &'static str> {
-    let ok_chars = value
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "/_-:".contains(c));
-    if !value.is_empty() && value.len() <= 2048 && ok_chars {
-        Ok(())
-    } else {
-        Err("a KMS key id, key ARN, alias name or alias ARN")
-    }
+    rule(
+        !value.is_empty() && value.len() <= 2048 && alphanumeric_or(value, "/_-:"),
+        "a KMS key id, key ARN, alias name or alias ARN",
+    )
 }
 
 /// Secrets Manager names (and ARNs) use `A-Za-z0-9/_+=.@-` (and `:` in ARNs).
 fn secret_id(value: &str) -> Result<(), &'static str> {
-    let ok_chars = value
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "/_+=.@-:".contains(c));
-    if value.len() <= 2048 && ok_chars {
-        Ok(())
-    } else {
-        Err("a secret name or ARN uses A-Z a-z 0-9 /_+=.@-:")
-    }
+    rule(
+        value.len() <= 2048 && alphanumeric_or(value, "/_+=.@-:"),
+        "a secret name or ARN uses A-Z a-z 0-9 /_+=.@-:",
+    )
 }
 
 #[cfg(test)]

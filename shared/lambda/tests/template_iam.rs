@@ -408,6 +408,17 @@ fn expected() -> BTreeMap<String, BTreeSet<Grant>> {
             secret_read("OAuthClientSecret"),
         ])
     };
+    // What every use case that writes bindings on Graph's word holds: the bindings table, the
+    // audit trail (events, failures), the idempotency ledger and the retry queue.
+    let binding_writer = || {
+        all(vec![
+            table_write("BindingsTable"),
+            events_append(),
+            failures_append(),
+            ledger(),
+            queue_send("RetryQueue"),
+        ])
+    };
     BTreeMap::from([
         (
             "ConnectFunction".to_owned(),
@@ -439,11 +450,7 @@ fn expected() -> BTreeMap<String, BTreeSet<Grant>> {
                 table_write("UsersTable"),
                 // Licence settings live in the tenants table (R-LIC-1).
                 table_write("TenantsTable"),
-                table_write("BindingsTable"),
-                events_append(),
-                failures_append(),
-                ledger(),
-                queue_send("RetryQueue"),
+                binding_writer(),
                 graph(),
                 secret_read("CursorKeySecret"),
             ]),
@@ -454,11 +461,7 @@ fn expected() -> BTreeMap<String, BTreeSet<Grant>> {
                 basics(),
                 table_read("UsersTable"),
                 table_read("TenantsTable"),
-                table_write("BindingsTable"),
-                events_append(),
-                failures_append(),
-                ledger(),
-                queue_send("RetryQueue"),
+                binding_writer(),
                 queue_send("NotificationsQueue"),
                 secret_read("SealKeySecret"),
                 graph(),
@@ -469,11 +472,7 @@ fn expected() -> BTreeMap<String, BTreeSet<Grant>> {
             all(vec![
                 basics(),
                 table_read("UsersTable"),
-                table_write("BindingsTable"),
-                events_append(),
-                failures_append(),
-                ledger(),
-                queue_send("RetryQueue"),
+                binding_writer(),
                 graph(),
             ]),
         ),
@@ -482,11 +481,7 @@ fn expected() -> BTreeMap<String, BTreeSet<Grant>> {
             all(vec![
                 basics(),
                 table_write("UsersTable"),
-                table_write("BindingsTable"),
-                events_append(),
-                failures_append(),
-                ledger(),
-                queue_send("RetryQueue"),
+                binding_writer(),
                 secret_read("SealKeySecret"),
                 graph(),
             ]),
@@ -527,11 +522,7 @@ fn expected() -> BTreeMap<String, BTreeSet<Grant>> {
                 sqs_consumer_role(),
                 table_write("UsersTable"),
                 table_read("TenantsTable"),
-                table_write("BindingsTable"),
-                events_append(),
-                failures_append(),
-                ledger(),
-                queue_send("RetryQueue"),
+                binding_writer(),
                 queue_send("ReconcileQueue"),
                 queue_consume("ReconcileQueue"),
                 secret_read("SealKeySecret"),

@@ -32,6 +32,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{BuildError, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::transact_write_items::builders::TransactWriteItemsFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -184,6 +185,30 @@ where
     }
 }
 
+/// Sends an SDK request (on the heap, see [`OnHeap`]): `Ok(Some(output))`, `Ok(None)` when the
+/// service refused it with one of the `absent` error codes (what the caller reads as "nothing
+/// there"), any other failure mapped by [`sdk_error`] for `component`. The request is boxed before
+/// the returned future exists, so that future stays small (a plain `async fn` would hold the
+/// SDK's future inline as its argument).
+pub(crate) fn send_unless<'a, T, E, R>(
+    component: &'static str,
+    request: impl std::future::Future<Output = Result<T, SdkError<E, R>>> + 'a,
+    absent: &'a [&'a str],
+) -> impl std::future::Future<Output = Result<Option<T>, Error>> + 'a
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let request = request.on_heap();
+    async move {
+        match request.await {
+            Ok(output) => Ok(Some(output)),
+            Err(error) if error.code().is_some_and(|code| absent.contains(&code)) => Ok(None),
+            Err(error) => Err(sdk_error(component, error)),
+        }
+    }
+}
+
 /// Maps a DynamoDB failure (see [`sdk_error`]).
 pub(crate) fn dynamo_error<E, R>(error: SdkError<E, R>) -> Error
 where
@@ -196,6 +221,20 @@ where
 /// Whether a single-item write failed its condition.
 pub(crate) fn is_conditional_failure<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> bool {
     error.code() == Some("ConditionalCheckFailedException")
+}
+
+/// Sends a transaction: `Ok(None)` when it committed, `Ok(Some(reasons))` when it was cancelled
+/// by a failed condition (see [`failed_conditions`]), any other failure as an error.
+pub(crate) async fn send_transaction(
+    transaction: TransactWriteItemsFluentBuilder,
+) -> Result<Option<Vec<bool>>, Error> {
+    match transaction.send().on_heap().await {
+        Ok(_) => Ok(None),
+        Err(error) => match failed_conditions(&error) {
+            Some(reasons) => Ok(Some(reasons)),
+            None => Err(dynamo_error(error)),
+        },
+    }
 }
 
 /// For a transaction cancelled by a failed condition, which items failed (by position); an
@@ -387,20 +426,11 @@ impl Table {
 
     /// Runs a transaction: `Ok(false)` when a condition failed (see [`failed_conditions`]).
     pub(crate) async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<bool, Error> {
-        let result = self
+        let transaction = self
             .client
             .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .on_heap()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(error) => match failed_conditions(&error) {
-                Some(_) => Ok(false),
-                None => Err(dynamo_error(error)),
-            },
-        }
+            .set_transact_items(Some(items));
+        Ok(send_transaction(transaction).await?.is_none())
     }
 
     /// The string attribute `attribute` of every item in partition `pk`, in sort-key order: one

@@ -7,7 +7,6 @@
 //! `REPORT#<manager id>` plus one `GetItem` per report, keeping the users that still name that
 //! manager. Users stored before `managerId` existed load with none and need no item.
 
-use crate::OnHeap;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
 use m365_engine::error::{Conflict, Entity, Error};
@@ -15,8 +14,8 @@ use m365_engine::model::{DirectoryUser, Email, Page, PageRequest, UserId};
 use m365_engine::ports::UserStore;
 
 use super::{
-    Condition, Item, Table, VERSION, build_error, dynamo_error, failed_conditions, from_doc,
-    listed_item, n, number, pk_sk_key, s, string,
+    Condition, Item, Table, VERSION, build_error, from_doc, listed_item, n, number, pk_sk_key, s,
+    send_transaction, string,
 };
 use crate::schema::{PK, SK};
 
@@ -165,13 +164,9 @@ impl UserStore for DynamoUsers {
         if let Some(manager) = &stored.manager_id {
             transaction = transaction.transact_items(self.report_put(&stored.id, manager)?);
         }
-        let result = transaction.send().on_heap().await;
-        match result {
-            Ok(_) => Ok(stored),
-            Err(error) => match failed_conditions(&error) {
-                Some(reasons) => Err(self.explain(&reasons, &stored, None).await?),
-                None => Err(dynamo_error(error)),
-            },
+        match send_transaction(transaction).await? {
+            None => Ok(stored),
+            Some(reasons) => Err(self.explain(&reasons, &stored, None).await?),
         }
     }
 
@@ -219,14 +214,11 @@ impl UserStore for DynamoUsers {
                 transaction = transaction.transact_items(self.report_put(&user.id, new)?);
             }
         }
-        match transaction.send().on_heap().await {
-            Ok(_) => Ok(stored),
-            Err(error) => match failed_conditions(&error) {
-                Some(reasons) => Err(self
-                    .explain(&reasons, &stored, Some(expected_version))
-                    .await?),
-                None => Err(dynamo_error(error)),
-            },
+        match send_transaction(transaction).await? {
+            None => Ok(stored),
+            Some(reasons) => Err(self
+                .explain(&reasons, &stored, Some(expected_version))
+                .await?),
         }
     }
 

@@ -93,6 +93,38 @@ impl EmailError {
     }
 }
 
+/// The text conversions of a validated string type whose text is in field `$field`: `Display`,
+/// `FromStr` and `TryFrom<String>` (for serde) through its `parse`, `From<$name> for String`.
+macro_rules! text_conversions {
+    ($name:ident, $field:tt) => {
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.$field)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = EmailError;
+            fn try_from(value: String) -> Result<Self, Self::Error> {
+                Self::parse(&value)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(value: $name) -> Self {
+                value.$field
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = EmailError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::parse(s)
+            }
+        }
+    };
+}
+
 /// A DNS domain name in its lowercase ASCII (punycode) form, e.g. `xn--bcher-kva.example`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -161,31 +193,7 @@ impl DomainName {
     }
 }
 
-impl fmt::Display for DomainName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl TryFrom<String> for DomainName {
-    type Error = EmailError;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(&value)
-    }
-}
-
-impl From<DomainName> for String {
-    fn from(d: DomainName) -> Self {
-        d.0
-    }
-}
-
-impl std::str::FromStr for DomainName {
-    type Err = EmailError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::parse(s)
-    }
-}
+text_conversions!(DomainName, 0);
 
 /// A validated e-mail address usable as an M365 user principal name; lowercase, ASCII domain.
 ///
@@ -266,31 +274,7 @@ impl Email {
     }
 }
 
-impl fmt::Display for Email {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.value)
-    }
-}
-
-impl TryFrom<String> for Email {
-    type Error = EmailError;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(&value)
-    }
-}
-
-impl From<Email> for String {
-    fn from(e: Email) -> Self {
-        e.value
-    }
-}
-
-impl std::str::FromStr for Email {
-    type Err = EmailError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::parse(s)
-    }
-}
+text_conversions!(Email, value);
 
 #[cfg(test)]
 mod tests {

@@ -306,6 +306,14 @@ mod tests {
         SecretString::from(s.to_owned())
     }
 
+    /// The rules `password` breaks under `policy` (`None`: it is accepted).
+    fn violations(policy: &DirectoryPasswordPolicy, password: &str) -> Option<Vec<PasswordRule>> {
+        policy
+            .validate(&secret(password))
+            .err()
+            .map(|e| e.violations)
+    }
+
     fn entra(s: &str) -> Vec<PasswordRule> {
         check_entra(&secret(s))
             .err()
@@ -472,10 +480,7 @@ mod tests {
         // R-PWD-1
         let policy = DirectoryPasswordPolicy::new(12, [], None).unwrap();
         assert_eq!(
-            policy
-                .validate(&secret("aB3$aB3$aB3"))
-                .err()
-                .map(|e| e.violations),
+            violations(&policy, "aB3$aB3$aB3"),
             Some(vec![PasswordRule::DirectoryMinLength { min: 12 }])
         );
         assert!(policy.validate(&secret("aB3$aB3$aB3$")).is_ok());
@@ -486,10 +491,7 @@ mod tests {
         // R-PWD-1
         let policy = DirectoryPasswordPolicy::new(4, [], None).unwrap();
         assert_eq!(
-            policy
-                .validate(&secret("aB3$aB"))
-                .err()
-                .map(|e| e.violations),
+            violations(&policy, "aB3$aB"),
             Some(vec![PasswordRule::EntraMinLength])
         );
     }
@@ -500,19 +502,13 @@ mod tests {
         let policy =
             DirectoryPasswordPolicy::new(8, [CharClass::Symbol, CharClass::Digit], None).unwrap();
         assert_eq!(
-            policy
-                .validate(&secret("abcDEF12"))
-                .err()
-                .map(|e| e.violations),
+            violations(&policy, "abcDEF12"),
             Some(vec![PasswordRule::DirectoryRequiredClass {
                 class: CharClass::Symbol
             }])
         );
         assert_eq!(
-            policy
-                .validate(&secret("abcDEF!!"))
-                .err()
-                .map(|e| e.violations),
+            violations(&policy, "abcDEF!!"),
             Some(vec![PasswordRule::DirectoryRequiredClass {
                 class: CharClass::Digit
             }])
@@ -525,7 +521,7 @@ mod tests {
         // R-PWD-1
         let policy = DirectoryPasswordPolicy::new(10, [CharClass::Uppercase], None).unwrap();
         assert_eq!(
-            policy.validate(&secret("abc")).err().map(|e| e.violations),
+            violations(&policy, "abc"),
             Some(vec![
                 PasswordRule::EntraMinLength,
                 PasswordRule::EntraComplexity,

@@ -123,26 +123,14 @@ impl RetryPolicy {
             "base_delay",
             "must not exceed max_delay",
         );
-        check(
-            !self.address_wait.is_zero(),
-            "address_wait",
-            "must be more than 0",
-        );
-        check(
-            !self.lookup_grace.is_zero(),
-            "lookup_grace",
-            "must be more than 0",
-        );
-        check(
-            !self.address_interval.is_zero(),
-            "address_interval",
-            "must be more than 0",
-        );
-        check(
-            !self.park_interval.is_zero(),
-            "park_interval",
-            "must be more than 0",
-        );
+        for (wait, field) in [
+            (self.address_wait, "address_wait"),
+            (self.lookup_grace, "lookup_grace"),
+            (self.address_interval, "address_interval"),
+            (self.park_interval, "park_interval"),
+        ] {
+            check(!wait.is_zero(), field, "must be more than 0");
+        }
         check(!self.lease.is_zero(), "lease", "must be more than 0");
         check(
             self.ledger_ttl >= self.lease,

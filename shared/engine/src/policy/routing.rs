@@ -43,18 +43,12 @@ pub enum RoutingError {
     FederatedTenant,
 }
 
-impl RoutingError {
-    /// Machine-readable code.
-    #[must_use]
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::UnclaimedDomain { .. } => "domain_not_connected",
-            Self::FederatedDomain { .. } => "federated_domain",
-            Self::TenantNotActive { .. } => "tenant_not_active",
-            Self::FederatedTenant => "federated_tenant_unsupported",
-        }
-    }
-}
+variant_names!(RoutingError::code, "Machine-readable code." {
+    UnclaimedDomain => "domain_not_connected",
+    FederatedDomain => "federated_domain",
+    TenantNotActive => "tenant_not_active",
+    FederatedTenant => "federated_tenant_unsupported",
+});
 
 /// Routes `email` given the tenant that claimed its domain (`None`: nobody did).
 ///

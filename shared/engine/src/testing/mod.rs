@@ -16,6 +16,7 @@ mod hold;
 mod identity;
 mod leases;
 mod licenses;
+mod log_buffer;
 mod notify;
 mod paging;
 mod queue;
@@ -36,6 +37,7 @@ pub use identity::{
 };
 pub use leases::FakeLeases;
 pub use licenses::{FakeLicenseSettings, FakeLicensing};
+pub use log_buffer::LogBuffer;
 pub use notify::{FakeNotifier, SeededRandom};
 pub use queue::{FakeRetryQueue, QueuedMessage};
 pub use rate_budget::FakeRateBudget;

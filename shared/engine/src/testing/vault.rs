@@ -5,7 +5,8 @@
 //! force an interleaving.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
@@ -58,11 +59,13 @@ struct Secret {
     previous: Option<RequestToken>,
 }
 
-/// Tenant tokens in memory.
-#[derive(Debug, Default)]
+/// Tenant tokens in memory. Clones share the same secrets (and read count), so a test can keep one
+/// while a provider or a world owns another.
+#[derive(Debug, Default, Clone)]
 pub struct FakeTokenVault {
-    secrets: Mutex<BTreeMap<TenantId, Secret>>,
-    hold: GateSlot,
+    secrets: Arc<Mutex<BTreeMap<TenantId, Secret>>>,
+    hold: Arc<GateSlot>,
+    reads: Arc<AtomicUsize>,
 }
 
 impl FakeTokenVault {
@@ -77,6 +80,42 @@ impl FakeTokenVault {
     #[must_use]
     pub fn hold_next_write(&self) -> Gate {
         self.hold.arm()
+    }
+
+    /// How many reads (`get`, `get_previous`) the vault has served: each stands for one Secrets
+    /// Manager `GetSecretValue` of the deployed vault.
+    #[must_use]
+    pub fn reads(&self) -> usize {
+        self.reads.load(Ordering::SeqCst)
+    }
+
+    /// The current tokens of `tenant`, for a test to look at: not counted as a read.
+    #[must_use]
+    pub fn current(&self, tenant: &TenantId) -> Option<TenantTokens> {
+        self.peek(tenant, |s| s.current.as_ref())
+    }
+
+    /// The version of `tenant`'s secret that `pick` names (current or previous), counted as a read.
+    fn read(
+        &self,
+        tenant: &TenantId,
+        pick: impl FnOnce(&Secret) -> Option<&RequestToken>,
+    ) -> Option<TenantTokens> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.peek(tenant, pick)
+    }
+
+    /// The version of `tenant`'s secret that `pick` names.
+    fn peek(
+        &self,
+        tenant: &TenantId,
+        pick: impl FnOnce(&Secret) -> Option<&RequestToken>,
+    ) -> Option<TenantTokens> {
+        let secrets = lock(&self.secrets);
+        let secret = secrets.get(tenant)?;
+        pick(secret)
+            .and_then(|version| secret.versions.get(version))
+            .map(Version::tokens)
     }
 
     /// How many versions the tenant's secret holds (0 when it has none).
@@ -118,19 +157,11 @@ impl FakeTokenVault {
 
 impl TokenVault for FakeTokenVault {
     async fn get(&self, tenant: &TenantId) -> Result<Option<TenantTokens>> {
-        let secrets = lock(&self.secrets);
-        Ok(secrets
-            .get(tenant)
-            .and_then(|s| s.current.as_ref().and_then(|c| s.versions.get(c)))
-            .map(Version::tokens))
+        Ok(self.read(tenant, |s| s.current.as_ref()))
     }
 
     async fn get_previous(&self, tenant: &TenantId) -> Result<Option<TenantTokens>> {
-        let secrets = lock(&self.secrets);
-        Ok(secrets
-            .get(tenant)
-            .and_then(|s| s.previous.as_ref().and_then(|p| s.versions.get(p)))
-            .map(Version::tokens))
+        Ok(self.read(tenant, |s| s.previous.as_ref()))
     }
 
     async fn create(

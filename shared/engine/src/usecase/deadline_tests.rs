@@ -9,7 +9,7 @@ use crate::model::{BindingState, EventKind};
 use crate::ports::{Claim, OperationLedger};
 use crate::usecase::Outcome;
 use crate::usecase::retry::RetryOutcome;
-use crate::usecase::testkit::{World, secret, uid};
+use crate::usecase::testkit::{World, bound_user_failing_next, secret, uid};
 
 fn deadline() -> Error {
     Error::deadline("graph")
@@ -134,12 +134,7 @@ async fn a_bind_cut_off_at_every_attempt_stays_pending_and_queued_until_the_budg
 async fn an_unbind_cut_off_by_the_deadline_is_requeued_and_blocks_the_account_on_retry() {
     // R-BIND-12: no interleaving leaves the account enabled while the binding says unbound
     let mut w = World::new().await;
-    w.user("adele").await;
-    let Outcome::Done { binding, .. } = w.bind("adele").await else {
-        panic!("bound")
-    };
-    let id = World::object_id(&binding);
-    w.directory.fail_next_call(deadline());
+    let id = bound_user_failing_next(&w, "adele", deadline()).await;
     let Outcome::Deferred { retry, .. } = w.unbinder().unbind(&uid("adele")).await.unwrap() else {
         panic!("deferred")
     };
@@ -168,12 +163,7 @@ async fn a_password_push_cut_off_by_the_deadline_is_requeued_and_applied_by_the_
     // R-BIND-12, R-PWD-2 (the queued message names the operation; the password stays sealed on
     // the user, never in the queue, R-PWD-1)
     let mut w = World::new().await;
-    w.user("adele").await;
-    let Outcome::Done { binding, .. } = w.bind("adele").await else {
-        panic!("bound")
-    };
-    let id = World::object_id(&binding);
-    w.directory.fail_next_call(deadline());
+    let id = bound_user_failing_next(&w, "adele", deadline()).await;
     let password = secret("Correct-Horse-9-Battery");
     let set = w.passwords().set(&uid("adele"), &password).await.unwrap();
     let Outcome::Deferred { retry, .. } = set.push else {

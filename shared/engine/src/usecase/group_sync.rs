@@ -114,19 +114,15 @@ pub enum GroupOutcome {
     Superseded,
 }
 
-impl GroupOutcome {
-    /// snake_case name.
-    #[must_use]
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Synced { .. } => "done",
-            Self::Deferred { .. } => "deferred",
-            Self::Failed { .. } => "failed",
-            Self::NotBound { .. } => "not_bound",
-            Self::Superseded => "superseded",
-        }
-    }
+variant_names!(GroupOutcome::as_str, "snake_case name." {
+    Synced => "done",
+    Deferred => "deferred",
+    Failed => "failed",
+    NotBound => "not_bound",
+    Superseded => "superseded",
+});
 
+impl GroupOutcome {
     /// The group after the run, when the outcome carries one.
     #[must_use]
     pub fn group(&self) -> Option<&Group> {
@@ -708,7 +704,9 @@ mod tests {
     use crate::ports::{BindingStore, Claim, Expect, GroupStore, OperationLedger};
 
     use crate::usecase::retry::RetryOutcome;
-    use crate::usecase::testkit::{Fx, World, bound_user, gid, throttled, uid, unavailable};
+    use crate::usecase::testkit::{
+        Fx, World, bound_user, gid, pending_user, throttled, uid, unavailable,
+    };
 
     type TestSync<'a> = SyncGroup<'a, World>;
 
@@ -939,14 +937,8 @@ mod tests {
         let mut elsewhere = Binding::pending(uid("dave"), TenantId::generate(), "x");
         elsewhere.state = BindingState::Provisioned;
         w.bindings.put(&elsewhere, Expect::Absent).await.unwrap();
-        w.user("erin").await; // pending, no account yet
-        w.bindings
-            .put(
-                &Binding::pending(uid("erin"), w.tenant.id.clone(), "throttled"),
-                Expect::Absent,
-            )
-            .await
-            .unwrap();
+        // Pending, no account yet.
+        pending_user(&w, "erin", "throttled").await;
         put_group(&w, "sales", &["alice", "carol", "dave", "erin", "ghost"]).await;
         let outcome = sync(&w).bind(&gid("sales"), &w.tenant.id).await.unwrap();
         let binding = outcome.group().unwrap().binding.clone().unwrap();
@@ -1065,7 +1057,7 @@ mod tests {
             .unwrap()
             .m365_group_id;
         // Lose the saved binding, as if the run had crashed right after the create.
-        let mut g = w.groups.get(&gid("sales")).await.unwrap().unwrap();
+        let mut g = w.stored_group("sales").await;
         g.binding = None;
         w.groups.replace(&g, g.version).await.unwrap();
         let again = sync(&w).bind(&gid("sales"), &w.tenant.id).await.unwrap();
@@ -1165,7 +1157,7 @@ mod tests {
                 .any(|o| matches!(o, RetryOutcome::GroupRan(g) if matches!(**g, GroupOutcome::Synced { added: 1, .. }))),
             "{outcomes:?}"
         );
-        let stored = w.groups.get(&gid("sales")).await.unwrap().unwrap();
+        let stored = w.stored_group("sales").await;
         let binding = stored.binding.unwrap();
         assert_eq!(binding.state, GroupBindingState::Provisioned);
         assert_eq!(binding.attempt, 0);
@@ -1225,15 +1217,7 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.code(), "tenant_not_active");
-        assert!(
-            w.groups
-                .get(&gid("sales"))
-                .await
-                .unwrap()
-                .unwrap()
-                .binding
-                .is_none()
-        );
+        assert!(w.stored_group("sales").await.binding.is_none());
     }
 
     #[tokio::test]

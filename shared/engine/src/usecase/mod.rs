@@ -246,21 +246,17 @@ pub enum Outcome {
     Superseded,
 }
 
-impl Outcome {
-    /// snake_case name of the outcome.
-    #[must_use]
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Done { .. } => "done",
-            Self::Unchanged { .. } => "unchanged",
-            Self::Deferred { .. } => "deferred",
-            Self::Failed { .. } => "failed",
-            Self::AlreadyDone { .. } => "already_done",
-            Self::InProgress { .. } => "in_progress",
-            Self::Superseded => "superseded",
-        }
-    }
+variant_names!(Outcome::as_str, "snake_case name of the outcome." {
+    Done => "done",
+    Unchanged => "unchanged",
+    Deferred => "deferred",
+    Failed => "failed",
+    AlreadyDone => "already_done",
+    InProgress => "in_progress",
+    Superseded => "superseded",
+});
 
+impl Outcome {
     /// The binding after the operation, when the outcome carries one.
     #[must_use]
     pub fn binding(&self) -> Option<&Binding> {
@@ -652,14 +648,19 @@ impl<P: Ports> Effects<'_, P> {
         now + delta(self.policy.ledger_ttl)
     }
 
+    /// Completes `run`'s operation in the ledger with `outcome`, kept for the ledger's TTL.
+    async fn complete(&self, run: &Run<'_>, outcome: &OperationOutcome) -> Result<()> {
+        self.ledger
+            .complete(&run.op, outcome, self.ledger_expiry(run.now))
+            .await
+    }
+
     /// Completes a superseded operation so a redelivery is acknowledged at once.
     pub(crate) async fn superseded(&self, run: &Run<'_>) -> Result<Outcome> {
         let outcome = OperationOutcome::Succeeded {
             detail: Some("superseded".to_owned()),
         };
-        self.ledger
-            .complete(&run.op, &outcome, self.ledger_expiry(run.now))
-            .await?;
+        self.complete(run, &outcome).await?;
         Ok(Outcome::Superseded)
     }
 
@@ -692,9 +693,7 @@ impl<P: Ports> Effects<'_, P> {
         let outcome = OperationOutcome::Succeeded {
             detail: Some(change.as_str().to_owned()),
         };
-        self.ledger
-            .complete(&run.op, &outcome, self.ledger_expiry(run.now))
-            .await?;
+        self.complete(run, &outcome).await?;
         Ok(Outcome::Done {
             binding: stored,
             change,
@@ -899,9 +898,7 @@ impl<P: Ports> Effects<'_, P> {
         let outcome = OperationOutcome::Failed {
             code: code.to_owned(),
         };
-        self.ledger
-            .complete(&run.op, &outcome, self.ledger_expiry(run.now))
-            .await?;
+        self.complete(run, &outcome).await?;
         Ok(Outcome::Failed {
             binding: stored,
             code,

@@ -258,7 +258,7 @@ mod tests {
     use crate::model::EventKind;
     use crate::policy::password::{CharClass, PasswordRule};
     use crate::ports::Expect;
-    use crate::usecase::testkit::{World, secret, throttled, uid};
+    use crate::usecase::testkit::{World, assert_done, secret, throttled, uid};
 
     const GOOD: &str = "Correct-Horse-7";
 
@@ -320,11 +320,7 @@ mod tests {
         let w = World::new().await;
         w.user("adele").await;
         w.user("alex").await;
-        let set = w
-            .passwords()
-            .set(&uid("adele"), &secret(GOOD))
-            .await
-            .unwrap();
+        let set = w.set_password("adele", GOOD).await;
         assert_eq!(set.push, Outcome::Unchanged { binding: None });
         let sealed = set.user.password.clone().unwrap();
         assert!(!String::from_utf8_lossy(&sealed.ciphertext).contains(GOOD));
@@ -349,22 +345,12 @@ mod tests {
         let w = World::with_bound(&["adele"]).await;
         let id = World::object_id(&w.binding("adele").await);
         w.clock.advance(chrono::TimeDelta::hours(1));
-        let set = w
-            .passwords()
-            .set(&uid("adele"), &secret(GOOD))
-            .await
-            .unwrap();
+        let set = w.set_password("adele", GOOD).await;
         let Outcome::Done { change, .. } = set.push else {
             panic!("pushed")
         };
         assert_eq!(change, Change::PasswordPushed);
-        assert_eq!(
-            w.directory
-                .password(&w.tenant.id, &id)
-                .unwrap()
-                .expose_secret(),
-            GOOD
-        );
+        assert_eq!(w.account_password(&id), GOOD);
         assert_eq!(
             w.directory
                 .user(&w.tenant.id, &id)
@@ -390,16 +376,12 @@ mod tests {
         b.state = BindingState::Suspended;
         let v = b.version;
         w.bindings.put(&b, Expect::Version(v)).await.unwrap();
-        let set = w
-            .passwords()
-            .set(&uid("adele"), &secret(GOOD))
-            .await
-            .unwrap();
-        let Outcome::Done { binding, change } = set.push else {
-            panic!("pushed")
-        };
-        assert_eq!(change, Change::PasswordPushedAndReenabled);
-        assert_eq!(binding.state, BindingState::Provisioned);
+        let set = w.set_password("adele", GOOD).await;
+        assert_done(
+            set.push,
+            Change::PasswordPushedAndReenabled,
+            BindingState::Provisioned,
+        );
         assert!(w.directory.user(&w.tenant.id, &id).unwrap().account_enabled);
         assert_eq!(w.count_events(EventKind::UserPasswordUpdateProvision), 1);
     }
@@ -410,11 +392,7 @@ mod tests {
         let mut w = World::with_bound(&["adele"]).await;
         let id = World::object_id(&w.binding("adele").await);
         w.directory.fail_next_call(throttled());
-        let set = w
-            .passwords()
-            .set(&uid("adele"), &secret(GOOD))
-            .await
-            .unwrap();
+        let set = w.set_password("adele", GOOD).await;
         assert!(matches!(set.push, Outcome::Deferred { .. }));
         for queued in w.queue.snapshot() {
             assert!(
@@ -427,13 +405,7 @@ mod tests {
             assert!(!format!("{failure:?}").contains(GOOD));
         }
         w.drain().await;
-        assert_eq!(
-            w.directory
-                .password(&w.tenant.id, &id)
-                .unwrap()
-                .expose_secret(),
-            GOOD
-        );
+        assert_eq!(w.account_password(&id), GOOD);
         assert_eq!(w.count_events(EventKind::UserPasswordUpdateProvision), 1);
     }
 
@@ -442,19 +414,10 @@ mod tests {
         // R-PWD-1, R-BIND-2
         let w = World::new().await;
         w.user("adele").await;
-        w.passwords()
-            .set(&uid("adele"), &secret(GOOD))
-            .await
-            .unwrap();
+        w.set_password("adele", GOOD).await;
         w.bind("adele").await;
         let id = World::object_id(&w.binding("adele").await);
-        assert_eq!(
-            w.directory
-                .password(&w.tenant.id, &id)
-                .unwrap()
-                .expose_secret(),
-            GOOD
-        );
+        assert_eq!(w.account_password(&id), GOOD);
         assert_eq!(w.count_events(EventKind::UserPasswordUpdateProvision), 0);
     }
 
@@ -474,10 +437,7 @@ mod tests {
         );
         w.clock.advance(chrono::TimeDelta::hours(1));
         let calls = w.directory.calls();
-        w.passwords()
-            .set(&uid("adele"), &secret(GOOD))
-            .await
-            .unwrap();
+        w.set_password("adele", GOOD).await;
         assert_eq!(
             w.directory.calls() - calls,
             4,
@@ -579,11 +539,7 @@ mod tests {
         w.bind_adopting_privileged("adele").await;
         assert!(w.binding("adele").await.adopted_privileged);
         let calls = w.directory.calls();
-        let done = w
-            .passwords()
-            .set(&uid("adele"), &secret(GOOD))
-            .await
-            .unwrap();
+        let done = w.set_password("adele", GOOD).await;
         assert!(matches!(done.push, Outcome::Done { .. }), "{:?}", done.push);
         let pushed = w.directory.password(&w.tenant.id, &existing.id).unwrap();
         assert_eq!(pushed.expose_secret(), GOOD);

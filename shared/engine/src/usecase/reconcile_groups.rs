@@ -422,12 +422,11 @@ impl<P: Ports> ReconcileGroups<'_, P> {
 mod tests {
     use super::*;
     use crate::model::M365ObjectId;
-    use crate::model::{Binding, SkippedMember};
+    use crate::model::SkippedMember;
     use crate::ports::Directory;
-    use crate::ports::Expect;
     use crate::ports::GroupMembershipChange;
     use crate::testing::{FakeGroupDeltas, FakeReconcileCursors};
-    use crate::usecase::testkit::{World, bound_user, gid, uid};
+    use crate::usecase::testkit::{World, bound_user, gid, pending_user, uid};
 
     /// A directory group `sales` of alice and bob, bound and mirrored; the M365 group id.
     async fn bound_group(w: &World) -> M365ObjectId {
@@ -440,11 +439,8 @@ mod tests {
             matches!(outcome, GroupOutcome::Synced { .. }),
             "{outcome:?}"
         );
-        w.groups
-            .get(&gid("sales"))
+        w.stored_group("sales")
             .await
-            .unwrap()
-            .unwrap()
             .binding
             .unwrap()
             .m365_group_id
@@ -510,7 +506,7 @@ mod tests {
     }
 
     async fn sales(w: &World) -> Group {
-        w.groups.get(&gid("sales")).await.unwrap().unwrap()
+        w.stored_group("sales").await
     }
 
     fn binding_of(group: &Group) -> GroupBinding {
@@ -746,14 +742,8 @@ mod tests {
         let w = World::new().await;
         let alice = bound_user(&w, "alice").await;
         w.user("carol").await; // not bound yet
-        w.user("erin").await; // bound, no account yet
-        w.bindings
-            .put(
-                &Binding::pending(uid("erin"), w.tenant.id.clone(), "throttled"),
-                Expect::Absent,
-            )
-            .await
-            .unwrap();
+        // Bound, no account yet.
+        pending_user(&w, "erin", "throttled").await;
         let g = Group::new(
             gid("sales"),
             "Sales",

@@ -291,7 +291,7 @@ mod tests {
     use crate::model::{BindingState, EventKind, OperationId, UserId};
     use crate::ports::Random;
     use crate::testing::SeededRandom;
-    use crate::usecase::testkit::{World, throttled, uid, unavailable};
+    use crate::usecase::testkit::{World, deferred_bind, throttled, uid, unavailable};
 
     fn message(kind: OperationKind, user: &str, not_before: DateTime<Utc>) -> RetryMessage {
         let subject = OperationSubject::User(uid(user));
@@ -333,9 +333,7 @@ mod tests {
     async fn a_tenant_in_reauthorization_required_parks_its_operations_until_reconnected() {
         // R-CONN-4 (paused, nothing failed or lost), R-BIND-6
         let mut w = World::new().await;
-        w.user("adele").await;
-        w.directory.fail_next_call(throttled());
-        let Outcome::Deferred { retry, .. } = w.bind("adele").await else {
+        let Outcome::Deferred { retry, .. } = deferred_bind(&w, "adele").await else {
             panic!("deferred")
         };
         w.set_tenant_status(TenantStatus::ReauthorizationRequired)
@@ -432,9 +430,7 @@ mod tests {
     async fn the_same_message_delivered_twice_changes_nothing_the_second_time() {
         // R-BIND-2, R-BIND-3 (duplicate SQS delivery is harmless)
         let w = World::new().await;
-        w.user("adele").await;
-        w.directory.fail_next_call(throttled());
-        let Outcome::Deferred { retry, .. } = w.bind("adele").await else {
+        let Outcome::Deferred { retry, .. } = deferred_bind(&w, "adele").await else {
             panic!("deferred")
         };
         w.clock.set(retry.not_before);

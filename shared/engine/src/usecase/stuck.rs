@@ -253,7 +253,9 @@ mod tests {
 
     use crate::usecase::Outcome;
     use crate::usecase::retry::RetryOutcome;
-    use crate::usecase::testkit::{World, throttled, uid, unavailable};
+    use crate::usecase::testkit::{
+        World, deferred_bind, pending_user, throttled, uid, unavailable,
+    };
 
     fn requeuer<'a>(w: &'a World, settings: &'a StuckSettings) -> RequeueStuck<'a, World> {
         RequeueStuck {
@@ -274,11 +276,17 @@ mod tests {
         out
     }
 
+    /// The stuck operations found (with the default settings) once `wait` has passed, and the settings.
+    async fn stuck_after(w: &World, wait: TimeDelta) -> (Vec<StuckWork>, StuckSettings) {
+        let settings = StuckSettings::default();
+        w.clock.advance(wait);
+        let stuck = find_stuck(&all_bindings(w).await, w.now(), &settings);
+        (stuck, settings)
+    }
+
     /// A bind deferred by a 429 whose retry message is then lost (the queue purged).
     async fn pending_with_lost_retry(w: &World, id: &str) {
-        w.user(id).await;
-        w.directory.fail_next_call(throttled());
-        assert!(matches!(w.bind(id).await, Outcome::Deferred { .. }));
+        deferred_bind(w, id).await;
         assert_eq!(w.queue.drain().len(), 1, "the retry message is lost");
     }
 
@@ -349,12 +357,8 @@ mod tests {
     async fn a_duplicate_of_a_message_only_late_changes_nothing() {
         // R-REC-5 (duplicate delivery stays harmless)
         let mut w = World::new().await;
-        w.user("adele").await;
-        w.directory.fail_next_call(throttled());
-        assert!(matches!(w.bind("adele").await, Outcome::Deferred { .. }));
-        let settings = StuckSettings::default();
-        w.clock.advance(TimeDelta::hours(3));
-        let stuck = find_stuck(&all_bindings(&w).await, w.now(), &settings);
+        deferred_bind(&w, "adele").await;
+        let (stuck, settings) = stuck_after(&w, TimeDelta::hours(3)).await;
         assert_eq!(requeuer(&w, &settings).requeue(&stuck).await.requeued, 1);
         assert_eq!(w.queue.snapshot().len(), 2, "the late one and ours");
         let outcomes = w.drain().await;
@@ -376,9 +380,7 @@ mod tests {
         // R-REC-5 (conditional write)
         let w = World::new().await;
         pending_with_lost_retry(&w, "adele").await;
-        let settings = StuckSettings::default();
-        w.clock.advance(TimeDelta::hours(2));
-        let stuck = find_stuck(&all_bindings(&w).await, w.now(), &settings);
+        let (stuck, settings) = stuck_after(&w, TimeDelta::hours(2)).await;
         // The admin binds again meanwhile: it succeeds and the binding is not stuck any more.
         assert!(matches!(w.bind("adele").await, Outcome::Done { .. }));
         let out = requeuer(&w, &settings).requeue(&stuck).await;
@@ -390,9 +392,7 @@ mod tests {
     async fn a_pending_binding_without_any_operation_gets_a_new_bind_without_a_welcome() {
         // R-REC-5, R-BIND-12 (pending without an object id: the bind looks the UPN up itself)
         let mut w = World::new().await;
-        w.user("bob").await;
-        let mut b = Binding::pending(uid("bob"), w.tenant.id.clone(), "creating");
-        b = w.bindings.put(&b, Expect::Absent).await.unwrap();
+        let b = pending_user(&w, "bob", "creating").await;
         let settings = StuckSettings::default();
         let stuck = find_stuck(std::slice::from_ref(&b), w.now(), &settings);
         assert_eq!(stuck.len(), 1);
@@ -415,9 +415,7 @@ mod tests {
             Outcome::Deferred { .. }
         ));
         assert_eq!(w.queue.drain().len(), 1, "the retry message is lost");
-        let settings = StuckSettings::default();
-        w.clock.advance(TimeDelta::hours(2));
-        let stuck = find_stuck(&all_bindings(&w).await, w.now(), &settings);
+        let (stuck, settings) = stuck_after(&w, TimeDelta::hours(2)).await;
         assert_eq!(stuck.len(), 1);
         assert_eq!(stuck[0].kind, OperationKind::UserUnbind);
         requeuer(&w, &settings).requeue(&stuck).await;

@@ -374,7 +374,9 @@ mod tests {
     use crate::model::EventKind;
     use crate::testing::Stage;
     use crate::usecase::retry::RetryOutcome;
-    use crate::usecase::testkit::{World, interleaved, throttled, uid, unavailable};
+    use crate::usecase::testkit::{
+        World, assert_done, deferred_bind, interleaved, throttled, uid, unavailable,
+    };
 
     async fn set_state(w: &World, id: &str, state: UserState) -> DirectoryUser {
         let mut user = w.users.get(&uid(id)).await.unwrap().unwrap();
@@ -396,12 +398,11 @@ mod tests {
         let id = bound(&w, "adele").await;
         w.clock.advance(TimeDelta::minutes(5));
         set_state(&w, "adele", UserState::Disabled).await;
-        let Outcome::Done { binding, change } = w.suspension().apply(&uid("adele")).await.unwrap()
-        else {
-            panic!("suspended")
-        };
-        assert_eq!(change, Change::Suspended);
-        assert_eq!(binding.state, BindingState::Suspended);
+        let binding = assert_done(
+            w.suspension().apply(&uid("adele")).await.unwrap(),
+            Change::Suspended,
+            BindingState::Suspended,
+        );
         assert_eq!(
             binding.suspended_reason,
             Some(SuspendedReason::DirectoryDisabled)
@@ -445,12 +446,11 @@ mod tests {
         user.job_title = Some("Director".into());
         let v = user.version;
         w.users.replace(&user, v).await.unwrap();
-        let Outcome::Done { binding, change } = w.suspension().apply(&uid("adele")).await.unwrap()
-        else {
-            panic!("re-activated")
-        };
-        assert_eq!(change, Change::Reactivated);
-        assert_eq!(binding.state, BindingState::Provisioned);
+        let binding = assert_done(
+            w.suspension().apply(&uid("adele")).await.unwrap(),
+            Change::Reactivated,
+            BindingState::Provisioned,
+        );
         assert_eq!(binding.suspended_reason, None);
         let account = w.directory.user(&w.tenant.id, &id).unwrap();
         assert!(account.account_enabled);
@@ -470,24 +470,17 @@ mod tests {
         let mut w = World::new().await;
         w.password_policy = DirectoryPasswordPolicy::new(8, [], Some(TimeDelta::days(30))).unwrap();
         let id = bound(&w, "adele").await;
-        w.passwords()
-            .set(
-                &uid("adele"),
-                &crate::usecase::testkit::secret("Correct-Horse-7"),
-            )
-            .await
-            .unwrap();
+        w.set_password("adele", "Correct-Horse-7").await;
         set_state(&w, "adele", UserState::Disabled).await;
         w.suspension().apply(&uid("adele")).await.unwrap();
         w.clock.advance(TimeDelta::days(31));
         set_state(&w, "adele", UserState::Active).await;
         let calls = w.directory.calls();
-        let Outcome::Done { binding, change } = w.suspension().apply(&uid("adele")).await.unwrap()
-        else {
-            panic!("kept suspended")
-        };
-        assert_eq!(change, Change::KeptSuspended);
-        assert_eq!(binding.state, BindingState::Suspended);
+        let binding = assert_done(
+            w.suspension().apply(&uid("adele")).await.unwrap(),
+            Change::KeptSuspended,
+            BindingState::Suspended,
+        );
         assert_eq!(
             binding.suspended_reason,
             Some(SuspendedReason::PasswordExpired)
@@ -496,14 +489,7 @@ mod tests {
         assert!(!w.directory.user(&w.tenant.id, &id).unwrap().account_enabled);
         assert_eq!(w.count_events(EventKind::UserUpdateProvision), 0);
         // A new password re-enables it (R-PWD-4).
-        let set = w
-            .passwords()
-            .set(
-                &uid("adele"),
-                &crate::usecase::testkit::secret("Autumn-Leaves-42"),
-            )
-            .await
-            .unwrap();
+        let set = w.set_password("adele", "Autumn-Leaves-42").await;
         assert!(matches!(
             set.push,
             Outcome::Done {
@@ -521,19 +507,8 @@ mod tests {
         let id = bound(&w, "adele").await;
         set_state(&w, "adele", UserState::Disabled).await;
         w.suspension().apply(&uid("adele")).await.unwrap();
-        let set = w
-            .passwords()
-            .set(
-                &uid("adele"),
-                &crate::usecase::testkit::secret("Correct-Horse-7"),
-            )
-            .await
-            .unwrap();
-        let Outcome::Done { binding, change } = set.push else {
-            panic!("pushed")
-        };
-        assert_eq!(change, Change::PasswordPushed);
-        assert_eq!(binding.state, BindingState::Suspended);
+        let set = w.set_password("adele", "Correct-Horse-7").await;
+        let binding = assert_done(set.push, Change::PasswordPushed, BindingState::Suspended);
         assert_eq!(
             binding.suspended_reason,
             Some(SuspendedReason::DirectoryDisabled)
@@ -600,16 +575,13 @@ mod tests {
     async fn a_queued_bind_of_a_user_disabled_meanwhile_is_stopped_and_creates_nothing() {
         // R-BIND-9, R-BIND-12
         let mut w = World::new().await;
-        w.user("adele").await;
-        w.directory.fail_next_call(throttled());
-        assert!(matches!(w.bind("adele").await, Outcome::Deferred { .. }));
+        deferred_bind(&w, "adele").await;
         set_state(&w, "adele", UserState::Disabled).await;
-        let Outcome::Done { binding, change } = w.suspension().apply(&uid("adele")).await.unwrap()
-        else {
-            panic!("stopped")
-        };
-        assert_eq!(change, Change::NoAccount);
-        assert_eq!(binding.state, BindingState::Blocked);
+        let binding = assert_done(
+            w.suspension().apply(&uid("adele")).await.unwrap(),
+            Change::NoAccount,
+            BindingState::Blocked,
+        );
         assert_eq!(binding.last_error.unwrap().code, "user_disabled");
         let outcomes = w.drain().await;
         assert_eq!(

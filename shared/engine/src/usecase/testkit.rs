@@ -3,16 +3,18 @@
 
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use super::Effects;
-use super::password::SetPassword;
+use super::password::{PasswordSet, SetPassword};
 use super::suspend::Suspension;
 use super::unbind::Unbind;
 use super::update::UpdateAttributes;
 use crate::error::{Error, UnavailableReason};
-use crate::model::{Email, GroupId, M365ObjectId, M365User, NewM365User};
-use crate::ports::Directory;
+use crate::model::{
+    Binding, BindingState, Email, Group, GroupId, M365ObjectId, M365User, NewM365User,
+};
+use crate::ports::{BindingStore, Directory, Expect, GroupStore};
 pub(crate) use crate::testing::{ADDRESS_RELEASE, World, email, uid};
 
 pub(crate) type Fx<'a> = Effects<'a, World>;
@@ -53,6 +55,41 @@ impl World {
 
     pub(crate) fn suspension(&self) -> Suspension<'_, World> {
         Suspension::new(self)
+    }
+
+    /// Sets user `id`'s password to `password` (R-PWD-1).
+    ///
+    /// # Panics
+    /// If the set fails.
+    pub(crate) async fn set_password(&self, id: &str, password: &str) -> PasswordSet {
+        self.passwords()
+            .set(&uid(id), &secret(password))
+            .await
+            .expect("the password is set")
+    }
+
+    /// The password of M365 account `account` in the world's tenant, in clear.
+    ///
+    /// # Panics
+    /// If the account has none.
+    pub(crate) fn account_password(&self, account: &M365ObjectId) -> String {
+        self.directory
+            .password(&self.tenant.id, account)
+            .expect("the account has a password")
+            .expose_secret()
+            .to_owned()
+    }
+
+    /// Directory group `id` as stored.
+    ///
+    /// # Panics
+    /// If the read fails or the group does not exist.
+    pub(crate) async fn stored_group(&self, id: &str) -> Group {
+        self.groups
+            .get(&gid(id))
+            .await
+            .expect("the group is read")
+            .expect("the group exists")
     }
 
     /// Binds `id` with `adoptPrivileged` (R-BIND-11): its privileged account is adopted.
@@ -140,6 +177,71 @@ impl World {
             .await
             .expect("bind")
     }
+}
+
+/// Creates user `id` and binds it while Graph throttles the create: the bind is deferred (a retry
+/// queued, R-BIND-6). The deferred outcome.
+///
+/// # Panics
+/// If the bind is not deferred.
+pub(crate) async fn deferred_bind(w: &World, id: &str) -> super::Outcome {
+    w.user(id).await;
+    w.directory.fail_next_call(throttled());
+    let outcome = w.bind(id).await;
+    assert!(
+        matches!(outcome, super::Outcome::Deferred { .. }),
+        "a throttled bind is deferred: {outcome:?}"
+    );
+    outcome
+}
+
+/// Creates and binds user `id`, then makes Graph's next call fail with `error`: the bound user's
+/// M365 object id.
+///
+/// # Panics
+/// If the bind is not done.
+pub(crate) async fn bound_user_failing_next(w: &World, id: &str, error: Error) -> M365ObjectId {
+    w.user(id).await;
+    let super::Outcome::Done { binding, .. } = w.bind(id).await else {
+        panic!("bound")
+    };
+    w.directory.fail_next_call(error);
+    World::object_id(&binding)
+}
+
+/// Creates user `id` with a pending binding (`reason`) and no M365 account yet, as a bind that
+/// stopped before its create leaves it: the stored binding.
+pub(crate) async fn pending_user(w: &World, id: &str, reason: &str) -> Binding {
+    w.user(id).await;
+    w.bindings
+        .put(
+            &Binding::pending(uid(id), w.tenant.id.clone(), reason),
+            Expect::Absent,
+        )
+        .await
+        .expect("the pending binding is stored")
+}
+
+/// Asserts that `outcome` is done with `change`, leaving the binding in `state`: the binding.
+///
+/// # Panics
+/// If it is not.
+#[track_caller]
+pub(crate) fn assert_done(
+    outcome: super::Outcome,
+    change: super::Change,
+    state: BindingState,
+) -> Binding {
+    let super::Outcome::Done {
+        binding,
+        change: made,
+    } = outcome
+    else {
+        panic!("expected done with {change:?}, got {outcome:?}")
+    };
+    assert_eq!(made, change);
+    assert_eq!(binding.state, state);
+    binding
 }
 
 /// Awaits a scripted interleaving (R-BIND-12 race tests), failing instead of hanging when a held

@@ -123,6 +123,14 @@ pub async fn start() -> Emu {
     start_with(0).await
 }
 
+/// The emulator with Contoso's app-only directory and tenant id, what most directory tests start from.
+pub async fn start_app_only() -> (Emu, GraphDirectory<AppTokens>, TenantId) {
+    let emu = start().await;
+    let dir = emu.directory();
+    let tenant = emu.tenant();
+    (emu, dir, tenant)
+}
+
 pub async fn start_with(extra_users: usize) -> Emu {
     let seed = Seed::from_json(&seed_json(extra_users)).expect("seed parses");
     let state = AppState::new(State::from_seed(seed).expect("seed is consistent"));
@@ -353,51 +361,14 @@ pub fn is_identity_failure(error: &m365_engine::Error) -> bool {
     )
 }
 
-/// A token vault the test and the provider share (clones see the same fake).
-#[derive(Debug, Clone, Default)]
-pub struct SharedVault(pub std::sync::Arc<m365_engine::testing::FakeTokenVault>);
-
-impl SharedVault {
-    /// A new vault holding `tokens` for `tenant`.
-    pub async fn holding(tenant: &TenantId, tokens: &m365_engine::model::TenantTokens) -> Self {
-        use m365_engine::ports::TokenVault;
-        let vault = Self::default();
-        let request = m365_engine::model::RequestToken::parse("0".repeat(32)).unwrap();
-        vault.create(tenant, tokens, &request).await.unwrap();
-        vault
-    }
-}
-
-impl m365_engine::ports::TokenVault for SharedVault {
-    async fn get(
-        &self,
-        tenant: &TenantId,
-    ) -> m365_engine::Result<Option<m365_engine::model::TenantTokens>> {
-        self.0.get(tenant).await
-    }
-    async fn get_previous(
-        &self,
-        tenant: &TenantId,
-    ) -> m365_engine::Result<Option<m365_engine::model::TenantTokens>> {
-        self.0.get_previous(tenant).await
-    }
-    async fn create(
-        &self,
-        tenant: &TenantId,
-        tokens: &m365_engine::model::TenantTokens,
-        request: &m365_engine::model::RequestToken,
-    ) -> m365_engine::Result<()> {
-        self.0.create(tenant, tokens, request).await
-    }
-    async fn update(
-        &self,
-        tenant: &TenantId,
-        tokens: &m365_engine::model::TenantTokens,
-        request: &m365_engine::model::RequestToken,
-    ) -> m365_engine::Result<()> {
-        self.0.update(tenant, tokens, request).await
-    }
-    async fn delete(&self, tenant: &TenantId) -> m365_engine::Result<()> {
-        self.0.delete(tenant).await
-    }
+/// A new fake vault holding `tokens` for `tenant` (clones, e.g. a provider's, share it).
+pub async fn vault_holding(
+    tenant: &TenantId,
+    tokens: &m365_engine::model::TenantTokens,
+) -> m365_engine::testing::FakeTokenVault {
+    use m365_engine::ports::TokenVault;
+    let vault = m365_engine::testing::FakeTokenVault::default();
+    let request = m365_engine::model::RequestToken::parse("0".repeat(32)).unwrap();
+    vault.create(tenant, tokens, &request).await.unwrap();
+    vault
 }

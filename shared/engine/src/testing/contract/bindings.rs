@@ -4,8 +4,44 @@ use super::{
     assert_conflict, collect_pages, fresh_suffix, fresh_tenant_id, fresh_user_id, now_ms,
     user_id_with,
 };
-use crate::model::{Binding, BindingError, BindingState, M365ObjectId, SuspendedReason, TenantId};
+use crate::model::{
+    Binding, BindingError, BindingState, M365ObjectId, SuspendedReason, TenantId, UserId,
+};
 use crate::ports::{BindingStore, Expect};
+
+/// The binding of `user`; the read must succeed.
+async fn stored(store: &impl BindingStore, user: &UserId) -> Option<Binding> {
+    store.get(user).await.expect("get succeeds")
+}
+
+/// Creates `binding` (none may exist for its user); the put must succeed.
+async fn create(store: &impl BindingStore, binding: &Binding) -> Binding {
+    store
+        .put(binding, Expect::Absent)
+        .await
+        .expect("create succeeds")
+}
+
+/// Writes `binding` over the one at version 1; the put must succeed.
+async fn update(store: &impl BindingStore, binding: &Binding) -> Binding {
+    store
+        .put(binding, Expect::Version(1))
+        .await
+        .expect("update succeeds")
+}
+
+/// Every binding of `tenant` (in `state`, if given), in pages of `limit`.
+async fn listed(
+    store: &impl BindingStore,
+    tenant: &TenantId,
+    state: Option<BindingState>,
+    limit: u32,
+) -> Vec<Binding> {
+    collect_pages(limit, |page| async move {
+        store.list_by_tenant(tenant, state, &page).await
+    })
+    .await
+}
 
 fn binding(tenant: &TenantId) -> Binding {
     Binding::pending(fresh_user_id(), tenant.clone(), "creating")
@@ -14,10 +50,7 @@ fn binding(tenant: &TenantId) -> Binding {
 /// R-BIND-1: a binding is created only if the user has none (a user is bound to at most one tenant).
 pub async fn a_binding_is_created_only_if_absent(store: &impl BindingStore) {
     let b = binding(&fresh_tenant_id());
-    let created = store
-        .put(&b, Expect::Absent)
-        .await
-        .expect("create succeeds");
+    let created = create(store, &b).await;
     assert_eq!(
         created,
         Binding {
@@ -25,10 +58,7 @@ pub async fn a_binding_is_created_only_if_absent(store: &impl BindingStore) {
             ..b.clone()
         }
     );
-    assert_eq!(
-        store.get(&b.user_id).await.expect("get succeeds"),
-        Some(created.clone())
-    );
+    assert_eq!(stored(store, &b.user_id).await, Some(created.clone()));
     let elsewhere = Binding {
         tenant_id: fresh_tenant_id(),
         ..b
@@ -37,10 +67,7 @@ pub async fn a_binding_is_created_only_if_absent(store: &impl BindingStore) {
         &store.put(&elsewhere, Expect::Absent).await,
         "stale_version",
     );
-    assert_eq!(
-        store.get(&created.user_id).await.expect("get succeeds"),
-        Some(created)
-    );
+    assert_eq!(stored(store, &created.user_id).await, Some(created));
     assert_eq!(
         store.get(&fresh_user_id()).await.expect("get succeeds"),
         None
@@ -49,37 +76,28 @@ pub async fn a_binding_is_created_only_if_absent(store: &impl BindingStore) {
 
 /// R-BIND-6 / R-SAFE-1: a binding update with a stale version is refused and changes nothing.
 pub async fn a_stale_binding_update_is_refused(store: &impl BindingStore) {
-    let created = store
-        .put(&binding(&fresh_tenant_id()), Expect::Absent)
-        .await
-        .expect("create succeeds");
+    let created = create(store, &binding(&fresh_tenant_id())).await;
     let provisioned = Binding {
         state: BindingState::Provisioned,
         pending_reason: None,
         m365_object_id: Some(M365ObjectId::generate()),
         ..created.clone()
     };
-    let updated = store
-        .put(&provisioned, Expect::Version(1))
-        .await
-        .expect("update succeeds");
+    let updated = update(store, &provisioned).await;
     assert_eq!(updated.version, 2);
     let late = Binding {
         state: BindingState::Error,
         ..created
     };
     assert_conflict(&store.put(&late, Expect::Version(1)).await, "stale_version");
-    assert_eq!(
-        store.get(&updated.user_id).await.expect("get succeeds"),
-        Some(updated)
-    );
+    assert_eq!(stored(store, &updated.user_id).await, Some(updated));
 }
 
 /// R-SAFE-1: updating a binding that does not exist is refused as stale.
 pub async fn updating_a_missing_binding_is_refused(store: &impl BindingStore) {
     let b = binding(&fresh_tenant_id());
     assert_conflict(&store.put(&b, Expect::Version(1)).await, "stale_version");
-    assert_eq!(store.get(&b.user_id).await.expect("get succeeds"), None);
+    assert_eq!(stored(store, &b.user_id).await, None);
 }
 
 /// R-BIND-6 / R-AUD-1: the last error (with Graph's request id) and the pending reason round trip;
@@ -98,14 +116,8 @@ pub async fn a_binding_round_trips_with_its_last_error(store: &impl BindingStore
         m365_object_id: Some(M365ObjectId::generate()),
         ..binding(&fresh_tenant_id())
     };
-    let created = store
-        .put(&b, Expect::Absent)
-        .await
-        .expect("create succeeds");
-    assert_eq!(
-        store.get(&b.user_id).await.expect("get succeeds"),
-        Some(created)
-    );
+    let created = create(store, &b).await;
+    assert_eq!(stored(store, &b.user_id).await, Some(created));
 }
 
 /// R-BIND-9 / R-BIND-12: a suspended binding keeps why (`suspendedReason`), the operation in flight
@@ -119,11 +131,8 @@ pub async fn a_suspended_binding_round_trips_with_its_reason(store: &impl Bindin
         pushed_password_set_at: Some(now_ms()),
         ..binding(&fresh_tenant_id())
     };
-    let created = store
-        .put(&b, Expect::Absent)
-        .await
-        .expect("create succeeds");
-    let read = store.get(&b.user_id).await.expect("get succeeds");
+    let created = create(store, &b).await;
+    let read = stored(store, &b.user_id).await;
     assert_eq!(read, Some(created.clone()));
     assert_eq!(
         read.and_then(|r| r.suspended_reason),
@@ -134,14 +143,8 @@ pub async fn a_suspended_binding_round_trips_with_its_reason(store: &impl Bindin
         suspended_reason: None,
         ..created
     };
-    let updated = store
-        .put(&active, Expect::Version(1))
-        .await
-        .expect("update succeeds");
-    assert_eq!(
-        store.get(&b.user_id).await.expect("get succeeds"),
-        Some(updated)
-    );
+    let updated = update(store, &active).await;
+    assert_eq!(stored(store, &b.user_id).await, Some(updated));
 }
 
 /// R-CONN-5 / R-REC-1: a tenant's bindings are listed across pages, each once, optionally by state.
@@ -163,72 +166,35 @@ pub async fn bindings_are_listed_by_tenant_with_an_optional_state_filter(
             state,
             ..Binding::pending(user_id_with(&prefix, n), tenant.clone(), "x")
         };
-        all.push(
-            store
-                .put(&b, Expect::Absent)
-                .await
-                .expect("create succeeds"),
-        );
+        all.push(create(store, &b).await);
     }
     store
         .put(&binding(&fresh_tenant_id()), Expect::Absent)
         .await
         .expect("another tenant's binding");
-    let tenant = &tenant;
-    let listed = collect_pages(2, |page| async move {
-        store.list_by_tenant(tenant, None, &page).await
-    })
-    .await;
-    assert_eq!(listed, all);
-    let provisioned = collect_pages(2, |page| async move {
-        store
-            .list_by_tenant(tenant, Some(BindingState::Provisioned), &page)
-            .await
-    })
-    .await;
+    assert_eq!(listed(store, &tenant, None, 2).await, all);
+    let provisioned = listed(store, &tenant, Some(BindingState::Provisioned), 2).await;
     let expected: Vec<_> = all
         .iter()
         .filter(|b| b.state == BindingState::Provisioned)
         .cloned()
         .collect();
     assert_eq!(provisioned, expected);
-    let none = collect_pages(2, |page| async move {
-        store
-            .list_by_tenant(tenant, Some(BindingState::Unselected), &page)
-            .await
-    })
-    .await;
+    let none = listed(store, &tenant, Some(BindingState::Unselected), 2).await;
     assert!(none.is_empty());
 }
 
 /// R-CONN-5: a state change moves a binding between state listings.
 pub async fn a_state_change_moves_a_binding_between_state_listings(store: &impl BindingStore) {
     let tenant = fresh_tenant_id();
-    let created = store
-        .put(&binding(&tenant), Expect::Absent)
-        .await
-        .expect("create succeeds");
+    let created = create(store, &binding(&tenant)).await;
     let unselected = Binding {
         state: BindingState::Unselected,
         ..created
     };
-    let updated = store
-        .put(&unselected, Expect::Version(1))
-        .await
-        .expect("update succeeds");
-    let tenant = &tenant;
-    let pending = collect_pages(10, |page| async move {
-        store
-            .list_by_tenant(tenant, Some(BindingState::Pending), &page)
-            .await
-    })
-    .await;
+    let updated = update(store, &unselected).await;
+    let pending = listed(store, &tenant, Some(BindingState::Pending), 10).await;
     assert!(pending.is_empty());
-    let now_unselected = collect_pages(10, |page| async move {
-        store
-            .list_by_tenant(tenant, Some(BindingState::Unselected), &page)
-            .await
-    })
-    .await;
+    let now_unselected = listed(store, &tenant, Some(BindingState::Unselected), 10).await;
     assert_eq!(now_unselected, vec![updated]);
 }

@@ -47,11 +47,7 @@ pub async fn a_created_user_is_found_by_its_upn(dir: &impl Directory, t: &Direct
         .create_user(&t.tenant, &new)
         .await
         .expect("create succeeds");
-    assert!(
-        created
-            .user_principal_name
-            .eq_ignore_ascii_case(new.user_principal_name.as_str())
-    );
+    super::assert_created_from(&created, &new);
     assert!(created.account_enabled);
     assert_eq!(created.department.as_deref(), Some("Retail"));
     let found = dir

@@ -2,9 +2,35 @@
 
 use super::{
     assert_conflict, assert_not_found, collect_pages, fresh_group_id, fresh_suffix, fresh_user_id,
+    listed_ids,
 };
-use crate::model::{Group, GroupId};
+use crate::model::{Group, GroupId, UserId};
 use crate::ports::GroupStore;
+
+/// The groups `member` is found in; the query must succeed.
+async fn groups_of(store: &impl GroupStore, member: &UserId) -> Vec<Group> {
+    store.groups_of_member(member).await.expect("query")
+}
+
+/// `group` changed by `change`, replaced in `store` at version `expected`; the replace must succeed.
+async fn replace_changed(
+    store: &impl GroupStore,
+    group: &Group,
+    expected: u64,
+    change: impl FnOnce(&mut Group),
+) -> Group {
+    let mut changed = group.clone();
+    change(&mut changed);
+    store
+        .replace(&changed, expected)
+        .await
+        .expect("replace succeeds")
+}
+
+/// The group `id` as `store` holds it; the read must succeed.
+async fn stored(store: &impl GroupStore, id: &GroupId) -> Option<Group> {
+    store.get(id).await.expect("get succeeds")
+}
 
 fn group() -> Group {
     Group::new(
@@ -25,16 +51,13 @@ pub async fn a_created_group_round_trips_with_its_members(store: &impl GroupStor
             ..g.clone()
         }
     );
-    assert_eq!(store.get(&g.id).await.expect("get succeeds"), Some(created));
+    assert_eq!(stored(store, &g.id).await, Some(created));
     let empty = Group::new(fresh_group_id(), "Empty", []);
     let created = store
         .create(&empty)
         .await
         .expect("create of an empty group succeeds");
-    assert_eq!(
-        store.get(&empty.id).await.expect("get succeeds"),
-        Some(created)
-    );
+    assert_eq!(stored(store, &empty.id).await, Some(created));
 }
 
 /// R-SAFE-1: creating a group whose id exists is refused.
@@ -47,16 +70,14 @@ pub async fn creating_a_group_twice_is_refused(store: &impl GroupStore) {
 /// R-GRP-1: membership changes are versioned; a stale replace is refused; a missing group is not found.
 pub async fn a_stale_group_replace_is_refused(store: &impl GroupStore) {
     let created = store.create(&group()).await.expect("create succeeds");
-    let mut changed = created.clone();
-    changed.members.insert(fresh_user_id());
-    let replaced = store.replace(&changed, 1).await.expect("replace succeeds");
+    let replaced = replace_changed(store, &created, 1, |g| {
+        g.members.insert(fresh_user_id());
+    })
+    .await;
     assert_eq!(replaced.version, 2);
     assert_eq!(replaced.members.len(), 3);
     assert_conflict(&store.replace(&created, 1).await, "stale_version");
-    assert_eq!(
-        store.get(&created.id).await.expect("get succeeds"),
-        Some(replaced)
-    );
+    assert_eq!(stored(store, &created.id).await, Some(replaced));
     assert_not_found(&store.replace(&group(), 1).await);
 }
 
@@ -73,13 +94,11 @@ pub async fn groups_are_listed_across_pages(store: &impl GroupStore) {
         ids.push(id);
     }
     ids.sort();
-    let mut listed: Vec<_> = collect_pages(2, |page| async move { store.list(&page).await })
-        .await
-        .into_iter()
-        .map(|g| g.id)
-        .filter(|id| id.as_str().starts_with(&prefix))
-        .collect();
-    listed.sort();
+    let listed = listed_ids(
+        collect_pages(2, |page| async move { store.list(&page).await }).await,
+        |g| g.id,
+        |id| id.as_str().starts_with(&prefix),
+    );
     assert_eq!(listed, ids, "every group once");
 }
 
@@ -87,7 +106,7 @@ pub async fn groups_are_listed_across_pages(store: &impl GroupStore) {
 pub async fn a_deleted_group_is_gone_and_deleting_again_is_harmless(store: &impl GroupStore) {
     let g = store.create(&group()).await.expect("create succeeds");
     store.delete(&g.id).await.expect("delete succeeds");
-    assert_eq!(store.get(&g.id).await.expect("get succeeds"), None);
+    assert_eq!(stored(store, &g.id).await, None);
     store.delete(&g.id).await.expect("a second delete succeeds");
 }
 
@@ -155,58 +174,41 @@ pub async fn groups_of_member_follow_membership_changes(store: &impl GroupStore)
         .create(&Group::new(fresh_group_id(), "G", [bob.clone()]))
         .await
         .expect("create succeeds");
-    assert!(
-        store
-            .groups_of_member(&alice)
-            .await
-            .expect("query")
-            .is_empty()
-    );
+    assert!(groups_of(store, &alice).await.is_empty());
 
-    let mut added = created.clone();
-    added.members.insert(alice.clone());
-    let added = store.replace(&added, 1).await.expect("replace succeeds");
+    let added = replace_changed(store, &created, 1, |g| {
+        g.members.insert(alice.clone());
+    })
+    .await;
     assert_eq!(
-        store.groups_of_member(&alice).await.expect("query"),
+        groups_of(store, &alice).await,
         vec![added.clone()],
         "membership added"
     );
 
-    let mut renamed = added.clone();
-    renamed.name = "Renamed".to_owned();
-    let renamed = store.replace(&renamed, 2).await.expect("replace succeeds");
+    let renamed = replace_changed(store, &added, 2, |g| "Renamed".clone_into(&mut g.name)).await;
     assert_eq!(
-        store.groups_of_member(&alice).await.expect("query"),
+        groups_of(store, &alice).await,
         vec![renamed.clone()],
         "a replace keeping the member keeps it found, with the new version"
     );
 
-    let mut removed = renamed.clone();
-    removed.members.remove(&alice);
-    let removed = store.replace(&removed, 3).await.expect("replace succeeds");
+    let removed = replace_changed(store, &renamed, 3, |g| {
+        g.members.remove(&alice);
+    })
+    .await;
     assert!(
-        store
-            .groups_of_member(&alice)
-            .await
-            .expect("query")
-            .is_empty(),
+        groups_of(store, &alice).await.is_empty(),
         "membership removed"
     );
-    assert_eq!(
-        store.groups_of_member(&bob).await.expect("query"),
-        vec![removed]
-    );
+    assert_eq!(groups_of(store, &bob).await, vec![removed]);
 
     // A refused (stale) replace changes nothing.
     let mut stale = created;
     stale.members.insert(alice.clone());
     assert_conflict(&store.replace(&stale, 1).await, "stale_version");
     assert!(
-        store
-            .groups_of_member(&alice)
-            .await
-            .expect("query")
-            .is_empty(),
+        groups_of(store, &alice).await.is_empty(),
         "a refused replace adds no membership"
     );
 }
@@ -223,10 +225,7 @@ pub async fn a_deleted_group_no_longer_lists_its_members(store: &impl GroupStore
         .await
         .expect("create succeeds");
     store.delete(&gone.id).await.expect("delete succeeds");
-    assert_eq!(
-        store.groups_of_member(&alice).await.expect("query"),
-        vec![kept]
-    );
+    assert_eq!(groups_of(store, &alice).await, vec![kept]);
 }
 
 /// R-GRP-1: a member of many groups (more than one page of any store's query) finds them all.
@@ -243,10 +242,7 @@ pub async fn a_member_of_many_groups_finds_them_all(store: &impl GroupStore) {
             .await
             .expect("create succeeds");
     }
-    assert_eq!(
-        ids(&store.groups_of_member(&alice).await.expect("query")),
-        group_ids
-    );
+    assert_eq!(ids(&groups_of(store, &alice).await), group_ids);
 }
 
 /// R-GRP-1: membership changes larger than one store transaction (hundreds of members at once)
@@ -259,31 +255,28 @@ pub async fn a_large_membership_change_is_found_by_every_member(store: &impl Gro
         .expect("create succeeds");
     for member in &first {
         assert_eq!(
-            ids(&store.groups_of_member(member).await.expect("query")),
+            ids(&groups_of(store, member).await),
             vec![created.id.clone()],
             "every created member finds the group"
         );
     }
     let joined: Vec<_> = (0..120).map(|_| fresh_user_id()).collect();
-    let mut changed = created.clone();
-    for left in &first[..150] {
-        changed.members.remove(left);
-    }
-    changed.members.extend(joined.iter().cloned());
-    let changed = store.replace(&changed, 1).await.expect("replace succeeds");
+    let changed = replace_changed(store, &created, 1, |g| {
+        for left in &first[..150] {
+            g.members.remove(left);
+        }
+        g.members.extend(joined.iter().cloned());
+    })
+    .await;
     for member in &first[..150] {
         assert!(
-            store
-                .groups_of_member(member)
-                .await
-                .expect("query")
-                .is_empty(),
+            groups_of(store, member).await.is_empty(),
             "a removed member no longer finds the group"
         );
     }
     for member in first[150..].iter().chain(&joined) {
         assert_eq!(
-            store.groups_of_member(member).await.expect("query"),
+            groups_of(store, member).await,
             vec![changed.clone()],
             "a kept or added member finds the group as stored"
         );

@@ -23,7 +23,9 @@ use std::future::Future;
 use chrono::{DateTime, SubsecRound, Utc};
 
 use crate::error::{Error, InvalidInput, Result};
-use crate::model::{DomainName, Email, GroupId, NewM365User, Page, PageRequest, TenantId, UserId};
+use crate::model::{
+    DomainName, Email, GroupId, M365User, NewM365User, Page, PageRequest, TenantId, UserId,
+};
 
 /// Declares every port's contract module: the file (a private module, `#[deny(dead_code)]`), the
 /// public module re-exporting the listed contract functions (plus the `also` items), and one arm
@@ -322,6 +324,19 @@ pub fn every_attribute() -> crate::model::UserAttributes {
     }
 }
 
+/// Asserts that the M365 `account` is the one created from `new`: its UPN, in any case (Graph
+/// keeps the case it was given, a lookup matches in any).
+pub fn assert_created_from(account: &M365User, new: &NewM365User) {
+    assert!(
+        account
+            .user_principal_name
+            .eq_ignore_ascii_case(new.user_principal_name.as_str()),
+        "created {} for {}",
+        account.user_principal_name,
+        new.user_principal_name
+    );
+}
+
 /// Now, truncated to whole milliseconds (what every store can keep exactly).
 #[must_use]
 pub fn now_ms() -> DateTime<Utc> {
@@ -354,6 +369,18 @@ where
         }
     }
     panic!("the listing did not end after {MAX_PAGES} pages");
+}
+
+/// The ids (by `id`) of the listed `items` that `keep` accepts, sorted: what a listing contract
+/// compares with the ids it wrote.
+pub fn listed_ids<T, I: Ord>(
+    items: Vec<T>,
+    id: impl FnMut(T) -> I,
+    keep: impl FnMut(&I) -> bool,
+) -> Vec<I> {
+    let mut listed: Vec<I> = items.into_iter().map(id).filter(keep).collect();
+    listed.sort();
+    listed
 }
 
 /// Asserts that `result` is the conflict with `code`.

@@ -1,7 +1,7 @@
 //! Contract of [`PendingConsents`]: a sign-in's `state` is redeemable once, only before it expires
 //! (R-SAFE-3, R-CONN-1).
 
-use chrono::TimeDelta;
+use chrono::{DateTime, TimeDelta, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{fresh_suffix, fresh_tenant_id, now_ms};
@@ -21,15 +21,26 @@ fn pending(lifetime: TimeDelta) -> PendingConsent {
     }
 }
 
+/// A new sign-in living `lifetime`, stored in `store`.
+async fn stored(store: &impl PendingConsents, lifetime: TimeDelta) -> PendingConsent {
+    let p = pending(lifetime);
+    store.put(&p).await.expect("put");
+    p
+}
+
+/// Takes the sign-in of `state` at `now`; the call must succeed.
+async fn take(
+    store: &impl PendingConsents,
+    state: &str,
+    now: DateTime<Utc>,
+) -> Option<PendingConsent> {
+    store.take(state, now).await.expect("take")
+}
+
 /// R-SAFE-3: a stored sign-in comes back whole, once.
 pub async fn a_sign_in_is_taken_once_with_every_field(store: &impl PendingConsents) {
-    let p = pending(TimeDelta::minutes(30));
-    store.put(&p).await.expect("put");
-    let got = store
-        .take(&p.state, now_ms())
-        .await
-        .expect("take")
-        .expect("stored");
+    let p = stored(store, TimeDelta::minutes(30)).await;
+    let got = take(store, &p.state, now_ms()).await.expect("stored");
     assert_eq!(got.state, p.state);
     assert_eq!(got.tenant_id, p.tenant_id);
     assert_eq!(
@@ -40,61 +51,38 @@ pub async fn a_sign_in_is_taken_once_with_every_field(store: &impl PendingConsen
     assert_eq!(got.consent_epoch, p.consent_epoch, "R-CONN-8");
     assert_eq!(got.authority, p.authority, "R-CONN-7");
     assert!(
-        store
-            .take(&p.state, now_ms())
-            .await
-            .expect("take")
-            .is_none(),
+        take(store, &p.state, now_ms()).await.is_none(),
         "a state is redeemable once"
     );
 }
 
 /// R-SAFE-3: an expired sign-in (expiry ≤ now) is not returned.
 pub async fn an_expired_sign_in_is_not_returned(store: &impl PendingConsents) {
-    let p = pending(TimeDelta::seconds(10));
-    store.put(&p).await.expect("put");
-    assert!(
-        store
-            .take(&p.state, p.expires_at)
-            .await
-            .expect("take")
-            .is_none()
-    );
+    let p = stored(store, TimeDelta::seconds(10)).await;
+    assert!(take(store, &p.state, p.expires_at).await.is_none());
 }
 
 /// R-SAFE-3: an unknown (e.g. tampered) state is not found.
 pub async fn an_unknown_state_is_not_found(store: &impl PendingConsents) {
-    let p = pending(TimeDelta::minutes(30));
-    store.put(&p).await.expect("put");
+    let p = stored(store, TimeDelta::minutes(30)).await;
     assert!(
-        store
-            .take(&format!("{}x", p.state), now_ms())
+        take(store, &format!("{}x", p.state), now_ms())
             .await
-            .expect("take")
             .is_none()
     );
     assert!(
-        store
-            .take(&p.state, now_ms())
-            .await
-            .expect("take")
-            .is_some(),
+        take(store, &p.state, now_ms()).await.is_some(),
         "a wrong guess does not consume the real state"
     );
 }
 
 /// R-SAFE-3: a state is never overwritten.
 pub async fn storing_a_state_twice_is_refused(store: &impl PendingConsents) {
-    let p = pending(TimeDelta::minutes(30));
-    store.put(&p).await.expect("put");
+    let p = stored(store, TimeDelta::minutes(30)).await;
     let mut other = pending(TimeDelta::minutes(30));
     other.state.clone_from(&p.state);
     let again = store.put(&other).await;
     super::assert_conflict(&again, "already_exists");
-    let got = store
-        .take(&p.state, now_ms())
-        .await
-        .expect("take")
-        .expect("stored");
+    let got = take(store, &p.state, now_ms()).await.expect("stored");
     assert_eq!(got.tenant_id, p.tenant_id, "the first one is kept");
 }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use chrono::TimeDelta;
+use chrono::{DateTime, TimeDelta, Utc};
 
 use super::now_ms;
 use crate::error::Error;
@@ -17,6 +17,31 @@ pub const CONTRACT_LIMIT: RateLimit = RateLimit {
     capacity: 10,
     window: Duration::from_secs(10),
 };
+
+/// Asks `budget` for `cost` units of `tenant` at `at`; the call must succeed.
+async fn acquire(
+    budget: &impl RateBudget,
+    tenant: &TenantId,
+    cost: u32,
+    at: DateTime<Utc>,
+) -> BudgetDecision {
+    budget.acquire(tenant, cost, at).await.expect("acquire")
+}
+
+/// Asserts that `budget` grants `cost` units of `tenant` at `at` (`why`, on failure).
+async fn assert_granted(
+    budget: &impl RateBudget,
+    tenant: &TenantId,
+    cost: u32,
+    at: DateTime<Utc>,
+    why: &str,
+) {
+    assert_eq!(
+        acquire(budget, tenant, cost, at).await,
+        BudgetDecision::Granted,
+        "{why}"
+    );
+}
 
 fn wait_of(decision: BudgetDecision) -> Duration {
     match decision {
@@ -30,15 +55,15 @@ fn wait_of(decision: BudgetDecision) -> Duration {
 pub async fn a_new_tenant_gets_its_capacity_then_waits(budget: &impl RateBudget) {
     let (tenant, now) = (TenantId::generate(), now_ms());
     for _ in 0..5 {
-        let decision = budget.acquire(&tenant, 2, now).await.expect("acquire");
+        let decision = acquire(budget, &tenant, 2, now).await;
         assert_eq!(decision, BudgetDecision::Granted);
     }
-    let wait = wait_of(budget.acquire(&tenant, 1, now).await.expect("acquire"));
+    let wait = wait_of(acquire(budget, &tenant, 1, now).await);
     assert!(
         wait > Duration::from_millis(900) && wait <= Duration::from_millis(1_000),
         "one unit refills in 1 s: {wait:?}"
     );
-    let wait = wait_of(budget.acquire(&tenant, 1, now).await.expect("acquire"));
+    let wait = wait_of(acquire(budget, &tenant, 1, now).await);
     assert!(
         wait <= Duration::from_millis(1_000),
         "a refusal takes nothing: {wait:?}"
@@ -48,33 +73,16 @@ pub async fn a_new_tenant_gets_its_capacity_then_waits(budget: &impl RateBudget)
 /// Units come back with time at capacity per window, up to the capacity.
 pub async fn the_budget_refills_with_time(budget: &impl RateBudget) {
     let (tenant, now) = (TenantId::generate(), now_ms());
-    assert_eq!(
-        budget.acquire(&tenant, 10, now).await.expect("acquire"),
-        BudgetDecision::Granted
-    );
+    assert_granted(budget, &tenant, 10, now, "granted").await;
     let later = now + TimeDelta::seconds(3);
-    assert_eq!(
-        budget.acquire(&tenant, 3, later).await.expect("acquire"),
-        BudgetDecision::Granted,
-        "3 s refill 3 units"
-    );
-    let wait = wait_of(budget.acquire(&tenant, 1, later).await.expect("acquire"));
+    assert_granted(budget, &tenant, 3, later, "3 s refill 3 units").await;
+    let wait = wait_of(acquire(budget, &tenant, 1, later).await);
     assert!(wait > Duration::from_millis(900), "{wait:?}");
     let much_later = later + TimeDelta::hours(1);
-    assert_eq!(
-        budget
-            .acquire(&tenant, 10, much_later)
-            .await
-            .expect("acquire"),
-        BudgetDecision::Granted,
-        "full again"
-    );
+    assert_granted(budget, &tenant, 10, much_later, "full again").await;
     assert!(
         matches!(
-            budget
-                .acquire(&tenant, 1, much_later)
-                .await
-                .expect("acquire"),
+            acquire(budget, &tenant, 1, much_later).await,
             BudgetDecision::Wait(_)
         ),
         "never above capacity"
@@ -84,34 +92,21 @@ pub async fn the_budget_refills_with_time(budget: &impl RateBudget) {
 /// A wait names the time until the whole cost is there, and asking then is granted.
 pub async fn a_wait_ends_when_the_units_are_back(budget: &impl RateBudget) {
     let (tenant, now) = (TenantId::generate(), now_ms());
-    assert_eq!(
-        budget.acquire(&tenant, 8, now).await.expect("acquire"),
-        BudgetDecision::Granted
-    );
-    let wait = wait_of(budget.acquire(&tenant, 5, now).await.expect("acquire"));
+    assert_granted(budget, &tenant, 8, now, "granted").await;
+    let wait = wait_of(acquire(budget, &tenant, 5, now).await);
     assert!(
         wait > Duration::from_millis(2_900) && wait <= Duration::from_millis(3_000),
         "2 units left, 3 more take 3 s: {wait:?}"
     );
     let then = now + TimeDelta::from_std(wait).expect("small wait");
-    assert_eq!(
-        budget.acquire(&tenant, 5, then).await.expect("acquire"),
-        BudgetDecision::Granted
-    );
+    assert_granted(budget, &tenant, 5, then, "granted").await;
 }
 
 /// Tenants have separate buckets.
 pub async fn tenants_do_not_share_a_bucket(budget: &impl RateBudget) {
     let (a, b, now) = (TenantId::generate(), TenantId::generate(), now_ms());
-    assert_eq!(
-        budget.acquire(&a, 10, now).await.expect("acquire"),
-        BudgetDecision::Granted
-    );
-    assert_eq!(
-        budget.acquire(&b, 10, now).await.expect("acquire"),
-        BudgetDecision::Granted,
-        "b is untouched by a"
-    );
+    assert_granted(budget, &a, 10, now, "granted").await;
+    assert_granted(budget, &b, 10, now, "b is untouched by a").await;
 }
 
 /// A cost of 0 or above the capacity could never be granted: it is refused as invalid.

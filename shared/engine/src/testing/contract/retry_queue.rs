@@ -27,6 +27,21 @@ fn message(attempt: u32) -> RetryMessage {
     }
 }
 
+/// A new message of `attempt`, sent with `delay`; the send must succeed.
+async fn send_new<Q: RetryQueue>(queue: &Q, attempt: u32, delay: Duration) -> RetryMessage {
+    let sent = message(attempt);
+    queue.send(&sent, delay).await.expect("send succeeds");
+    sent
+}
+
+/// One receive (long-polling up to `wait`, hiding what it gets for [`HIDE`]); it must succeed.
+async fn receive_once<Q: RetryQueueConsumer>(queue: &Q, wait: Duration) -> Vec<Delivery> {
+    queue
+        .receive(10, wait, HIDE)
+        .await
+        .expect("receive succeeds")
+}
+
 /// Receives until `want` deliveries arrived or a long poll comes back empty.
 async fn receive_some<Q: RetryQueueConsumer>(
     queue: &Q,
@@ -53,20 +68,13 @@ pub async fn a_sent_message_is_received_intact_and_gone_after_ack<
 >(
     queue: &Q,
 ) {
-    let sent = message(2);
-    queue
-        .send(&sent, Duration::ZERO)
-        .await
-        .expect("send succeeds");
+    let sent = send_new(queue, 2, Duration::ZERO).await;
     let got = receive_some(queue, 1, HIDE).await;
     assert_eq!(got.len(), 1, "one delivery");
     assert_eq!(got[0].message, sent);
     assert_eq!(got[0].receive_count, 1);
     queue.ack(&got[0].receipt).await.expect("ack succeeds");
-    let after = queue
-        .receive(10, Duration::from_secs(2), HIDE)
-        .await
-        .expect("receive succeeds");
+    let after = receive_once(queue, Duration::from_secs(2)).await;
     assert!(after.is_empty(), "acknowledged message is gone: {after:?}");
 }
 
@@ -76,15 +84,8 @@ pub async fn a_delayed_message_is_not_received_before_its_delay<
 >(
     queue: &Q,
 ) {
-    let sent = message(1);
-    queue
-        .send(&sent, Duration::from_secs(3))
-        .await
-        .expect("send succeeds");
-    let early = queue
-        .receive(10, Duration::ZERO, HIDE)
-        .await
-        .expect("receive succeeds");
+    let sent = send_new(queue, 1, Duration::from_secs(3)).await;
+    let early = receive_once(queue, Duration::ZERO).await;
     assert!(early.is_empty(), "not visible during its delay: {early:?}");
     let got = receive_some(queue, 1, HIDE).await;
     assert_eq!(
@@ -100,11 +101,7 @@ pub async fn an_unacknowledged_message_comes_back_after_its_visibility_timeout<
 >(
     queue: &Q,
 ) {
-    let sent = message(1);
-    queue
-        .send(&sent, Duration::ZERO)
-        .await
-        .expect("send succeeds");
+    let sent = send_new(queue, 1, Duration::ZERO).await;
     let first = receive_some(queue, 1, Duration::from_secs(1)).await;
     assert_eq!(first.len(), 1);
     let second = receive_some(queue, 1, HIDE).await;
@@ -148,9 +145,6 @@ pub async fn a_delay_beyond_fifteen_minutes_is_refused<Q: RetryQueue + RetryQueu
         matches!(result, Err(Error::Invalid(InvalidInput::Field { .. }))),
         "got {result:?}"
     );
-    let nothing = queue
-        .receive(10, Duration::ZERO, HIDE)
-        .await
-        .expect("receive succeeds");
+    let nothing = receive_once(queue, Duration::ZERO).await;
     assert!(nothing.is_empty());
 }

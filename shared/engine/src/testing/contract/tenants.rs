@@ -3,14 +3,58 @@
 use chrono::TimeDelta;
 
 use super::{
-    assert_conflict, assert_not_found, collect_pages, fresh_domain, fresh_tenant_id, now_ms,
+    assert_conflict, assert_not_found, collect_pages, fresh_domain, fresh_tenant_id, listed_ids,
+    now_ms,
 };
 use crate::error::{Conflict, Error};
-use crate::model::{DomainKind, M365TenantId, Tenant, TenantStatus, VerifiedDomain};
+use crate::model::{
+    DomainKind, DomainName, M365TenantId, Tenant, TenantId, TenantStatus, VerifiedDomain,
+};
 use crate::ports::TenantStore;
+
+/// The tenant `id` as `store` holds it; the read must succeed.
+async fn stored(store: &impl TenantStore, id: &TenantId) -> Option<Tenant> {
+    store.get(id).await.expect("get succeeds")
+}
 
 fn tenant() -> Tenant {
     Tenant::pending(fresh_tenant_id(), "Contoso")
+}
+
+/// A new pending tenant, created in `store`.
+async fn created(store: &impl TenantStore) -> Tenant {
+    store.create(&tenant()).await.expect("create succeeds")
+}
+
+/// The tenant `domain` routes to.
+async fn owner_of(store: &impl TenantStore, domain: &DomainName) -> Option<TenantId> {
+    store
+        .tenant_for_domain(domain)
+        .await
+        .expect("lookup succeeds")
+}
+
+/// Claims `domains` for `tenant`; the claim must succeed.
+async fn claim(store: &impl TenantStore, tenant: &TenantId, domains: &[DomainName]) {
+    store
+        .claim_domains(tenant, domains)
+        .await
+        .expect("claim succeeds");
+}
+
+/// Releases `domains` of `tenant`; the release must succeed (also when it is a no-op).
+async fn release(store: &impl TenantStore, tenant: &TenantId, domains: &[DomainName]) {
+    store
+        .release_domains(tenant, domains)
+        .await
+        .expect("release succeeds");
+}
+
+/// Two new tenants and a new domain claimed by the first: `(holder, other, domain)`.
+async fn a_domain_held_by_one_of_two(store: &impl TenantStore) -> (Tenant, Tenant, DomainName) {
+    let (holder, other, domain) = (created(store).await, created(store).await, fresh_domain());
+    claim(store, &holder.id, std::slice::from_ref(&domain)).await;
+    (holder, other, domain)
 }
 
 /// R-CONN-1: a created tenant is stored with version 1 and read back with every field.
@@ -41,11 +85,8 @@ pub async fn a_created_tenant_round_trips(store: &impl TenantStore) {
             ..t.clone()
         }
     );
-    assert_eq!(store.get(&t.id).await.expect("get succeeds"), Some(created));
-    assert_eq!(
-        store.get(&fresh_tenant_id()).await.expect("get succeeds"),
-        None
-    );
+    assert_eq!(stored(store, &t.id).await, Some(created));
+    assert_eq!(stored(store, &fresh_tenant_id()).await, None);
 }
 
 /// R-SAFE-1: creating a tenant whose id exists is refused.
@@ -57,7 +98,7 @@ pub async fn creating_a_tenant_twice_is_refused(store: &impl TenantStore) {
 
 /// R-CONN-4: a tenant update with the current version succeeds, a stale one is refused, a missing tenant is not found.
 pub async fn a_stale_tenant_update_is_refused(store: &impl TenantStore) {
-    let created = store.create(&tenant()).await.expect("create succeeds");
+    let created = created(store).await;
     let active = Tenant {
         status: TenantStatus::Active,
         ..created.clone()
@@ -69,29 +110,17 @@ pub async fn a_stale_tenant_update_is_refused(store: &impl TenantStore) {
         ..created
     };
     assert_conflict(&store.update(&paused, 1).await, "stale_version");
-    assert_eq!(
-        store.get(&updated.id).await.expect("get succeeds"),
-        Some(updated)
-    );
+    assert_eq!(stored(store, &updated.id).await, Some(updated));
     assert_not_found(&store.update(&tenant(), 1).await);
 }
 
 /// R-CONN-2: every claimed domain routes to its tenant; other domains route nowhere.
 pub async fn claimed_domains_route_to_their_tenant(store: &impl TenantStore) {
-    let t = store.create(&tenant()).await.expect("create succeeds");
+    let t = created(store).await;
     let (a, b) = (fresh_domain(), fresh_domain());
-    store
-        .claim_domains(&t.id, &[a.clone(), b.clone()])
-        .await
-        .expect("claim succeeds");
-    assert_eq!(
-        store.tenant_for_domain(&a).await.expect("lookup succeeds"),
-        Some(t.id.clone())
-    );
-    assert_eq!(
-        store.tenant_for_domain(&b).await.expect("lookup succeeds"),
-        Some(t.id)
-    );
+    claim(store, &t.id, &[a.clone(), b.clone()]).await;
+    assert_eq!(owner_of(store, &a).await, Some(t.id.clone()));
+    assert_eq!(owner_of(store, &b).await, Some(t.id));
     assert_eq!(
         store
             .tenant_for_domain(&fresh_domain())
@@ -105,13 +134,7 @@ pub async fn claimed_domains_route_to_their_tenant(store: &impl TenantStore) {
 pub async fn a_domain_claimed_by_another_tenant_is_refused_and_nothing_is_claimed(
     store: &impl TenantStore,
 ) {
-    let first = store.create(&tenant()).await.expect("create succeeds");
-    let second = store.create(&tenant()).await.expect("create succeeds");
-    let contested = fresh_domain();
-    store
-        .claim_domains(&first.id, std::slice::from_ref(&contested))
-        .await
-        .expect("first claim succeeds");
+    let (first, second, contested) = a_domain_held_by_one_of_two(store).await;
     let free = fresh_domain();
     let result = store
         .claim_domains(&second.id, &[free.clone(), contested.clone()])
@@ -121,43 +144,22 @@ pub async fn a_domain_claimed_by_another_tenant_is_refused_and_nothing_is_claime
             if *domain == contested && *owner == first.id),
         "expected domain_claimed naming the domain and its owner, got {result:?}"
     );
-    assert_eq!(
-        store
-            .tenant_for_domain(&free)
-            .await
-            .expect("lookup succeeds"),
-        None,
-        "all or nothing"
-    );
-    assert_eq!(
-        store
-            .tenant_for_domain(&contested)
-            .await
-            .expect("lookup succeeds"),
-        Some(first.id)
-    );
+    assert_eq!(owner_of(store, &free).await, None, "all or nothing");
+    assert_eq!(owner_of(store, &contested).await, Some(first.id));
 }
 
 /// R-CONN-2: a tenant with more than 100 domains (more than one DynamoDB transaction holds)
 /// claims them all.
 pub async fn a_tenant_with_150_domains_claims_them_all(store: &impl TenantStore) {
-    let t = store.create(&tenant()).await.expect("create succeeds");
+    let t = created(store).await;
     let domains: Vec<_> = (0..150).map(|_| fresh_domain()).collect();
-    store
-        .claim_domains(&t.id, &domains)
-        .await
-        .expect("a 150-domain claim succeeds");
+    // A 150-domain claim succeeds.
+    claim(store, &t.id, &domains).await;
     for d in [&domains[0], &domains[99], &domains[100], &domains[149]] {
-        assert_eq!(
-            store.tenant_for_domain(d).await.expect("lookup succeeds"),
-            Some(t.id.clone()),
-            "{d}"
-        );
+        assert_eq!(owner_of(store, d).await, Some(t.id.clone()), "{d}");
     }
-    store
-        .claim_domains(&t.id, &domains)
-        .await
-        .expect("re-claiming all 150 is idempotent");
+    // Re-claiming all 150 is idempotent.
+    claim(store, &t.id, &domains).await;
 }
 
 /// R-CONN-2: a 150-domain claim that meets another tenant's domain in its second hundred
@@ -166,18 +168,14 @@ pub async fn a_tenant_with_150_domains_claims_them_all(store: &impl TenantStore)
 pub async fn a_large_claim_refused_late_claims_nothing_and_keeps_what_was_held(
     store: &impl TenantStore,
 ) {
-    let me = store.create(&tenant()).await.expect("create succeeds");
-    let other = store.create(&tenant()).await.expect("create succeeds");
+    let me = created(store).await;
+    let other = created(store).await;
     let domains: Vec<_> = (0..150).map(|_| fresh_domain()).collect();
     let held = [domains[0].clone(), domains[140].clone()];
-    store
-        .claim_domains(&me.id, &held)
-        .await
-        .expect("earlier claim succeeds");
-    store
-        .claim_domains(&other.id, std::slice::from_ref(&domains[130]))
-        .await
-        .expect("the other tenant's claim succeeds");
+    // Earlier claim succeeds.
+    claim(store, &me.id, &held).await;
+    // The other tenant's claim succeeds.
+    claim(store, &other.id, std::slice::from_ref(&domains[130])).await;
     let result = store.claim_domains(&me.id, &domains).await;
     assert!(
         matches!(&result, Err(Error::Conflict(Conflict::DomainClaimed { domain, owner }))
@@ -185,7 +183,7 @@ pub async fn a_large_claim_refused_late_claims_nothing_and_keeps_what_was_held(
         "expected domain_claimed naming the late domain, got {result:?}"
     );
     for (i, d) in domains.iter().enumerate() {
-        let owner = store.tenant_for_domain(d).await.expect("lookup succeeds");
+        let owner = owner_of(store, d).await;
         let expected = match i {
             0 | 140 => Some(me.id.clone()),
             130 => Some(other.id.clone()),
@@ -197,93 +195,49 @@ pub async fn a_large_claim_refused_late_claims_nothing_and_keeps_what_was_held(
 
 /// R-CONN-2: a tenant re-claiming its own domains (plus new ones) succeeds.
 pub async fn reclaiming_its_own_domains_is_idempotent(store: &impl TenantStore) {
-    let t = store.create(&tenant()).await.expect("create succeeds");
+    let t = created(store).await;
     let (a, b) = (fresh_domain(), fresh_domain());
-    store
-        .claim_domains(&t.id, std::slice::from_ref(&a))
-        .await
-        .expect("claim succeeds");
-    store
-        .claim_domains(&t.id, std::slice::from_ref(&a))
-        .await
-        .expect("the same claim again succeeds");
-    store
-        .claim_domains(&t.id, &[a.clone(), b.clone()])
-        .await
-        .expect("a wider claim succeeds");
-    assert_eq!(
-        store.tenant_for_domain(&a).await.expect("lookup succeeds"),
-        Some(t.id.clone())
-    );
-    assert_eq!(
-        store.tenant_for_domain(&b).await.expect("lookup succeeds"),
-        Some(t.id)
-    );
+    claim(store, &t.id, std::slice::from_ref(&a)).await;
+    // The same claim again succeeds.
+    claim(store, &t.id, std::slice::from_ref(&a)).await;
+    // A wider claim succeeds.
+    claim(store, &t.id, &[a.clone(), b.clone()]).await;
+    assert_eq!(owner_of(store, &a).await, Some(t.id.clone()));
+    assert_eq!(owner_of(store, &b).await, Some(t.id));
 }
 
 /// R-CONN-5: released domains route nowhere and can be claimed by another tenant.
 pub async fn released_domains_can_be_claimed_by_another_tenant(store: &impl TenantStore) {
-    let first = store.create(&tenant()).await.expect("create succeeds");
-    let second = store.create(&tenant()).await.expect("create succeeds");
-    let d = fresh_domain();
-    store
-        .claim_domains(&first.id, std::slice::from_ref(&d))
-        .await
-        .expect("claim succeeds");
-    store
-        .release_domains(&first.id, std::slice::from_ref(&d))
-        .await
-        .expect("release succeeds");
-    assert_eq!(
-        store.tenant_for_domain(&d).await.expect("lookup succeeds"),
-        None
-    );
-    store
-        .release_domains(&first.id, std::slice::from_ref(&d))
-        .await
-        .expect("releasing again is harmless");
-    store
-        .claim_domains(&second.id, std::slice::from_ref(&d))
-        .await
-        .expect("the other tenant can claim it");
-    assert_eq!(
-        store.tenant_for_domain(&d).await.expect("lookup succeeds"),
-        Some(second.id)
-    );
+    let (first, second, d) = a_domain_held_by_one_of_two(store).await;
+    // Release succeeds.
+    release(store, &first.id, std::slice::from_ref(&d)).await;
+    assert_eq!(owner_of(store, &d).await, None);
+    // Releasing again is harmless.
+    release(store, &first.id, std::slice::from_ref(&d)).await;
+    // The other tenant can claim it.
+    claim(store, &second.id, std::slice::from_ref(&d)).await;
+    assert_eq!(owner_of(store, &d).await, Some(second.id));
 }
 
 /// R-CONN-2: a tenant cannot release a domain another tenant holds.
 pub async fn a_tenant_cannot_release_another_tenants_domain(store: &impl TenantStore) {
-    let owner = store.create(&tenant()).await.expect("create succeeds");
-    let other = store.create(&tenant()).await.expect("create succeeds");
-    let d = fresh_domain();
-    store
-        .claim_domains(&owner.id, std::slice::from_ref(&d))
-        .await
-        .expect("claim succeeds");
-    store
-        .release_domains(&other.id, std::slice::from_ref(&d))
-        .await
-        .expect("release is a no-op");
-    assert_eq!(
-        store.tenant_for_domain(&d).await.expect("lookup succeeds"),
-        Some(owner.id)
-    );
+    let (owner, other, d) = a_domain_held_by_one_of_two(store).await;
+    // Release is a no-op.
+    release(store, &other.id, std::slice::from_ref(&d)).await;
+    assert_eq!(owner_of(store, &d).await, Some(owner.id));
 }
 
 /// R-CONN-2: tenants are listed across pages, each once.
 pub async fn tenants_are_listed_across_pages(store: &impl TenantStore) {
     let mut ids = Vec::new();
     for _ in 0..3 {
-        ids.push(store.create(&tenant()).await.expect("create succeeds").id);
+        ids.push(created(store).await.id);
     }
     ids.sort();
-    let mut listed: Vec<_> = collect_pages(2, |page| async move { store.list(&page).await })
-        .await
-        .into_iter()
-        .map(|t| t.id)
-        .filter(|id| ids.contains(id))
-        .collect();
-    listed.sort();
+    let listed = listed_ids(
+        collect_pages(2, |page| async move { store.list(&page).await }).await,
+        |t| t.id,
+        |id| ids.contains(id),
+    );
     assert_eq!(listed, ids, "every tenant once");
 }

@@ -6,8 +6,8 @@ use chrono::TimeDelta;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{assert_conflict, fresh_suffix, fresh_tenant_id, now_ms};
-use crate::error::{Entity, Error};
-use crate::model::{M365TenantId, RequestToken, TenantTokens};
+use crate::error::{Entity, Error, Result};
+use crate::model::{M365TenantId, RequestToken, TenantId, TenantTokens};
 use crate::ports::TokenVault;
 
 fn tokens(tag: &str) -> TenantTokens {
@@ -32,7 +32,7 @@ fn same(a: Option<&TenantTokens>, b: Option<&TenantTokens>) -> bool {
     }
 }
 
-fn assert_tokens_not_found(result: &crate::Result<()>) {
+fn assert_tokens_not_found(result: &Result<()>) {
     assert!(
         matches!(
             result,
@@ -45,32 +45,61 @@ fn assert_tokens_not_found(result: &crate::Result<()>) {
     );
 }
 
+/// Asserts the current tokens of `tenant` (`None`: no tokens), with `why` on failure.
+async fn assert_current(
+    vault: &impl TokenVault,
+    tenant: &TenantId,
+    expected: Option<&TenantTokens>,
+    why: &str,
+) {
+    let current = vault.get(tenant).await.expect("get succeeds");
+    assert!(same(current.as_ref(), expected), "{why}");
+}
+
+/// Asserts the current and the previous tokens of `tenant` (`None`: none).
+async fn assert_held(
+    vault: &impl TokenVault,
+    tenant: &TenantId,
+    current: Option<&TenantTokens>,
+    previous: Option<&TenantTokens>,
+) {
+    assert_current(vault, tenant, current, "the current tokens").await;
+    let held = vault
+        .get_previous(tenant)
+        .await
+        .expect("get_previous succeeds");
+    assert!(same(held.as_ref(), previous), "the previous tokens");
+}
+
+/// Creates `tokens` for `tenant` under a new request token.
+async fn create(vault: &impl TokenVault, tenant: &TenantId, tokens: &TenantTokens) -> Result<()> {
+    vault
+        .create(tenant, tokens, &RequestToken::generate())
+        .await
+}
+
+/// Updates `tenant` to `tokens` under a new request token.
+async fn update(vault: &impl TokenVault, tenant: &TenantId, tokens: &TenantTokens) -> Result<()> {
+    vault
+        .update(tenant, tokens, &RequestToken::generate())
+        .await
+}
+
 /// R-CONN-1, R-CONN-7: created tokens are read back as current, with the Microsoft tenant that
 /// issued them; a tenant without tokens reads as none.
 pub async fn stored_tokens_are_read_back_as_current(vault: &impl TokenVault) {
     let tenant = fresh_tenant_id();
-    assert!(vault.get(&tenant).await.expect("get succeeds").is_none());
+    assert_current(vault, &tenant, None, "no tokens").await;
     let first = TenantTokens {
         m365_tenant_id: Some(
             M365TenantId::parse("0c5a7f3e-2d1b-4e6a-9f80-1a2b3c4d5e6f").expect("a GUID"),
         ),
         ..tokens("1")
     };
-    vault
-        .create(&tenant, &first, &RequestToken::generate())
+    create(vault, &tenant, &first)
         .await
         .expect("create succeeds");
-    assert!(same(
-        vault.get(&tenant).await.expect("get succeeds").as_ref(),
-        Some(&first)
-    ));
-    assert!(
-        vault
-            .get_previous(&tenant)
-            .await
-            .expect("get_previous succeeds")
-            .is_none()
-    );
+    assert_held(vault, &tenant, Some(&first), None).await;
 }
 
 /// R-CONN-4: a rotation (update) keeps the old tokens as previous, and so does a reconnect's
@@ -78,50 +107,24 @@ pub async fn stored_tokens_are_read_back_as_current(vault: &impl TokenVault) {
 pub async fn a_second_put_keeps_the_first_as_previous(vault: &impl TokenVault) {
     let tenant = fresh_tenant_id();
     let (first, second, third) = (tokens("1"), tokens("2"), tokens("3"));
-    vault
-        .create(&tenant, &first, &RequestToken::generate())
+    create(vault, &tenant, &first)
         .await
         .expect("create succeeds");
-    vault
-        .update(&tenant, &second, &RequestToken::generate())
+    update(vault, &tenant, &second)
         .await
         .expect("update succeeds");
-    assert!(same(
-        vault.get(&tenant).await.expect("get succeeds").as_ref(),
-        Some(&second)
-    ));
-    assert!(same(
-        vault
-            .get_previous(&tenant)
-            .await
-            .expect("get_previous succeeds")
-            .as_ref(),
-        Some(&first)
-    ));
-    vault
-        .create(&tenant, &third, &RequestToken::generate())
+    assert_held(vault, &tenant, Some(&second), Some(&first)).await;
+    create(vault, &tenant, &third)
         .await
         .expect("a create over existing tokens (a reconnect) succeeds");
-    assert!(same(
-        vault.get(&tenant).await.expect("get succeeds").as_ref(),
-        Some(&third)
-    ));
-    assert!(same(
-        vault
-            .get_previous(&tenant)
-            .await
-            .expect("get_previous succeeds")
-            .as_ref(),
-        Some(&second)
-    ));
+    assert_held(vault, &tenant, Some(&third), Some(&second)).await;
 }
 
 /// R-CONN-4: repeating an update with the same request token creates no new version.
 pub async fn repeating_a_put_with_the_same_request_token_changes_nothing(vault: &impl TokenVault) {
     let tenant = fresh_tenant_id();
     let (first, second) = (tokens("1"), tokens("2"));
-    vault
-        .create(&tenant, &first, &RequestToken::generate())
+    create(vault, &tenant, &first)
         .await
         .expect("create succeeds");
     let request = RequestToken::generate();
@@ -133,21 +136,8 @@ pub async fn repeating_a_put_with_the_same_request_token_changes_nothing(vault: 
         .update(&tenant, &second, &request)
         .await
         .expect("the repeated update succeeds");
-    assert!(same(
-        vault.get(&tenant).await.expect("get succeeds").as_ref(),
-        Some(&second)
-    ));
-    assert!(
-        same(
-            vault
-                .get_previous(&tenant)
-                .await
-                .expect("get_previous succeeds")
-                .as_ref(),
-            Some(&first)
-        ),
-        "the repeat did not rotate the first tokens away"
-    );
+    // The repeat did not rotate the first tokens away.
+    assert_held(vault, &tenant, Some(&second), Some(&first)).await;
 }
 
 /// R-CONN-4: reusing a request token with other tokens is refused and changes nothing.
@@ -163,10 +153,7 @@ pub async fn reusing_a_request_token_with_other_tokens_is_refused(vault: &impl T
         &vault.update(&tenant, &tokens("2"), &request).await,
         "request_token_reused",
     );
-    assert!(same(
-        vault.get(&tenant).await.expect("get succeeds").as_ref(),
-        Some(&first)
-    ));
+    assert_current(vault, &tenant, Some(&first), "the first tokens are current").await;
 }
 
 /// R-CONN-5, R-CONN-8: deleted tokens are gone at once, deleting again is harmless, an update
@@ -174,52 +161,25 @@ pub async fn reusing_a_request_token_with_other_tokens_is_refused(vault: &impl T
 /// tokens again.
 pub async fn deleted_tokens_are_gone_and_can_be_stored_again(vault: &impl TokenVault) {
     let tenant = fresh_tenant_id();
-    vault
-        .create(&tenant, &tokens("1"), &RequestToken::generate())
+    create(vault, &tenant, &tokens("1"))
         .await
         .expect("create succeeds");
-    vault
-        .update(&tenant, &tokens("2"), &RequestToken::generate())
+    update(vault, &tenant, &tokens("2"))
         .await
         .expect("update succeeds");
     vault.delete(&tenant).await.expect("delete succeeds");
-    assert!(vault.get(&tenant).await.expect("get succeeds").is_none());
-    assert!(
-        vault
-            .get_previous(&tenant)
-            .await
-            .expect("get_previous succeeds")
-            .is_none()
-    );
+    assert_held(vault, &tenant, None, None).await;
     vault
         .delete(&tenant)
         .await
         .expect("a second delete succeeds");
-    assert_tokens_not_found(
-        &vault
-            .update(&tenant, &tokens("late"), &RequestToken::generate())
-            .await,
-    );
-    assert!(
-        vault.get(&tenant).await.expect("get succeeds").is_none(),
-        "a refused update re-created nothing"
-    );
+    assert_tokens_not_found(&update(vault, &tenant, &tokens("late")).await);
+    assert_current(vault, &tenant, None, "a refused update re-created nothing").await;
     let again = tokens("3");
-    vault
-        .create(&tenant, &again, &RequestToken::generate())
+    create(vault, &tenant, &again)
         .await
         .expect("create after delete succeeds");
-    assert!(same(
-        vault.get(&tenant).await.expect("get succeeds").as_ref(),
-        Some(&again)
-    ));
-    assert!(
-        vault
-            .get_previous(&tenant)
-            .await
-            .expect("get_previous succeeds")
-            .is_none()
-    );
+    assert_held(vault, &tenant, Some(&again), None).await;
 }
 
 /// R-CONN-8: an update never creates: a tenant that never had tokens gets none from it.
@@ -227,17 +187,6 @@ pub async fn an_update_of_a_tenant_without_tokens_fails_and_creates_nothing(
     vault: &impl TokenVault,
 ) {
     let tenant = fresh_tenant_id();
-    assert_tokens_not_found(
-        &vault
-            .update(&tenant, &tokens("1"), &RequestToken::generate())
-            .await,
-    );
-    assert!(vault.get(&tenant).await.expect("get succeeds").is_none());
-    assert!(
-        vault
-            .get_previous(&tenant)
-            .await
-            .expect("get_previous succeeds")
-            .is_none()
-    );
+    assert_tokens_not_found(&update(vault, &tenant, &tokens("1")).await);
+    assert_held(vault, &tenant, None, None).await;
 }

@@ -4,10 +4,18 @@ use chrono::TimeDelta;
 
 use super::{
     assert_conflict, assert_invalid_cursor, assert_not_found, collect_pages, fresh_email,
-    fresh_suffix, fresh_user_id, now_ms, user_id_with,
+    fresh_suffix, fresh_user_id, listed_ids, now_ms, user_id_with,
 };
 use crate::model::{DirectoryUser, Email, PageRequest, PageToken, SealedPassword, UserState};
 use crate::ports::UserStore;
+
+/// The user `store` finds by `email`; the read must succeed.
+async fn by_email(store: &impl UserStore, email: &Email) -> Option<DirectoryUser> {
+    store
+        .get_by_email(email)
+        .await
+        .expect("get_by_email succeeds")
+}
 
 fn user(email: Email) -> DirectoryUser {
     DirectoryUser::new(fresh_user_id(), email, "Adele Vance")
@@ -30,13 +38,7 @@ pub async fn a_created_user_can_be_read_by_id_and_by_email(store: &impl UserStor
         Some(created.clone())
     );
     let upper = Email::parse(&u.email.as_str().to_uppercase()).expect("valid email");
-    assert_eq!(
-        store
-            .get_by_email(&upper)
-            .await
-            .expect("get_by_email succeeds"),
-        Some(created)
-    );
+    assert_eq!(by_email(store, &upper).await, Some(created));
 }
 
 /// R-BIND-1, R-ATTR-1: every optional field, the sealed password and its date survive the store.
@@ -95,13 +97,7 @@ pub async fn creating_a_user_twice_is_refused(store: &impl UserStore) {
     };
     assert_conflict(&store.create(&again).await, "already_exists");
     assert_eq!(store.get(&u.id).await.expect("get succeeds"), Some(created));
-    assert_eq!(
-        store
-            .get_by_email(&again.email)
-            .await
-            .expect("get_by_email succeeds"),
-        None
-    );
+    assert_eq!(by_email(store, &again.email).await, None);
 }
 
 /// R-BIND-7: a replace with the current version stores it with the next version; a stale one is refused.
@@ -151,20 +147,8 @@ pub async fn changing_a_users_email_frees_the_old_one(store: &impl UserStore) {
         )
         .await
         .expect("replace succeeds");
-    assert_eq!(
-        store
-            .get_by_email(&new)
-            .await
-            .expect("get_by_email succeeds"),
-        Some(moved)
-    );
-    assert_eq!(
-        store
-            .get_by_email(&old)
-            .await
-            .expect("get_by_email succeeds"),
-        None
-    );
+    assert_eq!(by_email(store, &new).await, Some(moved));
+    assert_eq!(by_email(store, &old).await, None);
     store
         .create(&user(old))
         .await
@@ -195,20 +179,8 @@ pub async fn changing_a_users_email_to_a_taken_one_is_refused(store: &impl UserS
         store.get(&b.id).await.expect("get succeeds"),
         Some(b.clone())
     );
-    assert_eq!(
-        store
-            .get_by_email(&b.email)
-            .await
-            .expect("get_by_email succeeds"),
-        Some(b)
-    );
-    assert_eq!(
-        store
-            .get_by_email(&a.email)
-            .await
-            .expect("get_by_email succeeds"),
-        Some(a)
-    );
+    assert_eq!(by_email(store, &b.email).await, Some(b));
+    assert_eq!(by_email(store, &a.email).await, Some(a));
 }
 
 /// R-IMP-1: users are listed across pages, each once.
@@ -221,13 +193,11 @@ pub async fn users_are_listed_across_pages(store: &impl UserStore) {
         ids.push(u.id);
     }
     ids.sort();
-    let mut listed: Vec<_> = collect_pages(2, |page| async move { store.list(&page).await })
-        .await
-        .into_iter()
-        .map(|u| u.id)
-        .filter(|id| id.as_str().starts_with(&prefix))
-        .collect();
-    listed.sort();
+    let listed = listed_ids(
+        collect_pages(2, |page| async move { store.list(&page).await }).await,
+        |u| u.id,
+        |id| id.as_str().starts_with(&prefix),
+    );
     assert_eq!(listed, ids, "every user once");
 }
 

@@ -1,7 +1,6 @@
 //! [`UpsertUser`], [`UpsertGroup`] and [`AuditTrail`] on the in-memory [`World`].
 
 use chrono::TimeDelta;
-use secrecy::SecretString;
 
 use super::*;
 use crate::error::Error;
@@ -13,6 +12,14 @@ fn draft(id: &str, display_name: &str) -> UserDraft {
         email: format!("{id}@contoso.com"),
         display_name: display_name.to_owned(),
         ..UserDraft::default()
+    }
+}
+
+/// [`draft`] with another `email`.
+fn draft_with_email(id: &str, display_name: &str, email: &str) -> UserDraft {
+    UserDraft {
+        email: email.to_owned(),
+        ..draft(id, display_name)
     }
 }
 
@@ -75,13 +82,7 @@ async fn invalid_users_are_refused_with_a_code_and_nothing_is_written() {
     // R-SAFE-1
     let w = World::new().await;
     for (bad, expected) in [
-        (
-            UserDraft {
-                email: "not an email".to_owned(),
-                ..draft("x", "X")
-            },
-            "invalid_email",
-        ),
+        (draft_with_email("x", "X", "not an email"), "invalid_email"),
         (draft("x", "   "), "invalid_field"),
         (draft("x", "Evil\u{202e}Name"), "invalid_name"),
         (
@@ -154,10 +155,7 @@ async fn the_email_of_a_bound_user_cannot_change_and_nothing_is_written() {
     // R-BIND-1 (the email is the UPN the tenant was routed by), R-SAFE-1
     let w = World::new().await;
     let first = bound(&w, "adele").await;
-    let moved = UserDraft {
-        email: "adele.vance@contoso.com".to_owned(),
-        ..draft("adele", "Adele V.")
-    };
+    let moved = draft_with_email("adele", "Adele V.", "adele.vance@contoso.com");
     let refused = upsert(&w, "adele", moved).await;
     assert!(
         matches!(
@@ -179,10 +177,7 @@ async fn the_email_can_change_once_the_binding_is_unselected_or_the_user_never_b
     let moved = upsert(
         &w,
         "bob",
-        UserDraft {
-            email: "robert@contoso.com".to_owned(),
-            ..draft("bob", "Bob")
-        },
+        draft_with_email("bob", "Bob", "robert@contoso.com"),
     )
     .await
     .unwrap();
@@ -200,10 +195,7 @@ async fn the_email_can_change_once_the_binding_is_unselected_or_the_user_never_b
     let moved = upsert(
         &w,
         "adele",
-        UserDraft {
-            email: "adele.vance@contoso.com".to_owned(),
-            ..draft("adele", "adele")
-        },
+        draft_with_email("adele", "adele", "adele.vance@contoso.com"),
     )
     .await
     .unwrap();
@@ -215,10 +207,7 @@ async fn an_update_keeps_the_sealed_password_and_when_it_was_set() {
     // R-PWD-1 (the password is set elsewhere; a PUT of the user never drops it), R-BIND-12
     let w = World::new().await;
     upsert(&w, "adele", draft("adele", "Adele")).await.unwrap();
-    w.passwords()
-        .set(&uid("adele"), &SecretString::from("Correct-Horse-42"))
-        .await
-        .unwrap();
+    w.set_password("adele", "Correct-Horse-42").await;
     let with_password = w.users.get(&uid("adele")).await.unwrap().unwrap();
     assert!(with_password.password.is_some());
     w.clock.advance(TimeDelta::minutes(5));
