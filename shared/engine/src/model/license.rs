@@ -17,19 +17,22 @@ use super::{GroupId, TenantId};
 #[serde(try_from = "String", into = "String")]
 pub struct UsageLocation(String);
 
-/// A usage location that is not two letters.
+/// A usage location that is not an assigned ISO 3166-1 alpha-2 code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("usageLocation must be an ISO 3166-1 alpha-2 country code (two letters, e.g. US)")]
 pub struct UsageLocationError;
 
 impl UsageLocation {
-    /// Parses a two-letter country code (either case; stored upper case).
+    /// Parses a country code (either case; stored upper case), checked against the same list of
+    /// assigned ISO 3166-1 alpha-2 codes as a directory user's `usageLocation` (R-ATTR-1), so a
+    /// tenant's default is refused exactly where a user's would be.
     ///
     /// # Errors
-    /// [`UsageLocationError`] for anything but two ASCII letters.
+    /// [`UsageLocationError`] for anything but an assigned code.
     pub fn parse(value: &str) -> Result<Self, UsageLocationError> {
-        if value.len() == 2 && value.chars().all(|c| c.is_ascii_alphabetic()) {
-            Ok(Self(value.to_ascii_uppercase()))
+        let code = value.to_ascii_uppercase();
+        if super::attributes::is_country_code(&code) {
+            Ok(Self(code))
         } else {
             Err(UsageLocationError)
         }
@@ -352,6 +355,10 @@ mod tests {
         assert_eq!(UsageLocation::parse("us").unwrap().as_str(), "US");
         assert!(UsageLocation::parse("USA").is_err());
         assert!(UsageLocation::parse("U1").is_err());
+        // Two letters that are no assigned country (R-ATTR-1's list, R-LIC-1).
+        assert!(UsageLocation::parse("XX").is_err());
+        assert!(UsageLocation::parse("uk").is_err());
+        assert_eq!(UsageLocation::parse("gb").unwrap().as_str(), "GB");
         assert!(UsageLocation::parse("").is_err());
     }
 
