@@ -10,6 +10,7 @@ use chrono::Utc;
 use m365_engine::model::{Email, NewM365User};
 use m365_engine::ports::{Directory, TokenVault};
 use m365_engine::testing::LogBuffer;
+use m365_engine::testing::contract::new_m365_user;
 use m365_graph::{GraphDirectory, VaultTokens};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
@@ -55,16 +56,12 @@ async fn no_token_password_or_secret_appears_in_any_log_line() {
         .unwrap();
     let password = "Log-Test-Passw0rd!";
     let user = NewM365User {
-        user_principal_name: Email::parse(&format!("logs.user@{MANAGED}")).unwrap(),
-        mail_nickname: "logsuser".into(),
-        display_name: "Logs User".into(),
-        given_name: None,
-        surname: None,
-        job_title: None,
-        department: None,
-        attributes: Default::default(),
-        account_enabled: true,
         password: SecretString::from(password.to_owned()),
+        ..new_m365_user(
+            Email::parse(&format!("logs.user@{MANAGED}")).unwrap(),
+            "logsuser",
+            "Logs User",
+        )
     };
     let created = dir.create_user(&tenant, &user).await.unwrap();
     let reset = "Another-Passw0rd!";

@@ -105,6 +105,41 @@ impl DynamoUsers {
 
     /// Why a transactional user write was refused: by the listed reasons when the service
     /// gives them, else by reading the current state.
+    /// The items of one user write, in the order [`Self::explain`] reads the cancellation
+    /// reasons of: the user's put, its email claim, then the report index items when the manager
+    /// changes from `old_manager` (R-ATTR-1: the previous manager's item goes, the new one's comes).
+    fn user_items(
+        &self,
+        put_user: Put,
+        stored: &DirectoryUser,
+        old_manager: Option<&UserId>,
+    ) -> Result<Vec<TransactWriteItem>, Error> {
+        let mut items = vec![
+            TransactWriteItem::builder().put(put_user).build(),
+            self.claim_put(stored)?,
+        ];
+        if old_manager != stored.manager_id.as_ref() {
+            if let Some(old) = old_manager {
+                items.push(self.report_delete(&stored.id, old)?);
+            }
+            if let Some(new) = &stored.manager_id {
+                items.push(self.report_put(&stored.id, new)?);
+            }
+        }
+        Ok(items)
+    }
+
+    /// Sends `items` as one transaction: `None` when committed, else which conditions failed.
+    async fn write(&self, items: Vec<TransactWriteItem>) -> Result<Option<Vec<bool>>, Error> {
+        send_transaction(
+            self.table
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items)),
+        )
+        .await
+    }
+
     async fn explain(
         &self,
         reasons: &[bool],
@@ -155,16 +190,8 @@ impl UserStore for DynamoUsers {
             .expression_attribute_names("#pk", PK)
             .build()
             .map_err(build_error)?;
-        let mut transaction = self
-            .table
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put_user).build())
-            .transact_items(self.claim_put(&stored)?);
-        if let Some(manager) = &stored.manager_id {
-            transaction = transaction.transact_items(self.report_put(&stored.id, manager)?);
-        }
-        match send_transaction(transaction).await? {
+        let items = self.user_items(put_user, &stored, None)?;
+        match self.write(items).await? {
             None => Ok(stored),
             Some(reasons) => Err(self.explain(&reasons, &stored, None).await?),
         }
@@ -189,12 +216,7 @@ impl UserStore for DynamoUsers {
             .expression_attribute_values(":expected", n(expected_version))
             .build()
             .map_err(build_error)?;
-        let mut transaction = self
-            .table
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put_user).build())
-            .transact_items(self.claim_put(&stored)?);
+        let mut items = self.user_items(put_user, &stored, current.manager_id.as_ref())?;
         if current.email != stored.email {
             // Free the old address, but only if this user still holds it.
             let release = Delete::builder()
@@ -203,18 +225,9 @@ impl UserStore for DynamoUsers {
             let release = with_condition!(release, &free_or_held_by(&user.id))
                 .build()
                 .map_err(build_error)?;
-            transaction =
-                transaction.transact_items(TransactWriteItem::builder().delete(release).build());
+            items.push(TransactWriteItem::builder().delete(release).build());
         }
-        if current.manager_id != stored.manager_id {
-            if let Some(old) = &current.manager_id {
-                transaction = transaction.transact_items(self.report_delete(&user.id, old)?);
-            }
-            if let Some(new) = &stored.manager_id {
-                transaction = transaction.transact_items(self.report_put(&user.id, new)?);
-            }
-        }
-        match send_transaction(transaction).await? {
+        match self.write(items).await? {
             None => Ok(stored),
             Some(reasons) => Err(self
                 .explain(&reasons, &stored, Some(expected_version))

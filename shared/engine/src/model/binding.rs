@@ -243,10 +243,36 @@ pub struct InFlight {
     pub restore_of: Option<M365ObjectId>,
 }
 
+impl InFlight {
+    /// Operation `operation_id` of `kind`, waiting since `since`, with nothing sent yet, no
+    /// welcome, no privileged adoption, no retry queued and nothing to restore.
+    #[must_use]
+    pub fn new(operation_id: OperationId, kind: OperationKind, since: DateTime<Utc>) -> Self {
+        Self {
+            operation_id,
+            kind,
+            since,
+            address_held_since: None,
+            create_sent_at: None,
+            welcome: false,
+            adopt_privileged: false,
+            retry_due_at: None,
+            no_restore: false,
+            restore_of: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::OperationSubject;
+
+    /// `user`'s first bind, in flight since now.
+    fn user_bind(user: UserId) -> InFlight {
+        let op = OperationId::new(OperationKind::UserBind, &OperationSubject::User(user), 0);
+        InFlight::new(op, OperationKind::UserBind, Utc::now())
+    }
 
     #[test]
     fn a_binding_round_trips_its_in_flight_operation_and_reads_records_without_one() {
@@ -256,20 +282,8 @@ mod tests {
         let json = serde_json::to_value(&b).unwrap();
         assert!(json.get("inFlight").is_none(), "absent when there is none");
         b.in_flight = Some(InFlight {
-            operation_id: OperationId::new(
-                OperationKind::UserBind,
-                &OperationSubject::User(user),
-                0,
-            ),
-            kind: OperationKind::UserBind,
-            since: Utc::now(),
-            address_held_since: None,
             create_sent_at: Some(Utc::now()),
-            welcome: false,
-            adopt_privileged: false,
-            retry_due_at: None,
-            no_restore: false,
-            restore_of: None,
+            ..user_bind(user)
         });
         let json = serde_json::to_value(&b).unwrap();
         assert!(json["inFlight"]["createSentAt"].is_string());
@@ -325,20 +339,8 @@ mod tests {
         let user = UserId::parse("alice").unwrap();
         let mut b = Binding::pending(user.clone(), TenantId::generate(), "throttled");
         b.in_flight = Some(InFlight {
-            operation_id: OperationId::new(
-                OperationKind::UserBind,
-                &OperationSubject::User(user),
-                0,
-            ),
-            kind: OperationKind::UserBind,
-            since: Utc::now(),
-            address_held_since: None,
-            create_sent_at: None,
             welcome: true,
-            adopt_privileged: false,
-            retry_due_at: None,
-            no_restore: false,
-            restore_of: None,
+            ..user_bind(user)
         });
         let old = serde_json::to_value(&b).unwrap();
         assert!(old["inFlight"].get("retryDueAt").is_none());

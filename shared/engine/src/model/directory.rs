@@ -35,6 +35,31 @@ pub struct M365User {
     pub last_password_change: Option<DateTime<Utc>>,
 }
 
+impl M365User {
+    /// An enabled account with just its id, UPN and display name: no mail, names, attributes
+    /// or password change (fixtures and synthetic directories build the rest on it).
+    #[must_use]
+    pub fn enabled(
+        id: M365ObjectId,
+        user_principal_name: impl Into<String>,
+        display_name: impl Into<String>,
+    ) -> Self {
+        Self {
+            id,
+            user_principal_name: user_principal_name.into(),
+            mail: None,
+            display_name: display_name.into(),
+            given_name: None,
+            surname: None,
+            job_title: None,
+            department: None,
+            attributes: UserAttributes::default(),
+            account_enabled: true,
+            last_password_change: None,
+        }
+    }
+}
+
 /// What the engine asks M365 to create. `Debug` redacts the password.
 #[derive(Debug, Clone)]
 pub struct NewM365User {

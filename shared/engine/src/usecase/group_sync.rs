@@ -827,24 +827,8 @@ mod tests {
         w.user("bob").await;
         put_group(&w, "sales", &["bob"]).await;
         sync(&w).bind(&gid("sales"), &w.tenant.id).await.unwrap();
-        let pending = Binding {
-            user_id: uid("bob"),
-            tenant_id: w.tenant.id.clone(),
-            m365_object_id: None,
-            state: BindingState::Pending,
-            pending_reason: Some("throttled".to_owned()),
-            last_error: None,
-            in_flight: None,
-            m365_password_changed_at: None,
-            version: 1,
-            suspended_reason: None,
-            pushed_password_set_at: None,
-            adopted_privileged: false,
-            account_lookup_version: None,
-            restored: false,
-            restore_conflict: None,
-            licensing: None,
-        };
+        let mut pending = Binding::pending(uid("bob"), w.tenant.id.clone(), "throttled");
+        pending.version = 1;
         assert!(sync(&w).follow_binds(&[pending]).await.unwrap().is_empty());
         assert!(sync(&w).follow_binds(&[]).await.unwrap().is_empty());
     }

@@ -1124,19 +1124,11 @@ mod tests {
 
     impl SyntheticDirectory {
         fn user(i: usize) -> M365User {
-            M365User {
-                id: M365ObjectId::parse(format!("00000000-0000-4000-8000-{i:012}")).unwrap(),
-                user_principal_name: format!("u{i:06}@contoso.com"),
-                mail: None,
-                display_name: format!("User {i}"),
-                given_name: None,
-                surname: None,
-                job_title: None,
-                department: None,
-                attributes: Default::default(),
-                account_enabled: true,
-                last_password_change: None,
-            }
+            M365User::enabled(
+                M365ObjectId::parse(format!("00000000-0000-4000-8000-{i:012}")).unwrap(),
+                format!("u{i:06}@contoso.com"),
+                format!("User {i}"),
+            )
         }
 
         fn count(&self) {

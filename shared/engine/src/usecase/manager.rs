@@ -446,6 +446,20 @@ mod tests {
         assert_eq!(manager_events(&w).len(), 1);
     }
 
+    /// After a first reconcile pass, an M365 admin makes chief's account adele's manager in the
+    /// portal (drift the next pass sees); chief's account.
+    async fn admin_makes_chief_adeles_manager(
+        w: &World,
+        reconcile: &Reconcile<'_, World>,
+    ) -> M365ObjectId {
+        reconcile.run(&w.tenant.id, false).await.unwrap();
+        let adele = account(w, "adele").await;
+        let chief = account(w, "chief").await;
+        w.directory
+            .set_manager_by_admin(&w.tenant.id, &adele, Some(&chief));
+        chief
+    }
+
     #[tokio::test]
     async fn reconcile_sets_the_directory_manager_again_after_m365_drift() {
         // R-ATTR-1, R-REC-1
@@ -453,12 +467,7 @@ mod tests {
         save_manager(&w, "adele", Some("boss")).await;
         let settings = ReconcileSettings::default();
         let reconcile = Reconcile::new(&w, &settings);
-        reconcile.run(&w.tenant.id, false).await.unwrap();
-        let adele = account(&w, "adele").await;
-        let chief = account(&w, "chief").await;
-        // An M365 admin changes the manager in the portal.
-        w.directory
-            .set_manager_by_admin(&w.tenant.id, &adele, Some(&chief));
+        let chief = admin_makes_chief_adeles_manager(&w, &reconcile).await;
         let dry = reconcile.run(&w.tenant.id, true).await.unwrap();
         let planned: Vec<_> = dry
             .plan
@@ -496,11 +505,7 @@ mod tests {
         let w = World::with_bound(&["adele", "chief"]).await;
         let settings = ReconcileSettings::default();
         let reconcile = Reconcile::new(&w, &settings);
-        reconcile.run(&w.tenant.id, false).await.unwrap();
-        let adele = account(&w, "adele").await;
-        let chief = account(&w, "chief").await;
-        w.directory
-            .set_manager_by_admin(&w.tenant.id, &adele, Some(&chief));
+        let chief = admin_makes_chief_adeles_manager(&w, &reconcile).await;
         let report = reconcile.run(&w.tenant.id, false).await.unwrap();
         assert!(!report.plan.iter().any(|r| r.kind == RepairKind::SetManager));
         assert_eq!(m365_manager(&w, "adele").await, Some(chief));

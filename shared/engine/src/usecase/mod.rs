@@ -608,17 +608,10 @@ impl<P: Ports> Effects<'_, P> {
         let expect = Expect::Version(binding.version);
         let replaced = binding.in_flight.as_ref();
         let in_flight = InFlight {
-            operation_id: run.op.clone(),
-            kind: run.kind,
-            since: run.now,
-            address_held_since: None,
             create_sent_at: replaced.and_then(|f| f.create_sent_at),
-            welcome: false,
-            adopt_privileged: false,
-            retry_due_at: None,
-            no_restore: false,
             // Like `create_sent_at`: a restore whose answer was lost is recognized later.
             restore_of: replaced.and_then(|f| f.restore_of.clone()),
+            ..InFlight::new(run.op.clone(), run.kind, run.now)
         };
         let intent = Binding {
             in_flight: Some(in_flight),

@@ -211,16 +211,8 @@ impl<P: Ports> RequeueStuck<'_, P> {
             None => {
                 let op = fresh_bind(&binding);
                 binding.in_flight = Some(InFlight {
-                    operation_id: op.clone(),
-                    kind: OperationKind::UserBind,
-                    since: now,
-                    address_held_since: None,
-                    create_sent_at: None,
-                    welcome: false,
-                    adopt_privileged: false,
                     retry_due_at: Some(now),
-                    no_restore: false,
-                    restore_of: None,
+                    ..InFlight::new(op.clone(), OperationKind::UserBind, now)
                 });
                 (op, OperationKind::UserBind)
             }
@@ -434,21 +426,11 @@ mod tests {
             .map(|i| {
                 let user = uid(&format!("u{i}"));
                 let mut b = Binding::pending(user.clone(), crate::model::TenantId::generate(), "x");
+                let op =
+                    OperationId::new(OperationKind::UserBind, &OperationSubject::User(user), 0);
                 b.in_flight = Some(InFlight {
-                    operation_id: OperationId::new(
-                        OperationKind::UserBind,
-                        &OperationSubject::User(user),
-                        0,
-                    ),
-                    kind: OperationKind::UserBind,
-                    since: now - TimeDelta::hours(2 + i),
-                    address_held_since: None,
-                    create_sent_at: None,
                     welcome: true,
-                    adopt_privileged: false,
-                    retry_due_at: None,
-                    no_restore: false,
-                    restore_of: None,
+                    ..InFlight::new(op, OperationKind::UserBind, now - TimeDelta::hours(2 + i))
                 });
                 b
             })
