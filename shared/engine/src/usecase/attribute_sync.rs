@@ -39,11 +39,7 @@ async fn binding_a_new_user_creates_the_account_with_every_attribute() {
 #[tokio::test]
 async fn adopting_an_account_patches_only_the_attributes_that_differ() {
     // R-ATTR-1, R-BIND-2
-    let w = World::new().await;
-    let user = w.user("adele").await;
-    let existing = w
-        .m365_account(&user.email, "adele", "Adele", "Existing-Pass-1")
-        .await;
+    let (w, existing) = World::with_adeles_account("Existing-Pass-1").await;
     let mut theirs = every_attribute();
     theirs.city = Some("Seattle".into());
     theirs.usage_location = Some("GB".into());

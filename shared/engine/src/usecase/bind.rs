@@ -1127,7 +1127,9 @@ mod tests {
     use crate::ports::{Claim, OperationLedger};
     use crate::usecase::RetryPolicy;
     use crate::usecase::retry::RetryOutcome;
-    use crate::usecase::testkit::{ADDRESS_RELEASE, World, secret, throttled, uid, unavailable};
+    use crate::usecase::testkit::{
+        ADDRESS_RELEASE, World, bind_deferred_by, secret, throttled, uid, unavailable,
+    };
 
     #[tokio::test]
     async fn binding_a_new_user_creates_the_account_with_the_directory_attributes() {
@@ -1414,10 +1416,7 @@ mod tests {
     #[tokio::test]
     async fn adopting_an_existing_account_gives_it_the_directory_password() {
         // R-BIND-12 (set while the user had no binding), R-BIND-2
-        let w = World::new().await;
-        let user = w.user("adele").await;
-        w.m365_account(&user.email, "adele", "Adele", "Her-Own-Pass-1")
-            .await;
+        let (w, _) = World::with_adeles_account("Her-Own-Pass-1").await;
         w.passwords()
             .set(&uid("adele"), &secret("Directory-Pass-42"))
             .await
@@ -2023,11 +2022,7 @@ mod tests {
     async fn a_deferral_records_on_the_binding_when_its_queued_retry_is_due() {
         // R-REC-5 (a queued retry can be told from a lost one)
         let w = World::new().await;
-        w.user("adele").await;
-        w.directory.fail_next_call(throttled());
-        let Outcome::Deferred { binding, retry } = w.bind("adele").await else {
-            panic!("deferred")
-        };
+        let (binding, retry) = bind_deferred_by(&w, "adele", throttled()).await;
         let due = binding.in_flight.as_ref().unwrap().retry_due_at;
         assert_eq!(due, Some(retry.not_before));
         assert!(due.unwrap() > w.now());

@@ -9,7 +9,7 @@ use crate::model::{BindingState, EventKind};
 use crate::ports::{Claim, OperationLedger};
 use crate::usecase::Outcome;
 use crate::usecase::retry::RetryOutcome;
-use crate::usecase::testkit::{World, bound_user_failing_next, secret, uid};
+use crate::usecase::testkit::{World, bind_deferred_by, bound_user_failing_next, secret, uid};
 
 fn deadline() -> Error {
     Error::deadline("graph")
@@ -19,11 +19,7 @@ fn deadline() -> Error {
 async fn a_bind_cut_off_by_the_deadline_waits_pending_with_a_queued_retry_and_its_claim_released() {
     // R-BIND-12, R-OPS-2
     let w = World::new().await;
-    w.user("adele").await;
-    w.directory.fail_next_call(deadline());
-    let Outcome::Deferred { binding, retry } = w.bind("adele").await else {
-        panic!("deferred to the retry queue")
-    };
+    let (binding, retry) = bind_deferred_by(&w, "adele", deadline()).await;
     assert_eq!(binding.state, BindingState::Pending);
     assert_eq!(binding.pending_reason.as_deref(), Some("deadline"));
     assert_eq!(

@@ -529,11 +529,7 @@ mod tests {
     #[tokio::test]
     async fn a_privileged_account_adopted_with_adopt_privileged_gets_its_password_pushed() {
         // R-BIND-11 (adopted that way: pushes go on), R-PWD-2
-        let w = World::new().await;
-        let user = w.user("adele").await;
-        let existing = w
-            .m365_account(&user.email, "adele", "Adele", "Existing-Pass-1")
-            .await;
+        let (w, existing) = World::with_adeles_account("Existing-Pass-1").await;
         w.directory
             .grant_role(&w.tenant.id, &existing.id, "Global Administrator");
         w.bind_adopting_privileged("adele").await;

@@ -97,16 +97,26 @@ impl World {
     /// # Panics
     /// If the bind fails.
     pub(crate) async fn bind_adopting_privileged(&self, id: &str) -> super::Outcome {
-        self.binder()
-            .bind(
-                &uid(id),
-                super::bind::BindRequest {
-                    adopt_privileged: true,
-                    ..super::bind::BindRequest::default()
-                },
-            )
-            .await
-            .unwrap()
+        self.bind_asking(
+            id,
+            super::bind::BindRequest {
+                adopt_privileged: true,
+                ..super::bind::BindRequest::default()
+            },
+        )
+        .await
+    }
+
+    /// Binds `id` with `request`.
+    ///
+    /// # Panics
+    /// If the bind fails.
+    pub(crate) async fn bind_asking(
+        &self,
+        id: &str,
+        request: super::bind::BindRequest,
+    ) -> super::Outcome {
+        self.binder().bind(&uid(id), request).await.unwrap()
     }
 
     /// Binds `id` with `"restore": false` (R-BIND-10): a deleted account is not restored; the
@@ -115,16 +125,25 @@ impl World {
     /// # Panics
     /// If the bind fails.
     pub(crate) async fn bind_without_restore(&self, id: &str) -> super::Outcome {
-        self.binder()
-            .bind(
-                &uid(id),
-                super::bind::BindRequest {
-                    restore: false,
-                    ..super::bind::BindRequest::default()
-                },
-            )
-            .await
-            .unwrap()
+        let request = super::bind::BindRequest {
+            restore: false,
+            ..super::bind::BindRequest::default()
+        };
+        self.bind_asking(id, request).await
+    }
+
+    /// A world with directory user `adele` (unbound) whose UPN an M365 account already holds,
+    /// created with `password` (an account to adopt, restore or push to): the world and the account.
+    ///
+    /// # Panics
+    /// If the fakes refuse it.
+    pub(crate) async fn with_adeles_account(password: &str) -> (Self, M365User) {
+        let w = Self::new().await;
+        let user = w.user("adele").await;
+        let account = w
+            .m365_account(&user.email, "adele", "Adele", password)
+            .await;
+        (w, account)
     }
 
     /// An enabled M365 account with UPN `upn` in the world's tenant that somebody else made (an
@@ -185,14 +204,26 @@ impl World {
 /// # Panics
 /// If the bind is not deferred.
 pub(crate) async fn deferred_bind(w: &World, id: &str) -> super::Outcome {
+    let (binding, retry) = bind_deferred_by(w, id, throttled()).await;
+    super::Outcome::Deferred { binding, retry }
+}
+
+/// Creates user `id` and binds it while Graph's first call fails with the retryable `error`: the
+/// deferred bind's stored binding and queued retry (R-BIND-6).
+///
+/// # Panics
+/// If the bind is not deferred.
+pub(crate) async fn bind_deferred_by(
+    w: &World,
+    id: &str,
+    error: Error,
+) -> (Binding, crate::model::RetryMessage) {
     w.user(id).await;
-    w.directory.fail_next_call(throttled());
-    let outcome = w.bind(id).await;
-    assert!(
-        matches!(outcome, super::Outcome::Deferred { .. }),
-        "a throttled bind is deferred: {outcome:?}"
-    );
-    outcome
+    w.directory.fail_next_call(error);
+    match w.bind(id).await {
+        super::Outcome::Deferred { binding, retry } => (binding, retry),
+        other => panic!("the bind is deferred: {other:?}"),
+    }
 }
 
 /// Creates and binds user `id`, then makes Graph's next call fail with `error`: the bound user's

@@ -418,11 +418,7 @@ mod tests {
     #[tokio::test]
     async fn a_deleted_account_holding_the_address_is_restored_by_its_upn() {
         // R-BIND-10 (no account id on the binding: found by UPN among deleted users)
-        let w = World::new().await;
-        let user = w.user("adele").await;
-        let account = w
-            .m365_account(&user.email, "adele", "Adele", "Str0ng!Passw0rd")
-            .await;
+        let (w, account) = World::with_adeles_account("Str0ng!Passw0rd").await;
         w.directory.soft_delete(&w.tenant.id, &account.id).unwrap();
         let Outcome::Done { binding, .. } = w.bind("adele").await else {
             panic!("restored")
