@@ -279,6 +279,26 @@ impl World {
         self.events.all().iter().filter(|e| e.kind == kind).count()
     }
 
+    /// The recorded events of `kind`, oldest first.
+    #[must_use]
+    pub fn events_of(&self, kind: EventKind) -> Vec<Event> {
+        self.events
+            .all()
+            .into_iter()
+            .filter(|e| e.kind == kind)
+            .collect()
+    }
+
+    /// The recorded events whose reason is `reason`, oldest first.
+    #[must_use]
+    pub fn events_with_reason(&self, reason: &str) -> Vec<Event> {
+        self.events
+            .all()
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some(reason))
+            .collect()
+    }
+
     /// The first recorded event of `kind`.
     ///
     /// # Panics

@@ -289,11 +289,7 @@ mod tests {
     }
 
     fn manager_events(w: &World) -> Vec<Event> {
-        w.events
-            .all()
-            .into_iter()
-            .filter(|e| e.reason.as_deref() == Some("manager_updated"))
-            .collect()
+        w.events_with_reason("manager_updated")
     }
 
     #[tokio::test]
@@ -486,12 +482,7 @@ mod tests {
             m365_manager(&w, "adele").await,
             Some(account(&w, "boss").await)
         );
-        assert!(
-            w.events
-                .all()
-                .iter()
-                .any(|e| e.reason.as_deref() == Some("reconcile_manager"))
-        );
+        assert_eq!(w.events_with_reason("reconcile_manager").len(), 1);
         let again = reconcile.run(&w.tenant.id, false).await.unwrap();
         assert!(
             !again.plan.iter().any(|r| r.kind == RepairKind::SetManager),

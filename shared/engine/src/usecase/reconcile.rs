@@ -2008,12 +2008,7 @@ mod tests {
             w.binding("quiet").await.m365_object_id,
             Some(linked.clone())
         );
-        let blocked_again = w
-            .events
-            .all()
-            .into_iter()
-            .filter(|e| e.reason.as_deref() == Some("reconcile_blocked_again"))
-            .count();
+        let blocked_again = w.events_with_reason("reconcile_blocked_again").len();
         assert_eq!(blocked_again, 1, "only the account we changed");
         let next = rig.run(false).await;
         assert_eq!(next.account_lookups, 0);

@@ -416,12 +416,7 @@ mod tests {
             Some(w.now()),
             "sessions revoked now"
         );
-        let events: Vec<_> = w
-            .events
-            .all()
-            .into_iter()
-            .filter(|e| e.kind == EventKind::UserDeprovision)
-            .collect();
+        let events = w.events_of(EventKind::UserDeprovision);
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].reason.as_deref(), Some("directory_disabled"));
         // The same state applied again changes nothing.
@@ -455,12 +450,7 @@ mod tests {
         let account = w.directory.user(&w.tenant.id, &id).unwrap();
         assert!(account.account_enabled);
         assert_eq!(account.job_title.as_deref(), Some("Director"));
-        let update = w
-            .events
-            .all()
-            .into_iter()
-            .find(|e| e.reason.as_deref() == Some("reactivated"))
-            .unwrap();
+        let update = w.events_with_reason("reactivated").remove(0);
         assert_eq!(update.kind, EventKind::UserUpdateProvision);
     }
 

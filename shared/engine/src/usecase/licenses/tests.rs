@@ -159,12 +159,7 @@ async fn binding_sets_the_usage_location_and_assigns_the_default_licence_with_it
         w.licensing.assigned(&w.tenant.id, &id),
         BTreeMap::from([(E3.to_owned(), vec![SWAY.to_owned()])])
     );
-    let events: Vec<_> = w
-        .events
-        .all()
-        .into_iter()
-        .filter(|e| e.kind == EventKind::UserUpdateProvision)
-        .collect();
+    let events = w.events_of(EventKind::UserUpdateProvision);
     assert_eq!(events.len(), 1);
     let details = events[0].details.as_ref().unwrap();
     assert_eq!(
