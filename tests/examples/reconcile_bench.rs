@@ -182,6 +182,9 @@ impl m365_engine::ports::Ports for Bench<'_> {
     fn licensing(&self) -> &Self::Licensing {
         self.graph
     }
+    fn actor(&self) -> &m365_engine::model::Actor {
+        &self.fakes.actor
+    }
 }
 
 async fn counts(world: &World) -> BTreeMap<String, u64> {

@@ -587,7 +587,8 @@ impl World {
         body: Option<Value>,
     ) -> (u16, Value) {
         let request = api_request(method, path, query, body);
-        let response = connect::handle(&self.connect(), request).await.unwrap();
+        let deps = self.connect().for_request(&request);
+        let response = connect::handle(&deps, request).await.unwrap();
         json_response(&response)
     }
 
@@ -661,7 +662,7 @@ pub fn api_event(
     for (k, v) in headers {
         header_map.insert((*k).to_owned(), json!(v));
     }
-    json!({
+    let mut event = json!({
         "version": "2.0",
         "routeKey": format!("{method} {path}"),
         "rawPath": path,
@@ -682,8 +683,19 @@ pub fn api_event(
         },
         "body": body.map(|b| b.to_string()),
         "isBase64Encoded": false
-    })
+    });
+    // Every route but the OAuth callback is IAM-authorized: API Gateway names the caller.
+    if path != "/oauth/callback" {
+        event["requestContext"]["authorizer"] = json!({
+            "iam": {"accessKey": "ASIATEST", "accountId": "123456789012", "callerId": "AROATEST:it",
+                    "principalOrgId": null, "userArn": ADMIN_ARN, "userId": "AROATEST:it"}
+        });
+    }
+    event
 }
+
+/// The IAM principal every authorized test request comes from (R-AUD-1).
+pub const ADMIN_ARN: &str = "arn:aws:sts::123456789012:assumed-role/M365SyncAdmins/it";
 
 fn encode(s: &str) -> String {
     reqwest::Url::parse_with_params("http://x/", &[("k", s)])
@@ -1217,13 +1229,18 @@ impl<'a, C: Clock + Clone> Routes<'a, C> {
     ) -> (u16, Value) {
         let request = api_request(method, path, query, body);
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        // As each function's `main` does: bounded by the request and acting for its caller.
         let response = match (method, segments.as_slice()) {
-            ("PUT" | "GET", ["users", _, "binding"]) => bind::handle(self.bind, request).await,
-            ("DELETE", ["users", _, "binding"]) => unbind::handle(self.unbind, request).await,
-            ("POST", ["users", _, "password"]) => {
-                password_push::handle(self.password, request).await
+            ("PUT" | "GET", ["users", _, "binding"]) => {
+                bind::handle(&self.bind.for_request(&request), request).await
             }
-            _ => directory::handle(self.directory, request).await,
+            ("DELETE", ["users", _, "binding"]) => {
+                unbind::handle(&self.unbind.for_request(&request), request).await
+            }
+            ("POST", ["users", _, "password"]) => {
+                password_push::handle(&self.password.for_request(&request), request).await
+            }
+            _ => directory::handle(&self.directory.for_request(&request), request).await,
         }
         .unwrap();
         json_response(&response)

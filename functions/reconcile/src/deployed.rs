@@ -9,6 +9,7 @@
 //! function's.
 
 use lambda_runtime::Context;
+use m365_engine::model::{Actor, RetryMessage};
 use m365_engine::ports::{Clock, SystemClock};
 use m365_engine::usecase::reconcile::ReconcileSettings;
 use m365_lambda::config::{Config, ConfigError, Section};
@@ -107,10 +108,33 @@ impl<C: Clock + Clone> Reconciler<C> {
             Event::Passes(_) | Event::Schedule(_) => deadlines.of_context(context),
         };
         Self {
-            ports: self.ports.until(deadline),
+            ports: self.ports.until(deadline).acting_for(actor(event)),
             passes: self.passes.clone(),
             settings: self.settings.clone(),
         }
+    }
+}
+
+/// Who the invocation acts for (R-AUD-1): the API caller; for a batch of passes, the actor its
+/// messages carry (the admin who asked for the run, `schedule` for the scheduled ones; the
+/// queue delivers one pass per invocation, and a batch whose messages disagree acts as
+/// `schedule`); `schedule` for the schedule's tick.
+fn actor(event: &Event) -> Actor {
+    match event {
+        Event::Api(request) => m365_lambda::provision::actor_of_context(&request.request_context),
+        Event::Passes(batch) => {
+            let mut actors = batch.records.iter().map(|r| {
+                r.body
+                    .as_deref()
+                    .and_then(|b| serde_json::from_str::<RetryMessage>(b).ok())
+                    .and_then(|m| m.actor)
+            });
+            match actors.next().flatten() {
+                Some(first) if actors.all(|a| a.as_ref() == Some(&first)) => first,
+                _ => Actor::schedule(),
+            }
+        }
+        Event::Schedule(_) => Actor::schedule(),
     }
 }
 
@@ -174,5 +198,38 @@ mod tests {
         );
         assert!((s.reconcile.safeguard_ratio - 0.25).abs() < f64::EPSILON);
         assert_eq!(s.reconcile.max_pages, 7);
+    }
+
+    fn passes(actors: &[Option<&str>]) -> Event {
+        let records: Vec<serde_json::Value> = actors
+            .iter()
+            .enumerate()
+            .map(|(i, actor)| {
+                let mut body = serde_json::json!({
+                    "operationId": format!("reconcile:t:{i}"), "kind": "reconcile",
+                    "subject": {"type": "tenant", "id": "6e1f0c1a-0000-4000-8000-000000000001"},
+                    "attempt": 1, "notBefore": "2026-12-08T00:00:00Z", "reason": "requested"
+                });
+                if let Some(a) = actor {
+                    body["actor"] = serde_json::json!(a);
+                }
+                serde_json::json!({"messageId": format!("m-{i}"), "eventSource": "aws:sqs",
+                                   "body": body.to_string()})
+            })
+            .collect();
+        Event::decode(serde_json::json!({ "Records": records })).unwrap()
+    }
+
+    #[test]
+    fn a_pass_acts_for_the_actor_its_message_carries_and_a_tick_for_the_schedule() {
+        // R-AUD-1
+        let arn = "arn:aws:iam::123456789012:user/admin";
+        assert_eq!(actor(&passes(&[Some(arn)])).as_str(), arn);
+        assert_eq!(actor(&passes(&[None])).as_str(), Actor::SCHEDULE);
+        assert_eq!(
+            actor(&passes(&[Some(arn), Some("local")])).as_str(),
+            Actor::SCHEDULE,
+            "messages that disagree"
+        );
     }
 }

@@ -37,6 +37,7 @@ mod adapter {
             attempt: 3,
             not_before,
             reason: "address_held".to_owned(),
+            actor: None,
         }
     }
 

@@ -924,6 +924,9 @@ pub struct PendingConsent {
     /// The Microsoft tenant whose authority the sign-in was sent to (`None`: `organizations`);
     /// the code is redeemed at the same authority (R-CONN-7).
     pub authority: Option<M365TenantId>,
+    /// Who started the sign-in (R-AUD-1): the `tenant_connected` event names them, not the
+    /// anonymous callback. `None` in sign-ins stored before actors existed.
+    pub requested_by: Option<crate::model::Actor>,
 }
 
 /// Sign-ins under way, keyed by `state`, each usable once and only until it expires (R-SAFE-3).
@@ -1470,4 +1473,7 @@ pub trait Ports: Send + Sync {
     fn license_settings(&self) -> &Self::LicenseSettings;
     /// M365's licences.
     fn licensing(&self) -> &Self::Licensing;
+    /// Who asks (R-AUD-1): the request's principal, `local` on the local stack, `schedule` for
+    /// scheduled work. Every event the use cases write names it.
+    fn actor(&self) -> &crate::model::Actor;
 }

@@ -199,6 +199,7 @@ fn retry(not_before_in: TimeDelta, clock: &ManualClock) -> RetryMessage {
         attempt: 1,
         not_before: clock.now() + not_before_in,
         reason: "address_held".into(),
+        actor: None,
     }
 }
 

@@ -23,7 +23,7 @@ use m365_aws::{
     SecretsManagerCursorKey, SecretsManagerSealer, SecretsManagerTokenVault, SqsNotifier,
     SqsRetryQueue,
 };
-use m365_engine::model::{TenantId, UserId};
+use m365_engine::model::{Actor, TenantId, UserId};
 use m365_engine::policy::password::DirectoryPasswordPolicy;
 use m365_engine::ports::{Clock, Ports, SystemClock, ThreadRandom};
 use m365_engine::usecase::RetryPolicy;
@@ -59,6 +59,9 @@ pub struct Deployed<C = SystemClock> {
     pub password_policy: DirectoryPasswordPolicy,
     /// How the time before the Lambda deadline is spent (margin, retry worker's floor).
     pub deadlines: DeadlinePolicy,
+    /// Who asks (R-AUD-1): `schedule` for queue and schedule invocations, the request's
+    /// principal behind the API ([`Deployed::for_request`]).
+    pub actor: Actor,
 }
 
 /// Why a provisioning function could not start.
@@ -104,6 +107,7 @@ impl<C: Clock> Deployed<C> {
             retry: app.config.retry_policy(),
             password_policy: app.config.password_policy.clone(),
             deadlines: app.config.deadlines,
+            actor: Actor::schedule(),
         }
     }
 
@@ -121,13 +125,22 @@ impl<C: Clock> Deployed<C> {
         bounded
     }
 
-    /// This wiring bounded by the deadline of an API request ([`DeadlinePolicy::of_request`]).
+    /// This wiring bounded by the deadline of an API request ([`DeadlinePolicy::of_request`]),
+    /// acting for the request's caller ([`actor_of`]).
     #[must_use]
     pub fn for_request(&self, request: &Request) -> Self
     where
         C: Clone,
     {
         self.until(self.deadlines.of_request(request))
+            .acting_for(actor_of(request))
+    }
+
+    /// This wiring acting for `actor` (R-AUD-1): the events it records name them.
+    #[must_use]
+    pub fn acting_for(mut self, actor: Actor) -> Self {
+        self.actor = actor;
+        self
     }
 
     /// This wiring bounded by the deadline of an invocation ([`DeadlinePolicy::of_context`]).
@@ -244,6 +257,36 @@ impl<C: Clock> Ports for Deployed<C> {
     fn licensing(&self) -> &VaultDirectory {
         &self.directory
     }
+    fn actor(&self) -> &Actor {
+        &self.actor
+    }
+}
+
+/// Who sent `request` (R-AUD-1): see [`actor_of_context`]; `anonymous` for a request that did
+/// not come through API Gateway's HTTP API.
+#[must_use]
+pub fn actor_of(request: &Request) -> Actor {
+    use lambda_http::request::RequestContext;
+    match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => actor_of_context(context),
+        _ => Actor::anonymous(),
+    }
+}
+
+/// Who sent a request with this context (R-AUD-1): the IAM principal API Gateway authenticated
+/// (its `userArn`; the local stack presents its bearer token's caller as `local` the same way),
+/// else `anonymous` (a public route: the OAuth callback).
+#[must_use]
+pub fn actor_of_context(
+    context: &lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext,
+) -> Actor {
+    context
+        .authorizer
+        .as_ref()
+        .and_then(|a| a.iam.as_ref())
+        .and_then(|iam| iam.user_arn.as_deref())
+        .and_then(Actor::principal)
+        .unwrap_or_else(Actor::anonymous)
 }
 
 /// The request's path split into its non-empty segments (the raw path when API Gateway gives
@@ -486,5 +529,44 @@ mod tests {
         assert_eq!(segments(&request("")), ["users", "alice", "binding"]);
         assert!(user_id(&"a".repeat(65)).is_err());
         assert!(user_id("alice").is_ok());
+    }
+
+    fn request_with_context(authorizer: Option<serde_json::Value>) -> Request {
+        let mut event = serde_json::json!({
+            "version": "2.0", "routeKey": "PUT /users/{userId}/binding",
+            "rawPath": "/users/alice/binding", "rawQueryString": "", "headers": {},
+            "requestContext": {
+                "accountId": "123456789012", "apiId": "api", "domainName": "api.example.test",
+                "domainPrefix": "api", "requestId": "r-1", "routeKey": "PUT /users/{userId}/binding",
+                "stage": "$default", "time": "27/Nov/2026:15:00:00 +0000", "timeEpoch": 0,
+                "http": {"method": "PUT", "path": "/users/alice/binding", "protocol": "HTTP/1.1",
+                         "sourceIp": "127.0.0.1", "userAgent": "t"}
+            },
+            "isBase64Encoded": false
+        });
+        if let Some(a) = authorizer {
+            event["requestContext"]["authorizer"] = a;
+        }
+        lambda_http::request::from_str(&event.to_string()).unwrap()
+    }
+
+    #[test]
+    fn the_actor_of_a_request_is_the_iam_principal_api_gateway_authenticated() {
+        // R-AUD-1
+        let arn = "arn:aws:sts::123456789012:assumed-role/Admins/alice";
+        let signed = request_with_context(Some(serde_json::json!({
+            "iam": {"accessKey": "AKIA", "accountId": "123456789012", "callerId": "AROA:alice",
+                    "principalOrgId": null, "userArn": arn, "userId": "AROA:alice"}
+        })));
+        assert_eq!(actor_of(&signed).as_str(), arn);
+        let public = request_with_context(None);
+        assert_eq!(actor_of(&public).as_str(), Actor::ANONYMOUS);
+        let blank = request_with_context(Some(serde_json::json!({"iam": {"userArn": "  "}})));
+        assert_eq!(actor_of(&blank).as_str(), Actor::ANONYMOUS);
+        assert_eq!(
+            actor_of(&request("{}")).as_str(),
+            Actor::ANONYMOUS,
+            "no API context"
+        );
     }
 }

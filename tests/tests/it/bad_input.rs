@@ -160,6 +160,7 @@ async fn a_forged_altered_or_foreign_cursor_is_a_400_invalid_cursor_on_every_lis
                 operation_id: None,
                 reason: Some(format!("test-{i}")),
                 details: None,
+                actor: Some(m365_engine::model::Actor::local()),
             })
             .await
             .unwrap();

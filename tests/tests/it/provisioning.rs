@@ -1060,3 +1060,41 @@ async fn a_restore_conflict_falls_back_to_the_address_wait_with_the_reason_on_th
     assert_ne!(shown["m365ObjectId"], old.as_str());
     assert_eq!(shown["restoreConflict"], reason, "{shown}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_name_the_iam_principal_that_asked_even_when_the_retry_worker_finishes_the_work() {
+    // R-AUD-1: the caller's IAM principal (from API Gateway's request context), kept by the
+    // retry queue; the connection's event names the admin who started it, not the callback.
+    let s = started!(Stack::start());
+    s.put_user("ida", "ida@contoso.com", json!({})).await;
+    s.world
+        .emulator
+        .send(
+            reqwest::Method::POST,
+            "/_emulator/faults",
+            json!({"method": "POST", "path": "/v1.0/users", "kind": "429", "count": 1}),
+        )
+        .await;
+    let (status, body) = s.call("PUT", "/users/ida/binding", None).await;
+    assert_eq!(status, 202, "deferred by the 429: {body}");
+    s.clock.advance(TimeDelta::seconds(90));
+    s.drain(Duration::from_secs(20)).await;
+    let events = s.events(&[("userId", "ida")]).await;
+    let created: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "user_create_provision")
+        .collect();
+    assert_eq!(created.len(), 1, "{events:?}");
+    assert_eq!(
+        created[0]["actor"],
+        m365_integration_tests::ADMIN_ARN,
+        "the retry worker records the admin's bind in the admin's name"
+    );
+    let connected = s.events(&[("tenantId", s.tenant.as_str())]).await;
+    let connected: Vec<&Value> = connected
+        .iter()
+        .filter(|e| e["type"] == "tenant_connected")
+        .collect();
+    assert_eq!(connected.len(), 1);
+    assert_eq!(connected[0]["actor"], m365_integration_tests::ADMIN_ARN);
+}

@@ -1,7 +1,10 @@
 //! The local HTTP API: every `HttpApi` route of the template, invoked with an API Gateway
 //! HTTP API payload format 2.0 event, with the function's answer mapped back to HTTP.
 //!
-//! A bearer token printed at start stands in for the IAM authorization of the deployed API.
+//! A bearer token printed at start stands in for the IAM authorization of the deployed API: a
+//! request it authorizes reaches the function with the request context API Gateway gives an
+//! IAM-authorized call, naming the principal `local` (the events it causes name that actor,
+//! R-AUD-1); a public route's request carries no authorizer, as on AWS.
 //! Routes absent from the template answer 404 as API Gateway does. Besides the template's
 //! routes, `/_devstack/...` holds the admin endpoints (same token).
 
@@ -18,6 +21,9 @@ use secrecy::ExposeSecret;
 use serde_json::{Value as Json, json};
 
 use crate::routes::{self, Route};
+
+/// The principal the local stack's bearer token authenticates (R-AUD-1).
+pub const LOCAL_PRINCIPAL: &str = "local";
 use crate::runtime::Outcome;
 use crate::stack::Shared;
 
@@ -74,7 +80,7 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, request: Request) 
     let Some(host) = shared.hosts.get(route.function) else {
         return message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
     };
-    let event = event(
+    let mut event = event(
         &shared,
         &parts.method,
         &parts.uri,
@@ -83,6 +89,9 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, request: Request) 
         &route.key(),
         &matched.parameters,
     );
+    if !route.public {
+        authorize(&mut event);
+    }
     match host.invoke(Bytes::from(event.to_string())).await {
         Ok(Outcome::Response(answer)) => to_response(&answer),
         Ok(Outcome::Error { .. }) => {
@@ -217,6 +226,20 @@ fn event(
             .into();
     }
     event
+}
+
+/// Adds API Gateway's IAM authorizer context to `event`: the bearer token's caller is `local`.
+fn authorize(event: &mut Json) {
+    event["requestContext"]["authorizer"] = json!({
+        "iam": {
+            "accessKey": null,
+            "accountId": crate::provision::ACCOUNT_ID,
+            "callerId": LOCAL_PRINCIPAL,
+            "principalOrgId": null,
+            "userArn": LOCAL_PRINCIPAL,
+            "userId": LOCAL_PRINCIPAL,
+        }
+    });
 }
 
 fn decode(text: &str) -> String {

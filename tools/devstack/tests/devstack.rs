@@ -143,6 +143,10 @@ async fn a_route_removed_from_a_copy_of_the_template_is_404_locally_while_the_ot
     assert_eq!(got["pathParameters"]["itemId"], "item-7");
     assert_eq!(got["colors"], serde_json::json!(["red", "blue"]));
     assert_eq!(got["function"], "devstack-ApiFunction");
+    assert_eq!(
+        got["principal"], "local",
+        "R-AUD-1: the token's caller reaches the function as API Gateway's IAM principal"
+    );
     // The environment is the template's, resolved to the local resources, and nothing else.
     assert_eq!(got["tableEnv"], format!("devstack-{stage}-items"));
     assert!(
@@ -171,6 +175,12 @@ async fn a_route_removed_from_a_copy_of_the_template_is_404_locally_while_the_ot
         .await
         .unwrap();
     assert_eq!(open.status(), 200, "Authorizer: NONE routes need no token");
+    let open: Value = open.json().await.unwrap();
+    assert_eq!(
+        open["principal"],
+        Value::Null,
+        "R-AUD-1: a public route's request carries no principal"
+    );
     let undeclared = http
         .get(format!("{}/nowhere", full.api_url()))
         .bearer_auth(&token)

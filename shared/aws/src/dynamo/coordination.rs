@@ -19,7 +19,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::ReturnValue;
 use chrono::{DateTime, TimeDelta, Utc};
 use m365_engine::error::{Conflict, Entity, Error};
-use m365_engine::model::{M365TenantId, TenantId};
+use m365_engine::model::{Actor, M365TenantId, TenantId};
 use m365_engine::ports::{Leases, PendingConsent, PendingConsents};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
@@ -40,6 +40,8 @@ const VERIFIER: &str = "pkce_verifier";
 const EXPIRES_AT_MS: &str = "expires_at_ms";
 const CONSENT_EPOCH: &str = "consent_epoch";
 const AUTHORITY: &str = "authority";
+/// Who started the sign-in (R-AUD-1).
+const REQUESTED_BY: &str = "requested_by";
 
 /// [`Leases`] on the ledger table.
 #[derive(Debug, Clone)]
@@ -143,6 +145,9 @@ impl PendingConsents for DynamoPendingConsents {
         if let Some(authority) = &pending.authority {
             item.insert(AUTHORITY.to_owned(), s(authority.as_str()));
         }
+        if let Some(actor) = &pending.requested_by {
+            item.insert(REQUESTED_BY.to_owned(), s(actor.as_str()));
+        }
         if self.table.put_if(item, &Condition::absent()).await? {
             return Ok(());
         }
@@ -189,6 +194,14 @@ impl PendingConsents for DynamoPendingConsents {
         } else {
             None
         };
+        let requested_by = if item.contains_key(REQUESTED_BY) {
+            Some(
+                Actor::principal(string(&item, REQUESTED_BY)?)
+                    .ok_or(CorruptItem::Attribute(REQUESTED_BY))?,
+            )
+        } else {
+            None
+        };
         Ok(Some(PendingConsent {
             state: string(&item, STATE)?.to_owned(),
             tenant_id,
@@ -196,6 +209,7 @@ impl PendingConsents for DynamoPendingConsents {
             expires_at,
             consent_epoch,
             authority,
+            requested_by,
         }))
     }
 }

@@ -241,6 +241,10 @@ pub struct InFlight {
     /// afterwards with this id is the restored one even when the restore's answer was lost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore_of: Option<M365ObjectId>,
+    /// Who asked for the operation (R-AUD-1): its retries, even one re-queued by reconcile,
+    /// record events in their name. Absent in records written before actors existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<super::Actor>,
 }
 
 impl InFlight {
@@ -259,6 +263,7 @@ impl InFlight {
             retry_due_at: None,
             no_restore: false,
             restore_of: None,
+            actor: None,
         }
     }
 }

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{EventId, OperationId, TenantId, UserId};
+use super::{Actor, EventId, OperationId, TenantId, UserId};
 
 /// What happened (the `type` of `GET /events`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -92,6 +92,9 @@ pub struct Event {
     pub reason: Option<String>,
     /// Free details, without secrets or personal data beyond ids.
     pub details: Option<serde_json::Value>,
+    /// Who caused it (R-AUD-1); `None` only in events recorded before actors existed.
+    #[serde(default)]
+    pub actor: Option<Actor>,
 }
 
 /// A recorded failure, kept apart from events as a diagnostic (R-AUD-1).

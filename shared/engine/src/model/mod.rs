@@ -1,5 +1,6 @@
 //! The model: the nouns of m365-sync, validated at construction.
 
+mod actor;
 mod attributes;
 mod binding;
 mod directory;
@@ -15,6 +16,7 @@ mod page;
 mod tenant;
 mod user;
 
+pub use actor::{Actor, MAX_ACTOR_LEN};
 pub use attributes::{
     AttributesPatch, MAX_BUSINESS_PHONE_LEN, MAX_BUSINESS_PHONES, UserAttributes, is_country_code,
 };
@@ -96,6 +98,7 @@ mod tests {
             operation_id: None,
             reason: Some("password_expired".into()),
             details: None,
+            actor: Some(Actor::local()),
         };
         let v = serde_json::to_value(&e).unwrap();
         assert_eq!(v["type"], json!("user_deprovision"));

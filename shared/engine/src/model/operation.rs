@@ -123,6 +123,10 @@ pub struct RetryMessage {
     pub not_before: DateTime<Utc>,
     /// Why it was delayed (machine code, e.g. `throttled`).
     pub reason: String,
+    /// Who asked for the operation (R-AUD-1), so the events of its retries name them; absent in
+    /// messages queued before actors existed (then the worker's own actor is recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<super::Actor>,
 }
 
 /// SQS's longest per-message delay: waits beyond it are re-enqueued (DESIGN "Queues").
@@ -192,6 +196,7 @@ mod tests {
             attempt: 1,
             not_before,
             reason: "throttled".into(),
+            actor: None,
         }
     }
 

@@ -32,6 +32,8 @@ pub const ADDRESS_RELEASE: TimeDelta = TimeDelta::hours(24);
 /// a fake (e.g. paged deltas) or inspect what was written.
 #[derive(Debug)]
 pub struct World {
+    /// Who asks (R-AUD-1): `local` unless a test names another caller.
+    pub actor: crate::model::Actor,
     /// Time.
     pub clock: ManualClock,
     /// Directory users.
@@ -146,6 +148,7 @@ impl World {
             clock,
             license_settings: super::FakeLicenseSettings::new(),
             licensing: super::FakeLicensing::new(),
+            actor: crate::model::Actor::local(),
         }
     }
 
@@ -518,5 +521,8 @@ impl Ports for World {
     }
     fn licensing(&self) -> &super::FakeLicensing {
         &self.licensing
+    }
+    fn actor(&self) -> &crate::model::Actor {
+        &self.actor
     }
 }

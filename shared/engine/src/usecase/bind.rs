@@ -156,6 +156,7 @@ impl<P: Ports> Bind<'_, P> {
             return;
         };
         let manager = SyncManager::<P> {
+            actor: self.actor,
             fx: self.fx,
             users: self.users,
             directory: self.directory,
@@ -200,6 +201,7 @@ impl<P: Ports> Bind<'_, P> {
             return;
         };
         let sync = SyncGroup::<P> {
+            actor: self.actor,
             fx: self.fx,
             groups,
             tenants: self.tenants,
@@ -278,6 +280,7 @@ impl<P: Ports> Bind<'_, P> {
             restore_of: replaced
                 .and_then(|f| f.restore_of.clone())
                 .or_else(|| restore::deleted_account(current.as_ref(), &tenant.id)),
+            actor: Some(self.actor.clone()),
         };
         let (binding, expect) = match current {
             Some(b) => {
@@ -312,7 +315,14 @@ impl<P: Ports> Bind<'_, P> {
                 (b, Expect::Absent)
             }
         };
-        let run = Run::new(op, OperationKind::UserBind, user_id.clone(), now, None);
+        let run = Run::new(
+            op,
+            OperationKind::UserBind,
+            user_id.clone(),
+            now,
+            None,
+            self.actor,
+        );
         let result = self.provision(&run, &user, &tenant, binding, expect).await;
         self.fx.abandon(&run.op, result).await
     }

@@ -250,6 +250,7 @@ impl<P: Ports> StartConnection<'_, P> {
                 expires_at: self.clock.now() + self.consent_ttl,
                 consent_epoch: tenant.consent_epoch,
                 authority,
+                requested_by: Some(self.actor.clone()),
             })
             .await?;
         Ok(request.url)
@@ -408,6 +409,13 @@ impl<P: Ports> CompleteConnection<'_, P> {
         }
         self.events
             .append(&Event {
+                // The admin who started the connection (the callback itself is anonymous).
+                actor: Some(
+                    pending
+                        .requested_by
+                        .clone()
+                        .unwrap_or_else(|| self.actor.clone()),
+                ),
                 // One per activation: the version of the tenant record this consent activated.
                 id: EventId::derive(&[
                     connected.id.as_str(),
@@ -580,6 +588,7 @@ impl<P: Ports> Deauthorize<'_, P> {
         self.tenants.release_domains(id, &names).await?;
         self.events
             .append(&Event {
+                actor: Some(self.actor.clone()),
                 // One per deauthorization: each bumps the consent epoch once.
                 id: EventId::derive(&[
                     id.as_str(),
@@ -741,6 +750,7 @@ mod tests {
         events: FakeEvents,
         bindings: FakeBindings,
         leases: FakeLeases,
+        actor: crate::model::Actor,
     }
 
     /// A sign-in under way: the tenant and the `state` the platform will echo.
@@ -762,11 +772,13 @@ mod tests {
                 events: FakeEvents::new(),
                 bindings: FakeBindings::new(),
                 leases: FakeLeases::new(),
+                actor: crate::model::Actor::local(),
             }
         }
 
         fn refresher(&self, holder: &str) -> RefreshTokens<'_, World> {
             RefreshTokens {
+                actor: &self.actor,
                 tenants: &self.tenants,
                 vault: &self.vault,
                 identity: &self.identity,
@@ -822,6 +834,7 @@ mod tests {
 
         fn starter(&self) -> StartConnection<'_, World> {
             StartConnection {
+                actor: &self.actor,
                 tenants: &self.tenants,
                 consents: &self.consents,
                 identity: &self.identity,
@@ -832,6 +845,7 @@ mod tests {
 
         fn completer(&self) -> CompleteConnection<'_, World> {
             CompleteConnection {
+                actor: &self.actor,
                 tenants: &self.tenants,
                 consents: &self.consents,
                 identity: &self.identity,
@@ -844,6 +858,7 @@ mod tests {
 
         fn deauthorizer(&self) -> Deauthorize<'_, World> {
             Deauthorize {
+                actor: &self.actor,
                 tenants: &self.tenants,
                 vault: &self.vault,
                 bindings: &self.bindings,
@@ -941,6 +956,37 @@ mod tests {
         assert!(c.consents.is_empty());
         let listed = c.tenants.list(&PageRequest::first(10)).await.unwrap();
         assert!(listed.items.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_connected_event_names_the_admin_who_started_the_connection_not_the_callback() {
+        // R-AUD-1: the callback is public (anonymous); the event names who asked to connect.
+        let mut c = Conn::new();
+        let admin = "arn:aws:iam::123456789012:user/admin";
+        c.actor = crate::model::Actor::principal(admin).unwrap();
+        let s = c.sign_in(vec![managed("contoso.com")]).await;
+        c.actor = crate::model::Actor::anonymous();
+        c.callback(&s).await.unwrap();
+        let connected: Vec<_> = c
+            .events
+            .all()
+            .into_iter()
+            .filter(|e| e.kind == EventKind::TenantConnected)
+            .collect();
+        assert_eq!(connected.len(), 1);
+        assert_eq!(connected[0].actor.as_ref().map(|a| a.as_str()), Some(admin));
+        c.deauthorizer().deauthorize(&s.tenant).await.unwrap();
+        let gone: Vec<_> = c
+            .events
+            .all()
+            .into_iter()
+            .filter(|e| e.kind == EventKind::TenantDeauthorized)
+            .collect();
+        assert_eq!(
+            gone[0].actor.as_ref().map(|a| a.as_str()),
+            Some(crate::model::Actor::ANONYMOUS),
+            "a deauthorization names its own caller"
+        );
     }
 
     #[tokio::test]
@@ -1235,6 +1281,7 @@ mod tests {
         let (mut w, vault, accounts) = deauthorize_world().await;
         let calls = w.directory.calls();
         let done = Deauthorize::<World> {
+            actor: &w.actor,
             tenants: &w.tenants,
             vault: &vault,
             bindings: &w.bindings,
@@ -1282,6 +1329,7 @@ mod tests {
         // R-CONN-5
         let (w, vault, _) = deauthorize_world().await;
         let deauth = Deauthorize::<World> {
+            actor: &w.actor,
             tenants: &w.tenants,
             vault: &vault,
             bindings: &w.bindings,

@@ -626,6 +626,7 @@ impl<P: Ports> SyncGroup<'_, P> {
             attempt: next,
             not_before: now + TimeDelta::from_std(wait).unwrap_or(TimeDelta::MAX),
             reason: reason.to_owned(),
+            actor: Some(self.actor.clone()),
         };
         binding.state = GroupBindingState::Pending;
         binding.pending_reason = Some(reason.to_owned());
@@ -713,6 +714,7 @@ mod tests {
     fn sync(w: &World) -> TestSync<'_> {
         let fx: Fx<'_> = w.fx();
         SyncGroup {
+            actor: &w.actor,
             fx,
             groups: &w.groups,
             tenants: &w.tenants,
@@ -1218,6 +1220,7 @@ mod tests {
             attempt: 1,
             not_before: w.now(),
             reason: "not_yet_visible".into(),
+            actor: None,
         };
         let calls = w.directory.calls();
         let outcome = w.dispatcher().dispatch(&message).await.unwrap();

@@ -624,6 +624,7 @@ mod tests {
 
     fn importer<'a>(w: &'a World, key: &'a CursorKey) -> Import<'a, World> {
         Import {
+            actor: &w.actor,
             users: &w.users,
             bindings: &w.bindings,
             tenants: &w.tenants,
@@ -1418,6 +1419,9 @@ mod tests {
         }
         fn licensing(&self) -> &Self::Licensing {
             self.w.licensing()
+        }
+        fn actor(&self) -> &crate::model::Actor {
+            self.w.actor()
         }
     }
 

@@ -529,6 +529,7 @@ impl<P: Ports> Licenses<'_, P> {
         if let Some(details) = details {
             let op = licence_op(binding);
             let event = Event {
+                actor: Some(self.actor.clone()),
                 id: EventId::derive(&["license", op.as_str()]),
                 kind: EventKind::UserUpdateProvision,
                 at: self.clock.now(),

@@ -173,7 +173,14 @@ impl<P: Ports> SyncManager<'_, P> {
         if let Some(ended) = self.fx.claim_new(&op, now, Some(&binding)).await? {
             return Ok(ended);
         }
-        let run = Run::new(op, OperationKind::UserManager, user_id.clone(), now, None);
+        let run = Run::new(
+            op,
+            OperationKind::UserManager,
+            user_id.clone(),
+            now,
+            None,
+            self.actor,
+        );
         let result = self.apply(&run, &wanted, binding).await;
         self.fx.abandon(&run.op, result).await
     }

@@ -58,6 +58,8 @@ macro_rules! use_case {
             )*
             $($($(#[$bmeta])* pub $built: $bty,)*)?
             $($($(#[$xmeta])* pub $extra: $xty,)*)?
+            /// Who asks (R-AUD-1): recorded on every event this use case writes.
+            pub actor: &'a crate::model::Actor,
         }
 
         impl<'a, P: Ports> $name<'a, P> {
@@ -68,6 +70,7 @@ macro_rules! use_case {
                     $($field: use_case!(@get ports $field $($acc)?),)*
                     $($($built: $($ctor)::+(ports),)*)?
                     $($($extra,)*)?
+                    actor: ports.actor(),
                 }
             }
         }
@@ -94,6 +97,8 @@ pub mod token_refresh;
 pub mod unbind;
 pub mod update;
 
+#[cfg(test)]
+mod actor_tests;
 #[cfg(test)]
 mod attribute_sync;
 #[cfg(test)]
@@ -355,6 +360,8 @@ pub(crate) struct Run<'m> {
     pub(crate) user: UserId,
     pub(crate) now: DateTime<Utc>,
     pub(crate) previous: Option<&'m RetryMessage>,
+    /// Who asked for the operation (R-AUD-1): a retry keeps its first request's actor.
+    pub(crate) actor: crate::model::Actor,
 }
 
 impl<'m> Run<'m> {
@@ -372,13 +379,18 @@ impl<'m> Run<'m> {
         user: UserId,
         now: DateTime<Utc>,
         previous: Option<&'m RetryMessage>,
+        asker: &crate::model::Actor,
     ) -> Self {
+        let actor = previous
+            .and_then(|m| m.actor.clone())
+            .unwrap_or_else(|| asker.clone());
         Self {
             op,
             kind,
             user,
             now,
             previous,
+            actor,
         }
     }
 }
@@ -564,6 +576,7 @@ impl<P: Ports> Effects<'_, P> {
             user.clone(),
             now,
             Some(message),
+            self.actor,
         );
         Ok(match self.claim(&run.op, now).await? {
             Claim::Claimed => Ok(run),
@@ -611,6 +624,7 @@ impl<P: Ports> Effects<'_, P> {
             create_sent_at: replaced.and_then(|f| f.create_sent_at),
             // Like `create_sent_at`: a restore whose answer was lost is recognized later.
             restore_of: replaced.and_then(|f| f.restore_of.clone()),
+            actor: Some(run.actor.clone()),
             ..InFlight::new(run.op.clone(), run.kind, run.now)
         };
         let intent = Binding {
@@ -737,6 +751,7 @@ impl<P: Ports> Effects<'_, P> {
             operation_id: Some(run.op.clone()),
             reason: Some(reason.to_owned()),
             details,
+            actor: Some(run.actor.clone()),
         };
         self.events.append(&event).await
     }
@@ -847,6 +862,7 @@ impl<P: Ports> Effects<'_, P> {
                     not_before: now
                         + delta(self.delay(class, attempt, error.retry_after(), remaining)),
                     reason: code.to_owned(),
+                    actor: Some(run.actor.clone()),
                 };
                 if let Some(state) = on.deferred {
                     binding.state = state;

@@ -147,7 +147,14 @@ impl<P: Ports> SetPassword<'_, P> {
         let push = match self.fx.claim_new(&op, now, Some(&binding)).await? {
             Some(ended) => ended,
             None => {
-                let run = Run::new(op, OperationKind::UserPassword, user_id.clone(), now, None);
+                let run = Run::new(
+                    op,
+                    OperationKind::UserPassword,
+                    user_id.clone(),
+                    now,
+                    None,
+                    self.actor,
+                );
                 let result = self.push(&run, &user, binding, password).await;
                 self.fx.abandon(&run.op, result).await?
             }

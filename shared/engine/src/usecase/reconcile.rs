@@ -1187,6 +1187,7 @@ impl<P: Ports> Reconcile<'_, P> {
         if let Some((kind, reason)) = repair.kind.event() {
             self.events
                 .append(&Event {
+                    actor: Some(self.actor.clone()),
                     id: EventId::derive(&[
                         tenant.as_str(),
                         run_key,
@@ -1226,6 +1227,7 @@ impl<P: Ports> Reconcile<'_, P> {
         let now = self.clock.now();
         self.events
             .append(&Event {
+                actor: Some(self.actor.clone()),
                 id: EventId::derive(&[
                     tenant.as_str(),
                     start.unwrap_or("full"),
@@ -1335,6 +1337,7 @@ mod tests {
 
         fn reconcile(&self) -> TestReconcile<'_> {
             Reconcile {
+                actor: &self.w.actor,
                 bindings: &self.w.bindings,
                 events: &self.w.events,
                 failures: &self.w.failures,

@@ -451,6 +451,7 @@ mod tests {
 
     fn sync(w: &World) -> TestSync<'_> {
         SyncGroup {
+            actor: &w.actor,
             fx: w.fx(),
             groups: &w.groups,
             tenants: &w.tenants,
@@ -479,6 +480,7 @@ mod tests {
         cursors: &'a FakeReconcileCursors,
     ) -> TestRun<'a> {
         ReconcileGroups {
+            actor: &w.actor,
             sync: sync(w),
             deltas,
             cursors,
@@ -548,6 +550,7 @@ mod tests {
             .await
             .unwrap();
         let run = ReconcileGroups {
+            actor: &w.actor,
             sync: sync(&w),
             deltas: &deltas,
             cursors: &cursors,
@@ -582,6 +585,7 @@ mod tests {
             .await
             .unwrap();
         let run = ReconcileGroups {
+            actor: &w.actor,
             sync: sync(&w),
             deltas: &deltas,
             cursors: &cursors,
@@ -607,6 +611,7 @@ mod tests {
             .unwrap();
         let (deltas, cursors) = (FakeGroupDeltas::new(), FakeReconcileCursors::new());
         let run = ReconcileGroups {
+            actor: &w.actor,
             sync: sync(&w),
             deltas: &deltas,
             cursors: &cursors,
@@ -629,6 +634,7 @@ mod tests {
         let bob = World::object_id(&w.binding("bob").await);
         let (deltas, cursors) = (FakeGroupDeltas::new(), FakeReconcileCursors::new());
         let run = ReconcileGroups {
+            actor: &w.actor,
             sync: sync(&w),
             deltas: &deltas,
             cursors: &cursors,
@@ -641,6 +647,7 @@ mod tests {
         // A full round missing a bound member is drift.
         let empty = FakeReconcileCursors::new();
         let run = ReconcileGroups {
+            actor: &w.actor,
             sync: sync(&w),
             deltas: &deltas,
             cursors: &empty,

@@ -120,6 +120,8 @@ pub struct ReconcileQueue<'a, P: Ports> {
     /// How long a pass may hold the lease: longer than an invocation may run, shorter than the
     /// queue's visibility timeout (so a crashed pass's redelivered message finds it free).
     pub lease: TimeDelta,
+    /// Who asks (R-AUD-1): carried by the passes it queues.
+    pub actor: &'a crate::model::Actor,
 }
 
 impl<'a, P: Ports> ReconcileQueue<'a, P> {
@@ -132,6 +134,7 @@ impl<'a, P: Ports> ReconcileQueue<'a, P> {
             leases: ports.leases(),
             queue: passes,
             clock: ports.clock(),
+            actor: ports.actor(),
             holder,
             lease,
         }
@@ -154,6 +157,7 @@ impl<P: Ports> ReconcileQueue<'_, P> {
             attempt: pass,
             not_before: now,
             reason: reason.to_owned(),
+            actor: Some(self.actor.clone()),
         }
     }
 
@@ -300,6 +304,7 @@ mod tests {
         tenants: FakeTenants,
         leases: FakeLeases,
         queue: FakeRetryQueue,
+        actor: crate::model::Actor,
     }
 
     impl W {
@@ -310,6 +315,7 @@ mod tests {
                 clock,
                 tenants: FakeTenants::new(),
                 leases: FakeLeases::new(),
+                actor: crate::model::Actor::schedule(),
             }
         }
 
@@ -327,6 +333,7 @@ mod tests {
                 clock: &self.clock,
                 holder,
                 lease: TimeDelta::minutes(6),
+                actor: &self.actor,
             }
         }
     }

@@ -146,6 +146,7 @@ impl<P: Ports> RetryDispatcher<'_, P> {
         let outcome = match message.kind {
             OperationKind::UserBind => {
                 let bind = Bind {
+                    actor: self.actor,
                     fx: self.fx,
                     users: self.users,
                     tenants: self.tenants,
@@ -159,6 +160,7 @@ impl<P: Ports> RetryDispatcher<'_, P> {
             }
             OperationKind::UserUnbind => {
                 let unbind = Unbind {
+                    actor: self.actor,
                     fx: self.fx,
                     users: self.users,
                     directory: self.directory,
@@ -168,6 +170,7 @@ impl<P: Ports> RetryDispatcher<'_, P> {
             }
             OperationKind::UserUpdate => {
                 let update = UpdateAttributes {
+                    actor: self.actor,
                     fx: self.fx,
                     users: self.users,
                     directory: self.directory,
@@ -176,6 +179,7 @@ impl<P: Ports> RetryDispatcher<'_, P> {
             }
             OperationKind::UserPassword => {
                 let password = SetPassword {
+                    actor: self.actor,
                     fx: self.fx,
                     users: self.users,
                     directory: self.directory,
@@ -186,6 +190,7 @@ impl<P: Ports> RetryDispatcher<'_, P> {
             }
             OperationKind::UserState => {
                 let suspension = Suspension {
+                    actor: self.actor,
                     fx: self.fx,
                     users: self.users,
                     directory: self.directory,
@@ -195,6 +200,7 @@ impl<P: Ports> RetryDispatcher<'_, P> {
             }
             OperationKind::UserManager => {
                 let manager = SyncManager {
+                    actor: self.actor,
                     fx: self.fx,
                     users: self.users,
                     directory: self.directory,
@@ -268,6 +274,7 @@ impl<P: Ports> RetryDispatcher<'_, P> {
             return Ok(RetryOutcome::Parked { until });
         }
         let sync = SyncGroup {
+            actor: self.actor,
             fx: self.fx,
             groups: self.groups,
             tenants: self.tenants,
@@ -302,6 +309,7 @@ mod tests {
             attempt: 1,
             not_before,
             reason: "throttled".into(),
+            actor: None,
         }
     }
 

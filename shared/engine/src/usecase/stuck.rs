@@ -203,10 +203,10 @@ impl<P: Ports> RequeueStuck<'_, P> {
             return Ok(false);
         }
         let expect = Expect::Version(binding.version);
-        let (operation_id, kind) = match binding.in_flight.as_mut() {
+        let (operation_id, kind, actor) = match binding.in_flight.as_mut() {
             Some(f) => {
                 f.retry_due_at = Some(now);
-                (f.operation_id.clone(), f.kind)
+                (f.operation_id.clone(), f.kind, f.actor.clone())
             }
             None => {
                 let op = fresh_bind(&binding);
@@ -214,7 +214,8 @@ impl<P: Ports> RequeueStuck<'_, P> {
                     retry_due_at: Some(now),
                     ..InFlight::new(op.clone(), OperationKind::UserBind, now)
                 });
-                (op, OperationKind::UserBind)
+                // Nobody asked for this bind again: reconcile's own actor records it.
+                (op, OperationKind::UserBind, None)
             }
         };
         match self.bindings.put(&binding, expect).await {
@@ -230,6 +231,7 @@ impl<P: Ports> RequeueStuck<'_, P> {
             attempt: 1,
             not_before: now,
             reason: REASON_REQUEUED.to_owned(),
+            actor: actor.or_else(|| Some(self.actor.clone())),
         };
         self.queue.send(&message, Duration::ZERO).await?;
         tracing::info!(user.id = %binding.user_id, op.id = %message.operation_id, "stuck work re-queued");
@@ -251,6 +253,7 @@ mod tests {
 
     fn requeuer<'a>(w: &'a World, settings: &'a StuckSettings) -> RequeueStuck<'a, World> {
         RequeueStuck {
+            actor: &w.actor,
             bindings: &w.bindings,
             queue: &w.queue,
             clock: &w.clock,
@@ -318,6 +321,30 @@ mod tests {
         assert_eq!(b.in_flight, None);
         assert_eq!(w.count_events(EventKind::UserCreateProvision), 1);
         assert_eq!(w.directory.active_user_count(&w.tenant.id), 1);
+    }
+
+    #[tokio::test]
+    async fn requeued_stuck_work_keeps_the_actor_of_the_request_that_started_it() {
+        // R-AUD-1, R-REC-5: the events of the re-queued bind name the admin, not reconcile.
+        let mut w = World::new().await;
+        w.actor = crate::model::Actor::principal("arn:aws:iam::123456789012:user/admin").unwrap();
+        pending_with_lost_retry(&w, "adele").await;
+        w.actor = crate::model::Actor::schedule();
+        let (stuck, settings) = stuck_after(&w, TimeDelta::minutes(120)).await;
+        assert_eq!(requeuer(&w, &settings).requeue(&stuck).await.requeued, 1);
+        let queued = w.queue.snapshot();
+        assert_eq!(
+            queued[0].message.actor.as_ref().map(|a| a.as_str()),
+            Some("arn:aws:iam::123456789012:user/admin")
+        );
+        w.drain().await;
+        assert_eq!(
+            w.event(EventKind::UserCreateProvision)
+                .actor
+                .as_ref()
+                .map(|a| a.as_str()),
+            Some("arn:aws:iam::123456789012:user/admin")
+        );
     }
 
     #[tokio::test]

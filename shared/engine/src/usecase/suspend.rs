@@ -181,6 +181,7 @@ impl<P: Ports> Suspension<'_, P> {
                 user_id.clone(),
                 now,
                 None,
+                self.actor,
             );
             match self.fx.write_intent(&run, binding).await? {
                 Ok(binding) => {

@@ -275,6 +275,7 @@ impl<P: Ports> RefreshTokens<'_, P> {
         };
         self.events
             .append(&Event {
+                actor: Some(self.actor.clone()),
                 // One per marking: the version-checked write from `marked_from` happens once.
                 id: EventId::derive(&[
                     tenant.id.as_str(),
@@ -347,6 +348,7 @@ mod tests {
 
         fn job(&self, holder: &str) -> RefreshTokens<'_, World> {
             RefreshTokens {
+                actor: &self.w.actor,
                 tenants: &self.w.tenants,
                 vault: &self.vault,
                 identity: &self.identity,

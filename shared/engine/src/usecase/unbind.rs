@@ -95,7 +95,14 @@ impl<P: Ports> Unbind<'_, P> {
             if let Some(ended) = self.fx.claim_new(&op, now, Some(&binding)).await? {
                 return Ok(ended);
             }
-            let run = Run::new(op, OperationKind::UserUnbind, user_id.clone(), now, None);
+            let run = Run::new(
+                op,
+                OperationKind::UserUnbind,
+                user_id.clone(),
+                now,
+                None,
+                self.actor,
+            );
             // The intent first (R-BIND-12): a bind finishing after this point loses its final
             // write and blocks what it enabled. A create the replaced bind sent may still appear:
             // the intent keeps looking for it.

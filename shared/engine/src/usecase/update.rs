@@ -82,7 +82,14 @@ impl<P: Ports> UpdateAttributes<'_, P> {
         if let Some(ended) = self.fx.claim_new(&op, now, Some(&binding)).await? {
             return Ok(ended);
         }
-        let run = Run::new(op, OperationKind::UserUpdate, user_id.clone(), now, None);
+        let run = Run::new(
+            op,
+            OperationKind::UserUpdate,
+            user_id.clone(),
+            now,
+            None,
+            self.actor,
+        );
         let result = self.apply(&run, &user, binding, since).await;
         self.fx.abandon(&run.op, result).await
     }

@@ -37,7 +37,17 @@ async fn http(request: Request) -> Result<impl IntoResponse, Error> {
         Body::Binary(b) => String::from_utf8_lossy(b).into_owned(),
         _ => String::new(),
     };
+    // The IAM principal API Gateway's authorizer context names (R-AUD-1), if any.
+    let principal = match request.request_context_ref() {
+        Some(lambda_http::request::RequestContext::ApiGatewayV2(context)) => context
+            .authorizer
+            .as_ref()
+            .and_then(|a| a.iam.as_ref())
+            .and_then(|iam| iam.user_arn.clone()),
+        _ => None,
+    };
     let answer = json!({
+        "principal": principal,
         "function": std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok(),
         "method": request.method().as_str(),
         "path": request.uri().path(),

@@ -281,10 +281,7 @@ pub async fn a_manager_is_set_read_replaced_and_cleared(dir: &impl Directory, t:
     dir.clear_manager(&t.tenant, user)
         .await
         .expect("clearing an absent manager succeeds");
-    assert_not_found(
-        &dir.manager_of(&t.tenant, &M365ObjectId::generate())
-            .await,
-    );
+    assert_not_found(&dir.manager_of(&t.tenant, &M365ObjectId::generate()).await);
 }
 
 /// R-IMP-1: the tenant's users are listed across pages, each once.

@@ -30,6 +30,7 @@ fn event(
         }),
         reason: Some("created".into()),
         details: Some(serde_json::json!({"attempt": 1})),
+        actor: Some(crate::model::Actor::local()),
     }
 }
 

@@ -2,9 +2,7 @@
 //! round-trip, a second write replaces the first, and what was never written reads as `None`.
 
 use super::{fresh_suffix, fresh_tenant_id};
-use crate::model::{
-    GroupId, GroupLicenses, ResolvedLicense, TenantSettings, UsageLocation,
-};
+use crate::model::{GroupId, GroupLicenses, ResolvedLicense, TenantSettings, UsageLocation};
 use crate::ports::LicenseSettingsStore;
 
 fn e3(disabled: &[&str]) -> ResolvedLicense {

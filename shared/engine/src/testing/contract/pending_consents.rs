@@ -18,6 +18,7 @@ fn pending(lifetime: TimeDelta) -> PendingConsent {
             crate::model::M365TenantId::parse("0c5a7f3e-2d1b-4e6a-9f80-1a2b3c4d5e6f")
                 .expect("a GUID"),
         ),
+        requested_by: crate::model::Actor::principal("arn:aws:iam::123456789012:user/admin"),
     }
 }
 
@@ -50,6 +51,7 @@ pub async fn a_sign_in_is_taken_once_with_every_field(store: &impl PendingConsen
     assert_eq!(got.expires_at, p.expires_at);
     assert_eq!(got.consent_epoch, p.consent_epoch, "R-CONN-8");
     assert_eq!(got.authority, p.authority, "R-CONN-7");
+    assert_eq!(got.requested_by, p.requested_by, "R-AUD-1");
     assert!(
         take(store, &p.state, now_ms()).await.is_none(),
         "a state is redeemable once"

@@ -24,6 +24,9 @@ fn message(attempt: u32) -> RetryMessage {
         attempt,
         not_before: now_ms() + TimeDelta::hours(24),
         reason: "address_held".into(),
+        actor: Some(
+            crate::model::Actor::principal("arn:aws:iam::123456789012:user/admin").expect("an ARN"),
+        ),
     }
 }
 

@@ -234,7 +234,10 @@ pub async fn reports_are_found_by_their_manager_and_follow_changes(store: &impl 
     cleared.manager_id = None;
     store.replace(&cleared, b.version).await.expect("replace");
     assert_eq!(store.reports_of(&boss).await.expect("reports"), Vec::new());
-    assert_eq!(store.reports_of(&other).await.expect("reports"), vec![moved]);
+    assert_eq!(
+        store.reports_of(&other).await.expect("reports"),
+        vec![moved]
+    );
     assert_eq!(
         store.reports_of(&fresh_user_id()).await.expect("reports"),
         Vec::new()
