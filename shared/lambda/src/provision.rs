@@ -20,8 +20,8 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use m365_aws::{
     DynamoBindings, DynamoEvents, DynamoFailures, DynamoGroups, DynamoLeases, DynamoLedger,
     DynamoPendingConsents, DynamoReconcileCursors, DynamoTenants, DynamoUsers,
-    SecretsManagerCursorKey, SecretsManagerSealer, SecretsManagerTokenVault, SqsNotifier,
-    SqsRetryQueue,
+    SecretsManagerCursorKey, SecretsManagerSealer, SecretsManagerTokenVault, SesMailer,
+    SqsNotifier, SqsRetryQueue,
 };
 use m365_engine::model::{TenantId, UserId};
 use m365_engine::policy::password::DirectoryPasswordPolicy;
@@ -165,6 +165,7 @@ impl<C: Clock> Ports for Deployed<C> {
     type Random = ThreadRandom;
     type LicenseSettings = m365_aws::DynamoLicenseSettings;
     type Licensing = VaultDirectory;
+    type Mailer = SesMailer;
 
     fn users(&self) -> &DynamoUsers {
         &self.app.users
@@ -243,6 +244,9 @@ impl<C: Clock> Ports for Deployed<C> {
     }
     fn licensing(&self) -> &VaultDirectory {
         &self.directory
+    }
+    fn mailer(&self) -> &SesMailer {
+        &self.app.mailer
     }
 }
 
