@@ -576,7 +576,10 @@ async fn a_notification_email_is_saved_shown_refused_when_invalid_and_cleared_wh
     body["notificationEmail"] = json!("Adele.Home@Example.org");
     let (status, created) = put(&w, "/users/adele", &body).await;
     assert_eq!(status, 201, "{created}");
-    assert_eq!(created["user"]["notificationEmail"], "adele.home@example.org");
+    assert_eq!(
+        created["user"]["notificationEmail"],
+        "adele.home@example.org"
+    );
     let (_, shown) = get(&w, "/users/adele", &[]).await;
     assert_eq!(shown["notificationEmail"], "adele.home@example.org");
 

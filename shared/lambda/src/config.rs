@@ -813,7 +813,7 @@ fn template_problem(e: &TemplateError) -> (&'static str, &'static str) {
         TemplateError::Empty { part: p } => (part(p), "must not be empty"),
         TemplateError::TooLong { part: p, .. } => (
             part(p),
-            "too long (subject at most 256 characters, body at most 10000)",
+            "too long (subject at most 256 characters, body at most 2000)",
         ),
         TemplateError::ControlCharacter { part: p, .. } => (
             part(p),

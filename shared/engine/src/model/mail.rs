@@ -11,8 +11,9 @@ use crate::policy::name::is_forbidden;
 
 /// Longest subject template (characters). The rendered subject adds at most a display name.
 pub const MAX_SUBJECT_LEN: usize = 256;
-/// Longest body template (characters): a short text, not a newsletter.
-pub const MAX_BODY_LEN: usize = 10_000;
+/// Longest body template (characters): a short text, not a newsletter (it travels in an
+/// environment variable, and Lambda holds at most 4 KB of them per function).
+pub const MAX_BODY_LEN: usize = 2_000;
 
 /// One email to send: plain text, one recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
