@@ -104,6 +104,7 @@ impl m365_engine::ports::Ports for Bench<'_> {
     type Random = m365_engine::testing::SeededRandom;
     type LicenseSettings = m365_engine::testing::FakeLicenseSettings;
     type Licensing = m365_lambda::graph::VaultDirectory;
+    type Mailer = m365_engine::testing::FakeMailer;
     fn users(&self) -> &Self::Users {
         &self.fakes.users
     }
@@ -184,6 +185,9 @@ impl m365_engine::ports::Ports for Bench<'_> {
     }
     fn actor(&self) -> &m365_engine::model::Actor {
         &self.fakes.actor
+    }
+    fn mailer(&self) -> &Self::Mailer {
+        &self.fakes.mailer
     }
 }
 

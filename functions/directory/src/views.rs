@@ -40,6 +40,8 @@ pub(crate) struct PutUser {
     country: Option<String>,
     /// R-ATTR-1: the manager's directory user id.
     manager_id: Option<String>,
+    /// R-NOT-1: where the welcome email goes instead of the M365 address.
+    notification_email: Option<String>,
 }
 
 impl From<PutUser> for UserDraft {
@@ -63,6 +65,7 @@ impl From<PutUser> for UserDraft {
                 country: b.country,
             },
             manager_id: b.manager_id,
+            notification_email: b.notification_email,
         }
     }
 }
@@ -129,6 +132,8 @@ pub struct UserView {
     /// The manager's directory user id (R-ATTR-1).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub manager_id: Option<String>,
+    /// Where the welcome email goes instead of the M365 address (R-NOT-1); `null` when unset.
+    pub notification_email: Option<String>,
 }
 
 impl From<&DirectoryUser> for UserView {
@@ -147,6 +152,7 @@ impl From<&DirectoryUser> for UserView {
             password_changed_at: u.password_changed_at,
             version: u.version,
             manager_id: u.manager_id.as_ref().map(ToString::to_string),
+            notification_email: u.notification_email.as_ref().map(ToString::to_string),
         }
     }
 }

@@ -567,3 +567,37 @@ async fn tenant_settings_are_shown_saved_and_refused_with_the_known_names() {
     .await;
     assert_eq!((status, code(&body)), (404, Some("not_found")), "{body}");
 }
+
+#[tokio::test]
+async fn a_notification_email_is_saved_shown_refused_when_invalid_and_cleared_when_absent() {
+    // R-NOT-1, R-SAFE-1
+    let w = World::new().await;
+    let mut body = user("adele", "Adele");
+    body["notificationEmail"] = json!("Adele.Home@Example.org");
+    let (status, created) = put(&w, "/users/adele", &body).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(
+        created["user"]["notificationEmail"],
+        "adele.home@example.org"
+    );
+    let (_, shown) = get(&w, "/users/adele", &[]).await;
+    assert_eq!(shown["notificationEmail"], "adele.home@example.org");
+
+    body["notificationEmail"] = json!("adele at home");
+    let (status, refused) = put(&w, "/users/adele", &body).await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(code(&refused), Some("invalid_email"));
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("notificationEmail"), "{message}");
+    let stored = w.users.get(&uid("adele")).await.unwrap().unwrap();
+    assert_eq!(
+        stored.notification_email.map(|e| e.to_string()).as_deref(),
+        Some("adele.home@example.org"),
+        "nothing written"
+    );
+
+    // PUT replaces the user: without the field, it is cleared (as every optional attribute).
+    let (status, cleared) = put(&w, "/users/adele", &user("adele", "Adele")).await;
+    assert_eq!(status, 200, "{cleared}");
+    assert_eq!(cleared["user"]["notificationEmail"], Value::Null);
+}

@@ -86,6 +86,7 @@
 //!   message received before its `not_before` is sent again by the engine's retry dispatcher
 //!   with the delay left (see [`delay`]).
 //! - [`SqsNotifier`]: welcome notifications (R-BIND-4) as JSON on the notifications queue.
+//! - [`SesMailer`]: the welcome email (R-NOT-1), one plain-text SES v2 `SendEmail` per message.
 //! - [`SecretsManagerTokenVault`]: one secret per tenant, `<prefix><tenant id>`, holding the
 //!   tokens and the Microsoft tenant that issued them, created with the stack's KMS key when one
 //!   is configured (R-SAFE-4); the request token is the `ClientRequestToken` (= version id);
@@ -102,6 +103,7 @@
 pub mod cursor_key;
 pub mod delay;
 pub mod dynamo;
+pub mod mailer;
 pub mod notifier;
 pub mod oauth_client;
 pub mod resources;
@@ -116,6 +118,7 @@ pub use dynamo::{
     DynamoLicenseSettings, DynamoPendingConsents, DynamoRateBudget, DynamoReconcileCursors,
     DynamoTenants, DynamoUsers,
 };
+pub use mailer::SesMailer;
 pub use notifier::SqsNotifier;
 pub use oauth_client::{OAuthClientCredentials, load_oauth_client};
 pub use resources::Resources;

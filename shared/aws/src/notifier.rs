@@ -1,5 +1,5 @@
-//! Welcome notifications (R-BIND-4) go to the notifications queue as JSON; a consumer delivers
-//! them to the employee. The message holds ids, names and addresses only, never a password
+//! Welcome notifications (R-BIND-4) go to the notifications queue as JSON; the `notify` function
+//! delivers them to the employee as an email (R-NOT-1, [`crate::SesMailer`]). The message holds ids, names and addresses only, never a password
 //! (R-SAFE-2).
 
 use aws_sdk_sqs::Client;

@@ -98,6 +98,15 @@ pub enum InvalidInput {
     /// A bad id.
     #[error(transparent)]
     Id(#[from] IdError),
+    /// A bad email address in a field other than `email` (e.g. `notificationEmail`, R-NOT-1):
+    /// the same rules and code as `email`, the field named.
+    #[error("{field}: {problem}")]
+    EmailField {
+        /// The field's API name.
+        field: &'static str,
+        /// What is wrong.
+        problem: EmailError,
+    },
     /// A bad idempotency token.
     #[error(transparent)]
     RequestToken(#[from] RequestTokenError),
@@ -154,7 +163,7 @@ impl InvalidInput {
     #[must_use]
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Email(e) => e.code(),
+            Self::Email(e) | Self::EmailField { problem: e, .. } => e.code(),
             Self::Id(e) => e.code(),
             Self::RequestToken(_) => "invalid_request_token",
             Self::EventKind(_) => "invalid_event_type",

@@ -794,6 +794,19 @@ pub trait Notifier: Send + Sync {
     ) -> impl Future<Output = Result<()>> + Send;
 }
 
+/// Email delivery (R-NOT-1): SES v2 in production (`SesMailer`, m365-aws),
+/// [`crate::testing::FakeMailer`] in tests.
+pub trait Mailer: Send + Sync {
+    /// Sends one email; answers the provider's message id.
+    ///
+    /// # Errors
+    /// Throttling and outages (retryable); a refused message or sender (permanent).
+    fn send(
+        &self,
+        email: &crate::model::OutgoingEmail,
+    ) -> impl Future<Output = Result<String>> + Send;
+}
+
 /// A source of randomness: retry jitter and generated passwords. Injected so tests are
 /// deterministic; production uses [`ThreadRandom`].
 pub trait Random: Send + Sync {
@@ -1420,6 +1433,8 @@ pub trait Ports: Send + Sync {
     type LicenseSettings: LicenseSettingsStore + std::fmt::Debug;
     /// M365's licences (R-LIC-1).
     type Licensing: LicenseDirectory + std::fmt::Debug;
+    /// Email delivery (R-NOT-1).
+    type Mailer: Mailer + std::fmt::Debug;
 
     /// Directory users.
     fn users(&self) -> &Self::Users;
@@ -1476,4 +1491,6 @@ pub trait Ports: Send + Sync {
     /// Who asks (R-AUD-1): the request's principal, `local` on the local stack, `schedule` for
     /// scheduled work. Every event the use cases write names it.
     fn actor(&self) -> &crate::model::Actor;
+    /// Email delivery.
+    fn mailer(&self) -> &Self::Mailer;
 }

@@ -9,8 +9,8 @@ use aws_config::{BehaviorVersion, SdkConfig};
 use m365_aws::{
     DynamoBindings, DynamoEvents, DynamoFailures, DynamoGroups, DynamoLeases, DynamoLedger,
     DynamoPendingConsents, DynamoReconcileCursors, DynamoTenants, DynamoUsers,
-    SecretsManagerCursorKey, SecretsManagerSealer, SecretsManagerTokenVault, SqsNotifier,
-    SqsRetryQueue,
+    SecretsManagerCursorKey, SecretsManagerSealer, SecretsManagerTokenVault, SesMailer,
+    SqsNotifier, SqsRetryQueue,
 };
 
 use crate::config::{Config, ConfigError, Section};
@@ -65,6 +65,9 @@ pub struct App {
     pub cursors: DynamoReconcileCursors,
     /// Licence settings (tenants table, R-LIC-1).
     pub license_settings: m365_aws::DynamoLicenseSettings,
+    /// Welcome emails through SES v2 (R-NOT-1; only the `notify` function sends: building the
+    /// client calls nothing).
+    pub mailer: SesMailer,
 }
 
 impl App {
@@ -124,6 +127,7 @@ impl App {
             ),
             sealer: SecretsManagerSealer::new(secrets.clone(), &r.seal_key_secret_id),
             cursor_key: SecretsManagerCursorKey::new(secrets, &r.cursor_key_secret_id),
+            mailer: SesMailer::new(aws_sdk_sesv2::Client::new(&sdk)),
             config,
             sdk,
         }

@@ -17,8 +17,9 @@
 //! - the retry policy's knobs ([`RetryConfig`]: attempts, first delay, longest delay);
 //! - deadlines ([`DeadlinePolicy`]: the margin kept before the Lambda deadline, the retry
 //!   worker's floor);
-//! - function-specific sections a function asks for with [`Section`] (today `reconcile`'s
-//!   [`ReconcileConfig`]); a function that asks for one whose required variable is missing
+//! - function-specific sections a function asks for with [`Section`] (`reconcile`'s
+//!   [`ReconcileConfig`], `notify`'s [`NotifyConfig`]: the welcome email's sender, subject and
+//!   body, R-NOT-1); a function that asks for one whose required variable is missing
 //!   gets that variable named in the same error as every other problem.
 //!
 //! `template.yaml` sets [`REQUIRED`] and [`OPTIONAL`] for every function
@@ -31,6 +32,7 @@ use std::fmt;
 use std::time::Duration;
 
 use m365_aws::Resources;
+use m365_engine::model::{TemplateError, WelcomeTemplate};
 use m365_engine::policy::password::{CharClass, DirectoryPasswordPolicy, ENTRA_MAX_LENGTH};
 use m365_engine::ports::RateLimit;
 use m365_engine::usecase::RetryPolicy;
@@ -123,6 +125,17 @@ pub const RECONCILE_SAFEGUARD_RATIO: &str = "M365_RECONCILE_SAFEGUARD_RATIO";
 /// (default 50).
 pub const RECONCILE_MAX_PAGES: &str = "M365_RECONCILE_MAX_PAGES";
 
+/// `M365_WELCOME_SENDER` (the notify function's, required there): the address welcome emails are
+/// sent from, an SES identity (the `WelcomeSenderAddress` stack parameter; R-NOT-1).
+pub const WELCOME_SENDER: &str = "M365_WELCOME_SENDER";
+/// `M365_WELCOME_SUBJECT` (optional): the welcome email's subject; `{displayName}`,
+/// `{signInAddress}` and `{tenantName}` are filled in (default
+/// [`WelcomeTemplate::DEFAULT_SUBJECT`]).
+pub const WELCOME_SUBJECT: &str = "M365_WELCOME_SUBJECT";
+/// `M365_WELCOME_BODY` (optional): the welcome email's plain-text body, the same placeholders,
+/// `\n` for a line break (default [`WelcomeTemplate::DEFAULT_BODY`]).
+pub const WELCOME_BODY: &str = "M365_WELCOME_BODY";
+
 /// Every variable [`Config::from_env`] requires, in the order problems are reported.
 pub const REQUIRED: [&str; 12] = [
     USERS_TABLE,
@@ -171,12 +184,17 @@ pub const RECONCILE: [&str; 3] = [
     RECONCILE_MAX_PAGES,
 ];
 
+/// The variables of the notify function's section ([`Section::Notify`]).
+pub const NOTIFY: [&str; 3] = [WELCOME_SENDER, WELCOME_SUBJECT, WELCOME_BODY];
+
 /// A function-specific section a function asks for: its required variables are then checked
 /// with every other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Section {
     /// The reconcile function's: [`RECONCILE`].
     Reconcile,
+    /// The notify function's: [`NOTIFY`] (R-NOT-1).
+    Notify,
 }
 
 /// The configuration every function runs with.
@@ -197,6 +215,15 @@ pub struct Config {
     pub deadlines: DeadlinePolicy,
     /// The reconcile function's section, when asked for or its queue is set.
     pub reconcile: Option<ReconcileConfig>,
+    /// The notify function's section, when asked for or its sender is set (R-NOT-1).
+    pub notify: Option<NotifyConfig>,
+}
+
+/// The notify function's section (R-NOT-1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyConfig {
+    /// The welcome email's sender, subject and body, checked.
+    pub template: WelcomeTemplate,
 }
 
 /// Where Graph and the identity platform are, and the callback URL.
@@ -441,6 +468,7 @@ impl Config {
         let graph = read_graph(&mut r);
         let deadlines = read_deadlines(&mut r);
         let reconcile = read_reconcile(&mut r, sections.contains(&Section::Reconcile));
+        let notify = read_notify(&mut r, sections.contains(&Section::Notify));
         if !r.problems.is_empty() {
             return Err(ConfigError {
                 problems: r.problems,
@@ -467,6 +495,7 @@ impl Config {
             retry,
             deadlines,
             reconcile,
+            notify,
         })
     }
 
@@ -482,6 +511,7 @@ impl Config {
             retry: RetryConfig::default(),
             deadlines: DeadlinePolicy::default(),
             reconcile: None,
+            notify: None,
         }
     }
 
@@ -489,6 +519,17 @@ impl Config {
     #[must_use]
     pub fn retry_policy(&self) -> RetryPolicy {
         self.retry.policy()
+    }
+
+    /// The notify function's section (R-NOT-1).
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming [`WELCOME_SENDER`] as missing when the configuration was read
+    /// without it (a function that did not ask for [`Section::Notify`]).
+    pub fn notify(&self) -> Result<&NotifyConfig, ConfigError> {
+        self.notify.as_ref().ok_or_else(|| ConfigError {
+            problems: vec![(WELCOME_SENDER, Problem::Missing)],
+        })
     }
 
     /// The reconcile function's section.
@@ -727,6 +768,62 @@ fn read_reconcile(r: &mut Reader<'_>, needed: bool) -> Option<ReconcileConfig> {
         safeguard_ratio,
         max_pages,
     })
+}
+
+/// The notify section: read when `needed` (its sender then required) or when its sender is set.
+/// The template is checked whole ([`WelcomeTemplate::new`]); a problem is reported on the
+/// variable it comes from.
+fn read_notify(r: &mut Reader<'_>, needed: bool) -> Option<NotifyConfig> {
+    let sender = if needed {
+        Some(r.required(WELCOME_SENDER, |_| Ok(())))
+    } else {
+        r.value(WELCOME_SENDER)
+    }?;
+    let subject = r
+        .value(WELCOME_SUBJECT)
+        .unwrap_or_else(|| WelcomeTemplate::DEFAULT_SUBJECT.to_owned());
+    let body = r
+        .value(WELCOME_BODY)
+        .unwrap_or_else(|| WelcomeTemplate::DEFAULT_BODY.to_owned());
+    if sender.is_empty() {
+        // Reported missing above.
+        return None;
+    }
+    match WelcomeTemplate::new(&sender, &subject, &body) {
+        Ok(template) => Some(NotifyConfig { template }),
+        Err(e) => {
+            let (name, why) = template_problem(&e);
+            r.invalid(name, why);
+            None
+        }
+    }
+}
+
+/// The variable a template problem comes from, and why (never the text itself).
+fn template_problem(e: &TemplateError) -> (&'static str, &'static str) {
+    let part = |part: &str| {
+        if part == "subject" {
+            WELCOME_SUBJECT
+        } else {
+            WELCOME_BODY
+        }
+    };
+    match e {
+        TemplateError::Sender(_) => (WELCOME_SENDER, "an email address (an SES identity)"),
+        TemplateError::Empty { part: p } => (part(p), "must not be empty"),
+        TemplateError::TooLong { part: p, .. } => (
+            part(p),
+            "too long (subject at most 256 characters, body at most 2000)",
+        ),
+        TemplateError::ControlCharacter { part: p, .. } => (
+            part(p),
+            "holds a control character (the subject none; the body only \\n line breaks and tabs)",
+        ),
+        TemplateError::UnknownPlaceholder { part: p } => (
+            part(p),
+            "has an unknown or unclosed placeholder (allowed: {displayName}, {signInAddress}, {tenantName})",
+        ),
+    }
 }
 
 /// `Ok` when `holds`, else the `rule` the value breaks.
@@ -1174,12 +1271,62 @@ mod tests {
     }
 
     #[test]
+    fn the_notify_section_checks_the_welcome_template_at_cold_start() {
+        // R-NOT-1: a missing sender or a bad template is named with every other problem
+        let error = Config::read(|_| None, &[Section::Notify]).expect_err("nothing set");
+        let names: Vec<_> = error.problems.iter().map(|(name, _)| *name).collect();
+        let mut expected = REQUIRED.to_vec();
+        expected.push(WELCOME_SENDER);
+        assert_eq!(names, expected);
+        assert!(read(&complete()).expect("not asked for").notify().is_err());
+
+        let read_notify = |pairs: &[(&'static str, &str)]| {
+            let env = with(pairs);
+            Config::read(|name| env.get(name).cloned(), &[Section::Notify])
+        };
+        let config = read_notify(&[(WELCOME_SENDER, "welcome@contoso.com")]).expect("defaults");
+        let template = &config.notify().expect("the section").template;
+        assert_eq!(template.sender().as_str(), "welcome@contoso.com");
+        assert_eq!(
+            template,
+            &WelcomeTemplate::new(
+                "welcome@contoso.com",
+                WelcomeTemplate::DEFAULT_SUBJECT,
+                WelcomeTemplate::DEFAULT_BODY
+            )
+            .unwrap()
+        );
+        for (pairs, bad) in [
+            (vec![(WELCOME_SENDER, "not an address")], WELCOME_SENDER),
+            (
+                vec![
+                    (WELCOME_SENDER, "w@contoso.com"),
+                    (WELCOME_SUBJECT, "Hi {password}"),
+                ],
+                WELCOME_SUBJECT,
+            ),
+            (
+                vec![(WELCOME_SENDER, "w@contoso.com"), (WELCOME_BODY, "{oops")],
+                WELCOME_BODY,
+            ),
+        ] {
+            let error = read_notify(&pairs).expect_err("refused");
+            assert!(
+                matches!(error.problems[..], [(name, Problem::Invalid(_))] if name == bad),
+                "{error}"
+            );
+            assert!(!error.to_string().contains("password"), "{error}");
+        }
+    }
+
+    #[test]
     fn every_variable_list_names_distinct_variables() {
         let all: Vec<&str> = REQUIRED
             .iter()
             .chain(&OPTIONAL)
             .chain(&LOCAL)
             .chain(&RECONCILE)
+            .chain(&NOTIFY)
             .copied()
             .collect();
         let distinct: BTreeSet<&str> = all.iter().copied().collect();

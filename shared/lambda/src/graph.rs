@@ -64,6 +64,25 @@ impl GraphApp {
         Self::with_credentials(app, &app.config.graph, credentials)
     }
 
+    /// The Graph side of a function that never calls Graph (`notify`, R-NOT-1): built without
+    /// reading the OAuth client secret, so that function's role needs no access to it (R-SAFE-4).
+    /// Its client id and secret are empty: a Graph call through it cannot succeed (nor can it
+    /// read a tenant token, for which such a role has no permission either).
+    ///
+    /// # Errors
+    /// [`GraphSetupError::Build`] for a bad base URL.
+    pub fn without_credentials(app: &App) -> Result<Self, GraphSetupError> {
+        Self::with_credentials(
+            app,
+            &app.config.graph,
+            OAuthClientCredentials {
+                client_id: String::new(),
+                client_secret: secrecy::SecretString::from(String::new()),
+                redirect_uri: None,
+            },
+        )
+    }
+
     /// Builds the Graph side with known credentials.
     ///
     /// # Errors

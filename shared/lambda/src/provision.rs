@@ -20,8 +20,8 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use m365_aws::{
     DynamoBindings, DynamoEvents, DynamoFailures, DynamoGroups, DynamoLeases, DynamoLedger,
     DynamoPendingConsents, DynamoReconcileCursors, DynamoTenants, DynamoUsers,
-    SecretsManagerCursorKey, SecretsManagerSealer, SecretsManagerTokenVault, SqsNotifier,
-    SqsRetryQueue,
+    SecretsManagerCursorKey, SecretsManagerSealer, SecretsManagerTokenVault, SesMailer,
+    SqsNotifier, SqsRetryQueue,
 };
 use m365_engine::model::{Actor, TenantId, UserId};
 use m365_engine::policy::password::DirectoryPasswordPolicy;
@@ -178,6 +178,7 @@ impl<C: Clock> Ports for Deployed<C> {
     type Random = ThreadRandom;
     type LicenseSettings = m365_aws::DynamoLicenseSettings;
     type Licensing = VaultDirectory;
+    type Mailer = SesMailer;
 
     fn users(&self) -> &DynamoUsers {
         &self.app.users
@@ -259,6 +260,9 @@ impl<C: Clock> Ports for Deployed<C> {
     }
     fn actor(&self) -> &Actor {
         &self.actor
+    }
+    fn mailer(&self) -> &SesMailer {
+        &self.app.mailer
     }
 }
 

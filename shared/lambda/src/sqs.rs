@@ -1,5 +1,6 @@
 //! The one SQS batch helper of every queue consumer (`retry-worker` on the retry queue,
-//! `reconcile` on its queue of passes; both subscribed with `ReportBatchItemFailures`): decode
+//! `reconcile` on its queue of passes, `notify` on the notifications queue; all subscribed with
+//! `ReportBatchItemFailures`): decode
 //! each record, run it, and answer Lambda the `batchItemFailures` — never failing the whole batch
 //! for one record (STYLE "Avoid"). One policy decides what becomes of a record ([`Verdict`]):
 //!

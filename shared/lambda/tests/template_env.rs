@@ -7,8 +7,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+use m365_engine::model::WelcomeTemplate;
 use m365_lambda::Config;
-use m365_lambda::config::{LOCAL, OPTIONAL, RECONCILE, REQUIRED, Section};
+use m365_lambda::config::{LOCAL, NOTIFY, OPTIONAL, RECONCILE, REQUIRED, Section};
 use serde_norway::Value;
 
 fn template() -> Value {
@@ -71,6 +72,7 @@ fn every_function_variable_is_one_config_reads_and_none_overrides_a_global_one()
         .chain(OPTIONAL)
         .chain(LOCAL)
         .chain(RECONCILE)
+        .chain(NOTIFY)
         .collect();
     let globals = names(&template["Globals"]["Function"]["Environment"]["Variables"]);
     let functions = function_variables(&template);
@@ -84,6 +86,56 @@ fn every_function_variable_is_one_config_reads_and_none_overrides_a_global_one()
     let reconcile = names(&functions["ReconcileFunction"]);
     let section: BTreeSet<String> = RECONCILE.into_iter().map(str::to_owned).collect();
     assert_eq!(reconcile, section);
+    let notify = names(&functions["NotifyFunction"]);
+    let section: BTreeSet<String> = NOTIFY.into_iter().map(str::to_owned).collect();
+    assert_eq!(notify, section);
+}
+
+#[test]
+fn the_notify_function_gets_its_section_from_parameters_whose_defaults_are_the_codes() {
+    // R-NOT-1: sender, subject and body are stack parameters; the defaults make a valid
+    // template equal to the code's defaults.
+    let template = template();
+    let parameters = &template["Parameters"];
+    let variables = function_variables(&template)["NotifyFunction"].clone();
+    let default = |variable: &str| -> String {
+        let Value::Tagged(tagged) = &variables[variable] else {
+            panic!("{variable} is not a !Ref");
+        };
+        assert_eq!(tagged.tag.to_string(), "!Ref", "{variable}");
+        let parameter = tagged.value.as_str().expect("a parameter name");
+        parameters[parameter]["Default"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{parameter} has a text default"))
+            .to_owned()
+    };
+    let [sender, subject, body] = NOTIFY.map(default);
+    let from_template = WelcomeTemplate::new(&sender, &subject, &body).expect("valid defaults");
+    let coded = WelcomeTemplate::new(
+        &sender,
+        WelcomeTemplate::DEFAULT_SUBJECT,
+        WelcomeTemplate::DEFAULT_BODY,
+    )
+    .expect("valid");
+    assert_eq!(from_template, coded);
+    let env: BTreeMap<&str, String> = NOTIFY.into_iter().zip([sender, subject, body]).collect();
+    let config = Config::read(
+        |name| {
+            env.get(name).cloned().or_else(|| {
+                REQUIRED.contains(&name).then(|| match name {
+                    n if n.ends_with("_TABLE") => "m365-sync-dev-table".to_owned(),
+                    n if n.ends_with("_URL") => {
+                        "https://sqs.eu-west-1.amazonaws.com/123456789012/q".to_owned()
+                    }
+                    n if n.ends_with("_PREFIX") => "m365-sync/dev/tenant/".to_owned(),
+                    _ => "m365-sync/dev/secret".to_owned(),
+                })
+            })
+        },
+        &[Section::Notify],
+    )
+    .expect("the notify function starts with the defaults");
+    assert_eq!(config.notify().expect("the section").template, coded);
 }
 
 #[test]

@@ -516,6 +516,28 @@ fn expected() -> BTreeMap<String, BTreeSet<Grant>> {
             ]),
         ),
         (
+            // R-NOT-1: reads the user, its binding and tenant; de-duplicates in the ledger; lists
+            // a refused send; consumes the notifications queue; sends from the sender identity
+            // only. No Graph: no OAuth client secret, no tenant token, no KMS key.
+            "NotifyFunction".to_owned(),
+            all(vec![
+                basics(),
+                sqs_consumer_role(),
+                table_read("UsersTable"),
+                table_read("BindingsTable"),
+                table_read("TenantsTable"),
+                ledger(),
+                failures_append(),
+                queue_consume("NotificationsQueue"),
+                grants(
+                    &[
+                        "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/${WelcomeSenderAddress}",
+                    ],
+                    &["ses:SendEmail"],
+                ),
+            ]),
+        ),
+        (
             "ReconcileFunction".to_owned(),
             all(vec![
                 basics(),

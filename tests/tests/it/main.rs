@@ -16,6 +16,7 @@ mod groups_reconcile;
 mod import;
 mod licenses;
 mod manager;
+mod notify;
 mod offboarding;
 mod privileged;
 mod provisioning;

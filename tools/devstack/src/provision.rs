@@ -1,5 +1,9 @@
-//! Creating the template's tables, queues and secrets on moto, in dependency order, and
-//! recording what their references resolve to locally.
+//! Creating the template's tables, queues, secrets and SES email identities on moto, in
+//! dependency order, and recording what their references resolve to locally.
+//!
+//! An `AWS::SES::EmailIdentity` is created with SES v2 `CreateEmailIdentity`, as CloudFormation
+//! does; the identity is then the welcome email's verified sender on the local stack (moto
+//! considers a created identity verified; on AWS its owner follows SES's verification link).
 //!
 //! Local names are the template's own (`TableName`, `QueueName`, `Name`, resolved with the
 //! parameters), so they are deterministic; a resource without a name gets
@@ -65,6 +69,15 @@ pub enum ProvisionError {
         #[source]
         source: Box<aws_sdk_sqs::Error>,
     },
+    /// SES refused a call.
+    #[error("creating SES identity {logical_id} on moto")]
+    Ses {
+        /// Logical id.
+        logical_id: String,
+        /// The SDK error.
+        #[source]
+        source: Box<aws_sdk_sesv2::Error>,
+    },
     /// Secrets Manager refused a call.
     #[error("creating secret {logical_id} on moto")]
     Secrets {
@@ -87,6 +100,8 @@ pub struct Provisioned {
     pub queue_urls_by_arn: BTreeMap<String, String>,
     /// Secret logical id → secret ARN.
     pub secrets: BTreeMap<String, String>,
+    /// SES email identity logical id → identity (an address or a domain).
+    pub email_identities: BTreeMap<String, String>,
 }
 
 /// The inputs of provisioning.
@@ -124,13 +139,17 @@ pub async fn provision(
     let dynamo = aws_sdk_dynamodb::Client::new(config);
     let sqs = aws_sdk_sqs::Client::new(config);
     let secrets = aws_sdk_secretsmanager::Client::new(config);
+    let ses = aws_sdk_sesv2::Client::new(config);
     let mut out = Provisioned::default();
 
     // Resources devstack does not create still resolve, to deterministic local values.
     for resource in &template.resources {
         let id = &resource.logical_id;
         match resource.kind.as_str() {
-            "AWS::DynamoDB::Table" | "AWS::SQS::Queue" | "AWS::SecretsManager::Secret" => {}
+            "AWS::DynamoDB::Table"
+            | "AWS::SQS::Queue"
+            | "AWS::SecretsManager::Secret"
+            | "AWS::SES::EmailIdentity" => {}
             FUNCTION => {
                 let name = Template::function_name(resource, input.stack);
                 let arn = format!("arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{name}");
@@ -210,6 +229,13 @@ pub async fn provision(
                     let arn = create_secret(&secrets, &id, &name, &properties, given).await?;
                     scope.define(&id, arn.clone(), [("Id", arn.clone())]);
                     out.secrets.insert(id, arn);
+                }
+                "AWS::SES::EmailIdentity" => {
+                    let identity = text(&properties, "EmailIdentity")
+                        .ok_or_else(|| shape(&id, "EmailIdentity is missing"))?;
+                    create_email_identity(&ses, &id, &identity).await?;
+                    scope.define(&id, identity.clone(), []);
+                    out.email_identities.insert(id, identity);
                 }
                 _ => {}
             }
@@ -505,6 +531,33 @@ async fn create_secret(
                 .map_err(|e| secrets_error(e.into()))?
                 .arn
                 .ok_or_else(|| shape(id, "moto returned no secret ARN"))
+        }
+    }
+}
+
+/// Creates an SES email identity (or reuses an existing one).
+async fn create_email_identity(
+    client: &aws_sdk_sesv2::Client,
+    id: &str,
+    identity: &str,
+) -> Result<(), ProvisionError> {
+    match client
+        .create_email_identity()
+        .email_identity(identity)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let e = aws_sdk_sesv2::Error::from(e);
+            if matches!(e, aws_sdk_sesv2::Error::AlreadyExistsException(_)) {
+                tracing::info!(identity, "SES identity exists already; reusing it");
+                return Ok(());
+            }
+            Err(ProvisionError::Ses {
+                logical_id: id.to_owned(),
+                source: Box::new(e),
+            })
         }
     }
 }

@@ -292,6 +292,7 @@ pub async fn start(mut options: Options) -> Result<Devstack, StartError> {
         tables = provisioned.tables.len(),
         queues = provisioned.queues.len(),
         secrets = provisioned.secrets.len(),
+        email_identities = provisioned.email_identities.len(),
         "resources created on moto"
     );
 

@@ -390,6 +390,24 @@ async fn the_project_template_provisions_on_moto_with_redrive_and_resolved_funct
         declared("AWS::SecretsManager::Secret")
     );
 
+    // R-NOT-1: the welcome sender is an SES identity, verified for sending on moto.
+    assert_eq!(
+        provisioned.email_identities.len(),
+        declared("AWS::SES::EmailIdentity")
+    );
+    let sender = &provisioned.email_identities["WelcomeSenderIdentity"];
+    assert_eq!(sender, "welcome@example.com");
+    let identity = aws_sdk_sesv2::Client::new(&config)
+        .get_email_identity()
+        .email_identity(sender)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        identity.verification_status,
+        Some(aws_sdk_sesv2::types::VerificationStatus::Success)
+    );
+
     let sqs = aws_sdk_sqs::Client::new(&config);
     let attributes = sqs
         .get_queue_attributes()

@@ -66,7 +66,14 @@ fn every_function_gets_the_templates_environment_with_the_parameter_defaults() {
             "{}",
             spec.logical_id
         );
+        let sender = spec.environment.get("M365_WELCOME_SENDER");
+        assert_eq!(
+            sender.map(String::as_str),
+            (spec.logical_id == "NotifyFunction").then_some("welcome@example.com"),
+            "{}",
+            spec.logical_id
+        );
         functions += 1;
     }
-    assert_eq!(functions, 9);
+    assert_eq!(functions, 10);
 }

@@ -10,6 +10,7 @@ mod group;
 mod group_binding;
 mod ids;
 mod license;
+mod mail;
 mod notification;
 mod operation;
 mod page;
@@ -37,6 +38,10 @@ pub use license::{
     GrantedSku, GroupLicenses, LicenseInputError, LicenseRequest, LicenseSource, LicenseState,
     Licensing, ResolvedLicense, ServicePlan, SubscribedSku, TenantSettings, UsageLocation,
     UsageLocationError, resolve_licenses, wanted_licenses,
+};
+pub use mail::{
+    MAX_BODY_LEN, MAX_SUBJECT_LEN, OutgoingEmail, Placeholder, TemplateError, WelcomeTemplate,
+    WelcomeValues,
 };
 pub use notification::WelcomeNotification;
 pub use operation::{

@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{Email, M365ObjectId, OperationId, TenantId, UserId};
 
-/// "Your Microsoft 365 account is ready": what the notifications queue receives; the deployer wires
-/// its delivery (mail, chat, …).
+/// "Your Microsoft 365 account is ready": what the notifications queue receives; the `notify`
+/// function delivers it as an email ([`crate::usecase::notify::DeliverWelcome`], R-NOT-1).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WelcomeNotification {

@@ -98,6 +98,14 @@ impl OperationId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The id of a follow-up `step` of this operation, e.g. the welcome email of a bind
+    /// (`user_bind/user:alice/3#welcome`, R-NOT-1): claimed in the ledger on its own, so the step
+    /// is de-duplicated apart from the operation itself.
+    #[must_use]
+    pub fn follow_up(&self, step: &str) -> Self {
+        Self(format!("{}#{step}", self.0))
+    }
 }
 
 impl fmt::Display for OperationId {

@@ -83,6 +83,11 @@ pub struct DirectoryUser {
     /// before the field existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manager_id: Option<UserId>,
+    /// Where the welcome email goes instead of the M365 address (R-NOT-1), e.g. a personal address
+    /// the employee reads before their mailbox exists. Absent in items stored before the field
+    /// existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification_email: Option<Email>,
 }
 
 impl DirectoryUser {
@@ -103,7 +108,15 @@ impl DirectoryUser {
             password_changed_at: None,
             version: 0,
             manager_id: None,
+            notification_email: None,
         }
+    }
+
+    /// Where this user's welcome email goes (R-NOT-1): the `notificationEmail` when set, else the
+    /// M365 sign-in address (the directory email, which is the UPN, R-BIND-2).
+    #[must_use]
+    pub fn welcome_recipient(&self) -> &Email {
+        self.notification_email.as_ref().unwrap_or(&self.email)
     }
 
     /// Checks the attribute limits M365 enforces (v1.0 property notes: displayName 1–256 characters,
@@ -199,6 +212,20 @@ mod tests {
         let round: DirectoryUser =
             serde_json::from_value(serde_json::to_value(&with).unwrap()).unwrap();
         assert_eq!(round, with);
+    }
+
+    #[test]
+    fn the_welcome_goes_to_the_notification_email_when_set_else_to_the_m365_address() {
+        // R-NOT-1
+        let mut u = user();
+        assert_eq!(u.welcome_recipient().as_str(), "alice@contoso.com");
+        u.notification_email = Some(Email::parse("alice.home@example.org").unwrap());
+        assert_eq!(u.welcome_recipient().as_str(), "alice.home@example.org");
+        let doc = serde_json::to_value(&u).unwrap();
+        assert_eq!(doc["notificationEmail"], "alice.home@example.org");
+        assert_eq!(serde_json::from_value::<DirectoryUser>(doc).unwrap(), u);
+        let old = serde_json::to_value(user()).unwrap();
+        assert!(old.get("notificationEmail").is_none(), "absent when unset");
     }
 
     fn user() -> DirectoryUser {

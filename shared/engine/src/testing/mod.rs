@@ -17,6 +17,7 @@ mod identity;
 mod leases;
 mod licenses;
 mod log_buffer;
+mod mail;
 mod notify;
 mod paging;
 mod queue;
@@ -38,6 +39,7 @@ pub use identity::{
 pub use leases::FakeLeases;
 pub use licenses::{FakeLicenseSettings, FakeLicensing};
 pub use log_buffer::LogBuffer;
+pub use mail::FakeMailer;
 pub use notify::{FakeNotifier, SeededRandom};
 pub use queue::{FakeRetryQueue, QueuedMessage};
 pub use rate_budget::FakeRateBudget;

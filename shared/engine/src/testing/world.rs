@@ -88,6 +88,8 @@ pub struct World {
     pub license_settings: super::FakeLicenseSettings,
     /// M365's licences, with seats (R-LIC-1).
     pub licensing: super::FakeLicensing,
+    /// Sent emails (R-NOT-1).
+    pub mailer: super::FakeMailer,
 }
 
 /// A parsed email (test input is valid).
@@ -149,6 +151,7 @@ impl World {
             license_settings: super::FakeLicenseSettings::new(),
             licensing: super::FakeLicensing::new(),
             actor: crate::model::Actor::local(),
+            mailer: super::FakeMailer::new(),
         }
     }
 
@@ -443,6 +446,7 @@ impl Ports for World {
     type Random = SeededRandom;
     type LicenseSettings = super::FakeLicenseSettings;
     type Licensing = super::FakeLicensing;
+    type Mailer = super::FakeMailer;
 
     fn users(&self) -> &FakeUsers {
         &self.users
@@ -524,5 +528,8 @@ impl Ports for World {
     }
     fn actor(&self) -> &crate::model::Actor {
         &self.actor
+    }
+    fn mailer(&self) -> &super::FakeMailer {
+        &self.mailer
     }
 }

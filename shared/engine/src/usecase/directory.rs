@@ -67,6 +67,9 @@ pub struct UserDraft {
     /// The manager's directory user id (R-ATTR-1); blank is absent. Not the user itself; an id
     /// not (yet) in the directory is accepted and linked once that user exists and is bound.
     pub manager_id: Option<String>,
+    /// Where the welcome email goes instead of the M365 address (R-NOT-1); blank is absent.
+    /// Checked like `email`.
+    pub notification_email: Option<String>,
 }
 
 /// What saving a user did in M365.
@@ -166,6 +169,14 @@ impl<P: Ports> UpsertUser<'_, P> {
         user.manager_id = blank_to_none(draft.manager_id)
             .map(UserId::parse)
             .transpose()?;
+        user.notification_email = blank_to_none(draft.notification_email)
+            .map(|e| {
+                Email::parse(&e).map_err(|problem| InvalidInput::EmailField {
+                    field: "notificationEmail",
+                    problem,
+                })
+            })
+            .transpose()?;
         user.validate()?;
 
         let before = self.users.get(id).await?;
@@ -180,6 +191,7 @@ impl<P: Ports> UpsertUser<'_, P> {
                     && old.email == user.email
                     && old.state == user.state
                     && old.manager_id == user.manager_id
+                    && old.notification_email == user.notification_email
                 {
                     // Nothing to store; M365 may still lag behind the state (a run cut short).
                     old.clone()

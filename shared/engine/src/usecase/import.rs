@@ -1342,6 +1342,7 @@ mod tests {
         type Random = crate::testing::SeededRandom;
         type LicenseSettings = crate::testing::FakeLicenseSettings;
         type Licensing = crate::testing::FakeLicensing;
+        type Mailer = crate::testing::FakeMailer;
         fn users(&self) -> &Self::Users {
             self.w.users()
         }
@@ -1422,6 +1423,9 @@ mod tests {
         }
         fn actor(&self) -> &crate::model::Actor {
             self.w.actor()
+        }
+        fn mailer(&self) -> &Self::Mailer {
+            self.w.mailer()
         }
     }
 

@@ -14,6 +14,8 @@
 //! - [`directory::UpsertUser`], [`directory::UpsertGroup`]: save a directory user or group and
 //!   bring M365 in line (R-BIND-7, R-BIND-9, R-GRP-1); [`directory::AuditTrail`]: the audit
 //!   listings (R-AUD-1);
+//! - [`notify::DeliverWelcome`]: deliver a queued welcome notification as an email, once, to
+//!   the right address, without a password (R-NOT-1);
 //! - [`retry::RetryDispatcher`]: re-drive a [`RetryMessage`] from the retry queue (R-BIND-6).
 //! - [`reconcile_queue::ReconcileQueue`]: fan reconciliation out through a queue, one leased,
 //!   bounded pass per message (R-REC-1).
@@ -84,6 +86,7 @@ pub mod group_sync;
 pub mod import;
 pub mod licenses;
 pub mod manager;
+pub mod notify;
 pub mod password;
 pub(crate) mod privilege;
 pub mod reconcile;

@@ -470,3 +470,52 @@ async fn events_are_listed_by_filter_and_paged_with_cursors_bound_to_their_listi
         assert_eq!(code(refused), "invalid_field", "{limit}");
     }
 }
+
+#[tokio::test]
+async fn a_notification_email_is_stored_checked_like_email_and_cleared_when_absent() {
+    // R-NOT-1
+    let w = World::new().await;
+    let with = |e: &str| UserDraft {
+        notification_email: Some(e.to_owned()),
+        ..draft("adele", "Adele")
+    };
+    let saved = upsert(&w, "adele", with(" Adele.Home@Example.org "))
+        .await
+        .unwrap();
+    assert_eq!(
+        saved.user.notification_email.as_ref().map(Email::as_str),
+        Some("adele.home@example.org")
+    );
+    let err = upsert(&w, "adele", with("not-an-address"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "invalid_email");
+    assert!(err.to_string().starts_with("notificationEmail: "), "{err}");
+    let stored = w.users.get(&uid("adele")).await.unwrap().unwrap();
+    assert_eq!(stored.version, saved.user.version, "nothing written");
+    // PUT replaces: absent (or blank) clears it, as every optional attribute.
+    let cleared = upsert(&w, "adele", with("  ")).await.unwrap();
+    assert_eq!(cleared.user.notification_email, None);
+    assert!(cleared.user.version > saved.user.version);
+}
+
+#[tokio::test]
+async fn changing_the_notification_email_of_a_bound_user_is_stored_without_an_m365_push() {
+    // R-NOT-1: it is ours, not an M365 attribute
+    let w = World::new().await;
+    let first = bound(&w, "adele").await;
+    let events = w.events.all().len();
+    let saved = upsert(
+        &w,
+        "adele",
+        UserDraft {
+            notification_email: Some("adele@example.org".to_owned()),
+            ..draft("adele", "adele")
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(saved.sync, UserSynced::Unchanged);
+    assert!(saved.user.version > first.user.version, "stored");
+    assert_eq!(w.events.all().len(), events, "no provisioning event");
+}
