@@ -12,6 +12,7 @@ mod license;
 mod notification;
 mod operation;
 mod page;
+mod reconcile_run;
 mod tenant;
 mod user;
 
@@ -41,6 +42,7 @@ pub use operation::{
     Disposition, MAX_QUEUE_DELAY, OperationId, OperationKind, OperationOutcome, OperationSubject,
     RetryMessage,
 };
+pub use reconcile_run::{ReconcileRun, RunError, RunId, RunStatus};
 pub use page::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, Page, PageRequest, PageToken};
 pub use tenant::{
     DomainKind, RequestToken, RequestTokenError, Tenant, TenantStatus, TenantTokens, VerifiedDomain,

@@ -86,6 +86,8 @@ pub struct World {
     pub license_settings: super::FakeLicenseSettings,
     /// M365's licences, with seats (R-LIC-1).
     pub licensing: super::FakeLicensing,
+    /// Reconcile runs requested through the API (R-OPS-2).
+    pub runs: super::FakeReconcileRuns,
 }
 
 /// A parsed email (test input is valid).
@@ -146,6 +148,7 @@ impl World {
             clock,
             license_settings: super::FakeLicenseSettings::new(),
             licensing: super::FakeLicensing::new(),
+            runs: super::FakeReconcileRuns::new(),
         }
     }
 
@@ -440,6 +443,7 @@ impl Ports for World {
     type Random = SeededRandom;
     type LicenseSettings = super::FakeLicenseSettings;
     type Licensing = super::FakeLicensing;
+    type Runs = super::FakeReconcileRuns;
 
     fn users(&self) -> &FakeUsers {
         &self.users
@@ -518,5 +522,8 @@ impl Ports for World {
     }
     fn licensing(&self) -> &super::FakeLicensing {
         &self.licensing
+    }
+    fn runs(&self) -> &super::FakeReconcileRuns {
+        &self.runs
     }
 }
