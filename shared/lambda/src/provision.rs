@@ -165,6 +165,7 @@ impl<C: Clock> Ports for Deployed<C> {
     type Random = ThreadRandom;
     type LicenseSettings = m365_aws::DynamoLicenseSettings;
     type Licensing = VaultDirectory;
+    type Runs = m365_aws::DynamoReconcileRuns;
 
     fn users(&self) -> &DynamoUsers {
         &self.app.users
@@ -243,6 +244,9 @@ impl<C: Clock> Ports for Deployed<C> {
     }
     fn licensing(&self) -> &VaultDirectory {
         &self.directory
+    }
+    fn runs(&self) -> &m365_aws::DynamoReconcileRuns {
+        &self.app.runs
     }
 }
 

@@ -42,8 +42,8 @@ pub use operation::{
     Disposition, MAX_QUEUE_DELAY, OperationId, OperationKind, OperationOutcome, OperationSubject,
     RetryMessage,
 };
-pub use reconcile_run::{ReconcileRun, RunError, RunId, RunStatus};
 pub use page::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, Page, PageRequest, PageToken};
+pub use reconcile_run::{ReconcileRun, RunError, RunId, RunStatus};
 pub use tenant::{
     DomainKind, RequestToken, RequestTokenError, Tenant, TenantStatus, TenantTokens, VerifiedDomain,
 };

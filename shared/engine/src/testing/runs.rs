@@ -69,3 +69,8 @@ impl ReconcileRuns for FakeReconcileRuns {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    contract_tests!(runs, super::FakeReconcileRuns::new());
+}
