@@ -106,7 +106,8 @@ async fn run_pass<P: Ports>(
         holder,
         crate::PASS_LEASE,
         &deps.settings.reconcile,
-    );
+    )
+    .waiting(deps.settings.run_wait);
     let verdict = match runs.step(message, run).await {
         Ok(RunStep::Ran(status)) => Verdict::Ack(status.as_str()),
         Ok(RunStep::Waiting) => Verdict::Ack("waiting"),

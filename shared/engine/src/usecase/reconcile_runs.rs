@@ -15,7 +15,7 @@
 //!   redelivery.
 //! - A writing run's pass is the scheduled pass: leased, from the tenant's saved cursor. When the
 //!   tenant's lease is held (a scheduled pass is running), the run's pass **waits**: its message
-//!   is sent again [`RUN_WAIT`] later (the run stays as it is) and runs once the lease is free —
+//!   is sent again [`RUN_WAIT`] (or [`RunPasses::waiting`]) later (the run stays as it is) and runs once the lease is free —
 //!   it then goes on from the cursor the other pass saved, so the run reports what was left.
 //!   An unfinished round queues the run's next pass (`reconcile_continued`, same run id).
 //! - A dry run takes no lease (it only reads, R-REC-2) and saves no cursor: it plans the pages of
@@ -45,7 +45,8 @@ use crate::ports::{Clock, Ports, ReconcileRuns, RetryQueue, TenantStore};
 /// The reason on the first pass of a requested run.
 pub const REASON_REQUESTED: &str = "reconcile_requested";
 
-/// How long a run's pass waits before trying again when another pass holds the tenant.
+/// How long a run's pass waits by default before trying again when another pass holds the
+/// tenant ([`RunPasses::waiting`]).
 pub const RUN_WAIT: Duration = Duration::from_secs(20);
 
 /// The most items kept per list of a run's report (users plan, stuck work, groups plan): the
@@ -93,7 +94,7 @@ pub fn run_message(
 pub enum RunStep {
     /// The pass ran and was merged; the run is now in this status.
     Ran(RunStatus),
-    /// Another pass holds the tenant: the message was sent again [`RUN_WAIT`] later.
+    /// Another pass holds the tenant: the message was sent again a wait later.
     Waiting,
     /// The run failed for good (recorded on the run).
     Failed(&'static str),
@@ -109,6 +110,7 @@ pub struct RunPasses<'a, P: Ports> {
     holder: &'a str,
     lease: TimeDelta,
     settings: &'a ReconcileSettings,
+    wait: Duration,
 }
 
 impl<'a, P: Ports> RunPasses<'a, P> {
@@ -128,7 +130,16 @@ impl<'a, P: Ports> RunPasses<'a, P> {
             holder,
             lease,
             settings,
+            wait: RUN_WAIT,
         }
+    }
+
+    /// Waits `wait` (instead of [`RUN_WAIT`]) before a pass tries again when another pass holds
+    /// the tenant; at most 15 minutes (SQS's longest delay).
+    #[must_use]
+    pub fn waiting(mut self, wait: Duration) -> Self {
+        self.wait = wait.min(crate::model::MAX_QUEUE_DELAY);
+        self
     }
 
     fn queue(&self) -> ReconcileQueue<'a, P> {
@@ -234,8 +245,8 @@ impl<'a, P: Ports> RunPasses<'a, P> {
             match leased {
                 Ok(Leased::Busy) => {
                     let mut again = message.clone();
-                    again.not_before = now + TimeDelta::from_std(RUN_WAIT).unwrap_or_default();
-                    self.passes.send(&again, RUN_WAIT).await?;
+                    again.not_before = now + TimeDelta::from_std(self.wait).unwrap_or_default();
+                    self.passes.send(&again, self.wait).await?;
                     tracing::info!("reconcile run waits: another pass holds the tenant");
                     return Ok(RunStep::Waiting);
                 }
