@@ -775,9 +775,10 @@ async fn a_run_requested_while_a_pass_holds_the_tenant_waits_in_the_queue_and_ru
         return;
     };
     s.bound_users(3).await;
-    let mut settings = Settings::default();
-    settings.run_wait = std::time::Duration::from_secs(3);
-    let deps = s.reconciler(settings);
+    let deps = s.reconciler(Settings {
+        run_wait: std::time::Duration::from_secs(3),
+        ..Settings::default()
+    });
     let tenant = m365_engine::model::TenantId::parse(&s.tenant).unwrap();
     let lease = m365_engine::usecase::reconcile_queue::lease_name(&tenant);
     let now = chrono::Utc::now();
