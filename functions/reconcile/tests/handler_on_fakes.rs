@@ -186,6 +186,24 @@ async fn a_run_whose_pass_fails_for_good_is_failed_with_a_code_and_a_message() {
 }
 
 #[tokio::test]
+async fn a_pass_delivered_twice_is_counted_once() {
+    // R-OPS-2: SQS may deliver a message more than once; the run's report does not double.
+    let f = wiring(2).await;
+    let run = request_run(&f, Some("false")).await;
+    let message = f.passes.drain().remove(0);
+    let body = serde_json::to_string(&message).unwrap();
+    for id in ["m-1", "m-1-again"] {
+        let answer = handle(&f, sqs(&[(id, Some(body.as_str()))])).await.unwrap();
+        assert_eq!(answer["batchItemFailures"], json!([]), "{answer}");
+    }
+    let done = run_status(&f, &run).await;
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(done["passes"], 1);
+    assert_eq!(done["report"]["pages"], 1, "{done}");
+    assert!(f.passes.snapshot().is_empty());
+}
+
+#[tokio::test]
 async fn an_unknown_run_and_another_tenants_run_are_not_found() {
     // R-OPS-2, R-SAFE-1: a run is shown under its own tenant only.
     let f = wiring(1).await;

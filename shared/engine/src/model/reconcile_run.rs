@@ -114,10 +114,6 @@ pub struct ReconcileRun {
     /// The passes' reports merged (the plan on a dry run, what was done otherwise), bounded:
     /// lists are capped and `truncated` says so. `None` before the first pass.
     pub report: Option<serde_json::Value>,
-    /// A dry run that goes on: where its next pass reads from (its own delta link; the
-    /// tenant's cursor is never moved by a dry run). Internal: never shown.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resume: Option<String>,
     /// Optimistic-concurrency version: each update is conditional on it and bumps it.
     #[serde(default)]
     pub version: u64,
@@ -138,7 +134,6 @@ impl ReconcileRun {
             passes: 0,
             error: None,
             report: None,
-            resume: None,
             version: 0,
         }
     }
