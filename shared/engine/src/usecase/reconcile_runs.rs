@@ -6,21 +6,28 @@
 //! Each pass of a run is a message on that queue whose operation id names the run
 //! (`reconcile/tenant:<tenant>/run.<run id>.<pass>`, [`run_of`]); the consumer hands it to
 //! [`RunPasses::step`]:
-//! - the run moves `queued` → `running` (with `startedAt`) before its first pass, then each pass's
+//! - the run moves `queued` → `running` (with `startedAt`) as its first pass starts (under the
+//!   lease for a writing run, so a run waiting for the lease stays `queued`), then each pass's
 //!   report is merged into the run's ([`merge_report`]: counts added, lists appended up to
 //!   [`MAX_ITEMS`] each with `truncated: true` beyond), `passes` counts it, and the run ends
 //!   `done` (round complete), `held` (the safeguard stopped it before any write, R-REC-3; its
-//!   report shows the trip) or `failed` (a permanent error, or the tenant is gone or not active,
-//!   with a code and message). A retryable error leaves the run as it is and the message for
-//!   redelivery.
+//!   report shows the trip) or `failed` (a permanent error, the tenant gone or not active, or a
+//!   chain longer than `MAX_PASSES`; with a code and message). A retryable error leaves the run
+//!   as it is and the message for redelivery (a message that keeps failing until the DLQ leaves
+//!   its run `running`: the DLQ alarm is what tells an admin then).
 //! - A writing run's pass is the scheduled pass: leased, from the tenant's saved cursor. When the
 //!   tenant's lease is held (a scheduled pass is running), the run's pass **waits**: its message
-//!   is sent again [`RUN_WAIT`] (or [`RunPasses::waiting`]) later (the run stays as it is) and runs once the lease is free —
-//!   it then goes on from the cursor the other pass saved, so the run reports what was left.
+//!   is sent again [`RUN_WAIT`] (or [`RunPasses::waiting`]) later (the run stays as it is) and
+//!   runs once the lease is free — it then goes on from the cursor the other pass saved, so the
+//!   run reports what was left.
 //!   An unfinished round queues the run's next pass (`reconcile_continued`, same run id).
 //! - A dry run takes no lease (it only reads, R-REC-2) and saves no cursor: it plans the pages of
 //!   one pass (`complete: false` in its report when the round is longer; see the report's
-//!   `pages`), like the synchronous dry run did.
+//!   `pages`), like the synchronous dry run did, and ends `done` (a safeguard trip shows in its
+//!   report: nothing is held, nothing would be written). Not chained: going on would need the
+//!   round's next link from a dry pass and a start link for the next one, which `Reconcile` and
+//!   `ReconcileGroups` do not offer (a dry pass saves nothing), and their per-pass checks (expiry
+//!   sweep, UPN lookups, stale groups) would plan the same repairs again in every pass.
 //!
 //! Redelivery never counts a pass twice: the run records how many passes it merged, a message
 //! for a pass already merged is acknowledged without running (and, if the run is still going on,
@@ -34,7 +41,7 @@ use serde_json::{Map, Value};
 
 use super::reconcile::ReconcileSettings;
 use super::reconcile_pass::{ReconcilePass, TenantReport};
-use super::reconcile_queue::{Leased, PassEnd, ReconcileQueue};
+use super::reconcile_queue::{Leased, MAX_PASSES, PassEnd, ReconcileQueue};
 use crate::error::{Error, Result};
 use crate::model::{
     OperationId, OperationKind, OperationSubject, ReconcileRun, RetryMessage, RunError, RunId,
@@ -189,6 +196,10 @@ impl<'a, P: Ports> RunPasses<'a, P> {
                 self.send_next(&run).await?;
             }
             return Ok(RunStep::Skipped("pass_already_counted"));
+        }
+        if pass > MAX_PASSES {
+            let message = format!("the round took more than {MAX_PASSES} passes");
+            return self.fail(run, "too_many_passes", message).await;
         }
         let now = self.ports.clock().now();
         match self.ports.tenants().get(tenant).await? {

@@ -262,6 +262,15 @@ async fn a_run_fails_with_a_code_when_the_pass_fails_for_good_or_the_tenant_is_n
     );
     let failed = run_in(&w, &parked.run_id);
     assert_eq!(failed.error.unwrap().code, "tenant_not_active");
+
+    w.set_tenant_status(TenantStatus::Active).await;
+    let endless = runner.request(&w.tenant.id, false).await.unwrap();
+    let mut message = passes.drain().remove(0);
+    message.attempt = MAX_PASSES + 1;
+    assert_eq!(
+        runner.step(&message, &endless.run_id).await.unwrap(),
+        RunStep::Failed("too_many_passes")
+    );
 }
 
 #[tokio::test]
