@@ -406,8 +406,9 @@ const SUMMED: [&str; 6] = [
 /// Lists appended from pass to pass, each capped at [`MAX_ITEMS`].
 const LISTED: [&str; 2] = ["plan", "stuck"];
 
-/// Merges one pass's report (`next`, a [`TenantReport`] as JSON) into a run's: numbers in
-/// [`SUMMED`] are added, lists in [`LISTED`] appended (at most [`MAX_ITEMS`] each; beyond,
+/// Merges one pass's report (`next`, a [`TenantReport`] as JSON) into a run's: the counts
+/// (`pages`, `applied`, `failed`, `skipped`, `accountLookups`, `requeued`) are added, the lists
+/// (`plan`, `stuck`) appended (at most [`MAX_ITEMS`] each; beyond,
 /// `truncated: true` at the top), `fullSync` is kept once set, nested objects (`groups`,
 /// `requeued`, `licenses`) merge the same way and are kept when a later pass has none, and every
 /// other field (`complete`, `continued`, `safeguard`, `bound`, …) is the latest pass's.
