@@ -105,6 +105,7 @@ impl m365_engine::ports::Ports for Bench<'_> {
     type LicenseSettings = m365_engine::testing::FakeLicenseSettings;
     type Licensing = m365_lambda::graph::VaultDirectory;
     type Mailer = m365_engine::testing::FakeMailer;
+    type Runs = m365_engine::testing::FakeReconcileRuns;
     fn users(&self) -> &Self::Users {
         &self.fakes.users
     }
@@ -188,6 +189,9 @@ impl m365_engine::ports::Ports for Bench<'_> {
     }
     fn mailer(&self) -> &Self::Mailer {
         &self.fakes.mailer
+    }
+    fn runs(&self) -> &Self::Runs {
+        &self.fakes.runs
     }
 }
 

@@ -1160,35 +1160,154 @@ impl Functions {
     }
 }
 
+/// A reconcile route's request (`method`, `path`, query `query`) as API Gateway HTTP API 2.0
+/// sends it to the reconcile function; its status and JSON body.
+pub async fn reconcile_api(
+    deps: &reconcile::Reconciler<OffsetClock>,
+    method: &str,
+    path: &str,
+    query: &[(&str, &str)],
+) -> (u16, Value) {
+    let params: serde_json::Map<String, Value> = query
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), json!(v)))
+        .collect();
+    let raw: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let route = if method == "GET" {
+        "GET /tenants/{tenantId}/reconcile/runs/{runId}"
+    } else {
+        "POST /tenants/{tenantId}/reconcile"
+    };
+    let event = json!({
+        "version": "2.0",
+        "routeKey": route,
+        "rawPath": path,
+        "rawQueryString": raw.join("&"),
+        "headers": {"content-type": "application/json"},
+        "queryStringParameters": if params.is_empty() { Value::Null } else { Value::Object(params) },
+        "requestContext": {
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "it"},
+            "requestId": uuid::Uuid::new_v4().to_string(),
+            "routeKey": route,
+            "stage": "$default"
+        },
+        "isBase64Encoded": false
+    });
+    let event = lambda_runtime::LambdaEvent::new(event, lambda_context());
+    let response = reconcile::handle(deps, event).await.unwrap();
+    let status = u16::try_from(response["statusCode"].as_u64().unwrap()).unwrap();
+    let body = response["body"]
+        .as_str()
+        .map_or(Value::Null, |b| serde_json::from_str(b).unwrap());
+    (status, body)
+}
+
+/// `GET /tenants/{tenant}/reconcile/runs/{run}` (must answer 200): the run.
+pub async fn reconcile_run(
+    deps: &reconcile::Reconciler<OffsetClock>,
+    tenant: &str,
+    run: &str,
+) -> Value {
+    let path = format!("/tenants/{tenant}/reconcile/runs/{run}");
+    let (status, body) = reconcile_api(deps, "GET", &path, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// Delivers the pass `pass` of run `run` from the queue of passes `passes` to the function, as
+/// Lambda's SQS trigger does (one record); other messages are left on the queue. Waits up to
+/// 10 s for it (a pass that waited for another pass's lease comes back after its delay).
+///
+/// # Panics
+/// When the pass does not come, or the function reports it as failed.
+pub async fn deliver_run_pass(
+    deps: &reconcile::Reconciler<OffsetClock>,
+    sqs: &aws_sdk_sqs::Client,
+    passes: &str,
+    run: &str,
+    pass: u32,
+) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let wanted = format!("run.{run}.{pass}");
+    while std::time::Instant::now() < until {
+        let received = sqs
+            .receive_message()
+            .queue_url(passes)
+            .max_number_of_messages(10)
+            .visibility_timeout(1)
+            .wait_time_seconds(0)
+            .send()
+            .await
+            .expect("receive from the queue of passes")
+            .messages
+            .unwrap_or_default();
+        let found = received.into_iter().find(|m| {
+            m.body.as_deref().is_some_and(|b| {
+                serde_json::from_str::<Value>(b).is_ok_and(|v| {
+                    v["operationId"]
+                        .as_str()
+                        .is_some_and(|o| o.ends_with(&wanted))
+                })
+            })
+        });
+        let Some(message) = found else {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            continue;
+        };
+        let receipt = message.receipt_handle.clone().expect("receipt handle");
+        let event = json!({"Records": [{
+            "messageId": message.message_id.clone().unwrap_or_default(),
+            "receiptHandle": receipt,
+            "body": message.body.clone().unwrap_or_default(),
+            "attributes": {"ApproximateReceiveCount": "1"},
+            "messageAttributes": {},
+            "eventSource": "aws:sqs",
+            "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:queue",
+            "awsRegion": "us-east-1"
+        }]});
+        let answer = reconcile::handle(
+            deps,
+            lambda_runtime::LambdaEvent::new(event, lambda_context()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(answer["batchItemFailures"], json!([]), "{answer}");
+        sqs.delete_message()
+            .queue_url(passes)
+            .receipt_handle(receipt)
+            .send()
+            .await
+            .expect("deleted");
+        return;
+    }
+    panic!("pass {pass} of run {run} never came");
+}
+
 /// `POST /tenants/{tenant}/reconcile?dryRun=…` through the reconcile function, as API Gateway
-/// sends it; the report (the answer must be 200).
+/// sends it: it must answer `202` with a queued run (R-OPS-2). Then the run's first pass is
+/// delivered from the queue of passes `passes` and the run read back through its route; answers
+/// the run's `report` — one pass's, what the synchronous answer used to be (an unfinished round's
+/// next pass stays queued: `continued: true`).
 pub async fn reconcile_route(
     deps: &reconcile::Reconciler<OffsetClock>,
+    sqs: &aws_sdk_sqs::Client,
+    passes: &str,
     tenant: &str,
     dry_run: bool,
 ) -> Value {
     let path = format!("/tenants/{tenant}/reconcile");
     let flag = if dry_run { "true" } else { "false" };
-    let event = json!({
-        "version": "2.0",
-        "routeKey": "POST /tenants/{tenantId}/reconcile",
-        "rawPath": path,
-        "rawQueryString": format!("dryRun={flag}"),
-        "headers": {"content-type": "application/json"},
-        "queryStringParameters": {"dryRun": flag},
-        "pathParameters": {"tenantId": tenant},
-        "requestContext": {
-            "http": {"method": "POST", "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "it"},
-            "requestId": uuid::Uuid::new_v4().to_string(),
-            "routeKey": "POST /tenants/{tenantId}/reconcile",
-            "stage": "$default"
-        },
-        "isBase64Encoded": false
-    });
-    let event = lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default());
-    let response = reconcile::handle(deps, event).await.unwrap();
-    assert_eq!(response["statusCode"], 200, "{response}");
-    serde_json::from_str(response["body"].as_str().unwrap()).unwrap()
+    let (status, body) = reconcile_api(deps, "POST", &path, &[("dryRun", flag)]).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["status"], "queued", "{body}");
+    let run = body["runId"].as_str().expect("a run id").to_owned();
+    deliver_run_pass(deps, sqs, passes, &run, 1).await;
+    let run = reconcile_run(deps, tenant, &run).await;
+    assert!(
+        ["running", "done", "held"].contains(&run["status"].as_str().unwrap_or_default()),
+        "{run}"
+    );
+    run["report"].clone()
 }
 
 /// The API routes of the provisioning functions and the wiring each runs on.
@@ -1321,7 +1440,8 @@ impl ReconcileScene {
         deps: &reconcile::Reconciler<OffsetClock>,
         dry_run: bool,
     ) -> Value {
-        reconcile_route(deps, &self.tenant, dry_run).await
+        let sqs = aws_sdk_sqs::Client::new(&self.world.sdk);
+        reconcile_route(deps, &sqs, &self.passes, &self.tenant, dry_run).await
     }
 
     /// A Graph request in Contoso made behind our back (an admin's app token).

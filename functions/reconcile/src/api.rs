@@ -1,25 +1,36 @@
-//! `POST /tenants/{tenantId}/reconcile?dryRun=true|false` through `lambda_http` and the shared
-//! response and error mapping (`m365_lambda::api`): `200` with the report (the users plan, what
-//! was applied, the safeguard trip if any, the `stuck` work found and, unless dry, what was
-//! `requeued`, and `groups`: the group plan and what was applied). `dryRun` defaults to `true`
-//! so a bare call never writes; any other value than `true`/`false` is `400 invalid_query`. An
-//! unknown tenant is `404`, a tenant that is not `active` is `409 tenant_not_active`, a tenant
-//! whose pass is running is `409 reconcile_in_progress`; an unknown route is
-//! `404 route_not_found`. A run (not a dry run) is one leased pass; when the round goes on,
-//! `continued: true` says the rest was queued. A dry run of a round longer than one pass plans
-//! the pass's pages only (`complete: false`): it saves no cursor to go on from.
+//! The reconcile routes, through `lambda_http` and the shared response and error mapping
+//! (`m365_lambda::api`):
+//! - `POST /tenants/{tenantId}/reconcile?dryRun=true|false` (R-OPS-2): a pass may outlive API
+//!   Gateway's 30 s, so the request only records a run and queues its first pass on the queue of
+//!   passes; the answer is `202 {"runId","tenantId","status":"queued","dryRun","requestedAt"}`
+//!   with a `Location` header naming the run. `dryRun` defaults to `true` so a bare call never
+//!   writes; any other value than `true`/`false` is `400 invalid_query`. An unknown tenant is
+//!   `404`, a tenant that is not `active` is `409 tenant_not_active`; nothing is recorded then.
+//!   A run requested while another pass holds the tenant waits in the queue and runs after it
+//!   (`m365_engine::usecase::reconcile_runs`).
+//! - `GET /tenants/{tenantId}/reconcile/runs/{runId}`: the run — `status` (`queued`, `running`,
+//!   `done`, `failed` with `error: {code, message}`, `held` when the safeguard stopped it),
+//!   `dryRun`, `requestedAt` / `startedAt` / `finishedAt`, `passes`, and `report`: the passes'
+//!   reports merged (on a dry run the plan, otherwise what was done: the users plan, what was
+//!   applied, the safeguard trip if any, the `stuck` work and what was `requeued`, and `groups`),
+//!   lists capped with `truncated: true`. A run unknown, expired or of another tenant is
+//!   `404 run_not_found`; a run id that is not a UUID is `400 invalid_run_id`.
+//!
+//! An unknown route is `404 route_not_found`.
 
+use chrono::{DateTime, Utc};
 use lambda_http::aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
-use lambda_http::http::{Method, StatusCode};
+use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Body, Request, RequestExt, Response};
-use m365_engine::model::{TenantId, TenantStatus};
-use m365_engine::ports::{Ports, TenantStore};
-use m365_engine::usecase::reconcile_queue::Leased;
+use m365_engine::model::{ReconcileRun, RunError, RunId, RunStatus, TenantId, TenantStatus};
+use m365_engine::ports::{Ports, ReconcileRuns, TenantStore};
+use m365_engine::usecase::reconcile_runs::RunPasses;
 use m365_engine::{Error, error::Entity};
 use m365_lambda::api;
 use m365_lambda::api::no_route;
 use m365_lambda::provision::segments;
+use serde::Serialize;
 
 use crate::Wiring;
 
@@ -34,6 +45,7 @@ pub async fn handle<P: Ports>(
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     let response = match (request.method(), segments.as_slice()) {
         (&Method::POST, ["tenants", id, "reconcile"]) => post(deps, holder, &request, id).await,
+        (&Method::GET, ["tenants", id, "reconcile", "runs", run]) => get_run(deps, id, run).await,
         _ => no_route("reconcile"),
     };
     tracing::info!(
@@ -87,34 +99,75 @@ async fn post<P: Ports>(
         Ok(None) => return api::engine_error(&Error::not_found(Entity::Tenant, &tenant_id)),
         Err(e) => return api::engine_error(&e),
     }
-    let pass = deps.pass();
-    let report = if dry_run {
-        // Reads only: no lease needed, and a running pass does not block a look at the plan.
-        pass.run(&tenant_id, true).await
-    } else {
-        let queue = deps.queue(holder);
-        match queue
-            .leased(&tenant_id, 1, || pass.pass(&tenant_id, 1))
-            .await
-        {
-            Ok(Leased::Ran {
-                mut report,
-                continued,
-                ..
-            }) => {
-                report.continued = continued;
-                Ok(report)
+    let runs = RunPasses::new(
+        &deps.ports,
+        &deps.passes,
+        holder,
+        crate::PASS_LEASE,
+        &deps.settings.reconcile,
+    );
+    match runs.request(&tenant_id, dry_run).await {
+        Ok(run) => {
+            let mut response = api::json(StatusCode::ACCEPTED, &RunView::of(&run));
+            let location = format!("/tenants/{}/reconcile/runs/{}", run.tenant_id, run.run_id);
+            if let Ok(value) = HeaderValue::from_str(&location) {
+                response.headers_mut().insert(header::LOCATION, value);
             }
-            Ok(Leased::Busy) => {
-                let message =
-                    "a reconcile pass of this tenant is running; try again when it is done";
-                return api::error(StatusCode::CONFLICT, "reconcile_in_progress", message);
-            }
-            Err(e) => Err(e),
+            response
         }
-    };
-    match report {
-        Ok(report) => api::json(StatusCode::OK, &report),
         Err(e) => api::engine_error(&e),
+    }
+}
+
+/// `GET /tenants/{tenantId}/reconcile/runs/{runId}`.
+async fn get_run<P: Ports>(deps: &Wiring<P>, raw_tenant: &str, raw_run: &str) -> Response<Body> {
+    let Ok(tenant_id) = TenantId::parse(raw_tenant) else {
+        let message = "the tenant id is not valid";
+        return api::error(StatusCode::BAD_REQUEST, "invalid_tenant_id", message);
+    };
+    let Ok(run_id) = RunId::parse(raw_run) else {
+        let message = "the run id is not valid: runs are named by the UUID the request answered";
+        return api::error(StatusCode::BAD_REQUEST, "invalid_run_id", message);
+    };
+    match deps.ports.runs().get(&tenant_id, &run_id).await {
+        Ok(Some(run)) => api::json(StatusCode::OK, &RunView::of(&run)),
+        Ok(None) => {
+            let message = "no reconcile run with this id for this tenant (runs are kept 7 days)";
+            api::error(StatusCode::NOT_FOUND, "run_not_found", message)
+        }
+        Err(e) => api::engine_error(&e),
+    }
+}
+
+/// A run as the API shows it (its store version and internal state left out).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RunView<'a> {
+    run_id: &'a RunId,
+    tenant_id: &'a TenantId,
+    status: RunStatus,
+    dry_run: bool,
+    requested_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    passes: u32,
+    error: Option<&'a RunError>,
+    report: Option<&'a serde_json::Value>,
+}
+
+impl<'a> RunView<'a> {
+    fn of(run: &'a ReconcileRun) -> Self {
+        Self {
+            run_id: &run.run_id,
+            tenant_id: &run.tenant_id,
+            status: run.status,
+            dry_run: run.dry_run,
+            requested_at: run.requested_at,
+            started_at: run.started_at,
+            finished_at: run.finished_at,
+            passes: run.passes,
+            error: run.error.as_ref(),
+            report: run.report.as_ref(),
+        }
     }
 }

@@ -19,10 +19,22 @@ use m365_lambda::{App, AppError, GraphApp, GraphSetupError};
 use crate::{Deployed, Event, Reconciler};
 
 /// The function's settings.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     /// The pass's settings (safeguard, pages per pass, password policy, stuck work).
     pub reconcile: ReconcileSettings,
+    /// How long a requested run's pass waits before trying again while another pass holds the
+    /// tenant (R-OPS-2; default `reconcile_runs::RUN_WAIT`, 20 s).
+    pub run_wait: std::time::Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            reconcile: ReconcileSettings::default(),
+            run_wait: m365_engine::usecase::reconcile_runs::RUN_WAIT,
+        }
+    }
 }
 
 impl Settings {
@@ -41,6 +53,7 @@ impl Settings {
                 password_policy: config.password_policy.clone(),
                 ..ReconcileSettings::default()
             },
+            ..Self::default()
         })
     }
 }

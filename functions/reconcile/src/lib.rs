@@ -15,12 +15,15 @@
 //!   queues the next one; a retryable failure is reported for redelivery, a permanent one (or a
 //!   message that is not a pass) for the DLQ after `maxReceiveCount` (R-OPS-1); a tenant held by
 //!   another pass is left to it;
-//! - `POST /tenants/{tenantId}/reconcile?dryRun=true|false` (API Gateway HTTP API, payload 2.0,
-//!   through `lambda_http` and the shared `m365_lambda::api` error mapping, see [`api`]).
+//! - `POST /tenants/{tenantId}/reconcile?dryRun=true|false` and
+//!   `GET /tenants/{tenantId}/reconcile/runs/{runId}` (API Gateway HTTP API, payload 2.0, through
+//!   `lambda_http` and the shared `m365_lambda::api` error mapping, see [`api`]): the POST only
+//!   records a run and queues its first pass (`202`, R-OPS-2); the run's passes come through the
+//!   queue of passes like the schedule's and update its record, which the GET shows.
 //!
 //! Anything else is refused with [`UnknownEvent`] (the invocation fails, nothing runs).
 //! The deployed wiring ([`Deployed`], built once per cold start in `deployed`) is bounded by each
-//! invocation's deadline in `main.rs` (R-OPS-2): behind the HTTP API, before API Gateway's 30 s.
+//! invocation's deadline in `main.rs` (R-OPS-2).
 
 pub mod api;
 mod deployed;

@@ -1,6 +1,7 @@
 //! `reconcile::handle` driven with real event JSON (API Gateway HTTP API 2.0, SQS, EventBridge
-//! schedule) on the engine's in-memory fakes (`testing::World`): the API answers the pass's
-//! report or a 4xx with a machine-readable code (R-REC-2, R-SAFE-1), the schedule fans out one
+//! schedule) on the engine's in-memory fakes (`testing::World`): the API answers `202` with a run
+//! whose passes run from the queue of passes and whose status and report the runs route shows
+//! (R-OPS-2, R-REC-2), or a 4xx with a machine-readable code (R-SAFE-1), the schedule fans out one
 //! pass per active tenant on the queue of passes (R-REC-1), a batch of passes runs them and
 //! reports failures per record (R-OPS-1), and an event of no known kind is refused.
 
@@ -67,38 +68,163 @@ fn sqs(records: &[(&str, Option<&str>)]) -> LambdaEvent<Value> {
     invocation(sqs_event_json(&records))
 }
 
+fn get(path: &str) -> LambdaEvent<Value> {
+    invocation(api_event_json("GET", path, &[], None))
+}
+
+/// Delivers the queue of passes to the function, one message per batch, until it is empty;
+/// every record must be acknowledged. Answers how many passes were delivered.
+async fn drain_passes(f: &Wiring<World>) -> usize {
+    let mut delivered = 0;
+    loop {
+        let batch = f.passes.drain();
+        if batch.is_empty() {
+            return delivered;
+        }
+        for message in batch {
+            assert!(delivered < 50, "the chain of passes ends");
+            let body = serde_json::to_string(&message).unwrap();
+            let answer = handle(f, sqs(&[("m", Some(body.as_str()))])).await.unwrap();
+            assert_eq!(answer["batchItemFailures"], json!([]), "{answer}");
+            delivered += 1;
+        }
+    }
+}
+
+/// Requests a run (`dryRun` as given) and answers its runId after checking the 202.
+async fn request_run(f: &Wiring<World>, dry_run: Option<&str>) -> String {
+    let answer = handle(f, post(&reconcile_path(f), dry_run)).await.unwrap();
+    assert_eq!(answer["statusCode"], 202, "{answer}");
+    let body: Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["status"], "queued");
+    let run = body["runId"].as_str().unwrap().to_owned();
+    assert_eq!(
+        answer["headers"]["location"],
+        format!("{}/runs/{run}", reconcile_path(f)),
+        "{answer}"
+    );
+    run
+}
+
+async fn run_status(f: &Wiring<World>, run: &str) -> Value {
+    let (status, body) = call(f, get(&format!("{}/runs/{run}", reconcile_path(f)))).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
 #[tokio::test]
-async fn a_dry_run_request_answers_the_plan_of_users_and_groups_and_writes_nothing() {
-    // R-REC-2: dryRun defaults to true, so a bare call never writes.
+async fn a_reconcile_request_answers_202_at_once_and_its_run_is_done_once_the_queue_is_drained() {
+    // R-OPS-2: nothing runs behind the API's 30 s; the pass runs from the queue of passes.
+    let f = wiring(2).await;
+    let run = request_run(&f, Some("false")).await;
+    assert_eq!(f.ports.cursors.puts(), 0, "no pass ran in the request");
+    let queued = run_status(&f, &run).await;
+    assert_eq!(queued["status"], "queued", "{queued}");
+    assert_eq!(queued["dryRun"], false);
+    assert_eq!(queued["passes"], 0);
+    assert!(queued["requestedAt"].is_string());
+    assert_eq!(queued["report"], Value::Null);
+    assert!(
+        f.ports.queue.snapshot().is_empty(),
+        "the pass goes on the queue of passes, not the retry queue"
+    );
+
+    assert_eq!(drain_passes(&f).await, 1);
+    let done = run_status(&f, &run).await;
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(done["passes"], 1);
+    assert!(done["startedAt"].is_string() && done["finishedAt"].is_string());
+    assert_eq!(done["error"], Value::Null);
+    let report = &done["report"];
+    assert_eq!(report["tenantId"], f.ports.tenant.id.to_string());
+    assert_eq!(report["dryRun"], false);
+    assert_eq!(report["complete"], true);
+    assert_eq!(report["continued"], false);
+    assert_eq!(report["truncated"], false);
+    assert!(report["requeued"].is_object(), "{report}");
+    assert!(f.ports.cursors.puts() > 0, "the cursor is saved");
+}
+
+#[tokio::test]
+async fn a_dry_run_keeps_the_plan_of_users_and_groups_on_its_run_and_writes_nothing() {
+    // R-OPS-2, R-REC-2: dryRun defaults to true, so a bare call never writes.
     let f = wiring(3).await;
+    let events = f.ports.events.all().len();
     for flag in [Some("true"), None] {
-        let (status, body) = call(&f, post(&reconcile_path(&f), flag)).await;
-        assert_eq!(status, 200, "{body}");
-        assert_eq!(body["tenantId"], f.ports.tenant.id.to_string());
-        assert_eq!(body["dryRun"], true);
-        assert_eq!(body["bound"], 3);
-        assert!(body["groups"].is_object(), "{body}");
-        assert_eq!(body["requeued"], Value::Null);
+        let run = request_run(&f, flag).await;
+        drain_passes(&f).await;
+        let done = run_status(&f, &run).await;
+        assert_eq!(done["status"], "done", "{done}");
+        assert_eq!(done["dryRun"], true);
+        let report = &done["report"];
+        assert_eq!(report["dryRun"], true);
+        assert_eq!(report["bound"], 3);
+        assert!(report["plan"].is_array(), "{report}");
+        assert!(report["groups"].is_object(), "{report}");
+        assert_eq!(report["requeued"], Value::Null);
     }
     assert_eq!(f.ports.cursors.puts(), 0, "no cursor saved");
+    assert_eq!(f.ports.events.all().len(), events, "nothing recorded");
+}
+
+#[tokio::test]
+async fn a_run_whose_pass_fails_for_good_is_failed_with_a_code_and_a_message() {
+    // R-OPS-2: the requester sees why; the message is not left to loop.
+    let f = wiring(1).await;
+    let run = request_run(&f, Some("false")).await;
+    f.ports
+        .directory
+        .fail_next_call(m365_engine::Error::Forbidden {
+            graph_request_id: None,
+        });
+    drain_passes(&f).await;
+    let failed = run_status(&f, &run).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["error"]["code"], "forbidden");
+    assert!(failed["error"]["message"].is_string());
+    assert!(failed["finishedAt"].is_string());
+}
+
+#[tokio::test]
+async fn a_pass_delivered_twice_is_counted_once() {
+    // R-OPS-2: SQS may deliver a message more than once; the run's report does not double.
+    let f = wiring(2).await;
+    let run = request_run(&f, Some("false")).await;
+    let message = f.passes.drain().remove(0);
+    let body = serde_json::to_string(&message).unwrap();
+    for id in ["m-1", "m-1-again"] {
+        let answer = handle(&f, sqs(&[(id, Some(body.as_str()))])).await.unwrap();
+        assert_eq!(answer["batchItemFailures"], json!([]), "{answer}");
+    }
+    let done = run_status(&f, &run).await;
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(done["passes"], 1);
+    assert_eq!(done["report"]["pages"], 1, "{done}");
     assert!(f.passes.snapshot().is_empty());
 }
 
 #[tokio::test]
-async fn a_run_request_is_one_leased_pass_that_answers_its_report() {
-    // R-REC-1, R-REC-5: a writing pass saves its cursor and re-queues stuck work (none here).
-    let f = wiring(2).await;
-    let (status, body) = call(&f, post(&reconcile_path(&f), Some("false"))).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["dryRun"], false);
-    assert_eq!(body["complete"], true);
-    assert_eq!(body["continued"], false);
-    assert!(body["requeued"].is_object(), "{body}");
-    assert!(f.ports.cursors.puts() > 0, "the cursor is saved");
-    assert!(
-        f.passes.snapshot().is_empty(),
-        "a complete round queues nothing"
-    );
+async fn an_unknown_run_and_another_tenants_run_are_not_found() {
+    // R-OPS-2, R-SAFE-1: a run is shown under its own tenant only.
+    let f = wiring(1).await;
+    let run = request_run(&f, None).await;
+    let other = m365_engine::model::TenantId::generate();
+    for path in [
+        format!(
+            "{}/runs/{}",
+            reconcile_path(&f),
+            m365_engine::model::RunId::generate()
+        ),
+        format!("/tenants/{other}/reconcile/runs/{run}"),
+    ] {
+        let (status, body) = call(&f, get(&path)).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (404, Some("run_not_found")),
+            "{path}: {body}"
+        );
+        assert!(body["error"]["message"].is_string());
+    }
 }
 
 #[tokio::test]
@@ -116,6 +242,16 @@ async fn bad_requests_get_a_4xx_with_a_code_and_run_nothing() {
         ),
         (post(unknown, None), 404, "not_found"),
         (post("/tenants", None), 404, "route_not_found"),
+        (
+            get(&format!("{path}/runs/not-a-run")),
+            400,
+            "invalid_run_id",
+        ),
+        (
+            get("/tenants/not-a-guid/reconcile/runs/00000000-0000-4000-8000-000000000001"),
+            400,
+            "invalid_tenant_id",
+        ),
     ] {
         let (got, body) = call(&f, event).await;
         assert_eq!(
@@ -132,6 +268,8 @@ async fn bad_requests_get_a_4xx_with_a_code_and_run_nothing() {
         (409, &json!("tenant_not_active"))
     );
     assert_eq!(f.ports.cursors.puts(), 0, "nothing ran");
+    assert!(f.ports.runs.all().is_empty(), "no run recorded");
+    assert!(f.passes.snapshot().is_empty(), "nothing queued");
 }
 
 #[tokio::test]

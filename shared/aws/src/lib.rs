@@ -31,6 +31,7 @@
 //! | ledger | Graph rate budget ([`DynamoRateBudget`]) | `BUDGET#<tenant id>` | — | `expires_at` |
 //! | ledger | reconcile cursor ([`DynamoReconcileCursors`]) | `CURSOR#<tenant id>[#groups]` | — | — |
 //! | ledger | ids seen by a full listing (R-REC-4) | `SEEN#<tenant id>#<start ms>#<part>` | — | `expires_at` |
+//! | ledger | reconcile run requested through the API ([`DynamoReconcileRuns`], R-OPS-2) | `RUN#<tenant id>#<run id>` | — | `expires_at` (7 days) |
 //!
 //! Access patterns and how they are served:
 //! - **user by id / by email**: `GetItem` on `USER#…`; `GetItem` on `EMAIL#…` then on `USER#…`.
@@ -113,6 +114,7 @@ pub mod sqs;
 pub mod vault;
 
 pub use cursor_key::SecretsManagerCursorKey;
+pub use dynamo::DynamoReconcileRuns;
 pub use dynamo::{
     DynamoBindings, DynamoEvents, DynamoFailures, DynamoGroups, DynamoLeases, DynamoLedger,
     DynamoLicenseSettings, DynamoPendingConsents, DynamoRateBudget, DynamoReconcileCursors,

@@ -1285,6 +1285,38 @@ impl CursorKeys for crate::policy::cursor::CursorKey {
     }
 }
 
+/// Reconcile runs requested through the API (R-OPS-2): one record per run, created when the API
+/// accepts it and updated by each of its passes. Implemented by `DynamoReconcileRuns` (ledger
+/// table, with a TTL) and [`crate::testing::FakeReconcileRuns`].
+pub trait ReconcileRuns: Send + Sync {
+    /// Stores a new run.
+    ///
+    /// # Errors
+    /// Store failures; a run with the same id already stored is a conflict.
+    fn create(&self, run: &crate::model::ReconcileRun) -> impl Future<Output = Result<()>> + Send;
+
+    /// The run `run` of `tenant`; `None` when unknown or when it belongs to another tenant.
+    ///
+    /// # Errors
+    /// Store failures.
+    fn get(
+        &self,
+        tenant: &TenantId,
+        run: &crate::model::RunId,
+    ) -> impl Future<Output = Result<Option<crate::model::ReconcileRun>>> + Send;
+
+    /// Replaces the run if its stored version is still `expected` (the stored version becomes
+    /// `run.version`); `Ok(false)` when another update came first.
+    ///
+    /// # Errors
+    /// Store failures.
+    fn update(
+        &self,
+        run: &crate::model::ReconcileRun,
+        expected: u64,
+    ) -> impl Future<Output = Result<bool>> + Send;
+}
+
 /// Licence settings (R-LIC-1): each tenant's settings and each bound group's licences.
 /// Implemented by `DynamoLicenseSettings` (tenants table) and
 /// [`crate::testing::FakeLicenseSettings`].
@@ -1435,6 +1467,8 @@ pub trait Ports: Send + Sync {
     type Licensing: LicenseDirectory + std::fmt::Debug;
     /// Email delivery (R-NOT-1).
     type Mailer: Mailer + std::fmt::Debug;
+    /// Reconcile runs requested through the API (R-OPS-2).
+    type Runs: ReconcileRuns + std::fmt::Debug;
 
     /// Directory users.
     fn users(&self) -> &Self::Users;
@@ -1493,4 +1527,6 @@ pub trait Ports: Send + Sync {
     fn actor(&self) -> &crate::model::Actor;
     /// Email delivery.
     fn mailer(&self) -> &Self::Mailer;
+    /// Reconcile runs requested through the API.
+    fn runs(&self) -> &Self::Runs;
 }

@@ -68,6 +68,8 @@ pub struct App {
     /// Welcome emails through SES v2 (R-NOT-1; only the `notify` function sends: building the
     /// client calls nothing).
     pub mailer: SesMailer,
+    /// Reconcile runs requested through the API (ledger table, R-OPS-2).
+    pub runs: m365_aws::DynamoReconcileRuns,
 }
 
 impl App {
@@ -117,6 +119,7 @@ impl App {
             ledger: DynamoLedger::new(dynamodb.clone(), &r.ledger_table),
             leases: DynamoLeases::new(dynamodb.clone(), &r.ledger_table),
             cursors: DynamoReconcileCursors::new(dynamodb.clone(), r.ledger_table.clone()),
+            runs: m365_aws::DynamoReconcileRuns::new(dynamodb.clone(), &r.ledger_table),
             pending_consents: DynamoPendingConsents::new(dynamodb, &r.ledger_table),
             retry_queue: SqsRetryQueue::new(sqs.clone(), &r.retry_queue_url),
             notifier: SqsNotifier::new(sqs, &r.notifications_queue_url),

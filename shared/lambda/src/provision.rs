@@ -179,6 +179,7 @@ impl<C: Clock> Ports for Deployed<C> {
     type LicenseSettings = m365_aws::DynamoLicenseSettings;
     type Licensing = VaultDirectory;
     type Mailer = SesMailer;
+    type Runs = m365_aws::DynamoReconcileRuns;
 
     fn users(&self) -> &DynamoUsers {
         &self.app.users
@@ -263,6 +264,9 @@ impl<C: Clock> Ports for Deployed<C> {
     }
     fn mailer(&self) -> &SesMailer {
         &self.app.mailer
+    }
+    fn runs(&self) -> &m365_aws::DynamoReconcileRuns {
+        &self.app.runs
     }
 }
 

@@ -11,7 +11,8 @@ use lambda_runtime::LambdaEvent;
 use m365_engine::model::{BindingState, EventKind, PageRequest, UserId};
 use m365_engine::ports::{BindingStore, EventFilter, EventQuery, EventStore, Leases};
 use m365_integration_tests::{
-    CONTOSO, OffsetClock, ReconcileScene, lambda_context, next_sqs_event, schedule_event,
+    CONTOSO, OffsetClock, ReconcileScene, deliver_run_pass, lambda_context, next_sqs_event,
+    reconcile_api, reconcile_run, schedule_event,
 };
 use reconcile::{Reconciler, Settings};
 use serde_json::{Value, json};
@@ -613,6 +614,75 @@ async fn a_long_delta_round_is_split_across_bounded_runs_that_resume_where_they_
 }
 
 #[tokio::test]
+async fn an_async_reconcile_answers_202_and_its_run_reaches_done_through_the_queue_of_passes() {
+    // R-OPS-2: the request answers at once; the run's chained passes come from the queue and
+    // its record shows them merged.
+    let Some(s) = Stack::start().await else {
+        return;
+    };
+    s.world.emulator.delta_page_size(3).await;
+    s.bound_users(10).await;
+    let mut settings = Settings::default();
+    settings.reconcile.max_pages = 2;
+    let deps = s.reconciler(settings);
+    s.reset_requests().await;
+    let path = format!("/tenants/{}/reconcile", s.tenant);
+    let (status, accepted) = reconcile_api(&deps, "POST", &path, &[("dryRun", "false")]).await;
+    assert_eq!(status, 202, "{accepted}");
+    assert_eq!(accepted["status"], "queued");
+    assert_eq!(accepted["dryRun"], false);
+    let run = accepted["runId"].as_str().unwrap().to_owned();
+    let counts = s.graph_requests().await;
+    assert_eq!(
+        counts.get("graph").and_then(Value::as_u64).unwrap_or(0),
+        0,
+        "the request itself makes no Graph call: {counts}"
+    );
+    let queued = reconcile_run(&deps, &s.tenant, &run).await;
+    assert_eq!(queued["status"], "queued", "{queued}");
+
+    // A first (full) round of 13 users in pages of 3 is 5 pages: 3 passes of at most 2.
+    let passes = s.drain_passes(&deps).await;
+    let reasons: Vec<&str> = passes
+        .iter()
+        .map(|p| p["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "reconcile_requested",
+            "reconcile_continued",
+            "reconcile_continued"
+        ],
+        "{passes:?}"
+    );
+    let done = reconcile_run(&deps, &s.tenant, &run).await;
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(done["passes"], 3);
+    assert!(done["startedAt"].is_string() && done["finishedAt"].is_string());
+    let report = &done["report"];
+    assert_eq!(report["pages"], 5, "{report}");
+    assert_eq!(report["complete"], true);
+    assert_eq!(report["continued"], false);
+    assert_eq!(report["fullSync"], true);
+    assert_eq!(report["truncated"], false);
+    let counts = s.graph_requests().await;
+    assert_eq!(counts["graph GET /v1.0/users/delta"], 5, "{counts}");
+
+    // Another tenant's path, or an unknown run, is not found.
+    let other = format!("/tenants/{}/reconcile/runs/{run}", uuid::Uuid::new_v4());
+    let unknown = format!("{path}/runs/{}", uuid::Uuid::new_v4());
+    for path in [other, unknown] {
+        let (status, body) = reconcile_api(&deps, "GET", &path, &[]).await;
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (404, &json!("run_not_found")),
+            "{body}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn bad_reconcile_requests_get_a_4xx_and_a_bare_call_is_a_dry_run() {
     // R-SAFE-1, R-REC-2
     let Some(s) = Stack::start().await else {
@@ -649,9 +719,10 @@ async fn bad_reconcile_requests_get_a_4xx_and_a_bare_call_is_a_dry_run() {
     let bare = reconcile::handle(&deps, event(&path, Value::Null))
         .await
         .unwrap();
-    assert_eq!(bare["statusCode"], 200, "{bare}");
+    assert_eq!(bare["statusCode"], 202, "{bare}");
     let body: Value = serde_json::from_str(bare["body"].as_str().unwrap()).unwrap();
     assert_eq!(body["dryRun"], true);
+    assert_eq!(body["status"], "queued");
 }
 
 #[tokio::test]
@@ -698,13 +769,16 @@ async fn the_schedule_only_queues_passes_and_bounded_passes_finish_the_round_thr
 }
 
 #[tokio::test]
-async fn a_tenant_whose_pass_is_running_is_not_reconciled_twice_at_once() {
-    // R-REC-1 (one pass per tenant at a time), R-SAFE-1
+async fn a_run_requested_while_a_pass_holds_the_tenant_waits_in_the_queue_and_runs_after_it() {
+    // R-REC-1 (one pass per tenant at a time), R-OPS-2 (the request is not refused: it waits)
     let Some(s) = Stack::start().await else {
         return;
     };
     s.bound_users(3).await;
-    let deps = s.reconciler(Settings::default());
+    let deps = s.reconciler(Settings {
+        run_wait: std::time::Duration::from_secs(3),
+        ..Settings::default()
+    });
     let tenant = m365_engine::model::TenantId::parse(&s.tenant).unwrap();
     let lease = m365_engine::usecase::reconcile_queue::lease_name(&tenant);
     let now = chrono::Utc::now();
@@ -718,43 +792,40 @@ async fn a_tenant_whose_pass_is_running_is_not_reconciled_twice_at_once() {
     );
     s.reset_requests().await;
     let path = format!("/tenants/{}/reconcile", s.tenant);
-    let run = |flag: &'static str| {
-        lambda_runtime::LambdaEvent::new(
-            json!({
-                "version": "2.0",
-                "rawPath": path,
-                "queryStringParameters": {"dryRun": flag},
-                "requestContext": {"http": {"method": "POST", "path": path}},
-                "isBase64Encoded": false
-            }),
-            lambda_runtime::Context::default(),
-        )
-    };
-    let busy = reconcile::handle(&deps, run("false")).await.unwrap();
-    assert_eq!(busy["statusCode"], 409, "{busy}");
-    let body: Value = serde_json::from_str(busy["body"].as_str().unwrap()).unwrap();
-    assert_eq!(body["error"]["code"], "reconcile_in_progress");
-    // The queued pass of the schedule is left to the running one: acknowledged, nothing read.
+    let (status, queued) = reconcile_api(&deps, "POST", &path, &[("dryRun", "false")]).await;
+    assert_eq!(status, 202, "{queued}");
+    let run = queued["runId"].as_str().unwrap().to_owned();
+    // The run's pass finds the tenant held: it is sent again a wait later. The queued pass of the
+    // schedule is left to the running one: acknowledged, nothing read.
     reconcile::handle(&deps, schedule_event()).await.unwrap();
     let passes = s.drain_passes(&deps).await;
-    assert_eq!(passes.len(), 1);
+    assert_eq!(passes.len(), 2, "{passes:?}");
     let counts = s.graph_requests().await;
     assert_eq!(
         counts.get("graph").and_then(Value::as_u64).unwrap_or(0),
         0,
         "{counts}"
     );
-    // A dry run only reads: it is answered meanwhile.
-    let look = reconcile::handle(&deps, run("true")).await.unwrap();
-    assert_eq!(look["statusCode"], 200, "{look}");
+    let waiting = reconcile_run(&deps, &s.tenant, &run).await;
+    assert_eq!(waiting["status"], "queued", "{waiting}");
+    // A dry run only reads: it runs meanwhile.
+    let look = s.reconcile(&deps, true).await;
+    assert_eq!(look["dryRun"], true, "{look}");
     deps.ports
         .app
         .leases
         .release(&lease, "another-pass")
         .await
         .unwrap();
-    let done = s.reconcile(&deps, false).await;
-    assert_eq!(done["continued"], false, "{done}");
+    deliver_run_pass(&deps, &sqs_client(&s), &s.passes, &run, 1).await;
+    let done = reconcile_run(&deps, &s.tenant, &run).await;
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(done["passes"], 1);
+    assert_eq!(done["report"]["continued"], false, "{done}");
+}
+
+fn sqs_client(s: &Stack) -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::new(&s.world.sdk)
 }
 
 /// Moves the emulator's clock (M365's time) forward.

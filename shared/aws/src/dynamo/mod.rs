@@ -22,6 +22,7 @@ mod groups;
 mod ledger;
 mod licenses;
 mod rate_budget;
+mod runs;
 mod tenants;
 mod users;
 
@@ -51,6 +52,7 @@ pub use groups::DynamoGroups;
 pub use ledger::DynamoLedger;
 pub use licenses::DynamoLicenseSettings;
 pub use rate_budget::DynamoRateBudget;
+pub use runs::DynamoReconcileRuns;
 pub use tenants::DynamoTenants;
 pub use users::DynamoUsers;
 

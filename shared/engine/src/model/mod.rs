@@ -14,6 +14,7 @@ mod mail;
 mod notification;
 mod operation;
 mod page;
+mod reconcile_run;
 mod tenant;
 mod user;
 
@@ -49,6 +50,7 @@ pub use operation::{
     RetryMessage,
 };
 pub use page::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, Page, PageRequest, PageToken};
+pub use reconcile_run::{ReconcileRun, RunError, RunId, RunStatus};
 pub use tenant::{
     DomainKind, RequestToken, RequestTokenError, Tenant, TenantStatus, TenantTokens, VerifiedDomain,
 };

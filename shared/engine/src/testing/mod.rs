@@ -23,6 +23,7 @@ mod paging;
 mod queue;
 mod rate_budget;
 mod reconcile;
+mod runs;
 mod sealer;
 mod stores;
 mod vault;
@@ -46,6 +47,7 @@ pub use rate_budget::FakeRateBudget;
 #[cfg(test)]
 pub(crate) use reconcile::bare_change;
 pub use reconcile::{FakeGroupDeltas, FakeReconcileCursors, FakeUserDeltas};
+pub use runs::FakeReconcileRuns;
 pub use sealer::FakeSealer;
 pub use stores::{
     FakeBindings, FakeEvents, FakeFailures, FakeGroups, FakeLedger, FakeTenants, FakeUsers,

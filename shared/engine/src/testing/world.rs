@@ -90,6 +90,8 @@ pub struct World {
     pub licensing: super::FakeLicensing,
     /// Sent emails (R-NOT-1).
     pub mailer: super::FakeMailer,
+    /// Reconcile runs requested through the API (R-OPS-2).
+    pub runs: super::FakeReconcileRuns,
 }
 
 /// A parsed email (test input is valid).
@@ -152,6 +154,7 @@ impl World {
             licensing: super::FakeLicensing::new(),
             actor: crate::model::Actor::local(),
             mailer: super::FakeMailer::new(),
+            runs: super::FakeReconcileRuns::new(),
         }
     }
 
@@ -447,6 +450,7 @@ impl Ports for World {
     type LicenseSettings = super::FakeLicenseSettings;
     type Licensing = super::FakeLicensing;
     type Mailer = super::FakeMailer;
+    type Runs = super::FakeReconcileRuns;
 
     fn users(&self) -> &FakeUsers {
         &self.users
@@ -531,5 +535,8 @@ impl Ports for World {
     }
     fn mailer(&self) -> &super::FakeMailer {
         &self.mailer
+    }
+    fn runs(&self) -> &super::FakeReconcileRuns {
+        &self.runs
     }
 }

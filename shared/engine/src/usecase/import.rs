@@ -1343,6 +1343,7 @@ mod tests {
         type LicenseSettings = crate::testing::FakeLicenseSettings;
         type Licensing = crate::testing::FakeLicensing;
         type Mailer = crate::testing::FakeMailer;
+        type Runs = crate::testing::FakeReconcileRuns;
         fn users(&self) -> &Self::Users {
             self.w.users()
         }
@@ -1426,6 +1427,9 @@ mod tests {
         }
         fn mailer(&self) -> &Self::Mailer {
             self.w.mailer()
+        }
+        fn runs(&self) -> &Self::Runs {
+            self.w.runs()
         }
     }
 

@@ -93,6 +93,7 @@ pub mod reconcile;
 pub mod reconcile_groups;
 pub mod reconcile_pass;
 pub mod reconcile_queue;
+pub mod reconcile_runs;
 pub mod retry;
 pub mod stuck;
 pub mod suspend;

@@ -11,7 +11,8 @@
 //!   consumer, not for the tenants before it (no starvation by list order).
 //!
 //! One pass per tenant at a time: a message whose tenant's lease is held by another pass is
-//! dropped (`Busy`), because the holder continues the round itself. Order inside a pass: run,
+//! dropped (`Busy`), because the holder continues the round itself. (A pass of a run requested
+//! through the API waits and runs after the holder instead: [`super::reconcile_runs`].) Order inside a pass: run,
 //! release the lease, *then* send the continuation — a continuation received at once must find the
 //! lease free. A crash anywhere leaves the message unacknowledged: SQS delivers it again after its
 //! visibility timeout (longer than the lease), and the pass resumes from the saved delta cursor.

@@ -188,6 +188,11 @@ suites! {$
         tenant_settings_round_trip_and_a_second_put_replaces_them,
         group_licenses_round_trip_per_group,
     };
+    /// Contract of [`ReconcileRuns`](crate::ports::ReconcileRuns) (R-OPS-2).
+    runs in "runs.rs" as runs_suite, takes (port) {
+        a_run_round_trips_under_its_own_tenant_only,
+        an_update_applies_on_the_expected_version_only,
+    };
     /// Contract of [`Leases`](crate::ports::Leases).
     leases in "leases.rs" as leases_suite, takes (port) {
         a_free_lease_is_taken_and_a_live_one_is_refused,
