@@ -108,6 +108,23 @@ def expect(condition: bool, what: str) -> None:
     say(f"   ok: {what}")
 
 
+def reconcile(api: "Http", tenant: str, dry_run: bool, timeout: float = 90.0):
+    """POST /tenants/{id}/reconcile answers 202 with a run queued on the reconcile queue (R-OPS-2);
+    the run is polled until it ends. Returns (status of the POST, the finished run)."""
+    status, queued = api.json("POST", f"/tenants/{tenant}/reconcile?dryRun={'true' if dry_run else 'false'}")
+    if status != 202 or not isinstance(queued, dict):
+        return status, queued
+    run_id = queued["runId"]
+    deadline = time.monotonic() + timeout
+    run = queued
+    while time.monotonic() < deadline:
+        _, run = api.json("GET", f"/tenants/{tenant}/reconcile/runs/{run_id}")
+        if isinstance(run, dict) and run.get("status") in ("done", "held", "failed"):
+            return status, run
+        time.sleep(0.5)
+    raise DemoFailure(f"reconcile run {run_id} did not finish in {timeout:.0f} s: {run}")
+
+
 def demo_seed(path: Path, redirect_uri: str) -> None:
     """The example seed, with the local callback registered and a company of a few hundred users."""
     seed = json.loads(SEED.read_text())
@@ -402,9 +419,12 @@ def walkthrough(api: Http, emulator: Http) -> list[str]:
     summary.append("bound the Platform Team group: a security group whose membership follows the directory")
 
     step("Reconcile: a password changed inside M365 is overwritten with the directory's")
-    status, report = api.json("POST", f"/tenants/{contoso_id}/reconcile?dryRun=false")
-    expect(status == 200, f"first run (full delta sync): {len(report.get('plan', []))} repairs, "
-                          f"{report.get('pages')} delta page(s)")
+    status, run = reconcile(api, contoso_id, dry_run=False)
+    report = run.get("report") or {}
+    expect(status == 202 and run.get("status") == "done",
+           f"POST …/reconcile answered 202 with run {run.get('runId')}; it ran from the reconcile queue")
+    say(f"   first run (full delta sync): {len(report.get('plan', []))} repairs, "
+        f"{report.get('pages')} delta page(s), {run.get('passes')} pass(es)")
     # Reconcile counts a password change as M365's when M365's lastPasswordChangeDateTime is later
     # than the one it read back after our last push (M365's clock against M365's clock). The
     # stamps have one-second resolution: Alice's change comes a second after our push.
@@ -412,14 +432,16 @@ def walkthrough(api: Http, emulator: Http) -> list[str]:
     emulator.json("POST", f"/_emulator/tenants/{CONTOSO_DOMAIN}/users/{alice['email']}/self-password-change", {})
     changed = m365_user(emulator, alice["email"]).get("lastPasswordChangeDateTime")
     say(f"   Alice then changes her own password in Microsoft 365 ({changed})")
-    status, report = api.json("POST", f"/tenants/{contoso_id}/reconcile?dryRun=true")
+    status, run = reconcile(api, contoso_id, dry_run=True)
+    report = run.get("report") or {}
     kinds = [r.get("kind") for r in report.get("plan", [])]
-    expect(status == 200 and "overwrite_password" in kinds, f"a dry run plans {kinds} and writes nothing")
+    expect(run.get("status") == "done" and "overwrite_password" in kinds, f"a dry run plans {kinds} and writes nothing")
     expect(m365_user(emulator, alice["email"]).get("lastPasswordChangeDateTime") == changed,
            "M365 is untouched by the dry run")
     time.sleep(1.1)  # lastPasswordChangeDateTime has one-second resolution
-    status, report = api.json("POST", f"/tenants/{contoso_id}/reconcile?dryRun=false")
-    expect(status == 200 and report.get("applied", 0) >= 1, f"the real run applied {report.get('applied')} repair(s)")
+    status, run = reconcile(api, contoso_id, dry_run=False)
+    report = run.get("report") or {}
+    expect(run.get("status") == "done" and report.get("applied", 0) >= 1, f"the real run applied {report.get('applied')} repair(s)")
     overwritten = m365_user(emulator, alice["email"]).get("lastPasswordChangeDateTime")
     expect(overwritten != changed, f"Alice's M365 password was set back to the directory's ({overwritten})")
     summary.append("reconciled: an M365-side password change found by delta, shown by a dry run, then overwritten")
@@ -534,8 +556,8 @@ def walkthrough(api: Http, emulator: Http) -> list[str]:
     status, _ = graph(emulator, "POST", f"/users/{adele_id}/assignLicense",
                       {"addLicenses": [], "removeLicenses": ["efccb6f7-5641-4e0e-bd10-b4976e1bf68e"]})
     expect(status == 200, "an admin frees the seat in M365 (Adele's EMS licence removed)")
-    status, report = api.json("POST", f"/tenants/{contoso_id}/reconcile?dryRun=false")
-    expect(status == 200, "reconcile runs")
+    status, run = reconcile(api, contoso_id, dry_run=False)
+    expect(run.get("status") == "done", "reconcile runs")
     status, body = api.json("GET", "/users/megan/binding")
     binding = body.get("binding", body) if isinstance(body, dict) else {}
     account = m365_user(emulator, megan["email"])
