@@ -67,6 +67,9 @@ pub const CURSOR_KEY_SECRET_ID: &str = "M365_CURSOR_KEY_SECRET_ID";
 /// are encrypted with — the stack's own key (R-SAFE-4). Unset or blank: Secrets Manager's
 /// default key, as on the local stack (devstack cannot create KMS keys).
 pub const SECRETS_KMS_KEY_ID: &str = "M365_SECRETS_KMS_KEY_ID";
+/// `M365_ADMIN_ALERTS_TOPIC_ARN` (optional): the ARN of the SNS topic admin alerts are published
+/// to (R-OPS-1, `AdminAlertsTopic` in `template.yaml`); unset: alerts are only logged.
+pub const ADMIN_ALERTS_TOPIC_ARN: &str = "M365_ADMIN_ALERTS_TOPIC_ARN";
 
 /// `M365_PASSWORD_MIN_LENGTH` (optional): the directory password policy's minimum length, 8
 /// (Entra's minimum, the default) to 256 (R-PWD-1).
@@ -141,8 +144,9 @@ pub const REQUIRED: [&str; 12] = [
 
 /// The optional variables `template.yaml` sets for every function (`Globals`): the KMS key and
 /// the deployment's policies (from stack Parameters, whose defaults are the code's).
-pub const OPTIONAL: [&str; 7] = [
+pub const OPTIONAL: [&str; 8] = [
     SECRETS_KMS_KEY_ID,
+    ADMIN_ALERTS_TOPIC_ARN,
     PASSWORD_MIN_LENGTH,
     PASSWORD_REQUIRED_CLASSES,
     PASSWORD_MAX_AGE_DAYS,
@@ -197,6 +201,8 @@ pub struct Config {
     pub deadlines: DeadlinePolicy,
     /// The reconcile function's section, when asked for or its queue is set.
     pub reconcile: Option<ReconcileConfig>,
+    /// The SNS topic admin alerts go to (R-OPS-1); `None`: alerts are only logged.
+    pub admin_alerts_topic_arn: Option<String>,
 }
 
 /// Where Graph and the identity platform are, and the callback URL.
@@ -436,6 +442,14 @@ impl Config {
         let cursor_key_secret_id = r.required(CURSOR_KEY_SECRET_ID, secret_id);
         let secrets_kms_key_id =
             r.optional(SECRETS_KMS_KEY_ID, |v| kms_key_id(v).map(|()| v.to_owned()));
+        let admin_alerts_topic_arn = r.optional(ADMIN_ALERTS_TOPIC_ARN, |v| {
+            let parts: Vec<&str> = v.split(':').collect();
+            if parts.len() == 6 && parts[0] == "arn" && parts[2] == "sns" && !parts[5].is_empty() {
+                Ok(v.to_owned())
+            } else {
+                Err("an SNS topic ARN (arn:<partition>:sns:<region>:<account>:<name>)")
+            }
+        });
         let password_policy = read_password_policy(&mut r);
         let retry = read_retry(&mut r);
         let graph = read_graph(&mut r);
@@ -467,6 +481,7 @@ impl Config {
             retry,
             deadlines,
             reconcile,
+            admin_alerts_topic_arn,
         })
     }
 
@@ -482,6 +497,7 @@ impl Config {
             retry: RetryConfig::default(),
             deadlines: DeadlinePolicy::default(),
             reconcile: None,
+            admin_alerts_topic_arn: None,
         }
     }
 

@@ -165,6 +165,8 @@ impl<C: Clock> Ports for Deployed<C> {
     type Random = ThreadRandom;
     type LicenseSettings = m365_aws::DynamoLicenseSettings;
     type Licensing = VaultDirectory;
+    type Alerts = m365_aws::SnsAdminAlerts;
+    type AlertIncidents = m365_aws::DynamoAlertIncidents;
 
     fn users(&self) -> &DynamoUsers {
         &self.app.users
@@ -243,6 +245,12 @@ impl<C: Clock> Ports for Deployed<C> {
     }
     fn licensing(&self) -> &VaultDirectory {
         &self.directory
+    }
+    fn alerts(&self) -> &m365_aws::SnsAdminAlerts {
+        &self.app.alerts
+    }
+    fn alert_incidents(&self) -> &m365_aws::DynamoAlertIncidents {
+        &self.app.alert_incidents
     }
 }
 

@@ -1,5 +1,6 @@
 //! The model: the nouns of m365-sync, validated at construction.
 
+mod alert;
 mod attributes;
 mod binding;
 mod directory;
@@ -15,6 +16,7 @@ mod page;
 mod tenant;
 mod user;
 
+pub use alert::{AdminAlert, AlertIncident, AlertKind};
 pub use attributes::{
     AttributesPatch, MAX_BUSINESS_PHONE_LEN, MAX_BUSINESS_PHONES, UserAttributes, is_country_code,
 };

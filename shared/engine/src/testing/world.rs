@@ -86,6 +86,10 @@ pub struct World {
     pub license_settings: super::FakeLicenseSettings,
     /// M365's licences, with seats (R-LIC-1).
     pub licensing: super::FakeLicensing,
+    /// Admin alerts published (R-OPS-1).
+    pub alerts: super::FakeAdminAlerts,
+    /// Open alert incidents (R-OPS-1).
+    pub alert_incidents: super::FakeAlertIncidents,
 }
 
 /// A parsed email (test input is valid).
@@ -146,6 +150,8 @@ impl World {
             clock,
             license_settings: super::FakeLicenseSettings::new(),
             licensing: super::FakeLicensing::new(),
+            alerts: super::FakeAdminAlerts::new(),
+            alert_incidents: super::FakeAlertIncidents::new(),
         }
     }
 
@@ -440,6 +446,8 @@ impl Ports for World {
     type Random = SeededRandom;
     type LicenseSettings = super::FakeLicenseSettings;
     type Licensing = super::FakeLicensing;
+    type Alerts = super::FakeAdminAlerts;
+    type AlertIncidents = super::FakeAlertIncidents;
 
     fn users(&self) -> &FakeUsers {
         &self.users
@@ -518,5 +526,11 @@ impl Ports for World {
     }
     fn licensing(&self) -> &super::FakeLicensing {
         &self.licensing
+    }
+    fn alerts(&self) -> &super::FakeAdminAlerts {
+        &self.alerts
+    }
+    fn alert_incidents(&self) -> &super::FakeAlertIncidents {
+        &self.alert_incidents
     }
 }

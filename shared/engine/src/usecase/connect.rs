@@ -282,6 +282,10 @@ use_case! {
             tenants: Tenants, consents: Consents, identity: Identity, vault: Vault,
             directory: Probe = probe, events: Events, clock: Clock
         ],
+        built: [
+            /// Closes the tenant's alert incidents once it is active again (R-OPS-1).
+            alerting: super::alerts::Alerting<'a, P> = super::alerts::Alerting::new,
+        ],
     }
 }
 
@@ -426,6 +430,16 @@ impl<P: Ports> CompleteConnection<'_, P> {
                 })),
             })
             .await?;
+        // Active again with tokens the platform just issued to our client: a reauthorization or
+        // client configuration incident is over (R-OPS-1); the next occurrence alerts again.
+        for kind in [
+            crate::model::AlertKind::ReauthorizationRequired,
+            crate::model::AlertKind::ConfigurationError,
+        ] {
+            if let Err(e) = self.alerting.resolve(kind, &connected.id).await {
+                tracing::warn!(tenant.id = %connected.id, alert.kind = kind.as_str(), error.code = e.code(), "alert incident not resolved");
+            }
+        }
         Ok(connected)
     }
 
@@ -741,6 +755,8 @@ mod tests {
         events: FakeEvents,
         bindings: FakeBindings,
         leases: FakeLeases,
+        alerts: crate::testing::FakeAdminAlerts,
+        alert_incidents: crate::testing::FakeAlertIncidents,
     }
 
     /// A sign-in under way: the tenant and the `state` the platform will echo.
@@ -762,6 +778,8 @@ mod tests {
                 events: FakeEvents::new(),
                 bindings: FakeBindings::new(),
                 leases: FakeLeases::new(),
+                alerts: crate::testing::FakeAdminAlerts::new(),
+                alert_incidents: crate::testing::FakeAlertIncidents::new(),
             }
         }
 
@@ -773,6 +791,7 @@ mod tests {
                 leases: &self.leases,
                 events: &self.events,
                 clock: &self.clock,
+                alerting: self.alerting(),
                 holder: holder.to_owned(),
                 window: DEFAULT_REFRESH_WINDOW,
                 lease: DEFAULT_LEASE,
@@ -838,6 +857,15 @@ mod tests {
                 vault: &self.vault,
                 directory: &self.directory,
                 events: &self.events,
+                clock: &self.clock,
+                alerting: self.alerting(),
+            }
+        }
+
+        fn alerting(&self) -> crate::usecase::alerts::Alerting<'_, World> {
+            crate::usecase::alerts::Alerting {
+                alerts: &self.alerts,
+                incidents: &self.alert_incidents,
                 clock: &self.clock,
             }
         }

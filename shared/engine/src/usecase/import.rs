@@ -1341,6 +1341,8 @@ mod tests {
         type Random = crate::testing::SeededRandom;
         type LicenseSettings = crate::testing::FakeLicenseSettings;
         type Licensing = crate::testing::FakeLicensing;
+        type Alerts = crate::testing::FakeAdminAlerts;
+        type AlertIncidents = crate::testing::FakeAlertIncidents;
         fn users(&self) -> &Self::Users {
             self.w.users()
         }
@@ -1418,6 +1420,12 @@ mod tests {
         }
         fn licensing(&self) -> &Self::Licensing {
             self.w.licensing()
+        }
+        fn alerts(&self) -> &Self::Alerts {
+            self.w.alerts()
+        }
+        fn alert_incidents(&self) -> &Self::AlertIncidents {
+            self.w.alert_incidents()
         }
     }
 
