@@ -2,7 +2,8 @@
 //!
 //! Adapters: `DynamoUsers`, `DynamoGroups`, `DynamoTenants`, `DynamoBindings`, `DynamoEvents`,
 //! `DynamoFailures`, `DynamoLedger` (m365-aws), `SqsRetryQueue`, `SecretsManagerTokenVault`,
-//! `SecretsManagerSealer`, and `GraphDirectory` (m365-graph). In-memory fakes live in
+//! `SecretsManagerSealer`, `SnsAdminAlerts`, `DynamoAlertIncidents`, and `GraphDirectory`
+//! (m365-graph). In-memory fakes live in
 //! [`crate::testing`] and the behaviour every implementation must show is the contract suite in
 //! [`crate::testing::contract`].
 //!

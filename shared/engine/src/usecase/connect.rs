@@ -1367,6 +1367,65 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_reconnect_ends_the_reauthorization_incident_so_a_recurrence_alerts_again() {
+        // R-OPS-1 (an incident stays open until the tenant is active again after a reconnect)
+        use crate::model::AlertKind;
+        use crate::ports::AlertIncidents;
+        let c = Conn::new();
+        let s = c.sign_in(vec![managed("contoso.com")]).await;
+        c.callback(&s).await.unwrap();
+        update_tenant(&c.tenants, &s.tenant, |t| {
+            t.status = TenantStatus::ReauthorizationRequired;
+        })
+        .await
+        .unwrap();
+        let raised = c
+            .alerting()
+            .raise(
+                &s.tenant,
+                AlertKind::ReauthorizationRequired,
+                "reconnect",
+                serde_json::json!({}),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(
+            raised,
+            crate::usecase::alerts::Raised::Published(_)
+        ));
+        let again = c.starter().restart(&s.tenant).await.unwrap();
+        c.callback(&SignIn {
+            tenant: s.tenant.clone(),
+            state: state_of(&again.authorize_url),
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            c.alert_incidents
+                .get(&s.tenant, AlertKind::ReauthorizationRequired)
+                .await
+                .unwrap(),
+            None,
+            "resolved by the reconnect"
+        );
+        let recurred = c
+            .alerting()
+            .raise(
+                &s.tenant,
+                AlertKind::ReauthorizationRequired,
+                "reconnect",
+                serde_json::json!({}),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(
+            recurred,
+            crate::usecase::alerts::Raised::Published(_)
+        ));
+        assert_eq!(c.alerts.of(AlertKind::ReauthorizationRequired).len(), 2);
+    }
+
+    #[tokio::test]
     async fn reconnecting_after_reauthorization_required_makes_the_tenant_active_again() {
         // R-CONN-4
         let c = Conn::new();

@@ -18,7 +18,9 @@
 //! A dry run reads but writes nothing: no Graph write, no store write, no cursor (R-REC-2). A plan
 //! that would block, suspend or remove more than the safeguard's share of the tenant's bound users
 //! stops before any write and records `reconcile_safeguard_tripped` (R-REC-3); the cursor is not
-//! moved, so the drift is seen again once an admin has looked.
+//! moved, so the drift is seen again once an admin has looked. A trip also alerts the admins
+//! (`safeguard_tripped`, with the number of changes held) once per incident (R-OPS-1,
+//! `usecase::alerts`); a later real pass within the safeguard resolves the incident.
 //!
 //! Graph cost grows with the changes (R-REC-1, DESIGN §5): the delta pages plus one write per
 //! repair. Store reads are per bound user only for the expiry sweep (DynamoDB, not Graph). One
