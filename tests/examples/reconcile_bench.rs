@@ -104,6 +104,8 @@ impl m365_engine::ports::Ports for Bench<'_> {
     type Random = m365_engine::testing::SeededRandom;
     type LicenseSettings = m365_engine::testing::FakeLicenseSettings;
     type Licensing = m365_lambda::graph::VaultDirectory;
+    type Alerts = m365_engine::testing::FakeAdminAlerts;
+    type AlertIncidents = m365_engine::testing::FakeAlertIncidents;
     fn users(&self) -> &Self::Users {
         &self.fakes.users
     }
@@ -181,6 +183,12 @@ impl m365_engine::ports::Ports for Bench<'_> {
     }
     fn licensing(&self) -> &Self::Licensing {
         self.graph
+    }
+    fn alerts(&self) -> &Self::Alerts {
+        &self.fakes.alerts
+    }
+    fn alert_incidents(&self) -> &Self::AlertIncidents {
+        &self.fakes.alert_incidents
     }
 }
 

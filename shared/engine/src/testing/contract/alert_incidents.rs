@@ -49,7 +49,11 @@ pub async fn a_new_incident_is_claimed_once_and_its_alert_published_once(
         None,
         "a published incident is not published again"
     );
-    let stored = incidents.get(&tenant, kind).await.expect("get").unwrap();
+    let stored = incidents
+        .get(&tenant, kind)
+        .await
+        .expect("get")
+        .expect("the incident is open");
     assert!(stored.published);
     assert_eq!(stored.opened_at, now);
 }
@@ -113,7 +117,7 @@ pub async fn a_resolved_incident_opens_anew_and_resolving_twice_finds_none(
             .get(&tenant, kind)
             .await
             .expect("get")
-            .unwrap()
+            .expect("the new incident is open")
             .published
     );
 }
