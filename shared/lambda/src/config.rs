@@ -972,6 +972,26 @@ mod tests {
     }
 
     #[test]
+    fn the_admin_alerts_topic_is_optional_and_must_be_an_sns_topic_arn() {
+        // R-OPS-1 (unset: alerts are only logged)
+        assert_eq!(read(&complete()).unwrap().admin_alerts_topic_arn, None);
+        let arn = "arn:aws:sns:eu-west-1:123456789012:m365-sync-dev-admin-alerts";
+        let config = read(&with(&[(ADMIN_ALERTS_TOPIC_ARN, arn)])).unwrap();
+        assert_eq!(config.admin_alerts_topic_arn.as_deref(), Some(arn));
+        for wrong in [
+            "AdminAlertsTopic",
+            "arn:aws:sqs:eu-west-1:123456789012:queue",
+            "arn:aws:sns:eu-west-1:123456789012:",
+        ] {
+            let error = read(&with(&[(ADMIN_ALERTS_TOPIC_ARN, wrong)])).expect_err(wrong);
+            assert!(matches!(
+                error.problems[..],
+                [(ADMIN_ALERTS_TOPIC_ARN, Problem::Invalid(_))]
+            ));
+        }
+    }
+
+    #[test]
     fn surrounding_whitespace_is_trimmed() {
         let mut env = complete();
         env.insert(USERS_TABLE, " m365-sync-dev-users\n".to_owned());
