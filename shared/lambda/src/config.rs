@@ -974,9 +974,12 @@ mod tests {
     #[test]
     fn the_admin_alerts_topic_is_optional_and_must_be_an_sns_topic_arn() {
         // R-OPS-1 (unset: alerts are only logged)
-        assert_eq!(read(&complete()).unwrap().admin_alerts_topic_arn, None);
+        assert_eq!(
+            read(&complete()).expect("complete").admin_alerts_topic_arn,
+            None
+        );
         let arn = "arn:aws:sns:eu-west-1:123456789012:m365-sync-dev-admin-alerts";
-        let config = read(&with(&[(ADMIN_ALERTS_TOPIC_ARN, arn)])).unwrap();
+        let config = read(&with(&[(ADMIN_ALERTS_TOPIC_ARN, arn)])).expect("an SNS ARN");
         assert_eq!(config.admin_alerts_topic_arn.as_deref(), Some(arn));
         for wrong in [
             "AdminAlertsTopic",
