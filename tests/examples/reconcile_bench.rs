@@ -106,6 +106,8 @@ impl m365_engine::ports::Ports for Bench<'_> {
     type Licensing = m365_lambda::graph::VaultDirectory;
     type Mailer = m365_engine::testing::FakeMailer;
     type Runs = m365_engine::testing::FakeReconcileRuns;
+    type Alerts = m365_engine::testing::FakeAdminAlerts;
+    type AlertIncidents = m365_engine::testing::FakeAlertIncidents;
     fn users(&self) -> &Self::Users {
         &self.fakes.users
     }
@@ -192,6 +194,12 @@ impl m365_engine::ports::Ports for Bench<'_> {
     }
     fn runs(&self) -> &Self::Runs {
         &self.fakes.runs
+    }
+    fn alerts(&self) -> &Self::Alerts {
+        &self.fakes.alerts
+    }
+    fn alert_incidents(&self) -> &Self::AlertIncidents {
+        &self.fakes.alert_incidents
     }
 }
 

@@ -6,6 +6,14 @@
 //! stays without tokens (R-CONN-8, counted as `superseded`). `invalid_grant` marks the tenant
 //! `reauthorization_required` with an event; its queued work is parked by the retry worker.
 //!
+//! Admin alerts (R-OPS-1, once per incident): `reauthorization_required`, and a configuration
+//! error when the identity platform refuses our OAuth client (`invalid_client`: wrong or expired
+//! client secret; `unauthorized_client`). A configuration error is recorded once per incident
+//! (`tenant_configuration_error` event) and makes the invocation FAIL ([`handle`] returns an
+//! error after logging the run), so Lambda's `Errors` metric and its CloudWatch alarm see it on
+//! every run until it is fixed; throttling and outages stay retryable (the run succeeds and the
+//! next one tries again).
+//!
 //! [`handle`] ignores the event's content (the schedule is the trigger), runs
 //! `m365_engine::usecase::token_refresh::RefreshTokens` and answers a [`Summary`].
 
@@ -35,6 +43,21 @@ pub struct Summary {
     pub failed: usize,
     /// Tenants deauthorized or reconnected while their refresh ran: nothing saved (R-CONN-8).
     pub superseded: usize,
+    /// Tenants whose refresh met a configuration error (our OAuth client refused, R-OPS-1).
+    pub configuration_errors: usize,
+}
+
+/// The run met configuration errors: the invocation fails so the `Errors` alarm sees it
+/// (R-OPS-1). Names counts and codes only, never a secret.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{tenants} tenant(s) could not be refreshed: the identity platform refused the OAuth client ({codes}); fix the client secret (see the configuration_error alert)"
+)]
+pub struct ConfigurationErrors {
+    /// How many tenants.
+    pub tenants: usize,
+    /// The OAuth errors and AADSTS codes met, e.g. `invalid_client AADSTS7000215`.
+    pub codes: String,
 }
 
 impl From<&RefreshReport> for Summary {
@@ -50,6 +73,7 @@ impl From<&RefreshReport> for Summary {
                 }
                 TenantRefresh::Failed { .. } => s.failed += 1,
                 TenantRefresh::Superseded => s.superseded += 1,
+                TenantRefresh::ConfigurationError { .. } => s.configuration_errors += 1,
             }
         }
         s
@@ -86,6 +110,9 @@ pub async fn handle<P: Ports>(
             TenantRefresh::Failed { code } => {
                 tracing::warn!(tenant.id = %tenant, error.code = code, error.retryable = true, outcome = "failed", "token refresh failed; the next run retries");
             }
+            TenantRefresh::ConfigurationError { error, aadsts } => {
+                tracing::error!(tenant.id = %tenant, oauth.error = %error, aadsts = ?aadsts, error.retryable = false, outcome = "configuration_error", "the identity platform refused the OAuth client");
+            }
             TenantRefresh::Superseded => {
                 tracing::info!(tenant.id = %tenant, outcome = "superseded", "tenant deauthorized or reconnected during its refresh; nothing saved");
             }
@@ -100,7 +127,28 @@ pub async fn handle<P: Ports>(
         busy = summary.busy,
         reauthorization_required = summary.reauthorization_required,
         failed = summary.failed,
+        configuration_errors = summary.configuration_errors,
         "token refresh run finished"
     );
+    if summary.configuration_errors > 0 {
+        let mut codes: Vec<String> = report
+            .tenants
+            .iter()
+            .filter_map(|(_, r)| match r {
+                TenantRefresh::ConfigurationError { error, aadsts } => Some(match aadsts {
+                    Some(code) => format!("{error} AADSTS{code}"),
+                    None => error.clone(),
+                }),
+                _ => None,
+            })
+            .collect();
+        codes.sort();
+        codes.dedup();
+        return Err(ConfigurationErrors {
+            tenants: summary.configuration_errors,
+            codes: codes.join(", "),
+        }
+        .into());
+    }
     Ok(summary)
 }

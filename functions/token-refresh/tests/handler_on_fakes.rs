@@ -125,3 +125,41 @@ async fn a_throttled_token_endpoint_changes_nothing_and_counts_as_failed() {
     // The next run refreshes it.
     assert_eq!(handle(&w, schedule("run-2")).await.unwrap().refreshed, 1);
 }
+
+#[tokio::test]
+async fn a_refused_oauth_client_fails_the_invocation_and_is_recorded_and_alerted_once() {
+    // R-OPS-1 (graph-spec §1.5: invalid_client AADSTS7000215, a wrong client secret)
+    let w = world(TimeDelta::minutes(5)).await;
+    for run in ["run-1", "run-2"] {
+        w.identity.fail_next_call(Error::ClientConfiguration {
+            error: "invalid_client".to_owned(),
+            aadsts: Some(7_000_215),
+        });
+        let failed = handle(&w, schedule(run)).await.unwrap_err().to_string();
+        assert!(failed.contains("invalid_client AADSTS7000215"), "{failed}");
+    }
+    assert_eq!(w.count_events(EventKind::TenantConfigurationError), 1);
+    let alerts = w
+        .alerts
+        .of(m365_engine::model::AlertKind::ConfigurationError);
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    let tenant = w.tenants.get(&w.tenant.id).await.unwrap().unwrap();
+    assert_eq!(tenant.status, TenantStatus::Active);
+    // Fixed: the next run succeeds.
+    let summary = handle(&w, schedule("run-3")).await.unwrap();
+    assert_eq!(summary.refreshed, 1);
+}
+
+#[tokio::test]
+async fn a_refused_refresh_token_alerts_reauthorization_once_over_two_runs() {
+    // R-OPS-1, R-CONN-4
+    let w = world(TimeDelta::minutes(5)).await;
+    w.identity
+        .fail_next_call(Error::ReauthorizationRequired { aadsts: 700_082 });
+    handle(&w, schedule("run-1")).await.unwrap();
+    handle(&w, schedule("run-2")).await.unwrap();
+    let alerts = w
+        .alerts
+        .of(m365_engine::model::AlertKind::ReauthorizationRequired);
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+}

@@ -88,6 +88,9 @@
 //!   with the delay left (see [`delay`]).
 //! - [`SqsNotifier`]: welcome notifications (R-BIND-4) as JSON on the notifications queue.
 //! - [`SesMailer`]: the welcome email (R-NOT-1), one plain-text SES v2 `SendEmail` per message.
+//! - [`SnsAdminAlerts`]: admin alerts (R-OPS-1) on the `AdminAlerts` SNS topic (JSON for
+//!   machines, text for email); [`DynamoAlertIncidents`]: the open alert incidents that keep them
+//!   to one per incident, items `ALERT#<tenant id>#<kind>` / `ALERT` on the tenants table.
 //! - [`SecretsManagerTokenVault`]: one secret per tenant, `<prefix><tenant id>`, holding the
 //!   tokens and the Microsoft tenant that issued them, created with the stack's KMS key when one
 //!   is configured (R-SAFE-4); the request token is the `ClientRequestToken` (= version id);
@@ -101,6 +104,7 @@
 //! - [`SecretsManagerSealer`]: AES-256-GCM, key = 64 hex characters in a secret, seal = key
 //!   version id + random 96-bit nonce + ciphertext, associated data = the user id.
 
+pub mod alerts;
 pub mod cursor_key;
 pub mod delay;
 pub mod dynamo;
@@ -113,6 +117,7 @@ pub mod sealer;
 pub mod sqs;
 pub mod vault;
 
+pub use alerts::{DynamoAlertIncidents, SnsAdminAlerts};
 pub use cursor_key::SecretsManagerCursorKey;
 pub use dynamo::DynamoReconcileRuns;
 pub use dynamo::{

@@ -386,6 +386,16 @@ pub enum Error {
         /// The AADSTS error number (e.g. 700082, 50173, 65001).
         aadsts: u32,
     },
+    /// The identity platform refused our OAuth client itself (`invalid_client`: a wrong or
+    /// expired client secret, AADSTS7000215 / 7000222; `unauthorized_client`): a configuration
+    /// error only an admin can fix (graph-spec §1.5, R-OPS-1). Never retried.
+    #[error("identity platform refused the OAuth client: {error} (AADSTS{aadsts:?})")]
+    ClientConfiguration {
+        /// The OAuth `error` value (`invalid_client`, `unauthorized_client`).
+        error: String,
+        /// The AADSTS code, when given.
+        aadsts: Option<u32>,
+    },
     /// M365 (or AWS) asked us to slow down.
     #[error("throttled")]
     Throttled {
@@ -483,6 +493,7 @@ impl Error {
             Self::Forbidden { .. } => "forbidden",
             Self::Unauthorized { .. } => "unauthorized",
             Self::ReauthorizationRequired { .. } => "reauthorization_required",
+            Self::ClientConfiguration { .. } => "configuration_error",
             Self::Throttled { .. } => "throttled",
             Self::Unavailable { reason, .. } => reason.as_str(),
             Self::Rejected { .. } => "m365_rejected",

@@ -2,7 +2,8 @@
 //!
 //! Adapters: `DynamoUsers`, `DynamoGroups`, `DynamoTenants`, `DynamoBindings`, `DynamoEvents`,
 //! `DynamoFailures`, `DynamoLedger` (m365-aws), `SqsRetryQueue`, `SecretsManagerTokenVault`,
-//! `SecretsManagerSealer`, and `GraphDirectory` (m365-graph). In-memory fakes live in
+//! `SecretsManagerSealer`, `SnsAdminAlerts`, `DynamoAlertIncidents`, and `GraphDirectory`
+//! (m365-graph). In-memory fakes live in
 //! [`crate::testing`] and the behaviour every implementation must show is the contract suite in
 //! [`crate::testing::contract`].
 //!
@@ -19,10 +20,11 @@ use secrecy::SecretString;
 
 use crate::error::Result;
 use crate::model::{
-    Binding, BindingState, DirectoryRole, DirectoryUser, DomainName, Email, Event, EventKind,
-    Failure, Group, GroupId, M365Group, M365ObjectId, M365TenantId, M365User, M365UserPatch,
-    NewM365User, OperationId, OperationOutcome, Page, PageRequest, RequestToken, RetryMessage,
-    SealedPassword, Tenant, TenantId, TenantTokens, UserId, VerifiedDomain, WelcomeNotification,
+    AdminAlert, AlertIncident, AlertKind, Binding, BindingState, DirectoryRole, DirectoryUser,
+    DomainName, Email, Event, EventKind, Failure, Group, GroupId, M365Group, M365ObjectId,
+    M365TenantId, M365User, M365UserPatch, NewM365User, OperationId, OperationOutcome, Page,
+    PageRequest, RequestToken, RetryMessage, SealedPassword, Tenant, TenantId, TenantTokens,
+    UserId, VerifiedDomain, WelcomeNotification,
 };
 
 /// Directory users, unique by id and by email (case-insensitive).
@@ -984,6 +986,76 @@ pub trait Leases: Send + Sync {
     fn release(&self, name: &str, holder: &str) -> impl Future<Output = Result<()>> + Send;
 }
 
+/// Publishes admin alerts (R-OPS-1). Implemented by `SnsAdminAlerts` (m365-aws: the stack's
+/// `AdminAlerts` SNS topic, whose subscribers are the admins' email and anything else) and
+/// [`crate::testing::FakeAdminAlerts`]. Deduplication is not its business: the engine publishes
+/// once per incident through [`AlertIncidents`] (`usecase::alerts::Alerting`).
+pub trait AdminAlerts: Send + Sync {
+    /// Publishes `alert`.
+    ///
+    /// # Errors
+    /// Retryable errors when the service is throttling or unavailable; `Infrastructure` otherwise.
+    fn publish(&self, alert: &AdminAlert) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// Open alert incidents, one per (tenant, kind) (R-OPS-1: once per incident, not every run).
+/// Implemented by `DynamoAlertIncidents` (m365-aws, the tenants table, item
+/// `ALERT#<tenant id>#<kind>` / `ALERT`) and [`crate::testing::FakeAlertIncidents`].
+///
+/// An incident is claimed before its alert is published and marked published after: a claim
+/// lasts until `until`, so a publisher that crashed in between is replaced once its claim ran out
+/// (the alert then goes out, at least once), while concurrent or redelivered invocations of the
+/// same incident find it claimed or published and publish nothing.
+pub trait AlertIncidents: Send + Sync {
+    /// Opens the incident of (`tenant`, `kind`) at `now` and claims its publication until `until`
+    /// — or re-claims an open one whose alert was never confirmed published and whose claim ran
+    /// out at `now` (keeping its `opened_at`). Returns the incident when the caller must publish
+    /// its alert, `None` when it is already published or another caller holds the claim.
+    ///
+    /// # Errors
+    /// Infrastructure failures only.
+    fn claim(
+        &self,
+        tenant: &TenantId,
+        kind: AlertKind,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<AlertIncident>>> + Send;
+
+    /// Marks the incident opened at `opened_at` as published (no-op when it was resolved or
+    /// re-opened meanwhile).
+    ///
+    /// # Errors
+    /// Infrastructure failures only.
+    fn mark_published(
+        &self,
+        tenant: &TenantId,
+        kind: AlertKind,
+        opened_at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Closes the incident of (`tenant`, `kind`): the next occurrence is a new incident with a new
+    /// alert. Returns whether one was open.
+    ///
+    /// # Errors
+    /// Infrastructure failures only.
+    fn resolve(
+        &self,
+        tenant: &TenantId,
+        kind: AlertKind,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// The open incident of (`tenant`, `kind`), if any.
+    ///
+    /// # Errors
+    /// Infrastructure failures only.
+    fn get(
+        &self,
+        tenant: &TenantId,
+        kind: AlertKind,
+    ) -> impl Future<Output = Result<Option<AlertIncident>>> + Send;
+}
+
 /// The answer of a [`RateBudget`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BudgetDecision {
@@ -1469,6 +1541,10 @@ pub trait Ports: Send + Sync {
     type Mailer: Mailer + std::fmt::Debug;
     /// Reconcile runs requested through the API (R-OPS-2).
     type Runs: ReconcileRuns + std::fmt::Debug;
+    /// Admin alerts (R-OPS-1).
+    type Alerts: AdminAlerts + std::fmt::Debug;
+    /// Open alert incidents (R-OPS-1: once per incident).
+    type AlertIncidents: AlertIncidents + std::fmt::Debug;
 
     /// Directory users.
     fn users(&self) -> &Self::Users;
@@ -1529,4 +1605,8 @@ pub trait Ports: Send + Sync {
     fn mailer(&self) -> &Self::Mailer;
     /// Reconcile runs requested through the API.
     fn runs(&self) -> &Self::Runs;
+    /// Admin alerts.
+    fn alerts(&self) -> &Self::Alerts;
+    /// Open alert incidents.
+    fn alert_incidents(&self) -> &Self::AlertIncidents;
 }

@@ -4,8 +4,10 @@
 //!
 //! Token-endpoint errors are classified on `error` (+ `error_codes`), never on the description
 //! (graph-spec §1.6): `invalid_grant` means the tenant must be reauthorized (R-CONN-4),
-//! `invalid_client` and friends are configuration errors, 429/5xx/`temporarily_unavailable` are
-//! retried later.
+//! `invalid_client` and friends are configuration errors — `invalid_client` / `unauthorized_client`
+//! (our client refused: wrong or expired secret) become the engine's `ClientConfiguration`, which
+//! token refresh records, alerts and fails loudly on (R-OPS-1) — and 429/5xx/
+//! `temporarily_unavailable` are retried later.
 
 use std::future::Future;
 use std::time::Duration;
@@ -194,6 +196,14 @@ impl From<TokenError> for m365_engine::Error {
                 source: None,
             },
             TokenError::Persist(inner) => *inner,
+            // Our client itself is refused (graph-spec §1.5: wrong secret AADSTS7000215, expired
+            // secret 7000222, no secret 7000218, app not in the tenant 700016): an admin must fix
+            // the app registration or the stored secret (R-OPS-1).
+            TokenError::Configuration { error, aadsts }
+                if matches!(error.as_str(), "invalid_client" | "unauthorized_client") =>
+            {
+                Self::ClientConfiguration { error, aadsts }
+            }
             other
             @ (TokenError::Configuration { .. } | TokenError::Malformed | TokenError::Url) => {
                 Self::Infrastructure {
@@ -570,15 +580,34 @@ mod tests {
                 matches!(&e, TokenError::Configuration { error, aadsts: Some(c) } if error == "invalid_client" && *c == code)
             );
             let engine = m365_engine::Error::from(e);
-            assert!(matches!(
-                engine,
-                m365_engine::Error::Infrastructure {
-                    component: "identity",
-                    ..
-                }
-            ));
+            assert!(
+                matches!(&engine, m365_engine::Error::ClientConfiguration { error, aadsts: Some(c) } if error == "invalid_client" && *c == code),
+                "{engine:?}"
+            );
             assert!(!engine.is_retryable());
+            assert_eq!(engine.code(), "configuration_error");
         }
+        // R-OPS-1: unauthorized_client (AADSTS700016, the app is not in the tenant) likewise.
+        let e = TokenError::from_response(&body(
+            r#"{"error":"unauthorized_client","error_description":"AADSTS700016: Application not found.","error_codes":[700016]}"#,
+        ));
+        assert!(matches!(
+            m365_engine::Error::from(e),
+            m365_engine::Error::ClientConfiguration {
+                aadsts: Some(700_016),
+                ..
+            }
+        ));
+        // Other request errors stay internal failures (our bug, not the admin's configuration).
+        let e =
+            TokenError::from_response(&body(r#"{"error":"invalid_scope","error_codes":[70011]}"#));
+        assert!(matches!(
+            m365_engine::Error::from(e),
+            m365_engine::Error::Infrastructure {
+                component: "identity",
+                ..
+            }
+        ));
     }
 
     #[test]

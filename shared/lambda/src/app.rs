@@ -70,6 +70,10 @@ pub struct App {
     pub mailer: SesMailer,
     /// Reconcile runs requested through the API (ledger table, R-OPS-2).
     pub runs: m365_aws::DynamoReconcileRuns,
+    /// Admin alerts (R-OPS-1): the `AdminAlerts` SNS topic.
+    pub alerts: m365_aws::SnsAdminAlerts,
+    /// Open alert incidents (tenants table, R-OPS-1).
+    pub alert_incidents: m365_aws::DynamoAlertIncidents,
 }
 
 impl App {
@@ -112,6 +116,14 @@ impl App {
             license_settings: m365_aws::DynamoLicenseSettings::new(
                 dynamodb.clone(),
                 &r.tenants_table,
+            ),
+            alert_incidents: m365_aws::DynamoAlertIncidents::new(
+                dynamodb.clone(),
+                &r.tenants_table,
+            ),
+            alerts: m365_aws::SnsAdminAlerts::new(
+                aws_sdk_sns::Client::new(&sdk),
+                config.admin_alerts_topic_arn.clone(),
             ),
             bindings: DynamoBindings::new(dynamodb.clone(), &r.bindings_table),
             events: DynamoEvents::new(dynamodb.clone(), &r.events_table),

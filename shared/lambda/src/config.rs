@@ -69,6 +69,9 @@ pub const CURSOR_KEY_SECRET_ID: &str = "M365_CURSOR_KEY_SECRET_ID";
 /// are encrypted with — the stack's own key (R-SAFE-4). Unset or blank: Secrets Manager's
 /// default key, as on the local stack (devstack cannot create KMS keys).
 pub const SECRETS_KMS_KEY_ID: &str = "M365_SECRETS_KMS_KEY_ID";
+/// `M365_ADMIN_ALERTS_TOPIC_ARN` (optional): the ARN of the SNS topic admin alerts are published
+/// to (R-OPS-1, `AdminAlertsTopic` in `template.yaml`); unset: alerts are only logged.
+pub const ADMIN_ALERTS_TOPIC_ARN: &str = "M365_ADMIN_ALERTS_TOPIC_ARN";
 
 /// `M365_PASSWORD_MIN_LENGTH` (optional): the directory password policy's minimum length, 8
 /// (Entra's minimum, the default) to 256 (R-PWD-1).
@@ -154,8 +157,9 @@ pub const REQUIRED: [&str; 12] = [
 
 /// The optional variables `template.yaml` sets for every function (`Globals`): the KMS key and
 /// the deployment's policies (from stack Parameters, whose defaults are the code's).
-pub const OPTIONAL: [&str; 7] = [
+pub const OPTIONAL: [&str; 8] = [
     SECRETS_KMS_KEY_ID,
+    ADMIN_ALERTS_TOPIC_ARN,
     PASSWORD_MIN_LENGTH,
     PASSWORD_REQUIRED_CLASSES,
     PASSWORD_MAX_AGE_DAYS,
@@ -217,6 +221,8 @@ pub struct Config {
     pub reconcile: Option<ReconcileConfig>,
     /// The notify function's section, when asked for or its sender is set (R-NOT-1).
     pub notify: Option<NotifyConfig>,
+    /// The SNS topic admin alerts go to (R-OPS-1); `None`: alerts are only logged.
+    pub admin_alerts_topic_arn: Option<String>,
 }
 
 /// The notify function's section (R-NOT-1).
@@ -463,6 +469,14 @@ impl Config {
         let cursor_key_secret_id = r.required(CURSOR_KEY_SECRET_ID, secret_id);
         let secrets_kms_key_id =
             r.optional(SECRETS_KMS_KEY_ID, |v| kms_key_id(v).map(|()| v.to_owned()));
+        let admin_alerts_topic_arn = r.optional(ADMIN_ALERTS_TOPIC_ARN, |v| {
+            let parts: Vec<&str> = v.split(':').collect();
+            if parts.len() == 6 && parts[0] == "arn" && parts[2] == "sns" && !parts[5].is_empty() {
+                Ok(v.to_owned())
+            } else {
+                Err("an SNS topic ARN (arn:<partition>:sns:<region>:<account>:<name>)")
+            }
+        });
         let password_policy = read_password_policy(&mut r);
         let retry = read_retry(&mut r);
         let graph = read_graph(&mut r);
@@ -496,6 +510,7 @@ impl Config {
             deadlines,
             reconcile,
             notify,
+            admin_alerts_topic_arn,
         })
     }
 
@@ -512,6 +527,7 @@ impl Config {
             deadlines: DeadlinePolicy::default(),
             reconcile: None,
             notify: None,
+            admin_alerts_topic_arn: None,
         }
     }
 
@@ -1050,6 +1066,29 @@ mod tests {
             [(SECRETS_KMS_KEY_ID, Problem::Invalid(_))]
         ));
         assert!(!error.to_string().contains("not a key id"), "{error}");
+    }
+
+    #[test]
+    fn the_admin_alerts_topic_is_optional_and_must_be_an_sns_topic_arn() {
+        // R-OPS-1 (unset: alerts are only logged)
+        assert_eq!(
+            read(&complete()).expect("complete").admin_alerts_topic_arn,
+            None
+        );
+        let arn = "arn:aws:sns:eu-west-1:123456789012:m365-sync-dev-admin-alerts";
+        let config = read(&with(&[(ADMIN_ALERTS_TOPIC_ARN, arn)])).expect("an SNS ARN");
+        assert_eq!(config.admin_alerts_topic_arn.as_deref(), Some(arn));
+        for wrong in [
+            "AdminAlertsTopic",
+            "arn:aws:sqs:eu-west-1:123456789012:queue",
+            "arn:aws:sns:eu-west-1:123456789012:",
+        ] {
+            let error = read(&with(&[(ADMIN_ALERTS_TOPIC_ARN, wrong)])).expect_err(wrong);
+            assert!(matches!(
+                error.problems[..],
+                [(ADMIN_ALERTS_TOPIC_ARN, Problem::Invalid(_))]
+            ));
+        }
     }
 
     #[test]

@@ -180,6 +180,8 @@ impl<C: Clock> Ports for Deployed<C> {
     type Licensing = VaultDirectory;
     type Mailer = SesMailer;
     type Runs = m365_aws::DynamoReconcileRuns;
+    type Alerts = m365_aws::SnsAdminAlerts;
+    type AlertIncidents = m365_aws::DynamoAlertIncidents;
 
     fn users(&self) -> &DynamoUsers {
         &self.app.users
@@ -267,6 +269,12 @@ impl<C: Clock> Ports for Deployed<C> {
     }
     fn runs(&self) -> &m365_aws::DynamoReconcileRuns {
         &self.app.runs
+    }
+    fn alerts(&self) -> &m365_aws::SnsAdminAlerts {
+        &self.app.alerts
+    }
+    fn alert_incidents(&self) -> &m365_aws::DynamoAlertIncidents {
+        &self.app.alert_incidents
     }
 }
 

@@ -395,6 +395,23 @@ fn secret_read(secret: &str) -> BTreeSet<Grant> {
     grants(&[secret], &["secretsmanager:GetSecretValue"])
 }
 
+/// Publishing admin alerts (R-OPS-1).
+fn alerts_publish() -> BTreeSet<Grant> {
+    grants(&["AdminAlertsTopic"], &["sns:Publish"])
+}
+
+/// Alert incidents on the tenants table (`ALERT#` items only, by a `LeadingKeys` condition).
+fn alert_incidents() -> BTreeSet<Grant> {
+    grants(
+        &["TenantsTable"],
+        &[
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:DeleteItem",
+        ],
+    )
+}
+
 fn all(parts: Vec<BTreeSet<Grant>>) -> BTreeSet<Grant> {
     parts.into_iter().flatten().collect()
 }
@@ -441,6 +458,7 @@ fn expected() -> BTreeMap<String, BTreeSet<Grant>> {
                 events_append(),
                 ledger(),
                 graph(),
+                alerts_publish(),
             ]),
         ),
         (
@@ -549,6 +567,8 @@ fn expected() -> BTreeMap<String, BTreeSet<Grant>> {
                 queue_consume("ReconcileQueue"),
                 secret_read("SealKeySecret"),
                 graph(),
+                alerts_publish(),
+                alert_incidents(),
             ]),
         ),
     ])

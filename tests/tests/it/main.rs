@@ -7,6 +7,7 @@
 //! Filter by module: `cargo test -p m365-integration-tests --test it -- provisioning::`.
 //! Run them on moto: `scripts/with-moto.sh cargo test -p m365-integration-tests`.
 
+mod alerts;
 mod attributes;
 mod bad_input;
 mod connect_flow;

@@ -87,6 +87,15 @@ pub enum ProvisionError {
         #[source]
         source: Box<aws_sdk_secretsmanager::Error>,
     },
+    /// SNS refused a call.
+    #[error("creating SNS resource {logical_id} on moto")]
+    Sns {
+        /// Logical id.
+        logical_id: String,
+        /// The SDK error.
+        #[source]
+        source: Box<aws_sdk_sns::Error>,
+    },
 }
 
 /// What was created, by logical id.
@@ -102,6 +111,8 @@ pub struct Provisioned {
     pub secrets: BTreeMap<String, String>,
     /// SES email identity logical id → identity (an address or a domain).
     pub email_identities: BTreeMap<String, String>,
+    /// SNS topic logical id → topic ARN (the admin alerts topic, R-OPS-1).
+    pub topics: BTreeMap<String, String>,
 }
 
 /// The inputs of provisioning.
@@ -140,6 +151,7 @@ pub async fn provision(
     let sqs = aws_sdk_sqs::Client::new(config);
     let secrets = aws_sdk_secretsmanager::Client::new(config);
     let ses = aws_sdk_sesv2::Client::new(config);
+    let sns = aws_sdk_sns::Client::new(config);
     let mut out = Provisioned::default();
 
     // Resources devstack does not create still resolve, to deterministic local values.
@@ -150,6 +162,8 @@ pub async fn provision(
             | "AWS::SQS::Queue"
             | "AWS::SecretsManager::Secret"
             | "AWS::SES::EmailIdentity" => {}
+            | "AWS::SNS::Topic"
+            | "AWS::SNS::Subscription" => {}
             FUNCTION => {
                 let name = Template::function_name(resource, input.stack);
                 let arn = format!("arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{name}");
@@ -236,6 +250,29 @@ pub async fn provision(
                     create_email_identity(&ses, &id, &identity).await?;
                     scope.define(&id, identity.clone(), []);
                     out.email_identities.insert(id, identity);
+                }
+                "AWS::SNS::Topic" => {
+                    let name = text(&properties, "TopicName")
+                        .unwrap_or_else(|| format!("{}-{id}", input.stack));
+                    let arn = create_topic(&sns, &id, &name).await?;
+                    scope.define(
+                        &id,
+                        arn.clone(),
+                        [("TopicArn", arn.clone()), ("TopicName", name)],
+                    );
+                    out.topics.insert(id, arn);
+                }
+                // Conditions are not evaluated: a subscription whose endpoint resolves empty
+                // (AdminAlertsEmailSubscription without AlertEmail) is the one its condition
+                // would skip, and is skipped.
+                "AWS::SNS::Subscription" => {
+                    let endpoint = text(&properties, "Endpoint").unwrap_or_default();
+                    let arn = if endpoint.is_empty() {
+                        String::new()
+                    } else {
+                        subscribe(&sns, &id, &properties, &endpoint).await?
+                    };
+                    scope.define(&id, arn, []);
                 }
                 _ => {}
             }
@@ -477,6 +514,48 @@ async fn create_queue(
 /// Creates a secret (or reuses an existing one); returns its ARN. The value is, in order:
 /// the one given on the command line, `SecretString`, or one made like
 /// `GenerateSecretString` would.
+async fn create_topic(
+    client: &aws_sdk_sns::Client,
+    id: &str,
+    name: &str,
+) -> Result<String, ProvisionError> {
+    let output =
+        client
+            .create_topic()
+            .name(name)
+            .send()
+            .await
+            .map_err(|e| ProvisionError::Sns {
+                logical_id: id.to_owned(),
+                source: Box::new(e.into()),
+            })?;
+    output
+        .topic_arn
+        .ok_or_else(|| shape(id, "moto returned no topic ARN"))
+}
+
+async fn subscribe(
+    client: &aws_sdk_sns::Client,
+    id: &str,
+    properties: &Json,
+    endpoint: &str,
+) -> Result<String, ProvisionError> {
+    let topic = text(properties, "TopicArn").ok_or_else(|| shape(id, "TopicArn is missing"))?;
+    let protocol = text(properties, "Protocol").ok_or_else(|| shape(id, "Protocol is missing"))?;
+    let output = client
+        .subscribe()
+        .topic_arn(topic)
+        .protocol(protocol)
+        .endpoint(endpoint)
+        .send()
+        .await
+        .map_err(|e| ProvisionError::Sns {
+            logical_id: id.to_owned(),
+            source: Box::new(e.into()),
+        })?;
+    Ok(output.subscription_arn.unwrap_or_default())
+}
+
 async fn create_secret(
     client: &aws_sdk_secretsmanager::Client,
     id: &str,

@@ -461,6 +461,22 @@ async fn the_project_template_provisions_on_moto_with_redrive_and_resolved_funct
     // devstack creates no KMS key: the stack's key resolves to nothing (the variable is
     // optional; secrets use Secrets Manager's default key locally).
     assert_eq!(env["M365_SECRETS_KMS_KEY_ID"], "");
+    // The admin alerts topic is created on moto and reaches the functions (R-OPS-1); the email
+    // subscription, off by default (empty AlertEmail), is not created.
+    let topic = provisioned.topics["AdminAlertsTopic"].clone();
+    assert!(
+        topic.ends_with(&format!(":m365-sync-{stage}-admin-alerts")),
+        "{topic}"
+    );
+    assert_eq!(env["M365_ADMIN_ALERTS_TOPIC_ARN"], topic.as_str());
+    let sns = aws_sdk_sns::Client::new(&config);
+    let subscriptions = sns
+        .list_subscriptions_by_topic()
+        .topic_arn(&topic)
+        .send()
+        .await
+        .unwrap();
+    assert!(subscriptions.subscriptions().is_empty());
     // And every function the template declares resolves (binary, timeout, events).
     for function in template.functions() {
         let spec = template

@@ -25,6 +25,10 @@ pub enum EventKind {
     TenantDeauthorized,
     /// A reconciliation stopped at the safeguard (R-REC-3).
     ReconcileSafeguardTripped,
+    /// The identity platform refused our OAuth client itself (`invalid_client`: a wrong or
+    /// expired client secret; `unauthorized_client`): a configuration error an admin must fix
+    /// (R-OPS-1, graph-spec §1.5). Recorded once per incident.
+    TenantConfigurationError,
 }
 
 impl EventKind {
@@ -40,11 +44,12 @@ impl EventKind {
             Self::TenantReauthorizationRequired => "tenant_reauthorization_required",
             Self::TenantDeauthorized => "tenant_deauthorized",
             Self::ReconcileSafeguardTripped => "reconcile_safeguard_tripped",
+            Self::TenantConfigurationError => "tenant_configuration_error",
         }
     }
 
     /// Every kind, in declaration order.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::UserCreateProvision,
         Self::UserUpdateProvision,
         Self::UserPasswordUpdateProvision,
@@ -53,6 +58,7 @@ impl EventKind {
         Self::TenantReauthorizationRequired,
         Self::TenantDeauthorized,
         Self::ReconcileSafeguardTripped,
+        Self::TenantConfigurationError,
     ];
 }
 

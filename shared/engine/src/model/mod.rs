@@ -1,6 +1,7 @@
 //! The model: the nouns of m365-sync, validated at construction.
 
 mod actor;
+mod alert;
 mod attributes;
 mod binding;
 mod directory;
@@ -19,6 +20,7 @@ mod tenant;
 mod user;
 
 pub use actor::{Actor, MAX_ACTOR_LEN};
+pub use alert::{AdminAlert, AlertIncident, AlertKind};
 pub use attributes::{
     AttributesPatch, MAX_BUSINESS_PHONE_LEN, MAX_BUSINESS_PHONES, UserAttributes, is_country_code,
 };

@@ -10,6 +10,7 @@ mod clock;
 // macro-expanded `#[macro_export]` macro is not reachable by `crate::` path inside this crate).
 #[macro_use]
 pub mod contract;
+mod alerts;
 mod directory;
 mod gate;
 mod hold;
@@ -29,6 +30,7 @@ mod stores;
 mod vault;
 mod world;
 
+pub use alerts::{FakeAdminAlerts, FakeAlertIncidents};
 pub use clock::ManualClock;
 pub use directory::{FakeDirectory, FakeM365Tenant};
 pub use gate::Gate;

@@ -92,6 +92,10 @@ pub struct World {
     pub mailer: super::FakeMailer,
     /// Reconcile runs requested through the API (R-OPS-2).
     pub runs: super::FakeReconcileRuns,
+    /// Admin alerts published (R-OPS-1).
+    pub alerts: super::FakeAdminAlerts,
+    /// Open alert incidents (R-OPS-1).
+    pub alert_incidents: super::FakeAlertIncidents,
 }
 
 /// A parsed email (test input is valid).
@@ -155,6 +159,8 @@ impl World {
             actor: crate::model::Actor::local(),
             mailer: super::FakeMailer::new(),
             runs: super::FakeReconcileRuns::new(),
+            alerts: super::FakeAdminAlerts::new(),
+            alert_incidents: super::FakeAlertIncidents::new(),
         }
     }
 
@@ -451,6 +457,8 @@ impl Ports for World {
     type Licensing = super::FakeLicensing;
     type Mailer = super::FakeMailer;
     type Runs = super::FakeReconcileRuns;
+    type Alerts = super::FakeAdminAlerts;
+    type AlertIncidents = super::FakeAlertIncidents;
 
     fn users(&self) -> &FakeUsers {
         &self.users
@@ -538,5 +546,11 @@ impl Ports for World {
     }
     fn runs(&self) -> &super::FakeReconcileRuns {
         &self.runs
+    }
+    fn alerts(&self) -> &super::FakeAdminAlerts {
+        &self.alerts
+    }
+    fn alert_incidents(&self) -> &super::FakeAlertIncidents {
+        &self.alert_incidents
     }
 }

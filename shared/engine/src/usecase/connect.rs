@@ -283,6 +283,10 @@ use_case! {
             tenants: Tenants, consents: Consents, identity: Identity, vault: Vault,
             directory: Probe = probe, events: Events, clock: Clock
         ],
+        built: [
+            /// Closes the tenant's alert incidents once it is active again (R-OPS-1).
+            alerting: super::alerts::Alerting<'a, P> = super::alerts::Alerting::new,
+        ],
     }
 }
 
@@ -434,6 +438,16 @@ impl<P: Ports> CompleteConnection<'_, P> {
                 })),
             })
             .await?;
+        // Active again with tokens the platform just issued to our client: a reauthorization or
+        // client configuration incident is over (R-OPS-1); the next occurrence alerts again.
+        for kind in [
+            crate::model::AlertKind::ReauthorizationRequired,
+            crate::model::AlertKind::ConfigurationError,
+        ] {
+            if let Err(e) = self.alerting.resolve(kind, &connected.id).await {
+                tracing::warn!(tenant.id = %connected.id, alert.kind = kind.as_str(), error.code = e.code(), "alert incident not resolved");
+            }
+        }
         Ok(connected)
     }
 
@@ -751,6 +765,8 @@ mod tests {
         bindings: FakeBindings,
         leases: FakeLeases,
         actor: crate::model::Actor,
+        alerts: crate::testing::FakeAdminAlerts,
+        alert_incidents: crate::testing::FakeAlertIncidents,
     }
 
     /// A sign-in under way: the tenant and the `state` the platform will echo.
@@ -773,6 +789,8 @@ mod tests {
                 bindings: FakeBindings::new(),
                 leases: FakeLeases::new(),
                 actor: crate::model::Actor::local(),
+                alerts: crate::testing::FakeAdminAlerts::new(),
+                alert_incidents: crate::testing::FakeAlertIncidents::new(),
             }
         }
 
@@ -785,6 +803,7 @@ mod tests {
                 leases: &self.leases,
                 events: &self.events,
                 clock: &self.clock,
+                alerting: self.alerting(),
                 holder: holder.to_owned(),
                 window: DEFAULT_REFRESH_WINDOW,
                 lease: DEFAULT_LEASE,
@@ -852,6 +871,16 @@ mod tests {
                 vault: &self.vault,
                 directory: &self.directory,
                 events: &self.events,
+                clock: &self.clock,
+                alerting: self.alerting(),
+            }
+        }
+
+        fn alerting(&self) -> crate::usecase::alerts::Alerting<'_, World> {
+            crate::usecase::alerts::Alerting {
+                actor: &self.actor,
+                alerts: &self.alerts,
+                incidents: &self.alert_incidents,
                 clock: &self.clock,
             }
         }
@@ -1384,6 +1413,65 @@ mod tests {
             .unwrap();
         assert_eq!(b.state, BindingState::Unselected);
         assert_eq!(c.count(EventKind::TenantConnected), 2);
+    }
+
+    #[tokio::test]
+    async fn a_reconnect_ends_the_reauthorization_incident_so_a_recurrence_alerts_again() {
+        // R-OPS-1 (an incident stays open until the tenant is active again after a reconnect)
+        use crate::model::AlertKind;
+        use crate::ports::AlertIncidents;
+        let c = Conn::new();
+        let s = c.sign_in(vec![managed("contoso.com")]).await;
+        c.callback(&s).await.unwrap();
+        update_tenant(&c.tenants, &s.tenant, |t| {
+            t.status = TenantStatus::ReauthorizationRequired;
+        })
+        .await
+        .unwrap();
+        let raised = c
+            .alerting()
+            .raise(
+                &s.tenant,
+                AlertKind::ReauthorizationRequired,
+                "reconnect",
+                serde_json::json!({}),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(
+            raised,
+            crate::usecase::alerts::Raised::Published(_)
+        ));
+        let again = c.starter().restart(&s.tenant).await.unwrap();
+        c.callback(&SignIn {
+            tenant: s.tenant.clone(),
+            state: state_of(&again.authorize_url),
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            c.alert_incidents
+                .get(&s.tenant, AlertKind::ReauthorizationRequired)
+                .await
+                .unwrap(),
+            None,
+            "resolved by the reconnect"
+        );
+        let recurred = c
+            .alerting()
+            .raise(
+                &s.tenant,
+                AlertKind::ReauthorizationRequired,
+                "reconnect",
+                serde_json::json!({}),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(
+            recurred,
+            crate::usecase::alerts::Raised::Published(_)
+        ));
+        assert_eq!(c.alerts.of(AlertKind::ReauthorizationRequired).len(), 2);
     }
 
     #[tokio::test]

@@ -1344,6 +1344,8 @@ mod tests {
         type Licensing = crate::testing::FakeLicensing;
         type Mailer = crate::testing::FakeMailer;
         type Runs = crate::testing::FakeReconcileRuns;
+        type Alerts = crate::testing::FakeAdminAlerts;
+        type AlertIncidents = crate::testing::FakeAlertIncidents;
         fn users(&self) -> &Self::Users {
             self.w.users()
         }
@@ -1430,6 +1432,12 @@ mod tests {
         }
         fn runs(&self) -> &Self::Runs {
             self.w.runs()
+        }
+        fn alerts(&self) -> &Self::Alerts {
+            self.w.alerts()
+        }
+        fn alert_incidents(&self) -> &Self::AlertIncidents {
+            self.w.alert_incidents()
         }
     }
 

@@ -79,6 +79,7 @@ macro_rules! use_case {
     };
 }
 
+pub mod alerts;
 pub mod bind;
 pub mod connect;
 pub mod directory;

@@ -18,7 +18,9 @@
 //! A dry run reads but writes nothing: no Graph write, no store write, no cursor (R-REC-2). A plan
 //! that would block, suspend or remove more than the safeguard's share of the tenant's bound users
 //! stops before any write and records `reconcile_safeguard_tripped` (R-REC-3); the cursor is not
-//! moved, so the drift is seen again once an admin has looked.
+//! moved, so the drift is seen again once an admin has looked. A trip also alerts the admins
+//! (`safeguard_tripped`, with the number of changes held) once per incident (R-OPS-1,
+//! `usecase::alerts`); a later real pass within the safeguard resolves the incident.
 //!
 //! Graph cost grows with the changes (R-REC-1, DESIGN §5): the delta pages plus one write per
 //! repair. Store reads are per bound user only for the expiry sweep (DynamoDB, not Graph). One
@@ -86,9 +88,9 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::model::{
-    Binding, BindingState, DirectoryUser, Event, EventId, EventKind, Failure, M365ObjectId,
-    M365UserPatch, OperationId, OperationKind, OperationSubject, PageRequest, SuspendedReason,
-    TenantId, UserId, UserState,
+    AlertKind, Binding, BindingState, DirectoryUser, Event, EventId, EventKind, Failure,
+    M365ObjectId, M365UserPatch, OperationId, OperationKind, OperationSubject, PageRequest,
+    SuspendedReason, TenantId, UserId, UserState,
 };
 use crate::policy::password::DirectoryPasswordPolicy;
 use crate::ports::Ports;
@@ -313,6 +315,10 @@ use_case! {
             bindings: Bindings, events: Events, failures: Failures, users: Users,
             directory: Directory, sealer: Sealer, deltas: UserDeltas = user_deltas,
             cursors: Cursors, clock: Clock
+        ],
+        built: [
+            /// Admin alerts: a trip alerts `safeguard_tripped` once per incident (R-OPS-1).
+            alerting: super::alerts::Alerting<'a, P> = super::alerts::Alerting::new,
         ],
         extra: [
             /// Behaviour.
@@ -580,6 +586,7 @@ impl<P: Ports> Reconcile<'_, P> {
         if dry_run {
             return Ok(report);
         }
+        self.safeguard_passed(tenant).await;
         let by_user: HashMap<&UserId, &Binding> =
             bindings.iter().map(|b| (&b.user_id, b)).collect();
         let run_key = start.as_deref().unwrap_or("full");
@@ -1246,7 +1253,50 @@ impl<P: Ports> Reconcile<'_, P> {
                     "ratio": trip.ratio,
                 })),
             })
+            .await?;
+        self.alert_trip(tenant, trip).await;
+        Ok(())
+    }
+
+    /// Alerts `safeguard_tripped` with the number of changes held, once per incident (R-OPS-1):
+    /// the hourly pass that trips again while the incident is open publishes nothing. A failed
+    /// publish is logged; the next trip publishes it.
+    async fn alert_trip(&self, tenant: &TenantId, trip: &SafeguardTrip) {
+        let raised = self
+            .alerting
+            .raise(
+                tenant,
+                AlertKind::SafeguardTripped,
+                format!(
+                    "Reconcile stopped at the safeguard: {} of {} bound users would be blocked, suspended or removed (limit {:.0}%). Nothing was changed; review the plan.",
+                    trip.destructive,
+                    trip.bound,
+                    trip.ratio * 100.0
+                ),
+                serde_json::json!({
+                    "held": trip.destructive,
+                    "bound": trip.bound,
+                    "ratio": trip.ratio,
+                }),
+            )
+            .await;
+        if let Err(e) = raised {
+            tracing::warn!(
+                error.code = e.code(),
+                "safeguard alert not published; the next trip retries"
+            );
+        }
+    }
+
+    /// A real pass within the safeguard ends the tenant's safeguard incident (R-OPS-1).
+    async fn safeguard_passed(&self, tenant: &TenantId) {
+        if let Err(e) = self
+            .alerting
+            .resolve(AlertKind::SafeguardTripped, tenant)
             .await
+        {
+            tracing::warn!(error.code = e.code(), "safeguard incident not resolved");
+        }
     }
 
     async fn record_failure(
@@ -1347,6 +1397,7 @@ mod tests {
                 deltas: &self.deltas,
                 cursors: &self.cursors,
                 clock: &self.w.clock,
+                alerting: super::super::alerts::Alerting::new(self.w),
                 settings: &self.settings,
             }
         }
@@ -1662,6 +1713,56 @@ mod tests {
         let dry = rig.run(true).await;
         assert!(dry.safeguard.is_some());
         assert_eq!(w.count_events(EventKind::ReconcileSafeguardTripped), 1);
+    }
+
+    #[tokio::test]
+    async fn a_safeguard_trip_alerts_once_with_the_changes_held_until_a_pass_is_within_it() {
+        // R-OPS-1, R-REC-3 (once per incident: the hourly trips while it is open alert nothing)
+        use crate::ports::AlertIncidents;
+        let w = world_with(10).await;
+        let rig = Rig::new(&w);
+        rig.run(false).await;
+        for i in 0..2 {
+            let id = object(&w, &w.binding(&format!("u{i}")).await);
+            w.directory.soft_delete(&w.tenant.id, &id).unwrap();
+        }
+        for _ in 0..3 {
+            assert!(rig.run(false).await.safeguard.is_some());
+            w.clock.advance(chrono::TimeDelta::hours(1));
+        }
+        assert!(
+            rig.run(true).await.safeguard.is_some(),
+            "a dry run alerts nothing"
+        );
+        let alerts = w.alerts.of(AlertKind::SafeguardTripped);
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert_eq!(alerts[0].tenant_id, w.tenant.id);
+        assert_eq!(alerts[0].details["held"], 2);
+        assert_eq!(alerts[0].details["bound"], 10);
+        assert!(
+            alerts[0].message.contains("2 of 10"),
+            "{}",
+            alerts[0].message
+        );
+        // An admin lets the changes through (a higher limit here); the pass within the
+        // safeguard ends the incident, and a later trip alerts again.
+        let mut rig = rig;
+        rig.settings.safeguard_ratio = 1.0;
+        assert!(rig.run(false).await.safeguard.is_none());
+        assert!(
+            w.alert_incidents
+                .get(&w.tenant.id, AlertKind::SafeguardTripped)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        rig.settings.safeguard_ratio = 0.0;
+        for i in 2..4 {
+            let id = object(&w, &w.binding(&format!("u{i}")).await);
+            w.directory.soft_delete(&w.tenant.id, &id).unwrap();
+        }
+        assert!(rig.run(false).await.safeguard.is_some());
+        assert_eq!(w.alerts.of(AlertKind::SafeguardTripped).len(), 2);
     }
 
     #[tokio::test]

@@ -12,6 +12,17 @@
 //! `active` tenant whose vault still holds the refused refresh token — re-read after the tenant and
 //! before the conditional write, so a reconnect (which writes its tokens before its status) is never
 //! undone.
+//!
+//! Admin alerts (R-OPS-1, `usecase::alerts`), once per incident: a tenant marked
+//! `reauthorization_required` (or found so by a later run whose alert did not go out) alerts
+//! `reauthorization_required`; the platform refusing our OAuth client itself (`invalid_client`:
+//! wrong or expired client secret, AADSTS7000215 / 7000222; `unauthorized_client`, graph-spec §1.5)
+//! is a configuration error: the tenant stays `active` (nothing of it is wrong), the first run of
+//! the incident records a `tenant_configuration_error` event and alerts `configuration_error`, and
+//! every run that meets it reports [`TenantRefresh::ConfigurationError`] — the function then fails
+//! the invocation, so Lambda's `Errors` metric and its alarm see it. A refresh that succeeds
+//! resolves both incidents. Throttling, 5xx, `temporarily_unavailable` and network failures stay
+//! retryable ([`TenantRefresh::Failed`]).
 
 use chrono::{DateTime, TimeDelta, Utc};
 
@@ -19,12 +30,13 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::error::{Entity, Error, Result};
 use crate::model::{
-    Event, EventId, EventKind, PageRequest, RequestToken, Tenant, TenantId, TenantStatus,
-    TenantTokens,
+    AlertKind, Event, EventId, EventKind, PageRequest, RequestToken, Tenant, TenantId,
+    TenantStatus, TenantTokens,
 };
 use crate::ports::Ports;
 use crate::ports::{Clock, EventStore, IdentityPlatform, Leases, TenantStore, TokenVault};
 
+use super::alerts::{Alerting, Raised};
 use super::connect::transition_tenant;
 
 /// How often the conditional `reauthorization_required` write is retried after losing a race.
@@ -67,6 +79,15 @@ pub enum TenantRefresh {
     /// The tenant was deauthorized (or reconnected) while its refresh ran: nothing was saved or
     /// marked, the newer state stands (R-CONN-8).
     Superseded,
+    /// The identity platform refused our OAuth client (`invalid_client`, `unauthorized_client`):
+    /// a configuration error an admin must fix (R-OPS-1). The tenant stays `active`; the run
+    /// fails loudly.
+    ConfigurationError {
+        /// The OAuth `error` value.
+        error: String,
+        /// The AADSTS code (7000215 wrong secret, 7000222 expired secret, …), when given.
+        aadsts: Option<u32>,
+    },
     /// A retryable failure (throttling, outage): the next scheduled run tries again.
     Failed {
         /// Machine code.
@@ -96,6 +117,10 @@ use_case! {
             tenants: Tenants, vault: Vault, identity: Identity, leases: Leases, events: Events,
             clock: Clock
         ],
+        built: [
+            /// Admin alerts, once per incident (R-OPS-1).
+            alerting: Alerting<'a, P> = Alerting::new,
+        ],
         extra: [
             /// Who we are in the leases (unique per invocation, e.g. the Lambda request id).
             holder: String,
@@ -119,6 +144,14 @@ impl<P: Ports> RefreshTokens<'_, P> {
         loop {
             let batch = self.tenants.list(&page).await?;
             for tenant in batch.items {
+                if tenant.status == TenantStatus::ReauthorizationRequired {
+                    // Catches up an alert that did not go out when the tenant was marked (a
+                    // failed publish); an alerted incident is only read (R-OPS-1).
+                    if let Err(e) = self.alert_reauthorization(&tenant, None).await {
+                        tracing::warn!(tenant.id = %tenant.id, error.code = e.code(), "reauthorization alert not published; the next run retries");
+                    }
+                    continue;
+                }
                 if tenant.status != TenantStatus::Active || !self.due(tenant.token_expires_at) {
                     continue;
                 }
@@ -188,8 +221,99 @@ impl<P: Ports> RefreshTokens<'_, P> {
                 self.require_reauthorization(&tenant, Some(&current.refresh_token), Some(aadsts))
                     .await
             }
+            Err(Error::ClientConfiguration { error, aadsts }) => {
+                Ok(self.configuration_error(&tenant, error, aadsts).await)
+            }
             Err(e) if e.is_retryable() => Ok(TenantRefresh::Failed { code: e.code() }),
             Err(e) => Err(e),
+        }
+    }
+
+    /// The platform refused our OAuth client (R-OPS-1): the first run of the incident records a
+    /// `tenant_configuration_error` event (its id derived from the incident, so a retry records
+    /// none twice) and alerts; every run reports it. A failed event or alert is logged and retried
+    /// by a later run once the incident's claim ran out; the report says `ConfigurationError`
+    /// either way, so the invocation fails.
+    async fn configuration_error(
+        &self,
+        tenant: &Tenant,
+        error: String,
+        aadsts: Option<u32>,
+    ) -> TenantRefresh {
+        tracing::error!(tenant.id = %tenant.id, oauth.error = %error, aadsts = ?aadsts, error.retryable = false, "the identity platform refused the OAuth client: configuration error");
+        let details = serde_json::json!({ "error": error, "aadsts": aadsts });
+        let alerted = async {
+            let Some(incident) = self
+                .alerting
+                .open(&tenant.id, AlertKind::ConfigurationError)
+                .await?
+            else {
+                return Ok(());
+            };
+            self.events
+                .append(&Event {
+                    id: EventId::derive(&[
+                        tenant.id.as_str(),
+                        EventKind::TenantConfigurationError.as_str(),
+                        &incident.opened_at.timestamp_millis().to_string(),
+                    ]),
+                    kind: EventKind::TenantConfigurationError,
+                    at: incident.opened_at,
+                    user_id: None,
+                    tenant_id: Some(tenant.id.clone()),
+                    operation_id: None,
+                    reason: Some(error.clone()),
+                    details: Some(details.clone()),
+                    actor: Some(self.actor.clone()),
+                })
+                .await?;
+            let code = aadsts.map_or_else(String::new, |c| format!(" (AADSTS{c})"));
+            self.alerting
+                .publish(
+                    &incident,
+                    format!(
+                        "Microsoft refused the OAuth client while refreshing the tokens of tenant \"{}\": {error}{code}. The client secret in the OAuthClientSecret secret is probably wrong or expired; replace it.",
+                        tenant.name
+                    ),
+                    details,
+                )
+                .await
+        };
+        if let Err(e) = alerted.await {
+            tracing::warn!(tenant.id = %tenant.id, error.code = e.code(), "configuration error not recorded or alerted; a later run retries");
+        }
+        TenantRefresh::ConfigurationError { error, aadsts }
+    }
+
+    /// Alerts `reauthorization_required` for `tenant` once per incident (R-OPS-1).
+    async fn alert_reauthorization(&self, tenant: &Tenant, aadsts: Option<u32>) -> Result<Raised> {
+        let why = match aadsts {
+            Some(code) => format!("Microsoft refused its refresh token (AADSTS{code})"),
+            None => "it has no usable tokens".to_owned(),
+        };
+        self.alerting
+            .raise(
+                &tenant.id,
+                AlertKind::ReauthorizationRequired,
+                format!(
+                    "Tenant \"{}\" needs to be reconnected by an admin: {why}. Its work is paused until then.",
+                    tenant.name
+                ),
+                serde_json::json!({ "aadsts": aadsts }),
+            )
+            .await
+    }
+
+    /// Closes the tenant's `configuration_error` and `reauthorization_required` incidents after
+    /// a refresh that worked (R-OPS-1); a store failure only delays that to the next refresh.
+    async fn resolve_incidents(&self, id: &TenantId) {
+        for kind in [
+            AlertKind::ConfigurationError,
+            AlertKind::ReauthorizationRequired,
+        ] {
+            if let Err(e) = self.alerting.resolve(kind, id).await {
+                tracing::warn!(tenant.id = %id, alert.kind = kind.as_str(), error.code = e.code(), "alert incident not resolved; the next refresh retries");
+            }
         }
     }
 
@@ -223,6 +347,7 @@ impl<P: Ports> RefreshTokens<'_, P> {
             Ok(true)
         })
         .await?;
+        self.resolve_incidents(id).await;
         Ok(TenantRefresh::Refreshed { expires_at })
     }
 
@@ -294,6 +419,10 @@ impl<P: Ports> RefreshTokens<'_, P> {
                 details: aadsts.map(|code| serde_json::json!({ "aadsts": code })),
             })
             .await?;
+        // A failed publish is caught up by the next run (it alerts tenants found marked).
+        if let Err(e) = self.alert_reauthorization(tenant, aadsts).await {
+            tracing::warn!(tenant.id = %tenant.id, error.code = e.code(), "reauthorization alert not published; the next run retries");
+        }
         Ok(match aadsts {
             Some(aadsts) => TenantRefresh::ReauthorizationRequired { aadsts },
             None => TenantRefresh::NoTokens,
@@ -307,7 +436,7 @@ mod tests {
 
     use super::*;
     use crate::model::{BindingState, TenantTokens};
-    use crate::ports::TokenVault;
+    use crate::ports::{AlertIncidents, TokenVault};
     use crate::testing::{FakeIdentityPlatform, FakeLeases, FakeTokenVault};
     use crate::usecase::Outcome;
     use crate::usecase::connect::update_tenant;
@@ -355,6 +484,7 @@ mod tests {
                 leases: &self.leases,
                 events: &self.w.events,
                 clock: &self.w.clock,
+                alerting: Alerting::new(&self.w),
                 holder: holder.to_owned(),
                 window: DEFAULT_REFRESH_WINDOW,
                 lease: DEFAULT_LEASE,
@@ -575,6 +705,128 @@ mod tests {
             TenantStatus::ReauthorizationRequired
         );
         assert_eq!(r.identity.refreshes(), 0);
+    }
+
+    fn client_refused(error: &str, aadsts: u32) -> Error {
+        Error::ClientConfiguration {
+            error: error.to_owned(),
+            aadsts: Some(aadsts),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_refresh_token_alerts_reauthorization_once_however_many_runs_follow() {
+        // R-OPS-1, R-CONN-4
+        let r = R::new(TimeDelta::minutes(5)).await;
+        r.identity
+            .fail_next_call(Error::ReauthorizationRequired { aadsts: 700_082 });
+        r.job("run-1").run().await.unwrap();
+        r.w.clock.advance(TimeDelta::minutes(5));
+        r.job("run-2").run().await.unwrap();
+        r.w.clock.advance(TimeDelta::hours(1));
+        r.job("run-3").run().await.unwrap();
+        let alerts = r.w.alerts.of(AlertKind::ReauthorizationRequired);
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert_eq!(alerts[0].tenant_id, r.w.tenant.id);
+        assert_eq!(alerts[0].details["aadsts"], 700_082);
+        assert!(alerts[0].message.contains("AADSTS700082"));
+    }
+
+    #[tokio::test]
+    async fn a_reauthorization_alert_that_failed_to_publish_goes_out_with_a_later_run() {
+        // R-OPS-1 (no alert lost to a failed publish; still only one)
+        let r = R::new(TimeDelta::minutes(5)).await;
+        r.identity
+            .fail_next_call(Error::ReauthorizationRequired { aadsts: 50_173 });
+        r.w.alerts.fail_next(throttled());
+        let report = r.job("run-1").run().await.unwrap();
+        assert_eq!(
+            report.tenants[0].1,
+            TenantRefresh::ReauthorizationRequired { aadsts: 50_173 },
+            "the marking stands"
+        );
+        assert!(r.w.alerts.published().is_empty());
+        r.w.clock.advance(super::super::alerts::ALERT_CLAIM);
+        r.job("run-2").run().await.unwrap();
+        r.w.clock.advance(TimeDelta::minutes(5));
+        r.job("run-3").run().await.unwrap();
+        assert_eq!(r.w.alerts.of(AlertKind::ReauthorizationRequired).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_refused_client_is_a_configuration_error_recorded_and_alerted_once_per_incident() {
+        // R-OPS-1 (graph-spec §1.5: invalid_client AADSTS7000215 wrong secret, 7000222 expired
+        // secret; unauthorized_client AADSTS700016)
+        for (error, aadsts) in [
+            ("invalid_client", 7_000_215),
+            ("invalid_client", 7_000_222),
+            ("unauthorized_client", 700_016),
+        ] {
+            let r = R::new(TimeDelta::minutes(5)).await;
+            r.identity.fail_next_call(client_refused(error, aadsts));
+            let report = r.job("run-1").run().await.unwrap();
+            let expected = TenantRefresh::ConfigurationError {
+                error: error.to_owned(),
+                aadsts: Some(aadsts),
+            };
+            assert_eq!(report.tenants[0].1, expected);
+            assert_eq!(
+                r.tenant().await.status,
+                TenantStatus::Active,
+                "nothing of the tenant is wrong"
+            );
+            // The next run meets it again: reported again (the run fails again), but no second
+            // event or alert.
+            r.w.clock.advance(TimeDelta::minutes(5));
+            r.identity.fail_next_call(client_refused(error, aadsts));
+            let report = r.job("run-2").run().await.unwrap();
+            assert_eq!(report.tenants[0].1, expected);
+            let events = r.w.events_of(EventKind::TenantConfigurationError);
+            assert_eq!(events.len(), 1, "{events:?}");
+            assert_eq!(events[0].reason.as_deref(), Some(error));
+            assert_eq!(events[0].details.as_ref().unwrap()["aadsts"], aadsts);
+            let alerts = r.w.alerts.of(AlertKind::ConfigurationError);
+            assert_eq!(alerts.len(), 1, "{alerts:?}");
+            assert_eq!(alerts[0].details["error"], error);
+            assert!(
+                !alerts[0].message.contains("secret-"),
+                "no secret in the alert"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_configuration_error_ends_with_a_working_refresh_and_a_recurrence_alerts_anew() {
+        // R-OPS-1
+        let r = R::new(TimeDelta::minutes(5)).await;
+        r.identity
+            .fail_next_call(client_refused("invalid_client", 7_000_215));
+        r.job("run-1").run().await.unwrap();
+        r.w.clock.advance(TimeDelta::minutes(5));
+        let report = r.job("run-2").run().await.unwrap();
+        assert!(matches!(
+            report.tenants[0].1,
+            TenantRefresh::Refreshed { .. }
+        ));
+        assert!(
+            r.w.alert_incidents
+                .get(&r.w.tenant.id, AlertKind::ConfigurationError)
+                .await
+                .unwrap()
+                .is_none(),
+            "resolved"
+        );
+        // Due again later, refused again: a new incident, a new event and alert.
+        r.w.clock.advance(TimeDelta::minutes(50));
+        r.identity
+            .fail_next_call(client_refused("invalid_client", 7_000_222));
+        let report = r.job("run-3").run().await.unwrap();
+        assert!(matches!(
+            report.tenants[0].1,
+            TenantRefresh::ConfigurationError { .. }
+        ));
+        assert_eq!(r.w.alerts.of(AlertKind::ConfigurationError).len(), 2);
+        assert_eq!(r.w.count_events(EventKind::TenantConfigurationError), 2);
     }
 
     /// Polls two futures together on one task (no extra dependency for `join!`).

@@ -68,7 +68,7 @@ macro_rules! suites {
         /// ```
         ///
         /// Ports: users, groups, tenants, bindings, events, failures, ledger, retry_queue (an
-        /// EMPTY queue per test), token_vault, sealer, leases, pending_consents, rate_budget (built
+        /// EMPTY queue per test), token_vault, sealer, leases, alert_incidents, pending_consents, rate_budget (built
         /// with [`rate_budget::CONTRACT_LIMIT`]), directory, security_groups.
         #[macro_export]
         macro_rules! contract_tests {
@@ -198,6 +198,13 @@ suites! {$
         a_free_lease_is_taken_and_a_live_one_is_refused,
         an_expired_lease_is_taken_over,
         only_the_holder_releases_a_lease,
+    };
+    /// Contract of [`AlertIncidents`](crate::ports::AlertIncidents) (R-OPS-1).
+    alert_incidents in "alert_incidents.rs" as alert_incidents_suite, takes (port) {
+        a_new_incident_is_claimed_once_and_its_alert_published_once,
+        an_unconfirmed_claim_is_taken_over_after_it_ran_out_with_the_same_incident,
+        a_resolved_incident_opens_anew_and_resolving_twice_finds_none,
+        incidents_of_other_tenants_and_kinds_are_apart,
     };
     /// Contract of [`PendingConsents`](crate::ports::PendingConsents).
     pending_consents in "pending_consents.rs" as pending_consents_suite, takes (port) {
