@@ -31,6 +31,8 @@
 //! | ledger | Graph rate budget ([`DynamoRateBudget`]) | `BUDGET#<tenant id>` | — | `expires_at` |
 //! | ledger | reconcile cursor ([`DynamoReconcileCursors`]) | `CURSOR#<tenant id>[#groups]` | — | — |
 //! | ledger | ids seen by a full listing (R-REC-4) | `SEEN#<tenant id>#<start ms>#<part>` | — | `expires_at` |
+//! | ledger | held reconcile plan ([`DynamoHeldPlans`], R-REC-3) | `HELD#<tenant id>`, parts `HELDPART#<tenant id>#<plan id>#<n>` | — | — |
+//! | ledger | reconcile round tally (R-REC-3) | `TALLY#<tenant id>` | — | — |
 //!
 //! Access patterns and how they are served:
 //! - **user by id / by email**: `GetItem` on `USER#…`; `GetItem` on `EMAIL#…` then on `USER#…`.
@@ -111,6 +113,7 @@ pub mod sqs;
 pub mod vault;
 
 pub use cursor_key::SecretsManagerCursorKey;
+pub use dynamo::DynamoHeldPlans;
 pub use dynamo::{
     DynamoBindings, DynamoEvents, DynamoFailures, DynamoGroups, DynamoLeases, DynamoLedger,
     DynamoLicenseSettings, DynamoPendingConsents, DynamoRateBudget, DynamoReconcileCursors,

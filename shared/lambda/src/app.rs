@@ -65,6 +65,8 @@ pub struct App {
     pub cursors: DynamoReconcileCursors,
     /// Licence settings (tenants table, R-LIC-1).
     pub license_settings: m365_aws::DynamoLicenseSettings,
+    /// Held reconcile plans and round tallies (ledger table, R-REC-3).
+    pub held_plans: m365_aws::DynamoHeldPlans,
 }
 
 impl App {
@@ -114,6 +116,7 @@ impl App {
             ledger: DynamoLedger::new(dynamodb.clone(), &r.ledger_table),
             leases: DynamoLeases::new(dynamodb.clone(), &r.ledger_table),
             cursors: DynamoReconcileCursors::new(dynamodb.clone(), r.ledger_table.clone()),
+            held_plans: m365_aws::DynamoHeldPlans::new(dynamodb.clone(), &r.ledger_table),
             pending_consents: DynamoPendingConsents::new(dynamodb, &r.ledger_table),
             retry_queue: SqsRetryQueue::new(sqs.clone(), &r.retry_queue_url),
             notifier: SqsNotifier::new(sqs, &r.notifications_queue_url),

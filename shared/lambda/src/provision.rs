@@ -165,6 +165,7 @@ impl<C: Clock> Ports for Deployed<C> {
     type Random = ThreadRandom;
     type LicenseSettings = m365_aws::DynamoLicenseSettings;
     type Licensing = VaultDirectory;
+    type HeldPlans = m365_aws::DynamoHeldPlans;
 
     fn users(&self) -> &DynamoUsers {
         &self.app.users
@@ -243,6 +244,9 @@ impl<C: Clock> Ports for Deployed<C> {
     }
     fn licensing(&self) -> &VaultDirectory {
         &self.directory
+    }
+    fn held_plans(&self) -> &m365_aws::DynamoHeldPlans {
+        &self.app.held_plans
     }
 }
 

@@ -25,6 +25,10 @@ pub enum EventKind {
     TenantDeauthorized,
     /// A reconciliation stopped at the safeguard (R-REC-3).
     ReconcileSafeguardTripped,
+    /// An admin approved a held reconcile plan and it was applied (R-REC-3).
+    ReconcilePlanApproved,
+    /// An admin rejected a held reconcile plan (R-REC-3).
+    ReconcilePlanRejected,
 }
 
 impl EventKind {
@@ -40,11 +44,13 @@ impl EventKind {
             Self::TenantReauthorizationRequired => "tenant_reauthorization_required",
             Self::TenantDeauthorized => "tenant_deauthorized",
             Self::ReconcileSafeguardTripped => "reconcile_safeguard_tripped",
+            Self::ReconcilePlanApproved => "reconcile_plan_approved",
+            Self::ReconcilePlanRejected => "reconcile_plan_rejected",
         }
     }
 
     /// Every kind, in declaration order.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 10] = [
         Self::UserCreateProvision,
         Self::UserUpdateProvision,
         Self::UserPasswordUpdateProvision,
@@ -53,6 +59,8 @@ impl EventKind {
         Self::TenantReauthorizationRequired,
         Self::TenantDeauthorized,
         Self::ReconcileSafeguardTripped,
+        Self::ReconcilePlanApproved,
+        Self::ReconcilePlanRejected,
     ];
 }
 

@@ -12,6 +12,7 @@ mod clock;
 pub mod contract;
 mod directory;
 mod gate;
+mod held;
 mod hold;
 mod identity;
 mod leases;
@@ -30,6 +31,7 @@ mod world;
 pub use clock::ManualClock;
 pub use directory::{FakeDirectory, FakeM365Tenant};
 pub use gate::Gate;
+pub use held::FakeHeldPlans;
 pub use hold::{HeldCall, Stage};
 pub use identity::{
     AADSTS_CODE_REDEEMED, AADSTS_INVALID_GRANT, AADSTS_PKCE_MISMATCH, FakeIdentityPlatform,

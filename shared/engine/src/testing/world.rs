@@ -86,6 +86,8 @@ pub struct World {
     pub license_settings: super::FakeLicenseSettings,
     /// M365's licences, with seats (R-LIC-1).
     pub licensing: super::FakeLicensing,
+    /// Held reconcile plans (R-REC-3).
+    pub held_plans: super::FakeHeldPlans,
 }
 
 /// A parsed email (test input is valid).
@@ -146,6 +148,7 @@ impl World {
             clock,
             license_settings: super::FakeLicenseSettings::new(),
             licensing: super::FakeLicensing::new(),
+            held_plans: super::FakeHeldPlans::new(),
         }
     }
 
@@ -440,6 +443,7 @@ impl Ports for World {
     type Random = SeededRandom;
     type LicenseSettings = super::FakeLicenseSettings;
     type Licensing = super::FakeLicensing;
+    type HeldPlans = super::FakeHeldPlans;
 
     fn users(&self) -> &FakeUsers {
         &self.users
@@ -518,5 +522,8 @@ impl Ports for World {
     }
     fn licensing(&self) -> &super::FakeLicensing {
         &self.licensing
+    }
+    fn held_plans(&self) -> &super::FakeHeldPlans {
+        &self.held_plans
     }
 }

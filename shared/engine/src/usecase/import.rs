@@ -1341,6 +1341,7 @@ mod tests {
         type Random = crate::testing::SeededRandom;
         type LicenseSettings = crate::testing::FakeLicenseSettings;
         type Licensing = crate::testing::FakeLicensing;
+        type HeldPlans = crate::testing::FakeHeldPlans;
         fn users(&self) -> &Self::Users {
             self.w.users()
         }
@@ -1418,6 +1419,9 @@ mod tests {
         }
         fn licensing(&self) -> &Self::Licensing {
             self.w.licensing()
+        }
+        fn held_plans(&self) -> &Self::HeldPlans {
+            self.w.held_plans()
         }
     }
 
