@@ -8,6 +8,27 @@
 //! `404 route_not_found`. A run (not a dry run) is one leased pass; when the round goes on,
 //! `continued: true` says the rest was queued. A dry run of a round longer than one pass plans
 //! the pass's pages only (`complete: false`): it saves no cursor to go on from.
+//!
+//! Held plans (R-REC-3, `m365_engine::usecase::held`): a round the safeguard stopped is held
+//! until an admin decides.
+//! - `GET /tenants/{tenantId}/reconcile/held`: `200` with the held plan — `id`, `heldAt`,
+//!   `threshold` (`10%` or `500`), `counts` (`destructive`, `groupRemovals`, `earlier`,
+//!   `roundTotal`, `allowed`, `bound`, `userRepairs`, `groupRepairs`), `round` (`pass`,
+//!   `fullSync`, `complete`, `pages`), `users` (each repair: `kind`, `userId`, `m365ObjectId`,
+//!   the versions it was planned against, …) and `groups` (each group repair) — or
+//!   `404 no_held_plan`.
+//! - `POST /tenants/{tenantId}/reconcile/held/approve`: applies that plan once, each repair
+//!   re-checked (a binding or user changed since is skipped with its reason), moves the cursor
+//!   past the held round, deletes the plan and records `reconcile_plan_approved`; `200` with the
+//!   decision (`planId`, `decision`, `applied`, `groupsApplied`, `skipped`, `failed`). The tenant
+//!   must be `active` (`409 tenant_not_active`).
+//! - `POST /tenants/{tenantId}/reconcile/held/reject`: discards the plan, moves the cursor past
+//!   it (its changes are not proposed again until they change again), records
+//!   `reconcile_plan_rejected`; `200` with the decision.
+//!
+//! A decision with no plan held (never, or decided already: a second approve) is
+//! `404 no_held_plan`; one while a reconcile pass or another decision holds the tenant is
+//! `409 reconcile_in_progress` (the tenant's reconcile lease: two approves at once apply once).
 
 use lambda_http::aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use lambda_http::http::{Method, StatusCode};
@@ -15,6 +36,7 @@ use lambda_http::request::LambdaRequest;
 use lambda_http::{Body, Request, RequestExt, Response};
 use m365_engine::model::{TenantId, TenantStatus};
 use m365_engine::ports::{Ports, TenantStore};
+use m365_engine::usecase::held::Decided;
 use m365_engine::usecase::reconcile_queue::Leased;
 use m365_engine::{Error, error::Entity};
 use m365_lambda::api;
@@ -34,6 +56,10 @@ pub async fn handle<P: Ports>(
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     let response = match (request.method(), segments.as_slice()) {
         (&Method::POST, ["tenants", id, "reconcile"]) => post(deps, holder, &request, id).await,
+        (&Method::GET, ["tenants", id, "reconcile", "held"]) => get_held(deps, id).await,
+        (&Method::POST, ["tenants", id, "reconcile", "held", verb @ ("approve" | "reject")]) => {
+            decide_held(deps, holder, id, verb == &"approve").await
+        }
         _ => no_route("reconcile"),
     };
     tracing::info!(
@@ -115,6 +141,86 @@ async fn post<P: Ports>(
     };
     match report {
         Ok(report) => api::json(StatusCode::OK, &report),
+        Err(e) => api::engine_error(&e),
+    }
+}
+
+/// The tenant of a held-plan route: `Ok` when it exists (and, when `active` is asked, is
+/// `active`), else the error response.
+async fn held_tenant<P: Ports>(
+    deps: &Wiring<P>,
+    raw: &str,
+    active: bool,
+) -> Result<TenantId, Response<Body>> {
+    let Ok(tenant_id) = TenantId::parse(raw) else {
+        let message = "the tenant id is not valid";
+        return Err(api::error(
+            StatusCode::BAD_REQUEST,
+            "invalid_tenant_id",
+            message,
+        ));
+    };
+    match deps.ports.tenants().get(&tenant_id).await {
+        Ok(Some(t)) if !active || t.status == TenantStatus::Active => Ok(tenant_id),
+        Ok(Some(t)) => {
+            let message = format!("the tenant is {}", t.status.as_str());
+            Err(api::error(
+                StatusCode::CONFLICT,
+                "tenant_not_active",
+                &message,
+            ))
+        }
+        Ok(None) => Err(api::engine_error(&Error::not_found(
+            Entity::Tenant,
+            &tenant_id,
+        ))),
+        Err(e) => Err(api::engine_error(&e)),
+    }
+}
+
+fn no_held_plan() -> Response<Body> {
+    let message = "no reconcile plan is held for this tenant";
+    api::error(StatusCode::NOT_FOUND, "no_held_plan", message)
+}
+
+/// `GET /tenants/{tenantId}/reconcile/held`.
+async fn get_held<P: Ports>(deps: &Wiring<P>, raw: &str) -> Response<Body> {
+    let tenant_id = match held_tenant(deps, raw, false).await {
+        Ok(t) => t,
+        Err(response) => return response,
+    };
+    match deps.held().get(&tenant_id).await {
+        Ok(Some(plan)) => api::json(StatusCode::OK, &plan.view()),
+        Ok(None) => no_held_plan(),
+        Err(e) => api::engine_error(&e),
+    }
+}
+
+/// `POST /tenants/{tenantId}/reconcile/held/approve` and `…/reject`.
+async fn decide_held<P: Ports>(
+    deps: &Wiring<P>,
+    holder: &str,
+    raw: &str,
+    approve: bool,
+) -> Response<Body> {
+    // Approving writes to M365: the tenant must be connected. Rejecting writes nothing there.
+    let tenant_id = match held_tenant(deps, raw, approve).await {
+        Ok(t) => t,
+        Err(response) => return response,
+    };
+    let held = deps.held();
+    let decided = if approve {
+        held.approve(&tenant_id, holder, crate::PASS_LEASE).await
+    } else {
+        held.reject(&tenant_id, holder, crate::PASS_LEASE).await
+    };
+    match decided {
+        Ok(Decided::Done(decision)) => api::json(StatusCode::OK, &decision),
+        Ok(Decided::NoPlan) => no_held_plan(),
+        Ok(Decided::Busy) => {
+            let message = "a reconcile pass or decision of this tenant is running; try again when it is done";
+            api::error(StatusCode::CONFLICT, "reconcile_in_progress", message)
+        }
         Err(e) => api::engine_error(&e),
     }
 }

@@ -15,8 +15,10 @@
 //!   queues the next one; a retryable failure is reported for redelivery, a permanent one (or a
 //!   message that is not a pass) for the DLQ after `maxReceiveCount` (R-OPS-1); a tenant held by
 //!   another pass is left to it;
-//! - `POST /tenants/{tenantId}/reconcile?dryRun=true|false` (API Gateway HTTP API, payload 2.0,
-//!   through `lambda_http` and the shared `m365_lambda::api` error mapping, see [`api`]).
+//! - `POST /tenants/{tenantId}/reconcile?dryRun=true|false` and the held safeguard plans,
+//!   `GET /tenants/{tenantId}/reconcile/held`, `POST …/held/approve`, `POST …/held/reject`
+//!   (R-REC-3) (API Gateway HTTP API, payload 2.0, through `lambda_http` and the shared
+//!   `m365_lambda::api` error mapping, see [`api`]).
 //!
 //! Anything else is refused with [`UnknownEvent`] (the invocation fails, nothing runs).
 //! The deployed wiring ([`Deployed`], built once per cold start in `deployed`) is bounded by each
@@ -76,6 +78,12 @@ impl<P: Ports> Wiring<P> {
     #[must_use]
     pub fn pass(&self) -> ReconcilePass<'_, P> {
         ReconcilePass::new(&self.ports, &self.settings.reconcile)
+    }
+
+    /// The held-plans use case (R-REC-3).
+    #[must_use]
+    pub fn held(&self) -> m365_engine::usecase::held::HeldPlans<'_, P> {
+        m365_engine::usecase::held::HeldPlans::new(&self.ports, &self.settings.reconcile)
     }
 }
 
