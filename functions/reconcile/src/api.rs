@@ -57,9 +57,16 @@ pub async fn handle<P: Ports>(
     let response = match (request.method(), segments.as_slice()) {
         (&Method::POST, ["tenants", id, "reconcile"]) => post(deps, holder, &request, id).await,
         (&Method::GET, ["tenants", id, "reconcile", "held"]) => get_held(deps, id).await,
-        (&Method::POST, ["tenants", id, "reconcile", "held", verb @ ("approve" | "reject")]) => {
-            decide_held(deps, holder, id, verb == &"approve").await
-        }
+        (
+            &Method::POST,
+            [
+                "tenants",
+                id,
+                "reconcile",
+                "held",
+                verb @ ("approve" | "reject"),
+            ],
+        ) => decide_held(deps, holder, id, verb == &"approve").await,
         _ => no_route("reconcile"),
     };
     tracing::info!(
@@ -218,7 +225,8 @@ async fn decide_held<P: Ports>(
         Ok(Decided::Done(decision)) => api::json(StatusCode::OK, &decision),
         Ok(Decided::NoPlan) => no_held_plan(),
         Ok(Decided::Busy) => {
-            let message = "a reconcile pass or decision of this tenant is running; try again when it is done";
+            let message =
+                "a reconcile pass or decision of this tenant is running; try again when it is done";
             api::error(StatusCode::CONFLICT, "reconcile_in_progress", message)
         }
         Err(e) => api::engine_error(&e),

@@ -262,7 +262,11 @@ async fn a_tripped_run_is_held_shown_approved_once_and_then_gone() {
     );
     assert_eq!(f.ports.count_events(EventKind::ReconcilePlanApproved), 1);
 
-    for (method, verb) in [("POST", Some("approve")), ("GET", None), ("POST", Some("reject"))] {
+    for (method, verb) in [
+        ("POST", Some("approve")),
+        ("GET", None),
+        ("POST", Some("reject")),
+    ] {
         let (status, body) = call(&f, held_call(&f, method, verb)).await;
         assert_eq!(status, 404, "{method} {verb:?}: {body}");
         assert_eq!(body["error"]["code"], "no_held_plan");
@@ -313,7 +317,11 @@ async fn held_routes_refuse_bad_tenants_and_a_decision_while_the_tenant_is_busy(
     assert_eq!(body["error"]["code"], "reconcile_in_progress");
     assert_eq!(f.ports.binding("u0").await.state, BindingState::Provisioned);
     for (path, status, code) in [
-        ("/tenants/not-a-guid/reconcile/held", 400, "invalid_tenant_id"),
+        (
+            "/tenants/not-a-guid/reconcile/held",
+            400,
+            "invalid_tenant_id",
+        ),
         (
             "/tenants/00000000-0000-4000-8000-000000000001/reconcile/held",
             404,
