@@ -20,8 +20,10 @@
 //! - `POST /tenants/{tenantId}/reconcile/held/approve`: applies that plan once, each repair
 //!   re-checked (a binding or user changed since is skipped with its reason), moves the cursor
 //!   past the held round, deletes the plan and records `reconcile_plan_approved`; `200` with the
-//!   decision (`planId`, `decision`, `applied`, `groupsApplied`, `skipped`, `failed`). The tenant
-//!   must be `active` (`409 tenant_not_active`).
+//!   decision (`planId`, `decision`, `applied`, `groupsApplied`, `skipped`, `failed`,
+//!   `complete`). `complete: false`: a retryable failure (throttling, an outage, the deadline)
+//!   stopped it, the plan is still held and approving again finishes it. The tenant must be
+//!   `active` (`409 tenant_not_active`).
 //! - `POST /tenants/{tenantId}/reconcile/held/reject`: discards the plan, moves the cursor past
 //!   it (its changes are not proposed again until they change again), records
 //!   `reconcile_plan_rejected`; `200` with the decision.

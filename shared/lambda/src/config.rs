@@ -120,9 +120,11 @@ pub const RECONCILE_QUEUE_URL: &str = "M365_RECONCILE_QUEUE_URL";
 /// or remove, group member removals included, before its plan is held (R-REC-3): a percentage of
 /// the tenant's bound users (`10%`, the default) or a whole number (`500`).
 pub const RECONCILE_SAFEGUARD: &str = "M365_RECONCILE_SAFEGUARD";
-/// `M365_RECONCILE_SAFEGUARD_RATIO`: replaced by [`RECONCILE_SAFEGUARD`]; set, it is a
-/// configuration error naming its replacement (a stack still setting it would otherwise run with
-/// a threshold it did not ask for).
+/// `M365_RECONCILE_SAFEGUARD_RATIO` (optional, deprecated): the former threshold, a share from 0
+/// to 1 (`0.25` is `25%`). Still accepted so an override set before [`RECONCILE_SAFEGUARD`]
+/// existed keeps working; when set it wins over [`RECONCILE_SAFEGUARD`] (which the template sets
+/// to its default), and an invalid value is a configuration error. Use
+/// [`RECONCILE_SAFEGUARD`] instead.
 pub const RECONCILE_SAFEGUARD_RATIO: &str = "M365_RECONCILE_SAFEGUARD_RATIO";
 /// `M365_RECONCILE_MAX_PAGES` (optional): delta pages read by one reconcile pass, 1 to 10,000
 /// (default 50).
@@ -719,12 +721,14 @@ fn read_reconcile(r: &mut Reader<'_>, needed: bool) -> Option<ReconcileConfig> {
                 })
         })
         .unwrap_or(default_safeguard);
-    if r.value(RECONCILE_SAFEGUARD_RATIO).is_some() {
-        r.invalid(
-            RECONCILE_SAFEGUARD_RATIO,
-            "replaced by M365_RECONCILE_SAFEGUARD (e.g. 10% or 500): remove it",
-        );
-    }
+    // The deprecated spelling, when set, is the operator's explicit choice.
+    let safeguard = r
+        .optional(RECONCILE_SAFEGUARD_RATIO, |v| {
+            m365_engine::policy::safeguard::Safeguard::from_ratio(v).map_err(
+                |_| "a share from 0 to 1 (deprecated: use M365_RECONCILE_SAFEGUARD, e.g. 10%)",
+            )
+        })
+        .unwrap_or(safeguard);
     let max_pages = r
         .optional(RECONCILE_MAX_PAGES, |v| {
             v.parse::<u32>()
@@ -1185,7 +1189,7 @@ mod tests {
     }
 
     #[test]
-    fn the_safeguard_takes_a_percentage_or_a_number_and_refuses_the_rest_and_the_old_ratio() {
+    fn the_safeguard_takes_a_percentage_or_a_number_refuses_the_rest_and_reads_the_old_ratio() {
         // R-REC-3
         use m365_engine::policy::safeguard::Safeguard;
         let queue = "https://sqs.eu-west-1.amazonaws.com/123456789012/m365-sync-dev-reconcile";
@@ -1212,12 +1216,22 @@ mod tests {
             );
             assert!(error.to_string().contains("10%"), "{error}");
         }
-        let old = section(Some((RECONCILE_SAFEGUARD_RATIO, "0.25"))).expect_err("replaced");
+        // The deprecated ratio is still read, and wins over the new variable when both are set.
+        let old = section(Some((RECONCILE_SAFEGUARD_RATIO, "0.25"))).expect("deprecated");
+        assert_eq!(old.reconcile().unwrap().safeguard, Safeguard::Share(0.25));
+        let env = with(&[
+            (RECONCILE_QUEUE_URL, queue),
+            (RECONCILE_SAFEGUARD, "10%"),
+            (RECONCILE_SAFEGUARD_RATIO, "0.25"),
+        ]);
+        let both = Config::read(|name| env.get(name).cloned(), &[Section::Reconcile]).unwrap();
+        assert_eq!(both.reconcile().unwrap().safeguard, Safeguard::Share(0.25));
+        let bad = section(Some((RECONCILE_SAFEGUARD_RATIO, "1.5"))).expect_err("not a share");
         assert!(matches!(
-            old.problems[..],
+            bad.problems[..],
             [(RECONCILE_SAFEGUARD_RATIO, Problem::Invalid(_))]
         ));
-        assert!(old.to_string().contains(RECONCILE_SAFEGUARD), "{old}");
+        assert!(bad.to_string().contains(RECONCILE_SAFEGUARD), "{bad}");
     }
 
     #[test]

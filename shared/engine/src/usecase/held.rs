@@ -25,6 +25,10 @@
 //!   cleared, the plan is deleted (a conditional delete on its id) and `reconcile_plan_approved`
 //!   records the counts. Events of the repairs have ids derived from the plan's id: an approve
 //!   cut off before the delete and approved again records none twice.
+//!   An approve stopped by a retryable failure (throttling, an outage, the function's deadline)
+//!   keeps the plan held and the cursors put (`complete: false`): approving again re-checks
+//!   every repair and finishes it (a repair applied already is skipped or finds nothing to do;
+//!   a re-applied block writes what is there and records no second event).
 //! - **Reject** ([`HeldPlans::reject`]) moves the cursors past the held pass without applying
 //!   anything, clears the tally, deletes the plan and records `reconcile_plan_rejected`. The delta
 //!   changes the plan came from are behind the saved links, so they are not proposed again
@@ -244,6 +248,10 @@ pub struct Decision {
     pub skipped: Vec<NotApplied>,
     /// Repairs that failed (recorded in the failures list, like a pass's).
     pub failed: Vec<NotApplied>,
+    /// The decision is done: the plan is gone and the cursors moved. `false`: an approve stopped
+    /// at a retryable failure (throttling, an outage, the function's deadline) — the plan is still
+    /// held, and approving again finishes it.
+    pub complete: bool,
 }
 
 /// The held-plans use case.
@@ -452,10 +460,21 @@ impl<P: Ports> HeldPlans<'_, P> {
             groups_applied: 0,
             skipped: Vec::new(),
             failed: Vec::new(),
+            complete: true,
         };
         if approve {
             self.apply_users(tenant, &plan, &mut decision).await?;
-            self.apply_groups(tenant, &plan, &mut decision).await?;
+            if decision.complete {
+                self.apply_groups(tenant, &plan, &mut decision).await?;
+            }
+            if !decision.complete {
+                // Stopped by a retryable failure (throttling, an outage, the function's
+                // deadline): the plan stays held and the cursors stay put; approving again
+                // re-checks every repair (those applied are skipped or find nothing to do, and
+                // their events are not recorded twice) and finishes it.
+                tracing::warn!(plan.id = %plan.id, "held plan approve stopped before its end: still held");
+                return Ok(Decided::Done(decision));
+            }
         }
         // Past the held pass: its changes are behind the saved links (R-REC-3).
         let reconcile = Reconcile::new(self.ports, self.settings);
@@ -568,7 +587,14 @@ impl<P: Ports> HeldPlans<'_, P> {
                 Applied::Done => decision.applied += 1,
                 Applied::Skipped => decision.skipped.push(skip("privileged_account")),
                 Applied::StillThere => decision.skipped.push(skip("account_still_there")),
-                Applied::Failed { .. } => decision.failed.push(skip("repair_failed")),
+                Applied::Failed { retryable, .. } => {
+                    decision.failed.push(skip("repair_failed"));
+                    if retryable {
+                        // Throttled, unavailable or out of time: stop here, keep the plan held.
+                        decision.complete = false;
+                        return Ok(());
+                    }
+                }
             }
         }
         Ok(())
@@ -603,7 +629,13 @@ impl<P: Ports> HeldPlans<'_, P> {
             match groups.sync.push(&repair.group_id).await {
                 Ok(GroupOutcome::Failed { .. }) => decision.failed.push(not("group_sync_failed")),
                 Ok(_) => decision.groups_applied += 1,
-                Err(e) => decision.failed.push(not(e.code())),
+                Err(e) => {
+                    decision.failed.push(not(e.code()));
+                    if e.is_retryable() {
+                        decision.complete = false;
+                        return Ok(());
+                    }
+                }
             }
         }
         Ok(())

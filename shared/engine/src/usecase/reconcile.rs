@@ -458,6 +458,8 @@ pub(crate) enum Applied {
     Failed {
         /// Retryable or a conflict.
         hold: bool,
+        /// Retryable (throttled, unavailable, the deadline): worth trying again soon.
+        retryable: bool,
     },
 }
 
@@ -800,7 +802,7 @@ impl<P: Ports> Reconcile<'_, P> {
                 Applied::Done => report.applied += 1,
                 Applied::Skipped => report.skipped += 1,
                 Applied::StillThere => {}
-                Applied::Failed { hold } => {
+                Applied::Failed { hold, .. } => {
                     report.failed += 1;
                     hold_cursor |= hold;
                 }
@@ -871,9 +873,10 @@ impl<P: Ports> Reconcile<'_, P> {
         match result {
             Ok(()) => Ok(Applied::Done),
             Err(e) => {
-                let hold = e.is_retryable() || matches!(e, Error::Conflict(_));
+                let retryable = e.is_retryable();
+                let hold = retryable || matches!(e, Error::Conflict(_));
                 self.record_failure(tenant, repair, &e).await?;
-                Ok(Applied::Failed { hold })
+                Ok(Applied::Failed { hold, retryable })
             }
         }
     }

@@ -491,3 +491,46 @@ async fn a_round_within_the_threshold_clears_its_tally_when_it_ends() {
         assert_eq!(w.held_plans.tally_of(&w.tenant.id), None);
     }
 }
+
+#[tokio::test]
+async fn an_approve_cut_short_by_throttling_keeps_the_plan_and_approving_again_finishes_it_once() {
+    // R-REC-3 (applied once even when the first approve stops half-way)
+    let (w, settings) = tripped().await;
+    pass(&w, &settings, 1).await;
+    let cursors = w.cursors.puts();
+    let reblocks = || w.events_with_reason("reconcile_blocked_again").len();
+    // The first block (disable + revoke sessions) goes through, the second is throttled.
+    w.directory.pass_next_call();
+    w.directory.pass_next_call();
+    w.directory.fail_next_call(crate::error::Error::Throttled {
+        retry_after: None,
+        graph_request_id: None,
+    });
+    let Decided::Done(first) = held(&w, &settings)
+        .approve(&w.tenant.id, "admin", LEASE)
+        .await
+        .unwrap()
+    else {
+        panic!("decided")
+    };
+    assert!(!first.complete, "{first:?}");
+    assert_eq!((first.applied, first.failed.len()), (1, 1), "{first:?}");
+    assert_eq!(reblocks(), 1);
+    assert!(w.held_plans.held_id(&w.tenant.id).is_some(), "still held");
+    assert_eq!(w.cursors.puts(), cursors, "the cursor stays");
+    assert_eq!(w.count_events(EventKind::ReconcilePlanApproved), 0);
+    let Decided::Done(second) = held(&w, &settings)
+        .approve(&w.tenant.id, "admin", LEASE)
+        .await
+        .unwrap()
+    else {
+        panic!("decided")
+    };
+    assert!(second.complete, "{second:?}");
+    for id in ["u0", "u1", "u2"] {
+        assert!(!enabled(&w, id).await, "{id} blocked");
+    }
+    assert_eq!(reblocks(), 3, "one event per account");
+    assert_eq!(w.count_events(EventKind::ReconcilePlanApproved), 1);
+    assert_eq!(w.held_plans.held_id(&w.tenant.id), None);
+}
