@@ -104,6 +104,7 @@ impl m365_engine::ports::Ports for Bench<'_> {
     type Random = m365_engine::testing::SeededRandom;
     type LicenseSettings = m365_engine::testing::FakeLicenseSettings;
     type Licensing = m365_lambda::graph::VaultDirectory;
+    type HeldPlans = m365_engine::testing::FakeHeldPlans;
     fn users(&self) -> &Self::Users {
         &self.fakes.users
     }
@@ -181,6 +182,9 @@ impl m365_engine::ports::Ports for Bench<'_> {
     }
     fn licensing(&self) -> &Self::Licensing {
         self.graph
+    }
+    fn held_plans(&self) -> &Self::HeldPlans {
+        &self.fakes.held_plans
     }
 }
 

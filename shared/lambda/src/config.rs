@@ -1200,9 +1200,15 @@ mod tests {
             Config::read(|name| env.get(name).cloned(), &[Section::Reconcile])
         };
         let pct = section(Some((RECONCILE_SAFEGUARD, "25%"))).expect("a percentage");
-        assert_eq!(pct.reconcile().unwrap().safeguard, Safeguard::Share(0.25));
+        assert_eq!(
+            pct.reconcile().expect("the section").safeguard,
+            Safeguard::Share(0.25)
+        );
         let abs = section(Some((RECONCILE_SAFEGUARD, "500"))).expect("a number");
-        assert_eq!(abs.reconcile().unwrap().safeguard, Safeguard::Absolute(500));
+        assert_eq!(
+            abs.reconcile().expect("the section").safeguard,
+            Safeguard::Absolute(500)
+        );
         for bad in ["ten", "150%", "0.1", "-3"] {
             let env = with(&[(RECONCILE_QUEUE_URL, queue), (RECONCILE_SAFEGUARD, bad)]);
             let error =
@@ -1218,14 +1224,21 @@ mod tests {
         }
         // The deprecated ratio is still read, and wins over the new variable when both are set.
         let old = section(Some((RECONCILE_SAFEGUARD_RATIO, "0.25"))).expect("deprecated");
-        assert_eq!(old.reconcile().unwrap().safeguard, Safeguard::Share(0.25));
+        assert_eq!(
+            old.reconcile().expect("the section").safeguard,
+            Safeguard::Share(0.25)
+        );
         let env = with(&[
             (RECONCILE_QUEUE_URL, queue),
             (RECONCILE_SAFEGUARD, "10%"),
             (RECONCILE_SAFEGUARD_RATIO, "0.25"),
         ]);
-        let both = Config::read(|name| env.get(name).cloned(), &[Section::Reconcile]).unwrap();
-        assert_eq!(both.reconcile().unwrap().safeguard, Safeguard::Share(0.25));
+        let both =
+            Config::read(|name| env.get(name).cloned(), &[Section::Reconcile]).expect("both valid");
+        assert_eq!(
+            both.reconcile().expect("the section").safeguard,
+            Safeguard::Share(0.25)
+        );
         let bad = section(Some((RECONCILE_SAFEGUARD_RATIO, "1.5"))).expect_err("not a share");
         assert!(matches!(
             bad.problems[..],

@@ -30,7 +30,8 @@ pub struct TenantReport {
     /// Users drift and expiry.
     #[serde(flatten)]
     pub users: ReconcileReport,
-    /// Group membership drift; `None` when the users' safeguard stopped the run first.
+    /// Group membership drift; `None` when the safeguard stopped the pass (its group repairs are
+    /// in the held plan) or a held plan kept it from running (R-REC-3).
     pub groups: Option<GroupReconcileReport>,
     /// What became of the users report's `stuck` work (R-REC-5); `None` on a dry run or when
     /// the safeguard stopped the run (nothing is written then).
