@@ -33,6 +33,7 @@
 //! | ledger | ids seen by a full listing (R-REC-4) | `SEEN#<tenant id>#<start ms>#<part>` | — | `expires_at` |
 //! | ledger | held reconcile plan ([`DynamoHeldPlans`], R-REC-3) | `HELD#<tenant id>`, parts `HELDPART#<tenant id>#<plan id>#<n>` | — | — |
 //! | ledger | reconcile round tally (R-REC-3) | `TALLY#<tenant id>` | — | — |
+//! | ledger | repairs of the last rejected plan (R-REC-3) | `REJECTED#<tenant id>` | — | — |
 //!
 //! Access patterns and how they are served:
 //! - **user by id / by email**: `GetItem` on `USER#…`; `GetItem` on `EMAIL#…` then on `USER#…`.

@@ -82,6 +82,37 @@ async fn the_round_tally_is_replaced_and_deleted(store: &impl HeldPlanStore) {
         .expect("deleting nothing is harmless");
 }
 
+async fn the_rejected_repairs_are_replaced_and_deleted(store: &impl HeldPlanStore) {
+    // R-REC-3 (a rejected repair is not proposed again until it changes)
+    let (a, b) = (TenantId::generate(), TenantId::generate());
+    assert_eq!(store.rejected(&a).await.expect("read"), None);
+    store
+        .put_rejected(&a, Some(r#"[{"kind":"suspend_expired"}]"#))
+        .await
+        .expect("put");
+    store.put_rejected(&a, Some("[]")).await.expect("replace");
+    assert_eq!(
+        store.rejected(&a).await.expect("read"),
+        Some("[]".to_owned())
+    );
+    assert_eq!(store.rejected(&b).await.expect("read"), None, "per tenant");
+    store.put_rejected(&a, None).await.expect("delete");
+    assert_eq!(store.rejected(&a).await.expect("read"), None);
+}
+
+#[tokio::test]
+async fn the_fake_keeps_the_rejected_repairs() {
+    the_rejected_repairs_are_replaced_and_deleted(&FakeHeldPlans::new()).await;
+}
+
+#[tokio::test]
+async fn dynamo_keeps_the_rejected_repairs() {
+    let Some((client, table)) = common::fresh_table(&LEDGER).await else {
+        return;
+    };
+    the_rejected_repairs_are_replaced_and_deleted(&DynamoHeldPlans::new(client, table)).await;
+}
+
 #[tokio::test]
 async fn the_fake_holds_one_plan_per_tenant_and_releases_it_once() {
     one_plan_is_held_per_tenant_and_released_once(&FakeHeldPlans::new()).await;

@@ -1324,6 +1324,23 @@ pub trait HeldPlanStore: Send + Sync {
         tenant: &TenantId,
         tally: Option<&RoundTally>,
     ) -> impl Future<Output = Result<()>> + Send;
+
+    /// The repairs of the tenant's last rejected plan that do not come from the delta (the
+    /// engine's JSON document), kept so they are not proposed again until they change.
+    ///
+    /// # Errors
+    /// Infrastructure failures only.
+    fn rejected(&self, tenant: &TenantId) -> impl Future<Output = Result<Option<String>>> + Send;
+
+    /// Replaces the tenant's rejected repairs (`None`: deletes them).
+    ///
+    /// # Errors
+    /// Infrastructure failures only.
+    fn put_rejected(
+        &self,
+        tenant: &TenantId,
+        body: Option<&str>,
+    ) -> impl Future<Output = Result<()>> + Send;
 }
 
 /// The key signing pagination cursors (R-SAFE-1): read once, then from memory.

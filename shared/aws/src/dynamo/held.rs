@@ -11,6 +11,9 @@
 //!   are deleted at once. No TTL: a plan stays held until an admin decides, however long.
 //! - The round tally: `pk` = `TALLY#<tenant id>`, attribute `tally` (JSON); deleted when the
 //!   round ends.
+//! - The last rejected plan's repairs that do not come from the delta: `pk` =
+//!   `REJECTED#<tenant id>`, attribute `rejected` (JSON, a few dozen bytes per repair; replaced by
+//!   the next reject).
 //!
 //! The prefixes never collide with operation ids or the other coordination records.
 
@@ -29,6 +32,7 @@ const PARTS: &str = "parts";
 const HELD_AT: &str = "held_at";
 const BODY: &str = "body";
 const TALLY: &str = "tally";
+const REJECTED: &str = "rejected";
 
 /// The most bytes of a plan's JSON in one part item (far below the 400 KB item limit).
 pub const PART_BYTES: usize = 300_000;
@@ -80,6 +84,10 @@ fn part_key(tenant: &TenantId, plan_id: &str, part: usize) -> String {
 
 fn tally_key(tenant: &TenantId) -> String {
     format!("TALLY#{tenant}")
+}
+
+fn rejected_key(tenant: &TenantId) -> String {
+    format!("REJECTED#{tenant}")
 }
 
 /// `body` cut into parts of at most [`PART_BYTES`], on character boundaries.
@@ -201,6 +209,42 @@ impl HeldPlanStore for DynamoHeldPlans {
                     .delete_item()
                     .table_name(&self.table.name)
                     .set_key(Some(pk_key(tally_key(tenant))))
+                    .send()
+                    .on_heap()
+                    .await
+                    .map_err(dynamo_error)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn rejected(&self, tenant: &TenantId) -> Result<Option<String>, Error> {
+        let Some(item) = self.table.get(pk_key(rejected_key(tenant))).await? else {
+            return Ok(None);
+        };
+        Ok(Some(string(&item, REJECTED)?.to_owned()))
+    }
+
+    async fn put_rejected(&self, tenant: &TenantId, body: Option<&str>) -> Result<(), Error> {
+        match body {
+            Some(body) => {
+                self.table
+                    .client
+                    .put_item()
+                    .table_name(&self.table.name)
+                    .item(PK, s(rejected_key(tenant)))
+                    .item(REJECTED, s(body))
+                    .send()
+                    .on_heap()
+                    .await
+                    .map_err(dynamo_error)?;
+            }
+            None => {
+                self.table
+                    .client
+                    .delete_item()
+                    .table_name(&self.table.name)
+                    .set_key(Some(pk_key(rejected_key(tenant))))
                     .send()
                     .on_heap()
                     .await

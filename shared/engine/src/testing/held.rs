@@ -14,6 +14,7 @@ use crate::ports::{HeldPlanStore, HeldRecord, RoundTally};
 pub struct FakeHeldPlans {
     plans: Mutex<HashMap<TenantId, HeldRecord>>,
     tallies: Mutex<HashMap<TenantId, RoundTally>>,
+    rejected: Mutex<HashMap<TenantId, String>>,
 }
 
 impl FakeHeldPlans {
@@ -71,6 +72,23 @@ impl HeldPlanStore for FakeHeldPlans {
             }
             None => {
                 tallies.remove(tenant);
+            }
+        }
+        Ok(())
+    }
+
+    async fn rejected(&self, tenant: &TenantId) -> Result<Option<String>> {
+        Ok(lock(&self.rejected).get(tenant).cloned())
+    }
+
+    async fn put_rejected(&self, tenant: &TenantId, body: Option<&str>) -> Result<()> {
+        let mut rejected = lock(&self.rejected);
+        match body {
+            Some(b) => {
+                rejected.insert(tenant.clone(), b.to_owned());
+            }
+            None => {
+                rejected.remove(tenant);
             }
         }
         Ok(())

@@ -34,11 +34,14 @@
 //!   changes the plan came from are behind the saved links, so they are not proposed again
 //!   until they change again.
 //!
-//! Not covered by reject: repairs that do not come from the delta — the password-expiry sweep
-//! (`suspend_expired`), UPN lookups of bindings without an account (`block`/`link_account`) and
-//! the group repairs read from binding records (`directory_change`, `members_now_bound`,
-//! `mirrored_account_deleted`) — are planned from our own stores each round, so a rejected one is
-//! proposed again (and, if still above the threshold, held again) by the next round.
+//! User repairs that do not come from the delta — the password-expiry sweep (`suspend_expired`,
+//! and a `suspend_disabled` the sweep finds), UPN lookups of bindings without an account
+//! (`block`/`link_account`) — are planned from our own stores each round; a reject keeps its
+//! plan's user repairs with their versions ([`RejectedRepair`], one list per tenant, replaced by
+//! the next reject) and a pass drops such a repair while its binding and directory user are
+//! unchanged and the delta does not report its account. Not covered: the group repairs read from
+//! binding records (`directory_change`, `members_now_bound`, `mirrored_account_deleted`) are
+//! proposed again by the next round (and, still above the threshold, held again).
 //!
 //! An approve or reject of a plan whose pass was not the last of its round moves the cursors to
 //! the middle of the round; the next scheduled pass goes on from there.
@@ -96,6 +99,22 @@ pub struct HeldRepair {
     /// The binding's version when planned: another one now skips the repair.
     pub binding_version: u64,
     /// The directory user's version when planned (when the plan read the user).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_version: Option<u64>,
+}
+
+/// A repair of a rejected plan, kept so that one not coming from the delta (the expiry sweep, an
+/// account lookup) is not proposed again until its binding or user changes (R-REC-3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RejectedRepair {
+    /// What it did.
+    pub kind: RepairKind,
+    /// The directory user.
+    pub user_id: UserId,
+    /// The binding's version when planned.
+    pub binding_version: u64,
+    /// The directory user's version when planned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_version: Option<u64>,
 }
@@ -298,6 +317,17 @@ impl<P: Ports> HeldPlans<'_, P> {
         }
     }
 
+    /// The repairs of the tenant's last rejected plan.
+    ///
+    /// # Errors
+    /// Store failures; a stored list that does not parse (`Infrastructure`).
+    pub(crate) async fn rejected(&self, tenant: &TenantId) -> Result<Vec<RejectedRepair>> {
+        match self.ports.held_plans().rejected(tenant).await? {
+            Some(body) => serde_json::from_str(&body).map_err(corrupt),
+            None => Ok(Vec::new()),
+        }
+    }
+
     /// Holds a tripped pass's plan (see the module docs): stores it unless one is held already
     /// and records `reconcile_safeguard_tripped` once. Answers the plan held (the existing one
     /// when another pass held first).
@@ -489,6 +519,24 @@ impl<P: Ports> HeldPlans<'_, P> {
         }
         // The round's count starts again: what the admin decided is not counted twice.
         self.ports.held_plans().put_tally(tenant, None).await?;
+        if !approve {
+            // Repairs planned from our own stores (not the delta) would come back next round.
+            let rejected: Vec<RejectedRepair> = plan
+                .users
+                .iter()
+                .map(|r| RejectedRepair {
+                    kind: r.kind,
+                    user_id: r.user_id.clone(),
+                    binding_version: r.binding_version,
+                    user_version: r.user_version,
+                })
+                .collect();
+            let body = serde_json::to_string(&rejected).map_err(corrupt)?;
+            self.ports
+                .held_plans()
+                .put_rejected(tenant, Some(&body))
+                .await?;
+        }
         if !self.ports.held_plans().release(tenant, &plan.id).await? {
             // Only possible once the lease expired mid-decision and another decision ran.
             tracing::warn!(plan.id = %plan.id, "held plan already released");

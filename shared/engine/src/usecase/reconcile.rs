@@ -403,6 +403,31 @@ impl UsersPass {
         self.round.save.as_deref()
     }
 
+    /// Drops the repairs an admin rejected (R-REC-3) that do not come from this round's delta
+    /// (the expiry sweep, account lookups) and whose binding and user have not changed since;
+    /// answers how many were dropped.
+    pub(crate) fn drop_rejected(&mut self, rejected: &[super::held::RejectedRepair]) -> usize {
+        if rejected.is_empty() {
+            return 0;
+        }
+        let before = self.report.plan.len();
+        let (changes, bindings, users) = (&self.round.changes, &self.bindings, &self.users);
+        self.report.plan.retain(|repair| {
+            if changes.contains_key(&repair.m365_object_id) {
+                return true;
+            }
+            let binding = bindings.iter().find(|b| b.user_id == repair.user_id);
+            let user_version = users.get(&repair.user_id).map(|u| u.version);
+            !rejected.iter().any(|r| {
+                r.kind == repair.kind
+                    && r.user_id == repair.user_id
+                    && binding.is_some_and(|b| b.version == r.binding_version)
+                    && r.user_version == user_version
+            })
+        });
+        before - self.report.plan.len()
+    }
+
     /// What a held plan keeps to move the cursor past this pass later: the seen ids of an
     /// unfinished full listing are saved now (our bookkeeping, not a repair).
     ///

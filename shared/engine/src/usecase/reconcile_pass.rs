@@ -136,6 +136,11 @@ impl<P: Ports> ReconcilePass<'_, P> {
         // Boxed: the use cases' futures nest the Graph and DynamoDB futures deep enough to
         // exceed the compiler's layout depth when inlined into the runtime's.
         let mut users = Box::pin(reconcile.plan_pass(tenant, dry_run)).await?;
+        // Rejected by an admin and unchanged since: not proposed again (R-REC-3).
+        let dropped = users.drop_rejected(&held.rejected(tenant).await?);
+        if dropped > 0 {
+            tracing::info!(dropped, "rejected repairs left out");
+        }
         let groups = Box::pin(group_reconcile.plan_pass(tenant)).await?;
         // The whole round counts (R-REC-3): what its earlier passes applied, when this pass goes
         // on from the links the previous one saved.

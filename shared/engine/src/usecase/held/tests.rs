@@ -534,3 +534,50 @@ async fn an_approve_cut_short_by_throttling_keeps_the_plan_and_approving_again_f
     assert_eq!(w.count_events(EventKind::ReconcilePlanApproved), 1);
     assert_eq!(w.held_plans.held_id(&w.tenant.id), None);
 }
+
+#[tokio::test]
+async fn a_rejected_mass_expiry_is_not_held_again_every_round_until_a_user_changes() {
+    // R-REC-3: the expiry sweep plans from our own stores every round; a rejected suspension is
+    // not proposed again while its binding and user are unchanged.
+    let w = world_with(10).await;
+    let settings = ReconcileSettings {
+        password_policy: crate::policy::password::DirectoryPasswordPolicy::new(
+            8,
+            [],
+            Some(TimeDelta::days(1)),
+        )
+        .unwrap(),
+        ..ReconcileSettings::default()
+    };
+    pass(&w, &settings, 1).await;
+    w.clock.advance(TimeDelta::days(2));
+    let (report, end) = pass(&w, &settings, 1).await;
+    assert_eq!(end, PassEnd::Stopped);
+    assert_eq!(report.users.safeguard.unwrap().destructive, 10);
+    held(&w, &settings)
+        .reject(&w.tenant.id, "admin", LEASE)
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        w.clock.advance(TimeDelta::hours(1));
+        let (next, end) = pass(&w, &settings, 1).await;
+        assert_eq!(end, PassEnd::Complete, "{next:?}");
+        assert!(next.users.plan.is_empty(), "{:?}", next.users.plan);
+        assert!(next.held.is_none());
+    }
+    assert_eq!(w.count_events(EventKind::ReconcileSafeguardTripped), 1);
+    assert_eq!(w.binding("u0").await.state, BindingState::Provisioned);
+    // u0 changes in the directory (its password still expired): proposed, and applied, again.
+    let mut u0 = crate::ports::UserStore::get(&w.users, &uid("u0"))
+        .await
+        .unwrap()
+        .unwrap();
+    u0.job_title = Some("Engineer".to_owned());
+    crate::ports::UserStore::replace(&w.users, &u0, u0.version)
+        .await
+        .unwrap();
+    let (later, _) = pass(&w, &settings, 1).await;
+    assert_eq!(later.users.plan.len(), 1, "{:?}", later.users.plan);
+    assert_eq!(later.users.plan[0].kind, RepairKind::SuspendExpired);
+    assert_eq!(w.binding("u0").await.state, BindingState::Suspended);
+}
