@@ -34,10 +34,10 @@ APP_SECRET = "emulator-secret-m365-sync-1"
 DEMO_USERS = 300
 CONTOSO_DOMAIN = "contoso.onmicrosoft.com"
 # The directory password policy of the demo: passwords expire after ~35 seconds, so expiry can be
-# watched; at most a quarter of the bound users may be suspended or blocked in one reconcile run.
+# watched; one reconcile round may block, suspend or remove at most 2 users before it is held.
 PASSWORD_MAX_AGE_DAYS = "0.0004"
 PASSWORD_MAX_AGE_SECONDS = 0.0004 * 86_400
-SAFEGUARD_RATIO = "0.25"
+SAFEGUARD = "2"
 
 
 class DemoFailure(Exception):
@@ -202,6 +202,26 @@ def m365_users(emulator: Http) -> list[dict]:
     return [{**u.get("properties", {}), **{k: v for k, v in u.items() if k != "properties"}} for u in users]
 
 
+def m365_user_by_id(emulator: Http, object_id: str) -> dict:
+    for user in m365_users(emulator):
+        if user.get("id") == object_id:
+            return user
+    raise DemoFailure(f"no M365 user {object_id} in the emulator")
+
+
+def sent_emails() -> list[dict]:
+    """The emails SES accepted, from moto's record (the demo's view of the mail server)."""
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    for _ in range(5):
+        try:
+            with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=10) as response:
+                data = json.loads(response.read())
+            return data.get("ses", {}).get("Message", [])
+        except (urllib.error.URLError, json.JSONDecodeError):
+            time.sleep(0.3)
+    return []
+
+
 def m365_user(emulator: Http, upn: str) -> dict:
     for user in m365_users(emulator):
         if user.get("userPrincipalName", "").lower() == upn.lower():
@@ -343,6 +363,7 @@ def walkthrough(api: Http, emulator: Http) -> list[str]:
     status, result = api.json("POST", f"/tenants/{contoso_id}/import", {"m365Ids": chosen})
     expect(status == 200 and result.get("imported") == 3,
            f"imported {result.get('imported')} of 3 (directory users bound to their accounts, M365 untouched)")
+    imported = [(r["userId"], r["m365Id"]) for r in result.get("results", []) if r.get("result") == "imported"]
     status, page = api.json("GET", f"/tenants/{contoso_id}/import?limit=50&prefix=ava&status=imported")
     rows = page.get("users", []) if isinstance(page, dict) else []
     expect(len(rows) == 3, f"the same page now shows them as imported: {[r['userPrincipalName'] for r in rows]}")
@@ -350,7 +371,8 @@ def walkthrough(api: Http, emulator: Http) -> list[str]:
 
     step("Directory users, and a password checked against the policies")
     alice = {"email": "alice.new@contoso.com", "displayName": "Alice Newman", "givenName": "Alice",
-             "surname": "Newman", "jobTitle": "Engineer", "department": "R&D"}
+             "surname": "Newman", "jobTitle": "Engineer", "department": "R&D",
+             "notificationEmail": "alice.home@example.org"}
     status, body = api.json("PUT", "/users/alice", alice)
     expect(status in (200, 201), f"PUT /users/alice answered {status} (a new employee, not in M365 yet)")
     status, body = api.json("POST", "/users/alice/password", {"password": "short"})
@@ -381,6 +403,23 @@ def walkthrough(api: Http, emulator: Http) -> list[str]:
     expect(len(accounts) == 1 and accounts[0].get("id") == binding.get("m365ObjectId"),
            f"exactly one M365 account exists for Alice ({binding.get('m365ObjectId')})")
     summary.append("bound Alice: a new M365 account, created through two 429s without failing the admin")
+
+    step("Alice's welcome email, delivered by Amazon SES (the notify function on the notifications queue)")
+    # Read on SES's side: moto's record of the messages SES accepted (the demo looks; the product
+    # only calls SES v2 SendEmail).
+    mails = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not mails:
+        mails = [m for m in sent_emails() if "alice.home@example.org" in m.get("destinations", {}).get("ToAddresses", [])]
+        time.sleep(0.5)
+    expect(len(mails) == 1, f"exactly one welcome email, to her notificationEmail ({len(mails)} sent)")
+    mail = mails[0]
+    say(f"   From: {mail.get('source')}\n   To: alice.home@example.org\n   Subject: {mail.get('subject')}")
+    for line in str(mail.get("body", "")).splitlines():
+        say(f"   | {line}")
+    expect(alice["email"] in str(mail.get("body")), "it names her M365 sign-in address")
+    expect("Corr3ct-Horse-Battery" not in json.dumps(mail), "and never her password")
+    summary.append("delivered Alice's welcome email through SES to her notificationEmail, without her password")
 
     step("Bind Adele, who already has an M365 account: adopted, not duplicated")
     existing = m365_user(emulator, adele["email"])
@@ -500,6 +539,39 @@ def walkthrough(api: Http, emulator: Http) -> list[str]:
     expect(recent == [("user_update_provision", "reactivated"), ("user_deprovision", "directory_disabled")],
            f"recorded: {recent}")
     summary.append("suspended Adele in the directory: sign-in blocked and sessions revoked at once; reactivated")
+
+    step(f"Safeguard: a round that would block more than {SAFEGUARD} users is held until an admin decides")
+    for user_id, _ in imported:
+        status, body = api.json("DELETE", f"/users/{user_id}/binding")
+        expect(status == 200, f"unbound imported user {user_id}: sign-in blocked")
+    for _, m365_id in imported:
+        status, _ = graph(emulator, "PATCH", f"/users/{m365_id}", {"accountEnabled": True})
+        expect(status == 204, f"an M365 admin re-enables {m365_id} behind our back")
+    status, run = reconcile(api, contoso_id, dry_run=False)
+    trip = (run.get("report") or {}).get("safeguard") or {}
+    expect(run.get("status") == "held",
+           f"the run stopped at the safeguard: {trip.get('roundTotal', trip.get('destructive'))} to block, "
+           f"allowed {trip.get('allowed')} ({trip.get('threshold')}); nothing written")
+    expect(all(m365_user_by_id(emulator, m)["accountEnabled"] for _, m in imported), "the accounts are still enabled")
+    status, plan = api.json("GET", f"/tenants/{contoso_id}/reconcile/held")
+    items = [(u.get("kind"), u.get("userId")) for u in plan.get("users", [])] if isinstance(plan, dict) else []
+    expect(status == 200 and len(items) == 3, f"GET …/reconcile/held shows the held plan: {items}")
+    status, body = api.json("GET", "/events?type=reconcile_safeguard_tripped")
+    tripped = body.get("events", []) if isinstance(body, dict) else []
+    expect(len(tripped) == 1, f"one reconcile_safeguard_tripped event (actor {tripped[0].get('actor') if tripped else None})")
+    status, decision = api.json("POST", f"/tenants/{contoso_id}/reconcile/held/approve")
+    expect(status == 200 and decision.get("applied") == 3,
+           f"an admin approves: {decision.get('applied')} applied, {len(decision.get('skipped', []))} skipped")
+    expect(not any(m365_user_by_id(emulator, m)["accountEnabled"] for _, m in imported),
+           "the three accounts are blocked again")
+    status, body = api.json("GET", "/events?type=reconcile_plan_approved")
+    approved = body.get("events", []) if isinstance(body, dict) else []
+    expect(len(approved) == 1 and approved[0].get("actor") == "local",
+           f"reconcile_plan_approved recorded once, naming its actor ({approved[0].get('actor') if approved else None})")
+    status, body = api.json("POST", f"/tenants/{contoso_id}/reconcile/held/approve")
+    code = body.get("error", {}).get("code") if isinstance(body, dict) else None
+    expect(status == 404 and code == "no_held_plan", f"approving again applies nothing: {status} {code}")
+    summary.append(f"held a reconcile round over the safeguard ({SAFEGUARD} users) until an admin approved it; applied once")
 
     step("Unbind Alice: sign-in blocked, account kept")
     status, body = api.json("DELETE", "/users/alice/binding")
@@ -695,7 +767,7 @@ def main() -> int:
                 "--env", f"M365_IDENTITY_BASE_URL={emulator_base}",
                 "--env", f"M365_OAUTH_REDIRECT_URI={redirect}",
                 "--env", f"M365_PASSWORD_MAX_AGE_DAYS={PASSWORD_MAX_AGE_DAYS}",
-                "--env", f"M365_RECONCILE_SAFEGUARD_RATIO={SAFEGUARD_RATIO}",
+                "--env", f"M365_RECONCILE_SAFEGUARD={SAFEGUARD}",
                 "--secret", f"OAuthClientSecret={client_secret}",
             ],
             stdout=subprocess.PIPE, stderr=logs, text=True, cwd=ROOT,

@@ -108,6 +108,7 @@ impl m365_engine::ports::Ports for Bench<'_> {
     type Runs = m365_engine::testing::FakeReconcileRuns;
     type Alerts = m365_engine::testing::FakeAdminAlerts;
     type AlertIncidents = m365_engine::testing::FakeAlertIncidents;
+    type HeldPlans = m365_engine::testing::FakeHeldPlans;
     fn users(&self) -> &Self::Users {
         &self.fakes.users
     }
@@ -200,6 +201,9 @@ impl m365_engine::ports::Ports for Bench<'_> {
     }
     fn alert_incidents(&self) -> &Self::AlertIncidents {
         &self.fakes.alert_incidents
+    }
+    fn held_plans(&self) -> &Self::HeldPlans {
+        &self.fakes.held_plans
     }
 }
 

@@ -1310,6 +1310,40 @@ pub async fn reconcile_route(
     run["report"].clone()
 }
 
+/// A request to the reconcile function's API (`method` on `path`, no query, no body) as API
+/// Gateway sends it, e.g. `GET /tenants/{tenantId}/reconcile/held` (R-REC-3); the status and JSON.
+pub async fn reconcile_held_api(
+    deps: &reconcile::Reconciler<OffsetClock>,
+    method: &str,
+    path: &str,
+    route: &str,
+) -> (u16, Value) {
+    let tenant = path.split('/').nth(2).unwrap_or_default();
+    let route_key = format!("{method} {route}");
+    let event = json!({
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {"content-type": "application/json"},
+        "pathParameters": {"tenantId": tenant},
+        "requestContext": {
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "it"},
+            "requestId": uuid::Uuid::new_v4().to_string(),
+            "routeKey": route_key,
+            "stage": "$default"
+        },
+        "isBase64Encoded": false
+    });
+    let event = lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default());
+    let response = reconcile::handle(deps, event).await.unwrap();
+    let status = u16::try_from(response["statusCode"].as_u64().unwrap()).unwrap();
+    let body = response["body"]
+        .as_str()
+        .map_or(Value::Null, |b| serde_json::from_str(b).unwrap());
+    (status, body)
+}
+
 /// The API routes of the provisioning functions and the wiring each runs on.
 #[derive(Debug, Clone, Copy)]
 pub struct Routes<'a, C = OffsetClock> {
@@ -1442,6 +1476,23 @@ impl ReconcileScene {
     ) -> Value {
         let sqs = aws_sdk_sqs::Client::new(&self.world.sdk);
         reconcile_route(deps, &sqs, &self.passes, &self.tenant, dry_run).await
+    }
+
+    /// The held-plan routes of Contoso through the reconcile function (R-REC-3): `GET …/held`
+    /// (`verb` `None`) or `POST …/held/{verb}` (`approve`, `reject`).
+    pub async fn held(
+        &self,
+        deps: &reconcile::Reconciler<OffsetClock>,
+        verb: Option<&str>,
+    ) -> (u16, Value) {
+        let base = format!("/tenants/{}/reconcile/held", self.tenant);
+        match verb {
+            Some(verb) => {
+                let route = format!("/tenants/{{tenantId}}/reconcile/held/{verb}");
+                reconcile_held_api(deps, "POST", &format!("{base}/{verb}"), &route).await
+            }
+            None => reconcile_held_api(deps, "GET", &base, "/tenants/{tenantId}/reconcile/held").await,
+        }
     }
 
     /// A Graph request in Contoso made behind our back (an admin's app token).

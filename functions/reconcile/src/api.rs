@@ -16,6 +16,29 @@
 //!   lists capped with `truncated: true`. A run unknown, expired or of another tenant is
 //!   `404 run_not_found`; a run id that is not a UUID is `400 invalid_run_id`.
 //!
+//! Held plans (R-REC-3, `m365_engine::usecase::held`): a round the safeguard stopped is held
+//! until an admin decides.
+//! - `GET /tenants/{tenantId}/reconcile/held`: `200` with the held plan — `id`, `heldAt`,
+//!   `threshold` (`10%` or `500`), `counts` (`destructive`, `groupRemovals`, `earlier`,
+//!   `roundTotal`, `allowed`, `bound`, `userRepairs`, `groupRepairs`), `round` (`pass`,
+//!   `fullSync`, `complete`, `pages`), `users` (each repair: `kind`, `userId`, `m365ObjectId`,
+//!   the versions it was planned against, …) and `groups` (each group repair) — or
+//!   `404 no_held_plan`.
+//! - `POST /tenants/{tenantId}/reconcile/held/approve`: applies that plan once, each repair
+//!   re-checked (a binding or user changed since is skipped with its reason), moves the cursor
+//!   past the held round, deletes the plan and records `reconcile_plan_approved`; `200` with the
+//!   decision (`planId`, `decision`, `applied`, `groupsApplied`, `skipped`, `failed`,
+//!   `complete`). `complete: false`: a retryable failure (throttling, an outage, the deadline)
+//!   stopped it, the plan is still held and approving again finishes it. The tenant must be
+//!   `active` (`409 tenant_not_active`).
+//! - `POST /tenants/{tenantId}/reconcile/held/reject`: discards the plan, moves the cursor past
+//!   it (its changes are not proposed again until they change again), records
+//!   `reconcile_plan_rejected`; `200` with the decision.
+//!
+//! A decision with no plan held (never, or decided already: a second approve) is
+//! `404 no_held_plan`; one while a reconcile pass or another decision holds the tenant is
+//! `409 reconcile_in_progress` (the tenant's reconcile lease: two approves at once apply once).
+//!
 //! An unknown route is `404 route_not_found`.
 
 use chrono::{DateTime, Utc};
@@ -25,6 +48,7 @@ use lambda_http::request::LambdaRequest;
 use lambda_http::{Body, Request, RequestExt, Response};
 use m365_engine::model::{ReconcileRun, RunError, RunId, RunStatus, TenantId, TenantStatus};
 use m365_engine::ports::{Ports, ReconcileRuns, TenantStore};
+use m365_engine::usecase::held::Decided;
 use m365_engine::usecase::reconcile_runs::RunPasses;
 use m365_engine::{Error, error::Entity};
 use m365_lambda::api;
@@ -46,6 +70,17 @@ pub async fn handle<P: Ports>(
     let response = match (request.method(), segments.as_slice()) {
         (&Method::POST, ["tenants", id, "reconcile"]) => post(deps, holder, &request, id).await,
         (&Method::GET, ["tenants", id, "reconcile", "runs", run]) => get_run(deps, id, run).await,
+        (&Method::GET, ["tenants", id, "reconcile", "held"]) => get_held(deps, id).await,
+        (
+            &Method::POST,
+            [
+                "tenants",
+                id,
+                "reconcile",
+                "held",
+                verb @ ("approve" | "reject"),
+            ],
+        ) => decide_held(deps, holder, id, verb == &"approve").await,
         _ => no_route("reconcile"),
     };
     tracing::info!(
@@ -139,6 +174,57 @@ async fn get_run<P: Ports>(deps: &Wiring<P>, raw_tenant: &str, raw_run: &str) ->
     }
 }
 
+/// The tenant of a held-plan route: `Ok` when it exists (and, when `active` is asked, is
+/// `active`), else the error response.
+async fn held_tenant<P: Ports>(
+    deps: &Wiring<P>,
+    raw: &str,
+    active: bool,
+) -> Result<TenantId, Response<Body>> {
+    let Ok(tenant_id) = TenantId::parse(raw) else {
+        let message = "the tenant id is not valid";
+        return Err(api::error(
+            StatusCode::BAD_REQUEST,
+            "invalid_tenant_id",
+            message,
+        ));
+    };
+    match deps.ports.tenants().get(&tenant_id).await {
+        Ok(Some(t)) if !active || t.status == TenantStatus::Active => Ok(tenant_id),
+        Ok(Some(t)) => {
+            let message = format!("the tenant is {}", t.status.as_str());
+            Err(api::error(
+                StatusCode::CONFLICT,
+                "tenant_not_active",
+                &message,
+            ))
+        }
+        Ok(None) => Err(api::engine_error(&Error::not_found(
+            Entity::Tenant,
+            &tenant_id,
+        ))),
+        Err(e) => Err(api::engine_error(&e)),
+    }
+}
+
+fn no_held_plan() -> Response<Body> {
+    let message = "no reconcile plan is held for this tenant";
+    api::error(StatusCode::NOT_FOUND, "no_held_plan", message)
+}
+
+/// `GET /tenants/{tenantId}/reconcile/held`.
+async fn get_held<P: Ports>(deps: &Wiring<P>, raw: &str) -> Response<Body> {
+    let tenant_id = match held_tenant(deps, raw, false).await {
+        Ok(t) => t,
+        Err(response) => return response,
+    };
+    match deps.held().get(&tenant_id).await {
+        Ok(Some(plan)) => api::json(StatusCode::OK, &plan.view()),
+        Ok(None) => no_held_plan(),
+        Err(e) => api::engine_error(&e),
+    }
+}
+
 /// A run as the API shows it (its store version and internal state left out).
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -169,5 +255,35 @@ impl<'a> RunView<'a> {
             error: run.error.as_ref(),
             report: run.report.as_ref(),
         }
+    }
+}
+
+/// `POST /tenants/{tenantId}/reconcile/held/approve` and `…/reject`.
+async fn decide_held<P: Ports>(
+    deps: &Wiring<P>,
+    holder: &str,
+    raw: &str,
+    approve: bool,
+) -> Response<Body> {
+    // Approving writes to M365: the tenant must be connected. Rejecting writes nothing there.
+    let tenant_id = match held_tenant(deps, raw, approve).await {
+        Ok(t) => t,
+        Err(response) => return response,
+    };
+    let held = deps.held();
+    let decided = if approve {
+        held.approve(&tenant_id, holder, crate::PASS_LEASE).await
+    } else {
+        held.reject(&tenant_id, holder, crate::PASS_LEASE).await
+    };
+    match decided {
+        Ok(Decided::Done(decision)) => api::json(StatusCode::OK, &decision),
+        Ok(Decided::NoPlan) => no_held_plan(),
+        Ok(Decided::Busy) => {
+            let message =
+                "a reconcile pass or decision of this tenant is running; try again when it is done";
+            api::error(StatusCode::CONFLICT, "reconcile_in_progress", message)
+        }
+        Err(e) => api::engine_error(&e),
     }
 }

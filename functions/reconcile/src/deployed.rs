@@ -2,7 +2,7 @@
 //! and each invocation bounded by its deadline (R-OPS-2).
 //!
 //! Configuration (`m365_lambda::config`): the reconcile section — `M365_RECONCILE_QUEUE_URL`
-//! (required: the queue of passes), `M365_RECONCILE_SAFEGUARD_RATIO` (0–1, default 0.10),
+//! (required: the queue of passes), `M365_RECONCILE_SAFEGUARD` (`10%` or `500`, default `10%`),
 //! `M365_RECONCILE_MAX_PAGES` (delta pages per pass, default 50) — and the directory password
 //! policy every function shares, whose maximum age (`M365_PASSWORD_MAX_AGE_DAYS`, decimal days;
 //! unset or 0: passwords never expire) decides expiry; retry and deadline policies as every
@@ -48,7 +48,7 @@ impl Settings {
         let section = config.reconcile()?;
         Ok(Self {
             reconcile: ReconcileSettings {
-                safeguard_ratio: section.safeguard_ratio,
+                safeguard: section.safeguard,
                 max_pages: section.max_pages,
                 password_policy: config.password_policy.clone(),
                 ..ReconcileSettings::default()
@@ -157,7 +157,7 @@ mod tests {
     use super::*;
     use chrono::TimeDelta;
     use m365_lambda::config::{
-        PASSWORD_MAX_AGE_DAYS, RECONCILE_MAX_PAGES, RECONCILE_QUEUE_URL, RECONCILE_SAFEGUARD_RATIO,
+        PASSWORD_MAX_AGE_DAYS, RECONCILE_MAX_PAGES, RECONCILE_QUEUE_URL, RECONCILE_SAFEGUARD,
         REQUIRED,
     };
 
@@ -185,7 +185,7 @@ mod tests {
             "https://sqs.eu-west-1.amazonaws.com/1/passes",
         )]))
         .unwrap();
-        assert!((s.reconcile.safeguard_ratio - 0.10).abs() < f64::EPSILON);
+        assert_eq!(s.reconcile.safeguard.to_string(), "10%");
         assert_eq!(s.reconcile.max_pages, 50);
         assert_eq!(s.reconcile.password_policy.max_age(), None);
         assert!(s.reconcile.sweep_expiry);
@@ -200,7 +200,7 @@ mod tests {
                 "https://sqs.eu-west-1.amazonaws.com/1/passes",
             ),
             (PASSWORD_MAX_AGE_DAYS, "90"),
-            (RECONCILE_SAFEGUARD_RATIO, "0.25"),
+            (RECONCILE_SAFEGUARD, "500"),
             (RECONCILE_MAX_PAGES, "7"),
         ]);
         let s = Settings::of_config(&config).unwrap();
@@ -209,7 +209,10 @@ mod tests {
             s.reconcile.password_policy.max_age(),
             Some(TimeDelta::days(90))
         );
-        assert!((s.reconcile.safeguard_ratio - 0.25).abs() < f64::EPSILON);
+        assert_eq!(
+            s.reconcile.safeguard,
+            m365_engine::policy::safeguard::Safeguard::Absolute(500)
+        );
         assert_eq!(s.reconcile.max_pages, 7);
     }
 

@@ -19,7 +19,10 @@
 //!   `GET /tenants/{tenantId}/reconcile/runs/{runId}` (API Gateway HTTP API, payload 2.0, through
 //!   `lambda_http` and the shared `m365_lambda::api` error mapping, see [`api`]): the POST only
 //!   records a run and queues its first pass (`202`, R-OPS-2); the run's passes come through the
-//!   queue of passes like the schedule's and update its record, which the GET shows.
+//!   queue of passes like the schedule's and update its record, which the GET shows;
+//! - the held safeguard plans, `GET /tenants/{tenantId}/reconcile/held`, `POST …/held/approve`,
+//!   `POST …/held/reject` (R-REC-3), the same way: an admin's decision on a round the safeguard
+//!   stopped.
 //!
 //! Anything else is refused with [`UnknownEvent`] (the invocation fails, nothing runs).
 //! The deployed wiring ([`Deployed`], built once per cold start in `deployed`) is bounded by each
@@ -79,6 +82,12 @@ impl<P: Ports> Wiring<P> {
     #[must_use]
     pub fn pass(&self) -> ReconcilePass<'_, P> {
         ReconcilePass::new(&self.ports, &self.settings.reconcile)
+    }
+
+    /// The held-plans use case (R-REC-3).
+    #[must_use]
+    pub fn held(&self) -> m365_engine::usecase::held::HeldPlans<'_, P> {
+        m365_engine::usecase::held::HeldPlans::new(&self.ports, &self.settings.reconcile)
     }
 }
 

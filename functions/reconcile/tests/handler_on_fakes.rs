@@ -8,7 +8,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use lambda_runtime::{Context, LambdaEvent};
-use m365_engine::model::{RetryMessage, TenantStatus};
+use m365_engine::model::{BindingState, EventKind, M365ObjectId, RetryMessage, TenantStatus};
+use m365_engine::ports::{Clock, Leases};
 use m365_engine::testing::{FakeRetryQueue, World};
 use m365_lambda::testing::{api_event_json, sqs_event_json};
 use reconcile::{Settings, Wiring, handle};
@@ -339,4 +340,140 @@ async fn events_of_no_known_kind_are_refused_with_a_clear_error() {
     }
     assert!(f.passes.snapshot().is_empty());
     assert_eq!(f.ports.cursors.puts(), 0);
+}
+
+fn held_call(f: &Wiring<World>, method: &str, verb: Option<&str>) -> LambdaEvent<Value> {
+    let path = match verb {
+        Some(verb) => format!("{}/held/{verb}", reconcile_path(f)),
+        None => format!("{}/held", reconcile_path(f)),
+    };
+    invocation(api_event_json(method, &path, &[], None))
+}
+
+/// Deletes the accounts of `ids` in M365: each is a removal for the next pass.
+fn delete_in_m365(f: &Wiring<World>, ids: &[M365ObjectId]) {
+    for id in ids {
+        f.ports
+            .directory
+            .soft_delete(&f.ports.tenant.id, id)
+            .unwrap();
+    }
+}
+
+async fn objects(f: &Wiring<World>, ids: &[&str]) -> Vec<M365ObjectId> {
+    let mut out = Vec::new();
+    for id in ids {
+        out.push(World::object_id(&f.ports.binding(id).await));
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_tripped_run_is_held_shown_approved_once_and_then_gone() {
+    // R-REC-3
+    let f = wiring(10).await;
+    call(&f, post(&reconcile_path(&f), Some("false"))).await;
+    delete_in_m365(&f, &objects(&f, &["u0", "u1", "u2"]).await);
+    let (status, body) = call(&f, post(&reconcile_path(&f), Some("false"))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["safeguard"]["destructive"], 3, "{body}");
+    assert_eq!(body["safeguard"]["threshold"], "10%");
+    let id = body["held"]["id"].as_str().unwrap().to_owned();
+
+    let (status, plan) = call(&f, held_call(&f, "GET", None)).await;
+    assert_eq!(status, 200, "{plan}");
+    assert_eq!(plan["id"], id.as_str());
+    assert_eq!(plan["threshold"], "10%");
+    assert_eq!(plan["counts"]["destructive"], 3);
+    assert_eq!(plan["counts"]["allowed"], 1);
+    assert_eq!(plan["users"].as_array().unwrap().len(), 3);
+    assert_eq!(plan["users"][0]["kind"], "mark_deleted");
+    assert!(plan.get("resume").is_none(), "{plan}");
+
+    let (status, decision) = call(&f, held_call(&f, "POST", Some("approve"))).await;
+    assert_eq!(status, 200, "{decision}");
+    assert_eq!(decision["planId"], id.as_str());
+    assert_eq!(decision["applied"], 3);
+    assert_eq!(
+        f.ports.binding("u0").await.state,
+        BindingState::DeletedInM365
+    );
+    assert_eq!(f.ports.count_events(EventKind::ReconcilePlanApproved), 1);
+
+    for (method, verb) in [
+        ("POST", Some("approve")),
+        ("GET", None),
+        ("POST", Some("reject")),
+    ] {
+        let (status, body) = call(&f, held_call(&f, method, verb)).await;
+        assert_eq!(status, 404, "{method} {verb:?}: {body}");
+        assert_eq!(body["error"]["code"], "no_held_plan");
+    }
+    assert_eq!(f.ports.count_events(EventKind::ReconcilePlanApproved), 1);
+}
+
+#[tokio::test]
+async fn a_rejected_plan_is_discarded_and_not_proposed_by_the_next_run() {
+    // R-REC-3
+    let f = wiring(10).await;
+    call(&f, post(&reconcile_path(&f), Some("false"))).await;
+    delete_in_m365(&f, &objects(&f, &["u3", "u4"]).await);
+    let (_, body) = call(&f, post(&reconcile_path(&f), Some("false"))).await;
+    assert!(body["held"].is_object(), "{body}");
+    let (status, decision) = call(&f, held_call(&f, "POST", Some("reject"))).await;
+    assert_eq!(status, 200, "{decision}");
+    assert_eq!(decision["decision"], "rejected");
+    assert_eq!(decision["applied"], 0);
+    assert_eq!(f.ports.count_events(EventKind::ReconcilePlanRejected), 1);
+    let (status, next) = call(&f, post(&reconcile_path(&f), Some("false"))).await;
+    assert_eq!(status, 200, "{next}");
+    assert_eq!(next["plan"], json!([]), "{next}");
+    assert_eq!(next["safeguard"], Value::Null);
+    assert_eq!(f.ports.binding("u3").await.state, BindingState::Provisioned);
+}
+
+#[tokio::test]
+async fn held_routes_refuse_bad_tenants_and_a_decision_while_the_tenant_is_busy() {
+    // R-SAFE-1, R-REC-3
+    let f = wiring(10).await;
+    call(&f, post(&reconcile_path(&f), Some("false"))).await;
+    delete_in_m365(&f, &objects(&f, &["u0", "u1"]).await);
+    call(&f, post(&reconcile_path(&f), Some("false"))).await;
+    let now = f.ports.clock.now();
+    f.ports
+        .leases
+        .acquire(
+            &m365_engine::usecase::reconcile_queue::lease_name(&f.ports.tenant.id),
+            "a-pass",
+            now,
+            now + chrono::TimeDelta::minutes(6),
+        )
+        .await
+        .unwrap();
+    let (status, body) = call(&f, held_call(&f, "POST", Some("approve"))).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "reconcile_in_progress");
+    assert_eq!(f.ports.binding("u0").await.state, BindingState::Provisioned);
+    for (path, status, code) in [
+        (
+            "/tenants/not-a-guid/reconcile/held",
+            400,
+            "invalid_tenant_id",
+        ),
+        (
+            "/tenants/00000000-0000-4000-8000-000000000001/reconcile/held",
+            404,
+            "not_found",
+        ),
+    ] {
+        let (got, body) = call(&f, invocation(api_event_json("GET", path, &[], None))).await;
+        assert_eq!(got, status, "{path}: {body}");
+        assert_eq!(body["error"]["code"], code);
+    }
+    f.ports
+        .set_tenant_status(TenantStatus::ReauthorizationRequired)
+        .await;
+    let (status, body) = call(&f, held_call(&f, "POST", Some("approve"))).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "tenant_not_active");
 }

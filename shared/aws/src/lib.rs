@@ -32,6 +32,9 @@
 //! | ledger | reconcile cursor ([`DynamoReconcileCursors`]) | `CURSOR#<tenant id>[#groups]` | — | — |
 //! | ledger | ids seen by a full listing (R-REC-4) | `SEEN#<tenant id>#<start ms>#<part>` | — | `expires_at` |
 //! | ledger | reconcile run requested through the API ([`DynamoReconcileRuns`], R-OPS-2) | `RUN#<tenant id>#<run id>` | — | `expires_at` (7 days) |
+//! | ledger | held reconcile plan ([`DynamoHeldPlans`], R-REC-3) | `HELD#<tenant id>`, parts `HELDPART#<tenant id>#<plan id>#<n>` | — | — |
+//! | ledger | reconcile round tally (R-REC-3) | `TALLY#<tenant id>` | — | — |
+//! | ledger | repairs of the last rejected plan (R-REC-3) | `REJECTED#<tenant id>` | — | — |
 //!
 //! Access patterns and how they are served:
 //! - **user by id / by email**: `GetItem` on `USER#…`; `GetItem` on `EMAIL#…` then on `USER#…`.
@@ -120,6 +123,7 @@ pub mod vault;
 pub use alerts::{DynamoAlertIncidents, SnsAdminAlerts};
 pub use cursor_key::SecretsManagerCursorKey;
 pub use dynamo::DynamoReconcileRuns;
+pub use dynamo::DynamoHeldPlans;
 pub use dynamo::{
     DynamoBindings, DynamoEvents, DynamoFailures, DynamoGroups, DynamoLeases, DynamoLedger,
     DynamoLicenseSettings, DynamoPendingConsents, DynamoRateBudget, DynamoReconcileCursors,

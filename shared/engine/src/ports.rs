@@ -1341,6 +1341,96 @@ pub trait GroupDeltas: Send + Sync {
     ) -> impl Future<Output = Result<GroupDeltaPage>> + Send;
 }
 
+/// A reconcile plan held by the safeguard (R-REC-3), as stored: the engine's JSON document
+/// ([`crate::usecase::held::HeldPlan`]) under its id. Opaque to the adapters, which only key it
+/// by tenant and compare ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldRecord {
+    /// The plan's id (unique per tenant and hold).
+    pub plan_id: String,
+    /// The plan, as JSON.
+    pub body: String,
+}
+
+/// How many destructive changes the passes of a delta round applied so far (R-REC-3: the
+/// safeguard counts the whole round). Valid only for the pass that starts from the links it
+/// names: a pass starting elsewhere begins a new round.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoundTally {
+    /// The users link the previous pass saved.
+    pub users: Option<String>,
+    /// The groups link the previous pass saved.
+    pub groups: Option<String>,
+    /// Blocks, suspensions, removals and group member removals applied by the round so far.
+    pub destructive: usize,
+}
+
+/// Held reconcile plans, at most one per tenant, and each tenant's round tally (R-REC-3).
+/// Implemented by `DynamoHeldPlans` (m365-aws) and [`crate::testing::FakeHeldPlans`].
+pub trait HeldPlanStore: Send + Sync {
+    /// The tenant's held plan, if any.
+    ///
+    /// # Errors
+    /// Infrastructure failures only.
+    fn get(&self, tenant: &TenantId) -> impl Future<Output = Result<Option<HeldRecord>>> + Send;
+
+    /// Stores `record` as the tenant's held plan unless one is held already (`false` then,
+    /// nothing written).
+    ///
+    /// # Errors
+    /// Infrastructure failures only.
+    fn hold(
+        &self,
+        tenant: &TenantId,
+        record: &HeldRecord,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Deletes the tenant's held plan if it is still `plan_id` (a conditional delete): `true`
+    /// when this call deleted it, `false` when it was gone or another plan is held.
+    ///
+    /// # Errors
+    /// Infrastructure failures only.
+    fn release(
+        &self,
+        tenant: &TenantId,
+        plan_id: &str,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// The tenant's round tally, if a round is under way.
+    ///
+    /// # Errors
+    /// Infrastructure failures only.
+    fn tally(&self, tenant: &TenantId) -> impl Future<Output = Result<Option<RoundTally>>> + Send;
+
+    /// Replaces the tenant's round tally (`None`: deletes it; the round is over).
+    ///
+    /// # Errors
+    /// Infrastructure failures only.
+    fn put_tally(
+        &self,
+        tenant: &TenantId,
+        tally: Option<&RoundTally>,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// The repairs of the tenant's last rejected plan that do not come from the delta (the
+    /// engine's JSON document), kept so they are not proposed again until they change.
+    ///
+    /// # Errors
+    /// Infrastructure failures only.
+    fn rejected(&self, tenant: &TenantId) -> impl Future<Output = Result<Option<String>>> + Send;
+
+    /// Replaces the tenant's rejected repairs (`None`: deletes them).
+    ///
+    /// # Errors
+    /// Infrastructure failures only.
+    fn put_rejected(
+        &self,
+        tenant: &TenantId,
+        body: Option<&str>,
+    ) -> impl Future<Output = Result<()>> + Send;
+}
+
 /// The key signing pagination cursors (R-SAFE-1): read once, then from memory.
 pub trait CursorKeys: Send + Sync {
     /// The key.
@@ -1545,6 +1635,8 @@ pub trait Ports: Send + Sync {
     type Alerts: AdminAlerts + std::fmt::Debug;
     /// Open alert incidents (R-OPS-1: once per incident).
     type AlertIncidents: AlertIncidents + std::fmt::Debug;
+    /// Held reconcile plans (R-REC-3).
+    type HeldPlans: HeldPlanStore + std::fmt::Debug;
 
     /// Directory users.
     fn users(&self) -> &Self::Users;
@@ -1609,4 +1701,6 @@ pub trait Ports: Send + Sync {
     fn alerts(&self) -> &Self::Alerts;
     /// Open alert incidents.
     fn alert_incidents(&self) -> &Self::AlertIncidents;
+    /// Held reconcile plans.
+    fn held_plans(&self) -> &Self::HeldPlans;
 }

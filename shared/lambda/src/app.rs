@@ -74,6 +74,8 @@ pub struct App {
     pub alerts: m365_aws::SnsAdminAlerts,
     /// Open alert incidents (tenants table, R-OPS-1).
     pub alert_incidents: m365_aws::DynamoAlertIncidents,
+    /// Held reconcile plans and round tallies (ledger table, R-REC-3).
+    pub held_plans: m365_aws::DynamoHeldPlans,
 }
 
 impl App {
@@ -132,6 +134,7 @@ impl App {
             leases: DynamoLeases::new(dynamodb.clone(), &r.ledger_table),
             cursors: DynamoReconcileCursors::new(dynamodb.clone(), r.ledger_table.clone()),
             runs: m365_aws::DynamoReconcileRuns::new(dynamodb.clone(), &r.ledger_table),
+            held_plans: m365_aws::DynamoHeldPlans::new(dynamodb.clone(), &r.ledger_table),
             pending_consents: DynamoPendingConsents::new(dynamodb, &r.ledger_table),
             retry_queue: SqsRetryQueue::new(sqs.clone(), &r.retry_queue_url),
             notifier: SqsNotifier::new(sqs, &r.notifications_queue_url),

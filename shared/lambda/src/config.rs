@@ -121,8 +121,15 @@ pub const DEADLINE_MESSAGE_FLOOR_SECONDS: &str = "M365_DEADLINE_MESSAGE_FLOOR_SE
 /// `M365_RECONCILE_QUEUE_URL` (the reconcile function's, required there): URL of the queue of
 /// reconcile passes.
 pub const RECONCILE_QUEUE_URL: &str = "M365_RECONCILE_QUEUE_URL";
-/// `M365_RECONCILE_SAFEGUARD_RATIO` (optional): largest share (0–1) of a tenant's bound users one
-/// reconcile run may block, suspend or remove (default 0.10; R-REC-3).
+/// `M365_RECONCILE_SAFEGUARD` (optional): the most users one reconcile round may block, suspend
+/// or remove, group member removals included, before its plan is held (R-REC-3): a percentage of
+/// the tenant's bound users (`10%`, the default) or a whole number (`500`).
+pub const RECONCILE_SAFEGUARD: &str = "M365_RECONCILE_SAFEGUARD";
+/// `M365_RECONCILE_SAFEGUARD_RATIO` (optional, deprecated): the former threshold, a share from 0
+/// to 1 (`0.25` is `25%`). Still accepted so an override set before [`RECONCILE_SAFEGUARD`]
+/// existed keeps working; when set it wins over [`RECONCILE_SAFEGUARD`] (which the template sets
+/// to its default), and an invalid value is a configuration error. Use
+/// [`RECONCILE_SAFEGUARD`] instead.
 pub const RECONCILE_SAFEGUARD_RATIO: &str = "M365_RECONCILE_SAFEGUARD_RATIO";
 /// `M365_RECONCILE_MAX_PAGES` (optional): delta pages read by one reconcile pass, 1 to 10,000
 /// (default 50).
@@ -184,7 +191,7 @@ pub const LOCAL: [&str; 8] = [
 /// The variables of the reconcile function's section ([`Section::Reconcile`]).
 pub const RECONCILE: [&str; 3] = [
     RECONCILE_QUEUE_URL,
-    RECONCILE_SAFEGUARD_RATIO,
+    RECONCILE_SAFEGUARD,
     RECONCILE_MAX_PAGES,
 ];
 
@@ -315,16 +322,16 @@ impl RetryConfig {
 pub struct ReconcileConfig {
     /// URL of the queue of reconcile passes.
     pub queue_url: String,
-    /// Largest share (0–1) of a tenant's bound users one run may block, suspend or remove.
-    pub safeguard_ratio: f64,
+    /// The most users one round may block, suspend or remove (`10%` or `500`).
+    pub safeguard: m365_engine::policy::safeguard::Safeguard,
     /// Delta pages read by one pass.
     pub max_pages: u32,
 }
 
 /// The reconcile knobs' defaults: the engine's (`ReconcileSettings::default`).
-fn reconcile_defaults() -> (f64, u32) {
+fn reconcile_defaults() -> (m365_engine::policy::safeguard::Safeguard, u32) {
     let settings = m365_engine::usecase::reconcile::ReconcileSettings::default();
-    (settings.safeguard_ratio, settings.max_pages)
+    (settings.safeguard, settings.max_pages)
 }
 
 /// What is wrong with one variable.
@@ -757,20 +764,28 @@ fn read_deadlines(r: &mut Reader<'_>) -> DeadlinePolicy {
 /// The reconcile section: read when `needed` (its queue then required) or when its queue is
 /// set; its knobs are checked whenever set.
 fn read_reconcile(r: &mut Reader<'_>, needed: bool) -> Option<ReconcileConfig> {
-    let (default_ratio, default_pages) = reconcile_defaults();
+    let (default_safeguard, default_pages) = reconcile_defaults();
     let queue = if needed {
         Some(r.required(RECONCILE_QUEUE_URL, queue_url))
     } else {
         r.optional(RECONCILE_QUEUE_URL, |v| queue_url(v).map(|()| v.to_owned()))
     };
-    let safeguard_ratio = r
-        .optional(RECONCILE_SAFEGUARD_RATIO, |v| {
-            v.parse::<f64>()
-                .ok()
-                .filter(|x| (0.0..=1.0).contains(x))
-                .ok_or("a share from 0 to 1")
+    let safeguard = r
+        .optional(RECONCILE_SAFEGUARD, |v| {
+            v.parse::<m365_engine::policy::safeguard::Safeguard>()
+                .map_err(|_| {
+                    "a percentage from 0% to 100% (e.g. 10%) or a whole number of changes (e.g. 500)"
+                })
         })
-        .unwrap_or(default_ratio);
+        .unwrap_or(default_safeguard);
+    // The deprecated spelling, when set, is the operator's explicit choice.
+    let safeguard = r
+        .optional(RECONCILE_SAFEGUARD_RATIO, |v| {
+            m365_engine::policy::safeguard::Safeguard::from_ratio(v).map_err(
+                |_| "a share from 0 to 1 (deprecated: use M365_RECONCILE_SAFEGUARD, e.g. 10%)",
+            )
+        })
+        .unwrap_or(safeguard);
     let max_pages = r
         .optional(RECONCILE_MAX_PAGES, |v| {
             v.parse::<u32>()
@@ -781,7 +796,7 @@ fn read_reconcile(r: &mut Reader<'_>, needed: bool) -> Option<ReconcileConfig> {
         .unwrap_or(default_pages);
     queue.map(|queue_url| ReconcileConfig {
         queue_url,
-        safeguard_ratio,
+        safeguard,
         max_pages,
     })
 }
@@ -1238,7 +1253,7 @@ mod tests {
             (GRAPH_WRITE_SHARE, "1.5"),
             (DEADLINE_MARGIN_SECONDS, "0"),
             (DEADLINE_MESSAGE_FLOOR_SECONDS, "-1"),
-            (RECONCILE_SAFEGUARD_RATIO, "1.5"),
+            (RECONCILE_SAFEGUARD, "1.5"),
             (RECONCILE_MAX_PAGES, "0"),
         ]);
         env.remove(USERS_TABLE);
@@ -1258,7 +1273,7 @@ mod tests {
                 GRAPH_WRITE_SHARE,
                 DEADLINE_MARGIN_SECONDS,
                 DEADLINE_MESSAGE_FLOOR_SECONDS,
-                RECONCILE_SAFEGUARD_RATIO,
+                RECONCILE_SAFEGUARD,
                 RECONCILE_MAX_PAGES,
             ]
         );
@@ -1299,7 +1314,7 @@ mod tests {
         let section = config.reconcile().expect("the section");
         assert_eq!(section.queue_url, queue);
         assert_eq!(section.max_pages, 7);
-        assert!((section.safeguard_ratio - 0.10).abs() < f64::EPSILON);
+        assert_eq!(section.safeguard.to_string(), "10%");
         let bad = with(&[(RECONCILE_QUEUE_URL, "m365-sync-dev-reconcile")]);
         let error = Config::read(|name| bad.get(name).cloned(), &[Section::Reconcile])
             .expect_err("not a URL");
@@ -1356,6 +1371,65 @@ mod tests {
             );
             assert!(!error.to_string().contains("password"), "{error}");
         }
+    }
+
+    #[test]
+    fn the_safeguard_takes_a_percentage_or_a_number_refuses_the_rest_and_reads_the_old_ratio() {
+        // R-REC-3
+        use m365_engine::policy::safeguard::Safeguard;
+        let queue = "https://sqs.eu-west-1.amazonaws.com/123456789012/m365-sync-dev-reconcile";
+        let section = |value: Option<(&'static str, &'static str)>| {
+            let mut vars = vec![(RECONCILE_QUEUE_URL, queue)];
+            vars.extend(value);
+            let env = with(&vars);
+            Config::read(|name| env.get(name).cloned(), &[Section::Reconcile])
+        };
+        let pct = section(Some((RECONCILE_SAFEGUARD, "25%"))).expect("a percentage");
+        assert_eq!(
+            pct.reconcile().expect("the section").safeguard,
+            Safeguard::Share(0.25)
+        );
+        let abs = section(Some((RECONCILE_SAFEGUARD, "500"))).expect("a number");
+        assert_eq!(
+            abs.reconcile().expect("the section").safeguard,
+            Safeguard::Absolute(500)
+        );
+        for bad in ["ten", "150%", "0.1", "-3"] {
+            let env = with(&[(RECONCILE_QUEUE_URL, queue), (RECONCILE_SAFEGUARD, bad)]);
+            let error =
+                Config::read(|name| env.get(name).cloned(), &[Section::Reconcile]).expect_err(bad);
+            assert!(
+                matches!(
+                    error.problems[..],
+                    [(RECONCILE_SAFEGUARD, Problem::Invalid(_))]
+                ),
+                "{bad}: {error}"
+            );
+            assert!(error.to_string().contains("10%"), "{error}");
+        }
+        // The deprecated ratio is still read, and wins over the new variable when both are set.
+        let old = section(Some((RECONCILE_SAFEGUARD_RATIO, "0.25"))).expect("deprecated");
+        assert_eq!(
+            old.reconcile().expect("the section").safeguard,
+            Safeguard::Share(0.25)
+        );
+        let env = with(&[
+            (RECONCILE_QUEUE_URL, queue),
+            (RECONCILE_SAFEGUARD, "10%"),
+            (RECONCILE_SAFEGUARD_RATIO, "0.25"),
+        ]);
+        let both =
+            Config::read(|name| env.get(name).cloned(), &[Section::Reconcile]).expect("both valid");
+        assert_eq!(
+            both.reconcile().expect("the section").safeguard,
+            Safeguard::Share(0.25)
+        );
+        let bad = section(Some((RECONCILE_SAFEGUARD_RATIO, "1.5"))).expect_err("not a share");
+        assert!(matches!(
+            bad.problems[..],
+            [(RECONCILE_SAFEGUARD_RATIO, Problem::Invalid(_))]
+        ));
+        assert!(bad.to_string().contains(RECONCILE_SAFEGUARD), "{bad}");
     }
 
     #[test]

@@ -182,6 +182,7 @@ impl<C: Clock> Ports for Deployed<C> {
     type Runs = m365_aws::DynamoReconcileRuns;
     type Alerts = m365_aws::SnsAdminAlerts;
     type AlertIncidents = m365_aws::DynamoAlertIncidents;
+    type HeldPlans = m365_aws::DynamoHeldPlans;
 
     fn users(&self) -> &DynamoUsers {
         &self.app.users
@@ -275,6 +276,9 @@ impl<C: Clock> Ports for Deployed<C> {
     }
     fn alert_incidents(&self) -> &m365_aws::DynamoAlertIncidents {
         &self.app.alert_incidents
+    }
+    fn held_plans(&self) -> &m365_aws::DynamoHeldPlans {
+        &self.app.held_plans
     }
 }
 

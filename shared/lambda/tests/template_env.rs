@@ -211,6 +211,6 @@ fn the_stack_parameters_defaults_are_the_codes_defaults() {
         .expect("the reconcile function's values are valid")
         .reconcile
         .expect("the section");
-    assert!((section.safeguard_ratio - 0.10).abs() < f64::EPSILON);
+    assert_eq!(section.safeguard.to_string(), "10%");
     assert_eq!(section.max_pages, 50);
 }

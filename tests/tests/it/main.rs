@@ -14,6 +14,7 @@ mod connect_flow;
 mod deadline;
 mod groups;
 mod groups_reconcile;
+mod held;
 mod import;
 mod licenses;
 mod manager;

@@ -371,9 +371,19 @@ async fn the_safeguard_stops_a_run_removing_more_than_ten_percent_before_any_wri
         tripped[0].tenant_id.as_ref().map(ToString::to_string),
         Some(s.tenant.clone())
     );
-    // Still tripped next time (the cursor stayed): nothing is lost while an admin looks.
+    // Held (the cursor stayed, the plan waits for an admin): the next run applies nothing and
+    // neither trips nor records again (see `held.rs` for approve and reject).
+    assert!(report["held"]["id"].is_string(), "{report}");
     let again = s.reconcile(&deps, false).await;
-    assert!(again["safeguard"].is_object(), "{again}");
+    assert_eq!(again["held"]["id"], report["held"]["id"], "{again}");
+    assert_eq!(again["safeguard"], Value::Null, "{again}");
+    assert_eq!(again["applied"], 0);
+    assert_eq!(
+        s.events_of(EventKind::ReconcileSafeguardTripped)
+            .await
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]

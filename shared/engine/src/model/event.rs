@@ -29,6 +29,10 @@ pub enum EventKind {
     /// expired client secret; `unauthorized_client`): a configuration error an admin must fix
     /// (R-OPS-1, graph-spec §1.5). Recorded once per incident.
     TenantConfigurationError,
+    /// An admin approved a held reconcile plan and it was applied (R-REC-3).
+    ReconcilePlanApproved,
+    /// An admin rejected a held reconcile plan (R-REC-3).
+    ReconcilePlanRejected,
 }
 
 impl EventKind {
@@ -45,11 +49,13 @@ impl EventKind {
             Self::TenantDeauthorized => "tenant_deauthorized",
             Self::ReconcileSafeguardTripped => "reconcile_safeguard_tripped",
             Self::TenantConfigurationError => "tenant_configuration_error",
+            Self::ReconcilePlanApproved => "reconcile_plan_approved",
+            Self::ReconcilePlanRejected => "reconcile_plan_rejected",
         }
     }
 
     /// Every kind, in declaration order.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 11] = [
         Self::UserCreateProvision,
         Self::UserUpdateProvision,
         Self::UserPasswordUpdateProvision,
@@ -59,6 +65,8 @@ impl EventKind {
         Self::TenantDeauthorized,
         Self::ReconcileSafeguardTripped,
         Self::TenantConfigurationError,
+        Self::ReconcilePlanApproved,
+        Self::ReconcilePlanRejected,
     ];
 }
 

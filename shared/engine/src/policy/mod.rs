@@ -7,3 +7,4 @@ pub mod password;
 pub mod rate_budget;
 pub mod retry;
 pub mod routing;
+pub mod safeguard;

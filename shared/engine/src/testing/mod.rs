@@ -13,6 +13,7 @@ pub mod contract;
 mod alerts;
 mod directory;
 mod gate;
+mod held;
 mod hold;
 mod identity;
 mod leases;
@@ -34,6 +35,7 @@ pub use alerts::{FakeAdminAlerts, FakeAlertIncidents};
 pub use clock::ManualClock;
 pub use directory::{FakeDirectory, FakeM365Tenant};
 pub use gate::Gate;
+pub use held::FakeHeldPlans;
 pub use hold::{HeldCall, Stage};
 pub use identity::{
     AADSTS_CODE_REDEEMED, AADSTS_INVALID_GRANT, AADSTS_PKCE_MISMATCH, FakeIdentityPlatform,

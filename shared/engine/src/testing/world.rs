@@ -96,6 +96,8 @@ pub struct World {
     pub alerts: super::FakeAdminAlerts,
     /// Open alert incidents (R-OPS-1).
     pub alert_incidents: super::FakeAlertIncidents,
+    /// Held reconcile plans (R-REC-3).
+    pub held_plans: super::FakeHeldPlans,
 }
 
 /// A parsed email (test input is valid).
@@ -161,6 +163,7 @@ impl World {
             runs: super::FakeReconcileRuns::new(),
             alerts: super::FakeAdminAlerts::new(),
             alert_incidents: super::FakeAlertIncidents::new(),
+            held_plans: super::FakeHeldPlans::new(),
         }
     }
 
@@ -459,6 +462,7 @@ impl Ports for World {
     type Runs = super::FakeReconcileRuns;
     type Alerts = super::FakeAdminAlerts;
     type AlertIncidents = super::FakeAlertIncidents;
+    type HeldPlans = super::FakeHeldPlans;
 
     fn users(&self) -> &FakeUsers {
         &self.users
@@ -552,5 +556,8 @@ impl Ports for World {
     }
     fn alert_incidents(&self) -> &super::FakeAlertIncidents {
         &self.alert_incidents
+    }
+    fn held_plans(&self) -> &super::FakeHeldPlans {
+        &self.held_plans
     }
 }

@@ -1346,6 +1346,7 @@ mod tests {
         type Runs = crate::testing::FakeReconcileRuns;
         type Alerts = crate::testing::FakeAdminAlerts;
         type AlertIncidents = crate::testing::FakeAlertIncidents;
+        type HeldPlans = crate::testing::FakeHeldPlans;
         fn users(&self) -> &Self::Users {
             self.w.users()
         }
@@ -1438,6 +1439,9 @@ mod tests {
         }
         fn alert_incidents(&self) -> &Self::AlertIncidents {
             self.w.alert_incidents()
+        }
+        fn held_plans(&self) -> &Self::HeldPlans {
+            self.w.held_plans()
         }
     }
 

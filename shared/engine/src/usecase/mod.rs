@@ -21,6 +21,8 @@
 //!   bounded pass per message (R-REC-1).
 //! - [`reconcile_pass::ReconcilePass`]: one pass of a tenant's reconcile — users, stuck work,
 //!   groups unless the safeguard tripped, expiry on a round's first pass (R-REC-1..5, R-PWD-4).
+//! - [`held::HeldPlans`]: a round the safeguard stopped is held (its plan stored per tenant) until
+//!   an admin approves it (applied once, re-checked) or rejects it (R-REC-3).
 //! - `privilege` (crate-internal): which M365 accounts are privileged — a directory role, or the
 //!   connection's consenting admin — so bind and import refuse to adopt them and password pushes
 //!   and reconcile leave them alone unless adopted with `adoptPrivileged` (R-BIND-11).
@@ -84,6 +86,7 @@ pub mod bind;
 pub mod connect;
 pub mod directory;
 pub mod group_sync;
+pub mod held;
 pub mod import;
 pub mod licenses;
 pub mod manager;

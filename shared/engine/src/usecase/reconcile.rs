@@ -15,12 +15,15 @@
 //! `password_expired`, binding `suspended` with `suspendedReason: password_expired`);
 //! [`super::password::SetPassword`] re-enables them.
 //!
-//! A dry run reads but writes nothing: no Graph write, no store write, no cursor (R-REC-2). A plan
-//! that would block, suspend or remove more than the safeguard's share of the tenant's bound users
-//! stops before any write and records `reconcile_safeguard_tripped` (R-REC-3); the cursor is not
-//! moved, so the drift is seen again once an admin has looked. A trip also alerts the admins
-//! (`safeguard_tripped`, with the number of changes held) once per incident (R-OPS-1,
-//! `usecase::alerts`); a later real pass within the safeguard resolves the incident.
+//! A dry run reads but writes nothing: no Graph write, no store write, no cursor (R-REC-2). A pass
+//! is planned ([`Reconcile::plan_pass`]) before it is applied ([`Reconcile::apply_pass`]): the
+//! deployed path, [`super::reconcile_pass::ReconcilePass`], counts the safeguard (R-REC-3) over the
+//! whole round, group member removals included, and holds a tripped pass's plan for an admin
+//! ([`super::held`]). [`Reconcile::run`] alone (one users pass, no groups, no round) checks the
+//! same threshold against the pass and, tripped, records `reconcile_safeguard_tripped` and writes
+//! nothing, without holding. A trip also alerts the admins (`safeguard_tripped`, with the number
+//! of changes held) once per incident (R-OPS-1, `usecase::alerts`); a pass applied within the
+//! safeguard, or an admin's decision on the held plan, ends the incident.
 //!
 //! Graph cost grows with the changes (R-REC-1, DESIGN §5): the delta pages plus one write per
 //! repair. Store reads are per bound user only for the expiry sweep (DynamoDB, not Graph). One
@@ -93,6 +96,7 @@ use crate::model::{
     SuspendedReason, TenantId, UserId, UserState,
 };
 use crate::policy::password::DirectoryPasswordPolicy;
+use crate::policy::safeguard::Safeguard;
 use crate::ports::Ports;
 use crate::ports::{
     BindingStore, Clock, DeltaLink, DeltaStream, Directory, EventFilter, EventQuery, EventStore,
@@ -100,6 +104,7 @@ use crate::ports::{
     UserDeltas, UserStore,
 };
 
+use super::held::HeldRepair;
 use super::manager::{WantedManager, wanted_manager};
 use super::password::read_back_password_change;
 use super::privilege::PrivilegedAccounts;
@@ -109,9 +114,9 @@ use super::{failure_id, is_m365_not_found};
 /// How a reconcile run behaves.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReconcileSettings {
-    /// Largest share (0–1) of the tenant's bound users one run may block, suspend or remove
-    /// (R-REC-3); default 10%.
-    pub safeguard_ratio: f64,
+    /// The most users one delta round may block, suspend or remove, group member removals
+    /// included (R-REC-3): `10%` of the tenant's bound users (the default) or a number.
+    pub safeguard: Safeguard,
     /// Delta pages read by one invocation before it applies and saves its place.
     pub max_pages: u32,
     /// The directory password policy (R-PWD-4): its maximum age decides which passwords expired
@@ -139,7 +144,7 @@ pub struct ReconcileSettings {
 impl Default for ReconcileSettings {
     fn default() -> Self {
         Self {
-            safeguard_ratio: 0.10,
+            safeguard: Safeguard::default(),
             max_pages: 50,
             password_policy: DirectoryPasswordPolicy::default(),
             sweep_expiry: true,
@@ -152,7 +157,9 @@ impl Default for ReconcileSettings {
 }
 
 /// What a planned repair does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum RepairKind {
     /// A `blocked`/`suspended` user enabled in M365: block sign-in again.
@@ -268,8 +275,18 @@ pub struct SafeguardTrip {
     pub destructive: usize,
     /// The tenant's bound users.
     pub bound: usize,
-    /// The share allowed.
-    pub ratio: f64,
+    /// The threshold (`10%` or `500`).
+    pub threshold: Safeguard,
+    /// The most destructive changes the threshold allows the round in this tenant.
+    pub allowed: usize,
+    /// Group member removals the pass would make (counted with `destructive`).
+    #[serde(default)]
+    pub group_removals: usize,
+    /// Destructive changes applied by the round's earlier passes (counted too).
+    #[serde(default)]
+    pub earlier: usize,
+    /// The round's count: `earlier + destructive + groupRemovals`, more than `allowed`.
+    pub round_total: usize,
 }
 
 /// What a run found and did.
@@ -308,6 +325,28 @@ pub struct ReconcileReport {
     pub account_lookups: usize,
 }
 
+impl ReconcileReport {
+    /// The report of a writing pass that did nothing because a plan is held (R-REC-3).
+    #[must_use]
+    pub fn held(tenant: &TenantId) -> Self {
+        Self {
+            tenant_id: tenant.clone(),
+            dry_run: false,
+            full_sync: false,
+            pages: 0,
+            complete: false,
+            bound: 0,
+            plan: Vec::new(),
+            safeguard: None,
+            applied: 0,
+            failed: 0,
+            skipped: 0,
+            stuck: Vec::new(),
+            account_lookups: 0,
+        }
+    }
+}
+
 use_case! {
     /// The reconcile use case.
     pub struct Reconcile {
@@ -328,6 +367,7 @@ use_case! {
 }
 
 /// What the delta round of one invocation gave.
+#[derive(Debug)]
 struct Round {
     changes: BTreeMap<M365ObjectId, UserChange>,
     /// This pass began a full listing (no saved link, or Graph lost the state: 410).
@@ -336,6 +376,160 @@ struct Round {
     /// The link to save after applying: the final link, or the next page's.
     save: Option<String>,
     complete: bool,
+}
+
+/// A users pass read and planned, not applied yet: what [`Reconcile::apply_pass`] (or a held
+/// plan, [`super::held`]) needs.
+#[derive(Debug)]
+pub(crate) struct UsersPass {
+    /// The plan (nothing applied yet).
+    pub(crate) report: ReconcileReport,
+    /// The link the pass started from (`None`: a full listing from scratch).
+    pub(crate) start: Option<String>,
+    round: Round,
+    listing: Option<FullListing>,
+    pub(crate) bindings: Vec<Binding>,
+    pub(crate) users: HashMap<UserId, DirectoryUser>,
+    seen: Vec<M365ObjectId>,
+    none_found: Vec<Binding>,
+}
+
+impl UsersPass {
+    /// The repairs the safeguard counts: blocks, suspensions and removals not skipped.
+    pub(crate) fn destructive(&self) -> usize {
+        self.report
+            .plan
+            .iter()
+            .filter(|r| r.kind.is_destructive() && r.skipped.is_none())
+            .count()
+    }
+
+    /// The link a pass after this one starts from, once it is saved.
+    pub(crate) fn next_link(&self) -> Option<&str> {
+        self.round.save.as_deref()
+    }
+
+    /// Drops the repairs an admin rejected (R-REC-3) that do not come from this round's delta
+    /// (the expiry sweep, account lookups) and whose binding and user have not changed since;
+    /// answers how many were dropped.
+    pub(crate) fn drop_rejected(&mut self, rejected: &[super::held::RejectedRepair]) -> usize {
+        if rejected.is_empty() {
+            return 0;
+        }
+        let before = self.report.plan.len();
+        let (changes, bindings, users) = (&self.round.changes, &self.bindings, &self.users);
+        self.report.plan.retain(|repair| {
+            if changes.contains_key(&repair.m365_object_id) {
+                return true;
+            }
+            let binding = bindings.iter().find(|b| b.user_id == repair.user_id);
+            let user_version = users.get(&repair.user_id).map(|u| u.version);
+            !rejected.iter().any(|r| {
+                r.kind == repair.kind
+                    && r.user_id == repair.user_id
+                    && binding.is_some_and(|b| b.version == r.binding_version)
+                    && r.user_version == user_version
+            })
+        });
+        before - self.report.plan.len()
+    }
+
+    /// What a held plan keeps to move the cursor past this pass later: the seen ids of an
+    /// unfinished full listing are saved now (our bookkeeping, not a repair).
+    ///
+    /// # Errors
+    /// Store failures.
+    pub(crate) async fn hold<P: Ports>(
+        &self,
+        reconcile: &Reconcile<'_, P>,
+        tenant: &TenantId,
+    ) -> Result<Option<UsersResume>> {
+        reconcile
+            .save_seen(
+                tenant,
+                self.listing,
+                self.round.complete,
+                self.round.save.as_deref(),
+                &self.seen,
+            )
+            .await
+    }
+}
+
+/// How the users cursor moves past a pass (kept by a held plan until it is decided).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum UsersResume {
+    /// Save this link (a finished round's, or an incremental round's next page).
+    Link {
+        /// The link.
+        link: String,
+    },
+    /// Save this next-page link of a full listing, with the listing's state (R-REC-4).
+    FullListing {
+        /// The link.
+        link: String,
+        /// When the listing began.
+        started_at: DateTime<Utc>,
+        /// Parts of seen ids saved.
+        parts: u32,
+    },
+}
+
+/// What became of one repair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Applied {
+    /// Written.
+    Done,
+    /// Not applied: a privileged account (recorded as a failure).
+    Skipped,
+    /// An account missing from a full listing was found: nothing to do.
+    StillThere,
+    /// Failed (recorded); `hold`: the cursor should not move past it.
+    Failed {
+        /// Retryable or a conflict.
+        hold: bool,
+        /// Retryable (throttled, unavailable, the deadline): worth trying again soon.
+        retryable: bool,
+    },
+}
+
+impl Repair {
+    /// The repair as a held plan keeps it, with the versions it was planned against.
+    pub(crate) fn to_held(&self, binding_version: u64, user_version: Option<u64>) -> HeldRepair {
+        HeldRepair {
+            kind: self.kind,
+            user_id: self.user_id.clone(),
+            m365_object_id: self.m365_object_id.clone(),
+            attributes: self.attributes.iter().map(|a| (*a).to_owned()).collect(),
+            skipped: self.skipped.map(str::to_owned),
+            skipped_why: self.skipped_why.clone(),
+            missing_from_listing: self.missing_from_listing,
+            manager: self.manager.clone(),
+            m365_password_change: self.m365_password_change,
+            binding_version,
+            user_version,
+        }
+    }
+
+    /// A held repair to apply again, with the attribute patch computed now.
+    pub(crate) fn from_held(held: &HeldRepair, patch: M365UserPatch) -> Self {
+        Self {
+            kind: held.kind,
+            user_id: held.user_id.clone(),
+            m365_object_id: held.m365_object_id.clone(),
+            attributes: Vec::new(),
+            patch,
+            m365_password_change: held.m365_password_change,
+            skipped: match held.skipped.as_deref() {
+                Some(_) => Some("privileged_account"),
+                None => None,
+            },
+            skipped_why: held.skipped_why.clone(),
+            missing_from_listing: held.missing_from_listing,
+            manager: held.manager.clone(),
+        }
+    }
 }
 
 /// Folds a later item for the same user into an earlier one: what the later reports wins, a
@@ -516,6 +710,35 @@ impl<P: Ports> Reconcile<'_, P> {
     }
 
     async fn run_once(&self, tenant: &TenantId, dry_run: bool) -> Result<ReconcileReport> {
+        let mut pass = self.plan_pass(tenant, dry_run).await?;
+        let destructive = pass.destructive();
+        let allowed = self.settings.safeguard.allowed(pass.report.bound);
+        if destructive > allowed {
+            let trip = SafeguardTrip {
+                destructive,
+                bound: pass.report.bound,
+                threshold: self.settings.safeguard,
+                allowed,
+                group_removals: 0,
+                earlier: 0,
+                round_total: destructive,
+            };
+            if !dry_run {
+                self.record_trip(tenant, pass.start.as_deref(), &trip, None)
+                    .await?;
+            }
+            pass.report.safeguard = Some(trip);
+            return Ok(pass.report);
+        }
+        if dry_run {
+            return Ok(pass.report);
+        }
+        Ok(self.apply_pass(tenant, pass).await?.0)
+    }
+
+    /// Reads this pass's delta pages and plans the repairs, writing nothing (R-REC-2): the
+    /// safeguard's check and the writes are the caller's ([`Self::apply_pass`]).
+    pub(crate) async fn plan_pass(&self, tenant: &TenantId, dry_run: bool) -> Result<UsersPass> {
         let start = self.cursors.get(tenant, DeltaStream::Users).await?;
         // A full listing that an earlier pass began goes on from a next-page link (R-REC-4).
         let going_on = match start {
@@ -547,7 +770,7 @@ impl<P: Ports> Reconcile<'_, P> {
         let lookups = self.account_lookups(tenant, &bindings).await?;
         plan.extend(lookups.repairs);
         self.skip_privileged(tenant, &mut plan, &bindings).await?;
-        let mut report = ReconcileReport {
+        let report = ReconcileReport {
             tenant_id: tenant.clone(),
             dry_run,
             full_sync: listing.is_some(),
@@ -562,30 +785,40 @@ impl<P: Ports> Reconcile<'_, P> {
             stuck: find_stuck(&bindings, self.clock.now(), &self.settings.stuck),
             account_lookups: lookups.made,
         };
-        let destructive = report
-            .plan
-            .iter()
-            .filter(|r| r.kind.is_destructive() && r.skipped.is_none())
-            .count();
-        // Counts of users, far below f64's exact integer range.
-        #[allow(clippy::cast_precision_loss)]
-        let tripped =
-            destructive > 0 && destructive as f64 > self.settings.safeguard_ratio * bound as f64;
-        if tripped {
-            let trip = SafeguardTrip {
-                destructive,
-                bound,
-                ratio: self.settings.safeguard_ratio,
-            };
-            if !dry_run {
-                self.record_trip(tenant, start.as_deref(), &trip).await?;
-            }
-            report.safeguard = Some(trip);
-            return Ok(report);
-        }
-        if dry_run {
-            return Ok(report);
-        }
+        Ok(UsersPass {
+            report,
+            start,
+            round,
+            listing,
+            bindings,
+            users,
+            seen,
+            none_found: lookups.none_found,
+        })
+    }
+
+    /// Applies a planned pass (the safeguard let it through) and saves the link past it;
+    /// answers the report and whether the link was saved (a retryable failure, or a conflict,
+    /// keeps the cursor so the next pass reads the same pages again).
+    ///
+    /// # Errors
+    /// Store failures while recording or saving.
+    pub(crate) async fn apply_pass(
+        &self,
+        tenant: &TenantId,
+        pass: UsersPass,
+    ) -> Result<(ReconcileReport, bool)> {
+        let UsersPass {
+            mut report,
+            start,
+            round,
+            listing,
+            bindings,
+            users,
+            seen,
+            none_found,
+        } = pass;
+        // Applied: within the safeguard, so any safeguard incident of the tenant is over.
         self.safeguard_passed(tenant).await;
         let by_user: HashMap<&UserId, &Binding> =
             bindings.iter().map(|b| (&b.user_id, b)).collect();
@@ -595,68 +828,151 @@ impl<P: Ports> Reconcile<'_, P> {
             let Some(binding) = by_user.get(&repair.user_id) else {
                 continue;
             };
-            if let Some(code) = repair.skipped {
-                report.skipped += 1;
-                tracing::info!(user.id = %repair.user_id, repair = repair.kind.as_str(), error.code = code, "repair skipped");
-                let why = repair.skipped_why.clone().unwrap_or_default();
-                let refused = Error::Conflict(crate::error::Conflict::PrivilegedAccount {
-                    account: repair.m365_object_id.to_string(),
-                    why,
-                });
-                self.record_failure(tenant, repair, &refused).await?;
-                continue;
-            }
-            // An account missing from a full listing is looked at once more before its binding
-            // is marked: a paging anomaly or a restore during the round must not end our watch
-            // over a live account (R-REC-4).
-            let gone = if repair.missing_from_listing {
-                self.directory
-                    .get_user(tenant, &repair.m365_object_id)
-                    .await
-                    .map(|found| found.is_none())
-            } else {
-                Ok(true)
-            };
-            let result = match gone {
-                Ok(true) => {
-                    self.apply(tenant, run_key, repair, binding, users.get(&repair.user_id))
-                        .await
-                }
-                Ok(false) => {
-                    tracing::info!(user.id = %repair.user_id, "account missing from the full listing is still there: left alone");
-                    continue;
-                }
-                Err(e) => Err(e),
-            };
-            match result {
-                Ok(()) => report.applied += 1,
-                Err(e) => {
+            match self
+                .apply_repair(tenant, run_key, repair, binding, users.get(&repair.user_id))
+                .await?
+            {
+                Applied::Done => report.applied += 1,
+                Applied::Skipped => report.skipped += 1,
+                Applied::StillThere => {}
+                Applied::Failed { hold, .. } => {
                     report.failed += 1;
-                    hold_cursor |= e.is_retryable() || matches!(e, Error::Conflict(_));
-                    self.record_failure(tenant, repair, &e).await?;
+                    hold_cursor |= hold;
                 }
             }
         }
-        self.mark_looked_up(&lookups.none_found).await;
-        if !hold_cursor && let Some(link) = &round.save {
-            match listing {
-                Some(mut listing) if !round.complete => {
-                    // Seen ids first, then the link that moves past them: a crash in between
-                    // re-reads the same pages and rewrites the same part numbers.
-                    for part in seen.chunks(SEEN_PART_MAX) {
-                        self.cursors
-                            .put_seen(tenant, &listing, listing.parts, part)
-                            .await?;
-                        listing.parts += 1;
-                    }
+        self.mark_looked_up(&none_found).await;
+        let mut saved = false;
+        if !hold_cursor
+            && let Some(resume) = self
+                .save_seen(
+                    tenant,
+                    listing,
+                    round.complete,
+                    round.save.as_deref(),
+                    &seen,
+                )
+                .await?
+        {
+            self.resume(tenant, &resume).await?;
+            saved = true;
+        }
+        Ok((report, saved))
+    }
+
+    /// Applies one repair (a privileged account's is recorded as a failure instead, R-BIND-11; an
+    /// account missing from a full listing is looked at once more first, R-REC-4).
+    ///
+    /// # Errors
+    /// Store failures while recording; a repair's own failure is recorded and answered as
+    /// [`Applied::Failed`].
+    pub(crate) async fn apply_repair(
+        &self,
+        tenant: &TenantId,
+        run_key: &str,
+        repair: &Repair,
+        binding: &Binding,
+        user: Option<&DirectoryUser>,
+    ) -> Result<Applied> {
+        if let Some(code) = repair.skipped {
+            tracing::info!(user.id = %repair.user_id, repair = repair.kind.as_str(), error.code = code, "repair skipped");
+            let why = repair.skipped_why.clone().unwrap_or_default();
+            let refused = Error::Conflict(crate::error::Conflict::PrivilegedAccount {
+                account: repair.m365_object_id.to_string(),
+                why,
+            });
+            self.record_failure(tenant, repair, &refused).await?;
+            return Ok(Applied::Skipped);
+        }
+        // An account missing from a full listing is looked at once more before its binding
+        // is marked: a paging anomaly or a restore during the round must not end our watch
+        // over a live account (R-REC-4).
+        let gone = if repair.missing_from_listing {
+            self.directory
+                .get_user(tenant, &repair.m365_object_id)
+                .await
+                .map(|found| found.is_none())
+        } else {
+            Ok(true)
+        };
+        let result = match gone {
+            Ok(true) => self.apply(tenant, run_key, repair, binding, user).await,
+            Ok(false) => {
+                tracing::info!(user.id = %repair.user_id, "account missing from the full listing is still there: left alone");
+                return Ok(Applied::StillThere);
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => Ok(Applied::Done),
+            Err(e) => {
+                let retryable = e.is_retryable();
+                let hold = retryable || matches!(e, Error::Conflict(_));
+                self.record_failure(tenant, repair, &e).await?;
+                Ok(Applied::Failed { hold, retryable })
+            }
+        }
+    }
+
+    /// Saves the seen ids of an unfinished full listing (R-REC-4) and answers what moves the
+    /// users cursor past this pass (`None`: nothing to save). Seen ids first, then (in
+    /// [`Self::resume`]) the link that moves past them: a crash in between re-reads the same
+    /// pages and rewrites the same part numbers.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub(crate) async fn save_seen(
+        &self,
+        tenant: &TenantId,
+        listing: Option<FullListing>,
+        complete: bool,
+        save: Option<&str>,
+        seen: &[M365ObjectId],
+    ) -> Result<Option<UsersResume>> {
+        let Some(link) = save else {
+            return Ok(None);
+        };
+        Ok(Some(match listing {
+            Some(mut listing) if !complete => {
+                for part in seen.chunks(SEEN_PART_MAX) {
                     self.cursors
-                        .put_in_full_listing(tenant, link, &listing)
+                        .put_seen(tenant, &listing, listing.parts, part)
                         .await?;
+                    listing.parts += 1;
                 }
-                _ => self.cursors.put(tenant, DeltaStream::Users, link).await?,
+                UsersResume::FullListing {
+                    link: link.to_owned(),
+                    started_at: listing.started_at,
+                    parts: listing.parts,
+                }
+            }
+            _ => UsersResume::Link {
+                link: link.to_owned(),
+            },
+        }))
+    }
+
+    /// Moves the users cursor as `resume` says.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub(crate) async fn resume(&self, tenant: &TenantId, resume: &UsersResume) -> Result<()> {
+        match resume {
+            UsersResume::Link { link } => self.cursors.put(tenant, DeltaStream::Users, link).await,
+            UsersResume::FullListing {
+                link,
+                started_at,
+                parts,
+            } => {
+                let listing = FullListing {
+                    started_at: *started_at,
+                    parts: *parts,
+                };
+                self.cursors
+                    .put_in_full_listing(tenant, link, &listing)
+                    .await
             }
         }
-        Ok(report)
     }
 
     /// Marks the repairs that would write to a privileged account not adopted with
@@ -951,13 +1267,11 @@ impl<P: Ports> Reconcile<'_, P> {
         // rest are planned unchecked, so a wrongly empty listing costs at most that many event
         // reads, not one per bound user.
         let bound = bindings.iter().filter(|b| is_bound(b)).count();
-        #[allow(clippy::cast_precision_loss)]
-        let limit = self.settings.safeguard_ratio * bound as f64;
+        let limit = self.settings.safeguard.allowed(bound);
         let cutoff = listing.started_at - self.settings.listing_lag;
         let mut missing = Vec::new();
         for (binding, id) in absent {
-            #[allow(clippy::cast_precision_loss)]
-            let trips = missing.len() as f64 > limit;
+            let trips = missing.len() > limit;
             // Bound while the listing ran (or just before): the listing may legitimately not
             // show the account yet (graph-spec §5, §7.4).
             if !trips && self.provisioned_since(&binding.user_id, cutoff).await? {
@@ -1225,11 +1539,17 @@ impl<P: Ports> Reconcile<'_, P> {
         Ok(())
     }
 
-    async fn record_trip(
+    /// Records `reconcile_safeguard_tripped` (with the held plan's id and size when the pass was
+    /// held, R-REC-3).
+    ///
+    /// # Errors
+    /// Store failures.
+    pub(crate) async fn record_trip(
         &self,
         tenant: &TenantId,
         start: Option<&str>,
         trip: &SafeguardTrip,
+        held: Option<(&str, usize)>,
     ) -> Result<()> {
         let now = self.clock.now();
         self.events
@@ -1247,36 +1567,48 @@ impl<P: Ports> Reconcile<'_, P> {
                 tenant_id: Some(tenant.clone()),
                 operation_id: Some(operation(tenant)),
                 reason: Some("safeguard_threshold_exceeded".to_owned()),
-                details: Some(serde_json::json!({
-                    "destructive": trip.destructive,
-                    "bound": trip.bound,
-                    "ratio": trip.ratio,
-                })),
+                details: Some({
+                    let mut details = serde_json::json!({
+                        "destructive": trip.destructive,
+                        "bound": trip.bound,
+                        "threshold": trip.threshold,
+                        "allowed": trip.allowed,
+                        "groupRemovals": trip.group_removals,
+                        "earlier": trip.earlier,
+                        "roundTotal": trip.round_total,
+                    });
+                    if let Some((plan, items)) = held {
+                        details["heldPlan"] = serde_json::json!({ "id": plan, "items": items });
+                    }
+                    details
+                }),
             })
             .await?;
-        self.alert_trip(tenant, trip).await;
+        self.alert_trip(tenant, trip, held.map(|(_, items)| items))
+            .await;
         Ok(())
     }
 
     /// Alerts `safeguard_tripped` with the number of changes held, once per incident (R-OPS-1):
     /// the hourly pass that trips again while the incident is open publishes nothing. A failed
     /// publish is logged; the next trip publishes it.
-    async fn alert_trip(&self, tenant: &TenantId, trip: &SafeguardTrip) {
+    async fn alert_trip(&self, tenant: &TenantId, trip: &SafeguardTrip, held: Option<usize>) {
+        let held = held.unwrap_or(trip.destructive);
         let raised = self
             .alerting
             .raise(
                 tenant,
                 AlertKind::SafeguardTripped,
                 format!(
-                    "Reconcile stopped at the safeguard: {} of {} bound users would be blocked, suspended or removed (limit {:.0}%). Nothing was changed; review the plan.",
-                    trip.destructive,
-                    trip.bound,
-                    trip.ratio * 100.0
+                    "Reconcile stopped at the safeguard: this round would block, suspend or remove {} of {} bound users (allowed {}, threshold {}). Nothing was changed; {held} change(s) are held: review them at GET /tenants/{tenant}/reconcile/held, then approve or reject.",
+                    trip.round_total, trip.bound, trip.allowed, trip.threshold,
                 ),
                 serde_json::json!({
-                    "held": trip.destructive,
+                    "held": held,
+                    "destructive": trip.round_total,
                     "bound": trip.bound,
-                    "ratio": trip.ratio,
+                    "allowed": trip.allowed,
+                    "threshold": trip.threshold,
                 }),
             )
             .await;
@@ -1289,7 +1621,7 @@ impl<P: Ports> Reconcile<'_, P> {
     }
 
     /// A real pass within the safeguard ends the tenant's safeguard incident (R-OPS-1).
-    async fn safeguard_passed(&self, tenant: &TenantId) {
+    pub(crate) async fn safeguard_passed(&self, tenant: &TenantId) {
         if let Err(e) = self
             .alerting
             .resolve(AlertKind::SafeguardTripped, tenant)
@@ -1747,7 +2079,7 @@ mod tests {
         // An admin lets the changes through (a higher limit here); the pass within the
         // safeguard ends the incident, and a later trip alerts again.
         let mut rig = rig;
-        rig.settings.safeguard_ratio = 1.0;
+        rig.settings.safeguard = crate::policy::safeguard::Safeguard::Share(1.0);
         assert!(rig.run(false).await.safeguard.is_none());
         assert!(
             w.alert_incidents
@@ -1756,7 +2088,7 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
-        rig.settings.safeguard_ratio = 0.0;
+        rig.settings.safeguard = crate::policy::safeguard::Safeguard::Share(0.0);
         for i in 2..4 {
             let id = object(&w, &w.binding(&format!("u{i}")).await);
             w.directory.soft_delete(&w.tenant.id, &id).unwrap();
@@ -1797,7 +2129,7 @@ mod tests {
                 .unwrap();
         }
         w.clock.advance(TimeDelta::days(31));
-        rig.settings.safeguard_ratio = 1.0;
+        rig.settings.safeguard = Safeguard::Share(1.0);
         let report = rig.run(false).await;
         assert_eq!(
             report
@@ -1904,7 +2236,7 @@ mod tests {
         rig.deltas.lose_state();
         let rig = Rig {
             settings: ReconcileSettings {
-                safeguard_ratio: 0.25,
+                safeguard: crate::policy::safeguard::Safeguard::Share(0.25),
                 ..ReconcileSettings::default()
             },
             ..rig
@@ -1949,7 +2281,7 @@ mod tests {
         w.directory.soft_delete(&w.tenant.id, &id).unwrap();
         w.clock.advance(TimeDelta::hours(1));
         let mut rig = Rig::paged(&w, 3);
-        rig.settings.safeguard_ratio = 0.2;
+        rig.settings.safeguard = Safeguard::Share(0.2);
         let passes = rig.round().await;
         assert_eq!(passes.len(), 3, "9 accounts in pages of 3");
         assert!(passes.iter().all(|p| p.full_sync), "every pass knows");
@@ -2007,7 +2339,7 @@ mod tests {
         w.clock.advance(TimeDelta::hours(1));
         let mut rig = Rig::paged(&w, 3);
         // Not the safeguard's business here: what is (not) planned is.
-        rig.settings.safeguard_ratio = 0.5;
+        rig.settings.safeguard = Safeguard::Share(0.5);
         assert!(!rig.run(false).await.complete);
         // Bound after the listing began: its account is not in the round.
         w.user("late").await;

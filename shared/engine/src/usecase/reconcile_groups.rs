@@ -36,12 +36,14 @@
 //! the tenant's `deleted_in_m365` bindings when a bound group has mirrored members. Graph: the delta pages, plus, per repaired group, the member listing and the
 //! writes of `SyncGroup`. An unchanged tenant costs its delta pages only.
 //!
-//! Safeguard (R-REC-3): group repairs do not count toward the users' safeguard, and this runs only
-//! when the users' run was not stopped by it. The safeguard guards against blocking or removing
-//! many *users* at once; re-mirroring a group never blocks, suspends or removes an account, and
-//! recreating a deleted group only restores the access its bound members had (a push removes only
-//! members that the directory does not hold). An admin who wants the M365 group gone unbinds the
-//! directory group: the binding, not the M365 object, is the source of truth.
+//! Safeguard (R-REC-3): a pass is planned ([`ReconcileGroups::plan_pass`]) before it is applied
+//! ([`ReconcileGroups::apply_pass`]); the members a plan would remove (each repair's `unexpected`)
+//! count toward the round's safeguard together with the users' blocks, suspensions and removals
+//! ([`super::reconcile_pass`]), and a tripped pass's group repairs are held with its user repairs
+//! ([`super::held`]). Re-mirroring never blocks, suspends or removes an account, and recreating a
+//! deleted group only restores the access its bound members had. An admin who wants the M365
+//! group gone unbinds the directory group: the binding, not the M365 object, is the source of
+//! truth.
 //!
 //! Not covered: a skipped member bound to another tenant (`other_tenant`) whose binding moves here
 //! joins at the group's next push; a mirrored member whose binding became `unselected` (the tenant
@@ -64,7 +66,7 @@ use crate::ports::{
 use super::group_sync::{GroupOutcome, SyncGroup, mirror_target};
 
 /// Why a bound group is re-mirrored (see the module docs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RepairReason {
     /// The groups delta shows a membership that does not match the directory.
@@ -94,7 +96,7 @@ impl RepairReason {
 }
 
 /// One bound group to re-mirror.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GroupRepair {
     /// The directory group.
@@ -147,6 +149,24 @@ pub struct GroupReconcileReport {
     pub failed: usize,
 }
 
+/// A groups pass read and planned, not applied yet.
+#[derive(Debug)]
+pub(crate) struct GroupsPass {
+    /// The plan (nothing applied yet).
+    pub(crate) report: GroupReconcileReport,
+    /// The link the pass started from.
+    pub(crate) start: Option<String>,
+    /// The link to save past it.
+    pub(crate) save: Option<String>,
+}
+
+impl GroupsPass {
+    /// Members the plan would remove from M365 groups (R-REC-3: counted by the safeguard).
+    pub(crate) fn removals(&self) -> usize {
+        self.report.plan.iter().map(|r| r.unexpected).sum()
+    }
+}
+
 #[derive(Debug, Default)]
 struct Seen {
     removed: bool,
@@ -177,12 +197,25 @@ impl<P: Ports> ReconcileGroups<'_, P> {
     /// Delta and store read failures (nothing is saved then).
     #[tracing::instrument(skip_all, fields(op.kind = "reconcile_groups", tenant.id = %tenant, dry_run))]
     pub async fn run(&self, tenant: &TenantId, dry_run: bool) -> Result<GroupReconcileReport> {
+        let pass = self.plan_pass(tenant).await?;
+        if dry_run {
+            return Ok(pass.report);
+        }
+        Ok(self.apply_pass(tenant, pass).await?.0)
+    }
+
+    /// Reads this pass's delta pages and plans the re-mirroring, writing nothing.
+    ///
+    /// # Errors
+    /// Delta and store read failures.
+    pub(crate) async fn plan_pass(&self, tenant: &TenantId) -> Result<GroupsPass> {
         let start = self.cursors.get(tenant, DeltaStream::Groups).await?;
         let mut report = GroupReconcileReport {
             full_sync: start.is_none(),
             ..GroupReconcileReport::default()
         };
         let mut seen: BTreeMap<M365ObjectId, Seen> = BTreeMap::new();
+        let start_link = start.clone();
         let mut link = start;
         let mut save = None;
         while report.pages < self.max_pages.max(1) {
@@ -239,9 +272,26 @@ impl<P: Ports> ReconcileGroups<'_, P> {
             }
             report.plan.extend(repair);
         }
-        if dry_run {
-            return Ok(report);
-        }
+        Ok(GroupsPass {
+            report,
+            start: start_link,
+            save,
+        })
+    }
+
+    /// Re-mirrors the planned groups and saves the link past the pass; answers the report and
+    /// whether the link was saved (a retryable failure keeps the cursor).
+    ///
+    /// # Errors
+    /// Saving the cursor failed.
+    pub(crate) async fn apply_pass(
+        &self,
+        tenant: &TenantId,
+        pass: GroupsPass,
+    ) -> Result<(GroupReconcileReport, bool)> {
+        let GroupsPass {
+            mut report, save, ..
+        } = pass;
         let mut hold_cursor = false;
         for repair in &report.plan {
             match self.sync.push(&repair.group_id).await {
@@ -253,8 +303,10 @@ impl<P: Ports> ReconcileGroups<'_, P> {
                 }
             }
         }
+        let mut saved = false;
         if !hold_cursor && let Some(link) = save {
             self.cursors.put(tenant, DeltaStream::Groups, &link).await?;
+            saved = true;
         }
         let count = |reason| report.plan.iter().filter(|r| r.reason == reason).count();
         tracing::info!(
@@ -270,7 +322,7 @@ impl<P: Ports> ReconcileGroups<'_, P> {
             failed = report.failed,
             "group reconcile finished"
         );
-        Ok(report)
+        Ok((report, saved))
     }
 
     async fn bound_groups(&self, tenant: &TenantId) -> Result<Vec<Group>> {

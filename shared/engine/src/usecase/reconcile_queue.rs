@@ -20,8 +20,9 @@
 //! cursor (cheap: an unchanged round is its delta pages); the lease keeps them from overlapping
 //! and they end together when the round completes.
 //!
-//! A pass stopped by the safeguard (R-REC-3) is not continued: the cursor stays put until an
-//! admin has looked, and the next tick plans the same run again.
+//! A pass stopped by the safeguard (R-REC-3) is not continued: its plan is held
+//! ([`super::held`]) and the tenant's passes do nothing until an admin approves or rejects it;
+//! either moves the cursors past the held pass, and the next tick goes on from there.
 
 use std::future::Future;
 use std::time::Duration;
@@ -62,7 +63,8 @@ pub enum PassEnd {
     Complete,
     /// The round goes on: the next pass resumes from the saved cursor.
     Incomplete,
-    /// The safeguard stopped the pass before any write (R-REC-3): not continued.
+    /// The safeguard stopped the pass before any write, or a held plan kept it from running
+    /// (R-REC-3): not continued.
     Stopped,
 }
 

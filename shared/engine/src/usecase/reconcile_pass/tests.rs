@@ -65,7 +65,7 @@ async fn only_the_first_pass_of_a_round_sweeps_expired_passwords() {
     let w = world_with(3).await;
     let settings = ReconcileSettings {
         password_policy: DirectoryPasswordPolicy::new(8, [], Some(TimeDelta::days(1))).unwrap(),
-        safeguard_ratio: 1.0,
+        safeguard: crate::policy::safeguard::Safeguard::Share(1.0),
         ..ReconcileSettings::default()
     };
     let pass = ReconcilePass::new(&w, &settings);

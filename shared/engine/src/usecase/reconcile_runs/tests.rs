@@ -30,7 +30,7 @@ async fn world_with(n: usize) -> (World, FakeRetryQueue) {
 
 fn lenient() -> ReconcileSettings {
     ReconcileSettings {
-        safeguard_ratio: 1.0,
+        safeguard: crate::policy::safeguard::Safeguard::Share(1.0),
         ..ReconcileSettings::default()
     }
 }
