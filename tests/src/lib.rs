@@ -1491,7 +1491,9 @@ impl ReconcileScene {
                 let route = format!("/tenants/{{tenantId}}/reconcile/held/{verb}");
                 reconcile_held_api(deps, "POST", &format!("{base}/{verb}"), &route).await
             }
-            None => reconcile_held_api(deps, "GET", &base, "/tenants/{tenantId}/reconcile/held").await,
+            None => {
+                reconcile_held_api(deps, "GET", &base, "/tenants/{tenantId}/reconcile/held").await
+            }
         }
     }
 

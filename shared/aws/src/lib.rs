@@ -122,8 +122,8 @@ pub mod vault;
 
 pub use alerts::{DynamoAlertIncidents, SnsAdminAlerts};
 pub use cursor_key::SecretsManagerCursorKey;
-pub use dynamo::DynamoReconcileRuns;
 pub use dynamo::DynamoHeldPlans;
+pub use dynamo::DynamoReconcileRuns;
 pub use dynamo::{
     DynamoBindings, DynamoEvents, DynamoFailures, DynamoGroups, DynamoLeases, DynamoLedger,
     DynamoLicenseSettings, DynamoPendingConsents, DynamoRateBudget, DynamoReconcileCursors,

@@ -162,8 +162,7 @@ pub async fn provision(
             | "AWS::SQS::Queue"
             | "AWS::SecretsManager::Secret"
             | "AWS::SES::EmailIdentity" => {}
-            | "AWS::SNS::Topic"
-            | "AWS::SNS::Subscription" => {}
+            "AWS::SNS::Topic" | "AWS::SNS::Subscription" => {}
             FUNCTION => {
                 let name = Template::function_name(resource, input.stack);
                 let arn = format!("arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{name}");

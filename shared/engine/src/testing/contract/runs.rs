@@ -15,14 +15,20 @@ fn sample() -> ReconcileRun {
 /// R-OPS-2: a created run reads back as written; under another tenant it is not found.
 pub async fn a_run_round_trips_under_its_own_tenant_only(store: &impl ReconcileRuns) {
     let run = sample();
-    assert_eq!(store.get(&run.tenant_id, &run.run_id).await.expect("read"), None);
+    assert_eq!(
+        store.get(&run.tenant_id, &run.run_id).await.expect("read"),
+        None
+    );
     store.create(&run).await.expect("created");
     assert_eq!(
         store.get(&run.tenant_id, &run.run_id).await.expect("read"),
         Some(run.clone())
     );
     assert_eq!(
-        store.get(&fresh_tenant_id(), &run.run_id).await.expect("read"),
+        store
+            .get(&fresh_tenant_id(), &run.run_id)
+            .await
+            .expect("read"),
         None,
         "another tenant's run is not found"
     );
@@ -53,7 +59,10 @@ pub async fn an_update_applies_on_the_expected_version_only(store: &impl Reconci
     stale.version = 1;
     assert!(!store.update(&stale, 0).await.expect("refused"), "stale");
     assert_eq!(
-        store.get(&done.tenant_id, &done.run_id).await.expect("read"),
+        store
+            .get(&done.tenant_id, &done.run_id)
+            .await
+            .expect("read"),
         Some(done)
     );
 }
