@@ -1294,7 +1294,7 @@ mod tests {
                 WelcomeTemplate::DEFAULT_SUBJECT,
                 WelcomeTemplate::DEFAULT_BODY
             )
-            .unwrap()
+            .expect("the defaults are valid")
         );
         for (pairs, bad) in [
             (vec![(WELCOME_SENDER, "not an address")], WELCOME_SENDER),
