@@ -816,11 +816,16 @@ fn read_notify(r: &mut Reader<'_>, needed: bool) -> Option<NotifyConfig> {
     let body = r
         .value(WELCOME_BODY)
         .unwrap_or_else(|| WelcomeTemplate::DEFAULT_BODY.to_owned());
-    if sender.is_empty() {
-        // Reported missing above.
-        return None;
-    }
-    match WelcomeTemplate::new(&sender, &subject, &body) {
+    // A missing sender is reported above; the subject and body are still checked (with a
+    // stand-in sender), so one start lists every problem.
+    let missing = sender.is_empty();
+    let checked = if missing {
+        "sender@example.com"
+    } else {
+        &sender
+    };
+    match WelcomeTemplate::new(checked, &subject, &body) {
+        Ok(_) if missing => None,
         Ok(template) => Some(NotifyConfig { template }),
         Err(e) => {
             let (name, why) = template_problem(&e);
@@ -1332,6 +1337,21 @@ mod tests {
         let mut expected = REQUIRED.to_vec();
         expected.push(WELCOME_SENDER);
         assert_eq!(names, expected);
+        let bad_subject =
+            |name: &str| (name == WELCOME_SUBJECT).then(|| "Hi {password}".to_owned());
+        let error = Config::read(bad_subject, &[Section::Notify]).expect_err("nothing set");
+        assert!(
+            error.problems.ends_with(&[
+                (WELCOME_SENDER, Problem::Missing),
+                (
+                    WELCOME_SUBJECT,
+                    Problem::Invalid(
+                        template_problem(&TemplateError::UnknownPlaceholder { part: "subject" }).1
+                    )
+                ),
+            ]),
+            "{error}"
+        );
         assert!(read(&complete()).expect("not asked for").notify().is_err());
 
         let read_notify = |pairs: &[(&'static str, &str)]| {
@@ -1348,7 +1368,7 @@ mod tests {
                 WelcomeTemplate::DEFAULT_SUBJECT,
                 WelcomeTemplate::DEFAULT_BODY
             )
-            .unwrap()
+            .expect("the defaults are valid")
         );
         for (pairs, bad) in [
             (vec![(WELCOME_SENDER, "not an address")], WELCOME_SENDER),

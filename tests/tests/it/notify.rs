@@ -176,15 +176,29 @@ impl Stack {
         .await
     }
 
-    /// The emails SES accepted from this test's sender (moto's record, read test-side).
+    /// The emails SES accepted from this test's sender (moto's record, read test-side). moto
+    /// builds `data.json` from every model of every test running at once, and answers a 500 when
+    /// another request changes one meanwhile: read again then.
     async fn sent(&self) -> Vec<Value> {
         let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("moto");
-        let data: Value = reqwest::get(format!("{endpoint}/moto-api/data.json"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let mut last = String::new();
+        let mut data = None;
+        for _ in 0..10 {
+            let response = reqwest::get(format!("{endpoint}/moto-api/data.json"))
+                .await
+                .unwrap();
+            let status = response.status();
+            let text = response.text().await.unwrap_or_default();
+            match serde_json::from_str::<Value>(&text) {
+                Ok(value) if status.is_success() => {
+                    data = Some(value);
+                    break;
+                }
+                _ => last = format!("{status}: {}", &text[..text.len().min(300)]),
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let data = data.unwrap_or_else(|| panic!("moto's data.json: {last}"));
         data["ses"]["Message"]
             .as_array()
             .cloned()

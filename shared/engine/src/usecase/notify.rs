@@ -155,7 +155,7 @@ impl<P: Ports> DeliverWelcome<'_, P> {
         if let Err(e) = self.ledger.complete(&op, &done, expires).await {
             tracing::warn!(error.code = e.code(), "welcome not recorded as done");
         }
-        tracing::info!(outcome = detail, "welcome delivered");
+        tracing::info!(outcome = detail, "welcome handled");
         result
     }
 
