@@ -107,6 +107,13 @@ async fn request_run(f: &Wiring<World>, dry_run: Option<&str>) -> String {
     run
 }
 
+/// Requests a writing run, drains its passes and answers the finished run.
+async fn run_through(f: &Wiring<World>) -> Value {
+    let run = request_run(f, Some("false")).await;
+    drain_passes(f).await;
+    run_status(f, &run).await
+}
+
 async fn run_status(f: &Wiring<World>, run: &str) -> Value {
     let (status, body) = call(f, get(&format!("{}/runs/{run}", reconcile_path(f)))).await;
     assert_eq!(status, 200, "{body}");
@@ -372,10 +379,11 @@ async fn objects(f: &Wiring<World>, ids: &[&str]) -> Vec<M365ObjectId> {
 async fn a_tripped_run_is_held_shown_approved_once_and_then_gone() {
     // R-REC-3
     let f = wiring(10).await;
-    call(&f, post(&reconcile_path(&f), Some("false"))).await;
+    run_through(&f).await;
     delete_in_m365(&f, &objects(&f, &["u0", "u1", "u2"]).await);
-    let (status, body) = call(&f, post(&reconcile_path(&f), Some("false"))).await;
-    assert_eq!(status, 200, "{body}");
+    let run = run_through(&f).await;
+    assert_eq!(run["status"], "held", "{run}");
+    let body = &run["report"];
     assert_eq!(body["safeguard"]["destructive"], 3, "{body}");
     assert_eq!(body["safeguard"]["threshold"], "10%");
     let id = body["held"]["id"].as_str().unwrap().to_owned();
@@ -416,17 +424,19 @@ async fn a_tripped_run_is_held_shown_approved_once_and_then_gone() {
 async fn a_rejected_plan_is_discarded_and_not_proposed_by_the_next_run() {
     // R-REC-3
     let f = wiring(10).await;
-    call(&f, post(&reconcile_path(&f), Some("false"))).await;
+    run_through(&f).await;
     delete_in_m365(&f, &objects(&f, &["u3", "u4"]).await);
-    let (_, body) = call(&f, post(&reconcile_path(&f), Some("false"))).await;
-    assert!(body["held"].is_object(), "{body}");
+    let run = run_through(&f).await;
+    assert_eq!(run["status"], "held", "{run}");
+    assert!(run["report"]["held"].is_object(), "{run}");
     let (status, decision) = call(&f, held_call(&f, "POST", Some("reject"))).await;
     assert_eq!(status, 200, "{decision}");
     assert_eq!(decision["decision"], "rejected");
     assert_eq!(decision["applied"], 0);
     assert_eq!(f.ports.count_events(EventKind::ReconcilePlanRejected), 1);
-    let (status, next) = call(&f, post(&reconcile_path(&f), Some("false"))).await;
-    assert_eq!(status, 200, "{next}");
+    let next = run_through(&f).await;
+    assert_eq!(next["status"], "done", "{next}");
+    let next = &next["report"];
     assert_eq!(next["plan"], json!([]), "{next}");
     assert_eq!(next["safeguard"], Value::Null);
     assert_eq!(f.ports.binding("u3").await.state, BindingState::Provisioned);
@@ -436,9 +446,9 @@ async fn a_rejected_plan_is_discarded_and_not_proposed_by_the_next_run() {
 async fn held_routes_refuse_bad_tenants_and_a_decision_while_the_tenant_is_busy() {
     // R-SAFE-1, R-REC-3
     let f = wiring(10).await;
-    call(&f, post(&reconcile_path(&f), Some("false"))).await;
+    run_through(&f).await;
     delete_in_m365(&f, &objects(&f, &["u0", "u1"]).await);
-    call(&f, post(&reconcile_path(&f), Some("false"))).await;
+    assert_eq!(run_through(&f).await["status"], "held");
     let now = f.ports.clock.now();
     f.ports
         .leases
