@@ -551,7 +551,7 @@ def walkthrough(api: Http, emulator: Http) -> list[str]:
     trip = (run.get("report") or {}).get("safeguard") or {}
     expect(run.get("status") == "held",
            f"the run stopped at the safeguard: {trip.get('roundTotal', trip.get('destructive'))} to block, "
-           f"allowed {trip.get('allowed')} ({trip.get('threshold')}); nothing written")
+           f"allowed {trip.get('allowed')} (threshold {trip.get('threshold')}); nothing written")
     expect(all(m365_user_by_id(emulator, m)["accountEnabled"] for _, m in imported), "the accounts are still enabled")
     status, plan = api.json("GET", f"/tenants/{contoso_id}/reconcile/held")
     items = [(u.get("kind"), u.get("userId")) for u in plan.get("users", [])] if isinstance(plan, dict) else []

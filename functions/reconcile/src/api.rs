@@ -10,7 +10,8 @@
 //!   (`m365_engine::usecase::reconcile_runs`).
 //! - `GET /tenants/{tenantId}/reconcile/runs/{runId}`: the run — `status` (`queued`, `running`,
 //!   `done`, `failed` with `error: {code, message}`, `held` when the safeguard stopped it),
-//!   `dryRun`, `requestedAt` / `startedAt` / `finishedAt`, `passes`, and `report`: the passes'
+//!   `dryRun`, `requestedAt` / `startedAt` / `finishedAt`, `requestedBy` (the caller's actor,
+//!   R-AUD-1), `passes`, and `report`: the passes'
 //!   reports merged (on a dry run the plan, otherwise what was done: the users plan, what was
 //!   applied, the safeguard trip if any, the `stuck` work and what was `requeued`, and `groups`),
 //!   lists capped with `truncated: true`. A run unknown, expired or of another tenant is
@@ -239,6 +240,8 @@ struct RunView<'a> {
     passes: u32,
     error: Option<&'a RunError>,
     report: Option<&'a serde_json::Value>,
+    /// Who asked for it (R-AUD-1).
+    requested_by: Option<&'a m365_engine::model::Actor>,
 }
 
 impl<'a> RunView<'a> {
@@ -254,6 +257,7 @@ impl<'a> RunView<'a> {
             passes: run.passes,
             error: run.error.as_ref(),
             report: run.report.as_ref(),
+            requested_by: run.requested_by.as_ref(),
         }
     }
 }

@@ -129,6 +129,10 @@ async fn a_reconcile_request_answers_202_at_once_and_its_run_is_done_once_the_qu
     let queued = run_status(&f, &run).await;
     assert_eq!(queued["status"], "queued", "{queued}");
     assert_eq!(queued["dryRun"], false);
+    assert_eq!(
+        queued["requestedBy"], "local",
+        "R-AUD-1: the World's caller"
+    );
     assert_eq!(queued["passes"], 0);
     assert!(queued["requestedAt"].is_string());
     assert_eq!(queued["report"], Value::Null);
