@@ -686,12 +686,35 @@ pub fn api_event(
     });
     // Every route but the OAuth callback is IAM-authorized: API Gateway names the caller.
     if path != "/oauth/callback" {
-        event["requestContext"]["authorizer"] = json!({
-            "iam": {"accessKey": "ASIATEST", "accountId": "123456789012", "callerId": "AROATEST:it",
-                    "principalOrgId": null, "userArn": ADMIN_ARN, "userId": "AROATEST:it"}
-        });
+        event["requestContext"]["authorizer"] = iam_authorizer();
     }
     event
+}
+
+/// Invokes the reconcile function with `event` as its `main` does: decoded, acting for whoever
+/// the event comes from (R-AUD-1), then dispatched (the deadline is the test's own).
+///
+/// # Panics
+/// When the event is not one of the function's kinds or the function fails.
+pub async fn invoke_reconcile(
+    deps: &reconcile::Reconciler<OffsetClock>,
+    event: lambda_runtime::LambdaEvent<Value>,
+) -> Value {
+    let (payload, context) = event.into_parts();
+    let decoded = reconcile::Event::decode(payload).unwrap();
+    let acting = deps.acting_for_event(&decoded);
+    reconcile::dispatch(&acting, decoded, &context)
+        .await
+        .unwrap()
+}
+
+/// API Gateway's IAM authorizer context of a request signed by [`ADMIN_ARN`] (R-AUD-1).
+#[must_use]
+pub fn iam_authorizer() -> Value {
+    json!({
+        "iam": {"accessKey": "ASIATEST", "accountId": "123456789012", "callerId": "AROATEST:it",
+                "principalOrgId": null, "userArn": ADMIN_ARN, "userId": "AROATEST:it"}
+    })
 }
 
 /// The IAM principal every authorized test request comes from (R-AUD-1).
@@ -1189,12 +1212,13 @@ pub async fn reconcile_api(
             "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "it"},
             "requestId": uuid::Uuid::new_v4().to_string(),
             "routeKey": route,
-            "stage": "$default"
+            "stage": "$default",
+            "authorizer": iam_authorizer()
         },
         "isBase64Encoded": false
     });
     let event = lambda_runtime::LambdaEvent::new(event, lambda_context());
-    let response = reconcile::handle(deps, event).await.unwrap();
+    let response = invoke_reconcile(deps, event).await;
     let status = u16::try_from(response["statusCode"].as_u64().unwrap()).unwrap();
     let body = response["body"]
         .as_str()
@@ -1265,12 +1289,11 @@ pub async fn deliver_run_pass(
             "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:queue",
             "awsRegion": "us-east-1"
         }]});
-        let answer = reconcile::handle(
+        let answer = invoke_reconcile(
             deps,
             lambda_runtime::LambdaEvent::new(event, lambda_context()),
         )
-        .await
-        .unwrap();
+        .await;
         assert_eq!(answer["batchItemFailures"], json!([]), "{answer}");
         sqs.delete_message()
             .queue_url(passes)
@@ -1331,12 +1354,13 @@ pub async fn reconcile_held_api(
             "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "it"},
             "requestId": uuid::Uuid::new_v4().to_string(),
             "routeKey": route_key,
-            "stage": "$default"
+            "stage": "$default",
+            "authorizer": iam_authorizer()
         },
         "isBase64Encoded": false
     });
     let event = lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default());
-    let response = reconcile::handle(deps, event).await.unwrap();
+    let response = invoke_reconcile(deps, event).await;
     let status = u16::try_from(response["statusCode"].as_u64().unwrap()).unwrap();
     let body = response["body"]
         .as_str()
@@ -1571,5 +1595,93 @@ impl ReconcileScene {
             )
             .await;
         assert!(status.is_success());
+    }
+}
+
+impl World {
+    /// Sends this world's admin alerts (R-OPS-1) to a new SNS topic on moto with a new SQS queue
+    /// subscribed to it, as an admin would subscribe; answers the queue's URL. Wiring built from
+    /// `self.app` afterwards publishes there.
+    ///
+    /// # Panics
+    /// When moto refuses a call.
+    pub async fn subscribe_admin_alerts(&mut self) -> String {
+        let sns = aws_sdk_sns::Client::new(&self.sdk);
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let topic = sns
+            .create_topic()
+            .name(format!("alerts-{id}"))
+            .send()
+            .await
+            .unwrap()
+            .topic_arn
+            .unwrap();
+        let sqs = aws_sdk_sqs::Client::new(&self.sdk);
+        let url = queue(&sqs, &format!("alerts-sub-{id}"), None).await;
+        let arn = sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+            .clone();
+        sns.subscribe()
+            .topic_arn(&topic)
+            .protocol("sqs")
+            .endpoint(arn)
+            .send()
+            .await
+            .unwrap();
+        let mut config = self.app.config.clone();
+        config.admin_alerts_topic_arn = Some(topic);
+        self.app = App::with_sdk_config(config, self.sdk.clone());
+        self.graph = self.graph_app();
+        url
+    }
+
+    /// Every admin alert delivered to the queue `url` so far (SNS envelopes opened), deleted.
+    ///
+    /// # Panics
+    /// When moto refuses a call or a message is not an SNS notification of an alert.
+    pub async fn admin_alerts(&self, url: &str) -> Vec<Value> {
+        let sqs = aws_sdk_sqs::Client::new(&self.sdk);
+        let mut out = Vec::new();
+        loop {
+            let received = sqs
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .unwrap();
+            let messages = received.messages();
+            if messages.is_empty() {
+                return out;
+            }
+            for m in messages {
+                let envelope: Value = serde_json::from_str(m.body().unwrap()).unwrap();
+                assert_eq!(envelope["Type"], "Notification", "{envelope}");
+                assert!(
+                    envelope["Subject"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("m365-sync alert: "),
+                    "{envelope}"
+                );
+                let alert: Value =
+                    serde_json::from_str(envelope["Message"].as_str().unwrap()).unwrap();
+                out.push(alert);
+                sqs.delete_message()
+                    .queue_url(url)
+                    .receipt_handle(m.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
     }
 }

@@ -121,7 +121,18 @@ impl<C: Clock + Clone> Reconciler<C> {
             Event::Passes(_) | Event::Schedule(_) => deadlines.of_context(context),
         };
         Self {
-            ports: self.ports.until(deadline).acting_for(actor(event)),
+            ports: self.ports.until(deadline),
+            passes: self.passes.clone(),
+            settings: self.settings.clone(),
+        }
+        .acting_for_event(event)
+    }
+
+    /// This wiring acting for whoever `event` comes from (R-AUD-1, see [`actor`]).
+    #[must_use]
+    pub fn acting_for_event(&self, event: &Event) -> Self {
+        Self {
+            ports: self.ports.clone().acting_for(actor(event)),
             passes: self.passes.clone(),
             settings: self.settings.clone(),
         }

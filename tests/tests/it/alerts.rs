@@ -11,10 +11,8 @@
 use m365_aws::OAuthClientCredentials;
 use m365_engine::model::{EventKind, PageRequest, TenantId};
 use m365_engine::ports::{EventFilter, EventQuery, EventStore};
-use m365_integration_tests::{
-    APP_ID, CONTOSO, CONTOSO_ADMIN, REDIRECT, World, queue, schedule_event,
-};
-use m365_lambda::{App, GraphApp, GraphConfig};
+use m365_integration_tests::{APP_ID, CONTOSO, CONTOSO_ADMIN, REDIRECT, World, schedule_event};
+use m365_lambda::{GraphApp, GraphConfig};
 use reqwest::Method;
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -32,79 +30,13 @@ async fn alerting_world() -> Option<(World, String)> {
         )
         .await;
     assert!(status.is_success());
-    let sns = aws_sdk_sns::Client::new(&w.sdk);
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    let topic = sns
-        .create_topic()
-        .name(format!("alerts-{id}"))
-        .send()
-        .await
-        .unwrap()
-        .topic_arn
-        .unwrap();
-    let sqs = aws_sdk_sqs::Client::new(&w.sdk);
-    let url = queue(&sqs, &format!("alerts-sub-{id}"), None).await;
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
-    sns.subscribe()
-        .topic_arn(&topic)
-        .protocol("sqs")
-        .endpoint(arn)
-        .send()
-        .await
-        .unwrap();
-    let mut config = w.app.config.clone();
-    config.admin_alerts_topic_arn = Some(topic);
-    w.app = App::with_sdk_config(config, w.sdk.clone());
-    w.graph = w.graph_app();
+    let url = w.subscribe_admin_alerts().await;
     Some((w, url))
 }
 
 /// Every alert delivered to the subscribed queue so far (SNS envelopes opened), deleted.
 async fn alerts(w: &World, url: &str) -> Vec<Value> {
-    let sqs = aws_sdk_sqs::Client::new(&w.sdk);
-    let mut out = Vec::new();
-    loop {
-        let received = sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap();
-        let messages = received.messages();
-        if messages.is_empty() {
-            return out;
-        }
-        for m in messages {
-            let envelope: Value = serde_json::from_str(m.body().unwrap()).unwrap();
-            assert_eq!(envelope["Type"], "Notification", "{envelope}");
-            assert!(
-                envelope["Subject"]
-                    .as_str()
-                    .unwrap()
-                    .starts_with("m365-sync alert: "),
-                "{envelope}"
-            );
-            let alert: Value = serde_json::from_str(envelope["Message"].as_str().unwrap()).unwrap();
-            out.push(alert);
-            sqs.delete_message()
-                .queue_url(url)
-                .receipt_handle(m.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-    }
+    w.admin_alerts(url).await
 }
 
 fn of_kind<'a>(alerts: &'a [Value], kind: &str) -> Vec<&'a Value> {

@@ -28,6 +28,14 @@ impl Stack {
         Some(Self(ReconcileScene::start("held").await?))
     }
 
+    /// [`Self::start`] with the admin alerts (R-OPS-1) going to a topic with a queue subscribed;
+    /// the queue's URL.
+    async fn start_alerting() -> Option<(Self, String)> {
+        let mut scene = ReconcileScene::start("held").await?;
+        let url = scene.world.subscribe_admin_alerts().await;
+        Some((Self(scene), url))
+    }
+
     /// Directory users `h0..h{n-1}` at contoso.com with a password, each bound.
     async fn bound_users(&self, n: usize) {
         for i in 0..n {
@@ -129,8 +137,8 @@ impl Stack {
 
 #[tokio::test]
 async fn a_held_plan_is_shown_then_approved_once_blocking_each_account_once() {
-    // R-REC-3
-    let Some(s) = Stack::start().await else {
+    // R-REC-3; R-OPS-1 (the trip reaches the admins' topic once); R-AUD-1 (the decision's actor)
+    let Some((s, alerts)) = Stack::start_alerting().await else {
         return;
     };
     s.bound_users(10).await;
@@ -185,6 +193,18 @@ async fn a_held_plan_is_shown_then_approved_once_blocking_each_account_once() {
             .len(),
         1
     );
+    // One alert for the incident, with the plan's size, however often the run comes back.
+    let got = s.world.admin_alerts(&alerts).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["kind"], "safeguard_tripped");
+    assert_eq!(got[0]["tenantId"], s.tenant.as_str());
+    assert_eq!(got[0]["details"]["held"], 3, "{got:?}");
+    let tripped = s.events_of(EventKind::ReconcileSafeguardTripped).await;
+    assert_eq!(
+        tripped[0].actor.as_ref().map(|a| a.as_str()),
+        Some(m365_integration_tests::ADMIN_ARN),
+        "the run's pass acts for the admin who asked for the run"
+    );
 
     let (status, decision) = s.held(&deps, Some("approve")).await;
     assert_eq!(status, 200, "{decision}");
@@ -198,6 +218,11 @@ async fn a_held_plan_is_shown_then_approved_once_blocking_each_account_once() {
     let approved = s.events_of(EventKind::ReconcilePlanApproved).await;
     assert_eq!(approved.len(), 1);
     assert_eq!(approved[0].details.as_ref().unwrap()["applied"], 3);
+    assert_eq!(
+        approved[0].actor.as_ref().map(|a| a.as_str()),
+        Some(m365_integration_tests::ADMIN_ARN),
+        "the admin who approved"
+    );
 
     // Once: a second approve finds no plan and applies nothing.
     let (status, second) = s.held(&deps, Some("approve")).await;
@@ -218,6 +243,11 @@ async fn a_held_plan_is_shown_then_approved_once_blocking_each_account_once() {
             .await
             .len(),
         1
+    );
+    assert_eq!(
+        s.world.admin_alerts(&alerts).await,
+        Vec::<Value>::new(),
+        "nothing more was alerted"
     );
 }
 
