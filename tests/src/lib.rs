@@ -1447,6 +1447,44 @@ pub struct ReconcileScene {
 }
 
 impl ReconcileScene {
+    /// The state of directory user `id`'s binding (it must exist).
+    ///
+    /// # Panics
+    /// When the binding is missing or the store fails.
+    pub async fn binding_state(&self, id: &str) -> m365_engine::model::BindingState {
+        use m365_engine::ports::BindingStore;
+        self.world
+            .app
+            .bindings
+            .get(&m365_engine::model::UserId::parse(id).unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+            .state
+    }
+
+    /// The latest 100 events of `kind`, newest first.
+    ///
+    /// # Panics
+    /// When the store fails.
+    pub async fn events_of(
+        &self,
+        kind: m365_engine::model::EventKind,
+    ) -> Vec<m365_engine::model::Event> {
+        use m365_engine::ports::{EventFilter, EventQuery, EventStore};
+        self.world
+            .app
+            .events
+            .query(&EventQuery {
+                filter: EventFilter::Kind(kind),
+                since: None,
+                page: m365_engine::model::PageRequest::first(100),
+            })
+            .await
+            .unwrap()
+            .items
+    }
+
     /// The scene, its queues named after `prefix`; `None` without moto (see [`moto`]).
     pub async fn start(prefix: &str) -> Option<Self> {
         let mut world = World::start().await?;
@@ -1640,6 +1678,26 @@ impl World {
         self.app = App::with_sdk_config(config, self.sdk.clone());
         self.graph = self.graph_app();
         url
+    }
+
+    /// Contoso's admin resets their password in the emulator: Microsoft revokes the refresh tokens
+    /// they granted (AADSTS50173, R-CONN-4).
+    ///
+    /// # Panics
+    /// When the emulator refuses.
+    pub async fn reset_admin_password(&self) {
+        let status = self
+            .emulator
+            .send(
+                reqwest::Method::POST,
+                &format!(
+                    "/_emulator/tenants/{CONTOSO}/admins/{}/reset-password",
+                    CONTOSO_ADMIN.0
+                ),
+                json!({}),
+            )
+            .await;
+        assert!(status.is_success());
     }
 
     /// Every admin alert delivered to the queue `url` so far (SNS envelopes opened), deleted.

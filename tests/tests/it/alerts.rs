@@ -11,7 +11,7 @@
 use m365_aws::OAuthClientCredentials;
 use m365_engine::model::{EventKind, PageRequest, TenantId};
 use m365_engine::ports::{EventFilter, EventQuery, EventStore};
-use m365_integration_tests::{APP_ID, CONTOSO, CONTOSO_ADMIN, REDIRECT, World, schedule_event};
+use m365_integration_tests::{APP_ID, REDIRECT, World, schedule_event};
 use m365_lambda::{GraphApp, GraphConfig};
 use reqwest::Method;
 use secrecy::SecretString;
@@ -85,18 +85,7 @@ async fn a_refused_refresh_token_reaches_the_topic_as_exactly_one_alert_over_two
         return;
     };
     let tenant = w.connect_contoso("Contoso").await;
-    let status = w
-        .emulator
-        .send(
-            Method::POST,
-            &format!(
-                "/_emulator/tenants/{CONTOSO}/admins/{}/reset-password",
-                CONTOSO_ADMIN.0
-            ),
-            json!({}),
-        )
-        .await;
-    assert!(status.is_success());
+    w.reset_admin_password().await;
     let first = token_refresh::handle(&w.token_refresh(), schedule_event())
         .await
         .unwrap();

@@ -8,8 +8,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use m365_engine::model::{BindingState, EventKind, PageRequest, UserId};
-use m365_engine::ports::{BindingStore, EventFilter, EventQuery, EventStore};
+use m365_engine::model::{BindingState, EventKind};
 use m365_integration_tests::{CONTOSO, ReconcileScene};
 use reconcile::Settings;
 use serde_json::{Value, json};
@@ -98,31 +97,6 @@ impl Stack {
             .graph(reqwest::Method::DELETE, &format!("/users/{upn}"), None)
             .await;
         assert_eq!(status, 204, "{body}");
-    }
-
-    async fn binding_state(&self, id: &str) -> BindingState {
-        self.world
-            .app
-            .bindings
-            .get(&UserId::parse(id).unwrap())
-            .await
-            .unwrap()
-            .unwrap()
-            .state
-    }
-
-    async fn events_of(&self, kind: EventKind) -> Vec<m365_engine::model::Event> {
-        self.world
-            .app
-            .events
-            .query(&EventQuery {
-                filter: EventFilter::Kind(kind),
-                since: None,
-                page: PageRequest::first(100),
-            })
-            .await
-            .unwrap()
-            .items
     }
 
     /// The `user_deprovision` events reconcile recorded for blocking an account again.

@@ -8,8 +8,8 @@
 
 use chrono::TimeDelta;
 use lambda_runtime::LambdaEvent;
-use m365_engine::model::{BindingState, EventKind, PageRequest, UserId};
-use m365_engine::ports::{BindingStore, EventFilter, EventQuery, EventStore, Leases};
+use m365_engine::model::{BindingState, EventKind, UserId};
+use m365_engine::ports::{BindingStore, Leases};
 use m365_integration_tests::{
     CONTOSO, OffsetClock, ReconcileScene, deliver_run_pass, lambda_context, next_sqs_event,
     reconcile_api, reconcile_run, schedule_event,
@@ -168,31 +168,6 @@ impl Stack {
             .await;
         assert_eq!(status, 200, "{body}");
         body["m365ObjectId"].as_str().unwrap().to_owned()
-    }
-
-    async fn binding_state(&self, id: &str) -> BindingState {
-        self.world
-            .app
-            .bindings
-            .get(&UserId::parse(id).unwrap())
-            .await
-            .unwrap()
-            .unwrap()
-            .state
-    }
-
-    async fn events_of(&self, kind: EventKind) -> Vec<m365_engine::model::Event> {
-        self.world
-            .app
-            .events
-            .query(&EventQuery {
-                filter: EventFilter::Kind(kind),
-                since: None,
-                page: PageRequest::first(100),
-            })
-            .await
-            .unwrap()
-            .items
     }
 }
 

@@ -159,18 +159,7 @@ async fn invalid_grant_case(aadsts: u32, breakage: impl AsyncFnOnce(&World)) {
 async fn a_revoked_grant_after_an_admin_password_reset_requires_reauthorization() {
     // R-CONN-4 (AADSTS50173)
     invalid_grant_case(50_173, async |w: &World| {
-        let status = w
-            .emulator
-            .send(
-                Method::POST,
-                &format!(
-                    "/_emulator/tenants/{CONTOSO}/admins/{}/reset-password",
-                    CONTOSO_ADMIN.0
-                ),
-                json!({}),
-            )
-            .await;
-        assert!(status.is_success());
+        w.reset_admin_password().await;
     })
     .await;
 }

@@ -188,34 +188,12 @@ impl HeldPlanStore for DynamoHeldPlans {
     }
 
     async fn put_tally(&self, tenant: &TenantId, tally: Option<&RoundTally>) -> Result<(), Error> {
-        match tally {
-            Some(tally) => {
-                let text =
-                    serde_json::to_string(tally).map_err(|_| CorruptItem::Attribute(TALLY))?;
-                self.table
-                    .client
-                    .put_item()
-                    .table_name(&self.table.name)
-                    .item(PK, s(tally_key(tenant)))
-                    .item(TALLY, s(text))
-                    .send()
-                    .on_heap()
-                    .await
-                    .map_err(dynamo_error)?;
-            }
-            None => {
-                self.table
-                    .client
-                    .delete_item()
-                    .table_name(&self.table.name)
-                    .set_key(Some(pk_key(tally_key(tenant))))
-                    .send()
-                    .on_heap()
-                    .await
-                    .map_err(dynamo_error)?;
-            }
-        }
-        Ok(())
+        let text = tally
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|_| CorruptItem::Attribute(TALLY))?;
+        self.put_text(tally_key(tenant), TALLY, text.as_deref())
+            .await
     }
 
     async fn rejected(&self, tenant: &TenantId) -> Result<Option<String>, Error> {
@@ -226,14 +204,26 @@ impl HeldPlanStore for DynamoHeldPlans {
     }
 
     async fn put_rejected(&self, tenant: &TenantId, body: Option<&str>) -> Result<(), Error> {
-        match body {
-            Some(body) => {
+        self.put_text(rejected_key(tenant), REJECTED, body).await
+    }
+}
+
+impl DynamoHeldPlans {
+    /// Writes item `key` holding `text` in attribute `attribute`, or deletes it for `None`.
+    async fn put_text(
+        &self,
+        key: String,
+        attribute: &str,
+        text: Option<&str>,
+    ) -> Result<(), Error> {
+        match text {
+            Some(text) => {
                 self.table
                     .client
                     .put_item()
                     .table_name(&self.table.name)
-                    .item(PK, s(rejected_key(tenant)))
-                    .item(REJECTED, s(body))
+                    .item(PK, s(key))
+                    .item(attribute, s(text))
                     .send()
                     .on_heap()
                     .await
@@ -244,7 +234,7 @@ impl HeldPlanStore for DynamoHeldPlans {
                     .client
                     .delete_item()
                     .table_name(&self.table.name)
-                    .set_key(Some(pk_key(rejected_key(tenant))))
+                    .set_key(Some(pk_key(key)))
                     .send()
                     .on_heap()
                     .await
