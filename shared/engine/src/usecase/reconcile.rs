@@ -1749,14 +1749,7 @@ mod tests {
     }
 
     async fn world_with(n: usize) -> World {
-        let w = World::new().await;
-        for i in 0..n {
-            let id = format!("u{i}");
-            w.user(&id).await;
-            w.passwords().set(&uid(&id), &secret(GOOD)).await.unwrap();
-            w.bind(&id).await;
-        }
-        w
+        crate::usecase::testkit::bound_users_with_password(n, GOOD).await
     }
 
     fn object(w: &World, b: &Binding) -> M365ObjectId {

@@ -242,6 +242,24 @@ pub(crate) async fn bound_user_failing_next(w: &World, id: &str, error: Error) -
 
 /// Creates user `id` with a pending binding (`reason`) and no M365 account yet, as a bind that
 /// stopped before its create leaves it: the stored binding.
+/// `n` bound users `u0..u{n-1}`, each with the directory password `password` (R-PWD-1).
+///
+/// # Panics
+/// If a password is refused.
+pub(crate) async fn bound_users_with_password(n: usize, password: &str) -> World {
+    let w = World::new().await;
+    for i in 0..n {
+        let id = format!("u{i}");
+        w.user(&id).await;
+        w.passwords()
+            .set(&uid(&id), &secret(password))
+            .await
+            .unwrap();
+        w.bind(&id).await;
+    }
+    w
+}
+
 pub(crate) async fn pending_user(w: &World, id: &str, reason: &str) -> Binding {
     w.user(id).await;
     w.bindings

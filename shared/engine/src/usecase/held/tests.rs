@@ -10,23 +10,13 @@ use crate::testing::FakeUserDeltas;
 use crate::usecase::group_sync::SyncGroup;
 use crate::usecase::reconcile_pass::{ReconcilePass, TenantReport};
 use crate::usecase::reconcile_queue::PassEnd;
-use crate::usecase::testkit::{World, gid, secret, uid};
+use crate::usecase::testkit::{World, gid, uid};
 
 const LEASE: TimeDelta = TimeDelta::minutes(6);
 
 /// `n` bound users `u0..u{n-1}`, each with a directory password.
 async fn world_with(n: usize) -> World {
-    let w = World::new().await;
-    for i in 0..n {
-        let id = format!("u{i}");
-        w.user(&id).await;
-        w.passwords()
-            .set(&uid(&id), &secret("Correct-Horse-7"))
-            .await
-            .unwrap();
-        w.bind(&id).await;
-    }
-    w
+    crate::usecase::testkit::bound_users_with_password(n, "Correct-Horse-7").await
 }
 
 async fn pass(w: &World, settings: &ReconcileSettings, number: u32) -> (TenantReport, PassEnd) {

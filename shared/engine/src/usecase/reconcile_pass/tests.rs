@@ -7,21 +7,11 @@ use crate::model::{BindingState, EventKind};
 use crate::policy::password::DirectoryPasswordPolicy;
 use crate::testing::FakeUserDeltas;
 use crate::usecase::reconcile::RepairKind;
-use crate::usecase::testkit::{World, secret, uid};
+use crate::usecase::testkit::World;
 
 /// `n` bound users `u0..u{n-1}`, each with a directory password.
 async fn world_with(n: usize) -> World {
-    let w = World::new().await;
-    for i in 0..n {
-        let id = format!("u{i}");
-        w.user(&id).await;
-        w.passwords()
-            .set(&uid(&id), &secret("Correct-Horse-7"))
-            .await
-            .unwrap();
-        w.bind(&id).await;
-    }
-    w
+    crate::usecase::testkit::bound_users_with_password(n, "Correct-Horse-7").await
 }
 
 fn suspensions(report: &TenantReport) -> usize {

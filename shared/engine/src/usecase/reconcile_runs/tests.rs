@@ -8,22 +8,13 @@ use crate::model::BindingState;
 use crate::ports::Leases;
 use crate::testing::{FakeReconcileCursors, FakeRetryQueue, FakeUserDeltas};
 use crate::usecase::reconcile_queue::lease_name;
-use crate::usecase::testkit::{World, secret, uid};
+use crate::usecase::testkit::World;
 
 const LEASE: TimeDelta = TimeDelta::minutes(6);
 
 /// `n` bound users `u0..u{n-1}`, each with a directory password, and a queue of passes.
 async fn world_with(n: usize) -> (World, FakeRetryQueue) {
-    let w = World::new().await;
-    for i in 0..n {
-        let id = format!("u{i}");
-        w.user(&id).await;
-        w.passwords()
-            .set(&uid(&id), &secret("Correct-Horse-7"))
-            .await
-            .unwrap();
-        w.bind(&id).await;
-    }
+    let w = crate::usecase::testkit::bound_users_with_password(n, "Correct-Horse-7").await;
     let passes = FakeRetryQueue::new(w.clock.clone());
     (w, passes)
 }
